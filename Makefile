@@ -1,0 +1,35 @@
+# Two-command set-up: `make demo` and `make test`. Both run `make setup` first, which is
+# idempotent: Debian tools are installed only when missing, the venv only when setup.cfg changed.
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+STAMP    := $(VENV)/.installed
+TOOLS    := iverilog verilator yosys nextpnr-ice40
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+JOBS     ?= 2
+
+.PHONY: setup tools test demo clean
+
+setup: tools $(STAMP)
+
+tools:
+	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian tools:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): setup.cfg pyproject.toml
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -n $(JOBS) --durations=15 tests
+
+demo: setup
+	$(VENV)/bin/cnn-ip demo -o out/demo
+
+clean:
+	rm -rf out build sim_build .pytest_cache

@@ -1,0 +1,165 @@
+"""What every block module declares about itself (DESIGN.md, Contract 4).
+
+A block module defines one :class:`BlockDef`. Its parameter table is the single source for
+
+* validation in the block's ``@block`` function (``ValueError`` naming the parameter and
+  the allowed range),
+* the ``cnn-ip block NAME --param value`` flags (``cnn_ip.cli``),
+* the ``parameters`` section of the JSON sidecar (``cnn_ip.export``).
+
+The export and co-simulation tools in ``cnn_ip`` find blocks through :func:`registry`, so a
+new block only has to define ``BLOCK = BlockDef(...)`` in its module.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+REQUIRED = object()
+
+
+class ParameterError(ValueError):
+    """A parameter value (or a file a parameter names) is not acceptable.
+
+    The message starts with the parameter's name: ``"lanes: must be ..."``.
+    """
+
+
+@dataclass(frozen=True)
+class Param:
+    """One block parameter.
+
+    ``kind`` is ``int``, ``bool``, ``str`` (with ``choices``) or ``"path"`` (a file the
+    CLI reads; from Python the already loaded object is passed instead).
+    ``only_if`` names a condition under which the parameter is used (for the help text
+    and the sidecar); validation of such dependencies lives in the block's cross check.
+    """
+
+    name: str
+    kind: Any
+    default: Any = REQUIRED
+    lo: int | None = None
+    hi: int | None = None
+    choices: tuple | None = None
+    help: str = ""
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def allowed(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        if self.kind is bool:
+            return "true or false"
+        if self.kind is int:
+            return f"an integer in {self.lo}..{self.hi}"
+        return "a file name" if self.kind == "path" else "a string"
+
+    def check(self, value):
+        """Return ``value`` if allowed, else raise ``ValueError`` naming the parameter."""
+        bad = ParameterError(f"{self.name}: must be {self.allowed()}, got {value!r}")
+        if self.kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad
+            if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
+                raise bad
+        elif self.kind is bool:
+            if not isinstance(value, bool):
+                raise bad
+        elif self.choices is not None and value not in self.choices:
+            raise bad
+        return value
+
+
+@dataclass(frozen=True)
+class BlockDef:
+    """A block's contract: how to build, validate, wire, estimate and export it.
+
+    build:       the ``@block`` function; called as ``build(**ports, **build_kwargs)``.
+    params:      the parameter table.
+    ports:       ``ports(**params) -> {argument name: Signal or Axis}``, in port order,
+                 fresh signals of the right widths (used for conversion and test benches).
+    golden:      the pure-numpy model of the block's transform (signature is the block's).
+    estimate:    ``estimate(**params) -> dict`` with lut, ff, dsp, bram_bits, latency,
+                 cycles_per_item (Contract 4 item 3).
+    derived:     ``derived(**params) -> dict`` of derived widths reported in the sidecar.
+    cross_check: ``cross_check(params)`` raises ``ValueError`` for combinations that are
+                 individually valid but jointly not.
+    prepare:     ``prepare(params) -> build kwargs``; turns CLI values into what the
+                 ``@block`` function takes (e.g. loads a weights file).  Default: identity.
+    write_files: ``write_files(build_kwargs, out_dir) -> [file names]`` for files the
+                 Verilog reads (ROM images).  Default: none.
+    lint_waivers: ``{verilator rule: reason}``; every waiver carries its reason.
+    example:     ``example() -> parameter values`` of a representative configuration,
+                 used by ``cnn-ip demo``.
+    """
+
+    name: str
+    build: Callable
+    params: tuple[Param, ...]
+    ports: Callable[..., dict]
+    golden: Callable
+    estimate: Callable[..., dict]
+    derived: Callable[..., dict] = lambda **p: {}
+    cross_check: Callable[[dict], None] = lambda p: None
+    prepare: Callable[[dict], dict] = lambda p: dict(p)
+    write_files: Callable[[dict, str], list] = lambda kwargs, out_dir: []
+    lint_waivers: dict = field(default_factory=dict)
+    example: Callable[[], dict] = dict
+
+    def validate(self, **values) -> dict:
+        """Fill defaults and check every parameter; raise ``ParameterError`` on the first."""
+        known = {p.name: p for p in self.params}
+        for name in values:
+            if name not in known:
+                raise ParameterError(f"{name}: unknown parameter of {self.name} "
+                                 f"(known: {', '.join(known)})")
+        out = {}
+        for p in self.params:
+            value = values.get(p.name, p.default)
+            if value is REQUIRED:
+                raise ParameterError(f"{p.name}: required, must be {p.allowed()}")
+            out[p.name] = p.check(value)
+        try:
+            self.cross_check(out)
+        except ParameterError:
+            raise
+        except ValueError as error:
+            raise ParameterError(str(error)) from None
+        return out
+
+    def prepared(self, **values) -> tuple[dict, dict]:
+        """``(params, build kwargs)``: validated values and what ``build`` takes.
+
+        A ``ValueError`` from ``prepare`` (e.g. a bad weights file) becomes a
+        ``ParameterError``.
+        """
+        params = self.validate(**values)
+        try:
+            return params, self.prepare(params)
+        except ParameterError:
+            raise
+        except ValueError as error:
+            raise ParameterError(str(error)) from None
+
+
+def check_width(port: str, signal, expected: int) -> None:
+    """Raise ``ParameterError`` if ``signal`` is not ``expected`` bits wide."""
+    if len(signal) != expected:
+        raise ParameterError(f"{port}: is {len(signal)} bits wide, expected {expected}")
+
+
+def registry() -> dict[str, BlockDef]:
+    """All blocks in the ``blocks`` package, by name (modules defining ``BLOCK``)."""
+    import blocks
+
+    found = {}
+    for info in pkgutil.iter_modules(blocks.__path__):
+        module = importlib.import_module(f"blocks.{info.name}")
+        block_def = getattr(module, "BLOCK", None)
+        if isinstance(block_def, BlockDef):
+            found[block_def.name] = block_def
+    return dict(sorted(found.items()))

@@ -1,0 +1,35 @@
+"""``cnn-ip demo -o DIR``: the main job as it stands, on the bundled example configurations.
+
+Writes every block's Verilog and sidecar for its example configuration (``BlockDef.example``)
+into ``DIR/<block>/`` and prints where each went and what the estimate says it costs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from blocks.spec import registry
+from cnn_ip.export import generate
+
+COLUMNS = ("lut", "ff", "dsp", "bram_bits", "latency")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="generate every block for its example configuration")
+    parser.add_argument("-o", "--output", default="out/demo", metavar="DIR")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    out = Path(args.output)
+    rows = []
+    for name, block_def in registry().items():
+        values = block_def.example()
+        info = generate(block_def, out / name, **values)
+        lines = len((out / name / f"{name}.v").read_text().splitlines())
+        rows.append((name, str(out / name), lines, *(info["estimate"][k] for k in COLUMNS),
+                     " ".join(f"{k}={v}" for k, v in values.items() if not k.endswith("file"))))
+    header = ("block", "directory", "v lines", *COLUMNS, "example parameters")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0

@@ -1,0 +1,53 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cnn_ip.cli import main
+
+
+def test_block_writes_verilog_and_sidecar_with_parsed_ports(tmp_path):
+    assert main(["block", "axis_register", "--bits", "12", "-o", str(tmp_path)]) == 0
+    info = json.loads((tmp_path / "axis_register.json").read_text())
+    assert info["top"] == "axis_register"
+    ports = {p["name"]: (p["direction"], p["width"]) for p in info["ports"]}
+    assert ports["s_axis_in_tdata"] == ("input", 12)
+    assert ports["m_axis_out_tdata"] == ("output", 12)
+    assert ports["s_axis_in_tready"] == ("output", 1)
+    assert "module axis_register" in (tmp_path / "axis_register.v").read_text()
+
+
+def test_output_is_deterministic(tmp_path):
+    for d in ("a", "b"):
+        main(["block", "axis_register", "--bits", "5", "-o", str(tmp_path / d)])
+    assert (tmp_path / "a/axis_register.v").read_bytes() == (tmp_path / "b/axis_register.v").read_bytes()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["block", "axis_register", "--bits", "0"], "--bits: must be an integer in 1..4096, got 0"),
+    (["block", "axis_register", "--bits", "x"], "argument --bits: invalid int value"),
+    (["block", "nope"], "invalid choice: 'nope'"),
+])
+def test_bad_parameters_give_one_line_and_write_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    assert main([*argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_console_script_exit_status(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "cnn_ip.cli", "block", "axis_register",
+                             "--bits", "-3", "-o", str(tmp_path / "o")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_demo_generates_every_block(tmp_path, capsys):
+    from blocks.spec import registry
+    assert main(["demo", "-o", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    for name in registry():
+        assert (tmp_path / name / f"{name}.v").exists()
+        assert name in printed

@@ -1,0 +1,61 @@
+"""The harness itself: it must catch what it is there to catch."""
+import pytest
+from myhdl import always_seq, block, instance
+
+from blocks.axis_register import BLOCK
+from blocks.spec import BlockDef, Param
+from blocks.stream import Axis, clock_reset, pack, unpack
+from cnn_ip import cosim
+
+
+def test_vpi_is_cached_outside_the_repo():
+    path = cosim.myhdl_vpi()
+    assert path.exists() and "cnn_ip" in str(path)
+    assert cosim.myhdl_vpi() == path
+
+
+def test_missing_tool_is_named(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(cosim.ToolMissing, match="iverilog not found"):
+        cosim.require("iverilog")
+
+
+def test_timeout_reports_counts():
+    with pytest.raises(AssertionError, match="timeout after 50 cycles"):
+        cosim.run_streams(BLOCK, inputs={"s_axis_in": [(1, True)]},
+                          expect={"m_axis_out": 2}, max_cycles=50, bits=4)
+
+
+@block
+def withdrawing(aclk, aresetn, s_axis_in, m_axis_out, *, bits):
+    """A faulty block: raises tvalid, then drops it before the beat moved."""
+    @always_seq(aclk.posedge, reset=aresetn)
+    def logic():
+        m_axis_out.tvalid.next = not m_axis_out.tvalid
+        m_axis_out.tdata.next = m_axis_out.tdata + 1
+    return logic
+
+
+BROKEN = BlockDef(name="withdrawing", build=withdrawing, params=(Param("bits", int, lo=1, hi=8),),
+                  ports=lambda bits: {**clock_reset(), "s_axis_in": Axis(bits),
+                                      "m_axis_out": Axis(bits)},
+                  golden=None, estimate=lambda bits: {})
+
+
+def test_monitor_catches_withdrawn_valid():
+    with pytest.raises(AssertionError, match="AXI stability violated"):
+        cosim.run_streams(BROKEN, inputs={}, expect={"m_axis_out": 5}, stall=0.7, bits=8)
+
+
+def test_lint_reports_warnings(tmp_path):
+    bad = tmp_path / "bad.v"
+    bad.write_text("module bad(input a, output [1:0] y);\nassign y = a;\nendmodule\n")
+    with pytest.raises(AssertionError, match="WIDTH"):
+        cosim.lint(bad, "bad")
+
+
+def test_pack_unpack_round_trip():
+    values = [-4, 3, 0, -1]
+    word = pack(values, 3)
+    assert unpack(word, 3, 4, signed=True) == values
+    assert unpack(word, 3, 4) == [4, 3, 0, 7]
