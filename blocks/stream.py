@@ -27,16 +27,20 @@ from myhdl import ResetSignal, Signal, block, instance, intbv, now
 
 
 class Axis:
-    """An AXI4-Stream interface with ``bits``-wide ``tdata``."""
+    """An AXI4-Stream interface with ``bits``-wide ``tdata``.
 
-    def __init__(self, bits: int):
+    ``last=False`` leaves out ``tlast`` (``self.tlast is None``) for streams whose framing
+    does not matter, so the converted module has no unused port.
+    """
+
+    def __init__(self, bits: int, *, last: bool = True):
         if not isinstance(bits, int) or bits < 1:
             raise ValueError(f"bits: must be a positive integer, got {bits!r}")
         self.bits = bits
         self.tdata = Signal(intbv(0)[bits:])
         self.tvalid = Signal(bool(0))
         self.tready = Signal(bool(0))
-        self.tlast = Signal(bool(0))
+        self.tlast = Signal(bool(0)) if last else None
 
 
 def clock_reset() -> dict:
@@ -73,8 +77,12 @@ def unpack(word: int, bits: int, lanes: int, *, signed: bool = False) -> list[in
 
 @block
 def axis_source(aclk, aresetn, axis, beats, *, seed=0, idle=0.0, period=10):
-    """Drive ``beats`` (``(tdata, tlast)`` pairs) on ``axis``; idle with probability ``idle``."""
+    """Drive ``beats`` (``(tdata, tlast)`` pairs) on ``axis``; idle with probability ``idle``.
+
+    ``tlast`` is ignored for a stream without one.
+    """
     rng = random.Random(seed)
+    has_last = axis.tlast is not None
 
     @instance
     def drive():
@@ -92,7 +100,8 @@ def axis_source(aclk, aresetn, axis, beats, *, seed=0, idle=0.0, period=10):
             if sent < len(beats) and rng.random() >= idle:
                 data, last = beats[sent]
                 axis.tdata.next = data
-                axis.tlast.next = bool(last)
+                if has_last:
+                    axis.tlast.next = bool(last)
                 axis.tvalid.next = 1
             else:
                 axis.tvalid.next = 0
@@ -102,8 +111,12 @@ def axis_source(aclk, aresetn, axis, beats, *, seed=0, idle=0.0, period=10):
 
 @block
 def axis_sink(aclk, aresetn, axis, received, *, seed=0, stall=0.0, period=10):
-    """Accept beats from ``axis`` into ``received``; drop ``tready`` with probability ``stall``."""
+    """Accept beats from ``axis`` into ``received``; drop ``tready`` with probability ``stall``.
+
+    On a stream without ``tlast`` every beat is recorded with ``last=False``.
+    """
     rng = random.Random(seed)
+    last = axis.tlast if axis.tlast is not None else Signal(bool(0))
 
     @instance
     def accept():
@@ -114,7 +127,7 @@ def axis_sink(aclk, aresetn, axis, received, *, seed=0, stall=0.0, period=10):
                 axis.tready.next = 0
                 continue
             if axis.tvalid and axis.tready:
-                received.append(Beat(int(axis.tdata), bool(axis.tlast), now() // period))
+                received.append(Beat(int(axis.tdata), bool(last), now() // period))
             axis.tready.next = rng.random() >= stall
 
     return accept
@@ -123,6 +136,7 @@ def axis_sink(aclk, aresetn, axis, received, *, seed=0, stall=0.0, period=10):
 @block
 def axis_monitor(aclk, aresetn, axis, errors, *, label="axis", period=10):
     """Append a message to ``errors`` whenever a stalled beat changes or is withdrawn."""
+    last = axis.tlast if axis.tlast is not None else Signal(bool(0))
 
     @instance
     def watch():
@@ -133,11 +147,11 @@ def axis_monitor(aclk, aresetn, axis, errors, *, label="axis", period=10):
                 held = None
                 continue
             if held is not None:
-                now_beat = (bool(axis.tvalid), int(axis.tdata), bool(axis.tlast))
+                now_beat = (bool(axis.tvalid), int(axis.tdata), bool(last))
                 if now_beat != held:
                     errors.append(f"{label}: stalled beat {held} became {now_beat} "
                                   f"at cycle {now() // period}")
             stalled = axis.tvalid and not axis.tready
-            held = (True, int(axis.tdata), bool(axis.tlast)) if stalled else None
+            held = (True, int(axis.tdata), bool(last)) if stalled else None
 
     return watch

@@ -1,0 +1,416 @@
+"""``mac_array``: the mixed-precision multiply-accumulate array (DESIGN.md, Contract 5).
+
+``lanes`` output channels in parallel, each taking the dot product of the activation
+stream with its own weight stream, ``simd`` elements per beat.  Binary and ternary weights
+need no multiplier (add, subtract or skip); ``int`` weights use one multiplier per
+element, with registered operands and products so synthesis maps them to pipelined DSPs.
+
+Parameters
+----------
+lanes : int, 1..64        L, output channels in parallel
+simd : int, 1..64         S, input elements per beat
+weights : str             ``binary`` (1 bit: code 1 = +1, 0 = -1), ``ternary`` (2-bit two's
+                          complement: 01 = +1, 11 = -1, 00 = 0), or ``int``
+wbits : int, 2..8         N, bits of an ``int`` weight (two's complement); ignored otherwise
+abits : int, 1..8         A, activation bits
+asigned : bool            activations are two's complement (first layer) instead of unsigned
+reduce : int, 1..2**20    R, the longest dot product in elements; sizes the accumulator
+
+Ports (WB = 1, 2 or N; ACC from :func:`acc_bits`, reported in the JSON sidecar)
+-----
+aclk, aresetn                 clock; synchronous active-low reset
+s_axis_act_tdata[S*A-1:0]     element ``s`` at ``[(s+1)*A-1 : s*A]``; ``tvalid``, ``tready``,
+                              ``tlast`` marks the last beat of a dot product
+s_axis_wgt_tdata[L*S*WB-1:0]  element ``s`` of lane ``l`` at index ``l*S + s``; ``tvalid``,
+                              ``tready`` (no ``tlast``: the ``act`` stream frames dot products)
+m_axis_acc_tdata[L*ACC-1:0]   lane ``l`` at ``[(l+1)*ACC-1 : l*ACC]``, signed; ``tvalid``,
+                              ``tready`` (no ``tlast``: every beat is one whole result)
+
+Beat ``i`` of ``act`` pairs with beat ``i`` of ``wgt``.  When the ``tlast`` act beat is
+consumed, one output beat carries, per lane, the sum over the dot product's beats of
+``sum_s act[s] * w[l][s]``.
+
+Latency and throughput
+----------------------
+``3 + ceil(log2(S))`` cycles from the edge that consumes the ``tlast`` beat to the edge on
+which the result can first be taken: an operand register, a product register, one
+register per adder-tree level, and the accumulator/output register.  One beat per cycle
+sustained while ``m_axis_acc`` is not back-pressured; a stalled result holds the whole
+pipeline (and the input ``tready``) until it is taken.  No input value within ``reduce``
+elements can overflow the accumulator.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from myhdl import ConcatSignal, Signal, always, always_comb, always_seq, block, concat, intbv
+
+from blocks.spec import BlockDef, Param, check_width
+from blocks.stream import Axis, clock_reset
+
+WEIGHT_MODES = ("binary", "ternary", "int")
+
+PARAMS = (
+    Param("lanes", int, lo=1, hi=64, help="output channels in parallel (L)"),
+    Param("simd", int, lo=1, hi=64, help="input elements per beat (S)"),
+    Param("weights", str, choices=WEIGHT_MODES, help="weight mode"),
+    Param("wbits", int, default=8, lo=2, hi=8, help="bits of an int weight (int mode only)"),
+    Param("abits", int, lo=1, hi=8, help="activation bits (A)"),
+    Param("asigned", bool, default=False, help="signed activations (first layer)"),
+    Param("reduce", int, lo=1, hi=1 << 20, help="longest dot product in elements (R)"),
+)
+
+
+# ----------------------------------------------------------------------------- numbers
+
+def weight_bits(weights: str, wbits: int) -> int:
+    """WB: bits of one weight code."""
+    return {"binary": 1, "ternary": 2}.get(weights, wbits)
+
+
+def weight_range(weights: str, wbits: int) -> tuple[int, int]:
+    """Smallest and largest weight value of the mode."""
+    if weights == "binary" or weights == "ternary":
+        return -1, 1
+    return -(1 << (wbits - 1)), (1 << (wbits - 1)) - 1
+
+
+def act_range(abits: int, asigned: bool) -> tuple[int, int]:
+    if asigned:
+        return -(1 << (abits - 1)), (1 << (abits - 1)) - 1
+    return 0, (1 << abits) - 1
+
+
+def product_range(*, weights, wbits, abits, asigned) -> tuple[int, int]:
+    a = act_range(abits, asigned)
+    w = weight_range(weights, wbits)
+    corners = [x * y for x in a for y in w]
+    return min(corners), max(corners)
+
+
+def signed_bits(lo: int, hi: int) -> int:
+    """Fewest two's complement bits holding every integer in ``[lo, hi]``."""
+    bits = 1
+    while lo < -(1 << (bits - 1)) or hi > (1 << (bits - 1)) - 1:
+        bits += 1
+    return bits
+
+
+def terms(*, simd, reduce) -> int:
+    """Products summed at most: the dot product rounded up to whole beats."""
+    return math.ceil(reduce / simd) * simd
+
+
+def acc_bits(*, simd, weights, wbits, abits, asigned, reduce, **_) -> int:
+    """ACC: accumulator bits such that no dot product of ``reduce`` elements overflows."""
+    lo, hi = product_range(weights=weights, wbits=wbits, abits=abits, asigned=asigned)
+    n = terms(simd=simd, reduce=reduce)
+    return signed_bits(n * lo, n * hi)
+
+
+def weight_codes(values, weights: str, wbits: int = 8) -> np.ndarray:
+    """Weight values -> the codes the hardware reads (Contract 2)."""
+    values = np.asarray(values, dtype=np.int64)
+    lo, hi = weight_range(weights, wbits)
+    if weights == "binary":
+        if np.any((values != 1) & (values != -1)):
+            raise ValueError("binary weights must be -1 or +1")
+        return (values > 0).astype(np.int64)
+    if np.any((values < lo) | (values > hi)):
+        raise ValueError(f"{weights} weights must lie in {lo}..{hi}")
+    return values & ((1 << weight_bits(weights, wbits)) - 1)
+
+
+def tree_levels(simd: int) -> int:
+    return math.ceil(math.log2(simd)) if simd > 1 else 0
+
+
+def latency(simd: int) -> int:
+    return 3 + tree_levels(simd)
+
+
+# ------------------------------------------------------------------------ sub-blocks
+
+@block
+def operand_register(aclk, enable, d, q):
+    """Datapath register (no reset: ``valid`` bits travel beside it)."""
+
+    @always(aclk.posedge)
+    def load():
+        if enable:
+            q.next = d
+
+    return load
+
+
+@block
+def field_register(aclk, enable, bus, q, *, lo, signed):
+    """Register field ``bus[lo + len(q) - 1 : lo]`` into ``q``, as a signed value if asked.
+
+    Slices the whole bus with constants rather than taking a MyHDL shadow slice: shadow
+    slices of interface attributes are not connected by the Verilog converter.
+    """
+    hi = lo + len(q)
+
+    @always(aclk.posedge)
+    def load_signed():
+        if enable:
+            q.next = bus[hi:lo].signed()
+
+    @always(aclk.posedge)
+    def load():
+        if enable:
+            q.next = bus[hi:lo]
+
+    return load_signed if signed else load
+
+
+@block
+def multiply(aclk, enable, act, wcode, product, *, weights):
+    """Registered ``act * weight``: binary and ternary select +act, -act or 0; int multiplies."""
+
+    @always(aclk.posedge)
+    def binary():
+        if enable:
+            if wcode == 1:
+                product.next = act
+            else:
+                product.next = -act
+
+    @always(aclk.posedge)
+    def ternary():
+        if enable:
+            if wcode == 1:
+                product.next = act
+            elif wcode == 3:
+                product.next = -act
+            else:
+                product.next = 0
+
+    @always(aclk.posedge)
+    def integer():
+        if enable:
+            product.next = act * wcode.signed()
+
+    return {"binary": binary, "ternary": ternary, "int": integer}[weights]
+
+
+@block
+def add(aclk, enable, a, b, total):
+    """One registered adder-tree node."""
+
+    @always(aclk.posedge)
+    def node():
+        if enable:
+            total.next = a + b
+
+    return node
+
+
+@block
+def accumulate(aclk, enable, valid, last, fresh, psum, acc, result):
+    """Per-lane accumulator: restarts after a ``last`` beat, hands the total to ``result``."""
+
+    @always(aclk.posedge)
+    def step():
+        if enable and valid:
+            if last:
+                if fresh:
+                    result.next = psum
+                else:
+                    result.next = acc + psum
+            elif fresh:
+                acc.next = psum
+            else:
+                acc.next = acc + psum
+
+    return step
+
+
+def signal_range(lo: int, hi: int) -> Signal:
+    return Signal(intbv(0, min=lo, max=hi + 1))
+
+
+def acc_signal(bits: int) -> Signal:
+    return Signal(intbv(0, min=-(1 << (bits - 1)), max=1 << (bits - 1)))
+
+
+def tree_range(lo: int, hi: int, leaves: int) -> tuple[int, int]:
+    """Range of the sum of ``leaves`` values each in ``[lo, hi]``, as the tree widens it."""
+    while leaves > 1:
+        lo, hi, leaves = 2 * lo, 2 * hi, (leaves + 1) // 2
+    return lo, hi
+
+
+@block
+def adder_tree(aclk, enable, leaves, root, *, lo, hi):
+    """Pairwise registered sums of ``leaves`` (each in ``[lo, hi]``) into ``root``.
+
+    One register level per tree level; an odd leaf waits a cycle in a register so that
+    it stays aligned with its level.  Needs at least two leaves.
+    """
+    nodes = []
+    level = list(leaves)
+    while len(level) > 1:
+        lo, hi = 2 * lo, 2 * hi
+        nxt = []
+        for i in range(0, len(level) - 1, 2):
+            total = root if len(level) == 2 else signal_range(lo, hi)
+            nodes.append(add(aclk, enable, level[i], level[i + 1], total))
+            nxt.append(total)
+        if len(level) % 2:
+            held = signal_range(lo, hi)
+            nodes.append(operand_register(aclk, enable, level[-1], held))
+            nxt.append(held)
+        level = nxt
+    return nodes
+
+
+# --------------------------------------------------------------------------- the block
+
+@block
+def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd, weights,
+              wbits=8, abits, asigned=False, reduce):
+    """Mixed-precision MAC array; see the module docstring."""
+    p = BLOCK.validate(lanes=lanes, simd=simd, weights=weights, wbits=wbits, abits=abits,
+                       asigned=asigned, reduce=reduce)
+    wb = weight_bits(weights, wbits)
+    acc_width = acc_bits(**p)
+    check_width("s_axis_act.tdata", s_axis_act.tdata, simd * abits)
+    check_width("s_axis_wgt.tdata", s_axis_wgt.tdata, lanes * simd * wb)
+    check_width("m_axis_acc.tdata", m_axis_acc.tdata, lanes * acc_width)
+    plo, phi = product_range(weights=weights, wbits=wbits, abits=abits, asigned=asigned)
+    depth = latency(simd) - 1  # pipeline stages before the accumulator
+
+    enable = Signal(bool(0))
+    out_valid = Signal(bool(0))
+    valid = Signal(intbv(0)[depth:])  # a beat's valid and last flags, one bit per stage
+    last = Signal(intbv(0)[depth:])
+    valid_out, last_out = valid(depth - 1), last(depth - 1)
+    fresh = Signal(bool(1))
+    parts = []
+
+    # Stage 1: operand registers; stage 2: products; then the adder tree per lane.
+    acts = []
+    for s in range(simd):
+        a = signal_range(*act_range(abits, asigned))
+        parts.append(field_register(aclk, enable, s_axis_act.tdata, a, lo=s * abits,
+                                    signed=asigned))
+        acts.append(a)
+    results = []
+    for lane in range(lanes):
+        products = []
+        for s in range(simd):
+            idx = lane * simd + s
+            code = Signal(intbv(0)[wb:])
+            parts.append(field_register(aclk, enable, s_axis_wgt.tdata, code, lo=idx * wb,
+                                        signed=False))
+            product = acc_signal(acc_width) if simd == 1 else signal_range(plo, phi)
+            parts.append(multiply(aclk, enable, acts[s], code, product, weights=weights))
+            products.append(product)
+        # The tree root (or the lone product) is as wide as the accumulator, so that no
+        # narrower signed value meets the accumulator (Verilator WIDTH, sign extension).
+        if simd == 1:
+            psum = products[0]
+        else:
+            psum = acc_signal(acc_width)
+            parts.append(adder_tree(aclk, enable, products, psum, lo=plo, hi=phi))
+        acc, result = acc_signal(acc_width), acc_signal(acc_width)
+        parts.append(accumulate(aclk, enable, valid_out, last_out, fresh, psum, acc, result))
+        results.append(result)
+    lane_sums = ConcatSignal(*reversed(results)) if lanes > 1 else results[0](acc_width, 0)
+
+    @always_comb
+    def handshake():
+        enable.next = not out_valid or m_axis_acc.tready
+        s_axis_act.tready.next = s_axis_wgt.tvalid and (not out_valid or m_axis_acc.tready)
+        s_axis_wgt.tready.next = s_axis_act.tvalid and (not out_valid or m_axis_acc.tready)
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def control():
+        if enable:
+            valid.next = concat(valid[depth - 1:0], s_axis_act.tvalid and s_axis_wgt.tvalid)
+            last.next = concat(last[depth - 1:0], s_axis_act.tlast)
+            if valid_out:
+                fresh.next = last_out
+            out_valid.next = valid_out and last_out
+
+    @always_comb
+    def output():
+        m_axis_acc.tvalid.next = out_valid
+        m_axis_acc.tdata.next = lane_sums
+
+    return parts, handshake, control, output
+
+
+# ---------------------------------------------------------------------- golden model
+
+def golden(acts, wgts, lasts):
+    """Per-lane dot products, exactly as the array computes them.
+
+    acts:  ``(beats, S)`` activation values; wgts: ``(beats, L, S)`` weight values;
+    lasts: ``(beats,)`` the act ``tlast`` flags.  Returns ``(dot products, L)`` int64:
+    one row per ``tlast`` beat (beats after the last ``tlast`` produce nothing yet).
+    """
+    acts = np.asarray(acts, dtype=np.int64)
+    wgts = np.asarray(wgts, dtype=np.int64)
+    per_beat = np.einsum("bs,bls->bl", acts, wgts)
+    out, acc = [], np.zeros(wgts.shape[1], dtype=np.int64)
+    for beat, is_last in zip(per_beat, lasts):
+        acc = acc + beat
+        if is_last:
+            out.append(acc)
+            acc = np.zeros_like(acc)
+    return np.array(out, dtype=np.int64).reshape(len(out), wgts.shape[1])
+
+
+# ------------------------------------------------------------------------ estimate
+
+def estimate(*, lanes, simd, weights, wbits, abits, asigned, reduce):
+    """Analytic cost; LUT/FF calibrated against Yosys ``synth_xilinx``/``synth_ecp5``."""
+    wb = weight_bits(weights, wbits)
+    acc = acc_bits(simd=simd, weights=weights, wbits=wbits, abits=abits, asigned=asigned,
+                   reduce=reduce)
+    plo, phi = product_range(weights=weights, wbits=wbits, abits=abits, asigned=asigned)
+    pbits = signed_bits(plo, phi)
+    tree_bits = 0  # register bits in the adder tree of one lane
+    width, count = pbits, simd
+    while count > 1:
+        width += 1
+        count = (count + 1) // 2
+        tree_bits += count * width
+    adders_bits = tree_bits  # one adder bit per tree register bit (the odd pass-through is rare)
+    dsp = lanes * simd if weights == "int" else 0
+    # binary/ternary: a conditional negate is an adder of product width.
+    mul_lut = 0 if weights == "int" else lanes * simd * pbits
+    lut = mul_lut + lanes * (adders_bits + 2 * acc) + 8
+    ff = (simd * abits + lanes * simd * wb             # operand registers
+          + (0 if weights == "int" else lanes * simd * pbits)  # product registers (DSP-internal for int)
+          + lanes * (tree_bits + 2 * acc)                # tree, accumulator, result
+          + 2 * (latency(simd) - 1) + 2)
+    return {"lut": lut, "ff": ff, "dsp": dsp, "bram_bits": 0, "latency": latency(simd),
+            "cycles_per_item": 1}
+
+
+def derived(**p):
+    return {"acc_bits": acc_bits(**p), "weight_bits": weight_bits(p["weights"], p["wbits"]),
+            "latency": latency(p["simd"]), "product_range": list(product_range(
+                weights=p["weights"], wbits=p["wbits"], abits=p["abits"], asigned=p["asigned"]))}
+
+
+def ports(*, lanes, simd, weights, wbits, abits, asigned, reduce):
+    wb = weight_bits(weights, wbits)
+    acc = acc_bits(simd=simd, weights=weights, wbits=wbits, abits=abits, asigned=asigned,
+                   reduce=reduce)
+    return {**clock_reset(), "s_axis_act": Axis(simd * abits),
+            "s_axis_wgt": Axis(lanes * simd * wb, last=False),
+            "m_axis_acc": Axis(lanes * acc, last=False)}
+
+
+BLOCK = BlockDef(
+    name="mac_array", build=mac_array, params=PARAMS, ports=ports, golden=golden,
+    estimate=estimate, derived=derived,
+    example=lambda: {"lanes": 8, "simd": 16, "weights": "ternary", "abits": 4, "reduce": 576},
+    lint_waivers={},
+)
