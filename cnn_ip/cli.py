@@ -16,6 +16,8 @@ from cnn_ip.errors import UserError
 COMMAND_MODULES = (
     "cnn_ip.block_cmd",
     "cnn_ip.demo_cmd",
+    "cnn_ip.synth_cmd",
+    "cnn_ip.quantize_cmd",
 )
 
 

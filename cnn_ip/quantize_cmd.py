@@ -1,0 +1,83 @@
+"""``cnn-ip quantize PLAN -o DIR``: train, quantize and compress the plan's network.
+
+Writes into ``DIR``: ``quant_report.json`` (accuracies, exact model bits, compression,
+per-layer precision/sparsity/bits, the search history), ``model.npz`` (the integer model
+for ``quant.reference``), the ROM images ``*.hex`` with their ``*.json`` sidecars, and
+``search.png``.  Settings come from the plan's ``quantize:`` section; flags override them.
+Everything is built in a scratch directory next to ``DIR`` and moved in at the end, so a
+failure leaves ``DIR`` as it was; an existing ``DIR`` is replaced only if it holds a
+previous ``quant_report.json`` (model size sums every sidecar in ``DIR``, so stale files
+must not stay).
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+
+from cnn_ip.errors import UserError
+from cnn_ip.plan import load_plan
+
+FLAGS = ("seed", "epochs", "qat_epochs", "search_epochs", "final_epochs", "evaluations",
+         "accuracy_budget", "threads")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("quantize", help="quantize a plan's network and write its ROM images")
+    parser.add_argument("plan", metavar="PLAN", help="plan file (YAML)")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR")
+    for flag in FLAGS:
+        kind = float if flag == "accuracy_budget" else int
+        parser.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, default=None,
+                            metavar="X" if kind is float else "N")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=run)
+
+
+def settings_for(plan, args):
+    from quant.pipeline import Settings
+    values = dict(plan.quantize)
+    for flag in FLAGS:
+        if getattr(args, flag) is not None:
+            values[flag] = getattr(args, flag)
+    for flag, value in values.items():
+        if value < (1 if flag == "threads" else 0):
+            raise UserError(f"quantize: --{flag.replace('_', '-')}: must be >= "
+                            f"{1 if flag == 'threads' else 0}, got {value}")
+    known = {f.name for f in fields(Settings)}
+    return Settings(progress=not args.quiet, **{k: v for k, v in values.items() if k in known})
+
+
+def prepare_output(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"quantize: {out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "quant_report.json").exists():
+        raise UserError(f"quantize: {out}: not empty and not a previous quantize output; "
+                        "give an empty or new directory")
+
+
+def run(args) -> int:
+    plan = load_plan(args.plan)
+    settings = settings_for(plan, args)
+    out = Path(args.output)
+    prepare_output(out)
+    from quant.data import load_dataset
+    from quant.pipeline import quantize
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        report = quantize(plan.layers, load_dataset(plan.dataset), scratch, settings, name=plan.name)
+        if out.exists():
+            shutil.rmtree(out)
+        scratch.rename(out)
+    finally:
+        if scratch.exists():
+            shutil.rmtree(scratch)
+    print(f"wrote {out}/quant_report.json, model.npz, search.png and "
+          f"{len(list(out.glob('*.hex')))} ROM images")
+    print(f"fp32 accuracy {report['fp32_accuracy']:.4f}, integer accuracy "
+          f"{report['int_accuracy']:.4f}, agreement {report['agreement']:.4f}")
+    print(f"model {report['model_bits']} bits, fp32 {report['fp32_bits']} bits, "
+          f"compression {report['compression']:.2f}x")
+    return 0

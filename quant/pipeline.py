@@ -1,0 +1,148 @@
+"""The whole quantization flow behind ``cnn-ip quantize`` (and usable from Python):
+
+1. train the fp32 model (batch norm included) on the train split;
+2. fold batch norm, calibrate each layer's activation scale on the train split, build the
+   quantization-aware model (every layer in its own weight mode and activation bits);
+3. fine-tune it with the plan's fixed sparsities (``auto`` layers unpruned): the base;
+4. Bayesian search over the ``auto`` layers' sparsities and the uniform baseline
+   (``quant.search``), each evaluation a short fine-tune from the base;
+5. fine-tune the chosen point longer, export the integer model (``model.npz``), its ROM
+   images, ``quant_report.json`` and ``search.png``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from quant import export, reference, train
+from quant.model import fp32_parameter_count
+from quant.plot import plot_search
+from quant.search import Evaluator, Objective, run_searches
+
+
+@dataclass
+class Settings:
+    seed: int = 0
+    epochs: int = 40             # fp32 training
+    qat_epochs: int = 10         # base quantization-aware fine-tuning
+    search_epochs: int = 2       # per search evaluation
+    final_epochs: int = 15       # at the chosen sparsities
+    evaluations: int = 12        # per search (Bayesian and uniform each)
+    accuracy_budget: float = 0.5  # accuracy points the search may lose for free
+    penalty: float = 1.0
+    mbits: int = 12              # width bound of the requantization multipliers M
+    threads: int = 1
+    progress: bool = True
+
+
+def log(message: str, progress: bool) -> None:
+    if progress:
+        print(message, file=sys.stderr)
+
+
+def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net=None) -> dict:
+    """Run the flow on plan-like layer ``specs`` and a :class:`quant.data.Dataset`;
+    write everything into ``out_dir`` (created) and return the report.  ``fp32_net``: an
+    already trained :class:`quant.model.FloatNet` (skips step 1)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    s = settings
+    started = time.monotonic()
+    with train.deterministic(s.seed, s.threads):
+        net = fp32_net or train.train_fp32(specs, data, epochs=s.epochs, seed=s.seed,
+                                           progress=s.progress)
+        fp32_test, fp32_val = train.fp32_accuracy(net, data.test), train.fp32_accuracy(net, data.val)
+        log(f"fp32: test {fp32_test:.4f}, validation {fp32_val:.4f}", s.progress)
+        qnet = train.quantize_net(specs, net, train.activation_scales(net, data.train.x),
+                                  mbits=s.mbits)
+        fixed = {sp.name: sp.sparsity for sp in specs if sp.type != "maxpool" and sp.sparsity != "auto"}
+        auto = [sp.name for sp in specs if sp.type != "maxpool" and sp.sparsity == "auto"]
+        for layer in qnet.weight_layers():
+            layer.set_sparsity(fixed.get(layer.spec.name, 0.0))
+        train.finetune(qnet, data, epochs=s.qat_epochs, seed=s.seed, desc="quantization-aware",
+                       progress=s.progress)
+        evaluator = Evaluator(qnet, data, auto, None, epochs=s.search_epochs, seed=s.seed,
+                              progress=s.progress)
+        ref_bits, ref_acc_q, _ = evaluator.measure()
+        objective = Objective(ref_bits, fp32_val, s.accuracy_budget, s.penalty)
+        evaluator.objective = objective
+        log(f"quantized base: {ref_bits} bits, validation {ref_acc_q:.4f}", s.progress)
+        if auto and s.evaluations > 0:
+            search = run_searches(evaluator, evaluations=s.evaluations, seed=s.seed,
+                                  progress=s.progress)
+            chosen = dict(search["best"]["sparsity"])
+        else:
+            search, chosen = {"bayes": [], "uniform": [], "best": None}, {}
+        evaluator.apply(chosen, s.final_epochs, desc="final fine-tuning")
+        layers = qnet.int_layers()
+        z_fake_test = train.fakequant_outputs(qnet, data.test.x)
+    sidecars = export.save(out, layers)
+    report = make_report(name, specs, data, s, layers, sidecars, out, net_acc=(fp32_test, fp32_val),
+                         z_fake_test=z_fake_test, objective=objective, search=search,
+                         chosen=chosen, ref_bits=ref_bits, ref_acc_q=ref_acc_q)
+    plot_search(out / "search.png", report["search"], ref_accuracy=fp32_val,
+                budget=s.accuracy_budget, title=f"{name}: sparsity search")
+    (out / "quant_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    log(f"done in {time.monotonic() - started:.1f} s", s.progress)
+    return report
+
+
+def make_report(name, specs, data, settings, layers, sidecars, out, *, net_acc, z_fake_test,
+                objective, search, chosen, ref_bits, ref_acc_q) -> dict:
+    model = reference.load_model(out / "model.npz")          # what the hardware will run
+    z_test = reference.run(model, data.test.x)
+    z_val = reference.run(model, data.val.x)
+    bits = export.model_bits(out)
+    fp32_bits = 32 * fp32_parameter_count(specs)
+    rows = []
+    for layer in layers:
+        if layer.W is None:
+            continue
+        infos = sidecars[layer.name]
+        weight_info = infos[0]
+        spec = next(sp for sp in specs if sp.name == layer.name)
+        rows.append({
+            "name": layer.name, "type": layer.type, "weights": layer.weights, "act": layer.act,
+            "act_bits": layer.act_bits, "sparsity": round(export.layer_sparsity(layer), 6),
+            "target_sparsity": chosen.get(layer.name, spec.sparsity if spec.sparsity != "auto" else 0.0),
+            "auto": spec.sparsity == "auto", "shape": list(layer.W.shape),
+            "bits": sum(info["bits"] for info in infos), "weight_bits": weight_info["bits"],
+            "constant_bits": sum(info["bits"] for info in infos[1:]),
+            "coding": weight_info.get("coding"), "lanes": weight_info["lanes"],
+            "simd": weight_info["simd"], "S": int(layer.S),
+            "roms": [info["file"] for info in infos],
+        })
+    chosen_record = None
+    if search.get("best"):
+        chosen_record = {**search["best"], "bits": bits,
+                         "val_accuracy": train.accuracy_of(z_val, data.val.y),
+                         "note": "after final fine-tuning"}
+    best_uniform = (min(search["uniform"], key=lambda e: (e["objective"], e["index"]))
+                    if search["uniform"] else None)
+    best_bayes = search.get("best")
+    return {
+        "name": name, "dataset": data.name,
+        "split": {"train": len(data.train.y), "validation": len(data.val.y),
+                  "test": len(data.test.y), "split_seed": 0, "stratified": True},
+        "settings": {k: v for k, v in asdict(settings).items() if k != "progress"},
+        "fp32_accuracy": round(net_acc[0], 6), "fp32_val_accuracy": round(net_acc[1], 6),
+        "int_accuracy": round(train.accuracy_of(z_test, data.test.y), 6),
+        "int_val_accuracy": round(train.accuracy_of(z_val, data.val.y), 6),
+        "agreement": round(float(np.mean(np.argmax(z_test, 1) == np.argmax(z_fake_test, 1))), 6),
+        "agreement_exact_outputs": bool(np.array_equal(z_test, z_fake_test)),
+        "fp32_parameters": fp32_bits // 32, "fp32_bits": fp32_bits,
+        "model_bits": bits, "compression": round(fp32_bits / bits, 4),
+        "classifier_output": "z[c] = acc[c] * M[c] (no shift, no clamp); argmax = class",
+        "layers": rows,
+        "objective": objective.describe(),
+        "unpruned_bits": ref_bits, "unpruned_val_accuracy": round(ref_acc_q, 6),
+        "search": {"bayes": search["bayes"], "uniform": search["uniform"],
+                   "best_bayes": best_bayes, "best_uniform": best_uniform,
+                   "chosen": chosen_record or {"bits": bits, "sparsity": {},
+                                               "val_accuracy": train.accuracy_of(z_val, data.val.y)}},
+    }
