@@ -1,0 +1,355 @@
+"""``sparse_decoder``: the dense weight stream of one layer, decoded from a compressed ROM.
+
+Reads the layer's weights from an on-chip ROM in the sparse format of
+``docs/sparse_format.md`` (written by ``quant.sparse_format``) and streams them, dense,
+in the order ``mac_array`` consumes them (DESIGN.md, Contract 5): for each output-channel
+group ``g`` in ``range(Cout // lanes)``, for each reduction step ``r`` in
+``range(R // simd)``, one beat whose lane ``l``, element ``s`` is
+``W[g*lanes + l, r*simd + s]``; ``tlast`` on the last beat of a pass; passes repeat
+without a gap for as long as the consumer reads.
+
+Parameters
+----------
+lanes : int, 1..64            L, output channels per beat
+simd : int, 1..64             S, reduction elements per beat
+weights : binary|ternary|int  weight mode; codes as ``mac_array``: binary 1 bit (1 = +1,
+                              0 = -1), ternary 2-bit two's complement, int ``wbits``-bit
+                              two's complement.  WB = 1, 2 or ``wbits``.
+wbits : int, 2..8             int weights only (default 8)
+weights_file : path or array  the weight VALUES, an integer ``(Cout, R)`` matrix
+                              (``.npy`` on the command line).  ``Cout % lanes == 0``,
+                              ``R % simd == 0``, values in the mode's range.
+
+From Python, either pass ``weights_file=`` a numpy array (to ``BLOCK.prepared``,
+``cnn_ip.export.generate`` or ``cnn_ip.cosim.run_streams``), or call the ``@block``
+directly with an encoded image::
+
+    image = quant.sparse_format.encode(W, weights="ternary", lanes=4, simd=8)
+    sparse_decoder(aclk, aresetn, m_axis_wgt, lanes=4, simd=8, weights="ternary",
+                   wbits=8, image=image, rom_file="sparse_decoder_rom.hex")
+
+and write the image beside the Verilog (``BLOCK.write_files``), since the Verilog reads
+it with ``$readmemh("<rom_file>")`` relative to where the simulator or synthesis runs.
+
+Ports
+-----
+aclk, aresetn     clock; synchronous active-low reset
+m_axis_wgt_t*     ``tdata[L*S*WB-1:0]``, element ``s`` of lane ``l`` at bits
+                  ``[(l*S+s+1)*WB-1 : (l*S+s)*WB]``; ``tvalid``, ``tready``, ``tlast``
+
+Architecture, latency and throughput
+------------------------------------
+*dense coding* (always for binary; for ternary/int when masks would not save bits): the
+ROM word is the beat; the ROM's output register drives ``tdata``.  One beat a cycle.
+
+*masked coding*: a bit buffer of ``4 * word_bits`` bits is refilled with one ROM word a
+cycle while it has room; each cycle the beat at its head (a ``P = L*S`` bit mask, then one
+value per set bit) is expanded into the output register and shifted out (on the last
+beat of a pass the word padding is dropped too).  ``word_bits`` is the layer's longest
+beat, so a word a cycle always covers a beat a cycle: one beat per cycle sustained for
+every layer, every sparsity, every mode (measured in ``bench/sparse_format.py`` and
+checked in the tests).  There is no slower fallback because none is needed; the price of
+a wide beat is logic (the mask expansion grows as ``P**2 * value bits``).
+
+First beat: 3 cycles after reset (dense), 4 (masked).  ``tvalid`` never depends on
+``tready``; stalls hold the beat.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from myhdl import Signal, always_comb, always_seq, block, intbv
+
+from blocks.rom import address_bits, rom
+from blocks.spec import BlockDef, Param, ParameterError, check_width
+from blocks.stream import Axis, clock_reset
+from quant import sparse_format
+from quant.rom_image import write_rom
+
+WEIGHT_MODES = ("binary", "ternary", "int")
+ROM_STEM = "sparse_decoder_rom"
+
+PARAMS = (
+    Param("lanes", int, lo=1, hi=64, help="output channels in parallel (L)"),
+    Param("simd", int, lo=1, hi=64, help="reduction elements per beat (S)"),
+    Param("weights", str, choices=WEIGHT_MODES, help="weight mode"),
+    Param("wbits", int, default=8, lo=2, hi=8, help="bits of an int weight (int mode only)"),
+    Param("weights_file", "path",
+          help="integer (Cout, R) .npy matrix of weight values (an array from Python)"),
+)
+
+
+# --- parameters and the image -------------------------------------------------------------
+
+def load_matrix(weights_file) -> np.ndarray:
+    """The weight matrix named by ``weights_file`` (a path to a ``.npy``, or an array)."""
+    if isinstance(weights_file, np.ndarray):
+        return weights_file
+    if not isinstance(weights_file, (str, Path)):
+        raise ValueError(f"weights_file: must be a .npy file name or an integer array, "
+                         f"got {type(weights_file).__name__}")
+    try:
+        loaded = np.load(weights_file, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"weights_file: {weights_file}: no such file") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"weights_file: {weights_file}: not a .npy array ({error})") from None
+    if not isinstance(loaded, np.ndarray):
+        raise ValueError(f"weights_file: {weights_file}: holds several arrays, expected one")
+    return loaded
+
+
+def mode_bits(weights: str, wbits: int):
+    """``wbits`` as the format takes it: only int weights have one."""
+    return wbits if weights == "int" else None
+
+
+def image_for(params: dict) -> sparse_format.SparseImage:
+    """Encode the weight matrix of validated ``params``."""
+    W = load_matrix(params["weights_file"])
+    if not (np.issubdtype(W.dtype, np.integer) or W.dtype == bool):
+        raise ValueError(f"weights_file: must hold integers, got dtype {W.dtype}")
+    return sparse_format.encode(W, weights=params["weights"],
+                                wbits=mode_bits(params["weights"], params["wbits"]),
+                                lanes=params["lanes"], simd=params["simd"])
+
+
+def prepare(params: dict) -> dict:
+    """CLI values -> ``@block`` keyword arguments: loads and encodes ``weights_file``."""
+    kwargs = {k: params[k] for k in ("lanes", "simd", "weights", "wbits")}
+    return {**kwargs, "image": image_for(params), "rom_file": ROM_STEM + ".hex"}
+
+
+def write_files(build_kwargs: dict, out_dir) -> list:
+    """Write the ROM image and its sidecar beside the Verilog; return their names."""
+    image = build_kwargs["image"]
+    stem = Path(build_kwargs["rom_file"]).stem
+    meta = {k: v for k, v in image.meta.items() if k not in ("format", "word_bits", "depth", "bits")}
+    write_rom(out_dir, stem, image.words, image.word_bits, format=image.meta["format"], **meta)
+    return [f"{stem}.hex", f"{stem}.json"]
+
+
+def check_image(image, *, lanes, simd, weights, wbits) -> None:
+    meta = getattr(image, "meta", None)
+    if meta is None or meta.get("format") != sparse_format.FORMAT:
+        raise ParameterError(f"image: must be a {sparse_format.FORMAT} image from "
+                             f"quant.sparse_format.encode")
+    expected = {"lanes": lanes, "simd": simd, "weights": weights,
+                "wbits": mode_bits(weights, wbits)}
+    for key, value in expected.items():
+        if meta[key] != value:
+            raise ParameterError(f"image: was encoded with {key} = {meta[key]}, "
+                                 f"the block has {key} = {value}")
+
+
+# --- the block ----------------------------------------------------------------------------
+
+@block
+def sparse_decoder(aclk, aresetn, m_axis_wgt, *, lanes, simd, weights, wbits, image,
+                   rom_file=ROM_STEM + ".hex"):
+    """Dense weight beats decoded from a sparse ROM; see the module docstring."""
+    BLOCK.validate(lanes=lanes, simd=simd, weights=weights, wbits=wbits, weights_file=image)
+    check_image(image, lanes=lanes, simd=simd, weights=weights, wbits=wbits)
+    meta = image.meta
+    check_width("m_axis_wgt.tdata", m_axis_wgt.tdata, lanes * simd * meta["code_bits"])
+    depth, word_bits = image.depth, image.word_bits
+    rom_en = Signal(bool(0))
+    rom_addr = Signal(intbv(0)[address_bits(depth):])
+    rom_dout = Signal(intbv(0)[word_bits:])
+    memory = rom(aclk, rom_en, rom_addr, rom_dout, words=image.words, word_bits=word_bits,
+                 file=rom_file)
+    if meta["coding"] == "dense":
+        core = dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout,
+                            depth=depth)
+    else:
+        core = masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout,
+                             meta=meta, word_bits=word_bits, depth=depth)
+    return memory, core
+
+
+@block
+def dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, depth):
+    """One ROM word a beat: the ROM's output register is the stream's data register."""
+    valid = Signal(bool(0))
+    last = Signal(bool(0))
+    top = depth - 1
+
+    @always_comb
+    def enable():
+        rom_en.next = not valid or m_axis_wgt.tready
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def advance():
+        if rom_en:
+            valid.next = 1
+            last.next = rom_addr == top
+            if rom_addr == top:
+                rom_addr.next = 0
+            else:
+                rom_addr.next = rom_addr + 1
+
+    @always_comb
+    def outputs():
+        m_axis_wgt.tdata.next = rom_dout
+        m_axis_wgt.tvalid.next = valid
+        m_axis_wgt.tlast.next = last
+
+    return enable, advance, outputs
+
+
+@block
+def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, meta,
+                  word_bits, depth):
+    """Bit buffer + mask expansion for the masked coding (see the module docstring)."""
+    P = meta["lanes"] * meta["simd"]
+    WB, VB = meta["code_bits"], meta["value_bits"]
+    FILLED = WB - VB  # low code bits that are 1 for every non-zero (ternary: 1)
+    W = word_bits
+    BUFW = 4 * W  # capacity that never starves at one word and one beat a cycle
+    PAD = meta["pad_bits"]
+    last_beat = meta["beats"] - 1
+    top = depth - 1
+    OW = P * WB
+    NEED_MAX = P + P * VB + PAD + 1
+
+    buf = Signal(intbv(0)[BUFW:])
+    fill = Signal(intbv(0, min=0, max=BUFW + 1))
+    arriving = Signal(bool(0))  # rom_dout holds a word read last cycle: append it now
+    beat = Signal(intbv(0, min=0, max=last_beat + 1))
+    out_data = Signal(intbv(0)[OW:])
+    out_valid = Signal(bool(0))
+    out_last = Signal(bool(0))
+
+    @always_comb
+    def room():
+        # Read another word when it fits even if nothing is consumed meanwhile.
+        if arriving:
+            rom_en.next = fill <= BUFW - 2 * W
+        else:
+            rom_en.next = fill <= BUFW - W
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def step():
+        # Expand the beat at the head of the buffer: mask bit p set -> next stored value.
+        codes = intbv(0)[OW:]
+        count = intbv(0, min=0, max=P + 1)
+        for p in range(P):
+            if buf[p]:
+                # ternary: code 01 / 11, the stored sign bit is the high bit;
+                # int: the stored value is the whole code (WB == VB)
+                for j in range(FILLED):
+                    codes[p * WB + j] = 1
+                for j in range(VB):
+                    codes[p * WB + FILLED + j] = buf[P + count * VB + j]
+                count += 1
+        need = intbv(0, min=0, max=NEED_MAX)
+        need[:] = P + count * VB
+        if beat == last_beat:
+            need[:] = need + PAD  # the last word's padding goes with the last beat
+        fire = fill >= need and (not out_valid or m_axis_wgt.tready)
+        rest = intbv(0, min=0, max=BUFW + 1)
+        shifted = intbv(0)[BUFW:]
+        if fire:
+            rest[:] = fill - need
+            shifted[:] = buf >> need
+            out_data.next = codes
+            out_valid.next = 1
+            out_last.next = beat == last_beat
+            if beat == last_beat:
+                beat.next = 0
+            else:
+                beat.next = beat + 1
+        else:
+            rest[:] = fill
+            shifted[:] = buf
+            if m_axis_wgt.tready:
+                out_valid.next = 0
+        if arriving:
+            buf.next = shifted | (rom_dout << rest)
+            fill.next = rest + W
+        else:
+            buf.next = shifted
+            fill.next = rest
+        arriving.next = rom_en
+        if rom_en:
+            if rom_addr == top:
+                rom_addr.next = 0
+            else:
+                rom_addr.next = rom_addr + 1
+
+    @always_comb
+    def outputs():
+        m_axis_wgt.tdata.next = out_data
+        m_axis_wgt.tvalid.next = out_valid
+        m_axis_wgt.tlast.next = out_last
+
+    return room, step, outputs
+
+
+# --- golden model, estimate, ports --------------------------------------------------------
+
+def golden(image, *, passes: int = 1) -> list[tuple[int, bool]]:
+    """``(tdata, tlast)`` of ``passes`` passes, from the ROM words alone (decode + pack)."""
+    meta = image.meta
+    W = sparse_format.decode(image.words, meta)
+    one = sparse_format.beat_codes(W, weights=meta["weights"], wbits=meta["wbits"],
+                                   lanes=meta["lanes"], simd=meta["simd"])
+    return [(data, i == len(one) - 1) for data, i in
+            ((d, i) for _ in range(passes) for i, d in enumerate(one))]
+
+
+def derived(**params) -> dict:
+    image = image_for(params)
+    meta = image.meta
+    return {"tdata_bits": params["lanes"] * params["simd"] * meta["code_bits"],
+            "coding": meta["coding"], "rom_word_bits": image.word_bits,
+            "rom_depth": image.depth, "rom_bits": image.bits,
+            "beats_per_pass": meta["beats"], "bits_per_weight": meta["bits_per_weight"],
+            "sparsity": meta["sparsity"], "rom_file": ROM_STEM + ".hex"}
+
+
+def estimate(**params) -> dict:
+    image = image_for(params)
+    return estimate_image(image)
+
+
+def estimate_image(image) -> dict:
+    """Cost of the decoder for an encoded image (calibrated against Yosys, see tests)."""
+    meta = image.meta
+    W, P = image.word_bits, meta["lanes"] * meta["simd"]
+    addr = address_bits(image.depth)
+    if meta["coding"] == "dense":
+        lut, ff, latency = 2 * addr + 4, addr + 2, 3
+    else:
+        WB, VB = meta["code_bits"], meta["value_bits"]
+        BUFW = 4 * W
+        shift_levels = (2 * W).bit_length()
+        lut = (BUFW * shift_levels // 2      # consume: buffer >> need
+               + BUFW * shift_levels // 2    # append: word << rest
+               + P * P * VB // 4             # mask expansion: value select per element
+               + 3 * P + 2 * addr + 20)
+        ff = BUFW + BUFW.bit_length() + P * WB + addr + (meta["beats"] - 1).bit_length() + 4
+        latency = 4
+    return {"lut": int(lut), "ff": int(ff), "dsp": 0, "bram_bits": image.bits,
+            "latency": latency, "cycles_per_item": 1}
+
+
+def ports(*, lanes, simd, weights, wbits, weights_file=None):
+    wb = sparse_format.code_bits(weights, wbits)
+    return {**clock_reset(), "m_axis_wgt": Axis(lanes * simd * wb)}
+
+
+def example() -> dict:
+    """A seeded 32x72 ternary layer at about 80% zeros, written to a temporary .npy."""
+    rng = np.random.default_rng(2021)
+    W = rng.choice([-1, 1], size=(32, 72)) * (rng.random((32, 72)) < 0.2)
+    path = Path(tempfile.gettempdir()) / "cnn_ip-sparse_decoder-example.npy"
+    np.save(path, W.astype(np.int8))
+    return {"lanes": 4, "simd": 8, "weights": "ternary", "weights_file": str(path)}
+
+
+BLOCK = BlockDef(name="sparse_decoder", build=sparse_decoder, params=PARAMS, ports=ports,
+                 golden=golden, estimate=estimate, derived=derived, prepare=prepare,
+                 write_files=write_files, example=example)
