@@ -50,7 +50,9 @@ DATAFLOWS = ("auto", "row", "frame")
 TOP_KEYS = ("name", "input", "dataset", "layers", "quantize", "device", "clock_mhz", "dataflow")
 INPUT_KEYS = ("channels", "height", "width", "bits")
 QUANTIZE_KEYS = {"seed": int, "epochs": int, "qat_epochs": int, "search_epochs": int,
-                 "final_epochs": int, "evaluations": int, "accuracy_budget": float}
+                 "final_epochs": int, "evaluations": int, "accuracy_budget": float,
+                 "penalty": float, "mbits": int, "base_sparsity": float}
+QUANTIZE_RANGES = {"mbits": (2, 16), "base_sparsity": (0, 0.95), "seed": (0, 2**32 - 1)}
 COMMON_LAYER_KEYS = ("type", "name", "dataflow")
 LAYER_KEYS = {
     "conv": ("out", "k", "stride", "pad", "act", "slope", "weights", "act_bits", "sparsity", "bn"),
@@ -243,10 +245,11 @@ def _quantize(ctx, doc):
     out = {}
     for key, kind in QUANTIZE_KEYS.items():
         if key in spec:
+            low, high = QUANTIZE_RANGES.get(key, (0, None))
             if kind is int:
-                out[key] = _integer(ctx, spec, key, f"quantize.{key}", 0, 10**9)
+                out[key] = _integer(ctx, spec, key, f"quantize.{key}", low, high or 10**9)
             else:
-                out[key] = _number(ctx, spec, key, f"quantize.{key}", low=0)
+                out[key] = _number(ctx, spec, key, f"quantize.{key}", low=low, high=high)
     return out
 
 
@@ -269,9 +272,6 @@ def _layers(ctx, doc, input_shape, classes):
         layers.append(layer)
         shape = layer.out_shape
     last = layers[-1]
-    if last.type != "dense":
-        ctx.fail(items[-1].line, f"layers[{len(items) - 1}].type",
-                 "the last layer must be the dense classifier")
     if last.out != classes:
         ctx.fail(items[-1].key_lines["out"], f"layers[{len(items) - 1}].out",
                  f"the dataset has {classes} classes, the last layer has {last.out} outputs")
@@ -283,6 +283,8 @@ def _layer(ctx, item, where, index, in_shape, last):
         ctx.fail(item.line, f"{where}.type", f"missing (one of {', '.join(LAYER_KEYS)})")
     kind = _choice(ctx, item, "type", f"{where}.type", tuple(LAYER_KEYS))
     _check_keys(ctx, item, COMMON_LAYER_KEYS + LAYER_KEYS[kind], f"{where}.")
+    if last and kind != "dense":
+        ctx.fail(item.key_lines["type"], f"{where}.type", "the last layer must be the dense classifier")
     line_of = lambda key: item.key_lines.get(key, item.line)  # noqa: E731
     required = {"conv": ("out", "k", "weights"), "maxpool": ("k",), "dense": ("out", "weights")}[kind]
     if kind != "maxpool" and not last:

@@ -59,9 +59,9 @@ def prepare_output(out: Path) -> None:
 
 def run(args) -> int:
     plan = load_plan(args.plan)
-    settings = settings_for(plan, args)
     out = Path(args.output)
     prepare_output(out)
+    settings = settings_for(plan, args)
     from quant.data import load_dataset
     from quant.pipeline import quantize
     out.parent.mkdir(parents=True, exist_ok=True)

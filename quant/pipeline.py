@@ -3,7 +3,7 @@
 1. train the fp32 model (batch norm included) on the train split;
 2. fold batch norm, calibrate each layer's activation scale on the train split, build the
    quantization-aware model (every layer in its own weight mode and activation bits);
-3. fine-tune it with the plan's fixed sparsities (``auto`` layers unpruned): the base;
+3. fine-tune it with the plan's fixed sparsities (``auto`` layers at ``base_sparsity``): the base;
 4. Bayesian search over the ``auto`` layers' sparsities and the uniform baseline
    (``quant.search``), each evaluation a short fine-tune from the base;
 5. fine-tune the chosen point longer, export the integer model (``model.npz``), its ROM
@@ -30,12 +30,13 @@ class Settings:
     seed: int = 0
     epochs: int = 40             # fp32 training
     qat_epochs: int = 10         # base quantization-aware fine-tuning
-    search_epochs: int = 2       # per search evaluation
-    final_epochs: int = 15       # at the chosen sparsities
+    search_epochs: int = 3       # per search evaluation
+    final_epochs: int = 20       # at the chosen sparsities
     evaluations: int = 12        # per search (Bayesian and uniform each)
     accuracy_budget: float = 0.5  # accuracy points the search may lose for free
     penalty: float = 1.0
-    mbits: int = 12              # width bound of the requantization multipliers M
+    mbits: int = 8               # width bound of the requantization multipliers M
+    base_sparsity: float = 0.5   # of the `auto` layers in the base model the search starts from
     threads: int = 1
     progress: bool = True
 
@@ -63,7 +64,7 @@ def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net
         fixed = {sp.name: sp.sparsity for sp in specs if sp.type != "maxpool" and sp.sparsity != "auto"}
         auto = [sp.name for sp in specs if sp.type != "maxpool" and sp.sparsity == "auto"]
         for layer in qnet.weight_layers():
-            layer.set_sparsity(fixed.get(layer.spec.name, 0.0))
+            layer.set_sparsity(fixed.get(layer.spec.name, s.base_sparsity))
         train.finetune(qnet, data, epochs=s.qat_epochs, seed=s.seed, desc="quantization-aware",
                        progress=s.progress)
         evaluator = Evaluator(qnet, data, auto, None, epochs=s.search_epochs, seed=s.seed,

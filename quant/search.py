@@ -14,7 +14,7 @@ and return the objective (minimised)::
     objective = bits / ref_bits + penalty * max(0, drop - budget)
     drop      = 100 * (ref_accuracy - val_accuracy)      # accuracy points lost
 
-``ref_bits`` is the model with no ``auto`` layer pruned, ``ref_accuracy`` the fp32
+``ref_bits`` is the base model's size (``auto`` layers at the base sparsity), ``ref_accuracy`` the fp32
 model's validation accuracy, ``budget`` the accuracy points we may lose for free.  So:
 smallest model whose accuracy stays within the budget, each point beyond it costing
 ``penalty`` (default 1.0, i.e. as much as the whole model's size).

@@ -1,0 +1,85 @@
+"""``cnn-ip quantize``: user errors, and a short end-to-end run whose report is recomputable
+from its own files and identical for the same seed."""
+import json
+
+import numpy as np
+import pytest
+
+from cnn_ip.cli import main
+from quant import reference
+from quant.data import load_dataset
+from quant.rom_image import model_bits, read_rom
+from quant.sparse_format import decode
+
+PLAN = """name: tiny
+input: {channels: 1, height: 8, width: 8, bits: 8}
+dataset: digits
+layers:
+  - {type: conv, out: 4, k: 3, pad: 1, act: relu, bn: true, weights: int4, act_bits: 4}
+  - {type: conv, out: 8, k: 3, stride: 2, pad: 1, act: relu, weights: ternary, act_bits: 3, sparsity: auto}
+  - {type: maxpool, k: 2}
+  - {type: dense, out: 10, weights: ternary, sparsity: auto}
+quantize: {seed: 1, epochs: 3, qat_epochs: 1, search_epochs: 1, final_epochs: 1, evaluations: 2}
+"""
+# parameters of the fp32 model, counted by hand: conv 4*9+4, conv 8*36+8, dense 10*32+10
+FP32_PARAMS = 40 + 296 + 330
+
+
+def test_bad_plan_is_one_line_and_writes_nothing(tmp_path, capsys):
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN.replace("act_bits: 3", "act_bits: 12"))
+    out = tmp_path / "out"
+    assert main(["quantize", str(plan), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"cnn-ip: {plan}:6: layers[1].act_bits: must be an integer in 1..8, got 12\n"
+    assert not out.exists()
+
+
+def test_refuses_a_foreign_non_empty_directory(tmp_path, capsys):
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep me")
+    assert main(["quantize", str(plan), "-o", str(tmp_path / "out")]) == 2
+    assert "not a previous quantize output" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["mine.txt"]
+
+
+def test_bad_flag(tmp_path, capsys):
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN)
+    assert main(["quantize", str(plan), "-o", str(tmp_path / "o"), "--threads", "0"]) == 2
+    assert "--threads: must be >= 1" in capsys.readouterr().err
+
+
+def test_end_to_end_report_is_recomputable_and_reproducible(tmp_path):
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN)
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        assert main(["quantize", str(plan), "-o", str(out), "--quiet"]) == 0
+    text = (outs[0] / "quant_report.json").read_text()
+    assert text == (outs[1] / "quant_report.json").read_text()
+    report = json.loads(text)
+    out = outs[0]
+    # model bits: exactly the sum over the ROM sidecars, and the sum of the layer rows
+    assert report["model_bits"] == model_bits(out) == sum(row["bits"] for row in report["layers"])
+    assert report["fp32_bits"] == 32 * FP32_PARAMS
+    assert report["compression"] == round(report["fp32_bits"] / report["model_bits"], 4)
+    # integer accuracy: load model.npz into the reference model
+    data = load_dataset()
+    model = reference.load_model(out / "model.npz")
+    z = reference.run(model, data.test.x)
+    assert report["int_accuracy"] == round(float(np.mean(z.argmax(1) == data.test.y)), 6)
+    assert report["agreement"] == 1.0
+    # the weight ROMs decode to the model's weights; per-layer rows match model.npz
+    for row, layer in zip(report["layers"], [m for m in model if m.W is not None]):
+        words, sidecar = read_rom(out / f"{row['name']}_w.json")
+        assert np.array_equal(decode(words, sidecar), layer.W)
+        assert row["sparsity"] == round(float(np.mean(layer.W == 0)), 6)
+        assert {"name", "weights", "act_bits", "sparsity", "bits"} <= set(row)
+    assert len(report["search"]["bayes"]) == len(report["search"]["uniform"]) == 2
+    assert "objective" in report and (out / "search.png").stat().st_size > 1000
+    # a rerun replaces a previous output
+    assert main(["quantize", str(plan), "-o", str(out), "--quiet", "--evaluations", "1"]) == 0
+    assert model_bits(out) == json.loads((out / "quant_report.json").read_text())["model_bits"]
