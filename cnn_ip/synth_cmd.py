@@ -97,8 +97,9 @@ def format_report(report: dict) -> str:
         used, available = report["used"][key], report["available"][key]
         pct = report["utilisation_pct"][key]
         lines.append(f"{label:<12}{used:>10g}{available:>12g}{pct:>9.2f}")
-    lines.append(f"{'BRAM bits':<12}{report['used']['bram_bits']:>10g}"
-                 f"{report['available']['bram_bits']:>12g}")
+    lines.append(f"{'BRAM bits':<12}{report['used']['bram_bits']:>10.0f}"
+                 f"{report['available']['bram_bits']:>12.0f}"
+                 f"   ({report['memory_bits_declared']} bits of memory declared)")
     timing = report["timing"]
     if timing is not None:
         if timing["fmax_mhz"] is None:

@@ -104,9 +104,10 @@ def tool_version(path: str) -> str:
     return re.sub(r"(\(git sha1 [0-9a-f]+),.*\)$", r"\1)", lines[0].strip())
 
 
-def run_tool(argv: list[str], log: Path, *, cwd: Path) -> subprocess.CompletedProcess:
+def run_tool(argv: list[str], log: Path, *, cwd: Path,
+             append: bool = False) -> subprocess.CompletedProcess:
     """Run a tool, its stdout and stderr both into ``log``."""
-    with open(log, "w") as out:
+    with open(log, "a" if append else "w") as out:
         return subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
                               env=tool_env())
 
@@ -159,7 +160,7 @@ def netlist_for_pins(yosys: str, dev: Device, sources: list[Path], top: str, scr
     """The netlist to place: the block itself, or (iCE40, ports wider than the package)
     the block inside a serial pin shim (``fpga.pin_shim``), synthesized again."""
     netlist = scratch / "netlist.json"
-    if dev.io is None:
+    if dev.family != "ice40":       # ECP5 is placed out of context, without pins
         return netlist, None
     ports = reports._load(netlist)["modules"][top]["ports"]
     bits = sum(len(p["bits"]) for p in ports.values())
@@ -182,36 +183,57 @@ def netlist_for_pins(yosys: str, dev: Device, sources: list[Path], top: str, scr
                 "shim, LUT/FF counts are the block's own"}
 
 
-def yosys_script(dev: Device, sources: list[Path], top: str, scratch: Path) -> str:
-    """The Yosys script; every path in it is relative to the directory Yosys runs in."""
+def elaborate_script(sources: list[Path], top: str, scratch: Path) -> str:
+    """Stage 1: read and elaborate, count the memories the design declares (the figure a
+    block's ``bram_bits`` estimate is held against), save the design as RTLIL.
+
+    Every path in a script is relative to the directory Yosys runs in (see run_yosys).
+    """
     reads = "; ".join(f"read_verilog -defer {s}" for s in sources)
-    # The stat right after elaboration counts the memories the design declares: the
-    # number the block's bram_bits estimate is held against.
-    front = (f"{reads}; hierarchy -check -top {top}; proc; "
-             f"tee -q -o {scratch / 'elaborated.json'} stat -json")
+    return (f"{reads}; hierarchy -check -top {top}; proc; "
+            f"tee -q -o {scratch / 'elaborated.json'} stat -json; "
+            f"write_rtlil {scratch / 'elaborated.il'}")
+
+
+def synth_script(dev: Device, top: str, scratch: Path, *, has_memories: bool) -> str:
+    """Stage 2: technology mapping of the elaborated design, then the cell counts."""
     if dev.family == "xilinx":
-        back = f"synth_xilinx -top {top} -flatten -noiopad {' '.join(dev.tool_args)}"
+        synth = f"synth_xilinx -top {top} -flatten -noiopad {' '.join(dev.tool_args)}"
+        if not has_memories:
+            # Parsing the block-RAM mapping library costs ~7 s of CPU under yowasp even for
+            # a design without memories; skip just that step when there is nothing to map.
+            synth = f"{synth} -run :map_memory; {synth} -run map_ffram:"
     elif dev.family == "ecp5":
-        back = f"synth_ecp5 -top {top} -json {scratch / 'netlist.json'}"
+        synth = f"synth_ecp5 -top {top} -json {scratch / 'netlist.json'}"
     else:
-        back = f"synth_ice40 -top {top} -json {scratch / 'netlist.json'}"
-    return f"{front}; {back}; tee -q -o {scratch / 'synthesized.json'} stat -json"
+        synth = f"synth_ice40 -top {top} -json {scratch / 'netlist.json'}"
+    return (f"read_rtlil {scratch / 'elaborated.il'}; {synth}; "
+            f"tee -q -o {scratch / 'synthesized.json'} stat -json")
 
 
 def run_yosys(yosys: str, dev: Device, sources: list[Path], top: str, scratch: Path,
               log: Path) -> dict:
-    """Run Yosys; return cell counts, declared memory bits and the top's port bits."""
+    """Run Yosys in two stages; return cell counts and the declared memory bits."""
     cwd = sources[0].parent if sources else Path.cwd()
     # The yowasp tools see host paths through WebAssembly pre-opened directories, with
     # their own private /tmp: host paths under /tmp are only reachable relative to cwd.
-    script = yosys_script(dev, [relative(s, cwd) for s in sources], top, relative(scratch, cwd))
-    result = run_tool([yosys, "-p", script], log, cwd=cwd)
-    if result.returncode != 0 or not (scratch / "synthesized.json").exists():
-        raise SynthError("synthesis-failed", f"synthesis failed: "
-                         f"{reports.yosys_error(log.read_text(errors='replace'))} (log: {log})")
+    rel_scratch = relative(scratch, cwd)
+    first = elaborate_script([relative(s, cwd) for s in sources], top, rel_scratch)
+    if run_tool([yosys, "-p", first], log, cwd=cwd).returncode != 0 \
+            or not (scratch / "elaborated.il").exists():
+        raise_synthesis_failed(log)
     elaborated = reports.yosys_stat(scratch / "elaborated.json")
+    second = synth_script(dev, top, rel_scratch, has_memories=elaborated["memory_bits"] > 0)
+    if run_tool([yosys, "-p", second], log, cwd=cwd, append=True).returncode != 0 \
+            or not (scratch / "synthesized.json").exists():
+        raise_synthesis_failed(log)
     synthesized = reports.yosys_stat(scratch / "synthesized.json")
     return {"cells": synthesized["cells"], "memory_bits": elaborated["memory_bits"]}
+
+
+def raise_synthesis_failed(log: Path):
+    raise SynthError("synthesis-failed", f"synthesis failed: "
+                     f"{reports.yosys_error(log.read_text(errors='replace'))} (log: {log})")
 
 
 def relative(path: Path, start: Path) -> Path:

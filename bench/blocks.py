@@ -1,0 +1,295 @@
+"""Analytic estimates against real synthesis, for every block in a matrix of configurations.
+
+For each configuration in ``MATRIX`` whose block exists in ``blocks.spec.registry()``:
+generate the Verilog (``cnn_ip.export.generate``), synthesize it for ``xc7vx485t`` (Yosys
+``synth_xilinx`` cell counts) and place and route it on ``ecp5-85f`` at 150 MHz (Yosys
+``synth_ecp5`` + nextpnr-ecp5), and compare with ``BlockDef.estimate``.  Writes a Markdown
+table (default ``docs/estimates.md``) and prints its headline.
+
+    .venv/bin/python bench/blocks.py                    # every block, docs/estimates.md
+    .venv/bin/python bench/blocks.py --blocks mac_array --output /tmp/mac.md
+
+Runs the configurations in a pool of at most two worker processes.  Scratch files go to
+``--workdir`` (default: a directory under the system temp dir), never into the repository.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+XILINX = "xc7vx485t"
+ECP5 = "ecp5-85f"
+CLOCK_MHZ = 150.0
+LUT_FF_TOLERANCE_PCT = 20.0
+
+# Parameters per DESIGN.md Contract 5; values a layer of the paper's detectors or of the
+# bundled examples would use.  Parameters left out take the block's defaults.
+MATRIX = {
+    "axis_register": [{"bits": 8}, {"bits": 64}, {"bits": 512}],
+    "mac_array": [
+        {"lanes": 8, "simd": 16, "weights": "binary", "abits": 4, "reduce": 576},
+        {"lanes": 8, "simd": 16, "weights": "ternary", "abits": 4, "reduce": 576},
+        {"lanes": 4, "simd": 8, "weights": "int", "wbits": 4, "abits": 4, "reduce": 576},
+        {"lanes": 4, "simd": 8, "weights": "int", "wbits": 8, "abits": 8, "reduce": 1152},
+        {"lanes": 4, "simd": 3, "weights": "int", "wbits": 8, "abits": 8, "asigned": True,
+         "reduce": 27},                                     # first layer: signed input
+    ],
+    "sparse_decoder": [
+        {"lanes": 8, "simd": 16, "weights": "ternary"},
+        {"lanes": 4, "simd": 8, "weights": "int", "wbits": 4},
+        {"lanes": 4, "simd": 8, "weights": "binary"},
+    ],
+    "line_buffer": [
+        {"width": 13, "height": 9, "channels": 8, "k": 3, "pad": 1, "abits": 4, "simd": 4},
+        {"width": 32, "height": 32, "channels": 16, "k": 3, "pad": 1, "abits": 8, "simd": 4},
+        {"width": 28, "height": 28, "channels": 1, "k": 5, "abits": 8, "simd": 1},
+        {"width": 64, "height": 64, "channels": 8, "k": 2, "stride": 2, "abits": 4, "simd": 8},
+    ],
+    "tile_dma": [
+        {"data_bits": 32, "max_burst": 16, "outstanding": 2},
+        {"data_bits": 64, "max_burst": 16, "outstanding": 4},
+        {"data_bits": 128, "max_burst": 64, "outstanding": 4},
+    ],
+}
+
+
+def configurations(block_def, overrides: list[dict]) -> list[dict]:
+    """Full parameter sets: the block's example with each override applied on top.
+
+    Starting from ``example()`` fills parameters the matrix cannot write down (such as a
+    weights file a block loads); override keys the block does not have are dropped.
+    """
+    known = {p.name for p in block_def.params}
+    base = block_def.example()
+    return [{**base, **{k: v for k, v in o.items() if k in known}} for o in overrides]
+
+
+def run_one(name: str, values: dict, workdir: str) -> dict:
+    """Worker: generate, synthesize on both targets, and return one result row."""
+    from blocks.spec import registry
+    from cnn_ip.export import generate
+    from fpga.synth import SynthError, synthesize
+
+    block_def = registry()[name]
+    tag = "-".join(f"{k}{v}" for k, v in values.items() if not k.endswith("file"))
+    out = Path(workdir) / name / tag[:120]
+    row = {"block": name, "config": describe(values), "values": values}
+    try:
+        info = generate(block_def, out, **values)
+    except Exception as error:            # a block that cannot be built is a result too
+        row["error"] = f"generate: {error}"
+        return row
+    row["estimate"] = info["estimate"]
+    verilog = [out / info["verilog"]]
+    for target in (XILINX, ECP5):
+        started = time.monotonic()
+        try:
+            row[target] = synthesize(verilog, top=info["top"], target=target,
+                                     workdir=out / target, clock_mhz=CLOCK_MHZ)
+        except SynthError as error:
+            row["error"] = f"{target}: {error}"
+            return row
+        row[f"{target}_s"] = time.monotonic() - started
+    return row
+
+
+def describe(values: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in values.items()
+                    if not k.endswith("file") and isinstance(v, (int, str, bool, float)))
+
+
+def error_pct(estimate, real) -> float | None:
+    """Signed error of the estimate relative to the real count, in percent."""
+    if real == 0:
+        return 0.0 if estimate == 0 else math.inf
+    return 100.0 * (estimate - real) / real
+
+
+def discrepancies(row: dict) -> list[str]:
+    """What breaks the bounds: LUT/FF beyond 20 %, DSP or BRAM not exact."""
+    est, xil = row["estimate"], row[XILINX]
+    found = []
+    for key in ("lut", "ff"):
+        err = error_pct(est[key], xil["used"][key])
+        if abs(err) > LUT_FF_TOLERANCE_PCT:
+            found.append(f"{key.upper()} {err:+.0f}%")
+    if est["dsp"] != xil["used"]["dsp"]:
+        found.append(f"DSP {est['dsp']} vs {xil['used']['dsp']}")
+    if est["bram_bits"] != xil["memory_bits_declared"]:
+        found.append(f"BRAM bits {est['bram_bits']} vs {xil['memory_bits_declared']}")
+    return found
+
+
+def fmt_pct(value) -> str:
+    if value is None:
+        return ""
+    return "inf" if math.isinf(value) else f"{value:+.0f}%"
+
+
+def table(rows: list[dict]) -> list[str]:
+    head = ("| block | configuration | LUT est | LUT xc7 | err | FF est | FF xc7 | err "
+            "| DSP est | DSP xc7 | BRAM bits est | memory bits | RAMB36 | ECP5 LUT4 | ECP5 FF "
+            "| MULT18 | EBR | Fmax MHz | flow s | outside bounds |")
+    lines = [head, "|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['block']} | {row['config']} | " + " | ".join([""] * 17)
+                         + f" | failed: {row['error']} |")
+            continue
+        est, xil, ecp = row["estimate"], row[XILINX], row[ECP5]
+        fmax = ecp["timing"]["fmax_mhz"]
+        cells = [
+            row["block"], row["config"],
+            est["lut"], xil["used"]["lut"], fmt_pct(error_pct(est["lut"], xil["used"]["lut"])),
+            est["ff"], xil["used"]["ff"], fmt_pct(error_pct(est["ff"], xil["used"]["ff"])),
+            est["dsp"], xil["used"]["dsp"],
+            est["bram_bits"], xil["memory_bits_declared"], f"{xil['used']['bram_blocks']:g}",
+            ecp["used"]["lut"], ecp["used"]["ff"], ecp["used"]["dsp"], ecp["used"]["bram_blocks"],
+            "-" if fmax is None else f"{fmax:.0f}",
+            f"{row[XILINX + '_s'] + row[ECP5 + '_s']:.0f}",
+            ", ".join(discrepancies(row)) or "-",
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return lines
+
+
+def headline(rows: list[dict]) -> list[str]:
+    ok = [r for r in rows if "error" not in r]
+    lines = []
+    for key in ("lut", "ff"):
+        errors = [(abs(error_pct(r["estimate"][key], r[XILINX]["used"][key])), r) for r in ok]
+        if errors:
+            worst, r = max(errors, key=lambda e: e[0])
+            lines.append(f"- worst {key.upper()} estimate error: "
+                         f"{fmt_pct(error_pct(r['estimate'][key], r[XILINX]['used'][key]))} "
+                         f"({r['block']} {r['config']})")
+    dsp_bad = [r for r in ok if r["estimate"]["dsp"] != r[XILINX]["used"]["dsp"]]
+    bram_bad = [r for r in ok if r["estimate"]["bram_bits"] != r[XILINX]["memory_bits_declared"]]
+    lines.append(f"- DSP estimate exact in {len(ok) - len(dsp_bad)} of {len(ok)} configurations"
+                 + (": off in " + "; ".join(f"{r['block']} {r['config']}" for r in dsp_bad)
+                    if dsp_bad else ""))
+    lines.append(f"- BRAM bits estimate equal to the declared memory in "
+                 f"{len(ok) - len(bram_bad)} of {len(ok)} configurations"
+                 + (": off in " + "; ".join(f"{r['block']} {r['config']}" for r in bram_bad)
+                    if bram_bad else ""))
+    return lines
+
+
+def timing_notes(rows: list[dict]) -> list[str]:
+    """Per block: the lowest ECP5 Fmax and what limits it (nextpnr's critical path)."""
+    lines = []
+    by_block = {}
+    for r in rows:
+        if "error" not in r and r[ECP5]["timing"]["fmax_mhz"] is not None:
+            by_block.setdefault(r["block"], []).append(r)
+    for block, block_rows in by_block.items():
+        r = min(block_rows, key=lambda r: r[ECP5]["timing"]["fmax_mhz"])
+        t = r[ECP5]["timing"]
+        path = t["critical_path"] or {}
+        verdict = "meets" if t["fmax_mhz"] >= CLOCK_MHZ else "MISSES"
+        lines.append(
+            f"- **{block}**: lowest {t['fmax_mhz']:.0f} MHz ({verdict} {CLOCK_MHZ:g}) in "
+            f"{r['config']}; critical path {path.get('start', '?')} -> {path.get('end', '?')}, "
+            f"{path.get('logic_levels', '?')} logic levels, {path.get('logic_ns', 0):.2f} ns "
+            f"logic + {path.get('routing_ns', 0):.2f} ns routing"
+            + (f" ({', '.join(path['sources'][:5])})" if path.get("sources") else ""))
+    return lines
+
+
+def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "# Block estimates against synthesis",
+        "",
+        "Generated by `bench/blocks.py` (do not edit by hand). Regenerate with",
+        "",
+        "    .venv/bin/python bench/blocks.py            # writes docs/estimates.md",
+        "",
+        f"Measured {stamp}; {len(rows)} configurations in {wall_s:.0f} s wall time "
+        f"(two worker processes). Tools: {tools}.",
+        "",
+        f"- *est*: the block's analytic `estimate`. *xc7*: Yosys `synth_xilinx` cell counts "
+        f"for {XILINX} — synthesis counts, not Vivado's (LUT = LUT1-6 + INV + LUT-RAM sites; "
+        f"FF = FDRE/FDSE/FDCE/FDPE). *err* = (est - xc7) / xc7.",
+        "- *memory bits*: bits of the memories the Verilog declares (Yosys `stat` after "
+        "elaboration), the figure `bram_bits` is held against; *RAMB36* the 36 Kb block "
+        "RAMs synth_xilinx mapped them to (RAMB18 = 0.5).",
+        f"- *ECP5*: {ECP5} after out-of-context place-and-route at {CLOCK_MHZ:g} MHz "
+        "(nextpnr-ecp5 `--report`: TRELLIS_COMB, TRELLIS_FF, MULT18X18D, DP16KD, Fmax).",
+        f"- *outside bounds*: LUT or FF error beyond {LUT_FF_TOLERANCE_PCT:g} %, DSP or "
+        "BRAM bits not exact. *flow s*: wall time of both flows for the configuration.",
+        "",
+        "## Headline",
+        "",
+        *headline(rows),
+        "",
+        "## Table",
+        "",
+        *table(rows),
+        "",
+        "## Timing on ECP5 (lowest Fmax per block)",
+        "",
+        *timing_notes(rows),
+        "",
+    ]
+    if skipped:
+        parts += ["## Not yet measured", "",
+                  *(f"- {name}: not in the block registry when this table was made"
+                    for name in skipped), ""]
+    return "\n".join(parts)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blocks", nargs="*", default=None, help="only these blocks")
+    parser.add_argument("--output", default=str(ROOT / "docs" / "estimates.md"))
+    parser.add_argument("--workdir", default=None, help="scratch directory (default: temp)")
+    parser.add_argument("--jobs", type=int, default=2, choices=(1, 2))
+    args = parser.parse_args(argv)
+
+    from blocks.spec import registry
+    from fpga.synth import TOOLS, find_tool, tool_version
+
+    known = registry()
+    wanted = args.blocks or list(MATRIX)
+    jobs, skipped = [], []
+    for name in wanted:
+        if name not in known:
+            print(f"skipping {name}: not in the block registry yet", file=sys.stderr)
+            skipped.append(name)
+            continue
+        for values in configurations(known[name], MATRIX.get(name, [{}])):
+            jobs.append((name, values))
+    tools = "; ".join(sorted({tool_version(find_tool(t)) for f in ("xilinx", "ecp5")
+                              for t in TOOLS[f].values()}))
+    workdir = args.workdir or tempfile.mkdtemp(prefix="cnn_ip-bench-")
+    started = time.monotonic()
+    rows = []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(run_one, name, values, workdir) for name, values in jobs]
+        for future in tqdm(as_completed(futures), total=len(futures), desc="synthesizing",
+                           unit="config"):
+            rows.append(future.result())
+    order = {name: i for i, name in enumerate(MATRIX)}
+    rows.sort(key=lambda r: (order.get(r["block"], 99), jobs.index((r["block"], r["values"]))))
+    text = markdown(rows, skipped, tools, time.monotonic() - started)
+    Path(args.output).write_text(text)
+    print("\n".join(headline(rows)))
+    print("\n".join(timing_notes(rows)))
+    print(f"wrote {args.output} (scratch in {workdir})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
