@@ -76,10 +76,11 @@ def unpack(word: int, bits: int, lanes: int, *, signed: bool = False) -> list[in
 
 
 @block
-def axis_source(aclk, aresetn, axis, beats, *, seed=0, idle=0.0, period=10):
+def axis_source(aclk, aresetn, axis, beats, *, seed=0, idle=0.0, period=10, moved=None):
     """Drive ``beats`` (``(tdata, tlast)`` pairs) on ``axis``; idle with probability ``idle``.
 
-    ``tlast`` is ignored for a stream without one.
+    ``tlast`` is ignored for a stream without one.  If ``moved`` is a list, a
+    :class:`Beat` is appended to it for every beat as it moves (with its cycle).
     """
     rng = random.Random(seed)
     has_last = axis.tlast is not None
@@ -96,6 +97,8 @@ def axis_source(aclk, aresetn, axis, beats, *, seed=0, idle=0.0, period=10):
             if axis.tvalid:
                 if not axis.tready:
                     continue  # AXI: hold the beat until it moves
+                if moved is not None:
+                    moved.append(Beat(beats[sent][0], bool(beats[sent][1]), now() // period))
                 sent += 1
             if sent < len(beats) and rng.random() >= idle:
                 data, last = beats[sent]

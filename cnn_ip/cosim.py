@@ -157,13 +157,15 @@ def run_streams(block_def: BlockDef, *, hdl: str = "myhdl", workdir=None,
              arrived (so extra beats are caught) or fails at ``max_cycles``.
     idle, stall: probability of an idle cycle per source / a not-ready cycle per sink,
              one number for all streams or a dict by port name.
-    Returns ``{output port: [Beat, ...], "cycles": total cycles}``; raises
-    ``AssertionError`` on a protocol violation or a timeout.
+    Returns ``{port: [Beat, ...], "cycles": total cycles}`` for every output port and
+    every input port (the beats as they moved, with the cycle of each, for latency and
+    rate measurements); raises ``AssertionError`` on a protocol violation or a timeout.
     """
     params = block_def.validate(**values)
     ports = block_def.ports(**params)
     aclk, aresetn = ports["aclk"], ports["aresetn"]
     received = {name: [] for name in expect}
+    sent = {name: [] for name in inputs}
     errors: list[str] = []
     rate = lambda value, name: value.get(name, 0.0) if isinstance(value, dict) else value
     state = {"cycles": None}
@@ -173,8 +175,8 @@ def run_streams(block_def: BlockDef, *, hdl: str = "myhdl", workdir=None,
         parts = [clock_reset_driver(aclk, aresetn),
                  dut(block_def, ports, hdl=hdl, workdir=workdir, **values)]
         for i, (name, beats) in enumerate(sorted(inputs.items())):
-            parts.append(axis_source(aclk, aresetn, ports[name], beats,
-                                     seed=seed * 7919 + i, idle=rate(idle, name), period=PERIOD))
+            parts.append(axis_source(aclk, aresetn, ports[name], beats, seed=seed * 7919 + i,
+                                     idle=rate(idle, name), period=PERIOD, moved=sent[name]))
         for i, name in enumerate(sorted(expect)):
             parts.append(axis_sink(aclk, aresetn, ports[name], received[name],
                                    seed=seed * 104729 + i, stall=rate(stall, name),
@@ -205,7 +207,7 @@ def run_streams(block_def: BlockDef, *, hdl: str = "myhdl", workdir=None,
         raise AssertionError(f"{block_def.name} ({hdl}): timeout after {max_cycles} cycles; "
                              f"received {got}, expected {expect}")
     assert not errors, f"{block_def.name} ({hdl}): AXI stability violated: {errors[:3]}"
-    return {**received, "cycles": state["cycles"]}
+    return {**sent, **received, "cycles": state["cycles"]}
 
 
 WIDTH_MESSAGE = re.compile(r"%Warning-WIDTH: .*expects (\d+) bits.*generates (\d+) bits")

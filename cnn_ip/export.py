@@ -9,6 +9,7 @@ cannot drift from the module.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -40,15 +41,37 @@ def write_verilog(block_def: BlockDef, out_dir, params: dict, build_kwargs: dict
     return path
 
 
-def read_ports(verilog: Path, top: str) -> list[dict]:
-    """Ports of module ``top`` as ``{name, direction, width}``, parsed with pyverilog."""
-    from pyverilog.vparser import ast
+@functools.lru_cache(maxsize=1)
+def verilog_parser():
+    """One pyverilog parser a process: building it takes seconds (PLY grammar checks)."""
     from pyverilog.vparser.parser import VerilogParser
 
     # The parser alone: pyverilog's preprocessing step writes files into the working
     # directory, and converted blocks carry no macros or includes to expand.
     tables = Path(tempfile.gettempdir()) / "cnn_ip-pyverilog"
-    tree = VerilogParser(outputdir=str(tables), debug=False).parse(verilog.read_text(), debug=0)
+    return VerilogParser(outputdir=str(tables), debug=False)
+
+
+def module_interface(text: str, top: str) -> str:
+    """Module ``top``'s header and port declarations, without its body.
+
+    Parsing the body of a large converted block takes seconds and adds nothing to the
+    port table.
+    """
+    start = re.search(rf"^module {re.escape(top)}\b", text, flags=re.M)
+    if start is None:
+        raise ValueError(f"no module {top} in the generated Verilog")
+    body = text[start.start():]
+    header_end = body.index(");") + 2
+    declarations = re.findall(r"^\s*(?:input|output|inout)\b[^;]*;", body[header_end:], flags=re.M)
+    return body[:header_end] + "\n" + "\n".join(declarations) + "\nendmodule\n"
+
+
+def read_ports(verilog: Path, top: str) -> list[dict]:
+    """Ports of module ``top`` as ``{name, direction, width}``, parsed with pyverilog."""
+    from pyverilog.vparser import ast
+
+    tree = verilog_parser().parse(module_interface(verilog.read_text(), top), debug=0)
     module = next(d for d in tree.description.definitions
                   if isinstance(d, ast.ModuleDef) and d.name == top)
     directions = {}

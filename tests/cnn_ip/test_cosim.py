@@ -47,11 +47,19 @@ def test_monitor_catches_withdrawn_valid():
         cosim.run_streams(BROKEN, inputs={}, expect={"m_axis_out": 5}, stall=0.7, bits=8)
 
 
-def test_lint_reports_warnings(tmp_path):
+def test_lint_fails_on_truncation_and_unused_signals(tmp_path):
     bad = tmp_path / "bad.v"
-    bad.write_text("module bad(input a, output [1:0] y);\nassign y = a;\nendmodule\n")
-    with pytest.raises(AssertionError, match="WIDTH"):
+    bad.write_text("module bad(input [1:0] a, input b, output y);\nassign y = a;\nendmodule\n")
+    with pytest.raises(AssertionError, match="WIDTH") as error:
         cosim.lint(bad, "bad")
+    assert "UNUSED" in str(error.value)
+
+
+def test_lint_waives_only_width_expansion(tmp_path):
+    ok = tmp_path / "ok.v"
+    ok.write_text("module ok(input a, output [1:0] y);\nassign y = a;\nendmodule\n")
+    waived = cosim.lint(ok, "ok")
+    assert len(waived) == 1 and "expects 2 bits" in waived[0]
 
 
 def test_pack_unpack_round_trip():
