@@ -66,6 +66,8 @@ class Param:
                 raise bad
             if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
                 raise bad
+            if self.choices is not None and value not in self.choices:
+                raise bad
         elif self.kind is bool:
             if not isinstance(value, bool):
                 raise bad
