@@ -1,0 +1,669 @@
+"""``tile_dma``: an AXI4 master that moves 2-D tiles between off-chip memory and streams.
+
+The only path to off-chip memory in a design, so it also counts the off-chip traffic.
+A read command streams a tile out of memory; a write command plus the tile's data writes it.
+
+Parameters
+----------
+data_bits : 32, 64 or 128
+    Width of the AXI data bus and of the data streams.  ``NB = data_bits / 8`` bytes a beat.
+addr_bits : 32
+    AXI address width (only 32 is supported).
+max_burst : int, 1..256
+    Longest AXI burst in beats.
+outstanding : int, 1..8
+    Read bursts in flight (issued, data not yet all returned); also the number of write
+    bursts that may wait for their response.
+
+Command packing (``s_axis_rdcmd`` and ``s_axis_wrcmd``: ``tdata`` 128 bits, no ``tlast``)
+---------------------------------------------------------------------------------------
+``[31:0]`` base address, ``[63:32]`` row stride in bytes, ``[79:64]`` bytes per row,
+``[95:80]`` rows, ``[127:96]`` reserved, zero.  Row ``r`` covers the bytes
+``base + r*stride ... base + r*stride + bytes_per_row - 1``; addresses wrap at 2**32.
+Base, stride and bytes per row must be multiples of ``NB``, rows and bytes per row must
+not be zero and the reserved bits must be zero.  A command that breaks this is consumed,
+not executed (no data, no ``wrdone`` beat, no bus traffic) and sets ``error``.
+
+Ports
+-----
+aclk, aresetn           clock; synchronous active-low reset
+s_axis_rdcmd_t*         read commands: ``tdata[127:0]`` as above, ``tvalid``, ``tready``
+m_axis_rd_t*            the read tile: ``tdata[data_bits-1:0]``, bytes in address order
+                        (row after row), little-endian in a beat (the byte at the lower
+                        address in ``tdata[7:0]``); ``tlast`` on the tile's last beat
+s_axis_wrcmd_t*         write commands, as ``s_axis_rdcmd``
+s_axis_wr_t*            the data of the write tiles, packed as ``m_axis_rd``; ``tdata``,
+                        ``tvalid``, ``tready`` and no ``tlast``: the command says how
+                        many beats a tile has
+m_axis_wrdone_t*        one beat per executed write command once all its write responses
+                        are back: ``tdata[7:0]``, ``[1:0]`` = worst ``bresp`` of the tile
+                        (OKAY 0 < EXOKAY 1 < SLVERR 2 < DECERR 3), ``[7:2]`` zero; ``tlast`` 1
+m_axi_*                 AXI4 master: ``araddr arlen arsize arburst arvalid arready rdata rresp
+                        rlast rvalid rready awaddr awlen awsize awburst awvalid awready wdata
+                        wstrb wlast wvalid wready bresp bvalid bready``, plus 1-bit ``arid`` and
+                        ``awid`` (always 0) and ``rid``/``bid`` inputs (a non-zero ID is
+                        answered with ``error``): verification IP such as cocotbext-axi's
+                        ``AxiBus.from_prefix`` requires the ID signals.  INCR bursts of full
+                        bus width (``arsize = awsize = log2(NB)``), ``wstrb`` all ones.
+error                   sticky until reset: a rejected command, a non-OKAY ``rresp``/``bresp``
+                        or an unexpected response ID.  Data still completes.
+rd_bytes[63:0]          bytes read from memory since reset (``NB`` per R beat)
+wr_bytes[63:0]          bytes written to memory since reset (``NB`` per W beat)
+
+Bursts
+------
+Each row is cut into INCR bursts of at most ``max_burst`` beats that never cross a 4 KB
+boundary.  Reads are issued only when the read-data FIFO (``outstanding * max_burst``
+beats) has room for the whole burst, so ``rready`` is always high and the R channel never
+stalls, whatever ``m_axis_rd`` does.  Write address and data go out in order, the address
+of a burst never after its data; ``wvalid`` waits for ``s_axis_wr``.
+
+Latency and throughput
+----------------------
+Read: command accepted to AR valid 2 cycles; an R beat reaches ``m_axis_rd`` 3 cycles after
+it arrives.  With ``outstanding`` bursts in flight the read moves one beat per cycle as long
+as the memory's latency (AR to first R beat) is below about ``(outstanding - 1) *`` burst
+length; with ``outstanding = 1`` each burst pays the full round trip.  Write: one beat per
+cycle when ``s_axis_wr`` and the W channel allow; bursts stop only when ``outstanding``
+bursts await their response.  A new command is accepted as soon as the previous one has
+issued its last burst.
+"""
+from __future__ import annotations
+
+import numpy as np
+from myhdl import Signal, always, always_comb, always_seq, block, concat, intbv, modbv
+
+from blocks.axis_register import axis_register
+from blocks.spec import BlockDef, Param, check_width
+from blocks.stream import Axis, clock_reset
+
+PARAMS = (
+    Param("data_bits", int, default=64, choices=(32, 64, 128), help="AXI data bus width"),
+    Param("addr_bits", int, default=32, choices=(32,), help="AXI address width"),
+    Param("max_burst", int, default=16, lo=1, hi=256, help="longest AXI burst in beats"),
+    Param("outstanding", int, default=4, lo=1, hi=8, help="read bursts in flight"),
+)
+
+CMD_BITS = 128
+DONE_BITS = 8
+PAGE = 4096  # AXI: a burst never crosses a 4 KB boundary
+ID_BITS = 1
+
+
+class AxiMaster:
+    """The AXI4 master port: attributes flatten to ``m_axi_araddr`` etc. in Verilog."""
+
+    def __init__(self, data_bits: int, addr_bits: int = 32):
+        def bits(n):
+            return Signal(intbv(0)[n:])
+
+        def flag():
+            return Signal(bool(0))
+
+        self.arid, self.araddr, self.arlen = bits(ID_BITS), bits(addr_bits), bits(8)
+        self.arsize, self.arburst = bits(3), bits(2)
+        self.arvalid, self.arready = flag(), flag()
+        self.rid, self.rdata, self.rresp = bits(ID_BITS), bits(data_bits), bits(2)
+        self.rlast, self.rvalid, self.rready = flag(), flag(), flag()
+        self.awid, self.awaddr, self.awlen = bits(ID_BITS), bits(addr_bits), bits(8)
+        self.awsize, self.awburst = bits(3), bits(2)
+        self.awvalid, self.awready = flag(), flag()
+        self.wdata, self.wstrb = bits(data_bits), bits(data_bits // 8)
+        self.wlast, self.wvalid, self.wready = flag(), flag(), flag()
+        self.bid, self.bresp = bits(ID_BITS), bits(2)
+        self.bvalid, self.bready = flag(), flag()
+
+
+class Stream:
+    """An AXI4-Stream without ``tlast`` (``tdata``, ``tvalid``, ``tready``), for streams whose
+    framing the commands define: the command streams and ``s_axis_wr``."""
+
+    def __init__(self, bits: int):
+        self.bits = bits
+        self.tdata = Signal(intbv(0)[bits:])
+        self.tvalid = Signal(bool(0))
+        self.tready = Signal(bool(0))
+
+
+def _log2(n: int) -> int:
+    return n.bit_length() - 1
+
+
+def _pointer_depth(count: int) -> int:
+    """Smallest power of two >= ``count`` (at least 2), for FIFOs with wrapping pointers."""
+    depth = 2
+    while depth < count:
+        depth *= 2
+    return depth
+
+
+@block
+def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issue,
+                   next_beats, issue, issue_last, bad_cmd, *, data_bits, max_burst):
+    """Cuts tile commands from ``cmd`` into AXI bursts on ``ax*`` (one AR or AW channel).
+
+    ``next_beats`` is the length of the burst that would be issued next; the parent says
+    with ``can_issue`` whether it has room for it.  ``issue`` pulses when a burst is loaded
+    into the address register, ``issue_last`` with it when that burst ends the tile.
+    ``bad_cmd`` pulses when a command that breaks the alignment rule is consumed.
+    """
+    lanes = data_bits // 8
+    lg = _log2(lanes)
+    page_beats = PAGE // lanes
+
+    # Constants are written as sized intbv literals in the generators below so that the
+    # Verilog operands have matching widths (Verilator -Wall WIDTH).
+    pad_offset = 4 + lg  # addr[12:lg] widened to 16 bits
+    pad_advance = 16 - lg  # next_beats * NB widened to 32 bits
+    busy = Signal(bool(0))
+    addr = Signal(modbv(0)[32:])
+    row_base = Signal(modbv(0)[32:])
+    stride = Signal(intbv(0)[32:])
+    row_beats = Signal(intbv(0)[16:])
+    beats_left = Signal(intbv(0)[16:])
+    rows_left = Signal(intbv(0)[16:])
+    to_page = Signal(intbv(0)[16:])
+    len_code = Signal(modbv(0)[8:])  # next_beats - 1; 256 beats wrap to 255 as AXI wants
+    advance = Signal(intbv(0)[32:])
+    cmd_ok = Signal(bool(0))
+    out_valid = Signal(bool(0))
+
+    @always_comb
+    def command_check():
+        # Alignment: the low lg bits of base, stride and bytes per row must be zero.
+        # Reserved bits must be zero; rows and bytes per row must not be.
+        cmd_ok.next = (cmd.tdata[lg:0] == 0 and cmd.tdata[32 + lg:32] == 0
+                       and cmd.tdata[64 + lg:64] == 0
+                       and cmd.tdata[80:64 + lg] != 0 and cmd.tdata[96:80] != 0
+                       and cmd.tdata[128:96] == 0)
+
+    @always_comb
+    def burst_length():
+        to_page.next = intbv(page_beats)[16:] - concat(intbv(0)[pad_offset:], addr[12:lg])
+
+    @always_comb
+    def next_length():
+        if beats_left <= max_burst and beats_left <= to_page:
+            next_beats.next = beats_left
+        elif to_page <= max_burst:
+            next_beats.next = to_page
+        else:
+            next_beats.next = intbv(max_burst)[16:]
+
+    @always_comb
+    def burst_fields():
+        len_code.next = next_beats[8:] - intbv(1)[8:]
+        advance.next = concat(intbv(0)[pad_advance:], next_beats, intbv(0)[lg:])
+
+    @always_comb
+    def handshake():
+        cmd.tready.next = not busy
+        bad_cmd.next = cmd.tvalid and not busy and not cmd_ok
+        issue.next = busy and can_issue and (not out_valid or axready)
+        issue_last.next = rows_left == 1 and beats_left == next_beats
+        axvalid.next = out_valid
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def walk():
+        if not busy:
+            if cmd.tvalid and cmd_ok:
+                busy.next = 1
+                addr.next = cmd.tdata[32:0]
+                row_base.next = cmd.tdata[32:0]
+                stride.next = cmd.tdata[64:32]
+                row_beats.next = concat(intbv(0)[lg:], cmd.tdata[80:64 + lg])
+                beats_left.next = concat(intbv(0)[lg:], cmd.tdata[80:64 + lg])
+                rows_left.next = cmd.tdata[96:80]
+        if issue:
+            out_valid.next = 1
+            axaddr.next = addr
+            axlen.next = len_code
+            if beats_left == next_beats:  # this burst ends the row
+                addr.next = row_base + stride
+                row_base.next = row_base + stride
+                beats_left.next = row_beats
+                rows_left.next = rows_left - intbv(1)[16:]
+                if rows_left == 1:
+                    busy.next = 0
+            else:
+                addr.next = addr + advance
+                beats_left.next = beats_left - next_beats
+        elif axready:
+            out_valid.next = 0
+
+    return command_check, burst_length, next_length, burst_fields, handshake, walk
+
+
+@block
+def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_bytes, *,
+                data_bits, max_burst, outstanding):
+    """AR issue with credits, the read-data FIFO and ``m_axis_rd``."""
+    lanes = data_bits // 8
+    depth = outstanding * max_burst  # beats the FIFO holds: every issued burst fits
+    flag_depth = _pointer_depth(outstanding)
+
+    next_beats = Signal(intbv(0)[16:])
+    can_issue = Signal(bool(0))
+    issue = Signal(bool(0))
+    issue_last = Signal(bool(0))
+    bad_cmd = Signal(bool(0))
+    splitter = burst_splitter(aclk, aresetn, s_axis_rdcmd, m_axi.araddr, m_axi.arlen,
+                              m_axi.arvalid, m_axi.arready, can_issue, next_beats, issue,
+                              issue_last, bad_cmd, data_bits=data_bits, max_burst=max_burst)
+
+    # Credits: beats of FIFO space not yet promised to an issued burst.
+    space = Signal(intbv(depth)[16:])
+    space_left = Signal(modbv(0)[16:])  # space after the burst being issued
+    in_flight = Signal(intbv(0, min=0, max=outstanding + 1))
+    # One flag per burst in flight: does it end its tile?
+    last_flags = Signal(intbv(0)[flag_depth:])
+    flag_wr = Signal(modbv(0, min=0, max=flag_depth))
+    flag_rd = Signal(modbv(0, min=0, max=flag_depth))
+
+    # The FIFO: a simple dual-port RAM with a registered read, then an output register.
+    mem = [Signal(intbv(0)[data_bits + 1:]) for _ in range(depth)]
+    wr_ptr = Signal(intbv(0, min=0, max=depth))
+    rd_ptr = Signal(intbv(0, min=0, max=depth))
+    stored = Signal(intbv(0, min=0, max=depth + 1))
+    ram_q = Signal(intbv(0)[data_bits + 1:])
+    q_valid = Signal(bool(0))
+    out_valid = Signal(bool(0))
+    out_word = Signal(intbv(0)[data_bits + 1:])
+    beat_in = Signal(bool(0))
+    beat_word = Signal(intbv(0)[data_bits + 1:])
+    read_ram = Signal(bool(0))
+    load_out = Signal(bool(0))
+
+    @always_comb
+    def control():
+        can_issue.next = space >= next_beats and in_flight < outstanding
+        space_left.next = space - next_beats
+        beat_in.next = m_axi.rvalid  # rready is always high
+        load_out.next = q_valid and (not out_valid or m_axis_rd.tready)
+        read_ram.next = stored != 0 and (not q_valid or load_out)
+
+    @always_comb
+    def word_in():
+        beat_word.next = concat(m_axi.rlast and last_flags[flag_rd], m_axi.rdata)
+
+    size_code = _log2(lanes)
+
+    @always_comb
+    def outputs():
+        m_axi.rready.next = 1
+        m_axi.arid.next = 0
+        m_axi.arsize.next = size_code
+        m_axi.arburst.next = 1  # INCR
+        m_axis_rd.tvalid.next = out_valid
+        m_axis_rd.tdata.next = out_word[data_bits:]
+        m_axis_rd.tlast.next = out_word[data_bits]
+
+    @always(aclk.posedge)
+    def ram():
+        if beat_in:
+            mem[wr_ptr].next = beat_word
+        if read_ram:
+            ram_q.next = mem[rd_ptr]
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def bookkeeping():
+        if issue:
+            last_flags.next[flag_wr] = issue_last
+            flag_wr.next = flag_wr + 1
+        beat_done = beat_in and m_axi.rlast
+        if beat_done:
+            flag_rd.next = flag_rd + 1
+        if issue and not beat_done:
+            in_flight.next = in_flight + 1
+        elif beat_done and not issue:
+            in_flight.next = in_flight - 1
+        if issue:
+            if read_ram:
+                space.next = space_left + 1
+            else:
+                space.next = space_left
+        elif read_ram:
+            space.next = space + 1
+        if beat_in:
+            if wr_ptr == depth - 1:
+                wr_ptr.next = 0
+            else:
+                wr_ptr.next = wr_ptr + 1
+            rd_bytes.next = rd_bytes + lanes
+        if read_ram:
+            if rd_ptr == depth - 1:
+                rd_ptr.next = 0
+            else:
+                rd_ptr.next = rd_ptr + 1
+        if beat_in and not read_ram:
+            stored.next = stored + 1
+        elif read_ram and not beat_in:
+            stored.next = stored - 1
+        q_valid.next = read_ram or (q_valid and not load_out)
+        if load_out:
+            out_word.next = ram_q
+            out_valid.next = 1
+        elif m_axis_rd.tready:
+            out_valid.next = 0
+        rd_error.next = bad_cmd or (beat_in and (m_axi.rresp != 0 or m_axi.rid != 0))
+
+    return splitter, control, word_in, outputs, ram, bookkeeping
+
+
+@block
+def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, wr_error,
+                 wr_bytes, *, data_bits, max_burst, outstanding):
+    """AW issue, the W channel (through a register slice) and the write responses."""
+    lanes = data_bits // 8
+    depth = _pointer_depth(outstanding)
+
+    next_beats = Signal(intbv(0)[16:])
+    can_issue = Signal(bool(0))
+    issue = Signal(bool(0))
+    issue_last = Signal(bool(0))
+    bad_cmd = Signal(bool(0))
+    splitter = burst_splitter(aclk, aresetn, s_axis_wrcmd, m_axi.awaddr, m_axi.awlen,
+                              m_axi.awvalid, m_axi.awready, can_issue, next_beats, issue,
+                              issue_last, bad_cmd, data_bits=data_bits, max_burst=max_burst)
+
+    # Bursts issued on AW whose response is not back yet; their lengths (for wlast) and
+    # whether each ends its tile (for wrdone) wait in two small FIFOs.
+    waiting = Signal(intbv(0, min=0, max=outstanding + 1))
+    lengths = [Signal(intbv(0)[8:]) for _ in range(depth)]
+    len_wr = Signal(modbv(0, min=0, max=depth))
+    len_rd = Signal(modbv(0, min=0, max=depth))
+    len_count = Signal(intbv(0, min=0, max=depth + 1))
+    head_len = Signal(intbv(0)[8:])
+    beat = Signal(intbv(0)[8:])
+    last_flags = Signal(intbv(0)[depth:])
+    flag_wr = Signal(modbv(0, min=0, max=depth))
+    flag_rd = Signal(modbv(0, min=0, max=depth))
+    worst = Signal(intbv(0)[2:])
+    done_valid = Signal(bool(0))
+    done_resp = Signal(intbv(0)[2:])
+    merged = Signal(intbv(0)[2:])
+
+    len_code = Signal(modbv(0)[8:])
+    pad_done = DONE_BITS - 2
+    w_in = Axis(data_bits)
+    w_out = Axis(data_bits)
+    slice_ = axis_register(aclk, aresetn, w_in, w_out, bits=data_bits)
+    accept = Signal(bool(0))
+    response = Signal(bool(0))
+
+    @always_comb
+    def head():
+        head_len.next = lengths[len_rd]
+        len_code.next = next_beats[8:] - intbv(1)[8:]
+
+    @always_comb
+    def control():
+        can_issue.next = waiting < outstanding
+        have_burst = len_count != 0
+        w_in.tvalid.next = s_axis_wr.tvalid and have_burst
+        w_in.tdata.next = s_axis_wr.tdata
+        w_in.tlast.next = beat == head_len
+        s_axis_wr.tready.next = w_in.tready and have_burst
+        accept.next = s_axis_wr.tvalid and w_in.tready and have_burst
+        response.next = m_axi.bvalid and not done_valid
+
+    size_code = _log2(lanes)
+    all_strobes = (1 << lanes) - 1
+
+    @always_comb
+    def merge():
+        # The worst response so far in this tile, including the one arriving now.
+        if m_axi.bresp > worst:
+            merged.next = m_axi.bresp
+        else:
+            merged.next = worst
+
+    @always_comb
+    def outputs():
+        m_axi.awid.next = 0
+        m_axi.awsize.next = size_code
+        m_axi.awburst.next = 1  # INCR
+        m_axi.wstrb.next = all_strobes
+        m_axi.wdata.next = w_out.tdata
+        m_axi.wlast.next = w_out.tlast
+        m_axi.wvalid.next = w_out.tvalid
+        w_out.tready.next = m_axi.wready
+        m_axi.bready.next = not done_valid
+        m_axis_wrdone.tvalid.next = done_valid
+        m_axis_wrdone.tdata.next = concat(intbv(0)[pad_done:], done_resp)
+        m_axis_wrdone.tlast.next = 1
+
+    @always(aclk.posedge)
+    def length_ram():
+        if issue:
+            lengths[len_wr].next = len_code
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def bookkeeping():
+        burst_done = accept and beat == head_len
+        if issue:
+            len_wr.next = len_wr + 1
+            last_flags.next[flag_wr] = issue_last
+            flag_wr.next = flag_wr + 1
+        if issue and not burst_done:
+            len_count.next = len_count + 1
+        elif burst_done and not issue:
+            len_count.next = len_count - 1
+        if accept:
+            if burst_done:
+                beat.next = 0
+                len_rd.next = len_rd + 1
+            else:
+                beat.next = beat + 1
+        if m_axi.wvalid and m_axi.wready:
+            wr_bytes.next = wr_bytes + lanes
+        if issue and not response:
+            waiting.next = waiting + 1
+        elif response and not issue:
+            waiting.next = waiting - 1
+        if response:
+            flag_rd.next = flag_rd + 1
+            if last_flags[flag_rd]:
+                done_valid.next = 1
+                done_resp.next = merged
+                worst.next = 0
+            else:
+                worst.next = merged
+        elif m_axis_wrdone.tready:
+            done_valid.next = 0
+        wr_error.next = bad_cmd or (response and (m_axi.bresp != 0 or m_axi.bid != 0))
+
+    return splitter, slice_, head, control, merge, outputs, length_ram, bookkeeping
+
+
+@block
+def tile_dma(aclk, aresetn, s_axis_rdcmd, m_axis_rd, s_axis_wrcmd, s_axis_wr, m_axis_wrdone,
+             m_axi, error, rd_bytes, wr_bytes, *, data_bits=64, addr_bits=32, max_burst=16,
+             outstanding=4):
+    """AXI4 tile DMA; see the module docstring."""
+    BLOCK.validate(data_bits=data_bits, addr_bits=addr_bits, max_burst=max_burst,
+                   outstanding=outstanding)
+    for port, signal, bits in (("s_axis_rdcmd.tdata", s_axis_rdcmd.tdata, CMD_BITS),
+                               ("s_axis_wrcmd.tdata", s_axis_wrcmd.tdata, CMD_BITS),
+                               ("m_axis_rd.tdata", m_axis_rd.tdata, data_bits),
+                               ("s_axis_wr.tdata", s_axis_wr.tdata, data_bits),
+                               ("m_axis_wrdone.tdata", m_axis_wrdone.tdata, DONE_BITS),
+                               ("m_axi.rdata", m_axi.rdata, data_bits),
+                               ("m_axi.wdata", m_axi.wdata, data_bits),
+                               ("m_axi.araddr", m_axi.araddr, addr_bits),
+                               ("m_axi.awaddr", m_axi.awaddr, addr_bits),
+                               ("rd_bytes", rd_bytes, 64), ("wr_bytes", wr_bytes, 64)):
+        check_width(port, signal, bits)
+
+    rd_error = Signal(bool(0))
+    wr_error = Signal(bool(0))
+    rd_count = Signal(modbv(0)[64:])
+    wr_count = Signal(modbv(0)[64:])
+    sticky = Signal(bool(0))
+    reader = read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_count,
+                         data_bits=data_bits, max_burst=max_burst, outstanding=outstanding)
+    writer = write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi,
+                          wr_error, wr_count, data_bits=data_bits, max_burst=max_burst,
+                          outstanding=outstanding)
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def error_flag():
+        if rd_error or wr_error:
+            sticky.next = 1
+
+    @always_comb
+    def outputs():
+        error.next = sticky
+        rd_bytes.next = rd_count
+        wr_bytes.next = wr_count
+
+    return reader, writer, error_flag, outputs
+
+
+# ---------------------------------------------------------------------------------------
+# Golden model: the byte movement, command by command.
+
+def decode_command(word: int) -> dict:
+    """The fields of a 128-bit command word."""
+    return {"base": word & 0xFFFF_FFFF, "stride": (word >> 32) & 0xFFFF_FFFF,
+            "row_bytes": (word >> 64) & 0xFFFF, "rows": (word >> 80) & 0xFFFF}
+
+
+def encode_command(*, base: int, stride: int, row_bytes: int, rows: int) -> int:
+    """A 128-bit command word (the inverse of :func:`decode_command`)."""
+    return ((base & 0xFFFF_FFFF) | (stride & 0xFFFF_FFFF) << 32
+            | (row_bytes & 0xFFFF) << 64 | (rows & 0xFFFF) << 80)
+
+
+def command_valid(word: int, *, data_bits: int) -> bool:
+    """Whether the block executes ``word`` (aligned to the bus, not empty, reserved zero)."""
+    lanes = data_bits // 8
+    c = decode_command(word)
+    return (word >> 96 == 0 and c["base"] % lanes == 0 and c["stride"] % lanes == 0
+            and c["row_bytes"] % lanes == 0 and c["row_bytes"] > 0 and c["rows"] > 0)
+
+
+def tile_beat_addresses(word: int, *, data_bits: int) -> list[int]:
+    """Byte address of every beat of the tile ``word`` names, in stream order."""
+    lanes = data_bits // 8
+    c = decode_command(word)
+    return [(c["base"] + r * c["stride"] + b * lanes) % 2**32
+            for r in range(c["rows"]) for b in range(c["row_bytes"] // lanes)]
+
+
+def golden(memory, operations, *, data_bits: int, base_address: int = 0,
+           failing=None) -> dict:
+    """What the DMA does to ``memory`` and its streams for ``operations`` run one by one.
+
+    memory:      ``np.uint8`` array, the bytes at ``base_address ...`` (addresses outside
+                 it must not be touched); it is not modified.
+    operations:  ``("read", command)`` or ``("write", command, [tdata, ...])`` in order.
+    failing:     optional ``failing(address) -> bool``: the memory answers SLVERR (2) for
+                 the beat at that address, with zero read data and without storing a
+                 write (what cocotbext-axi's ``AxiRam`` does when its storage fails).
+    Returns ``{"memory": new memory, "reads": [[(tdata, tlast), ...] per executed read],
+    "wrdone": [worst bresp ...] per executed write, "error": bool, "rd_bytes",
+    "wr_bytes"}``.
+    """
+    failing = failing or (lambda address: False)
+    lanes = data_bits // 8
+    mem = np.array(memory, dtype=np.uint8, copy=True)
+    out = {"reads": [], "wrdone": [], "error": False, "rd_bytes": 0, "wr_bytes": 0}
+
+    def offset(address):
+        off = address - base_address
+        if not 0 <= off <= len(mem) - lanes:
+            raise ValueError(f"address 0x{address:x} is outside the modelled memory")
+        return off
+
+    for op in operations:
+        kind, word = op[0], op[1]
+        if not command_valid(word, data_bits=data_bits):
+            out["error"] = True
+            continue
+        addresses = tile_beat_addresses(word, data_bits=data_bits)
+        if kind == "read":
+            beats = []
+            for i, address in enumerate(addresses):
+                off = offset(address)
+                data = int.from_bytes(mem[off:off + lanes].tobytes(), "little")
+                if failing(address):
+                    data, out["error"] = 0, True
+                beats.append((data, i == len(addresses) - 1))
+            out["reads"].append(beats)
+            out["rd_bytes"] += lanes * len(addresses)
+        elif kind == "write":
+            data = op[2]
+            if len(data) != len(addresses):
+                raise ValueError(f"write of {len(addresses)} beats given {len(data)}")
+            worst = 0
+            for address, value in zip(addresses, data):
+                off = offset(address)
+                if failing(address):
+                    worst, out["error"] = 2, True
+                    continue
+                mem[off:off + lanes] = np.frombuffer(int(value).to_bytes(lanes, "little"),
+                                                     dtype=np.uint8)
+            out["wrdone"].append(worst)
+            out["wr_bytes"] += lanes * len(addresses)
+        else:
+            raise ValueError(f"operation: must be 'read' or 'write', got {kind!r}")
+    out["memory"] = mem
+    return out
+
+
+def bursts(word: int, *, data_bits: int, max_burst: int) -> list[tuple[int, int]]:
+    """``(address, beats)`` of every AXI burst the block issues for command ``word``."""
+    if not command_valid(word, data_bits=data_bits):
+        return []
+    lanes = data_bits // 8
+    c = decode_command(word)
+    out = []
+    for r in range(c["rows"]):
+        address = (c["base"] + r * c["stride"]) % 2**32
+        left = c["row_bytes"] // lanes
+        while left:
+            beats = min(left, max_burst, (PAGE - address % PAGE) // lanes)
+            out.append((address, beats))
+            address = (address + beats * lanes) % 2**32
+            left -= beats
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Cost estimate (calibrated against Yosys synth_xilinx; see bench/tile_dma.py).
+
+def estimate(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
+    depth = outstanding * max_burst
+    fifo_bits = depth * (data_bits + 1)
+    ptr = max(1, (depth - 1).bit_length())
+    # Two burst splitters (address walk, length min, counters), two 64-bit byte counters,
+    # the read FIFO's pointers and credit counters, the W register slice.
+    splitter_lut, splitter_ff = 190, 32 * 4 + 16 * 3 + 10 + 45
+    lut = 2 * splitter_lut + 2 * 64 + 6 * ptr + 2 * data_bits + 60
+    ff = (2 * splitter_ff + 2 * 64 + 4 * ptr + 3 * data_bits + 2 * 8 + 40)
+    return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": fifo_bits,
+            "latency": 6, "cycles_per_item": 1}
+
+
+def derived(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
+    return {"bytes_per_beat": data_bits // 8, "read_fifo_beats": outstanding * max_burst,
+            "command_bits": CMD_BITS, "wrdone_bits": DONE_BITS,
+            "command_fields": {"base": [31, 0], "stride": [63, 32], "row_bytes": [79, 64],
+                               "rows": [95, 80]}}
+
+
+def ports(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
+    return {**clock_reset(),
+            "s_axis_rdcmd": Stream(CMD_BITS), "m_axis_rd": Axis(data_bits),
+            "s_axis_wrcmd": Stream(CMD_BITS), "s_axis_wr": Stream(data_bits),
+            "m_axis_wrdone": Axis(DONE_BITS), "m_axi": AxiMaster(data_bits, addr_bits),
+            "error": Signal(bool(0)),
+            "rd_bytes": Signal(intbv(0)[64:]), "wr_bytes": Signal(intbv(0)[64:])}
+
+
+BLOCK = BlockDef(
+    name="tile_dma", build=tile_dma, params=PARAMS, ports=ports, golden=golden,
+    estimate=estimate, derived=derived,
+    lint_waivers={},
+    example=lambda: {"data_bits": 64, "addr_bits": 32, "max_burst": 16, "outstanding": 4})
