@@ -147,6 +147,61 @@ def add_const_mod(out, a, *, const, modulus):
 
 
 @block
+def ring_ram(aclk, *, write, waddr, wdata, read, raddr, clear, rdata, depth):
+    """Simple dual-port RAM, ``depth`` words, registered read that ``clear`` zeroes.
+
+    No reset, so synthesis maps the memory and its read register to block RAM, and the
+    zeroing to the block RAM's synchronous output reset.  The line buffer never reads
+    a word in the cycle it is written (the reader only reads pixels that have arrived, the
+    writer only writes rows the reader has freed; a padding beat reads anything but is
+    cleared), so the Verilog marks the memory ``no_rw_check``: Yosys then adds no
+    read-during-write bypass.  MyHDL cannot emit attributes, hence the template.
+    """
+    mem = [Signal(intbv(0)[len(rdata):]) for _ in range(depth)]
+    top_bit = len(rdata) - 1
+
+    @always(aclk.posedge)
+    def write_port():
+        if write:
+            mem[waddr].next = wdata
+
+    @always(aclk.posedge)
+    def read_port():
+        if read:
+            if clear:
+                rdata.next = 0
+            else:
+                rdata.next = mem[raddr]
+
+    rdata.driven = "reg"
+    for signal in (aclk, write, waddr, wdata, read, raddr, clear):
+        signal.read = True
+    return write_port, read_port
+
+
+ring_ram.verilog_code = """
+(* no_rw_check *) reg [$top_bit:0] ring_mem [0:$depth-1];
+
+always @(posedge $aclk) begin
+    if ($write) begin
+        ring_mem[$waddr] <= $wdata;
+    end
+end
+
+always @(posedge $aclk) begin
+    if ($read) begin
+        if ($clear) begin
+            $rdata <= 0;
+        end
+        else begin
+            $rdata <= ring_mem[$raddr];
+        end
+    end
+end
+"""
+
+
+@block
 def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels, k,
                 stride=1, pad=0, abits, simd=1):
     """Sliding-window generator; see the module docstring."""
@@ -165,7 +220,6 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     FULL = R + HOFF                  # held == R: the ring is full
 
     # The ring RAM: written by the input, read (registered) for the output.
-    mem = [Signal(intbv(0)[bits:]) for _ in range(M)]
     rdata = Signal(intbv(0)[bits:])
 
     # Writer: next address and position in the current input row.
@@ -223,7 +277,6 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     window_end = Signal(bool(0))
     issue = Signal(bool(0))
     out_valid = Signal(bool(0))
-    out_pad = Signal(bool(0))
     out_last = Signal(bool(0))
 
     @always_comb
@@ -279,14 +332,6 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
         window_end.next = ky == K - 1 and kx == K - 1 and g == G - 1
         issue.next = ready and (not out_valid or m_axis_win.tready)
 
-    @always(aclk.posedge)
-    def ram():
-        # No reset here, so synthesis maps the memory and its read register to block RAM.
-        if accept:
-            mem[waddr].next = s_axis_px.tdata
-        if issue:
-            rdata.next = mem[rd_addr]
-
     @always_seq(aclk.posedge, reset=aresetn)
     def writer():
         running.next = 1
@@ -315,7 +360,6 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     def reader():
         if issue:
             out_valid.next = 1
-            out_pad.next = pad_now
             out_last.next = window_end
             if g != G - 1:
                 g.next = g + 1
@@ -373,13 +417,13 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
         s_axis_px.tready.next = in_ready
         m_axis_win.tvalid.next = out_valid
         m_axis_win.tlast.next = out_last
-        if out_pad:
-            m_axis_win.tdata.next = 0
-        else:
-            m_axis_win.tdata.next = rdata
+        m_axis_win.tdata.next = rdata
 
-    return (adders, row_geometry, column_geometry, row_counts, window_ready, padding,
-            handshakes, ram, writer, held_rows, reader, outputs)
+    ram = ring_ram(aclk, write=accept, waddr=waddr, wdata=s_axis_px.tdata, read=issue,
+                   raddr=rd_addr, clear=pad_now, rdata=rdata, depth=M)
+
+    return (adders, ram, row_geometry, column_geometry, row_counts, window_ready, padding,
+            handshakes, writer, held_rows, reader, outputs)
 
 
 # ---------------------------------------------------------------------------- models

@@ -1,0 +1,292 @@
+import json
+import re
+import subprocess
+
+import numpy as np
+import pytest
+from myhdl import StopSimulation, block, instance, now
+
+from blocks.line_buffer import BLOCK, golden, out_size, pixel_beats
+from blocks.spec import ParameterError
+from blocks.stream import axis_sink
+from cnn_ip.cli import main
+from cnn_ip.cosim import PERIOD, clock_reset_driver, dut, lint, run_streams
+from cnn_ip.export import generate
+
+
+def geometry(width, height, channels, k, stride, pad, abits, simd):
+    return dict(width=width, height=height, channels=channels, k=k, stride=stride, pad=pad,
+                abits=abits, simd=simd)
+
+
+# (geometry, frames): K in {1, 2, 3, 5}, stride 1..4, pad 0..2, W from 1 to 300,
+# C/S of 1 and more, A of 1 and 8, single-window frames, windows that are mostly padding.
+GEOMETRIES = [
+    (geometry(5, 4, 2, 3, 1, 1, 4, 1), 3),
+    (geometry(6, 5, 4, 2, 2, 0, 8, 4), 2),
+    (geometry(7, 6, 2, 5, 2, 2, 1, 2), 2),
+    (geometry(1, 3, 1, 1, 3, 0, 3, 1), 3),
+    (geometry(4, 9, 6, 3, 4, 2, 2, 3), 2),
+    (geometry(1, 4, 3, 3, 1, 1, 5, 1), 2),
+    (geometry(3, 3, 1, 3, 2, 0, 8, 1), 3),
+    (geometry(9, 5, 4, 5, 1, 1, 6, 2), 2),
+    (geometry(2, 7, 2, 2, 1, 1, 7, 1), 2),
+    (geometry(300, 3, 2, 3, 2, 1, 8, 2), 1),
+]
+
+
+def random_frames(params, count, seed):
+    """Random frames with the extreme values in them: a row of all-ones, a row of zeros."""
+    rng = np.random.default_rng(seed)
+    top = (1 << params["abits"]) - 1
+    frames = rng.integers(0, top + 1, size=(count, params["height"], params["width"],
+                                            params["channels"]))
+    frames[0, 0] = top
+    frames[-1, -1] = 0
+    return frames
+
+
+@pytest.mark.parametrize("params,count", GEOMETRIES,
+                         ids=[f"W{p['width']}H{p['height']}C{p['channels']}K{p['k']}"
+                              f"s{p['stride']}P{p['pad']}A{p['abits']}S{p['simd']}"
+                              for p, _ in GEOMETRIES])
+def test_windows_match_golden_model_under_stalls(hdl, tmp_path, params, count):
+    seed = sum(params.values())
+    frames = random_frames(params, count, seed)
+    rng = np.random.default_rng(seed + 1)
+    # Random input tlast: the block must ignore it.
+    beats = pixel_beats(frames, simd=params["simd"], abits=params["abits"],
+                        last=lambda i: rng.random() < 0.3)
+    want = golden(frames, **params)
+    out = run_streams(BLOCK, hdl=hdl, workdir=tmp_path, inputs={"s_axis_px": beats},
+                      expect={"m_axis_win": len(want)}, idle=0.3, stall=0.4, seed=seed,
+                      **params)
+    got = [(b.data, b.last) for b in out["m_axis_win"]]
+    assert len(got) == len(want)
+    first_bad = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), None)
+    assert first_bad is None, f"beat {first_bad}: got {got[first_bad]}, want {want[first_bad]}"
+
+
+# ------------------------------------------------------------------ timing
+
+@block
+def full_rate_source(aclk, aresetn, axis, beats, stamps):
+    """Offer ``beats`` back to back; append the cycle each moved on to ``stamps``."""
+
+    @instance
+    def drive():
+        sent = 0
+        axis.tvalid.next = 0
+        while sent < len(beats):
+            yield aclk.posedge
+            if not aresetn:
+                continue
+            if axis.tvalid and axis.tready:
+                stamps.append(now() // PERIOD)   # stamped like axis_sink's output beats
+                sent += 1
+            if sent < len(beats):
+                axis.tdata.next, axis.tlast.next = beats[sent][0], bool(beats[sent][1])
+                axis.tvalid.next = 1
+            else:
+                axis.tvalid.next = 0
+
+    return drive
+
+
+@block
+def timed_bench(params, ports, hdl, workdir, beats, stamps, received, expect):
+    """No stalls on either side; records when every input and output beat moved."""
+    aclk, aresetn = ports["aclk"], ports["aresetn"]
+
+    @instance
+    def stop():
+        while len(received) < expect:
+            yield aclk.posedge
+        for _ in range(10):
+            yield aclk.posedge
+        raise StopSimulation
+
+    return (clock_reset_driver(aclk, aresetn),
+            dut(BLOCK, ports, hdl=hdl, workdir=workdir, **params),
+            full_rate_source(aclk, aresetn, ports["s_axis_px"], beats, stamps),
+            axis_sink(aclk, aresetn, ports["m_axis_win"], received, period=PERIOD),
+            stop)
+
+
+def run_timed(hdl, workdir, params, frames):
+    """Return (input beat cycles, output Beats), both stamped on the same clock."""
+    ports = BLOCK.ports(**BLOCK.validate(**params))
+    beats = pixel_beats(frames, simd=params["simd"], abits=params["abits"])
+    accepted, received = [], []
+    expect = len(golden(frames, **params))
+    timed_bench(params, ports, hdl, workdir, beats, accepted, received, expect).run_sim(
+        quiet=True)
+    return accepted, received
+
+
+def steady_rate(cycles):
+    """Beats per cycle over a run of stamps: (beats - 1) / (last - first)."""
+    return (len(cycles) - 1) / (cycles[-1] - cycles[0])
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_k3_emits_one_window_beat_per_cycle_in_steady_state(hdl, tmp_path, stride):
+    params = geometry(12, 7, 8, 3, stride, 1, 4, 4)
+    frames = random_frames(params, 1, stride)
+    accepted, received = run_timed(hdl, tmp_path, params, frames)
+    assert [(b.data, b.last) for b in received] == golden(frames, **params)
+    ow = out_size(params["width"], 3, stride, 1)
+    per_row = ow * 9 * 2
+    # Steady state: every output row after the first; the whole interior is gap-free.
+    cycles = [b.cycle for b in received][per_row:]
+    assert steady_rate(cycles) == 1.0
+    # The input is only held back by the ring being full, never by an idle reader:
+    # beats arrive at 1/cycle until the writer is stride rows ahead.
+    ahead = (3 - 1 + stride) * params["width"] * 2
+    assert accepted[ahead] - accepted[0] == ahead
+
+
+def test_input_bound_geometry_accepts_one_pixel_per_cycle(hdl, tmp_path):
+    # K=1, stride 2: one window beat per four input beats, so the input sets the pace.
+    params = geometry(8, 6, 2, 1, 2, 0, 3, 2)
+    frames = random_frames(params, 2, 5)
+    accepted, received = run_timed(hdl, tmp_path, params, frames)
+    assert [(b.data, b.last) for b in received] == golden(frames, **params)
+    assert accepted[-1] - accepted[0] == len(accepted) - 1
+
+
+@pytest.mark.parametrize("params", [geometry(6, 5, 4, 3, 1, 1, 2, 2),
+                                    geometry(5, 6, 1, 2, 2, 0, 8, 1)])
+def test_latency_is_as_documented(hdl, tmp_path, params):
+    frames = random_frames(params, 1, 3)
+    accepted, received = run_timed(hdl, tmp_path, params, frames)
+    latency = received[0].cycle - accepted[0]
+    assert latency == BLOCK.estimate(**params)["latency"]
+    k, pad, width = params["k"], params["pad"], params["width"]
+    groups = params["channels"] // params["simd"]
+    # Two cycles after the last group of pixel (K-1-P, K-1-P) moved in.
+    last_needed = ((k - 1 - pad) * width + (k - 1 - pad) + 1) * groups - 1
+    assert received[0].cycle - accepted[last_needed] == 2
+
+
+# ------------------------------------------------------------------ structure
+
+def memory_bits(verilog_text):
+    """Total bits of every `reg [msb:lsb] name [0:depth-1];` memory in the Verilog."""
+    total = 0
+    for msb, lsb, lo, hi in re.findall(
+            r"reg\s*\[(\d+):(\d+)\]\s*\w+\s*\[(\d+):(\d+)(?:-1)?\]", verilog_text):
+        depth_text = re.search(rf"\[{lo}:{hi}(-1)?\]", verilog_text).group(0)
+        depth = int(hi) - int(lo) + (0 if depth_text.endswith("-1]") else 1)
+        total += (int(msb) - int(lsb) + 1) * depth
+    return total
+
+
+@pytest.mark.parametrize("params", [BLOCK.example(), geometry(416, 416, 16, 3, 1, 1, 8, 16),
+                                    geometry(30, 8, 6, 5, 3, 2, 1, 3)])
+def test_buffer_bits_estimate_matches_memory_declaration(tmp_path, params):
+    generate(BLOCK, tmp_path, **params)
+    bits = memory_bits((tmp_path / "line_buffer.v").read_text())
+    assert bits == BLOCK.estimate(**params)["bram_bits"]
+    rows = params["k"] + params["stride"]
+    assert bits == rows * params["width"] * params["channels"] * params["abits"]
+
+
+@pytest.mark.parametrize("params", [BLOCK.example(), geometry(1, 1, 1, 1, 4, 0, 1, 1),
+                                    geometry(416, 8, 16, 3, 1, 1, 8, 16),
+                                    geometry(7, 6, 2, 5, 2, 2, 1, 2)])
+def test_lint_clean(tmp_path, params):
+    generate(BLOCK, tmp_path, **params)
+    lint(tmp_path / "line_buffer.v", "line_buffer", BLOCK.lint_waivers)
+
+
+def test_ring_maps_to_block_ram(tmp_path):
+    params = geometry(128, 16, 8, 3, 1, 1, 8, 8)
+    generate(BLOCK, tmp_path, **params)
+    result = subprocess.run(["yosys", "-q", "-p", "read_verilog line_buffer.v; "
+                             "synth_ecp5 -top line_buffer; tee -o stat.txt stat"],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    stat = (tmp_path / "stat.txt").read_text()
+    cells = dict(re.findall(r"^\s+(\w+)\s+(\d+)$", stat, flags=re.M))
+    assert int(cells.get("DP16KD", 0)) >= 1
+    # The 32 kbit ring is not in flip-flops.
+    assert int(cells["TRELLIS_FF"]) < 200
+
+
+# ------------------------------------------------------------------ golden model
+
+def test_golden_model_on_a_hand_worked_example():
+    # 2x2 frame, one channel, K=2, pad 1, stride 1: 3x3 windows over
+    #   0 0 0 0
+    #   0 1 2 0
+    #   0 3 4 0
+    #   0 0 0 0
+    frame = np.array([[[1], [2]], [[3], [4]]])
+    beats = golden(frame[None], width=2, height=2, channels=1, k=2, stride=1, pad=1,
+                   abits=3, simd=1)
+    windows = [[d for d, _ in beats[i:i + 4]] for i in range(0, len(beats), 4)]
+    assert windows == [[0, 0, 0, 1], [0, 0, 1, 2], [0, 0, 2, 0],
+                       [0, 1, 0, 3], [1, 2, 3, 4], [2, 0, 4, 0],
+                       [0, 3, 0, 0], [3, 4, 0, 0], [4, 0, 0, 0]]
+    assert [last for _, last in beats] == [False, False, False, True] * 9
+
+
+def test_golden_model_packs_lanes_little_endian_in_ky_kx_group_order():
+    frame = np.arange(1 * 2 * 4).reshape(1, 1, 2, 4)     # one row, two pixels, 4 channels
+    beats = golden(frame, width=2, height=1, channels=4, k=1, stride=1, pad=0, abits=4,
+                   simd=2)
+    # pixel 0 channels (0, 1) then (2, 3); pixel 1 channels (4, 5) then (6, 7)
+    assert [d for d, _ in beats] == [0x10, 0x32, 0x54, 0x76]
+    assert [last for _, last in beats] == [False, True, False, True]
+
+
+# ------------------------------------------------------------------ CLI and parameters
+
+def test_cli_writes_verilog_and_sidecar_with_contract_ports(tmp_path):
+    argv = ["block", "line_buffer", "--width", "13", "--height", "9", "--channels", "8",
+            "--k", "3", "--stride", "1", "--pad", "1", "--abits", "4", "--simd", "4",
+            "-o", str(tmp_path)]
+    assert main(argv) == 0
+    assert "module line_buffer" in (tmp_path / "line_buffer.v").read_text()
+    info = json.loads((tmp_path / "line_buffer.json").read_text())
+    ports = {p["name"]: (p["direction"], p["width"]) for p in info["ports"]}
+    assert ports == {
+        "aclk": ("input", 1), "aresetn": ("input", 1),
+        "s_axis_px_tdata": ("input", 16), "s_axis_px_tvalid": ("input", 1),
+        "s_axis_px_tready": ("output", 1), "s_axis_px_tlast": ("input", 1),
+        "m_axis_win_tdata": ("output", 16), "m_axis_win_tvalid": ("output", 1),
+        "m_axis_win_tready": ("input", 1), "m_axis_win_tlast": ("output", 1),
+    }
+    assert info["derived"]["out_width"] == 13 and info["derived"]["out_height"] == 9
+    assert info["estimate"]["bram_bits"] == 4 * 13 * 8 * 4
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--height", "2", "--k", "5", "--pad", "1"], "--k: must be at most height + 2*pad = 4, got 5"),
+    (["--width", "2", "--k", "5", "--pad", "1"], "--k: must be at most width + 2*pad = 4, got 5"),
+    (["--channels", "6", "--simd", "4"], "--simd: must divide channels (6), got 4"),
+    (["--k", "3", "--pad", "3"], "--pad: must be less than k (3), got 3"),
+    (["--k", "8"], "--k: must be an integer in 1..7, got 8"),
+    (["--stride", "5"], "--stride: must be an integer in 1..4, got 5"),
+    (["--abits", "9"], "--abits: must be an integer in 1..8, got 9"),
+])
+def test_cli_rejects_impossible_geometry_in_one_line(tmp_path, capsys, flags, message):
+    values = {"--width": "8", "--height": "8", "--channels": "4", "--k": "3", "--pad": "1",
+              "--abits": "4", "--simd": "2"}
+    for flag, value in zip(flags[::2], flags[1::2]):
+        values[flag] = value
+    argv = ["block", "line_buffer", *[x for kv in values.items() for x in kv]]
+    out = tmp_path / "out"
+    assert main([*argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_block_function_validates_its_parameters():
+    ports = BLOCK.ports(**geometry(4, 4, 2, 3, 1, 1, 4, 1))
+    with pytest.raises(ParameterError, match=r"^pad: must be less than k"):
+        BLOCK.build(**ports, **geometry(4, 4, 2, 3, 1, 3, 4, 1))
+    with pytest.raises(ParameterError, match=r"^s_axis_px.tdata: is 4 bits wide, expected 8"):
+        BLOCK.build(**ports, **geometry(4, 4, 2, 3, 1, 1, 4, 2))
