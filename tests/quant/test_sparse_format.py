@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quant.rom_image import model_bits, read_rom
+from quant.sparse_format import FORMAT, decode, encode, write_weights
+
+MODES = [("binary", None), ("ternary", None), ("int", 2), ("int", 4), ("int", 8)]
+
+
+def random_matrix(rng, shape, weights, wbits, sparsity):
+    if weights == "binary":
+        return rng.choice([-1, 1], size=shape)
+    lo, hi = (-1, 1) if weights == "ternary" else (-(1 << (wbits - 1)), (1 << (wbits - 1)) - 1)
+    nonzero = np.array([v for v in range(lo, hi + 1) if v != 0])
+    W = rng.choice(nonzero, size=shape)
+    W[rng.random(shape) < sparsity] = 0
+    return W
+
+
+def masked_stream_bits(W, lanes, simd, value_bits):
+    """Bits of the masked coding counted from the definition: P mask bits + VB per non-zero."""
+    P = lanes * simd
+    beats = (W.shape[0] // lanes) * (W.shape[1] // simd)
+    return beats * P + np.count_nonzero(W) * value_bits
+
+
+@settings(max_examples=60, deadline=None)
+@given(mode=st.sampled_from(MODES), lanes=st.integers(1, 6), simd=st.integers(1, 6),
+       groups=st.integers(1, 3), steps=st.integers(1, 4),
+       sparsity=st.sampled_from([0.0, 0.3, 0.5, 0.75, 0.9, 1.0]),
+       coding=st.sampled_from(["auto", "dense", "masked"]), seed=st.integers(0, 2**32 - 1))
+def test_write_read_decode_round_trip(tmp_path_factory, mode, lanes, simd, groups, steps,
+                                      sparsity, coding, seed):
+    weights, wbits = mode
+    if weights == "binary" and coding == "masked":
+        coding = "dense"
+    rng = np.random.default_rng(seed)
+    W = random_matrix(rng, (groups * lanes, steps * simd), weights, wbits, sparsity)
+    W[0] = 0 if weights != "binary" else W[0]      # an all-zero row
+    W[-1] = W[-1] if weights == "binary" else rng.choice([-1, 1], size=W.shape[1])  # no zeros
+    out = tmp_path_factory.mktemp("rom")
+    info = write_weights(out, "layer", W, weights=weights, wbits=wbits, lanes=lanes,
+                         simd=simd, coding=coding)
+    words, meta = read_rom(out / "layer.json")
+    assert np.array_equal(decode(words, meta), W)
+    assert info["format"] == FORMAT and info["bits"] == len(words) * info["word_bits"]
+    assert model_bits(out) == info["bits"]
+    assert (info["cout"], info["reduce"], info["lanes"], info["simd"]) == (*W.shape, lanes, simd)
+    code_bits = {"binary": 1, "ternary": 2}.get(weights, wbits)
+    if info["coding"] == "masked":
+        value_bits = 1 if weights == "ternary" else wbits
+        assert info["stream_bits"] == masked_stream_bits(W, lanes, simd, value_bits)
+    else:
+        assert info["stream_bits"] == W.size * code_bits
+    assert 0 <= info["pad_bits"] < info["word_bits"]
+    assert info["stream_bits"] + info["pad_bits"] == info["bits"]
+
+
+def test_ternary_bit_layout_by_hand():
+    # one beat, elements +1 0 -1 0: mask 0b0101, then the signs of +1 (0) and -1 (1)
+    image = encode(np.array([[1, 0, -1, 0]]), weights="ternary", lanes=1, simd=4,
+                   coding="masked")
+    assert image.words == [0b10_0101] and image.word_bits == 6
+
+
+def test_int4_bit_layout_by_hand():
+    # two beats of two elements: (3, 0) -> mask 01, value 0011; (0, -2) -> mask 10, 1110
+    W = np.array([[3, 0, 0, -2]])
+    image = encode(W, weights="int", wbits=4, lanes=1, simd=2, coding="masked")
+    stream = 0b01 | 0b0011 << 2 | 0b10 << 6 | 0b1110 << 8
+    assert image.word_bits == 6 and image.meta["pad_bits"] == 0
+    assert image.words == [stream & 0x3f, stream >> 6]
+    dense = encode(W, weights="int", wbits=4, lanes=1, simd=2, coding="dense")
+    assert dense.words == [0x03, 0xe0]  # element 1 in the high nibble: mac_array packing
+
+
+def test_beat_order_follows_lanes_then_simd():
+    W = np.arange(1, 1 + 4 * 4).reshape(4, 4) % 7 - 3  # int3 values in -3..3
+    image = encode(W, weights="int", wbits=3, lanes=2, simd=2, coding="dense")
+    expected = []
+    for g in range(2):
+        for r in range(2):
+            word = 0
+            for l in range(2):
+                for s in range(2):
+                    word |= (int(W[g * 2 + l, r * 2 + s]) & 7) << (3 * (l * 2 + s))
+            expected.append(word)
+    assert image.words == expected
+
+
+def test_binary_is_dense_one_bit_per_weight():
+    W = np.array([[1, -1, -1, 1]] * 2)
+    image = encode(W, weights="binary", lanes=2, simd=2)
+    # beat 0 = lanes (W[0,0:2], W[1,0:2]) = (+1 -1 +1 -1) -> codes 1 0 1 0, element 0 lowest
+    assert image.meta["coding"] == "dense" and image.bits == 8 and image.words == [0b0101, 0b1010]
+
+
+@pytest.mark.parametrize("sparsity,limit", [(0.5, 1.55), (0.75, 1.3), (0.9, 1.15)])
+def test_sparse_ternary_takes_clearly_fewer_than_two_bits(sparsity, limit):
+    rng = np.random.default_rng(1)
+    W = random_matrix(rng, (64, 576), "ternary", None, sparsity)
+    image = encode(W, weights="ternary", lanes=4, simd=8)
+    assert image.meta["coding"] == "masked"
+    assert image.bits / W.size < limit
+
+
+def test_auto_picks_dense_when_masks_do_not_pay():
+    rng = np.random.default_rng(2)
+    W = random_matrix(rng, (8, 32), "int", 4, 0.0)
+    assert encode(W, weights="int", wbits=4, lanes=2, simd=8).meta["coding"] == "dense"
+
+
+@pytest.mark.parametrize("W,kwargs,message", [
+    (np.zeros((2, 2, 2), int), {}, r"^weights_file: must be a 2-D \(Cout, R\) array"),
+    (np.zeros((3, 8), int), {}, r"^weights_file: Cout = 3 rows is not a multiple of lanes = 2"),
+    (np.zeros((4, 6), int), {}, r"^weights_file: R = 6 columns is not a multiple of simd = 4"),
+    (np.full((2, 4), 2), {}, r"^weights_file: ternary weights must be -1, 0 or \+1; found 2"),
+    (np.full((2, 4), 0.5), {}, r"^weights_file: must hold integers"),
+    (np.zeros((2, 4), int), {"weights": "binary"}, r"^weights_file: binary weights must be"),
+    (np.full((2, 4), 8), {"weights": "int", "wbits": 4}, r"^weights_file: int weights must "
+                                                          r"be integers in -8\.\.7; found 8"),
+    (np.zeros((2, 4), int), {"weights": "int", "wbits": 9}, r"^wbits: must be an integer in 2\.\.8"),
+    (np.zeros((2, 4), int), {"weights": "quaternary"}, r"^weights: must be one of"),
+    (np.zeros((2, 4), int), {"lanes": 0}, r"^lanes: must be a positive integer"),
+])
+def test_bad_input_names_the_problem(tmp_path, W, kwargs, message):
+    args = {"weights": "ternary", "lanes": 2, "simd": 4, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        write_weights(tmp_path, "w", W, **args)
+    assert list(tmp_path.iterdir()) == []
