@@ -45,10 +45,16 @@ MATRIX = {
         {"lanes": 4, "simd": 3, "weights": "int", "wbits": 8, "abits": 8, "asigned": True,
          "reduce": 27},                                     # first layer: signed input
     ],
+    # Layers as (Cout, R = K*K*Cin) weight matrices at a given density of non-zeros;
+    # the seeded random weights are made by weight_matrix().
     "sparse_decoder": [
-        {"lanes": 8, "simd": 16, "weights": "ternary"},
-        {"lanes": 4, "simd": 8, "weights": "int", "wbits": 4},
-        {"lanes": 4, "simd": 8, "weights": "binary"},
+        {"lanes": 4, "simd": 8, "weights": "ternary", "shape": (32, 72), "density": 0.2},
+        {"lanes": 8, "simd": 16, "weights": "ternary", "shape": (64, 288), "density": 0.3},
+        {"lanes": 4, "simd": 8, "weights": "int", "wbits": 4, "shape": (32, 144),
+         "density": 0.25},
+        {"lanes": 4, "simd": 8, "weights": "int", "wbits": 8, "shape": (16, 72),
+         "density": 1.0},
+        {"lanes": 4, "simd": 8, "weights": "binary", "shape": (32, 72), "density": 1.0},
     ],
     "line_buffer": [
         {"width": 13, "height": 9, "channels": 8, "k": 3, "pad": 1, "abits": 4, "simd": 4},
@@ -67,24 +73,43 @@ MATRIX = {
 def configurations(block_def, overrides: list[dict]) -> list[dict]:
     """Full parameter sets: the block's example with each override applied on top.
 
-    Starting from ``example()`` fills parameters the matrix cannot write down (such as a
-    weights file a block loads); override keys the block does not have are dropped.
+    Starting from ``example()`` fills parameters the matrix does not write down; a
+    ``shape``/``density`` pair becomes the weight matrix a ``weights_file`` parameter takes.
     """
     known = {p.name for p in block_def.params}
     base = block_def.example()
-    return [{**base, **{k: v for k, v in o.items() if k in known}} for o in overrides]
+    out = []
+    for override in overrides:
+        values = {**base, **{k: v for k, v in override.items() if k in known}}
+        if "shape" in override and "weights_file" in known:
+            values["weights_file"] = weight_matrix(override["shape"], override["density"],
+                                                   values["weights"], values.get("wbits", 8))
+        out.append(values)
+    return out
 
 
-def run_one(name: str, values: dict, workdir: str) -> dict:
+def weight_matrix(shape, density, weights, wbits, seed=2021):
+    """Seeded random weight values in the mode's range, ``density`` of them non-zero."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    if weights == "binary":
+        return rng.choice([-1, 1], size=shape).astype(np.int8)    # binary has no zero
+    lo, hi = (-1, 1) if weights == "ternary" else (-(1 << (wbits - 1)), (1 << (wbits - 1)) - 1)
+    values = rng.integers(lo, hi + 1, size=shape)
+    values[values == 0] = 1
+    return (values * (rng.random(shape) < density)).astype(np.int8)
+
+
+def run_one(index: int, name: str, values: dict, workdir: str) -> dict:
     """Worker: generate, synthesize on both targets, and return one result row."""
     from blocks.spec import registry
     from cnn_ip.export import generate
     from fpga.synth import SynthError, synthesize
 
     block_def = registry()[name]
-    tag = "-".join(f"{k}{v}" for k, v in values.items() if not k.endswith("file"))
-    out = Path(workdir) / name / tag[:120]
-    row = {"block": name, "config": describe(values), "values": values}
+    out = Path(workdir) / f"{index:02d}-{name}"
+    row = {"index": index, "block": name, "config": describe(values)}
     try:
         info = generate(block_def, out, **values)
     except Exception as error:            # a block that cannot be built is a result too
@@ -105,8 +130,13 @@ def run_one(name: str, values: dict, workdir: str) -> dict:
 
 
 def describe(values: dict) -> str:
-    return " ".join(f"{k}={v}" for k, v in values.items()
+    text = " ".join(f"{k}={v}" for k, v in values.items()
                     if not k.endswith("file") and isinstance(v, (int, str, bool, float)))
+    matrix = values.get("weights_file")
+    if hasattr(matrix, "shape"):
+        text += (f" W={matrix.shape[0]}x{matrix.shape[1]}"
+                 f" nonzero={(matrix != 0).mean():.0%}")
+    return text
 
 
 def error_pct(estimate, real) -> float | None:
@@ -277,12 +307,12 @@ def main(argv=None) -> int:
     started = time.monotonic()
     rows = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_one, name, values, workdir) for name, values in jobs]
+        futures = [pool.submit(run_one, i, name, values, workdir)
+                   for i, (name, values) in enumerate(jobs)]
         for future in tqdm(as_completed(futures), total=len(futures), desc="synthesizing",
                            unit="config"):
             rows.append(future.result())
-    order = {name: i for i, name in enumerate(MATRIX)}
-    rows.sort(key=lambda r: (order.get(r["block"], 99), jobs.index((r["block"], r["values"]))))
+    rows.sort(key=lambda r: r["index"])
     text = markdown(rows, skipped, tools, time.monotonic() - started)
     Path(args.output).write_text(text)
     print("\n".join(headline(rows)))
