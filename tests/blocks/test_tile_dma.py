@@ -7,6 +7,7 @@ the golden model, the MyHDL model against it, lint and the command line.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -89,6 +90,38 @@ def test_bursts_cover_each_row_and_never_cross_4k(data_bits, max_burst):
         assert all(1 <= n <= max_burst and a % PAGE + n * lanes <= PAGE for a, n in split)
 
 
+# --- MyHDL model against the golden model ----------------------------------------------
+
+def load_bench():
+    """``bench/tile_dma.py`` (its fixed-latency AXI memory model and tile runner)."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "tile_dma.py"
+    spec = importlib.util.spec_from_file_location("bench_tile_dma", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_myhdl_model_writes_and_reads_a_tile_across_4k_like_the_golden_model():
+    bench = load_bench()
+    rng = random.Random(5)
+    config = {"data_bits": 64, "addr_bits": 32, "max_burst": 4}
+    tile = {"base": PAGE - 48, "stride": 96, "row_bytes": 64, "rows": 3}
+    command = encode_command(**tile)
+    memory = bytearray(rng.getrandbits(8) for _ in range(3 * PAGE))
+    data = [rng.getrandbits(64) for _ in range(24)]
+    want = golden(np.frombuffer(memory, dtype=np.uint8),
+                  [("write", command, data), ("read", command)], data_bits=64)
+
+    wrote = bench.run_tile(outstanding=2, latency=3, direction="write", memory=memory,
+                           data=data, config=config, **tile)
+    assert bytes(wrote["memory"]) == want["memory"].tobytes()
+    assert wrote["wrdone"] == 0 and wrote["wr_bytes"] == want["wr_bytes"]
+    read = bench.run_tile(outstanding=2, latency=3, direction="read", memory=wrote["memory"],
+                          config=config, **tile)
+    assert read["beats"] == want["reads"][0]
+    assert read["rd_bytes"] == want["rd_bytes"] and not read["error"]
+
+
 # --- conversion, lint, CLI, parameters ---------------------------------------------------
 
 @pytest.mark.parametrize("params", [{"data_bits": 64, "max_burst": 16, "outstanding": 4},
@@ -107,7 +140,7 @@ def test_cli_writes_verilog_and_sidecar(tmp_path):
     assert ports["m_axi_araddr"] == ("output", 32) and ports["m_axi_rdata"] == ("input", 64)
     assert ports["s_axis_rdcmd_tdata"] == ("input", 128)
     assert ports["rd_bytes"] == ("output", 64) and ports["error"] == ("output", 1)
-    assert info["estimate"]["bram_bits"] == 4 * 16 * 65
+    assert info["estimate"]["bram_bits"] == 4 * 16 * 65 + 4 * 8  # read FIFO + burst lengths
 
 
 @pytest.mark.parametrize("flag,value,message", [
