@@ -367,30 +367,59 @@ def golden(acts, wgts, lasts):
 
 # ------------------------------------------------------------------------ estimate
 
-def estimate(*, lanes, simd, weights, wbits, abits, asigned, reduce):
-    """Analytic cost; LUT/FF calibrated against Yosys ``synth_xilinx``/``synth_ecp5``."""
-    wb = weight_bits(weights, wbits)
-    acc = acc_bits(simd=simd, weights=weights, wbits=wbits, abits=abits, asigned=asigned,
-                   reduce=reduce)
-    plo, phi = product_range(weights=weights, wbits=wbits, abits=abits, asigned=asigned)
-    pbits = signed_bits(plo, phi)
-    tree_bits = 0  # register bits in the adder tree of one lane
-    width, count = pbits, simd
+DSP_MIN_PRODUCT_BITS = 9  # Yosys maps $mul to a DSP only for products this wide (DSP_Y_MINWIDTH)
+
+
+def uses_dsp(*, weights, wbits, abits, asigned, **_) -> bool:
+    """Whether synthesis puts the int multipliers in DSPs (narrower ones become LUTs)."""
+    lo, hi = product_range(weights=weights, wbits=wbits, abits=abits, asigned=asigned)
+    return weights == "int" and signed_bits(lo, hi) >= DSP_MIN_PRODUCT_BITS
+
+
+def tree_level_bits(simd: int, lo: int, hi: int) -> list[int]:
+    """Register bits of each adder-tree level of one lane (level 1 first).
+
+    Each level is only as wide as its sum's range: the root is declared as wide as the
+    accumulator, but its sign-extension flip-flops duplicate one another and synthesis
+    merges them.
+    """
+    bits, count, leaves = [], simd, 1
     while count > 1:
-        width += 1
-        count = (count + 1) // 2
-        tree_bits += count * width
-    adders_bits = tree_bits  # one adder bit per tree register bit (the odd pass-through is rare)
-    dsp = lanes * simd if weights == "int" else 0
-    # binary/ternary: a conditional negate is an adder of product width.
-    mul_lut = 0 if weights == "int" else lanes * simd * pbits
-    lut = mul_lut + lanes * (adders_bits + 2 * acc) + 8
-    ff = (simd * abits + lanes * simd * wb             # operand registers
-          + (0 if weights == "int" else lanes * simd * pbits)  # product registers (DSP-internal for int)
-          + lanes * (tree_bits + 2 * acc)                # tree, accumulator, result
-          + 2 * (latency(simd) - 1) + 2)
-    return {"lut": lut, "ff": ff, "dsp": dsp, "bram_bits": 0, "latency": latency(simd),
-            "cycles_per_item": 1}
+        count, leaves = (count + 1) // 2, leaves * 2
+        bits.append(count * signed_bits(leaves * lo, leaves * hi))
+    return bits
+
+
+def estimate(*, lanes, simd, weights, wbits, abits, asigned, reduce):
+    """Analytic cost, calibrated against Yosys ``synth_xilinx`` (docs/estimates.md).
+
+    Without DSPs every operand, product and tree register is fabric; one LUT per adder
+    or negate output bit; an int LUT multiplier costs about ``wbits * abits'`` LUTs.  With
+    DSPs (int products of 9 bits or more) the operand and product registers and the first
+    tree level fold into the DSP.  Each lane adds an accumulator and a result register,
+    and an adder plus a restart multiplexer, all ``ACC`` bits wide.
+    """
+    p = dict(weights=weights, wbits=wbits, abits=abits, asigned=asigned)
+    wb = weight_bits(weights, wbits)
+    acc = acc_bits(simd=simd, reduce=reduce, **p)
+    plo, phi = product_range(**p)
+    pbits = signed_bits(plo, phi)
+    tree = tree_level_bits(simd, plo, phi)
+    control_ff = 2 * (latency(simd) - 1) + 2
+    lane_acc = 2 * acc
+    if uses_dsp(**p):
+        fabric_tree = sum(tree[1:])
+        lut = lanes * (fabric_tree + lane_acc) + 8
+        ff = lanes * (fabric_tree + lane_acc) + control_ff
+    else:
+        act_bits = abits if asigned else abits + 1  # unsigned activations widen by a sign bit
+        per_product = wbits * act_bits if weights == "int" else pbits
+        product_ff = pbits if simd > 1 else acc  # a lone product is accumulator-wide
+        lut = lanes * (simd * per_product + sum(tree) + lane_acc) + 8
+        ff = (simd * abits + lanes * simd * (wb + product_ff)
+              + lanes * (sum(tree) + lane_acc) + control_ff)
+    return {"lut": lut, "ff": ff, "dsp": lanes * simd if uses_dsp(**p) else 0,
+            "bram_bits": 0, "latency": latency(simd), "cycles_per_item": 1}
 
 
 def derived(**p):
