@@ -17,7 +17,7 @@ counts for xc7vx485t; with ``--ecp5`` also ``synth_ecp5`` + nextpnr for ecp5-85f
 LUT, FF and block RAM beside ``BLOCK.estimate``.
 
     .venv/bin/python bench/tile_dma.py                 # latency 20, MyHDL simulation
-    .venv/bin/python bench/tile_dma.py --latency 40 --ecp5 --hdl icarus
+    .venv/bin/python bench/tile_dma.py --latency 2 20 40 --ecp5 --hdl icarus
 """
 from __future__ import annotations
 
@@ -111,11 +111,12 @@ def axi_memory(aclk, aresetn, m_axi, memory: bytearray, *, data_bits: int, laten
 def run_tile(*, outstanding: int, latency: int, direction: str, hdl: str = "myhdl",
              rows: int = ROWS, row_bytes: int = ROW_BYTES, base: int = 0x1000,
              stride: int | None = None, memory: bytearray | None = None,
-             data: list[int] | None = None, config: dict = CONFIG) -> dict:
+             data: list[int] | None = None, config: dict = CONFIG, workdir=None) -> dict:
     """Move one tile; returns ``{"cycles", "bytes", "beats": [(tdata, tlast)], "memory"}``.
 
     ``cycles`` counts from the command handshake to the ``tlast`` read beat (read) or to
     the ``wrdone`` beat (write).  ``data`` gives the write beats (default: a counter).
+    ``workdir`` receives the Verilog and simulator files for ``hdl="icarus"``.
     """
     params = BLOCK.validate(**config, outstanding=outstanding)
     lanes = params["data_bits"] // 8
@@ -129,7 +130,8 @@ def run_tile(*, outstanding: int, latency: int, direction: str, hdl: str = "myhd
     aclk, aresetn = ports["aclk"], ports["aresetn"]
     command = encode_command(base=base, stride=stride, row_bytes=row_bytes, rows=rows)
     result = {"beats": [], "bytes": rows * row_bytes, "memory": memory}
-    workdir = tempfile.mkdtemp(prefix="tile_dma-bench-") if hdl == "icarus" else None
+    if hdl == "icarus" and workdir is None:
+        workdir = tempfile.mkdtemp(prefix="tile_dma-bench-")
 
     @block
     def bench():
@@ -205,33 +207,37 @@ def synthesis_table(targets: list[str], outstanding: int = 4) -> list[str]:
     params = {**CONFIG, "outstanding": outstanding}
     est = BLOCK.estimate(**params)
     lines = [f"tile_dma data_bits 64, max_burst 16, outstanding {outstanding}", "",
-             "| source | LUT | FF | block RAM | memory bits |", "|---|---:|---:|---:|---:|",
-             f"| estimate | {est['lut']} | {est['ff']} | - | {est['bram_bits']} |"]
+             "| source | LUT | FF | block RAM | memory bits | Fmax MHz |",
+             "|---|---:|---:|---:|---:|---:|",
+             f"| estimate | {est['lut']} | {est['ff']} | - | {est['bram_bits']} | - |"]
     with tempfile.TemporaryDirectory(prefix="tile_dma-synth-") as scratch:
         generate(BLOCK, scratch, **params)
         for target in targets:
             report = synthesize([Path(scratch) / "tile_dma.v"], top="tile_dma", target=target,
                                 workdir=Path(scratch) / target)
-            used = report["used"] if "used" in report else report["resources"]
+            used = report["used"]
+            fmax = (report["timing"] or {}).get("fmax_mhz") or "-"
             lut_note = (f" (of which {used['lut_as_memory']} as RAM)"
                         if used.get("lut_as_memory") else "")
             bram = (f"{used.get('bram36', 0)} RAMB36 + {used.get('bram18', 0)} RAMB18"
                     if "bram18" in used else f"{used.get('bram_blocks', 0)} DP16KD")
             lines.append(f"| {target} | {used['lut']}{lut_note} | {used['ff']} | {bram} | "
-                         f"{report.get('memory_bits', '-')} |")
+                         f"{report['memory_bits_declared']} | {fmax} |")
     return lines
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--latency", type=int, default=20, help="memory latency in cycles")
+    parser.add_argument("--latency", type=int, nargs="+", default=[20],
+                        help="memory latencies in cycles (one table each)")
     parser.add_argument("--hdl", choices=("myhdl", "icarus"), default="myhdl")
     parser.add_argument("--ecp5", action="store_true", help="also place and route on ecp5-85f")
     parser.add_argument("--no-synth", action="store_true", help="skip synthesis")
     args = parser.parse_args(argv)
-    print("\n".join(throughput_table(args.latency, args.hdl)))
-    if not args.no_synth:
+    for latency in args.latency:
+        print("\n".join(throughput_table(latency, args.hdl)))
         print()
+    if not args.no_synth:
         targets = ["xc7vx485t"] + (["ecp5-85f"] if args.ecp5 else [])
         print("\n".join(synthesis_table(targets)))
     return 0

@@ -27,7 +27,8 @@ COCOTB_DIR = Path(__file__).parent / "tile_dma_cocotb"
 CONFIGS = [
     pytest.param({"data_bits": 64, "max_burst": 16, "outstanding": 4}, id="d64-b16-o4"),
     pytest.param({"data_bits": 32, "max_burst": 1, "outstanding": 1}, id="d32-b1-o1"),
-    pytest.param({"data_bits": 128, "max_burst": 256, "outstanding": 2}, id="d128-b256-o2"),
+    pytest.param({"data_bits": 128, "max_burst": 256, "outstanding": 3}, id="d128-b256-o3"),
+    pytest.param({"data_bits": 32, "max_burst": 5, "outstanding": 8}, id="d32-b5-o8"),
 ]
 
 
@@ -90,7 +91,7 @@ def test_bursts_cover_each_row_and_never_cross_4k(data_bits, max_burst):
         assert all(1 <= n <= max_burst and a % PAGE + n * lanes <= PAGE for a, n in split)
 
 
-# --- MyHDL model against the golden model ----------------------------------------------
+# --- MyHDL model and its Verilog (MyHDL co-simulation) against the golden model -------
 
 def load_bench():
     """``bench/tile_dma.py`` (its fixed-latency AXI memory model and tile runner)."""
@@ -101,7 +102,7 @@ def load_bench():
     return module
 
 
-def test_myhdl_model_writes_and_reads_a_tile_across_4k_like_the_golden_model():
+def test_writes_and_reads_a_tile_across_4k_like_the_golden_model(hdl, tmp_path):
     bench = load_bench()
     rng = random.Random(5)
     config = {"data_bits": 64, "addr_bits": 32, "max_burst": 4}
@@ -113,11 +114,11 @@ def test_myhdl_model_writes_and_reads_a_tile_across_4k_like_the_golden_model():
                   [("write", command, data), ("read", command)], data_bits=64)
 
     wrote = bench.run_tile(outstanding=2, latency=3, direction="write", memory=memory,
-                           data=data, config=config, **tile)
+                           data=data, config=config, hdl=hdl, workdir=tmp_path / "w", **tile)
     assert bytes(wrote["memory"]) == want["memory"].tobytes()
     assert wrote["wrdone"] == 0 and wrote["wr_bytes"] == want["wr_bytes"]
     read = bench.run_tile(outstanding=2, latency=3, direction="read", memory=wrote["memory"],
-                          config=config, **tile)
+                          config=config, hdl=hdl, workdir=tmp_path / "r", **tile)
     assert read["beats"] == want["reads"][0]
     assert read["rd_bytes"] == want["rd_bytes"] and not read["error"]
 
