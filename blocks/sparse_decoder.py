@@ -213,6 +213,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, meta
     top = depth - 1
     OW = P * WB
     NEED_MAX = P + P * VB + PAD + 1
+    VALW = max(W - P, 1)  # the longest beat's values
 
     buf = Signal(intbv(0)[BUFW:])
     fill = Signal(intbv(0, min=0, max=BUFW + 1))
@@ -235,6 +236,10 @@ def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, meta
         # Expand the beat at the head of the buffer: mask bit p set -> next stored value.
         codes = intbv(0)[OW:]
         count = intbv(0, min=0, max=P + 1)
+        # The values follow the mask; a beat has at most (W - P) / VB of them, so select
+        # from that slice only (the expansion multiplexers are sized by it).
+        values = intbv(0)[VALW:]
+        values[:] = buf[P + VALW:P]
         for p in range(P):
             if buf[p]:
                 # ternary: code 01 / 11, the stored sign bit is the high bit;
@@ -242,7 +247,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, meta
                 for j in range(FILLED):
                     codes[p * WB + j] = 1
                 for j in range(VB):
-                    codes[p * WB + FILLED + j] = buf[P + count * VB + j]
+                    codes[p * WB + FILLED + j] = values[count * VB + j]
                 count += 1
         need = intbv(0, min=0, max=NEED_MAX)
         need[:] = P + count * VB

@@ -1,0 +1,189 @@
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from blocks.sparse_decoder import BLOCK, sparse_decoder
+from blocks.spec import ParameterError
+from cnn_ip.cli import main
+from cnn_ip.cosim import lint, run_streams
+from cnn_ip.export import generate
+from quant.sparse_format import encode
+
+
+def random_weights(seed, cout, reduce, weights, wbits, sparsity):
+    rng = np.random.default_rng(seed)
+    if weights == "binary":
+        return rng.choice([-1, 1], size=(cout, reduce))
+    lo, hi = (-1, 1) if weights == "ternary" else (-(1 << (wbits - 1)), (1 << (wbits - 1)) - 1)
+    W = rng.integers(lo, hi + 1, size=(cout, reduce))
+    W[W == 0] = hi
+    W[rng.random(W.shape) < sparsity] = 0
+    if sparsity > 0:
+        W[0, :] = 0  # an all-zero row
+    W[-1, 0], W[-1, -1] = lo, hi                       # extreme values
+    return W
+
+
+def expected_beats(W, lanes, simd, weights, wbits, passes):
+    """The issue's golden order, written out from the weight values alone."""
+    wb = {"binary": 1, "ternary": 2}.get(weights, wbits)
+    one = []
+    for g in range(W.shape[0] // lanes):
+        for r in range(W.shape[1] // simd):
+            word = 0
+            for l in range(lanes):
+                for s in range(simd):
+                    v = int(W[g * lanes + l, r * simd + s])
+                    code = (v > 0) if weights == "binary" else v & ((1 << wb) - 1)
+                    word |= int(code) << ((l * simd + s) * wb)
+            one.append(word)
+    return [(w, i == len(one) - 1) for _ in range(passes) for i, w in enumerate(one)]
+
+
+def read_passes(hdl, tmp_path, W, *, passes=2, stall=0.0, seed=0, **params):
+    expected = expected_beats(W, passes=passes, **params)
+    out = run_streams(BLOCK, hdl=hdl, workdir=tmp_path, inputs={},
+                      expect={"m_axis_wgt": len(expected)}, stall=stall, seed=seed,
+                      weights_file=W, **params)
+    return out["m_axis_wgt"], expected
+
+
+CASES = [  # lanes, simd, weights, wbits, sparsity, coding the writer should pick
+    (2, 4, "binary", 8, 0.0, "dense"),
+    (2, 4, "ternary", 8, 0.8, "masked"),
+    (3, 2, "ternary", 8, 0.5, "masked"),
+    (1, 1, "ternary", 8, 0.9, "masked"),
+    (2, 3, "int", 4, 0.6, "masked"),
+    (4, 2, "int", 4, 0.0, "dense"),
+    (1, 4, "int", 8, 0.0, "dense"),
+    (2, 2, "int", 8, 0.75, "masked"),
+]
+
+
+@pytest.mark.parametrize("lanes,simd,weights,wbits,sparsity,coding", CASES)
+def test_two_passes_under_back_pressure(hdl, tmp_path, lanes, simd, weights, wbits, sparsity,
+                                        coding):
+    seed = lanes * 100 + simd * 10 + wbits
+    W = random_weights(seed, lanes * 3, simd * 5, weights, wbits, sparsity)
+    _, kwargs = BLOCK.prepared(lanes=lanes, simd=simd, weights=weights, wbits=wbits,
+                               weights_file=W)
+    assert kwargs["image"].meta["coding"] == coding
+    got, expected = read_passes(hdl, tmp_path, W, lanes=lanes, simd=simd, weights=weights,
+                                wbits=wbits, stall=0.4, seed=seed)
+    beats = [(b.data, b.last) for b in got]
+    assert beats[:len(expected)] == expected
+    # the stream goes on: beats read while the bench drained start the next pass
+    assert beats[len(expected):] == expected[:len(beats) - len(expected)]
+    assert BLOCK.golden(kwargs["image"], passes=2) == expected
+
+
+@pytest.mark.parametrize("weights,wbits,zero_beats", [("ternary", 8, 0.5), ("int", 4, 0.7),
+                                                     ("binary", 8, 0.0)])
+def test_one_beat_per_cycle_across_pass_boundaries(hdl, tmp_path, weights, wbits, zero_beats):
+    # Worst case for the masked buffer: whole beats with no zero (each as long as a ROM word)
+    # between all-zero ones, and the last word's padding dropped at every pass boundary.
+    lanes, simd = 2, 4
+    rng = np.random.default_rng(7)
+    W = random_weights(7, 2 * lanes, 7 * simd, weights, wbits, 0.0)
+    if weights != "binary":
+        W[W == 0] = 1
+        for g in range(2):
+            for r in range(7):
+                if rng.random() < zero_beats:
+                    W[g * lanes:(g + 1) * lanes, r * simd:(r + 1) * simd] = 0
+    got, expected = read_passes(hdl, tmp_path, W, passes=3, lanes=lanes, simd=simd,
+                                weights=weights, wbits=wbits)
+    assert [(b.data, b.last) for b in got][:len(expected)] == expected
+    cycles = [b.cycle for b in got]
+    assert cycles[-1] - cycles[0] == len(cycles) - 1  # no cycle without a beat
+
+
+def test_example_configuration_matches_golden(tmp_path):
+    params, kwargs = BLOCK.prepared(**BLOCK.example())
+    expected = BLOCK.golden(kwargs["image"], passes=2)
+    out = run_streams(BLOCK, hdl="icarus", workdir=tmp_path, inputs={},
+                      expect={"m_axis_wgt": len(expected)}, stall=0.3, **BLOCK.example())
+    assert [(b.data, b.last) for b in out["m_axis_wgt"]][:len(expected)] == expected
+
+
+@pytest.mark.parametrize("weights,sparsity", [("ternary", 0.8), ("int", 0.0)])
+def test_lint_clean(tmp_path, weights, sparsity):
+    W = random_weights(3, 4, 16, weights, 6, sparsity)
+    generate(BLOCK, tmp_path, lanes=2, simd=8, weights=weights, wbits=6, weights_file=W)
+    lint(tmp_path / "sparse_decoder.v", "sparse_decoder", BLOCK.lint_waivers)
+
+
+def test_cli_writes_verilog_rom_and_sidecar(tmp_path, capsys):
+    W = random_weights(5, 8, 24, "ternary", 8, 0.8)
+    np.save(tmp_path / "W.npy", W)
+    out = tmp_path / "out"
+    assert main(["block", "sparse_decoder", "--lanes", "4", "--simd", "8", "--weights",
+                 "ternary", "--weights-file", str(tmp_path / "W.npy"), "-o", str(out)]) == 0
+    info = json.loads((out / "sparse_decoder.json").read_text())
+    rom = json.loads((out / "sparse_decoder_rom.json").read_text())
+    assert info["estimate"]["bram_bits"] == rom["bits"] == rom["depth"] * rom["word_bits"]
+    assert {p["name"]: p["width"] for p in info["ports"]}["m_axis_wgt_tdata"] == 64
+    verilog = (out / "sparse_decoder.v").read_text()
+    assert re.search(r'\$readmemh\("sparse_decoder_rom\.hex"', verilog)
+    assert sorted(f.name for f in out.iterdir()) == [
+        "sparse_decoder.json", "sparse_decoder.v", "sparse_decoder_rom.hex",
+        "sparse_decoder_rom.json"]
+
+
+@pytest.mark.parametrize("matrix,extra,message", [
+    (np.zeros((4, 8, 1), np.int8), [], "--weights-file: must be a 2-D (Cout, R) array"),
+    (np.full((4, 8), 2, np.int8), [], "--weights-file: ternary weights must be -1, 0 or +1"),
+    (np.zeros((6, 8), np.int8), [], "--weights-file: Cout = 6 rows is not a multiple of lanes = 4"),
+    (np.zeros((4, 12), np.int8), [], "--weights-file: R = 12 columns is not a multiple of simd = 8"),
+    (np.zeros((4, 8), np.float32), [], "--weights-file: must hold integers"),
+    (np.full((4, 8), -9), ["--weights", "int", "--wbits", "4"], "int weights must be integers in -8..7"),
+    (None, [], "--weights-file:"),  # no such file
+])
+def test_bad_weights_file_one_line_nothing_written(tmp_path, capsys, matrix, extra, message):
+    path = tmp_path / "W.npy"
+    if matrix is not None:
+        np.save(path, matrix)
+    out = tmp_path / "out"
+    argv = ["block", "sparse_decoder", "--lanes", "4", "--simd", "8", "--weights", "ternary",
+            *extra, "--weights-file", str(path), "-o", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_block_rejects_an_image_encoded_for_other_parameters():
+    image = encode(np.zeros((4, 8), int), weights="ternary", lanes=4, simd=8)
+    ports = BLOCK.ports(lanes=2, simd=8, weights="ternary", wbits=8)
+    with pytest.raises(ParameterError, match="^image: was encoded with lanes = 4"):
+        sparse_decoder(**ports, lanes=2, simd=8, weights="ternary", wbits=8, image=image)
+
+
+def yosys_cells(workdir, script):
+    result = subprocess.run(["yosys", "-p", script], cwd=workdir, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    stats = result.stdout[result.stdout.rindex("Printing statistics"):]
+    return {name: int(n) for name, n in re.findall(r"^\s+(\w+)\s+(\d+)$", stats, flags=re.M)}
+
+
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed")
+def test_large_image_lands_in_block_ram(tmp_path):
+    # 1 x 16384 ternary at 80% zeros, 8 elements a beat: about 1400 x 14 ROM bits behind
+    # very little logic.  (Yosys keeps much smaller ROMs in LUTs, as it should.)
+    rng = np.random.default_rng(11)
+    W = rng.choice([-1, 1], size=(1, 16384)) * (rng.random((1, 16384)) < 0.2)
+    info = generate(BLOCK, tmp_path, lanes=1, simd=8, weights="ternary", weights_file=W)
+    bits = info["derived"]["rom_bits"]
+    read = "read_verilog sparse_decoder.v; "
+    xilinx = yosys_cells(tmp_path, read + "synth_xilinx -top sparse_decoder; stat")
+    ecp5 = yosys_cells(tmp_path, read + "synth_ecp5 -top sparse_decoder; stat")
+    ramb18, ramb36 = xilinx.get("RAMB18E1", 0), xilinx.get("RAMB36E1", 0)
+    assert ramb18 * 18432 + ramb36 * 36864 >= bits > 16384
+    assert 1 <= ramb18 + 2 * ramb36 <= 2
+    assert ecp5.get("DP16KD", 0) * 18432 >= bits and ecp5.get("DP16KD", 0) <= 2
+    luts = sum(n for name, n in xilinx.items() if name.startswith("LUT"))
+    assert luts < 300  # the ROM is not a LUT case statement
