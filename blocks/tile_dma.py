@@ -153,7 +153,8 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
     ``next_beats`` is the length of the burst that would be issued next; the parent says
     with ``can_issue`` whether it has room for it.  ``issue`` pulses when a burst is loaded
     into the address register, ``issue_last`` with it when that burst ends the tile.
-    ``bad_cmd`` pulses when a command that breaks the alignment rule is consumed.
+    ``bad_cmd`` pulses when a command that breaks the rules (alignment, empty tile,
+    reserved bits) is consumed.
     """
     lanes = data_bits // 8
     lg = _log2(lanes)
