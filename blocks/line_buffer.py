@@ -39,7 +39,8 @@ How it works
 ------------
 The RAM holds ``R = K + stride`` rows of ``W*G`` words of ``S*A`` bits, used as a ring:
 the writer stores every input beat at the next address; the reader walks each window's
-beats through the ring (zero beats for padding are read but masked) and frees the rows
+beats through the ring (for a padding beat it clears the RAM's read register instead of
+loading it, which block RAM does with its synchronous output reset) and frees the rows
 the next output row no longer needs when it finishes an output row.  A counter of held
 rows lets the writer run up to a full ``stride`` rows ahead of what the reader needs, so
 in steady state neither side waits for the other; a window is started only once its last
@@ -50,19 +51,26 @@ modular address adders, no multipliers.
 
 Latency and throughput
 ----------------------
-* Output: one window beat per cycle whenever the window's pixels are in the buffer and
-  ``m_axis_win.tready`` is high (the RAM read is enabled by the output handshake, so the
-  output never bubbles on its own).  Rate = 1 beat/cycle in steady state when
-  ``K*K > stride*stride`` (output bound); input accepted at ``stride**2 / K**2`` of that.
-* Input: one beat per cycle until the ring is full (the writer is ``stride`` rows ahead);
-  when ``K*K <= stride*stride`` the block is input bound and accepts one beat per cycle,
-  emitting ``K*K/stride**2`` beats per input beat on average.
-* Latency: the first beat of window (0, 0) moves 2 cycles after the beat holding the last
-  group of pixel ``(K-1-P, K-1-P)`` moved in (one cycle to see it, one for the RAM read),
-  i.e. ``((K-1-P)*W + K-P)*G + 1`` cycles after the first input beat with no stalls.
-* Between frames the output pauses while the next frame's first ``K-P`` rows fill the
-  ``stride + P + 1``... slots the last output row does not hold: with ``P < (K-1)/2`` a
-  bubble of about ``(K-1-2P) * W * G`` cycles per frame (zero for K=3, P=1).
+Measured by ``bench/line_buffer.py`` and checked in ``tests/blocks/test_line_buffer.py``.
+
+* Output: one window beat per cycle whenever the window's pixels are in the ring and
+  ``m_axis_win.tready`` is high.  The RAM read is enabled by the output handshake, so the
+  output never bubbles on its own and ``tvalid`` does not depend on ``tready``.  When
+  ``K*K > stride**2`` the block is output bound: 1 beat/cycle in steady state (K=3,
+  stride 1 and stride 2 both measure 1.000), and the input is accepted at the matching
+  lower rate, about ``stride**2 / K**2`` beats per cycle, in bursts of one beat per cycle
+  until the writer is ``stride`` rows ahead.
+* When ``K*K <= stride**2`` the block is input bound: it accepts one beat per cycle and
+  emits ``K*K / stride**2`` beats per input beat on average.
+* Latency: the first beat of window (0, 0) moves 2 cycles after the input beat holding the
+  last group of pixel ``(K-1-P, K-1-P)`` moved (one cycle to see it, one for the RAM
+  read): ``((K-1-P)*W + K-P)*G + 1`` cycles after the first input beat, with no stalls.
+* Frame boundaries: the last output row of a frame holds ``H - max(0, (OH-1)*stride - P)``
+  rows, leaving ``free = K + stride - that`` slots for the next frame.  Its first window
+  needs ``K-1-P`` complete rows and ``K-P`` pixels of the next; when ``K-1-P >= free``
+  the output pauses for about ``(K-1-P - free)*W*G + (K-P)*G`` cycles (e.g. K=3, stride 1,
+  P=0: ``W*G + 3*G``).  With stride 1 and P >= (K-1)/2 (the usual "same" padding) there
+  is no pause.
 """
 from __future__ import annotations
 
@@ -212,6 +220,8 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     bits = simd * abits
     check_width("s_axis_px.tdata", s_axis_px.tdata, bits)
     check_width("m_axis_win.tdata", m_axis_win.tdata, bits)
+    # Input tlast is ignored on purpose (frames are counted); tell MyHDL so it does not warn.
+    s_axis_px.tlast.read = True
     OW, OH = out_size(W, K, S, P), out_size(H, K, S, P)
     R = ring_rows(K, S)
     WG = W * G
@@ -461,19 +471,30 @@ def golden(frames, *, width, height, channels, k, stride=1, pad=0, abits, simd=1
 
 
 def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1):
-    """Cost and timing from the parameters (calibrated against Yosys, see bench/)."""
+    """Cost and timing from the parameters.
+
+    ``bram_bits`` is the ring exactly (it equals the converted design's memory
+    declaration; Yosys puts it in RAMB18E1/RAMB36E1 or DP16KD, or LUT RAM when it is a few
+    hundred bits).  ``lut`` and ``ff`` are fitted to Yosys 0.23 ``synth_xilinx`` over 11
+    geometries (``bench/line_buffer.py --calibrate``): LUT1..LUT6 plus INV cells, and
+    flip-flops, both within 20%.  The logic is mostly address arithmetic, so it grows with
+    the RAM address width.  ECP5 LUT4 counts run 1.3-1.8x the Xilinx LUTs; ECP5 FFs
+    match Xilinx.  ``latency``: first input beat to first output beat with no stalls.
+    ``cycles_per_item``: cycles per output window in steady state.
+    """
     groups = channels // simd
     depth = ring_rows(k, stride) * width * groups
-    addr = max(1, (depth - 1).bit_length())
-    coord = max(1, (max(width, height) + 2 * pad).bit_length())
-    ff = 7 * addr + 6 * coord + 2 * max(1, (groups - 1).bit_length()) + 20
-    lut = 14 * addr + 10 * coord + simd * abits + 30
-    beats = k * k * groups
+    addr = (depth - 1).bit_length()
+    coord = (max(width, height) + 2 * pad).bit_length()
+    group_bits = (groups - 1).bit_length()
+    window_bits = (k - 1).bit_length()
     first = ((k - 1 - pad) * width + k - pad) * groups + 1
-    return {"lut": lut, "ff": ff, "dsp": 0,
+    return {"lut": max(36 * addr + 20 * group_bits + 27 * window_bits - 45, 100),
+            "ff": 6 * addr + 4 * coord + 32,
+            "dsp": 0,
             "bram_bits": depth * simd * abits,
             "latency": first,
-            "cycles_per_item": max(beats, stride * stride * groups)}
+            "cycles_per_item": max(k * k, stride * stride) * groups}
 
 
 def ports(*, width, height, channels, k, stride=1, pad=0, abits, simd=1):

@@ -169,6 +169,21 @@ def test_latency_is_as_documented(hdl, tmp_path, params):
     assert received[0].cycle - accepted[last_needed] == 2
 
 
+@pytest.mark.parametrize("pad,gap", [
+    # K=3, stride 1, H=5, W=8, G=2.  pad 0: the last output row holds rows 2..4, leaving
+    # one of the 4 slots; the next frame's first window needs rows 0, 1 and 3 pixels of
+    # row 2, so it waits for row 1 (W*G = 16 cycles) and 3 pixels of row 2 (6): 22.
+    # pad 1: the last output row holds rows 3..4, the two free slots take rows 0 and 1.
+    (0, 22), (1, 0)])
+def test_pause_between_frames_is_as_documented(hdl, tmp_path, pad, gap):
+    params = geometry(8, 5, 4, 3, 1, pad, 3, 2)
+    frames = random_frames(params, 2, pad)
+    accepted, received = run_timed(hdl, tmp_path, params, frames)
+    assert [(b.data, b.last) for b in received] == golden(frames, **params)
+    per_frame = len(received) // 2
+    assert received[per_frame].cycle - received[per_frame - 1].cycle - 1 == gap
+
+
 # ------------------------------------------------------------------ structure
 
 def memory_bits(verilog_text):

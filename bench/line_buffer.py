@@ -1,0 +1,204 @@
+"""line_buffer: measured rates, latency and Yosys cell counts beside the estimate.
+
+    .venv/bin/python bench/line_buffer.py              # timing table + Tiny-YOLO layer synthesis
+    .venv/bin/python bench/line_buffer.py --no-synth   # timing only
+    .venv/bin/python bench/line_buffer.py --calibrate  # LUT/FF estimate vs Yosys over a sweep
+
+Timing: the MyHDL model runs one or two frames with the input always valid and the output
+always ready; every beat is stamped with the cycle it moved on.  "Steady state" is every
+output row but the first and the last of a frame: output beats / cycles over that span,
+and input beats accepted over the same span / its cycles.  Latency: first input beat to
+first output beat.  Frame gap: idle output cycles between frame 1's last beat and frame
+2's first.
+
+Synthesis: Debian's ``yosys`` (``synth_xilinx``, ``synth_ecp5``; ``stat``).  Xilinx LUTs
+count LUT1..LUT6 and INV cells (an INV is a LUT1; the INV share is shown apart); LUT RAM
+cells (RAM32M/RAM64M, TRELLIS_DPR16X4) are listed with the block RAM.  Scratch files go under the system
+temp directory.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from myhdl import StopSimulation, block, instance, now
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from blocks.line_buffer import BLOCK, golden, out_size, pixel_beats  # noqa: E402
+from blocks.stream import axis_sink  # noqa: E402
+from cnn_ip.cosim import PERIOD, clock_reset_driver, dut  # noqa: E402
+from cnn_ip.export import generate  # noqa: E402
+
+
+def geometry(width, height, channels, k, stride, pad, abits, simd):
+    return dict(width=width, height=height, channels=channels, k=k, stride=stride, pad=pad,
+                abits=abits, simd=simd)
+
+
+TIMING = [
+    ("K=3 stride 1 pad 1", geometry(32, 8, 8, 3, 1, 1, 8, 4)),
+    ("K=3 stride 2 pad 1", geometry(32, 9, 8, 3, 2, 1, 8, 4)),
+    ("K=3 stride 1 pad 0", geometry(32, 8, 8, 3, 1, 0, 8, 4)),
+    ("K=5 stride 1 pad 2", geometry(32, 9, 4, 5, 1, 2, 8, 4)),
+    ("K=1 stride 2 pad 0", geometry(32, 8, 8, 1, 2, 0, 8, 4)),
+]
+YOLO = [("Tiny-YOLO L1, S=16", geometry(416, 416, 16, 3, 1, 1, 8, 16)),
+        ("Tiny-YOLO L1, S=4", geometry(416, 416, 16, 3, 1, 1, 8, 4))]
+CALIBRATION = [geometry(13, 9, 8, 3, 1, 1, 4, 4), geometry(8, 8, 2, 3, 1, 1, 8, 2),
+               geometry(32, 16, 8, 3, 1, 1, 8, 8), geometry(20, 10, 4, 5, 1, 2, 8, 4),
+               geometry(64, 64, 8, 3, 2, 1, 8, 8),
+               geometry(128, 128, 32, 5, 1, 2, 8, 8), geometry(224, 224, 3, 7, 2, 3, 8, 3),
+               geometry(416, 416, 16, 3, 1, 1, 8, 16), geometry(416, 416, 16, 3, 1, 1, 8, 4),
+               geometry(52, 52, 256, 3, 1, 1, 4, 16), geometry(26, 26, 512, 1, 1, 0, 2, 64)]
+
+
+@block
+def full_rate_source(aclk, aresetn, axis, beats, stamps):
+    """Offer ``beats`` back to back; record the cycle each moved on."""
+
+    @instance
+    def drive():
+        sent = 0
+        axis.tvalid.next = 0
+        while sent < len(beats):
+            yield aclk.posedge
+            if not aresetn:
+                continue
+            if axis.tvalid and axis.tready:
+                stamps.append(now() // PERIOD)
+                sent += 1
+            if sent < len(beats):
+                axis.tdata.next, axis.tlast.next = beats[sent][0], bool(beats[sent][1])
+                axis.tvalid.next = 1
+            else:
+                axis.tvalid.next = 0
+
+    return drive
+
+
+@block
+def bench(params, ports, beats, stamps, received, expect):
+    aclk, aresetn = ports["aclk"], ports["aresetn"]
+
+    @instance
+    def stop():
+        while len(received) < expect:
+            yield aclk.posedge
+        raise StopSimulation
+
+    return (clock_reset_driver(aclk, aresetn), dut(BLOCK, ports, hdl="myhdl", **params),
+            full_rate_source(aclk, aresetn, ports["s_axis_px"], beats, stamps),
+            axis_sink(aclk, aresetn, ports["m_axis_win"], received, period=PERIOD), stop)
+
+
+def measure(params, frames=3):
+    """Rates, latency and frame gap of ``frames`` random frames pushed back to back."""
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 1 << params["abits"], size=(frames, params["height"],
+                                                       params["width"], params["channels"]))
+    want = golden(data, **params)
+    ports = BLOCK.ports(**BLOCK.validate(**params))
+    stamps, received = [], []
+    bench(params, ports, pixel_beats(data, simd=params["simd"], abits=params["abits"]),
+          stamps, received, len(want)).run_sim(quiet=True)
+    assert [(b.data, b.last) for b in received] == want, "output differs from golden model"
+    k, s, p = params["k"], params["stride"], params["pad"]
+    ow, oh = out_size(params["width"], k, s, p), out_size(params["height"], k, s, p)
+    row = ow * k * k * (params["channels"] // params["simd"])   # output beats per row
+    frame = oh * row
+    out = [b.cycle for b in received]
+    inner = out[frame + row:2 * frame - row]     # frame 2, output rows 1 .. OH-2
+    period = out[2 * frame] - out[frame]         # frame 2's first beat to frame 3's
+    return {"inner_rate": (len(inner) - 1) / (inner[-1] - inner[0]),
+            "out_rate": frame / period,
+            "in_rate": sum(out[frame] <= c < out[2 * frame] for c in stamps) / period,
+            "latency": out[0] - stamps[0],
+            "frame_gap": out[frame] - out[frame - 1] - 1,
+            "estimate": BLOCK.estimate(**params)["latency"]}
+
+
+def yosys_counts(params, target, workdir):
+    """Cell counts of ``synth_<target>`` for the block with ``params``."""
+    generate(BLOCK, workdir, **params)
+    script = f"read_verilog line_buffer.v; synth_{target} -top line_buffer; tee -o {target}.txt stat"
+    subprocess.run(["yosys", "-q", "-p", script], cwd=workdir, check=True,
+                   capture_output=True)
+    text = (Path(workdir) / f"{target}.txt").read_text()
+    cells = {name: int(n) for name, n in re.findall(r"^\s+(\w+)\s+(\d+)$", text, flags=re.M)}
+    if target == "xilinx":
+        lut = sum(n for name, n in cells.items() if re.fullmatch(r"LUT\d|INV", name))
+        lut = f"{lut} ({cells.get('INV', 0)} INV)"
+        ff = sum(n for name, n in cells.items() if re.fullmatch(r"FD\w+", name))
+        bram = " ".join(f"{n} {name}" for name, n in cells.items()
+                        if name.startswith("RAMB") or re.fullmatch(r"RAM\d+\w*", name))
+    else:
+        lut = cells.get("LUT4", 0)
+        ff = cells.get("TRELLIS_FF", 0)
+        bram = f"{cells.get('DP16KD', 0)} DP16KD" if "DP16KD" in cells else "none"
+        if "TRELLIS_DPR16X4" in cells:
+            bram += f" + {cells['TRELLIS_DPR16X4']} DPR16X4"
+    return {"lut": lut, "ff": ff, "bram": bram or "none"}
+
+
+def table(header, rows):
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)))
+    print()
+
+
+def timing_table():
+    rows = []
+    for label, params in TIMING:
+        m = measure(params)
+        rows.append((label, f"{m['inner_rate']:.3f}", f"{m['out_rate']:.3f}",
+                     f"{m['in_rate']:.3f}", m["latency"], m["estimate"], m["frame_gap"]))
+    print("Input always valid, output always ready; W=32, H=8 or 9, C=8 (4 for K=5), S=4, "
+          "A=8; MyHDL model, 3 frames back to back")
+    print("in-frame: output beats/cycle within a frame (output rows 1..OH-2); "
+          "per frame: beats over a whole frame period")
+    table(("geometry", "out in-frame", "out per frame", "in per frame", "latency",
+           "latency est", "frame gap"), rows)
+
+
+def synth_table(configs):
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lb-bench-") as scratch:
+        for i, (label, params) in enumerate(configs):
+            est = BLOCK.estimate(**params)
+            derived = BLOCK.derived(**params)
+            work = Path(scratch) / str(i)
+            xil = yosys_counts(params, "xilinx", work)
+            ecp = yosys_counts(params, "ecp5", work)
+            rows.append((label, f"{derived['ram_depth']}x{derived['ram_width']}",
+                         est["bram_bits"], xil["bram"], ecp["bram"], est["lut"], xil["lut"],
+                         ecp["lut"], est["ff"], xil["ff"], ecp["ff"]))
+    print("Buffer bits and cells: estimate beside Yosys 0.23 (synth_xilinx, synth_ecp5)")
+    table(("config", "ram", "bits est", "xilinx bram", "ecp5 bram", "lut est", "xil lut",
+           "ecp5 lut4", "ff est", "xil ff", "ecp5 ff"), rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--no-synth", action="store_true", help="skip Yosys")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="estimate vs Yosys over a sweep of geometries")
+    args = parser.parse_args(argv)
+    if args.calibrate:
+        synth_table([("W{width} H{height} C{channels} K{k} s{stride} P{pad} A{abits} S{simd}"
+                      .format(**p), p) for p in CALIBRATION])
+        return
+    timing_table()
+    if not args.no_synth:
+        synth_table(YOLO)
+
+
+if __name__ == "__main__":
+    main()
