@@ -29,7 +29,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="cnn-ip", description=__doc__.splitlines()[0])
+    parser = Parser(prog="cnn-ip", description="CNN-accelerator IP blocks and the flow that "
+                    "turns a CNN into verified per-layer Verilog.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
                                        parser_class=Parser)
     subparsers.required = True
