@@ -489,7 +489,7 @@ def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1):
     group_bits = (groups - 1).bit_length()
     window_bits = (k - 1).bit_length()
     first = ((k - 1 - pad) * width + k - pad) * groups + 1
-    return {"lut": max(36 * addr + 20 * group_bits + 27 * window_bits - 45, 100),
+    return {"lut": max(36 * addr + 20 * group_bits + 32 * window_bits - 55, 100),
             "ff": 6 * addr + 4 * coord + 32,
             "dsp": 0,
             "bram_bits": depth * simd * abits,
