@@ -23,7 +23,7 @@ def yosys_stat(stat) -> dict:
     Works with Yosys 0.23 (Debian) and 0.70 (yowasp); uses the ``design`` totals, which
     include every module below the top.
     """
-    data = _load(stat)
+    data = load_json(stat)
     design = data.get("design") or next(iter(data["modules"].values()))
     return {"cells": dict(design.get("num_cells_by_type", {})),
             "memory_bits": int(design.get("num_memory_bits", 0))}
@@ -104,7 +104,7 @@ def nextpnr_report(report) -> dict:
     Returns ``{"utilization": {site: {"used", "available"}}, "clocks": {name: {"fmax_mhz",
     "constraint_mhz"}}, "critical_paths": [summary, ...]}``.
     """
-    data = _load(report)
+    data = load_json(report)
     clocks = {name: {"fmax_mhz": float(v["achieved"]), "constraint_mhz": float(v["constraint"])}
               for name, v in data.get("fmax", {}).items()}
     paths = [critical_path_summary(p) for p in data.get("critical_paths", [])]
@@ -157,7 +157,7 @@ def _sum(cells: dict, types) -> int:
     return sum(cells.get(t, 0) for t in types)
 
 
-def _load(source):
+def load_json(source):
     if isinstance(source, dict):
         return source
     return json.loads(Path(source).read_text())

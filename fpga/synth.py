@@ -162,7 +162,7 @@ def netlist_for_pins(yosys: str, dev: Device, sources: list[Path], top: str, scr
     netlist = scratch / "netlist.json"
     if dev.family != "ice40":       # ECP5 is placed out of context, without pins
         return netlist, None
-    ports = reports._load(netlist)["modules"][top]["ports"]
+    ports = reports.load_json(netlist)["modules"][top]["ports"]
     bits = sum(len(p["bits"]) for p in ports.values())
     if bits <= dev.io:
         return netlist, None
