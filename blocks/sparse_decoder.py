@@ -60,7 +60,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from myhdl import Signal, always_comb, always_seq, block, intbv
+from myhdl import Signal, always_comb, always_seq, block, concat, intbv, modbv
 
 from blocks.rom import address_bits, rom
 from blocks.spec import BlockDef, Param, ParameterError, check_width
@@ -202,22 +202,31 @@ def dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, depth
 @block
 def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, meta,
                   word_bits, depth):
-    """Bit buffer + mask expansion for the masked coding (see the module docstring)."""
+    """Ring of four ROM words + mask expansion for the masked coding (module docstring).
+
+    Stream bit ``i`` lives at ring bit ``i % (4 * W)``: words are written whole into the
+    next slot, and the record at the head is read through a ``W``-bit window at the read
+    pointer, so the only shifter is the window's (``W`` wide), not the ring's.
+    """
     P = meta["lanes"] * meta["simd"]
     WB, VB = meta["code_bits"], meta["value_bits"]
     FILLED = WB - VB  # low code bits that are 1 for every non-zero (ternary: 1)
     W = word_bits
-    BUFW = 4 * W  # capacity that never starves at one word and one beat a cycle
+    RING = 4 * W  # capacity that never starves at one word and one beat a cycle
     PAD = meta["pad_bits"]
     last_beat = meta["beats"] - 1
     top = depth - 1
     OW = P * WB
     NEED_MAX = P + P * VB + PAD + 1
-    VALW = max(W - P, 1)  # the longest beat's values
+    VALW = max(W - P, 1)  # the longest record's values
+    WIN = P + VALW        # the window: one whole record (W, or W + 1 if no values at all)
+    HEAD_BITS = (RING - 1).bit_length()
 
-    buf = Signal(intbv(0)[BUFW:])
-    fill = Signal(intbv(0, min=0, max=BUFW + 1))
-    arriving = Signal(bool(0))  # rom_dout holds a word read last cycle: append it now
+    slot0, slot1, slot2, slot3 = (Signal(intbv(0)[W:]) for _ in range(4))
+    write_slot = Signal(modbv(0)[2:])
+    head = Signal(intbv(0, min=0, max=RING))  # read pointer: ring bit of the record
+    fill = Signal(intbv(0, min=0, max=RING + 1))
+    arriving = Signal(bool(0))  # rom_dout holds a word read last cycle: store it now
     beat = Signal(intbv(0, min=0, max=last_beat + 1))
     out_data = Signal(intbv(0)[OW:])
     out_valid = Signal(bool(0))
@@ -227,21 +236,25 @@ def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, meta
     def room():
         # Read another word when it fits even if nothing is consumed meanwhile.
         if arriving:
-            rom_en.next = fill <= BUFW - 2 * W
+            rom_en.next = fill <= RING - 2 * W
         else:
-            rom_en.next = fill <= BUFW - W
+            rom_en.next = fill <= RING - W
 
     @always_seq(aclk.posedge, reset=aresetn)
     def step():
-        # Expand the beat at the head of the buffer: mask bit p set -> next stored value.
+        # The record at the head: the ring read from bit `head`, wrapping round.
+        unrolled = intbv(0)[6 * W:]
+        unrolled[:] = concat(slot1, slot0, slot3, slot2, slot1, slot0) >> head
+        window = intbv(0)[WIN:]
+        window[:] = unrolled[WIN:]
+        # Expand it: mask bit p set -> the next stored value.  A record has at most
+        # VALW / VB values, so each element selects among that many only.
+        values = intbv(0)[VALW:]
+        values[:] = window[WIN:P]
         codes = intbv(0)[OW:]
         count = intbv(0, min=0, max=P + 1)
-        # The values follow the mask; a beat has at most (W - P) / VB of them, so select
-        # from that slice only (the expansion multiplexers are sized by it).
-        values = intbv(0)[VALW:]
-        values[:] = buf[P + VALW:P]
         for p in range(P):
-            if buf[p]:
+            if window[p]:
                 # ternary: code 01 / 11, the stored sign bit is the high bit;
                 # int: the stored value is the whole code (WB == VB)
                 for j in range(FILLED):
@@ -253,12 +266,17 @@ def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, meta
         need[:] = P + count * VB
         if beat == last_beat:
             need[:] = need + PAD  # the last word's padding goes with the last beat
+        # Bits past `fill` are stale, so `need` may be wrong while fill < need; then the
+        # record is incomplete and nothing fires, since need >= P always.
         fire = fill >= need and (not out_valid or m_axis_wgt.tready)
-        rest = intbv(0, min=0, max=BUFW + 1)
-        shifted = intbv(0)[BUFW:]
+        rest = intbv(0, min=0, max=RING + 1)
+        moved = intbv(0, min=0, max=RING + NEED_MAX)
         if fire:
             rest[:] = fill - need
-            shifted[:] = buf >> need
+            moved[:] = head + need
+            if moved >= RING:
+                moved[:] = moved - RING
+            head.next = moved[HEAD_BITS:]
             out_data.next = codes
             out_valid.next = 1
             out_last.next = beat == last_beat
@@ -268,14 +286,20 @@ def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, meta
                 beat.next = beat + 1
         else:
             rest[:] = fill
-            shifted[:] = buf
             if m_axis_wgt.tready:
                 out_valid.next = 0
         if arriving:
-            buf.next = shifted | (rom_dout << rest)
             fill.next = rest + W
+            write_slot.next = write_slot + 1
+            if write_slot == 0:
+                slot0.next = rom_dout
+            elif write_slot == 1:
+                slot1.next = rom_dout
+            elif write_slot == 2:
+                slot2.next = rom_dout
+            else:
+                slot3.next = rom_dout
         else:
-            buf.next = shifted
             fill.next = rest
         arriving.next = rom_en
         if rom_en:
@@ -355,6 +379,12 @@ def example() -> dict:
     return {"lanes": 4, "simd": 8, "weights": "ternary", "weights_file": str(path)}
 
 
+LINT_WAIVERS = {
+    "UNUSEDSIGNAL": "the masked reader reads its window as the low bits of a shifted copy "
+                    "of the ring (variable `unrolled`); the other bits of that shift are "
+                    "unused by design and Yosys removes their logic",
+}
+
 BLOCK = BlockDef(name="sparse_decoder", build=sparse_decoder, params=PARAMS, ports=ports,
                  golden=golden, estimate=estimate, derived=derived, prepare=prepare,
-                 write_files=write_files, example=example)
+                 write_files=write_files, example=example, lint_waivers=LINT_WAIVERS)
