@@ -305,3 +305,8 @@ def test_block_function_validates_its_parameters():
         BLOCK.build(**ports, **geometry(4, 4, 2, 3, 1, 3, 4, 1))
     with pytest.raises(ParameterError, match=r"^s_axis_px.tdata: is 4 bits wide, expected 8"):
         BLOCK.build(**ports, **geometry(4, 4, 2, 3, 1, 1, 4, 2))
+
+
+def test_rejects_a_ring_too_deep_to_build():
+    with pytest.raises(ParameterError, match=r"^width: buffer of .* words exceeds 262144"):
+        BLOCK.validate(**geometry(4096, 8, 64, 3, 1, 1, 8, 1))
