@@ -69,8 +69,8 @@ def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net
                        progress=s.progress)
         evaluator = Evaluator(qnet, data, auto, None, epochs=s.search_epochs, seed=s.seed,
                               progress=s.progress)
-        ref_bits, ref_acc_q, _ = evaluator.measure()
-        objective = Objective(ref_bits, fp32_val, s.accuracy_budget, s.penalty)
+        ref_bits, ref_searched, ref_acc_q, _ = evaluator.measure()
+        objective = Objective(ref_searched, ref_acc_q, s.accuracy_budget, s.penalty)
         evaluator.objective = objective
         log(f"quantized base: {ref_bits} bits, validation {ref_acc_q:.4f}", s.progress)
         if auto and s.evaluations > 0:
@@ -86,7 +86,7 @@ def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net
     report = make_report(name, specs, data, s, layers, sidecars, out, net_acc=(fp32_test, fp32_val),
                          z_fake_test=z_fake_test, objective=objective, search=search,
                          chosen=chosen, ref_bits=ref_bits, ref_acc_q=ref_acc_q)
-    plot_search(out / "search.png", report["search"], ref_accuracy=fp32_val,
+    plot_search(out / "search.png", report["search"], ref_accuracy=ref_acc_q,
                 budget=s.accuracy_budget, title=f"{name}: sparsity search")
     (out / "quant_report.json").write_text(json.dumps(report, indent=2) + "\n")
     log(f"done in {time.monotonic() - started:.1f} s", s.progress)
@@ -121,6 +121,7 @@ def make_report(name, specs, data, settings, layers, sidecars, out, *, net_acc, 
     chosen_record = None
     if search.get("best"):
         chosen_record = {**search["best"], "bits": bits,
+                         "searched_bits": sum(r["bits"] for r in rows if r["auto"]),
                          "val_accuracy": train.accuracy_of(z_val, data.val.y),
                          "note": "after final fine-tuning"}
     best_uniform = (min(search["uniform"], key=lambda e: (e["objective"], e["index"]))
@@ -141,7 +142,7 @@ def make_report(name, specs, data, settings, layers, sidecars, out, *, net_acc, 
         "classifier_output": "z[c] = acc[c] * M[c] (no shift, no clamp); argmax = class",
         "layers": rows,
         "objective": objective.describe(),
-        "unpruned_bits": ref_bits, "unpruned_val_accuracy": round(ref_acc_q, 6),
+        "base_bits": ref_bits, "base_val_accuracy": round(ref_acc_q, 6),
         "search": {"bayes": search["bayes"], "uniform": search["uniform"],
                    "best_bayes": best_bayes, "best_uniform": best_uniform,
                    "chosen": chosen_record or {"bits": bits, "sparsity": {},

@@ -17,7 +17,7 @@ def plot_search(path, search: dict, *, ref_accuracy: float, budget: float, title
     chosen = search["chosen"]
     ax.scatter([chosen["bits"] / 1000], [100 * chosen["val_accuracy"]], marker="*", s=260,
                color="tab:red", zorder=5, label="chosen (after final fine-tuning)")
-    ax.axhline(100 * ref_accuracy, color="grey", lw=0.8, label="fp32 validation accuracy")
+    ax.axhline(100 * ref_accuracy, color="grey", lw=0.8, label="base (quantized) validation accuracy")
     ax.axhline(100 * ref_accuracy - budget, color="grey", lw=0.8, ls="--", label="accuracy budget")
     ax.set_xlabel("model size [kbit] (exact ROM bits)")
     ax.set_ylabel("validation top-1 [%]")

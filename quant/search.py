@@ -11,13 +11,16 @@ restore the quantization-aware base model, prune each of those layers to its ``s
 
 and return the objective (minimised)::
 
-    objective = bits / ref_bits + penalty * max(0, drop - budget)
+    objective = searched_bits / ref_searched_bits + penalty * max(0, drop - budget)
     drop      = 100 * (ref_accuracy - val_accuracy)      # accuracy points lost
 
-``ref_bits`` is the base model's size (``auto`` layers at the base sparsity), ``ref_accuracy`` the fp32
-model's validation accuracy, ``budget`` the accuracy points we may lose for free.  So:
-smallest model whose accuracy stays within the budget, each point beyond it costing
-``penalty`` (default 1.0, i.e. as much as the whole model's size).
+``searched_bits`` is the exact size of the ``auto`` layers' ROM images (the other layers'
+bits do not depend on the search, so minimising it minimises the model's bits; scaling
+by the searched layers alone keeps the size term from drowning in accuracy noise when the
+searched layers are a small part of the model).  ``ref_*`` are the base model's values
+(``auto`` layers at the base sparsity, after quantization-aware fine-tuning), ``budget``
+the accuracy points pruning may lose for free, each point beyond it costing ``penalty``
+(default 1.0, as much as the searched layers' whole size).
 """
 from __future__ import annotations
 
@@ -35,8 +38,8 @@ MAX_SPARSITY = 0.95
 
 @dataclass
 class Objective:
-    ref_bits: int
-    ref_accuracy: float
+    ref_bits: int                # searched layers' bits in the base model
+    ref_accuracy: float          # base model's validation accuracy
     budget: float = 0.5          # accuracy points
     penalty: float = 1.0         # per point beyond the budget
 
@@ -45,8 +48,9 @@ class Objective:
         return bits / self.ref_bits + self.penalty * max(0.0, drop - self.budget)
 
     def describe(self) -> str:
-        return (f"minimise bits/{self.ref_bits} + {self.penalty} * max(0, "
-                f"100*({self.ref_accuracy:.4f} - val_accuracy) - {self.budget})")
+        return (f"minimise searched_bits/{self.ref_bits} + {self.penalty} * max(0, "
+                f"100*({self.ref_accuracy:.6f} - val_accuracy) - {self.budget}) over the "
+                "sparsities of the auto layers (searched_bits: exact ROM bits of those layers)")
 
 
 @dataclass
@@ -55,7 +59,8 @@ class Evaluation:
     index: int
     sparsity: dict               # requested, per auto layer
     achieved: dict               # fraction of zero weight codes, per weight layer
-    bits: int
+    bits: int                    # the whole model
+    searched_bits: int           # the auto layers
     val_accuracy: float
     objective: float
 
@@ -79,20 +84,22 @@ class Evaluator:
         train.finetune(self.qnet, self.data, epochs=epochs, seed=self.seed, desc=desc,
                        progress=False)
 
-    def measure(self) -> tuple[int, float, list]:
+    def measure(self) -> tuple[int, int, float, list]:
+        """``(model bits, searched layers' bits, validation accuracy, integer layers)``."""
         layers = self.qnet.int_layers()
-        bits, _ = exact_model_bits(layers)
+        bits, per_layer = exact_model_bits(layers)
         z = train.fakequant_outputs(self.qnet, self.data.val.x)
-        return bits, train.accuracy_of(z, self.data.val.y), layers
+        searched = sum(per_layer[name] for name in self.auto)
+        return bits, searched, train.accuracy_of(z, self.data.val.y), layers
 
     def __call__(self, search: str, values) -> float:
         sparsity = {name: round(float(v), 6) for name, v in zip(self.auto, values)}
         self.apply(sparsity, self.epochs)
-        bits, accuracy, layers = self.measure()
-        value = self.objective(bits, accuracy)
+        bits, searched, accuracy, layers = self.measure()
+        value = self.objective(searched, accuracy)
         achieved = {l.name: round(layer_sparsity(l), 6) for l in layers if l.W is not None}
         self.history.append(Evaluation(search, len(self.history), sparsity, achieved, bits,
-                                       accuracy, round(value, 6)))
+                                       searched, accuracy, round(value, 6)))
         return value
 
 
