@@ -73,7 +73,7 @@ measures both directions.
 Cost
 ----
 Read FIFO: ``outstanding * max_burst`` words of ``data_bits + 1`` bits (LUT RAM up to 64
-deep, block RAM beyond), write-length FIFO: 8 bits per outstanding burst; about 600-750
+deep, block RAM beyond), write-length FIFO: 16 bits per outstanding burst; about 600-750
 LUTs and 580 + 3 * ``data_bits`` flip-flops of logic (see :func:`estimate`).
 """
 from __future__ import annotations
@@ -155,6 +155,11 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
     into the address register, ``issue_last`` with it when that burst ends the tile.
     ``bad_cmd`` pulses when a command that breaks the rules (alignment, empty tile,
     reserved bits) is consumed.
+
+    For timing, the walk keeps in registers what the next burst needs: ``to_page``, the
+    beats from ``addr`` to the next 4 KB boundary, and ``step = min(max_burst, to_page)``,
+    the length of a burst that does not end the row; ``next_row`` is the next row's start.
+    Each is updated from registers only, so no adder or comparator chain follows another.
     """
     lanes = data_bits // 8
     lg = _log2(lanes)
@@ -162,18 +167,24 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
 
     # Constants are written as sized intbv literals in the generators below so that the
     # Verilog operands have matching widths (Verilator -Wall WIDTH).
-    pad_offset = 4 + lg  # addr[12:lg] widened to 16 bits
-    pad_advance = 16 - lg  # next_beats * NB widened to 32 bits
+    pad_offset = 4 + lg  # an address's beat offset in its page, addr[12:lg], in 16 bits
+    pad_advance = 16 - lg  # step * NB in 32 bits
     busy = Signal(bool(0))
     addr = Signal(modbv(0)[32:])
-    row_base = Signal(modbv(0)[32:])
+    next_row = Signal(modbv(0)[32:])
     stride = Signal(intbv(0)[32:])
     row_beats = Signal(intbv(0)[16:])
     beats_left = Signal(intbv(0)[16:])
     rows_left = Signal(intbv(0)[16:])
     to_page = Signal(intbv(0)[16:])
+    step = Signal(intbv(0)[16:])
+    row_end = Signal(bool(0))
     len_code = Signal(modbv(0)[8:])  # next_beats - 1; 256 beats wrap to 255 as AXI wants
     advance = Signal(intbv(0)[32:])
+    # to_page and step after a burst inside a row, at the next row, for a new command
+    mid_page, mid_step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
+    row_page, row_step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
+    load_page, load_step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
     cmd_ok = Signal(bool(0))
     out_valid = Signal(bool(0))
 
@@ -187,29 +198,49 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
                        and cmd.tdata[128:96] == 0)
 
     @always_comb
-    def burst_length():
-        to_page.next = intbv(page_beats)[16:] - concat(intbv(0)[pad_offset:], addr[12:lg])
+    def pages():
+        if to_page == step:  # this burst reaches the 4 KB boundary
+            mid_page.next = intbv(page_beats)[16:]
+        else:
+            mid_page.next = to_page - step
+        row_page.next = intbv(page_beats)[16:] - concat(intbv(0)[pad_offset:], next_row[12:lg])
+        load_page.next = (intbv(page_beats)[16:]
+                          - concat(intbv(0)[pad_offset:], cmd.tdata[12:lg]))
 
     @always_comb
-    def next_length():
-        if beats_left <= max_burst and beats_left <= to_page:
-            next_beats.next = beats_left
-        elif to_page <= max_burst:
-            next_beats.next = to_page
+    def steps():
+        if mid_page <= max_burst:
+            mid_step.next = mid_page
         else:
-            next_beats.next = intbv(max_burst)[16:]
+            mid_step.next = intbv(max_burst)[16:]
+        if row_page <= max_burst:
+            row_step.next = row_page
+        else:
+            row_step.next = intbv(max_burst)[16:]
+        if load_page <= max_burst:
+            load_step.next = load_page
+        else:
+            load_step.next = intbv(max_burst)[16:]
+
+    @always_comb
+    def next_burst():
+        row_end.next = beats_left <= step
+        if beats_left <= step:
+            next_beats.next = beats_left
+        else:
+            next_beats.next = step
+        advance.next = concat(intbv(0)[pad_advance:], step, intbv(0)[lg:])
 
     @always_comb
     def burst_fields():
         len_code.next = next_beats[8:] - intbv(1)[8:]
-        advance.next = concat(intbv(0)[pad_advance:], next_beats, intbv(0)[lg:])
 
     @always_comb
     def handshake():
         cmd.tready.next = not busy
         bad_cmd.next = cmd.tvalid and not busy and not cmd_ok
         issue.next = busy and can_issue and (not out_valid or axready)
-        issue_last.next = rows_left == 1 and beats_left == next_beats
+        issue_last.next = rows_left == 1 and row_end
         axvalid.next = out_valid
 
     @always_seq(aclk.posedge, reset=aresetn)
@@ -218,29 +249,35 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
             if cmd.tvalid and cmd_ok:
                 busy.next = 1
                 addr.next = cmd.tdata[32:0]
-                row_base.next = cmd.tdata[32:0]
+                next_row.next = cmd.tdata[32:0] + cmd.tdata[64:32]
                 stride.next = cmd.tdata[64:32]
                 row_beats.next = concat(intbv(0)[lg:], cmd.tdata[80:64 + lg])
                 beats_left.next = concat(intbv(0)[lg:], cmd.tdata[80:64 + lg])
                 rows_left.next = cmd.tdata[96:80]
+                to_page.next = load_page
+                step.next = load_step
         if issue:
             out_valid.next = 1
             axaddr.next = addr
             axlen.next = len_code
-            if beats_left == next_beats:  # this burst ends the row
-                addr.next = row_base + stride
-                row_base.next = row_base + stride
+            if row_end:
+                addr.next = next_row
+                next_row.next = next_row + stride
                 beats_left.next = row_beats
                 rows_left.next = rows_left - intbv(1)[16:]
+                to_page.next = row_page
+                step.next = row_step
                 if rows_left == 1:
                     busy.next = 0
             else:
                 addr.next = addr + advance
-                beats_left.next = beats_left - next_beats
+                beats_left.next = beats_left - step
+                to_page.next = mid_page
+                step.next = mid_step
         elif axready:
             out_valid.next = 0
 
-    return command_check, burst_length, next_length, burst_fields, handshake, walk
+    return command_check, pages, steps, next_burst, burst_fields, handshake, walk
 
 
 @block
@@ -378,12 +415,13 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     # Bursts issued on AW whose response is not back yet; their lengths (for wlast) and
     # whether each ends its tile (for wrdone) wait in two small FIFOs.
     waiting = Signal(intbv(0, min=0, max=outstanding + 1))
-    lengths = [Signal(intbv(0)[8:]) for _ in range(depth)]
+    lengths = [Signal(intbv(0)[16:]) for _ in range(depth)]  # beats of each burst
     len_wr = Signal(modbv(0, min=0, max=depth))
     len_rd = Signal(modbv(0, min=0, max=depth))
     len_count = Signal(intbv(0, min=0, max=depth + 1))
-    head_len = Signal(intbv(0)[8:])
-    beat = Signal(intbv(0)[8:])
+    head_len = Signal(intbv(0)[16:])
+    head_last = Signal(modbv(0)[16:])  # index of the last beat of the oldest burst
+    beat = Signal(intbv(0)[16:])
     last_flags = Signal(intbv(0)[depth:])
     flag_wr = Signal(modbv(0, min=0, max=depth))
     flag_rd = Signal(modbv(0, min=0, max=depth))
@@ -392,7 +430,6 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     done_resp = Signal(intbv(0)[2:])
     merged = Signal(intbv(0)[2:])
 
-    len_code = Signal(modbv(0)[8:])
     pad_done = DONE_BITS - 2
     w_in = Axis(data_bits)
     w_out = Axis(data_bits)
@@ -403,7 +440,10 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     @always_comb
     def head():
         head_len.next = lengths[len_rd]
-        len_code.next = next_beats[8:] - intbv(1)[8:]
+
+    @always_comb
+    def last_index():
+        head_last.next = head_len - intbv(1)[16:]
 
     @always_comb
     def control():
@@ -411,7 +451,7 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
         have_burst = len_count != 0
         w_in.tvalid.next = s_axis_wr.tvalid and have_burst
         w_in.tdata.next = s_axis_wr.tdata
-        w_in.tlast.next = beat == head_len
+        w_in.tlast.next = beat == head_last
         s_axis_wr.tready.next = w_in.tready and have_burst
         accept.next = s_axis_wr.tvalid and w_in.tready and have_burst
         response.next = m_axi.bvalid and not done_valid
@@ -445,11 +485,11 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     @always(aclk.posedge)
     def length_ram():
         if issue:
-            lengths[len_wr].next = len_code
+            lengths[len_wr].next = next_beats
 
     @always_seq(aclk.posedge, reset=aresetn)
     def bookkeeping():
-        burst_done = accept and beat == head_len
+        burst_done = accept and beat == head_last
         if issue:
             len_wr.next = len_wr + 1
             last_flags.next[flag_wr] = issue_last
@@ -482,7 +522,8 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
             done_valid.next = 0
         wr_error.next = bad_cmd or (response and (m_axi.bresp != 0 or m_axi.bid != 0))
 
-    return splitter, slice_, head, control, merge, outputs, length_ram, bookkeeping
+    return (splitter, slice_, head, last_index, control, merge, outputs, length_ram,
+            bookkeeping)
 
 
 @block
@@ -658,8 +699,9 @@ def estimate(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
         fifo_luts, fifo_ffs = 4 * -(-width // (6 if depth <= 32 else 3)), width
     else:
         fifo_luts, fifo_ffs = 0, 0
-    # The write-burst length FIFO: one RAM32M pair from 4 slots on, flip-flops below.
-    length_luts, length_ffs = (8, 0) if length_slots >= 4 else (0, 8 * length_slots)
+    # The write-burst length FIFO (16 bits a slot): three RAM32M from 4 slots on,
+    # flip-flops below.
+    length_luts, length_ffs = (12, 0) if length_slots >= 4 else (0, 16 * length_slots)
     # Logic: two burst splitters (address walk, 4 KB / max_burst minimum, counters), two
     # 64-bit byte counters, credit and pointer arithmetic, stream muxes.
     logic_luts = 600 + int(0.6 * data_bits) + 8 * pointer_bits - (80 if max_burst == 1 else 0)
@@ -668,7 +710,7 @@ def estimate(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
     # (output and skid) hold 3 data words.
     ff = 579 + 3 * data_bits + fifo_ffs + length_ffs
     return {"lut": logic_luts + fifo_luts + length_luts, "ff": ff, "dsp": 0,
-            "bram_bits": depth * width + 8 * length_slots,
+            "bram_bits": depth * width + 16 * length_slots,
             "latency": 5, "cycles_per_item": 1}
 
 
