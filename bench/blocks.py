@@ -128,8 +128,12 @@ def generate_one(index: int, name: str, values: dict, workdir: str) -> dict:
     return row
 
 
-def synthesize_one(row: dict) -> dict:
-    """Worker: synthesize one generated configuration on both targets."""
+def synthesize_one(row: dict, pnr_timeout_s: float) -> dict:
+    """Worker: synthesize one generated configuration on both targets.
+
+    A Xilinx failure fails the row; an ECP5 failure (e.g. a place-and-route timeout) keeps
+    the Xilinx counts and is noted in the row.
+    """
     from fpga.synth import SynthError, synthesize
 
     row = dict(row)
@@ -137,10 +141,12 @@ def synthesize_one(row: dict) -> dict:
         started = time.monotonic()
         try:
             row[target] = synthesize([row["verilog"]], top=row["top"], target=target,
-                                     workdir=Path(row["dir"]) / target, clock_mhz=CLOCK_MHZ)
+                                     workdir=Path(row["dir"]) / target, clock_mhz=CLOCK_MHZ,
+                                     pnr_timeout_s=pnr_timeout_s)
         except SynthError as error:
-            row["error"] = f"{target}: {error}"
-            return row
+            row["error" if target == XILINX else "ecp5_error"] = f"{target}: {error}"
+            if target == XILINX:
+                return row
         row[f"{target}_s"] = time.monotonic() - started
     return row
 
@@ -193,8 +199,11 @@ def table(rows: list[dict]) -> list[str]:
             lines.append(f"| {row['block']} | {row['config']} | " + " | ".join([""] * 17)
                          + f" | failed: {row['error']} |")
             continue
-        est, xil, ecp = row["estimate"], row[XILINX], row[ECP5]
+        est, xil = row["estimate"], row[XILINX]
+        ecp = row.get(ECP5) or {"used": dict.fromkeys(("lut", "ff", "dsp", "bram_blocks"), "-"),
+                                "timing": {"fmax_mhz": None}}
         fmax = ecp["timing"]["fmax_mhz"]
+        problems = discrepancies(row) + ([row["ecp5_error"]] if "ecp5_error" in row else [])
         cells = [
             row["block"], row["config"],
             est["lut"], xil["used"]["lut"], fmt_pct(error_pct(est["lut"], xil["used"]["lut"])),
@@ -204,7 +213,7 @@ def table(rows: list[dict]) -> list[str]:
             ecp["used"]["lut"], ecp["used"]["ff"], ecp["used"]["dsp"], ecp["used"]["bram_blocks"],
             "-" if fmax is None else f"{fmax:.0f}",
             f"{row[XILINX + '_s'] + row[ECP5 + '_s']:.0f}",
-            ", ".join(discrepancies(row)) or "-",
+            ", ".join(problems) or "-",
         ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines
@@ -237,7 +246,7 @@ def timing_notes(rows: list[dict]) -> list[str]:
     lines = []
     by_block = {}
     for r in rows:
-        if "error" not in r and r[ECP5]["timing"]["fmax_mhz"] is not None:
+        if "error" not in r and ECP5 in r and r[ECP5]["timing"]["fmax_mhz"] is not None:
             by_block.setdefault(r["block"], []).append(r)
     for block, block_rows in by_block.items():
         r = min(block_rows, key=lambda r: r[ECP5]["timing"]["fmax_mhz"])
@@ -250,6 +259,9 @@ def timing_notes(rows: list[dict]) -> list[str]:
             f"{path.get('logic_levels', '?')} logic levels, {path.get('logic_ns', 0):.2f} ns "
             f"logic + {path.get('routing_ns', 0):.2f} ns routing"
             + (f" ({', '.join(path['sources'][:5])})" if path.get("sources") else ""))
+    for r in rows:
+        if "ecp5_error" in r:
+            lines.append(f"- **{r['block']}** {r['config']}: no Fmax, {r['ecp5_error']}")
     return lines
 
 
@@ -302,6 +314,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=str(ROOT / "docs" / "estimates.md"))
     parser.add_argument("--workdir", default=None, help="scratch directory (default: temp)")
     parser.add_argument("--jobs", type=int, default=2, choices=(1, 2))
+    parser.add_argument("--pnr-timeout", type=float, default=900, metavar="S",
+                        help="stop an ECP5 place-and-route after S seconds (default 900)")
     args = parser.parse_args(argv)
 
     from blocks.spec import registry
@@ -328,7 +342,7 @@ def main(argv=None) -> int:
         # Largest first, so that the two workers finish together.
         todo = sorted((row for row in generated if "error" not in row),
                       key=lambda row: -row["estimate"]["lut"])
-        futures = [pool.submit(synthesize_one, row) for row in todo]
+        futures = [pool.submit(synthesize_one, row, args.pnr_timeout) for row in todo]
         for future in tqdm(as_completed(futures), total=len(futures), desc="synthesizing",
                            unit="config"):
             rows.append(future.result())

@@ -61,7 +61,7 @@ NEXTPNR_LOG = "synth_nextpnr.log"
 
 class SynthError(Exception):
     """The flow could not produce a report.  ``kind`` is one of ``missing-tool``,
-    ``synthesis-failed``, ``too-large``, ``pnr-failed``, ``unknown-target``."""
+    ``synthesis-failed``, ``too-large``, ``pnr-failed``, ``timeout``, ``unknown-target``."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -104,24 +104,29 @@ def tool_version(path: str) -> str:
     return re.sub(r"(\(git sha1 [0-9a-f]+),.*\)$", r"\1)", lines[0].strip())
 
 
-def run_tool(argv: list[str], log: Path, *, cwd: Path,
-             append: bool = False) -> subprocess.CompletedProcess:
-    """Run a tool, its stdout and stderr both into ``log``."""
+def run_tool(argv: list[str], log: Path, *, cwd: Path, append: bool = False,
+             timeout_s: float | None = None) -> subprocess.CompletedProcess:
+    """Run a tool, its stdout and stderr both into ``log``; ``timeout`` after timeout_s."""
     with open(log, "a" if append else "w") as out:
-        return subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                              env=tool_env())
+        try:
+            return subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
+                                  env=tool_env(), timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise SynthError("timeout", f"{Path(argv[0]).name} stopped after "
+                             f"{timeout_s:g} s (log: {log})") from None
 
 
 # --- flow ----------------------------------------------------------------------------
 
 
 def synthesize(sources, *, top: str, target: str, workdir, clock_mhz: float | None = None,
-               seed: int = 1) -> dict:
+               seed: int = 1, pnr_timeout_s: float | None = None) -> dict:
     """Synthesize (and for ECP5/iCE40 place and route) ``sources`` for ``target``.
 
     ``sources`` are Verilog files; Yosys runs in their directory so that ``$readmemh``
     files named relative to it are found.  Logs go to ``workdir``.  Returns the report
-    dictionary (see ``docs/fpga.md``); raises :class:`SynthError`.
+    dictionary (see ``docs/fpga.md``); raises :class:`SynthError`.  ``pnr_timeout_s``
+    bounds the place-and-route run (congested designs can route for a long time).
     """
     try:
         dev = device(target)
@@ -147,7 +152,7 @@ def synthesize(sources, *, top: str, target: str, workdir, clock_mhz: float | No
             netlist, shim = netlist_for_pins(tools["yosys"], dev, sources, top, scratch,
                                              workdir / YOSYS_LOG)
             placed = run_nextpnr(tools["nextpnr"], dev, netlist, clock_mhz, seed,
-                                 workdir / NEXTPNR_LOG)
+                                 workdir / NEXTPNR_LOG, timeout_s=pnr_timeout_s)
     total_s = time.monotonic() - started
     report = build_report(dev, top, sources, tools, synth, used, placed, clock_mhz,
                           {"synthesis": round(synth_s, 2), "total": round(total_s, 2)})
@@ -250,14 +255,14 @@ def check_fits(dev: Device, used: dict, log: Path) -> None:
 
 
 def run_nextpnr(nextpnr: str, dev: Device, netlist: Path, clock_mhz: float, seed: int,
-                log: Path) -> dict:
+                log: Path, *, timeout_s: float | None = None) -> dict:
     report = netlist.parent / "pnr_report.json"
     # Run in the netlist's directory with relative names (see run_yosys on yowasp paths).
     argv = [nextpnr, *dev.tool_args, "--json", netlist.name, "--freq", f"{clock_mhz:g}",
             "--report", report.name, "--timing-allow-fail", "--seed", str(seed)]
     if dev.family == "ecp5":
         argv.append("--out-of-context")
-    result = run_tool(argv, log, cwd=netlist.parent)
+    result = run_tool(argv, log, cwd=netlist.parent, timeout_s=timeout_s)
     if result.returncode != 0 or not report.exists():
         message = reports.nextpnr_error(log.read_text(errors="replace"))
         if reports.is_capacity_error(message):

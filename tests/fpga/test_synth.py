@@ -123,3 +123,10 @@ def test_wide_ports_on_ice40_go_through_the_pin_shim(tmp_path, capsys):
     # Placed logic cells include the shim: one FF per input bit, one per output bit.
     assert report["placed_sites"]["ICESTORM_LC"]["used"] >= 2 * (64 + 2)
     assert report["timing"]["fmax_mhz"] > 0
+
+
+def test_a_tool_that_runs_too_long_is_stopped(tmp_path):
+    from fpga.synth import SynthError, run_tool
+    with pytest.raises(SynthError, match=r"sleep stopped after 0.2 s \(log: .*slow.log\)") as info:
+        run_tool(["sleep", "10"], tmp_path / "slow.log", cwd=tmp_path, timeout_s=0.2)
+    assert info.value.kind == "timeout"
