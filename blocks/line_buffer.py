@@ -228,6 +228,12 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     M = R * WG                       # RAM depth in words
     HOFF = K + S                     # offset keeping the held-rows count non-negative
     FULL = R + HOFF                  # held == R: the ring is full
+    COUNT_BITS = FULL.bit_length()   # row counts (held, need, freed) share one width
+    COUNT = 1 << COUNT_BITS
+    # Every column quantity has one width and every row quantity another, so that
+    # comparisons and differences between them are lint clean.
+    XS = W + 2 * P + 1
+    YS = max(H + 2 * P + 1, COUNT)
 
     # The ring RAM: written by the input, read (registered) for the output.
     rdata = Signal(intbv(0)[bits:])
@@ -235,12 +241,11 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     # Writer: next address and position in the current input row.
     waddr = _address(M)
     waddr_next = _address(M)
-    wx = _counter(W)
+    wx = _counter(XS)
     wg = _counter(G)
     # Complete rows in the ring that the reader has not released, plus HOFF.  Goes below
     # HOFF when the reader skips rows (stride > K) that have not arrived yet.
-    ROWS = max(FULL, H + P) + 1      # one width for every row count, so they compare cleanly
-    held = _counter(ROWS, HOFF)
+    held = Signal(intbv(HOFF, min=0, max=COUNT))
     running = Signal(bool(0))
     in_ready = Signal(bool(0))
     accept = Signal(bool(0))
@@ -251,8 +256,8 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     # (ix0p, iy0p) of the window's top-left.
     g, kx, ky = _counter(G), _counter(K), _counter(K)
     ox, oy = _counter(OW), _counter(OH)
-    ixp, iyp = _counter(W + 2 * P + 1), _counter(H + 2 * P + 1)
-    ix0p, iy0p = _counter(W + 2 * P + 1), _counter(H + 2 * P + 1)
+    ixp, iyp = _counter(XS), _counter(YS)
+    ix0p, iy0p = _counter(XS), _counter(YS)
     # Ring addresses of virtual rows (padding rows included), all modulo M:
     # frame_addr = (row 0, col 0) of the frame, row_addr = (iy0, 0), win_addr = (iy0, ix0),
     # win_row = (iy0 + ky, ix0), rd_addr = the beat being read next.
@@ -276,12 +281,14 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     ]
 
     # Rows the current output row needs, relative to its top real row (all +P).
-    top = _counter(ROWS)             # first real row of the window, +P
-    bottom = _counter(ROWS)          # last real row of the window, +P
-    next_top = _counter(ROWS)        # first real row of the next output row, +P
-    need = _counter(ROWS)            # bottom - top: rows before the window's last one
-    rows_freed = _counter(ROWS)      # rows freed when this output row is done
-    right = _counter(W + P + 1)      # last real column of the window, +P
+    top = _counter(YS)               # first real row of the window, +P
+    bottom = _counter(YS)            # last real row of the window, +P
+    next_top = _counter(YS)          # first real row of the next output row, +P
+    span = _counter(YS)              # bottom - top
+    span_freed = _counter(YS)        # next_top - top
+    need = Signal(intbv(0, min=0, max=COUNT))        # rows before the window's last one
+    rows_freed = Signal(intbv(0, min=0, max=COUNT))  # rows freed when the output row ends
+    right = _counter(XS)             # last real column of the window, +P
     ready = Signal(bool(0))          # every pixel of the current window is in the ring
     pad_now = Signal(bool(0))
     window_end = Signal(bool(0))
@@ -315,8 +322,14 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
 
     @always_comb
     def row_counts():
-        need.next = bottom - top
-        rows_freed.next = next_top - top
+        span.next = bottom - top
+        span_freed.next = next_top - top
+
+    @always_comb
+    def narrow_counts():
+        # Both are below K + stride: keep only the bits the row counts have.
+        need.next = span[COUNT_BITS:]
+        rows_freed.next = span_freed[COUNT_BITS:]
 
     @always_comb
     def window_ready():
@@ -432,8 +445,8 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     ram = ring_ram(aclk, write=accept, waddr=waddr, wdata=s_axis_px.tdata, read=issue,
                    raddr=rd_addr, clear=pad_now, rdata=rdata, depth=M)
 
-    return (adders, ram, row_geometry, column_geometry, row_counts, window_ready, padding,
-            handshakes, writer, held_rows, reader, outputs)
+    return (adders, ram, row_geometry, column_geometry, row_counts, narrow_counts,
+            window_ready, padding, handshakes, writer, held_rows, reader, outputs)
 
 
 # ---------------------------------------------------------------------------- models

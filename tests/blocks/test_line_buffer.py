@@ -209,7 +209,13 @@ def test_buffer_bits_estimate_matches_memory_declaration(tmp_path, params):
 
 @pytest.mark.parametrize("params", [BLOCK.example(), geometry(1, 1, 1, 1, 4, 0, 1, 1),
                                     geometry(416, 8, 16, 3, 1, 1, 8, 16),
-                                    geometry(7, 6, 2, 5, 2, 2, 1, 2)])
+                                    geometry(7, 6, 2, 5, 2, 2, 1, 2),
+                                    # once flagged WIDTH: windows wider than the frame,
+                                    # large pads, strides past the window
+                                    geometry(1, 1, 3, 6, 3, 3, 8, 1),
+                                    geometry(8, 16, 3, 7, 1, 4, 3, 3),
+                                    geometry(8, 4, 4, 5, 3, 1, 4, 2),
+                                    geometry(3, 2, 1, 7, 4, 3, 1, 1)])
 def test_lint_clean(tmp_path, params):
     generate(BLOCK, tmp_path, **params)
     lint(tmp_path / "line_buffer.v", "line_buffer", BLOCK.lint_waivers)
