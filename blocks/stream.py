@@ -84,6 +84,7 @@ def axis_source(aclk, aresetn, axis, beats, *, seed=0, idle=0.0, period=10, move
     """
     rng = random.Random(seed)
     has_last = axis.tlast is not None
+    moved = [] if moved is None else moved  # MyHDL resolves `moved.append` at elaboration
 
     @instance
     def drive():
