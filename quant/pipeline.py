@@ -67,8 +67,7 @@ def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net
             layer.set_sparsity(fixed.get(layer.spec.name, s.base_sparsity))
         train.finetune(qnet, data, epochs=s.qat_epochs, seed=s.seed, desc="quantization-aware",
                        progress=s.progress)
-        evaluator = Evaluator(qnet, data, auto, None, epochs=s.search_epochs, seed=s.seed,
-                              progress=s.progress)
+        evaluator = Evaluator(qnet, data, auto, epochs=s.search_epochs, seed=s.seed)
         ref_bits, ref_searched, ref_acc_q, _ = evaluator.measure()
         objective = Objective(ref_searched, ref_acc_q, s.accuracy_budget, s.penalty)
         evaluator.objective = objective

@@ -63,6 +63,8 @@ def requantize(acc, M, M_neg, S: int, lo: int, hi: int) -> np.ndarray:
     """Contract 2's requantization, per output channel on the last axis."""
     acc = np.asarray(acc, dtype=np.int64)
     mult = np.where(acc < 0, np.asarray(M_neg, np.int64), np.asarray(M, np.int64))
+    if acc.size and int(np.abs(acc).max()) * int(np.abs(mult).max()) >= 2 ** 62:
+        raise OverflowError("requantize: acc * M does not fit in int64")
     return np.clip((acc * mult + (1 << (S - 1))) >> S, lo, hi)
 
 

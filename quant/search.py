@@ -66,13 +66,14 @@ class Evaluation:
 
 
 class Evaluator:
-    """Runs evaluations from one fixed base model (see module docstring)."""
+    """Runs evaluations from one fixed base model (see module docstring).  ``objective``
+    may be set after construction, once :meth:`measure` has given the base's values."""
 
-    def __init__(self, qnet, data, auto_names, objective: Objective, *, epochs: int, seed: int,
-                 progress=True):
+    def __init__(self, qnet, data, auto_names, objective: Objective | None = None, *,
+                 epochs: int, seed: int):
         self.qnet, self.data, self.auto = qnet, data, list(auto_names)
         self.base = copy.deepcopy(qnet.state_dict())
-        self.objective, self.epochs, self.seed, self.progress = objective, epochs, seed, progress
+        self.objective, self.epochs, self.seed = objective, epochs, seed
         self.history: list[Evaluation] = []
 
     def apply(self, sparsity: dict, epochs: int, desc: str = "fine-tuning"):

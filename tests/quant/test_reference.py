@@ -110,6 +110,11 @@ def test_requantization_edge_cases(acc, m, m_neg, s, lo, hi, expect):
     assert got.dtype == np.int64 and got[0] == expect
 
 
+def test_requantization_refuses_to_overflow():
+    with pytest.raises(OverflowError):
+        reference.requantize(np.array([2 ** 40]), np.array([2 ** 30]), np.array([1]), 8, 0, 255)
+
+
 def test_model_file_round_trip(tmp_path):
     rng = np.random.default_rng(3)
     kern = rng.integers(-3, 4, (4, 3, 3, 1))

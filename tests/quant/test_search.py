@@ -29,8 +29,7 @@ def search_once(seed):
     with train.deterministic(seed):
         net = train.train_fp32(specs, data, epochs=2, seed=seed, progress=False)
         qnet = train.quantize_net(specs, net, train.activation_scales(net, data.train.x), mbits=8)
-        evaluator = Evaluator(qnet, data, ["conv0", "dense2"], None, epochs=1, seed=seed,
-                              progress=False)
+        evaluator = Evaluator(qnet, data, ["conv0", "dense2"], epochs=1, seed=seed)
         _, ref_searched, ref_accuracy, _ = evaluator.measure()
         evaluator.objective = Objective(ref_searched, ref_accuracy, budget=0.5, penalty=1.0)
         result = run_searches(evaluator, evaluations=3, seed=seed, progress=False)
