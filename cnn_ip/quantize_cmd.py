@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     for flag in FLAGS:
         kind = float if flag == "accuracy_budget" else int
         parser.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, default=None,
-                            metavar="X" if kind is float else "N")
+                            metavar="X" if kind is float else "N",
+                            help=f"overrides the plan's quantize.{flag} (see docs/quant.md)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
 
