@@ -53,9 +53,10 @@ wr_bytes[63:0]          bytes written to memory since reset (``NB`` per W beat)
 Bursts
 ------
 Each row is cut into INCR bursts of at most ``max_burst`` beats that never cross a 4 KB
-boundary.  Reads are issued only when the read-data FIFO (``outstanding * max_burst``
-beats) has room for the whole burst, so ``rready`` is always high and the R channel never
-stalls, whatever ``m_axis_rd`` does.  Write address and data go out in order, the address
+boundary.  A read burst is issued only when the read-data FIFO (``outstanding *
+max_burst`` beats) has room for ``max_burst`` more beats beyond those of the bursts in
+flight, so ``rready`` is always high and the R channel never stalls, whatever
+``m_axis_rd`` does.  Write address and data go out in order, the address
 of a burst never after its data; ``wvalid`` waits for ``s_axis_wr``.
 
 Latency and throughput
@@ -73,7 +74,7 @@ measures both directions.
 Cost
 ----
 Read FIFO: ``outstanding * max_burst`` words of ``data_bits + 1`` bits (LUT RAM up to 64
-deep, block RAM beyond), write-length FIFO: 16 bits per outstanding burst; about 900-1000
+deep, block RAM beyond), write-length FIFO: 8 bits per outstanding burst; about 900-1000
 LUTs and 650 + 3 * ``data_bits`` flip-flops of logic (see :func:`estimate`).
 """
 from __future__ import annotations
@@ -147,11 +148,11 @@ def _pointer_depth(count: int) -> int:
 
 @block
 def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issue,
-                   next_beats, issue, issue_last, bad_cmd, *, data_bits, max_burst):
+                   next_len, issue, issue_last, bad_cmd, *, data_bits, max_burst):
     """Cuts tile commands from ``cmd`` into AXI bursts on ``ax*`` (one AR or AW channel).
 
-    ``next_beats`` is the length of the burst that would be issued next; the parent says
-    with ``can_issue`` whether it has room for it.  ``issue`` pulses when a burst is loaded
+    ``next_len`` is the AXI length code (beats - 1) of the burst that would be issued
+    next; the parent says with ``can_issue`` whether it may go.  ``issue`` pulses when a burst is loaded
     into the address register, ``issue_last`` with it when that burst ends the tile.
     ``bad_cmd`` pulses when a command that breaks the rules (alignment, empty tile,
     reserved bits) is consumed.
@@ -179,7 +180,6 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
     to_page = Signal(intbv(0)[16:])
     step = Signal(intbv(0)[16:])
     row_end = Signal(bool(0))
-    len_code = Signal(modbv(0)[8:])  # next_beats - 1; 256 beats wrap to 255 as AXI wants
     advance = Signal(intbv(0)[32:])
     # to_page and step after a burst inside a row, at the next row, for a new command
     mid_page, mid_step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
@@ -224,16 +224,13 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
 
     @always_comb
     def next_burst():
+        # next_len is a modbv: a 256-beat burst's 0 - 1 wraps to 255, as AXI wants.
         row_end.next = beats_left <= step
         if beats_left <= step:
-            next_beats.next = beats_left
+            next_len.next = beats_left[8:] - intbv(1)[8:]
         else:
-            next_beats.next = step
+            next_len.next = step[8:] - intbv(1)[8:]
         advance.next = concat(intbv(0)[pad_advance:], step, intbv(0)[lg:])
-
-    @always_comb
-    def burst_fields():
-        len_code.next = next_beats[8:] - intbv(1)[8:]
 
     @always_comb
     def handshake():
@@ -259,7 +256,7 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
         if issue:
             out_valid.next = 1
             axaddr.next = addr
-            axlen.next = len_code
+            axlen.next = next_len
             if row_end:
                 addr.next = next_row
                 next_row.next = next_row + stride
@@ -277,7 +274,7 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
         elif axready:
             out_valid.next = 0
 
-    return command_check, pages, steps, next_burst, burst_fields, handshake, walk
+    return command_check, pages, steps, next_burst, handshake, walk
 
 
 @block
@@ -288,18 +285,19 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     depth = outstanding * max_burst  # beats the FIFO holds: every issued burst fits
     flag_depth = _pointer_depth(outstanding)
 
-    next_beats = Signal(intbv(0)[16:])
+    next_len = Signal(modbv(0)[8:])
     can_issue = Signal(bool(0))
     issue = Signal(bool(0))
     issue_last = Signal(bool(0))
     bad_cmd = Signal(bool(0))
     splitter = burst_splitter(aclk, aresetn, s_axis_rdcmd, m_axi.araddr, m_axi.arlen,
-                              m_axi.arvalid, m_axi.arready, can_issue, next_beats, issue,
+                              m_axi.arvalid, m_axi.arready, can_issue, next_len, issue,
                               issue_last, bad_cmd, data_bits=data_bits, max_burst=max_burst)
 
     # Credits: beats of FIFO space not yet promised to an issued burst.
     space = Signal(intbv(depth)[16:])
     space_left = Signal(modbv(0)[16:])  # space after the burst being issued
+    reserve = Signal(intbv(0)[16:])  # beats of that burst
     in_flight = Signal(intbv(0, min=0, max=outstanding + 1))
     # One flag per burst in flight: does it end its tile?
     last_flags = Signal(intbv(0)[flag_depth:])
@@ -322,11 +320,18 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
 
     @always_comb
     def control():
-        can_issue.next = space >= next_beats and in_flight < outstanding
-        space_left.next = space - next_beats
+        # Room for a longest burst, not just for the next one: keeps the burst length
+        # calculation out of the issue decision (timing), and costs nothing in
+        # throughput, since the FIFO holds outstanding * max_burst beats.
+        can_issue.next = space >= max_burst and in_flight < outstanding
+        space_left.next = space - reserve
         beat_in.next = m_axi.rvalid  # rready is always high
         load_out.next = q_valid and (not out_valid or m_axis_rd.tready)
         read_ram.next = stored != 0 and (not q_valid or load_out)
+
+    @always_comb
+    def burst_beats():
+        reserve.next = concat(intbv(0)[8:], next_len) + intbv(1)[16:]
 
     @always_comb
     def word_in():
@@ -393,7 +398,7 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
             out_valid.next = 0
         rd_error.next = bad_cmd or (beat_in and (m_axi.rresp != 0 or m_axi.rid != 0))
 
-    return splitter, control, word_in, outputs, ram, bookkeeping
+    return splitter, control, burst_beats, word_in, outputs, ram, bookkeeping
 
 
 @block
@@ -403,25 +408,24 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     lanes = data_bits // 8
     depth = _pointer_depth(outstanding)
 
-    next_beats = Signal(intbv(0)[16:])
+    next_len = Signal(modbv(0)[8:])
     can_issue = Signal(bool(0))
     issue = Signal(bool(0))
     issue_last = Signal(bool(0))
     bad_cmd = Signal(bool(0))
     splitter = burst_splitter(aclk, aresetn, s_axis_wrcmd, m_axi.awaddr, m_axi.awlen,
-                              m_axi.awvalid, m_axi.awready, can_issue, next_beats, issue,
+                              m_axi.awvalid, m_axi.awready, can_issue, next_len, issue,
                               issue_last, bad_cmd, data_bits=data_bits, max_burst=max_burst)
 
     # Bursts issued on AW whose response is not back yet; their lengths (for wlast) and
     # whether each ends its tile (for wrdone) wait in two small FIFOs.
     waiting = Signal(intbv(0, min=0, max=outstanding + 1))
-    lengths = [Signal(intbv(0)[16:]) for _ in range(depth)]  # beats of each burst
+    lengths = [Signal(intbv(0)[8:]) for _ in range(depth)]  # AXI length codes (beats - 1)
     len_wr = Signal(modbv(0, min=0, max=depth))
     len_rd = Signal(modbv(0, min=0, max=depth))
     len_count = Signal(intbv(0, min=0, max=depth + 1))
-    head_len = Signal(intbv(0)[16:])
-    head_last = Signal(modbv(0)[16:])  # index of the last beat of the oldest burst
-    beat = Signal(intbv(0)[16:])
+    head_last = Signal(intbv(0)[8:])  # index of the last beat of the oldest burst
+    beat = Signal(intbv(0)[8:])
     last_flags = Signal(intbv(0)[depth:])
     flag_wr = Signal(modbv(0, min=0, max=depth))
     flag_rd = Signal(modbv(0, min=0, max=depth))
@@ -439,11 +443,8 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
 
     @always_comb
     def head():
-        head_len.next = lengths[len_rd]
+        head_last.next = lengths[len_rd]
 
-    @always_comb
-    def last_index():
-        head_last.next = head_len - intbv(1)[16:]
 
     @always_comb
     def control():
@@ -485,7 +486,7 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     @always(aclk.posedge)
     def length_ram():
         if issue:
-            lengths[len_wr].next = next_beats
+            lengths[len_wr].next = next_len
 
     @always_seq(aclk.posedge, reset=aresetn)
     def bookkeeping():
@@ -522,8 +523,7 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
             done_valid.next = 0
         wr_error.next = bad_cmd or (response and (m_axi.bresp != 0 or m_axi.bid != 0))
 
-    return (splitter, slice_, head, last_index, control, merge, outputs, length_ram,
-            bookkeeping)
+    return splitter, slice_, head, control, merge, outputs, length_ram, bookkeeping
 
 
 @block
@@ -709,7 +709,7 @@ def estimate(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
     # slice (output and skid) hold 3 data words.
     ff = 647 + 3 * data_bits + fifo_ffs
     return {"lut": logic_luts + fifo_luts + length_luts, "ff": ff, "dsp": 0,
-            "bram_bits": depth * width + 16 * length_slots,
+            "bram_bits": depth * width + 8 * length_slots,
             "latency": 5, "cycles_per_item": 1}
 
 

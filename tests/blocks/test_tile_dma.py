@@ -141,7 +141,7 @@ def test_cli_writes_verilog_and_sidecar(tmp_path):
     assert ports["m_axi_araddr"] == ("output", 32) and ports["m_axi_rdata"] == ("input", 64)
     assert ports["s_axis_rdcmd_tdata"] == ("input", 128)
     assert ports["rd_bytes"] == ("output", 64) and ports["error"] == ("output", 1)
-    assert info["estimate"]["bram_bits"] == 4 * 16 * 65 + 4 * 16  # read FIFO + burst lengths
+    assert info["estimate"]["bram_bits"] == 4 * 16 * 65 + 4 * 8  # read FIFO + burst lengths
 
 
 @pytest.mark.parametrize("flag,value,message", [
