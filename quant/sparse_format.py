@@ -98,7 +98,11 @@ def check_mode(weights, wbits) -> None:
 
 
 def check_matrix(W, *, weights, wbits=None, lanes, simd) -> np.ndarray:
-    """Return ``W`` as an int64 ``(Cout, R)`` array or raise ``ValueError`` saying why not."""
+    """Return ``W`` as an int64 ``(Cout, R)`` array or raise ``ValueError`` saying why not.
+
+    Floating-point arrays are accepted when every entry is a whole number (a quantizer's
+    output often is float); anything else must have an integer dtype.
+    """
     check_mode(weights, wbits)
     for pname, value in (("lanes", lanes), ("simd", simd)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
