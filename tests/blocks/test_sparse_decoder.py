@@ -102,6 +102,17 @@ def test_one_beat_per_cycle_across_pass_boundaries(hdl, tmp_path, weights, wbits
     assert cycles[-1] - cycles[0] == len(cycles) - 1  # no cycle without a beat
 
 
+@pytest.mark.parametrize("W,weights,wbits,lanes,simd", [
+    (np.array([[0]]), "ternary", 8, 1, 1),                 # one bit of ROM: a lone mask bit
+    (np.array([[-128, 127, 0, -1]]), "int", 8, 1, 4),      # one word, extreme codes
+    (np.full((4, 1), -1), "binary", 8, 4, 1),              # a one-word dense ROM
+])
+def test_single_word_roms(hdl, tmp_path, W, weights, wbits, lanes, simd):
+    got, expected = read_passes(hdl, tmp_path, W, passes=3, lanes=lanes, simd=simd,
+                                weights=weights, wbits=wbits, stall=0.5, seed=int(W.sum()))
+    assert [(b.data, b.last) for b in got][:len(expected)] == expected
+
+
 def test_example_configuration_matches_golden(tmp_path):
     params, kwargs = BLOCK.prepared(**BLOCK.example())
     expected = BLOCK.golden(kwargs["image"], passes=2)
