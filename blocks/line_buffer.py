@@ -490,8 +490,8 @@ def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1):
     declaration; Yosys puts it in RAMB18E1/RAMB36E1 or DP16KD, or LUT RAM when it is a few
     hundred bits).  ``lut`` and ``ff`` are fitted to Yosys 0.23 ``synth_xilinx`` over 11
     geometries (``bench/line_buffer.py --calibrate``): LUT1..LUT6 plus INV cells, and
-    flip-flops, both within 20%.  The logic is mostly address arithmetic, so it grows with
-    the RAM address width.  ECP5 LUT4 counts run 1.3-1.8x the Xilinx LUTs; ECP5 FFs
+    flip-flops, within 16% and 14%.  The logic is mostly address arithmetic, so it grows with
+    the RAM address width.  ECP5 LUT4 counts run 1.4-2.0x the Xilinx LUTs; ECP5 FFs
     match Xilinx.  ``latency``: first input beat to first output beat with no stalls.
     ``cycles_per_item``: cycles per output window in steady state.
     """
@@ -502,7 +502,7 @@ def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1):
     group_bits = (groups - 1).bit_length()
     window_bits = (k - 1).bit_length()
     first = ((k - 1 - pad) * width + k - pad) * groups + 1
-    return {"lut": max(36 * addr + 20 * group_bits + 32 * window_bits - 55, 100),
+    return {"lut": 31 * addr + 8 * group_bits + 23 * window_bits - 5,
             "ff": 6 * addr + 4 * coord + 32,
             "dsp": 0,
             "bram_bits": depth * simd * abits,
