@@ -180,6 +180,8 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
     to_page = Signal(intbv(0)[16:])
     step = Signal(intbv(0)[16:])
     row_end = Signal(bool(0))
+    left_code = Signal(modbv(0)[8:])  # AXI length codes of the two candidate bursts
+    step_code = Signal(modbv(0)[8:])
     advance = Signal(intbv(0)[32:])
     # to_page and step after a burst inside a row, at the next row, for a new command
     mid_page, mid_step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
@@ -223,13 +225,18 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
             load_step.next = intbv(max_burst)[16:]
 
     @always_comb
+    def length_codes():
+        # modbv: a 256-beat burst's 0 - 1 wraps to 255, as AXI wants.
+        left_code.next = beats_left[8:] - intbv(1)[8:]
+        step_code.next = step[8:] - intbv(1)[8:]
+
+    @always_comb
     def next_burst():
-        # next_len is a modbv: a 256-beat burst's 0 - 1 wraps to 255, as AXI wants.
         row_end.next = beats_left <= step
         if beats_left <= step:
-            next_len.next = beats_left[8:] - intbv(1)[8:]
+            next_len.next = left_code
         else:
-            next_len.next = step[8:] - intbv(1)[8:]
+            next_len.next = step_code
         advance.next = concat(intbv(0)[pad_advance:], step, intbv(0)[lg:])
 
     @always_comb
@@ -274,7 +281,7 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
         elif axready:
             out_valid.next = 0
 
-    return command_check, pages, steps, next_burst, handshake, walk
+    return command_check, pages, steps, length_codes, next_burst, handshake, walk
 
 
 @block
@@ -297,7 +304,7 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     # Credits: beats of FIFO space not yet promised to an issued burst.
     space = Signal(intbv(depth)[16:])
     space_left = Signal(modbv(0)[16:])  # space after the burst being issued
-    reserve = Signal(intbv(0)[16:])  # beats of that burst
+    len_inverted = Signal(intbv(0)[8:])
     in_flight = Signal(intbv(0, min=0, max=outstanding + 1))
     # One flag per burst in flight: does it end its tile?
     last_flags = Signal(intbv(0)[flag_depth:])
@@ -324,14 +331,15 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
         # calculation out of the issue decision (timing), and costs nothing in
         # throughput, since the FIFO holds outstanding * max_burst beats.
         can_issue.next = space >= max_burst and in_flight < outstanding
-        space_left.next = space - reserve
+        # space - (next_len + 1) in one adder: + ~next_len, sign-extended to 16 bits
+        space_left.next = space + concat(intbv(0xFF)[8:], len_inverted)
         beat_in.next = m_axi.rvalid  # rready is always high
         load_out.next = q_valid and (not out_valid or m_axis_rd.tready)
         read_ram.next = stored != 0 and (not q_valid or load_out)
 
     @always_comb
     def burst_beats():
-        reserve.next = concat(intbv(0)[8:], next_len) + intbv(1)[16:]
+        len_inverted.next = ~next_len
 
     @always_comb
     def word_in():
