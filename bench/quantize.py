@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/quantize.py [--plan examples/digits.yaml] [--seeds 0 1 2] [--out /tmp/bench_quantize]
 
-Runs `cnn-ip quantize` once per seed (same evaluation budget for both searches) and prints
+Runs the `cnn-ip quantize` flow (``quant.pipeline.quantize``) once per seed (same evaluation budget for both searches) and prints
 one row per seed: the best objective, bits and validation accuracy of each search, and
 the exported model's test accuracy and compression.  Prints a table; asserts nothing.
 """
@@ -13,15 +13,20 @@ import json
 import time
 from pathlib import Path
 
-from cnn_ip.cli import main as cli
+from cnn_ip.plan import load_plan
+from quant.data import load_dataset
+from quant.pipeline import Settings, quantize
 
 
 def run(plan: str, seeds, out: Path) -> list[dict]:
     rows = []
+    parsed = load_plan(plan)
+    data = load_dataset(parsed.dataset)
     for seed in seeds:
         target = out / f"seed{seed}"
         started = time.process_time()
-        cli(["quantize", plan, "-o", str(target), "--seed", str(seed), "--quiet"])
+        settings = Settings(**{**parsed.quantize, "seed": seed, "progress": False})
+        quantize(parsed.layers, data, target, settings, name=parsed.name)
         report = json.loads((target / "quant_report.json").read_text())
         bayes, uniform = report["search"]["best_bayes"], report["search"]["best_uniform"]
         rows.append({"seed": seed, "bo_obj": bayes["objective"], "uni_obj": uniform["objective"],
