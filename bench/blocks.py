@@ -238,6 +238,18 @@ def headline(rows: list[dict]) -> list[str]:
                  f"{len(ok) - len(bram_bad)} of {len(ok)} configurations"
                  + (": off in " + "; ".join(f"{r['block']} {r['config']}" for r in bram_bad)
                     if bram_bad else ""))
+    in_luts = [r for r in ok if r[XILINX]["memory_bits_declared"] and not r[XILINX]["used"]["bram_blocks"]]
+    if in_luts:
+        lines.append("- memory that synth_xilinx put in LUTs, not block RAM: "
+                     + "; ".join(f"{r['block']} {r['config']} ({r[XILINX]['memory_bits_declared']}"
+                                 f" bits, {r[XILINX]['used']['lut_as_memory']} LUT-RAM sites)"
+                                 for r in in_luts))
+    ecp5_dsp = [r for r in ok if ECP5 in r and r[ECP5]["used"]["dsp"] != r["estimate"]["dsp"]]
+    if ecp5_dsp:
+        lines.append("- ECP5 multipliers differ from the DSP estimate (which counts Xilinx "
+                     "DSP48s) in: " + "; ".join(
+                         f"{r['block']} {r['config']} ({r[ECP5]['used']['dsp']} MULT18X18D vs "
+                         f"{r['estimate']['dsp']})" for r in ecp5_dsp))
     return lines
 
 
