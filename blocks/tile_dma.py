@@ -199,30 +199,46 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
                        and cmd.tdata[80:64 + lg] != 0 and cmd.tdata[96:80] != 0
                        and cmd.tdata[128:96] == 0)
 
+    # A burst that fits in its page up to max_burst beats: the page's remaining beats are
+    # at most max_burst exactly when the beat offset in the page is at least this.
+    near_offset = page_beats - max_burst  # 0 when max_burst is a whole page
+    first_step = min(page_beats, max_burst)  # after a burst that ends at a boundary
+    double_burst = 2 * max_burst
+
     @always_comb
     def pages():
-        if to_page == step:  # this burst reaches the 4 KB boundary
+        # step = min(to_page, max_burst) always holds, so the next to_page and step after
+        # a burst inside a row follow from comparisons of to_page with constants and one
+        # subtraction, side by side rather than one after the other (timing).
+        if to_page <= max_burst:  # this burst reaches the 4 KB boundary
             mid_page.next = intbv(page_beats)[16:]
+            mid_step.next = intbv(first_step)[16:]
+        elif to_page <= double_burst:
+            mid_page.next = to_page - max_burst
+            mid_step.next = to_page - max_burst
         else:
-            mid_page.next = to_page - step
+            mid_page.next = to_page - max_burst
+            mid_step.next = intbv(max_burst)[16:]
         row_page.next = intbv(page_beats)[16:] - concat(intbv(0)[pad_offset:], next_row[12:lg])
         load_page.next = (intbv(page_beats)[16:]
                           - concat(intbv(0)[pad_offset:], cmd.tdata[12:lg]))
 
-    @always_comb
-    def steps():
-        if mid_page <= max_burst:
-            mid_step.next = mid_page
-        else:
-            mid_step.next = intbv(max_burst)[16:]
-        if row_page <= max_burst:
+    if near_offset == 0:
+        @always_comb
+        def steps():
             row_step.next = row_page
-        else:
-            row_step.next = intbv(max_burst)[16:]
-        if load_page <= max_burst:
             load_step.next = load_page
-        else:
-            load_step.next = intbv(max_burst)[16:]
+    else:
+        @always_comb
+        def steps():
+            if next_row[12:lg] >= near_offset:
+                row_step.next = row_page
+            else:
+                row_step.next = intbv(max_burst)[16:]
+            if cmd.tdata[12:lg] >= near_offset:
+                load_step.next = load_page
+            else:
+                load_step.next = intbv(max_burst)[16:]
 
     @always_comb
     def length_codes():
@@ -302,9 +318,22 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
                               issue_last, bad_cmd, data_bits=data_bits, max_burst=max_burst)
 
     # Credits: beats of FIFO space not yet promised to an issued burst.
-    space = Signal(intbv(depth)[16:])
-    space_left = Signal(modbv(0)[16:])  # space after the burst being issued
-    len_inverted = Signal(intbv(0)[8:])
+    # For timing, no burst length and no comparison of the credit sits between one
+    # register and the next credit:
+    # - an issued burst first reserves max_burst beats (a constant); the next cycle, when
+    #   its length code sits in the arlen register, the unused part goes into a register
+    #   (``back``, with the beat that left the FIFO), which the cycle after hands back;
+    # - whether a burst may be issued is itself a register, decided a cycle ahead from
+    #   the credit as it will be at the worst (this cycle's issue taken, nothing back).
+    # The credit is thus never above the true free space, only below it for two cycles.
+    space = Signal(modbv(depth)[16:])
+    issued = Signal(bool(0))  # a burst was issued last cycle
+    unused = Signal(intbv(0)[16:])  # max_burst minus that burst's length, else 0
+    unused_less = Signal(modbv(0)[16:])  # unused - max_burst, modulo 2**16
+    arlen_inverted = Signal(intbv(0)[8:])
+    back = Signal(intbv(0)[16:])  # beats handed back to the credit this cycle
+    back_less = Signal(modbv(0)[16:])  # back - max_burst, modulo 2**16: with an issue
+    may_issue = Signal(bool(1))
     in_flight = Signal(intbv(0, min=0, max=outstanding + 1))
     # One flag per burst in flight: does it end its tile?
     last_flags = Signal(intbv(0)[flag_depth:])
@@ -330,16 +359,17 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
         # Room for a longest burst, not just for the next one: keeps the burst length
         # calculation out of the issue decision (timing), and costs nothing in
         # throughput, since the FIFO holds outstanding * max_burst beats.
-        can_issue.next = space >= max_burst and in_flight < outstanding
-        # space - (next_len + 1) in one adder: + ~next_len, sign-extended to 16 bits
-        space_left.next = space + concat(intbv(0xFF)[8:], len_inverted)
+        can_issue.next = may_issue
+        arlen_inverted.next = ~m_axi.arlen
+        if issued:
+            unused.next = intbv(max_burst - 1)[16:] - concat(intbv(0)[8:], m_axi.arlen)
+            unused_less.next = concat(intbv(0xFF)[8:], arlen_inverted)  # -1 - arlen
+        else:
+            unused.next = 0
+            unused_less.next = intbv(2**16 - max_burst)[16:]
         beat_in.next = m_axi.rvalid  # rready is always high
         load_out.next = q_valid and (not out_valid or m_axis_rd.tready)
         read_ram.next = stored != 0 and (not q_valid or load_out)
-
-    @always_comb
-    def burst_beats():
-        len_inverted.next = ~next_len
 
     @always_comb
     def word_in():
@@ -376,13 +406,19 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
             in_flight.next = in_flight + 1
         elif beat_done and not issue:
             in_flight.next = in_flight - 1
-        if issue:
-            if read_ram:
-                space.next = space_left + 1
-            else:
-                space.next = space_left
-        elif read_ram:
-            space.next = space + 1
+        issued.next = issue
+        if read_ram:  # a beat leaves the FIFO: its space comes back too
+            back.next = unused + 1
+            back_less.next = unused_less + 1
+        else:
+            back.next = unused
+            back_less.next = unused_less
+        if issue:  # reserve max_burst beats (never below zero: may_issue saw to it)
+            space.next = space + back_less
+            may_issue.next = space >= 2 * max_burst and in_flight < outstanding - 1
+        else:
+            space.next = space + back
+            may_issue.next = space >= max_burst and in_flight < outstanding
         if beat_in:
             if wr_ptr == depth - 1:
                 wr_ptr.next = 0
@@ -406,7 +442,7 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
             out_valid.next = 0
         rd_error.next = bad_cmd or (beat_in and (m_axi.rresp != 0 or m_axi.rid != 0))
 
-    return splitter, control, burst_beats, word_in, outputs, ram, bookkeeping
+    return splitter, control, word_in, outputs, ram, bookkeeping
 
 
 @block
