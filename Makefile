@@ -28,8 +28,11 @@ $(STAMP): setup.cfg pyproject.toml
 test: setup
 	$(PY) -m pytest -n $(JOBS) --durations=15 tests
 
+# The main job as it stands: every block's Verilog and cost, then the digits network
+# quantized to mixed precision with its sparsity searched, and its ROM images.
 demo: setup
 	$(VENV)/bin/cnn-ip demo -o out/demo
+	$(VENV)/bin/cnn-ip quantize examples/digits.yaml -o out/digits
 
 clean:
 	rm -rf out build sim_build .pytest_cache
