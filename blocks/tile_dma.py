@@ -161,6 +161,9 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
     beats from ``addr`` to the next 4 KB boundary, and ``step = min(max_burst, to_page)``,
     the length of a burst that does not end the row; ``next_row`` is the next row's start.
     Each is updated from registers only, so no adder or comparator chain follows another.
+    Whether the burst ends its row (and the tile) and its length code are registered too,
+    a cycle after the walk moved: a burst is issued at most every other cycle, which
+    costs nothing on a channel whose bursts are two beats or longer.
     """
     lanes = data_bits // 8
     lg = _log2(lanes)
@@ -179,7 +182,11 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
     rows_left = Signal(intbv(0)[16:])
     to_page = Signal(intbv(0)[16:])
     step = Signal(intbv(0)[16:])
+    ends_row = Signal(bool(0))  # the burst the walk stands at ends its row
+    burst_code = Signal(modbv(0)[8:])  # and its AXI length code
+    primed = Signal(bool(0))  # the three registers below describe that burst
     row_end = Signal(bool(0))
+    tile_end = Signal(bool(0))
     left_code = Signal(modbv(0)[8:])  # AXI length codes of the two candidate bursts
     step_code = Signal(modbv(0)[8:])
     advance = Signal(intbv(0)[32:])
@@ -248,23 +255,29 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
 
     @always_comb
     def next_burst():
-        row_end.next = beats_left <= step
+        ends_row.next = beats_left <= step
         if beats_left <= step:
-            next_len.next = left_code
+            burst_code.next = left_code
         else:
-            next_len.next = step_code
+            burst_code.next = step_code
         advance.next = concat(intbv(0)[pad_advance:], step, intbv(0)[lg:])
 
     @always_comb
     def handshake():
         cmd.tready.next = not busy
         bad_cmd.next = cmd.tvalid and not busy and not cmd_ok
-        issue.next = busy and can_issue and (not out_valid or axready)
-        issue_last.next = rows_left == 1 and row_end
+        issue.next = busy and primed and can_issue and (not out_valid or axready)
+        issue_last.next = tile_end
         axvalid.next = out_valid
 
     @always_seq(aclk.posedge, reset=aresetn)
     def walk():
+        # The next burst's shape, registered: valid (primed) from the second cycle after
+        # the walk moved, so a burst goes out at most every other cycle (timing).
+        primed.next = busy and not issue
+        row_end.next = ends_row
+        next_len.next = burst_code
+        tile_end.next = rows_left == 1 and ends_row
         if not busy:
             if cmd.tvalid and cmd_ok:
                 busy.next = 1
@@ -287,7 +300,7 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
                 rows_left.next = rows_left - intbv(1)[16:]
                 to_page.next = row_page
                 step.next = row_step
-                if rows_left == 1:
+                if tile_end:
                     busy.next = 0
             else:
                 addr.next = addr + advance
@@ -298,6 +311,59 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
             out_valid.next = 0
 
     return command_check, pages, steps, length_codes, next_burst, handshake, walk
+
+
+LUT_RAM_DEPTH = 64  # read FIFOs up to this deep are kept out of block RAM
+
+
+@block
+def fifo_ram(aclk, *, write, waddr, wdata, read, raddr, rdata, depth):
+    """The read FIFO's memory: simple dual-port, ``depth`` words, registered read.
+
+    Up to ``LUT_RAM_DEPTH`` words the Verilog asks for distributed (LUT) RAM: on ECP5,
+    Yosys otherwise picks a DP16KD block RAM, whose read it can only map without the
+    output register, and that read's clock-to-output delay (about 5.8 ns in nextpnr's
+    model) alone would hold the block below 150 MHz.  Xilinx synthesis uses LUT RAM at
+    these depths anyway.  The FIFO never reads the word being written (a word is read
+    a cycle after it was stored at the earliest, and the writer never catches up with the
+    reader: the credits see to it), so the memory is marked ``no_rw_check`` and gets no
+    read-during-write bypass.  MyHDL cannot emit attributes, hence the template.
+    """
+    mem = [Signal(intbv(0)[len(rdata):]) for _ in range(depth)]
+    top_bit = len(rdata) - 1
+    style = '(* ram_style = "distributed" *) ' if depth <= LUT_RAM_DEPTH else ""
+
+    @always(aclk.posedge)
+    def write_port():
+        if write:
+            mem[waddr].next = wdata
+
+    @always(aclk.posedge)
+    def read_port():
+        if read:
+            rdata.next = mem[raddr]
+
+    rdata.driven = "reg"
+    for signal in (aclk, write, waddr, wdata, read, raddr):
+        signal.read = True
+    return write_port, read_port
+
+
+fifo_ram.verilog_code = """
+$style(* no_rw_check *) reg [$top_bit:0] read_fifo_mem [0:$depth-1];
+
+always @(posedge $aclk) begin
+    if ($write) begin
+        read_fifo_mem[$waddr] <= $wdata;
+    end
+end
+
+always @(posedge $aclk) begin
+    if ($read) begin
+        $rdata <= read_fifo_mem[$raddr];
+    end
+end
+"""
 
 
 @block
@@ -322,13 +388,14 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     # register and the next credit:
     # - an issued burst first reserves max_burst beats (a constant); the next cycle, when
     #   its length code sits in the arlen register, the unused part goes into a register
-    #   (``back``, with the beat that left the FIFO), which the cycle after hands back;
+    #   (``unused``), then joins the beat that left the FIFO in ``back``, which the cycle
+    #   after hands back;
     # - whether a burst may be issued is itself a register, decided a cycle ahead from
     #   the credit as it will be at the worst (this cycle's issue taken, nothing back).
-    # The credit is thus never above the true free space, only below it for two cycles.
+    # The credit is thus never above the true free space, only below it for a few cycles.
     space = Signal(modbv(depth)[16:])
     issued = Signal(bool(0))  # a burst was issued last cycle
-    unused = Signal(intbv(0)[16:])  # max_burst minus that burst's length, else 0
+    unused = Signal(intbv(0)[16:])  # max_burst minus a burst's length, or 0
     unused_less = Signal(modbv(0)[16:])  # unused - max_burst, modulo 2**16
     arlen_inverted = Signal(intbv(0)[8:])
     back = Signal(intbv(0)[16:])  # beats handed back to the credit this cycle
@@ -341,7 +408,6 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     flag_rd = Signal(modbv(0, min=0, max=flag_depth))
 
     # The FIFO: a simple dual-port RAM with a registered read, then an output register.
-    mem = [Signal(intbv(0)[data_bits + 1:]) for _ in range(depth)]
     wr_ptr = Signal(intbv(0, min=0, max=depth))
     rd_ptr = Signal(intbv(0, min=0, max=depth))
     stored = Signal(intbv(0, min=0, max=depth + 1))
@@ -353,6 +419,8 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     beat_word = Signal(intbv(0)[data_bits + 1:])
     read_ram = Signal(bool(0))
     load_out = Signal(bool(0))
+    ram = fifo_ram(aclk, write=beat_in, waddr=wr_ptr, wdata=beat_word, read=read_ram,
+                   raddr=rd_ptr, rdata=ram_q, depth=depth)
 
     @always_comb
     def control():
@@ -361,12 +429,6 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
         # throughput, since the FIFO holds outstanding * max_burst beats.
         can_issue.next = may_issue
         arlen_inverted.next = ~m_axi.arlen
-        if issued:
-            unused.next = intbv(max_burst - 1)[16:] - concat(intbv(0)[8:], m_axi.arlen)
-            unused_less.next = concat(intbv(0xFF)[8:], arlen_inverted)  # -1 - arlen
-        else:
-            unused.next = 0
-            unused_less.next = intbv(2**16 - max_burst)[16:]
         beat_in.next = m_axi.rvalid  # rready is always high
         load_out.next = q_valid and (not out_valid or m_axis_rd.tready)
         read_ram.next = stored != 0 and (not q_valid or load_out)
@@ -387,13 +449,6 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
         m_axis_rd.tdata.next = out_word[data_bits:]
         m_axis_rd.tlast.next = out_word[data_bits]
 
-    @always(aclk.posedge)
-    def ram():
-        if beat_in:
-            mem[wr_ptr].next = beat_word
-        if read_ram:
-            ram_q.next = mem[rd_ptr]
-
     @always_seq(aclk.posedge, reset=aresetn)
     def bookkeeping():
         if issue:
@@ -407,6 +462,12 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
         elif beat_done and not issue:
             in_flight.next = in_flight - 1
         issued.next = issue
+        if issued:  # arlen holds the length code of the burst issued last cycle
+            unused.next = intbv(max_burst - 1)[16:] - concat(intbv(0)[8:], m_axi.arlen)
+            unused_less.next = concat(intbv(0xFF)[8:], arlen_inverted)  # -1 - arlen
+        else:
+            unused.next = 0
+            unused_less.next = intbv(2**16 - max_burst)[16:]
         if read_ram:  # a beat leaves the FIFO: its space comes back too
             back.next = unused + 1
             back_less.next = unused_less + 1
