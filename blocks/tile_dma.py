@@ -529,6 +529,7 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     len_wr = Signal(modbv(0, min=0, max=depth))
     len_rd = Signal(modbv(0, min=0, max=depth))
     len_count = Signal(intbv(0, min=0, max=depth + 1))
+    have_burst = Signal(bool(0))  # len_count != 0, as a register (timing)
     head_last = Signal(intbv(0)[8:])  # index of the last beat of the oldest burst
     beat = Signal(intbv(0)[8:])
     last_flags = Signal(intbv(0)[depth:])
@@ -554,7 +555,6 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     @always_comb
     def control():
         can_issue.next = waiting < outstanding
-        have_burst = len_count != 0
         w_in.tvalid.next = s_axis_wr.tvalid and have_burst
         w_in.tdata.next = s_axis_wr.tdata
         w_in.tlast.next = beat == head_last
@@ -604,6 +604,10 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
             len_count.next = len_count + 1
         elif burst_done and not issue:
             len_count.next = len_count - 1
+        if issue:
+            have_burst.next = 1
+        elif burst_done and len_count == 1:
+            have_burst.next = 0
         if accept:
             if burst_done:
                 beat.next = 0
