@@ -184,9 +184,10 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
     step = Signal(intbv(0)[16:])
     ends_row = Signal(bool(0))  # the burst the walk stands at ends its row
     burst_code = Signal(modbv(0)[8:])  # and its AXI length code
-    primed = Signal(bool(0))  # the three registers below describe that burst
+    primed = Signal(bool(0))  # next_len and the two registers below describe that burst
     row_end = Signal(bool(0))
-    tile_end = Signal(bool(0))
+    last_row = Signal(bool(0))
+    tile_end = Signal(bool(0))  # row_end and last_row
     left_code = Signal(modbv(0)[8:])  # AXI length codes of the two candidate bursts
     step_code = Signal(modbv(0)[8:])
     advance = Signal(intbv(0)[32:])
@@ -253,10 +254,14 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
         left_code.next = beats_left[8:] - intbv(1)[8:]
         step_code.next = step[8:] - intbv(1)[8:]
 
+    step_bits = max_burst.bit_length()  # step <= max_burst fits in these low bits
+
     @always_comb
     def next_burst():
-        ends_row.next = beats_left <= step
-        if beats_left <= step:
+        # beats_left <= step, narrowed to the bits step can have (timing)
+        fits = beats_left[16:step_bits] == 0 and beats_left[step_bits:] <= step[step_bits:]
+        ends_row.next = fits
+        if fits:
             burst_code.next = left_code
         else:
             burst_code.next = step_code
@@ -268,6 +273,7 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
         bad_cmd.next = cmd.tvalid and not busy and not cmd_ok
         issue.next = busy and primed and can_issue and (not out_valid or axready)
         issue_last.next = tile_end
+        tile_end.next = row_end and last_row
         axvalid.next = out_valid
 
     @always_seq(aclk.posedge, reset=aresetn)
@@ -277,7 +283,7 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
         primed.next = busy and not issue
         row_end.next = ends_row
         next_len.next = burst_code
-        tile_end.next = rows_left == 1 and ends_row
+        last_row.next = rows_left == 1
         if not busy:
             if cmd.tvalid and cmd_ok:
                 busy.next = 1
@@ -525,6 +531,7 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     # Bursts issued on AW whose response is not back yet; their lengths (for wlast) and
     # whether each ends its tile (for wrdone) wait in two small FIFOs.
     waiting = Signal(intbv(0, min=0, max=outstanding + 1))
+    may_issue = Signal(bool(1))
     lengths = [Signal(intbv(0)[8:]) for _ in range(depth)]  # AXI length codes (beats - 1)
     len_wr = Signal(modbv(0, min=0, max=depth))
     len_rd = Signal(modbv(0, min=0, max=depth))
@@ -554,7 +561,7 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
 
     @always_comb
     def control():
-        can_issue.next = waiting < outstanding
+        can_issue.next = may_issue
         w_in.tvalid.next = s_axis_wr.tvalid and have_burst
         w_in.tdata.next = s_axis_wr.tdata
         w_in.tlast.next = beat == head_last
@@ -616,6 +623,12 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
                 beat.next = beat + 1
         if m_axi.wvalid and m_axi.wready:
             wr_bytes.next = wr_bytes + lanes
+        # Whether a burst may go next cycle, as a register (timing): decided from waiting
+        # as it will be at the worst (this cycle's issue counted, no response).
+        if issue:
+            may_issue.next = waiting < outstanding - 1
+        else:
+            may_issue.next = waiting < outstanding
         if issue and not response:
             waiting.next = waiting + 1
         elif response and not issue:
