@@ -56,13 +56,17 @@ Each row is cut into INCR bursts of at most ``max_burst`` beats that never cross
 boundary.  A read burst is issued only when the read-data FIFO (``outstanding *
 max_burst`` beats) has room for ``max_burst`` more beats beyond those of the bursts in
 flight, so ``rready`` is always high and the R channel never stalls, whatever
-``m_axis_rd`` does.  Write address and data go out in order, the address
+``m_axis_rd`` does.  (For timing, each burst first reserves ``max_burst`` beats and
+hands back what it does not use four cycles later, and FIFO space freed by a beat
+counts again three cycles after the beat left: the count is conservative, never wrong.)
+Each channel issues a burst at most every other cycle, so bursts of one beat
+(``max_burst`` 1, one-beat rows) use at most half of it.  Write address and data go out in order, the address
 of a burst never after its data; ``wvalid`` waits for ``s_axis_wr``.
 
 Latency and throughput
 ----------------------
-Read: the first AR handshake comes 2 cycles after the command's at the earliest, and an R
-beat leaves on ``m_axis_rd`` 3 cycles after it arrived: 5 cycles plus the memory's latency
+Read: the first AR handshake comes 3 cycles after the command's at the earliest, and an R
+beat leaves on ``m_axis_rd`` 3 cycles after it arrived: 6 cycles plus the memory's latency
 from command to first data.  With ``outstanding`` bursts in flight the R channel stays
 busy (one beat per cycle) while the memory's latency is below about
 ``(outstanding - 1) *`` burst length; with ``outstanding = 1`` each burst pays the full
@@ -74,8 +78,14 @@ measures both directions.
 Cost
 ----
 Read FIFO: ``outstanding * max_burst`` words of ``data_bits + 1`` bits (LUT RAM up to 64
-deep, block RAM beyond), write-length FIFO: 8 bits per outstanding burst; about 850-950
-LUTs and 650 + 3 * ``data_bits`` flip-flops of logic (see :func:`estimate`).
+deep, asked for in the Verilog, block RAM beyond), write-length FIFO: 8 bits per
+outstanding burst; about 850-950 LUTs and 700 + 3 * ``data_bits`` flip-flops of logic
+(see :func:`estimate`).
+
+Timing (nextpnr-ecp5 on ecp5-85f, speed grade 6): about 150 MHz up to 64 FIFO words.
+Deeper FIFOs sit in DP16KD block RAM, which Yosys maps without its output register; its
+read (5.8 ns clock to output in nextpnr's model) plus routing to the next flip-flop then
+limits the block to about 145 MHz.
 """
 from __future__ import annotations
 
@@ -805,7 +815,7 @@ def bursts(word: int, *, data_bits: int, max_burst: int) -> list[tuple[int, int]
 # ---------------------------------------------------------------------------------------
 # Cost estimate, calibrated against Yosys synth_xilinx (xc7vx485t) on five configurations
 # (data_bits/max_burst/outstanding 64/16/4, 32/16/2, 128/64/4, 64/256/8, 32/1/1): LUT and
-# FF within 5 %; memory bits exact.  bench/tile_dma.py prints the comparison.
+# FF within 6 %; memory bits exact.  bench/tile_dma.py prints the comparison.
 
 def estimate(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
     depth = outstanding * max_burst
@@ -826,13 +836,14 @@ def estimate(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
     # Logic: two burst splitters (address walk, 4 KB / max_burst minimum, counters), two
     # 64-bit byte counters, credit and pointer arithmetic, stream muxes.
     logic_luts = 800 + int(0.6 * data_bits) + 8 * pointer_bits - (130 if max_burst == 1 else 0)
-    # Flip-flops: about 2 x 220 in the splitters' address registers and counters, 128 in
-    # the byte counters, about 80 of control; the read output register and the W register
-    # slice (output and skid) hold 3 data words.
-    ff = 647 + 3 * data_bits + fifo_ffs + length_ffs
+    # Flip-flops: about 2 x 230 in the splitters' address registers, counters and
+    # registered burst shapes, 128 in the byte counters, about 110 of control and read
+    # credit; the read output register and the W register slice (output and skid) hold 3
+    # data words.
+    ff = 702 + 3 * data_bits + fifo_ffs + length_ffs
     return {"lut": logic_luts + fifo_luts + length_luts, "ff": ff, "dsp": 0,
             "bram_bits": depth * width + 8 * length_slots,
-            "latency": 5, "cycles_per_item": 1}
+            "latency": 6, "cycles_per_item": 1}
 
 
 def derived(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
