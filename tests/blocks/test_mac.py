@@ -1,6 +1,7 @@
 """mac_array against its golden model, in MyHDL and in Icarus co-simulation."""
 import json
-import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -178,8 +179,13 @@ def test_block_checks_port_widths():
 
 
 def test_cli_writes_contract_ports(tmp_path):
-    assert main(["block", "mac_array", "--lanes", "4", "--simd", "8", "--weights", "ternary",
-                 "--abits", "4", "--reduce", "576", "-o", str(tmp_path)]) == 0
+    # The issue's command, run as a user runs it (in a subprocess MyHDL elaborates faster
+    # than under pytest's deep call stack).
+    result = subprocess.run([sys.executable, "-m", "cnn_ip.cli", "block", "mac_array",
+                             "--lanes", "4", "--simd", "8", "--weights", "ternary", "--abits",
+                             "4", "--reduce", "576", "-o", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
     info = json.loads((tmp_path / "mac_array.json").read_text())
     acc = info["derived"]["acc_bits"]
     assert acc == mac.acc_bits(lanes=4, simd=8, weights="ternary", wbits=8, abits=4,
