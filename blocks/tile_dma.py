@@ -162,8 +162,9 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
     """Cuts tile commands from ``cmd`` into AXI bursts on ``ax*`` (one AR or AW channel).
 
     ``next_len`` is the AXI length code (beats - 1) of the burst that would be issued
-    next; the parent says with ``can_issue`` whether it may go.  ``issue`` pulses when a burst is loaded
-    into the address register, ``issue_last`` with it when that burst ends the tile.
+    next; the parent says with ``can_issue`` whether a burst may go in the next cycle.
+    ``issue`` (a register) pulses when a burst is loaded into the address register,
+    ``issue_last`` with it when that burst ends the tile.
     ``bad_cmd`` pulses when a command that breaks the rules (alignment, empty tile,
     reserved bits) is consumed.
 
@@ -194,7 +195,6 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
     step = Signal(intbv(0)[16:])
     ends_row = Signal(bool(0))  # the burst the walk stands at ends its row
     burst_code = Signal(modbv(0)[8:])  # and its AXI length code
-    primed = Signal(bool(0))  # next_len and the two registers below describe that burst
     row_end = Signal(bool(0))
     last_row = Signal(bool(0))
     tile_end = Signal(bool(0))  # row_end and last_row
@@ -281,16 +281,19 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
     def handshake():
         cmd.tready.next = not busy
         bad_cmd.next = cmd.tvalid and not busy and not cmd_ok
-        issue.next = busy and primed and can_issue and (not out_valid or axready)
         issue_last.next = tile_end
         tile_end.next = row_end and last_row
         axvalid.next = out_valid
 
     @always_seq(aclk.posedge, reset=aresetn)
     def walk():
-        # The next burst's shape, registered: valid (primed) from the second cycle after
-        # the walk moved, so a burst goes out at most every other cycle (timing).
-        primed.next = busy and not issue
+        # The next burst's shape (row_end, next_len, last_row) is registered: it describes
+        # the walk's position from the second cycle after the walk moved, so a burst
+        # goes out at most every other cycle (timing).  issue is a register too (it
+        # enables some 150 flip-flops): a burst goes out next cycle if the walk is busy
+        # and did not move this cycle, the parent allows it (can_issue speaks of the next
+        # cycle) and the address register will be free.
+        issue.next = busy and not issue and can_issue and (not out_valid or axready)
         row_end.next = ends_row
         next_len.next = burst_code
         last_row.next = rows_left == 1
@@ -406,8 +409,9 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     #   its length code sits in the arlen register, the unused part goes into a register
     #   (``unused``), then joins the beat that left the FIFO in ``back``, which the cycle
     #   after hands back;
-    # - whether a burst may be issued is itself a register, decided a cycle ahead from
-    #   the credit as it will be at the worst (this cycle's issue taken, nothing back).
+    # - whether a burst may be issued (the splitter's issue register) is decided a cycle
+    #   ahead from the credit as it will be at the worst (this cycle's issue taken,
+    #   nothing back).
     # The credit is thus never above the true free space, only below it for a few cycles.
     space = Signal(modbv(depth)[16:])
     issued = Signal(bool(0))  # a burst was issued last cycle
@@ -416,7 +420,6 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     arlen_inverted = Signal(intbv(0)[8:])
     back = Signal(intbv(0)[16:])  # beats handed back to the credit this cycle
     back_less = Signal(modbv(0)[16:])  # back - max_burst, modulo 2**16: with an issue
-    may_issue = Signal(bool(1))
     in_flight = Signal(intbv(0, min=0, max=outstanding + 1))
     # One flag per burst in flight: does it end its tile?
     last_flags = Signal(intbv(0)[flag_depth:])
@@ -443,7 +446,12 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
         # Room for a longest burst, not just for the next one: keeps the burst length
         # calculation out of the issue decision (timing), and costs nothing in
         # throughput, since the FIFO holds outstanding * max_burst beats.
-        can_issue.next = may_issue
+        # Whether a burst may go next cycle: decided from the credit as it will be at the
+        # worst (this cycle's issue taken, nothing back).
+        if issue:
+            can_issue.next = space >= 2 * max_burst and in_flight < outstanding - 1
+        else:
+            can_issue.next = space >= max_burst and in_flight < outstanding
         arlen_inverted.next = ~m_axi.arlen
         beat_in.next = m_axi.rvalid  # rready is always high
         load_out.next = q_valid and (not out_valid or m_axis_rd.tready)
@@ -490,12 +498,10 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
         else:
             back.next = unused
             back_less.next = unused_less
-        if issue:  # reserve max_burst beats (never below zero: may_issue saw to it)
+        if issue:  # reserve max_burst beats (never below zero: can_issue saw to it)
             space.next = space + back_less
-            may_issue.next = space >= 2 * max_burst and in_flight < outstanding - 1
         else:
             space.next = space + back
-            may_issue.next = space >= max_burst and in_flight < outstanding
         if beat_in:
             if wr_ptr == depth - 1:
                 wr_ptr.next = 0
@@ -541,13 +547,15 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     # Bursts issued on AW whose response is not back yet; their lengths (for wlast) and
     # whether each ends its tile (for wrdone) wait in two small FIFOs.
     waiting = Signal(intbv(0, min=0, max=outstanding + 1))
-    may_issue = Signal(bool(1))
     lengths = [Signal(intbv(0)[8:]) for _ in range(depth)]  # AXI length codes (beats - 1)
     len_wr = Signal(modbv(0, min=0, max=depth))
-    len_rd = Signal(modbv(0, min=0, max=depth))
+    after_head = Signal(modbv(1, min=0, max=depth))  # slot of the burst after the oldest
     len_count = Signal(intbv(0, min=0, max=depth + 1))
     have_burst = Signal(bool(0))  # len_count != 0, as a register (timing)
-    head_last = Signal(intbv(0)[8:])  # index of the last beat of the oldest burst
+    # Index of the last beat of the oldest burst: a register, loaded as that burst becomes
+    # the oldest, so no RAM read precedes the comparison with beat (timing).
+    head_last = Signal(intbv(0)[8:])
+    second_last = Signal(intbv(0)[8:])  # the same for the burst after it
     beat = Signal(intbv(0)[8:])
     last_flags = Signal(intbv(0)[depth:])
     flag_wr = Signal(modbv(0, min=0, max=depth))
@@ -566,12 +574,17 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
 
     @always_comb
     def head():
-        head_last.next = lengths[len_rd]
+        second_last.next = lengths[after_head]
 
 
     @always_comb
     def control():
-        can_issue.next = may_issue
+        # Whether a burst may go next cycle: decided from waiting as it will be at the
+        # worst (this cycle's issue counted, no response).
+        if issue:
+            can_issue.next = waiting < outstanding - 1
+        else:
+            can_issue.next = waiting < outstanding
         w_in.tvalid.next = s_axis_wr.tvalid and have_burst
         w_in.tdata.next = s_axis_wr.tdata
         w_in.tlast.next = beat == head_last
@@ -621,6 +634,14 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
             len_count.next = len_count + 1
         elif burst_done and not issue:
             len_count.next = len_count - 1
+        if burst_done:
+            after_head.next = after_head + 1
+            if issue and len_count == 1:  # the next burst's length is being stored now
+                head_last.next = next_len
+            else:
+                head_last.next = second_last
+        elif issue and not have_burst:
+            head_last.next = next_len
         if issue:
             have_burst.next = 1
         elif burst_done and len_count == 1:
@@ -628,17 +649,10 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
         if accept:
             if burst_done:
                 beat.next = 0
-                len_rd.next = len_rd + 1
             else:
                 beat.next = beat + 1
         if m_axi.wvalid and m_axi.wready:
             wr_bytes.next = wr_bytes + lanes
-        # Whether a burst may go next cycle, as a register (timing): decided from waiting
-        # as it will be at the worst (this cycle's issue counted, no response).
-        if issue:
-            may_issue.next = waiting < outstanding - 1
-        else:
-            may_issue.next = waiting < outstanding
         if issue and not response:
             waiting.next = waiting + 1
         elif response and not issue:
