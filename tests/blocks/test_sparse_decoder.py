@@ -1,6 +1,5 @@
 import json
 import re
-import shutil
 import subprocess
 
 import numpy as np
