@@ -25,14 +25,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from myhdl import StopSimulation, block, instance, now
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from blocks.line_buffer import BLOCK, golden, out_size, pixel_beats  # noqa: E402
-from blocks.stream import axis_sink  # noqa: E402
-from cnn_ip.cosim import PERIOD, clock_reset_driver, dut  # noqa: E402
+from cnn_ip.cosim import run_streams  # noqa: E402
 from cnn_ip.export import generate  # noqa: E402
 from fpga.synth import synthesize  # noqa: E402
 
@@ -59,55 +57,17 @@ CALIBRATION = [geometry(13, 9, 8, 3, 1, 1, 4, 4), geometry(8, 8, 2, 3, 1, 1, 8, 
                geometry(52, 52, 256, 3, 1, 1, 4, 16), geometry(26, 26, 512, 1, 1, 0, 2, 64)]
 
 
-@block
-def full_rate_source(aclk, aresetn, axis, beats, stamps):
-    """Offer ``beats`` back to back; record the cycle each moved on."""
-
-    @instance
-    def drive():
-        sent = 0
-        axis.tvalid.next = 0
-        while sent < len(beats):
-            yield aclk.posedge
-            if not aresetn:
-                continue
-            if axis.tvalid and axis.tready:
-                stamps.append(now() // PERIOD)
-                sent += 1
-            if sent < len(beats):
-                axis.tdata.next, axis.tlast.next = beats[sent][0], bool(beats[sent][1])
-                axis.tvalid.next = 1
-            else:
-                axis.tvalid.next = 0
-
-    return drive
-
-
-@block
-def bench(params, ports, beats, stamps, received, expect):
-    aclk, aresetn = ports["aclk"], ports["aresetn"]
-
-    @instance
-    def stop():
-        while len(received) < expect:
-            yield aclk.posedge
-        raise StopSimulation
-
-    return (clock_reset_driver(aclk, aresetn), dut(BLOCK, ports, hdl="myhdl", **params),
-            full_rate_source(aclk, aresetn, ports["s_axis_px"], beats, stamps),
-            axis_sink(aclk, aresetn, ports["m_axis_win"], received, period=PERIOD), stop)
-
-
 def measure(params, frames=3):
     """Rates, latency and frame gap of ``frames`` random frames pushed back to back."""
     rng = np.random.default_rng(0)
     data = rng.integers(0, 1 << params["abits"], size=(frames, params["height"],
                                                        params["width"], params["channels"]))
     want = golden(data, **params)
-    ports = BLOCK.ports(**BLOCK.validate(**params))
-    stamps, received = [], []
-    bench(params, ports, pixel_beats(data, simd=params["simd"], abits=params["abits"]),
-          stamps, received, len(want)).run_sim(quiet=True)
+    run = run_streams(BLOCK, inputs={"s_axis_px": pixel_beats(data, simd=params["simd"],
+                                                               abits=params["abits"])},
+                      expect={"m_axis_win": len(want)}, drain=0, **params)
+    stamps = [b.cycle for b in run["s_axis_px"]]
+    received = run["m_axis_win"]
     assert [(b.data, b.last) for b in received] == want, "output differs from golden model"
     k, s, p = params["k"], params["stride"], params["pad"]
     ow, oh = out_size(params["width"], k, s, p), out_size(params["height"], k, s, p)

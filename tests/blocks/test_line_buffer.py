@@ -4,13 +4,11 @@ import subprocess
 
 import numpy as np
 import pytest
-from myhdl import StopSimulation, block, instance, now
 
 from blocks.line_buffer import BLOCK, golden, out_size, pixel_beats
 from blocks.spec import ParameterError
-from blocks.stream import axis_sink
 from cnn_ip.cli import main
-from cnn_ip.cosim import PERIOD, clock_reset_driver, dut, lint, run_streams
+from cnn_ip.cosim import lint, run_streams
 from cnn_ip.export import generate
 
 
@@ -69,59 +67,12 @@ def test_windows_match_golden_model_under_stalls(hdl, tmp_path, params, count):
 
 # ------------------------------------------------------------------ timing
 
-@block
-def full_rate_source(aclk, aresetn, axis, beats, stamps):
-    """Offer ``beats`` back to back; append the cycle each moved on to ``stamps``."""
-
-    @instance
-    def drive():
-        sent = 0
-        axis.tvalid.next = 0
-        while sent < len(beats):
-            yield aclk.posedge
-            if not aresetn:
-                continue
-            if axis.tvalid and axis.tready:
-                stamps.append(now() // PERIOD)   # stamped like axis_sink's output beats
-                sent += 1
-            if sent < len(beats):
-                axis.tdata.next, axis.tlast.next = beats[sent][0], bool(beats[sent][1])
-                axis.tvalid.next = 1
-            else:
-                axis.tvalid.next = 0
-
-    return drive
-
-
-@block
-def timed_bench(params, ports, hdl, workdir, beats, stamps, received, expect):
-    """No stalls on either side; records when every input and output beat moved."""
-    aclk, aresetn = ports["aclk"], ports["aresetn"]
-
-    @instance
-    def stop():
-        while len(received) < expect:
-            yield aclk.posedge
-        for _ in range(10):
-            yield aclk.posedge
-        raise StopSimulation
-
-    return (clock_reset_driver(aclk, aresetn),
-            dut(BLOCK, ports, hdl=hdl, workdir=workdir, **params),
-            full_rate_source(aclk, aresetn, ports["s_axis_px"], beats, stamps),
-            axis_sink(aclk, aresetn, ports["m_axis_win"], received, period=PERIOD),
-            stop)
-
-
 def run_timed(hdl, workdir, params, frames):
-    """Return (input beat cycles, output Beats), both stamped on the same clock."""
-    ports = BLOCK.ports(**BLOCK.validate(**params))
+    """Return (input beat cycles, output Beats), both stamped on the same clock; no stalls."""
     beats = pixel_beats(frames, simd=params["simd"], abits=params["abits"])
-    accepted, received = [], []
-    expect = len(golden(frames, **params))
-    timed_bench(params, ports, hdl, workdir, beats, accepted, received, expect).run_sim(
-        quiet=True)
-    return accepted, received
+    out = run_streams(BLOCK, hdl=hdl, workdir=workdir, inputs={"s_axis_px": beats},
+                      expect={"m_axis_win": len(golden(frames, **params))}, drain=10, **params)
+    return [b.cycle for b in out["s_axis_px"]], out["m_axis_win"]
 
 
 def steady_rate(cycles):
