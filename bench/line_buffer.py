@@ -65,7 +65,7 @@ def measure(params, frames=3):
     want = golden(data, **params)
     run = run_streams(BLOCK, inputs={"s_axis_px": pixel_beats(data, simd=params["simd"],
                                                                abits=params["abits"])},
-                      expect={"m_axis_win": len(want)}, drain=0, **params)
+                      expect={"m_axis_win": len(want)}, drain=0, params=params)
     stamps = [b.cycle for b in run["s_axis_px"]]
     received = run["m_axis_win"]
     assert [(b.data, b.last) for b in received] == want, "output differs from golden model"

@@ -77,8 +77,8 @@ def yosys_cells(workdir, command):
 def measured_rate(W, lanes, simd, workdir):
     beats = 2 * (COUT // lanes) * (REDUCE // simd)
     out = run_streams(BLOCK, hdl="icarus", workdir=workdir, inputs={},
-                      expect={"m_axis_wgt": beats}, drain=0, lanes=lanes, simd=simd,
-                      weights="ternary", weights_file=W)
+                      expect={"m_axis_wgt": beats}, drain=0, params=dict(lanes=lanes, simd=simd,
+                      weights="ternary", weights_file=W))
     got = out["m_axis_wgt"][:beats]
     expected = BLOCK.golden(BLOCK.prepared(lanes=lanes, simd=simd, weights="ternary",
                                            weights_file=W)[1]["image"], passes=2)

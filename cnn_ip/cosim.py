@@ -146,11 +146,14 @@ def clock_reset_driver(aclk, aresetn):
     return clock, reset
 
 
-def run_streams(block_def: BlockDef, *, hdl: str = "myhdl", workdir=None,
+def run_streams(block_def: BlockDef, *, params: dict, hdl: str = "myhdl", workdir=None,
                 inputs: dict, expect: dict, seed: int = 0, idle: float | dict = 0.0,
-                stall: float | dict = 0.0, max_cycles: int = 200_000, drain: int = 32,
-                **values) -> dict:
+                stall: float | dict = 0.0, max_cycles: int = 200_000,
+                drain: int = 32) -> dict:
     """Run ``block_def`` with stream stimulus and return what its outputs produced.
+
+    params:  the block's parameters (validated as ``cnn-ip block`` does); everything
+             else is an option of the harness.
 
     inputs:  ``{input port: [(tdata, tlast), ...]}``.
     expect:  ``{output port: number of beats}``; the run stops ``drain`` cycles after all
@@ -161,6 +164,7 @@ def run_streams(block_def: BlockDef, *, hdl: str = "myhdl", workdir=None,
     every input port (the beats as they moved, with the cycle of each, for latency and
     rate measurements); raises ``AssertionError`` on a protocol violation or a timeout.
     """
+    values = dict(params)
     params = block_def.validate(**values)
     ports = block_def.ports(**params)
     aclk, aresetn = ports["aclk"], ports["aresetn"]

@@ -42,9 +42,10 @@ from pathlib import Path
 import yaml
 
 from cnn_ip.errors import UserError
+from quant import weight_modes
 
 DATASETS = {"digits": {"shape": (1, 8, 8), "classes": 10}}
-WEIGHT_MODES = ("binary", "ternary") + tuple(f"int{n}" for n in range(2, 9))
+WEIGHT_MODES = weight_modes.PLAN_NAMES
 ACTIVATIONS = ("relu", "leaky", "none")
 DATAFLOWS = ("auto", "row", "frame")
 TOP_KEYS = ("name", "input", "dataset", "layers", "quantize", "device", "clock_mhz", "dataflow")
@@ -86,11 +87,19 @@ class Layer:
     dataflow: str = "auto"
 
     @property
+    def mode(self) -> tuple[str, int | None]:
+        """``(weights, wbits)`` as the blocks take them: ``int4`` -> ``("int", 4)``."""
+        return weight_modes.parse(self.weights)
+
+    @property
     def wbits(self) -> int | None:
-        """Bits of one weight code: 1 (binary), 2 (ternary) or N (intN)."""
-        if self.weights is None:
-            return None
-        return {"binary": 1, "ternary": 2}.get(self.weights) or int(self.weights[3:])
+        """N, the bits of an ``int`` weight; ``None`` for binary, ternary and weightless layers."""
+        return None if self.weights is None else self.mode[1]
+
+    @property
+    def code_bits(self) -> int | None:
+        """WB, the bits of one weight code: 1 (binary), 2 (ternary) or N (intN)."""
+        return None if self.weights is None else weight_modes.code_bits(*self.mode)
 
     @property
     def has_weights(self) -> bool:

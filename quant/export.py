@@ -18,7 +18,7 @@ import tempfile
 
 import numpy as np
 
-from quant import reference
+from quant import reference, weight_modes
 from quant.fixedpoint import signed_bits, twos_complement, unsigned_bits
 from quant.rom_image import model_bits, write_rom
 from quant.sparse_format import write_weights
@@ -35,16 +35,9 @@ def packing(cout: int, reduce: int) -> tuple[int, int]:
     return lanes, simd
 
 
-def weight_mode(weights: str) -> tuple[str, int | None]:
-    """Plan weight mode -> the format's ``(weights, wbits)``: ``int4`` -> ``("int", 4)``."""
-    if weights.startswith("int"):
-        return "int", int(weights[3:])
-    return weights, None
-
-
 def write_layer_weights(out_dir, layer: reference.IntLayer) -> dict:
     """The one place weights become a ROM image (switching formats is one line here)."""
-    weights, wbits = weight_mode(layer.weights)
+    weights, wbits = weight_modes.parse(layer.weights)
     lanes, simd = packing(*layer.W.shape)
     return write_weights(out_dir, f"{layer.name}_w", layer.W, weights=weights, wbits=wbits,
                          lanes=lanes, simd=simd)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from quant import weight_modes
 from quant.fixedpoint import requant_constants
 from quant.reference import IntLayer
 
@@ -86,7 +87,7 @@ class QLayer(nn.Module):
                 kept = self.mask.sum(axes).clamp(min=1)
                 scale = w.abs().sum(axes) / kept
             else:
-                scale = w.abs().amax(axes) / (2 ** (int(mode[3:]) - 1) - 1)
+                scale = w.abs().amax(axes) / weight_modes.value_range(*weight_modes.parse(mode))[1]
             scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         shape = (-1,) + (1,) * (w.dim() - 1)
         scaled = w / scale.view(shape)
@@ -96,7 +97,7 @@ class QLayer(nn.Module):
             elif mode == "ternary":
                 codes = torch.sign(self.weight) * self.mask
             else:
-                qmax = 2 ** (int(mode[3:]) - 1) - 1
+                qmax = weight_modes.value_range(*weight_modes.parse(mode))[1]
                 codes = torch.clamp(torch.round(scaled), -qmax, qmax) * self.mask
         return ste(codes, scaled), scale
 

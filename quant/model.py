@@ -13,6 +13,8 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
+from quant import weight_modes
+
 
 class FloatLayer(nn.Module):
     """conv (+ batch norm) + activation, or max-pool, or dense + activation."""
@@ -116,7 +118,7 @@ def layers_from_module(module: nn.Module, input_shape, *, weights="int8", act_bi
             weights=weights if has_w else None,
             act_bits=None if (last or not has_w) else act_bits,
             sparsity=sparsity if has_w else 0.0, has_weights=has_w,
-            wbits=({"binary": 1, "ternary": 2}.get(weights) or int(weights[3:])) if has_w else None))
+            wbits=weight_modes.parse(weights)[1] if has_w else None))
         sources.append((m, bn))
         shape, i = out_shape, i + 1
     net = FloatNet(specs)

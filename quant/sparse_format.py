@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from quant.rom_image import write_rom
+from quant.weight_modes import (bad_values, check as check_mode, code_bits, describe_values,
+                                from_codes, normal_wbits, to_codes, value_bits)
 
 FORMAT = "cnn_ip.sparse/1"
-MODES = ("binary", "ternary", "int")
 CODINGS = ("auto", "dense", "masked")
 
 
@@ -52,50 +53,7 @@ class SparseImage:
         return self.depth * self.word_bits
 
 
-# --- weight modes -------------------------------------------------------------------------
-
-def code_bits(weights: str, wbits=None) -> int:
-    """``WB``: bits of one weight code on the ``mac_array`` stream."""
-    return {"binary": 1, "ternary": 2}.get(weights, wbits)
-
-
-def value_bits(weights: str, wbits=None) -> int:
-    """``VB``: bits stored for one non-zero weight in the masked coding."""
-    return {"binary": 1, "ternary": 1}.get(weights, wbits)
-
-
-def value_range(weights: str, wbits=None) -> tuple[int, int]:
-    if weights == "int":
-        return -(1 << (wbits - 1)), (1 << (wbits - 1)) - 1
-    return -1, 1
-
-
-def to_codes(W, weights: str, wbits=None) -> np.ndarray:
-    """Weight values -> unsigned codes of ``code_bits`` bits (DESIGN.md, Contract 2)."""
-    W = np.asarray(W, dtype=np.int64)
-    if weights == "binary":
-        return (W > 0).astype(np.int64)
-    return W & ((1 << code_bits(weights, wbits)) - 1)
-
-
-def from_codes(codes, weights: str, wbits=None) -> np.ndarray:
-    """Unsigned codes -> weight values (inverse of :func:`to_codes`)."""
-    codes = np.asarray(codes, dtype=np.int64)
-    if weights == "binary":
-        return 2 * codes - 1
-    wb = code_bits(weights, wbits)
-    return codes - ((codes >> (wb - 1)) << wb)
-
-
 # --- checking -----------------------------------------------------------------------------
-
-def check_mode(weights, wbits) -> None:
-    if weights not in MODES:
-        raise ValueError(f"weights: must be one of {', '.join(MODES)}, got {weights!r}")
-    if weights == "int":
-        if isinstance(wbits, bool) or not isinstance(wbits, (int, np.integer)) or not 2 <= wbits <= 8:
-            raise ValueError(f"wbits: must be an integer in 2..8 for int weights, got {wbits!r}")
-
 
 def check_matrix(W, *, weights, wbits=None, lanes, simd) -> np.ndarray:
     """Return ``W`` as an int64 ``(Cout, R)`` array or raise ``ValueError`` saying why not.
@@ -120,12 +78,10 @@ def check_matrix(W, *, weights, wbits=None, lanes, simd) -> np.ndarray:
         raise ValueError(f"weights_file: Cout = {cout} rows is not a multiple of lanes = {lanes}")
     if reduce % simd:
         raise ValueError(f"weights_file: R = {reduce} columns is not a multiple of simd = {simd}")
-    lo, hi = value_range(weights, wbits)
-    bad = (W < lo) | (W > hi) | ((W == 0) if weights == "binary" else False)
+    bad = bad_values(W, weights, wbits)
     if np.any(bad):
         row, col = (int(i) for i in np.argwhere(bad)[0])
-        allowed = {"binary": "-1 or +1", "ternary": "-1, 0 or +1"}.get(
-            weights, f"integers in {lo}..{hi}")
+        allowed = describe_values(weights, wbits)
         raise ValueError(f"weights_file: {weights} weights must be {allowed}; "
                          f"found {W[row, col]} at [{row}, {col}]")
     return W
@@ -220,7 +176,7 @@ def encode(W, *, weights, wbits=None, lanes, simd, coding: str = "auto") -> Spar
         raise ValueError(f"coding: must be one of {', '.join(CODINGS)}, got {coding!r}")
     if weights == "binary" and coding == "masked":
         raise ValueError("coding: binary weights have no zeros; only the dense coding applies")
-    wbits = int(wbits) if weights == "int" else None
+    wbits = normal_wbits(weights, wbits)
     beats = to_beats(W, lanes, simd)
     if coding == "auto":
         coding = choose_coding(beats, weights=weights, wbits=wbits)

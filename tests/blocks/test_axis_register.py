@@ -15,14 +15,14 @@ def test_passes_every_beat_in_order_under_stalls(hdl, tmp_path, bits, idle, stal
     beats[:2] = [((1 << bits) - 1, True), (0, False)]  # extreme values
     out = run_streams(BLOCK, hdl=hdl, workdir=tmp_path, inputs={"s_axis_in": beats},
                       expect={"m_axis_out": len(beats)}, idle=idle, stall=stall, seed=bits,
-                      bits=bits)
+                      params={"bits": bits})
     assert [(b.data, b.last) for b in out["m_axis_out"]] == BLOCK.golden(beats)
 
 
 def test_sustains_one_beat_per_cycle(hdl, tmp_path):
     beats = [(i, False) for i in range(100)]
     out = run_streams(BLOCK, hdl=hdl, workdir=tmp_path, inputs={"s_axis_in": beats},
-                      expect={"m_axis_out": 100}, bits=8)
+                      expect={"m_axis_out": 100}, params={"bits": 8})
     cycles = [b.cycle for b in out["m_axis_out"]]
     assert cycles[-1] - cycles[0] == 99
 

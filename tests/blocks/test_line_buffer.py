@@ -58,7 +58,7 @@ def test_windows_match_golden_model_under_stalls(hdl, tmp_path, params, count):
     want = golden(frames, **params)
     out = run_streams(BLOCK, hdl=hdl, workdir=tmp_path, inputs={"s_axis_px": beats},
                       expect={"m_axis_win": len(want)}, idle=0.3, stall=0.4, seed=seed,
-                      **params)
+                      params=params)
     got = [(b.data, b.last) for b in out["m_axis_win"]]
     assert len(got) == len(want)
     first_bad = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), None)
@@ -71,7 +71,7 @@ def run_timed(hdl, workdir, params, frames):
     """Return (input beat cycles, output Beats), both stamped on the same clock; no stalls."""
     beats = pixel_beats(frames, simd=params["simd"], abits=params["abits"])
     out = run_streams(BLOCK, hdl=hdl, workdir=workdir, inputs={"s_axis_px": beats},
-                      expect={"m_axis_win": len(golden(frames, **params))}, drain=10, **params)
+                      expect={"m_axis_win": len(golden(frames, **params))}, drain=10, params=params)
     return [b.cycle for b in out["s_axis_px"]], out["m_axis_win"]
 
 

@@ -76,7 +76,7 @@ def streams(p, acts, wgts, lasts):
 def run(p, acts, wgts, lasts, **kwargs):
     expected = mac.golden(acts, wgts, lasts)
     out = run_streams(mac.BLOCK, inputs=streams(p, acts, wgts, lasts),
-                      expect={"m_axis_acc": len(expected)}, **kwargs, **p)
+                      expect={"m_axis_acc": len(expected)}, params=p, **kwargs)
     acc = mac.acc_bits(**p)
     got = np.array([unpack(b.data, acc, p["lanes"], signed=True) for b in out["m_axis_acc"]],
                    dtype=np.int64).reshape(-1, p["lanes"])

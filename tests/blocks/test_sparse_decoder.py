@@ -48,7 +48,7 @@ def read_passes(hdl, tmp_path, W, *, passes=2, stall=0.0, seed=0, **params):
     expected = expected_beats(W, passes=passes, **params)
     out = run_streams(BLOCK, hdl=hdl, workdir=tmp_path, inputs={},
                       expect={"m_axis_wgt": len(expected)}, stall=stall, seed=seed,
-                      weights_file=W, **params)
+                      params={**params, "weights_file": W})
     return out["m_axis_wgt"], expected
 
 
@@ -117,7 +117,7 @@ def test_example_configuration_matches_golden(tmp_path):
     params, kwargs = BLOCK.prepared(**BLOCK.example())
     expected = BLOCK.golden(kwargs["image"], passes=2)
     out = run_streams(BLOCK, hdl="icarus", workdir=tmp_path, inputs={},
-                      expect={"m_axis_wgt": len(expected)}, stall=0.3, **BLOCK.example())
+                      expect={"m_axis_wgt": len(expected)}, stall=0.3, params=BLOCK.example())
     assert [(b.data, b.last) for b in out["m_axis_wgt"]][:len(expected)] == expected
 
 

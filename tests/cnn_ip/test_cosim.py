@@ -23,7 +23,8 @@ def test_missing_tool_is_named(monkeypatch):
 def test_timeout_reports_counts():
     with pytest.raises(AssertionError, match="timeout after 50 cycles"):
         cosim.run_streams(BLOCK, inputs={"s_axis_in": [(1, True)]},
-                          expect={"m_axis_out": 2}, max_cycles=50, bits=4)
+                          expect={"m_axis_out": 2}, max_cycles=50,
+                          params={"bits": 4})
 
 
 @block
@@ -44,7 +45,8 @@ BROKEN = BlockDef(name="withdrawing", build=withdrawing, params=(Param("bits", i
 
 def test_monitor_catches_withdrawn_valid():
     with pytest.raises(AssertionError, match="AXI stability violated"):
-        cosim.run_streams(BROKEN, inputs={}, expect={"m_axis_out": 5}, stall=0.7, bits=8)
+        cosim.run_streams(BROKEN, inputs={}, expect={"m_axis_out": 5}, stall=0.7,
+                          params={"bits": 8})
 
 
 def test_lint_fails_on_truncation_and_unused_signals(tmp_path):

@@ -29,7 +29,7 @@ def test_good_plan_and_planner_fields_pass_through():
     conv, pool, dense = plan.layers
     assert (conv.stride, conv.act, conv.wbits, conv.out_shape) == (1, "relu", 4, (4, 8, 8))
     assert (pool.stride, pool.out_shape) == (2, (4, 4, 4))
-    assert dense.sparsity == "auto" and dense.wbits == 2 and dense.name == "dense2"
+    assert dense.sparsity == "auto" and dense.code_bits == 2 and dense.wbits is None and dense.name == "dense2"
 
 
 def test_loading_executes_nothing():
