@@ -1,0 +1,208 @@
+"""``ram``: the project's one simple dual-port RAM, and the one rule that counts memories
+in block RAM units of each target (:func:`bram_blocks`).
+
+A primitive that other blocks instantiate (no ``BlockDef``, no CLI of its own): the line
+buffer's ring, the DMA's read FIFO, FIFOs, frame and group buffers.
+
+Ports
+-----
+clk            clock (no reset: a memory and its read register have none, so synthesis
+               can put both into block RAM)
+write          write enable: ``mem[waddr] <= wdata`` on the rising edge
+waddr, raddr   ``address_bits(depth)`` bits each; must stay below ``depth``
+wdata          ``width`` bits
+read           read enable: ``rdata`` updates only when high
+clear          optional (``None``: no such port): when high with ``read``, ``rdata``
+               becomes 0 instead of the word (block RAM's synchronous output reset)
+rdata          ``width`` bits, registered: the word of ``raddr`` one cycle after ``read``
+
+Latency 1 (``read`` to ``rdata``), one read and one write every cycle.
+
+Parameters
+----------
+depth : int >= 2
+    Words.
+memory : str
+    The Verilog memory's name (``name`` is taken by MyHDL); must be unique in the design (it is inlined into the
+    parent module, so two instances need two names).
+style : "auto" | "block" | "distributed"
+    Where the memory goes; ``auto`` resolves by :func:`memory_style` (LUT RAM up to
+    ``LUT_RAM_MAX_DEPTH`` words or ``LUT_RAM_MAX_BITS`` bits, block RAM beyond).  The
+    Verilog always carries the resolved ``ram_style``, so Yosys follows this rule on every
+    target and :func:`bram_blocks` counts what is built.
+no_rw_check : bool
+    True (default) when the user never reads an address in the cycle it is written (the
+    word read is then undefined); Yosys then adds no read-during-write bypass.  False
+    keeps read-before-write (the old word), as MyHDL simulates it.
+
+MyHDL cannot emit attributes, hence a Verilog template.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from myhdl import Signal, always, block, intbv
+
+from blocks.spec import check_width
+
+STYLES = ("auto", "block", "distributed")
+# ``auto``: a block RAM is mostly empty below these sizes (a RAMB18 or DP16KD holds 512
+# words at its widest), and LUT RAM of this size costs no more than a few dozen LUTs a bit
+# column.  Above either, block RAM.
+LUT_RAM_MAX_DEPTH = 64
+LUT_RAM_MAX_BITS = 2048
+
+# (depth, width) aspect ratios of one 18 Kb block in simple dual-port use.
+# Xilinx 7-series RAMB18E1 (UG473; 36 wide only as SDP); a RAMB36E1 is two of them.
+RAMB18_ASPECTS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+# Lattice ECP5 DP16KD (FPGA-TN-02204; the 36-wide port is its PDPW16KD pseudo-dual-port
+# mode, which Yosys counts as the same block).
+DP16KD_ASPECTS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+
+
+def address_bits(depth: int) -> int:
+    return max(1, (depth - 1).bit_length())
+
+
+def memory_style(width: int, depth: int, style: str = "auto") -> str:
+    """``"block"`` or ``"distributed"``: where a ``width`` x ``depth`` memory goes."""
+    if style not in STYLES:
+        raise ValueError(f"style: must be one of {', '.join(STYLES)}, got {style!r}")
+    if style != "auto":
+        return style
+    if depth <= LUT_RAM_MAX_DEPTH or width * depth <= LUT_RAM_MAX_BITS:
+        return "distributed"
+    return "block"
+
+
+def _tiles(width: int, depth: int, aspects) -> int:
+    """Fewest blocks of one aspect ratio that tile the memory."""
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in aspects)
+
+
+def bram_blocks(width: int, depth: int, *, style: str = "auto") -> dict:
+    """Block RAM units of each target for one ``width`` x ``depth`` memory.
+
+    ``{"xilinx": {"RAMB18": a, "RAMB36": b}, "ecp5": {"DP16KD": c}}``.  A memory in LUT
+    RAM (:func:`memory_style`) counts 0 blocks.  Otherwise it is tiled by one aspect
+    ratio of an 18 Kb block (the one needing fewest blocks, depth and width each rounded
+    up); on Xilinx two RAMB18 make a RAMB36, so ``b = n // 2`` and ``a = n % 2``.
+    """
+    if width < 1 or depth < 1:
+        raise ValueError(f"width, depth: must be positive, got {width}, {depth}")
+    if memory_style(width, depth, style) == "distributed":
+        return {"xilinx": {"RAMB18": 0, "RAMB36": 0}, "ecp5": {"DP16KD": 0}}
+    n18 = _tiles(width, depth, RAMB18_ASPECTS)
+    return {"xilinx": {"RAMB18": n18 % 2, "RAMB36": n18 // 2},
+            "ecp5": {"DP16KD": _tiles(width, depth, DP16KD_ASPECTS)}}
+
+
+def add_blocks(*counts: dict) -> dict:
+    """The sum of several :func:`bram_blocks` results (a block with several memories)."""
+    total = {"xilinx": {"RAMB18": 0, "RAMB36": 0}, "ecp5": {"DP16KD": 0}}
+    for count in counts:
+        for family, cells in count.items():
+            for cell, n in cells.items():
+                total[family][cell] += n
+    # Two RAMB18 of different memories share a RAMB36 site: keep the count in RAMB36 form.
+    x = total["xilinx"]
+    x["RAMB36"] += x["RAMB18"] // 2
+    x["RAMB18"] %= 2
+    return total
+
+
+def block_units(count: dict) -> dict:
+    """One number per target: RAMB36 equivalents (RAMB18 = 0.5) and DP16KD blocks,
+    the units ``fpga.devices`` budgets are stated in."""
+    return {"xilinx": count["xilinx"]["RAMB36"] + count["xilinx"]["RAMB18"] / 2,
+            "ecp5": count["ecp5"]["DP16KD"]}
+
+
+def estimate(*, width: int, depth: int, style: str = "auto") -> dict:
+    """Cost of one :func:`ram` (estimate convention of the project).
+
+    Block RAM: the read register is inside the block; no LUTs or FFs.  LUT RAM (Xilinx
+    ``synth_xilinx``): RAM32M holds 32 words x 6 bits, RAM64M 64 x 3, in 4 LUT sites each,
+    deeper memories a bank per 64 words plus a read multiplexer of one LUT per bit and
+    bank; the read register is ``width`` FFs.
+    """
+    resolved = memory_style(width, depth, style)
+    if resolved == "block":
+        lut = ff = 0
+    else:
+        banks = math.ceil(depth / 64)
+        per_site = 6 if depth <= 32 else 3
+        lut = 4 * math.ceil(width / per_site) * banks + (width * banks if banks > 1 else 0)
+        ff = width
+    return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": width * depth,
+            "bram": bram_blocks(width, depth, style=style), "latency": 1,
+            "cycles": 1, "per": "beat"}
+
+
+def _check_name(name) -> None:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"memory: must be a Verilog identifier, got {name!r}")
+
+
+@block
+def ram(clk, *, write, waddr, wdata, read, raddr, rdata, depth, memory, clear=None,
+        style="auto", no_rw_check=True):
+    """Simple dual-port RAM with a registered read; see the module docstring."""
+    if not isinstance(depth, int) or depth < 2:
+        raise ValueError(f"depth: must be an integer of at least 2, got {depth!r}")
+    _check_name(memory)
+    width = len(rdata)
+    check_width("wdata", wdata, width)
+    check_width("waddr", waddr, address_bits(depth))
+    check_width("raddr", raddr, address_bits(depth))
+    resolved = memory_style(width, depth, style)
+    attributes = f'ram_style = "{resolved}"' + (", no_rw_check" if no_rw_check else "")
+    mem = [Signal(intbv(0)[width:]) for _ in range(depth)]
+    top_bit = width - 1
+    cleared = clear is not None
+    # The template's clear condition.  Set before the generators: MyHDL takes the
+    # template's names from the frame as the first generator is made.
+    clear_when = clear if cleared else "1'b0"
+
+    @always(clk.posedge)
+    def write_port():
+        if write:
+            mem[waddr].next = wdata
+
+    @always(clk.posedge)
+    def read_port():
+        if read:
+            if cleared and clear:
+                rdata.next = 0
+            else:
+                rdata.next = mem[raddr]
+
+    rdata.driven = "reg"
+    for signal in (clk, write, waddr, wdata, read, raddr):
+        signal.read = True
+    if cleared:
+        clear.read = True
+    return write_port, read_port
+
+
+ram.verilog_code = """
+(* $attributes *) reg [$top_bit:0] $memory [0:$depth-1];
+
+always @(posedge $clk) begin
+    if ($write) begin
+        $memory[$waddr] <= $wdata;
+    end
+end
+
+always @(posedge $clk) begin
+    if ($read) begin
+        if ($clear_when) begin
+            $rdata <= 0;
+        end
+        else begin
+            $rdata <= $memory[$raddr];
+        end
+    end
+end
+"""
