@@ -1,37 +1,57 @@
-"""The plan file: a YAML description of a network and how to build it (the layers part).
+"""The plan file: a YAML description of a network and of the accelerator to build for it.
 
 A plan is data, never code: it is read with ``yaml.SafeLoader`` (no tags, no objects)
 through a subclass that records the line of every mapping key, so that every mistake is
 reported as ONE line ``file:line: field: what is wrong`` (:class:`PlanError`, a
 :class:`~cnn_ip.errors.UserError`, exit status 2 from the CLI).
 
-Shape of a plan (see ``examples/digits.yaml``)::
+Shape of a plan (see ``examples/digits.yaml`` and ``examples/tiny_yolov2.yaml``)::
 
     name: digits
     input: {channels: 1, height: 8, width: 8, bits: 8}
-    dataset: digits
+    dataset: digits                    # optional: digits | digits-detect
+    device: ecp5-85f                   # a name from fpga/devices.py (needed by assemble)
+    clock_mhz: 150                     # needed by assemble
+    target_fps: 100000                 # optional: without it, the highest rate that fits
+    limits: {bram: 0.9, dsp: 0.9, lut: 0.9, ff: 0.9}   # optional: share of each budget
+    dataflow: auto                     # optional default of every layer's dataflow
+    detect: {anchors: 5}               # optional: the last layer is a detection head
     layers:
       - {type: conv, out: 16, k: 3, pad: 1, act: relu, weights: int4, act_bits: 4}
       - {type: maxpool, k: 2}
-      - {type: dense, out: 10, weights: ternary, sparsity: auto}
+      - {type: dense, out: 10, weights: ternary, sparsity: auto, fold: {lanes: 2, simd: 16}}
     quantize: {seed: 0, evaluations: 16}     # optional: settings of `cnn-ip quantize`
 
 Layer types and keys (defaults in brackets):
 
-* ``conv``: ``out``, ``k``, ``stride`` [1], ``pad`` [0], ``act`` relu|leaky|none [relu],
-  ``slope`` (leaky only) [0.125], ``weights``, ``act_bits``, ``sparsity`` [0], ``bn`` [false]
-* ``maxpool``: ``k``, ``stride`` [k]
+* ``conv``: ``out``, ``k``, ``stride`` [1], ``pad`` [0] (zero rows/columns on each side),
+  ``act`` relu|leaky|none [relu], ``slope`` (leaky only) [0.125], ``weights``,
+  ``act_bits``, ``sparsity`` [0], ``bn`` [false]
+* ``maxpool``: ``k``, ``stride`` [k], ``pad`` [0]: Darknet's convention, ``pad`` extra rows
+  (and columns) in all, ``pad // 2`` above (left) and the rest below (right), filled with
+  the smallest value of the input's range; the output is ``(H + pad - k) // stride + 1``
+  high.  Tiny-YOLOv2's 2x2 stride-1 pool with ``pad: 1`` keeps 13x13.
 * ``dense``: ``out``, ``act`` [relu, or none for the last layer], ``weights``, ``act_bits``,
-  ``sparsity`` [0]
+  ``sparsity`` [0]; a conv whose window is the whole input map; its output is the 1x1 map
+  ``(out, 1, 1)``.
 
-``weights`` is ``binary``, ``ternary`` or ``int2`` .. ``int8``; ``act_bits`` 1..8; ``sparsity``
-a fraction in [0, 1) or ``auto`` (chosen by the Bayesian search; not for ``binary``, which
-has no zero code).  The last layer is the classifier: a ``dense`` layer with ``act: none``
-whose output is its accumulator, so it takes no ``act_bits``.  Every layer may carry a
-``name`` (default ``<type><index>``) and a ``dataflow`` (row|frame|auto).
+Every weight layer may carry ``fold: {lanes: L, simd: S}`` (L divides the layer's output
+channels, S its input channels; by default the planner chooses) and every layer a
+``dataflow`` (row | frame | auto, default the plan's) and a ``name`` (default
+``<type><index>``).  ``weights`` is ``binary``, ``ternary`` or ``int2`` .. ``int8``;
+``act_bits`` 1..8; ``sparsity`` a fraction in [0, 1) or ``auto`` (chosen by the Bayesian
+search; not for ``binary``, which has no zero code).
 
-The planner's fields ``device``, ``clock_mhz`` and ``dataflow`` are accepted with basic
-type checks and passed through uninterpreted (the planner's issue makes them final).
+The last layer outputs its accumulator (``act: none``, no ``act_bits``): a ``dense``
+classifier, or a ``conv`` head.  With ``detect: {anchors: N}`` (and optional ``classes``,
+default the data set's) the last layer is a conv head with ``N * (5 + classes)`` outputs;
+otherwise, with a data set, the last layer has one output per class.  ``dataset:
+digits`` fixes the input to 1x8x8; ``digits-detect`` takes its canvas size from ``input``
+(one channel).  A plan without a data set can still be planned and assembled with
+``--random-weights``.
+
+Shapes the blocks cannot build are rejected here, naming the block's limit (the limits are
+read from the blocks' own parameter tables).
 """
 from __future__ import annotations
 
@@ -44,22 +64,33 @@ import yaml
 from cnn_ip.errors import UserError
 from quant import weight_modes
 
-DATASETS = {"digits": {"shape": (1, 8, 8), "classes": 10}}
+# ``shape`` None: the data set takes its canvas from the plan's input (one channel, at
+# least ``min_size`` pixels a side).
+DATASETS = {"digits": {"shape": (1, 8, 8), "classes": 10},
+            "digits-detect": {"shape": None, "channels": 1, "min_size": 24, "classes": 10}}
 WEIGHT_MODES = weight_modes.PLAN_NAMES
 ACTIVATIONS = ("relu", "leaky", "none")
 DATAFLOWS = ("auto", "row", "frame")
-TOP_KEYS = ("name", "input", "dataset", "layers", "quantize", "device", "clock_mhz", "dataflow")
+TOP_KEYS = ("name", "input", "dataset", "layers", "quantize", "device", "clock_mhz",
+            "target_fps", "limits", "dataflow", "detect")
 INPUT_KEYS = ("channels", "height", "width", "bits")
+LIMIT_KEYS = ("lut", "ff", "dsp", "bram")
+DEFAULT_LIMIT = 0.9             # DESIGN.md Contract 7: at most 90 % of each budget
+DETECT_KEYS = ("anchors", "classes")
+BOX_VALUES = 5                  # per anchor: x, y, w, h, objectness (then the classes)
+MAX_CLOCK_MHZ = 1000
 QUANTIZE_KEYS = {"seed": int, "epochs": int, "qat_epochs": int, "search_epochs": int,
                  "final_epochs": int, "evaluations": int, "accuracy_budget": float,
                  "penalty": float, "mbits": int, "base_sparsity": float}
 QUANTIZE_RANGES = {"mbits": (2, 16), "base_sparsity": (0, 0.95), "seed": (0, 2**32 - 1)}
 COMMON_LAYER_KEYS = ("type", "name", "dataflow")
 LAYER_KEYS = {
-    "conv": ("out", "k", "stride", "pad", "act", "slope", "weights", "act_bits", "sparsity", "bn"),
-    "maxpool": ("k", "stride"),
-    "dense": ("out", "act", "slope", "weights", "act_bits", "sparsity"),
+    "conv": ("out", "k", "stride", "pad", "act", "slope", "weights", "act_bits", "sparsity", "bn",
+             "fold"),
+    "maxpool": ("k", "stride", "pad"),
+    "dense": ("out", "act", "slope", "weights", "act_bits", "sparsity", "fold"),
 }
+FOLD_KEYS = ("lanes", "simd")
 
 
 class PlanError(UserError):
@@ -85,6 +116,13 @@ class Layer:
     sparsity: float | str = 0.0
     bn: bool = False
     dataflow: str = "auto"
+    fold: tuple | None = None       # (lanes, simd) fixed by the plan, or None: the planner's
+    final: bool = False             # the last layer: outputs its accumulator
+    key_lines: tuple = field(default=(), compare=False, repr=False)   # (key, line) pairs
+
+    def line_of(self, key: str) -> int:
+        """The line of one of the layer's keys (the layer's line when the key is absent)."""
+        return dict(self.key_lines).get(key, self.line)
 
     @property
     def mode(self) -> tuple[str, int | None]:
@@ -105,23 +143,57 @@ class Layer:
     def has_weights(self) -> bool:
         return self.type in ("conv", "dense")
 
+    @property
+    def window(self) -> int:
+        """The window side: ``k``, or for a dense layer its whole (square) input map."""
+        return self.in_shape[1] if self.type == "dense" else self.k
+
+    @property
+    def reduce(self) -> int | None:
+        """Length of one dot product: K*K*Cin (a dense layer's window is its input map)."""
+        if not self.has_weights:
+            return None
+        c, h, w = self.in_shape
+        return c * (h * w if self.type == "dense" else self.k * self.k)
+
 
 @dataclass(frozen=True)
 class Plan:
     path: str
     name: str
-    dataset: str
+    dataset: str | None
     input_shape: tuple            # (channels, height, width)
     input_bits: int
     layers: tuple
     quantize: dict = field(default_factory=dict)
-    device: object = None
+    device: str | None = None
     clock_mhz: float | None = None
     dataflow: str = "auto"
+    target_fps: float | None = None
+    limits: dict = field(default_factory=lambda: dict.fromkeys(LIMIT_KEYS, DEFAULT_LIMIT))
+    detect: dict | None = None    # {"anchors": N, "classes": C} for a detection head
+    lines: dict = field(default_factory=dict)   # top-level key -> line (1-based)
 
     @property
-    def classes(self) -> int:
-        return DATASETS[self.dataset]["classes"]
+    def classes(self) -> int | None:
+        if self.detect is not None:
+            return self.detect["classes"]
+        return DATASETS[self.dataset]["classes"] if self.dataset else None
+
+    def line(self, key: str) -> int:
+        """The line of a top-level key (the plan's first line when the key is absent)."""
+        return self.lines.get(key, 1)
+
+    def fail(self, key: str, message: str):
+        """Raise ``PlanError`` for a top-level field, in the plan's one-line format."""
+        raise PlanError(f"{self.path}:{self.line(key)}: {key}: {message}")
+
+    def require(self, key: str, purpose: str):
+        """The value of an optional top-level field a command needs, or one-line error."""
+        value = getattr(self, key, None)
+        if value is None:
+            self.fail(key, f"missing ({purpose} needs it)")
+        return value
 
 
 # --------------------------------------------------------------------------- YAML + lines
@@ -193,26 +265,36 @@ def parse_plan(text: str, path: str = "<plan>") -> Plan:
     finally:
         loader.dispose()
     if not isinstance(doc, LineMap):
-        ctx.fail(1, "plan", "must be a mapping with name, input, dataset and layers")
+        ctx.fail(1, "plan", "must be a mapping with name, input and layers")
     _check_keys(ctx, doc, TOP_KEYS, "")
-    for key in ("name", "input", "dataset", "layers"):
+    for key in ("name", "input", "layers"):
         if key not in doc:
             ctx.fail(doc.line, key, "missing")
     name = _string(ctx, doc, "name", "name")
-    dataset = _choice(ctx, doc, "dataset", "dataset", tuple(DATASETS))
+    if not name.isidentifier():
+        ctx.fail(doc.key_lines["name"], "name", f"names the Verilog top: letters, digits and _ "
+                 f"not starting with a digit, got {name!r}")
+    dataset = _choice(ctx, doc, "dataset", "dataset", tuple(DATASETS)) if "dataset" in doc else None
     input_shape, input_bits = _input(ctx, doc, dataset)
-    layers = _layers(ctx, doc, input_shape, DATASETS[dataset]["classes"])
+    detect = _detect(ctx, doc, dataset)
+    dataflow = _choice(ctx, doc, "dataflow", "dataflow", DATAFLOWS) if "dataflow" in doc else "auto"
+    classes = detect["classes"] if detect else DATASETS[dataset]["classes"] if dataset else None
+    layers = _layers(ctx, doc, input_shape, dataset, classes, detect, dataflow)
     quantize = _quantize(ctx, doc)
-    device = doc.get("device")
-    if device is not None and not isinstance(device, (str, dict)):
-        ctx.fail(doc.key_lines["device"], "device", "must be a device name or a mapping of budgets")
+    device = None
+    if "device" in doc:
+        from fpga.devices import DEVICES
+        device = _choice(ctx, doc, "device", "device", tuple(DEVICES))
     clock = None
     if "clock_mhz" in doc:
-        clock = _number(ctx, doc, "clock_mhz", "clock_mhz", low=0, low_open=True)
-    dataflow = _choice(ctx, doc, "dataflow", "dataflow", DATAFLOWS) if "dataflow" in doc else "auto"
+        clock = _number(ctx, doc, "clock_mhz", "clock_mhz", low=0, high=MAX_CLOCK_MHZ, low_open=True)
+    fps = None
+    if "target_fps" in doc:
+        fps = _number(ctx, doc, "target_fps", "target_fps", low=0, low_open=True)
     return Plan(path=path, name=name, dataset=dataset, input_shape=input_shape,
                 input_bits=input_bits, layers=layers, quantize=quantize, device=device,
-                clock_mhz=clock, dataflow=dataflow)
+                clock_mhz=clock, dataflow=dataflow, target_fps=fps, limits=_limits(ctx, doc),
+                detect=detect, lines=dict(doc.key_lines))
 
 
 def _check_keys(ctx, mapping, allowed, prefix):
@@ -222,10 +304,15 @@ def _check_keys(ctx, mapping, allowed, prefix):
                      f"unknown key (allowed: {', '.join(allowed)})")
 
 
-def _input(ctx, doc, dataset):
-    spec = doc["input"]
+def _mapping(ctx, doc, key, field_name, what):
+    spec = doc[key]
     if not isinstance(spec, LineMap):
-        ctx.fail(doc.key_lines["input"], "input", "must be a mapping {channels, height, width, bits}")
+        ctx.fail(doc.key_lines[key], field_name, f"must be a mapping {what}")
+    return spec
+
+
+def _input(ctx, doc, dataset):
+    spec = _mapping(ctx, doc, "input", "input", "{channels, height, width, bits}")
     _check_keys(ctx, spec, INPUT_KEYS, "input.")
     for key in ("channels", "height", "width"):
         if key not in spec:
@@ -236,20 +323,62 @@ def _input(ctx, doc, dataset):
     if bits != 8:
         ctx.fail(spec.key_lines["bits"], "input.bits",
                  f"the network input is 8-bit unsigned (DESIGN.md Contract 2), got {bits}")
-    want = DATASETS[dataset]["shape"]
-    if shape != want:
+    if dataset is None:
+        return shape, bits
+    info = DATASETS[dataset]
+    want = info["shape"]
+    if want is not None and shape != want:
         ctx.fail(doc.key_lines["input"], "input",
                  f"dataset {dataset} has {want[0]}x{want[1]}x{want[2]} (channels x height x width) "
                  f"images, the plan says {shape[0]}x{shape[1]}x{shape[2]}")
+    if want is None and shape[0] != info["channels"]:
+        ctx.fail(spec.key_lines["channels"], "input.channels",
+                 f"dataset {dataset} has {info['channels']}-channel canvases, got {shape[0]}")
+    if want is None and min(shape[1:]) < info["min_size"]:
+        ctx.fail(doc.key_lines["input"], "input",
+                 f"dataset {dataset} needs canvases of at least {info['min_size']}x{info['min_size']} "
+                 f"(digits scaled up to 3x), got {shape[1]}x{shape[2]}")
     return shape, bits
+
+
+def _detect(ctx, doc, dataset):
+    if "detect" not in doc:
+        if dataset == "digits-detect":
+            ctx.fail(doc.key_lines["dataset"], "detect",
+                     "missing: dataset digits-detect needs a detection head, detect: {anchors: N}")
+        return None
+    spec = _mapping(ctx, doc, "detect", "detect", "{anchors: N, classes: C}")
+    _check_keys(ctx, spec, DETECT_KEYS, "detect.")
+    if "anchors" not in spec:
+        ctx.fail(spec.line, "detect.anchors", "missing")
+    anchors = _integer(ctx, spec, "anchors", "detect.anchors", 1, 64)
+    if "classes" in spec:
+        classes = _integer(ctx, spec, "classes", "detect.classes", 1, 4096)
+        if dataset is not None and classes != DATASETS[dataset]["classes"]:
+            ctx.fail(spec.key_lines["classes"], "detect.classes",
+                     f"dataset {dataset} has {DATASETS[dataset]['classes']} classes, got {classes}")
+    elif dataset is not None:
+        classes = DATASETS[dataset]["classes"]
+    else:
+        ctx.fail(spec.line, "detect.classes", "missing (no dataset gives the number of classes)")
+    return {"anchors": anchors, "classes": classes}
+
+
+def _limits(ctx, doc):
+    limits = dict.fromkeys(LIMIT_KEYS, DEFAULT_LIMIT)
+    if "limits" not in doc:
+        return limits
+    spec = _mapping(ctx, doc, "limits", "limits", "of shares of the budget, e.g. {bram: 0.9, dsp: 0.9}")
+    _check_keys(ctx, spec, LIMIT_KEYS, "limits.")
+    for key in spec:
+        limits[key] = _number(ctx, spec, key, f"limits.{key}", low=0, high=1, low_open=True)
+    return limits
 
 
 def _quantize(ctx, doc):
     if "quantize" not in doc:
         return {}
-    spec = doc["quantize"]
-    if not isinstance(spec, LineMap):
-        ctx.fail(doc.key_lines["quantize"], "quantize", "must be a mapping")
+    spec = _mapping(ctx, doc, "quantize", "quantize", "of settings")
     _check_keys(ctx, spec, tuple(QUANTIZE_KEYS), "quantize.")
     out = {}
     for key, kind in QUANTIZE_KEYS.items():
@@ -262,7 +391,7 @@ def _quantize(ctx, doc):
     return out
 
 
-def _layers(ctx, doc, input_shape, classes):
+def _layers(ctx, doc, input_shape, dataset, classes, detect, dataflow):
     items = doc["layers"]
     line = doc.key_lines["layers"]
     if not isinstance(items, list) or not items:
@@ -273,27 +402,44 @@ def _layers(ctx, doc, input_shape, classes):
         if not isinstance(item, LineMap):
             ctx.fail(line, where, "must be a mapping such as {type: conv, out: 16, k: 3, ...}")
         last = index == len(items) - 1
-        layer = _layer(ctx, item, where, index, shape, last)
+        after_dense = bool(layers) and layers[-1].type == "dense"
+        layer = _layer(ctx, item, where, index, shape, last, after_dense, dataflow,
+                       classify=dataset is not None and detect is None)
         if layer.name in names:
             ctx.fail(item.key_lines.get("name", item.line), f"{where}.name",
                      f"'{layer.name}' is used by an earlier layer")
         names.add(layer.name)
         layers.append(layer)
         shape = layer.out_shape
-    last = layers[-1]
-    if last.out != classes:
-        ctx.fail(items[-1].key_lines["out"], f"layers[{len(items) - 1}].out",
+    last, where = layers[-1], f"layers[{len(items) - 1}]"
+    if detect is not None:
+        want = detect["anchors"] * (BOX_VALUES + detect["classes"])
+        if last.type != "conv":
+            ctx.fail(items[-1].key_lines["type"], f"{where}.type",
+                     "with detect, the last layer must be the conv head")
+        if last.out != want:
+            ctx.fail(items[-1].key_lines["out"], f"{where}.out",
+                     f"the head needs anchors*(5+classes) = {detect['anchors']}*(5+"
+                     f"{detect['classes']}) = {want} outputs, got {last.out}")
+    elif classes is not None and last.out != classes:
+        ctx.fail(items[-1].key_lines["out"], f"{where}.out",
                  f"the dataset has {classes} classes, the last layer has {last.out} outputs")
+    _check_adjacent_folds(ctx, items, layers)
     return tuple(layers)
 
 
-def _layer(ctx, item, where, index, in_shape, last):
+def _layer(ctx, item, where, index, in_shape, last, after_dense, dataflow, classify):
     if "type" not in item:
         ctx.fail(item.line, f"{where}.type", f"missing (one of {', '.join(LAYER_KEYS)})")
     kind = _choice(ctx, item, "type", f"{where}.type", tuple(LAYER_KEYS))
     _check_keys(ctx, item, COMMON_LAYER_KEYS + LAYER_KEYS[kind], f"{where}.")
-    if last and kind != "dense":
-        ctx.fail(item.key_lines["type"], f"{where}.type", "the last layer must be the dense classifier")
+    if last and classify and kind != "dense":
+        ctx.fail(item.key_lines["type"], f"{where}.type",
+                 "the last layer must be the dense classifier (the dataset classifies images; "
+                 "a conv head needs detect)")
+    if last and kind == "maxpool":
+        ctx.fail(item.key_lines["type"], f"{where}.type",
+                 "the last layer must be a dense classifier or a conv head")
     line_of = lambda key: item.key_lines.get(key, item.line)  # noqa: E731
     required = {"conv": ("out", "k", "weights"), "maxpool": ("k",), "dense": ("out", "weights")}[kind]
     if kind != "maxpool" and not last:
@@ -301,12 +447,15 @@ def _layer(ctx, item, where, index, in_shape, last):
     for key in required:
         if key not in item:
             ctx.fail(item.line, f"{where}.{key}", "missing")
-    values = {"type": kind, "line": item.line, "in_shape": in_shape}
+    values = {"type": kind, "line": item.line, "in_shape": in_shape, "final": last}
     values["name"] = _string(ctx, item, "name", f"{where}.name") if "name" in item else f"{kind}{index}"
-    if "dataflow" in item:
-        values["dataflow"] = _choice(ctx, item, "dataflow", f"{where}.dataflow", DATAFLOWS)
+    if not values["name"].isidentifier():
+        ctx.fail(line_of("name"), f"{where}.name", "names Verilog modules and files: letters, "
+                 f"digits and _ not starting with a digit, got {values['name']!r}")
+    values["dataflow"] = (_choice(ctx, item, "dataflow", f"{where}.dataflow", DATAFLOWS)
+                          if "dataflow" in item else dataflow)
     channels, height, width = in_shape
-    if kind in ("conv", "maxpool") and in_shape[1:] == (0, 0):
+    if kind in ("conv", "maxpool") and after_dense:
         ctx.fail(item.line, f"{where}.type", f"{kind} cannot follow a dense layer")
     if kind in ("conv", "dense"):
         values["out"] = _integer(ctx, item, "out", f"{where}.out", 1, 65536)
@@ -338,24 +487,137 @@ def _layer(ctx, item, where, index, in_shape, last):
             if not isinstance(item["bn"], bool):
                 ctx.fail(line_of("bn"), f"{where}.bn", f"must be true or false, got {item['bn']!r}")
             values["bn"] = item["bn"]
-        out_h, out_w = _window(ctx, item, where, height, width, k, stride, pad)
+        out_h, out_w = _window(ctx, item, where, height, width, k, stride, 2 * pad, pad)
         out_shape = (values["out"], out_h, out_w)
     elif kind == "maxpool":
         k = values["k"] = _integer(ctx, item, "k", f"{where}.k", 1, 15)
         stride = values["stride"] = _integer(ctx, item, "stride", f"{where}.stride", 1, 15) if "stride" in item else k
-        out_h, out_w = _window(ctx, item, where, height, width, k, stride, 0)
+        pad = values["pad"] = _integer(ctx, item, "pad", f"{where}.pad", 0, 15) if "pad" in item else 0
+        if pad >= k:
+            ctx.fail(line_of("pad"), f"{where}.pad", f"must be smaller than k = {k}, got {pad}")
+        out_h, out_w = _window(ctx, item, where, height, width, k, stride, pad, pad)
         out_shape = (channels, out_h, out_w)
     else:
-        out_shape = (values["out"], 0, 0)       # a vector: (features, 0, 0)
-    return Layer(out_shape=out_shape, **values)
+        out_shape = (values["out"], 1, 1)       # a 1x1 map of `out` channels
+    if "fold" in item:
+        values["fold"] = _fold(ctx, item, where, channels, values["out"])
+    return Layer(out_shape=out_shape, key_lines=tuple(item.key_lines.items()), **values)
 
 
-def _window(ctx, item, where, height, width, k, stride, pad):
-    if k > height + 2 * pad or k > width + 2 * pad:
+def _fold(ctx, item, where, cin, cout):
+    spec = _mapping(ctx, item, "fold", f"{where}.fold", "{lanes: L, simd: S}")
+    _check_keys(ctx, spec, FOLD_KEYS, f"{where}.fold.")
+    for key in FOLD_KEYS:
+        if key not in spec:
+            ctx.fail(spec.line, f"{where}.fold.{key}", "missing")
+    lanes_hi, simd_hi = fold_limits()
+    lanes = _integer(ctx, spec, "lanes", f"{where}.fold.lanes", 1, lanes_hi)
+    simd = _integer(ctx, spec, "simd", f"{where}.fold.simd", 1, simd_hi)
+    if cout % lanes:
+        ctx.fail(spec.key_lines["lanes"], f"{where}.fold.lanes",
+                 f"must divide the layer's {cout} output channels, got {lanes}")
+    if cin % simd:
+        ctx.fail(spec.key_lines["simd"], f"{where}.fold.simd",
+                 f"must divide the layer's {cin} input channels, got {simd}")
+    return lanes, simd
+
+
+def _check_adjacent_folds(ctx, items, layers):
+    """Contract 7: a raster stage's L and the next stage's S divide one another (a width
+    adapter joins them); checked where the plan fixes both."""
+    before = None          # (index, lanes) of the last weight layer with a fixed fold
+    for index, layer in enumerate(layers):
+        if not layer.has_weights:
+            continue
+        if layer.fold and before:
+            lanes, simd = before[1], layer.fold[1]
+            if lanes % simd and simd % lanes:
+                spec = items[index]["fold"]
+                ctx.fail(spec.key_lines["simd"], f"layers[{index}].fold.simd",
+                         f"must divide or be a multiple of layers[{before[0]}]'s {lanes} lanes "
+                         f"(a width adapter joins them), got {simd}")
+        before = (index, layer.fold[0]) if layer.fold else None
+
+
+def _window(ctx, item, where, height, width, k, stride, pad_total, pad):
+    if k > height + pad_total or k > width + pad_total:
         ctx.fail(item.key_lines["k"], f"{where}.k",
                  f"window {k}x{k} does not fit the {height}x{width} input"
                  + (f" padded by {pad}" if pad else ""))
-    return (height + 2 * pad - k) // stride + 1, (width + 2 * pad - k) // stride + 1
+    return (height + pad_total - k) // stride + 1, (width + pad_total - k) // stride + 1
+
+
+# --------------------------------------------------------------------------- block limits
+
+def _params(module_name):
+    import importlib
+    return {p.name: p for p in importlib.import_module(module_name).BLOCK.params}
+
+
+def fold_limits() -> tuple[int, int]:
+    """The largest lanes and simd the MAC array takes (its parameter table)."""
+    mac = _params("blocks.mac")
+    return mac["lanes"].hi, mac["simd"].hi
+
+
+def frame_flow_available() -> bool:
+    """Whether the frame data flow's stage exists yet (DESIGN.md Contract 6; issue 13)."""
+    import importlib.util
+    try:
+        return importlib.util.find_spec("assemblies.conv_frame") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def largest_divisor(n: int, limit: int) -> int:
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def check_buildable(plan: Plan) -> None:
+    """Raise :class:`PlanError` (``file:line: layers[i].field: ...``) for the first layer
+    whose shape the blocks cannot build, naming the block's limit.  Hardware only: a plan
+    the blocks cannot build may still be quantized."""
+    for index, layer in enumerate(plan.layers):
+        if layer.dataflow == "frame" and not frame_flow_available():
+            raise PlanError(f"{plan.path}:{layer.line_of('dataflow')}: layers[{index}].dataflow: "
+                            "the frame data flow is not built yet (assemblies/conv_frame.py); "
+                            "use row or auto")
+        if layer.dataflow == "row" or (layer.dataflow == "auto" and not frame_flow_available()):
+            problem = row_limit(layer)
+            if problem:
+                field_name, message = problem
+                raise PlanError(f"{plan.path}:{layer.line_of(field_name)}: "
+                                f"layers[{index}].{field_name}: {message}")
+
+
+def row_limit(layer: Layer, simd: int | None = None):
+    """``(field, message)`` naming the block limit a row-based stage of ``layer`` breaks, or
+    None.  ``simd`` is the fold's S (default: the plan's, else the largest the MAC takes)."""
+    from blocks import line_buffer
+    lb, mac = _params("blocks.line_buffer"), _params("blocks.mac")
+    c, h, w = layer.in_shape
+    if layer.type == "dense" and (h != w or h > lb["k"].hi):
+        return "type", (f"a row-based dense layer's window is its whole input map, which must be "
+                        f"square and at most {lb['k'].hi}x{lb['k'].hi} (line_buffer's k), "
+                        f"got {h}x{w}; give dataflow: frame")
+    checks = [("k", layer.window, lb["k"]), ("stride", layer.stride, lb["stride"]),
+              ("pad", layer.pad, lb["pad"]), ("type", c, lb["channels"])]
+    for field_name, value, param in checks:
+        if value > param.hi:
+            what = "input channels" if field_name == "type" else field_name
+            return field_name, (f"the line buffer takes {what} up to {param.hi} "
+                                f"(line_buffer's {param.name}), got {value}")
+    if layer.has_weights and layer.reduce > mac["reduce"].hi:
+        return "type", (f"a dot product of K*K*Cin = {layer.reduce} exceeds mac_array's reduce "
+                        f"limit {mac['reduce'].hi}")
+    simd = simd or (layer.fold[1] if layer.fold else largest_divisor(c, mac["simd"].hi)
+                    if layer.has_weights else c)
+    depth = line_buffer.ring_rows(layer.window, layer.stride) * w * (c // simd)
+    if depth > line_buffer.MAX_DEPTH:
+        return ("fold" if layer.fold else "type"), (
+            f"the line buffer needs (k+stride)*W*Cin/S = {depth} words at S = {simd}, beyond "
+            f"line_buffer's {line_buffer.MAX_DEPTH}")
+    return None
 
 
 # --------------------------------------------------------------------------- scalars

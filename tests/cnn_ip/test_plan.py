@@ -42,7 +42,7 @@ def test_loading_executes_nothing():
 CASES = [
     (HEAD + GOOD_LAYERS + "colour: red\n", "p.yaml:8: colour: unknown key"),
     (HEAD.replace("dataset: digits", "dataset: mnist") + GOOD_LAYERS,
-     "p.yaml:3: dataset: must be one of digits, got 'mnist'"),
+     "p.yaml:3: dataset: must be one of digits, digits-detect, got 'mnist'"),
     (HEAD.replace("name: t\n", "") + GOOD_LAYERS, "p.yaml:1: name: missing"),
     (HEAD.replace("bits: 8", "bits: 4") + GOOD_LAYERS,
      "p.yaml:2: input.bits: the network input is 8-bit unsigned"),
@@ -109,3 +109,136 @@ def test_each_mistake_is_one_line_with_file_line_and_field(text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(PlanError, match=r"nope.yaml: cannot read"):
         load_plan(tmp_path / "nope.yaml")
+
+
+# ---------------------------------------------------------------- the planner's fields
+
+FREE = """name: net
+input: {channels: 3, height: 20, width: 12}
+device: xc7vx485t
+clock_mhz: 200
+layers:
+  - {type: conv, out: 8, k: 3, pad: 1, act: leaky, weights: int4, act_bits: 4, fold: {lanes: 4, simd: 3}}
+  - {type: maxpool, k: 2, stride: 1, pad: 1}
+  - {type: conv, out: 16, k: 3, stride: 2, weights: binary, act_bits: 3, dataflow: row}
+  - {type: conv, out: 6, k: 1, weights: ternary}
+"""
+
+
+def test_free_input_shape_conv_head_and_planner_fields():
+    plan = parse_plan(FREE + "target_fps: 50\nlimits: {bram: 0.5, dsp: 1}\n")
+    assert plan.dataset is None and plan.classes is None and plan.input_shape == (3, 20, 12)
+    assert plan.device == "xc7vx485t" and plan.clock_mhz == 200.0 and plan.target_fps == 50.0
+    assert plan.limits == {"lut": 0.9, "ff": 0.9, "dsp": 1.0, "bram": 0.5}
+    conv, pool, conv2, head = plan.layers
+    assert conv.fold == (4, 3) and conv.act == "leaky" and conv.reduce == 27
+    # Darknet's pool padding: pad 1 with k 2, stride 1 keeps the map's size
+    assert (pool.pad, pool.out_shape) == (1, (8, 20, 12))
+    assert conv2.out_shape == (16, 9, 5) and conv2.dataflow == "row" and conv2.fold is None
+    assert head.final and head.act == "none" and head.out_shape == (6, 9, 5)
+    assert head.act_bits is None and not conv.final
+
+
+def test_dense_output_is_a_1x1_map_and_dense_window_is_the_map():
+    plan = parse_plan(HEAD + GOOD_LAYERS)
+    dense = plan.layers[-1]
+    assert dense.out_shape == (10, 1, 1) and dense.window == 4 and dense.reduce == 4 * 4 * 4
+
+
+def test_defaults_without_planner_fields():
+    plan = parse_plan(HEAD + GOOD_LAYERS)
+    assert plan.device is None and plan.target_fps is None and plan.detect is None
+    assert plan.limits == {"lut": 0.9, "ff": 0.9, "dsp": 0.9, "bram": 0.9}
+    assert all(layer.dataflow == "auto" for layer in plan.layers)
+    with pytest.raises(PlanError, match=r"^<plan>:1: device: missing \(assemble needs it\)$"):
+        plan.require("device", "assemble")
+
+
+DETECT = """name: det
+input: {channels: 1, height: 32, width: 32}
+dataset: digits-detect
+detect: {anchors: 3}
+layers:
+  - {type: conv, out: 8, k: 3, pad: 1, act: leaky, weights: int4, act_bits: 4}
+  - {type: conv, out: 45, k: 1, weights: int8}
+"""
+
+def test_detection_plan():
+    plan = parse_plan(DETECT.replace("  - {type: conv, out: 45", "  - {type: maxpool, k: 2}\n  - {type: conv, out: 45"))
+    assert plan.detect == {"anchors": 3, "classes": 10} and plan.classes == 10
+    assert plan.layers[-1].out_shape == (45, 16, 16)
+
+
+PLANNER_CASES = [
+    (FREE + "device: vc707\n", "p.yaml:10: device: given twice"),
+    (FREE.replace("device: xc7vx485t", "device: vc707"),
+     "p.yaml:3: device: must be one of xc7z020, xc7vx485t"),
+    (FREE.replace("clock_mhz: 200", "clock_mhz: 0"), "p.yaml:4: clock_mhz: must be > 0, got 0"),
+    (FREE.replace("clock_mhz: 200", "clock_mhz: 5000"), "p.yaml:4: clock_mhz: must be <= 1000"),
+    (FREE + "target_fps: -3\n", "p.yaml:10: target_fps: must be > 0, got -3"),
+    (FREE + "limits: {bram: 1.5}\n", "p.yaml:10: limits.bram: must be <= 1, got 1.5"),
+    (FREE + "limits: {luts: 0.5}\n", "p.yaml:10: limits.luts: unknown key (allowed: lut, ff, dsp, bram)"),
+    (FREE + "limits: 0.5\n", "p.yaml:10: limits: must be a mapping"),
+    (FREE.replace("fold: {lanes: 4, simd: 3}", "fold: {lanes: 3, simd: 3}"),
+     "p.yaml:6: layers[0].fold.lanes: must divide the layer's 8 output channels, got 3"),
+    (FREE.replace("fold: {lanes: 4, simd: 3}", "fold: {lanes: 4, simd: 2}"),
+     "p.yaml:6: layers[0].fold.simd: must divide the layer's 3 input channels, got 2"),
+    (FREE.replace("fold: {lanes: 4, simd: 3}", "fold: {lanes: 4}"),
+     "p.yaml:6: layers[0].fold.simd: missing"),
+    (FREE.replace("fold: {lanes: 4, simd: 3}", "fold: {lanes: 128, simd: 3}"),
+     "p.yaml:6: layers[0].fold.lanes: must be an integer in 1..64, got 128"),
+    (FREE.replace("fold: {lanes: 4, simd: 3}", "fold: {lanes: 4, simd: 3, pe: 2}"),
+     "p.yaml:6: layers[0].fold.pe: unknown key"),
+    (FREE.replace("{type: maxpool, k: 2, stride: 1, pad: 1}", "{type: maxpool, k: 2, pad: 2}"),
+     "p.yaml:7: layers[1].pad: must be smaller than k = 2, got 2"),
+    (FREE.replace("name: net", "name: my-net"), "p.yaml:1: name: names the Verilog top"),
+    (FREE.replace("{type: maxpool,", "{name: 2nd, type: maxpool,"), "p.yaml:7: layers[1].name: names Verilog"),
+    (FREE.replace("dataflow: row", "dataflow: column"), "p.yaml:8: layers[2].dataflow: must be one of auto, row, frame"),
+    (FREE.replace("{type: conv, out: 6, k: 1, weights: ternary}", "{type: maxpool, k: 1}"),
+     "p.yaml:9: layers[3].type: the last layer must be a dense classifier or a conv head"),
+    (DETECT.replace("out: 45", "out: 40"),
+     "p.yaml:7: layers[1].out: the head needs anchors*(5+classes) = 3*(5+10) = 45 outputs, got 40"),
+    (DETECT.replace("detect: {anchors: 3}\n", ""),
+     "p.yaml:3: detect: missing: dataset digits-detect needs a detection head"),
+    (DETECT.replace("anchors: 3", "anchors: 3, classes: 20"),
+     "p.yaml:4: detect.classes: dataset digits-detect has 10 classes, got 20"),
+    (DETECT.replace("dataset: digits-detect\n", ""), "p.yaml:3: detect.classes: missing"),
+    (DETECT.replace("height: 32", "height: 16"), "p.yaml:2: input: dataset digits-detect needs canvases of at least 24x24"),
+    (DETECT.replace("channels: 1", "channels: 3"), "p.yaml:2: input.channels: dataset digits-detect has 1-channel"),
+    (DETECT.replace("{type: conv, out: 45, k: 1, weights: int8}", "{type: dense, out: 45, weights: int8}"),
+     "p.yaml:7: layers[1].type: with detect, the last layer must be the conv head"),
+]
+
+
+@pytest.mark.parametrize("text,message", PLANNER_CASES, ids=range(len(PLANNER_CASES)))
+def test_planner_field_mistakes(text, message):
+    with pytest.raises(PlanError) as info:
+        parse_plan(text, "p.yaml")
+    assert str(info.value).startswith(message), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_adjacent_fixed_folds_must_divide_one_another():
+    text = FREE.replace("dataflow: row}", "dataflow: row, fold: {lanes: 2, simd: 8}}")
+    parse_plan(text)                       # 4 lanes into simd 8: a width adapter joins them
+    bad = FREE.replace("fold: {lanes: 4, simd: 3}", "fold: {lanes: 8, simd: 3}").replace(
+        "dataflow: row}", "dataflow: row, fold: {lanes: 2, simd: 4}}").replace(
+        "out: 8, k: 3, pad: 1", "out: 24, k: 3, pad: 1").replace("lanes: 8, simd: 3", "lanes: 3, simd: 3")
+    with pytest.raises(PlanError, match=r"^p.yaml:8: layers\[2\].fold.simd: must divide or be a "
+                       r"multiple of layers\[0\]'s 3 lanes"):
+        parse_plan(bad, "p.yaml")
+
+
+def test_shapes_the_blocks_cannot_build_name_the_limit():
+    from cnn_ip.plan import check_buildable
+    big_dense = HEAD + GOOD_LAYERS.replace("  - {type: maxpool, k: 2}\n", "")
+    plan = parse_plan(big_dense, "p.yaml")      # quantize can still use it
+    with pytest.raises(PlanError, match=r"^p.yaml:6: layers\[1\].type: a row-based dense layer's "
+                       r"window is its whole input map, which must be square and at most 7x7 "
+                       r"\(line_buffer's k\), got 8x8"):
+        check_buildable(plan)
+    wide_k = FREE.replace("out: 6, k: 1", "out: 6, k: 9, pad: 4")
+    with pytest.raises(PlanError, match=r"^p.yaml:9: layers\[3\].k: the line buffer takes k up to 7 "
+                       r"\(line_buffer's k\), got 9"):
+        check_buildable(parse_plan(wide_k, "p.yaml"))
+    check_buildable(parse_plan(FREE, "p.yaml"))
