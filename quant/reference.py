@@ -14,7 +14,11 @@ the hardware's data order:
   ``M_neg[c]`` replaces ``M[c]`` for negative ``acc`` (leaky ReLU; equal to ``M`` otherwise);
   ``lo, hi = 0, 2**A-1`` after ReLU and ``-2**(A-1), 2**(A-1)-1`` after leaky/none
   (those outputs are signed, see docs/quant.md);
-* max-pooling works on the requantized integers;
+* max-pooling works on the requantized integers; a padded pool pads with ``lo``, the
+  smallest value of its input's range (0 after ReLU and for the uint8 image, -2**(A-1)
+  after leaky/none), so padding never wins a window; ``pad`` cells go before (top, left)
+  and ``pad_end`` cells (default ``pad``) after (bottom, right): Tiny-YOLOv2's last pool is
+  k=2, stride 1, pad 0, pad_end 1, which keeps 13x13;
 * the last layer (the classifier) outputs ``z[c] = acc[c] * M[c]``, unshifted and
   unclamped: ``M[c] / 2**S`` is its channel's weight scale relative to the largest, so
   ``z`` is proportional to the real logit and ``argmax(z)`` (first maximum) is the class.
@@ -37,6 +41,7 @@ class IntLayer:
     k: int = 1
     stride: int = 1
     pad: int = 0
+    pad_end: int | None = None     # maxpool: padding after (bottom/right); None: ``pad``
     weights: str | None = None     # binary | ternary | intN
     act: str = "none"
     act_bits: int | None = None
@@ -81,13 +86,23 @@ def im2col(x, k: int, stride: int, pad: int) -> np.ndarray:
     return cols.reshape(n, ho, wo, k * k * c)
 
 
-def maxpool(x, k: int, stride: int) -> np.ndarray:
+def maxpool(x, k: int, stride: int, pad: int = 0, pad_end: int | None = None,
+            lo: int = 0) -> np.ndarray:
+    """Max over K x K windows of an NHWC map, padded with ``lo`` (the smallest value of the
+    input's range): ``pad`` rows/columns before, ``pad_end`` (default ``pad``) after."""
+    pad_end = pad if pad_end is None else pad_end
+    x = np.asarray(x, dtype=np.int64)
+    if (pad or pad_end) and x.size and int(x.min()) < lo:
+        raise ValueError(f"lo: the padding value {lo} must be the smallest value of the "
+                         f"input's range, but the input holds {int(x.min())}")
     n, h, w, c = x.shape
-    ho, wo = (h - k) // stride + 1, (w - k) // stride + 1
+    xp = np.full((n, h + pad + pad_end, w + pad + pad_end, c), lo, dtype=np.int64)
+    xp[:, pad:pad + h, pad:pad + w] = x
+    ho, wo = (h + pad + pad_end - k) // stride + 1, (w + pad + pad_end - k) // stride + 1
     out = np.full((n, ho, wo, c), np.iinfo(np.int64).min, dtype=np.int64)
     for ky in range(k):
         for kx in range(k):
-            out = np.maximum(out, x[:, ky:ky + stride * ho:stride, kx:kx + stride * wo:stride])
+            out = np.maximum(out, xp[:, ky:ky + stride * ho:stride, kx:kx + stride * wo:stride])
     return out
 
 
@@ -101,9 +116,12 @@ def accumulate(layer: IntLayer, x) -> np.ndarray:
     return cols @ W.T + np.asarray(layer.bias, dtype=np.int64)
 
 
-def run_layer(layer: IntLayer, x) -> np.ndarray:
+def run_layer(layer: IntLayer, x, *, lo: int = 0) -> np.ndarray:
+    """One layer on NHWC ``x``; ``lo`` is the smallest value of ``x``'s range (0 for the
+    uint8 image and after ReLU, the previous layer's ``lo`` otherwise): a padded max-pool
+    pads with it."""
     if layer.type == "maxpool":
-        return maxpool(x, layer.k, layer.stride)
+        return maxpool(x, layer.k, layer.stride, layer.pad, layer.pad_end, lo)
     acc = accumulate(layer, x)
     if layer.final:
         return acc * np.asarray(layer.M, dtype=np.int64)
@@ -116,8 +134,11 @@ def run(layers, x_u8) -> np.ndarray:
     if x.dtype != np.uint8:
         raise ValueError("x_u8: the network input is 8-bit unsigned (uint8)")
     x = x.astype(np.int64)
+    lo = 0                                     # the image's range is [0, 255]
     for layer in layers:
-        x = run_layer(layer, x)
+        x = run_layer(layer, x, lo=lo)
+        if layer.type != "maxpool":            # a pool keeps its input's range
+            lo = layer.lo
     return x
 
 

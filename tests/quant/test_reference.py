@@ -70,6 +70,44 @@ def test_maxpool_matches_slow_loops():
             assert got[n, oy, ox, c] == max(window)
 
 
+@pytest.mark.parametrize("k,stride,pad,pad_end,lo", [(2, 1, 0, 1, 0), (2, 1, 1, 1, -8),
+                                                      (3, 2, 1, None, -8), (3, 1, 2, 2, 0),
+                                                      (2, 2, 1, 0, 0), (3, 3, 1, 2, -2)])
+def test_padded_maxpool_pads_with_the_range_minimum(k, stride, pad, pad_end, lo):
+    rng = np.random.default_rng(k * 10 + stride + pad)
+    h, w = 7, 6
+    x = rng.integers(lo, lo + 16, (2, h, w, 3))
+    x[0, 0, 0, 0], x[1, -1, -1, -1] = lo, lo          # the minimum sits next to padding
+    after = pad if pad_end is None else pad_end
+    layer = IntLayer(type="maxpool", name="p", in_shape=(3, h, w), out_shape=(3, 0, 0), k=k,
+                     stride=stride, pad=pad, pad_end=pad_end)
+    got = reference.run_layer(layer, x, lo=lo)
+    ho, wo = (h + pad + after - k) // stride + 1, (w + pad + after - k) // stride + 1
+    assert got.shape == (2, ho, wo, 3)
+    for n, oy, ox, c in np.ndindex(got.shape):
+        cells = [(oy * stride + dy - pad, ox * stride + dx - pad) for dy in range(k) for dx in range(k)]
+        values = [x[n, y, xx, c] if 0 <= y < h and 0 <= xx < w else lo for y, xx in cells]
+        assert got[n, oy, ox, c] == max(values)
+    if lo < 0:          # padding with a value above the range's minimum is refused
+        with pytest.raises(ValueError, match="^lo: "):
+            reference.run_layer(layer, x, lo=0)
+
+
+def test_tiny_yolo_last_pool_keeps_13x13_and_run_pads_with_the_previous_range():
+    rng = np.random.default_rng(4)
+    conv = conv_layer(np.array([-1, 1]).reshape(2, 1, 1, 1), np.zeros(2, np.int64),
+                      np.ones(2, np.int64), np.ones(2, np.int64), 1, -8, 7, 1, 0, 13, 13)
+    pool = IntLayer(type="maxpool", name="p", in_shape=(2, 13, 13), out_shape=(2, 13, 13),
+                    k=2, stride=1, pad=0, pad_end=1)
+    x = rng.integers(0, 256, (1, 13, 13, 1)).astype(np.uint8)
+    y = reference.run_layer(conv, x.astype(np.int64))
+    assert y.min() < 0            # signed input to the pool: padding with 0 would win
+    out = reference.run([conv, pool], x)
+    assert out.shape == (1, 13, 13, 2)
+    assert np.array_equal(out[0, -1, -1], y[0, -1, -1])         # a window of one real cell
+    assert np.array_equal(out[0, 0, 0], y[0, :2, :2].max(axis=(0, 1)))
+
+
 def test_dense_sees_the_map_in_yxc_order():
     rng = np.random.default_rng(2)
     h, w, c, out = 2, 3, 4, 5
