@@ -30,7 +30,9 @@ Layer types and keys (defaults in brackets):
 * ``maxpool``: ``k``, ``stride`` [k], ``pad`` [0]: Darknet's convention, ``pad`` extra rows
   (and columns) in all, ``pad // 2`` above (left) and the rest below (right), filled with
   the smallest value of the input's range; the output is ``(H + pad - k) // stride + 1``
-  high.  Tiny-YOLOv2's 2x2 stride-1 pool with ``pad: 1`` keeps 13x13.
+  high.  Tiny-YOLOv2's 2x2 stride-1 pool with ``pad: 1`` keeps 13x13.  ``Layer.pad_before``
+  and ``Layer.pad_after`` give the split (``quant.reference.IntLayer``'s ``pad`` and
+  ``pad_end``).
 * ``dense``: ``out``, ``act`` [relu, or none for the last layer], ``weights``, ``act_bits``,
   ``sparsity`` [0]; a conv whose window is the whole input map; its output is the 1x1 map
   ``(out, 1, 1)``.
@@ -142,6 +144,16 @@ class Layer:
     @property
     def has_weights(self) -> bool:
         return self.type in ("conv", "dense")
+
+    @property
+    def pad_before(self) -> int:
+        """Padding rows above (columns left): a conv's ``pad``; a pool's ``pad // 2``."""
+        return self.pad // 2 if self.type == "maxpool" else self.pad
+
+    @property
+    def pad_after(self) -> int:
+        """Padding rows below (columns right): ``quant.reference.IntLayer.pad_end``."""
+        return self.pad - self.pad_before if self.type == "maxpool" else self.pad
 
     @property
     def window(self) -> int:

@@ -134,6 +134,7 @@ def test_free_input_shape_conv_head_and_planner_fields():
     assert conv.fold == (4, 3) and conv.act == "leaky" and conv.reduce == 27
     # Darknet's pool padding: pad 1 with k 2, stride 1 keeps the map's size
     assert (pool.pad, pool.out_shape) == (1, (8, 20, 12))
+    assert (pool.pad_before, pool.pad_after, conv.pad_before, conv.pad_after) == (0, 1, 1, 1)
     assert conv2.out_shape == (16, 9, 5) and conv2.dataflow == "row" and conv2.fold is None
     assert head.final and head.act == "none" and head.out_shape == (6, 9, 5)
     assert head.act_bits is None and not conv.final
