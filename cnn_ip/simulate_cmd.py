@@ -105,7 +105,8 @@ def run_rtl(rtl, top: str, frames: list[list[int]], *, simulator: str, build_dir
     build_s = time.perf_counter() - started
     job = {"frames": frames, "steady": min(steady, len(frames)), "idle": idle,
            "stall": stall, "seed": seed, "period_ns": PERIOD_NS,
-           "reset_cycles": RESET_CYCLES, "frame_timeout": frame_timeout, "result": str(build_dir / "result.json")}
+           "reset_cycles": RESET_CYCLES, "frame_timeout": frame_timeout,
+           "result": str(build_dir / "result.json")}
     (build_dir / "job.json").write_text(json.dumps(job))
     result_file = build_dir / "result.json"
     result_file.unlink(missing_ok=True)
@@ -125,12 +126,11 @@ def run_rtl(rtl, top: str, frames: list[list[int]], *, simulator: str, build_dir
 
 def image_beats(x_u8) -> list[list[int]]:
     """``s_axis_img`` beats of uint8 NHWC images: one pixel a beat, channels little-endian."""
+    from blocks.stream import pack
+
     x = np.asarray(x_u8, dtype=np.uint8)
     n, h, w, c = x.shape
-    weights = [1 << (8 * i) for i in range(c)]
-    pixels = x.reshape(n, h * w, c).astype(object)
-    return [[int(sum(int(v) * wt for v, wt in zip(px, weights))) for px in image]
-            for image in pixels] if c > 1 else x.reshape(n, h * w).astype(int).tolist()
+    return [[pack(pixel, 8) for pixel in image] for image in x.reshape(n, h * w, c).tolist()]
 
 
 def decode_frame(beats: list[int], spec: dict) -> np.ndarray | None:
@@ -233,51 +233,73 @@ def reference_maps(layers, x_u8, spec: dict) -> np.ndarray:
     return reference_run(layers, x_u8).reshape(len(x_u8), height, width, channels)
 
 
-def run(args) -> int:
-    directory = Path(args.directory)
+def simulate(directory, *, images: int | None = None, simulator: str | None = None,
+             seed: int = 0) -> dict:
+    """Run an assemble output's RTL on the plan's test images; return what ``run`` prints."""
+    directory = Path(directory)
     plan, sidecar, layers, report = load_design(directory)
     if plan.dataset is None:
         raise UserError(f"simulate: {directory}/plan.yaml: dataset: needed for test images")
-    if args.images is not None and args.images < 1:
-        raise UserError(f"simulate: --images: must be >= 1, got {args.images}")
+    if images is not None and images < 1:
+        raise UserError(f"simulate: --images: must be >= 1, got {images}")
     from quant.data import load_dataset
     test = load_dataset(plan.dataset).test
-    count = len(test.y) if args.images is None else min(args.images, len(test.y))
+    count = len(test.y) if images is None else min(images, len(test.y))
     x, labels = test.x[:count], test.y[:count]
-    simulator = args.simulator or default_simulator()
+    simulator = simulator or default_simulator()
     spec = sidecar["output"]
     expect = reference_maps(layers, x, spec)
-
     result = run_rtl(directory / "rtl", sidecar["top"], image_beats(x), simulator=simulator,
-                     build_dir=directory / "sim_build" / simulator, seed=args.seed)
+                     build_dir=directory / "sim_build" / simulator, seed=seed)
+    steady_count = min(STEADY_FRAMES, count)
     stalled = compare(result["frames"][:count], expect, spec)
-    steady = compare(result["frames"][count:], expect[:STEADY_FRAMES], spec)
-    compared = stalled["compared"] + steady["compared"]
+    steady = compare(result["frames"][count:], expect[:steady_count], spec)
     mismatches = stalled["mismatches"] + steady["mismatches"]
-    if result["extra_beats"] or len(result["frames"]) != count + min(STEADY_FRAMES, count):
+    if result["extra_beats"] or len(result["frames"]) != count + steady_count:
         mismatches += 1
-
-    print(f"{plan.name}: {count} test images through rtl/{sidecar['top']}.v on {simulator} "
-          f"(random stalls: {IDLE:.0%} idle in, {STALL:.0%} back-pressure out, seed {args.seed})"
-          f", then {min(STEADY_FRAMES, count)} frames without stalls")
-    if result["timeout"]:
-        print(f"stopped: no output frame for {FRAME_TIMEOUT} cycles after "
-              f"{len(result['frames'])} frames")
-    print(f"values compared {compared}, mismatches {mismatches}"
-          + (f" (first at image {stalled['first_bad_frame']})"
-             if stalled["first_bad_frame"] is not None else ""))
+    summary = {"name": plan.name, "top": sidecar["top"], "simulator": simulator,
+               "images": count, "steady_frames": steady_count, "seed": seed,
+               "compared": stalled["compared"] + steady["compared"], "mismatches": mismatches,
+               "first_bad_image": stalled["first_bad_frame"], "timeout": result["timeout"],
+               "frames_out": len(result["frames"]),
+               "measured_cycles_per_frame": steady_period(result["end_cycles"], count),
+               "planned_cycles_per_frame": planned_cycles(report),
+               "cycles": result["cycles"], "sim_wall_s": result["wall_s"],
+               "build_s": result["build_s"], "rtl_accuracy": None, "int_accuracy": None}
     if spec["shape"][1:] == [1, 1]:
-        rtl_acc = float(np.mean(np.argmax(stalled["values"].reshape(count, -1), axis=1) == labels))
-        int_acc = float(np.mean(np.argmax(expect.reshape(count, -1), axis=1) == labels))
-        print(f"top-1 accuracy: RTL {rtl_acc:.4f}, integer model {int_acc:.4f}")
-    measured = steady_period(result["end_cycles"], count)
-    planned = planned_cycles(report)
+        top1 = lambda z: float(np.mean(np.argmax(z.reshape(count, -1), axis=1) == labels))  # noqa: E731
+        summary["rtl_accuracy"] = top1(stalled["values"])
+        summary["int_accuracy"] = top1(expect)
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"{s['name']}: {s['images']} test images through rtl/{s['top']}.v on "
+             f"{s['simulator']} (random stalls: {IDLE:.0%} idle in, {STALL:.0%} back-pressure "
+             f"out, seed {s['seed']}), then {s['steady_frames']} frames without stalls"]
+    if s["timeout"]:
+        lines.append(f"stopped: no output frame for {FRAME_TIMEOUT} cycles after "
+                     f"{s['frames_out']} frames")
+    lines.append(f"values compared {s['compared']}, mismatches {s['mismatches']}"
+                 + (f" (first at image {s['first_bad_image']})"
+                    if s["first_bad_image"] is not None else ""))
+    if s["rtl_accuracy"] is not None:
+        lines.append(f"top-1 accuracy: RTL {s['rtl_accuracy']:.4f}, integer model "
+                     f"{s['int_accuracy']:.4f}")
+    measured, planned = s["measured_cycles_per_frame"], s["planned_cycles_per_frame"]
     if measured is not None:
         line = f"cycles per frame (steady state): measured {measured:.1f}"
         if planned:
             line += f", planned {planned:g} ({(measured - planned) / planned:+.1%})"
-        print(line)
-    speed = result["cycles"] / result["wall_s"] if result["wall_s"] > 0 else float("nan")
-    print(f"simulated {result['cycles']:.0f} cycles in {result['wall_s']:.1f} s "
-          f"({speed:,.0f} cycles/s; build {result['build_s']:.1f} s)")
-    return 1 if mismatches else 0
+        lines.append(line)
+    speed = s["cycles"] / s["sim_wall_s"] if s["sim_wall_s"] > 0 else float("nan")
+    lines.append(f"simulated {s['cycles']:.0f} cycles in {s['sim_wall_s']:.1f} s "
+                 f"({speed:,.0f} cycles/s; build {s['build_s']:.1f} s)")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    summary = simulate(args.directory, images=args.images, simulator=args.simulator,
+                       seed=args.seed)
+    print(format_summary(summary))
+    return 1 if summary["mismatches"] else 0

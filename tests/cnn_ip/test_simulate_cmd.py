@@ -1,0 +1,50 @@
+"""``cnn-ip simulate``: stream packing and unpacking by hand, user errors, and the digits
+network assembled by the CLI and simulated on all 360 test images, bit-exact."""
+import numpy as np
+import pytest
+
+from cnn_ip.cli import main
+from cnn_ip.simulate_cmd import compare, decode_frame, image_beats, steady_period
+
+
+def test_image_beats_pack_channels_little_endian():
+    x = np.array([[[[1, 2, 3], [250, 0, 7]]]], dtype=np.uint8)       # N=1, H=1, W=2, C=3
+    assert image_beats(x) == [[1 + (2 << 8) + (3 << 16), 250 + (7 << 16)]]
+    grey = np.arange(4, dtype=np.uint8).reshape(1, 2, 2, 1)
+    assert image_beats(grey) == [[0, 1, 2, 3]]
+
+
+def test_decode_raster_and_group_major_by_hand():
+    # a 1x2 map of 4 channels, 2 lanes of 4-bit signed values a beat
+    lane = lambda a, b: (a & 15) | ((b & 15) << 4)  # noqa: E731
+    spec = {"shape": [4, 1, 2], "lanes": 2, "bits": 4, "signed": True}
+    want = np.array([[[1, -2, 3, -4], [5, -6, 7, -8]]])              # (H, W, C)
+    raster = [lane(1, -2), lane(3, -4), lane(5, -6), lane(7, -8)]
+    assert np.array_equal(decode_frame(raster, {**spec, "order": "raster"}), want)
+    # group-major: channels 0-1 of both pixels, then channels 2-3 of both pixels
+    grouped = [lane(1, -2), lane(5, -6), lane(3, -4), lane(7, -8)]
+    assert np.array_equal(decode_frame(grouped, {**spec, "order": "group-major"}), want)
+    assert decode_frame(raster[:3], {**spec, "order": "raster"}) is None
+
+
+def test_compare_counts_every_value_and_missing_frames():
+    spec = {"shape": [2, 1, 1], "order": "raster", "lanes": 2, "bits": 8, "signed": False}
+    expect = np.array([[[[3, 4]]], [[[5, 6]]]])
+    good = compare([[3 | 4 << 8], [5 | 6 << 8]], expect, spec)
+    assert (good["compared"], good["mismatches"]) == (4, 0)
+    bad = compare([[3 | 9 << 8]], expect, spec)
+    assert (bad["compared"], bad["mismatches"], bad["first_bad_frame"]) == (4, 3, 0)
+
+
+def test_steady_period_uses_the_unstalled_tail():
+    ends = [10, 500, 900] + [1000, 1300, 1400, 1500, 1600, 1700]
+    assert steady_period(ends, 3) == 100
+    assert steady_period(ends[:4], 3) is None
+
+
+def test_not_an_assemble_output(tmp_path, capsys):
+    assert main(["simulate", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err == f"cnn-ip: simulate: {tmp_path / 'missing'}: not a directory\n"
+    assert main(["simulate", str(tmp_path)]) == 2
+    assert "no plan.yaml (not a cnn-ip assemble output)" in capsys.readouterr().err
+    assert main(["simulate", str(tmp_path), "--simulator", "modelsim"]) == 2
