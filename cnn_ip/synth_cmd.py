@@ -2,7 +2,7 @@
 
 ``DIR`` is what ``cnn-ip block`` wrote: the Verilog, any ROM files and the JSON sidecar
 whose ``top`` names the module (``--top`` overrides it, or stands in when there is no
-sidecar; then every ``DIR/*.v`` is read).  Prints used vs available resources with the
+sidecar; then every ``DIR/*.v`` is read except the simulation models ``*_sim.v``).  Prints used vs available resources with the
 utilisation, and for ECP5/iCE40 the place-and-route Fmax against the clock constraint;
 writes ``DIR/synth_report.json``.  Tool logs stay beside it (``synth_yosys.log``,
 ``synth_nextpnr.log``).  See ``docs/fpga.md``.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cnn_ip.errors import UserError
 from fpga.devices import DEVICES
-from fpga.synth import SynthError, synthesize
+from fpga.synth import SynthError, is_sim_model, synthesize
 
 REPORT_NAME = "synth_report.json"
 
@@ -81,7 +81,7 @@ def find_design(directory: Path, top: str | None) -> tuple[str, list[Path]]:
     if top is None:
         raise UserError(f"synth: {directory}: no JSON sidecar with a \"top\"; "
                         f"give the module with --top")
-    verilog = sorted(directory.glob("*.v"))
+    verilog = [v for v in sorted(directory.glob("*.v")) if not is_sim_model(v)]
     if not verilog:
         raise UserError(f"synth: {directory}: no Verilog files (*.v)")
     return top, verilog

