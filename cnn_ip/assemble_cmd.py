@@ -1,0 +1,339 @@
+"""``cnn-ip assemble PLAN -o DIR [--model QDIR | --random-weights] [--report-only]``.
+
+Plans the accelerator for a plan's network (``cnn_ip.planner``) and writes into ``DIR``
+what DESIGN.md ("What cnn-ip assemble writes") lists:
+
+* ``rtl/``: the network top ``<name>.v`` (``assemblies.network``), its ``.vlt``, every ROM
+  image encoded for the chosen folding and the simulation models of vendor primitives;
+* ``<name>.json``: the top's sidecar (ports read back from the Verilog, stream shapes);
+* ``model.npz``: the integer model the hardware implements; ``plan.yaml``: the plan as given;
+* ``assemble_report.json``, ``layers.png`` (per-layer cycles and block RAM, bottleneck
+  marked), and the table printed on the terminal.
+
+The model comes from ``--model`` (a ``cnn-ip quantize`` output directory), from
+``--random-weights`` (random integer weights at each layer's sparsity, ``auto`` taken at
+the search's starting point, with requantization constants that keep random inputs inside
+the activation ranges: for hardware exploration; the report says so), or else from running
+the quantization flow into a cache that later runs reuse.  The converted RTL is cached too,
+keyed by everything it depends on (the stages' parameters and weights, the target, and the
+source of the blocks that build it).  Everything is built in a scratch directory next to
+``DIR`` and renamed into place at the end; the same inputs give byte-identical files.
+``--report-only`` stops after the plan and the report (no ``rtl/``, no sidecar).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from cnn_ip.errors import UserError
+from cnn_ip.plan import load_plan
+
+REPORT = "assemble_report.json"
+FORMAT = "cnn_ip.assemble/1"
+CACHE_ENV = "CNN_IP_CACHE"
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "assemble", help="plan a network's accelerator and write its Verilog, model and report")
+    parser.add_argument("plan", metavar="PLAN", help="plan file (YAML)")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", metavar="QDIR", help="a `cnn-ip quantize` output directory")
+    source.add_argument("--random-weights", action="store_true",
+                        help="random integer weights at each layer's sparsity (hardware "
+                             "exploration without training)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="seed of --random-weights (default 0)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="stop after the plan and the report (no RTL)")
+    parser.add_argument("--cache", metavar="DIR", default=None,
+                        help=f"cache of quantized models and converted RTL (default "
+                             f"${CACHE_ENV} or ~/.cache/cnn_ip)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, no table")
+    parser.set_defaults(run=run)
+
+
+# --------------------------------------------------------------------------- models
+
+def random_model(plan, seed: int = 0) -> list:
+    """The plan's network with random integer weights (``quant.reference.IntLayer`` list).
+
+    Weights are uniform over the mode's non-zero codes, with each layer's ``sparsity`` of
+    zeros (``auto``: the search's starting point, ``base_sparsity``).  Each layer's
+    multiplier maps three standard deviations of its accumulator (uniform random inputs
+    over the input range) to the top of its output range, so random inputs stay inside the
+    activation ranges instead of saturating; biases are within a quarter deviation.
+    """
+    from quant import weight_modes
+    from quant.fixedpoint import requant_constants
+    from quant.reference import IntLayer
+
+    rng = np.random.default_rng(seed)
+    base = plan.quantize.get("base_sparsity", _default_setting("base_sparsity"))
+    mbits = plan.quantize.get("mbits", _default_setting("mbits"))
+    layers, in_range = [], (0, 255)
+    for spec in plan.layers:
+        if not spec.has_weights:
+            layers.append(IntLayer(type="maxpool", name=spec.name, in_shape=spec.in_shape,
+                                   out_shape=spec.out_shape, k=spec.k, stride=spec.stride,
+                                   pad=spec.pad_before, pad_end=spec.pad_after))
+            continue
+        weights, wbits = spec.mode
+        sparsity = base if spec.sparsity == "auto" else spec.sparsity
+        low, high = weight_modes.value_range(weights, wbits)
+        shape = (spec.out, spec.reduce)
+        values = rng.integers(low, high, size=shape)        # low .. high-1, then skip 0:
+        values[values >= 0] += 1                             # uniform over non-zero codes
+        if weights_have_zero(weights):
+            values[rng.random(shape) < sparsity] = 0
+        lo_in, hi_in = in_range
+        mean_sq_a = (lo_in ** 2 + lo_in * hi_in + hi_in ** 2) / 3
+        sigma = max(1.0, float(np.sqrt(spec.reduce * mean_sq_a * np.mean(values.astype(float) ** 2))))
+        bias = np.round(rng.uniform(-sigma / 4, sigma / 4, size=spec.out)).astype(np.int64)
+        if spec.final:
+            M, S = requant_constants(np.ones(spec.out), mbits)
+            lo = hi = 0
+            M_neg = M
+        else:
+            lo, hi = ((0, 2 ** spec.act_bits - 1) if spec.act == "relu"
+                      else (-2 ** (spec.act_bits - 1), 2 ** (spec.act_bits - 1) - 1))
+            ratio = np.full(spec.out, hi / (3 * sigma))
+            M, S = requant_constants(ratio, mbits)
+            M_neg = M
+            if spec.act == "leaky":
+                M_neg, _ = requant_constants(ratio * spec.slope, mbits, S)
+            in_next = (lo, hi)
+        layers.append(IntLayer(
+            type=spec.type, name=spec.name, in_shape=spec.in_shape, out_shape=spec.out_shape,
+            k=spec.k if spec.type == "conv" else 1, stride=spec.stride, pad=spec.pad,
+            weights=spec.weights, act=spec.act, act_bits=None if spec.final else spec.act_bits,
+            final=spec.final, S=int(S), lo=lo, hi=hi, W=values.astype(np.int64), bias=bias,
+            M=np.asarray(M, np.int64), M_neg=np.asarray(M_neg, np.int64)))
+        if not spec.final:
+            in_range = in_next
+    return layers
+
+
+def weights_have_zero(weights: str) -> bool:
+    from quant import weight_modes
+    return weight_modes.has_zero(weights)
+
+
+def _default_setting(name):
+    """A default of ``quant.pipeline.Settings`` (read from the dataclass, no torch import)."""
+    import ast
+    import importlib.util
+    source = Path(importlib.util.find_spec("quant.pipeline").origin).read_text()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and node.name == "Settings":
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and getattr(item.target, "id", None) == name:
+                    return ast.literal_eval(item.value)
+    raise KeyError(name)
+
+
+def load_quantized(plan, qdir) -> list:
+    """The integer model of a ``cnn-ip quantize`` output, checked against the plan."""
+    from quant.reference import load_model
+    path = Path(qdir) / "model.npz"
+    if not path.is_file():
+        raise UserError(f"assemble: --model {qdir}: no model.npz (give a `cnn-ip quantize` "
+                        "output directory)")
+    try:
+        layers = load_model(path)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"assemble: --model {qdir}: model.npz unreadable: {error}") from None
+    check_model(plan, layers, str(path))
+    return layers
+
+
+def check_model(plan, layers, where: str) -> None:
+    if len(layers) != len(plan.layers):
+        raise UserError(f"assemble: {where}: has {len(layers)} layers, the plan {len(plan.layers)}")
+    for spec, layer in zip(plan.layers, layers):
+        want = (spec.name, spec.type, tuple(spec.in_shape), tuple(spec.out_shape), spec.weights,
+                None if spec.final else spec.act_bits if spec.has_weights else None)
+        got = (layer.name, layer.type, tuple(layer.in_shape), tuple(layer.out_shape),
+               layer.weights, layer.act_bits)
+        if got[:5] != want[:5] or (spec.has_weights and got[5] != want[5]):
+            raise UserError(f"assemble: {where}: layer {layer.name} is {got}, the plan says "
+                            f"{want} (name, type, in, out, weights, act_bits): quantize this plan")
+
+
+def cache_root(args) -> Path:
+    root = args.cache or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "cnn_ip"
+    return Path(root)
+
+
+def digest(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else str(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def quantized_in_cache(plan, plan_text: str, args) -> list:
+    """Run ``cnn-ip quantize``'s flow once per plan text into the cache; reuse it after."""
+    if plan.dataset is None:
+        plan.fail("dataset", "missing (assemble without --model or --random-weights quantizes "
+                  "the network first and needs a dataset)")
+    directory = cache_root(args) / "quantize" / digest(plan_text, source_digest(("quant",)))
+    if not (directory / "model.npz").is_file():
+        from quant.data import load_dataset
+        from quant.pipeline import Settings, quantize
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".quantize.", dir=directory.parent))
+        try:
+            settings = Settings(progress=not args.quiet, **plan.quantize)
+            quantize(plan.layers, load_dataset(plan.dataset), scratch, settings, name=plan.name)
+            if not directory.exists():
+                scratch.rename(directory)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return load_quantized(plan, directory)
+
+
+# --------------------------------------------------------------------------- files
+
+def source_digest(packages) -> str:
+    """Digest of the Python source of ``packages`` (what converted RTL depends on)."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def save_npz(path, layers) -> None:
+    """``quant.reference.save_model`` with fixed zip timestamps (byte-identical reruns)."""
+    from quant.reference import save_model
+    save_model(path, layers)
+    buffer = io.BytesIO(Path(path).read_bytes())
+    with zipfile.ZipFile(buffer) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as out:
+        for info in source.infolist():
+            fixed = zipfile.ZipInfo(info.filename, date_time=ZIP_TIME)
+            fixed.external_attr = 0o644 << 16
+            out.writestr(fixed, source.read(info.filename))
+
+
+def model_digest(layers) -> str:
+    h = hashlib.sha256()
+    for layer in layers:
+        h.update(json.dumps(layer.meta(), sort_keys=True, default=str).encode())
+        for key in layer.ARRAYS:
+            value = getattr(layer, key)
+            if value is not None:
+                h.update(key.encode() + np.ascontiguousarray(value, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def write_rtl(result, rtl_dir: Path, args) -> dict:
+    """The network top into ``rtl_dir``, from the cache when it was converted before."""
+    from assemblies import network
+    plans = result.stage_plans()
+    key = digest(network.FORMAT if hasattr(network, "FORMAT") else "", result.plan.name,
+                 result.plan.device, model_digest([p.layer for p in plans]),
+                 [(p.lanes, p.simd, p.fifo_depth, p.dataflow) for p in plans],
+                 source_digest(("blocks", "assemblies", "quant", "cnn_ip")))
+    cached = cache_root(args) / "rtl" / key
+    if not (cached / "sidecar.json").is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".rtl.", dir=cached.parent))
+        try:
+            info = network.write_rtl(plans, scratch / "rtl", name=result.plan.name,
+                                     target=result.plan.device)
+            (scratch / "sidecar.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+            if not cached.exists():
+                scratch.rename(cached)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copytree(cached / "rtl", rtl_dir)
+    return json.loads((cached / "sidecar.json").read_text())
+
+
+def prepare_output(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"assemble: {out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / REPORT).exists():
+        raise UserError(f"assemble: {out}: not empty and not a previous assemble output; "
+                        "give an empty or new directory")
+
+
+# --------------------------------------------------------------------------- command
+
+def run(args) -> int:
+    from cnn_ip import report
+    from cnn_ip.planner import plan_network
+
+    started = time.monotonic()
+    plan = load_plan(args.plan)
+    plan_text = Path(args.plan).read_text()
+    out = Path(args.output)
+    prepare_output(out)
+    steps = ["model", "plan", "report"] + ([] if args.report_only else ["rtl"])
+    progress = _progress(len(steps), args.quiet)
+    progress.set_description("model")
+    if args.model:
+        layers, source = load_quantized(plan, args.model), f"quantized: {args.model}"
+    elif args.random_weights:
+        layers, source = random_model(plan, args.seed), "random-weights"
+    else:
+        layers, source = quantized_in_cache(plan, plan_text, args), "quantized (cache)"
+    progress.update()
+    progress.set_description("plan")
+    result = plan_network(plan, layers)
+    progress.update()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(scratch, 0o777 & ~umask)          # mkdtemp's 0700 is not what a user expects
+    try:
+        (scratch / "plan.yaml").write_text(plan_text)
+        save_npz(scratch / "model.npz", layers)
+        sidecar = None
+        if not args.report_only:
+            progress.set_description("rtl")
+            sidecar = write_rtl(result, scratch / "rtl", args)
+            (scratch / f"{plan.name}.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+            progress.update()
+        progress.set_description("report")
+        data = report.build(result, source=source, seed=args.seed if args.random_weights else None,
+                            rtl_dir=None if args.report_only else scratch / "rtl")
+        (scratch / REPORT).write_text(json.dumps(data, indent=2) + "\n")
+        report.plot(data, scratch / "layers.png")
+        progress.update()
+        progress.close()
+        if out.exists():
+            shutil.rmtree(out)
+        scratch.rename(out)
+    finally:
+        progress.close()
+        if scratch.exists():
+            shutil.rmtree(scratch)
+    if not args.quiet:
+        print(report.table(data))
+    written = "plan, report" if args.report_only else "rtl/, sidecar, plan, report"
+    print(f"wrote {out}/ ({written}, model.npz, layers.png) in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def _progress(total, quiet):
+    from tqdm import tqdm
+    return tqdm(total=total, disable=quiet, file=sys.stderr, leave=False,
+                bar_format="{desc:8} {bar} {n_fmt}/{total_fmt} [{elapsed}]")
