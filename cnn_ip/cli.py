@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "cnn_ip.demo_cmd",
     "cnn_ip.synth_cmd",
     "cnn_ip.quantize_cmd",
+    "cnn_ip.assemble_cmd",
     "cnn_ip.simulate_cmd",
 )
 
