@@ -1,13 +1,17 @@
-"""Analytic estimates against real synthesis, for every block in a matrix of configurations.
+"""Analytic estimates against real synthesis, and ECP5 Fmax, for every block.
 
-For each configuration in ``MATRIX`` whose block exists in ``blocks.spec.registry()``:
-generate the Verilog (``cnn_ip.export.generate``), synthesize it for ``xc7vx485t`` (Yosys
-``synth_xilinx`` cell counts) and place and route it on ``ecp5-85f`` at 150 MHz (Yosys
-``synth_ecp5`` + nextpnr-ecp5), and compare with ``BlockDef.estimate``.  Writes a Markdown
+For every block in ``blocks.spec.registry()``, each configuration in ``MATRIX`` (a block
+without an entry: its ``example()``): generate the Verilog (``cnn_ip.export.generate``),
+synthesize it for ``xc7vx485t`` (Yosys ``synth_xilinx`` cell counts) and place and route it
+on ``ecp5-85f`` out of context at 200 MHz (Yosys ``synth_ecp5`` + nextpnr-ecp5), and compare
+with ``BlockDef.estimate``.  A block with a ``target`` parameter is generated twice: for
+``generic`` (the Xilinx counts and the estimate) and for ``ecp5-85f`` (placed on ECP5, with
+the device's primitives).  The ECP5 Fmax is the best over placement seeds 1, 2, 3, stopping
+at the first seed that meets the constraint; the table names that seed.  Writes a Markdown
 table (default ``docs/estimates.md``) and prints its headline.
 
-    .venv/bin/python bench/blocks.py                    # every block, docs/estimates.md
-    .venv/bin/python bench/blocks.py --blocks mac_array --output /tmp/mac.md
+    .venv/bin/python bench/block_costs.py                     # every block, docs/estimates.md
+    .venv/bin/python bench/block_costs.py --blocks mac_array --output /tmp/mac.md
 
 Runs the configurations in a pool of at most two worker processes.  Scratch files go to
 ``--workdir`` (default: a directory under the system temp dir), never into the repository.
@@ -26,12 +30,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parent.parent     # only for the default output file
 
 XILINX = "xc7vx485t"
 ECP5 = "ecp5-85f"
-CLOCK_MHZ = 150.0
+CLOCK_MHZ = 200.0       # the paper's clock; every block should place at it on ECP5
+SEEDS = (1, 2, 3)       # nextpnr placement seeds, tried in order until one meets CLOCK_MHZ
 LUT_FF_TOLERANCE_PCT = 20.0
 
 # Parameters per DESIGN.md Contract 5; values a layer of the paper's detectors or of the
@@ -125,6 +129,15 @@ def generate_one(index: int, name: str, values: dict, workdir: str) -> dict:
     row["estimate"] = info["estimate"]
     row["verilog"] = str(out / info["verilog"])
     row["top"] = info["top"]
+    row["ecp5_verilog"] = row["verilog"]
+    if "target" in {p.name for p in registry()[name].params}:
+        # The ECP5 placement uses the block as built for the device (its DSP primitive).
+        try:
+            info = generate(registry()[name], out / "ecp5-build", **{**values, "target": ECP5})
+        except Exception as error:
+            row["error"] = f"generate for {ECP5}: {error}"
+            return row
+        row["ecp5_verilog"] = str(out / "ecp5-build" / info["verilog"])
     return row
 
 
@@ -137,17 +150,31 @@ def synthesize_one(row: dict, pnr_timeout_s: float) -> dict:
     from fpga.synth import SynthError, synthesize
 
     row = dict(row)
-    for target in (XILINX, ECP5):
-        started = time.monotonic()
+    started = time.monotonic()
+    try:
+        row[XILINX] = synthesize([row["verilog"]], top=row["top"], target=XILINX,
+                                 workdir=Path(row["dir"]) / XILINX)
+    except SynthError as error:
+        row["error"] = f"{XILINX}: {error}"
+        return row
+    row[f"{XILINX}_s"] = time.monotonic() - started
+    started = time.monotonic()
+    row["seeds"] = []
+    for seed in SEEDS:
         try:
-            row[target] = synthesize([row["verilog"]], top=row["top"], target=target,
-                                     workdir=Path(row["dir"]) / target, clock_mhz=CLOCK_MHZ,
-                                     pnr_timeout_s=pnr_timeout_s)
+            report = synthesize([row["ecp5_verilog"]], top=row["top"], target=ECP5,
+                                workdir=Path(row["dir"]) / f"{ECP5}-seed{seed}",
+                                clock_mhz=CLOCK_MHZ, seed=seed, pnr_timeout_s=pnr_timeout_s)
         except SynthError as error:
-            row["error" if target == XILINX else "ecp5_error"] = f"{target}: {error}"
-            if target == XILINX:
-                return row
-        row[f"{target}_s"] = time.monotonic() - started
+            row["ecp5_error"] = f"{ECP5} seed {seed}: {error}"
+            break
+        fmax = report["timing"]["fmax_mhz"]
+        row["seeds"].append((seed, fmax))
+        if ECP5 not in row or (fmax or 0) > (row[ECP5]["timing"]["fmax_mhz"] or 0):
+            row[ECP5], row["seed"] = report, seed
+        if fmax is None or fmax >= CLOCK_MHZ:
+            break
+    row[f"{ECP5}_s"] = time.monotonic() - started
     return row
 
 
@@ -192,7 +219,7 @@ def fmt_pct(value) -> str:
 def table(rows: list[dict]) -> list[str]:
     head = ("| block | configuration | LUT est | LUT xc7 | err | FF est | FF xc7 | err "
             "| DSP est | DSP xc7 | BRAM bits est | memory bits | RAMB36 | ECP5 LUT4 | ECP5 FF "
-            "| MULT18 | EBR | Fmax MHz | flow s | outside bounds |")
+            "| MULT18 | EBR | Fmax MHz (seed) | flow s | outside bounds |")
     lines = [head, "|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|"]
     for row in rows:
         if "error" in row:
@@ -211,7 +238,7 @@ def table(rows: list[dict]) -> list[str]:
             est["dsp"], xil["used"]["dsp"],
             est["bram_bits"], xil["memory_bits_declared"], f"{xil['used']['bram_blocks']:g}",
             ecp["used"]["lut"], ecp["used"]["ff"], ecp["used"]["dsp"], ecp["used"]["bram_blocks"],
-            "-" if fmax is None else f"{fmax:.0f}",
+            "-" if fmax is None else f"{fmax:.0f} ({row['seed']})",
             f"{row[XILINX + '_s'] + row[ECP5 + '_s']:.0f}",
             ", ".join(problems) or "-",
         ]
@@ -265,8 +292,9 @@ def timing_notes(rows: list[dict]) -> list[str]:
         t = r[ECP5]["timing"]
         path = t["critical_path"] or {}
         verdict = "meets" if t["fmax_mhz"] >= CLOCK_MHZ else "MISSES"
+        tried = ", ".join(f"seed {s}: {f:.0f}" for s, f in r["seeds"] if f is not None)
         lines.append(
-            f"- **{block}**: lowest {t['fmax_mhz']:.0f} MHz ({verdict} {CLOCK_MHZ:g}) in "
+            f"- **{block}**: lowest {t['fmax_mhz']:.0f} MHz ({verdict} {CLOCK_MHZ:g}; {tried}) in "
             f"{r['config']}; critical path {path.get('start', '?')} -> {path.get('end', '?')}, "
             f"{path.get('logic_levels', '?')} logic levels, {path.get('logic_ns', 0):.2f} ns "
             f"logic + {path.get('routing_ns', 0):.2f} ns routing"
@@ -282,9 +310,9 @@ def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float) -
     parts = [
         "# Block estimates against synthesis",
         "",
-        "Generated by `bench/blocks.py` (do not edit by hand). Regenerate with",
+        "Generated by `bench/block_costs.py` (do not edit by hand). Regenerate with",
         "",
-        "    .venv/bin/python bench/blocks.py            # writes docs/estimates.md",
+        "    nice -n 10 .venv/bin/python bench/block_costs.py      # writes docs/estimates.md",
         "",
         f"Measured {stamp}; {len(rows)} configurations in {wall_s:.0f} s wall time "
         f"(two worker processes). Tools: {tools}.",
@@ -296,7 +324,11 @@ def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float) -
         "elaboration), the figure `bram_bits` is held against; *RAMB36* the 36 Kb block "
         "RAMs synth_xilinx mapped them to (RAMB18 = 0.5).",
         f"- *ECP5*: {ECP5} after out-of-context place-and-route at {CLOCK_MHZ:g} MHz "
-        "(nextpnr-ecp5 `--report`: TRELLIS_COMB, TRELLIS_FF, MULT18X18D, DP16KD, Fmax).",
+        "(nextpnr-ecp5 `--report`: TRELLIS_COMB, TRELLIS_FF, MULT18X18D, DP16KD, Fmax); "
+        f"Fmax is the best of placement seeds {', '.join(map(str, SEEDS))}, tried in order "
+        f"until one meets {CLOCK_MHZ:g} MHz (the seed that gave it in brackets). A block "
+        f"with a `target` parameter is placed as generated for {ECP5} (its DSP primitive), "
+        "counted on xc7 as generated for `generic`.",
         f"- *outside bounds*: LUT or FF error beyond {LUT_FF_TOLERANCE_PCT:g} %, DSP or "
         "BRAM bits not exact. *flow s*: wall time of both flows for the configuration.",
         "",
@@ -326,6 +358,9 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=str(ROOT / "docs" / "estimates.md"))
     parser.add_argument("--workdir", default=None, help="scratch directory (default: temp)")
     parser.add_argument("--jobs", type=int, default=2, choices=(1, 2))
+    parser.add_argument("--reuse", default=None, metavar="RESULTS",
+                        help="results.json of an earlier run: its rows of the blocks not "
+                             "measured now go into the table as they were")
     parser.add_argument("--pnr-timeout", type=float, default=900, metavar="S",
                         help="stop an ECP5 place-and-route after S seconds (default 900)")
     args = parser.parse_args(argv)
@@ -334,7 +369,7 @@ def main(argv=None) -> int:
     from fpga.synth import TOOLS, find_tool, tool_version
 
     known = registry()
-    wanted = args.blocks or list(MATRIX)
+    wanted = args.blocks or list(known)
     jobs, skipped = [], []
     for name in wanted:
         if name not in known:
@@ -358,7 +393,12 @@ def main(argv=None) -> int:
         for future in tqdm(as_completed(futures), total=len(futures), desc="synthesizing",
                            unit="config"):
             rows.append(future.result())
-    rows.sort(key=lambda r: r["index"])
+    if args.reuse:
+        measured = {name for name, _ in jobs}
+        earlier = [r for r in json.loads(Path(args.reuse).read_text())
+                   if r["block"] not in measured and r["block"] in known]
+        rows += [{**r, "index": len(jobs) + i} for i, r in enumerate(earlier)]
+    rows.sort(key=lambda r: (list(known).index(r["block"]), r["index"]))
     text = markdown(rows, skipped, tools, time.monotonic() - started)
     Path(args.output).write_text(text)
     # The full reports (cells by type, critical paths) for anyone digging further.
