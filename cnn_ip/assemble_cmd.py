@@ -73,8 +73,9 @@ def random_model(plan, seed: int = 0) -> list:
     Weights are uniform over the mode's non-zero codes, with each layer's ``sparsity`` of
     zeros (``auto``: the search's starting point, ``base_sparsity``).  Each layer's
     multiplier maps three standard deviations of its accumulator (uniform random inputs
-    over the input range) to the top of its output range, so random inputs stay inside the
-    activation ranges instead of saturating; biases are within a quarter deviation.
+    over the input range) to the width of its output range, and its biases centre the
+    sums there (1.5 deviations up for relu, 0 otherwise, give or take a quarter), so random
+    inputs stay inside the activation ranges instead of saturating.
     """
     from quant import weight_modes
     from quant.fixedpoint import requant_constants
@@ -101,7 +102,9 @@ def random_model(plan, seed: int = 0) -> list:
         lo_in, hi_in = in_range
         mean_sq_a = (lo_in ** 2 + lo_in * hi_in + hi_in ** 2) / 3
         sigma = max(1.0, float(np.sqrt(spec.reduce * mean_sq_a * np.mean(values.astype(float) ** 2))))
-        bias = np.round(rng.uniform(-sigma / 4, sigma / 4, size=spec.out)).astype(np.int64)
+        # relu keeps only the positive side: centre its sums at 1.5 deviations instead of 0
+        centre = 1.5 * sigma if spec.act == "relu" and not spec.final else 0.0
+        bias = np.round(centre + rng.uniform(-sigma / 4, sigma / 4, size=spec.out)).astype(np.int64)
         if spec.final:
             M, S = requant_constants(np.ones(spec.out), mbits)
             lo = hi = 0

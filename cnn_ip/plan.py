@@ -58,6 +58,7 @@ read from the blocks' own parameter tables).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -649,6 +650,8 @@ def _integer(ctx, mapping, key, field_name, low, high):
 
 def _number(ctx, mapping, key, field_name, *, low=None, high=None, low_open=False):
     value, line = _value(ctx, mapping, key)
+    if isinstance(value, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value.strip()):
+        value = float(value)          # YAML 1.1 reads 1e9 (no dot, no sign) as a string
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         ctx.fail(line, field_name, f"must be a number, got {value!r}")
     if low is not None and (value < low or (low_open and value == low)):

@@ -102,6 +102,7 @@ class Result:
     totals: dict
     target_met: bool | None
     notes: list
+    rate_limit: str = ""          # what keeps the rate from being higher
 
     @property
     def clock_hz(self) -> float:
@@ -405,7 +406,7 @@ class Planner:
         return out
 
     def _score(self, cost: dict) -> float:
-        return sum(cost[r] / self.budget[r] for r in RESOURCES)
+        return sum(cost[r] / max(self.budget[r], 1) for r in RESOURCES)
 
     def _dp(self, options, period):
         """Chain DP over the weight layers: state = the fold of the last weight layer."""
@@ -541,13 +542,36 @@ def plan_network(plan, int_layers) -> Result:
     stages, links, totals = chosen
     cycles = max([s.cycles for s in stages] + [planner.image_cycles])
     bottleneck = max(range(len(stages)), key=lambda k: (stages[k].cycles, -k))
+    if target_met:
+        limit = f"the target: {plan.target_fps:g} fps needs at most {target:,} cycles/frame"
+    else:
+        limit = rate_limit(planner, periods, cycles, stages[bottleneck])
     for stage in stages:
         stage.why = explain(planner, stage, cycles)
     if planner.coster.missing:
         notes.append("not counted yet (module missing): " + ", ".join(sorted(planner.coster.missing)))
     return Result(plan=plan, device=device, stages=stages, links=links, cycles=cycles,
                   bottleneck=bottleneck, budget=planner.budget, totals=totals,
-                  target_met=target_met, notes=notes)
+                  target_met=target_met, notes=notes, rate_limit=limit)
+
+
+def rate_limit(planner, periods, cycles, bottleneck) -> str:
+    """Why the next shorter period was not taken: the floor, or the resource it overruns."""
+    shorter = [p for p in periods if p < cycles]
+    if not shorter:
+        if cycles == planner.image_cycles and bottleneck.cycles < cycles:
+            return f"the image input: {cycles:,} pixels a frame, one a cycle"
+        return (f"the floor: {bottleneck.name} at its fastest folding "
+                f"({bottleneck.cycles:,} cycles/frame)")
+    period = shorter[-1]
+    stages = planner.choose(period)
+    if stages is None:
+        return (f"the folding rules: no folds meeting {period:,} cycles/frame join up "
+                f"(L and the next S must divide one another)")
+    _, _, totals = planner.finish(stages, period)
+    resource, need, have = planner.over(totals)
+    return (f"{RESOURCE_NAMES[resource]}: {period:,} cycles/frame would need {_num(need)}, "
+            f"the budget is {_num(have)}")
 
 
 def _fastest(planner, periods):

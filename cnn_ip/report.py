@@ -63,6 +63,7 @@ def build(result, *, source: str, seed=None, rtl_dir=None) -> dict:
         "ops_per_frame": ops, "gops": round(ops * result.fps / 1e9, 3),
         "bottleneck": {"layer": bottleneck.name, "cycles": bottleneck.cycles,
                        "terms": bottleneck.terms},
+        "rate_limit": result.rate_limit,
         "image_cycles": plan.input_shape[1] * plan.input_shape[2],
         "totals": totals, "use": {r: round(totals[r] / have[r], 4) for r in RESOURCES},
         "offchip_bytes_per_frame": sum(s.offchip_bytes for s in result.stages),
@@ -118,6 +119,7 @@ def table(data: dict) -> str:
         f"({data['ops_per_frame'] / 1e9:.3f} GOP a frame)"
         + ("" if data["target_fps"] is None else
            f"; target {data['target_fps']:g} fps {'met' if data['target_met'] else 'NOT met'}"),
+        f"rate limited by {data['rate_limit']}",
         f"model {(bits['built'] or bits['planned']):,} bits "
         f"{'as built' if bits['built'] else 'as planned'} "
         f"(fp32 {bits['fp32']:,} bits: compression {bits['compression']}x)",

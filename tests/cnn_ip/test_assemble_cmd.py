@@ -1,0 +1,137 @@
+"""``cnn-ip assemble``: what it writes, byte-identical reruns, and bad input (exit 2, one
+line, nothing written)."""
+import json
+from pathlib import Path
+
+import pytest
+
+from cnn_ip.assemble_cmd import random_model, save_npz
+from cnn_ip.cli import main
+from cnn_ip.plan import parse_plan
+
+PLAN = """name: tiny
+input: {channels: 1, height: 8, width: 8, bits: 8}
+dataset: digits
+device: ecp5-85f
+clock_mhz: 100
+layers:
+  - {type: conv, out: 4, k: 3, pad: 1, weights: ternary, act_bits: 4, sparsity: auto}
+  - {type: maxpool, k: 2}
+  - {type: conv, out: 8, k: 3, pad: 1, act: leaky, weights: binary, act_bits: 3}
+  - {type: maxpool, k: 2}
+  - {type: dense, out: 10, weights: int4}
+"""
+
+
+@pytest.fixture
+def plan_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_IP_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(PLAN)
+    return path
+
+
+def assemble(*argv):
+    return main(["assemble", *map(str, argv), "--quiet"])
+
+
+def test_report_only_writes_plan_model_report_plot(plan_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert assemble(plan_file, "-o", out, "--random-weights", "--report-only") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["assemble_report.json", "layers.png",
+                                                      "model.npz", "plan.yaml"]
+    assert (out / "plan.yaml").read_text() == PLAN
+    report = json.loads((out / "assemble_report.json").read_text())
+    assert report["device"]["name"] == "ecp5-85f" and report["clock_mhz"] == 100
+    assert [x["name"] for x in report["layers"]] == ["conv0", "maxpool1", "conv2", "maxpool3", "dense4"]
+    assert report["fps"] == pytest.approx(100e6 / report["cycles_per_frame"], rel=1e-6)
+    assert sum(x["bottleneck"] for x in report["layers"]) == 1
+    assert report["notes"][0].startswith("random weights (seed 0)")
+    assert "wrote" in capsys.readouterr().out
+    from quant.reference import load_model
+    assert [x.name for x in load_model(out / "model.npz")] == [x["name"] for x in report["layers"]]
+
+
+def test_byte_identical_reruns_and_replacing_a_previous_output(plan_file, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert assemble(plan_file, "-o", first, "--random-weights", "--report-only") == 0
+    assert assemble(plan_file, "-o", second, "--random-weights", "--report-only") == 0
+    for item in first.iterdir():
+        assert item.read_bytes() == (second / item.name).read_bytes(), item.name
+    assert assemble(plan_file, "-o", first, "--random-weights", "--report-only", "--seed", "1") == 0
+    assert (first / "model.npz").read_bytes() != (second / "model.npz").read_bytes()
+
+
+def test_model_from_a_quantize_directory(plan_file, tmp_path):
+    plan = parse_plan(PLAN)
+    qdir = tmp_path / "q"
+    qdir.mkdir()
+    save_npz(qdir / "model.npz", random_model(plan, seed=5))
+    out = tmp_path / "out"
+    assert assemble(plan_file, "-o", out, "--model", qdir, "--report-only") == 0
+    report = json.loads((out / "assemble_report.json").read_text())
+    assert report["model"] == f"quantized: {qdir}"
+    assert (out / "model.npz").read_bytes() == (qdir / "model.npz").read_bytes()
+
+
+BAD = [
+    (["nope.yaml"], r"cannot read"),
+    (["PLAN", "--model", "missing_dir"], r"--model missing_dir: no model.npz"),
+    (["PLAN", "--model", "x", "--random-weights"], r"not allowed with argument"),
+]
+
+
+def bad(capsys, argv, out):
+    assert assemble(*argv, "-o", out, "--report-only") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("cnn-ip"), err
+    assert not out.exists()
+    return err
+
+
+@pytest.mark.parametrize("argv,message", BAD, ids=range(len(BAD)))
+def test_bad_arguments(plan_file, tmp_path, capsys, argv, message):
+    argv = [plan_file if a == "PLAN" else a for a in argv]
+    import re
+    assert re.search(message, bad(capsys, argv, tmp_path / "out"))
+
+
+@pytest.mark.parametrize("edit,message", [
+    (("device: ecp5-85f\n", ""), "tiny.yaml:1: device: missing (the planner needs it)"),
+    (("device: ecp5-85f", "device: vc707"), "tiny.yaml:4: device: must be one of"),
+    (("clock_mhz: 100\n", "clock_mhz: 100\nlimits: {bram: 0.001}\n"),
+     "tiny.yaml:4: device: does not fit ecp5-85f: block RAM needs"),
+    (("sparsity: auto}", "sparsity: auto, fold: {lanes: 3, simd: 1}}"),
+     "tiny.yaml:7: layers[0].fold.lanes: must divide the layer's 4 output channels, got 3"),
+    (("  - {type: maxpool, k: 2}\n", ""),
+     "tiny.yaml:9: layers[2].type: a row-based dense layer's window is its whole input map"),
+])
+def test_bad_plans(plan_file, tmp_path, capsys, edit, message):
+    plan_file.write_text(PLAN.replace(*edit))
+    err = bad(capsys, [plan_file, "--random-weights"], tmp_path / "out")
+    assert err.startswith(f"cnn-ip: {plan_file.parent}/{message}") or message in err, err
+
+
+def test_quantizing_needs_a_dataset(plan_file, tmp_path, capsys):
+    plan_file.write_text(PLAN.replace("dataset: digits\n", ""))
+    err = bad(capsys, [plan_file], tmp_path / "out")
+    assert "tiny.yaml:1: dataset: missing (assemble without --model or --random-weights" in err
+
+
+def test_a_model_of_another_plan_is_refused(plan_file, tmp_path, capsys):
+    other = parse_plan(PLAN.replace("out: 8", "out: 16"))
+    qdir = tmp_path / "q"
+    qdir.mkdir()
+    save_npz(qdir / "model.npz", random_model(other))
+    err = bad(capsys, [plan_file, "--model", qdir], tmp_path / "out")
+    assert "layer conv2 is" in err and "quantize this plan" in err
+
+
+def test_a_foreign_output_directory_is_left_alone(plan_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep")
+    assert assemble(plan_file, "-o", out, "--random-weights", "--report-only") == 2
+    assert "not empty and not a previous assemble output" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["precious.txt"]
+    assert not [p for p in Path(tmp_path).iterdir() if p.name.startswith(".out.")]

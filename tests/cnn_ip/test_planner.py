@@ -1,0 +1,222 @@
+"""The planner: Contract 7's cost model against hand computations, fit errors, determinism."""
+import math
+
+import numpy as np
+import pytest
+
+from cnn_ip.assemble_cmd import random_model
+from cnn_ip.plan import PlanError, parse_plan
+from cnn_ip.planner import conv_terms, plan_network, weight_image
+from quant import reference, sparse_format
+
+SMALL = """name: small
+input: {channels: 2, height: 8, width: 8}
+device: ecp5-85f
+clock_mhz: 100
+layers:
+  - {type: conv, out: 4, k: 3, pad: 1, act: relu, weights: binary, act_bits: 4, fold: {lanes: 2, simd: 1}}
+  - {type: maxpool, k: 2}
+  - {type: conv, out: 6, k: 3, stride: 2, act: leaky, weights: ternary, act_bits: 3, sparsity: 0.5}
+  - {type: dense, out: 5, weights: int4}
+"""
+
+
+def planned(text=SMALL, seed=0):
+    plan = parse_plan(text, "p.yaml")
+    return plan, plan_network(plan, random_model(plan, seed))
+
+
+def test_cycles_per_frame_by_hand():
+    plan, result = planned()
+    conv0, pool, conv2, dense = result.stages
+    # conv0: fixed L=2, S=1 on 8x8x2 -> 8x8x4, K=3: input 8*8*2/1, compute 64*(4/2)*(9*2/1)
+    assert conv0.terms == {"input": 128, "compute": 2304, "output": 128, "pause": 0}
+    assert conv0.cycles == 2304 and (conv0.lanes, conv0.simd) == (2, 1)
+    # the pool takes conv0's 2 lanes: 8*8*4/2 beats in, 4*4*4/2 out
+    assert (pool.lanes, pool.terms["input"], pool.terms["output"]) == (2, 128, 32)
+    # the pipeline runs at its slowest stage; the others were folded no faster than needed
+    assert result.cycles == max(s.cycles for s in result.stages) == 2304
+    assert all(s.cycles <= 2304 for s in result.stages)
+    assert result.fps == pytest.approx(100e6 / 2304)
+    # conv2 (stride 2, no pad): 4x4x4 -> 1x1x6; dense: 1x1x6 -> 5
+    L, S = conv2.lanes, conv2.simd
+    assert conv2.terms["compute"] == 1 * 1 * (6 // L) * (9 * 4 // S)
+    assert conv2.terms["input"] == 16 * 4 // S
+    # MACs: 64*4*18 + 1*6*36 + 5*6, two operations each
+    assert result.macs_per_frame == 64 * 4 * 18 + 6 * 36 + 5 * 6
+
+
+def test_dense_terms_use_the_whole_map_as_window():
+    plan = parse_plan(SMALL)
+    dense = plan.layers[-1]
+    assert conv_terms(dense, 5, 3) == {"input": 2, "compute": 1 * 1 * 1 * 2, "output": 1, "pause": 0}
+
+
+def test_neighbouring_folds_divide_one_another():
+    _, result = planned()
+    weight = [s for s in result.stages if s.layer.has_weights]
+    for before, after in zip(weight, weight[1:]):
+        assert before.lanes % after.simd == 0 or after.simd % before.lanes == 0
+    for stage in weight:
+        assert stage.layer.out % stage.lanes == 0 and stage.layer.in_shape[0] % stage.simd == 0
+
+
+@pytest.mark.parametrize("weights,sparsity,lanes,simd", [
+    ("binary", 0.0, 2, 3), ("ternary", 0.6, 4, 1), ("int4", 0.3, 1, 9), ("int8", 0.0, 4, 9)])
+def test_weight_image_geometry_equals_the_writer(weights, sparsity, lanes, simd):
+    rng = np.random.default_rng(1)
+    W = rng.integers(-7, 8, size=(8, 27)) if weights.startswith("int") else rng.choice([-1, 1], (8, 27))
+    W[rng.random(W.shape) < sparsity] = 0
+    if weights == "binary":
+        W[W == 0] = 1
+    if weights == "ternary":
+        W = np.sign(W)
+    from quant import weight_modes
+    mode, wbits = weight_modes.parse(weights)
+    image = sparse_format.encode(W, weights=mode, wbits=wbits, lanes=lanes, simd=simd)
+    light = weight_image(W, weights=mode, wbits=wbits, lanes=lanes, simd=simd)
+    assert (light.bits, light.word_bits, light.depth) == (image.bits, image.word_bits, image.depth)
+    assert light.meta["coding"] == image.meta["coding"]
+
+
+def test_binary_weight_bits_by_hand():
+    # binary is dense at one bit a weight: 4 x 9 weights at L=2, S=1 are 18 words of 2 bits
+    W = np.where(np.arange(36).reshape(4, 9) % 3, 1, -1)
+    image = weight_image(W, weights="binary", wbits=None, lanes=2, simd=1)
+    assert (image.word_bits, image.depth, image.bits) == (2, 18, 36)
+
+
+def test_model_bits_are_the_rom_bits_at_the_chosen_fold():
+    _, result = planned()
+    for stage in result.stages:
+        if not stage.layer.has_weights:
+            assert stage.model_bits == 0
+            continue
+        il = stage.int_layer
+        from quant import weight_modes
+        mode, wbits = weight_modes.parse(il.weights)
+        weights_bits = sparse_format.encode(il.W, weights=mode, wbits=wbits, lanes=stage.lanes,
+                                            simd=stage.simd).meta["bits"]
+        assert weights_bits < stage.model_bits < weights_bits + il.W.shape[0] * 64
+
+
+def test_stage_estimate_from_geometry_equals_the_encoded_one():
+    conv_row = pytest.importorskip("assemblies.conv_row")
+    from cnn_ip.planner import stage_arguments
+    plan = parse_plan(SMALL)
+    layers = random_model(plan)
+    il = layers[2]
+    values = dict(layer=il, lanes=3, simd=2, abits=4, asigned=False, target="ecp5-85f")
+    _, args = conv_row.BLOCK.prepared(**values)
+    mode, wbits = plan.layers[2].mode
+    light = stage_arguments(conv_row, values,
+                            weight_image(il.W, weights=mode, wbits=wbits, lanes=3, simd=2))
+    assert conv_row.BLOCK.estimate(**light) == conv_row.BLOCK.estimate(**args)
+
+
+def test_totals_are_the_sum_of_stages_and_links():
+    _, result = planned()
+    for key in ("lut", "ff", "dsp", "bram", "bram_bits"):
+        assert result.totals[key] == (sum(s.cost[key] for s in result.stages)
+                                      + sum(link["cost"][key] for link in result.links))
+    for stage in result.stages:
+        assert stage.fifo_depth >= 2 and stage.fifo_depth & (stage.fifo_depth - 1) == 0
+
+
+def test_deterministic():
+    from cnn_ip import report
+    one = report.build(planned()[1], source="random-weights", seed=0)
+    two = report.build(planned()[1], source="random-weights", seed=0)
+    assert one == two
+
+
+def test_target_fps_met_with_the_cheapest_folds():
+    text = SMALL.replace("clock_mhz: 100", "clock_mhz: 100\ntarget_fps: 10000")
+    _, slow = planned(text)
+    assert slow.target_met and slow.cycles <= 100e6 / 10000
+    _, fast = planned()
+    assert slow.totals["lut"] <= fast.totals["lut"]
+    assert "target" in slow.rate_limit
+
+
+def test_unreachable_target_takes_the_highest_rate_and_says_so():
+    text = SMALL.replace("clock_mhz: 100", "clock_mhz: 100\ntarget_fps: 1e9")
+    _, result = planned(text)
+    assert result.target_met is False and result.cycles == planned()[1].cycles
+    assert any("not reached" in note for note in result.notes)
+
+
+def test_rate_limit_names_the_floor():
+    _, result = planned()
+    # conv0's fold is fixed at L=2, S=1: its 2304 cycles are the floor
+    assert result.rate_limit.startswith("the floor: conv0")
+
+
+def test_plan_that_cannot_fit_is_one_line_naming_resource_need_and_budget():
+    text = SMALL.replace("clock_mhz: 100", "clock_mhz: 100\nlimits: {lut: 0.001}")
+    with pytest.raises(PlanError) as info:
+        planned(text)
+    message = str(info.value)
+    assert message.startswith("p.yaml:3: device: does not fit ecp5-85f: LUT needs ")
+    assert message.endswith("the budget is 83 (0% of 83640)") or "the budget is 83 " in message
+    assert "\n" not in message
+
+
+def test_bram_fit_error_in_device_units():
+    text = SMALL.replace("clock_mhz: 100", "clock_mhz: 100\nlimits: {bram: 0.005}")
+    with pytest.raises(PlanError, match=r"^p.yaml:3: device: does not fit ecp5-85f: block RAM "
+                       r"needs \d+ DP16KD at the cheapest folding, the budget is 1 "):
+        planned(text)
+
+
+def test_planner_needs_device_and_clock():
+    text = SMALL.replace("device: ecp5-85f\n", "")
+    with pytest.raises(PlanError, match=r"^p.yaml:1: device: missing \(the planner needs it\)"):
+        planned(text)
+    text = SMALL.replace("clock_mhz: 100\n", "")
+    with pytest.raises(PlanError, match=r"^p.yaml:1: clock_mhz: missing"):
+        planned(text)
+
+
+def test_frame_dataflow_is_refused_until_built():
+    text = SMALL.replace("sparsity: 0.5}", "sparsity: 0.5, dataflow: frame}")
+    from cnn_ip.plan import frame_flow_available
+    if frame_flow_available():
+        pytest.fail("the frame data flow exists: this test and the planner must learn it")
+    with pytest.raises(PlanError, match=r"^p.yaml:8: layers\[2\].dataflow: the frame data flow "
+                       r"is not built yet"):
+        planned(text)
+
+
+def test_random_model_stays_inside_the_activation_ranges():
+    plan = parse_plan(SMALL)
+    layers = random_model(plan, seed=3)
+    assert [x.name for x in layers] == [x.name for x in plan.layers]
+    conv2 = layers[2]
+    assert 0.4 < np.mean(conv2.W == 0) < 0.6          # its sparsity 0.5
+    assert set(np.unique(layers[0].W)) <= {-1, 1}
+    assert np.all(np.abs(layers[3].W) <= 8) and np.all(layers[3].W != 0)
+    x = np.random.default_rng(0).integers(0, 256, size=(64, 8, 8, 2), dtype=np.uint8)
+    h = x.astype(np.int64)
+    lo = 0
+    for layer in layers[:-1]:
+        h = reference.run_layer(layer, h, lo=lo) if layer.type == "maxpool" else reference.run_layer(layer, h)
+        if layer.type != "maxpool":
+            lo = layer.lo
+            clamped = np.mean((h == layer.lo) | (h == layer.hi))
+            spread = len(np.unique(h))
+            assert spread > (layer.hi - layer.lo) / 4, (layer.name, spread)
+            assert clamped < 0.6, (layer.name, clamped)
+    assert random_model(plan, seed=3)[2].W.tobytes() == conv2.W.tobytes()
+
+
+def test_fps_and_gops_of_the_report():
+    from cnn_ip import report
+    _, result = planned()
+    data = report.build(result, source="random-weights", seed=0)
+    assert data["fps"] == pytest.approx(100e6 / data["cycles_per_frame"], rel=1e-6)
+    assert data["gops"] == pytest.approx(2 * result.macs_per_frame * data["fps"] / 1e9, rel=1e-3)
+    fp32 = 32 * (4 * 18 + 4 + 6 * 36 + 6 + 5 * 6 + 5)
+    assert data["model_bits"]["fp32"] == fp32
+    assert data["model_bits"]["compression"] == round(fp32 / result.model_bits, 3)
+    assert math.isclose(data["use"]["lut"], data["totals"]["lut"] / 83640, abs_tol=1e-4)
