@@ -3,7 +3,8 @@
 Writes into ``DIR``: ``quant_report.json`` (accuracies, exact model bits, compression,
 per-layer precision/sparsity/bits, the search history), ``model.npz`` (the integer model
 for ``quant.reference``), the ROM images ``*.hex`` with their ``*.json`` sidecars, and
-``search.png``.  Settings come from the plan's ``quantize:`` section; flags override them.
+``search.png``; for a detector (``dataset: digits-detect``) mAP instead of accuracy, and
+``detections.json``, ``ground_truth.json``, ``detections.png`` (``quant.detect_pipeline``).  Settings come from the plan's ``quantize:`` section; flags override them.
 Everything is built in a scratch directory next to ``DIR`` and moved in at the end, so a
 failure leaves ``DIR`` as it was; an existing ``DIR`` is replaced only if it holds a
 previous ``quant_report.json`` (model size sums every sidecar in ``DIR``, so stale files
@@ -68,17 +69,39 @@ def run(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        report = quantize(plan.layers, load_dataset(plan.dataset), scratch, settings, name=plan.name)
+        detect = getattr(plan, "detect", None)
+        data = load_dataset(plan.dataset, size=plan.input_shape[1:])
+        report = quantize(plan.layers, data, scratch, settings, name=plan.name, detect=detect)
         if out.exists():
             shutil.rmtree(out)
         scratch.rename(out)
     finally:
         if scratch.exists():
             shutil.rmtree(scratch)
-    print(f"wrote {out}/quant_report.json, model.npz, search.png and "
-          f"{len(list(out.glob('*.hex')))} ROM images")
-    print(f"fp32 accuracy {report['fp32_accuracy']:.4f}, integer accuracy "
-          f"{report['int_accuracy']:.4f}, agreement {report['agreement']:.4f}")
+    roms = len(list(out.glob("*.hex")))
+    if report.get("task") == "detection":
+        print(f"wrote {out}/quant_report.json, model.npz, search.png, detections.json, "
+              f"ground_truth.json, detections.png and {roms} ROM images")
+        print(f"mAP@0.5 (test, {report['split']['test']} canvases): fp32 {report['fp32_map50']:.4f}, "
+              f"integer {report['int_map50']:.4f}; mAP@0.5:0.95: fp32 {report['fp32_map']:.4f}, "
+              f"integer {report['int_map']:.4f}; integer outputs equal fake-quant: "
+              f"{report['agreement_exact_outputs']}")
+    else:
+        print(f"wrote {out}/quant_report.json, model.npz, search.png and {roms} ROM images")
+        print(f"fp32 accuracy {report['fp32_accuracy']:.4f}, integer accuracy "
+              f"{report['int_accuracy']:.4f}, agreement {report['agreement']:.4f}")
     print(f"model {report['model_bits']} bits, fp32 {report['fp32_bits']} bits, "
           f"compression {report['compression']:.2f}x")
+    print(layer_table(report["layers"]))
     return 0
+
+
+def layer_table(rows) -> str:
+    """The per-layer table: precision, sparsity and exact bits."""
+    lines = [f"{'layer':<8} {'type':<6} {'weights':<8} {'act':<6} {'act_bits':>8} "
+             f"{'sparsity':>8} {'shape':>12} {'bits':>8}"]
+    for r in rows:
+        shape = "x".join(str(v) for v in r["shape"])
+        lines.append(f"{r['name']:<8} {r['type']:<6} {r['weights']:<8} {r['act']:<6} "
+                     f"{str(r['act_bits'] or '-'):>8} {r['sparsity']:>8.4f} {shape:>12} {r['bits']:>8}")
+    return "\n".join(lines)

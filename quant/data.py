@@ -41,10 +41,15 @@ def digits_u8() -> tuple[np.ndarray, np.ndarray]:
     return x, bunch.target.astype(np.int64)
 
 
-def load_dataset(name: str = "digits", *, split_seed: int = SPLIT_SEED) -> Dataset:
+def load_dataset(name: str = "digits", *, split_seed: int = SPLIT_SEED, size=None):
+    """``digits`` (a :class:`Dataset`) or ``digits-detect`` (canvases of ``size`` = (height,
+    width), a :class:`quant.detect_data.DetectDataset`)."""
     from sklearn.model_selection import train_test_split
+    if name == "digits-detect":
+        from quant.detect_data import DEFAULT_SIZE, load_detect_dataset
+        return load_detect_dataset(size or DEFAULT_SIZE, split_seed=split_seed)
     if name != "digits":
-        raise ValueError(f"dataset: unknown data set {name!r} (known: digits)")
+        raise ValueError(f"dataset: unknown data set {name!r} (known: digits, digits-detect)")
     x, y = digits_u8()
     index = np.arange(len(y))
     rest, test = train_test_split(index, test_size=0.2, stratify=y, random_state=split_seed)

@@ -131,11 +131,19 @@ class QLayer(nn.Module):
         m_t = torch.from_numpy(m.astype(np.float64)).view(view)
         if self.final:
             self.logit_scale = self.s_in * float(scale.max()) / 2 ** s
+            self.out_scale = self.output_scale(scale.detach().numpy(), m)
             return acc * m_t
         mult = torch.where(acc < 0, torch.from_numpy(m_neg.astype(np.float64)).view(view), m_t)
         exact = torch.clamp(torch.floor((acc * mult + 2 ** (s - 1)) / 2 ** s), self.lo, self.hi)
         smooth = torch.clamp(acc * mult / 2 ** s, self.lo, self.hi)
         return ste(exact, smooth)
+
+    def output_scale(self, s_w: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """The last layer's absolute output scale per channel: the real value of one
+        unit of ``z[c] = acc[c] * M[c]`` is ``s_in * s_w[c] / M[c]`` (0 where ``M`` is 0:
+        that channel's ``z`` is always 0)."""
+        m = m.astype(np.float64)
+        return np.where(m > 0, self.s_in * s_w / np.where(m > 0, m, 1.0), 0.0)
 
     # -- export ----------------------------------------------------------------------
     def to_int_layer(self) -> IntLayer:
@@ -184,6 +192,21 @@ class QuantNet(nn.Module):
         """``z`` scaled to real logits (for the training loss; argmax unchanged)."""
         z = self(x)
         return z * self.qlayers[self.specs[-1].name].logit_scale
+
+    def real_outputs(self, x):
+        """The last layer's outputs in real units, ``z[c] * out_scale[c]`` (a detection
+        head's loss and decoding need absolute values, not only their order)."""
+        z = self(x)
+        scale = torch.from_numpy(self.qlayers[self.specs[-1].name].out_scale)
+        return z * scale.view((1, -1) + (1,) * (z.dim() - 2))
+
+    def head_scale(self) -> np.ndarray:
+        """``out_scale`` of the last layer for the current weights."""
+        head = self.qlayers[self.specs[-1].name]
+        with torch.no_grad():
+            _, _, _, scale = head.accumulate(torch.zeros(1, *head.input_dims(), dtype=torch.float64))
+        m, _, _ = head.constants(scale)
+        return head.output_scale(scale.detach().numpy(), m)
 
     def weight_layers(self):
         return [self.qlayers[s.name] for s in self.specs if s.type != "maxpool"]

@@ -46,10 +46,18 @@ def log(message: str, progress: bool) -> None:
         print(message, file=sys.stderr)
 
 
-def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net=None) -> dict:
+def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net=None,
+             detect=None) -> dict:
     """Run the flow on plan-like layer ``specs`` and a :class:`quant.data.Dataset`;
     write everything into ``out_dir`` (created) and return the report.  ``fp32_net``: an
-    already trained :class:`quant.model.FloatNet` (skips step 1)."""
+    already trained :class:`quant.model.FloatNet` (skips step 1).  A detection data set
+    (``digits-detect``) goes through :mod:`quant.detect_pipeline`; ``detect`` is the plan's
+    ``detect`` mapping (``{"anchors": N}``)."""
+    if data.name == "digits-detect":
+        from quant.detect_pipeline import quantize_detector
+        anchors = (detect or {}).get("anchors") or specs[-1].out // (5 + data.classes)
+        return quantize_detector(specs, data, out_dir, settings, name=name, anchors=anchors,
+                                 log=lambda message: log(message, settings.progress))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     s = settings
@@ -59,26 +67,8 @@ def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net
                                            progress=s.progress)
         fp32_test, fp32_val = train.fp32_accuracy(net, data.test), train.fp32_accuracy(net, data.val)
         log(f"fp32: test {fp32_test:.4f}, validation {fp32_val:.4f}", s.progress)
-        qnet = train.quantize_net(specs, net, train.activation_scales(net, data.train.x),
-                                  mbits=s.mbits)
-        fixed = {sp.name: sp.sparsity for sp in specs if sp.type != "maxpool" and sp.sparsity != "auto"}
-        auto = [sp.name for sp in specs if sp.type != "maxpool" and sp.sparsity == "auto"]
-        for layer in qnet.weight_layers():
-            layer.set_sparsity(fixed.get(layer.spec.name, s.base_sparsity))
-        train.finetune(qnet, data, epochs=s.qat_epochs, seed=s.seed, desc="quantization-aware",
-                       progress=s.progress)
-        evaluator = Evaluator(qnet, data, auto, epochs=s.search_epochs, seed=s.seed)
-        ref_bits, ref_searched, ref_acc_q, _ = evaluator.measure()
-        objective = Objective(ref_searched, ref_acc_q, s.accuracy_budget, s.penalty)
-        evaluator.objective = objective
-        log(f"quantized base: {ref_bits} bits, validation {ref_acc_q:.4f}", s.progress)
-        if auto and s.evaluations > 0:
-            search = run_searches(evaluator, evaluations=s.evaluations, seed=s.seed,
-                                  progress=s.progress)
-            chosen = dict(search["best"]["sparsity"])
-        else:
-            search, chosen = {"bayes": [], "uniform": [], "best": None}, {}
-        evaluator.apply(chosen, s.final_epochs, desc="final fine-tuning")
+        qnet, evaluator, objective, search, chosen, ref_bits, ref_acc_q = quantize_and_search(
+            specs, net, data, s, measure="validation")
         layers = qnet.int_layers()
         z_fake_test = train.fakequant_outputs(qnet, data.test.x)
     sidecars = export.save(out, layers)
@@ -92,13 +82,39 @@ def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net
     return report
 
 
-def make_report(name, specs, data, settings, layers, sidecars, out, *, net_acc, z_fake_test,
-                objective, search, chosen, ref_bits, ref_acc_q) -> dict:
-    model = reference.load_model(out / "model.npz")          # what the hardware will run
-    z_test = reference.run(model, data.test.x)
-    z_val = reference.run(model, data.val.x)
-    bits = export.model_bits(out)
-    fp32_bits = 32 * fp32_parameter_count(specs)
+def quantize_and_search(specs, net, data, s: Settings, *, measure: str, head_mbits=None,
+                        loss=None, score=None):
+    """Steps 2-5 on a trained fp32 ``net``: the fake-quant model, its base fine-tuning, the
+    sparsity searches and the final fine-tuning at the chosen point (left in ``qnet``).
+    ``loss``/``score``: the fine-tuning loss and validation measure (default the
+    classifier's cross-entropy and top-1); ``measure`` names the latter in the log.
+    Returns ``(qnet, evaluator, objective, search, chosen, base bits, base measure)``."""
+    qnet = train.quantize_net(specs, net, train.activation_scales(net, data.train.x),
+                              mbits=s.mbits, head_mbits=head_mbits)
+    fixed = {sp.name: sp.sparsity for sp in specs if sp.type != "maxpool" and sp.sparsity != "auto"}
+    auto = [sp.name for sp in specs if sp.type != "maxpool" and sp.sparsity == "auto"]
+    for layer in qnet.weight_layers():
+        layer.set_sparsity(fixed.get(layer.spec.name, s.base_sparsity))
+    train.finetune(qnet, data, epochs=s.qat_epochs, seed=s.seed, desc="quantization-aware",
+                   progress=s.progress, loss=loss)
+    extra = {} if score is None else {"score": score}
+    evaluator = Evaluator(qnet, data, auto, epochs=s.search_epochs, seed=s.seed, loss=loss, **extra)
+    ref_bits, ref_searched, ref_measure, _ = evaluator.measure()
+    objective = Objective(ref_searched, ref_measure, s.accuracy_budget, s.penalty)
+    evaluator.objective = objective
+    log(f"quantized base: {ref_bits} bits, {measure} {ref_measure:.4f}", s.progress)
+    if auto and s.evaluations > 0:
+        search = run_searches(evaluator, evaluations=s.evaluations, seed=s.seed,
+                              progress=s.progress)
+        chosen = dict(search["best"]["sparsity"])
+    else:
+        search, chosen = {"bayes": [], "uniform": [], "best": None}, {}
+    evaluator.apply(chosen, s.final_epochs, desc="final fine-tuning")
+    return qnet, evaluator, objective, search, chosen, ref_bits, ref_measure
+
+
+def layer_rows(specs, layers, sidecars, chosen) -> list[dict]:
+    """The report's per-layer table: precision, sparsity and exact bits of each weight layer."""
     rows = []
     for layer in layers:
         if layer.W is None:
@@ -117,6 +133,17 @@ def make_report(name, specs, data, settings, layers, sidecars, out, *, net_acc, 
             "simd": weight_info["simd"], "S": int(layer.S),
             "roms": [info["file"] for info in infos],
         })
+    return rows
+
+
+def make_report(name, specs, data, settings, layers, sidecars, out, *, net_acc, z_fake_test,
+                objective, search, chosen, ref_bits, ref_acc_q) -> dict:
+    model = reference.load_model(out / "model.npz")          # what the hardware will run
+    z_test = reference.run(model, data.test.x)
+    z_val = reference.run(model, data.val.x)
+    bits = export.model_bits(out)
+    fp32_bits = 32 * fp32_parameter_count(specs)
+    rows = layer_rows(specs, layers, sidecars, chosen)
     chosen_record = None
     if search.get("best"):
         chosen_record = {**search["best"], "bits": bits,

@@ -65,13 +65,22 @@ class Evaluation:
     objective: float
 
 
+def accuracy_score(qnet, split) -> float:
+    """Top-1 of the quantized model on ``split`` (the classifier's validation measure)."""
+    return train.accuracy_of(train.fakequant_outputs(qnet, split.x), split.y)
+
+
 class Evaluator:
     """Runs evaluations from one fixed base model (see module docstring).  ``objective``
-    may be set after construction, once :meth:`measure` has given the base's values."""
+    may be set after construction, once :meth:`measure` has given the base's values.
+    ``score(qnet, split)`` is the validation measure (higher is better; default top-1
+    accuracy) and ``loss`` the fine-tuning loss given to :func:`quant.train.finetune`
+    (default the classifier's cross-entropy); a detector passes its mAP and loss."""
 
     def __init__(self, qnet, data, auto_names, objective: Objective | None = None, *,
-                 epochs: int, seed: int):
+                 epochs: int, seed: int, score=accuracy_score, loss=None):
         self.qnet, self.data, self.auto = qnet, data, list(auto_names)
+        self.score, self.loss = score, loss
         self.base = copy.deepcopy(qnet.state_dict())
         self.objective, self.epochs, self.seed = objective, epochs, seed
         self.history: list[Evaluation] = []
@@ -83,15 +92,14 @@ class Evaluator:
             if layer.spec.name in sparsity:
                 layer.set_sparsity(sparsity[layer.spec.name])
         train.finetune(self.qnet, self.data, epochs=epochs, seed=self.seed, desc=desc,
-                       progress=False)
+                       progress=False, loss=self.loss)
 
     def measure(self) -> tuple[int, int, float, list]:
         """``(model bits, searched layers' bits, validation accuracy, integer layers)``."""
         layers = self.qnet.int_layers()
         bits, per_layer = exact_model_bits(layers)
-        z = train.fakequant_outputs(self.qnet, self.data.val.x)
         searched = sum(per_layer[name] for name in self.auto)
-        return bits, searched, train.accuracy_of(z, self.data.val.y), layers
+        return bits, searched, self.score(self.qnet, self.data.val), layers
 
     def __call__(self, search: str, values) -> float:
         sparsity = {name: round(float(v), 6) for name, v in zip(self.auto, values)}

@@ -50,8 +50,10 @@ def batches(n: int, generator: torch.Generator):
         yield order[start:start + BATCH]
 
 
-def fit(model, forward, x, y, *, epochs: int, lr: float, seed: int, desc: str, progress=True):
-    """Adam with cosine decay on cross-entropy of ``forward(model, x[idx])``."""
+def fit(model, forward, x, y, *, epochs: int, lr: float, seed: int, desc: str, progress=True,
+        loss=None):
+    """Adam with cosine decay on cross-entropy of ``forward(model, x[idx])`` and ``y[idx]``,
+    or on ``loss(forward(model, x[idx]), idx)`` when given (``y`` then only counts samples)."""
     if epochs <= 0:
         return
     generator = torch.Generator().manual_seed(seed)
@@ -63,19 +65,23 @@ def fit(model, forward, x, y, *, epochs: int, lr: float, seed: int, desc: str, p
     model.train()
     for _ in tqdm(range(epochs), desc=desc, leave=False, disable=not progress, unit="epoch"):
         for idx in batches(len(y), generator):
-            loss = F.cross_entropy(forward(model, x[idx]).float(), labels[idx])
+            if loss is None:
+                value = F.cross_entropy(forward(model, x[idx]).float(), labels[idx])
+            else:
+                value = loss(forward(model, x[idx]), idx)
             optimizer.zero_grad()
-            loss.backward()
+            value.backward()
             optimizer.step()
             schedule.step()
     model.eval()
 
 
-def train_fp32(specs, data, *, epochs: int, seed: int, lr: float = 3e-3, progress=True) -> FloatNet:
+def train_fp32(specs, data, *, epochs: int, seed: int, lr: float = 3e-3, progress=True,
+               loss=None) -> FloatNet:
     torch.manual_seed(seed)
     net = FloatNet(specs)
     fit(net, lambda m, xb: m(xb), as_float(data.train.x), data.train.y, epochs=epochs, lr=lr,
-        seed=seed, desc="fp32 training", progress=progress)
+        seed=seed, desc="fp32 training", progress=progress, loss=loss)
     return net
 
 
@@ -112,8 +118,9 @@ def activation_scales(net: FloatNet, x_u8) -> dict:
     return scales
 
 
-def quantize_net(specs, net: FloatNet, scales: dict, *, mbits: int) -> QuantNet:
-    """The quantization-aware model with batch norm folded and the given output scales."""
+def quantize_net(specs, net: FloatNet, scales: dict, *, mbits: int, head_mbits: int | None = None) -> QuantNet:
+    """The quantization-aware model with batch norm folded and the given output scales;
+    the last layer's ``M`` gets ``head_mbits`` bits when given (else ``mbits``)."""
     qlayers, s_in = {}, INPUT_SCALE
     last = [s for s in specs if s.type != "maxpool"][-1].name
     for spec, layer in zip(specs, net.layers):
@@ -121,7 +128,8 @@ def quantize_net(specs, net: FloatNet, scales: dict, *, mbits: int) -> QuantNet:
             continue
         weight, bias = folded_parameters(layer)
         final = spec.name == last
-        qlayers[spec.name] = QLayer(spec, weight, bias, s_in=s_in, final=final, mbits=mbits,
+        qlayers[spec.name] = QLayer(spec, weight, bias, s_in=s_in, final=final,
+                                    mbits=head_mbits if final and head_mbits else mbits,
                                     s_out=None if final else scales[spec.name])
         if not final:
             s_in = scales[spec.name]
@@ -129,9 +137,12 @@ def quantize_net(specs, net: FloatNet, scales: dict, *, mbits: int) -> QuantNet:
 
 
 def finetune(qnet: QuantNet, data, *, epochs: int, seed: int, lr: float = 1e-3,
-             desc="fine-tuning", progress=True) -> None:
-    fit(qnet, lambda m, xb: m.logits(xb), as_codes(data.train.x), data.train.y, epochs=epochs,
-        lr=lr, seed=seed, desc=desc, progress=progress)
+             desc="fine-tuning", progress=True, loss=None) -> None:
+    """Quantization-aware fine-tuning: cross-entropy of the real logits, or ``loss`` of the
+    last layer's real outputs (:meth:`QuantNet.real_outputs`)."""
+    forward = (lambda m, xb: m.logits(xb)) if loss is None else (lambda m, xb: m.real_outputs(xb))
+    fit(qnet, forward, as_codes(data.train.x), data.train.y, epochs=epochs,
+        lr=lr, seed=seed, desc=desc, progress=progress, loss=loss)
 
 
 @torch.no_grad()
