@@ -201,12 +201,23 @@ def quantized_in_cache(plan, plan_text: str, args) -> list:
         scratch = Path(tempfile.mkdtemp(prefix=".quantize.", dir=directory.parent))
         try:
             settings = Settings(progress=not args.quiet, **plan.quantize)
-            quantize(plan.layers, load_dataset(plan.dataset), scratch, settings, name=plan.name)
+            extra = {"detect": plan.detect} if plan.detect else {}
+            quantize(plan.layers, dataset_of(plan, load_dataset), scratch, settings,
+                     name=plan.name, **extra)
             if not directory.exists():
                 scratch.rename(directory)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return load_quantized(plan, directory)
+
+
+def dataset_of(plan, load_dataset):
+    """The plan's data set, at the plan's input size where the loader takes one (the
+    detection canvases)."""
+    import inspect
+    if "size" in inspect.signature(load_dataset).parameters:
+        return load_dataset(plan.dataset, size=plan.input_shape[1:])
+    return load_dataset(plan.dataset)
 
 
 # --------------------------------------------------------------------------- files

@@ -42,7 +42,7 @@ FIFOs
 In front of each stage ``axis_fifo`` of ``fifo_depth`` beats: the beats that arrive during
 the stage's frame pause at the pipeline's average rate, ``ceil(pause * in_beats / T)``, with
 a floor of 2 (the handshake register pair that keeps a stalled stage from stalling its
-producer in the same cycle), rounded up to a power of two.  The line buffer's ring already
+producer in the same cycle) or ``axis_fifo``'s smallest depth, rounded up to a power of two.  The line buffer's ring already
 holds ``stride`` rows ahead of the window, so producers' row-to-row burstiness needs no more.
 """
 from __future__ import annotations
@@ -459,7 +459,7 @@ class Planner:
         for stage in stages:
             bits = formats[stage.index][0]
             in_beats = stage.terms["input"]
-            depth = max(MIN_FIFO, math.ceil(stage.terms["pause"] * in_beats / period))
+            depth = max(min_fifo(), math.ceil(stage.terms["pause"] * in_beats / period))
             stage.fifo_depth = 1 << (depth - 1).bit_length()
             link = self.coster.link(lanes, stage.simd, bits, stage.fifo_depth)
             link["before"] = stage.name
@@ -493,6 +493,14 @@ class Planner:
             values.update(cycles)
             floor = max(floor, min(cycles))
         return sorted(v for v in values if v >= floor)
+
+
+def min_fifo() -> int:
+    """The shallowest FIFO: 2 beats (a register pair), or more where ``axis_fifo`` says."""
+    fifo = _module("blocks.axis_fifo")
+    if fifo is None:
+        return MIN_FIFO
+    return max(MIN_FIFO, next(p.lo for p in fifo.BLOCK.params if p.name == "depth"))
 
 
 def add_costs(costs) -> dict:

@@ -135,3 +135,17 @@ def test_a_foreign_output_directory_is_left_alone(plan_file, tmp_path, capsys):
     assert "not empty and not a previous assemble output" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["precious.txt"]
     assert not [p for p in Path(tmp_path).iterdir() if p.name.startswith(".out.")]
+
+
+def test_without_a_model_it_quantizes_once_into_the_cache(plan_file, tmp_path):
+    plan_file.write_text(PLAN + "quantize: {seed: 1, epochs: 1, qat_epochs: 1, search_epochs: 1, "
+                         "final_epochs: 1, evaluations: 2}\n")
+    assert assemble(plan_file, "-o", tmp_path / "a", "--report-only") == 0
+    cached = list((tmp_path / "cache" / "quantize").iterdir())
+    assert len(cached) == 1 and (cached[0] / "quant_report.json").is_file()
+    stamp = (cached[0] / "model.npz").stat().st_mtime_ns
+    assert assemble(plan_file, "-o", tmp_path / "b", "--report-only") == 0
+    assert (cached[0] / "model.npz").stat().st_mtime_ns == stamp          # reused, not redone
+    report = json.loads((tmp_path / "b" / "assemble_report.json").read_text())
+    assert report["model"] == "quantized (cache)" and not report["notes"][0].startswith("random")
+    assert (tmp_path / "a" / "model.npz").read_bytes() == (tmp_path / "b" / "model.npz").read_bytes()
