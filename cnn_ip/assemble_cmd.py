@@ -188,12 +188,18 @@ def digest(*parts) -> str:
     return h.hexdigest()[:20]
 
 
+def quantize_dir(plan_text: str, args) -> Path:
+    """The cache entry of a plan's quantized model: keyed by the plan's text and the
+    quantization code."""
+    return cache_root(args) / "quantize" / digest(plan_text, source_digest(("quant",)))
+
+
 def quantized_in_cache(plan, plan_text: str, args) -> list:
     """Run ``cnn-ip quantize``'s flow once per plan text into the cache; reuse it after."""
     if plan.dataset is None:
         plan.fail("dataset", "missing (assemble without --model or --random-weights quantizes "
                   "the network first and needs a dataset)")
-    directory = cache_root(args) / "quantize" / digest(plan_text, source_digest(("quant",)))
+    directory = quantize_dir(plan_text, args)
     if not (directory / "model.npz").is_file():
         from quant.data import load_dataset
         from quant.pipeline import Settings, quantize
@@ -302,12 +308,15 @@ def run(args) -> int:
     steps = ["model", "plan", "report"] + ([] if args.report_only else ["rtl"])
     progress = _progress(len(steps), args.quiet)
     progress.set_description("model")
+    model_file = None                  # a quantize output's model.npz, copied as it is
     if args.model:
         layers, source = load_quantized(plan, args.model), f"quantized: {args.model}"
+        model_file = Path(args.model) / "model.npz"
     elif args.random_weights:
         layers, source = random_model(plan, args.seed), "random-weights"
     else:
         layers, source = quantized_in_cache(plan, plan_text, args), "quantized (cache)"
+        model_file = quantize_dir(plan_text, args) / "model.npz"
     progress.update()
     progress.set_description("plan")
     result = plan_network(plan, layers)
@@ -319,7 +328,10 @@ def run(args) -> int:
     os.chmod(scratch, 0o777 & ~umask)          # mkdtemp's 0700 is not what a user expects
     try:
         (scratch / "plan.yaml").write_text(plan_text)
-        save_npz(scratch / "model.npz", layers)
+        if model_file is None:
+            save_npz(scratch / "model.npz", layers)
+        else:
+            shutil.copyfile(model_file, scratch / "model.npz")
         sidecar = None
         if not args.report_only:
             progress.set_description("rtl")
