@@ -1,0 +1,622 @@
+"""``maxpool``: a streaming K x K max-pool over a raster stream, P lanes a beat.
+
+Design: standalone and separable, not ``line_buffer`` plus a window-max reducer.  A line
+buffer keeps ``K + stride`` rows of input pixels and emits every window as ``K*K*C/P``
+beats, so a pool on it would cost ``(K + stride) * W * C * A`` bits and, for an
+overlapping pool (K > stride, e.g. Tiny-YOLOv2's 2x2 stride-1), ``K*K/stride**2`` cycles
+per input beat.  Here a pass along each row keeps partial maxima of the windows still
+open, then a pass down the columns keeps partial maxima of the output rows still open:
+``ceil(K/stride) * Wo * C * A`` bits (2x2 stride 2: ``Wo*C*A``, 1/8 of the line buffer's
+ring) and one input beat per cycle.
+
+Both passes are one sub-block, :func:`pool_axis`, a 1-D max-pool over a sequence of
+``items`` of ``span`` beats each: along a row an item is a pixel (``span = C/P`` beats),
+down the map an item is a row of the row pass's output (``span = Wo*C/P``).  It holds
+``NW = ceil(K/stride)`` slots of partial maxima per beat position in one memory word
+(``span`` words of ``NW*P*A`` bits; a register when ``span`` is 1), youngest window in
+slot 0: each beat reads its word, folds its value into every open window (a new window
+takes the value as it is, and shifts the older ones up a slot), writes the word back,
+and when this item is the last real item of the oldest open window sends that window's
+maximum out.
+
+Padding: ``pad`` cells before (top, left) and ``pad_end`` after (bottom, right) hold the
+smallest value of the input's range.  Every window holds at least one real cell
+(``pad, pad_end < K``), so a padding cell never wins and is never fetched: a window's
+maximum is the maximum of its real cells.  Windows that end in the trailing padding end
+with the last real item; they are sent after it from the memory (a *flush*: ``span``
+cycles per window, input held), e.g. one row and one pixel per row for pad_end = 1.
+
+Group-major streams (Contract 6: Cout/L sub-maps, each raster with L channels a beat) are
+pooled by treating every sub-map as a frame of ``channels = lanes = L``: the block then
+emits one sub-map after another in the same order, with ``tlast`` on each sub-map's last
+beat (a stage that wants ``tlast`` once a frame counts Cout/L of them).
+
+Parameters
+----------
+width W, height H : int, 1..4096      input map size
+channels C : int, 1..4096             channels per pixel
+lanes P : int, divides C              channels a beat (G = C/P beats a pixel)
+k K : int, 1..7; stride : int, 1..7; pad : int, 0..K-1; pad_end : int, -1..K-1 (-1: pad)
+abits A : int, 1..8; signed : bool    value width and whether values are two's complement
+
+Output size: ``Ho = (H + pad + pad_end - K) // stride + 1``, likewise ``Wo``.
+
+Ports
+-----
+aclk, aresetn    clock; synchronous active-low reset
+s_axis_in_t*     raster (y, x, c/P): ``tdata[P*A-1:0]``, channel ``g*P + i`` in lane ``i``
+                 (``tdata[(i+1)*A-1 : i*A]``); no ``tlast`` (frames are counted).
+m_axis_out_t*    the pooled map, raster, packed the same way; ``tlast`` on a frame's last beat.
+
+Latency and throughput
+----------------------
+One input beat a cycle, except during flushes: back-to-back frames take
+``(H*W + H*FX + FY*Wo)*G - overlap`` cycles each with no stalls, ``FX``/``FY`` the
+windows that end in the trailing padding per row/column (0 when ``pad_end`` is 0), and
+``overlap = (K-1-pad)*G`` when ``FY > 0`` (the next frame's first beats, which need no
+output, move during the column flush): :func:`frame_cycles`.  When ``K-1-pad`` is below
+H and W, the first output beat moves ``((K-1-pad)*(W+FX) + K-1-pad)*G + 2`` cycles after
+the first input beat: 2 cycles (one output register per pass) after pixel
+``(K-1-pad, K-1-pad)``, group 0, moved, each row before it delayed by its flush.
+"""
+from __future__ import annotations
+
+import numpy as np
+from myhdl import ConcatSignal, Signal, always, always_comb, always_seq, block, intbv
+
+from blocks.ram import add_blocks, ram
+from blocks.ram import estimate as ram_estimate
+from blocks.spec import BlockDef, Param, check_width
+from blocks.stream import Axis, clock_reset, pack, unpack
+
+PARAMS = (
+    Param("width", int, lo=1, hi=4096, help="input width W in pixels"),
+    Param("height", int, lo=1, hi=4096, help="input height H in pixels"),
+    Param("channels", int, lo=1, hi=4096, help="channels per pixel C"),
+    Param("lanes", int, default=1, lo=1, hi=4096, help="channels per beat P, divides C"),
+    Param("k", int, lo=1, hi=7, help="window size K"),
+    Param("stride", int, default=1, lo=1, hi=7, help="window stride"),
+    Param("pad", int, default=0, lo=0, hi=6, help="padding before (top, left), below K"),
+    Param("pad_end", int, default=-1, lo=-1, hi=6,
+          help="padding after (bottom, right), below K; -1: same as pad"),
+    Param("abits", int, lo=1, hi=8, help="bits per value A"),
+    Param("signed", bool, default=False, help="values are two's complement"),
+)
+
+
+def after(pad: int, pad_end: int) -> int:
+    return pad if pad_end < 0 else pad_end
+
+
+def out_size(size: int, k: int, stride: int, pad: int, pad_end: int) -> int:
+    return (size + pad + after(pad, pad_end) - k) // stride + 1
+
+
+def cross_check(p: dict) -> None:
+    if p["channels"] % p["lanes"]:
+        raise ValueError(f"lanes: must divide channels ({p['channels']}), got {p['lanes']}")
+    for name in ("pad", "pad_end"):
+        if p[name] >= p["k"]:
+            raise ValueError(f"{name}: must be less than k ({p['k']}), got {p[name]}")
+    for axis in ("height", "width"):
+        if p["k"] > p[axis] + p["pad"] + after(p["pad"], p["pad_end"]):
+            raise ValueError(f"k: must be at most {axis} + padding, got {p['k']}")
+
+
+def geometry(items: int, k: int, stride: int, pad: int, pad_end: int) -> dict:
+    """Constants of a 1-D pass over ``items``: windows, slots, where they start and end."""
+    n_out = out_size(items, k, stride, pad, pad_end)
+    ends = [w * stride + k - 1 - pad for w in range(n_out)]   # last item, unclipped
+    real_ends = [e for e in ends if e <= items - 1]
+    return {"n_out": n_out,
+            "slots": -(-k // stride),
+            "first_count": min(pad // stride + 1, n_out),     # windows open at item 0
+            "last_start": (n_out - 1) * stride - pad,         # last item a window starts at
+            "first_end": k - 1 - pad,
+            "last_end": real_ends[-1] if real_ends else -1,
+            "flush": len(ends) - len(real_ends)}
+
+
+def _reg(limit: int, init: int = 0):
+    """An unsigned register for 0..limit-1, at least 3 bits (constant increments in
+    branches a small geometry never takes stay lint clean)."""
+    return Signal(intbv(init, min=0, max=max(8, limit)))
+
+
+@block
+def slot_lane(v, old, older, n, first, shift, *, youngest, signed, abits):
+    """One lane of one slot: ``n`` = the slot's new partial maximum.
+
+    A window that opens at this beat takes ``v``; otherwise the larger of ``v`` and the
+    slot's old value (the next younger slot's, when a new window shifts them up).
+    """
+    src, value = Signal(intbv(0)[abits:]), Signal(intbv(0)[abits:])
+    top = abits - 1
+
+    @always_comb
+    def take():
+        # A signal of its own: the converter inlines a slice, and a slice's bit is no
+        # Verilog.
+        value.next = v
+    if youngest:
+        @always_comb
+        def pick():
+            src.next = old
+    else:
+        @always_comb
+        def pick():
+            if shift:
+                src.next = older
+            else:
+                src.next = old
+
+    fresh = Signal(bool(0))
+    if youngest:
+        @always_comb
+        def fresh_now():
+            fresh.next = first or shift
+    else:
+        @always_comb
+        def fresh_now():
+            fresh.next = first
+
+    if signed:
+        # Unsigned order with the sign bits swapped is two's complement order.
+        @always_comb
+        def fold():
+            if fresh or ((value > src) != (value[top] != src[top])):
+                n.next = value
+            else:
+                n.next = src
+    else:
+        @always_comb
+        def fold():
+            if fresh or value > src:
+                n.next = value
+            else:
+                n.next = src
+    return take, pick, fresh_now, fold
+
+
+@block
+def slot_memory(aclk, *, write, waddr, wdata, read, rdata, depth):
+    """``depth`` words (``blocks.ram``: LUT RAM or block RAM by size), read one beat
+    ahead; a register when ``depth`` is 1 (the word read next is the one written now)."""
+    if depth == 1:
+        @always(aclk.posedge)
+        def hold():
+            if write:
+                rdata.next = wdata
+        waddr.read = read.read = True
+        return hold
+    # Addresses exactly as wide as the depth needs (the beat counter is wider); the read
+    # fetches the word of the next beat.
+    bits = (depth - 1).bit_length()
+    wa, ra = Signal(intbv(0)[bits:]), Signal(intbv(0)[bits:])
+    LAST = depth - 1
+
+    @always_comb
+    def addresses():
+        wa.next = waddr[bits:]
+        if waddr[bits:] == LAST:
+            ra.next = 0
+        else:
+            ra.next = waddr[bits:] + 1
+
+    memory = ram(aclk, write=write, waddr=wa, wdata=wdata, read=read, raddr=ra, rdata=rdata,
+                 depth=depth)
+    return addresses, memory
+
+
+@block
+def pick_slot(out, prev, slot, age, *, index):
+    """One step of the slot selection chain: ``slot`` if ``age == index``, else ``prev``."""
+    @always_comb
+    def choose():
+        if age == index:
+            out.next = slot
+        else:
+            out.next = prev
+    return choose
+
+
+def item_flags_at(item: int, *, geo: dict, items: int, stride: int, k: int, pad: int):
+    """``(start, end)`` of ``item``: a window starts there (at item 0 the first
+    ``first_count`` do), the oldest open window ends there."""
+    start = item == 0 or ((item + pad) % stride == 0 and item <= geo["last_start"])
+    end = ((item + pad) % stride == (k - 1) % stride
+           and geo["first_end"] <= item <= geo["last_end"])
+    return start, end
+
+
+@block
+def item_flags(*, item, phase, start, end, geo, items, stride, k):
+    """:func:`item_flags_at` in logic, for ``item`` (``phase = (item + pad) % stride``).
+    Bounds every item meets are left out (an always-true compare does not pass lint)."""
+    END_PHASE = (k - 1) % stride
+    LAST_START, FIRST_END, LAST_END = geo["last_start"], geo["first_end"], geo["last_end"]
+    if LAST_START >= items - 1:
+        @always_comb
+        def start_flag():
+            start.next = item == 0 or phase == 0
+    elif LAST_START >= 1:
+        @always_comb
+        def start_flag():
+            start.next = item == 0 or (phase == 0 and item <= LAST_START)
+    else:
+        @always_comb
+        def start_flag():
+            start.next = item == 0
+
+    if LAST_END < 0:
+        @always_comb
+        def end_flag():
+            end.next = 0
+    elif FIRST_END > 0 and LAST_END < items - 1:
+        @always_comb
+        def end_flag():
+            end.next = phase == END_PHASE and item >= FIRST_END and item <= LAST_END
+    elif FIRST_END > 0:
+        @always_comb
+        def end_flag():
+            end.next = phase == END_PHASE and item >= FIRST_END
+    elif LAST_END < items - 1:
+        @always_comb
+        def end_flag():
+            end.next = phase == END_PHASE and item <= LAST_END
+    else:
+        @always_comb
+        def end_flag():
+            end.next = phase == END_PHASE
+    return start_flag, end_flag
+
+
+@block
+def pool_sequencer(aclk, aresetn, *, advance, item_done, flushing, f, first, shift, end, age,
+                   tail, items, stride, k, pad, geo):
+    """The current item's flags, all registers: computed from counters of the *next*
+    item (``ni``, ``nph``) and loaded as an item ends, so no counter compare lies on the
+    data path.  ``count`` = windows open at the current item; ``age`` = the slot of the
+    oldest (the one that ends, or during a flush the one being sent); ``tail``: the
+    current item ends the last window (``None``: not needed)."""
+    _, end0 = item_flags_at(0, geo=geo, items=items, stride=stride, k=k, pad=pad)
+    NI0, NPH0 = 1 % items, (1 + pad) % stride
+    LAST_ITEM, LAST_PHASE, LAST_END = items - 1, stride - 1, geo["last_end"]
+    FIRST_COUNT, LAST_FLUSH, FLUSH = geo["first_count"], geo["flush"] - 1, geo["flush"] > 0
+    TAIL0, ONE_ITEM = LAST_END == 0, items == 1
+    ni = _reg(items, NI0)
+    nph = _reg(stride, NPH0)
+    count = _reg(geo["slots"] + 1, FIRST_COUNT)
+    cur_last = Signal(bool(ONE_ITEM))
+    start_n, end_n = Signal(bool(0)), Signal(bool(0))
+    next_flags = item_flags(item=ni, phase=nph, start=start_n, end=end_n, geo=geo,
+                            items=items, stride=stride, k=k)
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def sequence():
+        if advance and item_done:
+            if flushing:
+                if f == LAST_FLUSH:
+                    flushing.next = 0
+                    f.next = 0
+                    age.next = FIRST_COUNT - 1
+                else:
+                    f.next = f + 1
+                    age.next = age - 1
+            elif cur_last:                   # item 0 of the next sequence
+                first.next = 1
+                shift.next = 0
+                end.next = end0
+                count.next = FIRST_COUNT
+                cur_last.next = ONE_ITEM
+                ni.next = NI0
+                nph.next = NPH0
+                if FLUSH:
+                    flushing.next = 1
+                    age.next = LAST_FLUSH
+                else:
+                    age.next = FIRST_COUNT - 1
+            else:
+                first.next = 0
+                shift.next = start_n
+                end.next = end_n
+                cur_last.next = ni == LAST_ITEM
+                # Windows open at the next item: the ending one closes, a new one opens.
+                if start_n and not end:
+                    count.next = count + 1
+                    age.next = count
+                elif end and not start_n:
+                    count.next = count - 1
+                    if count >= 2:
+                        age.next = count - 2
+                    else:
+                        age.next = 0
+                elif count != 0:
+                    age.next = count - 1
+                else:
+                    age.next = 0
+                if ni == LAST_ITEM:
+                    ni.next = 0
+                else:
+                    ni.next = ni + 1
+                if nph == LAST_PHASE:
+                    nph.next = 0
+                else:
+                    nph.next = nph + 1
+
+    if tail is None:
+        return next_flags, sequence
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def tail_flag():
+        if advance and item_done and not flushing:
+            if cur_last:
+                tail.next = TAIL0
+            else:
+                tail.next = ni == LAST_END
+    return next_flags, sequence, tail_flag
+
+
+@block
+def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_end, lanes,
+              abits, signed):
+    """1-D max-pool over ``items`` items of ``span`` beats (see the module docstring).
+
+    ``m_out.tlast`` (if the stream has one) marks the last beat of the last window.
+    """
+    geo = geometry(items, k, stride, pad, pad_end)
+    NW = geo["slots"]
+    lane_bits = lanes * abits
+    word_bits = NW * lane_bits
+    kw = dict(geo=geo, items=items, stride=stride, k=k, pad=pad)
+    _, end0 = item_flags_at(0, **kw)
+    j, f = _reg(span), _reg(geo["flush"] + 1)
+    flushing, item_done = Signal(bool(0)), Signal(bool(0))
+    first, shift, end = Signal(bool(1)), Signal(bool(0)), Signal(bool(end0))
+    # Only a stream with tlast and no flush needs to know the last window's item.
+    with_tail = m_out.tlast is not None and geo["flush"] == 0
+    tail = Signal(bool(geo["last_end"] == 0)) if with_tail else None
+    age = _reg(NW, geo["first_count"] - 1)
+    emit, advance = Signal(bool(0)), Signal(bool(0))
+    v = Signal(intbv(0)[lane_bits:])
+    old = Signal(intbv(0)[word_bits:])               # the memory's read register
+    out_valid = Signal(bool(0))
+    out_data = Signal(intbv(0)[lane_bits:])
+
+    units, lanes_new = [], []
+    for slot in range(NW):
+        for lane in range(lanes):
+            lo = slot * lane_bits + lane * abits
+            n = Signal(intbv(0)[abits:])
+            older = old(lo - lane_bits + abits, lo - lane_bits) if slot else None
+            units.append(slot_lane(v(lane * abits + abits, lane * abits), old(lo + abits, lo),
+                                   older, n, first, shift, youngest=slot == 0, signed=signed,
+                                   abits=abits))
+            lanes_new.append(n)
+    new = ConcatSignal(*reversed(lanes_new)) if len(lanes_new) > 1 else lanes_new[0]
+    control = pool_sequencer(aclk, aresetn, advance=advance, item_done=item_done,
+                             flushing=flushing, f=f, first=first, shift=shift, end=end,
+                             age=age, tail=tail, **kw)
+    LAST_BEAT = span - 1
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def beats():
+        if advance:
+            if item_done:
+                j.next = 0
+            else:
+                j.next = j + 1
+
+    @always_comb
+    def beat_done():
+        item_done.next = j == LAST_BEAT
+
+    write = Signal(bool(0))
+    memory = slot_memory(aclk, write=write, waddr=j, wdata=new, read=advance, rdata=old,
+                         depth=span)
+
+    @always_comb
+    def handshake():
+        emit.next = flushing or end
+        advance.next = (flushing or s_in.tvalid) and (not out_valid or m_out.tready
+                                                      or not (flushing or end))
+        s_in.tready.next = not flushing and (not out_valid or m_out.tready or not end)
+        write.next = s_in.tvalid and not flushing and (not out_valid or m_out.tready
+                                                       or not end)
+
+    @always_comb
+    def input_value():
+        v.next = s_in.tdata
+
+    # The value sent: the ending window's slot of the new word, or during a flush the
+    # flushed window's slot of the stored word.
+    word = Signal(intbv(0)[word_bits:])
+    chain = [word(lane_bits, 0)]
+    for slot in range(1, NW):
+        chain.append(Signal(intbv(0)[lane_bits:]))
+        units.append(pick_slot(chain[-1], chain[-2], word((slot + 1) * lane_bits,
+                                                           slot * lane_bits), age, index=slot))
+    picked = chain[-1]
+
+    @always_comb
+    def pick():
+        if flushing:
+            word.next = old
+        else:
+            word.next = new
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def output():
+        if advance and emit:
+            out_valid.next = 1
+            out_data.next = picked
+        elif m_out.tready:
+            out_valid.next = 0
+
+    @always_comb
+    def drive():
+        m_out.tvalid.next = out_valid
+        m_out.tdata.next = out_data
+
+    parts = [units, control, beats, beat_done, memory, handshake, input_value, pick, output,
+             drive]
+    if m_out.tlast is not None:
+        is_last = Signal(bool(0))
+        out_last = Signal(bool(0))
+        FLUSH_END, LAST_FLUSH = geo["flush"] > 0, geo["flush"] - 1
+        if FLUSH_END:
+            @always_comb
+            def frame_end():
+                is_last.next = flushing and f == LAST_FLUSH and j == LAST_BEAT
+        else:
+            @always_comb
+            def frame_end():
+                is_last.next = tail and j == LAST_BEAT
+
+        @always_seq(aclk.posedge, reset=aresetn)
+        def last_register():
+            if advance and emit:
+                out_last.next = is_last
+
+        @always_comb
+        def drive_last():
+            m_out.tlast.next = out_last
+        parts += [frame_end, last_register, drive_last]
+    return parts
+
+
+@block
+def maxpool(aclk, aresetn, s_axis_in, m_axis_out, *, width, height, channels, lanes=1, k,
+            stride=1, pad=0, pad_end=-1, abits, signed=False):
+    """Streaming max-pool; see the module docstring."""
+    BLOCK.validate(width=width, height=height, channels=channels, lanes=lanes, k=k,
+                   stride=stride, pad=pad, pad_end=pad_end, abits=abits, signed=signed)
+    bits = lanes * abits
+    check_width("s_axis_in.tdata", s_axis_in.tdata, bits)
+    check_width("m_axis_out.tdata", m_axis_out.tdata, bits)
+    G = channels // lanes
+    pe = after(pad, pad_end)
+    wo = out_size(width, k, stride, pad, pe)
+    rows = Axis(bits, last=False)                 # the row pass's output
+    common = dict(k=k, stride=stride, pad=pad, pad_end=pe, lanes=lanes, abits=abits,
+                  signed=signed)
+    along = pool_axis(aclk, aresetn, s_axis_in, rows, items=width, span=G, **common)
+    down = pool_axis(aclk, aresetn, rows, m_axis_out, items=height, span=wo * G, **common)
+    return along, down
+
+
+# ---------------------------------------------------------------------------- models
+
+def frame_beats(frames, *, lanes, abits):
+    """Input beats for ``frames`` (N x H x W x C integers): ``[(tdata, False), ...]``."""
+    frames = np.asarray(frames)
+    return [(pack(v, abits), False) for v in frames.reshape(-1, lanes)]
+
+
+def golden(frames, *, width, height, channels, lanes=1, k, stride=1, pad=0, pad_end=-1,
+           abits, signed=False):
+    """Output beats ``[(tdata, tlast), ...]`` for ``frames`` (N x H x W x C integers)."""
+    frames = np.asarray(frames, dtype=np.int64)
+    assert frames.shape[1:] == (height, width, channels), frames.shape
+    lo = -(1 << (abits - 1)) if signed else 0
+    pe = after(pad, pad_end)
+    beats = []
+    for frame in frames:
+        out = np.full((out_size(height, k, stride, pad, pe), out_size(width, k, stride, pad, pe),
+                       channels), np.iinfo(np.int64).min, dtype=np.int64)
+        padded = np.full((height + pad + pe, width + pad + pe, channels), lo, dtype=np.int64)
+        padded[pad:pad + height, pad:pad + width] = frame
+        ho, wo = out.shape[:2]
+        for ky in range(k):
+            for kx in range(k):
+                out = np.maximum(out, padded[ky:ky + stride * ho:stride,
+                                             kx:kx + stride * wo:stride])
+        words = out.reshape(-1, lanes)
+        beats += [(pack(v, abits), n == len(words) - 1) for n, v in enumerate(words)]
+    return beats
+
+
+def output_values(beats, *, lanes, abits, signed):
+    """Unpack output beats into one flat array of values (for comparisons)."""
+    return np.array([unpack(b, abits, lanes, signed=signed) for b in beats]).reshape(-1)
+
+
+def frame_cycles(*, width, height, channels, lanes=1, k, stride=1, pad=0, pad_end=-1,
+                 **_):
+    """Cycles per frame in steady state with no stalls: input beats plus flushes, less
+    the beats of the next frame's first row that need no output (they move while the
+    column pass flushes)."""
+    G = channels // lanes
+    pe = after(pad, pad_end)
+    fx = geometry(width, k, stride, pad, pe)["flush"]
+    fy = geometry(height, k, stride, pad, pe)["flush"]
+    wo = out_size(width, k, stride, pad, pe)
+    overlap = min((k - 1 - pad) * G, fy * wo * G) if fy else 0
+    return (height * width + height * fx + fy * wo) * G - overlap
+
+
+def memories(*, width, channels, lanes=1, k, stride=1, pad=0, pad_end=-1, abits, **_):
+    """``(width, depth)`` of the two passes' slot memories (row pass, column pass); a
+    depth of 1 is a register."""
+    G = channels // lanes
+    word = -(-k // stride) * lanes * abits
+    wo = out_size(width, k, stride, pad, after(pad, pad_end))
+    return (word, G), (word, wo * G)
+
+
+def estimate(*, width, height, channels, lanes=1, k, stride=1, pad=0, pad_end=-1, abits,
+             signed=False):
+    """Cost per pass: the slot memory (``blocks.ram.estimate``, or a register word), a
+    compare and two selects of A bits for every slot lane, the flush and slot selection
+    of the output, the output register and the counters."""
+    p = dict(width=width, channels=channels, lanes=lanes, k=k, stride=stride, pad=pad,
+             pad_end=pad_end, abits=abits)
+    pe = after(pad, pad_end)
+    G = channels // lanes
+    slots = -(-k // stride)
+    lane_bits = lanes * abits
+    lut = ff = bits = 0
+    blocks = []
+    for word, depth in memories(**p):
+        if depth > 1:
+            memory = ram_estimate(width=word, depth=depth)
+            lut, ff, bits = lut + memory["lut"], ff + memory["ff"], bits + memory["bram_bits"]
+            blocks.append(memory["bram"])
+        else:
+            ff += word
+        lut += 3 * word + lane_bits * slots + 40
+        ff += lane_bits + 40
+    fx = geometry(width, k, stride, pad, pe)["flush"]
+    first = ((k - 1 - pad) * (width + fx) + k - 1 - pad) * G + 2
+    return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": bits,
+            "bram": add_blocks(*blocks), "latency": first,
+            "cycles": frame_cycles(width=width, height=height, channels=channels,
+                                   lanes=lanes, k=k, stride=stride, pad=pad, pad_end=pe),
+            "per": "frame"}
+
+
+def ports(*, width, height, channels, lanes=1, k, stride=1, pad=0, pad_end=-1, abits,
+          signed=False):
+    bits = lanes * abits
+    return {**clock_reset(), "s_axis_in": Axis(bits, last=False), "m_axis_out": Axis(bits)}
+
+
+def derived(*, width, height, channels, lanes=1, k, stride=1, pad=0, pad_end=-1, abits,
+            signed=False):
+    pe = after(pad, pad_end)
+    return {"out_width": out_size(width, k, stride, pad, pe),
+            "out_height": out_size(height, k, stride, pad, pe),
+            "pad_end": pe, "slots": -(-k // stride),
+            "frame_cycles": frame_cycles(width=width, height=height, channels=channels,
+                                         lanes=lanes, k=k, stride=stride, pad=pad,
+                                         pad_end=pe)}
+
+
+def example():
+    return {"width": 13, "height": 13, "channels": 16, "lanes": 8, "k": 2, "stride": 1,
+            "pad": 0, "pad_end": 1, "abits": 8, "signed": True}
+
+
+BLOCK = BlockDef(name="maxpool", build=maxpool, params=PARAMS, ports=ports, golden=golden,
+                 estimate=estimate, derived=derived, cross_check=cross_check,
+                 example=example)
