@@ -275,8 +275,12 @@ def write_rtl(result, rtl_dir: Path, args) -> dict:
         cached.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".rtl.", dir=cached.parent))
         try:
-            info = network.write_rtl(plans, scratch / "rtl", name=result.plan.name,
-                                     target=result.plan.device)
+            try:
+                info = network.write_rtl(plans, scratch / "rtl", name=result.plan.name,
+                                         target=result.plan.device)
+            except ValueError as error:     # a block's parameter check: say which, one line
+                raise UserError(f"assemble: {result.plan.path}: the network top cannot be "
+                                f"built: {error}") from None
             (scratch / "sidecar.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
             if not cached.exists():
                 scratch.rename(cached)

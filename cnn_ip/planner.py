@@ -257,7 +257,11 @@ class Coster:
         if key not in self.cache:
             layer = self.plan.layers[index]
             make = self._conv if layer.has_weights else self._pool
-            self.cache[key] = make(index, lanes, simd)
+            try:
+                self.cache[key] = make(index, lanes, simd)
+            except ValueError as error:      # a block refuses the layer: its limit, one line
+                raise PlanError(f"{self.plan.path}:{layer.line}: layers[{index}]: cannot be "
+                                f"built at L={lanes}, S={simd}: {error}") from None
         return self.cache[key]
 
     def _note_missing(self, name, estimate):

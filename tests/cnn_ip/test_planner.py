@@ -221,3 +221,14 @@ def test_fps_and_gops_of_the_report():
     assert data["model_bits"]["fp32"] == fp32
     assert data["model_bits"]["compression"] == round(fp32 / result.model_bits, 3)
     assert math.isclose(data["use"]["lut"], data["totals"]["lut"] / 83640, abs_tol=1e-4)
+
+
+def test_a_layer_a_block_refuses_is_one_line_naming_the_limit():
+    plan = parse_plan(SMALL, "p.yaml")
+    layers = random_model(plan)
+    layers[2].M = layers[2].M * 0 + (1 << 20)          # beyond the requantizer's multiplier
+    with pytest.raises(PlanError) as info:
+        plan_network(plan, layers)
+    message = str(info.value)
+    assert message.startswith("p.yaml:8: layers[2]: cannot be built at L=") and "M needs" in message
+    assert "\n" not in message
