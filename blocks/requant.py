@@ -1,0 +1,502 @@
+"""``requant``: per-channel requantization of accumulator lanes (DESIGN.md, Contracts 2, 6).
+
+Takes ``mac_array``'s output, ``lanes`` signed accumulators a beat, and turns each into the
+layer's output value.  Beat ``i`` belongs to output-channel group ``g = i mod G`` (``G =
+Cout / L``, the order a row conv stage produces them), lane ``l`` to channel
+``c = g*L + l``.  Per channel::
+
+    sum = acc + bias[c]
+    y   = clamp((sum * M[c] + (1 << (S-1))) >> S, lo, hi)      M_neg[c] when sum < 0
+    z   = sum * M[c]                                            final layer: unshifted
+
+``lo, hi`` = ``0, 2**A - 1`` (``out_signed`` false: after relu) or ``-2**(A-1),
+2**(A-1) - 1`` (``out_signed``: after leaky/none).  This is
+``quant.reference.requantize`` bit for bit (the golden model calls it).
+
+The constants live in one ROM (``blocks.rom``, a ``$readmemh`` image with a JSON sidecar,
+Contract 3), one word per group, packed L values a word: lane ``l``'s field is
+``[bias (BB bits, two's complement) | M (MB bits) | M_neg (MB bits, only when some
+M_neg differs from M)]`` from the low end, at bit ``l * FB``.  The shift ``S`` is one per
+layer and lives in the logic.  A group counter addresses the ROM; it is read on the edge
+that takes the beat, so the ROM's output register is the first pipeline stage.
+
+Parameters
+----------
+lanes : int, 1..64           L, channels a beat (divides Cout)
+acc_bits : int, 2..64        ACC, width of each input accumulator (``mac_array``'s ACC)
+abits : int, 1..8            A, output bits (not used when ``final``)
+out_signed : bool            signed output range (leaky/none) instead of unsigned (relu)
+shift : int, 1..62           S (not used when ``final``)
+final : bool                 output ``z = sum * M`` unshifted, unclamped, ZB bits signed
+pixels : int, 1..2**24       output pixels a frame: ``tlast`` on every ``pixels*G``-th beat
+target : str                 ``generic`` or a device name (the multiplier's mapping)
+constants : path or mapping  ``.npz`` (or a dict) with integer arrays ``bias``, ``M`` and
+                             optionally ``M_neg`` (default ``M``), each of Cout entries;
+                             ``M, M_neg >= 0``
+
+Ports (OB = A, or ZB when ``final``; BB, MB, ZB in the JSON sidecar's ``derived``)
+-----
+aclk, aresetn                clock; synchronous active-low reset
+s_axis_acc_tdata[L*ACC-1:0]  lane ``l`` at ``[(l+1)*ACC-1 : l*ACC]``, signed; ``tvalid``,
+                             ``tready`` (no ``tlast``)
+m_axis_out_tdata[L*OB-1:0]   lane ``l`` at ``[(l+1)*OB-1 : l*OB]``, two's complement when
+                             signed; ``tvalid``, ``tready``, ``tlast`` on a frame's last beat
+
+Latency and throughput
+----------------------
+7 cycles from the edge that takes a beat to the edge on which its result can first be
+taken: ROM/input register, bias add and M select, the multiplier's 3 (operand, product,
+output register), round-and-shift, clamp.  One beat per cycle sustained; a stalled
+output holds the pipeline and drops ``s_axis_acc.tready`` (combinationally: ``tready``
+follows ``m_axis_out.tready``; ``tvalid`` is a register).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from myhdl import ConcatSignal, Signal, always, always_comb, always_seq, block, concat, intbv
+
+from blocks.dsp_mult import dsp_mult, write_sim_files
+from blocks.dsp_mult import MAX_BITS as DSP_BITS
+from blocks.dsp_mult import check_target
+from blocks.ram import bram_blocks as ram_blocks
+from blocks.rom import address_bits, rom
+from blocks.spec import BlockDef, Param, ParameterError, check_width
+from blocks.stream import Axis, clock_reset
+from quant.fixedpoint import signed_bits as value_signed_bits
+from quant.reference import requantize
+from quant.rom_image import write_rom
+
+LATENCY = 7
+LOW_BITS = DSP_BITS - 1  # unsigned low part of a sum split over two multipliers
+ROM_STEM = "requant_rom"
+FORMAT = "cnn_ip.requant/1"
+
+PARAMS = (
+    Param("lanes", int, lo=1, hi=64, help="channels a beat (L)"),
+    Param("acc_bits", int, lo=2, hi=64, help="input accumulator width (ACC)"),
+    Param("abits", int, default=8, lo=1, hi=8, help="output bits A (not with final)"),
+    Param("out_signed", bool, default=False, help="signed output range (after leaky/none)"),
+    Param("shift", int, default=1, lo=1, hi=62, help="right shift S (not with final)"),
+    Param("final", bool, default=False, help="last layer: output z = sum*M unshifted"),
+    Param("pixels", int, default=1, lo=1, hi=1 << 24, help="output pixels a frame (tlast)"),
+    Param("target", str, default="generic", help="generic or a device name (multipliers)"),
+    Param("constants", "path", help=".npz with bias, M (and M_neg) arrays (a dict from Python)"),
+)
+
+
+# --- constants and derived widths ----------------------------------------------------------
+
+def load_constants(constants) -> dict:
+    """``{"bias", "M", "M_neg"}`` int64 arrays from an ``.npz`` path or a mapping."""
+    if isinstance(constants, (str, Path)):
+        try:
+            with np.load(constants, allow_pickle=False) as data:
+                constants = {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise ValueError(f"constants: {constants}: no such file") from None
+        except (OSError, ValueError) as error:
+            raise ValueError(f"constants: {constants}: not an .npz archive ({error})") from None
+    if not hasattr(constants, "get"):
+        raise ValueError("constants: must be an .npz file name or a mapping of arrays")
+    out = {}
+    for key in ("bias", "M"):
+        if constants.get(key) is None:
+            raise ValueError(f"constants: lacks the array {key!r}")
+        out[key] = np.asarray(constants[key]).astype(np.int64).ravel()
+    neg = constants.get("M_neg")
+    out["M_neg"] = out["M"] if neg is None else np.asarray(neg).astype(np.int64).ravel()
+    if not len(out["bias"]) == len(out["M"]) == len(out["M_neg"]) >= 1:
+        raise ValueError("constants: bias, M and M_neg must have the same length (Cout >= 1)")
+    if (out["M"] < 0).any() or (out["M_neg"] < 0).any():
+        raise ValueError("constants: M and M_neg must be >= 0 (Contract 2)")
+    return out
+
+
+def out_range(abits: int, out_signed: bool) -> tuple[int, int]:
+    if out_signed:
+        return -(1 << (abits - 1)), (1 << (abits - 1)) - 1
+    return 0, (1 << abits) - 1
+
+
+def signed_bits(lo: int, hi: int) -> int:
+    """Fewest two's complement bits holding every integer in ``[lo, hi]`` (at least 2)."""
+    bits = 2
+    while lo < -(1 << (bits - 1)) or hi > (1 << (bits - 1)) - 1:
+        bits += 1
+    return bits
+
+
+def widths(*, lanes, acc_bits, abits, out_signed, shift, final, constants, **_) -> dict:
+    """Every derived width and range of the datapath."""
+    c = load_constants(constants)
+    has_neg = (not final) and bool((c["M_neg"] != c["M"]).any())
+    mult = np.concatenate([c["M"], c["M_neg"]]) if has_neg else c["M"]
+    bb = value_signed_bits(c["bias"])
+    mb = max(1, int(mult.max()).bit_length())
+    m_hi = (1 << mb) - 1  # the M signal's range: what the multiplier must hold
+    sum_lo = -(1 << (acc_bits - 1)) + int(c["bias"].min())
+    sum_hi = (1 << (acc_bits - 1)) - 1 + int(c["bias"].max())
+    p_lo, p_hi = min(sum_lo * m_hi, 0), max(sum_hi * m_hi, 0)
+    rounding = 1 << (shift - 1)
+    r_lo, r_hi = (p_lo + rounding) >> shift, (p_hi + rounding) >> shift
+    zb = signed_bits(p_lo, p_hi)
+    ob = zb if final else abits
+    fb = bb + mb * (2 if has_neg else 1)
+    return {"cout": len(c["bias"]), "groups": len(c["bias"]) // lanes, "bias_bits": bb,
+            "m_bits": mb, "has_m_neg": has_neg, "field_bits": fb,
+            "rom_word_bits": lanes * fb, "sum_range": (sum_lo, sum_hi),
+            "product_range": (p_lo, p_hi), "rounded_range": (r_lo, r_hi),
+            "z_bits": zb, "out_bits": ob,
+            "multipliers": 1 if signed_bits(sum_lo, sum_hi) <= DSP_BITS else 2}
+
+
+def rom_words(c: dict, *, lanes: int, w: dict) -> list[int]:
+    """The ROM image: one word per group, lane fields packed from the low end."""
+    bb, mb, fb = w["bias_bits"], w["m_bits"], w["field_bits"]
+    words = []
+    for g in range(w["groups"]):
+        word = 0
+        for lane in range(lanes):
+            ch = g * lanes + lane
+            field = (int(c["bias"][ch]) & ((1 << bb) - 1)) | (int(c["M"][ch]) << bb)
+            if w["has_m_neg"]:
+                field |= int(c["M_neg"][ch]) << (bb + mb)
+            word |= field << (lane * fb)
+        words.append(word)
+    return words
+
+
+def cross_check(p: dict) -> None:
+    c = load_constants(p["constants"])
+    if len(c["bias"]) % p["lanes"]:
+        raise ValueError(f"lanes: must divide Cout ({len(c['bias'])}), got {p['lanes']}")
+    check_target(p["target"])
+    w = widths(**p)
+    if w["m_bits"] > DSP_BITS:
+        raise ValueError(f"constants: M needs {w['m_bits']} bits, at most {DSP_BITS}")
+    if signed_bits(*w["sum_range"]) > 2 * DSP_BITS - 1:
+        raise ValueError(f"acc_bits: acc + bias needs more than {2 * DSP_BITS - 1} bits")
+
+
+# --- sub-blocks ----------------------------------------------------------------------------
+
+@block
+def lane(aclk, enable, acc_word, const_word, out, *, index, acc_bits, w, shift, lo, hi,
+         final, target):
+    """One channel's datapath: bias, M select, multiply, round/shift, clamp (6 stages)."""
+    a0 = index * acc_bits
+    a1 = a0 + acc_bits
+    f0 = index * w["field_bits"]
+    b1 = f0 + w["bias_bits"]
+    m1 = b1 + w["m_bits"]
+    n1 = m1 + w["m_bits"]
+    sum_lo, sum_hi = w["sum_range"]
+    p_lo, p_hi = w["product_range"]
+    r_lo, r_hi = w["rounded_range"]
+    m_max = 1 << w["m_bits"]
+    rounding = 1 << (shift - 1)
+    acc_r = Signal(intbv(0, min=-(1 << (acc_bits - 1)), max=1 << (acc_bits - 1)))
+    bias = Signal(intbv(0, min=-(1 << (w["bias_bits"] - 1)), max=1 << (w["bias_bits"] - 1)))
+    m_pos = Signal(intbv(0, min=0, max=m_max))
+    m_neg = Signal(intbv(0, min=0, max=m_max))
+    total = Signal(intbv(0, min=sum_lo, max=sum_hi + 1))
+    sum_r = Signal(intbv(0, min=sum_lo, max=sum_hi + 1))
+    mult = Signal(intbv(0, min=0, max=m_max))
+    product = Signal(intbv(0, min=p_lo, max=p_hi + 1))
+    m_top = (1 << w["m_bits"]) - 1
+    low = Signal(intbv(0)[LOW_BITS:])
+    high = Signal(intbv(0, min=sum_lo >> LOW_BITS, max=(sum_hi >> LOW_BITS) + 1))
+    p_low = Signal(intbv(0, min=0, max=((1 << LOW_BITS) - 1) * m_top + 1))
+    p_high = Signal(intbv(0, min=min(0, (sum_lo >> LOW_BITS) * m_top),
+                          max=max(0, (sum_hi >> LOW_BITS) * m_top) + 1))
+    biased = Signal(intbv(0, min=p_lo + rounding, max=p_hi + rounding + 1))
+    round_bits = len(Signal(intbv(0, min=p_lo + rounding, max=p_hi + rounding + 1))) - shift
+    rounded = Signal(intbv(0, min=-(1 << (round_bits - 1)), max=1 << (round_bits - 1)))
+    sum_bits = len(Signal(intbv(0, min=sum_lo, max=sum_hi + 1)))
+    z_r = Signal(intbv(0, min=p_lo, max=p_hi + 1))
+    chosen = Signal(intbv(0, min=0, max=m_max))
+    fit = Signal(intbv(0, min=out.min, max=out.max))  # the low bits of an in-range value
+
+    @always(aclk.posedge)
+    def take():
+        if enable:
+            acc_r.next = acc_word[a1:a0].signed()
+
+    @always_comb
+    def fields():
+        bias.next = const_word[b1:f0].signed()
+        m_pos.next = const_word[m1:b1]
+
+    @always_comb
+    def neg_field():
+        m_neg.next = const_word[n1:m1]
+
+    @always_comb
+    def add_bias():
+        total.next = acc_r + bias
+
+    @always_comb
+    def by_sign():
+        if total < 0:
+            chosen.next = m_neg
+        else:
+            chosen.next = m_pos
+
+    @always_comb
+    def positive():
+        chosen.next = m_pos
+
+    @always(aclk.posedge)
+    def select():
+        if enable:
+            sum_r.next = total
+            mult.next = chosen
+
+    @always_comb
+    def add_rounding():
+        biased.next = product + rounding
+
+    @always(aclk.posedge)
+    def round_shift():
+        if enable:
+            rounded.next = biased[len(biased):shift].signed()
+
+    @always_comb
+    def low_signed():
+        fit.next = rounded[len(out):].signed()
+
+    @always_comb
+    def low_unsigned():
+        fit.next = rounded[len(out):]
+
+    @always(aclk.posedge)
+    def clamp():
+        if enable:
+            if rounded > hi:
+                out.next = hi
+            elif rounded < lo:
+                out.next = lo
+            else:
+                out.next = fit
+
+    @always(aclk.posedge)
+    def hold():
+        if enable:
+            out.next = z_r
+
+    @always(aclk.posedge)
+    def keep():
+        if enable:
+            z_r.next = product
+
+    if w["multipliers"] == 1:
+        mul = dsp_mult(aclk, enable, sum_r, mult, product, target=target)
+    else:
+        # A sum wider than the DSP's operand: two products, joined in the rounding stage.
+        @always_comb
+        def split():
+            low.next = sum_r[LOW_BITS:]
+            high.next = sum_r[sum_bits:LOW_BITS].signed()
+
+        @always_comb
+        def join():
+            product.next = (p_high << LOW_BITS) + p_low
+
+        mul = (split, join, dsp_mult(aclk, enable, low, mult, p_low, target=target),
+               dsp_mult(aclk, enable, high, mult, p_high, target=target))
+    if final:
+        return take, fields, add_bias, positive, select, mul, keep, hold
+    choose = (neg_field, by_sign) if w["has_m_neg"] else positive
+    return (take, fields, choose, add_bias, select, mul, add_rounding, round_shift,
+            low_signed if lo < 0 else low_unsigned, clamp)
+
+
+# --- the block -----------------------------------------------------------------------------
+
+@block
+def requant(aclk, aresetn, s_axis_acc, m_axis_out, *, lanes, acc_bits, abits=8,
+            out_signed=False, shift=1, final=False, pixels=1, target="generic", constants,
+            rom_file=ROM_STEM + ".hex"):
+    """Requantizer; see the module docstring."""
+    p = BLOCK.validate(lanes=lanes, acc_bits=acc_bits, abits=abits, out_signed=out_signed,
+                       shift=shift, final=final, pixels=pixels, target=target,
+                       constants=constants)
+    c = load_constants(constants)
+    w = widths(**p)
+    ob, groups = w["out_bits"], w["groups"]
+    check_width("s_axis_acc.tdata", s_axis_acc.tdata, lanes * acc_bits)
+    check_width("m_axis_out.tdata", m_axis_out.tdata, lanes * ob)
+    lo, hi = out_range(abits, out_signed)
+    frame = pixels * groups
+    depth = LATENCY  # stages the valid/last flags travel
+
+    enable = Signal(bool(0))
+    valid = Signal(intbv(0)[depth:])
+    last = Signal(intbv(0)[depth:])
+    group = Signal(intbv(0, min=0, max=max(groups, 2)))
+    beat = Signal(intbv(0, min=0, max=max(frame, 2)))
+    rom_addr = Signal(intbv(0)[address_bits(groups):])
+    const_word = Signal(intbv(0)[w["rom_word_bits"]:])
+    memory = rom(aclk, enable, rom_addr, const_word, words=rom_words(c, lanes=lanes, w=w),
+                 word_bits=w["rom_word_bits"], file=rom_file)
+
+    parts = [memory]
+    outs = []
+    for index in range(lanes):
+        if final:
+            y = Signal(intbv(0, min=-(1 << (ob - 1)), max=1 << (ob - 1)))
+        else:
+            y = Signal(intbv(0, min=lo, max=hi + 1))
+        parts.append(lane(aclk, enable, s_axis_acc.tdata, const_word, y, index=index,
+                          acc_bits=acc_bits, w=w, shift=shift, lo=lo, hi=hi, final=final,
+                          target=target))
+        outs.append(y)
+    lane_values = ConcatSignal(*reversed(outs)) if lanes > 1 else outs[0](ob, 0)
+
+    @always_comb
+    def handshake():
+        enable.next = not valid[depth - 1] or m_axis_out.tready
+        s_axis_acc.tready.next = not valid[depth - 1] or m_axis_out.tready
+
+    @always_comb
+    def address():
+        rom_addr.next = group
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def control():
+        if enable:
+            valid.next = concat(valid[depth - 1:0], s_axis_acc.tvalid)
+            last.next = concat(last[depth - 1:0], beat == frame - 1)
+            if s_axis_acc.tvalid:
+                if group == groups - 1:
+                    group.next = 0
+                else:
+                    group.next = group + 1
+                if beat == frame - 1:
+                    beat.next = 0
+                else:
+                    beat.next = beat + 1
+
+    @always_comb
+    def output():
+        m_axis_out.tvalid.next = valid[depth - 1]
+        m_axis_out.tlast.next = last[depth - 1]
+        m_axis_out.tdata.next = lane_values
+
+    return parts, handshake, address, control, output
+
+
+# --- golden model, estimate, files ---------------------------------------------------------
+
+def golden(acc, *, lanes, abits=8, out_signed=False, shift=1, final=False, pixels=1,
+           constants, **_):
+    """``(values (beats, L) int64, tlast (beats,) bool)`` for accumulator beats ``acc``."""
+    c = load_constants(constants)
+    acc = np.asarray(acc, dtype=np.int64).reshape(-1, lanes)
+    groups = len(c["bias"]) // lanes
+    ch = (np.arange(len(acc))[:, None] % groups) * lanes + np.arange(lanes)[None, :]
+    total = acc + c["bias"][ch]
+    if final:
+        values = total * c["M"][ch]
+    else:
+        lo, hi = out_range(abits, out_signed)
+        # channel by channel on the last axis, as quant.reference.requantize takes it
+        values = requantize(total, c["M"][ch], c["M_neg"][ch], shift, lo, hi)
+    lasts = (np.arange(len(acc)) % (pixels * groups)) == pixels * groups - 1
+    return values, lasts
+
+
+def estimate(**p) -> dict:
+    """Analytic cost (register by register; adders and compares one LUT an output bit).
+
+    Per lane: ACC input register, BB+ACC-bit bias adder and the sum register, M select,
+    the multiplier's operand/product/output registers (inside the DSP when it maps to
+    one), a round adder and register, and a clamp (two compares and a multiplexer).  The
+    ROM is ``bram_bits`` exactly.
+    """
+    w = widths(**p)
+    lanes = p["lanes"]
+    sum_bits = signed_bits(*w["sum_range"])
+    prod_bits = signed_bits(*w["product_range"])
+    rnd_bits = signed_bits(*w["rounded_range"])
+    mb, ob = w["m_bits"], w["out_bits"]
+    # Yosys leaves products under 9 bits in LUTs; otherwise one DSP a dsp_mult.
+    dsp = w["multipliers"] if sum_bits + mb >= 9 else 0
+    lut_lane = sum_bits + (mb if w["has_m_neg"] else 0)
+    ff_lane = p["acc_bits"] + sum_bits + mb
+    if dsp == 0:
+        lut_lane += sum_bits * (mb + 1)
+        ff_lane += sum_bits + mb + 2 * prod_bits
+    if not p["final"]:
+        lut_lane += prod_bits + 2 * rnd_bits + ob
+        ff_lane += rnd_bits + ob
+    else:
+        ff_lane += prod_bits + ob
+    frame = p["pixels"] * w["groups"]
+    control = 2 * LATENCY + (frame - 1).bit_length() + (w["groups"] - 1).bit_length()
+    bram_bits = w["groups"] * w["rom_word_bits"]
+    return {"lut": lanes * lut_lane + control, "ff": lanes * ff_lane + control,
+            "dsp": lanes * dsp, "bram_bits": bram_bits,
+            "bram": ram_blocks(w["rom_word_bits"], w["groups"], style="block"),
+            "latency": LATENCY, "cycles": 1, "per": "beat"}
+
+
+def derived(**p) -> dict:
+    w = widths(**p)
+    return {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in w.items()},
+            "latency": LATENCY, "rom_file": ROM_STEM + ".hex"}
+
+
+def prepare(p: dict) -> dict:
+    return {**p, "constants": load_constants(p["constants"]), "rom_file": ROM_STEM + ".hex"}
+
+
+def write_files(build_kwargs: dict, out_dir) -> list:
+    """Write the constants ROM image and its sidecar beside the Verilog."""
+    keys = ("lanes", "acc_bits", "abits", "out_signed", "shift", "final", "pixels",
+            "target", "constants")
+    p = {k: build_kwargs[k] for k in keys if k in build_kwargs}
+    files = constants_files(out_dir, Path(build_kwargs["rom_file"]).stem, **p)
+    return files + write_sim_files(p["target"], out_dir)
+
+
+def constants_files(out_dir, stem, **p) -> list:
+    """Write ``STEM.hex`` + ``STEM.json`` for requantizer parameters ``p``."""
+    p = BLOCK.validate(**p)
+    c = load_constants(p["constants"])
+    w = widths(**p)
+    write_rom(out_dir, stem, rom_words(c, lanes=p["lanes"], w=w), w["rom_word_bits"],
+              format=FORMAT, lanes=p["lanes"], groups=w["groups"], cout=w["cout"],
+              bias_bits=w["bias_bits"], m_bits=w["m_bits"], has_m_neg=w["has_m_neg"],
+              field_order=["bias", "M", "M_neg"] if w["has_m_neg"] else ["bias", "M"],
+              shift=p["shift"], final=p["final"])
+    return [f"{stem}.hex", f"{stem}.json"]
+
+
+def ports(**p):
+    w = widths(**p)
+    return {**clock_reset(), "s_axis_acc": Axis(p["lanes"] * p["acc_bits"], last=False),
+            "m_axis_out": Axis(p["lanes"] * w["out_bits"])}
+
+
+def example() -> dict:
+    rng = np.random.default_rng(11)
+    cout = 16
+    m = rng.integers(1, 256, size=cout)
+    return {"lanes": 4, "acc_bits": 20, "abits": 8, "out_signed": True, "shift": 12,
+            "pixels": 4, "constants": {"bias": rng.integers(-500, 500, size=cout), "M": m,
+                                       "M_neg": m // 8}}
+
+
+LINT_WAIVERS = {
+    "UNUSEDSIGNAL": "the bits of product + 2**(S-1) below S are shifted out by design: they "
+                    "only reach the result through the carry; Yosys removes their logic",
+}
+
+BLOCK = BlockDef(name="requant", build=requant, params=PARAMS, ports=ports, golden=golden,
+                 estimate=estimate, derived=derived, cross_check=cross_check,
+                 prepare=prepare, write_files=write_files, example=example,
+                 lint_waivers=LINT_WAIVERS)

@@ -1,0 +1,150 @@
+"""requant against quant.reference.requantize, in MyHDL and in Icarus co-simulation."""
+import numpy as np
+import pytest
+
+from blocks import requant as rq
+from blocks.spec import ParameterError
+from blocks.stream import pack, unpack
+from cnn_ip.cosim import lint, run_streams
+from cnn_ip.export import generate
+
+
+def constants(rng, cout, *, mbits=8, bias=300, leaky=False):
+    m = rng.integers(0, 1 << mbits, size=cout)
+    m[0] = (1 << mbits) - 1                              # M at its maximum
+    c = {"bias": rng.integers(-bias, bias + 1, size=cout), "M": m}
+    if leaky:
+        c["M_neg"] = m // 8
+    return c
+
+
+# relu (unsigned), leaky (M_neg), none (signed), final; one or several groups; sums that
+# fit one multiplier (ACC 12) and sums split over two (ACC 26).
+CONFIGS = {
+    "relu-L4G3-acc12": dict(lanes=4, acc_bits=12, abits=4, out_signed=False, shift=9,
+                            pixels=2, cout=12),
+    "leaky-L2G2-acc26": dict(lanes=2, acc_bits=26, abits=8, out_signed=True, shift=20,
+                             pixels=3, cout=4, leaky=True),
+    "none-L1G5-acc16": dict(lanes=1, acc_bits=16, abits=6, out_signed=True, shift=11,
+                            pixels=1, cout=5),
+    "final-L3G2-acc20": dict(lanes=3, acc_bits=20, final=True, pixels=2, cout=6),
+    "relu-L8G1-acc9-A1": dict(lanes=8, acc_bits=9, abits=1, shift=3, pixels=4, cout=8),
+}
+
+
+def params(name, seed=0):
+    cfg = dict(CONFIGS[name])
+    rng = np.random.default_rng(seed)
+    cout, leaky = cfg.pop("cout"), cfg.pop("leaky", False)
+    bias = min(300, (1 << (cfg["acc_bits"] - 2)))
+    return {**cfg, "constants": constants(rng, cout, bias=bias, leaky=leaky)}
+
+
+def run(p, acc, **kwargs):
+    w = rq.widths(**rq.BLOCK.validate(**p))
+    values, lasts = rq.golden(acc, **p)
+    beats = [(pack(a, p["acc_bits"]), False) for a in acc]
+    out = run_streams(rq.BLOCK, params=p, inputs={"s_axis_acc": beats},
+                      expect={"m_axis_out": len(acc)}, **kwargs)
+    signed = p.get("final", False) or p.get("out_signed", False)
+    got = np.array([unpack(b.data, w["out_bits"], p["lanes"], signed=signed)
+                    for b in out["m_axis_out"]], dtype=np.int64)
+    assert [b.last for b in out["m_axis_out"]] == list(lasts)
+    return got, values, out
+
+
+def random_acc(rng, p, beats):
+    half = 1 << (p["acc_bits"] - 1)
+    acc = rng.integers(-half, half, size=(beats, p["lanes"]))
+    # the range ends and the neighbourhood of zero, where rounding and M_neg switch
+    acc[0], acc[1] = -half, half - 1
+    acc[2] = rng.integers(-3, 4, size=p["lanes"])
+    return acc
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_random_and_extreme_values_under_stalls(hdl, tmp_path, name):
+    p = params(name, seed=len(name))
+    groups = len(p["constants"]["bias"]) // p["lanes"]
+    rng = np.random.default_rng(5)
+    acc = random_acc(rng, p, 2 * p["pixels"] * groups + 7)
+    got, expected, _ = run(p, acc, hdl=hdl, workdir=tmp_path, seed=2, idle=0.3, stall=0.4)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_golden_model_is_contract_2_channel_by_channel():
+    p = params("leaky-L2G2-acc26")
+    c = p["constants"]
+    acc = random_acc(np.random.default_rng(1), p, 8)
+    values, lasts = rq.golden(acc, **p)
+    for i, row in enumerate(acc):
+        for lane, a in enumerate(row):
+            ch = (i % 2) * 2 + lane
+            s = int(a) + int(c["bias"][ch])
+            m = int(c["M_neg"][ch]) if s < 0 else int(c["M"][ch])
+            y = min(max((s * m + (1 << 19)) >> 20, -128), 127)
+            assert values[i, lane] == y
+    assert lasts.tolist() == [i % 6 == 5 for i in range(8)]
+
+
+def test_extremes_saturate_and_final_width_holds(hdl, tmp_path):
+    p = params("final-L3G2-acc20")
+    half = 1 << 19
+    acc = np.array([[-half] * 3, [half - 1] * 3] * 2)
+    got, expected, _ = run(p, acc, hdl=hdl, workdir=tmp_path)
+    np.testing.assert_array_equal(got, expected)
+    zb = rq.widths(**rq.BLOCK.validate(**p))["z_bits"]
+    assert np.abs(expected).max() >= 1 << (zb - 3)   # the width is not generous
+
+
+@pytest.mark.parametrize("name", ["relu-L4G3-acc12", "leaky-L2G2-acc26"])
+def test_one_beat_per_cycle_and_documented_latency(hdl, tmp_path, name):
+    p = params(name)
+    acc = random_acc(np.random.default_rng(2), p, 30)
+    got, expected, out = run(p, acc, hdl=hdl, workdir=tmp_path)
+    np.testing.assert_array_equal(got, expected)
+    taken = [b.cycle for b in out["s_axis_acc"]]
+    moved = [b.cycle for b in out["m_axis_out"]]
+    assert taken == list(range(taken[0], taken[0] + len(taken)))
+    assert [m - t for m, t in zip(moved, taken)] == [rq.LATENCY] * len(taken)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_lint_clean(tmp_path, name):
+    generate(rq.BLOCK, tmp_path, **params(name))
+    lint(tmp_path / "requant.v", "requant", rq.BLOCK.lint_waivers)
+
+
+def test_rom_image_and_estimate(tmp_path):
+    p = params("leaky-L2G2-acc26")
+    info = generate(rq.BLOCK, tmp_path, **p)
+    words = [int(x, 16) for x in (tmp_path / "requant_rom.hex").read_text().split()]
+    w = info["derived"]
+    assert len(words) == w["groups"] == 2 and w["has_m_neg"]
+    c = p["constants"]
+    fb, bb, mb = w["field_bits"], w["bias_bits"], w["m_bits"]
+    field = (words[1] >> fb) & ((1 << fb) - 1)        # group 1, lane 1: channel 3
+    assert field & ((1 << bb) - 1) == int(c["bias"][3]) & ((1 << bb) - 1)
+    assert (field >> bb) & ((1 << mb) - 1) == c["M"][3]
+    assert field >> (bb + mb) == c["M_neg"][3]
+    est = info["estimate"]
+    assert est["bram_bits"] == 2 * 2 * fb and est["latency"] == rq.LATENCY
+    assert est["dsp"] == 2 * 2                        # 26-bit sums: two multipliers a lane
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(lanes=5), r"^lanes: must divide Cout \(12\), got 5"),
+    (dict(acc_bits=1), r"^acc_bits: must be an integer in 2\.\.64"),
+    (dict(shift=0), r"^shift: must be an integer in 1\.\.62"),
+    (dict(target="virtex2"), r"^target: must be one of generic"),
+    (dict(constants={"bias": [1, 2]}), r"^constants: lacks the array 'M'"),
+    (dict(constants={"bias": [1], "M": [-1]}), r"^constants: M and M_neg must be >= 0"),
+    (dict(constants={"bias": [1], "M": [1 << 20]}), r"^constants: M needs 21 bits"),
+    (dict(constants="/nonexistent.npz"), r"^constants: /nonexistent.npz: no such file"),
+])
+def test_rejects_bad_parameters(change, message):
+    p = {**params("relu-L4G3-acc12"), **change}
+    if "constants" in change:
+        p["lanes"] = 1
+    with pytest.raises(ParameterError, match=message):
+        rq.BLOCK.prepared(**p)
