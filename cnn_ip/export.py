@@ -21,16 +21,15 @@ from blocks.spec import BlockDef
 SIDECAR_FORMAT = "cnn_ip.block/1"
 
 
-def write_verilog(block_def: BlockDef, out_dir, params: dict, build_kwargs: dict, *,
-                  testbench: bool = False) -> Path:
-    """Convert ``block_def`` with validated ``params`` into ``out_dir/NAME.v``.
+def write_verilog(block_def: BlockDef, out_dir, args: dict, *, testbench: bool = False) -> Path:
+    """Convert ``block_def`` with prepared ``args`` into ``out_dir/NAME.v``.
 
     With ``testbench`` MyHDL also writes ``tb_NAME.v``, the co-simulation wrapper.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ports = block_def.ports(**params)
-    instance = block_def.build(**ports, **build_kwargs)
+    ports = block_def.ports(**args)
+    instance = block_def.build(**ports, **args)
     instance.convert(hdl="Verilog", path=str(out_dir), name=block_def.name,
                      testbench=testbench)
     path = out_dir / f"{block_def.name}.v"
@@ -91,7 +90,8 @@ def read_ports(verilog: Path, top: str) -> list[dict]:
     return ports
 
 
-def sidecar(block_def: BlockDef, params: dict, verilog: Path, files: list[str]) -> dict:
+def sidecar(block_def: BlockDef, params: dict, args: dict, verilog: Path,
+            files: list[str]) -> dict:
     """The JSON sidecar: parameters, ports read from ``verilog``, derived widths, cost."""
     shown = {k: (v if isinstance(v, (int, bool, str, float)) or v is None else str(v))
              for k, v in params.items()}
@@ -102,9 +102,9 @@ def sidecar(block_def: BlockDef, params: dict, verilog: Path, files: list[str]) 
         "verilog": verilog.name,
         "files": files,
         "parameters": shown,
-        "derived": block_def.derived(**params),
+        "derived": block_def.derived(**args),
         "ports": read_ports(verilog, block_def.name),
-        "estimate": block_def.estimate(**params),
+        "estimate": block_def.estimate(**args),
         "lint_waivers": dict(block_def.lint_waivers),
     }
 
@@ -115,15 +115,15 @@ def generate(block_def: BlockDef, out_dir, **values) -> dict:
     Raises ``ParameterError`` (naming the parameter) before anything is written.
     Returns the sidecar dictionary.
     """
-    params, build_kwargs = block_def.prepared(**values)
+    params, args = block_def.prepared(**values)
     out_dir = Path(out_dir)
     parent = out_dir.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=parent, prefix=".cnn_ip-") as scratch:
         scratch = Path(scratch)
-        verilog = write_verilog(block_def, scratch, params, build_kwargs)
-        files = list(block_def.write_files(build_kwargs, str(scratch)))
-        info = sidecar(block_def, params, verilog, files)
+        verilog = write_verilog(block_def, scratch, args)
+        files = list(block_def.write_files(args, str(scratch)))
+        info = sidecar(block_def, params, args, verilog, files)
         (scratch / f"{block_def.name}.json").write_text(json.dumps(info, indent=2) + "\n")
         out_dir.mkdir(parents=True, exist_ok=True)
         for name in [verilog.name, *files, f"{block_def.name}.json"]:

@@ -28,9 +28,10 @@ def prepare(params):
             "word_bits": params["word_bits"]}
 
 
-def ports(*, depth, word_bits):
+def ports(*, words, word_bits):
     return {"aclk": Signal(bool(0)), "en": Signal(bool(0)),
-            "addr": Signal(intbv(0)[address_bits(depth):]), "dout": Signal(intbv(0)[word_bits:])}
+            "addr": Signal(intbv(0)[address_bits(len(words)):]),
+            "dout": Signal(intbv(0)[word_bits:])}
 
 
 # A test-only BlockDef so that the co-simulation harness can convert and run the primitive.
@@ -44,7 +45,7 @@ ROM_TOP = BlockDef(
 
 def read_trace(hdl, workdir, depth, word_bits, cycles=300):
     """Drive random en/addr for ``cycles`` cycles; return dout seen at each clock edge."""
-    signals = ports(depth=depth, word_bits=word_bits)
+    signals = ports(**prepare({"depth": depth, "word_bits": word_bits}))
     aresetn = Signal(bool(0))
     rng = random.Random(depth)
     seen, driven = [], []
@@ -91,4 +92,4 @@ def test_lint_clean(tmp_path):
 
 def test_rejects_words_wider_than_the_port():
     with pytest.raises(ValueError, match="words: every word must fit in word_bits = 3 bits"):
-        rom(*ports(depth=2, word_bits=3).values(), words=[1, 8], word_bits=3, file="x.hex")
+        rom(*ports(words=[1, 8], word_bits=3).values(), words=[1, 8], word_bits=3, file="x.hex")

@@ -125,7 +125,7 @@ def test_example_configuration_matches_golden(tmp_path):
 def test_lint_clean(tmp_path, weights, sparsity):
     W = random_weights(3, 4, 16, weights, 6, sparsity)
     generate(BLOCK, tmp_path, lanes=2, simd=8, weights=weights, wbits=6, weights_file=W)
-    lint(tmp_path / "sparse_decoder.v", "sparse_decoder", BLOCK.lint_waivers)
+    lint(tmp_path / "sparse_decoder.v", "sparse_decoder")
 
 
 def test_cli_writes_verilog_rom_and_sidecar(tmp_path, capsys):
