@@ -30,12 +30,13 @@ Search
 Folds: L divides Cout and S divides Cin (both at most what ``mac_array`` takes), each raster
 stage's L and the next stage's S divide one another (a width adapter joins them).  For a
 period ``T`` (cycles per frame) every layer may use only folds whose stage meets ``T``; among
-those a dynamic programme over the chain picks the folds that minimise the sum of the
+those a dynamic programme over the chain picks the folds with the fewest LUTs (Contract 7's
+last objective), or, when that choice overruns another resource, the smallest sum of the
 resources' shares of the budget (LUT + FF + DSP + block RAM, each divided by its budget),
 with the divisibility rule on every link.  The period is the target's (``clock /
 target_fps``) when the device reaches it, otherwise the shortest that fits (bisection over
-the periods the stages can take; the resources fall as ``T`` grows).  Ties go to fewer LUTs,
-then to smaller L, then smaller S: the result is deterministic.
+the periods the stages can take; the resources fall as ``T`` grows).  Ties go to the other
+objective, then to the first fold in (L*S, L, S) order: the result is deterministic.
 
 FIFOs
 -----
@@ -380,8 +381,10 @@ class Planner:
         return cycles_of(conv_terms(self.layers[i], *fold))
 
     # -- one period
-    def choose(self, period: int):
-        """The cheapest folds with every stage within ``period`` cycles, or None."""
+    def choose(self, period: int, objective: str = "share"):
+        """The cheapest folds with every stage within ``period`` cycles, or None.
+        ``objective``: ``share`` (the sum of the resources' shares of the budget) or
+        ``lut`` (the fewest LUTs)."""
         options = {}
         for i in self.weight_index:
             fits = [f for f in self.folds[i] if self.fold_cycles(i, f) <= period]
@@ -397,7 +400,7 @@ class Planner:
             options[i] = [s for s in options[i] if s.cycles <= period]
             if not options[i]:
                 return None
-        return self._dp(options, period)
+        return self._dp(options, period, objective)
 
     def _pools_between(self, start, stop, lanes, period):
         """Pool stages of layers start..stop-1 at P = lanes, or None if one misses the period."""
@@ -412,7 +415,7 @@ class Planner:
     def _score(self, cost: dict) -> float:
         return sum(cost[r] / max(self.budget[r], 1) for r in RESOURCES)
 
-    def _dp(self, options, period):
+    def _dp(self, options, period, objective):
         """Chain DP over the weight layers: state = the fold of the last weight layer."""
         channels = self.plan.input_shape[0]
         best = {}                      # fold of layer w -> (score, luts, stages)
@@ -422,7 +425,7 @@ class Planner:
             return None
         for stage in options[first]:
             stages = lead + [stage]
-            best[(stage.lanes, stage.simd)] = self._entry(stages)
+            best[(stage.lanes, stage.simd)] = self._entry(stages, objective)
         previous = first
         for i in self.weight_index[1:]:
             new = {}
@@ -434,7 +437,7 @@ class Planner:
                 for stage in options[i]:
                     if lanes % stage.simd and stage.simd % lanes:
                         continue
-                    candidate = self._entry(stages + pools + [stage])
+                    candidate = self._entry(stages + pools + [stage], objective)
                     fold = (stage.lanes, stage.simd)
                     if fold not in new or candidate[:2] < new[fold][:2]:
                         new[fold] = candidate
@@ -445,14 +448,15 @@ class Planner:
         for key, (_, _, stages) in sorted(best.items()):
             pools = self._pools_between(previous + 1, len(self.layers), key[0], period)
             if pools is not None:
-                tails.append(self._entry(stages + pools))
+                tails.append(self._entry(stages + pools, objective))
         if not tails:
             return None
         return min(tails, key=lambda entry: entry[:2])[2]
 
-    def _entry(self, stages):
+    def _entry(self, stages, objective):
         cost = add_costs(s.cost for s in stages)
-        return (round(self._score(cost), 12), cost["lut"], stages)
+        share = round(self._score(cost), 12)
+        return ((cost["lut"], share) if objective == "lut" else (share, cost["lut"])) + (stages,)
 
     # -- links, totals, fit
     def finish(self, stages, period):
@@ -480,13 +484,16 @@ class Planner:
         return None
 
     def feasible(self, period):
-        stages = self.choose(period)
-        if stages is None:
-            return None
-        stages, links, totals = self.finish(stages, period)
-        if self.over(totals):
-            return None
-        return stages, links, totals
+        """The fewest LUTs that fit within ``period`` (Contract 7's last objective); when
+        that choice overruns another resource, the smallest sum of budget shares."""
+        for objective in ("lut", "share"):
+            stages = self.choose(period, objective)
+            if stages is None:
+                return None
+            stages, links, totals = self.finish(stages, period)
+            if not self.over(totals):
+                return stages, links, totals
+        return None
 
     def periods(self) -> list[int]:
         """Every period a stage can take, from the shortest any folding allows."""
