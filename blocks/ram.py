@@ -20,11 +20,12 @@ Latency 1 (``read`` to ``rdata``), one read and one write every cycle.
 
 Parameters
 ----------
-depth : int >= 2
-    Words.
-memory : str
-    The Verilog memory's name (``name`` is taken by MyHDL); must be unique in the design (it is inlined into the
-    parent module, so two instances need two names).
+depth : int >= 1
+    Words (one word: a register with a 1-bit address that must stay 0).
+memory : str or None
+    The Verilog memory's name (``name`` is taken by MyHDL).  It is inlined into the
+    parent module, so two instances need two names; the default ``None`` names it after
+    ``rdata`` (``<rdata's Verilog name>_mem``), unique wherever the RAM is used.
 style : "auto" | "block" | "distributed"
     Where the memory goes; ``auto`` resolves by :func:`memory_style` (LUT RAM up to
     ``LUT_RAM_MAX_DEPTH`` words or ``LUT_RAM_MAX_BITS`` bits, block RAM beyond).  The
@@ -146,12 +147,13 @@ def _check_name(name) -> None:
 
 
 @block
-def ram(clk, *, write, waddr, wdata, read, raddr, rdata, depth, memory, clear=None,
+def ram(clk, *, write, waddr, wdata, read, raddr, rdata, depth, memory=None, clear=None,
         style="auto", no_rw_check=True):
     """Simple dual-port RAM with a registered read; see the module docstring."""
-    if not isinstance(depth, int) or depth < 2:
-        raise ValueError(f"depth: must be an integer of at least 2, got {depth!r}")
-    _check_name(memory)
+    if not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth: must be a positive integer, got {depth!r}")
+    if memory is not None:
+        _check_name(memory)
     width = len(rdata)
     check_width("wdata", wdata, width)
     check_width("waddr", waddr, address_bits(depth))
@@ -161,6 +163,8 @@ def ram(clk, *, write, waddr, wdata, read, raddr, rdata, depth, memory, clear=No
     mem = [Signal(intbv(0)[width:]) for _ in range(depth)]
     top_bit = width - 1
     cleared = clear is not None
+    # The memory's Verilog name: a Signal in the template becomes its Verilog name.
+    mem_prefix, mem_suffix = (rdata, "_mem") if memory is None else (memory, "")
     # The template's clear condition.  Set before the generators: MyHDL takes the
     # template's names from the frame as the first generator is made.
     clear_when = clear if cleared else "1'b0"
@@ -187,11 +191,11 @@ def ram(clk, *, write, waddr, wdata, read, raddr, rdata, depth, memory, clear=No
 
 
 ram.verilog_code = """
-(* $attributes *) reg [$top_bit:0] $memory [0:$depth-1];
+(* $attributes *) reg [$top_bit:0] ${mem_prefix}${mem_suffix} [0:$depth-1];
 
 always @(posedge $clk) begin
     if ($write) begin
-        $memory[$waddr] <= $wdata;
+        ${mem_prefix}${mem_suffix}[$waddr] <= $wdata;
     end
 end
 
@@ -201,7 +205,7 @@ always @(posedge $clk) begin
             $rdata <= 0;
         end
         else begin
-            $rdata <= $memory[$raddr];
+            $rdata <= ${mem_prefix}${mem_suffix}[$raddr];
         end
     end
 end

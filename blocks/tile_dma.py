@@ -95,6 +95,8 @@ import numpy as np
 from myhdl import Signal, always, always_comb, always_seq, block, concat, intbv, modbv
 
 from blocks.axis_register import axis_register
+from blocks.ram import ram
+from blocks.ram import estimate as estimate_ram
 from blocks.spec import BlockDef, Param, check_width
 from blocks.stream import Axis, clock_reset
 
@@ -133,17 +135,6 @@ class AxiMaster:
         self.wlast, self.wvalid, self.wready = flag(), flag(), flag()
         self.bid, self.bresp = bits(ID_BITS), bits(2)
         self.bvalid, self.bready = flag(), flag()
-
-
-class Stream:
-    """An AXI4-Stream without ``tlast`` (``tdata``, ``tvalid``, ``tready``), for streams whose
-    framing the commands define: the command streams and ``s_axis_wr``."""
-
-    def __init__(self, bits: int):
-        self.bits = bits
-        self.tdata = Signal(intbv(0)[bits:])
-        self.tvalid = Signal(bool(0))
-        self.tready = Signal(bool(0))
 
 
 def _log2(n: int) -> int:
@@ -337,54 +328,15 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
 LUT_RAM_DEPTH = 64  # read FIFOs up to this deep are kept out of block RAM
 
 
-@block
-def fifo_ram(aclk, *, write, waddr, wdata, read, raddr, rdata, depth):
-    """The read FIFO's memory: simple dual-port, ``depth`` words, registered read.
+def fifo_style(depth: int) -> str:
+    """Where the read FIFO goes: LUT RAM up to ``LUT_RAM_DEPTH`` words, whatever its width.
 
-    Up to ``LUT_RAM_DEPTH`` words the Verilog asks for distributed (LUT) RAM: on ECP5,
-    Yosys otherwise picks a DP16KD block RAM, whose read it can only map without the
-    output register, and that read's clock-to-output delay (about 5.8 ns in nextpnr's
-    model) alone would hold the block below 150 MHz.  Xilinx synthesis uses LUT RAM at
-    these depths anyway.  The FIFO never reads the word being written (a word is read
-    a cycle after it was stored at the earliest, and the writer never catches up with the
-    reader: the credits see to it), so the memory is marked ``no_rw_check`` and gets no
-    read-during-write bypass.  MyHDL cannot emit attributes, hence the template.
+    On ECP5, Yosys would otherwise pick a DP16KD block RAM, whose read it can only map
+    without the output register; that read's clock-to-output delay (about 5.8 ns in
+    nextpnr's model) alone would hold the block below 150 MHz.  Xilinx synthesis uses
+    LUT RAM at these depths anyway.
     """
-    mem = [Signal(intbv(0)[len(rdata):]) for _ in range(depth)]
-    top_bit = len(rdata) - 1
-    style = '(* ram_style = "distributed" *) ' if depth <= LUT_RAM_DEPTH else ""
-
-    @always(aclk.posedge)
-    def write_port():
-        if write:
-            mem[waddr].next = wdata
-
-    @always(aclk.posedge)
-    def read_port():
-        if read:
-            rdata.next = mem[raddr]
-
-    rdata.driven = "reg"
-    for signal in (aclk, write, waddr, wdata, read, raddr):
-        signal.read = True
-    return write_port, read_port
-
-
-fifo_ram.verilog_code = """
-$style(* no_rw_check *) reg [$top_bit:0] read_fifo_mem [0:$depth-1];
-
-always @(posedge $aclk) begin
-    if ($write) begin
-        read_fifo_mem[$waddr] <= $wdata;
-    end
-end
-
-always @(posedge $aclk) begin
-    if ($read) begin
-        $rdata <= read_fifo_mem[$raddr];
-    end
-end
-"""
+    return "distributed" if depth <= LUT_RAM_DEPTH else "block"
 
 
 @block
@@ -440,8 +392,11 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     beat_word = Signal(intbv(0)[data_bits + 1:])
     read_ram = Signal(bool(0))
     load_out = Signal(bool(0))
-    ram = fifo_ram(aclk, write=beat_in, waddr=wr_ptr, wdata=beat_word, read=read_ram,
-                   raddr=rd_ptr, rdata=ram_q, depth=depth)
+    # The FIFO never reads the word being written (a word is read a cycle after it was
+    # stored at the earliest, and the credits keep the writer from catching up with the
+    # reader), so the RAM needs no read-during-write bypass.
+    fifo = ram(aclk, write=beat_in, waddr=wr_ptr, wdata=beat_word, read=read_ram,
+               raddr=rd_ptr, rdata=ram_q, depth=depth, style=fifo_style(depth))
 
     @always_comb
     def control():
@@ -527,7 +482,7 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
             out_valid.next = 0
         rd_error.next = bad_cmd or (beat_in and (m_axi.rresp != 0 or m_axi.rid != 0))
 
-    return splitter, control, word_in, outputs, ram, bookkeeping
+    return splitter, control, word_in, outputs, fifo, bookkeeping
 
 
 @block
@@ -838,15 +793,10 @@ def estimate(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
     width = data_bits + 1  # a beat and its tlast
     length_slots = _pointer_depth(outstanding)
     pointer_bits = max(1, (depth - 1).bit_length())
-    # Where synth_xilinx puts the read FIFO: flip-flops for one entry, LUT RAM up to 64
-    # deep (RAM32M holds 6 bits, RAM64M 3 bits, in 4 LUT sites each), block RAM beyond,
-    # whose output register then replaces the FIFO's read register.
-    if depth == 1:
-        fifo_luts, fifo_ffs = 0, width
-    elif depth <= 64:
-        fifo_luts, fifo_ffs = 4 * -(-width // (6 if depth <= 32 else 3)), width
-    else:
-        fifo_luts, fifo_ffs = 0, 0
+    # The read FIFO: flip-flops for one entry, else as blocks.ram estimates it (LUT RAM up
+    # to 64 deep, block RAM beyond, whose read register is then inside the block).
+    fifo = estimate_ram(width=width, depth=depth, style=fifo_style(depth))
+    fifo_luts, fifo_ffs = (0, width) if depth == 1 else (fifo["lut"], fifo["ff"])
     # The write-burst length FIFO (8 bits a slot): two RAM32M from 4 slots on, else FFs.
     length_luts, length_ffs = (8, 0) if length_slots >= 4 else (0, 8 * length_slots)
     # Logic: two burst splitters (address walk, 4 KB / max_burst minimum, counters), two
@@ -859,7 +809,9 @@ def estimate(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
     ff = 702 + 3 * data_bits + fifo_ffs + length_ffs
     return {"lut": logic_luts + fifo_luts + length_luts, "ff": ff, "dsp": 0,
             "bram_bits": depth * width + 8 * length_slots,
-            "latency": 6, "cycles_per_item": 1}
+            # the burst-length FIFO is a few words of LUT RAM or flip-flops
+            "bram": fifo["bram"],
+            "latency": 6, "cycles": 1, "per": "beat"}
 
 
 def derived(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
@@ -871,8 +823,9 @@ def derived(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
 
 def ports(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
     return {**clock_reset(),
-            "s_axis_rdcmd": Stream(CMD_BITS), "m_axis_rd": Axis(data_bits),
-            "s_axis_wrcmd": Stream(CMD_BITS), "s_axis_wr": Stream(data_bits),
+            "s_axis_rdcmd": Axis(CMD_BITS, last=False), "m_axis_rd": Axis(data_bits),
+            "s_axis_wrcmd": Axis(CMD_BITS, last=False),
+            "s_axis_wr": Axis(data_bits, last=False),
             "m_axis_wrdone": Axis(DONE_BITS), "m_axi": AxiMaster(data_bits, addr_bits),
             "error": Signal(bool(0)),
             "rd_bytes": Signal(intbv(0)[64:]), "wr_bytes": Signal(intbv(0)[64:])}

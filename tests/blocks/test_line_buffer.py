@@ -12,9 +12,9 @@ from cnn_ip.cosim import lint, run_streams
 from cnn_ip.export import generate
 
 
-def geometry(width, height, channels, k, stride, pad, abits, simd):
+def geometry(width, height, channels, k, stride, pad, abits, simd, repeat=1):
     return dict(width=width, height=height, channels=channels, k=k, stride=stride, pad=pad,
-                abits=abits, simd=simd)
+                abits=abits, simd=simd, repeat=repeat)
 
 
 # (geometry, frames): K in {1, 2, 3, 5}, stride 1..4, pad 0..2, W from 1 to 300,
@@ -30,6 +30,11 @@ GEOMETRIES = [
     (geometry(9, 5, 4, 5, 1, 1, 6, 2), 2),
     (geometry(2, 7, 2, 2, 1, 1, 7, 1), 2),
     (geometry(300, 3, 2, 3, 2, 1, 8, 2), 1),
+    # repeat: each window read again from the ring, back to back
+    (geometry(5, 4, 2, 3, 1, 1, 4, 1, repeat=3), 2),
+    (geometry(1, 3, 1, 1, 3, 0, 3, 1, repeat=2), 3),
+    (geometry(6, 5, 4, 2, 2, 0, 8, 4, repeat=4), 2),
+    (geometry(4, 9, 6, 3, 4, 2, 2, 3, repeat=2), 2),
 ]
 
 
@@ -47,14 +52,11 @@ def random_frames(params, count, seed):
 @pytest.mark.parametrize("params,count", GEOMETRIES,
                          ids=[f"W{p['width']}H{p['height']}C{p['channels']}K{p['k']}"
                               f"s{p['stride']}P{p['pad']}A{p['abits']}S{p['simd']}"
-                              for p, _ in GEOMETRIES])
+                              f"R{p['repeat']}" for p, _ in GEOMETRIES])
 def test_windows_match_golden_model_under_stalls(hdl, tmp_path, params, count):
     seed = sum(params.values())
     frames = random_frames(params, count, seed)
-    rng = np.random.default_rng(seed + 1)
-    # Random input tlast: the block must ignore it.
-    beats = pixel_beats(frames, simd=params["simd"], abits=params["abits"],
-                        last=lambda i: rng.random() < 0.3)
+    beats = pixel_beats(frames, simd=params["simd"], abits=params["abits"])
     want = golden(frames, **params)
     out = run_streams(BLOCK, hdl=hdl, workdir=tmp_path, inputs={"s_axis_px": beats},
                       expect={"m_axis_win": len(want)}, idle=0.3, stall=0.4, seed=seed,
@@ -133,6 +135,36 @@ def test_pause_between_frames_is_as_documented(hdl, tmp_path, pad, gap):
     assert [(b.data, b.last) for b in received] == golden(frames, **params)
     per_frame = len(received) // 2
     assert received[per_frame].cycle - received[per_frame - 1].cycle - 1 == gap
+
+
+@pytest.mark.parametrize("params", [
+    geometry(8, 5, 4, 3, 1, 0, 3, 2),             # output bound, with a frame pause
+    geometry(5, 4, 2, 3, 1, 1, 4, 1, repeat=3),   # repeat, no pause
+    geometry(8, 5, 2, 3, 2, 0, 8, 1, repeat=4),   # repeat and a pause
+    geometry(8, 6, 2, 1, 2, 0, 3, 2),             # input bound
+    geometry(6, 6, 1, 2, 1, 0, 8, 1)])
+def test_cycles_per_frame_are_as_estimated(hdl, tmp_path, params):
+    # Three frames back to back, no stalls: the second and third start exactly
+    # `cycles` apart (the frame pause included).
+    frames = random_frames(params, 3, 7)
+    accepted, received = run_timed(hdl, tmp_path, params, frames)
+    assert [(b.data, b.last) for b in received] == golden(frames, **params)
+    per_frame = len(received) // 3
+    spacing = received[2 * per_frame].cycle - received[per_frame].cycle
+    assert spacing == BLOCK.estimate(**params)["cycles"]
+    assert BLOCK.estimate(**params)["per"] == "frame"
+
+
+def test_repeat_reads_each_window_again_at_one_beat_per_cycle(hdl, tmp_path):
+    params = geometry(12, 7, 8, 3, 1, 1, 4, 4, repeat=2)
+    frames = random_frames(params, 1, 9)
+    accepted, received = run_timed(hdl, tmp_path, params, frames)
+    assert [(b.data, b.last) for b in received] == golden(frames, **params)
+    per_row = 12 * 9 * 2 * 2
+    assert steady_rate([b.cycle for b in received][per_row:]) == 1.0
+    # The ring is the same as without repeat: no second copy of a window.
+    assert (BLOCK.estimate(**params)["bram_bits"]
+            == BLOCK.estimate(**{**params, "repeat": 1})["bram_bits"])
 
 
 # ------------------------------------------------------------------ structure
@@ -226,7 +258,7 @@ def test_cli_writes_verilog_and_sidecar_with_contract_ports(tmp_path):
     assert ports == {
         "aclk": ("input", 1), "aresetn": ("input", 1),
         "s_axis_px_tdata": ("input", 16), "s_axis_px_tvalid": ("input", 1),
-        "s_axis_px_tready": ("output", 1), "s_axis_px_tlast": ("input", 1),
+        "s_axis_px_tready": ("output", 1),
         "m_axis_win_tdata": ("output", 16), "m_axis_win_tvalid": ("output", 1),
         "m_axis_win_tready": ("input", 1), "m_axis_win_tlast": ("output", 1),
     }

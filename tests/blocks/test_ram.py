@@ -174,7 +174,7 @@ def test_rejects_bad_parameters():
                   read=signals["read"], raddr=signals["raddr"], rdata=signals["rdata"])
     with pytest.raises(ValueError, match="^memory: must be a Verilog identifier"):
         ram(signals["aclk"], **kwargs, depth=4, memory="my mem")
-    with pytest.raises(ValueError, match="^depth: must be an integer of at least 2"):
-        ram(signals["aclk"], **kwargs, depth=1, memory="m")
+    with pytest.raises(ValueError, match="^depth: must be a positive integer"):
+        ram(signals["aclk"], **kwargs, depth=0, memory="m")
     with pytest.raises(ValueError, match="^waddr: is 2 bits wide, expected 3"):
         ram(signals["aclk"], **kwargs, depth=5, memory="m")
