@@ -86,7 +86,8 @@ def stage_values(plan: StagePlan, target: str, bits: int, signed: bool) -> dict:
     layer = plan.layer
     if layer.type == "maxpool":
         return {"layer": layer, "lanes": plan.lanes, "abits": bits, "signed": signed}
-    return {"layer": layer, "lanes": plan.lanes, "simd": plan.simd, "target": target}
+    return {"layer": layer, "lanes": plan.lanes, "simd": plan.simd, "abits": bits,
+            "asigned": signed, "target": target}
 
 
 def stream_ports(ports: dict) -> tuple[str, str]:
@@ -130,13 +131,10 @@ def chain(stages: list[StagePlan], target: str = "generic") -> list[Element]:
     Checks that neighbours agree on lanes and value width, so a mismatch is an error here
     and not a silently mis-wired Verilog module.
     """
-    from blocks.axis_fifo import BLOCK as FIFO
-    from blocks.width_adapter import BLOCK as ADAPTER
-
     if not stages:
         raise ValueError("stages: a network needs at least one stage")
     channels = stages[0].layer.in_shape[0]
-    lanes, bits, signed = channels, IMAGE_BITS, False
+    lanes, bits, signed, framed = channels, IMAGE_BITS, False, True
     elements = []
     for plan in stages:
         want = in_lanes(plan)
@@ -144,18 +142,22 @@ def chain(stages: list[StagePlan], target: str = "generic") -> list[Element]:
             if max(want, lanes) % min(want, lanes):
                 raise ValueError(f"{plan.layer.name}: takes {want} values a beat, gets "
                                  f"{lanes}: one must divide the other")
+            from blocks.width_adapter import BLOCK as ADAPTER
             elements.append(Element(ADAPTER, {"lanes_in": lanes, "lanes_out": want,
                                               "bits": bits}))
         if plan.fifo_depth:
-            elements.append(Element(FIFO, {"bits": want * bits, "depth": plan.fifo_depth}))
+            from blocks.axis_fifo import BLOCK as FIFO
+            elements.append(Element(FIFO, {"bits": want * bits, "depth": plan.fifo_depth,
+                                           "last": framed}))
         stage = Element(stage_def(plan), stage_values(plan, target, bits, signed))
         width = len(stage.ports[stage.s_name].tdata)
         if width != want * bits:
             raise ValueError(f"{plan.layer.name}: input is {width} bits wide, the stream "
                              f"before it carries {want} x {bits} bits")
         elements.append(stage)
+        framed = stage.out_port.tlast is not None
+        lanes = plan.lanes
         if plan.layer.type != "maxpool":
-            lanes = plan.lanes
             if plan.layer.final:
                 bits, signed = len(stage.out_port.tdata) // lanes, True
             else:
