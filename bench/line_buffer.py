@@ -20,19 +20,15 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from blocks.line_buffer import BLOCK, golden, out_size, pixel_beats  # noqa: E402
-from cnn_ip.cosim import run_streams  # noqa: E402
-from cnn_ip.export import generate  # noqa: E402
-from fpga.synth import synthesize  # noqa: E402
+from blocks.line_buffer import BLOCK, golden, out_size, pixel_beats
+from cnn_ip.cosim import run_streams
+from cnn_ip.export import generate
+from fpga.synth import synthesize
 
 
 def geometry(width, height, channels, k, stride, pad, abits, simd):

@@ -22,19 +22,15 @@ from __future__ import annotations
 import argparse
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from blocks.sparse_decoder import BLOCK  # noqa: E402
-from cnn_ip.cosim import run_streams  # noqa: E402
-from cnn_ip.export import generate  # noqa: E402
-from quant.sparse_format import encode  # noqa: E402
+from blocks.sparse_decoder import BLOCK
+from cnn_ip.cosim import run_streams
+from cnn_ip.export import generate
+from quant.sparse_format import encode
 
 COUT, REDUCE = 64, 576
 
@@ -97,7 +93,7 @@ def layer_figures(lanes, simd, synth):
           f"({d['bits_per_weight']:.3f} bits/weight, coding {d['coding']}; dense ternary "
           f"would be {2 * W.size} bits)")
     print(f"- estimate: LUT {est['lut']}, FF {est['ff']}, BRAM bits {est['bram_bits']}, "
-          f"latency {est['latency']}, cycles/beat {est['cycles_per_item']}")
+          f"latency {est['latency']}, {est['cycles']} cycle(s) per {est['per']}")
     beats, cycles, first = measured_rate(W, lanes, simd, work / "sim")
     print(f"- measured (Icarus, 2 passes, output always ready): {beats} beats in {cycles} "
           f"cycles = {beats / cycles:.4f} beats/cycle; first beat at cycle {first} "

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from myhdl import Signal, always_comb, always_seq, block, intbv
 
+from blocks.ram import add_blocks
 from blocks.spec import BlockDef, Param, check_width
 from blocks.stream import Axis, clock_reset
 
@@ -78,10 +79,10 @@ def golden(beats):
 
 
 def estimate(*, bits):
-    """Cost; ``synth_xilinx`` gives exactly ``bits + 8`` LUTs (the skid multiplexer and the
-    handshake) and ``2 * bits + 4`` FFs at 8, 64 and 512 bits (docs/estimates.md)."""
+    """Cost: the skid multiplexer and the handshake in LUTs; the output and skid registers
+    with their valid and last bits in FFs (against synthesis: ``docs/estimates.md``)."""
     return {"lut": bits + 8, "ff": 2 * bits + 4, "dsp": 0, "bram_bits": 0,
-            "latency": 1, "cycles_per_item": 1}
+            "bram": add_blocks(), "latency": 1, "cycles": 1, "per": "beat"}
 
 
 def ports(*, bits):

@@ -8,14 +8,15 @@
 * :func:`run_streams` is the test bench for blocks whose ports are streams: it drives
   every input stream from a seeded source with random idle cycles, drains every output
   stream into a seeded sink with random back-pressure, watches the AXI stability rule on
-  all of them, and returns the beats with the cycle each moved on.
-* :func:`lint` runs ``verilator --lint-only -Wall`` with the block's listed waivers.
+  all of them, and returns the beats with the cycle each moved on.  The sources, sinks
+  and monitors are ``cnn_ip.simkit``'s.
+* :func:`lint` runs the user's lint command (``verilator --lint-only -Wall NAME.vlt
+  NAME.v``, see ``cnn_ip.export``) and fails on any message.
 """
 from __future__ import annotations
 
 import fcntl
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -24,32 +25,20 @@ import tempfile
 from pathlib import Path
 
 import myhdl
-from myhdl import Cosimulation, SignalType, StopSimulation, block, delay, instance
+from myhdl import Cosimulation, SignalType, StopSimulation, block, instance
 
 from blocks.spec import BlockDef
-from blocks.stream import Axis, axis_monitor, axis_sink, axis_source
-from cnn_ip.export import write_verilog
-
-PERIOD = 10
-RESET_CYCLES = 3
-
-
-class ToolMissing(RuntimeError):
-    """A required external tool is not installed."""
+from blocks.stream import Axis
+from cnn_ip.export import (ToolMissing, lint_command, require, verilator_messages,  # noqa: F401
+                           write_verilog)
+from cnn_ip.simkit import (PERIOD, RESET_CYCLES, axis_monitor, axis_sink, axis_source,  # noqa: F401
+                           clock_reset_driver)
 
 
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     path = Path(base) / "cnn_ip"
     path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise ToolMissing(f"{tool} not found on PATH; run `make setup` "
-                          f"(installs the Debian packages iverilog, verilator, yosys)")
     return path
 
 
@@ -131,26 +120,6 @@ def dut(block_def: BlockDef, ports: dict, *, hdl: str, workdir=None, args: dict 
     return Cosimulation(["sh", "-c", command], **port_signals(ports))
 
 
-@block
-def clock_reset_driver(aclk, aresetn):
-    """Free-running clock of ``PERIOD`` and ``RESET_CYCLES`` cycles of reset."""
-
-    @instance
-    def clock():
-        while True:
-            yield delay(PERIOD // 2)
-            aclk.next = not aclk
-
-    @instance
-    def reset():
-        aresetn.next = 0
-        for _ in range(RESET_CYCLES):
-            yield aclk.posedge
-        aresetn.next = 1
-
-    return clock, reset
-
-
 def run_streams(block_def: BlockDef, *, params: dict, hdl: str = "myhdl", workdir=None,
                 inputs: dict, expect: dict, seed: int = 0, idle: float | dict = 0.0,
                 stall: float | dict = 0.0, max_cycles: int = 200_000,
@@ -218,34 +187,20 @@ def run_streams(block_def: BlockDef, *, params: dict, hdl: str = "myhdl", workdi
     return {**sent, **received, "cycles": state["cycles"]}
 
 
-WIDTH_MESSAGE = re.compile(r"%Warning-WIDTH: .*expects (\d+) bits.*generates (\d+) bits")
+def lint(verilog, top: str, waivers=None) -> list[str]:
+    """Lint as a user does: ``verilator --lint-only -Wall TOP.vlt TOP.v ...`` in the directory.
 
-
-def lint(verilog, top: str, waivers: dict | None = None) -> list[str]:
-    """Run ``verilator --lint-only -Wall``; raise ``AssertionError`` with what it found.
-
-    ``waivers`` maps Verilator rules to the reason they are waived (``BlockDef.lint_waivers``);
-    they are passed as ``-Wno-RULE``.  One waiver holds for every block: a WIDTH warning
-    where the operand is *narrower* than its context.  MyHDL's converter leaves sign and
-    zero extension to Verilog's rules instead of writing it out; co-simulation checks those
-    paths bit for bit.  A WIDTH warning for a *truncation* still fails.
-    Returns the waived messages.
+    The command is ``cnn_ip.export.lint_command``: the ``TOP.vlt`` written beside the
+    Verilog (if there is one) and every ``.v`` file of the directory.  Raises
+    ``AssertionError`` with Verilator's output unless it exits 0 without a message.
+    Returns the ``lint_off`` lines of ``TOP.vlt`` (the waivers in force), so that a test
+    can also require that none was needed.  ``waivers`` is accepted for old callers and
+    ignored: waivers live in the ``.vlt``, line by line.
     """
-    require("verilator")
-    verilog = Path(verilog)
-    flags = [f"-Wno-{rule}" for rule in (waivers or {})]
-    result = subprocess.run(["verilator", "--lint-only", "-Wall", "-Wno-fatal", *flags,
-                             "--top-module", top, verilog.name],
-                            cwd=verilog.parent, capture_output=True, text=True)
-    waived, faults = [], []
-    for line in (result.stdout + result.stderr).splitlines():
-        if not line.startswith("%"):
-            continue
-        width = WIDTH_MESSAGE.match(line)
-        if width and int(width.group(1)) > int(width.group(2)):
-            waived.append(line)
-        else:
-            faults.append(line)
-    if result.returncode != 0 or faults:
-        raise AssertionError(f"verilator lint of {verilog}:\n" + "\n".join(faults))
-    return waived
+    directory = Path(verilog).parent
+    status, messages, output = verilator_messages(directory, lint_command(directory, top))
+    if status != 0 or messages:
+        raise AssertionError(f"verilator lint of {verilog}:\n{output.strip()}")
+    vlt = directory / f"{top}.vlt"
+    text = vlt.read_text() if vlt.exists() else ""
+    return [line for line in text.splitlines() if line.startswith("lint_off")]

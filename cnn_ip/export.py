@@ -1,8 +1,18 @@
-"""Turn a block into Verilog and its JSON sidecar (DESIGN.md, Contract 4 item 5).
+"""Turn a block into Verilog, its lint configuration and its JSON sidecar.
 
-``generate(block_def, out_dir, **values)`` writes ``NAME.v``, any ROM files the Verilog
-reads, and ``NAME.json``.  Everything is produced in a scratch directory first and moved
-into ``out_dir`` only when all of it succeeded, so a failure leaves nothing half-written.
+``generate(block_def, out_dir, **values)`` writes ``NAME.v``, ``NAME.vlt``, any ROM files
+the Verilog reads, and ``NAME.json``.  Everything is produced in a scratch directory first
+and moved into ``out_dir`` only when all of it succeeded, so a failure leaves nothing
+half-written.
+
+Lint-clean as delivered: ``NAME.vlt`` is a Verilator configuration that waives single
+lines, each with its reason, so that ``verilator --lint-only -Wall NAME.vlt NAME.v`` (with
+any other ``.v`` files of the directory, such as ``*_sim.v`` models) exits 0 exactly as a
+user runs it.  :func:`write_lint_config` writes it for any directory of Verilog (a block, a
+stage with sub-modules, a network) from Verilator's own warnings: it waives only a WIDTH
+warning where an operand is *narrower* than its context (MyHDL's converter leaves sign
+and zero extension to Verilog's rules instead of writing it out; co-simulation checks
+those paths bit for bit) and fails on anything else, a truncation included.
 
 The sidecar's port table is read back from the generated Verilog with pyverilog, so it
 cannot drift from the module.
@@ -13,12 +23,30 @@ import functools
 import json
 import os
 import re
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 from blocks.spec import BlockDef
 
 SIDECAR_FORMAT = "cnn_ip.block/1"
+
+
+class ToolMissing(RuntimeError):
+    """A required external tool is not installed."""
+
+
+class LintError(RuntimeError):
+    """Verilator reports something that no line waiver may hide."""
+
+
+def require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise ToolMissing(f"{tool} not found on PATH; run `make setup` "
+                          f"(installs the Debian packages iverilog, verilator, yosys)")
+    return path
 
 
 def write_verilog(block_def: BlockDef, out_dir, args: dict, *, testbench: bool = False) -> Path:
@@ -105,12 +133,108 @@ def sidecar(block_def: BlockDef, params: dict, args: dict, verilog: Path,
         "derived": block_def.derived(**args),
         "ports": read_ports(verilog, block_def.name),
         "estimate": block_def.estimate(**args),
-        "lint_waivers": dict(block_def.lint_waivers),
+        "lint_config": f"{block_def.name}.vlt",
     }
 
 
+# --- lint-clean as delivered ----------------------------------------------------------------
+
+MESSAGE = re.compile(r"^%(?P<kind>Warning|Error)(?:-(?P<rule>[A-Z0-9_]+))?: "
+                     r"(?P<file>[^:\s]+):(?P<line>\d+):(?:\d+:)? (?P<text>.*)$")
+WIDTH_SIZES = re.compile(r"expects (\d+) bits.*generates (\d+) bits")
+WIDTH_OPERAND = re.compile(r"but (.*?) generates")
+WIDTH_REASON = ("WIDTH where an operand is narrower than its context: MyHDL's converter "
+                "leaves sign/zero extension to Verilog's rules instead of writing it out; "
+                "co-simulation checks these paths bit for bit. A truncation is never waived.")
+
+
+def verilog_sources(directory, top: str) -> list[str]:
+    """What a user lints with ``TOP.vlt``: ``TOP.v``, then every other ``.v`` file of the
+    directory (sub-modules, ``*_sim.v`` models), test-bench wrappers ``tb_*.v`` aside."""
+    directory = Path(directory)
+    others = sorted(p.name for p in directory.glob("*.v")
+                    if p.name != f"{top}.v" and not p.name.startswith("tb_"))
+    return [f"{top}.v", *others]
+
+
+def lint_command(directory, top: str) -> list[str]:
+    """The user's lint command for ``directory``: run it there."""
+    vlt = [f"{top}.vlt"] if (Path(directory) / f"{top}.vlt").exists() else []
+    return ["verilator", "--lint-only", "-Wall", *vlt, *verilog_sources(directory, top)]
+
+
+def verilator_messages(directory, command: list[str]) -> tuple[int, list[dict], str]:
+    """Run ``command`` in ``directory``; its exit status, parsed messages and raw output."""
+    require("verilator")
+    result = subprocess.run(command, cwd=directory, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    found = [m.groupdict() for m in map(MESSAGE.match, output.splitlines()) if m]
+    return result.returncode, found, output
+
+
+def waiver_reason(message: dict, rules: dict) -> str | None:
+    """Why ``message`` may be waived on its line, or ``None`` if it may not."""
+    if message["kind"] != "Warning":
+        return None
+    if message["rule"] in ("WIDTH", "WIDTHEXPAND"):
+        sizes = WIDTH_SIZES.search(message["text"])
+        if sizes and int(sizes.group(1)) > int(sizes.group(2)):
+            operand = WIDTH_OPERAND.search(message["text"])
+            what = operand.group(1) if operand else "an operand"
+            return (f"{what} ({sizes.group(2)} bits) is extended to {sizes.group(1)} bits "
+                    f"by Verilog's rules (MyHDL conversion)")
+        return None
+    return rules.get(message["rule"])
+
+
+def write_lint_config(directory, top: str, *, rules: dict | None = None) -> list[dict]:
+    """Write ``directory/TOP.vlt`` so that the user's lint command exits 0; return its waivers.
+
+    Runs Verilator over the directory's Verilog (:func:`verilog_sources`) and waives each
+    warning MyHDL's conversion forces on its own line, with the reason in a comment:
+    WIDTH where an operand is narrower than its context, and the rules a block lists in
+    ``rules`` (``{rule: reason}``, ``BlockDef.lint_waivers``).  Raises :class:`LintError`
+    naming every other message (a truncation is a fault, never waived), and if the
+    user's command (:func:`lint_command`) does not then exit 0.
+    """
+    directory = Path(directory)
+    vlt = directory / f"{top}.vlt"
+    vlt.unlink(missing_ok=True)
+    command = ["verilator", "--lint-only", "-Wall", "-Wno-fatal", *verilog_sources(directory, top)]
+    status, messages, output = verilator_messages(directory, command)
+    waivers, faults = {}, []
+    for message in messages:
+        reason = waiver_reason(message, rules or {})
+        if reason is None:
+            faults.append(f"{message['file']}:{message['line']}: {message['text']}")
+            continue
+        key = (message["file"], int(message["line"]), message["rule"])
+        waivers.setdefault(key, [])
+        if reason not in waivers[key]:
+            waivers[key].append(reason)
+    if faults or status != 0:
+        raise LintError(f"verilator lint of {top} in {directory}: not waivable:\n"
+                        + "\n".join(faults or [output.strip()]))
+    user = ["verilator", "--lint-only", "-Wall", vlt.name, *verilog_sources(directory, top)]
+    # A comment must not start with the word "verilator": that makes it a directive.
+    lines = ["`verilator_config",
+             f"// Lint waivers for {top}, written with the Verilog by cnn_ip.export; each",
+             "// waives one line of one file, for the reason above it. Lint with:",
+             f"// $ {' '.join(user)}",
+             f"// Waived: {WIDTH_REASON}"]
+    for (file, line, rule), reasons in sorted(waivers.items()):
+        lines += [f"// {file}:{line}: {reason}" for reason in reasons]
+        lines.append(f'lint_off -rule {rule} -file "*{file}" -lines {line}')
+    vlt.write_text("\n".join(lines) + "\n")
+    status, messages, output = verilator_messages(directory, lint_command(directory, top))
+    if status != 0 or messages:
+        raise LintError(f"verilator lint of {top} with {vlt.name} still fails:\n{output.strip()}")
+    return [{"file": file, "line": line, "rule": rule, "reason": "; ".join(reasons)}
+            for (file, line, rule), reasons in sorted(waivers.items())]
+
+
 def generate(block_def: BlockDef, out_dir, **values) -> dict:
-    """Validate ``values``, write ``NAME.v``, its files and ``NAME.json`` into ``out_dir``.
+    """Validate ``values``, write ``NAME.v``, ``NAME.vlt``, its files and ``NAME.json``.
 
     Raises ``ParameterError`` (naming the parameter) before anything is written.
     Returns the sidecar dictionary.
@@ -124,9 +248,11 @@ def generate(block_def: BlockDef, out_dir, **values) -> dict:
         verilog = write_verilog(block_def, scratch, args)
         files = list(block_def.write_files(args, str(scratch)))
         info = sidecar(block_def, params, args, verilog, files)
+        info["lint_waivers"] = write_lint_config(scratch, block_def.name,
+                                                 rules=block_def.lint_waivers)
         (scratch / f"{block_def.name}.json").write_text(json.dumps(info, indent=2) + "\n")
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name in [verilog.name, *files, f"{block_def.name}.json"]:
+        for name in [verilog.name, f"{block_def.name}.vlt", *files, f"{block_def.name}.json"]:
             os.replace(scratch / name, out_dir / name)
     return info
 

@@ -7,7 +7,6 @@ the golden model, the MyHDL model against it, lint and the command line.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from blocks.tile_dma import (BLOCK, PAGE, bursts, command_valid, encode_command, golden,
                              tile_beat_addresses)
 from blocks.spec import ParameterError
+from cnn_ip import simkit
 from cnn_ip.cli import main
 from cnn_ip.cosim import lint
 from cnn_ip.export import generate
@@ -93,17 +93,8 @@ def test_bursts_cover_each_row_and_never_cross_4k(data_bits, max_burst):
 
 # --- MyHDL model and its Verilog (MyHDL co-simulation) against the golden model -------
 
-def load_bench():
-    """``bench/tile_dma.py`` (its fixed-latency AXI memory model and tile runner)."""
-    path = Path(__file__).resolve().parents[2] / "bench" / "tile_dma.py"
-    spec = importlib.util.spec_from_file_location("bench_tile_dma", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_writes_and_reads_a_tile_across_4k_like_the_golden_model(hdl, tmp_path):
-    bench = load_bench()
+    bench = simkit  # its fixed-latency AXI memory model and tile runner
     rng = random.Random(5)
     config = {"data_bits": 64, "addr_bits": 32, "max_burst": 4}
     tile = {"base": PAGE - 48, "stride": 96, "row_bytes": 64, "rows": 3}

@@ -1,11 +1,13 @@
 """The harness itself: it must catch what it is there to catch."""
+import subprocess
+
 import pytest
 from myhdl import always_seq, block, instance
 
 from blocks.axis_register import BLOCK
 from blocks.spec import BlockDef, Param
 from blocks.stream import Axis, clock_reset, pack, unpack
-from cnn_ip import cosim
+from cnn_ip import cosim, export
 
 
 def test_vpi_is_cached_outside_the_repo():
@@ -55,13 +57,46 @@ def test_lint_fails_on_truncation_and_unused_signals(tmp_path):
     with pytest.raises(AssertionError, match="WIDTH") as error:
         cosim.lint(bad, "bad")
     assert "UNUSED" in str(error.value)
+    with pytest.raises(export.LintError, match="not waivable") as error:
+        export.write_lint_config(tmp_path, "bad")
+    assert "bad.v:2: Operator ASSIGNW expects 1 bits" in str(error.value)
+    assert "Signal is not used: 'b'" in str(error.value)
+    assert not (tmp_path / "bad.vlt").exists()
 
 
-def test_lint_waives_only_width_expansion(tmp_path):
+def test_lint_waives_only_width_expansion_line_by_line(tmp_path):
     ok = tmp_path / "ok.v"
-    ok.write_text("module ok(input a, output [1:0] y);\nassign y = a;\nendmodule\n")
-    waived = cosim.lint(ok, "ok")
-    assert len(waived) == 1 and "expects 2 bits" in waived[0]
+    ok.write_text("module ok(input a, input c, output [1:0] y, output [1:0] z);\n"
+                  "assign y = a;\nassign z = {c, c};\nendmodule\n")
+    with pytest.raises(AssertionError, match="expects 2 bits"):
+        cosim.lint(ok, "ok")  # no .vlt yet
+    waivers = export.write_lint_config(tmp_path, "ok")
+    assert [(w["file"], w["line"], w["rule"]) for w in waivers] == [("ok.v", 2, "WIDTH")]
+    assert "VARREF 'a' (1 bits) is extended to 2 bits" in waivers[0]["reason"]
+    assert cosim.lint(ok, "ok") == ['lint_off -rule WIDTH -file "*ok.v" -lines 2']
+    # exactly the user's command, in the directory
+    result = subprocess.run(["verilator", "--lint-only", "-Wall", "ok.vlt", "ok.v"],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0 and "%" not in result.stdout + result.stderr
+    # the waiver is for that line only: the same widening one line down still fails
+    ok.write_text("module ok(input a, input c, output [1:0] y, output [1:0] z);\n"
+                  "assign z = {c, c};\nassign y = a;\nendmodule\n")
+    with pytest.raises(AssertionError, match="ok.v:3"):
+        cosim.lint(ok, "ok")
+
+
+def test_lint_config_covers_a_directory_of_modules(tmp_path):
+    (tmp_path / "top.v").write_text("module top(input a, output [1:0] y);\n"
+                                    "leaf u(.a(a), .y(y));\nendmodule\n")
+    (tmp_path / "leaf.v").write_text("module leaf(input a, output [1:0] y);\n"
+                                     "assign y = a;\nendmodule\n")
+    (tmp_path / "tb_top.v").write_text("this is not Verilog and is never linted\n")
+    waivers = export.write_lint_config(tmp_path, "top")
+    assert [(w["file"], w["line"]) for w in waivers] == [("leaf.v", 2)]
+    assert export.lint_command(tmp_path, "top") == [
+        "verilator", "--lint-only", "-Wall", "top.vlt", "top.v", "leaf.v"]
+    assert cosim.lint(tmp_path / "top.v", "top") == [
+        'lint_off -rule WIDTH -file "*leaf.v" -lines 2']
 
 
 def test_pack_unpack_round_trip():
