@@ -179,7 +179,7 @@ def slot_lane(v, old, older, n, first, shift, *, youngest, signed, abits):
 
 
 @block
-def slot_memory(aclk, *, write, waddr, wdata, read, rdata, depth):
+def slot_memory(aclk, aresetn, *, write, waddr, wdata, read, rdata, depth):
     """``depth`` words (``blocks.ram``: LUT RAM or block RAM by size), read one beat
     ahead; a register when ``depth`` is 1 (the word read next is the one written now)."""
     if depth == 1:
@@ -189,23 +189,28 @@ def slot_memory(aclk, *, write, waddr, wdata, read, rdata, depth):
                 rdata.next = wdata
         waddr.read = read.read = True
         return hold
-    # Addresses exactly as wide as the depth needs (the beat counter is wider); the read
-    # fetches the word of the next beat.
+    # Addresses exactly as wide as the depth needs (the beat counter is wider).  The read
+    # address, the next beat's, is a register of its own: no adder before the RAM.
     bits = (depth - 1).bit_length()
-    wa, ra = Signal(intbv(0)[bits:]), Signal(intbv(0)[bits:])
+    wa = Signal(intbv(0)[bits:])
+    ra = Signal(intbv(1)[bits:])
     LAST = depth - 1
 
     @always_comb
-    def addresses():
+    def write_address():
         wa.next = waddr[bits:]
-        if waddr[bits:] == LAST:
-            ra.next = 0
-        else:
-            ra.next = waddr[bits:] + 1
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def read_address():
+        if read:
+            if ra == LAST:
+                ra.next = 0
+            else:
+                ra.next = ra + 1
 
     memory = ram(aclk, write=write, waddr=wa, wdata=wdata, read=read, raddr=ra, rdata=rdata,
                  depth=depth)
-    return addresses, memory
+    return write_address, read_address, memory
 
 
 @block
@@ -412,8 +417,8 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
         item_done.next = j == LAST_BEAT
 
     write = Signal(bool(0))
-    memory = slot_memory(aclk, write=write, waddr=j, wdata=new, read=advance, rdata=old,
-                         depth=span)
+    memory = slot_memory(aclk, aresetn, write=write, waddr=j, wdata=new, read=advance,
+                         rdata=old, depth=span)
 
     @always_comb
     def handshake():

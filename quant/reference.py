@@ -26,6 +26,7 @@ the hardware's data order:
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -168,3 +169,24 @@ def load_model(path) -> list[IntLayer]:
                       if f"{info['name']}/{k}" in data}
             layers.append(IntLayer(**info, **arrays))
     return layers
+
+
+def find_layer(layer) -> IntLayer:
+    """An ``IntLayer`` from itself or from ``"MODEL.npz:NAME"`` (a stage's ``layer``
+    parameter on the command line); ``ValueError`` naming ``layer`` otherwise."""
+    if isinstance(layer, IntLayer):
+        return layer
+    if not isinstance(layer, (str, os.PathLike)) or ":" not in str(layer):
+        raise ValueError(f"layer: must be MODEL.npz:NAME or an IntLayer, got {layer!r}")
+    path, name = str(layer).rsplit(":", 1)
+    try:
+        layers = load_model(path)
+    except FileNotFoundError:
+        raise ValueError(f"layer: {path}: no such file") from None
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"layer: {path}: not a model.npz ({error})") from None
+    for item in layers:
+        if item.name == name:
+            return item
+    raise ValueError(f"layer: {path} has no layer {name!r} "
+                     f"(it has {', '.join(x.name for x in layers)})")
