@@ -133,3 +133,12 @@ def load_detect_dataset(size=DEFAULT_SIZE, *, split_seed: int = SPLIT_SEED,
         rng = np.random.default_rng((split_seed, index))
         splits[key] = make_split(part.x[..., 0], part.y, sizes[key], rng, (height, width))
     return DetectDataset(NAME, splits["train"], splits["val"], splits["test"], CLASSES)
+
+
+if __name__ == "__main__":       # python -m quant.detect_data docs/digits_detect_samples.png
+    import sys
+
+    from quant.plot import plot_canvases
+    test = load_detect_dataset().test
+    plot_canvases(sys.argv[1], test, count=12, columns=6,
+                  title="digits-detect: the first 12 test canvases (64x64) with their boxes and classes")

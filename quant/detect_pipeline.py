@@ -24,19 +24,26 @@ from quant.model import fp32_parameter_count
 from quant.plot import plot_detections, plot_search
 
 HEAD_MBITS = 12      # the head's M: its width costs only constant bits, and z keeps more of s_w
+CALIBRATION = 256    # training canvases that calibrate the activation scales (64x64 maps are large)
+CHUNK = 100          # canvases per forward pass when measuring (bounds the memory of large maps)
+
+
+def in_chunks(function, x) -> np.ndarray:
+    """``function`` over ``x`` in chunks of ``CHUNK`` canvases, concatenated."""
+    return np.concatenate([function(x[start:start + CHUNK]) for start in range(0, len(x), CHUNK)])
 
 
 def fp32_detections(net, head, split):
     net.eval()
     with torch.no_grad():
-        out = net(train.as_float(split.x)).double().numpy()
+        out = in_chunks(lambda x: net(train.as_float(x)).double().numpy(), split.x)
     return detect.decode(head, out.transpose(0, 2, 3, 1))
 
 
 def fakequant_map(head):
     """Validation mAP@0.5 of the fake-quant model (its ``z`` equals the integer model's)."""
     def score(qnet, split):
-        z = train.fakequant_outputs(qnet, split.x).transpose(0, 2, 3, 1)
+        z = in_chunks(lambda x: train.fakequant_outputs(qnet, x), split.x).transpose(0, 2, 3, 1)
         dets = detect.decode(head, detect.real_outputs(z, qnet.head_scale()))
         return detect.mean_average_precision(dets, split, head.classes)["map50"]
     return score
@@ -67,7 +74,8 @@ def load_head(path) -> tuple[detect.Head, np.ndarray]:
 def integer_detections(model_path, split):
     """Run ``model.npz`` (the integer reference model) and decode its head outputs."""
     head, out_scale = load_head(model_path)
-    z = reference.run(reference.load_model(model_path), split.x)
+    model = reference.load_model(model_path)
+    z = in_chunks(lambda x: reference.run(model, x), split.x)
     return detect.decode(head, detect.real_outputs(z, out_scale)), z
 
 
@@ -90,10 +98,10 @@ def quantize_detector(specs, data, out_dir, settings, *, name="model", anchors: 
             f"({time.monotonic() - started:.0f} s)")
         qnet, _, objective, search, chosen, ref_bits, ref_map = quantize_and_search(
             specs, net, data, s, measure="validation mAP@0.5", head_mbits=HEAD_MBITS,
-            loss=loss, score=fakequant_map(head))
+            loss=loss, score=fakequant_map(head), calibration=CALIBRATION)
         layers = qnet.int_layers()
         out_scale = qnet.head_scale()
-        z_fake_test = train.fakequant_outputs(qnet, data.test.x).transpose(0, 2, 3, 1)
+        z_fake_test = in_chunks(lambda x: train.fakequant_outputs(qnet, x), data.test.x).transpose(0, 2, 3, 1)
         fp32_test_dets = fp32_detections(net, head, data.test)
     sidecars = export.save(out, layers)
     save_head(out / "model.npz", head, out_scale)

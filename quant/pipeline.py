@@ -83,13 +83,14 @@ def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net
 
 
 def quantize_and_search(specs, net, data, s: Settings, *, measure: str, head_mbits=None,
-                        loss=None, score=None):
+                        loss=None, score=None, calibration: int | None = None):
     """Steps 2-5 on a trained fp32 ``net``: the fake-quant model, its base fine-tuning, the
     sparsity searches and the final fine-tuning at the chosen point (left in ``qnet``).
     ``loss``/``score``: the fine-tuning loss and validation measure (default the
-    classifier's cross-entropy and top-1); ``measure`` names the latter in the log.
+    classifier's cross-entropy and top-1); ``measure`` names the latter in the log;
+    ``calibration``: how many training images calibrate the activation scales (all).
     Returns ``(qnet, evaluator, objective, search, chosen, base bits, base measure)``."""
-    qnet = train.quantize_net(specs, net, train.activation_scales(net, data.train.x),
+    qnet = train.quantize_net(specs, net, train.activation_scales(net, data.train.x[:calibration]),
                               mbits=s.mbits, head_mbits=head_mbits)
     fixed = {sp.name: sp.sparsity for sp in specs if sp.type != "maxpool" and sp.sparsity != "auto"}
     auto = [sp.name for sp in specs if sp.type != "maxpool" and sp.sparsity == "auto"]

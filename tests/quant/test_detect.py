@@ -124,3 +124,15 @@ def test_targets_and_loss_prefer_the_truth(data):
     zero = torch.zeros_like(good)
     assert detect.detection_loss(head, good.view(8, 30, 6, 5), targets, idx) < \
         0.5 * detect.detection_loss(head, zero.view(8, 30, 6, 5), targets, idx)
+
+
+def test_example_plan_has_a_head_on_an_8x8_grid():
+    from cnn_ip.plan import load_plan
+    from quant.data import load_dataset
+    plan = load_plan("examples/digits_detect.yaml")
+    data = load_dataset(plan.dataset, size=plan.input_shape[1:])
+    head = detect.make_head(plan.layers, data, plan.detect["anchors"], seed=0)
+    assert head.grid == (8, 8) and head.stride == (8, 8) and head.channels == plan.layers[-1].out
+    assert len(data.test.x) >= 500
+    areas = [w * h for w, h in head.anchors]
+    assert areas == sorted(areas) and all(12 <= h <= 24 for _, h in head.anchors)
