@@ -26,10 +26,13 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -266,7 +269,7 @@ def write_rtl(result, rtl_dir: Path, args) -> dict:
     """The network top into ``rtl_dir``, from the cache when it was converted before."""
     from assemblies import network
     plans = result.stage_plans()
-    key = digest(network.FORMAT if hasattr(network, "FORMAT") else "", result.plan.name,
+    key = digest(network.FORMAT, result.plan.name,
                  result.plan.device, model_digest([p.layer for p in plans]),
                  [(p.lanes, p.simd, p.fifo_depth, p.dataflow) for p in plans],
                  source_digest(("blocks", "assemblies", "quant", "cnn_ip")))
@@ -275,12 +278,8 @@ def write_rtl(result, rtl_dir: Path, args) -> dict:
         cached.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".rtl.", dir=cached.parent))
         try:
-            try:
-                info = network.write_rtl(plans, scratch / "rtl", name=result.plan.name,
-                                         target=result.plan.device)
-            except ValueError as error:     # a block's parameter check: say which, one line
-                raise UserError(f"assemble: {result.plan.path}: the network top cannot be "
-                                f"built: {error}") from None
+            info = convert(plans, scratch, name=result.plan.name, target=result.plan.device,
+                           path=result.plan.path)
             (scratch / "sidecar.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
             if not cached.exists():
                 scratch.rename(cached)
@@ -288,6 +287,46 @@ def write_rtl(result, rtl_dir: Path, args) -> dict:
             shutil.rmtree(scratch, ignore_errors=True)
     shutil.copytree(cached / "rtl", rtl_dir)
     return json.loads((cached / "sidecar.json").read_text())
+
+
+def convert(plans, scratch: Path, *, name: str, target: str, path: str) -> dict:
+    """``assemblies.network.write_rtl`` into ``scratch/rtl`` in a child interpreter with a
+    fixed string-hash seed: MyHDL orders sensitivity lists and reset assignments by set
+    iteration, which follows the seed, so only a fixed seed gives byte-identical Verilog."""
+    job = scratch / "job.pickle"
+    with open(job, "wb") as handle:
+        pickle.dump({"plans": plans, "out": str(scratch / "rtl"), "name": name,
+                     "target": target}, handle)
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONHASHSEED": "0",
+           "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    done = subprocess.run([sys.executable, "-m", "cnn_ip.assemble_cmd", str(job)], env=env,
+                          cwd=root, capture_output=True, text=True)
+    job.unlink()
+    if done.returncode == 2:            # a block's parameter check: say which, one line
+        raise UserError(f"assemble: {path}: the network top cannot be built: "
+                        f"{done.stderr.strip().splitlines()[-1]}")
+    if done.returncode != 0:
+        raise RuntimeError(f"converting the network top failed:\n{done.stderr}")
+    return json.loads(done.stdout)
+
+
+def _convert_job(job_path) -> int:
+    """The child's side of :func:`convert`: the sidecar as JSON on stdout."""
+    from assemblies import network
+    with open(job_path, "rb") as handle:
+        job = pickle.load(handle)
+    try:
+        with warnings.catch_warnings():
+            # MyHDL names every driven-but-unread signal (a tlast a block ignores, ...)
+            warnings.filterwarnings("ignore", module=r"myhdl\.")
+            info = network.write_rtl(job["plans"], job["out"], name=job["name"],
+                                     target=job["target"])
+    except ValueError as error:
+        print(str(error).replace("\n", " "), file=sys.stderr)
+        return 2
+    print(json.dumps(info))
+    return 0
 
 
 def prepare_output(out: Path) -> None:
@@ -367,3 +406,7 @@ def _progress(total, quiet):
     from tqdm import tqdm
     return tqdm(total=total, disable=quiet, file=sys.stderr, leave=False,
                 bar_format="{desc:8} {bar} {n_fmt}/{total_fmt} [{elapsed}]")
+
+
+if __name__ == "__main__":
+    sys.exit(_convert_job(sys.argv[1]))

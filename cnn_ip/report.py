@@ -116,7 +116,7 @@ def table(data: dict) -> str:
         f"{b['terms']['compute']:,}, output {b['terms']['output']:,})",
         f"{data['fps']:,.1f} frames/s at {data['clock_mhz']:g} MHz "
         f"({data['cycles_per_frame']:,} cycles/frame), {data['gops']:,.1f} GOP/s "
-        f"({data['ops_per_frame'] / 1e9:.3f} GOP a frame)"
+        f"({data['ops_per_frame'] / 1e9:.4g} GOP a frame)"
         + ("" if data["target_fps"] is None else
            f"; target {data['target_fps']:g} fps {'met' if data['target_met'] else 'NOT met'}"),
         f"rate limited by {data['rate_limit']}",

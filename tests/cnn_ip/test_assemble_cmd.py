@@ -149,3 +149,39 @@ def test_without_a_model_it_quantizes_once_into_the_cache(plan_file, tmp_path):
     report = json.loads((tmp_path / "b" / "assemble_report.json").read_text())
     assert report["model"] == "quantized (cache)" and not report["notes"][0].startswith("random")
     assert (tmp_path / "a" / "model.npz").read_bytes() == (tmp_path / "b" / "model.npz").read_bytes()
+
+
+CONV_ONLY = """name: convs
+input: {channels: 1, height: 8, width: 8, bits: 8}
+device: ecp5-85f
+clock_mhz: 100
+layers:
+  - {type: conv, out: 4, k: 3, pad: 1, weights: ternary, act_bits: 4, sparsity: auto}
+  - {type: conv, out: 8, k: 3, stride: 2, pad: 1, act: leaky, weights: binary, act_bits: 3}
+  - {type: dense, out: 10, weights: int4}
+"""
+
+
+def test_rtl_sidecar_and_byte_identical_conversions(tmp_path, monkeypatch):
+    plan = tmp_path / "convs.yaml"
+    plan.write_text(CONV_ONLY)
+    runs = []
+    for name in ("a", "b", "c"):               # a, b: separate caches (two conversions); c: b's
+        monkeypatch.setenv("CNN_IP_CACHE", str(tmp_path / ("cache-a" if name == "a" else "cache-b")))
+        assert assemble(plan, "-o", tmp_path / name, "--random-weights") == 0
+        runs.append(tmp_path / name)
+    a = runs[0]
+    sidecar = json.loads((a / "convs.json").read_text())
+    assert sidecar["top"] == "convs" and (a / "rtl" / "convs.v").is_file()
+    assert sidecar["input"] == {"shape": [1, 8, 8], "order": "raster", "lanes": 1, "bits": 8,
+                                "signed": False}
+    assert sidecar["output"]["shape"] == [10, 1, 1] and sidecar["output"]["signed"] is True
+    names = {p["name"] for p in sidecar["ports"]}
+    assert {"aclk", "aresetn", "s_axis_img_tdata", "m_axis_out_tdata"} <= names
+    report = json.loads((a / "assemble_report.json").read_text())
+    assert report["model_bits"]["built"] == report["model_bits"]["planned"]
+    files = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
+    for other in runs[1:]:
+        assert files == sorted(str(p.relative_to(other)) for p in other.rglob("*") if p.is_file())
+        for item in files:
+            assert (a / item).read_bytes() == (other / item).read_bytes(), item
