@@ -124,13 +124,10 @@ def _reg(limit: int, init: int = 0):
 
 
 @block
-def slot_lane(v, old, older, n, first, shift, *, youngest, signed, abits):
-    """One lane of one slot: ``n`` = the slot's new partial maximum.
-
-    A window that opens at this beat takes ``v``; otherwise the larger of ``v`` and the
-    slot's old value (the next younger slot's, when a new window shifts them up).
-    """
-    src, value = Signal(intbv(0)[abits:]), Signal(intbv(0)[abits:])
+def lane_max(v, src, fresh, out, *, keep=None, signed, abits):
+    """``out`` = ``v`` if ``fresh`` or ``v > src`` (two's complement when ``signed``),
+    else ``src``; ``src`` whatever the rest when ``keep`` (a signal or ``None``) is high."""
+    value = Signal(intbv(0)[abits:])
     top = abits - 1
 
     @always_comb
@@ -138,10 +135,53 @@ def slot_lane(v, old, older, n, first, shift, *, youngest, signed, abits):
         # A signal of its own: the converter inlines a slice, and a slice's bit is no
         # Verilog.
         value.next = v
+
+    # Unsigned order with the sign bits swapped is two's complement order.
+    if signed and keep is None:
+        @always_comb
+        def fold():
+            if fresh or ((value > src) != (value[top] != src[top])):
+                out.next = value
+            else:
+                out.next = src
+    elif signed:
+        @always_comb
+        def fold():
+            if not keep and (fresh or ((value > src) != (value[top] != src[top]))):
+                out.next = value
+            else:
+                out.next = src
+    elif keep is None:
+        @always_comb
+        def fold():
+            if fresh or value > src:
+                out.next = value
+            else:
+                out.next = src
+    else:
+        @always_comb
+        def fold():
+            if not keep and (fresh or value > src):
+                out.next = value
+            else:
+                out.next = src
+    return take, fold
+
+
+@block
+def slot_lane(v, old, older, n, first, shift, *, youngest, signed, abits):
+    """One lane of one slot: ``n`` = the slot's new partial maximum.
+
+    A window that opens at this beat takes ``v``; otherwise the larger of ``v`` and the
+    slot's old value (the next younger slot's, when a new window shifts them up).
+    """
+    src = Signal(intbv(0)[abits:])
+    fresh = Signal(bool(0))
     if youngest:
         @always_comb
         def pick():
             src.next = old
+            fresh.next = first or shift
     else:
         @always_comb
         def pick():
@@ -149,33 +189,8 @@ def slot_lane(v, old, older, n, first, shift, *, youngest, signed, abits):
                 src.next = older
             else:
                 src.next = old
-
-    fresh = Signal(bool(0))
-    if youngest:
-        @always_comb
-        def fresh_now():
-            fresh.next = first or shift
-    else:
-        @always_comb
-        def fresh_now():
             fresh.next = first
-
-    if signed:
-        # Unsigned order with the sign bits swapped is two's complement order.
-        @always_comb
-        def fold():
-            if fresh or ((value > src) != (value[top] != src[top])):
-                n.next = value
-            else:
-                n.next = src
-    else:
-        @always_comb
-        def fold():
-            if fresh or value > src:
-                n.next = value
-            else:
-                n.next = src
-    return take, pick, fresh_now, fold
+    return pick, lane_max(v, src, fresh, n, signed=signed, abits=abits)
 
 
 @block
@@ -214,11 +229,11 @@ def slot_memory(aclk, aresetn, *, write, waddr, wdata, read, rdata, depth):
 
 
 @block
-def pick_slot(out, prev, slot, age, *, index):
-    """One step of the slot selection chain: ``slot`` if ``age == index``, else ``prev``."""
+def pick_slot(out, prev, slot, select, *, index):
+    """One step of a slot selection chain: ``slot`` if ``select == index``, else ``prev``."""
     @always_comb
     def choose():
-        if age == index:
+        if select == index:
             out.next = slot
         else:
             out.next = prev
@@ -277,12 +292,14 @@ def item_flags(*, item, phase, start, end, geo, items, stride, k):
 
 
 @block
-def pool_sequencer(aclk, aresetn, *, advance, item_done, flushing, f, first, shift, end, age,
-                   tail, items, stride, k, pad, geo):
+def pool_sequencer(aclk, aresetn, *, advance, item_done, flushing, f, first, shift, end, esel,
+                   efresh, tail, items, stride, k, pad, geo):
     """The current item's flags, all registers: computed from counters of the *next*
     item (``ni``, ``nph``) and loaded as an item ends, so no counter compare lies on the
-    data path.  ``count`` = windows open at the current item; ``age`` = the slot of the
-    oldest (the one that ends, or during a flush the one being sent); ``tail``: the
+    data path.  ``count`` = windows open at the current item; ``esel`` = the slot, in the
+    stored word, of the window that ends here (before this item's shift) or, during a
+    flush, of the one being sent; ``efresh``: that window opens at this item too (its
+    maximum is the beat's value); ``tail``: the
     current item ends the last window (``None``: not needed)."""
     _, end0 = item_flags_at(0, geo=geo, items=items, stride=stride, k=k, pad=pad)
     NI0, NPH0 = 1 % items, (1 + pad) % stride
@@ -304,42 +321,48 @@ def pool_sequencer(aclk, aresetn, *, advance, item_done, flushing, f, first, shi
                 if f == LAST_FLUSH:
                     flushing.next = 0
                     f.next = 0
-                    age.next = FIRST_COUNT - 1
+                    esel.next = 0
                 else:
                     f.next = f + 1
-                    age.next = age - 1
+                    esel.next = esel - 1
             elif cur_last:                   # item 0 of the next sequence
                 first.next = 1
                 shift.next = 0
                 end.next = end0
+                efresh.next = 1
                 count.next = FIRST_COUNT
                 cur_last.next = ONE_ITEM
                 ni.next = NI0
                 nph.next = NPH0
                 if FLUSH:
                     flushing.next = 1
-                    age.next = LAST_FLUSH
+                    esel.next = LAST_FLUSH
                 else:
-                    age.next = FIRST_COUNT - 1
+                    esel.next = 0
             else:
                 first.next = 0
                 shift.next = start_n
                 end.next = end_n
                 cur_last.next = ni == LAST_ITEM
                 # Windows open at the next item: the ending one closes, a new one opens.
+                # The oldest sits in slot count-1 (or count-2 after a close) of the
+                # stored word.
                 if start_n and not end:
                     count.next = count + 1
-                    age.next = count
                 elif end and not start_n:
                     count.next = count - 1
+                if end:
+                    efresh.next = start_n and count == 1
                     if count >= 2:
-                        age.next = count - 2
+                        esel.next = count - 2
                     else:
-                        age.next = 0
-                elif count != 0:
-                    age.next = count - 1
+                        esel.next = 0
                 else:
-                    age.next = 0
+                    efresh.next = start_n and count == 0
+                    if count >= 1:
+                        esel.next = count - 1
+                    else:
+                        esel.next = 0
                 if ni == LAST_ITEM:
                     ni.next = 0
                 else:
@@ -381,7 +404,7 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
     # Only a stream with tlast and no flush needs to know the last window's item.
     with_tail = m_out.tlast is not None and geo["flush"] == 0
     tail = Signal(bool(geo["last_end"] == 0)) if with_tail else None
-    age = _reg(NW, geo["first_count"] - 1)
+    esel, efresh = _reg(NW), Signal(bool(1))
     emit, advance = Signal(bool(0)), Signal(bool(0))
     v = Signal(intbv(0)[lane_bits:])
     old = Signal(intbv(0)[word_bits:])               # the memory's read register
@@ -401,7 +424,7 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
     new = ConcatSignal(*reversed(lanes_new)) if len(lanes_new) > 1 else lanes_new[0]
     control = pool_sequencer(aclk, aresetn, advance=advance, item_done=item_done,
                              flushing=flushing, f=f, first=first, shift=shift, end=end,
-                             age=age, tail=tail, **kw)
+                             esel=esel, efresh=efresh, tail=tail, **kw)
     LAST_BEAT = span - 1
 
     @always_seq(aclk.posedge, reset=aresetn)
@@ -417,7 +440,15 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
         item_done.next = j == LAST_BEAT
 
     write = Signal(bool(0))
-    memory = slot_memory(aclk, aresetn, write=write, waddr=j, wdata=new, read=advance,
+    # A plain signal for the RAM's template: MyHDL writes a ConcatSignal's assignment only
+    # when a generator reads it.
+    wdata = Signal(intbv(0)[word_bits:])
+
+    @always_comb
+    def word_in():
+        wdata.next = new
+
+    memory = slot_memory(aclk, aresetn, write=write, waddr=j, wdata=wdata, read=advance,
                          rdata=old, depth=span)
 
     @always_comb
@@ -433,22 +464,21 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
     def input_value():
         v.next = s_in.tdata
 
-    # The value sent: the ending window's slot of the new word, or during a flush the
-    # flushed window's slot of the stored word.
-    word = Signal(intbv(0)[word_bits:])
-    chain = [word(lane_bits, 0)]
-    for slot in range(1, NW):
-        chain.append(Signal(intbv(0)[lane_bits:]))
-        units.append(pick_slot(chain[-1], chain[-2], word((slot + 1) * lane_bits,
-                                                           slot * lane_bits), age, index=slot))
-    picked = chain[-1]
-
-    @always_comb
-    def pick():
-        if flushing:
-            word.next = old
-        else:
-            word.next = new
+    # The value sent, computed beside the slot update from registers only: the ending
+    # window's stored slot (chosen by ``esel``) folded with the beat, or during a flush
+    # the flushed window's stored slot as it is.
+    sent = []
+    for lane in range(lanes):
+        chain = [old(lane * abits + abits, lane * abits)]
+        for slot in range(1, NW):
+            lo = slot * lane_bits + lane * abits
+            chain.append(Signal(intbv(0)[abits:]))
+            units.append(pick_slot(chain[-1], chain[-2], old(lo + abits, lo), esel,
+                                   index=slot))
+        sent.append(Signal(intbv(0)[abits:]))
+        units.append(lane_max(v(lane * abits + abits, lane * abits), chain[-1], efresh,
+                              sent[-1], keep=flushing, signed=signed, abits=abits))
+    picked = ConcatSignal(*reversed(sent)) if lanes > 1 else sent[0]
 
     @always_seq(aclk.posedge, reset=aresetn)
     def output():
@@ -463,8 +493,8 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
         m_out.tvalid.next = out_valid
         m_out.tdata.next = out_data
 
-    parts = [units, control, beats, beat_done, memory, handshake, input_value, pick, output,
-             drive]
+    parts = [units, control, beats, beat_done, word_in, memory, handshake, input_value,
+             output, drive]
     if m_out.tlast is not None:
         is_last = Signal(bool(0))
         out_last = Signal(bool(0))
