@@ -213,6 +213,30 @@ def network(aclk, aresetn, s_axis_img, m_axis_out, *, elements):
 
 # --------------------------------------------------------------------------- Verilog
 
+MEMORY = re.compile(r"^.*\breg\s+(?:signed\s+)?(?:\[[^\]]*\]\s*)?(?!signed\b)([A-Za-z_]\w*)\s*\[", re.M)
+
+
+def unique_memories(text: str) -> str:
+    """Number memories that several inlined instances declare under one fixed name.
+
+    A block that names its RAM's memory with a constant (``axis_fifo``: ``fifo_mem``)
+    declares it once per instance when the top is flattened into one module; Verilog
+    then sees a duplicate declaration.  Each instance's template is emitted in one piece,
+    declaration first, so every use up to the next declaration is that instance's.
+    """
+    names = [m.group(1) for m in MEMORY.finditer(text)]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        word = re.compile(rf"\b{re.escape(name)}\b")
+        index, lines = -1, []
+        for line in text.split("\n"):
+            declared = MEMORY.match(line)
+            if declared and declared.group(1) == name:
+                index += 1
+            lines.append(word.sub(f"{name}_{index}", line) if index >= 0 else line)
+        text = "\n".join(lines)
+    return text
+
+
 def write_top(elements: list[Element], out_dir, *, name: str) -> list[str]:
     """Convert the chain into ``out_dir/<name>.v`` (one ``convert()``) and write every file
     its blocks read (ROM images, ``*_sim.v`` models) and ``<name>.vlt``; return the names.
@@ -229,15 +253,15 @@ def write_top(elements: list[Element], out_dir, *, name: str) -> list[str]:
         top.convert(hdl="Verilog", path=str(scratch), name=name, testbench=False)
         verilog = scratch / f"{name}.v"
         text = re.sub(r"^// Date: .*\n", "", verilog.read_text(), flags=re.M)
-        verilog.write_text(re.sub(r"^// File: .*$", f"// File: {name}.v", text, count=1,
-                                  flags=re.M))
+        text = re.sub(r"^// File: .*$", f"// File: {name}.v", text, count=1, flags=re.M)
+        verilog.write_text(unique_memories(text))
         files = {f"{name}.v"}
         for element in elements:
             for written in element.block_def.write_files(element.args, str(scratch)):
                 if written in files and not written.endswith("_sim.v"):
                     raise ValueError(f"two blocks write {written}: ROM file names must differ")
                 files.add(written)
-        files |= set(write_vlt(scratch, name))
+        files |= set(write_vlt(scratch, name, elements))
         for item in sorted(files):
             os.replace(scratch / item, out_dir / item)
     return sorted(files)
@@ -263,12 +287,27 @@ def write_rtl(stages: list[StagePlan], out_dir, *, name: str, target: str = "gen
                        for p in stages]}
 
 
-def write_vlt(directory: Path, name: str) -> list[str]:
-    """``<name>.vlt`` for the directory's Verilog (``cnn_ip.export``'s directory writer)."""
-    from cnn_ip import export
+TOP_WAIVERS = {
+    "UNUSEDSIGNAL": "s_axis_img_tlast and the tlast of FIFOs and adapters in front of a "
+                    "stage that counts its frames from the layer's shape (Contract 6 keeps "
+                    "tlast on the top's input and on every stage's output)",
+}
 
-    writer = getattr(export, "write_directory_vlt", None)
-    if writer is None:
-        return []
-    writer(directory, name)
+
+def lint_rules(elements: list[Element]) -> dict:
+    """Every waivable rule of the top's blocks, with all their reasons."""
+    reasons: dict[str, list[str]] = {rule: [why] for rule, why in TOP_WAIVERS.items()}
+    for element in elements:
+        for rule, why in element.block_def.lint_waivers.items():
+            if why not in reasons.setdefault(rule, []):
+                reasons[rule].append(f"{element.block_def.name}: {why}")
+    return {rule: "; ".join(whys) for rule, whys in reasons.items()}
+
+
+def write_vlt(directory: Path, name: str, elements: list[Element]) -> list[str]:
+    """``<name>.vlt``: Verilator's own warnings on the directory's Verilog, waived line by
+    line for the blocks' stated reasons (``cnn_ip.export.write_lint_config``)."""
+    from cnn_ip.export import write_lint_config
+
+    write_lint_config(directory, name, rules=lint_rules(elements))
     return [f"{name}.vlt"]
