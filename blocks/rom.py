@@ -1,4 +1,4 @@
-"""``rom``: a read-only memory initialised from a ``$readmemh`` image (DESIGN.md, Contract 3).
+"""``rom``: a read-only memory initialised from a ``$readmemh`` image (conventions §3).
 
 A primitive that other blocks instantiate (it has no ``BlockDef`` and no CLI of its own):
 ``dout`` takes ``words[addr]`` on the rising edge of ``clk`` where ``en`` is high and holds
@@ -40,11 +40,8 @@ from __future__ import annotations
 
 from myhdl import always, block
 
+from blocks.ram import address_bits
 from blocks.spec import check_width
-
-
-def address_bits(depth: int) -> int:
-    return max(1, (depth - 1).bit_length())
 
 
 @block

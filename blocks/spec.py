@@ -1,4 +1,4 @@
-"""What every block module declares about itself (DESIGN.md, Contract 4).
+"""What every block module declares about itself (``docs/conventions.md`` §4).
 
 A block module defines one :class:`BlockDef`. Its parameter table is the single source for
 

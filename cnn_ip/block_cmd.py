@@ -1,4 +1,4 @@
-"""``cnn-ip block NAME [--param value ...] -o DIR``: one block's Verilog and JSON sidecar.
+"""``cnn-ip block NAME [--param value ...] -o DIR``: one block's Verilog, ``.vlt`` and sidecar.
 
 Flags are generated from the block's parameter table (``blocks.spec.Param``): ``--lanes 4``,
 ``--weights ternary``, ``--asigned``/``--no-asigned``, ``--weights-file W.npy``.
@@ -10,6 +10,14 @@ import argparse
 from blocks.spec import Param, ParameterError, registry
 from cnn_ip.errors import UserError
 from cnn_ip.export import generate
+
+# Where the tools look for BlockDefs: the blocks, and the stages built from them.
+PACKAGES = ("blocks", "assemblies")
+
+
+def all_blocks() -> dict:
+    """Every block and stage the ``cnn-ip`` commands know, by name."""
+    return registry(PACKAGES)
 
 
 def add_param_flag(parser, param: Param) -> None:
@@ -30,13 +38,23 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("block", help="write one block's Verilog and JSON sidecar")
     blocks = parser.add_subparsers(dest="block", metavar="NAME", parser_class=type(parser))
     blocks.required = True
-    for name, block_def in registry().items():
+    for name, block_def in all_blocks().items():
         sub = blocks.add_parser(name, help=(block_def.build.func.__doc__ or "").split("\n")[0])
         for param in block_def.params:
             add_param_flag(sub, param)
         sub.add_argument("-o", "--output", required=True, metavar="DIR",
-                         help="directory for NAME.v, NAME.json and ROM files")
+                         help="directory for NAME.v, NAME.vlt, NAME.json and ROM files")
         sub.set_defaults(run=run, block_def=block_def)
+
+
+def describe_estimate(est: dict) -> str:
+    """One line: ``lut 16, ff 20, ..., bram xilinx 0 RAMB36 + 1 RAMB18 / ecp5 2 DP16KD, ...``."""
+    def show(value):
+        if isinstance(value, dict):
+            return " / ".join(f"{family} " + " + ".join(f"{n} {cell}" for cell, n in cells.items())
+                              for family, cells in value.items())
+        return str(value)
+    return ", ".join(f"{k} {show(v)}" for k, v in est.items())
 
 
 def run(args) -> int:
@@ -50,7 +68,7 @@ def run(args) -> int:
         name, _, rest = str(error).partition(": ")
         raise UserError(f"block {block_def.name}: {flags.get(name, name)}: {rest}") from None
     est = info["estimate"]
-    print(f"wrote {args.output}/{block_def.name}.v, {block_def.name}.json"
+    print(f"wrote {args.output}/{block_def.name}.v, {block_def.name}.vlt, {block_def.name}.json"
           + "".join(f", {f}" for f in info["files"]))
-    print("estimate: " + ", ".join(f"{k} {v}" for k, v in est.items()))
+    print("estimate: " + describe_estimate(est))
     return 0

@@ -143,9 +143,11 @@ MESSAGE = re.compile(r"^%(?P<kind>Warning|Error)(?:-(?P<rule>[A-Z0-9_]+))?: "
                      r"(?P<file>[^:\s]+):(?P<line>\d+):(?:\d+:)? (?P<text>.*)$")
 WIDTH_SIZES = re.compile(r"expects (\d+) bits.*generates (\d+) bits")
 WIDTH_OPERAND = re.compile(r"but (.*?) generates")
-WIDTH_REASON = ("WIDTH where an operand is narrower than its context: MyHDL's converter "
-                "leaves sign/zero extension to Verilog's rules instead of writing it out; "
-                "co-simulation checks these paths bit for bit. A truncation is never waived.")
+WIDTH_INDEX = re.compile(r"(\w+ extraction of .*?) requires (\d+) bit index, not (\d+) bits")
+WIDTH_REASON = ("WIDTH where an operand (or a select's index) is narrower than its context: "
+                "MyHDL's converter leaves sign/zero extension to Verilog's rules instead of "
+                "writing it out; co-simulation checks these paths bit for bit. "
+                "A truncation is never waived.")
 
 
 def verilog_sources(directory, top: str) -> list[str]:
@@ -183,6 +185,11 @@ def waiver_reason(message: dict, rules: dict) -> str | None:
             what = operand.group(1) if operand else "an operand"
             return (f"{what} ({sizes.group(2)} bits) is extended to {sizes.group(1)} bits "
                     f"by Verilog's rules (MyHDL conversion)")
+        index = WIDTH_INDEX.search(message["text"])
+        if index and int(index.group(3)) < int(index.group(2)):
+            return (f"{index.group(1)}: its {index.group(3)}-bit index is extended to "
+                    f"{index.group(2)} bits by Verilog's rules (it cannot reach past the "
+                    f"vector, only not all of it)")
         return None
     return rules.get(message["rule"])
 

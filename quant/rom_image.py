@@ -1,4 +1,4 @@
-"""ROM images: ``$readmemh`` text files with a JSON sidecar (DESIGN.md, Contract 3).
+"""ROM images: ``$readmemh`` text files with a JSON sidecar (``docs/conventions.md`` §3).
 
 An image is ``depth`` words of ``word_bits`` bits, one word a line as fixed-width hex.
 The sidecar ``STEM.json`` beside ``STEM.hex`` records the format name, word width, depth,

@@ -47,11 +47,17 @@ def test_console_script_exit_status(tmp_path):
 def test_demo_generates_every_block(tmp_path):
     # A subprocess, as a user runs it (MyHDL's elaboration inspects the whole call stack,
     # which under pytest is deep and makes the large demo blocks several times slower).
-    from blocks.spec import registry
+    from cnn_ip.block_cmd import all_blocks
     result = subprocess.run([sys.executable, "-m", "cnn_ip.cli", "demo", "-o", str(tmp_path)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    for name in registry():
-        assert (tmp_path / name / f"{name}.v").exists()
-        assert (tmp_path / name / f"{name}.json").exists()
+    for name in all_blocks():
+        for suffix in (".v", ".vlt", ".json"):
+            assert (tmp_path / name / f"{name}{suffix}").exists()
+        # lint-clean as delivered: the user's command in the block's directory
+        others = sorted(p.name for p in (tmp_path / name).glob("*.v") if p.name != f"{name}.v")
+        lint = subprocess.run(["verilator", "--lint-only", "-Wall", f"{name}.vlt", f"{name}.v",
+                               *others], cwd=tmp_path / name, capture_output=True, text=True)
+        assert lint.returncode == 0 and "%" not in lint.stdout + lint.stderr, \
+            f"{name}: {lint.stdout + lint.stderr}"
         assert name in result.stdout
