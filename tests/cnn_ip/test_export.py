@@ -1,0 +1,70 @@
+"""generate(): one face for every block (prepared once), the estimate convention, the sidecar."""
+import json
+
+import numpy as np
+import pytest
+
+from blocks import sparse_decoder
+from blocks.spec import ESTIMATE_KEYS
+from cnn_ip.block_cmd import all_blocks
+from cnn_ip.export import generate
+
+BLOCKS = all_blocks()
+
+
+def test_generate_reads_and_encodes_a_weights_file_once(tmp_path, monkeypatch):
+    W = np.random.default_rng(3).choice([-1, 0, 1], size=(8, 16))
+    path = tmp_path / "w.npy"
+    np.save(path, W)
+    calls = {"load": 0, "encode": 0}
+    real_load, real_encode = np.load, sparse_decoder.sparse_format.encode
+
+    def counting_load(*args, **kwargs):
+        calls["load"] += 1
+        return real_load(*args, **kwargs)
+
+    def counting_encode(*args, **kwargs):
+        calls["encode"] += 1
+        return real_encode(*args, **kwargs)
+
+    monkeypatch.setattr(sparse_decoder.np, "load", counting_load)
+    monkeypatch.setattr(sparse_decoder.sparse_format, "encode", counting_encode)
+    info = generate(sparse_decoder.BLOCK, tmp_path / "out", lanes=2, simd=4,
+                    weights="ternary", weights_file=str(path))
+    assert calls == {"load": 1, "encode": 1}
+    assert info["estimate"]["bram_bits"] == info["derived"]["rom_bits"]
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_estimate_follows_the_convention(name):
+    block_def = BLOCKS[name]
+    _, args = block_def.prepared(**block_def.example())
+    est = block_def.estimate(**args)
+    assert set(ESTIMATE_KEYS) <= set(est)
+    for key in ("lut", "ff", "dsp", "bram_bits", "latency", "cycles"):
+        assert isinstance(est[key], int) and est[key] >= 0, (key, est[key])
+    assert isinstance(est["per"], str) and est["per"]
+    assert set(est["bram"]) == {"xilinx", "ecp5"}
+    assert set(est["bram"]["xilinx"]) == {"RAMB18", "RAMB36"}
+    assert set(est["bram"]["ecp5"]) == {"DP16KD"}
+    if est["bram_bits"] == 0:
+        assert est["bram"] == {"xilinx": {"RAMB18": 0, "RAMB36": 0}, "ecp5": {"DP16KD": 0}}
+
+
+def test_sidecar_names_the_lint_configuration_and_its_waivers(tmp_path):
+    info = generate(BLOCKS["mac_array"], tmp_path, lanes=2, simd=2, weights="int", wbits=4,
+                    abits=3, reduce=8)
+    saved = json.loads((tmp_path / "mac_array.json").read_text())
+    assert saved == info
+    assert saved["lint_config"] == "mac_array.vlt"
+    vlt = (tmp_path / "mac_array.vlt").read_text()
+    assert vlt.startswith("`verilator_config\n")
+    lines = [line for line in vlt.splitlines() if line.startswith("lint_off")]
+    assert len(lines) == len(saved["lint_waivers"])
+    for waiver, line in zip(saved["lint_waivers"], lines):
+        assert line == (f'lint_off -rule {waiver["rule"]} -file "*{waiver["file"]}" '
+                        f'-lines {waiver["line"]}')
+        assert waiver["rule"] == "WIDTH" and "extended to" in waiver["reason"]
+        # the reason is in the file, in the comment just above its waiver
+        above = vlt.splitlines()[vlt.splitlines().index(line) - 1]
+        assert above.startswith(f'// {waiver["file"]}:{waiver["line"]}: ')
