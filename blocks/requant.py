@@ -13,12 +13,15 @@ Cout / L``, the order a row conv stage produces them), lane ``l`` to channel
 2**(A-1) - 1`` (``out_signed``: after leaky/none).  This is
 ``quant.reference.requantize`` bit for bit (the golden model calls it).
 
-The constants live in one ROM (``blocks.rom``, a ``$readmemh`` image with a JSON sidecar,
-Contract 3), one word per group, packed L values a word: lane ``l``'s field is
+The constants live in one ROM (a ``$readmemh`` image with a JSON sidecar, Contract 3),
+in block RAM (``blocks.rom``) when it is large, in logic when ``blocks.ram``'s rule puts
+a memory of its size in LUTs (a case statement: a DP16KD's slow output would otherwise
+bound the clock near 145 MHz on ECP5), one word per group, packed L values a word: lane ``l``'s field is
 ``[bias (BB bits, two's complement) | M (MB bits) | M_neg (MB bits, only when some
 M_neg differs from M)]`` from the low end, at bit ``l * FB``.  The shift ``S`` is one per
 layer and lives in the logic.  A group counter addresses the ROM; it is read on the edge
-that takes the beat, so the ROM's output register is the first pipeline stage.
+that takes the beat, so the ROM's output register is the first pipeline stage; a second
+register follows it.
 
 Parameters
 ----------
@@ -44,9 +47,11 @@ m_axis_out_tdata[L*OB-1:0]   lane ``l`` at ``[(l+1)*OB-1 : l*OB]``, two's comple
 
 Latency and throughput
 ----------------------
-7 cycles from the edge that takes a beat to the edge on which its result can first be
-taken: ROM/input register, bias add and M select, the multiplier's 3 (operand, product,
-output register), round-and-shift, clamp.  One beat per cycle sustained; a stalled
+9 cycles from the edge that takes a beat to the edge on which its result can first be
+taken: ROM read and input register, the constants' register (a block RAM's output is
+slow), bias add, the multiplier's 3 (operand register, fed with M or M_neg by the sum's
+sign; product; output), the product register (two products joined when the sum is wider
+than 18 bits), round-and-shift, clamp.  One beat per cycle sustained; a stalled
 output holds the pipeline and drops ``s_axis_acc.tready`` (combinationally: ``tready``
 follows ``m_axis_out.tready``; ``tvalid`` is a register).
 """
@@ -62,6 +67,7 @@ from blocks.dsp_mult import dsp_mult, write_sim_files
 from blocks.dsp_mult import MAX_BITS as DSP_BITS
 from blocks.dsp_mult import check_target
 from blocks.ram import bram_blocks as ram_blocks
+from blocks.ram import memory_style
 from blocks.rom import address_bits, rom
 from blocks.spec import BlockDef, Param, ParameterError, check_width
 from blocks.stream import Axis, clock_reset
@@ -69,7 +75,7 @@ from quant.fixedpoint import signed_bits as value_signed_bits
 from quant.reference import requantize
 from quant.rom_image import write_rom
 
-LATENCY = 7
+LATENCY = 9
 LOW_BITS = DSP_BITS - 1  # unsigned low part of a sum split over two multipliers
 ROM_STEM = "requant_rom"
 FORMAT = "cnn_ip.requant/1"
@@ -186,7 +192,8 @@ def cross_check(p: dict) -> None:
 @block
 def lane(aclk, enable, acc_word, const_word, out, *, index, acc_bits, w, shift, lo, hi,
          final, target):
-    """One channel's datapath: bias, M select, multiply, round/shift, clamp (6 stages)."""
+    """One channel's datapath (8 stages after the input register): wait for the constants,
+    bias add, multiply (3; M or M_neg by the sum's sign), join, round/shift, clamp."""
     a0 = index * acc_bits
     a1 = a0 + acc_bits
     f0 = index * w["field_bits"]
@@ -204,8 +211,11 @@ def lane(aclk, enable, acc_word, const_word, out, *, index, acc_bits, w, shift, 
     m_neg = Signal(intbv(0, min=0, max=m_max))
     total = Signal(intbv(0, min=sum_lo, max=sum_hi + 1))
     sum_r = Signal(intbv(0, min=sum_lo, max=sum_hi + 1))
-    mult = Signal(intbv(0, min=0, max=m_max))
+    acc_q = Signal(intbv(0, min=-(1 << (acc_bits - 1)), max=1 << (acc_bits - 1)))
+    m_pos_r = Signal(intbv(0, min=0, max=m_max))
+    m_neg_r = Signal(intbv(0, min=0, max=m_max))
     product = Signal(intbv(0, min=p_lo, max=p_hi + 1))
+    joined = Signal(intbv(0, min=p_lo, max=p_hi + 1))
     m_top = (1 << w["m_bits"]) - 1
     low = Signal(intbv(0)[LOW_BITS:])
     high = Signal(intbv(0, min=sum_lo >> LOW_BITS, max=(sum_hi >> LOW_BITS) + 1))
@@ -213,7 +223,11 @@ def lane(aclk, enable, acc_word, const_word, out, *, index, acc_bits, w, shift, 
     p_high = Signal(intbv(0, min=min(0, (sum_lo >> LOW_BITS) * m_top),
                           max=max(0, (sum_hi >> LOW_BITS) * m_top) + 1))
     biased = Signal(intbv(0, min=p_lo + rounding, max=p_hi + rounding + 1))
-    round_bits = len(Signal(intbv(0, min=p_lo + rounding, max=p_hi + rounding + 1))) - shift
+    low_bit = len(out) - 1 if lo < 0 else len(out)   # bits above it: sign extension
+    round_bits = max(len(biased) - shift, low_bit + 1)
+    ones = (1 << (round_bits - low_bit)) - 1
+    inside = Signal(bool(0))
+    negative = Signal(bool(0))
     rounded = Signal(intbv(0, min=-(1 << (round_bits - 1)), max=1 << (round_bits - 1)))
     sum_bits = len(Signal(intbv(0, min=sum_lo, max=sum_hi + 1)))
     z_r = Signal(intbv(0, min=p_lo, max=p_hi + 1))
@@ -224,6 +238,7 @@ def lane(aclk, enable, acc_word, const_word, out, *, index, acc_bits, w, shift, 
     def take():
         if enable:
             acc_r.next = acc_word[a1:a0].signed()
+            acc_q.next = acc_r  # waits for the constants' register
 
     @always_comb
     def fields():
@@ -236,28 +251,40 @@ def lane(aclk, enable, acc_word, const_word, out, *, index, acc_bits, w, shift, 
 
     @always_comb
     def add_bias():
-        total.next = acc_r + bias
+        total.next = acc_q + bias
 
+    @always(aclk.posedge)
+    def add():
+        if enable:
+            sum_r.next = total
+            m_pos_r.next = m_pos
+
+    @always(aclk.posedge)
+    def add_neg():
+        if enable:
+            m_neg_r.next = m_neg
+
+    # M or M_neg by the sign of the registered sum, straight into the multiplier's
+    # operand register.
     @always_comb
     def by_sign():
-        if total < 0:
-            chosen.next = m_neg
+        if sum_r < 0:
+            chosen.next = m_neg_r
         else:
-            chosen.next = m_pos
+            chosen.next = m_pos_r
 
     @always_comb
     def positive():
-        chosen.next = m_pos
+        chosen.next = m_pos_r
 
     @always(aclk.posedge)
-    def select():
+    def join_register():
         if enable:
-            sum_r.next = total
-            mult.next = chosen
+            joined.next = product
 
     @always_comb
     def add_rounding():
-        biased.next = product + rounding
+        biased.next = joined + rounding
 
     @always(aclk.posedge)
     def round_shift():
@@ -272,15 +299,27 @@ def lane(aclk, enable, acc_word, const_word, out, *, index, acc_bits, w, shift, 
     def low_unsigned():
         fit.next = rounded[len(out):]
 
+    # In range when the bits above the output are all copies of its sign (signed) or
+    # zero (unsigned): a reduction, not a carry chain as wide as the product.
+    @always_comb
+    def check_signed():
+        negative.next = rounded[round_bits - 1]
+        inside.next = rounded[round_bits:low_bit] == 0 or rounded[round_bits:low_bit] == ones
+
+    @always_comb
+    def check_unsigned():
+        negative.next = rounded[round_bits - 1]
+        inside.next = rounded[round_bits:low_bit] == 0
+
     @always(aclk.posedge)
     def clamp():
         if enable:
-            if rounded > hi:
-                out.next = hi
-            elif rounded < lo:
+            if inside:
+                out.next = fit
+            elif negative:
                 out.next = lo
             else:
-                out.next = fit
+                out.next = hi
 
     @always(aclk.posedge)
     def hold():
@@ -290,12 +329,12 @@ def lane(aclk, enable, acc_word, const_word, out, *, index, acc_bits, w, shift, 
     @always(aclk.posedge)
     def keep():
         if enable:
-            z_r.next = product
+            z_r.next = joined
 
     if w["multipliers"] == 1:
-        mul = dsp_mult(aclk, enable, sum_r, mult, product, target=target)
+        mul = dsp_mult(aclk, enable, sum_r, chosen, product, target=target)
     else:
-        # A sum wider than the DSP's operand: two products, joined in the rounding stage.
+        # A sum wider than the DSP's operand: two products, joined into one register.
         @always_comb
         def split():
             low.next = sum_r[LOW_BITS:]
@@ -305,13 +344,49 @@ def lane(aclk, enable, acc_word, const_word, out, *, index, acc_bits, w, shift, 
         def join():
             product.next = (p_high << LOW_BITS) + p_low
 
-        mul = (split, join, dsp_mult(aclk, enable, low, mult, p_low, target=target),
-               dsp_mult(aclk, enable, high, mult, p_high, target=target))
+        mul = (split, join, dsp_mult(aclk, enable, low, chosen, p_low, target=target),
+               dsp_mult(aclk, enable, high, chosen, p_high, target=target))
     if final:
-        return take, fields, add_bias, positive, select, mul, keep, hold
-    choose = (neg_field, by_sign) if w["has_m_neg"] else positive
-    return (take, fields, choose, add_bias, select, mul, add_rounding, round_shift,
-            low_signed if lo < 0 else low_unsigned, clamp)
+        return take, fields, add_bias, add, positive, mul, join_register, keep, hold
+    choose = (neg_field, add_neg, by_sign) if w["has_m_neg"] else positive
+    return (take, fields, choose, add_bias, add, mul, join_register, add_rounding,
+            round_shift, (low_signed, check_signed) if lo < 0 else (low_unsigned, check_unsigned),
+            clamp)
+
+
+@block
+def lut_rom(clk, en, addr, dout, *, words):
+    """A small ROM in logic (a case statement), with ``blocks.rom``'s registered read.
+
+    A user-defined template: MyHDL's own ROM conversion sizes its constants one bit wider
+    than ``dout`` (a Verilator WIDTH truncation).
+    """
+
+    @always(clk.posedge)
+    def read():
+        if en:
+            dout.next = words[int(addr)]
+
+    bits = len(dout)
+    cases = "".join(f"            {i}: $dout <= {bits}'h{w:x};\n" for i, w in enumerate(words))
+    if len(words) < 1 << len(addr):
+        cases += f"            default: $dout <= {bits}'h0;\n"
+    dout.driven = "reg"
+    clk.read = en.read = addr.read = True
+    lut_rom.verilog_code = f"""
+always @(posedge $clk) begin
+    if ($en) begin
+        case ($addr)
+{cases}        endcase
+    end
+end
+"""
+    return read
+
+
+def rom_style(w: dict) -> str:
+    """Where the constants go: LUTs when small (``blocks.ram``'s rule), else block RAM."""
+    return memory_style(w["rom_word_bits"], w["groups"])
 
 
 # --- the block -----------------------------------------------------------------------------
@@ -340,17 +415,29 @@ def requant(aclk, aresetn, s_axis_acc, m_axis_out, *, lanes, acc_bits, abits=8,
     beat = Signal(intbv(0, min=0, max=max(frame, 2)))
     rom_addr = Signal(intbv(0)[address_bits(groups):])
     const_word = Signal(intbv(0)[w["rom_word_bits"]:])
-    memory = rom(aclk, enable, rom_addr, const_word, words=rom_words(c, lanes=lanes, w=w),
-                 word_bits=w["rom_word_bits"], file=rom_file)
+    const_q = Signal(intbv(0)[w["rom_word_bits"]:])
+    words = rom_words(c, lanes=lanes, w=w)
+    if rom_style(w) == "block":
+        memory = rom(aclk, enable, rom_addr, const_word, words=words,
+                     word_bits=w["rom_word_bits"], file=rom_file)
+    else:
+        memory = lut_rom(aclk, enable, rom_addr, const_word, words=tuple(words))
 
-    parts = [memory]
+    # A block RAM's clock-to-output is slow (DP16KD about 5 ns): nothing but this
+    # register follows it.
+    @always(aclk.posedge)
+    def const_register():
+        if enable:
+            const_q.next = const_word
+
+    parts = [memory, const_register]
     outs = []
     for index in range(lanes):
         if final:
             y = Signal(intbv(0, min=-(1 << (ob - 1)), max=1 << (ob - 1)))
         else:
             y = Signal(intbv(0, min=lo, max=hi + 1))
-        parts.append(lane(aclk, enable, s_axis_acc.tdata, const_word, y, index=index,
+        parts.append(lane(aclk, enable, s_axis_acc.tdata, const_q, y, index=index,
                           acc_bits=acc_bits, w=w, shift=shift, lo=lo, hi=hi, final=final,
                           target=target))
         outs.append(y)
@@ -412,10 +499,11 @@ def golden(acc, *, lanes, abits=8, out_signed=False, shift=1, final=False, pixel
 def estimate(**p) -> dict:
     """Analytic cost (register by register; adders and compares one LUT an output bit).
 
-    Per lane: ACC input register, BB+ACC-bit bias adder and the sum register, M select,
-    the multiplier's operand/product/output registers (inside the DSP when it maps to
-    one), a round adder and register, and a clamp (two compares and a multiplexer).  The
-    ROM is ``bram_bits`` exactly.
+    Per lane: two ACC input registers, the bias adder and the sum register, the M
+    registers and select, the multiplier's operand/product/output registers (inside the
+    DSP when it maps to one), the product register, a round adder and register, and a
+    clamp (two compares and a multiplexer).  The ROM is ``bram_bits`` exactly; in LUTs
+    it adds about one LUT and two FFs a word bit, in block RAM its constants register.
     """
     w = widths(**p)
     lanes = p["lanes"]
@@ -426,10 +514,11 @@ def estimate(**p) -> dict:
     # Yosys leaves products under 9 bits in LUTs; otherwise one DSP a dsp_mult.
     dsp = w["multipliers"] if sum_bits + mb >= 9 else 0
     lut_lane = sum_bits + (mb if w["has_m_neg"] else 0)
-    ff_lane = p["acc_bits"] + sum_bits + mb
+    ff_lane = 2 * p["acc_bits"] + sum_bits + mb * (2 if w["has_m_neg"] else 1)
     if dsp == 0:
         lut_lane += sum_bits * (mb + 1)
         ff_lane += sum_bits + mb + 2 * prod_bits
+    ff_lane += prod_bits                          # the joined product
     if not p["final"]:
         lut_lane += prod_bits + 2 * rnd_bits + ob
         ff_lane += rnd_bits + ob
@@ -438,9 +527,14 @@ def estimate(**p) -> dict:
     frame = p["pixels"] * w["groups"]
     control = 2 * LATENCY + (frame - 1).bit_length() + (w["groups"] - 1).bit_length()
     bram_bits = w["groups"] * w["rom_word_bits"]
-    return {"lut": lanes * lut_lane + control, "ff": lanes * ff_lane + control,
+    word = w["rom_word_bits"]
+    in_luts = rom_style(w) == "distributed"
+    rom_lut = word if in_luts else 0          # one LUT an output bit (depth <= 64)
+    rom_ff = word + (word if in_luts else 0)  # constants register (+ the read register)
+    return {"lut": lanes * lut_lane + control + rom_lut,
+            "ff": lanes * ff_lane + control + rom_ff,
             "dsp": lanes * dsp, "bram_bits": bram_bits,
-            "bram": ram_blocks(w["rom_word_bits"], w["groups"], style="block"),
+            "bram": ram_blocks(w["rom_word_bits"], w["groups"], style=rom_style(w)),
             "latency": LATENCY, "cycles": 1, "per": "beat"}
 
 

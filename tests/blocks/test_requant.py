@@ -29,6 +29,9 @@ CONFIGS = {
                             pixels=1, cout=5),
     "final-L3G2-acc20": dict(lanes=3, acc_bits=20, final=True, pixels=2, cout=6),
     "relu-L8G1-acc9-A1": dict(lanes=8, acc_bits=9, abits=1, shift=3, pixels=4, cout=8),
+    # a product narrower than shift + output bits: the clamp never acts
+    "none-L2G1-acc4-S12": dict(lanes=2, acc_bits=4, abits=8, out_signed=True, shift=12,
+                               pixels=2, cout=2),
 }
 
 
