@@ -492,7 +492,7 @@ class Planner:
                 return None
             stages, links, totals = self.finish(stages, period)
             if not self.over(totals):
-                return stages, links, totals
+                return stages, links, totals, objective
         return None
 
     def periods(self) -> list[int]:
@@ -558,7 +558,7 @@ def plan_network(plan, int_layers) -> Result:
         if plan.target_fps:
             notes.append(f"target {plan.target_fps:g} fps not reached: the highest rate that "
                          f"fits is used")
-    stages, links, totals = chosen
+    stages, links, totals, objective = chosen
     cycles = max([s.cycles for s in stages] + [planner.image_cycles])
     bottleneck = max(range(len(stages)), key=lambda k: (stages[k].cycles, -k))
     if target_met:
@@ -566,7 +566,7 @@ def plan_network(plan, int_layers) -> Result:
     else:
         limit = rate_limit(planner, periods, cycles, stages[bottleneck])
     for stage in stages:
-        stage.why = explain(planner, stage, cycles)
+        stage.why = explain(planner, stage, cycles, objective)
     if planner.coster.missing:
         notes.append("not counted yet (module missing): " + ", ".join(sorted(planner.coster.missing)))
     return Result(plan=plan, device=device, stages=stages, links=links, cycles=cycles,
@@ -628,13 +628,13 @@ def _num(value) -> str:
     return f"{value:,.1f}" if value != int(value) else f"{int(value):,}"
 
 
-def explain(planner, stage, cycles) -> str:
+def explain(planner, stage, cycles, objective) -> str:
     """Why this stage got its folding (one sentence for the report)."""
     layer = stage.layer
     if not layer.has_weights:
         return f"P = {stage.lanes} from the stage before"
-    flow = ("row: the only data flow built (frame arrives with issue 13)"
-            if layer.dataflow == "auto" else f"{layer.dataflow}: fixed by the plan")
+    flow = ("row (the only data flow built yet)" if layer.dataflow == "auto"
+            else f"{layer.dataflow} (fixed by the plan)")
     if layer.fold:
         return f"fold fixed by the plan; {flow}"
     floor = min(planner.fold_cycles(stage.index, f) for f in planner.folds[stage.index])
@@ -642,6 +642,7 @@ def explain(planner, stage, cycles) -> str:
         _, ho, wo = layer.out_shape
         return (f"the bottleneck at its fastest folding ({stage.cycles:,} cycles; a conv needs at "
                 f"least Ho*Wo*K*K = {ho * wo * layer.window ** 2:,}); {flow}")
-    parallel = stage.lanes * stage.simd
-    return (f"the cheapest of the folds within {cycles:,} cycles/frame "
-            f"({parallel} products a cycle, {stage.cycles:,} cycles); {flow}")
+    goal = ("the fewest LUTs" if objective == "lut"
+            else "the smallest share of the budget")
+    return (f"{goal} within {cycles:,} cycles/frame: {stage.lanes * stage.simd} products a "
+            f"cycle, {stage.cycles:,} cycles; {flow}")

@@ -125,6 +125,9 @@ def table(data: dict) -> str:
         f"(fp32 {bits['fp32']:,} bits: compression {bits['compression']}x)",
     ]
     lines += [f"note: {note}" for note in data["notes"]]
+    lines.append("why:")
+    lines += [f"  {layer['name']}: {layer['why']}" for layer in data["layers"]
+              if layer["type"] != "maxpool"]
     return "\n".join(lines)
 
 
