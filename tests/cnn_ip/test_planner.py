@@ -101,7 +101,7 @@ def test_model_bits_are_the_rom_bits_at_the_chosen_fold():
 
 
 def test_stage_estimate_from_geometry_equals_the_encoded_one():
-    conv_row = pytest.importorskip("assemblies.conv_row")
+    from assemblies import conv_row
     from cnn_ip.planner import stage_arguments
     plan = parse_plan(SMALL)
     layers = random_model(plan)
