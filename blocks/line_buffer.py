@@ -76,7 +76,7 @@ Latency and throughput
 from __future__ import annotations
 
 import numpy as np
-from myhdl import Signal, always_comb, always_seq, block, intbv
+from myhdl import Signal, always_comb, always_seq, block, intbv, modbv
 
 from blocks.ram import bram_blocks, memory_style, ram
 from blocks.spec import BlockDef, Param, check_width
@@ -251,7 +251,7 @@ def window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p, n
     Computed from the window's position as it moves (a cycle ahead of their use), so
     no coordinate arithmetic sits in front of the ring's read.
     """
-    W, H, K, S, P, YS, COUNT = geo.W, geo.H, geo.K, geo.S, geo.P, geo.YS, geo.COUNT
+    W, H, K, S, P, COUNT = geo.W, geo.H, geo.K, geo.S, geo.P, geo.COUNT
     HOFF, OH = geo.HOFF, geo.OH
     first_need, first_freed = geo.first_need, geo.first_freed
     first_col, first_clip = geo.first_col, geo.first_clip
@@ -259,52 +259,55 @@ def window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p, n
     # as ix0p + 1 > bound so that the bound is never negative.
     clip_bound = max(W + P - K - S + 1, 0)
     last_row = (OH - 1) * S              # iy0p of the last output row
-    span = _counter(YS)
-    span_freed = _counter(YS)
-    need_next = Signal(intbv(0, min=0, max=COUNT))
-    freed_next = Signal(intbv(0, min=0, max=COUNT))
+    n = len(need_h)                      # bits of the row counts
+    # The constants of row_counts, modulo COUNT like the values (and as narrow)
+    c_bottom, c_inside = (H + P - 1 - S + HOFF) % COUNT, (K - 1 + HOFF) % COUNT
+    c_all, c_top = (H - 1 + HOFF) % COUNT, (S + K - 1 - P + HOFF) % COUNT
+    c_end, c_frame, c_first = (H + P - S) % COUNT, H % COUNT, (2 * S - P) % COUNT
+    y_low = Signal(modbv(0)[n:])
+    need_next = Signal(modbv(0)[n:])
+    freed_next = Signal(modbv(0)[n:])
     clip_next = Signal(bool(0))
+
+    @always_comb
+    def low_bits():
+        y_low.next = iy0p[n:]
 
     @always_comb
     def row_counts():
         # The output row after the current one: its window's padded top row is
         # y = iy0p + S; need = min(y + K - 1, H + P - 1) - max(y, P) and the rows freed
         # at its end run from max(y, P) to the next row's top (the frame's end for the
-        # last row).  One process, so that no intermediate value is ever out of range.
+        # last row).  One process, so that no intermediate value is ever out of range;
+        # both are below COUNT, so they are computed modulo COUNT from iy0p's low bits.
         if iy0p == last_row:             # no next row in this frame: never loaded
-            span.next = HOFF
-            span_freed.next = 0
+            need_next.next = HOFF
+            freed_next.next = 0
         else:
             if iy0p + S > P:
                 if iy0p + S + K > H + P:
-                    span.next = H + P - 1 - S + HOFF - iy0p
+                    need_next.next = c_bottom - y_low
                 else:
-                    span.next = K - 1 + HOFF
+                    need_next.next = c_inside
             elif iy0p + S + K > H + P:
-                span.next = H - 1 + HOFF
+                need_next.next = c_all
             else:
-                span.next = iy0p + S + K - 1 - P + HOFF
+                need_next.next = y_low + c_top
             if iy0p + S == last_row or iy0p + 2 * S > H + P:
                 if iy0p + S > P:
-                    span_freed.next = H + P - S - iy0p
+                    freed_next.next = c_end - y_low
                 else:
-                    span_freed.next = H
+                    freed_next.next = c_frame
             elif iy0p + S > P:
-                span_freed.next = S
+                freed_next.next = S
             elif iy0p + 2 * S > P:
-                span_freed.next = iy0p + 2 * S - P
+                freed_next.next = y_low + c_first
             else:
-                span_freed.next = 0
+                freed_next.next = 0
 
     @always_comb
     def column():
         clip_next.next = ix0p + 1 > clip_bound
-
-    @always_comb
-    def narrow():
-        # Both are below 2 * (K + stride): keep only the bits the row counts have.
-        need_next.next = span[len(need_h):]
-        freed_next.next = span_freed[len(need_h):]
 
     @always_seq(aclk.posedge, reset=aresetn)
     def load():
@@ -321,7 +324,7 @@ def window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p, n
             need_h.next = first_need
             rows_freed.next = first_freed
 
-    return row_counts, column, narrow, load
+    return low_bits, row_counts, column, load
 
 
 @block
