@@ -14,14 +14,13 @@ Cost model
 * the image input: ``H*W`` beats (one pixel a beat).
 
 The pipeline's cycles per frame are the largest stage's; frames per second = clock / that.
-When a stage module states its own ``cycles`` per ``frame``, that figure is used (its own
-estimate is the model; the formula above is what it must agree with).
+The stages state these figures themselves (``cycles`` per ``frame`` in their estimates):
+the planner uses theirs, and its tests hold them to the formula above.
 
-*Resources.*  Never a second cost model: every figure is the sum of the blocks' (or the
-stage's) own ``estimate()`` — ``line_buffer``, ``mac_array``, ``sparse_decoder`` (for the
-weight image encoded at this L and S: exact bits, its word width and depth), ``requant``
-(the constants ROM packed L a word), ``maxpool``/``width_adapter``/``axis_fifo`` once they
-exist (until then the report lists what is not counted).  Block RAM is counted per target
+*Resources.*  Never a second cost model: every figure is a stage's or block's own
+``estimate()`` — ``assemblies.conv_row`` (its blocks' sum, for the weight image at this L
+and S: exact bits, word width and depth), ``assemblies.pool``, ``blocks.width_adapter``
+and ``blocks.axis_fifo``.  Block RAM is counted per target
 by ``blocks.ram.bram_blocks`` inside those estimates (RAMB36 equivalents on Xilinx, DP16KD
 on ECP5) and compared with ``fpga.devices``' budget.
 
@@ -142,23 +141,10 @@ def divisors(n: int, limit: int) -> list[int]:
     return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
-def _module(name):
-    """The module, or None while it does not exist yet (a stage or block still to come)."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name and name.startswith(error.name):
-            return None
-        raise
-
-
 def block_estimate(module_name: str, **values):
-    """``BLOCK.estimate`` of a block module for the given parameter values (those the block
-    does not take are dropped), or None when the module does not exist yet."""
-    module = _module(module_name)
-    if module is None:
-        return None
-    block = module.BLOCK
+    """``BLOCK.estimate`` of a block or stage module for the given parameter values (those
+    it does not take are dropped)."""
+    block = importlib.import_module(module_name).BLOCK
     names = {p.name for p in block.params}
     _, args = block.prepared(**{k: v for k, v in values.items() if k in names})
     return block.estimate(**args)
@@ -232,12 +218,10 @@ def stage_arguments(stage, values: dict, image) -> dict:
 
 def _sum_costs(family, estimates: dict) -> tuple[dict, dict]:
     from blocks.ram import add_blocks
-    present = {k: {**v, "bram": v["bram"] or add_blocks()}
-               for k, v in estimates.items() if v is not None}
-    total = {r: sum(int(e[r]) for e in present.values()) for r in ("lut", "ff", "dsp", "bram_bits")}
-    total["bram"] = units({"bram": add_blocks(*(e["bram"] for e in present.values()))}, family)
+    total = {r: sum(int(e[r]) for e in estimates.values()) for r in ("lut", "ff", "dsp", "bram_bits")}
+    total["bram"] = units({"bram": add_blocks(*(e["bram"] for e in estimates.values()))}, family)
     parts = {k: {r: e[r] for r in ("lut", "ff", "dsp", "bram_bits")} | {"bram": units(e, family)}
-             for k, e in present.items()}
+             for k, e in estimates.items()}
     return total, parts
 
 
@@ -251,7 +235,6 @@ class Coster:
         self.family = device.family
         self.formats = stream_formats(plan.layers, self.int_layers)
         self.cache = {}
-        self.missing = set()          # modules not there yet: their cost is not counted
 
     def stage(self, index: int, lanes: int, simd: int) -> Stage:
         key = (index, lanes, simd)
@@ -265,90 +248,43 @@ class Coster:
                                 f"built at L={lanes}, S={simd}: {error}") from None
         return self.cache[key]
 
-    def _note_missing(self, name, estimate):
-        if estimate is None:
-            self.missing.add(name)
-        return estimate
-
     def _conv(self, index, lanes, simd):
+        from assemblies import conv_row
+        from blocks import requant
         layer, il = self.plan.layers[index], self.int_layers[index]
         abits, asigned = self.formats[index]
         weights, wbits = layer.mode
         image = weight_image(il.W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
         values = dict(layer=il, lanes=lanes, simd=simd, abits=abits, asigned=asigned,
                       target=self.plan.device)
-        stage = _module("assemblies.conv_row")
-        if stage is not None:
-            args = stage_arguments(stage, values, image)
-            est = stage.BLOCK.estimate(**args)
-            rate = stage.cycles_per_frame(args)
-            terms = {key: rate[key] for key in ("input", "compute", "output", "pause")}
-            total, parts = _sum_costs(self.family, {"conv_row": est})
-            cycles = est["cycles"]
-            from blocks import requant
-            bits = image.bits + requant.BLOCK.estimate(**args["requant"])["bram_bits"]
-        else:
-            estimates = self._conv_blocks(layer, il, values, image)
-            total, parts = _sum_costs(self.family, estimates)
-            terms = conv_terms(layer, lanes, simd, estimates["line_buffer"].get("pause", 0))
-            cycles = cycles_of(terms)
-            bits = image.bits + (estimates["requant"] or {}).get("bram_bits", 0)
+        args = stage_arguments(conv_row, values, image)
+        est = conv_row.BLOCK.estimate(**args)
+        rate = conv_row.cycles_per_frame(args)
+        terms = {key: rate[key] for key in ("input", "compute", "output", "pause")}
+        total, parts = _sum_costs(self.family, {"conv_row": est})
+        bits = image.bits + requant.BLOCK.estimate(**args["requant"])["bram_bits"]
         return Stage(index=index, layer=layer, int_layer=il, dataflow="row", lanes=lanes,
-                     simd=simd, terms=terms, cycles=cycles, cost=total, parts=parts,
+                     simd=simd, terms=terms, cycles=est["cycles"], cost=total, parts=parts,
                      model_bits=bits)
-
-    def _conv_blocks(self, layer, il, values, image):
-        """The row conv's blocks' estimates (while ``assemblies.conv_row`` is missing)."""
-        from blocks import mac, sparse_decoder
-        c, h, w = layer.in_shape
-        lanes, simd, abits = values["lanes"], values["simd"], values["abits"]
-        weights, wbits = layer.mode
-        mac_values = dict(lanes=lanes, simd=simd, weights=weights, wbits=wbits or 8,
-                          abits=abits, asigned=values["asigned"], reduce=layer.reduce)
-        return {
-            "line_buffer": block_estimate(
-                "blocks.line_buffer", width=w, height=h, channels=c, k=layer.window,
-                stride=layer.stride, pad=layer.pad if layer.type == "conv" else 0,
-                abits=abits, simd=simd, repeat=layer.out // lanes),
-            "mac_array": block_estimate("blocks.mac", **mac_values),
-            "sparse_decoder": sparse_decoder.estimate(image=image),
-            "requant": self._note_missing("requant", block_estimate(
-                "blocks.requant", lanes=lanes, acc_bits=mac.acc_bits(**mac_values),
-                abits=layer.act_bits or 8, out_signed=il.lo < 0, shift=il.S,
-                final=layer.final, pixels=layer.out_shape[1] * layer.out_shape[2],
-                target=values["target"], constants={
-                    "bias": il.bias, "M": il.M, "M_neg": il.M if il.M_neg is None else il.M_neg})),
-        }
 
     def _pool(self, index, lanes, _simd):
         layer, il = self.plan.layers[index], self.int_layers[index]
         abits, signed = self.formats[index]
-        c, h, w = layer.in_shape
         est = block_estimate("assemblies.pool", layer=il, lanes=lanes, abits=abits, signed=signed)
-        if est is None:
-            est = block_estimate("blocks.maxpool", width=w, height=h, channels=c, lanes=lanes,
-                                 k=layer.k, stride=layer.stride, pad=layer.pad_before,
-                                 pad_end=layer.pad_after, abits=abits, signed=signed)
-        if est is None:
-            self.missing.add("maxpool")
-        elif est.get("bram") is None:
-            self.missing.add("maxpool's block RAM")
-            est = {**est, "bram": None}
-        terms = pool_terms(layer, lanes, (est or {}).get("pause", 0))
-        cycles = est["cycles"] if est and est.get("per") == "frame" else cycles_of(terms)
+        terms = pool_terms(layer, lanes, est.get("pause", 0))
         total, parts = _sum_costs(self.family, {"pool": est})
         return Stage(index=index, layer=layer, int_layer=il, dataflow="row", lanes=lanes,
-                     simd=lanes, terms=terms, cycles=cycles, cost=total, parts=parts)
+                     simd=lanes, terms=terms, cycles=est["cycles"], cost=total, parts=parts)
 
     def link(self, lanes_in: int, lanes_out: int, bits: int, fifo_depth: int) -> dict:
         """Cost of what joins two stages: a width adapter when P differs, a FIFO."""
         estimates = {}
         if lanes_in != lanes_out:
-            estimates["width_adapter"] = self._note_missing("width_adapter", block_estimate(
-                "blocks.width_adapter", lanes_in=lanes_in, lanes_out=lanes_out, bits=bits))
+            estimates["width_adapter"] = block_estimate(
+                "blocks.width_adapter", lanes_in=lanes_in, lanes_out=lanes_out, bits=bits)
         if fifo_depth:
-            estimates["axis_fifo"] = self._note_missing("axis_fifo", block_estimate(
-                "blocks.axis_fifo", bits=lanes_out * bits, depth=fifo_depth))
+            estimates["axis_fifo"] = block_estimate(
+                "blocks.axis_fifo", bits=lanes_out * bits, depth=fifo_depth)
         total, parts = _sum_costs(self.family, estimates)
         return {"lanes_in": lanes_in, "lanes_out": lanes_out, "bits": bits,
                 "fifo_depth": fifo_depth, "cost": total, "parts": parts}
@@ -508,10 +444,8 @@ class Planner:
 
 def min_fifo() -> int:
     """The shallowest FIFO: 2 beats (a register pair), or more where ``axis_fifo`` says."""
-    fifo = _module("blocks.axis_fifo")
-    if fifo is None:
-        return MIN_FIFO
-    return max(MIN_FIFO, next(p.lo for p in fifo.BLOCK.params if p.name == "depth"))
+    from blocks import axis_fifo
+    return max(MIN_FIFO, next(p.lo for p in axis_fifo.BLOCK.params if p.name == "depth"))
 
 
 def add_costs(costs) -> dict:
@@ -567,8 +501,6 @@ def plan_network(plan, int_layers) -> Result:
         limit = rate_limit(planner, periods, cycles, stages[bottleneck])
     for stage in stages:
         stage.why = explain(planner, stage, cycles, objective)
-    if planner.coster.missing:
-        notes.append("not counted yet (module missing): " + ", ".join(sorted(planner.coster.missing)))
     return Result(plan=plan, device=device, stages=stages, links=links, cycles=cycles,
                   bottleneck=bottleneck, budget=planner.budget, totals=totals,
                   target_met=target_met, notes=notes, rate_limit=limit)
