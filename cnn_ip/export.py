@@ -188,8 +188,7 @@ def waiver_reason(message: dict, rules: dict) -> str | None:
         index = WIDTH_INDEX.search(message["text"])
         if index and int(index.group(3)) < int(index.group(2)):
             return (f"{index.group(1)}: its {index.group(3)}-bit index is extended to "
-                    f"{index.group(2)} bits by Verilog's rules (it cannot reach past the "
-                    f"vector, only not all of it)")
+                    f"{index.group(2)} bits by Verilog's rules (MyHDL conversion)")
         return None
     return rules.get(message["rule"])
 

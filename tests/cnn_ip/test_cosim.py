@@ -104,3 +104,19 @@ def test_pack_unpack_round_trip():
     word = pack(values, 3)
     assert unpack(word, 3, 4, signed=True) == values
     assert unpack(word, 3, 4) == [4, 3, 0, 7]
+
+
+def test_lint_waives_a_narrower_select_index_but_not_a_wider_one(tmp_path):
+    narrow = tmp_path / "narrow"
+    narrow.mkdir()
+    (narrow / "narrow.v").write_text("module narrow(input [11:0] v, input [2:0] i, output y);\n"
+                                     "assign y = v[i];\nendmodule\n")
+    waivers = export.write_lint_config(narrow, "narrow")
+    assert [(w["line"], w["rule"]) for w in waivers] == [(2, "WIDTH")]
+    assert "3-bit index is extended to 4 bits" in waivers[0]["reason"]
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    (wide / "wide.v").write_text("module wide(input [7:0] v, input [3:0] i, output y);\n"
+                                 "assign y = v[i];\nendmodule\n")
+    with pytest.raises(export.LintError, match="requires 3 bit index, not 4 bits"):
+        export.write_lint_config(wide, "wide")
