@@ -243,3 +243,16 @@ def test_shapes_the_blocks_cannot_build_name_the_limit():
                        r"\(line_buffer's k\), got 9"):
         check_buildable(parse_plan(wide_k, "p.yaml"))
     check_buildable(parse_plan(FREE, "p.yaml"))
+
+
+def test_tiny_yolov2_example_shapes():
+    plan = load_plan("examples/tiny_yolov2.yaml")
+    assert plan.input_shape == (3, 416, 416) and plan.device == "xc7vx485t"
+    assert plan.detect == {"anchors": 5, "classes": 20}
+    convs = [x for x in plan.layers if x.type == "conv"]
+    assert [x.out for x in convs] == [16, 32, 64, 128, 256, 512, 1024, 1024, 125]
+    last_pool = [x for x in plan.layers if x.type == "maxpool"][-1]
+    assert (last_pool.in_shape, last_pool.out_shape) == ((512, 13, 13), (512, 13, 13))
+    assert plan.layers[-1].out_shape == (125, 13, 13) and plan.layers[-1].act == "none"
+    # 432 + 4,608 + 18,432 + 73,728 + 294,912 + 1,179,648 + 4,718,592 + 9,437,184 + 128,000
+    assert sum(x.out * x.reduce for x in convs) == 15_855_536
