@@ -80,6 +80,7 @@ def random_model(plan, seed: int = 0) -> list:
     sums there (1.5 deviations up for relu, 0 otherwise, give or take a quarter), so random
     inputs stay inside the activation ranges instead of saturating.
     """
+    from blocks.requant import out_range
     from quant import weight_modes
     from quant.fixedpoint import requant_constants
     from quant.reference import IntLayer
@@ -100,7 +101,7 @@ def random_model(plan, seed: int = 0) -> list:
         shape = (spec.out, spec.reduce)
         values = rng.integers(low, high, size=shape)        # low .. high-1, then skip 0:
         values[values >= 0] += 1                             # uniform over non-zero codes
-        if weights_have_zero(weights):
+        if weight_modes.has_zero(weights):
             values[rng.random(shape) < sparsity] = 0
         lo_in, hi_in = in_range
         mean_sq_a = (lo_in ** 2 + lo_in * hi_in + hi_in ** 2) / 3
@@ -113,8 +114,7 @@ def random_model(plan, seed: int = 0) -> list:
             lo = hi = 0
             M_neg = M
         else:
-            lo, hi = ((0, 2 ** spec.act_bits - 1) if spec.act == "relu"
-                      else (-2 ** (spec.act_bits - 1), 2 ** (spec.act_bits - 1) - 1))
+            lo, hi = out_range(spec.act_bits, spec.act != "relu")     # Contract 2
             ratio = np.full(spec.out, hi / (3 * sigma))
             M, S = requant_constants(ratio, mbits)
             M_neg = M
@@ -130,11 +130,6 @@ def random_model(plan, seed: int = 0) -> list:
         if not spec.final:
             in_range = in_next
     return layers
-
-
-def weights_have_zero(weights: str) -> bool:
-    from quant import weight_modes
-    return weight_modes.has_zero(weights)
 
 
 def _default_setting(name):
