@@ -340,6 +340,9 @@ def run(args) -> int:
 
     started = time.monotonic()
     plan = load_plan(args.plan)
+    if f"{plan.name}.json" == REPORT:
+        plan.fail("name", f"the top's sidecar {plan.name}.json would overwrite the report; "
+                  "choose another name")
     plan_text = Path(args.plan).read_text()
     out = Path(args.output)
     prepare_output(out)

@@ -103,6 +103,8 @@ def test_bad_arguments(plan_file, tmp_path, capsys, argv, message):
      "tiny.yaml:4: device: does not fit ecp5-85f: block RAM needs"),
     (("sparsity: auto}", "sparsity: auto, fold: {lanes: 3, simd: 1}}"),
      "tiny.yaml:7: layers[0].fold.lanes: must divide the layer's 4 output channels, got 3"),
+    (("name: tiny", "name: assemble_report"),
+     "tiny.yaml:1: name: the top's sidecar assemble_report.json would overwrite the report"),
     (("  - {type: maxpool, k: 2}\n", ""),
      "tiny.yaml:9: layers[2].type: a row-based dense layer's window is its whole input map"),
 ])
