@@ -14,9 +14,14 @@ wdata          ``width`` bits
 read           read enable: ``rdata`` updates only when high
 clear          optional (``None``: no such port): when high with ``read``, ``rdata``
                becomes 0 instead of the word (block RAM's synchronous output reset)
-rdata          ``width`` bits, registered: the word of ``raddr`` one cycle after ``read``
+out_enable     optional (``None``: no output register): with it the read has a second
+               register stage, ``rdata <= word`` on an edge where ``out_enable`` is high
+               (block RAM's output register)
+rdata          ``width`` bits, registered: the word of ``raddr`` one enabled cycle after
+               ``read`` (two stages with ``out_enable``)
 
-Latency 1 (``read`` to ``rdata``), one read and one write every cycle.
+Latency 1 (``read`` to ``rdata``), 2 with ``out_enable``; one read and one write every
+cycle.
 
 Parameters
 ----------
@@ -36,16 +41,27 @@ no_rw_check : bool
     word read is then undefined); Yosys then adds no read-during-write bypass.  False
     keeps read-before-write (the old word), as MyHDL simulates it.
 
+target : "generic" or a device name (``fpga.devices``)
+    On an ECP5 device, a block RAM with ``out_enable`` and at most 512 words is built
+    from instantiated ``DP16KD`` blocks (512 x 36 each) with the output register
+    enabled (``REGMODE_B "OUTREG"``): Yosys maps inferred memories only without it, and
+    the block's clock-to-output delay without it (about 5.8 ns in nextpnr's model) caps
+    the design below 175 MHz.  The blocks' simulation model is ``DP16KD_sim.v``
+    (:func:`sim_files`, :func:`write_sim_files`); ``clear`` is not available there.
+
 MyHDL cannot emit attributes, hence a Verilog template.
 """
 from __future__ import annotations
 
 import math
 import re
+import shutil
+from pathlib import Path
 
 from myhdl import Signal, always, block, intbv
 
 from blocks.spec import check_width
+from fpga.devices import DEVICES
 
 STYLES = ("auto", "block", "distributed")
 # ``auto``: a block RAM is mostly empty below these sizes (a RAMB18 or DP16KD holds 512
@@ -60,6 +76,32 @@ RAMB18_ASPECTS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512,
 # Lattice ECP5 DP16KD (FPGA-TN-02204; the 36-wide port is its PDPW16KD pseudo-dual-port
 # mode, which Yosys counts as the same block).
 DP16KD_ASPECTS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+
+
+TARGETS = ("generic", *DEVICES)
+SIM_MODEL = "DP16KD_sim.v"
+DP16KD_DEPTH, DP16KD_WIDTH = 512, 36   # the aspect the instantiated blocks use
+
+
+def uses_dp16kd(width: int, depth: int, *, style: str = "auto", out_register: bool = False,
+                target: str = "generic") -> bool:
+    """Whether :func:`ram` instantiates ECP5 ``DP16KD`` blocks for these parameters."""
+    if target not in TARGETS:
+        raise ValueError(f"target: must be one of {', '.join(TARGETS)}, got {target!r}")
+    return (target != "generic" and DEVICES[target].family == "ecp5" and out_register
+            and depth <= DP16KD_DEPTH and memory_style(width, depth, style) == "block")
+
+
+def sim_files(width: int, depth: int, **options) -> list[str]:
+    """Simulation models the RAM's Verilog needs beside it (file names)."""
+    return [SIM_MODEL] if uses_dp16kd(width, depth, **options) else []
+
+
+def write_sim_files(names, out_dir) -> list[str]:
+    """Copy the simulation models ``names`` (from :func:`sim_files`) into ``out_dir``."""
+    for name in names:
+        shutil.copyfile(Path(__file__).with_name(name), Path(out_dir) / name)
+    return list(names)
 
 
 def address_bits(depth: int) -> int:
@@ -148,7 +190,7 @@ def _check_name(name) -> None:
 
 @block
 def ram(clk, *, write, waddr, wdata, read, raddr, rdata, depth, memory=None, clear=None,
-        style="auto", no_rw_check=True):
+        out_enable=None, style="auto", no_rw_check=True, target="generic"):
     """Simple dual-port RAM with a registered read; see the module docstring."""
     if not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth: must be a positive integer, got {depth!r}")
@@ -159,15 +201,23 @@ def ram(clk, *, write, waddr, wdata, read, raddr, rdata, depth, memory=None, cle
     check_width("waddr", waddr, address_bits(depth))
     check_width("raddr", raddr, address_bits(depth))
     resolved = memory_style(width, depth, style)
+    staged = out_enable is not None
+    cleared = clear is not None
+    primitive = uses_dp16kd(width, depth, style=style, out_register=staged, target=target)
+    if primitive and cleared:
+        raise ValueError("clear: not available with the DP16KD output register")
     attributes = f'ram_style = "{resolved}"' + (", no_rw_check" if no_rw_check else "")
     mem = [Signal(intbv(0)[width:]) for _ in range(depth)]
     top_bit = width - 1
-    cleared = clear is not None
     # The memory's Verilog name: a Signal in the template becomes its Verilog name.
     mem_prefix, mem_suffix = (rdata, "_mem") if memory is None else (memory, "")
-    # The template's clear condition.  Set before the generators: MyHDL takes the
-    # template's names from the frame as the first generator is made.
+    # The template's clear condition and output-register enable.  Set before the
+    # generators: MyHDL takes the template's names from the frame as the first generator
+    # is made.
     clear_when = clear if cleared else "1'b0"
+    out_when = out_enable
+    stage = Signal(intbv(0)[width:])     # the first read register when staged
+    first = stage if staged else rdata
 
     @always(clk.posedge)
     def write_port():
@@ -178,19 +228,37 @@ def ram(clk, *, write, waddr, wdata, read, raddr, rdata, depth, memory=None, cle
     def read_port():
         if read:
             if cleared and clear:
-                rdata.next = 0
+                first.next = 0
             else:
-                rdata.next = mem[raddr]
+                first.next = mem[raddr]
 
-    rdata.driven = "reg"
+    ports = [write_port, read_port]
+    if staged:
+        @always(clk.posedge)
+        def out_port():
+            if out_enable:
+                rdata.next = stage
+
+        ports.append(out_port)
+        out_enable.read = True
+        if not primitive:                # the blocks hold the first stage themselves
+            stage.driven = "reg"
+            stage.read = True
+    rdata.driven = "wire" if primitive else "reg"
     for signal in (clk, write, waddr, wdata, read, raddr):
         signal.read = True
     if cleared:
         clear.read = True
-    return write_port, read_port
+    # The Verilog of this instance (MyHDL reads the template after this body ran).
+    if primitive:
+        ram.verilog_code = _dp16kd_template(width, address_bits(depth))
+    else:
+        ram.verilog_code = _INFERRED.replace("$READ_TARGET", "$stage" if staged else "$rdata") + (
+            _OUTPUT_REGISTER if staged else "")
+    return ports
 
 
-ram.verilog_code = """
+_INFERRED = """
 (* $attributes *) reg [$top_bit:0] ${mem_prefix}${mem_suffix} [0:$depth-1];
 
 always @(posedge $clk) begin
@@ -202,11 +270,53 @@ end
 always @(posedge $clk) begin
     if ($read) begin
         if ($clear_when) begin
-            $rdata <= 0;
+            $READ_TARGET <= 0;
         end
         else begin
-            $rdata <= ${mem_prefix}${mem_suffix}[$raddr];
+            $READ_TARGET <= ${mem_prefix}${mem_suffix}[$raddr];
         end
     end
 end
 """
+
+_OUTPUT_REGISTER = """
+always @(posedge $clk) begin
+    if ($out_when) begin
+        $rdata <= $stage;
+    end
+end
+"""
+
+
+def _dp16kd_template(width: int, abits: int) -> str:
+    """Instances of DP16KD, 512 x 36 each (pseudo dual port: A writes, B reads), with
+    the read port's output register.
+
+    Pins as Yosys' own ECP5 mapping connects a 36-bit port: data bits 0..17 on DIA/DOA,
+    18..35 on DIB/DOB; the word address on AD*5..AD*13; for writes AD*0..AD*3 are the
+    four 9-bit byte enables (all set).
+    """
+    def bit(signal, i, bits):
+        return f"${signal}[{i}]" if i < bits else "1'b0"
+
+    blocks = []
+    for b in range(math.ceil(width / DP16KD_WIDTH)):
+        pins = [".CLKA($clk)", ".WEA(1'b1)", ".CEA($write)", ".OCEA(1'b0)", ".RSTA(1'b0)",
+                ".CLKB($clk)", ".WEB(1'b0)", ".CEB($read)", ".OCEB($out_when)", ".RSTB(1'b0)"]
+        pins += [f".CS{p}{i}(1'b0)" for p in "AB" for i in range(3)]
+        pins += [f".ADA{i}(1'b1)" for i in range(4)] + [".ADA4(1'b0)"]
+        pins += [f".ADB{i}(1'b0)" for i in range(5)]
+        pins += [f".ADA{5 + i}({bit('waddr', i, abits)})" for i in range(9)]
+        pins += [f".ADB{5 + i}({bit('raddr', i, abits)})" for i in range(9)]
+        for i in range(DP16KD_WIDTH):
+            port, pin, k = "AB"[i // 18], i % 18, b * DP16KD_WIDTH + i
+            pins.append(f".DI{port}{pin}({bit('wdata', k, width)})")
+            pins.append(f".DO{port}{pin}(" + (f"$rdata[{k}]" if k < width else "") + ")")
+        blocks.append(
+            "DP16KD #(.DATA_WIDTH_A(36), .DATA_WIDTH_B(36), .REGMODE_A(\"NOREG\"), "
+            ".REGMODE_B(\"OUTREG\"), .RESETMODE(\"SYNC\"), .ASYNC_RESET_RELEASE(\"SYNC\"), "
+            ".CSDECODE_A(\"0b000\"), .CSDECODE_B(\"0b000\"), .GSR(\"DISABLED\"))\n"
+            f"${{mem_prefix}}${{mem_suffix}}_{b} (\n    " + ",\n    ".join(pins) + "\n);\n")
+    # Data-out pins beyond the width stay open.
+    return ("\n/* verilator lint_off PINCONNECTEMPTY */\n" + "\n".join(blocks)
+            + "/* verilator lint_on PINCONNECTEMPTY */\n")

@@ -6,21 +6,22 @@ import pytest
 from myhdl import Signal, StopSimulation, block, instance, intbv
 
 from blocks.ram import (add_blocks, address_bits, block_units, bram_blocks, estimate,
-                        memory_style, ram)
+                        memory_style, ram, sim_files, write_sim_files)
 from blocks.spec import BlockDef, Param
 from cnn_ip.cosim import clock_reset_driver, dut, lint
 from cnn_ip.export import generate
 
 
 @block
-def ram_top(aclk, write, waddr, wdata, read, raddr, rdata, clear=None, *, depth, width,
-            with_clear, style):
+def ram_top(aclk, write, waddr, wdata, read, raddr, rdata, clear=None, out_enable=None, *,
+            depth, width, with_clear, style, staged=False, target="generic"):
     return ram(aclk, write=write, waddr=waddr, wdata=wdata, read=read, raddr=raddr,
-               rdata=rdata, clear=clear if with_clear else None, depth=depth, memory="test_mem",
-               style=style)
+               rdata=rdata, clear=clear if with_clear else None,
+               out_enable=out_enable if staged else None, depth=depth, memory="test_mem",
+               style=style, target=target)
 
 
-def ports(*, depth, width, with_clear, style):
+def ports(*, depth, width, with_clear, style, staged=False, target="generic"):
     a = address_bits(depth)
     signals = {"aclk": Signal(bool(0)), "write": Signal(bool(0)),
                "waddr": Signal(intbv(0)[a:]), "wdata": Signal(intbv(0)[width:]),
@@ -28,6 +29,8 @@ def ports(*, depth, width, with_clear, style):
                "clear": Signal(bool(0)), "rdata": Signal(intbv(0)[width:])}
     if not with_clear:
         del signals["clear"]
+    if staged:
+        signals["out_enable"] = Signal(bool(0))
     return signals
 
 
@@ -36,7 +39,12 @@ RAM_TOP = BlockDef(
     name="ram_top", build=ram_top, ports=ports, golden=None, estimate=lambda **p: {},
     params=(Param("depth", int, lo=2, hi=1 << 16), Param("width", int, lo=1, hi=512),
             Param("with_clear", bool), Param("style", str, choices=("auto", "block",
-                                                                     "distributed"))))
+                                                                     "distributed")),
+            Param("staged", bool, default=False),
+            Param("target", str, default="generic", choices=("generic", "ecp5-85f"))),
+    write_files=lambda kw, out: write_sim_files(
+        sim_files(kw["width"], kw["depth"], style=kw["style"], out_register=kw["staged"],
+                  target=kw["target"]), out))
 
 
 def trace(hdl, workdir, params, cycles=400):
@@ -52,6 +60,7 @@ def trace(hdl, workdir, params, cycles=400):
     top = (1 << width) - 1
     model = [None] * depth
     expected, seen = [], []
+    staged = params.get("staged", False)
 
     @block
     def bench():
@@ -59,7 +68,7 @@ def trace(hdl, workdir, params, cycles=400):
 
         @instance
         def drive():
-            value = None
+            value = first = None
             for _ in range(cycles):
                 write = rng.random() < 0.6
                 waddr = rng.randrange(depth)
@@ -69,12 +78,20 @@ def trace(hdl, workdir, params, cycles=400):
                 while write and read and raddr == waddr:
                     raddr = rng.randrange(depth)
                 clear = params["with_clear"] and rng.random() < 0.3
+                out_enable = rng.random() < 0.6
                 signals["write"].next, signals["waddr"].next = write, waddr
                 signals["wdata"].next = wdata
                 signals["read"].next, signals["raddr"].next = read, raddr
                 if params["with_clear"]:
                     signals["clear"].next = clear
-                if read:
+                if staged:
+                    # rdata takes the first stage's word; the stage takes the read
+                    signals["out_enable"].next = out_enable
+                    if out_enable:
+                        value = first
+                    if read:
+                        first = 0 if clear else model[raddr]
+                elif read:
                     value = 0 if clear else model[raddr]
                 if write:
                     model[waddr] = wdata
@@ -94,22 +111,69 @@ def trace(hdl, workdir, params, cycles=400):
 
 CASES = [
     {"depth": 2, "width": 1, "with_clear": False, "style": "auto"},
+    {"depth": 40, "width": 13, "with_clear": True, "style": "auto", "staged": True},
+    # the same two-stage read on instantiated ECP5 DP16KD blocks (100 bits: 3 blocks)
+    {"depth": 300, "width": 100, "with_clear": False, "style": "block", "staged": True},
     {"depth": 37, "width": 13, "with_clear": True, "style": "distributed"},
     {"depth": 300, "width": 72, "with_clear": True, "style": "block"},
     {"depth": 64, "width": 9, "with_clear": False, "style": "block"},
 ]
 
 
-@pytest.mark.parametrize("params", CASES, ids=lambda p: "d{depth}w{width}c{with_clear:d}"
-                         "-{style}".format(**p))
+def case_id(p):
+    return "d{depth}w{width}c{with_clear:d}-{style}".format(**p) + (
+        "-staged" if p.get("staged") else "") + ("-" + p["target"] if "target" in p else "")
+
+
+@pytest.mark.parametrize("params", CASES, ids=case_id)
 def test_reads_what_was_written(hdl, tmp_path, params):
     expected, seen = trace(hdl, tmp_path, params)
     assert len(expected) > 100
     assert seen == expected
 
 
-@pytest.mark.parametrize("params", CASES, ids=lambda p: "d{depth}w{width}c{with_clear:d}"
-                         "-{style}".format(**p))
+ECP5 = {"depth": 300, "width": 100, "with_clear": False, "style": "block", "staged": True,
+        "target": "ecp5-85f"}
+
+
+def test_ecp5_output_register_on_dp16kd_in_icarus(tmp_path, monkeypatch):
+    """The two-stage read on instantiated DP16KD blocks (100 bits: 3 of them) with the
+    project's simulation model, compiled beside the Verilog (the harness compiles NAME.v
+    alone, so the model is added here); MyHDL runs the same model for every target."""
+    import cnn_ip.cosim as cosim
+    compile_icarus = cosim.compile_icarus
+
+    def with_models(workdir, sources, top):
+        models = sorted(p.name for p in workdir.glob("*_sim.v"))
+        assert models == ["DP16KD_sim.v"]
+        return compile_icarus(workdir, [*sources, *models], top)
+
+    monkeypatch.setattr(cosim, "compile_icarus", with_models)
+    expected, seen = trace("icarus", tmp_path, ECP5)
+    assert len(expected) > 100
+    assert seen == expected
+    text = (tmp_path / "ram_top.v").read_text()
+    assert text.count("DP16KD #(") == 3 and text.count('.REGMODE_B("OUTREG")') == 3
+    assert "test_mem [0:" not in text       # no inferred memory beside the blocks
+
+
+def test_ecp5_variant_is_lint_clean(tmp_path):
+    generate(RAM_TOP, tmp_path, **ECP5)
+    assert (tmp_path / "DP16KD_sim.v").exists()
+    lint(tmp_path / "ram_top.v", "ram_top")
+
+
+def test_ecp5_needs_the_output_register_and_block_style():
+    assert sim_files(100, 300, style="block", out_register=True, target="ecp5-85f")
+    assert not sim_files(100, 300, style="block", out_register=False, target="ecp5-85f")
+    assert not sim_files(100, 300, style="distributed", out_register=True, target="ecp5-85f")
+    assert not sim_files(100, 513, style="block", out_register=True, target="ecp5-85f")
+    assert not sim_files(100, 300, style="block", out_register=True, target="xc7z020")
+    with pytest.raises(ValueError, match="^target: must be one of generic"):
+        sim_files(1, 2, target="virtex2")
+
+
+@pytest.mark.parametrize("params", CASES, ids=case_id)
 def test_verilog_names_memory_and_style_and_is_lint_clean(tmp_path, params):
     generate(RAM_TOP, tmp_path, **params)
     text = (tmp_path / "ram_top.v").read_text()

@@ -1,0 +1,174 @@
+// Behavioural simulation model of the Lattice ECP5 DP16KD block RAM, written for this
+// project (the open tools ship none that Icarus can run). It covers what blocks/ram.py
+// instantiates: pseudo dual port, 512 x 36 (DATA_WIDTH_A = DATA_WIDTH_B = 36), port A
+// writes, port B reads; data bits 0..17 on DIA/DOA and 18..35 on DIB/DOB; word address
+// on AD*5..AD*13; AD A0..A3 are the byte enables of a write; REGMODE_B NOREG or OUTREG
+// (CEB clocks the read register, OCEB the output register). Simulators and lint read
+// it; synthesis does not (the primitive is the device's).
+/* verilator lint_off DECLFILENAME */
+/* verilator lint_off UNUSEDSIGNAL */
+/* verilator lint_off UNUSEDPARAM */
+module DP16KD (
+    input wire CLKA,
+    input wire WEA,
+    input wire CEA,
+    input wire OCEA,
+    input wire RSTA,
+    input wire CLKB,
+    input wire WEB,
+    input wire CEB,
+    input wire OCEB,
+    input wire RSTB,
+    input wire CSA0,
+    input wire CSA1,
+    input wire CSA2,
+    input wire CSB0,
+    input wire CSB1,
+    input wire CSB2,
+    input wire ADA0,
+    input wire ADA1,
+    input wire ADA2,
+    input wire ADA3,
+    input wire ADA4,
+    input wire ADA5,
+    input wire ADA6,
+    input wire ADA7,
+    input wire ADA8,
+    input wire ADA9,
+    input wire ADA10,
+    input wire ADA11,
+    input wire ADA12,
+    input wire ADA13,
+    input wire ADB0,
+    input wire ADB1,
+    input wire ADB2,
+    input wire ADB3,
+    input wire ADB4,
+    input wire ADB5,
+    input wire ADB6,
+    input wire ADB7,
+    input wire ADB8,
+    input wire ADB9,
+    input wire ADB10,
+    input wire ADB11,
+    input wire ADB12,
+    input wire ADB13,
+    input wire DIA0,
+    input wire DIA1,
+    input wire DIA2,
+    input wire DIA3,
+    input wire DIA4,
+    input wire DIA5,
+    input wire DIA6,
+    input wire DIA7,
+    input wire DIA8,
+    input wire DIA9,
+    input wire DIA10,
+    input wire DIA11,
+    input wire DIA12,
+    input wire DIA13,
+    input wire DIA14,
+    input wire DIA15,
+    input wire DIA16,
+    input wire DIA17,
+    input wire DIB0,
+    input wire DIB1,
+    input wire DIB2,
+    input wire DIB3,
+    input wire DIB4,
+    input wire DIB5,
+    input wire DIB6,
+    input wire DIB7,
+    input wire DIB8,
+    input wire DIB9,
+    input wire DIB10,
+    input wire DIB11,
+    input wire DIB12,
+    input wire DIB13,
+    input wire DIB14,
+    input wire DIB15,
+    input wire DIB16,
+    input wire DIB17,
+    output wire DOA0,
+    output wire DOA1,
+    output wire DOA2,
+    output wire DOA3,
+    output wire DOA4,
+    output wire DOA5,
+    output wire DOA6,
+    output wire DOA7,
+    output wire DOA8,
+    output wire DOA9,
+    output wire DOA10,
+    output wire DOA11,
+    output wire DOA12,
+    output wire DOA13,
+    output wire DOA14,
+    output wire DOA15,
+    output wire DOA16,
+    output wire DOA17,
+    output wire DOB0,
+    output wire DOB1,
+    output wire DOB2,
+    output wire DOB3,
+    output wire DOB4,
+    output wire DOB5,
+    output wire DOB6,
+    output wire DOB7,
+    output wire DOB8,
+    output wire DOB9,
+    output wire DOB10,
+    output wire DOB11,
+    output wire DOB12,
+    output wire DOB13,
+    output wire DOB14,
+    output wire DOB15,
+    output wire DOB16,
+    output wire DOB17
+);
+    parameter DATA_WIDTH_A = 36;
+    parameter DATA_WIDTH_B = 36;
+    parameter REGMODE_A = "NOREG";
+    parameter REGMODE_B = "NOREG";
+    parameter RESETMODE = "SYNC";
+    parameter ASYNC_RESET_RELEASE = "SYNC";
+    parameter CSDECODE_A = "0b000";
+    parameter CSDECODE_B = "0b000";
+    parameter GSR = "ENABLED";
+
+    reg [35:0] mem [0:511];
+    reg [35:0] read_q;
+    reg [35:0] out_q;
+    wire [8:0] write_addr = {ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5};
+    wire [8:0] read_addr = {ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5};
+    wire [35:0] data_in = {DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9, DIB8, DIB7, DIB6, DIB5, DIB4, DIB3, DIB2, DIB1, DIB0, DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7, DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0};
+    wire [3:0] byte_enable = {ADA3, ADA2, ADA1, ADA0};
+    /* verilator lint_off WIDTH */  // parameter strings of different lengths
+    wire [35:0] data_out = (REGMODE_B == "OUTREG") ? out_q : read_q;
+    /* verilator lint_on WIDTH */
+    integer i;
+
+    always @(posedge CLKA) begin
+        if (CEA && WEA) begin
+            for (i = 0; i < 4; i = i + 1) begin
+                if (byte_enable[i]) begin
+                    mem[write_addr][9 * i +: 9] <= data_in[9 * i +: 9];
+                end
+            end
+        end
+    end
+
+    always @(posedge CLKB) begin
+        if (CEB) begin
+            read_q <= mem[read_addr];
+        end
+        if (OCEB) begin
+            out_q <= read_q;
+        end
+    end
+
+    assign {DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0, DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5, DOA4, DOA3, DOA2, DOA1, DOA0} = data_out;
+endmodule
+/* verilator lint_on UNUSEDPARAM */
+/* verilator lint_on UNUSEDSIGNAL */
+/* verilator lint_on DECLFILENAME */
