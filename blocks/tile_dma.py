@@ -95,7 +95,7 @@ import numpy as np
 from myhdl import Signal, always, always_comb, always_seq, block, concat, intbv, modbv
 
 from blocks.axis_register import axis_register
-from blocks.ram import ram
+from blocks.ram import TARGETS, ram, sim_files, write_sim_files
 from blocks.ram import estimate as estimate_ram
 from blocks.spec import BlockDef, Param, check_width
 from blocks.stream import Axis, clock_reset
@@ -105,6 +105,9 @@ PARAMS = (
     Param("addr_bits", int, default=32, choices=(32,), help="AXI address width"),
     Param("max_burst", int, default=16, lo=1, hi=256, help="longest AXI burst in beats"),
     Param("outstanding", int, default=4, lo=1, hi=8, help="read bursts in flight"),
+    Param("target", str, default="generic", choices=TARGETS,
+          help="device the Verilog is for: on ECP5 a block-RAM read FIFO is built from "
+               "DP16KD with their output register"),
 )
 
 CMD_BITS = 128
@@ -341,7 +344,7 @@ def fifo_style(depth: int) -> str:
 
 @block
 def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_bytes, *,
-                data_bits, max_burst, outstanding):
+                data_bits, max_burst, outstanding, target):
     """AR issue with credits, the read-data FIFO and ``m_axis_rd``."""
     lanes = data_bits // 8
     depth = outstanding * max_burst  # beats the FIFO holds: every issued burst fits
@@ -384,7 +387,6 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     wr_ptr = Signal(intbv(0, min=0, max=depth))
     rd_ptr = Signal(intbv(0, min=0, max=depth))
     stored = Signal(intbv(0, min=0, max=depth + 1))
-    ram_q = Signal(intbv(0)[data_bits + 1:])
     q_valid = Signal(bool(0))
     out_valid = Signal(bool(0))
     out_word = Signal(intbv(0)[data_bits + 1:])
@@ -395,8 +397,11 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     # The FIFO never reads the word being written (a word is read a cycle after it was
     # stored at the earliest, and the credits keep the writer from catching up with the
     # reader), so the RAM needs no read-during-write bypass.
+    # Its read has two stages: the RAM's read register (q_valid says it holds a beat) and
+    # its output register, which is m_axis_rd's (on ECP5 block RAM: inside the DP16KD).
     fifo = ram(aclk, write=beat_in, waddr=wr_ptr, wdata=beat_word, read=read_ram,
-               raddr=rd_ptr, rdata=ram_q, depth=depth, style=fifo_style(depth))
+               raddr=rd_ptr, rdata=out_word, out_enable=load_out, depth=depth,
+               style=fifo_style(depth), target=target)
 
     @always_comb
     def control():
@@ -476,7 +481,6 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
             stored.next = stored - 1
         q_valid.next = read_ram or (q_valid and not load_out)
         if load_out:
-            out_word.next = ram_q
             out_valid.next = 1
         elif m_axis_rd.tready:
             out_valid.next = 0
@@ -632,10 +636,10 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
 @block
 def tile_dma(aclk, aresetn, s_axis_rdcmd, m_axis_rd, s_axis_wrcmd, s_axis_wr, m_axis_wrdone,
              m_axi, error, rd_bytes, wr_bytes, *, data_bits=64, addr_bits=32, max_burst=16,
-             outstanding=4):
+             outstanding=4, target="generic"):
     """AXI4 tile DMA; see the module docstring."""
     BLOCK.validate(data_bits=data_bits, addr_bits=addr_bits, max_burst=max_burst,
-                   outstanding=outstanding)
+                   outstanding=outstanding, target=target)
     for port, signal, bits in (("s_axis_rdcmd.tdata", s_axis_rdcmd.tdata, CMD_BITS),
                                ("s_axis_wrcmd.tdata", s_axis_wrcmd.tdata, CMD_BITS),
                                ("m_axis_rd.tdata", m_axis_rd.tdata, data_bits),
@@ -654,7 +658,8 @@ def tile_dma(aclk, aresetn, s_axis_rdcmd, m_axis_rd, s_axis_wrcmd, s_axis_wr, m_
     wr_count = Signal(modbv(0)[64:])
     sticky = Signal(bool(0))
     reader = read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_count,
-                         data_bits=data_bits, max_burst=max_burst, outstanding=outstanding)
+                         data_bits=data_bits, max_burst=max_burst, outstanding=outstanding,
+                         target=target)
     writer = write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi,
                           wr_error, wr_count, data_bits=data_bits, max_burst=max_burst,
                           outstanding=outstanding)
@@ -788,7 +793,8 @@ def bursts(word: int, *, data_bits: int, max_burst: int) -> list[tuple[int, int]
 # (data_bits/max_burst/outstanding 64/16/4, 32/16/2, 128/64/4, 64/256/8, 32/1/1): LUT and
 # FF within 6 %; memory bits exact.  bench/tile_dma.py prints the comparison.
 
-def estimate(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
+def estimate(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4,
+             target="generic"):
     depth = outstanding * max_burst
     width = data_bits + 1  # a beat and its tlast
     length_slots = _pointer_depth(outstanding)
@@ -814,14 +820,24 @@ def estimate(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
             "latency": 6, "cycles": 1, "per": "beat"}
 
 
-def derived(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
+def fifo_sim_files(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4,
+                   target="generic"):
+    """Simulation models the Verilog needs beside it (the read FIFO's DP16KD on ECP5)."""
+    depth = outstanding * max_burst
+    return sim_files(data_bits + 1, depth, style=fifo_style(depth), out_register=True,
+                     target=target)
+
+
+def derived(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4,
+            target="generic"):
     return {"bytes_per_beat": data_bits // 8, "read_fifo_beats": outstanding * max_burst,
             "command_bits": CMD_BITS, "wrdone_bits": DONE_BITS,
             "command_fields": {"base": [31, 0], "stride": [63, 32], "row_bytes": [79, 64],
                                "rows": [95, 80]}}
 
 
-def ports(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4):
+def ports(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4,
+          target="generic"):
     return {**clock_reset(),
             "s_axis_rdcmd": Axis(CMD_BITS, last=False), "m_axis_rd": Axis(data_bits),
             "s_axis_wrcmd": Axis(CMD_BITS, last=False),
@@ -835,4 +851,5 @@ BLOCK = BlockDef(
     name="tile_dma", build=tile_dma, params=PARAMS, ports=ports, golden=golden,
     estimate=estimate, derived=derived,
     lint_waivers={},
+    write_files=lambda kw, out_dir: write_sim_files(fifo_sim_files(**kw), out_dir),
     example=lambda: {"data_bits": 64, "addr_bits": 32, "max_burst": 16, "outstanding": 4})

@@ -29,6 +29,9 @@ CONFIGS = [
     pytest.param({"data_bits": 32, "max_burst": 1, "outstanding": 1}, id="d32-b1-o1"),
     pytest.param({"data_bits": 128, "max_burst": 256, "outstanding": 3}, id="d128-b256-o3"),
     pytest.param({"data_bits": 32, "max_burst": 5, "outstanding": 8}, id="d32-b5-o8"),
+    # the read FIFO on instantiated DP16KD with their output register (DP16KD_sim.v)
+    pytest.param({"data_bits": 128, "max_burst": 64, "outstanding": 4, "target": "ecp5-85f"},
+                 id="d128-b64-o4-ecp5"),
 ]
 
 
@@ -39,7 +42,9 @@ def test_against_axi_ram_in_icarus(tmp_path, monkeypatch, params):
 
     generate(BLOCK, tmp_path / "rtl", **params)
     runner = get_runner("icarus")
-    runner.build(sources=[tmp_path / "rtl" / "tile_dma.v"], hdl_toplevel="tile_dma",
+    models = sorted((tmp_path / "rtl").glob("*_sim.v"))  # simulation models of primitives
+    assert len(models) == (1 if params.get("target") == "ecp5-85f" else 0)
+    runner.build(sources=[tmp_path / "rtl" / "tile_dma.v", *models], hdl_toplevel="tile_dma",
                  build_dir=tmp_path / "sim_build")
     monkeypatch.syspath_prepend(str(COCOTB_DIR))  # the runner passes sys.path on
     results = runner.test(test_module="cocotb_tests", hdl_toplevel="tile_dma",
@@ -118,7 +123,9 @@ def test_writes_and_reads_a_tile_across_4k_like_the_golden_model(hdl, tmp_path):
 
 @pytest.mark.parametrize("params", [{"data_bits": 64, "max_burst": 16, "outstanding": 4},
                                     {"data_bits": 128, "max_burst": 256, "outstanding": 3},
-                                    {"data_bits": 32, "max_burst": 1, "outstanding": 1}])
+                                    {"data_bits": 32, "max_burst": 1, "outstanding": 1},
+                                    {"data_bits": 128, "max_burst": 64, "outstanding": 4,
+                                     "target": "ecp5-85f"}])
 def test_lint_clean(tmp_path, params):
     generate(BLOCK, tmp_path, **params)
     lint(tmp_path / "tile_dma.v", "tile_dma", BLOCK.lint_waivers)
