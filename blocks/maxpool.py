@@ -50,13 +50,13 @@ m_axis_out_t*    the pooled map, raster, packed the same way; ``tlast`` on a fra
 
 Latency and throughput
 ----------------------
-One input beat a cycle, except during flushes: back-to-back frames take
-``(H*W + H*FX + FY*Wo)*G - overlap`` cycles each with no stalls, ``FX``/``FY`` the
-windows that end in the trailing padding per row/column (0 when ``pad_end`` is 0), and
-``overlap = (K-1-pad)*G`` when ``FY > 0`` (the next frame's first beats, which need no
-output, move during the column flush): :func:`frame_cycles`.  When ``K-1-pad`` is below
-H and W, the first output beat moves ``((K-1-pad)*(W+FX) + K-1-pad)*G + 2`` cycles after
-the first input beat: 2 cycles (one output register per pass) after pixel
+One input beat a cycle, except during flushes: a frame takes
+``(H*W + H*FX + FY*Wo)*G`` cycles with no stalls (:func:`frame_cycles`), ``FX``/``FY``
+the windows that end in the trailing padding per row/column (0 when ``pad_end`` is 0);
+with ``FY > 0`` back-to-back frames overlap by up to ``(K-1-pad)*G + 2`` of those
+cycles (the next frame's first beats move during the column flush).  When ``K-1-pad`` is
+below H and W, the first output beat moves ``((K-1-pad)*(W+FX) + K-1-pad)*G + 4``
+cycles after the first input beat: 4 cycles (two output registers per pass) after pixel
 ``(K-1-pad, K-1-pad)``, group 0, moved, each row before it delayed by its flush.
 """
 from __future__ import annotations
@@ -127,44 +127,45 @@ def _reg(limit: int, init: int = 0):
 def lane_max(v, src, fresh, out, *, keep=None, signed, abits):
     """``out`` = ``v`` if ``fresh`` or ``v > src`` (two's complement when ``signed``),
     else ``src``; ``src`` whatever the rest when ``keep`` (a signal or ``None``) is high."""
-    value = Signal(intbv(0)[abits:])
+    value, other = Signal(intbv(0)[abits:]), Signal(intbv(0)[abits:])
     top = abits - 1
 
     @always_comb
     def take():
-        # A signal of its own: the converter inlines a slice, and a slice's bit is no
+        # Signals of their own: the converter inlines a slice, and a slice's bit is no
         # Verilog.
         value.next = v
+        other.next = src
 
     # Unsigned order with the sign bits swapped is two's complement order.
     if signed and keep is None:
         @always_comb
         def fold():
-            if fresh or ((value > src) != (value[top] != src[top])):
+            if fresh or ((value > other) != (value[top] != other[top])):
                 out.next = value
             else:
-                out.next = src
+                out.next = other
     elif signed:
         @always_comb
         def fold():
-            if not keep and (fresh or ((value > src) != (value[top] != src[top]))):
+            if not keep and (fresh or ((value > other) != (value[top] != other[top]))):
                 out.next = value
             else:
-                out.next = src
+                out.next = other
     elif keep is None:
         @always_comb
         def fold():
-            if fresh or value > src:
+            if fresh or value > other:
                 out.next = value
             else:
-                out.next = src
+                out.next = other
     else:
         @always_comb
         def fold():
-            if not keep and (fresh or value > src):
+            if not keep and (fresh or value > other):
                 out.next = value
             else:
-                out.next = src
+                out.next = other
     return take, fold
 
 
@@ -196,7 +197,13 @@ def slot_lane(v, old, older, n, first, shift, *, youngest, signed, abits):
 @block
 def slot_memory(aclk, aresetn, *, write, waddr, wdata, read, rdata, depth):
     """``depth`` words (``blocks.ram``: LUT RAM or block RAM by size), read one beat
-    ahead; a register when ``depth`` is 1 (the word read next is the one written now)."""
+    ahead; a register when ``depth`` is 1 (the word read next is the one written now).
+
+    The write is registered (it lands a cycle after its beat), so the slot update ends in
+    a register, not at the RAM.  The next read of that word comes ``depth - 1`` beats
+    later: with 3 or more words the write has landed; with 2 it may land on that very
+    edge, so the read takes the written word from the write register instead.
+    """
     if depth == 1:
         @always(aclk.posedge)
         def hold():
@@ -207,8 +214,10 @@ def slot_memory(aclk, aresetn, *, write, waddr, wdata, read, rdata, depth):
     # Addresses exactly as wide as the depth needs (the beat counter is wider).  The read
     # address, the next beat's, is a register of its own: no adder before the RAM.
     bits = (depth - 1).bit_length()
-    wa = Signal(intbv(0)[bits:])
+    wa, wa_d = Signal(intbv(0)[bits:]), Signal(intbv(0)[bits:])
     ra = Signal(intbv(1)[bits:])
+    wd_d = Signal(intbv(0)[len(wdata):])
+    we_d = Signal(bool(0))
     LAST = depth - 1
 
     @always_comb
@@ -216,16 +225,41 @@ def slot_memory(aclk, aresetn, *, write, waddr, wdata, read, rdata, depth):
         wa.next = waddr[bits:]
 
     @always_seq(aclk.posedge, reset=aresetn)
-    def read_address():
+    def registers():
+        we_d.next = write
         if read:
             if ra == LAST:
                 ra.next = 0
             else:
                 ra.next = ra + 1
 
-    memory = ram(aclk, write=write, waddr=wa, wdata=wdata, read=read, raddr=ra, rdata=rdata,
+    @always(aclk.posedge)
+    def write_register():
+        wa_d.next = wa
+        wd_d.next = wdata
+
+    if depth > 2:
+        return write_address, registers, write_register, ram(
+            aclk, write=we_d, waddr=wa_d, wdata=wd_d, read=read, raddr=ra, rdata=rdata,
+            depth=depth)
+    raw, fwd_data = Signal(intbv(0)[len(wdata):]), Signal(intbv(0)[len(wdata):])
+    fwd = Signal(bool(0))
+
+    @always(aclk.posedge)
+    def forward():
+        if read:
+            fwd.next = we_d and wa_d == ra
+            fwd_data.next = wd_d
+
+    @always_comb
+    def choose():
+        if fwd:
+            rdata.next = fwd_data
+        else:
+            rdata.next = raw
+    memory = ram(aclk, write=we_d, waddr=wa_d, wdata=wd_d, read=read, raddr=ra, rdata=raw,
                  depth=depth)
-    return write_address, read_address, memory
+    return write_address, registers, write_register, forward, choose, memory
 
 
 @block
@@ -386,6 +420,81 @@ def pool_sequencer(aclk, aresetn, *, advance, item_done, flushing, f, first, shi
 
 
 @block
+def pool_output(aclk, aresetn, m_out, *, take, free, v, old, esel, efresh, flushing, is_last,
+                lanes, abits, slots, signed):
+    """The value sent, in two registered stages beside the slot update: (1) the beat and
+    the ending window's stored slot (chosen by ``esel``), (2) their maximum (the beat
+    alone when the window opened at it; the slot alone during a flush).  ``free``: stage
+    1 can take a beat now; ``is_last`` (``None``: no ``tlast``) marks the frame's last."""
+    lane_bits = lanes * abits
+    units, chosen, folded = [], [], []
+    s1_v, s1_src = Signal(intbv(0)[lane_bits:]), Signal(intbv(0)[lane_bits:])
+    s1_valid, s1_fresh, s1_keep = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+    out_valid, move = Signal(bool(0)), Signal(bool(0))
+    out_data = Signal(intbv(0)[lane_bits:])
+    for lane in range(lanes):
+        chain = [old(lane * abits + abits, lane * abits)]
+        for slot in range(1, slots):
+            lo = slot * lane_bits + lane * abits
+            chain.append(Signal(intbv(0)[abits:]))
+            units.append(pick_slot(chain[-1], chain[-2], old(lo + abits, lo), esel,
+                                   index=slot))
+        chosen.append(chain[-1])
+        folded.append(Signal(intbv(0)[abits:]))
+        units.append(lane_max(s1_v(lane * abits + abits, lane * abits),
+                              s1_src(lane * abits + abits, lane * abits), s1_fresh,
+                              folded[-1], keep=s1_keep, signed=signed, abits=abits))
+    selected = old if slots == 1 else (ConcatSignal(*reversed(chosen)) if lanes > 1
+                                       else chosen[0])
+    result = ConcatSignal(*reversed(folded)) if lanes > 1 else folded[0]
+
+    @always_comb
+    def flow():
+        move.next = s1_valid and (not out_valid or m_out.tready)
+        free.next = not s1_valid or not out_valid or m_out.tready
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def stage1():
+        if take:
+            s1_valid.next = 1
+            s1_v.next = v
+            s1_src.next = selected
+            s1_fresh.next = efresh
+            s1_keep.next = flushing
+        elif move:
+            s1_valid.next = 0
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def stage2():
+        if move:
+            out_valid.next = 1
+            out_data.next = result
+        elif m_out.tready:
+            out_valid.next = 0
+
+    @always_comb
+    def drive():
+        m_out.tvalid.next = out_valid
+        m_out.tdata.next = out_data
+
+    if is_last is None:
+        return units, flow, stage1, stage2, drive
+    s1_last, out_last = Signal(bool(0)), Signal(bool(0))
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def last_flag():
+        if take:
+            s1_last.next = is_last
+        if move:
+            out_last.next = s1_last
+
+    @always_comb
+    def drive_last():
+        m_out.tlast.next = out_last
+    return units, flow, stage1, stage2, drive, last_flag, drive_last
+
+
+@block
 def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_end, lanes,
               abits, signed):
     """1-D max-pool over ``items`` items of ``span`` beats (see the module docstring).
@@ -408,8 +517,7 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
     emit, advance = Signal(bool(0)), Signal(bool(0))
     v = Signal(intbv(0)[lane_bits:])
     old = Signal(intbv(0)[word_bits:])               # the memory's read register
-    out_valid = Signal(bool(0))
-    out_data = Signal(intbv(0)[lane_bits:])
+    free = Signal(bool(0))                          # the output can take a beat
 
     units, lanes_new = [], []
     for slot in range(NW):
@@ -454,50 +562,26 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
     @always_comb
     def handshake():
         emit.next = flushing or end
-        advance.next = (flushing or s_in.tvalid) and (not out_valid or m_out.tready
-                                                      or not (flushing or end))
-        s_in.tready.next = not flushing and (not out_valid or m_out.tready or not end)
-        write.next = s_in.tvalid and not flushing and (not out_valid or m_out.tready
-                                                       or not end)
+        advance.next = (flushing or s_in.tvalid) and (free or not (flushing or end))
+        s_in.tready.next = not flushing and (free or not end)
+        write.next = s_in.tvalid and not flushing and (free or not end)
 
     @always_comb
     def input_value():
         v.next = s_in.tdata
 
-    # The value sent, computed beside the slot update from registers only: the ending
-    # window's stored slot (chosen by ``esel``) folded with the beat, or during a flush
-    # the flushed window's stored slot as it is.
-    sent = []
-    for lane in range(lanes):
-        chain = [old(lane * abits + abits, lane * abits)]
-        for slot in range(1, NW):
-            lo = slot * lane_bits + lane * abits
-            chain.append(Signal(intbv(0)[abits:]))
-            units.append(pick_slot(chain[-1], chain[-2], old(lo + abits, lo), esel,
-                                   index=slot))
-        sent.append(Signal(intbv(0)[abits:]))
-        units.append(lane_max(v(lane * abits + abits, lane * abits), chain[-1], efresh,
-                              sent[-1], keep=flushing, signed=signed, abits=abits))
-    picked = ConcatSignal(*reversed(sent)) if lanes > 1 else sent[0]
-
-    @always_seq(aclk.posedge, reset=aresetn)
-    def output():
-        if advance and emit:
-            out_valid.next = 1
-            out_data.next = picked
-        elif m_out.tready:
-            out_valid.next = 0
+    take = Signal(bool(0))
+    is_last = Signal(bool(0)) if m_out.tlast is not None else None
 
     @always_comb
-    def drive():
-        m_out.tvalid.next = out_valid
-        m_out.tdata.next = out_data
+    def send():
+        take.next = advance and emit
 
-    parts = [units, control, beats, beat_done, word_in, memory, handshake, input_value,
-             output, drive]
-    if m_out.tlast is not None:
-        is_last = Signal(bool(0))
-        out_last = Signal(bool(0))
+    parts = [units, control, beats, beat_done, word_in, memory, handshake, input_value, send,
+             pool_output(aclk, aresetn, m_out, take=take, free=free, v=v, old=old,
+                         esel=esel, efresh=efresh, flushing=flushing, is_last=is_last,
+                         lanes=lanes, abits=abits, slots=NW, signed=signed)]
+    if is_last is not None:
         FLUSH_END, LAST_FLUSH = geo["flush"] > 0, geo["flush"] - 1
         if FLUSH_END:
             @always_comb
@@ -507,16 +591,7 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
             @always_comb
             def frame_end():
                 is_last.next = tail and j == LAST_BEAT
-
-        @always_seq(aclk.posedge, reset=aresetn)
-        def last_register():
-            if advance and emit:
-                out_last.next = is_last
-
-        @always_comb
-        def drive_last():
-            m_out.tlast.next = out_last
-        parts += [frame_end, last_register, drive_last]
+        parts.append(frame_end)
     return parts
 
 
@@ -578,16 +653,21 @@ def output_values(beats, *, lanes, abits, signed):
 
 def frame_cycles(*, width, height, channels, lanes=1, k, stride=1, pad=0, pad_end=-1,
                  **_):
-    """Cycles per frame in steady state with no stalls: input beats plus flushes, less
-    the beats of the next frame's first row that need no output (they move while the
-    column pass flushes)."""
+    """Cycles per frame with no stalls: the input beats plus the flushes.  Exact without
+    trailing padding; with it an upper bound, up to :func:`flush_overlap` cycles over,
+    as the next frame's first beats move while the column pass flushes."""
     G = channels // lanes
     pe = after(pad, pad_end)
     fx = geometry(width, k, stride, pad, pe)["flush"]
     fy = geometry(height, k, stride, pad, pe)["flush"]
     wo = out_size(width, k, stride, pad, pe)
-    overlap = min((k - 1 - pad) * G, fy * wo * G) if fy else 0
-    return (height * width + height * fx + fy * wo) * G - overlap
+    return (height * width + height * fx + fy * wo) * G
+
+
+def flush_overlap(*, channels, lanes=1, k, pad=0, **_):
+    """The most cycles of :func:`frame_cycles` that overlap the next frame (measured
+    bound: the beats before the first window ends, plus the two output registers)."""
+    return (k - 1 - pad) * (channels // lanes) + 2
 
 
 def memories(*, width, channels, lanes=1, k, stride=1, pad=0, pad_end=-1, abits, **_):
@@ -622,7 +702,7 @@ def estimate(*, width, height, channels, lanes=1, k, stride=1, pad=0, pad_end=-1
         lut += 3 * word + lane_bits * slots + 40
         ff += lane_bits + 40
     fx = geometry(width, k, stride, pad, pe)["flush"]
-    first = ((k - 1 - pad) * (width + fx) + k - 1 - pad) * G + 2
+    first = ((k - 1 - pad) * (width + fx) + k - 1 - pad) * G + 4
     return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": bits,
             "bram": add_blocks(*blocks), "latency": first,
             "cycles": frame_cycles(width=width, height=height, channels=channels,

@@ -69,9 +69,11 @@ def test_cycles_per_frame_as_estimated(case):
                       expect={"m_axis_out": reference.run_layer(layer, x).size // lanes})
     ends = [b.cycle for b in out["m_axis_out"] if b.last]
     assert est["per"] == "frame"
-    assert ends[2] - ends[1] == ends[1] - ends[0] == est["cycles"]
+    assert ends[2] - ends[1] == ends[1] - ends[0]
     if pad_end is None:                    # no flush: exactly the input beats (Contract 7)
-        assert est["cycles"] == int(np.prod(shape)) // lanes
+        assert ends[1] - ends[0] == est["cycles"] == int(np.prod(shape)) // lanes
+    else:                                  # flushes: an upper bound, overlap stated
+        assert 0 <= est["cycles"] - (ends[1] - ends[0]) <= 2 + (k - 1 - pad) * shape[0] // lanes
 
 
 def test_registered_converts_and_lints(tmp_path):

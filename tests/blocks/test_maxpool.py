@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from blocks.maxpool import BLOCK, frame_beats, frame_cycles, output_values
+from blocks.maxpool import BLOCK, flush_overlap, frame_beats, frame_cycles, output_values
 from blocks.spec import ParameterError
 from cnn_ip.cosim import lint, run_streams
 from cnn_ip.export import generate
@@ -62,18 +62,22 @@ def test_matches_reference_under_stalls(hdl, tmp_path, case):
     assert sum(b.last for b in got) == 2 and got[-1].last
 
 
-@pytest.mark.parametrize("case", [1, 2, 3])
+@pytest.mark.parametrize("case", [0, 1, 2, 3])
 def test_rate_and_latency_without_stalls(tmp_path, case):
-    """Two frames back to back: one input beat a cycle plus the stated flushes; the first
-    output 2 cycles after the input beat that completes window (0, 0)."""
+    """Frames back to back: one input beat a cycle plus the stated flushes (less at most
+    the stated overlap); the first output as the estimate says."""
     params, kind = CASES[case]
     p = BLOCK.validate(**params)
     x, _ = frames_for(params, 3, kind, seed=10 + case)
+    G = p["channels"] // p["lanes"]
     out = run_streams(BLOCK, params=params, hdl="myhdl", seed=case,
                       inputs={"s_axis_in": frame_beats(x, lanes=p["lanes"], abits=p["abits"])},
                       expect={"m_axis_out": len(BLOCK.golden(x, **p))})
     ends = [b.cycle for b in out["m_axis_out"] if b.last]
-    assert ends[2] - ends[1] == frame_cycles(**p) == ends[1] - ends[0]
+    assert ends[2] - ends[1] == ends[1] - ends[0]
+    assert 0 <= frame_cycles(**p) - (ends[1] - ends[0]) <= flush_overlap(**p)
+    if p["pad_end"] in (0, -1) and p["pad"] == 0:
+        assert ends[1] - ends[0] == frame_cycles(**p) == p["height"] * p["width"] * G
     latency = out["m_axis_out"][0].cycle - out["s_axis_in"][0].cycle
     assert latency == BLOCK.estimate(**p)["latency"]
 
