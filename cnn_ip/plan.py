@@ -591,7 +591,7 @@ def check_buildable(plan: Plan) -> None:
     whose shape the blocks cannot build, naming the block's limit.  Hardware only: a plan
     the blocks cannot build may still be quantized."""
     for index, layer in enumerate(plan.layers):
-        if layer.dataflow == "frame" and not frame_flow_available():
+        if layer.has_weights and layer.dataflow == "frame" and not frame_flow_available():
             raise PlanError(f"{plan.path}:{layer.line_of('dataflow')}: layers[{index}].dataflow: "
                             "the frame data flow is not built yet (assemblies/conv_frame.py); "
                             "use row or auto")
