@@ -278,6 +278,12 @@ class Coster:
 
     def link(self, lanes_in: int, lanes_out: int, bits: int, fifo_depth: int) -> dict:
         """Cost of what joins two stages: a width adapter when P differs, a FIFO."""
+        key = ("link", lanes_in, lanes_out, bits, fifo_depth)
+        if key not in self.cache:
+            self.cache[key] = self._link(lanes_in, lanes_out, bits, fifo_depth)
+        return dict(self.cache[key])
+
+    def _link(self, lanes_in, lanes_out, bits, fifo_depth):
         estimates = {}
         if lanes_in != lanes_out:
             estimates["width_adapter"] = block_estimate(
@@ -352,7 +358,8 @@ class Planner:
         return sum(cost[r] / max(self.budget[r], 1) for r in RESOURCES)
 
     def _dp(self, options, period, objective):
-        """Chain DP over the weight layers: state = the fold of the last weight layer."""
+        """Chain DP over the weight layers: state = the fold of the last weight layer; a
+        path's cost holds its stages and the width adapters between them."""
         channels = self.plan.input_shape[0]
         best = {}                      # fold of layer w -> (score, luts, stages)
         first = self.weight_index[0]
@@ -360,7 +367,7 @@ class Planner:
         if lead is None:
             return None
         for stage in options[first]:
-            stages = lead + [stage]
+            stages = lead + [self._adapter(channels, stage), stage]
             best[(stage.lanes, stage.simd)] = self._entry(stages, objective)
         previous = first
         for i in self.weight_index[1:]:
@@ -373,7 +380,8 @@ class Planner:
                 for stage in options[i]:
                     if lanes % stage.simd and stage.simd % lanes:
                         continue
-                    candidate = self._entry(stages + pools + [stage], objective)
+                    adapter = self._adapter(lanes, stage)
+                    candidate = self._entry(stages + pools + [adapter, stage], objective)
                     fold = (stage.lanes, stage.simd)
                     if fold not in new or candidate[:2] < new[fold][:2]:
                         new[fold] = candidate
@@ -387,7 +395,12 @@ class Planner:
                 tails.append(self._entry(stages + pools, objective))
         if not tails:
             return None
-        return min(tails, key=lambda entry: entry[:2])[2]
+        return [s for s in min(tails, key=lambda entry: entry[:2])[2] if isinstance(s, Stage)]
+
+    def _adapter(self, lanes: int, stage: Stage):
+        """The width adapter in front of ``stage`` (its cost; none when P = S)."""
+        bits = self.coster.formats[stage.index][0]
+        return SimpleNamespace(cost=self.coster.link(lanes, stage.simd, bits, 0)["cost"])
 
     def _entry(self, stages, objective):
         cost = add_costs(s.cost for s in stages)
