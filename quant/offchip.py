@@ -1,0 +1,191 @@
+"""The off-chip weight image of frame-based layers: ``weights.bin`` and ``memory_map.json``
+(DESIGN.md, "What ``cnn-ip assemble`` writes"; Contract 7's off-chip bytes per frame).
+
+A frame-based conv fetches its weights one output-channel group at a time (``L`` output
+channels: the lanes of its MAC), once per frame.  So its image is its ``Cout/L`` *group
+images*, each self-contained in the sparse format (``quant.sparse_format``, docs/sparse_format.md):
+
+* group ``g`` is ``sparse_format.encode`` of rows ``[g*L, (g+1)*L)`` of the layer's weight
+  matrix with lanes ``L`` and simd ``S``: its own beats, its own final padding;
+* one coding and one word width for the whole layer (the stage has one decoder): the
+  coding the layer's beats choose (``sparse_format.choose_coding``, as the planner's
+  on-chip figure does) and ``word_bits`` = the longest beat of the layer; a group's bit
+  stream is cut into words of that width (``depth`` words, the last padded with zeros);
+* in memory a group is its words as one bit stream, least significant bit first: stream
+  bit ``i`` (bit ``i % word_bits`` of word ``i // word_bits``) is bit ``i % 8`` of byte
+  ``i // 8``; with the bus's little-endian beats (``tile_dma``: the lower address in
+  ``tdata[7:0]``) bus beat ``j`` carries stream bits ``[j*8*bus_bytes, (j+1)*8*bus_bytes)``.
+  The group is zero-padded to whole bus beats: its length is what the DMA reads;
+* every group starts on a 64-byte boundary (so the DMA fetches it with one command), the
+  layers follow each other in the order given, the groups of a layer in ``g`` order.
+
+``memory_map.json`` (:func:`layout`): ``{"base": address of byte 0 of weights.bin,
+"bus_bytes": the AXI data width in bytes, "layers": {name: {"offset": bytes from base of
+the layer's first group, "bytes": from there to the end of its last group, "groups":
+[[offset from base, bytes], ...]}}}``; a group's ``bytes`` are whole bus beats.
+
+Off-chip bytes a frame of a layer (:func:`offchip_bytes`, the planner's figure): the sum of
+its groups' ``bytes`` (the alignment gaps between groups are never read).
+
+Pure numpy; :func:`read_words` takes the bytes and the map back to a group's words.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from quant import sparse_format, weight_modes
+from quant.sparse_format import SparseImage
+
+ALIGN = 64                   # bytes: every group starts on such a boundary
+BUS_BYTES = (4, 8, 16)       # tile_dma's data_bits 32 / 64 / 128
+ADDRESS_LIMIT = 1 << 32      # tile_dma addresses are 32 bits
+
+
+def _mode(weights, wbits=None):
+    """``(weights, wbits)`` from a plan mode word (``"int4"``) or a kind and ``wbits``."""
+    if weights in weight_modes.PLAN_NAMES and weights.startswith("int"):
+        return weight_modes.parse(weights)
+    weight_modes.check(weights, wbits)
+    return weights, weight_modes.normal_wbits(weights, wbits)
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _check_bus(bus_bytes) -> None:
+    if bus_bytes not in BUS_BYTES:
+        raise ValueError(f"bus_bytes: must be one of {', '.join(map(str, BUS_BYTES))}, "
+                         f"got {bus_bytes!r}")
+
+
+def layer_format(W, *, weights, wbits=None, lanes, simd) -> tuple[str, int]:
+    """``(coding, word_bits)`` shared by every group image of the layer."""
+    weights, wbits = _mode(weights, wbits)
+    W = sparse_format.check_matrix(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
+    beats = sparse_format.to_beats(W, lanes, simd)
+    coding = sparse_format.choose_coding(beats, weights=weights, wbits=wbits)
+    bits = sparse_format.beat_bits(beats, weights=weights, wbits=wbits, coding=coding)
+    return coding, int(bits.max())
+
+
+def group_images(W, *, weights, wbits=None, lanes, simd) -> list[SparseImage]:
+    """The layer's ``Cout/L`` group images (see the module docstring); each one's ``meta``
+    is its sparse-format sidecar, so ``sparse_format.decode(image.words, image.meta)``
+    gives the group's rows back."""
+    weights, wbits = _mode(weights, wbits)
+    coding, word_bits = layer_format(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
+    W = np.asarray(W)
+    images = []
+    for g in range(W.shape[0] // lanes):
+        own = sparse_format.encode(W[g * lanes:(g + 1) * lanes], weights=weights, wbits=wbits,
+                                   lanes=lanes, simd=simd, coding=coding)
+        stream = sparse_format.words_to_bits(own.words, own.word_bits)[:own.meta["stream_bits"]]
+        words = sparse_format.bits_to_words(stream, word_bits)
+        depth = len(words)
+        meta = {**own.meta, "word_bits": word_bits, "depth": depth, "bits": depth * word_bits,
+                "pad_bits": depth * word_bits - len(stream), "group": g,
+                "bits_per_weight": round(depth * word_bits / own.meta["cout"]
+                                         / own.meta["reduce"], 6)}
+        images.append(SparseImage(words=words, word_bits=word_bits, meta=meta))
+    return images
+
+
+def beat_bytes(bits: int, bus_bytes: int) -> int:
+    """Bytes of ``bits`` bits in whole bus beats."""
+    _check_bus(bus_bytes)
+    return _ceil(_ceil(bits, 8), bus_bytes) * bus_bytes
+
+
+def group_bytes(W, *, weights, wbits=None, lanes, simd, bus_bytes) -> list[int]:
+    """Each group image's length in memory (whole bus beats), from the beats' bit counts
+    alone (the functions the writer uses, no words built): what the planner needs."""
+    weights, wbits = _mode(weights, wbits)
+    coding, word_bits = layer_format(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
+    beats = sparse_format.to_beats(np.asarray(W), lanes, simd)
+    bits = sparse_format.beat_bits(beats, weights=weights, wbits=wbits, coding=coding)
+    per_group = bits.reshape(-1, len(beats) // (np.asarray(W).shape[0] // lanes)).sum(axis=1)
+    return [beat_bytes(_ceil(int(b), word_bits) * word_bits, bus_bytes) for b in per_group]
+
+
+def offchip_bytes(W, *, weights, wbits=None, lanes, simd, bus_bytes) -> int:
+    """Bytes the stage reads from off-chip memory a frame: every group once, whole beats."""
+    return sum(group_bytes(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd,
+                           bus_bytes=bus_bytes))
+
+
+def words_to_bytes(words, word_bits: int, nbytes: int) -> bytes:
+    """A group's words as its memory image: one LSB-first bit stream, ``nbytes`` long."""
+    stream = sparse_format.words_to_bits(words, word_bits)
+    data = np.packbits(stream, bitorder="little").tobytes()
+    if len(data) > nbytes:
+        raise ValueError(f"nbytes: {len(words)} words of {word_bits} bits need {len(data)} "
+                         f"bytes, got {nbytes}")
+    return data + bytes(nbytes - len(data))
+
+
+def bytes_to_words(data: bytes, word_bits: int) -> list[int]:
+    """Every whole word in ``data`` (inverse of :func:`words_to_bytes`; the padding to
+    whole bus beats comes back as trailing zero words)."""
+    bits = np.unpackbits(np.frombuffer(bytes(data), dtype=np.uint8), bitorder="little")
+    count = len(bits) // word_bits
+    return sparse_format.bits_to_words(bits[:count * word_bits], word_bits) if count else []
+
+
+def _fold(item):
+    """``(name, W, weights, wbits, lanes, simd)`` of one ``layout`` entry."""
+    layer, lanes, simd = item
+    if isinstance(layer, dict):
+        name, W, weights, wbits = layer["name"], layer["W"], layer["weights"], layer.get("wbits")
+    else:
+        name, W, weights, wbits = layer.name, layer.W, layer.weights, getattr(layer, "wbits", None)
+    if W is None:
+        raise ValueError(f"layers: layer {name!r} has no weights")
+    weights, wbits = _mode(weights, wbits)
+    return name, W, weights, wbits, lanes, simd
+
+
+def layout(layers, *, base: int = 0, bus_bytes: int = 8):
+    """``(weights.bin bytes, memory_map dict)`` for the frame-based layers.
+
+    ``layers``: ``[(layer, lanes, simd), ...]`` in address order, ``layer`` a
+    ``quant.reference.IntLayer`` (``name``, ``W``, ``weights`` as a plan mode word) or a
+    dict with ``name``, ``W``, ``weights`` (and ``wbits`` for ``"int"``).  ``base``: the
+    address weights.bin is loaded at, a multiple of 64.  Deterministic: the same layers
+    give the same bytes.
+    """
+    _check_bus(bus_bytes)
+    if isinstance(base, bool) or not isinstance(base, int) or base < 0 or base % ALIGN:
+        raise ValueError(f"base: must be a non-negative multiple of {ALIGN}, got {base!r}")
+    image = bytearray()
+    entries = {}
+    for item in layers:
+        name, W, weights, wbits, lanes, simd = _fold(item)
+        if name in entries:
+            raise ValueError(f"layers: layer {name!r} appears twice")
+        groups = []
+        for group in group_images(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd):
+            image += bytes(_ceil(len(image), ALIGN) * ALIGN - len(image))
+            size = beat_bytes(group.bits, bus_bytes)
+            groups.append([len(image), size])
+            image += words_to_bytes(group.words, group.word_bits, size)
+        start = groups[0][0]
+        entries[name] = {"offset": start, "bytes": len(image) - start, "groups": groups}
+    if base + len(image) > ADDRESS_LIMIT:
+        raise ValueError(f"base: the image ends at {base + len(image):#x}, beyond the 32-bit "
+                         f"address space")
+    return bytes(image), {"base": base, "bus_bytes": bus_bytes, "layers": entries}
+
+
+def read_words(data: bytes, memory_map: dict, layer: str, group: int, word_bits: int) -> list[int]:
+    """Group ``group`` of ``layer`` as words of ``word_bits`` (the stage's decoder width,
+    ``group_images(...)[g].word_bits``), from weights.bin's bytes and its map: the group's
+    ``depth`` words followed by the zero words of its padding to whole bus beats."""
+    try:
+        offset, size = memory_map["layers"][layer]["groups"][group]
+    except (KeyError, IndexError):
+        raise ValueError(f"layer: no group {group} of {layer!r} in the memory map") from None
+    if offset + size > len(data):
+        raise ValueError(f"data: {len(data)} bytes end before group {group} of {layer!r} "
+                         f"({offset}+{size})")
+    return bytes_to_words(data[offset:offset + size], word_bits)
