@@ -424,7 +424,8 @@ def pool_output(aclk, aresetn, m_out, *, take, free, v, old, esel, efresh, flush
                 lanes, abits, slots, signed):
     """The value sent, in two registered stages beside the slot update: (1) the beat and
     the ending window's stored slot (chosen by ``esel``), (2) their maximum (the beat
-    alone when the window opened at it; the slot alone during a flush).  ``free``: stage
+    alone when the window opened at it; the slot alone during a flush), with a skid
+    register.  ``free``: stage
     1 can take a beat now; ``is_last`` (``None``: no ``tlast``) marks the frame's last."""
     lane_bits = lanes * abits
     units, chosen, folded = [], [], []
@@ -448,10 +449,15 @@ def pool_output(aclk, aresetn, m_out, *, take, free, v, old, esel, efresh, flush
                                        else chosen[0])
     result = ConcatSignal(*reversed(folded)) if lanes > 1 else folded[0]
 
+    # Stage 2 is a skid buffer: what it takes depends on its own registers only, so no
+    # path runs from the downstream ready through this pass's enables.
+    skid_valid = Signal(bool(0))
+    skid_data = Signal(intbv(0)[lane_bits:])
+
     @always_comb
     def flow():
-        move.next = s1_valid and (not out_valid or m_out.tready)
-        free.next = not s1_valid or not out_valid or m_out.tready
+        move.next = s1_valid and not skid_valid
+        free.next = not s1_valid or not skid_valid
 
     @always_seq(aclk.posedge, reset=aresetn)
     def stage1():
@@ -466,11 +472,19 @@ def pool_output(aclk, aresetn, m_out, *, take, free, v, old, esel, efresh, flush
 
     @always_seq(aclk.posedge, reset=aresetn)
     def stage2():
-        if move:
-            out_valid.next = 1
-            out_data.next = result
-        elif m_out.tready:
-            out_valid.next = 0
+        if not out_valid or m_out.tready:
+            if skid_valid:
+                out_data.next = skid_data
+                out_valid.next = 1
+                skid_valid.next = 0
+            elif move:
+                out_data.next = result
+                out_valid.next = 1
+            else:
+                out_valid.next = 0
+        elif move:
+            skid_data.next = result
+            skid_valid.next = 1
 
     @always_comb
     def drive():
@@ -479,14 +493,19 @@ def pool_output(aclk, aresetn, m_out, *, take, free, v, old, esel, efresh, flush
 
     if is_last is None:
         return units, flow, stage1, stage2, drive
-    s1_last, out_last = Signal(bool(0)), Signal(bool(0))
+    s1_last, out_last, skid_last = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
 
     @always_seq(aclk.posedge, reset=aresetn)
     def last_flag():
         if take:
             s1_last.next = is_last
-        if move:
-            out_last.next = s1_last
+        if not out_valid or m_out.tready:
+            if skid_valid:
+                out_last.next = skid_last
+            elif move:
+                out_last.next = s1_last
+        elif move:
+            skid_last.next = s1_last
 
     @always_comb
     def drive_last():
