@@ -51,7 +51,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "assemble", help="plan a network's accelerator and write its Verilog, model and report")
     parser.add_argument("plan", metavar="PLAN", help="plan file (YAML)")
-    parser.add_argument("-o", "--output", required=True, metavar="DIR")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR",
+                        help="output directory (new, empty, or a previous assemble output, "
+                             "which is replaced)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model", metavar="QDIR", help="a `cnn-ip quantize` output directory")
     source.add_argument("--random-weights", action="store_true",
