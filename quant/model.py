@@ -81,7 +81,8 @@ def layers_from_module(module: nn.Module, input_shape, *, weights="int8", act_bi
                        sparsity=0.0):
     """Plan-like layer specs from an ``nn.Sequential`` of Conv2d [BatchNorm2d] act, MaxPool2d,
     Flatten, Linear; every weight layer gets the given ``weights``/``act_bits``/``sparsity``.
-    The last module group must be the ``Linear`` classifier.  Returns ``(specs, FloatNet)``
+    The last module group is the ``Linear`` classifier or a ``Conv2d`` head without an
+    activation (a detector, ``quant.detect``).  Returns ``(specs, FloatNet)``
     with the module's parameters copied in."""
     mods = [m for m in module if not isinstance(m, nn.Flatten)]
     specs, shape, sources, i = [], tuple(input_shape), [], 0
