@@ -195,22 +195,34 @@ def slot_lane(v, old, older, n, first, shift, *, youngest, signed, abits):
 
 
 @block
-def slot_memory(aclk, aresetn, *, write, waddr, wdata, read, rdata, depth):
-    """``depth`` words (``blocks.ram``: LUT RAM or block RAM by size), read one beat
-    ahead; a register when ``depth`` is 1 (the word read next is the one written now).
-
-    The write is registered (it lands a cycle after its beat), so the slot update ends in
-    a register, not at the RAM.  The next read of that word comes ``depth - 1`` beats
-    later: with 3 or more words the write has landed; with 2 it may land on that very
-    edge, so the read takes the written word from the write register instead.
+def slot_memory(aclk, aresetn, *, waddr, wdata, read, rdata, flushing, depth):
+    """``depth`` words, each read one beat ahead of its use.  Words are used in turn, so
+    up to 2 words are a delay line of registers (no address, no multiplexer); deeper a
+    ``blocks.ram`` (LUT RAM or block RAM by size) with a registered write: the slot
+    update ends in a register, and the word is read again ``depth - 1 >= 2`` beats
+    later, after the write has landed.
     """
     if depth == 1:
         @always(aclk.posedge)
         def hold():
-            if write:
+            if read and not flushing:
                 rdata.next = wdata
-        waddr.read = read.read = True
+        waddr.read = True
         return hold
+    if depth == 2:
+        nearer = Signal(intbv(0)[len(wdata):])
+
+        @always(aclk.posedge)
+        def delay():
+            # A flush beat writes nothing: the words go round, for the next flushed window.
+            if read:
+                if flushing:
+                    nearer.next = rdata
+                else:
+                    nearer.next = wdata
+                rdata.next = nearer
+        waddr.read = True
+        return delay
     # Addresses exactly as wide as the depth needs (the beat counter is wider).  The read
     # address, the next beat's, is a register of its own: no adder before the RAM.
     bits = (depth - 1).bit_length()
@@ -226,7 +238,7 @@ def slot_memory(aclk, aresetn, *, write, waddr, wdata, read, rdata, depth):
 
     @always_seq(aclk.posedge, reset=aresetn)
     def registers():
-        we_d.next = write
+        we_d.next = read and not flushing
         if read:
             if ra == LAST:
                 ra.next = 0
@@ -238,28 +250,9 @@ def slot_memory(aclk, aresetn, *, write, waddr, wdata, read, rdata, depth):
         wa_d.next = wa
         wd_d.next = wdata
 
-    if depth > 2:
-        return write_address, registers, write_register, ram(
-            aclk, write=we_d, waddr=wa_d, wdata=wd_d, read=read, raddr=ra, rdata=rdata,
-            depth=depth)
-    raw, fwd_data = Signal(intbv(0)[len(wdata):]), Signal(intbv(0)[len(wdata):])
-    fwd = Signal(bool(0))
-
-    @always(aclk.posedge)
-    def forward():
-        if read:
-            fwd.next = we_d and wa_d == ra
-            fwd_data.next = wd_d
-
-    @always_comb
-    def choose():
-        if fwd:
-            rdata.next = fwd_data
-        else:
-            rdata.next = raw
-    memory = ram(aclk, write=we_d, waddr=wa_d, wdata=wd_d, read=read, raddr=ra, rdata=raw,
-                 depth=depth)
-    return write_address, registers, write_register, forward, choose, memory
+    return write_address, registers, write_register, ram(
+        aclk, write=we_d, waddr=wa_d, wdata=wd_d, read=read, raddr=ra, rdata=rdata,
+        depth=depth)
 
 
 @block
@@ -566,7 +559,6 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
     def beat_done():
         item_done.next = j == LAST_BEAT
 
-    write = Signal(bool(0))
     # A plain signal for the RAM's template: MyHDL writes a ConcatSignal's assignment only
     # when a generator reads it.
     wdata = Signal(intbv(0)[word_bits:])
@@ -575,15 +567,14 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
     def word_in():
         wdata.next = new
 
-    memory = slot_memory(aclk, aresetn, write=write, waddr=j, wdata=wdata, read=advance,
-                         rdata=old, depth=span)
+    memory = slot_memory(aclk, aresetn, waddr=j, wdata=wdata, read=advance,
+                         rdata=old, flushing=flushing, depth=span)
 
     @always_comb
     def handshake():
         emit.next = flushing or end
         advance.next = (flushing or s_in.tvalid) and (free or not (flushing or end))
         s_in.tready.next = not flushing and (free or not end)
-        write.next = s_in.tvalid and not flushing and (free or not end)
 
     @always_comb
     def input_value():

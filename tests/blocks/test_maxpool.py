@@ -20,6 +20,8 @@ CASES = [
     (dict(width=7, height=7, channels=2, lanes=2, k=1, stride=3, abits=5), "random"),
     (dict(width=6, height=5, channels=3, lanes=1, k=3, stride=1, pad=2, abits=1, signed=True),
      "extremes"),
+    (dict(width=6, height=4, channels=2, lanes=2, k=3, stride=1, pad=2, abits=6), "random"),
+    (dict(width=6, height=4, channels=4, lanes=2, k=3, stride=1, pad=2, abits=6), "random"),
 ]
 
 
