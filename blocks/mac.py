@@ -2,10 +2,13 @@
 
 ``lanes`` output channels in parallel, each taking the dot product of the activation
 stream with its own weight stream, ``simd`` elements per beat.  Binary and ternary weights
-need no multiplier (add, subtract or skip); ``int`` weights use one multiplier per
-element, with registered operands and products so synthesis maps them to pipelined DSPs
-(products of 9 bits or more; narrower ones become LUTs).  Measured timing and the
-estimate's calibration: ``docs/estimates.md``.
+need no multiplier (add, subtract or skip); ``int`` weights use one ``blocks.dsp_mult``
+per element (operand, product and output registers: a pipelined DSP for products of 9
+bits or more, LUTs for narrower ones).  ``target`` picks the multiplier's mapping: on an
+ECP5 device an instantiated ``MULT18X18D`` with its registers inside (Yosys packs none
+into an inferred one, which caps the array near 140 MHz), written with its simulation
+model ``MULT18X18D_sim.v`` beside the Verilog.  Measured timing and the estimate's
+calibration: ``docs/estimates.md``.
 
 Parameters
 ----------
@@ -17,6 +20,9 @@ wbits : int, 2..8         N, bits of an ``int`` weight (two's complement); ignor
 abits : int, 1..8         A, activation bits
 asigned : bool            activations are two's complement (first layer) instead of unsigned
 reduce : int, 1..2**20    R, the longest dot product in elements; sizes the accumulator
+target : str              ``generic`` (default: inferred multipliers) or a device name of
+                          ``fpga/devices.py`` (ECP5: ``MULT18X18D`` for int products of 9
+                          bits or more); the same ports, numbers and latency on every target
 
 Ports (WB = 1, 2 or N; ACC from :func:`acc_bits`, reported in the JSON sidecar)
 -----
@@ -34,9 +40,11 @@ consumed, one output beat carries, per lane, the sum over the dot product's beat
 
 Latency and throughput
 ----------------------
-``3 + ceil(log2(S))`` cycles from the edge that consumes the ``tlast`` beat to the edge on
-which the result can first be taken: an operand register, a product register, one
-register per adder-tree level, and the accumulator/output register.  One beat per cycle
+``3 + ceil(log2(S))`` cycles (binary, ternary) or ``4 + ceil(log2(S))`` (int) from the
+edge that consumes the ``tlast`` beat to the edge on which the result can first be taken:
+an operand register and a product register (int: the multiplier's operand, product and
+output registers), one register per adder-tree level, and the accumulator/output
+register.  The latency is the same on every ``target``.  One beat per cycle
 sustained while ``m_axis_acc`` is not back-pressured; a stalled result holds the whole
 pipeline (and the input ``tready``) until it is taken.  No input value within ``reduce``
 elements can overflow the accumulator.
@@ -48,6 +56,7 @@ import math
 import numpy as np
 from myhdl import ConcatSignal, Signal, always, always_comb, always_seq, block, concat, intbv
 
+from blocks.dsp_mult import TARGETS, dsp_mult, write_sim_files
 from blocks.ram import add_blocks
 from blocks.spec import BlockDef, Param, check_width, weight_params
 from blocks.stream import Axis, clock_reset
@@ -60,6 +69,8 @@ PARAMS = (
     Param("abits", int, lo=1, hi=8, help="activation bits (A)"),
     Param("asigned", bool, default=False, help="signed activations (first layer)"),
     Param("reduce", int, lo=1, hi=1 << 20, help="longest dot product in elements (R)"),
+    Param("target", str, default="generic", choices=TARGETS,
+          help="multiplier mapping: generic (inferred) or the device the design is for"),
 )
 
 
@@ -102,8 +113,10 @@ def tree_levels(simd: int) -> int:
     return math.ceil(math.log2(simd)) if simd > 1 else 0
 
 
-def latency(simd: int) -> int:
-    return 3 + tree_levels(simd)
+def latency(simd: int, weights: str = "binary") -> int:
+    """Cycles from the ``tlast`` beat to its result; int weights pass a three-register
+    multiplier (``dsp_mult``) where the others have an operand and a product register."""
+    return (4 if weights == "int" else 3) + tree_levels(simd)
 
 
 # ------------------------------------------------------------------------ sub-blocks
@@ -140,6 +153,23 @@ def field_register(aclk, enable, bus, q, *, lo, signed):
             q.next = bus[hi:lo]
 
     return load_signed if signed else load
+
+
+@block
+def field_wire(bus, q, *, lo, signed):
+    """``q`` = field ``bus[lo + len(q) - 1 : lo]``, as a signed value if asked (unregistered:
+    the multiplier's operand register takes it; constant slices, see field_register)."""
+    hi = lo + len(q)
+
+    @always_comb
+    def pick_signed():
+        q.next = bus[hi:lo].signed()
+
+    @always_comb
+    def pick():
+        q.next = bus[hi:lo]
+
+    return pick_signed if signed else pick
 
 
 @block
@@ -185,19 +215,17 @@ def add(aclk, enable, a, b, total):
 
 
 @block
-def accumulate(aclk, enable, valid, last, fresh, psum, acc, result):
-    """Per-lane accumulator: restarts after a ``last`` beat, hands the total to ``result``."""
+def accumulate(aclk, aresetn, enable, valid, last, psum, acc, result):
+    """Per-lane accumulator: hands ``acc + psum`` to ``result`` on a ``last`` beat and
+    restarts from 0.  Clearing instead of selecting ``psum`` for a dot product's first beat
+    keeps a multiplexer off the carry chain (the clear is the flip-flops' synchronous reset)."""
 
-    @always(aclk.posedge)
+    @always_seq(aclk.posedge, reset=aresetn)
     def step():
         if enable and valid:
             if last:
-                if fresh:
-                    result.next = psum
-                else:
-                    result.next = acc + psum
-            elif fresh:
-                acc.next = psum
+                result.next = acc + psum
+                acc.next = 0
             else:
                 acc.next = acc + psum
 
@@ -247,43 +275,53 @@ def adder_tree(aclk, enable, leaves, root, *, lo, hi):
 
 @block
 def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd, weights,
-              wbits=8, abits, asigned=False, reduce):
+              wbits=8, abits, asigned=False, reduce, target="generic"):
     """Mixed-precision MAC array; see the module docstring."""
     p = BLOCK.validate(lanes=lanes, simd=simd, weights=weights, wbits=wbits, abits=abits,
-                       asigned=asigned, reduce=reduce)
+                       asigned=asigned, reduce=reduce, target=target)
     wb = weight_modes.code_bits(weights, wbits)
     acc_width = acc_bits(**p)
     check_width("s_axis_act.tdata", s_axis_act.tdata, simd * abits)
     check_width("s_axis_wgt.tdata", s_axis_wgt.tdata, lanes * simd * wb)
     check_width("m_axis_acc.tdata", m_axis_acc.tdata, lanes * acc_width)
     plo, phi = product_range(weights=weights, wbits=wbits, abits=abits, asigned=asigned)
-    depth = latency(simd) - 1  # pipeline stages before the accumulator
+    depth = latency(simd, weights) - 1  # pipeline stages before the accumulator
+    mult_target = multiplier_target(**p)
 
     enable = Signal(bool(0))
     out_valid = Signal(bool(0))
     valid = Signal(intbv(0)[depth:])  # a beat's valid and last flags, one bit per stage
     last = Signal(intbv(0)[depth:])
     valid_out, last_out = valid(depth - 1), last(depth - 1)
-    fresh = Signal(bool(1))
     parts = []
 
-    # Stage 1: operand registers; stage 2: products; then the adder tree per lane.
+    # binary/ternary: operand registers, then products; int: the multipliers' own
+    # registers take the operand fields.  Then the adder tree per lane.
     acts = []
     for s in range(simd):
         a = signal_range(*act_range(abits, asigned))
-        parts.append(field_register(aclk, enable, s_axis_act.tdata, a, lo=s * abits,
-                                    signed=asigned))
+        if weights == "int":
+            parts.append(field_wire(s_axis_act.tdata, a, lo=s * abits, signed=asigned))
+        else:
+            parts.append(field_register(aclk, enable, s_axis_act.tdata, a, lo=s * abits,
+                                        signed=asigned))
         acts.append(a)
     results = []
     for lane in range(lanes):
         products = []
         for s in range(simd):
             idx = lane * simd + s
-            code = Signal(intbv(0)[wb:])
-            parts.append(field_register(aclk, enable, s_axis_wgt.tdata, code, lo=idx * wb,
-                                        signed=False))
             product = acc_signal(acc_width) if simd == 1 else signal_range(plo, phi)
-            parts.append(multiply(aclk, enable, acts[s], code, product, weights=weights))
+            if weights == "int":
+                value = signal_range(*weight_modes.value_range(weights, wbits))
+                parts.append(field_wire(s_axis_wgt.tdata, value, lo=idx * wb, signed=True))
+                parts.append(dsp_mult(aclk, enable, acts[s], value, product,
+                                      target=mult_target))
+            else:
+                code = Signal(intbv(0)[wb:])
+                parts.append(field_register(aclk, enable, s_axis_wgt.tdata, code,
+                                            lo=idx * wb, signed=False))
+                parts.append(multiply(aclk, enable, acts[s], code, product, weights=weights))
             products.append(product)
         # The tree root (or the lone product) is as wide as the accumulator, so that no
         # narrower signed value meets the accumulator (Verilator WIDTH, sign extension).
@@ -293,7 +331,7 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
             psum = acc_signal(acc_width)
             parts.append(adder_tree(aclk, enable, products, psum, lo=plo, hi=phi))
         acc, result = acc_signal(acc_width), acc_signal(acc_width)
-        parts.append(accumulate(aclk, enable, valid_out, last_out, fresh, psum, acc, result))
+        parts.append(accumulate(aclk, aresetn, enable, valid_out, last_out, psum, acc, result))
         results.append(result)
     lane_sums = ConcatSignal(*reversed(results)) if lanes > 1 else results[0](acc_width, 0)
 
@@ -308,8 +346,6 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
         if enable:
             valid.next = concat(valid[depth - 1:0], s_axis_act.tvalid and s_axis_wgt.tvalid)
             last.next = concat(last[depth - 1:0], s_axis_act.tlast)
-            if valid_out:
-                fresh.next = last_out
             out_valid.next = valid_out and last_out
 
     @always_comb
@@ -352,6 +388,19 @@ def uses_dsp(*, weights, wbits, abits, asigned, **_) -> bool:
     return weights == "int" and signed_bits(lo, hi) >= DSP_MIN_PRODUCT_BITS
 
 
+def multiplier_target(*, target, **p) -> str:
+    """The ``dsp_mult`` target of an int array: the device's DSP primitive where synthesis
+    would use a DSP anyway (products of 9 bits or more), inferred LUTs otherwise."""
+    return target if uses_dsp(**p) else "generic"
+
+
+def write_files(args: dict, out_dir) -> list:
+    """The multiplier's simulation model beside the Verilog, when the array has one."""
+    if args["weights"] != "int":
+        return []
+    return write_sim_files(multiplier_target(**args), out_dir)
+
+
 def tree_level_bits(simd: int, lo: int, hi: int) -> list[int]:
     """Register bits of each adder-tree level of one lane (level 1 first).
 
@@ -366,14 +415,26 @@ def tree_level_bits(simd: int, lo: int, hi: int) -> list[int]:
     return bits
 
 
-def estimate(*, lanes, simd, weights, wbits, abits, asigned, reduce):
+def tree_adder_bits(simd: int, lo: int, hi: int) -> int:
+    """Adder output bits of one lane's tree (an odd leaf's holding register adds none)."""
+    bits, count, leaves = 0, simd, 1
+    while count > 1:
+        leaves *= 2
+        bits += (count // 2) * signed_bits(leaves * lo, leaves * hi)
+        count = (count + 1) // 2
+    return bits
+
+
+def estimate(*, lanes, simd, weights, wbits, abits, asigned, reduce, target="generic"):
     """Analytic cost, calibrated against Yosys ``synth_xilinx`` (docs/estimates.md).
 
-    Without DSPs every operand, product and tree register is fabric; one LUT per adder
-    or negate output bit; an int LUT multiplier costs about ``wbits * abits'`` LUTs.  With
-    DSPs (int products of 9 bits or more) the operand and product registers and the first
-    tree level fold into the DSP.  Each lane adds an accumulator and a result register,
-    and an adder plus a restart multiplexer, all ``ACC`` bits wide.
+    Without DSPs every operand, product and tree register is fabric (an int LUT
+    multiplier has a product and an output register); one LUT per adder or negate output
+    bit; an int LUT multiplier costs about ``wbits * abits'`` LUTs.  With DSPs (int
+    products of 9 bits or more) the multiplier's three registers fold into the DSP, the
+    adder tree stays in fabric.  Each lane adds an accumulator and a result register and
+    an adder, all ``ACC`` bits wide.  ``target`` changes where the multiplier's registers
+    sit, not their number.
     """
     p = dict(weights=weights, wbits=wbits, abits=abits, asigned=asigned)
     wb = weight_modes.code_bits(weights, wbits)
@@ -381,30 +442,34 @@ def estimate(*, lanes, simd, weights, wbits, abits, asigned, reduce):
     plo, phi = product_range(**p)
     pbits = signed_bits(plo, phi)
     tree = tree_level_bits(simd, plo, phi)
-    control_ff = 2 * (latency(simd) - 1) + 2
+    adders = tree_adder_bits(simd, plo, phi)
+    control_ff = 2 * (latency(simd, weights) - 1) + 2
     lane_acc = 2 * acc
     if uses_dsp(**p):
-        fabric_tree = sum(tree[1:])
-        lut = lanes * (fabric_tree + lane_acc) + 8
-        ff = lanes * (fabric_tree + lane_acc) + control_ff
+        lut = lanes * (adders + lane_acc) + 8
+        ff = lanes * (sum(tree) + lane_acc) + control_ff
     else:
         act_bits = abits if asigned else abits + 1  # unsigned activations widen by a sign bit
         per_product = wbits * act_bits if weights == "int" else pbits
         product_ff = pbits if simd > 1 else acc  # a lone product is accumulator-wide
-        lut = lanes * (simd * per_product + sum(tree) + lane_acc) + 8
+        if weights == "int":
+            product_ff += pbits                   # the multiplier's product register
+        lut = lanes * (simd * per_product + adders + lane_acc) + 8
         ff = (simd * abits + lanes * simd * (wb + product_ff)
               + lanes * (sum(tree) + lane_acc) + control_ff)
     return {"lut": lut, "ff": ff, "dsp": lanes * simd if uses_dsp(**p) else 0,
-            "bram_bits": 0, "bram": add_blocks(), "latency": latency(simd), "cycles": 1, "per": "beat"}
+            "bram_bits": 0, "bram": add_blocks(), "latency": latency(simd, weights),
+            "cycles": 1, "per": "beat"}
 
 
 def derived(**p):
     return {"acc_bits": acc_bits(**p), "code_bits": weight_modes.code_bits(p["weights"], p["wbits"]),
-            "latency": latency(p["simd"]), "product_range": list(product_range(
-                weights=p["weights"], wbits=p["wbits"], abits=p["abits"], asigned=p["asigned"]))}
+            "latency": latency(p["simd"], p["weights"]), "product_range": list(product_range(
+                weights=p["weights"], wbits=p["wbits"], abits=p["abits"], asigned=p["asigned"])),
+            "multiplier": multiplier_target(**p) if p["weights"] == "int" else None}
 
 
-def ports(*, lanes, simd, weights, wbits, abits, asigned, reduce):
+def ports(*, lanes, simd, weights, wbits, abits, asigned, reduce, target="generic"):
     wb = weight_modes.code_bits(weights, wbits)
     acc = acc_bits(simd=simd, weights=weights, wbits=wbits, abits=abits, asigned=asigned,
                    reduce=reduce)
@@ -415,7 +480,7 @@ def ports(*, lanes, simd, weights, wbits, abits, asigned, reduce):
 
 BLOCK = BlockDef(
     name="mac_array", build=mac_array, params=PARAMS, ports=ports, golden=golden,
-    estimate=estimate, derived=derived,
+    estimate=estimate, derived=derived, write_files=write_files,
     example=lambda: {"lanes": 8, "simd": 16, "weights": "ternary", "abits": 4, "reduce": 576},
     lint_waivers={},
 )

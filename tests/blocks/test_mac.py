@@ -113,9 +113,14 @@ def test_accumulator_is_no_wider_than_needed():
         assert extreme > 2 ** (mac.acc_bits(**p) - 2) - 1, config
 
 
-@pytest.mark.parametrize("simd", [1, 3, 8])
-def test_one_beat_per_cycle_and_documented_latency(hdl, tmp_path, simd):
-    p = full(dict(lanes=2, simd=simd, weights="int", wbits=4, abits=4, reduce=4 * simd))
+# The docstring's latency: 3 + ceil(log2(S)) without multipliers, 4 + ceil(log2(S)) with
+# the three-register multiplier (int), on every target.
+LATENCY = {("int", 1): 4, ("int", 3): 6, ("int", 8): 7, ("ternary", 8): 6, ("binary", 3): 5}
+
+
+@pytest.mark.parametrize("weights,simd", sorted(LATENCY))
+def test_one_beat_per_cycle_and_documented_latency(hdl, tmp_path, weights, simd):
+    p = full(dict(lanes=2, simd=simd, weights=weights, wbits=4, abits=4, reduce=4 * simd))
     rng = np.random.default_rng(simd)
     acts, wgts, lasts = random_dots(rng, p, count=12)
     got, expected, out = run(p, acts, wgts, lasts, hdl=hdl, workdir=tmp_path)
@@ -124,10 +129,59 @@ def test_one_beat_per_cycle_and_documented_latency(hdl, tmp_path, simd):
     assert taken[-1] - taken[0] == len(taken) - 1  # no bubble on the input side
     last_in = [b.cycle for b in out["s_axis_act"] if b.last]
     results = [b.cycle for b in out["m_axis_acc"]]
-    assert [r - i for r, i in zip(results, last_in)] == [mac.latency(simd)] * len(results)
+    latency = LATENCY[weights, simd]
+    assert [r - i for r, i in zip(results, last_in)] == [latency] * len(results)
+    assert mac.latency(simd, weights) == mac.estimate(**p)["latency"] == latency
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+@pytest.fixture
+def sim_models(monkeypatch):
+    """Icarus reads the ``*_sim.v`` models the generator wrote beside the Verilog, as a
+    user's simulator run over the directory does (``run_streams`` compiles the block alone)."""
+    from cnn_ip import cosim
+
+    compile_icarus = cosim.compile_icarus
+
+    def with_models(workdir, sources, top):
+        models = sorted(p.name for p in workdir.glob("*_sim.v"))
+        return compile_icarus(workdir, [*sources, *models], top)
+
+    monkeypatch.setattr(cosim, "compile_icarus", with_models)
+
+
+ECP5_CONFIGS = [  # int products of 9 bits or more: MULT18X18D on ECP5
+    dict(lanes=4, simd=4, weights="int", wbits=8, abits=8, asigned=False, reduce=64),
+    dict(lanes=2, simd=3, weights="int", wbits=8, abits=8, asigned=True, reduce=30),
+    dict(lanes=1, simd=1, weights="int", wbits=6, abits=4, asigned=False, reduce=5),
+]
+
+
+@pytest.mark.parametrize("config", ECP5_CONFIGS,
+                         ids=[f"L{c['lanes']}S{c['simd']}w{c['wbits']}" for c in ECP5_CONFIGS])
+def test_ecp5_multipliers_match_generic_and_golden(tmp_path, sim_models, config):
+    """The MULT18X18D path (Icarus, with MULT18X18D_sim.v) and the inferred path: both
+    bit-exact on the same random and extreme stimulus, result for result on the same cycle."""
+    rng = np.random.default_rng(config["lanes"] * 10 + config["simd"])
+    runs = {}
+    for target in ("generic", "ecp5-85f"):
+        p = full({**config, "target": target})
+        stimulus = [random_dots(rng, p, count=5), worst_case_dots(p)] if not runs else stimulus
+        beats = []
+        for i, (acts, wgts, lasts) in enumerate(stimulus):
+            workdir = tmp_path / f"{target}-{i}"
+            got, expected, out = run(p, acts, wgts, lasts, hdl="icarus", workdir=workdir,
+                                     seed=i, idle={"s_axis_act": 0.3, "s_axis_wgt": 0.2},
+                                     stall=0.3)
+            np.testing.assert_array_equal(got, expected)
+            beats.append([(b.data, b.cycle) for b in out["m_axis_acc"]])
+        runs[target] = beats
+    assert (tmp_path / "ecp5-85f-0" / "MULT18X18D_sim.v").exists()
+    assert "MULT18X18D" in (tmp_path / "ecp5-85f-0" / "mac_array.v").read_text()
+    assert runs["generic"] == runs["ecp5-85f"]
+
+
+@pytest.mark.parametrize("config", CONFIGS + [{**ECP5_CONFIGS[0], "target": "ecp5-25f"}],
+                         ids=IDS + ["int8-L4S4-ecp5"])
 def test_lint_clean(tmp_path, config):
     generate(mac.BLOCK, tmp_path, **config)
     lint(tmp_path / "mac_array.v", "mac_array")
