@@ -338,13 +338,16 @@ def prepare_output(out: Path) -> None:
 
 def run(args) -> int:
     from cnn_ip import report
-    from cnn_ip.planner import plan_network
+    from cnn_ip.plan import check_buildable
+    from cnn_ip.planner import plan_network, resolve_device
 
     started = time.monotonic()
     plan = load_plan(args.plan)
     if f"{plan.name}.json" == REPORT:
         plan.fail("name", f"the top's sidecar {plan.name}.json would overwrite the report; "
                   "choose another name")
+    check_buildable(plan)               # before minutes of quantizing, not after
+    resolve_device(plan)
     plan_text = Path(args.plan).read_text()
     out = Path(args.output)
     prepare_output(out)

@@ -188,3 +188,10 @@ def test_rtl_sidecar_and_byte_identical_conversions(tmp_path, monkeypatch):
         assert files == sorted(str(p.relative_to(other)) for p in other.rglob("*") if p.is_file())
         for item in files:
             assert (a / item).read_bytes() == (other / item).read_bytes(), item
+
+
+def test_plan_mistakes_are_found_before_quantizing(plan_file, tmp_path, capsys):
+    plan_file.write_text(PLAN.replace("device: ecp5-85f\n", ""))
+    err = bad(capsys, [plan_file], tmp_path / "out")
+    assert "tiny.yaml:1: device: missing" in err
+    assert not (tmp_path / "cache" / "quantize").exists()
