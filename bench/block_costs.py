@@ -6,8 +6,9 @@ synthesize it for ``xc7vx485t`` (Yosys ``synth_xilinx`` cell counts) and place a
 on ``ecp5-85f`` out of context at 200 MHz (Yosys ``synth_ecp5`` + nextpnr-ecp5), and compare
 with ``BlockDef.estimate``.  A block with a ``target`` parameter is generated twice: for
 ``generic`` (the Xilinx counts and the estimate) and for ``ecp5-85f`` (placed on ECP5, with
-the device's primitives).  The ECP5 Fmax is the best over placement seeds 1, 2, 3, stopping
-at the first seed that meets the constraint; the table names that seed.  Writes a Markdown
+the device's primitives).  The ECP5 Fmax is placement seed 1's; a near miss (at least
+``NEAR_MISS`` of the constraint) is placed again with seeds 2 and 3 until one meets it,
+and the best is kept; the table names the seed.  Writes a Markdown
 table (default ``docs/estimates.md``) and prints its headline.
 
     .venv/bin/python bench/block_costs.py                     # every block, docs/estimates.md
@@ -36,6 +37,7 @@ XILINX = "xc7vx485t"
 ECP5 = "ecp5-85f"
 CLOCK_MHZ = 200.0       # the paper's clock; every block should place at it on ECP5
 SEEDS = (1, 2, 3)       # nextpnr placement seeds, tried in order until one meets CLOCK_MHZ
+NEAR_MISS = 0.9         # ... for configurations this close to it (others: seed 1 only)
 LUT_FF_TOLERANCE_PCT = 20.0
 
 # Parameters per DESIGN.md Contract 5; values a layer of the paper's detectors or of the
@@ -172,7 +174,7 @@ def synthesize_one(row: dict, pnr_timeout_s: float) -> dict:
         row["seeds"].append((seed, fmax))
         if ECP5 not in row or (fmax or 0) > (row[ECP5]["timing"]["fmax_mhz"] or 0):
             row[ECP5], row["seed"] = report, seed
-        if fmax is None or fmax >= CLOCK_MHZ:
+        if fmax is None or fmax >= CLOCK_MHZ or fmax < NEAR_MISS * CLOCK_MHZ:
             break
     row[f"{ECP5}_s"] = time.monotonic() - started
     return row
@@ -325,8 +327,9 @@ def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float) -
         "RAMs synth_xilinx mapped them to (RAMB18 = 0.5).",
         f"- *ECP5*: {ECP5} after out-of-context place-and-route at {CLOCK_MHZ:g} MHz "
         "(nextpnr-ecp5 `--report`: TRELLIS_COMB, TRELLIS_FF, MULT18X18D, DP16KD, Fmax); "
-        f"Fmax is the best of placement seeds {', '.join(map(str, SEEDS))}, tried in order "
-        f"until one meets {CLOCK_MHZ:g} MHz (the seed that gave it in brackets). A block "
+        f"Fmax from placement seed 1; a near miss (at least {NEAR_MISS:.0%} of the constraint) "
+        f"is placed again with seeds {', '.join(map(str, SEEDS[1:]))} until one meets it, the "
+        "best kept (the seed that gave it in brackets). A block "
         f"with a `target` parameter is placed as generated for {ECP5} (its DSP primitive), "
         "counted on xc7 as generated for `generic`.",
         f"- *outside bounds*: LUT or FF error beyond {LUT_FF_TOLERANCE_PCT:g} %, DSP or "
@@ -393,6 +396,8 @@ def main(argv=None) -> int:
         for future in tqdm(as_completed(futures), total=len(futures), desc="synthesizing",
                            unit="config"):
             rows.append(future.result())
+            # Saved as it goes: a long run stopped early still leaves rows to --reuse.
+            (Path(workdir) / "results.json").write_text(json.dumps(rows, indent=1, default=str))
     if args.reuse:
         measured = {name for name, _ in jobs}
         earlier = [r for r in json.loads(Path(args.reuse).read_text())
