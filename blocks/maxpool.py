@@ -13,11 +13,13 @@ Both passes are one sub-block, :func:`pool_axis`, a 1-D max-pool over a sequence
 ``items`` of ``span`` beats each: along a row an item is a pixel (``span = C/P`` beats),
 down the map an item is a row of the row pass's output (``span = Wo*C/P``).  It holds
 ``NW = ceil(K/stride)`` slots of partial maxima per beat position in one memory word
-(``span`` words of ``NW*P*A`` bits; a register when ``span`` is 1), youngest window in
-slot 0: each beat reads its word, folds its value into every open window (a new window
-takes the value as it is, and shifts the older ones up a slot), writes the word back,
-and when this item is the last real item of the oldest open window sends that window's
-maximum out.
+(``span`` words of ``NW*P*A`` bits: registers up to 2 words, else ``blocks.ram``),
+youngest window in slot 0: each beat reads its word (fetched a beat ahead), folds its
+value into every open window (a new window takes the value as it is, and shifts the
+older ones up a slot), writes the word back (a cycle later, through a register), and
+when this item is the last real item of the oldest open window sends that window's
+maximum out, computed beside the update in two registered stages and a skid register.
+Every per-item decision is a register loaded one item ahead.
 
 Padding: ``pad`` cells before (top, left) and ``pad_end`` after (bottom, right) hold the
 smallest value of the input's range.  Every window holds at least one real cell
@@ -691,9 +693,10 @@ def memories(*, width, channels, lanes=1, k, stride=1, pad=0, pad_end=-1, abits,
 
 def estimate(*, width, height, channels, lanes=1, k, stride=1, pad=0, pad_end=-1, abits,
              signed=False):
-    """Cost per pass: the slot memory (``blocks.ram.estimate``, or a register word), a
-    compare and two selects of A bits for every slot lane, the flush and slot selection
-    of the output, the output register and the counters."""
+    """Cost per pass: the slot memory (up to 2 words: registers; deeper:
+    ``blocks.ram.estimate`` plus the write register), the update of every slot lane
+    (select, compare, select), the output (slot select, compare, select; two stages and a
+    skid register) and the counters."""
     p = dict(width=width, channels=channels, lanes=lanes, k=k, stride=stride, pad=pad,
              pad_end=pad_end, abits=abits)
     pe = after(pad, pad_end)
@@ -703,14 +706,17 @@ def estimate(*, width, height, channels, lanes=1, k, stride=1, pad=0, pad_end=-1
     lut = ff = bits = 0
     blocks = []
     for word, depth in memories(**p):
-        if depth > 1:
+        if depth > 2:
             memory = ram_estimate(width=word, depth=depth)
-            lut, ff, bits = lut + memory["lut"], ff + memory["ff"], bits + memory["bram_bits"]
+            address = (depth - 1).bit_length()
+            lut += memory["lut"] + address
+            ff += memory["ff"] + word + 3 * address + 1
+            bits += memory["bram_bits"]
             blocks.append(memory["bram"])
         else:
-            ff += word
-        lut += 3 * word + lane_bits * slots + 40
-        ff += lane_bits + 40
+            ff += depth * word
+        lut += 3 * word + 3 * lane_bits + lane_bits * (slots - 1) + 40
+        ff += 5 * lane_bits + 40
     fx = geometry(width, k, stride, pad, pe)["flush"]
     first = ((k - 1 - pad) * (width + fx) + k - 1 - pad) * G + 4
     return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": bits,
