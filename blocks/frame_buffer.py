@@ -193,31 +193,33 @@ def bank_enable(we, accept, bank, *, index):
 @block
 def fb_writer(aclk, aresetn, s_axis_px, accept, waddr, bank, wbuf, filled, free, *, geo):
     """Stores input beats in the buffer ``wbuf`` while it is ``free``; ``filled`` pulses
-    with a frame's last beat.  ``waddr`` = the pixel's first word + the word offset."""
+    with a frame's last beat.  ``waddr`` (the beat's word) and ``bank`` are registers
+    loaded with the next beat's place as a beat moves: the RAM's write address comes
+    straight from a flip-flop."""
     NB, CPS, HW, GI, CD, M, BUF = geo.NB, geo.CPS, geo.HW, geo.GI, geo.CD, geo.M, geo.BUF
     running = Signal(bool(0))
     ws, px, sg = _count(CPS), _count(HW), _count(GI)
-    wo, sub_wo = _addr(geo), _addr(geo)          # a word of the pixel
+    wo, sub_wo = _addr(geo), _addr(geo)          # the beat's word within its pixel
     sub_b = _count(NB)
-    pix = _addr(geo)                             # the pixel's first word
-    take = Signal(bool(0))
+    pix = _addr(geo)                             # the pixel's first word of the sub-map
+    pix_next = _addr(geo)
 
     @always_comb
     def handshake():
-        take.next = running and free and s_axis_px.tvalid
         s_axis_px.tready.next = running and free
         accept.next = running and free and s_axis_px.tvalid
         filled.next = (running and free and s_axis_px.tvalid and ws == CPS - 1
                        and px == HW - 1 and sg == GI - 1)
-
-    @always_comb
-    def address():
-        waddr.next = pix + wo
+        pix_next.next = pix + CD
 
     @always_seq(aclk.posedge, reset=aresetn)
     def write():
         running.next = 1
-        if take:
+        if accept:
+            if ws != CPS - 1:
+                ws.next = ws + 1
+            else:
+                ws.next = 0
             if ws != CPS - 1 or (px == HW - 1 and sg != GI - 1):
                 # the next beat continues in channel order (a pixel's next words, or the
                 # next sub-map's first channels)
@@ -227,39 +229,49 @@ def fb_writer(aclk, aresetn, s_axis_px, accept, waddr, bank, wbuf, filled, free,
                 else:
                     bank.next = bank + 1
             if ws != CPS - 1:
-                ws.next = ws + 1
-            else:
-                ws.next = 0
-                if px != HW - 1:                 # next pixel of the sub-map
-                    px.next = px + 1
-                    pix.next = pix + CD
-                    bank.next = sub_b
-                    wo.next = sub_wo
-                elif sg != GI - 1:               # next sub-map, from the first pixel
-                    px.next = 0
-                    sg.next = sg + 1
-                    if BUF == 2 and wbuf:
-                        pix.next = M
-                    else:
-                        pix.next = 0
-                    if bank == NB - 1:
-                        sub_b.next = 0
-                        sub_wo.next = wo + 1
-                    else:
-                        sub_b.next = bank + 1
-                        sub_wo.next = wo
-                else:                            # frame complete: the other buffer
-                    px.next = 0
-                    sg.next = 0
-                    bank.next = 0
-                    wo.next = 0
+                if bank == NB - 1:
+                    waddr.next = waddr + 1
+            elif px != HW - 1:                   # next pixel of the sub-map
+                px.next = px + 1
+                pix.next = pix_next
+                waddr.next = pix_next
+                bank.next = sub_b
+                wo.next = sub_wo
+            elif sg != GI - 1:                   # next sub-map, from the first pixel
+                px.next = 0
+                sg.next = sg + 1
+                if bank == NB - 1:
                     sub_b.next = 0
-                    sub_wo.next = 0
-                    if BUF == 2 and not wbuf:
-                        pix.next = M
+                    sub_wo.next = wo + 1
+                    if BUF == 2 and wbuf:
+                        pix.next = wo + (M + 1)
+                        waddr.next = wo + (M + 1)
                     else:
-                        pix.next = 0
-    return handshake, address, write
+                        pix.next = wo + 1
+                        waddr.next = wo + 1
+                else:
+                    sub_b.next = bank + 1
+                    sub_wo.next = wo
+                    if BUF == 2 and wbuf:
+                        pix.next = wo + M
+                        waddr.next = wo + M
+                    else:
+                        pix.next = wo
+                        waddr.next = wo
+            else:                                # frame complete: the other buffer
+                px.next = 0
+                sg.next = 0
+                bank.next = 0
+                wo.next = 0
+                sub_b.next = 0
+                sub_wo.next = 0
+                if BUF == 2 and not wbuf:
+                    pix.next = M
+                    waddr.next = M
+                else:
+                    pix.next = 0
+                    waddr.next = 0
+    return handshake, write
 
 
 @block
