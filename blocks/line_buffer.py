@@ -59,15 +59,16 @@ Latency and throughput
   enabled by the output handshake, so the output never bubbles on its own and ``tvalid``
   does not depend on ``tready``.  The input is accepted at one beat per cycle until the
   writer is ``stride`` rows ahead of what the reader needs.
-* Latency: the first beat of window (0, 0) moves 2 cycles after the input beat holding the
-  last group of pixel ``(K-1-P, K-1-P)`` moved (one cycle to see it, one for the RAM
-  read): ``((K-1-P)*W + K-P)*G + 1`` cycles after the first input beat, with no stalls.
+* Latency: the first beat of window (0, 0) moves 3 cycles after the input beat holding the
+  last group of pixel ``(K-1-P, K-1-P)`` moved (one cycle to count it, one to decide the
+  window ready, one for the RAM read): ``((K-1-P)*W + K-P)*G + 2`` cycles after the first
+  input beat, with no stalls.
 * Frame boundaries: the last output row of a frame holds ``h = H - max(0, (OH-1)*stride
   - P)`` rows, leaving ``free = K + stride - h`` slots for the next frame; its first window
   needs ``K-1-P`` complete rows and ``K-P`` pixels of the next.  When ``K-1-P >= free``
-  the output pauses ``pause = ((K-1-P - free)*W + K-P)*G`` cycles between frames (e.g.
-  K=3, stride 1, P=0: ``(W + 3)*G``), else ``pause = 0`` (stride 1 with P >= (K-1)/2,
-  the usual "same" padding, never pauses).
+  the output pauses ``pause = ((K-1-P - free)*W + K-P)*G + 1`` cycles between frames
+  (e.g. K=3, stride 1, P=0: ``(W + 3)*G + 1``), else ``pause = 0`` (stride 1 with
+  P >= (K-1)/2, the usual "same" padding, never pauses).
 * Cycles per frame, frames back to back, no stalls (:func:`frame_cycles`; the planner's
   figure):  ``max(OH*OW*K*K*G*repeat + pause, H*W*G)``: the output's beats plus the
   pause, or the input's beats when those are more.  Exact (cycle for cycle) in
@@ -76,7 +77,7 @@ Latency and throughput
 from __future__ import annotations
 
 import numpy as np
-from myhdl import Signal, always_comb, always_seq, block, intbv, modbv
+from myhdl import Signal, always, always_comb, always_seq, block, intbv, modbv
 
 from blocks.ram import bram_blocks, memory_style, ram
 from blocks.spec import BlockDef, Param, check_width
@@ -193,6 +194,21 @@ def _address(depth: int, init: int = 0):
 
 
 @block
+def ahead(aclk, out, value, *, registered):
+    """``out`` follows ``value``: a cycle later when ``registered`` (a value computed a
+    cycle ahead of its use, for timing), else at once."""
+    if registered:
+        @always(aclk.posedge)
+        def stage():
+            out.next = value
+    else:
+        @always_comb
+        def stage():
+            out.next = value
+    return stage
+
+
+@block
 def ring_writer(aclk, aresetn, s_axis_px, accept, waddr, wx, held, freed, rows_freed, *, geo):
     """Stores every input beat at the next ring address; counts complete rows held.
 
@@ -240,7 +256,7 @@ def ring_writer(aclk, aresetn, s_axis_px, accept, waddr, wx, held, freed, rows_f
 
 @block
 def window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p, need_h,
-                    rows_freed, col, clip, *, geo):
+                    rows_freed, col, col_s, clip, need_next, clip_next, *, geo):
     """The bounds of the window being read, as registers loaded when the window moves.
 
     A window is ready once its last real pixel (bottom row, right column) is in the
@@ -248,6 +264,8 @@ def window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p, n
     ``col`` of that row (``wx > col``) and the window is not clipped by the right edge
     (``clip``: its last column is the row's last, so the row must be complete).
     ``rows_freed``: rows the reader frees at the end of the current output row.
+    ``col_s`` is ``col + stride``, ``need_next`` and ``clip_next`` the bounds of the next
+    output row's and next column's window, for :func:`window_ready`.
     Computed from the window's position as it moves (a cycle ahead of their use), so
     no coordinate arithmetic sits in front of the ring's read.
     """
@@ -264,10 +282,19 @@ def window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p, n
     c_bottom, c_inside = (H + P - 1 - S + HOFF) % COUNT, (K - 1 + HOFF) % COUNT
     c_all, c_top = (H - 1 + HOFF) % COUNT, (S + K - 1 - P + HOFF) % COUNT
     c_end, c_frame, c_first = (H + P - S) % COUNT, H % COUNT, (2 * S - P) % COUNT
+    # The row conditions as comparisons of iy0p with constants (y = iy0p + S): each is
+    # iy0p > FROM, or always true (ALL) when FROM would be negative.
+    def above(bound):
+        return bound < 0, max(bound, 0)
+    A_ALL, A_FROM = above(P - S)                 # y > P
+    B_ALL, B_FROM = above(H + P - S - K)         # y + K > H + P
+    D_ALL, D_FROM = above(H + P - 2 * S)         # y + S > H + P
+    E_ALL, E_FROM = above(P - 2 * S)             # y + S > P
+    C_AT = max(last_row - S, 0)                  # y is the last row (OH > 1)
     y_low = Signal(modbv(0)[n:])
-    need_next = Signal(modbv(0)[n:])
-    freed_next = Signal(modbv(0)[n:])
-    clip_next = Signal(bool(0))
+    need_calc = Signal(modbv(0)[n:])
+    freed_calc, freed_next = Signal(modbv(0)[n:]), Signal(modbv(0)[n:])
+    clip_calc = Signal(bool(0))
 
     @always_comb
     def low_bits():
@@ -281,41 +308,51 @@ def window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p, n
         # last row).  One process, so that no intermediate value is ever out of range;
         # both are below COUNT, so they are computed modulo COUNT from iy0p's low bits.
         if iy0p == last_row:             # no next row in this frame: never loaded
-            need_next.next = HOFF
-            freed_next.next = 0
+            need_calc.next = HOFF
+            freed_calc.next = 0
         else:
-            if iy0p + S > P:
-                if iy0p + S + K > H + P:
-                    need_next.next = c_bottom - y_low
+            if A_ALL or iy0p > A_FROM:   # y > P
+                if B_ALL or iy0p > B_FROM:       # y + K > H + P
+                    need_calc.next = c_bottom - y_low
                 else:
-                    need_next.next = c_inside
-            elif iy0p + S + K > H + P:
-                need_next.next = c_all
+                    need_calc.next = c_inside
+            elif B_ALL or iy0p > B_FROM:
+                need_calc.next = c_all
             else:
-                need_next.next = y_low + c_top
-            if iy0p + S == last_row or iy0p + 2 * S > H + P:
-                if iy0p + S > P:
-                    freed_next.next = c_end - y_low
+                need_calc.next = y_low + c_top
+            if iy0p == C_AT or D_ALL or iy0p > D_FROM:    # last row, or y + S > H + P
+                if A_ALL or iy0p > A_FROM:
+                    freed_calc.next = c_end - y_low
                 else:
-                    freed_next.next = c_frame
-            elif iy0p + S > P:
-                freed_next.next = S
-            elif iy0p + 2 * S > P:
-                freed_next.next = y_low + c_first
+                    freed_calc.next = c_frame
+            elif A_ALL or iy0p > A_FROM:
+                freed_calc.next = S
+            elif E_ALL or iy0p > E_FROM:         # y + S > P
+                freed_calc.next = y_low + c_first
             else:
-                freed_next.next = 0
+                freed_calc.next = 0
 
     @always_comb
     def column():
-        clip_next.next = ix0p + 1 > clip_bound
+        clip_calc.next = ix0p + 1 > clip_bound
+
+    # A window is two or more beats, so the walk never leaves windows in two cycles
+    # running: the bounds of the next window can be registered from the position of the
+    # cycle before (timing: no compare chain before the bound registers).
+    registered = geo.K * geo.K * geo.G * geo.repeat > 1
+    stages = [ahead(aclk, need_next, need_calc, registered=registered),
+              ahead(aclk, freed_next, freed_calc, registered=registered),
+              ahead(aclk, clip_next, clip_calc, registered=registered)]
 
     @always_seq(aclk.posedge, reset=aresetn)
     def load():
         if next_col:
-            col.next = col + S
+            col.next = col_s
+            col_s.next = col_s + S
             clip.next = clip_next
         elif next_row or next_frame:
             col.next = first_col
+            col_s.next = first_col + S
             clip.next = first_clip
         if next_row:
             need_h.next = need_next
@@ -324,7 +361,60 @@ def window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p, n
             need_h.next = first_need
             rows_freed.next = first_freed
 
-    return low_bits, row_counts, column, load
+    return low_bits, row_counts, column, stages, load
+
+
+@block
+def window_ready(aclk, aresetn, held, wx, need_h, rows_freed, col, col_s, clip, need_next,
+                 clip_next, next_col, next_row, next_frame, ready, *, geo):
+    """``ready``: every pixel of the window being read is in the ring; a register.
+
+    Decided a cycle ahead from the writer's state (``held``, ``wx``) and the bounds of
+    the window the walk will be at: the same one, the next in the row (``next_col``),
+    the next row's first (``next_row``, after freeing ``rows_freed``) or the next frame's
+    (``next_frame``); each candidate is compared in parallel and ``issue`` only picks one
+    (timing: no comparison in front of the ring's read).  Since the writer only moves
+    forward, the decision from its state a cycle old is never early, at most a cycle
+    late: a window waiting for its last pixel starts a cycle after it arrived.
+    """
+    first_need, first_col, first_clip = geo.first_need, geo.first_col, geo.first_clip
+    n = len(need_h)
+    row_sum, frame_sum = Signal(intbv(0)[n + 1:]), Signal(intbv(0)[n + 1:])
+    need_row = Signal(intbv(0)[n + 1:])          # held before freeing, for the next row
+    need_frame = Signal(intbv(0)[n + 1:])        # and for the next frame
+    stay, right, down, top = (Signal(bool(0)) for _ in range(4))
+
+    @always_comb
+    def sums():
+        row_sum.next = need_next + rows_freed
+        frame_sum.next = rows_freed + first_need
+
+    # need_next and rows_freed hold still for two cycles before the walk leaves a window
+    # of three or more beats, so their sums can be registered (timing).
+    registered = geo.K * geo.K * geo.G * geo.repeat > 2
+    stages = [ahead(aclk, need_row, row_sum, registered=registered),
+              ahead(aclk, need_frame, frame_sum, registered=registered)]
+
+    @always_comb
+    def candidates():
+        stay.next = held > need_h or (held == need_h and not clip and wx > col)
+        right.next = held > need_h or (held == need_h and not clip_next and wx > col_s)
+        down.next = held > need_row or (held == need_row and not first_clip and wx > first_col)
+        top.next = held > need_frame or (held == need_frame and not first_clip
+                                          and wx > first_col)
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def decide():
+        if next_col:
+            ready.next = right
+        elif next_row:
+            ready.next = down
+        elif next_frame:
+            ready.next = top
+        else:
+            ready.next = stay
+
+    return sums, stages, candidates, decide
 
 
 @block
@@ -348,6 +438,7 @@ def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_ad
     win_addr = _address(M, geo.first_addr)
     win_right, row_down, row_down_win = (_address(M) for _ in range(3))
     frame_down, frame_row, frame_win = (_address(M) for _ in range(3))
+    addr_calc, x_calc, y_calc = _address(M), _counter(geo.XS), _counter(geo.YS)
     adders = [
         add_const_mod(win_right, win_addr, const=S * G, modulus=M),
         add_const_mod(row_down, row_addr, const=S * WG, modulus=M),
@@ -366,21 +457,29 @@ def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_ad
     @always_comb
     def starts():
         if not last_copy:
-            start_addr.next = win_addr
-            start_x.next = ix0p
-            start_y.next = iy0p
+            addr_calc.next = win_addr
+            x_calc.next = ix0p
+            y_calc.next = iy0p
         elif ox != OW - 1:
-            start_addr.next = win_right
-            start_x.next = ix0p + S
-            start_y.next = iy0p
+            addr_calc.next = win_right
+            x_calc.next = ix0p + S
+            y_calc.next = iy0p
         elif oy != OH - 1:
-            start_addr.next = row_down_win
-            start_x.next = 0
-            start_y.next = iy0p + S
+            addr_calc.next = row_down_win
+            x_calc.next = 0
+            y_calc.next = iy0p + S
         else:
-            start_addr.next = frame_win
-            start_x.next = 0
-            start_y.next = 0
+            addr_calc.next = frame_win
+            x_calc.next = 0
+            y_calc.next = 0
+
+    # With two or more beats a copy, nothing the start depends on moves in the cycle
+    # before a copy's last beat, so it can come from a register loaded a cycle ahead
+    # (timing); a one-beat copy needs it at once.
+    registered = geo.K * geo.G > 1
+    stages = [ahead(aclk, start_addr, addr_calc, registered=registered),
+              ahead(aclk, start_x, x_calc, registered=registered),
+              ahead(aclk, start_y, y_calc, registered=registered)]
 
     @always_seq(aclk.posedge, reset=aresetn)
     def windows():
@@ -404,7 +503,7 @@ def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_ad
             row_addr.next = frame_row
             win_addr.next = frame_win
 
-    return adders, moves, starts, windows
+    return adders, moves, starts, stages, windows
 
 
 @block
@@ -422,9 +521,12 @@ def window_walk(aclk, aresetn, issue, ix0p, iy0p, start_addr, start_x, start_y, 
     g, kx, ky, rep = _counter(G), _counter(K), _counter(K), _counter(REP)
     # win_row: the ring address of (iy0 + ky, ix0), the start of the window row being read
     win_row = _address(M, geo.first_addr)
-    rd_step, win_down = _address(M), _address(M)
+    rd_step, win_down, down_calc = _address(M), _address(M), _address(M)
+    # win_row moves only at a window row's end, K*G beats apart: when that is two or
+    # more, the next row's address can be registered a cycle ahead (timing).
     adders = [add_const_mod(rd_step, rd_addr, const=1, modulus=M),
-              add_const_mod(win_down, win_row, const=WG, modulus=M)]
+              add_const_mod(down_calc, win_row, const=WG, modulus=M),
+              ahead(aclk, win_down, down_calc, registered=K * G > 1)]
 
     @always_comb
     def ends():
@@ -491,8 +593,11 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     freed = Signal(bool(0))
     need_h = Signal(intbv(geo.first_need, min=0, max=geo.COUNT))
     rows_freed = Signal(intbv(geo.first_freed, min=0, max=geo.COUNT))
-    col = _counter(geo.XS, geo.first_col)
+    col = _counter(geo.XS + geo.S, geo.first_col)
+    col_s = _counter(geo.XS + geo.S, geo.first_col + geo.S)
     clip = Signal(bool(geo.first_clip))
+    need_next = Signal(modbv(0)[len(need_h):])
+    clip_next = Signal(bool(0))
     ready = Signal(bool(0))              # every pixel of the current window is in the ring
     issue = Signal(bool(0))
     pad_now = Signal(bool(0))
@@ -503,7 +608,10 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     writer = ring_writer(aclk, aresetn, s_axis_px, accept, waddr, wx, held, freed,
                          rows_freed, geo=geo)
     bounds = window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p,
-                             need_h, rows_freed, col, clip, geo=geo)
+                             need_h, rows_freed, col, col_s, clip, need_next, clip_next,
+                             geo=geo)
+    check = window_ready(aclk, aresetn, held, wx, need_h, rows_freed, col, col_s, clip,
+                         need_next, clip_next, next_col, next_row, next_frame, ready, geo=geo)
     position = window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p,
                                start_addr, start_x, start_y, next_col, next_row, next_frame,
                                geo=geo)
@@ -513,10 +621,6 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     # synchronous output reset) instead.
     ring = ram(aclk, write=accept, waddr=waddr, wdata=s_axis_px.tdata, read=issue,
                raddr=rd_addr, clear=pad_now, rdata=rdata, depth=geo.M)
-
-    @always_comb
-    def window_ready():
-        ready.next = held > need_h or (held == need_h and not clip and wx > col)
 
     @always_comb
     def gate():
@@ -546,7 +650,7 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
         m_axis_win.tlast.next = out_last
         m_axis_win.tdata.next = rdata
 
-    return writer, bounds, position, walk, ring, window_ready, gate, padding, out_register, outputs
+    return writer, bounds, check, position, walk, ring, gate, padding, out_register, outputs
 
 
 # ---------------------------------------------------------------------------- models
@@ -590,7 +694,7 @@ def frame_pause(*, width, height, channels, k, stride=1, pad=0, simd=1, **_):
     groups = channels // simd
     if k - 1 - pad < free:
         return 0
-    return ((k - 1 - pad - free) * width + k - pad) * groups
+    return ((k - 1 - pad - free) * width + k - pad) * groups + 1
 
 
 def frame_cycles(*, width, height, channels, k, stride=1, pad=0, abits=1, simd=1,
@@ -621,7 +725,7 @@ def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1, repe
     depth = ring_rows(k, stride) * width * groups
     addr = (depth - 1).bit_length()
     coord = (max(width, height) + 2 * pad).bit_length()
-    first = ((k - 1 - pad) * width + k - pad) * groups + 1
+    first = ((k - 1 - pad) * width + k - pad) * groups + 2
     in_lut_ram = memory_style(bits, depth) == "distributed"
     lut_ram = -(-depth // 64) * bits if in_lut_ram else 0
     return {"lut": max(44 * addr + 5 * lut_ram - 222, 40),

@@ -117,17 +117,19 @@ def test_latency_is_as_documented(hdl, tmp_path, params):
     assert latency == BLOCK.estimate(**params)["latency"]
     k, pad, width = params["k"], params["pad"], params["width"]
     groups = params["channels"] // params["simd"]
-    # Two cycles after the last group of pixel (K-1-P, K-1-P) moved in.
+    # Three cycles after the last group of pixel (K-1-P, K-1-P) moved in (counted, the
+    # window decided ready, the RAM read).
     last_needed = ((k - 1 - pad) * width + (k - 1 - pad) + 1) * groups - 1
-    assert received[0].cycle - accepted[last_needed] == 2
+    assert received[0].cycle - accepted[last_needed] == 3
 
 
 @pytest.mark.parametrize("pad,gap", [
     # K=3, stride 1, H=5, W=8, G=2.  pad 0: the last output row holds rows 2..4, leaving
     # one of the 4 slots; the next frame's first window needs rows 0, 1 and 3 pixels of
-    # row 2, so it waits for row 1 (W*G = 16 cycles) and 3 pixels of row 2 (6): 22.
+    # row 2, so it waits for row 1 (W*G = 16 cycles) and 3 pixels of row 2 (6), and a
+    # cycle to decide the window ready: 23.
     # pad 1: the last output row holds rows 3..4, the two free slots take rows 0 and 1.
-    (0, 22), (1, 0)])
+    (0, 23), (1, 0)])
 def test_pause_between_frames_is_as_documented(hdl, tmp_path, pad, gap):
     params = geometry(8, 5, 4, 3, 1, pad, 3, 2)
     frames = random_frames(params, 2, pad)
