@@ -141,8 +141,8 @@ def test_cli_writes_verilog_rom_and_sidecar(tmp_path, capsys):
     verilog = (out / "sparse_decoder.v").read_text()
     assert re.search(r'\$readmemh\("sparse_decoder_rom\.hex"', verilog)
     assert sorted(f.name for f in out.iterdir()) == [
-        "sparse_decoder.json", "sparse_decoder.v", "sparse_decoder_rom.hex",
-        "sparse_decoder_rom.json"]
+        "sparse_decoder.json", "sparse_decoder.v", "sparse_decoder.vlt",
+        "sparse_decoder_rom.hex", "sparse_decoder_rom.json"]
 
 
 @pytest.mark.parametrize("matrix,extra,message", [
@@ -201,3 +201,42 @@ def test_large_image_lands_in_block_ram(tmp_path):
     estimate = info["estimate"]
     assert 0.8 * estimate["lut"] <= xilinx["lut"] <= 1.2 * estimate["lut"]
     assert xilinx["ff"] == estimate["ff"]
+
+
+RATE_SHAPES = [(1, 1), (2, 4), (4, 8), (1, 8), (3, 2), (2, 16)]
+
+
+@pytest.mark.parametrize("case", range(len(RATE_SHAPES)))
+def test_one_beat_per_cycle_on_random_layers(tmp_path, case):
+    """Random layers mixing full-length, empty and random beats (padding at every pass
+    boundary): the pipelined reader keeps one beat a cycle, and its first beat comes the
+    documented number of cycles after reset."""
+    from cnn_ip.cosim import RESET_CYCLES
+    from blocks.sparse_decoder import MASKED_LATENCY
+
+    lanes, simd = RATE_SHAPES[case]
+    rng = np.random.default_rng(100 + case)
+    weights = ("ternary", "int")[case % 2]
+    wbits = int(rng.integers(2, 9))
+    cout, reduce = lanes * int(rng.integers(1, 4)), simd * int(rng.integers(2, 6))
+    W = random_weights(case, cout, reduce, weights, wbits, float(rng.choice([0.3, 0.6, 0.9])))
+    for g in range(cout // lanes):
+        for r in range(reduce // simd):
+            beat = W[g * lanes:(g + 1) * lanes, r * simd:(r + 1) * simd]
+            if rng.random() < 0.4:
+                beat[...] = 0
+            elif rng.random() < 0.5:
+                beat[beat == 0] = 1
+    _, kwargs = BLOCK.prepared(lanes=lanes, simd=simd, weights=weights, wbits=wbits,
+                               weights_file=W)
+    if kwargs["image"].meta["coding"] == "dense":   # too few zeros: thin out every row
+        W[:, ::2] = 0
+        _, kwargs = BLOCK.prepared(lanes=lanes, simd=simd, weights=weights, wbits=wbits,
+                                   weights_file=W)
+    assert kwargs["image"].meta["coding"] == "masked"
+    got, expected = read_passes("myhdl", tmp_path, W, passes=3, lanes=lanes, simd=simd,
+                                weights=weights, wbits=wbits)
+    assert [(b.data, b.last) for b in got][:len(expected)] == expected
+    cycles = [b.cycle for b in got]
+    assert cycles[-1] - cycles[0] == len(cycles) - 1
+    assert cycles[0] - RESET_CYCLES == MASKED_LATENCY == BLOCK.estimate(**kwargs)["latency"]
