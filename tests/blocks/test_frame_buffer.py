@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -112,10 +114,15 @@ def test_lint_clean(tmp_path, params):
 
 
 @pytest.mark.parametrize("params", LINT[1:], ids=[ident(p) for p in LINT[1:]])
-def test_buffer_bits_are_the_maps(params):
+def test_buffer_bits_are_the_maps_and_the_memories_declared(tmp_path, params):
     est = BLOCK.estimate(**params)
     assert est["bram_bits"] == (params["buffers"] * params["height"] * params["width"]
                                 * params["channels"] * params["abits"])
+    generate(BLOCK, tmp_path, **params)
+    text = (tmp_path / "frame_buffer.v").read_text()
+    banks = re.findall(r"reg \[(\d+):0\] \w+ \[0:(\d+)-1\];", text)
+    assert len(banks) == max(params["simd"], params["lanes_in"]) // params["lanes_in"]
+    assert sum((int(msb) + 1) * int(depth) for msb, depth in banks) == est["bram_bits"]
 
 
 def test_golden_model_on_a_hand_worked_example():
