@@ -307,7 +307,8 @@ def timing_notes(rows: list[dict]) -> list[str]:
     return lines
 
 
-def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float) -> str:
+def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float,
+             reused: list[str] = (), measured: int | None = None) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         "# Block estimates against synthesis",
@@ -316,8 +317,10 @@ def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float) -
         "",
         "    nice -n 10 .venv/bin/python bench/block_costs.py      # writes docs/estimates.md",
         "",
-        f"Measured {stamp}; {len(rows)} configurations in {wall_s:.0f} s wall time "
-        f"(two worker processes). Tools: {tools}.",
+        f"Made {stamp}; {len(rows) if measured is None else measured} configurations "
+        f"measured in {wall_s:.0f} s wall time (two worker processes). Tools: {tools}."
+        + (f" Rows of {', '.join(reused)} come from earlier runs of this bench (`--reuse`)."
+           if reused else ""),
         "",
         f"- *est*: the block's analytic `estimate`. *xc7*: Yosys `synth_xilinx` cell counts "
         f"for {XILINX} — synthesis counts, not Vivado's (LUT = LUT1-6 + INV + LUT-RAM sites; "
@@ -361,9 +364,10 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=str(ROOT / "docs" / "estimates.md"))
     parser.add_argument("--workdir", default=None, help="scratch directory (default: temp)")
     parser.add_argument("--jobs", type=int, default=2, choices=(1, 2))
-    parser.add_argument("--reuse", default=None, metavar="RESULTS",
-                        help="results.json of an earlier run: its rows of the blocks not "
-                             "measured now go into the table as they were")
+    parser.add_argument("--reuse", nargs="*", default=[], metavar="RESULTS",
+                        help="results.json of earlier runs: their rows of the blocks not "
+                             "measured now go into the table as they were (with --blocks "
+                             "and no names, the table is made from these alone)")
     parser.add_argument("--pnr-timeout", type=float, default=900, metavar="S",
                         help="stop an ECP5 place-and-route after S seconds (default 900)")
     args = parser.parse_args(argv)
@@ -372,7 +376,7 @@ def main(argv=None) -> int:
     from fpga.synth import TOOLS, find_tool, tool_version
 
     known = registry()
-    wanted = args.blocks or list(known)
+    wanted = list(known) if args.blocks is None else args.blocks
     jobs, skipped = [], []
     for name in wanted:
         if name not in known:
@@ -384,6 +388,7 @@ def main(argv=None) -> int:
     tools = "; ".join(sorted({tool_version(find_tool(t)) for f in ("xilinx", "ecp5")
                               for t in TOOLS[f].values()}))
     workdir = args.workdir or tempfile.mkdtemp(prefix="cnn_ip-bench-")
+    Path(workdir).mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     generated = [generate_one(i, name, values, workdir)
                  for i, (name, values) in enumerate(tqdm(jobs, desc="generating", unit="config"))]
@@ -398,13 +403,13 @@ def main(argv=None) -> int:
             rows.append(future.result())
             # Saved as it goes: a long run stopped early still leaves rows to --reuse.
             (Path(workdir) / "results.json").write_text(json.dumps(rows, indent=1, default=str))
-    if args.reuse:
-        measured = {name for name, _ in jobs}
-        earlier = [r for r in json.loads(Path(args.reuse).read_text())
-                   if r["block"] not in measured and r["block"] in known]
-        rows += [{**r, "index": len(jobs) + i} for i, r in enumerate(earlier)]
+    measured = {name for name, _ in jobs}
+    earlier = [r for path in args.reuse for r in json.loads(Path(path).read_text())
+               if r["block"] not in measured and r["block"] in known]
+    rows += [{**r, "index": len(jobs) + i} for i, r in enumerate(earlier)]
     rows.sort(key=lambda r: (list(known).index(r["block"]), r["index"]))
-    text = markdown(rows, skipped, tools, time.monotonic() - started)
+    text = markdown(rows, skipped, tools, time.monotonic() - started,
+                    reused=sorted({r["block"] for r in earlier}), measured=len(jobs))
     Path(args.output).write_text(text)
     # The full reports (cells by type, critical paths) for anyone digging further.
     (Path(workdir) / "results.json").write_text(json.dumps(rows, indent=1, default=str))
