@@ -15,7 +15,8 @@ images*, each self-contained in the sparse format (``quant.sparse_format``, docs
   bit ``i`` (bit ``i % word_bits`` of word ``i // word_bits``) is bit ``i % 8`` of byte
   ``i // 8``; with the bus's little-endian beats (``tile_dma``: the lower address in
   ``tdata[7:0]``) bus beat ``j`` carries stream bits ``[j*8*bus_bytes, (j+1)*8*bus_bytes)``.
-  The group is zero-padded to whole bus beats: its length is what the DMA reads;
+  The group is zero-padded to whole bus beats: its length is what the DMA reads, with
+  one command (:func:`fetch_rows`: rows of at most 65535 bytes, all of one length);
 * every group starts on a 64-byte boundary (so the DMA fetches it with one command), the
   layers follow each other in the order given, the groups of a layer in ``g`` order.
 
@@ -39,6 +40,7 @@ from quant.sparse_format import SparseImage
 ALIGN = 64                   # bytes: every group starts on such a boundary
 BUS_BYTES = (4, 8, 16)       # tile_dma's data_bits 32 / 64 / 128
 ADDRESS_LIMIT = 1 << 32      # tile_dma addresses are 32 bits
+ROW_LIMIT = (1 << 16) - 1    # tile_dma: bytes per row and rows are 16-bit fields
 
 
 def _mode(weights, wbits=None):
@@ -91,10 +93,25 @@ def group_images(W, *, weights, wbits=None, lanes, simd) -> list[SparseImage]:
     return images
 
 
-def beat_bytes(bits: int, bus_bytes: int) -> int:
-    """Bytes of ``bits`` bits in whole bus beats."""
+def fetch_rows(nbytes: int, bus_bytes: int) -> tuple[int, int]:
+    """``(bytes_per_row, rows)`` of the one ``tile_dma`` read command that fetches a group
+    of ``nbytes`` (stride = bytes per row: the rows are contiguous).  Bytes per row are
+    whole bus beats and at most 65535 (a 16-bit field), so a group beyond that is cut
+    into equal rows; ``rows * bytes_per_row >= nbytes`` by less than ``rows`` beats."""
     _check_bus(bus_bytes)
-    return _ceil(_ceil(bits, 8), bus_bytes) * bus_bytes
+    widest = ROW_LIMIT // bus_bytes * bus_bytes
+    rows = _ceil(nbytes, widest)
+    if rows > ROW_LIMIT:
+        raise ValueError(f"nbytes: a group of {nbytes} bytes needs more than {ROW_LIMIT} rows "
+                         f"of one DMA command")
+    return _ceil(_ceil(nbytes, rows), bus_bytes) * bus_bytes, rows
+
+
+def beat_bytes(bits: int, bus_bytes: int) -> int:
+    """The memory a group of ``bits`` bits takes: whole bus beats, as many as its one
+    DMA command reads (:func:`fetch_rows`)."""
+    width, rows = fetch_rows(_ceil(bits, 8), bus_bytes)
+    return width * rows
 
 
 def group_bytes(W, *, weights, wbits=None, lanes, simd, bus_bytes) -> list[int]:

@@ -163,3 +163,27 @@ def test_read_words_names_a_missing_group():
 
 def test_empty_layout():
     assert offchip.layout([], base=0) == (b"", {"base": 0, "bus_bytes": 8, "layers": {}})
+
+
+@pytest.mark.parametrize("nbytes,bus_bytes,want", [
+    (72, 8, (72, 1)), (65528, 8, (65528, 1)), (65536, 8, (32768, 2)),
+    (65536, 16, (32768, 2)), (200_000, 16, (50000, 4)), (200_004, 4, (50004, 4))])
+def test_a_group_is_one_dma_command_of_equal_rows(nbytes, bus_bytes, want):
+    width, rows = offchip.fetch_rows(nbytes, bus_bytes)
+    assert (width, rows) == want
+    assert width % bus_bytes == 0 and width <= 65535
+    assert nbytes <= width * rows < nbytes + rows * bus_bytes
+
+
+def test_a_group_over_64_kbytes_takes_whole_rows():
+    # int8, 8 x 9216: one group of 73728 bytes -> two rows of 36864
+    W = np.random.default_rng(3).integers(-128, 128, size=(8, 9216))
+    W[W == 0] = 1
+    assert offchip.group_bytes(W, weights="int", wbits=8, lanes=8, simd=8,
+                               bus_bytes=16) == [73728]
+    data, mmap = offchip.layout([({"name": "big", "W": W, "weights": "int8"}, 8, 8)],
+                                bus_bytes=16)
+    assert mmap["layers"]["big"]["groups"] == [[0, 73728]]
+    image = offchip.group_images(W, weights="int8", lanes=8, simd=8)[0]
+    words = offchip.read_words(data, mmap, "big", 0, image.word_bits)
+    assert np.array_equal(sparse_format.decode(words[:image.depth], image.meta), W)
