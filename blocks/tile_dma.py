@@ -14,6 +14,11 @@ max_burst : int, 1..256
 outstanding : int, 1..8
     Read bursts in flight (issued, data not yet all returned); also the number of write
     bursts that may wait for their response.
+target : "generic" or a device name (``fpga.devices``), default generic
+    The device the Verilog is for.  On ECP5 a read FIFO in block RAM (more than 64 and at
+    most 512 beats) is built from instantiated DP16KD blocks whose output register is the
+    FIFO's output register (``blocks.ram``); the directory then carries their simulation
+    model ``DP16KD_sim.v``.  Behaviour and latency are the same on every target.
 
 Command packing (``s_axis_rdcmd`` and ``s_axis_wrcmd``: ``tdata`` 128 bits, no ``tlast``)
 ---------------------------------------------------------------------------------------
@@ -82,12 +87,10 @@ deep, asked for in the Verilog, block RAM beyond), write-length FIFO: 8 bits per
 outstanding burst; about 850-950 LUTs and 700 + 3 * ``data_bits`` flip-flops of logic
 (see :func:`estimate`).
 
-Timing (nextpnr-ecp5 on ecp5-85f, speed grade 6): 158 MHz for 64/16/4 and 154 MHz for
-32/16/2 (``data_bits``/``max_burst``/``outstanding``), the read FIFO in LUT RAM; the
-worst paths are then mostly routing (about 4 of 6.5 ns).
-Deeper FIFOs sit in DP16KD block RAM, which Yosys maps without its output register; its
-read (5.8 ns clock to output in nextpnr's model) plus routing to the next flip-flop then
-limits the block to about 145 MHz.
+Timing: the read FIFO's last stage is its RAM's output register, which drives
+``m_axis_rd``; on an ECP5 target with the FIFO in block RAM that register is the DP16KD's
+own (without it the block's 5.8 ns clock-to-output, in nextpnr's model, limits the design
+to about 145 MHz).  Measured figures are in the project's estimate notes.
 """
 from __future__ import annotations
 
