@@ -1,7 +1,8 @@
 """``cnn-ip simulate``: stream packing and unpacking by hand, user errors, and the digits
 network assembled by the CLI and simulated on all 360 test images, bit-exact."""
+import json
+
 import numpy as np
-import pytest
 
 from cnn_ip.cli import main
 from cnn_ip.simulate_cmd import compare, decode_frame, image_beats, steady_period
@@ -48,3 +49,34 @@ def test_not_an_assemble_output(tmp_path, capsys):
     assert main(["simulate", str(tmp_path)]) == 2
     assert "no plan.yaml (not a cnn-ip assemble output)" in capsys.readouterr().err
     assert main(["simulate", str(tmp_path), "--simulator", "modelsim"]) == 2
+
+
+def test_digits_assembled_and_simulated_bit_exact_on_all_test_images(tmp_path, capsys,
+                                                                    monkeypatch):
+    """The real flow: `cnn-ip assemble examples/digits.yaml` (quantized into the default
+    cache, reused when warm), then `cnn-ip simulate --images 360` under random stalls."""
+    out = tmp_path / "digits"
+    assert main(["assemble", "examples/digits.yaml", "-o", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["simulate", str(out), "--images", "360", "--seed", "1",
+                 "--simulator", "verilator"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "assemble_report.json").read_text())
+    sidecar = json.loads((out / "digits.json").read_text())
+    outputs = 10 * (360 + 8)                    # 10 logits an image, stalled + steady frames
+    assert f"values compared {outputs}, mismatches 0" in printed
+    rtl, integer = (float(v) for v in
+                    printed.split("top-1 accuracy: RTL ")[1].split("\n")[0].split(", integer model "))
+    assert rtl == integer > 0.9
+    measured = float(printed.split("measured ")[1].split(",")[0])
+    assert abs(measured - report["cycles_per_frame"]) <= 0.05 * report["cycles_per_frame"]
+    assert sidecar["input"] == {"shape": [1, 8, 8], "order": "raster", "lanes": 1, "bits": 8,
+                                "signed": False}
+    # the same outputs with one bit flipped in image 5: reported, exit status 1
+    from cnn_ip import simulate_cmd
+    recorded = json.loads((out / "sim_build" / "verilator" / "result.json").read_text())
+    recorded["frames"][5][3] ^= 1 << 4
+    recorded["build_s"] = 0.0
+    monkeypatch.setattr(simulate_cmd, "run_rtl", lambda *a, **k: recorded)
+    assert main(["simulate", str(out), "--images", "360", "--simulator", "verilator"]) == 1
+    assert "mismatches 1 (first at image 5)" in capsys.readouterr().out
