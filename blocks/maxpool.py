@@ -66,7 +66,7 @@ from __future__ import annotations
 import numpy as np
 from myhdl import ConcatSignal, Signal, always, always_comb, always_seq, block, intbv
 
-from blocks.ram import add_blocks, ram
+from blocks.ram import add_blocks, memory_style, ram
 from blocks.ram import estimate as ram_estimate
 from blocks.spec import BlockDef, Param, check_width
 from blocks.stream import Axis, clock_reset, pack, unpack
@@ -226,10 +226,15 @@ def slot_memory(aclk, aresetn, *, waddr, wdata, read, rdata, flushing, depth):
         waddr.read = True
         return delay
     # Addresses exactly as wide as the depth needs (the beat counter is wider).  The read
-    # address, the next beat's, is a register of its own: no adder before the RAM.
+    # address is a register of its own: no adder before the RAM.  Block RAM is read two
+    # beats ahead into a register (its clock-to-out is slow); the write of a word lands a
+    # cycle after its beat and its next read comes ``depth - 2 >= 2`` beats later.
+    style = "block" if depth >= 4 and memory_style(len(wdata), depth) == "block" \
+        else "distributed"
+    ahead = 2 if style == "block" else 1
     bits = (depth - 1).bit_length()
     wa, wa_d = Signal(intbv(0)[bits:]), Signal(intbv(0)[bits:])
-    ra = Signal(intbv(1)[bits:])
+    ra = Signal(intbv(ahead)[bits:])
     wd_d = Signal(intbv(0)[len(wdata):])
     we_d = Signal(bool(0))
     LAST = depth - 1
@@ -252,9 +257,18 @@ def slot_memory(aclk, aresetn, *, waddr, wdata, read, rdata, flushing, depth):
         wa_d.next = wa
         wd_d.next = wdata
 
-    return write_address, registers, write_register, ram(
-        aclk, write=we_d, waddr=wa_d, wdata=wd_d, read=read, raddr=ra, rdata=rdata,
-        depth=depth)
+    parts = [write_address, registers, write_register]
+    if ahead == 1:
+        return parts, ram(aclk, write=we_d, waddr=wa_d, wdata=wd_d, read=read, raddr=ra,
+                          rdata=rdata, depth=depth, style=style)
+    fetched = Signal(intbv(0)[len(wdata):])
+
+    @always(aclk.posedge)
+    def read_register():
+        if read:
+            rdata.next = fetched
+    return parts, read_register, ram(aclk, write=we_d, waddr=wa_d, wdata=wd_d, read=read,
+                                     raddr=ra, rdata=fetched, depth=depth, style=style)
 
 
 @block
@@ -707,10 +721,12 @@ def estimate(*, width, height, channels, lanes=1, k, stride=1, pad=0, pad_end=-1
     blocks = []
     for word, depth in memories(**p):
         if depth > 2:
-            memory = ram_estimate(width=word, depth=depth)
+            style = "block" if depth >= 4 and memory_style(word, depth) == "block" \
+                else "distributed"
+            memory = ram_estimate(width=word, depth=depth, style=style)
             address = (depth - 1).bit_length()
             lut += memory["lut"] + address
-            ff += memory["ff"] + word + 3 * address + 1
+            ff += memory["ff"] + word * (3 if style == "block" else 1) + 3 * address + 1
             bits += memory["bram_bits"]
             blocks.append(memory["bram"])
         else:
