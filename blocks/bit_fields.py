@@ -118,6 +118,10 @@ def ring_window(ring, head, window):
     mask = (1 << WIN) - 1
     ext = R + WIN - 1   # template names are taken before the generator is made
     top = WIN - 2
+    # The index as wide as the select needs (a narrower one is a lint WIDTH warning).
+    pad = max((ext - 1).bit_length() - len(head), 0) if WIN >= 2 else \
+        max((R - 1).bit_length() - len(head), 0)
+    index = f"{{{pad}'d0, $head}}" if pad else "$head"
 
     @always_comb
     def model():
@@ -129,9 +133,9 @@ def ring_window(ring, head, window):
     ring.read = head.read = True
     if WIN >= 2:
         text = ("wire [$ext-1:0] ${window}_ext = {$ring[$top:0], $ring};\n"
-                "assign $window = ${window}_ext[$head +: $WIN];\n")
+                "assign $window = ${window}_ext[" + index + " +: $WIN];\n")
     else:
-        text = "assign $window = $ring[$head];\n"
+        text = "assign $window = $ring[" + index + "];\n"
     ring_window.verilog_code = text
     return model
 
