@@ -197,7 +197,11 @@ def fb_writer(aclk, aresetn, s_axis_px, accept, waddr, bank, wbuf, filled, free,
     with a frame's last beat.  ``waddr`` (the beat's word) and ``bank`` are registers
     loaded with the next beat's place as a beat moves: the RAM's write address comes
     straight from a flip-flop."""
-    NB, CPS, HW, GI, CD, M, BUF = geo.NB, geo.CPS, geo.HW, geo.GI, geo.CD, geo.M, geo.BUF
+    NB, CPS, HW, GI, CD, BUF = geo.NB, geo.CPS, geo.HW, geo.GI, geo.CD, geo.BUF
+    # Buffer 1's first word, and that plus one, as the n-bit address registers hold them
+    # (one buffer: never used, 0 keeps the constants inside the addresses' width).
+    M = geo.M if BUF == 2 else 0
+    M1 = (M + 1) % (1 << geo.n)
     running = Signal(bool(0))
     ws, px, sg = _count(CPS), _count(HW), _count(GI)
     wo, sub_wo = _addr(geo), _addr(geo)          # the beat's word within its pixel
@@ -245,8 +249,8 @@ def fb_writer(aclk, aresetn, s_axis_px, accept, waddr, bank, wbuf, filled, free,
                     sub_b.next = 0
                     sub_wo.next = wo + 1
                     if BUF == 2 and wbuf:
-                        pix.next = wo + (M + 1)
-                        waddr.next = wo + (M + 1)
+                        pix.next = wo + M1
+                        waddr.next = wo + M1
                     else:
                         pix.next = wo + 1
                         waddr.next = wo + 1

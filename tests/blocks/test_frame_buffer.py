@@ -31,6 +31,8 @@ GEOMETRIES = [
     (geometry(5, 5, 4, 3, 2, 1, 5, 2, 4, **gm(1, repeat=3, buffers=2)), 2),
     (geometry(6, 2, 2, 1, 2, 0, 1, 2, 1, repeat=3, buffers=2), 3),
     (geometry(2, 3, 12, 3, 1, 1, 8, 4, 2, **gm(3, repeat=2)), 2),
+    # a one-word map in each of two buffers, both sub-maps in that word
+    (geometry(1, 1, 4, 1, 1, 0, 2, 4, 2, **gm(2, buffers=2)), 4),
 ]
 
 
@@ -104,21 +106,19 @@ def test_cycles_per_frame_and_latency_are_as_documented(hdl, tmp_path, params):
 LINT = [BLOCK.example(), geometry(1, 1, 1, 1, 1, 0, 1, 1, 1),
         geometry(7, 6, 16, 5, 2, 2, 8, 16, 2, **gm(8, repeat=4)),
         geometry(13, 13, 32, 3, 1, 1, 6, 4, 8, **gm(4, buffers=2)),
-        geometry(5, 9, 3, 3, 4, 2, 3, 3, 1, repeat=2, buffers=2)]
+        geometry(5, 9, 3, 3, 4, 2, 3, 3, 1, repeat=2, buffers=2),
+        # a power-of-two depth with one buffer; a one-word map with two (once flagged WIDTH)
+        geometry(8, 8, 32, 3, 1, 1, 4, 8, 8, repeat=4),
+        geometry(1, 1, 4, 1, 1, 0, 2, 4, 2, **gm(2, buffers=2))]
 
 
 @pytest.mark.parametrize("params", LINT, ids=[ident(p) for p in LINT])
-def test_lint_clean(tmp_path, params):
+def test_lint_clean_and_memories_are_the_maps(tmp_path, params):
     generate(BLOCK, tmp_path, **params)
     lint(tmp_path / "frame_buffer.v", "frame_buffer", BLOCK.lint_waivers)
-
-
-@pytest.mark.parametrize("params", LINT[1:], ids=[ident(p) for p in LINT[1:]])
-def test_buffer_bits_are_the_maps_and_the_memories_declared(tmp_path, params):
     est = BLOCK.estimate(**params)
     assert est["bram_bits"] == (params["buffers"] * params["height"] * params["width"]
                                 * params["channels"] * params["abits"])
-    generate(BLOCK, tmp_path, **params)
     text = (tmp_path / "frame_buffer.v").read_text()
     banks = re.findall(r"reg \[(\d+):0\] \w+ \[0:(\d+)-1\];", text)
     assert len(banks) == max(params["simd"], params["lanes_in"]) // params["lanes_in"]
