@@ -135,7 +135,7 @@ def parts(*, layer, lanes, simd, abits=8, asigned=False, target="generic", rom_p
     if groups > 1:
         line["repeat"] = groups
     macp = {"lanes": lanes, "simd": simd, "weights": weights, "wbits": wbits,
-            "abits": abits, "asigned": asigned, "reduce": g["reduce"]}
+            "abits": abits, "asigned": asigned, "reduce": g["reduce"], "target": target}
     acc = mac.acc_bits(**macp)
     const = {"bias": layer.bias, "M": layer.M,
              "M_neg": layer.M if layer.M_neg is None else layer.M_neg}
@@ -163,8 +163,11 @@ def prepare(p: dict) -> dict:
 def rom_files(args: dict, out_dir) -> list:
     """Write the stage's ROM images (weights, requantization constants) and sidecars, and
     the simulation models its Verilog needs; return the file names."""
-    return (sd.BLOCK.write_files(args["decoder"], out_dir)
-            + rq.BLOCK.write_files(args["requant"], out_dir))
+    q = parts(**args)
+    files = (sd.BLOCK.write_files(args["decoder"], out_dir)
+             + rq.BLOCK.write_files(args["requant"], out_dir)
+             + mac.BLOCK.write_files(q["mac"], out_dir))
+    return sorted(set(files))
 
 
 # --- the stage ------------------------------------------------------------------------------
@@ -250,7 +253,7 @@ def estimate(**args) -> dict:
              for key in ("lut", "ff", "dsp", "bram_bits")}
     rate = cycles_per_frame(args)
     latency = (line["latency"] + q["geometry"]["reduce"] // args["simd"]
-               + mac.latency(args["simd"]) + rq.LATENCY)
+               + mac.latency(args["simd"], q["mac"]["weights"]) + rq.LATENCY)
     return {**total, "bram": bram, "latency": latency, "cycles": rate["cycles"],
             "per": "frame", "bound": rate["bound"]}
 
