@@ -716,7 +716,7 @@ def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1, repe
     declaration); ``bram`` its block RAM units per target (``blocks.ram``: LUT RAM up to
     64 words or 2048 bits).  ``lut`` and ``ff`` are fitted to Yosys ``synth_xilinx``
     counts (docs/estimates.md); the logic is mostly address arithmetic, so it grows with
-    the RAM address width; a ring in LUT RAM adds about five LUTs per 64 words per bit.
+    the RAM address width; a ring in LUT RAM adds about four LUTs per 64 words per bit.
     ``latency``: first input beat to first output beat with no stalls.  ``cycles`` per
     ``frame``: :func:`frame_cycles`; ``pause``: the frame-boundary pause it includes.
     """
@@ -728,8 +728,8 @@ def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1, repe
     first = ((k - 1 - pad) * width + k - pad) * groups + 2
     in_lut_ram = memory_style(bits, depth) == "distributed"
     lut_ram = -(-depth // 64) * bits if in_lut_ram else 0
-    return {"lut": max(44 * addr + 5 * lut_ram - 222, 40),
-            "ff": 6 * addr + 4 * coord + 32,
+    return {"lut": 20 * addr + 48 + 4 * lut_ram,
+            "ff": 6 * addr + 4 * coord + 102,
             "dsp": 0,
             "bram_bits": depth * bits,
             "bram": bram_blocks(bits, depth),
