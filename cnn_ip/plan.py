@@ -603,23 +603,37 @@ def check_buildable(plan: Plan) -> None:
                                 f"layers[{index}].{field_name}: {message}")
 
 
+def _over_limit(checks, what, block):
+    for field_name, value, param in checks:
+        if value > param.hi:
+            name = "input channels" if field_name == "type" else field_name
+            return field_name, (f"{what} takes {name} up to {param.hi} ({block}'s "
+                                f"{param.name}), got {value}")
+    return None
+
+
 def row_limit(layer: Layer, simd: int | None = None):
     """``(field, message)`` naming the block limit a row-based stage of ``layer`` breaks, or
     None.  ``simd`` is the fold's S (default: the plan's, else the largest the MAC takes)."""
     from blocks import line_buffer
-    lb, mac = _params("blocks.line_buffer"), _params("blocks.mac")
     c, h, w = layer.in_shape
+    if layer.type == "maxpool":             # the pool stage is blocks/maxpool.py
+        pool = _params("blocks.maxpool")
+        checks = [("k", layer.k, pool["k"]), ("stride", layer.stride, pool["stride"]),
+                  ("pad", layer.pad_after, pool["pad_end"]), ("type", c, pool["channels"])]
+        return _over_limit(checks, "the max-pool", "maxpool")
+    lb, mac = _params("blocks.line_buffer"), _params("blocks.mac")
     if layer.type == "dense" and (h != w or h > lb["k"].hi):
+        hint = "give dataflow: frame" if frame_flow_available() else "the frame data flow " \
+            "(not built yet) is for maps larger than that"
         return "type", (f"a row-based dense layer's window is its whole input map, which must be "
                         f"square and at most {lb['k'].hi}x{lb['k'].hi} (line_buffer's k), "
-                        f"got {h}x{w}; give dataflow: frame")
+                        f"got {h}x{w}; {hint}")
     checks = [("k", layer.window, lb["k"]), ("stride", layer.stride, lb["stride"]),
               ("pad", layer.pad, lb["pad"]), ("type", c, lb["channels"])]
-    for field_name, value, param in checks:
-        if value > param.hi:
-            what = "input channels" if field_name == "type" else field_name
-            return field_name, (f"the line buffer takes {what} up to {param.hi} "
-                                f"(line_buffer's {param.name}), got {value}")
+    problem = _over_limit(checks, "the line buffer", "line_buffer")
+    if problem:
+        return problem
     if layer.has_weights and layer.reduce > mac["reduce"].hi:
         return "type", (f"a dot product of K*K*Cin = {layer.reduce} exceeds mac_array's reduce "
                         f"limit {mac['reduce'].hi}")

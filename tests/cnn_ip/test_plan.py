@@ -243,6 +243,10 @@ def test_shapes_the_blocks_cannot_build_name_the_limit():
                        r"\(line_buffer's k\), got 9"):
         check_buildable(parse_plan(wide_k, "p.yaml"))
     check_buildable(parse_plan(FREE, "p.yaml"))
+    big_pool = FREE.replace("{type: maxpool, k: 2, stride: 1, pad: 1}", "{type: maxpool, k: 9, stride: 1, pad: 8}")
+    with pytest.raises(PlanError, match=r"^p.yaml:7: layers\[1\].k: the max-pool takes k up to 7 "
+                       r"\(maxpool's k\), got 9"):
+        check_buildable(parse_plan(big_pool, "p.yaml"))
 
 
 def test_tiny_yolov2_example_shapes():
