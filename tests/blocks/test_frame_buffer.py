@@ -77,7 +77,7 @@ def test_windows_match_golden_model_under_stalls(hdl, tmp_path, params, count):
 RATES = [
     geometry(4, 3, 4, 3, 1, 1, 3, 2, 2),                  # one buffer: F + R
     geometry(4, 3, 4, 3, 1, 1, 3, 2, 2, buffers=2),       # read bound: R
-    geometry(6, 4, 4, 1, 2, 0, 3, 1, 4, buffers=2),       # fill bound: F
+    geometry(6, 4, 4, 1, 2, 0, 3, 4, 1, buffers=2),       # fill bound: F
     geometry(3, 3, 8, 3, 1, 0, 2, 4, 2, **gm(2, repeat=3, buffers=2)),
 ]
 
