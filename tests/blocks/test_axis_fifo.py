@@ -6,8 +6,8 @@ from myhdl import StopSimulation, block, instance
 
 from blocks.axis_fifo import BLOCK
 from blocks.spec import ParameterError
-from blocks.stream import axis_source
-from cnn_ip.cosim import PERIOD, clock_reset_driver, dut, lint, run_streams
+from cnn_ip.cosim import dut, lint, run_streams
+from cnn_ip.simkit import PERIOD, axis_source, clock_reset_driver
 from cnn_ip.export import generate
 
 # bits, depth, last, style, idle, stall: LUT RAM and block RAM, the smallest depth, a
