@@ -17,8 +17,17 @@ two ways, the same for the whole layer (``coding`` in the sidecar):
             ROM word a cycle always feeds one beat a cycle; the last word is padded with
             zeros.
 
-``encode`` picks the coding with fewer bits unless told (``coding="dense"|"masked"``).
-``decode`` is the pure-numpy inverse and the decoder block's golden model.
+``block``   (format ``cnn_ip.sparse/2``, the ``/1`` codings above keep format ``/1``) a
+            two-level mask: ``P/B`` bits, one per aligned block of ``B`` elements of the
+            beat (``B`` a power of two dividing ``P``, per layer), then for the blocks with
+            a non-zero either their ``B``-bit element masks followed by the non-zero
+            elements' ``VB``-bit values (``inner="mask"``), or their ``B`` codes of ``WB``
+            bits (``inner="dense"``).  Same beat order, same stream-to-words rule.
+
+``encode`` picks the smallest of the codings in ``codes`` unless told (``coding=``); the
+default ``codes`` leave ``block`` out, because the hardware decoder reads ``/1`` only.
+:func:`pattern_bits` gives every candidate's exact ROM bits from the zero pattern alone.
+``decode`` is the pure-numpy inverse (both formats) and the decoder block's golden model.
 ``write_weights`` writes ``STEM.hex`` and ``STEM.json`` with :func:`quant.rom_image.write_rom`.
 """
 from __future__ import annotations
@@ -32,7 +41,11 @@ from quant.weight_modes import (bad_values, check as check_mode, code_bits, desc
                                 from_codes, normal_wbits, to_codes, value_bits)
 
 FORMAT = "cnn_ip.sparse/1"
-CODINGS = ("auto", "dense", "masked")
+FORMAT2 = "cnn_ip.sparse/2"
+CODINGS = ("auto", "dense", "masked", "block")
+CODES = ("dense", "masked", "block")     # what ``coding="auto"`` may choose from
+HARDWARE_CODES = ("dense", "masked")     # the default: what blocks.sparse_decoder reads
+INNERS = ("mask", "dense")               # a non-zero block of the block coding
 
 
 @dataclass
@@ -104,25 +117,91 @@ def from_beats(beats, lanes: int, simd: int, cout: int, reduce: int) -> np.ndarr
             .transpose(0, 2, 1, 3).reshape(cout, reduce))
 
 
-def beat_bits(beats, *, weights, wbits=None, coding: str) -> np.ndarray:
+def block_sizes(P: int) -> list[int]:
+    """The block sizes the block coding allows for a beat of ``P`` elements: the powers of
+    two dividing ``P``, ascending."""
+    return [1 << k for k in range(P.bit_length()) if P % (1 << k) == 0]
+
+
+def pattern_beat_bits(nonzero, *, weights, wbits=None, coding: str, block=None,
+                      inner=None) -> np.ndarray:
+    """Bits each beat takes in ``coding``, from the beats' zero pattern alone (``nonzero``:
+    ``(beats, P)`` booleans): a record's length never depends on the non-zero values."""
+    nonzero = np.asarray(nonzero, dtype=bool)
+    P = nonzero.shape[1]
+    if coding == "dense":
+        return np.full(len(nonzero), P * code_bits(weights, wbits), dtype=np.int64)
+    count = np.count_nonzero(nonzero, axis=1).astype(np.int64)
+    if coding == "masked":
+        return P + count * value_bits(weights, wbits)
+    blocks = np.count_nonzero(nonzero.reshape(len(nonzero), P // block, block).any(axis=2),
+                              axis=1).astype(np.int64)
+    if inner == "mask":
+        return P // block + blocks * block + count * value_bits(weights, wbits)
+    return P // block + blocks * block * code_bits(weights, wbits)
+
+
+def beat_bits(beats, *, weights, wbits=None, coding: str, block=None, inner=None) -> np.ndarray:
     """Bits each beat takes in ``coding``."""
     beats = np.asarray(beats)
-    P = beats.shape[1]
-    if coding == "dense":
-        return np.full(len(beats), P * code_bits(weights, wbits), dtype=np.int64)
-    return P + np.count_nonzero(beats, axis=1) * value_bits(weights, wbits)
+    return pattern_beat_bits(beats != 0, weights=weights, wbits=wbits, coding=coding,
+                             block=block, inner=inner)
+
+
+def candidates(P: int, *, weights, codes=HARDWARE_CODES, block=None, inner=None) -> list[dict]:
+    """The codings ``codes`` allows for a beat of ``P`` elements, in order of preference on
+    a tie (simpler decoding first): ``{"coding", "block", "inner"}`` each."""
+    found = []
+    for coding in CODES:
+        if coding not in codes or (coding != "dense" and weights == "binary"):
+            continue
+        if coding != "block":
+            found.append({"coding": coding, "block": None, "inner": None})
+            continue
+        for size in ([block] if block else block_sizes(P)):
+            for kind in ([inner] if inner else INNERS):
+                found.append({"coding": "block", "block": size, "inner": kind})
+    return found
+
+
+def pattern_bits(nonzero, *, weights, wbits=None, codes=HARDWARE_CODES, block=None,
+                 inner=None) -> list[dict]:
+    """Every candidate coding of a layer whose beats have the zero pattern ``nonzero``
+    (``(beats, P)`` booleans, :func:`to_beats` order) with its exact ROM size: each item
+    is a :func:`candidates` dict plus ``word_bits`` (the longest record), ``stream_bits``,
+    ``depth`` and ``bits`` (``depth * word_bits``, what :func:`encode` would write)."""
+    nonzero = np.asarray(nonzero, dtype=bool)
+    sized = []
+    for cand in candidates(nonzero.shape[1], weights=weights, codes=codes, block=block,
+                           inner=inner):
+        bits = pattern_beat_bits(nonzero, weights=weights, wbits=wbits, **cand)
+        word, total = int(bits.max()), int(bits.sum())
+        depth = -(-total // word)
+        sized.append({**cand, "word_bits": word, "stream_bits": total, "depth": depth,
+                      "bits": depth * word})
+    return sized
+
+
+def best_code(nonzero, *, weights, wbits=None, codes=HARDWARE_CODES, block=None,
+              inner=None) -> dict:
+    """The :func:`pattern_bits` item with the fewest bits (the first of them on a tie)."""
+    sized = pattern_bits(nonzero, weights=weights, wbits=wbits, codes=codes, block=block,
+                         inner=inner)
+    return min(sized, key=lambda item: item["bits"])
 
 
 def choose_coding(beats, *, weights, wbits=None) -> str:
-    """The coding with fewer ROM bits (dense on a tie: it needs no decoding logic)."""
-    if weights == "binary":
-        return "dense"
-    sizes = {}
-    for coding in ("dense", "masked"):
-        bits = beat_bits(beats, weights=weights, wbits=wbits, coding=coding)
-        word = int(bits.max())
-        sizes[coding] = -(-int(bits.sum()) // word) * word
-    return "dense" if sizes["dense"] <= sizes["masked"] else "masked"
+    """The ``/1`` coding with fewer ROM bits (dense on a tie: it needs no decoding logic)."""
+    return best_code(np.asarray(beats) != 0, weights=weights, wbits=wbits)["coding"]
+
+
+def layer_bits(W, *, weights, wbits=None, lanes, simd, codes=HARDWARE_CODES, block=None,
+               inner=None) -> dict:
+    """The coding :func:`encode` would choose for ``W`` among ``codes`` and its exact ROM
+    size (a :func:`pattern_bits` item), without building the words."""
+    W = check_matrix(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
+    return best_code(to_beats(W, lanes, simd) != 0, weights=weights,
+                     wbits=normal_wbits(weights, wbits), codes=codes, block=block, inner=inner)
 
 
 # --- bit streams --------------------------------------------------------------------------
@@ -139,18 +218,35 @@ def _field_values(bit_array, bits: int) -> np.ndarray:
     return fields @ (np.int64(1) << np.arange(bits, dtype=np.int64))
 
 
-def beat_stream(beat, *, weights, wbits=None, coding: str) -> np.ndarray:
+def _stored(nonzero_values, weights, wbits) -> np.ndarray:
+    """What a mask-selected value stores: ternary its sign (1 = -1), int its code."""
+    if weights == "ternary":
+        return (np.asarray(nonzero_values) < 0).astype(np.int64)
+    return to_codes(nonzero_values, weights, wbits)
+
+
+def _unstored(stored, weights, wbits) -> np.ndarray:
+    """Inverse of :func:`_stored`."""
+    return (1 - 2 * stored) if weights == "ternary" else from_codes(stored, weights, wbits)
+
+
+def beat_stream(beat, *, weights, wbits=None, coding: str, block=None,
+                inner=None) -> np.ndarray:
     """The bits of one beat (values, length ``P``) in stream order, one uint8 per bit."""
     beat = np.asarray(beat, dtype=np.int64)
     if coding == "dense":
         return _field_bits(to_codes(beat, weights, wbits), code_bits(weights, wbits))
-    nonzero = beat[beat != 0]
-    if weights == "ternary":
-        stored = (nonzero < 0).astype(np.int64)  # the sign bit: 1 = -1
-    else:
-        stored = to_codes(nonzero, weights, wbits)
-    return np.concatenate([(beat != 0).astype(np.uint8),
-                           _field_bits(stored, value_bits(weights, wbits))])
+    values = _field_bits(_stored(beat[beat != 0], weights, wbits), value_bits(weights, wbits))
+    if coding == "masked":
+        return np.concatenate([(beat != 0).astype(np.uint8), values])
+    rows = beat.reshape(-1, block)
+    used = (rows != 0).any(axis=1)
+    if inner == "mask":
+        return np.concatenate([used.astype(np.uint8), (rows[used] != 0).astype(np.uint8).ravel(),
+                               values])
+    return np.concatenate([used.astype(np.uint8),
+                           _field_bits(to_codes(rows[used].ravel(), weights, wbits),
+                                       code_bits(weights, wbits))])
 
 
 def bits_to_words(bit_array, word_bits: int) -> list[int]:
@@ -169,28 +265,51 @@ def words_to_bits(words, word_bits: int) -> np.ndarray:
     return np.concatenate(rows) if rows else np.zeros(0, dtype=np.uint8)
 
 
-def encode(W, *, weights, wbits=None, lanes, simd, coding: str = "auto") -> SparseImage:
-    """Encode weight values ``W`` (``(Cout, R)``) into ROM words; see the module docstring."""
-    W = check_matrix(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
+def _check_choice(P, *, weights, coding, codes, block, inner) -> None:
     if coding not in CODINGS:
         raise ValueError(f"coding: must be one of {', '.join(CODINGS)}, got {coding!r}")
-    if weights == "binary" and coding == "masked":
-        raise ValueError("coding: binary weights have no zeros; only the dense coding applies")
+    if weights == "binary" and coding in ("masked", "block"):
+        raise ValueError(f"coding: binary weights have no zeros; only the dense coding applies")
+    if isinstance(codes, str) or not codes or any(c not in CODES for c in codes):
+        raise ValueError(f"codes: must be a non-empty tuple of {', '.join(CODES)}, got {codes!r}")
+    blockwise = coding == "block" or (coding == "auto" and "block" in codes)
+    if block is not None and (not blockwise or block not in block_sizes(P)):
+        raise ValueError(f"block: must be a power of two dividing lanes*simd = {P} (block "
+                         f"coding only), got {block!r}")
+    if inner is not None and (not blockwise or inner not in INNERS):
+        raise ValueError(f"inner: must be one of {', '.join(INNERS)} (block coding only), "
+                         f"got {inner!r}")
+
+
+def encode(W, *, weights, wbits=None, lanes, simd, coding: str = "auto",
+           codes=HARDWARE_CODES, block=None, inner=None) -> SparseImage:
+    """Encode weight values ``W`` (``(Cout, R)``) into ROM words; see the module docstring.
+
+    ``coding="auto"`` takes the smallest of ``codes`` (default: the ``/1`` codings the
+    hardware decoder reads); ``block`` and ``inner`` fix the block coding's choices (by
+    default the smallest)."""
+    W = check_matrix(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
+    _check_choice(lanes * simd, weights=weights, coding=coding, codes=codes, block=block,
+                  inner=inner)
     wbits = normal_wbits(weights, wbits)
     beats = to_beats(W, lanes, simd)
-    if coding == "auto":
-        coding = choose_coding(beats, weights=weights, wbits=wbits)
-    stream = np.concatenate([beat_stream(b, weights=weights, wbits=wbits, coding=coding)
+    chosen = best_code(beats != 0, weights=weights, wbits=wbits,
+                       codes=codes if coding == "auto" else (coding,), block=block, inner=inner)
+    choice = {k: chosen[k] for k in ("coding", "block", "inner")}
+    stream = np.concatenate([beat_stream(b, weights=weights, wbits=wbits, **choice)
                              for b in beats])
-    word_bits = int(beat_bits(beats, weights=weights, wbits=wbits, coding=coding).max())
+    word_bits = chosen["word_bits"]
     words = bits_to_words(stream, word_bits)
     depth = len(words)
     nonzeros = int(np.count_nonzero(W))
+    coding, block, inner = choice["coding"], choice["block"], choice["inner"]
+    stores_values = coding == "masked" or inner == "mask"
     meta = {
-        "format": FORMAT, "word_bits": word_bits, "depth": depth, "bits": depth * word_bits,
+        "format": FORMAT2 if coding == "block" else FORMAT, "word_bits": word_bits,
+        "depth": depth, "bits": depth * word_bits,
         "coding": coding, "weights": weights, "wbits": wbits,
         "code_bits": code_bits(weights, wbits),
-        "value_bits": value_bits(weights, wbits) if coding == "masked" else None,
+        "value_bits": value_bits(weights, wbits) if stores_values else None,
         "lanes": int(lanes), "simd": int(simd), "cout": int(W.shape[0]),
         "reduce": int(W.shape[1]), "beats": len(beats),
         "stream_bits": len(stream), "pad_bits": depth * word_bits - len(stream),
@@ -198,12 +317,47 @@ def encode(W, *, weights, wbits=None, lanes, simd, coding: str = "auto") -> Spar
         "bits_per_weight": round(depth * word_bits / W.size, 6),
         "order": "g in Cout/lanes, r in R/simd: beat; element l*simd+s = W[g*lanes+l, r*simd+s]",
     }
+    if coding == "block":
+        meta.update({"block": block, "inner": inner, "block_mask_bits": lanes * simd // block,
+                     "nonzero_blocks": int((beats.reshape(-1, block) != 0).any(axis=1).sum()),
+                     "order": meta["order"] + f"; block k of a beat = elements "
+                                              f"[k*{block}, (k+1)*{block})"})
+    assert len(stream) == chosen["stream_bits"] and depth == chosen["depth"]
     return SparseImage(words=words, word_bits=word_bits, meta=meta)
 
 
-def decode(words, meta) -> np.ndarray:
-    """ROM words + sidecar -> the weight values ``W`` (``(Cout, R)``, int64)."""
+def _decode_beat(stream, pos, meta, P) -> tuple[np.ndarray, int]:
+    """One beat's values from stream bit ``pos`` on, and the position after its record."""
     weights, wbits = meta["weights"], meta.get("wbits")
+    wb, vb = meta["code_bits"], meta["value_bits"]
+    coding, block = meta["coding"], meta.get("block")
+    if coding == "dense":
+        return from_codes(_field_values(stream[pos:pos + P * wb], wb), weights, wbits), pos + P * wb
+    beat = np.zeros(P, dtype=np.int64)
+    if coding == "masked":
+        mask = stream[pos:pos + P].astype(bool)
+        pos += P
+    else:
+        used = stream[pos:pos + P // block].astype(bool)
+        pos += P // block
+        n = int(used.sum())
+        rows = np.zeros((P // block, block), dtype=np.int64)
+        if meta["inner"] == "dense":
+            rows[used] = from_codes(_field_values(stream[pos:pos + n * block * wb], wb),
+                                    weights, wbits).reshape(n, block)
+            return rows.ravel(), pos + n * block * wb
+        rows[used] = stream[pos:pos + n * block].reshape(n, block)
+        mask = rows.ravel().astype(bool)
+        pos += n * block
+    count = int(mask.sum())
+    beat[mask] = _unstored(_field_values(stream[pos:pos + count * vb], vb), weights, wbits)
+    return beat, pos + count * vb
+
+
+def decode(words, meta) -> np.ndarray:
+    """ROM words + sidecar (``/1`` or ``/2``) -> the weight values ``W`` (``(Cout, R)``, int64)."""
+    if meta.get("format") not in (FORMAT, FORMAT2):
+        raise ValueError(f"decode: format must be {FORMAT} or {FORMAT2}, got {meta.get('format')!r}")
     lanes, simd = meta["lanes"], meta["simd"]
     P = lanes * simd
     if len(words) != meta["depth"]:
@@ -212,19 +366,7 @@ def decode(words, meta) -> np.ndarray:
     beats = np.zeros((meta["beats"], P), dtype=np.int64)
     pos = 0
     for b in range(meta["beats"]):
-        if meta["coding"] == "dense":
-            wb = meta["code_bits"]
-            beats[b] = from_codes(_field_values(stream[pos:pos + P * wb], wb), weights, wbits)
-            pos += P * wb
-            continue
-        mask = stream[pos:pos + P].astype(bool)
-        pos += P
-        vb = meta["value_bits"]
-        count = int(mask.sum())
-        stored = _field_values(stream[pos:pos + count * vb], vb)
-        pos += count * vb
-        beats[b, mask] = (1 - 2 * stored) if weights == "ternary" else \
-            from_codes(stored, weights, wbits)
+        beats[b], pos = _decode_beat(stream, pos, meta, P)
     if pos != meta["stream_bits"]:
         raise ValueError(f"decode: stream is {pos} bits, the sidecar says {meta['stream_bits']}")
     return from_beats(beats, lanes, simd, meta["cout"], meta["reduce"])
@@ -239,8 +381,11 @@ def beat_codes(W, *, weights, wbits=None, lanes, simd) -> list[int]:
 
 
 def write_weights(out_dir, stem: str, W, *, weights, wbits=None, lanes, simd,
-                  coding: str = "auto") -> dict:
-    """Encode ``W`` and write ``STEM.hex`` + ``STEM.json``; return the sidecar (has ``bits``)."""
-    image = encode(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd, coding=coding)
+                  coding: str = "auto", codes=HARDWARE_CODES, block=None, inner=None) -> dict:
+    """Encode ``W`` and write ``STEM.hex`` + ``STEM.json``; return the sidecar (has ``bits``;
+    ``format`` says which code was written)."""
+    image = encode(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd, coding=coding,
+                   codes=codes, block=block, inner=inner)
     meta = {k: v for k, v in image.meta.items() if k not in ("format", "word_bits", "depth", "bits")}
-    return write_rom(out_dir, stem, image.words, image.word_bits, format=FORMAT, **meta)
+    return write_rom(out_dir, stem, image.words, image.word_bits, format=image.meta["format"],
+                     **meta)
