@@ -21,8 +21,8 @@ abits : int, 1..8         A, activation bits
 asigned : bool            activations are two's complement (first layer) instead of unsigned
 reduce : int, 1..2**20    R, the longest dot product in elements; sizes the accumulator
 target : str              ``generic`` (default: inferred multipliers) or a device name of
-                          ``fpga/devices.py`` (ECP5: ``MULT18X18D`` for int products of 9
-                          bits or more); the same ports, numbers and latency on every target
+                          ``fpga/devices.py`` (ECP5: a ``MULT18X18D`` for every int
+                          product); the same ports, numbers and latency on every target
 
 Ports (WB = 1, 2 or N; ACC from :func:`acc_bits`, reported in the JSON sidecar)
 -----
@@ -56,7 +56,7 @@ import math
 import numpy as np
 from myhdl import ConcatSignal, Signal, always, always_comb, always_seq, block, concat, intbv
 
-from blocks.dsp_mult import TARGETS, dsp_mult, write_sim_files
+from blocks.dsp_mult import TARGETS, dsp_mult, uses_mult18, write_sim_files
 from blocks.ram import add_blocks
 from blocks.spec import BlockDef, Param, check_width, weight_params
 from blocks.stream import Axis, clock_reset
@@ -389,9 +389,18 @@ def uses_dsp(*, weights, wbits, abits, asigned, **_) -> bool:
 
 
 def multiplier_target(*, target, **p) -> str:
-    """The ``dsp_mult`` target of an int array: the device's DSP primitive where synthesis
-    would use a DSP anyway (products of 9 bits or more), inferred LUTs otherwise."""
+    """The ``dsp_mult`` target of an int array.  On ECP5 every product goes to a
+    ``MULT18X18D`` (an inferred LUT multiplier, even 4 x 5 bits, caps the array near
+    120 MHz there); elsewhere the device's DSP where synthesis would use one anyway
+    (products of 9 bits or more), inferred LUTs otherwise."""
+    if p["weights"] == "int" and uses_mult18(target):
+        return target
     return target if uses_dsp(**p) else "generic"
+
+
+def in_dsps(*, target="generic", **p) -> bool:
+    """Whether the array's products sit in DSPs (``MULT18X18D`` or what Yosys infers)."""
+    return uses_dsp(**p) or (p["weights"] == "int" and uses_mult18(target))
 
 
 def write_files(args: dict, out_dir) -> list:
@@ -445,7 +454,7 @@ def estimate(*, lanes, simd, weights, wbits, abits, asigned, reduce, target="gen
     adders = tree_adder_bits(simd, plo, phi)
     control_ff = 2 * (latency(simd, weights) - 1) + 2
     lane_acc = 2 * acc
-    if uses_dsp(**p):
+    if in_dsps(target=target, **p):
         lut = lanes * (adders + lane_acc) + 8
         ff = lanes * (sum(tree) + lane_acc) + control_ff
     else:
@@ -457,7 +466,7 @@ def estimate(*, lanes, simd, weights, wbits, abits, asigned, reduce, target="gen
         lut = lanes * (simd * per_product + adders + lane_acc) + 8
         ff = (simd * abits + lanes * simd * (wb + product_ff)
               + lanes * (sum(tree) + lane_acc) + control_ff)
-    return {"lut": lut, "ff": ff, "dsp": lanes * simd if uses_dsp(**p) else 0,
+    return {"lut": lut, "ff": ff, "dsp": lanes * simd if in_dsps(target=target, **p) else 0,
             "bram_bits": 0, "bram": add_blocks(), "latency": latency(simd, weights),
             "cycles": 1, "per": "beat"}
 

@@ -149,10 +149,11 @@ def sim_models(monkeypatch):
     monkeypatch.setattr(cosim, "compile_icarus", with_models)
 
 
-ECP5_CONFIGS = [  # int products of 9 bits or more: MULT18X18D on ECP5
+ECP5_CONFIGS = [  # every int product is a MULT18X18D on ECP5
     dict(lanes=4, simd=4, weights="int", wbits=8, abits=8, asigned=False, reduce=64),
     dict(lanes=2, simd=3, weights="int", wbits=8, abits=8, asigned=True, reduce=30),
     dict(lanes=1, simd=1, weights="int", wbits=6, abits=4, asigned=False, reduce=5),
+    dict(lanes=2, simd=2, weights="int", wbits=4, abits=4, asigned=False, reduce=8),  # 8-bit
 ]
 
 
@@ -178,6 +179,8 @@ def test_ecp5_multipliers_match_generic_and_golden(tmp_path, sim_models, config)
     assert (tmp_path / "ecp5-85f-0" / "MULT18X18D_sim.v").exists()
     assert "MULT18X18D" in (tmp_path / "ecp5-85f-0" / "mac_array.v").read_text()
     assert runs["generic"] == runs["ecp5-85f"]
+    assert mac.estimate(**full({**config, "target": "ecp5-85f"}))["dsp"] == \
+        config["lanes"] * config["simd"]
 
 
 @pytest.mark.parametrize("config", CONFIGS + [{**ECP5_CONFIGS[0], "target": "ecp5-25f"}],
