@@ -232,3 +232,17 @@ def test_a_layer_a_block_refuses_is_one_line_naming_the_limit():
     message = str(info.value)
     assert message.startswith("p.yaml:8: layers[2]: cannot be built at L=") and "M needs" in message
     assert "\n" not in message
+
+
+def test_tiny_yolov2_is_capped_by_its_first_layer():
+    from cnn_ip.plan import load_plan
+    plan = load_plan("examples/tiny_yolov2.yaml")
+    result = plan_network(plan, random_model(plan))
+    first = result.stages[0]
+    # 416x416 outputs, a 3x3 window, S = Cin = 3 and L = Cout = 16: Ho*Wo*K*K cycles
+    assert (first.lanes, first.simd) == (16, 3) and first.cycles == 416 * 416 * 9
+    assert result.cycles == 1_557_504 and result.bottleneck == 0
+    assert result.rate_limit.startswith("the floor: conv0")
+    assert all(s.cycles <= result.cycles for s in result.stages)
+    for resource in ("lut", "ff", "dsp", "bram"):
+        assert result.totals[resource] <= result.budget[resource]
