@@ -202,12 +202,13 @@ def slot_lane(v, old, older, n, first, shift, *, youngest, signed, abits):
 
 
 @block
-def slot_memory(aclk, aresetn, *, waddr, wdata, read, rdata, flushing, depth):
+def slot_memory(aclk, aresetn, *, waddr, wdata, read, rdata, flushing, depth, rotate):
     """``depth`` words, each read one beat ahead of its use.  Words are used in turn, so
     up to 2 words are a delay line of registers (no address, no multiplexer); deeper a
     ``blocks.ram`` (LUT RAM or block RAM by size) with a registered write: the slot
     update ends in a register, and the word is read again ``depth - 1 >= 2`` beats
-    later, after the write has landed.
+    later, after the write has landed.  ``rotate``: two or more windows flush, so a
+    2-word delay line must keep its words through a flush.
     """
     if depth == 1:
         @always(aclk.posedge)
@@ -216,7 +217,7 @@ def slot_memory(aclk, aresetn, *, waddr, wdata, read, rdata, flushing, depth):
                 rdata.next = wdata
         waddr.read = True
         return hold
-    if depth == 2:
+    if depth == 2 and rotate:
         nearer = Signal(intbv(0)[len(wdata):])
 
         @always(aclk.posedge)
@@ -229,6 +230,17 @@ def slot_memory(aclk, aresetn, *, waddr, wdata, read, rdata, flushing, depth):
                     nearer.next = wdata
                 rdata.next = nearer
         waddr.read = True
+        return delay
+    if depth == 2:
+        nearer = Signal(intbv(0)[len(wdata):])
+
+        @always(aclk.posedge)
+        def delay():
+            # At most one window flushes: what a flush beat pushes is never read.
+            if read:
+                nearer.next = wdata
+                rdata.next = nearer
+        waddr.read = flushing.read = True
         return delay
     # Addresses exactly as wide as the depth needs (the beat counter is wider).  The read
     # address is a register of its own: no adder before the RAM.  Block RAM is read two
@@ -589,7 +601,8 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
         wdata.next = new
 
     memory = slot_memory(aclk, aresetn, waddr=j, wdata=wdata, read=advance,
-                         rdata=old, flushing=flushing, depth=span)
+                         rdata=old, flushing=flushing, depth=span,
+                         rotate=geo["flush"] > 1)
 
     @always_comb
     def handshake():
