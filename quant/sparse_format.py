@@ -150,7 +150,9 @@ def beat_bits(beats, *, weights, wbits=None, coding: str, block=None, inner=None
 
 def candidates(P: int, *, weights, codes=HARDWARE_CODES, block=None, inner=None) -> list[dict]:
     """The codings ``codes`` allows for a beat of ``P`` elements, in order of preference on
-    a tie (simpler decoding first): ``{"coding", "block", "inner"}`` each."""
+    a tie (simpler decoding first: ``/1`` before ``/2``; larger blocks, whose block mask
+    and placement logic are smaller; element masks before dense blocks):
+    ``{"coding", "block", "inner"}`` each."""
     found = []
     for coding in CODES:
         if coding not in codes or (coding != "dense" and weights == "binary"):
@@ -158,7 +160,7 @@ def candidates(P: int, *, weights, codes=HARDWARE_CODES, block=None, inner=None)
         if coding != "block":
             found.append({"coding": coding, "block": None, "inner": None})
             continue
-        for size in ([block] if block else block_sizes(P)):
+        for size in ([block] if block else block_sizes(P)[::-1]):
             for kind in ([inner] if inner else INNERS):
                 found.append({"coding": "block", "block": size, "inner": kind})
     return found

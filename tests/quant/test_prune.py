@@ -123,3 +123,15 @@ def test_block_sizes_are_powers_of_two_dividing_the_beat():
     assert sparse_format.block_sizes(128) == [1, 2, 4, 8, 16, 32, 64, 128]
     assert sparse_format.block_sizes(24) == [1, 2, 4, 8]
     assert to_beats(np.arange(8).reshape(2, 4), 2, 2).tolist() == [[0, 1, 4, 5], [2, 3, 6, 7]]
+
+
+def test_blocks_within_simd_do_not_depend_on_the_packing():
+    # a block of B dividing simd is B aligned reduction elements of one output channel
+    rng = np.random.default_rng(5)
+    W = rng.normal(size=(16, 64))
+    masks = [prune.keep_mask(W, 0.8, structure="block", lanes=lanes, simd=simd, block=8)
+             for lanes, simd in ((8, 16), (4, 8), (2, 32), (16, 8))]
+    for mask in masks[1:]:
+        assert np.array_equal(mask, masks[0])
+    segments = masks[0].reshape(16, 8, 8)
+    assert np.all(segments.all(axis=2) | ~segments.any(axis=2))

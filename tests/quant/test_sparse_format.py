@@ -192,6 +192,15 @@ def test_block_ternary_bit_layout_by_hand():
     assert image.meta["nonzero_blocks"] == 1 and image.meta["block_mask_bits"] == 2
 
 
+def test_worked_example_of_the_spec():
+    # docs/sparse_format.md, "Worked example": lanes 2, simd 4, B = 4
+    W = np.array([[0, 0, 0, 0, 0, 1, 0, 0], [0, 0, -1, 0, 0, 0, 0, 0]])
+    image = encode(W, weights="ternary", lanes=2, simd=4, codes=CODES)
+    assert (image.meta["block"], image.meta["inner"]) == (4, "mask")
+    assert image.words == [0x52, 0x09] and image.word_bits == 7 and image.bits == 14
+    assert encode(W, weights="ternary", lanes=2, simd=4).bits == 18   # /1 masked
+
+
 def test_block_int4_dense_inner_by_hand():
     # P = 4, B = 2: (3, -2 | 0, 0) -> block mask 01, then codes 0011 1110 of block 0
     W = np.array([[3, -2, 0, 0]])
