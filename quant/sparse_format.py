@@ -1,10 +1,11 @@
-"""The compressed weight format read by ``blocks.sparse_decoder`` (spec: docs/sparse_format.md).
+"""The compressed weight formats ``cnn_ip.sparse/1`` (read by ``blocks.sparse_decoder``) and
+``cnn_ip.sparse/2`` (spec of both: docs/sparse_format.md).
 
 A layer's weight matrix ``W`` (shape ``(Cout, R)``, weight *values*) is cut into dense
 beats in the order the MAC array consumes them: for each output-channel group ``g`` and
 each reduction step ``r``, the beat holds ``P = lanes * simd`` elements, element
 ``p = l*simd + s`` being ``W[g*lanes + l, r*simd + s]``.  Each beat is then coded one of
-two ways, the same for the whole layer (``coding`` in the sidecar):
+three ways, the same for the whole layer (``coding`` in the sidecar):
 
 ``dense``   the beat's weight codes as ``mac_array`` takes them (``P * WB`` bits, element
             ``p`` at bits ``p*WB``); one ROM word a beat.  Binary is always dense: its
@@ -16,7 +17,6 @@ two ways, the same for the whole layer (``coding`` in the sidecar):
             into ROM words of ``word_bits`` = the longest beat of the layer, so that one
             ROM word a cycle always feeds one beat a cycle; the last word is padded with
             zeros.
-
 ``block``   (format ``cnn_ip.sparse/2``, the ``/1`` codings above keep format ``/1``) a
             two-level mask: ``P/B`` bits, one per aligned block of ``B`` elements of the
             beat (``B`` a power of two dividing ``P``, per layer), then for the blocks with
