@@ -85,8 +85,9 @@ def measure(p, args, frames=3):
 
 
 def synth(p, target, scratch):
+    """The stage built for ``target`` (ECP5: MULT18X18D with its registers), synthesized."""
     d = Path(tempfile.mkdtemp(prefix="stage-", dir=scratch))
-    generate(cr.BLOCK, d, **p)
+    generate(cr.BLOCK, d, **{**p, "target": target})
     sources = sorted(d.glob("*.v"))
     report = synthesize(sources, top="conv_row", target=target, workdir=d,
                         pnr_timeout_s=900)
@@ -139,7 +140,7 @@ def main(argv=None):
           "ECP5 LUT4/FF/MULT18/DP16KD | ECP5 Fmax MHz |")
     print("|---|---|---|---|---|")
     for label, p, args in built:
-        est = cr.estimate(**args)
+        est = cr.estimate(**args)   # Xilinx LUTs (the estimates' calibration)
         units = block_units(est["bram"])
         x, _ = synth(p, XILINX, scratch)
         e, fmax = synth(p, ECP5, scratch)
