@@ -177,6 +177,25 @@ class Geometry:
         next_top = H + P if last or y + S > H + P else max(y + S, P)
         return bottom - top + self.HOFF, next_top - top
 
+    def row_constants(self):
+        """Constants of :func:`window_geometry`'s row counts, modulo COUNT like the
+        values (so as narrow): bottom, inside, all, top, end, frame, first."""
+        H, K, S, P, HOFF, COUNT = self.H, self.K, self.S, self.P, self.HOFF, self.COUNT
+        return tuple(c % COUNT for c in (H + P - 1 - S + HOFF, K - 1 + HOFF, H - 1 + HOFF,
+                                         S + K - 1 - P + HOFF, H + P - S, H, 2 * S - P))
+
+    def row_conditions(self):
+        """The row conditions of the next output row (y = iy0p + S) as comparisons of
+        iy0p with constants: ``(always, bound)`` meaning iy0p > bound, or always true
+        when the bound would be negative, for y > P, y + K > H + P, y + S > H + P and
+        y + S > P; then the iy0p before the last row's."""
+        H, K, S, P = self.H, self.K, self.S, self.P
+
+        def above(bound):
+            return bound < 0, max(bound, 0)
+        return (above(P - S), above(H + P - S - K), above(H + P - 2 * S), above(P - 2 * S),
+                max((self.OH - 2) * S, 0))
+
 
 def _counter(limit: int, init: int = 0):
     """An unsigned register for values 0..limit-1.
@@ -269,28 +288,17 @@ def window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p, n
     Computed from the window's position as it moves (a cycle ahead of their use), so
     no coordinate arithmetic sits in front of the ring's read.
     """
-    W, H, K, S, P, COUNT = geo.W, geo.H, geo.K, geo.S, geo.P, geo.COUNT
-    HOFF, OH = geo.HOFF, geo.OH
+    W, H, K, S, P, HOFF = geo.W, geo.H, geo.K, geo.S, geo.P, geo.HOFF
     first_need, first_freed = geo.first_need, geo.first_freed
     first_col, first_clip = geo.first_col, geo.first_clip
     # A step from ix0p clips the next window when ix0p + S + K - 1 > W + P - 1; written
     # as ix0p + 1 > bound so that the bound is never negative.
     clip_bound = max(W + P - K - S + 1, 0)
-    last_row = (OH - 1) * S              # iy0p of the last output row
+    last_row = (geo.OH - 1) * S          # iy0p of the last output row
     n = len(need_h)                      # bits of the row counts
-    # The constants of row_counts, modulo COUNT like the values (and as narrow)
-    c_bottom, c_inside = (H + P - 1 - S + HOFF) % COUNT, (K - 1 + HOFF) % COUNT
-    c_all, c_top = (H - 1 + HOFF) % COUNT, (S + K - 1 - P + HOFF) % COUNT
-    c_end, c_frame, c_first = (H + P - S) % COUNT, H % COUNT, (2 * S - P) % COUNT
-    # The row conditions as comparisons of iy0p with constants (y = iy0p + S): each is
-    # iy0p > FROM, or always true (ALL) when FROM would be negative.
-    def above(bound):
-        return bound < 0, max(bound, 0)
-    A_ALL, A_FROM = above(P - S)                 # y > P
-    B_ALL, B_FROM = above(H + P - S - K)         # y + K > H + P
-    D_ALL, D_FROM = above(H + P - 2 * S)         # y + S > H + P
-    E_ALL, E_FROM = above(P - 2 * S)             # y + S > P
-    C_AT = max(last_row - S, 0)                  # y is the last row (OH > 1)
+    c_bottom, c_inside, c_all, c_top, c_end, c_frame, c_first = geo.row_constants()
+    (A_ALL, A_FROM), (B_ALL, B_FROM), (D_ALL, D_FROM), (E_ALL, E_FROM), C_AT = (
+        geo.row_conditions())
     y_low = Signal(modbv(0)[n:])
     need_calc = Signal(modbv(0)[n:])
     freed_calc, freed_next = Signal(modbv(0)[n:]), Signal(modbv(0)[n:])
