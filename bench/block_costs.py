@@ -366,7 +366,8 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2, choices=(1, 2))
     parser.add_argument("--reuse", nargs="*", default=[], metavar="RESULTS",
                         help="results.json of earlier runs: their rows of the blocks not "
-                             "measured now go into the table as they were (with --blocks "
+                             "measured now go into the table as they were, a later file's "
+                             "rows of a block replacing an earlier one's (with --blocks "
                              "and no names, the table is made from these alone)")
     parser.add_argument("--pnr-timeout", type=float, default=900, metavar="S",
                         help="stop an ECP5 place-and-route after S seconds (default 900)")
@@ -404,8 +405,14 @@ def main(argv=None) -> int:
             # Saved as it goes: a long run stopped early still leaves rows to --reuse.
             (Path(workdir) / "results.json").write_text(json.dumps(rows, indent=1, default=str))
     measured = {name for name, _ in jobs}
-    earlier = [r for path in args.reuse for r in json.loads(Path(path).read_text())
-               if r["block"] not in measured and r["block"] in known]
+    by_block = {}    # a later results file replaces an earlier one's rows of a block
+    for path in args.reuse:
+        found = {}
+        for r in json.loads(Path(path).read_text()):
+            found.setdefault(r["block"], []).append(r)
+        by_block.update(found)
+    earlier = [r for name, block_rows in by_block.items() for r in block_rows
+               if name not in measured and name in known]
     rows += [{**r, "index": len(jobs) + i} for i, r in enumerate(earlier)]
     rows.sort(key=lambda r: (list(known).index(r["block"]), r["index"]))
     text = markdown(rows, skipped, tools, time.monotonic() - started,
