@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import tempfile
 import time
@@ -358,6 +359,21 @@ def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float,
     return "\n".join(parts)
 
 
+KEPT_MARK = "kept by hand"
+
+
+def kept_by_hand(path: Path) -> str:
+    """The sections of the existing output whose heading says they are kept by hand (to
+    the end of the file): a regeneration keeps them."""
+    if not path.exists():
+        return ""
+    text = path.read_text()
+    for match in re.finditer(r"^## .*$", text, flags=re.M):
+        if KEPT_MARK in match.group(0):
+            return "\n" + text[match.start():]
+    return ""
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", nargs="*", default=None, help="only these blocks")
@@ -417,7 +433,7 @@ def main(argv=None) -> int:
     rows.sort(key=lambda r: (list(known).index(r["block"]), r["index"]))
     text = markdown(rows, skipped, tools, time.monotonic() - started,
                     reused=sorted({r["block"] for r in earlier}), measured=len(jobs))
-    Path(args.output).write_text(text)
+    Path(args.output).write_text(text + kept_by_hand(Path(args.output)))
     # The full reports (cells by type, critical paths) for anyone digging further.
     (Path(workdir) / "results.json").write_text(json.dumps(rows, indent=1, default=str))
     print("\n".join(headline(rows)))
