@@ -387,6 +387,8 @@ def run(args) -> int:
         progress.set_description("report")
         data = report.build(result, source=source, seed=args.seed if args.random_weights else None,
                             rtl_dir=None if args.report_only else scratch / "rtl")
+        if model_file is not None:
+            data["quantized_accuracy"] = quantized_accuracy(model_file.parent)
         (scratch / REPORT).write_text(json.dumps(data, indent=2) + "\n")
         report.plot(data, scratch / "layers.png")
         progress.update()
@@ -403,6 +405,18 @@ def run(args) -> int:
     written = "plan, report" if args.report_only else "rtl/, sidecar, plan, report"
     print(f"wrote {out}/ ({written}, model.npz, layers.png) in {time.monotonic() - started:.1f} s")
     return 0
+
+
+def quantized_accuracy(qdir: Path) -> dict | None:
+    """fp32 and integer test accuracy from a quantize output's report, so that
+    ``cnn-ip simulate`` can print them beside the RTL's; None when it has none."""
+    path = qdir / "quant_report.json"
+    if not path.is_file():
+        return None
+    quant = json.loads(path.read_text())
+    if "fp32_accuracy" not in quant or "int_accuracy" not in quant:
+        return None
+    return {"fp32": quant["fp32_accuracy"], "integer": quant["int_accuracy"]}
 
 
 def _progress(total, quiet):
