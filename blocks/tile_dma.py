@@ -156,59 +156,11 @@ def _pointer_depth(count: int) -> int:
 
 
 @block
-def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issue,
-                   next_len, issue, issue_last, bad_cmd, *, data_bits, max_burst):
-    """Cuts tile commands from ``cmd`` into AXI bursts on ``ax*`` (one AR or AW channel).
-
-    ``next_len`` is the AXI length code (beats - 1) of the burst that would be issued
-    next; the parent says with ``can_issue`` whether a burst may go in the next cycle.
-    ``issue`` (a register) pulses when a burst is loaded into the address register,
-    ``issue_last`` with it when that burst ends the tile.
-    ``bad_cmd`` pulses when a command that breaks the rules (alignment, empty tile,
-    reserved bits) is consumed.
-
-    For timing, the walk keeps in registers what the next burst needs: ``to_page``, the
-    beats from ``addr`` to the next 4 KB boundary, and ``step = min(max_burst, to_page)``,
-    the length of a burst that does not end the row; ``next_row`` is the next row's start.
-    Each is updated from registers only, so no adder or comparator chain follows another.
-    Whether the burst ends its row (and the tile) and its length code are registered too,
-    a cycle after the walk moved: a burst is issued at most every other cycle, which
-    costs nothing on a channel whose bursts are two beats or longer.
-    """
-    lanes = data_bits // 8
-    lg = _log2(lanes)
-    page_beats = PAGE // lanes
-
-    # Constants are written as sized intbv literals in the generators below so that the
-    # Verilog operands have matching widths (Verilator -Wall WIDTH).
-    pad_offset = 4 + lg  # an address's beat offset in its page, addr[12:lg], in 16 bits
-    pad_advance = 16 - lg  # step * NB in 32 bits
-    busy = Signal(bool(0))
-    addr = Signal(modbv(0)[32:])
-    next_row = Signal(modbv(0)[32:])
-    stride = Signal(intbv(0)[32:])
-    row_beats = Signal(intbv(0)[16:])
-    beats_left = Signal(intbv(0)[16:])
-    rows_left = Signal(intbv(0)[16:])
-    to_page = Signal(intbv(0)[16:])
-    step = Signal(intbv(0)[16:])
-    ends_row = Signal(bool(0))  # the burst the walk stands at ends its row
-    burst_code = Signal(modbv(0)[8:])  # and its AXI length code
-    row_end = Signal(bool(0))
-    last_row = Signal(bool(0))
-    tile_end = Signal(bool(0))  # row_end and last_row
-    left_code = Signal(modbv(0)[8:])  # AXI length codes of the two candidate bursts
-    step_code = Signal(modbv(0)[8:])
-    advance = Signal(intbv(0)[32:])
-    # to_page and step after a burst inside a row, at the next row, for a new command
-    mid_page, mid_step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
-    row_page, row_step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
-    load_page, load_step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
-    cmd_ok = Signal(bool(0))
-    out_valid = Signal(bool(0))
+def command_check(cmd, busy, cmd_ok, bad_cmd, *, lg):
+    """Accepts a command while idle and checks it (``cmd_ok``; ``bad_cmd`` if consumed)."""
 
     @always_comb
-    def command_check():
+    def check():
         # Alignment: the low lg bits of base, stride and bytes per row must be zero.
         # Reserved bits must be zero; rows and bytes per row must not be.
         cmd_ok.next = (cmd.tdata[lg:0] == 0 and cmd.tdata[32 + lg:32] == 0
@@ -216,6 +168,22 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
                        and cmd.tdata[80:64 + lg] != 0 and cmd.tdata[96:80] != 0
                        and cmd.tdata[128:96] == 0)
 
+    @always_comb
+    def handshake():
+        cmd.tready.next = not busy
+        bad_cmd.next = cmd.tvalid and not busy and not cmd_ok
+
+    return check, handshake
+
+
+@block
+def page_steps(cmd, to_page, next_row, mid_page, mid_step, row_page, row_step, load_page,
+               load_step, *, data_bits, max_burst):
+    """Beats to the next 4 KB boundary and the next burst inside a row, for each move."""
+    lanes = data_bits // 8
+    lg = _log2(lanes)
+    page_beats = PAGE // lanes
+    pad_offset = 4 + lg  # an address's beat offset in its page, addr[12:lg], in 16 bits
     # A burst that fits in its page up to max_burst beats: the page's remaining beats are
     # at most max_burst exactly when the beat offset in the page is at least this.
     near_offset = page_beats - max_burst  # 0 when max_burst is a whole page
@@ -257,13 +225,23 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
             else:
                 load_step.next = intbv(max_burst)[16:]
 
+    return pages, steps
+
+
+@block
+def burst_length(beats_left, step, ends_row, burst_code, advance, *, data_bits, max_burst):
+    """Whether the burst at the walk's position ends its row, its length code and stride."""
+    lg = _log2(data_bits // 8)
+    pad_advance = 16 - lg  # step * NB in 32 bits
+    step_bits = max_burst.bit_length()  # step <= max_burst fits in these low bits
+    left_code = Signal(modbv(0)[8:])  # AXI length codes of the two candidate bursts
+    step_code = Signal(modbv(0)[8:])
+
     @always_comb
     def length_codes():
         # modbv: a 256-beat burst's 0 - 1 wraps to 255, as AXI wants.
         left_code.next = beats_left[8:] - intbv(1)[8:]
         step_code.next = step[8:] - intbv(1)[8:]
-
-    step_bits = max_burst.bit_length()  # step <= max_burst fits in these low bits
 
     @always_comb
     def next_burst():
@@ -276,16 +254,25 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
             burst_code.next = step_code
         advance.next = concat(intbv(0)[pad_advance:], step, intbv(0)[lg:])
 
+    return length_codes, next_burst
+
+
+@block
+def burst_issue(aclk, aresetn, busy, can_issue, ends_row, burst_code, rows_left, addr,
+                issue, row_end, tile_end, next_len, issue_last, axaddr, axlen, axvalid,
+                axready):
+    """Registers the next burst's shape and loads it into the address channel."""
+    last_row = Signal(bool(0))
+    out_valid = Signal(bool(0))
+
     @always_comb
-    def handshake():
-        cmd.tready.next = not busy
-        bad_cmd.next = cmd.tvalid and not busy and not cmd_ok
+    def flags():
         issue_last.next = tile_end
         tile_end.next = row_end and last_row
         axvalid.next = out_valid
 
     @always_seq(aclk.posedge, reset=aresetn)
-    def walk():
+    def load():
         # The next burst's shape (row_end, next_len, last_row) is registered: it describes
         # the walk's position from the second cycle after the walk moved, so a burst
         # goes out at most every other cycle (timing).  issue is a register too (it
@@ -296,6 +283,64 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
         row_end.next = ends_row
         next_len.next = burst_code
         last_row.next = rows_left == 1
+        if issue:
+            out_valid.next = 1
+            axaddr.next = addr
+            axlen.next = next_len
+        elif axready:
+            out_valid.next = 0
+
+    return flags, load
+
+
+@block
+def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issue,
+                   next_len, issue, issue_last, bad_cmd, *, data_bits, max_burst):
+    """Cuts tile commands from ``cmd`` into AXI bursts on ``ax*`` (one AR or AW channel).
+
+    ``next_len`` is the AXI length code (beats - 1) of the burst that would be issued
+    next; the parent says with ``can_issue`` whether a burst may go in the next cycle.
+    ``issue`` (a register) pulses when a burst is loaded into the address register,
+    ``issue_last`` with it when that burst ends the tile.
+    ``bad_cmd`` pulses when a command that breaks the rules (alignment, empty tile,
+    reserved bits) is consumed.
+
+    For timing, the walk keeps in registers what the next burst needs: ``to_page``, the
+    beats from ``addr`` to the next 4 KB boundary, and ``step = min(max_burst, to_page)``,
+    the length of a burst that does not end the row; ``next_row`` is the next row's start.
+    Each is updated from registers only, so no adder or comparator chain follows another.
+    Whether the burst ends its row (and the tile) and its length code are registered too,
+    a cycle after the walk moved: a burst is issued at most every other cycle, which
+    costs nothing on a channel whose bursts are two beats or longer.
+    """
+    lg = _log2(data_bits // 8)
+    # Constants are written as sized intbv literals in the generators so that the Verilog
+    # operands have matching widths (Verilator -Wall WIDTH).
+    busy, cmd_ok = Signal(bool(0)), Signal(bool(0))
+    addr, next_row = Signal(modbv(0)[32:]), Signal(modbv(0)[32:])
+    stride, advance = Signal(intbv(0)[32:]), Signal(intbv(0)[32:])
+    row_beats, beats_left = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
+    rows_left = Signal(intbv(0)[16:])
+    to_page, step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
+    ends_row = Signal(bool(0))  # the burst the walk stands at ends its row
+    burst_code = Signal(modbv(0)[8:])  # and its AXI length code
+    row_end, tile_end = Signal(bool(0)), Signal(bool(0))  # registered: the burst to issue
+    # to_page and step after a burst inside a row, at the next row, for a new command
+    mid_page, mid_step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
+    row_page, row_step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
+    load_page, load_step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
+
+    checker = command_check(cmd, busy, cmd_ok, bad_cmd, lg=lg)
+    pager = page_steps(cmd, to_page, next_row, mid_page, mid_step, row_page, row_step,
+                       load_page, load_step, data_bits=data_bits, max_burst=max_burst)
+    shaper = burst_length(beats_left, step, ends_row, burst_code, advance,
+                          data_bits=data_bits, max_burst=max_burst)
+    issuer = burst_issue(aclk, aresetn, busy, can_issue, ends_row, burst_code, rows_left,
+                         addr, issue, row_end, tile_end, next_len, issue_last, axaddr, axlen,
+                         axvalid, axready)
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def walk():
         if not busy:
             if cmd.tvalid and cmd_ok:
                 busy.next = 1
@@ -308,9 +353,6 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
                 to_page.next = load_page
                 step.next = load_step
         if issue:
-            out_valid.next = 1
-            axaddr.next = addr
-            axlen.next = next_len
             if row_end:
                 addr.next = next_row
                 next_row.next = next_row + stride
@@ -325,10 +367,8 @@ def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issu
                 beats_left.next = beats_left - step
                 to_page.next = mid_page
                 step.next = mid_step
-        elif axready:
-            out_valid.next = 0
 
-    return command_check, pages, steps, length_codes, next_burst, handshake, walk
+    return checker, pager, shaper, issuer, walk
 
 
 LUT_RAM_DEPTH = 64  # read FIFOs up to this deep are kept out of block RAM
@@ -346,23 +386,54 @@ def fifo_style(depth: int) -> str:
 
 
 @block
-def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_bytes, *,
-                data_bits, max_burst, outstanding, target):
-    """AR issue with credits, the read-data FIFO and ``m_axis_rd``."""
-    lanes = data_bits // 8
-    depth = outstanding * max_burst  # beats the FIFO holds: every issued burst fits
-    flag_depth = _pointer_depth(outstanding)
+def burst_channel(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, allow, retire,
+                  next_len, issue, ends_tile, bad_cmd, *, data_bits, max_burst, outstanding):
+    """One AR or AW channel: bursts cut from commands, at most ``outstanding`` in flight.
 
-    next_len = Signal(modbv(0)[8:])
+    ``allow`` is the parent's further condition for a burst next cycle (it may depend on
+    ``issue``); ``retire`` pulses as the oldest burst in flight completes, and
+    ``ends_tile`` says whether that burst ends its tile.
+    """
+    depth = _pointer_depth(outstanding)
     can_issue = Signal(bool(0))
-    issue = Signal(bool(0))
     issue_last = Signal(bool(0))
-    bad_cmd = Signal(bool(0))
-    splitter = burst_splitter(aclk, aresetn, s_axis_rdcmd, m_axi.araddr, m_axi.arlen,
-                              m_axi.arvalid, m_axi.arready, can_issue, next_len, issue,
-                              issue_last, bad_cmd, data_bits=data_bits, max_burst=max_burst)
+    splitter = burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issue,
+                              next_len, issue, issue_last, bad_cmd, data_bits=data_bits,
+                              max_burst=max_burst)
+    in_flight = Signal(intbv(0, min=0, max=outstanding + 1))
+    # One flag per burst in flight: does it end its tile?
+    last_flags = Signal(intbv(0)[depth:])
+    flag_wr = Signal(modbv(0, min=0, max=depth))
+    flag_rd = Signal(modbv(0, min=0, max=depth))
 
-    # Credits: beats of FIFO space not yet promised to an issued burst.
+    @always_comb
+    def control():
+        # Whether a burst may go next cycle: decided from in_flight as it will be at the
+        # worst (this cycle's issue counted, nothing retired).
+        if issue:
+            can_issue.next = allow and in_flight < outstanding - 1
+        else:
+            can_issue.next = allow and in_flight < outstanding
+        ends_tile.next = last_flags[flag_rd]
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def bookkeeping():
+        if issue:
+            last_flags.next[flag_wr] = issue_last
+            flag_wr.next = flag_wr + 1
+        if retire:
+            flag_rd.next = flag_rd + 1
+        if issue and not retire:
+            in_flight.next = in_flight + 1
+        elif retire and not issue:
+            in_flight.next = in_flight - 1
+
+    return splitter, control, bookkeeping
+
+
+@block
+def read_credit(aclk, aresetn, issue, arlen, read_ram, allow, *, depth, max_burst):
+    """Beats of read FIFO space not yet promised to a burst; ``allow``: room for one more."""
     # For timing, no burst length and no comparison of the credit sits between one
     # register and the next credit:
     # - an issued burst first reserves max_burst beats (a constant); the next cycle, when
@@ -380,11 +451,58 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     arlen_inverted = Signal(intbv(0)[8:])
     back = Signal(intbv(0)[16:])  # beats handed back to the credit this cycle
     back_less = Signal(modbv(0)[16:])  # back - max_burst, modulo 2**16: with an issue
-    in_flight = Signal(intbv(0, min=0, max=outstanding + 1))
-    # One flag per burst in flight: does it end its tile?
-    last_flags = Signal(intbv(0)[flag_depth:])
-    flag_wr = Signal(modbv(0, min=0, max=flag_depth))
-    flag_rd = Signal(modbv(0, min=0, max=flag_depth))
+
+    @always_comb
+    def control():
+        # Room for a longest burst, not just for the next one: keeps the burst length
+        # calculation out of the issue decision (timing), and costs nothing in
+        # throughput, since the FIFO holds outstanding * max_burst beats.
+        if issue:
+            allow.next = space >= 2 * max_burst
+        else:
+            allow.next = space >= max_burst
+        arlen_inverted.next = ~arlen
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def credit():
+        issued.next = issue
+        if issued:  # arlen holds the length code of the burst issued last cycle
+            unused.next = intbv(max_burst - 1)[16:] - concat(intbv(0)[8:], arlen)
+            unused_less.next = concat(intbv(0xFF)[8:], arlen_inverted)  # -1 - arlen
+        else:
+            unused.next = 0
+            unused_less.next = intbv(2**16 - max_burst)[16:]
+        if read_ram:  # a beat leaves the FIFO: its space comes back too
+            back.next = unused + 1
+            back_less.next = unused_less + 1
+        else:
+            back.next = unused
+            back_less.next = unused_less
+        if issue:  # reserve max_burst beats (never below zero: can_issue saw to it)
+            space.next = space + back_less
+        else:
+            space.next = space + back
+
+    return control, credit
+
+
+@block
+def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_bytes, *,
+                data_bits, max_burst, outstanding, target):
+    """AR issue with credits, the read-data FIFO and ``m_axis_rd``."""
+    lanes = data_bits // 8
+    depth = outstanding * max_burst  # beats the FIFO holds: every issued burst fits
+
+    next_len = Signal(modbv(0)[8:])
+    allow = Signal(bool(0))
+    issue = Signal(bool(0))
+    beat_done = Signal(bool(0))  # the last beat of a burst arrives
+    ends_tile = Signal(bool(0))
+    bad_cmd = Signal(bool(0))
+    channel = burst_channel(aclk, aresetn, s_axis_rdcmd, m_axi.araddr, m_axi.arlen,
+                            m_axi.arvalid, m_axi.arready, allow, beat_done, next_len, issue,
+                            ends_tile, bad_cmd, data_bits=data_bits, max_burst=max_burst,
+                            outstanding=outstanding)
 
     # The FIFO: a simple dual-port RAM with a registered read, then an output register.
     wr_ptr = Signal(intbv(0, min=0, max=depth))
@@ -397,6 +515,8 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     beat_word = Signal(intbv(0)[data_bits + 1:])
     read_ram = Signal(bool(0))
     load_out = Signal(bool(0))
+    credit = read_credit(aclk, aresetn, issue, m_axi.arlen, read_ram, allow, depth=depth,
+                         max_burst=max_burst)
     # The FIFO never reads the word being written (a word is read a cycle after it was
     # stored at the earliest, and the credits keep the writer from catching up with the
     # reader), so the RAM needs no read-during-write bypass.
@@ -408,23 +528,14 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
 
     @always_comb
     def control():
-        # Room for a longest burst, not just for the next one: keeps the burst length
-        # calculation out of the issue decision (timing), and costs nothing in
-        # throughput, since the FIFO holds outstanding * max_burst beats.
-        # Whether a burst may go next cycle: decided from the credit as it will be at the
-        # worst (this cycle's issue taken, nothing back).
-        if issue:
-            can_issue.next = space >= 2 * max_burst and in_flight < outstanding - 1
-        else:
-            can_issue.next = space >= max_burst and in_flight < outstanding
-        arlen_inverted.next = ~m_axi.arlen
         beat_in.next = m_axi.rvalid  # rready is always high
+        beat_done.next = m_axi.rvalid and m_axi.rlast
         load_out.next = q_valid and (not out_valid or m_axis_rd.tready)
         read_ram.next = stored != 0 and (not q_valid or load_out)
 
     @always_comb
     def word_in():
-        beat_word.next = concat(m_axi.rlast and last_flags[flag_rd], m_axi.rdata)
+        beat_word.next = concat(m_axi.rlast and ends_tile, m_axi.rdata)
 
     size_code = _log2(lanes)
 
@@ -440,33 +551,6 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
 
     @always_seq(aclk.posedge, reset=aresetn)
     def bookkeeping():
-        if issue:
-            last_flags.next[flag_wr] = issue_last
-            flag_wr.next = flag_wr + 1
-        beat_done = beat_in and m_axi.rlast
-        if beat_done:
-            flag_rd.next = flag_rd + 1
-        if issue and not beat_done:
-            in_flight.next = in_flight + 1
-        elif beat_done and not issue:
-            in_flight.next = in_flight - 1
-        issued.next = issue
-        if issued:  # arlen holds the length code of the burst issued last cycle
-            unused.next = intbv(max_burst - 1)[16:] - concat(intbv(0)[8:], m_axi.arlen)
-            unused_less.next = concat(intbv(0xFF)[8:], arlen_inverted)  # -1 - arlen
-        else:
-            unused.next = 0
-            unused_less.next = intbv(2**16 - max_burst)[16:]
-        if read_ram:  # a beat leaves the FIFO: its space comes back too
-            back.next = unused + 1
-            back_less.next = unused_less + 1
-        else:
-            back.next = unused
-            back_less.next = unused_less
-        if issue:  # reserve max_burst beats (never below zero: can_issue saw to it)
-            space.next = space + back_less
-        else:
-            space.next = space + back
         if beat_in:
             if wr_ptr == depth - 1:
                 wr_ptr.next = 0
@@ -489,7 +573,49 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
             out_valid.next = 0
         rd_error.next = bad_cmd or (beat_in and (m_axi.rresp != 0 or m_axi.rid != 0))
 
-    return splitter, control, word_in, outputs, fifo, bookkeeping
+    return channel, credit, control, word_in, outputs, fifo, bookkeeping
+
+
+@block
+def write_responses(aclk, aresetn, m_axi, m_axis_wrdone, ends_tile, bad_cmd, response,
+                    wr_error):
+    """Takes B responses (``response``) and sends a tile's worst one on ``m_axis_wrdone``."""
+    pad_done = DONE_BITS - 2
+    worst = Signal(intbv(0)[2:])
+    done_valid = Signal(bool(0))
+    done_resp = Signal(intbv(0)[2:])
+    merged = Signal(intbv(0)[2:])
+
+    @always_comb
+    def merge():
+        response.next = m_axi.bvalid and not done_valid
+        # The worst response so far in this tile, including the one arriving now.
+        if m_axi.bresp > worst:
+            merged.next = m_axi.bresp
+        else:
+            merged.next = worst
+
+    @always_comb
+    def outputs():
+        m_axi.bready.next = not done_valid
+        m_axis_wrdone.tvalid.next = done_valid
+        m_axis_wrdone.tdata.next = concat(intbv(0)[pad_done:], done_resp)
+        m_axis_wrdone.tlast.next = 1
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def done():
+        if response:
+            if ends_tile:
+                done_valid.next = 1
+                done_resp.next = merged
+                worst.next = 0
+            else:
+                worst.next = merged
+        elif m_axis_wrdone.tready:
+            done_valid.next = 0
+        wr_error.next = bad_cmd or (response and (m_axi.bresp != 0 or m_axi.bid != 0))
+
+    return merge, outputs, done
 
 
 @block
@@ -500,17 +626,19 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     depth = _pointer_depth(outstanding)
 
     next_len = Signal(modbv(0)[8:])
-    can_issue = Signal(bool(0))
+    allow = Signal(bool(0))
     issue = Signal(bool(0))
-    issue_last = Signal(bool(0))
+    response = Signal(bool(0))
+    ends_tile = Signal(bool(0))
     bad_cmd = Signal(bool(0))
-    splitter = burst_splitter(aclk, aresetn, s_axis_wrcmd, m_axi.awaddr, m_axi.awlen,
-                              m_axi.awvalid, m_axi.awready, can_issue, next_len, issue,
-                              issue_last, bad_cmd, data_bits=data_bits, max_burst=max_burst)
-
-    # Bursts issued on AW whose response is not back yet; their lengths (for wlast) and
-    # whether each ends its tile (for wrdone) wait in two small FIFOs.
-    waiting = Signal(intbv(0, min=0, max=outstanding + 1))
+    # Bursts issued on AW whose response is not back yet: the channel counts them and
+    # keeps whether each ends its tile (for wrdone); their lengths (for wlast) wait here.
+    channel = burst_channel(aclk, aresetn, s_axis_wrcmd, m_axi.awaddr, m_axi.awlen,
+                            m_axi.awvalid, m_axi.awready, allow, response, next_len, issue,
+                            ends_tile, bad_cmd, data_bits=data_bits, max_burst=max_burst,
+                            outstanding=outstanding)
+    responses = write_responses(aclk, aresetn, m_axi, m_axis_wrdone, ends_tile, bad_cmd,
+                                response, wr_error)
     lengths = [Signal(intbv(0)[8:]) for _ in range(depth)]  # AXI length codes (beats - 1)
     len_wr = Signal(modbv(0, min=0, max=depth))
     after_head = Signal(modbv(1, min=0, max=depth))  # slot of the burst after the oldest
@@ -521,51 +649,27 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     head_last = Signal(intbv(0)[8:])
     second_last = Signal(intbv(0)[8:])  # the same for the burst after it
     beat = Signal(intbv(0)[8:])
-    last_flags = Signal(intbv(0)[depth:])
-    flag_wr = Signal(modbv(0, min=0, max=depth))
-    flag_rd = Signal(modbv(0, min=0, max=depth))
-    worst = Signal(intbv(0)[2:])
-    done_valid = Signal(bool(0))
-    done_resp = Signal(intbv(0)[2:])
-    merged = Signal(intbv(0)[2:])
 
-    pad_done = DONE_BITS - 2
     w_in = Axis(data_bits)
     w_out = Axis(data_bits)
     slice_ = axis_register(aclk, aresetn, w_in, w_out, bits=data_bits)
     accept = Signal(bool(0))
-    response = Signal(bool(0))
 
     @always_comb
     def head():
         second_last.next = lengths[after_head]
 
-
     @always_comb
     def control():
-        # Whether a burst may go next cycle: decided from waiting as it will be at the
-        # worst (this cycle's issue counted, no response).
-        if issue:
-            can_issue.next = waiting < outstanding - 1
-        else:
-            can_issue.next = waiting < outstanding
+        allow.next = 1  # the W channel never holds back an AW burst
         w_in.tvalid.next = s_axis_wr.tvalid and have_burst
         w_in.tdata.next = s_axis_wr.tdata
         w_in.tlast.next = beat == head_last
         s_axis_wr.tready.next = w_in.tready and have_burst
         accept.next = s_axis_wr.tvalid and w_in.tready and have_burst
-        response.next = m_axi.bvalid and not done_valid
 
     size_code = _log2(lanes)
     all_strobes = (1 << lanes) - 1
-
-    @always_comb
-    def merge():
-        # The worst response so far in this tile, including the one arriving now.
-        if m_axi.bresp > worst:
-            merged.next = m_axi.bresp
-        else:
-            merged.next = worst
 
     @always_comb
     def outputs():
@@ -577,10 +681,6 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
         m_axi.wlast.next = w_out.tlast
         m_axi.wvalid.next = w_out.tvalid
         w_out.tready.next = m_axi.wready
-        m_axi.bready.next = not done_valid
-        m_axis_wrdone.tvalid.next = done_valid
-        m_axis_wrdone.tdata.next = concat(intbv(0)[pad_done:], done_resp)
-        m_axis_wrdone.tlast.next = 1
 
     @always(aclk.posedge)
     def length_ram():
@@ -592,8 +692,6 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
         burst_done = accept and beat == head_last
         if issue:
             len_wr.next = len_wr + 1
-            last_flags.next[flag_wr] = issue_last
-            flag_wr.next = flag_wr + 1
         if issue and not burst_done:
             len_count.next = len_count + 1
         elif burst_done and not issue:
@@ -617,23 +715,8 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
                 beat.next = beat + 1
         if m_axi.wvalid and m_axi.wready:
             wr_bytes.next = wr_bytes + lanes
-        if issue and not response:
-            waiting.next = waiting + 1
-        elif response and not issue:
-            waiting.next = waiting - 1
-        if response:
-            flag_rd.next = flag_rd + 1
-            if last_flags[flag_rd]:
-                done_valid.next = 1
-                done_resp.next = merged
-                worst.next = 0
-            else:
-                worst.next = merged
-        elif m_axis_wrdone.tready:
-            done_valid.next = 0
-        wr_error.next = bad_cmd or (response and (m_axi.bresp != 0 or m_axi.bid != 0))
 
-    return splitter, slice_, head, control, merge, outputs, length_ram, bookkeeping
+    return channel, responses, slice_, head, control, outputs, length_ram, bookkeeping
 
 
 @block
