@@ -386,6 +386,26 @@ def fifo_style(depth: int) -> str:
 
 
 @block
+def up_down(aclk, aresetn, up, down, count):
+    """``count`` of entries held: one more on ``up``, one fewer on ``down``, both: same."""
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def counter():
+        if up and not down:
+            count.next = count + 1
+        elif down and not up:
+            count.next = count - 1
+
+    return counter
+
+
+def channel_wires() -> tuple:
+    """Fresh signals between an engine and its :func:`burst_channel`: ``next_len``
+    (8 bits), ``allow``, ``issue``, ``retire``, ``ends_tile`` and ``bad_cmd``."""
+    return (Signal(modbv(0)[8:]), *(Signal(bool(0)) for _ in range(5)))
+
+
+@block
 def burst_channel(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, allow, retire,
                   next_len, issue, ends_tile, bad_cmd, *, data_bits, max_burst, outstanding):
     """One AR or AW channel: bursts cut from commands, at most ``outstanding`` in flight.
@@ -401,6 +421,7 @@ def burst_channel(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, allow, re
                               next_len, issue, issue_last, bad_cmd, data_bits=data_bits,
                               max_burst=max_burst)
     in_flight = Signal(intbv(0, min=0, max=outstanding + 1))
+    flight = up_down(aclk, aresetn, issue, retire, in_flight)
     # One flag per burst in flight: does it end its tile?
     last_flags = Signal(intbv(0)[depth:])
     flag_wr = Signal(modbv(0, min=0, max=depth))
@@ -423,12 +444,8 @@ def burst_channel(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, allow, re
             flag_wr.next = flag_wr + 1
         if retire:
             flag_rd.next = flag_rd + 1
-        if issue and not retire:
-            in_flight.next = in_flight + 1
-        elif retire and not issue:
-            in_flight.next = in_flight - 1
 
-    return splitter, control, bookkeeping
+    return splitter, flight, control, bookkeeping
 
 
 @block
@@ -493,12 +510,8 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     lanes = data_bits // 8
     depth = outstanding * max_burst  # beats the FIFO holds: every issued burst fits
 
-    next_len = Signal(modbv(0)[8:])
-    allow = Signal(bool(0))
-    issue = Signal(bool(0))
-    beat_done = Signal(bool(0))  # the last beat of a burst arrives
-    ends_tile = Signal(bool(0))
-    bad_cmd = Signal(bool(0))
+    # beat_done: the last beat of a burst arrives
+    next_len, allow, issue, beat_done, ends_tile, bad_cmd = channel_wires()
     channel = burst_channel(aclk, aresetn, s_axis_rdcmd, m_axi.araddr, m_axi.arlen,
                             m_axi.arvalid, m_axi.arready, allow, beat_done, next_len, issue,
                             ends_tile, bad_cmd, data_bits=data_bits, max_burst=max_burst,
@@ -515,6 +528,7 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     beat_word = Signal(intbv(0)[data_bits + 1:])
     read_ram = Signal(bool(0))
     load_out = Signal(bool(0))
+    level = up_down(aclk, aresetn, beat_in, read_ram, stored)
     credit = read_credit(aclk, aresetn, issue, m_axi.arlen, read_ram, allow, depth=depth,
                          max_burst=max_burst)
     # The FIFO never reads the word being written (a word is read a cycle after it was
@@ -562,10 +576,6 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
                 rd_ptr.next = 0
             else:
                 rd_ptr.next = rd_ptr + 1
-        if beat_in and not read_ram:
-            stored.next = stored + 1
-        elif read_ram and not beat_in:
-            stored.next = stored - 1
         q_valid.next = read_ram or (q_valid and not load_out)
         if load_out:
             out_valid.next = 1
@@ -573,7 +583,7 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
             out_valid.next = 0
         rd_error.next = bad_cmd or (beat_in and (m_axi.rresp != 0 or m_axi.rid != 0))
 
-    return channel, credit, control, word_in, outputs, fifo, bookkeeping
+    return channel, credit, level, control, word_in, outputs, fifo, bookkeeping
 
 
 @block
@@ -625,12 +635,7 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     lanes = data_bits // 8
     depth = _pointer_depth(outstanding)
 
-    next_len = Signal(modbv(0)[8:])
-    allow = Signal(bool(0))
-    issue = Signal(bool(0))
-    response = Signal(bool(0))
-    ends_tile = Signal(bool(0))
-    bad_cmd = Signal(bool(0))
+    next_len, allow, issue, response, ends_tile, bad_cmd = channel_wires()
     # Bursts issued on AW whose response is not back yet: the channel counts them and
     # keeps whether each ends its tile (for wrdone); their lengths (for wlast) wait here.
     channel = burst_channel(aclk, aresetn, s_axis_wrcmd, m_axi.awaddr, m_axi.awlen,
@@ -643,6 +648,7 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     len_wr = Signal(modbv(0, min=0, max=depth))
     after_head = Signal(modbv(1, min=0, max=depth))  # slot of the burst after the oldest
     len_count = Signal(intbv(0, min=0, max=depth + 1))
+    burst_done = Signal(bool(0))  # the last beat of the oldest burst goes into the slice
     have_burst = Signal(bool(0))  # len_count != 0, as a register (timing)
     # Index of the last beat of the oldest burst: a register, loaded as that burst becomes
     # the oldest, so no RAM read precedes the comparison with beat (timing).
@@ -654,10 +660,12 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     w_out = Axis(data_bits)
     slice_ = axis_register(aclk, aresetn, w_in, w_out, bits=data_bits)
     accept = Signal(bool(0))
+    count = up_down(aclk, aresetn, issue, burst_done, len_count)
 
     @always_comb
     def head():
         second_last.next = lengths[after_head]
+        burst_done.next = accept and beat == head_last
 
     @always_comb
     def control():
@@ -689,13 +697,8 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
 
     @always_seq(aclk.posedge, reset=aresetn)
     def bookkeeping():
-        burst_done = accept and beat == head_last
         if issue:
             len_wr.next = len_wr + 1
-        if issue and not burst_done:
-            len_count.next = len_count + 1
-        elif burst_done and not issue:
-            len_count.next = len_count - 1
         if burst_done:
             after_head.next = after_head + 1
             if issue and len_count == 1:  # the next burst's length is being stored now
@@ -716,7 +719,7 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
         if m_axi.wvalid and m_axi.wready:
             wr_bytes.next = wr_bytes + lanes
 
-    return channel, responses, slice_, head, control, outputs, length_ram, bookkeeping
+    return channel, responses, slice_, count, head, control, outputs, length_ram, bookkeeping
 
 
 @block
