@@ -318,10 +318,13 @@ def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float,
         "",
         "    nice -n 10 .venv/bin/python bench/block_costs.py      # writes docs/estimates.md",
         "",
-        f"Made {stamp}; {len(rows) if measured is None else measured} configurations "
-        f"measured in {wall_s:.0f} s wall time (two worker processes). Tools: {tools}."
-        + (f" Rows of {', '.join(reused)} come from earlier runs of this bench (`--reuse`)."
-           if reused else ""),
+        (f"Made {stamp}; {len(rows) if measured is None else measured} configurations "
+         f"measured in {wall_s:.0f} s wall time (two worker processes)." if measured != 0
+         else f"Assembled {stamp} from earlier runs of this bench (`--reuse`), made the "
+              "same day under a shared machine's load.")
+        + f" Tools: {tools}."
+        + (f" Rows of {', '.join(reused)} come from earlier runs (`--reuse`)."
+           if reused and measured != 0 else ""),
         "",
         f"- *est*: the block's analytic `estimate`. *xc7*: Yosys `synth_xilinx` cell counts "
         f"for {XILINX} — synthesis counts, not Vivado's (LUT = LUT1-6 + INV + LUT-RAM sites; "
