@@ -82,8 +82,10 @@ def port_signals(ports: dict) -> dict:
 
 
 def compile_icarus(workdir: Path, sources: list[str], top: str) -> Path:
+    """Compile ``sources`` (names relative to ``workdir``, each once) into ``sim.vvp``."""
     require("iverilog")
     out = workdir / "sim.vvp"
+    sources = list(dict.fromkeys(str(source) for source in sources))
     result = subprocess.run(["iverilog", "-g2012", "-o", str(out), "-s", top, *sources],
                             cwd=workdir, capture_output=True, text=True)
     if result.returncode != 0:
@@ -114,7 +116,10 @@ def dut(block_def: BlockDef, ports: dict, *, hdl: str, workdir=None, args: dict 
     write_verilog(block_def, workdir, args, testbench=True)
     block_def.write_files(args, str(workdir))
     name = block_def.name
-    compile_icarus(workdir, [f"{name}.v", f"tb_{name}.v"], f"tb_{name}")
+    # The vendor-primitive models the block wrote beside its Verilog (``*_sim.v``) are
+    # simulated with it, as any simulator run on the directory would.
+    models = sorted(path.name for path in workdir.glob("*_sim.v"))
+    compile_icarus(workdir, [f"{name}.v", f"tb_{name}.v", *models], f"tb_{name}")
     command = f"cd {shlex.quote(str(workdir))} && exec vvp -n -m {shlex.quote(str(myhdl_vpi()))} sim.vvp"
     # A list, not a string: MyHDL splits string commands on spaces.
     return Cosimulation(["sh", "-c", command], **port_signals(ports))

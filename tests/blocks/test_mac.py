@@ -134,21 +134,6 @@ def test_one_beat_per_cycle_and_documented_latency(hdl, tmp_path, weights, simd)
     assert mac.latency(simd, weights) == mac.estimate(**p)["latency"] == latency
 
 
-@pytest.fixture
-def sim_models(monkeypatch):
-    """Icarus reads the ``*_sim.v`` models the generator wrote beside the Verilog, as a
-    user's simulator run over the directory does (``run_streams`` compiles the block alone)."""
-    from cnn_ip import cosim
-
-    compile_icarus = cosim.compile_icarus
-
-    def with_models(workdir, sources, top):
-        models = sorted(p.name for p in workdir.glob("*_sim.v"))
-        return compile_icarus(workdir, [*sources, *models], top)
-
-    monkeypatch.setattr(cosim, "compile_icarus", with_models)
-
-
 ECP5_CONFIGS = [  # every int product is a MULT18X18D on ECP5
     dict(lanes=4, simd=4, weights="int", wbits=8, abits=8, asigned=False, reduce=64),
     dict(lanes=2, simd=3, weights="int", wbits=8, abits=8, asigned=True, reduce=30),
@@ -159,9 +144,10 @@ ECP5_CONFIGS = [  # every int product is a MULT18X18D on ECP5
 
 @pytest.mark.parametrize("config", ECP5_CONFIGS,
                          ids=[f"L{c['lanes']}S{c['simd']}w{c['wbits']}" for c in ECP5_CONFIGS])
-def test_ecp5_multipliers_match_generic_and_golden(tmp_path, sim_models, config):
-    """The MULT18X18D path (Icarus, with MULT18X18D_sim.v) and the inferred path: both
-    bit-exact on the same random and extreme stimulus, result for result on the same cycle."""
+def test_ecp5_multipliers_match_generic_and_golden(tmp_path, config):
+    """The MULT18X18D path (Icarus, with the MULT18X18D_sim.v the generator wrote beside
+    the Verilog, which the harness compiles as a user's simulator run would) and the
+    inferred path: both bit-exact on the same random and extreme stimulus, result for result on the same cycle."""
     rng = np.random.default_rng(config["lanes"] * 10 + config["simd"])
     runs = {}
     for target in ("generic", "ecp5-85f"):
