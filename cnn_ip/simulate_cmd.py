@@ -270,7 +270,10 @@ def simulate(directory, *, images: int | None = None, simulator: str | None = No
                "measured_cycles_per_frame": steady_period(result["end_cycles"], count),
                "planned_cycles_per_frame": planned_cycles(report),
                "cycles": result["cycles"], "sim_wall_s": result["wall_s"],
-               "build_s": result["build_s"], "rtl_accuracy": None, "int_accuracy": None}
+               "build_s": result["build_s"], "rtl_accuracy": None, "int_accuracy": None,
+               # fp32 was measured on the whole test split: shown beside a run over all of it
+               "quantized_accuracy": (report.get("quantized_accuracy")
+                                      if count == len(test.y) else None)}
     if spec["shape"][1:] == [1, 1]:
         top1 = lambda z: float(np.mean(np.argmax(z.reshape(count, -1), axis=1) == labels))  # noqa: E731
         summary["rtl_accuracy"] = top1(stalled["values"])
@@ -289,8 +292,10 @@ def format_summary(s: dict) -> str:
                  + (f" (first at image {s['first_bad_image']})"
                     if s["first_bad_image"] is not None else ""))
     if s["rtl_accuracy"] is not None:
-        lines.append(f"top-1 accuracy: RTL {s['rtl_accuracy']:.4f}, integer model "
-                     f"{s['int_accuracy']:.4f}")
+        quantized = s.get("quantized_accuracy")
+        fp32 = f"fp32 {quantized['fp32']:.4f}, " if quantized else ""
+        lines.append(f"top-1 accuracy: {fp32}integer model {s['int_accuracy']:.4f}, "
+                     f"RTL {s['rtl_accuracy']:.4f}")
     measured, planned = s["measured_cycles_per_frame"], s["planned_cycles_per_frame"]
     if measured is not None:
         line = f"cycles per frame (steady state): measured {measured:.1f}"

@@ -1,8 +1,10 @@
 """``cnn-ip simulate``: stream packing and unpacking by hand, user errors, and the digits
 network assembled by the CLI and simulated on all 360 test images, bit-exact."""
 import json
+import re
 
 import numpy as np
+import pytest
 
 from cnn_ip.cli import main
 from cnn_ip.simulate_cmd import compare, decode_frame, image_beats, steady_period
@@ -65,9 +67,11 @@ def test_digits_assembled_and_simulated_bit_exact_on_all_test_images(tmp_path, c
     sidecar = json.loads((out / "digits.json").read_text())
     outputs = 10 * (360 + 8)                    # 10 logits an image, stalled + steady frames
     assert f"values compared {outputs}, mismatches 0" in printed
-    rtl, integer = (float(v) for v in
-                    printed.split("top-1 accuracy: RTL ")[1].split("\n")[0].split(", integer model "))
+    accuracy = re.search(r"top-1 accuracy: fp32 ([\d.]+), integer model ([\d.]+), RTL ([\d.]+)\n",
+                         printed)
+    fp32, integer, rtl = (float(v) for v in accuracy.groups())
     assert rtl == integer > 0.9
+    assert fp32 == pytest.approx(report["quantized_accuracy"]["fp32"], abs=5e-5) and fp32 > 0.9
     measured = float(printed.split("measured ")[1].split(",")[0])
     assert abs(measured - report["cycles_per_frame"]) <= 0.05 * report["cycles_per_frame"]
     assert sidecar["input"] == {"shape": [1, 8, 8], "order": "raster", "lanes": 1, "bits": 8,
