@@ -1,4 +1,4 @@
-"""``conv_row``: the row-based conv stage of DESIGN.md Contract 6, built only from blocks.
+"""``conv_row``: the row-based conv stage of docs/conventions.md Contract 6, built only from blocks.
 
 One layer of the integer model (``quant.reference.IntLayer``, type ``conv`` or ``dense``)
 with its folding (``lanes`` L dividing Cout, ``simd`` S dividing Cin) becomes::

@@ -1,4 +1,4 @@
-"""``network``: the network top of DESIGN.md Contract 6 — one stage per layer, chained.
+"""``network``: the network top of docs/conventions.md Contract 6 — one stage per layer, chained.
 
 Built from the integer model's layers (``quant.reference.IntLayer``) and what the
 planner chose for each, a list of :class:`StagePlan`.  Every stage runs at once on its

@@ -41,7 +41,7 @@ SEEDS = (1, 2, 3)       # nextpnr placement seeds, tried in order until one meet
 NEAR_MISS = 0.9         # ... for configurations this close to it (others: seed 1 only)
 LUT_FF_TOLERANCE_PCT = 20.0
 
-# Parameters per DESIGN.md Contract 5; values a layer of the paper's detectors or of the
+# Parameters per docs/conventions.md Contract 5; values a layer of the paper's detectors or of the
 # bundled examples would use.  Parameters left out take the block's defaults.
 MATRIX = {
     "axis_register": [{"bits": 8}, {"bits": 64}, {"bits": 512}],

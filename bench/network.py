@@ -25,10 +25,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from cnn_ip.simulate_cmd import format_summary, simulate  # noqa: E402
-from fpga.synth import SynthError, synthesize  # noqa: E402
+from cnn_ip.simulate_cmd import format_summary, simulate
+from fpga.synth import SynthError, synthesize
 
 CLI = [sys.executable, "-m", "cnn_ip.cli"]
 TARGETS = ("xc7vx485t", "ecp5-85f")

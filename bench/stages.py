@@ -26,15 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from assemblies import conv_row as cr  # noqa: E402
-from blocks import requant as rq  # noqa: E402
-from blocks.ram import block_units  # noqa: E402
-from cnn_ip.cosim import run_streams  # noqa: E402
-from cnn_ip.export import generate  # noqa: E402
-from fpga.synth import synthesize  # noqa: E402
+from assemblies import conv_row as cr
+from blocks import requant as rq
+from blocks.ram import block_units
+from cnn_ip.cosim import run_streams
+from cnn_ip.export import generate
+from fpga.synth import synthesize
 
 # (label, random_layer arguments, lanes, simd)
 LAYERS = [

@@ -1,4 +1,4 @@
-"""``mac_array``: the mixed-precision multiply-accumulate array (DESIGN.md, Contract 5).
+"""``mac_array``: the mixed-precision multiply-accumulate array (docs/conventions.md, Contract 5).
 
 ``lanes`` output channels in parallel, each taking the dot product of the activation
 stream with its own weight stream, ``simd`` elements per beat.  Binary and ternary weights

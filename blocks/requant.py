@@ -1,4 +1,4 @@
-"""``requant``: per-channel requantization of accumulator lanes (DESIGN.md, Contracts 2, 6).
+"""``requant``: per-channel requantization of accumulator lanes (docs/conventions.md, Contracts 2, 6).
 
 Takes ``mac_array``'s output, ``lanes`` signed accumulators a beat, and turns each into the
 layer's output value.  Beat ``i`` belongs to output-channel group ``g = i mod G`` (``G =

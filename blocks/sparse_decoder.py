@@ -2,7 +2,7 @@
 
 Reads the layer's weights from an on-chip ROM in the sparse format of
 ``docs/sparse_format.md`` (written by ``quant.sparse_format``) and streams them, dense,
-in the order ``mac_array`` consumes them (DESIGN.md, Contract 5): for each output-channel
+in the order ``mac_array`` consumes them (docs/conventions.md, Contract 5): for each output-channel
 group ``g`` in ``range(Cout // lanes)``, for each reduction step ``r`` in
 ``range(R // simd)``, one beat whose lane ``l``, element ``s`` is
 ``W[g*lanes + l, r*simd + s]``; ``tlast`` on the last beat of a pass; passes repeat

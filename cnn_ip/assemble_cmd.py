@@ -1,7 +1,7 @@
 """``cnn-ip assemble PLAN -o DIR [--model QDIR | --random-weights] [--report-only]``.
 
 Plans the accelerator for a plan's network (``cnn_ip.planner``) and writes into ``DIR``
-what DESIGN.md ("What cnn-ip assemble writes") lists:
+what docs/conventions.md (§6) lists:
 
 * ``rtl/``: the network top ``<name>.v`` (``assemblies.network``), its ``.vlt``, every ROM
   image encoded for the chosen folding and the simulation models of vendor primitives;

@@ -78,7 +78,7 @@ TOP_KEYS = ("name", "input", "dataset", "layers", "quantize", "device", "clock_m
             "target_fps", "limits", "dataflow", "detect")
 INPUT_KEYS = ("channels", "height", "width", "bits")
 LIMIT_KEYS = ("lut", "ff", "dsp", "bram")
-DEFAULT_LIMIT = 0.9             # DESIGN.md Contract 7: at most 90 % of each budget
+DEFAULT_LIMIT = 0.9             # docs/conventions.md Contract 7: at most 90 % of each budget
 DETECT_KEYS = ("anchors", "classes")
 BOX_VALUES = 5                  # per anchor: x, y, w, h, objectness (then the classes)
 MAX_CLOCK_MHZ = 1000
@@ -335,7 +335,7 @@ def _input(ctx, doc, dataset):
     bits = _integer(ctx, spec, "bits", "input.bits", 1, 32) if "bits" in spec else 8
     if bits != 8:
         ctx.fail(spec.key_lines["bits"], "input.bits",
-                 f"the network input is 8-bit unsigned (DESIGN.md Contract 2), got {bits}")
+                 f"the network input is 8-bit unsigned (docs/conventions.md Contract 2), got {bits}")
     if dataset is None:
         return shape, bits
     info = DATASETS[dataset]
@@ -574,7 +574,7 @@ def fold_limits() -> tuple[int, int]:
 
 
 def frame_flow_available() -> bool:
-    """Whether the frame data flow's stage exists yet (DESIGN.md Contract 6; issue 13)."""
+    """Whether the frame data flow's stage exists yet (docs/conventions.md Contract 6; issue 13)."""
     import importlib.util
     try:
         return importlib.util.find_spec("assemblies.conv_frame") is not None

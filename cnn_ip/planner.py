@@ -1,4 +1,4 @@
-"""The planner: per layer a folding and a data flow under the device's budget (DESIGN.md,
+"""The planner: per layer a folding and a data flow under the device's budget (docs/conventions.md,
 Contract 7), and what it costs.
 
 Cost model

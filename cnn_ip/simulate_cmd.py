@@ -1,6 +1,6 @@
 """``cnn-ip simulate DIR``: run an assembled network's RTL on the plan's test images.
 
-``DIR`` is what ``cnn-ip assemble`` wrote (DESIGN.md, "What cnn-ip assemble writes"):
+``DIR`` is what ``cnn-ip assemble`` wrote (docs/conventions.md, §6):
 ``rtl/`` (the top ``<name>.v``, its ``.vlt``, every ROM image, ``*_sim.v`` models),
 ``<name>.json`` (ports and stream shapes), ``model.npz`` (the integer model),
 ``plan.yaml`` and ``assemble_report.json``.

@@ -1,5 +1,5 @@
 """The off-chip weight image of frame-based layers: ``weights.bin`` and ``memory_map.json``
-(DESIGN.md, "What ``cnn-ip assemble`` writes"; Contract 7's off-chip bytes per frame).
+(docs/conventions.md, §6; Contract 7's off-chip bytes per frame).
 
 A frame-based conv fetches its weights one output-channel group at a time (``L`` output
 channels: the lanes of its MAC), once per frame.  So its image is its ``Cout/L`` *group

@@ -1,7 +1,7 @@
 """Pruning a layer so that its zeros save ROM bits (docs/sparse_format.md).
 
 A layer's weights are the matrix ``W`` (``(Cout, R)``, reduction order ``(ky, kx, cin)``,
-DESIGN.md Contract 2), float before quantization or integer after.  Pruning to a target
+docs/conventions.md Contract 2), float before quantization or integer after.  Pruning to a target
 ``sparsity`` zeroes ``round(sparsity * n)`` of its ``n`` weights (block: whole blocks, see
 below), always the smallest magnitudes, ties broken by position (a stable sort), so the
 result is deterministic:

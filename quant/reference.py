@@ -1,6 +1,6 @@
 """The integer reference model: the golden model the hardware is checked against.
 
-numpy ``int64`` only, no floats anywhere in the forward pass (DESIGN.md Contract 2), in
+numpy ``int64`` only, no floats anywhere in the forward pass (docs/conventions.md Contract 2), in
 the hardware's data order:
 
 * feature maps are NHWC; the network input is uint8 ``(N, H, W, C)``;

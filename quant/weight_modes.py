@@ -1,4 +1,4 @@
-"""Weight modes: the one place their rules live (DESIGN.md, Contract 2).
+"""Weight modes: the one place their rules live (docs/conventions.md, Contract 2).
 
 A weight mode is ``binary``, ``ternary`` or ``int`` with ``wbits`` = N in 2..8. Everywhere
 in the project ``wbits`` means N, the bits of an ``int`` weight; it is ``None`` (or
