@@ -194,8 +194,9 @@ def quantize_dir(plan_text: str, args) -> Path:
     return cache_root(args) / "quantize" / digest(plan_text, source_digest(("quant",)))
 
 
-def quantized_in_cache(plan, plan_text: str, args) -> list:
-    """Run ``cnn-ip quantize``'s flow once per plan text into the cache; reuse it after."""
+def quantized_in_cache(plan, plan_text: str, args) -> tuple[list, Path]:
+    """Run ``cnn-ip quantize``'s flow once per plan text into the cache; reuse it after.
+    Returns the layers and the cache entry they came from (its key is computed once)."""
     if plan.dataset is None:
         plan.fail("dataset", "missing (assemble without --model or --random-weights quantizes "
                   "the network first and needs a dataset)")
@@ -214,7 +215,7 @@ def quantized_in_cache(plan, plan_text: str, args) -> list:
                 scratch.rename(directory)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-    return load_quantized(plan, directory)
+    return load_quantized(plan, directory), directory
 
 
 def dataset_of(plan, load_dataset):
@@ -361,8 +362,8 @@ def run(args) -> int:
     elif args.random_weights:
         layers, source = random_model(plan, args.seed), "random-weights"
     else:
-        layers, source = quantized_in_cache(plan, plan_text, args), "quantized (cache)"
-        model_file = quantize_dir(plan_text, args) / "model.npz"
+        (layers, directory), source = quantized_in_cache(plan, plan_text, args), "quantized (cache)"
+        model_file = directory / "model.npz"
     progress.update()
     progress.set_description("plan")
     result = plan_network(plan, layers)
