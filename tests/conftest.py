@@ -1,6 +1,7 @@
 """Shared test fixtures.
 
 ``hdl`` runs a test twice: on the MyHDL model and on its converted Verilog under Icarus.
+``cli_rejects`` checks how ``cnn-ip block`` turns down a bad flag.
 """
 import pytest
 
@@ -8,3 +9,22 @@ import pytest
 @pytest.fixture(params=["myhdl", "icarus"])
 def hdl(request):
     return request.param
+
+
+@pytest.fixture
+def cli_rejects(tmp_path, capsys):
+    """``check(block, defaults, flags, message)``: ``cnn-ip block BLOCK`` with the
+    ``defaults`` flags, overridden by ``flags`` (flag, value, ...), exits 2 with one line
+    holding ``message`` and writes nothing."""
+    from cnn_ip.cli import main
+
+    def check(block, defaults, flags, message):
+        values = {**defaults, **dict(zip(flags[::2], flags[1::2]))}
+        out = tmp_path / "out"
+        assert main(["block", block, *[x for kv in values.items() for x in kv],
+                     "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+        assert not out.exists()
+
+    return check

@@ -277,17 +277,10 @@ def test_cli_writes_verilog_and_sidecar_with_contract_ports(tmp_path):
     (["--stride", "5"], "--stride: must be an integer in 1..4, got 5"),
     (["--abits", "9"], "--abits: must be an integer in 1..8, got 9"),
 ])
-def test_cli_rejects_impossible_geometry_in_one_line(tmp_path, capsys, flags, message):
-    values = {"--width": "8", "--height": "8", "--channels": "4", "--k": "3", "--pad": "1",
-              "--abits": "4", "--simd": "2"}
-    for flag, value in zip(flags[::2], flags[1::2]):
-        values[flag] = value
-    argv = ["block", "line_buffer", *[x for kv in values.items() for x in kv]]
-    out = tmp_path / "out"
-    assert main([*argv, "-o", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
-    assert not out.exists()
+def test_cli_rejects_impossible_geometry_in_one_line(cli_rejects, flags, message):
+    defaults = {"--width": "8", "--height": "8", "--channels": "4", "--k": "3", "--pad": "1",
+                "--abits": "4", "--simd": "2"}
+    cli_rejects("line_buffer", defaults, flags, message)
 
 
 def test_block_function_validates_its_parameters():
