@@ -193,7 +193,23 @@ def cross_check(p: dict) -> None:
 def lane(aclk, enable, acc_word, const_word, out, *, index, acc_bits, w, shift, lo, hi,
          final, target):
     """One channel's datapath (8 stages after the input register): wait for the constants,
-    bias add, multiply (3; M or M_neg by the sum's sign), join, round/shift, clamp."""
+    bias add (:func:`lane_sum`), multiply (3; M or M_neg by the sum's sign) and join
+    (:func:`lane_product`), round/shift and clamp, or z (:func:`lane_output`)."""
+    sum_lo, sum_hi = w["sum_range"]
+    p_lo, p_hi = w["product_range"]
+    sum_r = Signal(intbv(0, min=sum_lo, max=sum_hi + 1))
+    chosen = Signal(intbv(0, min=0, max=1 << w["m_bits"]))
+    joined = Signal(intbv(0, min=p_lo, max=p_hi + 1))
+    return (lane_sum(aclk, enable, acc_word, const_word, sum_r, chosen, index=index,
+                     acc_bits=acc_bits, w=w, final=final),
+            lane_product(aclk, enable, sum_r, chosen, joined, w=w, target=target),
+            lane_output(aclk, enable, joined, out, w=w, shift=shift, lo=lo, hi=hi,
+                        final=final))
+
+
+@block
+def lane_sum(aclk, enable, acc_word, const_word, sum_r, chosen, *, index, acc_bits, w, final):
+    """``sum_r = acc + bias[c]`` registered, and ``chosen`` = M or M_neg by its sign."""
     a0 = index * acc_bits
     a1 = a0 + acc_bits
     f0 = index * w["field_bits"]
@@ -201,38 +217,15 @@ def lane(aclk, enable, acc_word, const_word, out, *, index, acc_bits, w, shift, 
     m1 = b1 + w["m_bits"]
     n1 = m1 + w["m_bits"]
     sum_lo, sum_hi = w["sum_range"]
-    p_lo, p_hi = w["product_range"]
-    r_lo, r_hi = w["rounded_range"]
     m_max = 1 << w["m_bits"]
-    rounding = 1 << (shift - 1)
     acc_r = Signal(intbv(0, min=-(1 << (acc_bits - 1)), max=1 << (acc_bits - 1)))
     bias = Signal(intbv(0, min=-(1 << (w["bias_bits"] - 1)), max=1 << (w["bias_bits"] - 1)))
     m_pos = Signal(intbv(0, min=0, max=m_max))
     m_neg = Signal(intbv(0, min=0, max=m_max))
     total = Signal(intbv(0, min=sum_lo, max=sum_hi + 1))
-    sum_r = Signal(intbv(0, min=sum_lo, max=sum_hi + 1))
     acc_q = Signal(intbv(0, min=-(1 << (acc_bits - 1)), max=1 << (acc_bits - 1)))
     m_pos_r = Signal(intbv(0, min=0, max=m_max))
     m_neg_r = Signal(intbv(0, min=0, max=m_max))
-    product = Signal(intbv(0, min=p_lo, max=p_hi + 1))
-    joined = Signal(intbv(0, min=p_lo, max=p_hi + 1))
-    m_top = (1 << w["m_bits"]) - 1
-    low = Signal(intbv(0)[LOW_BITS:])
-    high = Signal(intbv(0, min=sum_lo >> LOW_BITS, max=(sum_hi >> LOW_BITS) + 1))
-    p_low = Signal(intbv(0, min=0, max=((1 << LOW_BITS) - 1) * m_top + 1))
-    p_high = Signal(intbv(0, min=min(0, (sum_lo >> LOW_BITS) * m_top),
-                          max=max(0, (sum_hi >> LOW_BITS) * m_top) + 1))
-    biased = Signal(intbv(0, min=p_lo + rounding, max=p_hi + rounding + 1))
-    low_bit = len(out) - 1 if lo < 0 else len(out)   # bits above it: sign extension
-    round_bits = max(len(biased) - shift, low_bit + 1)
-    ones = (1 << (round_bits - low_bit)) - 1
-    inside = Signal(bool(0))
-    negative = Signal(bool(0))
-    rounded = Signal(intbv(0, min=-(1 << (round_bits - 1)), max=1 << (round_bits - 1)))
-    sum_bits = len(Signal(intbv(0, min=sum_lo, max=sum_hi + 1)))
-    z_r = Signal(intbv(0, min=p_lo, max=p_hi + 1))
-    chosen = Signal(intbv(0, min=0, max=m_max))
-    fit = Signal(intbv(0, min=out.min, max=out.max))  # the low bits of an in-range value
 
     @always(aclk.posedge)
     def take():
@@ -277,10 +270,63 @@ def lane(aclk, enable, acc_word, const_word, out, *, index, acc_bits, w, shift, 
     def positive():
         chosen.next = m_pos_r
 
+    choose = (neg_field, add_neg, by_sign) if w["has_m_neg"] and not final else positive
+    return take, fields, add_bias, add, choose
+
+
+@block
+def lane_product(aclk, enable, sum_r, chosen, joined, *, w, target):
+    """``joined = sum_r * chosen`` through ``dsp_mult`` (two products when the sum is
+    wider than the DSP's operand), registered once more."""
+    sum_lo, sum_hi = w["sum_range"]
+    p_lo, p_hi = w["product_range"]
+    m_top = (1 << w["m_bits"]) - 1
+    product = Signal(intbv(0, min=p_lo, max=p_hi + 1))
+    low = Signal(intbv(0)[LOW_BITS:])
+    high = Signal(intbv(0, min=sum_lo >> LOW_BITS, max=(sum_hi >> LOW_BITS) + 1))
+    p_low = Signal(intbv(0, min=0, max=((1 << LOW_BITS) - 1) * m_top + 1))
+    p_high = Signal(intbv(0, min=min(0, (sum_lo >> LOW_BITS) * m_top),
+                          max=max(0, (sum_hi >> LOW_BITS) * m_top) + 1))
+    sum_bits = len(sum_r)
+
     @always(aclk.posedge)
     def join_register():
         if enable:
             joined.next = product
+
+    if w["multipliers"] == 1:
+        return join_register, dsp_mult(aclk, enable, sum_r, chosen, product, target=target)
+
+    # A sum wider than the DSP's operand: two products, joined into one register.
+    @always_comb
+    def split():
+        low.next = sum_r[LOW_BITS:]
+        high.next = sum_r[sum_bits:LOW_BITS].signed()
+
+    @always_comb
+    def join():
+        product.next = (p_high << LOW_BITS) + p_low
+
+    return (join_register, split, join,
+            dsp_mult(aclk, enable, low, chosen, p_low, target=target),
+            dsp_mult(aclk, enable, high, chosen, p_high, target=target))
+
+
+@block
+def lane_output(aclk, enable, joined, out, *, w, shift, lo, hi, final):
+    """Round, shift and clamp ``joined`` into ``out``; or, for the last layer, ``z``
+    unshifted (two registers, the same latency)."""
+    p_lo, p_hi = w["product_range"]
+    rounding = 1 << (shift - 1)
+    biased = Signal(intbv(0, min=p_lo + rounding, max=p_hi + rounding + 1))
+    low_bit = len(out) - 1 if lo < 0 else len(out)   # bits above it: sign extension
+    round_bits = max(len(biased) - shift, low_bit + 1)
+    ones = (1 << (round_bits - low_bit)) - 1
+    inside = Signal(bool(0))
+    negative = Signal(bool(0))
+    rounded = Signal(intbv(0, min=-(1 << (round_bits - 1)), max=1 << (round_bits - 1)))
+    z_r = Signal(intbv(0, min=p_lo, max=p_hi + 1))
+    fit = Signal(intbv(0, min=out.min, max=out.max))  # the low bits of an in-range value
 
     @always_comb
     def add_rounding():
@@ -322,36 +368,19 @@ def lane(aclk, enable, acc_word, const_word, out, *, index, acc_bits, w, shift, 
                 out.next = hi
 
     @always(aclk.posedge)
-    def hold():
-        if enable:
-            out.next = z_r
-
-    @always(aclk.posedge)
     def keep():
         if enable:
             z_r.next = joined
 
-    if w["multipliers"] == 1:
-        mul = dsp_mult(aclk, enable, sum_r, chosen, product, target=target)
-    else:
-        # A sum wider than the DSP's operand: two products, joined into one register.
-        @always_comb
-        def split():
-            low.next = sum_r[LOW_BITS:]
-            high.next = sum_r[sum_bits:LOW_BITS].signed()
+    @always(aclk.posedge)
+    def hold():
+        if enable:
+            out.next = z_r
 
-        @always_comb
-        def join():
-            product.next = (p_high << LOW_BITS) + p_low
-
-        mul = (split, join, dsp_mult(aclk, enable, low, chosen, p_low, target=target),
-               dsp_mult(aclk, enable, high, chosen, p_high, target=target))
     if final:
-        return take, fields, add_bias, add, positive, mul, join_register, keep, hold
-    choose = (neg_field, add_neg, by_sign) if w["has_m_neg"] else positive
-    return (take, fields, choose, add_bias, add, mul, join_register, add_rounding,
-            round_shift, (low_signed, check_signed) if lo < 0 else (low_unsigned, check_unsigned),
-            clamp)
+        return keep, hold
+    return (add_rounding, round_shift,
+            (low_signed, check_signed) if lo < 0 else (low_unsigned, check_unsigned), clamp)
 
 
 @block
