@@ -329,10 +329,10 @@ def item_flags(*, item, phase, start, end, geo, items, stride, k):
             start.next = item == 0
 
     if LAST_END < 0:
-        @always_comb
-        def end_flag():
-            end.next = 0
-    elif FIRST_END > 0 and LAST_END < items - 1:
+        # No real item ends a window (every one ends in the trailing padding and is
+        # flushed): ``end`` keeps its reset value 0, a constant the converter assigns.
+        return start_flag
+    if FIRST_END > 0 and LAST_END < items - 1:
         @always_comb
         def end_flag():
             end.next = phase == END_PHASE and item >= FIRST_END and item <= LAST_END

@@ -22,6 +22,9 @@ CASES = [
      "extremes"),
     (dict(width=6, height=4, channels=2, lanes=2, k=3, stride=1, pad=2, abits=6), "random"),
     (dict(width=6, height=4, channels=4, lanes=2, k=3, stride=1, pad=2, abits=6), "random"),
+    # one row padded after: no real row ends a column window (every one is flushed)
+    (dict(width=5, height=1, channels=2, lanes=2, k=2, stride=1, pad_end=1, abits=8,
+          signed=True), "extremes"),
     # a column pass in block RAM (132 words), read two beats ahead
     (dict(width=66, height=4, channels=4, lanes=2, k=3, stride=1, pad=1, abits=8), "extremes"),
 ]
