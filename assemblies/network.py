@@ -3,6 +3,7 @@
 Built from the integer model's layers (``quant.reference.IntLayer``) and what the
 planner chose for each, a list of :class:`StagePlan`.  Every stage runs at once on its
 part of the frame stream (layer pipelining); frames follow each other back to back.
+``cnn_ip.export.write_network`` converts it into a directory with its files and ``.vlt``.
 
 Ports (the Verilog module is named after the plan, ``name``)
 -----
@@ -31,11 +32,8 @@ figure).  Latency: the sum of the stages' and the FIFOs' fill; measured by
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from myhdl import block
 
@@ -237,56 +235,6 @@ def unique_memories(text: str) -> str:
     return text
 
 
-def write_top(elements: list[Element], out_dir, *, name: str) -> list[str]:
-    """Convert the chain into ``out_dir/<name>.v`` (one ``convert()``) and write every file
-    its blocks read (ROM images, ``*_sim.v`` models) and ``<name>.vlt``; return the names.
-
-    Built in a scratch directory and moved in only when all of it succeeded.
-    """
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise ValueError(f"name: must be a Verilog identifier, got {name!r}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.resolve().parent, prefix=".network-") as tmp:
-        scratch = Path(tmp)
-        top = network(**top_ports(elements), elements=elements)
-        top.convert(hdl="Verilog", path=str(scratch), name=name, testbench=False)
-        verilog = scratch / f"{name}.v"
-        text = re.sub(r"^// Date: .*\n", "", verilog.read_text(), flags=re.M)
-        text = re.sub(r"^// File: .*$", f"// File: {name}.v", text, count=1, flags=re.M)
-        verilog.write_text(unique_memories(text))
-        files = {f"{name}.v"}
-        for element in elements:
-            for written in element.block_def.write_files(element.args, str(scratch)):
-                if written in files and not written.endswith("_sim.v"):
-                    raise ValueError(f"two blocks write {written}: ROM file names must differ")
-                files.add(written)
-        files |= set(write_vlt(scratch, name, elements))
-        for item in sorted(files):
-            os.replace(scratch / item, out_dir / item)
-    return sorted(files)
-
-
-def write_rtl(stages: list[StagePlan], out_dir, *, name: str, target: str = "generic") -> dict:
-    """Convert the network top into ``out_dir`` and return its sidecar (not written here).
-
-    ``out_dir`` is ``DIR/rtl`` of ``cnn-ip assemble``; the sidecar, meant for
-    ``DIR/<name>.json``, names the Verilog relative to ``DIR`` (``rtl/<name>.v``) so that
-    ``cnn-ip synth DIR`` finds it.
-    """
-    from cnn_ip.export import read_ports
-
-    elements = chain(stages, target)
-    files = write_top(elements, out_dir, name=name)
-    out_dir = Path(out_dir)
-    return {"format": FORMAT, "top": name, "verilog": f"{out_dir.name}/{name}.v",
-            "files": files, "ports": read_ports(out_dir / f"{name}.v", name),
-            **stream_shape(stages, elements),
-            "stages": [{"layer": p.layer.name, "type": p.layer.type, "lanes": p.lanes,
-                        "simd": p.simd, "fifo_depth": p.fifo_depth, "dataflow": p.dataflow}
-                       for p in stages]}
-
-
 TOP_WAIVERS = {
     "UNUSEDSIGNAL": "s_axis_img_tlast and the tlast of FIFOs and adapters in front of a "
                     "stage that counts its frames from the layer's shape (Contract 6 keeps "
@@ -302,12 +250,3 @@ def lint_rules(elements: list[Element]) -> dict:
             if why not in reasons.setdefault(rule, []):
                 reasons[rule].append(f"{element.block_def.name}: {why}")
     return {rule: "; ".join(whys) for rule, whys in reasons.items()}
-
-
-def write_vlt(directory: Path, name: str, elements: list[Element]) -> list[str]:
-    """``<name>.vlt``: Verilator's own warnings on the directory's Verilog, waived line by
-    line for the blocks' stated reasons (``cnn_ip.export.write_lint_config``)."""
-    from cnn_ip.export import write_lint_config
-
-    write_lint_config(directory, name, rules=lint_rules(elements))
-    return [f"{name}.vlt"]

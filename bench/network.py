@@ -80,14 +80,15 @@ def synth_rows(directory: Path, report: dict) -> list[str]:
 def rebuild(directory: Path, sidecar: dict, target: str, rtl: Path) -> Path:
     """The assembled top again, its stages as planned, its multipliers mapped for
     ``target`` (the requantizer instantiates the device's DSP primitive)."""
-    from assemblies.network import StagePlan, write_rtl
+    from assemblies.network import StagePlan
+    from cnn_ip.export import write_network
     from quant.reference import load_model
 
     layers = {layer.name: layer for layer in load_model(directory / "model.npz")}
     stages = [StagePlan(layers[s["layer"]], lanes=s["lanes"], simd=s["simd"],
                         fifo_depth=s["fifo_depth"], dataflow=s["dataflow"])
               for s in sidecar["stages"]]
-    write_rtl(stages, rtl, name=sidecar["top"], target=target)
+    write_network(stages, rtl, name=sidecar["top"], target=target)
     return rtl / f"{sidecar['top']}.v"
 
 

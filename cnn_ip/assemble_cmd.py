@@ -288,7 +288,7 @@ def write_rtl(result, rtl_dir: Path, args) -> dict:
 
 
 def convert(plans, scratch: Path, *, name: str, target: str, path: str) -> dict:
-    """``assemblies.network.write_rtl`` into ``scratch/rtl`` in a child interpreter with a
+    """``cnn_ip.export.write_network`` into ``scratch/rtl`` in a child interpreter with a
     fixed string-hash seed: MyHDL orders sensitivity lists and reset assignments by set
     iteration, which follows the seed, so only a fixed seed gives byte-identical Verilog."""
     job = scratch / "job.pickle"
@@ -311,14 +311,14 @@ def convert(plans, scratch: Path, *, name: str, target: str, path: str) -> dict:
 
 def _convert_job(job_path) -> int:
     """The child's side of :func:`convert`: the sidecar as JSON on stdout."""
-    from assemblies import network
+    from cnn_ip import export
     with open(job_path, "rb") as handle:
         job = pickle.load(handle)
     try:
         with warnings.catch_warnings():
             # MyHDL names every driven-but-unread signal (a tlast a block ignores, ...)
             warnings.filterwarnings("ignore", module=r"myhdl\.")
-            info = network.write_rtl(job["plans"], job["out"], name=job["name"],
+            info = export.write_network(job["plans"], job["out"], name=job["name"],
                                      target=job["target"])
     except ValueError as error:
         print(str(error).replace("\n", " "), file=sys.stderr)

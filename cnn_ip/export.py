@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from assemblies import network
 from blocks.spec import BlockDef
 
 SIDECAR_FORMAT = "cnn_ip.block/1"
@@ -61,11 +62,15 @@ def write_verilog(block_def: BlockDef, out_dir, args: dict, *, testbench: bool =
     instance.convert(hdl="Verilog", path=str(out_dir), name=block_def.name,
                      testbench=testbench)
     path = out_dir / f"{block_def.name}.v"
-    # Drop the date stamp and the scratch path so that equal parameters give equal files.
-    text = re.sub(r"^// Date: .*\n", "", path.read_text(), flags=re.M)
-    text = re.sub(r"^// File: .*$", f"// File: {path.name}", text, count=1, flags=re.M)
-    path.write_text(text)
+    path.write_text(without_stamps(path))
     return path
+
+
+def without_stamps(verilog: Path) -> str:
+    """MyHDL's output without its date stamp and scratch path, so that equal parameters
+    give equal files."""
+    text = re.sub(r"^// Date: .*\n", "", verilog.read_text(), flags=re.M)
+    return re.sub(r"^// File: .*$", f"// File: {verilog.name}", text, count=1, flags=re.M)
 
 
 @functools.lru_cache(maxsize=1)
@@ -262,3 +267,51 @@ def generate(block_def: BlockDef, out_dir, **values) -> dict:
             os.replace(scratch / name, out_dir / name)
     return info
 
+
+# --------------------------------------------------------------------------- network top
+
+def write_network_top(elements, out_dir, *, name: str) -> list[str]:
+    """Convert the chain into ``out_dir/<name>.v`` (one ``convert()``) and write every file
+    its blocks read (ROM images, ``*_sim.v`` models) and ``<name>.vlt``; return the names.
+
+    Built in a scratch directory and moved in only when all of it succeeded.
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"name: must be a Verilog identifier, got {name!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.resolve().parent, prefix=".network-") as tmp:
+        scratch = Path(tmp)
+        top = network.network(**network.top_ports(elements), elements=elements)
+        top.convert(hdl="Verilog", path=str(scratch), name=name, testbench=False)
+        verilog = scratch / f"{name}.v"
+        verilog.write_text(network.unique_memories(without_stamps(verilog)))
+        files = {f"{name}.v"}
+        for element in elements:
+            for written in element.block_def.write_files(element.args, str(scratch)):
+                if written in files and not written.endswith("_sim.v"):
+                    raise ValueError(f"two blocks write {written}: ROM file names must differ")
+                files.add(written)
+        write_lint_config(scratch, name, rules=network.lint_rules(elements))
+        files.add(f"{name}.vlt")
+        for item in sorted(files):
+            os.replace(scratch / item, out_dir / item)
+    return sorted(files)
+
+
+def write_network(stages, out_dir, *, name: str, target: str = "generic") -> dict:
+    """Convert the network top into ``out_dir`` and return its sidecar (not written here).
+
+    ``out_dir`` is ``DIR/rtl`` of ``cnn-ip assemble``; the sidecar, meant for
+    ``DIR/<name>.json``, names the Verilog relative to ``DIR`` (``rtl/<name>.v``) so that
+    ``cnn-ip synth DIR`` finds it.
+    """
+    elements = network.chain(stages, target)
+    files = write_network_top(elements, out_dir, name=name)
+    out_dir = Path(out_dir)
+    return {"format": network.FORMAT, "top": name, "verilog": f"{out_dir.name}/{name}.v",
+            "files": files, "ports": read_ports(out_dir / f"{name}.v", name),
+            **network.stream_shape(stages, elements),
+            "stages": [{"layer": p.layer.name, "type": p.layer.type, "lanes": p.lanes,
+                        "simd": p.simd, "fifo_depth": p.fifo_depth, "dataflow": p.dataflow}
+                       for p in stages]}

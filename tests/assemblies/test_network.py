@@ -6,9 +6,9 @@ import random
 import numpy as np
 import pytest
 
-from assemblies.network import Element, StagePlan, chain, write_rtl, write_top
+from assemblies.network import Element, StagePlan, chain
 from blocks.axis_register import BLOCK as REGISTER
-from cnn_ip.export import read_ports
+from cnn_ip.export import read_ports, write_network, write_network_top
 from cnn_ip.simulate_cmd import compare, image_beats, run_rtl
 from quant.reference import IntLayer, run
 
@@ -58,7 +58,7 @@ def small_network(seed=0):
 
 def test_small_network_bit_exact_under_stalls(tmp_path):
     stages = small_network()
-    info = write_rtl(stages, tmp_path / "rtl", name="tiny_net")
+    info = write_network(stages, tmp_path / "rtl", name="tiny_net")
     assert [p["name"] for p in info["ports"]][:2] == ["aclk", "aresetn"]
     assert info["input"] == {"shape": [2, 6, 6], "order": "raster", "lanes": 2, "bits": 8,
                              "signed": False}
@@ -87,7 +87,7 @@ def test_chain_rejects_lanes_that_do_not_divide():
 def test_plumbing_alone(tmp_path):
     """Three register slices as a 'network': conversion, port read-back, co-simulation."""
     elements = [Element(REGISTER, {"bits": 16}) for _ in range(3)]
-    assert write_top(elements, tmp_path / "rtl", name="regs")[0] == "regs.v"
+    assert write_network_top(elements, tmp_path / "rtl", name="regs")[0] == "regs.v"
     names = [p["name"] for p in read_ports(tmp_path / "rtl" / "regs.v", "regs")]
     assert names == ["aclk", "aresetn"] + [f"s_axis_img_t{s}" for s in ("data", "valid", "ready", "last")] \
         + [f"m_axis_out_t{s}" for s in ("data", "valid", "ready", "last")]
