@@ -7,6 +7,7 @@ from blocks.frame_buffer import BLOCK, golden, pixel_beats
 from blocks.spec import ParameterError
 from cnn_ip.cosim import lint, run_streams
 from cnn_ip.export import generate
+from window_frames import random_frames
 
 
 def geometry(width, height, channels, k, stride, pad, abits, simd, lanes_in, *,
@@ -39,17 +40,6 @@ def ident(p):
     return (f"W{p['width']}H{p['height']}C{p['channels']}K{p['k']}s{p['stride']}P{p['pad']}"
             f"A{p['abits']}S{p['simd']}Li{p['lanes_in']}{p['order_in'][0]}{p['groups_in']}"
             f"R{p['repeat']}B{p['buffers']}")
-
-
-def random_frames(params, count, seed):
-    """Random frames with the extreme values in them: a row of all-ones, a row of zeros."""
-    rng = np.random.default_rng(seed)
-    top = (1 << params["abits"]) - 1
-    frames = rng.integers(0, top + 1, size=(count, params["height"], params["width"],
-                                            params["channels"]))
-    frames[0, 0] = top
-    frames[-1, -1] = 0
-    return frames
 
 
 def run(params, frames, hdl, workdir, **options):

@@ -10,6 +10,7 @@ from blocks.spec import ParameterError
 from cnn_ip.cli import main
 from cnn_ip.cosim import lint, run_streams
 from cnn_ip.export import generate
+from window_frames import random_frames
 
 
 def geometry(width, height, channels, k, stride, pad, abits, simd, repeat=1):
@@ -36,17 +37,6 @@ GEOMETRIES = [
     (geometry(6, 5, 4, 2, 2, 0, 8, 4, repeat=4), 2),
     (geometry(4, 9, 6, 3, 4, 2, 2, 3, repeat=2), 2),
 ]
-
-
-def random_frames(params, count, seed):
-    """Random frames with the extreme values in them: a row of all-ones, a row of zeros."""
-    rng = np.random.default_rng(seed)
-    top = (1 << params["abits"]) - 1
-    frames = rng.integers(0, top + 1, size=(count, params["height"], params["width"],
-                                            params["channels"]))
-    frames[0, 0] = top
-    frames[-1, -1] = 0
-    return frames
 
 
 @pytest.mark.parametrize("params,count", GEOMETRIES,
