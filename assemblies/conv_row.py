@@ -75,9 +75,6 @@ PARAMS = (
 
 # --- the layer and its geometry -------------------------------------------------------------
 
-load_layer = reference.find_layer
-
-
 def geometry(layer: reference.IntLayer) -> dict:
     """Window geometry: a dense layer is a conv whose window is the whole (square) map."""
     cin, h, w = (tuple(layer.in_shape) + (1, 1))[:3]
@@ -101,7 +98,7 @@ def mode(layer) -> tuple[str, int]:
 
 
 def cross_check(p: dict) -> None:
-    layer = load_layer(p["layer"])
+    layer = reference.find_layer(p["layer"])
     g = geometry(layer)
     if g["cout"] % p["lanes"]:
         raise ValueError(f"lanes: must divide Cout ({g['cout']}), got {p['lanes']}")
@@ -125,7 +122,7 @@ def cross_check(p: dict) -> None:
 def parts(*, layer, lanes, simd, abits=8, asigned=False, target="generic", rom_prefix="",
           **_) -> dict:
     """Every block's parameters (validated by its own ``BlockDef``)."""
-    layer = load_layer(layer)
+    layer = reference.find_layer(layer)
     g = geometry(layer)
     groups = g["cout"] // lanes
     weights, wbits = mode(layer)
@@ -212,7 +209,7 @@ def input_beats(frames, *, simd, abits) -> list:
 def golden(frames, *, layer, lanes, **_):
     """``(values (beats, L) int64, tlast (beats,))``: ``quant.reference.run_layer`` in the
     stage's output order."""
-    layer = load_layer(layer)
+    layer = reference.find_layer(layer)
     frames = np.asarray(frames, dtype=np.int64)
     g = geometry(layer)
     x = frames.reshape(len(frames), g["height"], g["width"], g["cin"])
