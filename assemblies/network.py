@@ -32,7 +32,6 @@ figure).  Latency: the sum of the stages' and the FIFOs' fill; measured by
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from myhdl import block
@@ -210,29 +209,6 @@ def network(aclk, aresetn, s_axis_img, m_axis_out, *, elements):
 
 
 # --------------------------------------------------------------------------- Verilog
-
-MEMORY = re.compile(r"^.*\breg\s+(?:signed\s+)?(?:\[[^\]]*\]\s*)?(?!signed\b)([A-Za-z_]\w*)\s*\[", re.M)
-
-
-def unique_memories(text: str) -> str:
-    """Number memories that several inlined instances declare under one fixed name.
-
-    A block that names its RAM's memory with a constant (``axis_fifo``: ``fifo_mem``)
-    declares it once per instance when the top is flattened into one module; Verilog
-    then sees a duplicate declaration.  Each instance's template is emitted in one piece,
-    declaration first, so every use up to the next declaration is that instance's.
-    """
-    names = [m.group(1) for m in MEMORY.finditer(text)]
-    for name in sorted({n for n in names if names.count(n) > 1}):
-        word = re.compile(rf"\b{re.escape(name)}\b")
-        index, lines = -1, []
-        for line in text.split("\n"):
-            declared = MEMORY.match(line)
-            if declared and declared.group(1) == name:
-                index += 1
-            lines.append(word.sub(f"{name}_{index}", line) if index >= 0 else line)
-        text = "\n".join(lines)
-    return text
 
 
 TOP_WAIVERS = {

@@ -136,7 +136,7 @@ def axis_fifo(aclk, aresetn, s_axis_in, m_axis_out, *, bits, depth, last=True,
             ovalid.next = 0
 
     memory = ram_mod.ram(aclk, write=push, waddr=waddr, wdata=wdata, read=pop, raddr=raddr,
-                         rdata=rdata, depth=words, memory="fifo_mem", style=style)
+                         rdata=rdata, depth=words, style=style)
     control = fifo_pointers(aclk, aresetn, push=push, pop=pop, waddr=waddr, raddr=raddr,
                             count=count, in_ready=in_ready, words=words)
     return word_in, word_out, handshakes, stages, memory, control

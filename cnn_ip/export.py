@@ -285,7 +285,7 @@ def write_network_top(elements, out_dir, *, name: str) -> list[str]:
         top = network.network(**network.top_ports(elements), elements=elements)
         top.convert(hdl="Verilog", path=str(scratch), name=name, testbench=False)
         verilog = scratch / f"{name}.v"
-        verilog.write_text(network.unique_memories(without_stamps(verilog)))
+        verilog.write_text(without_stamps(verilog))
         files = {f"{name}.v"}
         for element in elements:
             for written in element.block_def.write_files(element.args, str(scratch)):
