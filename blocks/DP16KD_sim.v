@@ -8,6 +8,7 @@
 /* verilator lint_off DECLFILENAME */
 /* verilator lint_off UNUSEDSIGNAL */
 /* verilator lint_off UNUSEDPARAM */
+`timescale 1ns/10ps  // as MyHDL writes it: lint (TIMESCALEMOD) wants every module or none to have one
 module DP16KD (
     input wire CLKA,
     input wire WEA,
