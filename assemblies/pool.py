@@ -6,10 +6,11 @@ beat; frames back to back.  Padding (``pad`` before, ``pad_end`` after) holds th
 value of the input's range, as ``quant.reference`` pads (Contract 2: 0 when unsigned,
 ``-2**(A-1)`` when signed); it never wins a window, so the block just leaves it out.
 
-A group-major stream (Cout/L sub-maps, L channels a beat) is pooled by building this
-stage for a layer of L channels with ``lanes = L`` and sending it the sub-maps as frames
-(``blocks.maxpool``'s docstring); the frame data flow that produces such streams does
-not exist yet.
+A group-major stream (``groups`` G sub-maps of C/G channels each, one after another, each
+raster; what a frame conv with G = Cout/L > 1 emits) is pooled sub-map by sub-map:
+``blocks.maxpool`` is built for C/G channels and takes every sub-map as a frame, and
+``tlast`` is passed on only on the G-th sub-map's last beat, so the output is the pooled
+map in the same group-major order with ``tlast`` on a frame's last beat.
 
 Parameters
 ----------
@@ -18,14 +19,17 @@ layer : IntLayer or "model.npz:NAME"   a ``maxpool`` layer: ``in_shape (C, H, W)
 lanes : int, divides C                 P, values a beat in and out
 abits : int, 1..8                      bits of a value
 signed : bool                          values are two's complement (after leaky/none)
+groups : int, divides C                G, sub-maps a frame (1: raster; >1: group-major,
+                                       P divides C/G)
 
 Ports
 -----
 aclk, aresetn     clock; synchronous active-low reset
 s_axis_in_t*      raster (y, x, c/P), ``tdata[P*A-1:0]``, channel ``g*P+i`` in lane ``i``;
-                  no ``tlast`` (frames are counted from the layer's shape)
-m_axis_out_t*     the pooled map, raster, packed the same way; ``tlast`` on a frame's
-                  last beat
+                  no ``tlast`` (frames are counted from the layer's shape); group-major:
+                  sub-map after sub-map, each so over its C/G channels
+m_axis_out_t*     the pooled map in the input's order, packed the same way; ``tlast`` on
+                  a frame's last beat
 
 Latency and throughput
 ----------------------
@@ -36,7 +40,7 @@ windows that end in the trailing padding (``blocks.maxpool.frame_cycles``; none 
 from __future__ import annotations
 
 import numpy as np
-from myhdl import block
+from myhdl import Signal, always_comb, always_seq, block, intbv
 
 from blocks import maxpool as mp
 from blocks.spec import BlockDef, Param
@@ -48,14 +52,16 @@ PARAMS = (
     Param("lanes", int, lo=1, hi=4096, help="values a beat P, divides the channels"),
     Param("abits", int, default=8, lo=1, hi=8, help="bits of a value"),
     Param("signed", bool, default=False, help="signed values (after a leaky/none layer)"),
+    Param("groups", int, default=1, lo=1, hi=4096,
+          help="sub-maps a frame: 1 raster, >1 group-major (C/groups channels each)"),
 )
 
 
-def block_values(*, layer, lanes, abits=8, signed=False) -> dict:
-    """The ``blocks.maxpool`` parameters of this stage."""
+def block_values(*, layer, lanes, abits=8, signed=False, groups=1) -> dict:
+    """The ``blocks.maxpool`` parameters of this stage (one sub-map's channels)."""
     layer = reference.find_layer(layer)
     channels, height, width = layer.in_shape
-    return {"width": width, "height": height, "channels": channels, "lanes": lanes,
+    return {"width": width, "height": height, "channels": channels // groups, "lanes": lanes,
             "k": layer.k, "stride": layer.stride, "pad": layer.pad,
             "pad_end": -1 if layer.pad_end is None else layer.pad_end, "abits": abits,
             "signed": signed}
@@ -65,8 +71,11 @@ def cross_check(p: dict) -> None:
     layer = reference.find_layer(p["layer"])
     if layer.type != "maxpool":
         raise ValueError(f"layer: maxpool_stage builds maxpool layers, got {layer.type!r}")
+    if layer.in_shape[0] % p["groups"]:
+        raise ValueError(f"groups: must divide the channels ({layer.in_shape[0]}), got "
+                         f"{p['groups']}")
     values = mp.BLOCK.validate(**block_values(**p))
-    want = (values["channels"], mp.BLOCK.derived(**values)["out_height"],
+    want = (values["channels"] * p["groups"], mp.BLOCK.derived(**values)["out_height"],
             mp.BLOCK.derived(**values)["out_width"])
     if tuple(layer.out_shape) != want:
         raise ValueError(f"layer: out_shape {tuple(layer.out_shape)} is not what its "
@@ -79,43 +88,87 @@ def prepare(p: dict) -> dict:
 
 @block
 def maxpool_stage(aclk, aresetn, s_axis_in, m_axis_out, *, layer, lanes, abits=8,
-                  signed=False):
+                  signed=False, groups=1):
     """The pool stage; see the module docstring."""
-    BLOCK.validate(layer=layer, lanes=lanes, abits=abits, signed=signed)
-    return mp.maxpool(aclk, aresetn, s_axis_in, m_axis_out,
-                      **block_values(layer=layer, lanes=lanes, abits=abits, signed=signed))
+    BLOCK.validate(layer=layer, lanes=lanes, abits=abits, signed=signed, groups=groups)
+    values = block_values(layer=layer, lanes=lanes, abits=abits, signed=signed, groups=groups)
+    if groups == 1:
+        return mp.maxpool(aclk, aresetn, s_axis_in, m_axis_out, **values)
+    pooled = Axis(len(m_axis_out.tdata))
+    return (mp.maxpool(aclk, aresetn, s_axis_in, pooled, **values),
+            frame_last(aclk, aresetn, pooled, m_axis_out, groups=groups))
 
 
-def input_beats(frames, *, lanes, abits):
-    """Input beats for ``frames`` (N x H x W x C integers), ``tlast`` ignored."""
-    return mp.frame_beats(frames, lanes=lanes, abits=abits)
+@block
+def frame_last(aclk, aresetn, s_axis_in, m_axis_out, *, groups):
+    """``s_axis_in`` passed through, ``tlast`` kept only on every ``groups``-th one: the
+    end of a group-major frame (sub-map G-1's last beat).  No register, no latency."""
+    count = Signal(intbv(0, min=0, max=groups))
+
+    @always_comb
+    def through():
+        m_axis_out.tdata.next = s_axis_in.tdata
+        m_axis_out.tvalid.next = s_axis_in.tvalid
+        m_axis_out.tlast.next = s_axis_in.tlast and count == groups - 1
+        s_axis_in.tready.next = m_axis_out.tready
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def counting():
+        if s_axis_in.tvalid and m_axis_out.tready and s_axis_in.tlast:
+            if count == groups - 1:
+                count.next = 0
+            else:
+                count.next = count + 1
+
+    return through, counting
 
 
-def golden(frames, *, layer, lanes, abits=8, signed=False):
-    """Output beats ``[(tdata, tlast), ...]``: ``quant.reference.run_layer`` on each frame,
-    padding with the smallest value of the A-bit range."""
+def group_major(maps, groups: int) -> np.ndarray:
+    """``(N, H, W, C)`` maps -> ``(N, G, H, W, C/G)``: the order of a group-major stream."""
+    maps = np.asarray(maps, dtype=np.int64)
+    n, h, w, c = maps.shape
+    return maps.reshape(n, h, w, groups, c // groups).transpose(0, 3, 1, 2, 4)
+
+
+def input_beats(frames, *, lanes, abits, groups=1):
+    """Input beats for ``frames`` (N x H x W x C integers) in the stage's order (raster,
+    or group-major for ``groups`` > 1), ``tlast`` ignored."""
+    maps = group_major(frames, groups)
+    return mp.frame_beats(maps.reshape(-1, *maps.shape[2:]), lanes=lanes, abits=abits)
+
+
+def golden(frames, *, layer, lanes, abits=8, signed=False, groups=1):
+    """Output beats ``[(tdata, tlast), ...]``: ``quant.reference.run_layer`` on each frame
+    (padding with the smallest value of the A-bit range), in the input's order."""
     layer = reference.find_layer(layer)
     lo = -(1 << (abits - 1)) if signed else 0
     beats = []
     for frame in np.asarray(frames, dtype=np.int64):
-        words = reference.run_layer(layer, frame[None], lo=lo).reshape(-1, lanes)
+        pooled = reference.run_layer(layer, frame[None], lo=lo)
+        words = group_major(pooled, groups).reshape(-1, lanes)
         beats += [(pack(v, abits), n == len(words) - 1) for n, v in enumerate(words)]
     return beats
 
 
-def estimate(*, layer, lanes, abits=8, signed=False) -> dict:
-    """``blocks.maxpool``'s estimate: the stage is that block; ``cycles`` per frame."""
-    return mp.BLOCK.estimate(**block_values(layer=layer, lanes=lanes, abits=abits,
-                                            signed=signed))
+def estimate(*, layer, lanes, abits=8, signed=False, groups=1) -> dict:
+    """``blocks.maxpool``'s estimate for one sub-map, its ``cycles`` G times a frame; the
+    tlast counter of a group-major stage is a few LUTs and FFs."""
+    one = mp.BLOCK.estimate(**block_values(layer=layer, lanes=lanes, abits=abits,
+                                           signed=signed, groups=groups))
+    if groups == 1:
+        return one
+    count = max(1, (groups - 1).bit_length())
+    return {**one, "lut": one["lut"] + count + 1, "ff": one["ff"] + count,
+            "cycles": one["cycles"] * groups}
 
 
-def derived(*, layer, lanes, abits=8, signed=False) -> dict:
-    values = block_values(layer=layer, lanes=lanes, abits=abits, signed=signed)
+def derived(*, layer, lanes, abits=8, signed=False, groups=1) -> dict:
+    values = block_values(layer=layer, lanes=lanes, abits=abits, signed=signed, groups=groups)
     return {**mp.BLOCK.derived(**values), "in_beats": values["width"] * values["height"]
-            * values["channels"] // lanes}
+            * values["channels"] * groups // lanes}
 
 
-def ports(*, layer, lanes, abits=8, signed=False):
+def ports(*, layer, lanes, abits=8, signed=False, groups=1):
     return {**clock_reset(), "s_axis_in": Axis(lanes * abits, last=False),
             "m_axis_out": Axis(lanes * abits)}
 

@@ -282,8 +282,9 @@ def write_network_top(elements, out_dir, *, name: str) -> list[str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.resolve().parent, prefix=".network-") as tmp:
         scratch = Path(tmp)
-        top = network.network(**network.top_ports(elements), elements=elements)
-        top.convert(hdl="Verilog", path=str(scratch), name=name, testbench=False)
+        top_function, ports = network.top_block(elements, name)
+        top_function(**ports).convert(hdl="Verilog", path=str(scratch), name=name,
+                                      testbench=False)
         verilog = scratch / f"{name}.v"
         verilog.write_text(without_stamps(verilog))
         files = {f"{name}.v"}
@@ -313,5 +314,6 @@ def write_network(stages, out_dir, *, name: str, target: str = "generic") -> dic
             "files": files, "ports": read_ports(out_dir / f"{name}.v", name),
             **network.stream_shape(stages, elements),
             "stages": [{"layer": p.layer.name, "type": p.layer.type, "lanes": p.lanes,
-                        "simd": p.simd, "fifo_depth": p.fifo_depth, "dataflow": p.dataflow}
+                        "simd": p.simd, "fifo_depth": p.fifo_depth, "dataflow": p.dataflow,
+                        **({"buffers": p.buffers} if p.frame else {})}
                        for p in stages]}

@@ -109,3 +109,44 @@ def test_rejects_bad_layers(change, message):
 def test_rejects_lanes_not_dividing_channels():
     with pytest.raises(ParameterError, match=r"^lanes: must divide channels \(4\)"):
         BLOCK.validate(layer=pool_layer((4, 4, 4), 2, 2, 0, None), lanes=3)
+
+
+# group-major input: (C, H, W), k, stride, pad, pad_end, lanes, abits, signed, groups
+GROUPED = [
+    ((8, 6, 6), 2, 2, 0, None, 2, 4, False, 2),
+    ((12, 5, 5), 3, 1, 1, None, 3, 8, True, 4),
+    ((6, 6, 6), 2, 1, 0, 1, 1, 3, False, 3),         # pad_end: flushes between sub-maps
+]
+
+
+@pytest.mark.parametrize("case", range(len(GROUPED)))
+def test_group_major_matches_run_layer_with_one_tlast_a_frame(hdl, tmp_path, case):
+    shape, k, stride, pad, pad_end, lanes, abits, signed, groups = GROUPED[case]
+    layer = pool_layer(shape, k, stride, pad, pad_end)
+    x, lo = frames_in_range(shape, abits, signed, 3, 10 + case)
+    params = {"layer": layer, "lanes": lanes, "abits": abits, "signed": signed,
+              "groups": groups}
+    expect = reference.run_layer(layer, x, lo=lo)           # (N, Ho, Wo, C)
+    n_out = expect.size // lanes
+    out = run_streams(BLOCK, params=params, hdl=hdl, workdir=tmp_path, seed=case,
+                      inputs={"s_axis_in": input_beats(x, lanes=lanes, abits=abits,
+                                                       groups=groups)},
+                      expect={"m_axis_out": n_out}, idle=0.3, stall=0.4)
+    beats = out["m_axis_out"]
+    got = np.array([unpack(b.data, abits, lanes, signed=signed) for b in beats])
+    # group-major by hand: sub-map g holds channels [g*C/G, (g+1)*C/G), raster inside
+    n, ho, wo, c = expect.shape
+    sub = c // groups
+    want = np.concatenate([expect[f, :, :, g * sub:(g + 1) * sub].reshape(-1)
+                           for f in range(n) for g in range(groups)])
+    assert np.array_equal(got.reshape(-1), want)
+    per_frame = n_out // 3
+    assert [i for i, b in enumerate(beats) if b.last] == [per_frame * f - 1 for f in (1, 2, 3)]
+    assert [(b.data, b.last) for b in beats] == BLOCK.golden(x, **params)
+
+
+def test_group_major_rejects_groups_not_dividing_channels():
+    with pytest.raises(ParameterError, match=r"^groups: must divide the channels \(6\)"):
+        BLOCK.validate(layer=pool_layer((6, 4, 4), 2, 2, 0, None), lanes=1, groups=4)
+    with pytest.raises(ParameterError, match=r"^lanes: must divide channels \(2\)"):
+        BLOCK.validate(layer=pool_layer((8, 4, 4), 2, 2, 0, None), lanes=4, groups=4)
