@@ -1,0 +1,544 @@
+"""``conv_frame``: the frame-based conv stage of docs/conventions.md Contract 6, built only
+from blocks.
+
+One layer of the integer model (``quant.reference.IntLayer``, type ``conv``, or ``dense``
+with a square map of at most 7 x 7, as ``conv_row`` builds it) with its folding (``lanes``
+L dividing Cout, ``simd`` S dividing Cin) becomes::
+
+    s_axis_in -> frame_buffer (repeat G = Cout/L) -> mac_array -> requantizer -> m_axis_out
+                                                         ^
+      m_axi <-> tile_dma read engine -> group_buffer -> sparse_decoder (stream)
+
+The frame buffer holds the whole input map (one, or two with ``buffers=2``) and emits the
+windows of every output pixel G times, once per output-channel group; the group buffer
+fetches each group's compressed weight image from off-chip memory through the DMA, once a
+frame, into one of its two banks (the next group's fetch under the current group's
+replay) and replays it for every output pixel; the decoder turns the words into dense
+weight beats; the MAC array forms the L dot products of a (window, group) pair; the
+requantizer (bias, M/M_neg, S, clamp of Contract 2, or ``z`` for the last layer) takes
+its constants by group, a group being Ho*Wo consecutive beats.  The output is
+group-major: G sub-maps of L channels, each in raster order.
+
+The weight image in memory is ``quant.offchip``'s: G self-contained group images on
+64-byte boundaries from ``base`` (the address of the layer's first group; the offsets are
+those of ``quant.offchip.layout`` of this one layer, so the stage and memory_map.json
+agree), each read with one DMA command of whole bus beats.
+
+Parameters
+----------
+layer : IntLayer or "model.npz:name"   the layer (W (Cout, K*K*Cin), bias, M, M_neg, S, ...)
+lanes : int                            L, output channels a beat (divides Cout)
+simd : int                             S, input channels a MAC beat (divides Cin)
+abits : int, 1..8                      A, bits of an input value
+asigned : bool                         inputs are signed (the previous layer is leaky/none)
+target : str                           ``generic`` or a device name
+rom_prefix : str                       constants ROM file stem prefix (default: layer name)
+lanes_in : int                         Li, input channels a beat (Li and S divide one another)
+order_in : raster | group-major        input map order (Contract 6)
+groups_in : int                        sub-maps of a group-major input (1 for raster)
+buffers : 1 | 2                        input maps held (2: the next fills while one is read)
+bus_bits : 32 | 64 | 128               AXI data width
+base : int                             byte address of the layer's first group (64-aligned)
+max_burst, outstanding : int           the DMA's (``tile_dma``)
+
+Ports
+-----
+aclk, aresetn          clock; synchronous active-low reset
+s_axis_in_t*           ``tdata[Li*A-1:0]``, value ``i`` at ``[(i+1)*A-1 : i*A]``, in
+                       ``order_in``; ``tlast`` accepted and ignored (frames are counted)
+m_axis_out_t*          group-major, L channels a beat: ``tdata[L*OB-1:0]`` (OB as
+                       ``conv_row``: act_bits, or the width of ``z`` for the last layer);
+                       ``tlast`` on a frame's last beat
+m_axi_*                AXI4 master (``tile_dma``'s names).  Read channels used; write
+                       channels tied off (awvalid = wvalid = 0, bready = 1, constants)
+rd_bytes[63:0]         bytes read from memory since reset
+error                  sticky: a non-OKAY read response (or bad ID) was seen.  The data
+                       still arrive, so the pipeline never hangs.
+
+Latency and throughput
+----------------------
+Cycles per frame (Contract 7, :func:`cycles_per_frame`): input beats ``F = H*W*Cin/Li``,
+MAC beats ``R = G*Ho*Wo*K*K*Cin/S``, output beats ``G*Ho*Wo``; one buffer adds the fill to
+the reads (``F + R``), two overlap them (``max(F, R)``); plus any wait for weights, from a
+schedule of the group fetches at the DMA's measured read rate (:data:`DMA_READ_RATE`)
+against each group's compute time ``Ho*Wo*K*K*Cin/S``.  Checked to the cycle in
+``tests/assemblies/test_conv_frame.py``; ``bench/conv_frame.py`` prints measured against
+planned.  Latency: the frame buffer's fill (``F + 1``), one window, the MAC's and the
+requantizer's pipelines (:func:`estimate`).
+"""
+from __future__ import annotations
+
+import numpy as np
+from myhdl import (ConcatSignal, Signal, always, always_comb, always_seq, block, concat,
+                   intbv, modbv)
+
+from assemblies import conv_row as cr
+from blocks import frame_buffer as fb
+from blocks import mac
+from blocks import requant as rq
+from blocks import sparse_decoder as sd
+from blocks import tile_dma as td
+from blocks.ram import add_blocks
+from blocks.rom import address_bits, rom
+from blocks.spec import BlockDef, Param
+from blocks.stream import Axis, clock_reset
+from quant import offchip, reference, sparse_format
+from quant.sparse_format import code_bits
+
+PARAMS = cr.PARAMS + (
+    Param("lanes_in", int, default=1, lo=1, hi=4096,
+          help="input channels a beat (Li; Li and simd divide one another)"),
+    Param("order_in", str, default="raster", choices=fb.ORDERS, help="input map order"),
+    Param("groups_in", int, default=1, lo=1, hi=4096,
+          help="sub-maps of a group-major input (1 for raster)"),
+    Param("buffers", int, default=1, lo=1, hi=2, help="input maps held: 1, or 2"),
+    Param("bus_bits", int, default=64, choices=(32, 64, 128), help="AXI data width"),
+    Param("base", int, default=0, lo=0, hi=(1 << 32) - offchip.ALIGN,
+          help="byte address of the layer's first group (a multiple of 64)"),
+    Param("max_burst", int, default=16, lo=1, hi=256, help="longest AXI burst in beats"),
+    Param("outstanding", int, default=4, lo=1, hi=8, help="read bursts in flight"),
+)
+
+# The DMA's read rate, measured by bench/tile_dma.py (MyHDL; one 64 x 256-byte tile,
+# data_bits 64, max_burst 16, memory latency 20 cycles): bytes a cycle from the command
+# to the last beat, by ``outstanding`` (1: 3.20, 2: 6.36, 4: 7.90 of 8).  As a fraction of
+# the bus; outstanding 3 takes 2's figure, 5..8 take 4's.
+DMA_READ_RATE = {1: 3.20 / 8, 2: 6.36 / 8, 4: 7.90 / 8}
+# Command to first data: the DMA's 6 cycles plus that memory's 20.
+FETCH_LATENCY = 6 + 20
+GEARBOX_LATENCY = 5     # group_buffer: a group's last fill beat to its first word
+
+
+def read_rate(outstanding: int) -> float:
+    return DMA_READ_RATE[max(k for k in DMA_READ_RATE if k <= outstanding)]
+
+
+# --- the layer, its weight image and the parts' parameters ----------------------------------
+
+def cross_check(p: dict) -> None:
+    cr.cross_check({**p, "layer": p["layer"]})
+    if p["base"] % offchip.ALIGN:
+        raise ValueError(f"base: must be a multiple of {offchip.ALIGN}, got {p['base']}")
+    q = parts(**p)
+    fb.BLOCK.validate(**q["frame"])
+    end = p["base"] + q["weights"]["offsets"][-1] + q["weights"]["bytes"][-1]
+    if end > offchip.ADDRESS_LIMIT:
+        raise ValueError(f"base: the layer's image ends at {end:#x}, beyond 32 bits")
+
+
+def weight_figures(layer, *, lanes, simd, bus_bits) -> dict:
+    """The layer's group images by their sizes alone (no words built: cheap for the
+    planner): coding, word width, each group's words, bytes in memory (whole bus beats)
+    and offset from the first group (``quant.offchip``'s rules; the tests check them
+    against ``quant.offchip.layout``)."""
+    weights, wbits = cr.mode(layer)
+    W = np.asarray(layer.W)
+    coding, word_bits = offchip.layer_format(W, weights=weights, wbits=wbits, lanes=lanes,
+                                             simd=simd)
+    beats = sparse_format.to_beats(W, lanes, simd)
+    bits = sparse_format.beat_bits(beats, weights=weights, wbits=wbits, coding=coding)
+    groups = W.shape[0] // lanes
+    per_group = bits.reshape(groups, -1).sum(axis=1)
+    depths = [-(-int(b) // word_bits) for b in per_group]
+    nbytes = [offchip.beat_bytes(d * word_bits, bus_bits // 8) for d in depths]
+    offsets, at = [], 0
+    for size in nbytes:
+        offsets.append(at)
+        at = -(-(at + size) // offchip.ALIGN) * offchip.ALIGN
+    return {"coding": coding, "word_bits": word_bits, "depths": depths, "bytes": nbytes,
+            "offsets": offsets, "beats": len(beats) // groups, "weights": weights,
+            "wbits": wbits}
+
+
+def parts(*, layer, lanes, simd, abits=8, asigned=False, target="generic", rom_prefix="",
+          lanes_in=1, order_in="raster", groups_in=1, buffers=1, bus_bits=64, base=0,
+          max_burst=16, outstanding=4, **_) -> dict:
+    """Every block's parameters (each validated by its own ``BlockDef``)."""
+    row = cr.parts(layer=layer, lanes=lanes, simd=simd, abits=abits, asigned=asigned,
+                   target=target, rom_prefix=rom_prefix)
+    g, groups = row["geometry"], row["groups"]
+    frame = {k: row["line"][k] for k in ("width", "height", "channels", "k", "stride", "pad",
+                                         "abits", "simd")}
+    frame.update(lanes_in=lanes_in, order_in=order_in, groups_in=groups_in, repeat=groups,
+                 buffers=buffers)
+    wf = weight_figures(row["layer"], lanes=lanes, simd=simd, bus_bits=bus_bits)
+    pixels = g["out_height"] * g["out_width"]
+    gbuf = {"word_bits": wf["word_bits"], "bus_bits": bus_bits,
+            "groups": tuple((base + o, n) for o, n in zip(wf["offsets"], wf["bytes"])),
+            "depths": tuple(wf["depths"]), "passes": pixels, "target": target}
+    dec = {"source": "stream", "lanes": lanes, "simd": simd, "weights": wf["weights"],
+           "wbits": wf["wbits"], "coding": wf["coding"], "word_bits": wf["word_bits"],
+           "beats": wf["beats"]}
+    dma = {"data_bits": bus_bits, "max_burst": max_burst, "outstanding": outstanding,
+           "target": target}
+    return {**row, "frame": frame, "gbuf": gbuf, "decoder": dec, "dma": dma, "weights": wf,
+            "pixels": pixels}
+
+
+def prepare(p: dict) -> dict:
+    """Parameters -> the stage's arguments: the layer loaded, the parts' arguments made
+    (the weight image's sizes only: :func:`weights_image` builds its words)."""
+    q = parts(**p)
+    _, dec_args = sd.BLOCK.prepared(**q["decoder"])
+    _, req_args = rq.BLOCK.prepared(**q["requant"])
+    req_args["rom_file"] = f"{q['prefix']}_requant.hex"
+    return {**p, "layer": q["layer"], "rom_prefix": q["prefix"], "decoder": dec_args,
+            "requant": req_args}
+
+
+def group_buffer_module():
+    from blocks import group_buffer
+    return group_buffer
+
+
+def rom_files(args: dict, out_dir) -> list:
+    """Write the constants ROM and the simulation models the stage's Verilog needs."""
+    q = parts(**args)
+    files = (rq.BLOCK.write_files(args["requant"], out_dir)
+             + sd.BLOCK.write_files(args["decoder"], out_dir)
+             + mac.BLOCK.write_files(q["mac"], out_dir)
+             + group_buffer_module().BLOCK.write_files(q["gbuf"], out_dir)
+             + td.BLOCK.write_files(q["dma"], out_dir))
+    return sorted(set(files))
+
+
+def weights_image(args: dict) -> list:
+    """The layer's group images (``quant.offchip.group_images``: what weights.bin holds)."""
+    layer = reference.find_layer(args["layer"])
+    weights, wbits = cr.mode(layer)
+    return offchip.group_images(np.asarray(layer.W), weights=weights, wbits=wbits,
+                                lanes=args["lanes"], simd=args["simd"])
+
+
+def memory_image(args: dict) -> tuple[bytes, dict]:
+    """``(bytes, memory map)`` of this one layer by ``quant.offchip.layout``, the bytes
+    meant to be loaded at ``base``."""
+    layer = reference.find_layer(args["layer"])
+    return offchip.layout([(layer, args["lanes"], args["simd"])], base=args["base"],
+                          bus_bytes=args["bus_bits"] // 8)
+
+
+# --- the stage ------------------------------------------------------------------------------
+
+@block
+def frame_start(aclk, aresetn, s_axis_in, start, *, beats):
+    """``start`` pulses as a frame's first input beat is accepted (frames are counted:
+    ``beats`` a frame)."""
+    count = Signal(intbv(0, min=0, max=max(beats, 2)))
+
+    @always_comb
+    def pulse():
+        start.next = s_axis_in.tvalid and s_axis_in.tready and count == 0
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def counting():
+        if s_axis_in.tvalid and s_axis_in.tready:
+            if count == beats - 1:
+                count.next = 0
+            else:
+                count.next = count + 1
+
+    return pulse, counting
+
+
+@block
+def dma_status(aclk, aresetn, m_axi, rd_error, count, rd_bytes, error):
+    """The write channels tied off, the byte counter out, the sticky error flag."""
+    sticky = Signal(bool(0))
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def error_flag():
+        if rd_error:
+            sticky.next = 1
+
+    @always_comb
+    def outputs():
+        error.next = sticky
+        rd_bytes.next = count
+        m_axi.awid.next = 0
+        m_axi.awaddr.next = 0
+        m_axi.awlen.next = 0
+        m_axi.awsize.next = 0
+        m_axi.awburst.next = 1
+        m_axi.awvalid.next = 0
+        m_axi.wdata.next = 0
+        m_axi.wstrb.next = 0
+        m_axi.wlast.next = 0
+        m_axi.wvalid.next = 0
+        m_axi.bready.next = 1
+
+    return error_flag, outputs
+
+
+@block
+def group_requant(aclk, aresetn, s_axis_acc, m_axis_out, *, lanes, acc_bits, abits=8,
+                  out_signed=False, shift=1, final=False, pixels=1, target="generic",
+                  constants, rom_file):
+    """``requant``'s datapath (its ``lane`` sub-blocks, ROM image and latency) for a
+    group-major stream: the constants' group advances every ``pixels`` beats (the row
+    stage's ``requant`` advances it every beat)."""
+    p = rq.BLOCK.validate(lanes=lanes, acc_bits=acc_bits, abits=abits, out_signed=out_signed,
+                          shift=shift, final=final, pixels=pixels, target=target,
+                          constants=constants)
+    c = rq.load_constants(constants)
+    w = rq.widths(**p)
+    ob, groups, depth = w["out_bits"], w["groups"], rq.LATENCY
+    lo, hi = rq.out_range(abits, out_signed)
+    enable = Signal(bool(0))
+    valid, last = Signal(intbv(0)[depth:]), Signal(intbv(0)[depth:])
+    group = Signal(intbv(0, min=0, max=max(groups, 2)))
+    pixel = Signal(intbv(0, min=0, max=max(pixels, 2)))
+    rom_addr = Signal(intbv(0)[address_bits(groups):])
+    const_word = Signal(intbv(0)[w["rom_word_bits"]:])
+    const_q = Signal(intbv(0)[w["rom_word_bits"]:])
+    words = rq.rom_words(c, lanes=lanes, w=w)
+    if rq.rom_style(w) == "block":
+        memory = rom(aclk, enable, rom_addr, const_word, words=words,
+                     word_bits=w["rom_word_bits"], file=rom_file)
+    else:
+        memory = rq.lut_rom(aclk, enable, rom_addr, const_word, words=tuple(words))
+
+    @always(aclk.posedge)
+    def const_register():           # nothing but a register after a block RAM's output
+        if enable:
+            const_q.next = const_word
+
+    outs = []
+    lanes_hw = []
+    for index in range(lanes):
+        span = dict(min=-(1 << (ob - 1)), max=1 << (ob - 1)) if final else dict(min=lo,
+                                                                                max=hi + 1)
+        y = Signal(intbv(0, **span))
+        lanes_hw.append(rq.lane(aclk, enable, s_axis_acc.tdata, const_q, y, index=index,
+                                acc_bits=acc_bits, w=w, shift=shift, lo=lo, hi=hi,
+                                final=final, target=target))
+        outs.append(y)
+    lane_values = ConcatSignal(*reversed(outs)) if lanes > 1 else outs[0](ob, 0)
+
+    @always_comb
+    def handshake():
+        enable.next = not valid[depth - 1] or m_axis_out.tready
+        s_axis_acc.tready.next = not valid[depth - 1] or m_axis_out.tready
+        rom_addr.next = group
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def control():
+        if enable:
+            valid.next = concat(valid[depth - 1:0], s_axis_acc.tvalid)
+            last.next = concat(last[depth - 1:0], pixel == pixels - 1 and group == groups - 1)
+            if s_axis_acc.tvalid:
+                if pixel == pixels - 1:
+                    pixel.next = 0
+                    if group == groups - 1:
+                        group.next = 0
+                    else:
+                        group.next = group + 1
+                else:
+                    pixel.next = pixel + 1
+
+    @always_comb
+    def output():
+        m_axis_out.tvalid.next = valid[depth - 1]
+        m_axis_out.tlast.next = last[depth - 1]
+        m_axis_out.tdata.next = lane_values
+
+    return memory, const_register, lanes_hw, handshake, control, output
+
+
+@block
+def conv_frame(aclk, aresetn, s_axis_in, m_axis_out, m_axi, rd_bytes, error, *, layer, lanes,
+               simd, abits=8, asigned=False, target="generic", rom_prefix="", lanes_in=1,
+               order_in="raster", groups_in=1, buffers=1, bus_bits=64, base=0, max_burst=16,
+               outstanding=4, decoder=None, requant=None):
+    """Frame conv stage; see the module docstring.  ``decoder``/``requant``: those blocks'
+    prepared arguments (from :func:`prepare`); made here when omitted."""
+    values = dict(layer=layer, lanes=lanes, simd=simd, abits=abits, asigned=asigned,
+                  target=target, rom_prefix=rom_prefix, lanes_in=lanes_in, order_in=order_in,
+                  groups_in=groups_in, buffers=buffers, bus_bits=bus_bits, base=base,
+                  max_burst=max_burst, outstanding=outstanding)
+    if decoder is None or requant is None:
+        _, args = BLOCK.prepared(**values)
+        decoder, requant = args["decoder"], args["requant"]
+    q = parts(**values)
+    gb = group_buffer_module()
+    wb = code_bits(q["mac"]["weights"], q["mac"]["wbits"])
+    window = Axis(simd * abits)
+    weights = Axis(lanes * simd * wb)      # its tlast is unused: the window's frames the MAC
+    sums = Axis(lanes * q["requant"]["acc_bits"], last=False)
+    words = Axis(q["weights"]["word_bits"])
+    command = Axis(td.CMD_BITS, last=False)
+    fill = Axis(bus_bits)
+    start, rd_error = Signal(bool(0)), Signal(bool(0))
+    count = Signal(modbv(0)[64:])
+    fill_beats = fb.beats_per_frame(**q["frame"])[0]
+    return (frame_start(aclk, aresetn, s_axis_in, start, beats=fill_beats),
+            fb.frame_buffer(aclk, aresetn, s_axis_in, window, **q["frame"]),
+            gb.group_buffer(aclk=aclk, aresetn=aresetn, start=start, m_axis_rdcmd=command,
+                            s_axis_fill=fill, m_axis_words=words, **q["gbuf"]),
+            td.read_engine(aclk, aresetn, command, fill, m_axi, rd_error, count,
+                           **q["dma"]),
+            dma_status(aclk, aresetn, m_axi, rd_error, count, rd_bytes, error),
+            sd.sparse_decoder(aclk=aclk, aresetn=aresetn, m_axis_wgt=weights,
+                              s_axis_words=words, **decoder),
+            mac.mac_array(aclk, aresetn, window, weights, sums, **q["mac"]),
+            group_requant(aclk, aresetn, sums, m_axis_out, **requant))
+
+
+# --- golden model, cost, ports --------------------------------------------------------------
+
+def input_beats(frames, *, lanes_in, abits, order_in="raster", groups_in=1) -> list:
+    """Stream beats for ``frames`` (N, H, W, Cin) in ``order_in``, Li values a beat,
+    ``tlast`` on each frame's last beat."""
+    frames = np.asarray(frames, dtype=np.int64)
+    beats = fb.pixel_beats(frames, lanes_in=lanes_in, abits=abits, order_in=order_in,
+                           groups_in=groups_in)
+    per = len(beats) // len(frames)
+    return [(data, i % per == per - 1) for i, (data, _) in enumerate(beats)]
+
+
+def golden(frames, *, layer, lanes, **_):
+    """``(values (beats, L) int64, tlast (beats,))``: ``quant.reference.run_layer`` in
+    group-major order (sub-map g: channels [g*L, (g+1)*L), raster)."""
+    values, _ = cr.golden(frames, layer=layer, lanes=lanes)
+    n = len(frames)
+    groups = reference.find_layer(layer).out_shape[0] // lanes
+    values = values.reshape(n, -1, groups, lanes).transpose(0, 2, 1, 3).reshape(-1, lanes)
+    per = len(values) // n
+    return values, (np.arange(len(values)) % per) == per - 1
+
+
+def fetch_cycles(args: dict) -> list[int]:
+    """Cycles of each group's fetch, from its command to its first word replayed: the
+    DMA's :data:`FETCH_LATENCY`, the group's bytes at the DMA's measured rate
+    (:data:`DMA_READ_RATE`) or at the group buffer's fill rate (one word a cycle; a bus
+    beat every ``ceil(word_bits/bus_bits)`` cycles for words wider than the bus) when
+    that is slower, and the group buffer's 5 cycles from the last beat to the first word
+    (``group_buffer``'s docstring)."""
+    q = parts(**args)
+    wf, bus = q["weights"], args.get("bus_bits", 64)
+    rate = read_rate(args.get("outstanding", 4)) * bus // 8
+    out = []
+    for depth, nbytes in zip(wf["depths"], wf["bytes"]):
+        beats = nbytes * 8 // bus
+        fill = depth if wf["word_bits"] <= bus else beats * -(-wf["word_bits"] // bus)
+        out.append(FETCH_LATENCY + max(int(np.ceil(nbytes / rate)), fill) + GEARBOX_LATENCY)
+    return out
+
+
+def schedule(*, fill: int, group: int, fetches: list, buffers: int, frames: int = 4) -> int:
+    """Steady-state cycles between frames: frames back to back, input always there.
+
+    A frame's fill starts when a buffer is free; its first beat permits its G fetches,
+    which run one after another on the DMA, each into a bank freed when the group two
+    before it has been computed; a group's compute (``group`` cycles) starts when the
+    previous group's ends, its weights are in and (group 0) its frame is filled."""
+    ends, fill_ends, reads_end = [], [], []
+    dma = computed = 0
+    for n in range(frames):
+        if buffers == 1:
+            fill_start = reads_end[-1] if reads_end else 0
+        else:
+            fill_start = max(fill_ends[-1] if fill_ends else 0,
+                             reads_end[-2] if len(reads_end) > 1 else 0)
+        fill_ends.append(fill_start + fill)
+        for g, fetch in enumerate(fetches):
+            bank_free = ends[-2] if len(ends) > 1 else 0
+            ready = max(dma, fill_start, bank_free) + fetch
+            dma = ready
+            begin = max(computed, ready, fill_ends[-1] if g == 0 else 0)
+            computed = begin + group
+            ends.append(computed)
+        reads_end.append(computed)
+    return reads_end[-1] - reads_end[-2]
+
+
+def cycles_per_frame(args: dict) -> dict:
+    """Contract 7 for a frame stage.
+
+    ``input`` (F), ``reads`` (R: MAC beats), ``output`` beats; ``compute``: R, plus F with
+    one buffer (fill, then read); ``fetch``: each group's fetch cycles; ``pause``: the
+    cycles a frame waits for weights (:func:`schedule` minus the largest term), and
+    ``fetch_bound`` when there are any; ``cycles`` = the largest term + ``pause``."""
+    q = parts(**args)
+    g = q["geometry"]
+    fill, reads = fb.beats_per_frame(**q["frame"])
+    group = reads // q["groups"]
+    beats = {"input": fill, "compute": reads + (fill if args.get("buffers", 1) == 1 else 0),
+             "output": q["pixels"] * q["groups"]}
+    bound = max(beats, key=beats.get)
+    fetches = fetch_cycles(args)
+    period = schedule(fill=fill, group=group, fetches=fetches,
+                      buffers=args.get("buffers", 1))
+    pause = max(0, period - beats[bound])
+    return {**beats, "reads": reads, "group_compute": group, "fetch": fetches,
+            "pause": pause, "fetch_bound": pause > 0,
+            "bound": "fetch" if pause else bound, "cycles": beats[bound] + pause,
+            "offchip_bytes": sum(q["weights"]["bytes"]), "macs": g["reduce"]}
+
+
+def estimate(**args) -> dict:
+    """The sum of the parts' estimates (the wiring adds nothing): frame buffer (once or
+    twice), group buffer (two banks of the largest group image), stream decoder, MAC,
+    requantizer (``requant``'s, plus its pixel counter) and the DMA (``tile_dma``'s whole
+    estimate: the read engine alone is not separated, so an upper bound).
+    ``offchip_bytes``: the weight bytes read a frame (``quant.offchip.offchip_bytes``);
+    ``cycles`` per ``frame``: :func:`cycles_per_frame`."""
+    q = parts(**args)
+    gb = group_buffer_module()
+    est = {"frame_buffer": fb.estimate(**q["frame"]),
+           "group_buffer": gb.BLOCK.estimate(**q["gbuf"]),
+           "sparse_decoder": sd.BLOCK.estimate(**args["decoder"]),
+           "mac_array": mac.estimate(**q["mac"]),
+           "requant": rq.BLOCK.estimate(**args["requant"]),
+           "tile_dma": td.estimate(**q["dma"])}
+    est["requant"]["ff"] += (q["pixels"] - 1).bit_length()
+    total = {key: sum(int(e[key]) for e in est.values())
+             for key in ("lut", "ff", "dsp", "bram_bits")}
+    rate = cycles_per_frame(args)
+    latency = (est["frame_buffer"]["latency"] + q["geometry"]["reduce"] // args["simd"]
+               + mac.latency(args["simd"], q["mac"]["weights"]) + rq.LATENCY)
+    return {**total, "bram": add_blocks(*(e["bram"] for e in est.values())),
+            "latency": latency, "cycles": rate["cycles"], "per": "frame",
+            "bound": rate["bound"], "fetch_bound": rate["fetch_bound"],
+            "offchip_bytes": rate["offchip_bytes"],
+            "parts": {k: {r: e[r] for r in ("lut", "ff", "dsp", "bram_bits", "bram")}
+                      for k, e in est.items()}}
+
+
+def derived(**args) -> dict:
+    q = parts(**args)
+    wf = q["weights"]
+    return {**q["geometry"], "groups": q["groups"], "acc_bits": q["requant"]["acc_bits"],
+            "out_bits": cr.out_bits(args), "out_order": "group-major",
+            "out_signed": bool(q["layer"].final or q["layer"].lo < 0),
+            "rom_files": [args["requant"]["rom_file"]],
+            "weight_groups": [[a, n] for a, n in q["gbuf"]["groups"]],
+            "word_bits": wf["word_bits"], "coding": wf["coding"], "depths": wf["depths"],
+            "offchip_bytes": sum(wf["bytes"]), "cycles_per_frame": cycles_per_frame(args)}
+
+
+def ports(**args):
+    return {**clock_reset(), "s_axis_in": Axis(args["lanes_in"] * args["abits"]),
+            "m_axis_out": Axis(args["lanes"] * cr.out_bits(args)),
+            "m_axi": td.AxiMaster(args["bus_bits"]),
+            "rd_bytes": Signal(intbv(0)[64:]), "error": Signal(bool(0))}
+
+
+def example() -> dict:
+    layer = cr.random_layer(np.random.default_rng(3), cin=4, height=5, width=5, cout=4, k=3,
+                            pad=1, weights="ternary", act="relu", act_bits=4)
+    return {"layer": layer, "lanes": 2, "simd": 2, "lanes_in": 2, "buffers": 2}
+
+
+LINT_WAIVERS = {
+    "UNUSEDSIGNAL": "s_axis_in_tlast: frames are counted from the geometry; the weight "
+                    "stream's tlast: the window stream's tlast frames the MAC; the write "
+                    "channels' inputs (awready, wready, bresp, bvalid, bid): the stage "
+                    "only reads; the low bits of product + 2**(S-1) in the requantizer are "
+                    "shifted out",
+}
+
+BLOCK = BlockDef(name="conv_frame", build=conv_frame, params=PARAMS, ports=ports,
+                 golden=golden, estimate=estimate, derived=derived, cross_check=cross_check,
+                 prepare=prepare, write_files=rom_files, example=example,
+                 lint_waivers=LINT_WAIVERS)
