@@ -1,0 +1,578 @@
+"""``group_buffer``: the frame conv stage's weight fetcher.  It fetches one output-channel
+group image after another from off-chip memory through ``tile_dma``, holds two of them,
+and replays each one for every output pixel of the map.
+
+Per frame (one ``start`` pulse each) it issues one ``tile_dma`` read command per group
+``g = 0 .. G-1``, takes the group's bus beats, cuts them into ``word_bits``-wide words
+(the group image's bit stream, least significant bit first, as ``quant.offchip`` lays it
+out in memory), keeps the first ``depths[g]`` words (the rest is the padding to whole bus
+beats), and stores them in one of two banks.  A full bank is replayed ``passes`` times on
+``m_axis_words``; meanwhile the other bank fills with the next group.
+
+Parameters
+----------
+word_bits : int, 1..1024
+    Bits of one word (the sparse decoder's word, ``quant.offchip.layer_format``).
+bus_bits : 32 | 64 | 128
+    Width of ``tile_dma``'s data bus and of ``s_axis_fill``.
+groups : sequence of ``(address, bytes)``, or its JSON text (``"[[0, 128], [128, 64]]"``)
+    One entry per group, in ``g`` order: the group image's absolute byte address (a
+    multiple of ``bus_bits/8``; ``quant.offchip.layout`` aligns it to 64) and its length
+    in memory (whole bus beats, as ``layout`` gives them).  1..4096 groups.
+depths : sequence of int, or its JSON text
+    Each group image's words, 1..65536, with ``depths[g] * word_bits <= 8 * bytes``.
+passes : int, 1..2**24
+    Replays of each group (a frame conv stage's ``Ho*Wo``).
+target : "generic" or a device name (``fpga.devices``)
+    On ECP5 the banks, when in block RAM of at most 512 words, are instantiated DP16KD
+    with their output register (``blocks.ram``); the directory then carries
+    ``DP16KD_sim.v``.
+
+Ports
+-----
+aclk, aresetn        clock; synchronous active-low reset
+start                1-bit pulse: permits one frame's ``G`` fetches.  Commands never run
+                     ahead of permits (a count of up to 65535 unused permits is kept).
+m_axis_rdcmd_t*      ``tdata[127:0]``, ``tvalid``, ``tready``: group ``g``'s read command,
+                     ``tile_dma.encode_command(base=address, stride=row_bytes,
+                     row_bytes=row_bytes, rows=rows)`` with ``(row_bytes, rows) =
+                     quant.offchip.fetch_rows(bytes, bus_bits/8)``.  Raised when a permit
+                     is held and a bank is free (not being filled nor holding a group
+                     still to be replayed); groups in order, wrapping at ``G``.
+s_axis_fill_t*       ``tdata[bus_bits-1:0]``, ``tlast``: ``tile_dma``'s ``m_axis_rd``,
+                     the commanded groups' beats in order, ``tlast`` on a group's last
+                     beat.  Stream bit ``i`` of a group is bit ``i % bus_bits`` of its
+                     beat ``i // bus_bits``; word ``k`` is stream bits ``[k*word_bits,
+                     (k+1)*word_bits)``, its first bit in ``tdata[0]``.  Beats after the
+                     group's last word, up to ``tlast``, are taken and dropped; a group
+                     whose ``tlast`` comes before its last word ends there (its missing
+                     words are undefined), so nothing hangs.
+m_axis_words_t*      ``tdata[word_bits-1:0]``, ``tlast``: group 0's ``depths[0]`` words,
+                     ``passes`` times, ``tlast`` on each pass's last word; then group 1,
+                     ..., group ``G-1``; then the next frame's group 0.
+
+Storage
+-------
+One simple dual-port :func:`blocks.ram.ram` of ``2 * max(depths)`` words of
+``word_bits`` bits: bank 0 in the low half, bank 1 in the high half (Contract 7: twice
+the largest group image).  ``ram`` puts it in LUT RAM when small (64 words or 2048 bits
+at most), else block RAM.
+
+Latency and throughput
+----------------------
+* Fill: one word a cycle into the RAM (a beat every ``ceil(word_bits/bus_bits)``
+  cycles when words are wider than the bus, one every ``bus_bits/word_bits`` when
+  narrower), as long as ``s_axis_fill`` delivers; one cycle between groups.
+* Replay: one word a cycle whenever ``m_axis_words.tready`` is high and a bank is full,
+  across pass and group boundaries: no cycle is lost while the next group's bank is full
+  when the current one's last pass ends (:func:`frame_cycles`).
+* ``start`` to the command's ``tvalid``: 2 cycles.  A group's last fill beat to its
+  first word on ``m_axis_words``: 5 cycles (the gearbox's last word, the bank marked
+  full, RAM read, output register).
+
+Cost: see :func:`estimate`.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+from myhdl import Signal, always_comb, always_seq, block, concat, intbv
+
+from blocks.ram import TARGETS, address_bits, ram, sim_files, write_sim_files
+from blocks.ram import estimate as ram_estimate
+from blocks.spec import BlockDef, Param, check_width
+from blocks.stream import Axis, clock_reset
+from blocks.tile_dma import CMD_BITS, encode_command, up_down
+from quant.offchip import bytes_to_words, fetch_rows
+
+MAX_GROUPS = 4096
+MAX_DEPTH = 1 << 16
+MAX_PASSES = 1 << 24
+PERMIT_BITS = 16      # unused permits kept (frames the input may run ahead of the fetches)
+
+PARAMS = (
+    Param("word_bits", int, lo=1, hi=1024, help="bits of one word"),
+    Param("bus_bits", int, default=64, choices=(32, 64, 128),
+          help="tile_dma data bus width (s_axis_fill)"),
+    Param("groups", str,
+          help="group images (address, bytes), in g order: a JSON list such as "
+               "[[0,128],[128,64]]"),
+    Param("depths", str, help="words of each group image: a JSON list such as [14,7]"),
+    Param("passes", int, default=1, lo=1, hi=MAX_PASSES, help="replays of each group"),
+    Param("target", str, default="generic", choices=TARGETS,
+          help="device the Verilog is for: on ECP5 block-RAM banks are DP16KD with "
+               "their output register"),
+)
+
+
+def _sequence(name: str, value) -> list:
+    """A list from JSON text or any sequence."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(f"{name}: must be a JSON list, got {value!r}") from None
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name}: must be a list, got {value!r}")
+    return list(value)
+
+
+def _integer(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) or (
+        hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu")
+
+
+def parse_groups(value) -> tuple:
+    """``groups`` as a tuple of ``(address, bytes)`` int pairs."""
+    items = _sequence("groups", value)
+    out = []
+    for item in items:
+        pair = list(item) if hasattr(item, "__iter__") and not isinstance(item, str) else None
+        if pair is None or len(pair) != 2 or not all(_integer(v) for v in pair):
+            raise ValueError(f"groups: each entry must be [address, bytes], got {item!r}")
+        out.append((int(pair[0]), int(pair[1])))
+    if not 1 <= len(out) <= MAX_GROUPS:
+        raise ValueError(f"groups: must hold 1..{MAX_GROUPS} entries, got {len(out)}")
+    return tuple(out)
+
+
+def parse_depths(value) -> tuple:
+    """``depths`` as a tuple of ints in 1..65536."""
+    items = _sequence("depths", value)
+    if not all(_integer(v) and 1 <= int(v) <= MAX_DEPTH for v in items) or not items:
+        raise ValueError(f"depths: must be a list of integers in 1..{MAX_DEPTH}, got {value!r}")
+    return tuple(int(v) for v in items)
+
+
+def cross_check(p: dict) -> None:
+    """The groups and depths agree with each other, the bus and the DMA's limits."""
+    groups, depths = parse_groups(p["groups"]), parse_depths(p["depths"])
+    if len(depths) != len(groups):
+        raise ValueError(f"depths: must have one entry per group ({len(groups)}), "
+                         f"got {len(depths)}")
+    lanes = p["bus_bits"] // 8
+    for g, ((address, size), depth) in enumerate(zip(groups, depths)):
+        if address < 0 or address % lanes:
+            raise ValueError(f"groups: group {g}'s address must be a non-negative multiple "
+                             f"of {lanes} (the bus bytes), got {address}")
+        if size <= 0 or size % lanes:
+            raise ValueError(f"groups: group {g}'s bytes must be a positive multiple of "
+                             f"{lanes} (whole bus beats), got {size}")
+        rows, width = fetch_rows(size, lanes)[1], fetch_rows(size, lanes)[0]
+        if address + rows * width > 1 << 32:
+            raise ValueError(f"groups: group {g} ends beyond the 32-bit address space")
+        if depth * p["word_bits"] > 8 * size:
+            raise ValueError(f"depths: group {g}'s {depth} words of {p['word_bits']} bits "
+                             f"do not fit in its {size} bytes")
+
+
+def prepare(params: dict) -> dict:
+    return {**params, "groups": parse_groups(params["groups"]),
+            "depths": parse_depths(params["depths"])}
+
+
+def commands(*, bus_bits, groups, **_) -> list[int]:
+    """The 128-bit read command of each group, in ``g`` order."""
+    out = []
+    for address, size in parse_groups(groups):
+        width, rows = fetch_rows(size, bus_bits // 8)
+        out.append(encode_command(base=address, stride=width, row_bytes=width, rows=rows))
+    return out
+
+
+class Sizes:
+    """What the parts derive from the parameters."""
+
+    def __init__(self, *, word_bits, bus_bits, groups, depths, passes, target="generic"):
+        self.WB, self.BB, self.PASSES, self.TARGET = word_bits, bus_bits, passes, target
+        self.G = len(groups)
+        self.depths = tuple(depths)
+        self.D = max(depths)                       # words a bank
+        self.words = 2 * self.D                    # the RAM
+        self.abits = address_bits(self.words)
+        # Bits move through the gearbox in chunks of C (a power of two: bus_bits is one).
+        self.C = math.gcd(word_bits, bus_bits)
+        self.WC, self.BC = word_bits // self.C, bus_bits // self.C
+        # Chunks held: a word's worth less one, then a whole beat.
+        self.ACC = (self.WC - 1 + self.BC) * self.C
+        cmds = commands(bus_bits=bus_bits, groups=groups)
+        self.bases = tuple(c & 0xFFFF_FFFF for c in cmds)
+        self.widths = tuple((c >> 64) & 0xFFFF for c in cmds)
+        self.rows = tuple((c >> 80) & 0xFFFF for c in cmds)
+
+
+def _index(limit: int, init: int = 0) -> Signal:
+    """A counter over ``range(limit)`` (at least one bit wide)."""
+    return Signal(intbv(init, min=0, max=max(2, limit)))
+
+
+@block
+def table(index, out, *, words):
+    """``out = words[index]``, combinational (a case statement; 0 past the end)."""
+    words = tuple(int(w) for w in words)
+    bits = len(out)
+
+    @always_comb
+    def model():
+        i = int(index.val)
+        out.next = words[i] if i < len(words) else 0
+
+    out.driven = "wire"
+    index.read = True
+    # A template: MyHDL sizes a ROM's constants one bit wider than ``out`` (a
+    # Verilator WIDTH truncation), and a one-entry table needs no case at all.
+    if len(words) == 1:
+        table.verilog_code = f"assign $out = {bits}'h{words[0]:x};\n"
+    else:
+        cases = "".join(f"        {i}: ${{out}}_r = {bits}'h{w:x};\n"
+                        for i, w in enumerate(words))
+        table.verilog_code = (f"reg [{bits - 1}:0] ${{out}}_r;\n"
+                              "always @(*) begin\n    case ($index)\n" + cases
+                              + f"        default: ${{out}}_r = {bits}'h0;\n"
+                              "    endcase\nend\nassign $out = ${out}_r;\n")
+    return model
+
+
+@block
+def gb_cursor(aclk, aresetn, step, g, base=None, *, sizes):
+    """Group ``g`` and (unless None) its bank's first RAM address ``base``: the next
+    group, in the other bank, on ``step`` (groups wrap at ``G``, banks alternate)."""
+    LAST, BANK1 = sizes.G - 1, sizes.D
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def advance():
+        if step:
+            if g == LAST:
+                g.next = 0
+            else:
+                g.next = g + 1
+
+    if base is None:
+        return advance
+    other = Signal(intbv(BANK1)[len(base):])
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def swap():
+        if step:
+            base.next = other
+            other.next = base
+
+    return advance, swap
+
+
+@block
+def gb_commands(aclk, aresetn, start, m_axis_rdcmd, room, raised, *, sizes):
+    """Permits, the group of the next command, and the command stream."""
+    z = sizes
+    g = _index(z.G)
+    permits = Signal(intbv(0)[PERMIT_BITS:])
+    valid, spend, moved = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+    base, width, rows = Signal(intbv(0)[32:]), Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
+    LAST = z.G - 1
+    bases = table(g, base, words=z.bases)
+    widths = table(g, width, words=z.widths)
+    counts = table(g, rows, words=z.rows)
+    held = up_down(aclk, aresetn, start, spend, permits)
+    # g names the command on the stream until it has moved
+    cursor = gb_cursor(aclk, aresetn, moved, g, sizes=z)
+
+    @always_comb
+    def issue():
+        raised.next = not valid and permits != 0 and room
+        spend.next = not valid and permits != 0 and room and g == LAST
+        moved.next = valid and m_axis_rdcmd.tready
+        m_axis_rdcmd.tvalid.next = valid
+        m_axis_rdcmd.tdata.next = concat(intbv(0)[CMD_BITS - 96:], rows, width,
+                                         intbv(0)[16:], width, base)
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def control():
+        if raised:
+            valid.next = 1
+        elif m_axis_rdcmd.tready:
+            valid.next = 0
+
+    return bases, widths, counts, held, cursor, issue, control
+
+
+@block
+def gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, wdata, done, *, sizes):
+    """Bus beats in, words out (one a cycle) into the bank being filled."""
+    z = sizes
+    WB, C, WC, BC, ACC = z.WB, z.C, z.WC, z.BC, z.ACC
+    acc = Signal(intbv(0)[ACC:])
+    held = _index(WC + BC)                 # chunks in acc
+    after = _index(WC + BC)                # chunks left once this cycle's word is out
+    place = _index(WC)                     # where a taken beat goes, in chunks
+    PB = len(place)
+    count = Signal(intbv(0, min=0, max=z.D + 1))     # words written this group
+    depth = Signal(intbv(0, min=0, max=z.D + 1))
+    g = _index(z.G)
+    base = Signal(intbv(0)[z.abits:])
+    seen_last = Signal(bool(0))
+    emit, take, store = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+    beat = Signal(intbv(0)[ACC:])
+    shifted = Signal(intbv(0)[ACC:])
+    sizes_rom = table(g, depth, words=z.depths)
+    cursor = gb_cursor(aclk, aresetn, done, g, base, sizes=z)
+    shift_bits = (C - 1).bit_length()      # C is a power of two
+    place_bits = Signal(intbv(0)[len(place) + shift_bits:])
+
+    @always_comb
+    def flags():
+        emit.next = active and held >= WC and count != depth
+        done.next = active and seen_last and (count == depth or held < WC)
+
+    @always_comb
+    def accept():
+        take.next = active and not seen_last and (count == depth or after < WC)
+
+    @always_comb
+    def amounts():
+        # emit's condition again, not emit: a stale emit beside a new held would go
+        # below zero for a delta cycle in simulation.
+        if active and held >= WC and count != depth:
+            after.next = held - WC
+        else:
+            after.next = held
+        if after < WC:
+            place.next = after[PB:]
+        else:
+            place.next = 0
+
+    if shift_bits:
+        @always_comb
+        def scaled():
+            place_bits.next = concat(place, intbv(0)[shift_bits:])
+    else:
+        @always_comb
+        def scaled():
+            place_bits.next = place
+
+    if ACC > z.BB:
+        @always_comb
+        def widen():
+            beat.next = concat(intbv(0)[ACC - z.BB:], s_axis_fill.tdata)
+    else:
+        @always_comb
+        def widen():
+            beat.next = s_axis_fill.tdata
+
+    @always_comb
+    def ports():
+        store.next = take and s_axis_fill.tvalid and count != depth
+        s_axis_fill.tready.next = take
+        shifted.next = beat << place_bits
+        write.next = emit
+        wdata.next = acc[WB:]
+        waddr.next = base + count
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def fill():
+        if done:
+            acc.next = 0
+            held.next = 0
+            count.next = 0
+            seen_last.next = 0
+        else:
+            if emit and store:
+                acc.next = (acc >> WB) | shifted
+            elif emit:
+                acc.next = acc >> WB
+            elif store:
+                acc.next = acc | shifted
+            if store:
+                held.next = after + BC
+            else:
+                held.next = after
+            if emit:
+                count.next = count + 1
+            if take and s_axis_fill.tvalid and s_axis_fill.tlast:
+                seen_last.next = 1
+
+    return sizes_rom, cursor, flags, accept, amounts, scaled, widen, ports, fill
+
+
+@block
+def gb_replay(aclk, aresetn, m_axis_words, avail, read, raddr, rdata, load_out, step, *,
+              sizes):
+    """Reads the full bank word after word, ``passes`` times, into the output register
+    (the RAM's read register, then its output register: ``m_axis_words.tdata``)."""
+    z = sizes
+    off = _index(z.D)
+    last_off = _index(z.D)                 # the group's last word
+    rpass = _index(z.PASSES)
+    g = _index(z.G)
+    base = Signal(intbv(0)[z.abits:])
+    q_valid, q_last = Signal(bool(0)), Signal(bool(0))
+    out_valid, out_last = Signal(bool(0)), Signal(bool(0))
+    FINAL = z.PASSES - 1
+    ends = table(g, last_off, words=[d - 1 for d in z.depths])
+    cursor = gb_cursor(aclk, aresetn, step, g, base, sizes=z)
+
+    @always_comb
+    def control():
+        move = q_valid and (not out_valid or m_axis_words.tready)
+        load_out.next = move
+        read.next = avail and (not q_valid or move)
+        step.next = avail and (not q_valid or move) and off == last_off and rpass == FINAL
+        raddr.next = base + off
+        m_axis_words.tvalid.next = out_valid
+        m_axis_words.tlast.next = out_last
+        m_axis_words.tdata.next = rdata
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def walk():
+        if read:
+            q_last.next = off == last_off
+            if off != last_off:
+                off.next = off + 1
+            else:
+                off.next = 0
+                if rpass != FINAL:
+                    rpass.next = rpass + 1
+                else:
+                    rpass.next = 0
+        q_valid.next = read or (q_valid and not load_out)
+        if load_out:
+            out_valid.next = 1
+            out_last.next = q_last
+        elif m_axis_words.tready:
+            out_valid.next = 0
+
+    return ends, cursor, control, walk
+
+
+@block
+def group_buffer(aclk, aresetn, start, m_axis_rdcmd, s_axis_fill, m_axis_words, *,
+                 word_bits, bus_bits=64, groups, depths, passes=1, target="generic"):
+    """Fetch, hold two group images, replay; see the module docstring."""
+    BLOCK.validate(word_bits=word_bits, bus_bits=bus_bits, groups=groups, depths=depths,
+                   passes=passes, target=target)
+    z = Sizes(word_bits=word_bits, bus_bits=bus_bits, groups=parse_groups(groups),
+              depths=parse_depths(depths), passes=passes, target=target)
+    check_width("m_axis_rdcmd.tdata", m_axis_rdcmd.tdata, CMD_BITS)
+    check_width("s_axis_fill.tdata", s_axis_fill.tdata, bus_bits)
+    check_width("m_axis_words.tdata", m_axis_words.tdata, word_bits)
+    fills = Signal(intbv(0, min=0, max=3))     # banks commanded, not yet full
+    full = Signal(intbv(0, min=0, max=3))      # banks full, not yet replayed
+    room, active, avail = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+    raised, done, freed = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+    write, read, load_out = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+    waddr, raddr = Signal(intbv(0)[z.abits:]), Signal(intbv(0)[z.abits:])
+    wdata, rdata = Signal(intbv(0)[word_bits:]), Signal(intbv(0)[word_bits:])
+
+    fetch = gb_commands(aclk, aresetn, start, m_axis_rdcmd, room, raised, sizes=z)
+    gearbox = gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, wdata, done,
+                         sizes=z)
+    replay = gb_replay(aclk, aresetn, m_axis_words, avail, read, raddr, rdata, load_out,
+                       freed, sizes=z)
+    filling = up_down(aclk, aresetn, raised, done, fills)
+    holding = up_down(aclk, aresetn, done, freed, full)
+    banks = ram(aclk, write=write, waddr=waddr, wdata=wdata, read=read, raddr=raddr,
+                rdata=rdata, out_enable=load_out, depth=z.words, target=target)
+
+    @always_comb
+    def states():
+        room.next = fills + full < 2
+        active.next = fills != 0
+        avail.next = full != 0
+
+    return fetch, gearbox, replay, banks, filling, holding, states
+
+
+# ---------------------------------------------------------------------------------------
+# Golden model, timing, cost, ports.
+
+def group_words(fill, *, word_bits, bus_bits, depth) -> list[int]:
+    """The ``depth`` words a group's fill beats (``tdata`` values) hold."""
+    lanes = bus_bits // 8
+    data = b"".join(int(beat).to_bytes(lanes, "little") for beat in fill)
+    words = bytes_to_words(data, word_bits)
+    if len(words) < depth:
+        raise ValueError(f"fill: {len(fill)} beats hold {len(words)} words, need {depth}")
+    return [int(w) for w in words[:depth]]
+
+
+def golden(fills, *, word_bits, bus_bits=64, groups, depths, passes=1, frames=1,
+           target="generic"):
+    """``m_axis_words`` as ``(tdata, tlast)`` for ``frames`` frames, from ``fills``: per
+    group, the ``tdata`` of its fill beats (what ``tile_dma`` reads for its command)."""
+    depths = parse_depths(depths)
+    if len(fills) != len(depths):
+        raise ValueError(f"fills: one list of beats per group ({len(depths)}), got {len(fills)}")
+    images = [group_words(fill, word_bits=word_bits, bus_bits=bus_bits, depth=depth)
+              for fill, depth in zip(fills, depths)]
+    one_frame = [(word, k == len(image) - 1) for image in images for _ in range(passes)
+                 for k, word in enumerate(image)]
+    return one_frame * frames
+
+
+def frame_cycles(*, depths, passes=1, **_) -> int:
+    """Cycles of ``m_axis_words`` a frame when the next group is always full in time: one
+    word a cycle, ``passes * sum(depths)``."""
+    return passes * sum(parse_depths(depths))
+
+
+def estimate(*, word_bits, bus_bits=64, groups, depths, passes=1, target="generic"):
+    """Cost from the parameters (the project's estimate convention).
+
+    ``bram_bits``: the two banks exactly (``2 * max(depths) * word_bits``); ``bram``:
+    their block RAM units (``blocks.ram.bram_blocks``).  Logic: the gearbox's
+    accumulator and its shifter, the command, fill and replay counters, the three
+    table lookups (address, row bytes and rows; depth twice), output register.
+    """
+    z = Sizes(word_bits=word_bits, bus_bits=bus_bits, groups=parse_groups(groups),
+              depths=parse_depths(depths), passes=passes, target=target)
+    memory = ram_estimate(width=word_bits, depth=z.words)
+    bits = lambda limit: max(1, (limit - 1).bit_length())
+    counters = (PERMIT_BITS + 3 * bits(z.G) + 2 * bits(z.D + 1) + 2 * bits(z.D)
+                + 2 * z.abits + bits(z.PASSES) + bits(z.WC + z.BC) + 4)
+    shift_levels = bits(z.WC)
+    ff = z.ACC + counters + word_bits + 8
+    tables = z.G * (64 + 2 * bits(z.D)) // 6 if z.G > 1 else 0
+    lut = (z.ACC * max(1, math.ceil(shift_levels / 2)) + z.ACC + word_bits
+           + 2 * counters + tables + 20)
+    return {"lut": lut + memory["lut"], "ff": ff + memory["ff"], "dsp": 0,
+            "bram_bits": memory["bram_bits"], "bram": memory["bram"],
+            "latency": 5, "cycles": frame_cycles(depths=depths, passes=passes),
+            "per": "frame"}
+
+
+def ports(*, word_bits, bus_bits=64, groups, depths, passes=1, target="generic"):
+    return {**clock_reset(), "start": Signal(bool(0)), "m_axis_rdcmd": Axis(CMD_BITS, last=False),
+            "s_axis_fill": Axis(bus_bits), "m_axis_words": Axis(word_bits)}
+
+
+def derived(*, word_bits, bus_bits=64, groups, depths, passes=1, target="generic"):
+    z = Sizes(word_bits=word_bits, bus_bits=bus_bits, groups=parse_groups(groups),
+              depths=parse_depths(depths), passes=passes, target=target)
+    return {"groups": z.G, "bank_words": z.D, "ram_words": z.words, "ram_width": word_bits,
+            "commands": [hex(c) for c in commands(bus_bits=bus_bits, groups=groups)],
+            "chunk_bits": z.C, "gearbox_bits": z.ACC}
+
+
+def _sim_files(*, word_bits, depths, target="generic", **_):
+    return sim_files(word_bits, 2 * max(parse_depths(depths)), out_register=True,
+                     target=target)
+
+
+def example():
+    """Four groups of a 72-bit-word layer on a 64-bit bus (group images of 97..112 words,
+    64-byte aligned as ``quant.offchip.layout`` places them)."""
+    depths = [112, 97, 105, 100]
+    groups, address = [], 0x1000
+    for depth in depths:
+        size = -(-depth * 72 // 128) * 16    # whole beats of the widest bus
+        groups.append([address, size])
+        address += -(-size // 64) * 64
+    return {"word_bits": 72, "bus_bits": 64, "groups": json.dumps(groups),
+            "depths": json.dumps(depths), "passes": 9}
+
+
+BLOCK = BlockDef(name="group_buffer", build=group_buffer, params=PARAMS, ports=ports,
+                 golden=golden, estimate=estimate, derived=derived, cross_check=cross_check,
+                 prepare=prepare, example=example,
+                 write_files=lambda args, out_dir: write_sim_files(_sim_files(**args),
+                                                                   out_dir))
