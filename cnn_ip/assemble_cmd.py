@@ -7,6 +7,10 @@ what docs/conventions.md (§6) lists:
   image encoded for the chosen folding and the simulation models of vendor primitives;
 * ``<name>.json``: the top's sidecar (ports read back from the Verilog, stream shapes);
 * ``model.npz``: the integer model the hardware implements; ``plan.yaml``: the plan as given;
+* when any stage is frame-based: ``weights.bin``, the off-chip weight image, and
+  ``memory_map.json`` (``assemblies.network.weight_image``: ``quant.offchip.layout`` of the
+  frame stages in stage order, bus 8 bytes, base 0; each frame stage is built with its
+  layer's address from the same map);
 * ``assemble_report.json``, ``layers.png`` (per-layer cycles and block RAM, bottleneck
   marked), and the table printed on the terminal.
 
@@ -269,7 +273,7 @@ def write_rtl(result, rtl_dir: Path, args) -> dict:
     plans = result.stage_plans()
     key = digest(network.FORMAT, result.plan.name,
                  result.plan.device, model_digest([p.layer for p in plans]),
-                 [(p.lanes, p.simd, p.fifo_depth, p.dataflow) for p in plans],
+                 [(p.lanes, p.simd, p.fifo_depth, p.dataflow, p.buffers) for p in plans],
                  source_digest(("blocks", "assemblies", "quant", "cnn_ip")))
     cached = cache_root(args) / "rtl" / key
     if not (cached / "sidecar.json").is_file():
@@ -325,6 +329,17 @@ def _convert_job(job_path) -> int:
         return 2
     print(json.dumps(info))
     return 0
+
+
+def write_weight_image(plans, directory: Path) -> bool:
+    """``weights.bin`` and ``memory_map.json`` when any stage is frame-based."""
+    from assemblies.network import weight_image
+    image, memory_map = weight_image(plans)
+    if memory_map is None:
+        return False
+    (directory / "weights.bin").write_bytes(image)
+    (directory / "memory_map.json").write_text(json.dumps(memory_map, indent=2) + "\n")
+    return True
 
 
 def prepare_output(out: Path) -> None:
@@ -384,6 +399,7 @@ def run(args) -> int:
             progress.set_description("rtl")
             sidecar = write_rtl(result, scratch / "rtl", args)
             (scratch / f"{plan.name}.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+            write_weight_image(result.stage_plans(), scratch)
             progress.update()
         progress.set_description("report")
         data = report.build(result, source=source, seed=args.seed if args.random_weights else None,

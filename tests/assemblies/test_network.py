@@ -1,13 +1,19 @@
 """The network top: a small conv + pool + dense network from random integer layers,
 converted to Verilog and simulated under cocotb with random stalls on both streams,
-bit-exact against ``quant.reference.run``; the chain's checks; the plumbing alone."""
+bit-exact against ``quant.reference.run``; the chain's checks; the plumbing alone; the
+top's AXI masters (``m_axi_<layer>_*``, ``<layer>_rd_bytes``, ``error``) with AxiRam."""
 import random
 
 import numpy as np
 import pytest
+from myhdl import Signal, always_comb, always_seq, block, intbv
 
 from assemblies.network import Element, StagePlan, chain
+from blocks import tile_dma
 from blocks.axis_register import BLOCK as REGISTER
+from blocks.axis_register import axis_register
+from blocks.spec import BlockDef, Param
+from blocks.stream import Axis, clock_reset
 from cnn_ip.export import read_ports, write_network, write_network_top
 from cnn_ip.simulate_cmd import compare, image_beats, run_rtl
 from quant.reference import IntLayer, run
@@ -96,3 +102,88 @@ def test_plumbing_alone(tmp_path):
     result = run_rtl(tmp_path / "rtl", "regs", frames, simulator=SIMULATOR,
                      build_dir=tmp_path / "build", seed=1, steady=4)
     assert result["frames"] == frames + frames[:4]
+
+
+# --- the top's AXI masters, before any frame stage: a probe with a frame stage's ports ------
+
+@block
+def dma_probe(aclk, aresetn, s_axis_in, m_axis_out, m_axi, rd_bytes, error, *, bits, base,
+              nbytes):
+    """Passes the stream through a register slice and reads ``nbytes`` at ``base`` through
+    ``tile_dma`` once per frame (on each input ``tlast``), dropping the data: a frame
+    stage's ports and off-chip traffic without its arithmetic."""
+    dma = tile_dma.ports(data_bits=64)
+    command, data, wrcmd = dma["s_axis_rdcmd"], dma["m_axis_rd"], dma["s_axis_wrcmd"]
+    wr, wrdone = dma["s_axis_wr"], dma["m_axis_wrdone"]
+    pending = Signal(intbv(0, min=0, max=256))
+    word = tile_dma.encode_command(base=base, stride=nbytes, row_bytes=nbytes, rows=1)
+    frame_end = Signal(bool(0))
+    taken = Signal(bool(0))
+
+    @always_comb
+    def handshakes():
+        frame_end.next = s_axis_in.tvalid and s_axis_in.tready and s_axis_in.tlast
+        taken.next = command.tvalid and command.tready
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def count():
+        if frame_end and not taken:
+            pending.next = pending + 1
+        elif taken and not frame_end:
+            pending.next = pending - 1
+
+    @always_comb
+    def drive():
+        command.tvalid.next = pending != 0
+        command.tdata.next = word
+        data.tready.next = 1
+        wrcmd.tvalid.next = 0
+        wrcmd.tdata.next = 0
+        wr.tvalid.next = 0
+        wr.tdata.next = 0
+        wrdone.tready.next = 1
+
+    return (axis_register(aclk, aresetn, s_axis_in, m_axis_out, bits=bits),
+            tile_dma.tile_dma(aclk, aresetn, command, data, wrcmd, wr, wrdone, m_axi, error,
+                              rd_bytes, dma["wr_bytes"], data_bits=64),
+            handshakes, count, drive)
+
+
+PROBE = BlockDef(
+    name="dma_probe", build=dma_probe,
+    params=(Param("bits", int, lo=1, hi=64), Param("base", int, lo=0, hi=1 << 20),
+            Param("nbytes", int, lo=8, hi=4096)),
+    ports=lambda *, bits, base, nbytes: {
+        **clock_reset(), "s_axis_in": Axis(bits), "m_axis_out": Axis(bits),
+        "m_axi": tile_dma.AxiMaster(64), "rd_bytes": Signal(intbv(0)[64:]),
+        "error": Signal(bool(0))},
+    golden=None, estimate=None,
+    lint_waivers={"UNUSEDSIGNAL": "the probe drops the read data and never writes"})
+
+
+def test_axi_masters_named_per_layer_with_axi_ram_bytes_and_error(tmp_path):
+    """Two probes as 'frame stages' conv3 and dense5: their masters and counters become
+    top ports, each gets its own AxiRam (random pauses on every channel), rd_bytes counts
+    nbytes a frame; the second's command is misaligned, so the top's error is set, and
+    the frames still all come out."""
+    probes = [Element(PROBE, {"bits": 8, "base": 64, "nbytes": 192}, name="conv3"),
+              Element(PROBE, {"bits": 8, "base": 3, "nbytes": 64}, name="dense5")]
+    write_network_top(probes, tmp_path / "rtl", name="probes")
+    names = [p["name"] for p in read_ports(tmp_path / "rtl" / "probes.v", "probes")]
+    # MyHDL lists plain signals first, then each interface's, flattened
+    axi = [f"m_axi_{layer}_{n}" for layer in ("conv3", "dense5") for n in vars(tile_dma.AxiMaster(64))]
+    assert names == (["aclk", "aresetn", "conv3_rd_bytes", "dense5_rd_bytes", "error"]
+                     + [f"s_axis_img_t{s}" for s in ("data", "valid", "ready", "last")]
+                     + [f"m_axis_out_t{s}" for s in ("data", "valid", "ready", "last")] + axi)
+    image = tmp_path / "weights.bin"
+    image.write_bytes(bytes(range(256)) * 2)
+    rng = random.Random(0)
+    frames = [[rng.randrange(256) for _ in range(rng.randrange(1, 6))] for _ in range(6)]
+    result = run_rtl(tmp_path / "rtl", "probes", frames, simulator=SIMULATOR,
+                     build_dir=tmp_path / "build", seed=2, steady=2, axi_pause=0.4,
+                     memory={"file": str(image), "base": 0, "size": 4096},
+                     axi=[{"prefix": "m_axi_conv3", "rd_bytes": "conv3_rd_bytes"},
+                          {"prefix": "m_axi_dense5", "rd_bytes": "dense5_rd_bytes"}])
+    assert result["frames"] == frames + frames[:2]
+    assert result["rd_bytes"] == {"m_axi_conv3": 192 * 8, "m_axi_dense5": 0}
+    assert result["error"] is True

@@ -195,3 +195,27 @@ def test_plan_mistakes_are_found_before_quantizing(plan_file, tmp_path, capsys):
     err = bad(capsys, [plan_file], tmp_path / "out")
     assert "tiny.yaml:1: device: missing" in err
     assert not (tmp_path / "cache" / "quantize").exists()
+
+
+def test_weight_image_is_the_frame_stages_layout_at_base_0(tmp_path):
+    """weights.bin + memory_map.json: quant.offchip.layout of the frame stages in stage
+    order (bus 8 bytes), nothing for an all-row network."""
+    from assemblies.network import StagePlan
+    from cnn_ip.assemble_cmd import write_weight_image
+    from quant.offchip import layout
+    plan = parse_plan(PLAN, "tiny.yaml")
+    layers = random_model(plan, 0)
+    rows = [StagePlan(layer, lanes=2 if layer.W is not None else 1, simd=1) for layer in layers]
+    assert write_weight_image(rows, tmp_path) is False
+    assert not (tmp_path / "weights.bin").exists()
+    framed = [StagePlan(x.layer, x.lanes, x.simd,
+                        dataflow="frame" if x.layer.name in ("conv2", "dense4") else "row")
+              for x in rows]
+    assert write_weight_image(framed, tmp_path) is True
+    want_bytes, want_map = layout([(layers[2], 2, 1), (layers[4], 2, 1)], base=0, bus_bytes=8)
+    assert (tmp_path / "weights.bin").read_bytes() == want_bytes
+    memory_map = json.loads((tmp_path / "memory_map.json").read_text())
+    assert memory_map == json.loads(json.dumps(want_map))
+    assert list(memory_map["layers"]) == ["conv2", "dense4"] and memory_map["bus_bytes"] == 8
+    assert all(offset % 64 == 0 for layer in memory_map["layers"].values()
+               for offset, _ in layer["groups"])

@@ -84,3 +84,17 @@ def test_digits_assembled_and_simulated_bit_exact_on_all_test_images(tmp_path, c
     monkeypatch.setattr(simulate_cmd, "run_rtl", lambda *a, **k: recorded)
     assert main(["simulate", str(out), "--images", "360", "--simulator", "verilator"]) == 1
     assert "mismatches 1 (first at image 5)" in capsys.readouterr().out
+
+
+def test_offchip_bytes_exact_only_when_every_frame_read_every_group_once():
+    from cnn_ip.simulate_cmd import offchip_check
+    axi = [{"layer": "conv3", "prefix": "m_axi_conv3", "map_bytes": 320, "planned_bytes": 320},
+           {"layer": "dense5", "prefix": "m_axi_dense5", "map_bytes": 64, "planned_bytes": None}]
+    rows = offchip_check(axi, {"rd_bytes": {"m_axi_conv3": 3200, "m_axi_dense5": 640}}, 10)
+    assert [(r["per_frame"], r["exact"]) for r in rows] == [(320, True), (64, True)]
+    short = offchip_check(axi, {"rd_bytes": {"m_axi_conv3": 3200 - 64, "m_axi_dense5": 640}}, 10)
+    assert [r["exact"] for r in short] == [False, True]
+    wrong_plan = offchip_check([{**axi[0], "planned_bytes": 256}],
+                               {"rd_bytes": {"m_axi_conv3": 3200}}, 10)
+    assert not wrong_plan[0]["exact"]
+    assert not offchip_check(axi[:1], {}, 10)[0]["exact"]          # no counter read back
