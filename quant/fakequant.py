@@ -43,6 +43,15 @@ def act_range(act: str, bits: int) -> tuple[int, int]:
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
+def pool_padding(spec) -> tuple[int, int]:
+    """A max-pool's padding ``(before, after)``: the plan's ``pad_before``/``pad_after``
+    (Darknet: ``pad // 2`` before, the rest after), filled with the smallest value of the
+    input's range as in :func:`quant.reference.maxpool`."""
+    pad = getattr(spec, "pad", 0) or 0
+    before = getattr(spec, "pad_before", pad // 2)
+    return before, getattr(spec, "pad_after", pad - before)
+
+
 def prune_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
     """Keep the largest magnitudes, zero the smallest ``round(sparsity * n)`` (stable order)."""
     flat = weight.detach().abs().flatten()
@@ -181,11 +190,16 @@ class QuantNet(nn.Module):
         self.qlayers = nn.ModuleDict(qlayers)
 
     def forward(self, x):
+        lo = 0                                   # the uint8 image's smallest value
         for spec in self.specs:
             if spec.type == "maxpool":
-                x = F.max_pool2d(x, spec.k, spec.stride)
+                before, after = pool_padding(spec)
+                x = F.max_pool2d(F.pad(x, (before, after, before, after), value=lo),
+                                 spec.k, spec.stride)
             else:
-                x = self.qlayers[spec.name](x)
+                layer = self.qlayers[spec.name]
+                x = layer(x)
+                lo = None if layer.final else layer.lo
         return x
 
     def logits(self, x):
@@ -216,8 +230,10 @@ class QuantNet(nn.Module):
         for spec in self.specs:
             if spec.type == "maxpool":
                 c, h, w = spec.in_shape
+                before, after = pool_padding(spec)
                 out.append(IntLayer(type="maxpool", name=spec.name, in_shape=(c, h, w),
-                                    out_shape=tuple(spec.out_shape), k=spec.k, stride=spec.stride))
+                                    out_shape=tuple(spec.out_shape), k=spec.k, stride=spec.stride,
+                                    pad=before, pad_end=after))
             else:
                 out.append(self.qlayers[spec.name].to_int_layer())
         return out

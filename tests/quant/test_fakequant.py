@@ -29,6 +29,19 @@ layers:
   - {type: conv, out: 7, k: 2, weights: ternary, act_bits: 2, sparsity: 0.5}
   - {type: dense, out: 10, weights: binary}
 """,
+    # padded pools (Darknet: pad // 2 before, the rest after) on signed maps, a conv head
+    "padded": """
+name: t
+input: {channels: 1, height: 24, width: 24}
+dataset: digits-detect
+detect: {anchors: 1}
+layers:
+  - {type: conv, out: 4, k: 3, pad: 1, act: leaky, weights: int4, act_bits: 4, bn: true}
+  - {type: maxpool, k: 2, stride: 1, pad: 1}
+  - {type: conv, out: 5, k: 3, pad: 1, act: leaky, weights: ternary, act_bits: 3}
+  - {type: maxpool, k: 3, stride: 2, pad: 2}
+  - {type: conv, out: 15, k: 1, act: none, weights: int8}
+""",
 }
 
 
@@ -42,26 +55,35 @@ def random_quant_net(plan_text, seed):
             layer.bn.running_var.uniform_(0.5, 2.0)
             layer.bn.weight.data.uniform_(0.5, 1.5)
     rng = np.random.default_rng(seed)
-    calib = rng.integers(0, 256, (64, 8, 8, 1)).astype(np.uint8)
+    calib = images(rng, 64, image_shape(specs))
     qnet = train.quantize_net(specs, net, train.activation_scales(net, calib), mbits=10)
     for layer in qnet.weight_layers():
         layer.set_sparsity(0 if layer.spec.sparsity == "auto" else layer.spec.sparsity)
     return qnet, rng
 
 
-def images(rng, n=40):
-    x = rng.integers(0, 256, (n, 8, 8, 1)).astype(np.uint8)
+def image_shape(specs):
+    """NHWC shape of one input image of the plan's network."""
+    c, h, w = specs[0].in_shape
+    return h, w, c
+
+
+def images(rng, n=40, shape=(8, 8, 1)):
+    x = rng.integers(0, 256, (n, *shape)).astype(np.uint8)
     x[0], x[1] = 0, 255                     # extremes
-    x[2] = rng.choice([0, 255], (8, 8, 1))
+    x[2] = rng.choice([0, 255], shape)
     return x
 
 
 @pytest.mark.parametrize("name", sorted(PLANS))
 def test_fake_quant_equals_integer_model(name):
     qnet, rng = random_quant_net(PLANS[name], seed=len(name))
-    x = images(rng)
+    x = images(rng, shape=image_shape(qnet.specs))
     z_fake = train.fakequant_outputs(qnet, x)
+    if z_fake.ndim == 4:                     # a conv head: NCHW -> the reference's NHWC
+        z_fake = z_fake.transpose(0, 2, 3, 1)
     z_int = reference.run(qnet.int_layers(), x)
+    assert z_fake.shape == z_int.shape
     assert np.array_equal(z_fake, z_int)
     assert len(np.unique(np.argmax(z_int, 1))) > 1 or np.ptp(z_int) > 0   # not a constant net
 
