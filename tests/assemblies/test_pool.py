@@ -57,15 +57,17 @@ def test_matches_run_layer_back_to_back_under_stalls(hdl, tmp_path, case):
     assert [i for i, b in enumerate(beats) if b.last] == [per_frame * f - 1 for f in (1, 2, 3)]
 
 
-@pytest.mark.parametrize("case", [0, 3])
-def test_cycles_per_frame_as_estimated(case):
+@pytest.mark.parametrize("case,groups", [(0, 1), (3, 1), (0, 2)])
+def test_cycles_per_frame_as_estimated(case, groups):
     shape, k, stride, pad, pad_end, lanes, abits, signed = CASES[case]
     layer = pool_layer(shape, k, stride, pad, pad_end)
     x, _ = frames_in_range(shape, abits, signed, 3, 7)
-    params = {"layer": layer, "lanes": lanes, "abits": abits, "signed": signed}
+    params = {"layer": layer, "lanes": lanes // groups, "abits": abits, "signed": signed,
+              "groups": groups}
+    lanes //= groups
     est = BLOCK.estimate(**BLOCK.prepared(**params)[1])
-    out = run_streams(BLOCK, params=params, inputs={"s_axis_in": input_beats(x, lanes=lanes,
-                                                                             abits=abits)},
+    out = run_streams(BLOCK, params=params, inputs={"s_axis_in": input_beats(
+                          x, lanes=lanes, abits=abits, groups=groups)},
                       expect={"m_axis_out": reference.run_layer(layer, x).size // lanes})
     ends = [b.cycle for b in out["m_axis_out"] if b.last]
     assert est["per"] == "frame"
@@ -76,9 +78,10 @@ def test_cycles_per_frame_as_estimated(case):
         assert 0 <= est["cycles"] - (ends[1] - ends[0]) <= 2 + (k - 1 - pad) * shape[0] // lanes
 
 
-def test_registered_converts_and_lints(tmp_path):
+@pytest.mark.parametrize("groups", [1, 2])
+def test_registered_converts_and_lints(tmp_path, groups):
     assert registry(("blocks", "assemblies"))["maxpool_stage"] is BLOCK
-    params, args = BLOCK.prepared(**BLOCK.example())
+    params, args = BLOCK.prepared(**{**BLOCK.example(), "groups": groups})
     assert BLOCK.derived(**args)["out_width"] == 13
     verilog = write_verilog(BLOCK, tmp_path, args)
     assert lint(verilog, "maxpool_stage", BLOCK.lint_waivers) == []
