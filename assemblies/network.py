@@ -37,7 +37,7 @@ sizes them from its cost model; 0 leaves the FIFO out).
 
 Map order (Contract 6): a frame conv with ``G = Cout/L > 1`` groups emits its map
 *group-major*, G sub-maps of L channels; a pool keeps that order (built for sub-maps of
-L channels, ``groups = G``), a frame conv takes it (``order_in``, ``groups_in``,
+L channels, ``groups_in = G``), a frame conv takes it (``order_in``, ``groups_in``,
 ``lanes_in`` are derived here from the stream before it), a row conv cannot.
 
 Latency and throughput
@@ -123,7 +123,7 @@ def stage_values(plan: StagePlan, target: str, stream: Stream, base: int | None)
     layer = plan.layer
     if layer.type == "maxpool":
         return {"layer": layer, "lanes": plan.lanes, "abits": stream.bits,
-                "signed": stream.signed, "groups": stream.groups}
+                "signed": stream.signed, "order_in": stream.order, "groups_in": stream.groups}
     values = {"layer": layer, "lanes": plan.lanes, "simd": plan.simd, "abits": stream.bits,
               "asigned": stream.signed, "target": target}
     if plan.frame:

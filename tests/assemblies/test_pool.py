@@ -63,11 +63,11 @@ def test_cycles_per_frame_as_estimated(case, groups):
     layer = pool_layer(shape, k, stride, pad, pad_end)
     x, _ = frames_in_range(shape, abits, signed, 3, 7)
     params = {"layer": layer, "lanes": lanes // groups, "abits": abits, "signed": signed,
-              "groups": groups}
+              "order_in": "group-major" if groups > 1 else "raster", "groups_in": groups}
     lanes //= groups
     est = BLOCK.estimate(**BLOCK.prepared(**params)[1])
     out = run_streams(BLOCK, params=params, inputs={"s_axis_in": input_beats(
-                          x, lanes=lanes, abits=abits, groups=groups)},
+                          x, lanes=lanes, abits=abits, groups_in=groups)},
                       expect={"m_axis_out": reference.run_layer(layer, x).size // lanes})
     ends = [b.cycle for b in out["m_axis_out"] if b.last]
     assert est["per"] == "frame"
@@ -81,7 +81,8 @@ def test_cycles_per_frame_as_estimated(case, groups):
 @pytest.mark.parametrize("groups", [1, 2])
 def test_registered_converts_and_lints(tmp_path, groups):
     assert registry(("blocks", "assemblies"))["maxpool_stage"] is BLOCK
-    params, args = BLOCK.prepared(**{**BLOCK.example(), "groups": groups})
+    order = "group-major" if groups > 1 else "raster"
+    params, args = BLOCK.prepared(**{**BLOCK.example(), "order_in": order, "groups_in": groups})
     assert BLOCK.derived(**args)["out_width"] == 13
     verilog = write_verilog(BLOCK, tmp_path, args)
     assert lint(verilog, "maxpool_stage", BLOCK.lint_waivers) == []
@@ -128,12 +129,12 @@ def test_group_major_matches_run_layer_with_one_tlast_a_frame(hdl, tmp_path, cas
     layer = pool_layer(shape, k, stride, pad, pad_end)
     x, lo = frames_in_range(shape, abits, signed, 3, 10 + case)
     params = {"layer": layer, "lanes": lanes, "abits": abits, "signed": signed,
-              "groups": groups}
+              "order_in": "group-major", "groups_in": groups}
     expect = reference.run_layer(layer, x, lo=lo)           # (N, Ho, Wo, C)
     n_out = expect.size // lanes
     out = run_streams(BLOCK, params=params, hdl=hdl, workdir=tmp_path, seed=case,
                       inputs={"s_axis_in": input_beats(x, lanes=lanes, abits=abits,
-                                                       groups=groups)},
+                                                       groups_in=groups)},
                       expect={"m_axis_out": n_out}, idle=0.3, stall=0.4)
     beats = out["m_axis_out"]
     got = np.array([unpack(b.data, abits, lanes, signed=signed) for b in beats])
@@ -149,7 +150,12 @@ def test_group_major_matches_run_layer_with_one_tlast_a_frame(hdl, tmp_path, cas
 
 
 def test_group_major_rejects_groups_not_dividing_channels():
-    with pytest.raises(ParameterError, match=r"^groups: must divide the channels \(6\)"):
-        BLOCK.validate(layer=pool_layer((6, 4, 4), 2, 2, 0, None), lanes=1, groups=4)
+    grouped = {"order_in": "group-major"}
+    with pytest.raises(ParameterError, match=r"^groups_in: must divide the channels \(6\)"):
+        BLOCK.validate(layer=pool_layer((6, 4, 4), 2, 2, 0, None), lanes=1, groups_in=4,
+                       **grouped)
     with pytest.raises(ParameterError, match=r"^lanes: must divide channels \(2\)"):
-        BLOCK.validate(layer=pool_layer((8, 4, 4), 2, 2, 0, None), lanes=4, groups=4)
+        BLOCK.validate(layer=pool_layer((8, 4, 4), 2, 2, 0, None), lanes=4, groups_in=4,
+                       **grouped)
+    with pytest.raises(ParameterError, match=r"^groups_in: must be 1 for a raster input"):
+        BLOCK.validate(layer=pool_layer((8, 4, 4), 2, 2, 0, None), lanes=1, groups_in=4)
