@@ -52,8 +52,9 @@ m_axis_out_t*          group-major, L channels a beat: ``tdata[L*OB-1:0]`` (OB a
 m_axi_*                AXI4 master (``tile_dma``'s names).  Read channels used; write
                        channels tied off (awvalid = wvalid = 0, bready = 1, constants)
 rd_bytes[63:0]         bytes read from memory since reset
-error                  sticky: a non-OKAY read response (or bad ID) was seen.  The data
-                       still arrive, so the pipeline never hangs.
+error                  sticky: a non-OKAY read response (or bad ID) was seen.  The
+                       pipeline never hangs: from then on the MAC gets zero weights
+                       (every frame still comes out, its values meaningless).
 
 Latency and throughput
 ----------------------
@@ -271,6 +272,43 @@ def dma_status(aclk, aresetn, m_axi, rd_error, count, rd_bytes, error):
 
 
 @block
+def error_bypass(aclk, aresetn, error, s_axis_words, dec_words, dec_wgt, m_axis_wgt):
+    """Between the group buffer, the decoder and the MAC: a pass-through until a read
+    error is seen; from the next beat boundary on the MAC gets zero weights (one a
+    cycle), and the group buffer's words and the decoder's beats are taken and dropped.
+    A corrupted image can make the masked decoder wait for bits that never come; the
+    corrupt group is replayed only after its fill has raised ``error``, so the decoder
+    is never waiting on it when the switch comes, and every frame still comes out."""
+    blank = Signal(bool(0))
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def switch():
+        if error and not (m_axis_wgt.tvalid and not m_axis_wgt.tready):
+            blank.next = 1
+
+    @always_comb
+    def route():
+        dec_words.tdata.next = s_axis_words.tdata
+        dec_words.tlast.next = s_axis_words.tlast
+        if blank:
+            dec_words.tvalid.next = 0
+            s_axis_words.tready.next = 1
+            dec_wgt.tready.next = 1
+            m_axis_wgt.tvalid.next = 1
+            m_axis_wgt.tdata.next = 0
+            m_axis_wgt.tlast.next = 0
+        else:
+            dec_words.tvalid.next = s_axis_words.tvalid
+            s_axis_words.tready.next = dec_words.tready
+            dec_wgt.tready.next = m_axis_wgt.tready
+            m_axis_wgt.tvalid.next = dec_wgt.tvalid
+            m_axis_wgt.tdata.next = dec_wgt.tdata
+            m_axis_wgt.tlast.next = dec_wgt.tlast
+
+    return switch, route
+
+
+@block
 def group_requant(aclk, aresetn, s_axis_acc, m_axis_out, *, lanes, acc_bits, abits=8,
                   out_signed=False, shift=1, final=False, pixels=1, target="generic",
                   constants, rom_file):
@@ -364,8 +402,9 @@ def conv_frame(aclk, aresetn, s_axis_in, m_axis_out, m_axi, rd_bytes, error, *, 
     wb = code_bits(q["mac"]["weights"], q["mac"]["wbits"])
     window = Axis(simd * abits)
     weights = Axis(lanes * simd * wb)      # its tlast is unused: the window's frames the MAC
+    decoded = Axis(lanes * simd * wb)
     sums = Axis(lanes * q["requant"]["acc_bits"], last=False)
-    words = Axis(q["weights"]["word_bits"])
+    words, kept = Axis(q["weights"]["word_bits"]), Axis(q["weights"]["word_bits"])
     command = Axis(td.CMD_BITS, last=False)
     fill = Axis(bus_bits)
     start, rd_error = Signal(bool(0)), Signal(bool(0))
@@ -375,11 +414,12 @@ def conv_frame(aclk, aresetn, s_axis_in, m_axis_out, m_axi, rd_bytes, error, *, 
             fb.frame_buffer(aclk, aresetn, s_axis_in, window, **q["frame"]),
             gb.group_buffer(aclk=aclk, aresetn=aresetn, start=start, m_axis_rdcmd=command,
                             s_axis_fill=fill, m_axis_words=words, **q["gbuf"]),
+            error_bypass(aclk, aresetn, error, words, kept, decoded, weights),
             td.read_engine(aclk, aresetn, command, fill, m_axi, rd_error, count,
                            **q["dma"]),
             dma_status(aclk, aresetn, m_axi, rd_error, count, rd_bytes, error),
-            sd.sparse_decoder(aclk=aclk, aresetn=aresetn, m_axis_wgt=weights,
-                              s_axis_words=words, **decoder),
+            sd.sparse_decoder(aclk=aclk, aresetn=aresetn, m_axis_wgt=decoded,
+                              s_axis_words=kept, **decoder),
             mac.mac_array(aclk, aresetn, window, weights, sums, **q["mac"]),
             group_requant(aclk, aresetn, sums, m_axis_out, **requant))
 
@@ -410,17 +450,15 @@ def golden(frames, *, layer, lanes, **_):
 def fetch_cycles(args: dict) -> list[int]:
     """Cycles of each group's fetch, from its command to its first word replayed: the
     DMA's :data:`FETCH_LATENCY`, the group's bytes at the DMA's measured rate
-    (:data:`DMA_READ_RATE`) or at the group buffer's fill rate (one word a cycle; a bus
-    beat every ``ceil(word_bits/bus_bits)`` cycles for words wider than the bus) when
-    that is slower, and the group buffer's 5 cycles from the last beat to the first word
+    (:data:`DMA_READ_RATE`) or at the group buffer's fill rate (one word a cycle, at most
+    a bus beat a cycle) when that is slower, and the group buffer's 5 cycles from the last beat to the first word
     (``group_buffer``'s docstring)."""
     q = parts(**args)
     wf, bus = q["weights"], args.get("bus_bits", 64)
     rate = read_rate(args.get("outstanding", 4)) * bus // 8
     out = []
     for depth, nbytes in zip(wf["depths"], wf["bytes"]):
-        beats = nbytes * 8 // bus
-        fill = depth if wf["word_bits"] <= bus else beats * -(-wf["word_bits"] // bus)
+        fill = max(depth, nbytes * 8 // bus)
         out.append(FETCH_LATENCY + max(int(np.ceil(nbytes / rate)), fill) + GEARBOX_LATENCY)
     return out
 
