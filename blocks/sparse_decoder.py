@@ -1,12 +1,19 @@
-"""``sparse_decoder``: the dense weight stream of one layer, decoded from a compressed ROM.
+"""``sparse_decoder``: the dense weight stream of one layer, decoded from a compressed ROM
+or from a stream of compressed words.
 
-Reads the layer's weights from an on-chip ROM in the sparse format of
-``docs/sparse_format.md`` (written by ``quant.sparse_format``) and streams them, dense,
-in the order ``mac_array`` consumes them (docs/conventions.md, Contract 5): for each output-channel
-group ``g`` in ``range(Cout // lanes)``, for each reduction step ``r`` in
-``range(R // simd)``, one beat whose lane ``l``, element ``s`` is
-``W[g*lanes + l, r*simd + s]``; ``tlast`` on the last beat of a pass; passes repeat
-without a gap for as long as the consumer reads.
+Reads the layer's weights in the sparse format of ``docs/sparse_format.md`` (written by
+``quant.sparse_format``) and streams them, dense, in the order ``mac_array`` consumes them
+(docs/conventions.md, Contract 5): for each output-channel group ``g``, for each reduction
+step ``r`` in ``range(R // simd)``, one beat whose lane ``l``, element ``s`` is
+``W[g*lanes + l, r*simd + s]``; ``tlast`` on the last beat of a pass.
+
+* ``source="rom"`` (default): the whole layer's image sits in an on-chip ROM; a pass is
+  every group, ``Cout/lanes * R/simd`` beats, and passes repeat without a gap for as long
+  as the consumer reads.
+* ``source="stream"`` (frame-based stages): the words come on ``s_axis_words``, one
+  *group image* per pass (``quant.offchip.group_images(W, ...)[g].words``: the group's
+  own records and padding, ``tlast`` on its last word); a pass is that group's
+  ``R/simd`` beats.  Images follow back to back, each its own length and padding.
 
 Parameters
 ----------
@@ -18,7 +25,15 @@ weights : binary|ternary|int  weight mode; codes as ``mac_array``: binary 1 bit 
 wbits : int, 2..8             int weights only (default 8)
 weights_file : path or array  the weight VALUES, an integer ``(Cout, R)`` matrix
                               (``.npy`` on the command line).  ``Cout % lanes == 0``,
-                              ``R % simd == 0``, values in the mode's range.
+                              ``R % simd == 0``, values in the mode's range.  Required
+                              with ``rom``; with ``stream`` it gives the three below
+                              (``quant.offchip.layer_format``, ``beats = R/simd``).
+source : rom|stream           where the words come from (default ``rom``)
+coding : dense|masked         stream only, without ``weights_file``: the layer's coding
+word_bits : int               stream only, without ``weights_file``: the word width (the
+                              layer's longest record; ``P*WB`` for dense, ``P..P+VB*P``
+                              for masked, ``P = L*S``, VB = 1 ternary, N int)
+beats : int >= 1              stream only, without ``weights_file``: beats a pass, R/S
 
 From Python, either pass ``weights_file=`` a numpy array (to ``BLOCK.prepared``,
 ``cnn_ip.export.generate`` or ``cnn_ip.cosim.run_streams``), or call the ``@block``
@@ -30,30 +45,40 @@ directly with an encoded image::
 
 and write the image beside the Verilog (``BLOCK.write_files``), since the Verilog reads
 it with ``$readmemh("<rom_file>")`` relative to where the simulator or synthesis runs.
+Stream mode: ``sparse_decoder(aclk, aresetn, m_axis_wgt, s_axis_words, lanes=4, simd=8,
+weights="ternary", wbits=8, source="stream", coding="masked", word_bits=44, beats=9)``.
 
 Ports
 -----
 aclk, aresetn     clock; synchronous active-low reset
+s_axis_words_t*   stream mode only: ``tdata[word_bits-1:0]`` one word (stream bit ``i``
+                  of an image is bit ``i % word_bits`` of its word ``i // word_bits``),
+                  ``tvalid``, ``tready``, ``tlast`` on an image's last word
 m_axis_wgt_t*     ``tdata[L*S*WB-1:0]``, element ``s`` of lane ``l`` at bits
                   ``[(l*S+s+1)*WB-1 : (l*S+s)*WB]``; ``tvalid``, ``tready``, ``tlast``
 
 Architecture, latency and throughput
 ------------------------------------
 *dense coding* (always for binary; for ternary/int when masks would not save bits): the
-ROM word is the beat; the ROM's output register drives ``tdata``.  One beat a cycle.
+word is the beat.  ROM: the ROM's output register drives ``tdata``.  Stream: a register
+slice (``axis_register``) from ``s_axis_words`` to ``m_axis_wgt``.  One beat a cycle.
 
 *masked coding*, pipelined so that no cycle holds more than one step of the decoding:
 
-1. ``framer``: a ring of six ROM words takes one word a cycle while it has room; a
-   register holds the ring's bits from the head record on (``word_bits + P`` bits, taken
-   through a wrapping part-select of the ring a cycle before use).  The head record's
-   mask count is known a cycle ahead: from that window the framer computes, as balanced
-   adder trees, the mask count of every place the next record can start (``P + VB*k``
-   bits on, one candidate per possible count ``k`` of the head record), and the head's
-   registered count picks the next record's among them.  A pass's first record follows
-   every last one, so its count is a constant of the image.  A record fires when its bits
-   and the next mask are in the window and the output FIFO has a place for it; the head
-   then moves past it (and past the word padding after a pass's last record).
+1. ``framer``: a ring of six words takes one word a cycle while it has room (a ROM read,
+   or a word taken from ``s_axis_words`` into a register); a register holds the ring's
+   bits from the head record on (``word_bits + P`` bits, taken through a wrapping
+   part-select of the ring a cycle before use).  The head record's mask count is known a
+   cycle ahead: from that window the framer computes, as balanced adder trees, the mask
+   count of every place the next record can start (``P + VB*k`` bits on, one candidate
+   per possible count ``k`` of the head record), and the head's registered count picks
+   the next record's among them.  A record fires when its bits and the next mask are in
+   the window and the output FIFO has a place for it; the head then moves past it.
+   After a pass's last record the head skips the word padding: in ROM mode by the
+   image's constant ``pad_bits`` (and the next record's count is a constant: the image's
+   first), in stream mode to the word after the image's ``tlast`` word (``pass_ends``
+   keeps the ring slots of those words, and every arriving word's first-mask count
+   gives the next pass's first count).
 2. ``expander``: three registered steps: the mask's local counts in groups of four and
    the group counts; each group's first value (a prefix sum of group counts); each
    group's values (a part-select per group).  The codes are written into
@@ -62,10 +87,14 @@ ROM word is the beat; the ROM's output register drives ``tdata``.  One beat a cy
 
 ``word_bits`` is the layer's longest record, so a word a cycle always covers a beat a
 cycle: one beat per cycle sustained for every layer, every sparsity, every mode, passes
-back to back (checked in the tests on worst-case and random patterns).
+back to back; in stream mode as long as the words come one a cycle (checked in the tests
+on worst-case and random patterns, groups of different lengths).
 
 Latency: the first beat is valid 1 cycle (dense) or 8 cycles (masked) after reset is
-released.  ``tvalid`` never depends on ``tready``; a stall holds the beat.
+released (ROM) or after the first word is taken (stream).  ``tvalid`` never depends on
+``tready``; a stall holds the beat.  Stream mode: ``s_axis_words.tready`` is high while
+the ring has room for a word; a pass's last beat waits for its image's ``tlast`` word,
+never for the next image.
 """
 from __future__ import annotations
 
@@ -76,26 +105,40 @@ from pathlib import Path
 import numpy as np
 from myhdl import Signal, always, always_comb, always_seq, block, concat, intbv, modbv
 
+from blocks.axis_register import BLOCK as REGISTER, axis_register
 from blocks.bit_fields import field_sums, group_shift, part_select, ring_store, ring_window
-from blocks.ram import bram_blocks
+from blocks.ram import add_blocks, bram_blocks
 from blocks.rom import address_bits, rom
 from blocks.spec import BlockDef, Param, ParameterError, check_width, weight_params
 from blocks.stream import Axis, clock_reset
-from quant import sparse_format, weight_modes
+from quant import offchip, sparse_format, weight_modes
 from quant.rom_image import write_rom
 
 ROM_STEM = "sparse_decoder_rom"
 SLOTS = 6          # ROM words in the masked reader's ring (one beat a cycle needs 6: tests)
 GROUP = 4          # mask elements per group in the expansion
 FIFO_DEPTH = 8     # output FIFO: every beat in flight has a place (credit)
+STARTS_DEPTH = 8   # stream mode: tlast words in the ring (at most SLOTS)
+SOURCES = ("rom", "stream")
+MAX_WORD_BITS = 64 * 64 * 9   # P + VB*P at the largest P (int8): the longest record
 
 PARAMS = (
     Param("lanes", int, lo=1, hi=64, help="output channels in parallel (L)"),
     Param("simd", int, lo=1, hi=64, help="reduction elements per beat (S)"),
     *weight_params(),
-    Param("weights_file", "path",
-          help="integer (Cout, R) .npy matrix of weight values (an array from Python)"),
+    Param("weights_file", "path", default=None,
+          help="integer (Cout, R) .npy matrix of weight values (an array from Python); "
+               "required with source rom"),
+    Param("source", str, default="rom", choices=SOURCES,
+          help="rom: the image in an on-chip ROM; stream: group images on s_axis_words"),
+    Param("coding", str, default="auto", choices=("auto", "dense", "masked"),
+          help="stream without weights_file: the layer's coding"),
+    Param("word_bits", int, default=0, lo=0, hi=MAX_WORD_BITS,
+          help="stream without weights_file: bits of a word (the layer's longest record)"),
+    Param("beats", int, default=0, lo=0, hi=1 << 24,
+          help="stream without weights_file: beats per pass (R/simd)"),
 )
+STREAM_ONLY = {"coding": "auto", "word_bits": 0, "beats": 0}
 
 
 # --- parameters and the image -------------------------------------------------------------
@@ -118,21 +161,80 @@ def load_matrix(weights_file) -> np.ndarray:
     return loaded
 
 
-def prepare(params: dict) -> dict:
-    """Parameters -> ``@block`` arguments: the one place ``weights_file`` is read and encoded."""
-    W = load_matrix(params["weights_file"])
+def read_matrix(weights_file) -> np.ndarray:
+    W = load_matrix(weights_file)
     if not (np.issubdtype(W.dtype, np.integer) or W.dtype == bool):
         raise ValueError(f"weights_file: must hold integers, got dtype {W.dtype}")
-    image = sparse_format.encode(W, weights=params["weights"],
-                                 wbits=weight_modes.normal_wbits(params["weights"], params["wbits"]),
-                                 lanes=params["lanes"], simd=params["simd"])
+    return W
+
+
+def prepare(params: dict) -> dict:
+    """Parameters -> ``@block`` arguments: the one place ``weights_file`` is read and encoded."""
     kwargs = {k: params[k] for k in ("lanes", "simd", "weights", "wbits")}
+    wbits = weight_modes.normal_wbits(params["weights"], params["wbits"])
+    if params["source"] == "stream":
+        if params["weights_file"] is None:
+            layer = {k: params[k] for k in STREAM_ONLY}
+        else:
+            W = read_matrix(params["weights_file"])
+            coding, word_bits = offchip.layer_format(W, weights=params["weights"], wbits=wbits,
+                                                     lanes=params["lanes"], simd=params["simd"])
+            layer = {"coding": coding, "word_bits": word_bits,
+                     "beats": W.shape[1] // params["simd"]}
+        return {**kwargs, "source": "stream", **layer}
+    W = read_matrix(params["weights_file"])
+    image = sparse_format.encode(W, weights=params["weights"], wbits=wbits,
+                                 lanes=params["lanes"], simd=params["simd"])
     return {**kwargs, "image": image, "rom_file": ROM_STEM + ".hex"}
+
+
+def cross_check(p: dict) -> None:
+    given = [name for name, default in STREAM_ONLY.items() if p[name] != default]
+    if p["source"] == "rom":
+        if p["weights_file"] is None:
+            raise ValueError("weights_file: required with source = rom (the ROM's contents)")
+        if given:
+            raise ValueError(f"{given[0]}: only with source = stream")
+        return
+    if p["weights_file"] is not None:
+        if given:
+            raise ValueError(f"{given[0]}: follows from weights_file with source = stream; "
+                             f"give one or the other")
+        return
+    if p["coding"] == "auto":
+        raise ValueError("coding: must be dense or masked with source = stream and no "
+                         "weights_file")
+    if p["beats"] < 1:
+        raise ValueError("beats: must be an integer >= 1 with source = stream and no "
+                         "weights_file")
+    P = p["lanes"] * p["simd"]
+    wb = weight_modes.code_bits(p["weights"], p["wbits"])
+    vb = weight_modes.value_bits(p["weights"], p["wbits"])
+    if p["coding"] == "dense" and p["word_bits"] != P * wb:
+        raise ValueError(f"word_bits: must be lanes*simd*code bits = {P * wb} for the dense "
+                         f"coding, got {p['word_bits']}")
+    if p["coding"] == "masked":
+        if p["weights"] == "binary":
+            raise ValueError("coding: binary weights are always dense")
+        if not P <= p["word_bits"] <= P + vb * P:
+            raise ValueError(f"word_bits: must be in {P}..{P + vb * P} (the longest record of "
+                             f"the masked coding), got {p['word_bits']}")
+
+
+def stream_format(*, lanes, simd, weights, wbits, coding, word_bits, beats, **_) -> dict:
+    """What the decoder needs to know of a stream-mode layer (the keys of an image's meta)."""
+    wbits = weight_modes.normal_wbits(weights, wbits)
+    return {"lanes": lanes, "simd": simd, "weights": weights, "wbits": wbits,
+            "coding": coding, "beats": beats, "word_bits": word_bits, "pad_bits": 0,
+            "code_bits": weight_modes.code_bits(weights, wbits),
+            "value_bits": weight_modes.value_bits(weights, wbits) if coding == "masked" else None}
 
 
 def write_files(args: dict, out_dir) -> list:
     """Write the ROM image and its sidecar beside the Verilog; return their names."""
-    image = args["image"]
+    image = args.get("image")
+    if image is None:   # stream mode reads no file
+        return []
     stem = Path(args["rom_file"]).stem
     meta = {k: v for k, v in image.meta.items() if k not in ("format", "word_bits", "depth", "bits")}
     write_rom(out_dir, stem, image.words, image.word_bits, format=image.meta["format"], **meta)
@@ -155,10 +257,22 @@ def check_image(image, *, lanes, simd, weights, wbits) -> None:
 # --- the block ----------------------------------------------------------------------------
 
 @block
-def sparse_decoder(aclk, aresetn, m_axis_wgt, *, lanes, simd, weights, wbits, image,
-                   rom_file=ROM_STEM + ".hex"):
-    """Dense weight beats decoded from a sparse ROM; see the module docstring."""
-    BLOCK.validate(lanes=lanes, simd=simd, weights=weights, wbits=wbits, weights_file=image)
+def sparse_decoder(aclk, aresetn, m_axis_wgt, s_axis_words=None, *, lanes, simd, weights,
+                   wbits, image=None, rom_file=ROM_STEM + ".hex", source="rom",
+                   coding="auto", word_bits=0, beats=0):
+    """Dense weight beats decoded from a sparse ROM or word stream; see the module docstring."""
+    if source == "stream":
+        BLOCK.validate(lanes=lanes, simd=simd, weights=weights, wbits=wbits, source=source,
+                       coding=coding, word_bits=word_bits, beats=beats)
+        if s_axis_words is None:
+            raise ParameterError("s_axis_words: required with source = stream")
+        check_width("s_axis_words.tdata", s_axis_words.tdata, word_bits)
+        fmt = stream_format(lanes=lanes, simd=simd, weights=weights, wbits=wbits,
+                            coding=coding, word_bits=word_bits, beats=beats)
+        check_width("m_axis_wgt.tdata", m_axis_wgt.tdata, lanes * simd * fmt["code_bits"])
+        return stream_reader(aclk, aresetn, s_axis_words, m_axis_wgt, fmt=fmt)
+    BLOCK.validate(lanes=lanes, simd=simd, weights=weights, wbits=wbits, weights_file=image,
+                   source=source)
     check_image(image, lanes=lanes, simd=simd, weights=weights, wbits=wbits)
     meta = image.meta
     check_width("m_axis_wgt.tdata", m_axis_wgt.tdata, lanes * simd * meta["code_bits"])
@@ -173,8 +287,43 @@ def sparse_decoder(aclk, aresetn, m_axis_wgt, *, lanes, simd, weights, wbits, im
         core = dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout,
                             depth=depth)
     else:
-        core = masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_dout, image=image)
+        # a ROM word is read the cycle it is asked for: the request is the arrival
+        core = masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_en, rom_dout, None,
+                             fmt=meta, word_bits=word_bits, first=first_count(image))
     return memory, address, core
+
+
+@block
+def stream_reader(aclk, aresetn, s_axis_words, m_axis_wgt, *, fmt):
+    """Stream mode: a dense word is the beat (through a register slice); masked words go
+    through the masked reader, which finds each pass's start from ``tlast``."""
+    if fmt["coding"] == "dense":
+        return axis_register(aclk, aresetn, s_axis_words, m_axis_wgt, bits=fmt["word_bits"])
+    want, got = Signal(bool(0)), Signal(bool(0))
+    word = Signal(intbv(0)[fmt["word_bits"]:])
+    word_last = Signal(bool(0))
+    take = word_input(aclk, s_axis_words, want, got, word, word_last)
+    core = masked_reader(aclk, aresetn, m_axis_wgt, want, got, word, word_last, fmt=fmt,
+                         word_bits=fmt["word_bits"], first=None)
+    return take, core
+
+
+@block
+def word_input(aclk, s_axis_words, want, got, word, word_last):
+    """Takes a word while the reader wants one; the register plays the ROM's output register."""
+
+    @always_comb
+    def handshake():
+        s_axis_words.tready.next = want
+        got.next = want and s_axis_words.tvalid
+
+    @always(aclk.posedge)
+    def hold():
+        if got:
+            word.next = s_axis_words.tdata
+            word_last.next = s_axis_words.tlast
+
+    return handshake, hold
 
 
 @block
@@ -220,23 +369,27 @@ def dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, depth
 
 
 @block
-def masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_dout, *, image):
+def masked_reader(aclk, aresetn, m_axis_wgt, want, got, word, word_last, *, fmt, word_bits,
+                  first):
     """The masked coding, pipelined: ``framer`` finds the records, ``expander`` turns each
-    into a dense beat in three registered steps, ``out_fifo`` holds the beats in flight."""
-    meta = image.meta
-    P = meta["lanes"] * meta["simd"]
-    last_beat = meta["beats"] - 1
-    lay = layout(meta, image.word_bits, first_count(image), SLOTS)
+    into a dense beat in three registered steps, ``out_fifo`` holds the beats in flight.
+
+    ``want``: the framer asks for a word; ``got``: one comes (in ``word`` the cycle after).
+    ``word_last`` (stream mode; ``None`` for a ROM): the word ends an image, whose pass
+    starts are kept by ``pass_starts``; a ROM's next pass starts ``first``'s record."""
+    P = fmt["lanes"] * fmt["simd"]
+    last_beat = fmt["beats"] - 1
+    lay = layout(fmt, word_bits, first, SLOTS)
     fire = Signal(bool(0))
-    rec_win = Signal(intbv(0)[image.word_bits:])
+    rec_win = Signal(intbv(0)[word_bits:])
     at_last = Signal(bool(last_beat == 0))
     pending_ok = Signal(bool(1))
     push, push_last = Signal(bool(0)), Signal(bool(0))
-    push_data = Signal(intbv(0)[P * meta["code_bits"]:])
-    frames = framer(aclk, aresetn, rom_en, rom_dout, fire, rec_win, at_last, pending_ok,
-                    lay=lay, last_beat=last_beat)
+    push_data = Signal(intbv(0)[P * fmt["code_bits"]:])
+    frames = framer(aclk, aresetn, want, got, word, word_last, fire, rec_win, at_last,
+                    pending_ok, lay=lay, last_beat=last_beat)
     expand = expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, P=P,
-                      VB=meta["value_bits"], WB=meta["code_bits"], W=image.word_bits)
+                      VB=fmt["value_bits"], WB=fmt["code_bits"], W=word_bits)
     out = out_fifo(aclk, aresetn, push, push_data, push_last, m_axis_wgt, pending_ok, fire)
     return frames, expand, out
 
@@ -248,30 +401,33 @@ def first_count(image) -> int:
     return int(np.count_nonzero(W[:meta["lanes"], :meta["simd"]]))
 
 
-def layout(meta, word_bits, first_count, slots):
-    """Sizes of the masked reader for an image (see masked_reader)."""
-    P, VB, W = meta["lanes"] * meta["simd"], meta["value_bits"], word_bits
+def layout(fmt, word_bits, first_count, slots):
+    """Sizes of the masked reader for a layer (see masked_reader)."""
+    P, VB, W = fmt["lanes"] * fmt["simd"], fmt["value_bits"], word_bits
     most = (W - P) // VB
     win = W + P
     return {"P": P, "VB": VB, "W": W, "most": most, "first": first_count, "WIN": win,
-            "RING": slots * W, "CW": P.bit_length(), "pad": meta["pad_bits"],
+            "RING": slots * W, "CW": P.bit_length(), "pad": fmt["pad_bits"],
             "offsets": [P + VB * k for k in range(most + 1)] + [0]}
 
 
 @block
-def framer(aclk, aresetn, rom_en, rom_dout, fire, rec_win, at_last, pending_ok, *, lay, last_beat):
-    """Finds record boundaries: ring of ROM words, the head's window a cycle late, and the
+def framer(aclk, aresetn, want, got, word, word_last, fire, rec_win, at_last, pending_ok, *,
+           lay, last_beat):
+    """Finds record boundaries: ring of words, the head's window a cycle late, and the
     next record's mask count chosen among candidates computed from that window."""
     P, VB, W, WIN, RING, CW = (lay[k] for k in ("P", "VB", "W", "WIN", "RING", "CW"))
     NC = len(lay["offsets"])
     PAD = lay["pad"]
     slots = RING // W
     ring = Signal(intbv(0)[RING:])
-    HB = (RING - 1).bit_length()
     win = Signal(intbv(0)[WIN:])
     win_next = Signal(intbv(0)[WIN:])
     head = Signal(intbv(0, min=0, max=RING))
     head_next = Signal(intbv(0, min=0, max=RING))
+    target = Signal(intbv(0, min=0, max=RING))
+    adv = Signal(intbv(0)[(2 * W).bit_length():])   # a record, or up to the next word
+    enough, first_ok = Signal(bool(0)), Signal(bool(0))
     fill = Signal(intbv(0, min=0, max=RING + 1))
     win_fill = Signal(intbv(0, min=0, max=RING + 1))
     arriving = Signal(bool(0))
@@ -283,30 +439,36 @@ def framer(aclk, aresetn, rom_en, rom_dout, fire, rec_win, at_last, pending_ok, 
     ell = Signal(intbv(P, min=0, max=2 * W + 1))
     need = Signal(intbv(2 * P, min=0, max=2 * W + P + 1))
     beat = Signal(intbv(0, min=0, max=last_beat + 1))
-    FIRST = lay["first"]
     counts = field_sums(win, cands, groups=[[(o + j, 1) for j in range(P)] for o in lay["offsets"]],
                         out_bits=CW)
     select = part_select(cands, cnt, chosen, scale=CW)
     window = ring_window(ring, head_next, win_next)
-    stores = ring_store(aclk, arriving, write_slot, rom_dout, ring)
+    stores = ring_store(aclk, arriving, write_slot, word, ring)
+    if word_last is None:
+        FIRST = lay["first"]     # the next pass starts with the image's first record
+        moves = advance_rom(head, ell, need, win_fill, enough, target, adv, first_ok)
+    else:
+        FIRST = Signal(intbv(0, min=0, max=P + 1))   # the next image's first record
+        start = Signal(intbv(0, min=0, max=slots))
+        known = Signal(bool(0))
+        moves = (pass_ends(aclk, aresetn, arriving, write_slot, word, word_last,
+                           fire, at_last, start, FIRST, known),
+                 advance_stream(head, ell, need, fill, win_fill, at_last, start, known, enough,
+                                target, adv, first_ok, W=W))
     SELF_CAND = (NC - 1) * CW
 
     @always_comb
     def decide():
-        f = cnt_ok and win_fill >= need and pending_ok
+        f = cnt_ok and enough and pending_ok
         fire.next = f
-        s = intbv(0, min=0, max=2 * RING + 1)
-        s[:] = head + ell
-        if s >= RING:
-            s[:] = s - RING
         if f:
-            head_next.next = s[HB:]
+            head_next.next = target
         else:
             head_next.next = head
         if arriving:
-            rom_en.next = fill <= RING - 2 * W
+            want.next = fill <= RING - 2 * W
         else:
-            rom_en.next = fill <= RING - W
+            want.next = fill <= RING - W
 
     @always_seq(aclk.posedge, reset=aresetn)
     def step():
@@ -314,18 +476,17 @@ def framer(aclk, aresetn, rom_en, rom_dout, fire, rec_win, at_last, pending_ok, 
         c = intbv(0, min=0, max=P + 1)
         nxt_last = bool(0)
         if fire:
-            rest[:] = fill - ell
+            rest[:] = fill - adv
             if at_last:
-                c[:] = FIRST    # the next pass starts with the image's first record
+                c[:] = FIRST
                 beat.next = 0
+                nxt_last = bool(last_beat == 0)
+                cnt_ok.next = first_ok
             else:
                 c[:] = chosen
                 beat.next = beat + 1
-            if at_last:
-                nxt_last = bool(last_beat == 0)
-            else:
                 nxt_last = bool(beat + 1 == last_beat)
-            cnt_ok.next = 1
+                cnt_ok.next = 1
         else:
             rest[:] = fill
             c[:] = cands[SELF_CAND + CW:SELF_CAND]
@@ -334,7 +495,7 @@ def framer(aclk, aresetn, rom_en, rom_dout, fire, rec_win, at_last, pending_ok, 
         at_last.next = nxt_last
         cnt.next = c
         if nxt_last:
-            # the padding goes with the last record; the next mask is a constant
+            # the padding goes with the last record; the next mask is known apart
             ell.next = P + VB * c + PAD
             need.next = P + VB * c + PAD
         else:
@@ -351,13 +512,120 @@ def framer(aclk, aresetn, rom_en, rom_dout, fire, rec_win, at_last, pending_ok, 
                 write_slot.next = write_slot + 1
         else:
             fill.next = rest
-        arriving.next = rom_en
+        arriving.next = got
 
     @always_comb
     def record():
         rec_win.next = win[len(rec_win):]
 
-    return counts, select, window, stores, decide, step, record
+    return counts, select, window, stores, moves, decide, step, record
+
+
+@block
+def advance_rom(head, ell, need, win_fill, enough, target, adv, first_ok):
+    """ROM mode: a record fires once it and the next mask are in the window (the last
+    one: it and the padding); the head moves past it, round the ring."""
+    RING, HB = head.max, len(head)
+
+    @always_comb
+    def move():
+        s = intbv(0, min=0, max=2 * RING + 1)
+        enough.next = win_fill >= need
+        s[:] = head + ell
+        if s >= RING:
+            s[:] = s - RING
+        target.next = s[HB:]
+        adv.next = ell
+        first_ok.next = True    # the next pass's first count is a constant
+
+    return move
+
+
+@block
+def advance_stream(head, ell, need, fill, win_fill, at_last, start, known, enough, target, adv,
+                   first_ok, *, W):
+    """Stream mode: as ``advance_rom``, but a pass's last record fires once the image's
+    ``tlast`` word is in the window (``known``, and the window reaches the end of that
+    word), and the head then moves to the word after it (slot ``start``): the padding is
+    whatever lies between.  The next record's count is known when that word is in."""
+    RING, HB = head.max, len(head)
+
+    @always_comb
+    def move():
+        s = intbv(0, min=0, max=2 * RING + 1)
+        d = intbv(0, min=0, max=2 * RING + 1)
+        t = intbv(0, min=0, max=RING)
+        e = intbv(0, min=0, max=2 * RING + W + 1)
+        s[:] = head + ell
+        if s >= RING:
+            s[:] = s - RING
+        d[:] = start * W + RING - head
+        if d >= RING:
+            d[:] = d - RING
+        e[:] = d + W
+        first_ok.next = fill >= e
+        t[:] = start * W
+        if at_last:
+            enough.next = known and win_fill >= d
+            target.next = t
+            adv.next = d[len(adv):]
+        else:
+            enough.next = win_fill >= need
+            target.next = s[HB:]
+            adv.next = ell
+
+    return move
+
+
+@block
+def pass_ends(aclk, aresetn, arriving, write_slot, word, word_last, fire, at_last, start,
+              first, known):
+    """Stream mode: the ring slot after each ``tlast`` word in the ring, in order (where
+    the next pass starts), and ``known`` while there is one; it goes when its pass's last
+    record fires.  ``first``: the mask count at the start of slot ``start``, counted as
+    each word arrives."""
+    D = STARTS_DEPTH
+    P = first.max - 1
+    CW = len(first)
+    SB = len(write_slot)
+    slots = write_slot.max
+    count_now = Signal(intbv(0)[CW:])
+    popcount = field_sums(word, count_now, groups=[[(j, 1) for j in range(P)]], out_bits=CW)
+    counts = [Signal(intbv(0)[CW:]) for _ in range(slots)]
+    ends = [Signal(intbv(0)[SB:]) for _ in range(D)]
+    entry = Signal(intbv(0)[SB:])
+    wptr, rptr = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
+    level = Signal(intbv(0, min=0, max=D + 1))
+    push, pop = Signal(bool(0)), Signal(bool(0))
+
+    @always_comb
+    def control():
+        push.next = arriving and word_last
+        pop.next = fire and at_last
+
+    @always(aclk.posedge)
+    def store():
+        if arriving:
+            counts[write_slot].next = count_now
+        if push:
+            if write_slot == slots - 1:
+                ends[wptr].next = 0
+            else:
+                ends[wptr].next = write_slot + 1
+
+    pointers = fifo_pointers(aclk, aresetn, push, pop, wptr, rptr, level)
+
+    @always_comb
+    def read():
+        entry.next = ends[rptr]
+
+    @always_comb
+    def fields():
+        start.next = entry
+        first.next = counts[start]
+        known.next = level != 0
+
+    return popcount, control, store, pointers, read, fields
 
 
 @block
@@ -498,16 +766,10 @@ def out_fifo(aclk, aresetn, push, push_data, push_last, m_axis_wgt, pending_ok, 
         head.next = mem[rptr]
         pop.next = count != 0 and m_axis_wgt.tready
 
+    pointers = fifo_pointers(aclk, aresetn, push, pop, wptr, rptr, count)
+
     @always_seq(aclk.posedge, reset=aresetn)
-    def pointers():
-        if push:
-            wptr.next = wptr + 1
-        if pop:
-            rptr.next = rptr + 1
-        if push and not pop:
-            count.next = count + 1
-        elif pop and not push:
-            count.next = count - 1
+    def credit():
         if fire and not pop:
             pending.next = pending + 1
             pending_ok.next = pending + 1 < D
@@ -523,39 +785,91 @@ def out_fifo(aclk, aresetn, push, push_data, push_last, m_axis_wgt, pending_ok, 
         m_axis_wgt.tlast.next = head[OW]
         m_axis_wgt.tvalid.next = count != 0
 
-    return write, read, pointers, outputs
+    return write, read, pointers, credit, outputs
+
+
+@block
+def fifo_pointers(aclk, aresetn, push, pop, wptr, rptr, level):
+    """A FIFO's write and read pointers (wrapping) and its ``level`` of entries held."""
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def step():
+        if push:
+            wptr.next = wptr + 1
+        if pop:
+            rptr.next = rptr + 1
+        if push and not pop:
+            level.next = level + 1
+        elif pop and not push:
+            level.next = level - 1
+
+    return step
 
 
 # --- golden model, estimate, ports --------------------------------------------------------
 
-def golden(image, *, passes: int = 1) -> list[tuple[int, bool]]:
-    """``(tdata, tlast)`` of ``passes`` passes, from the ROM words alone (decode + pack)."""
+def pass_beats(image) -> list[tuple[int, bool]]:
+    """``(tdata, tlast)`` of one pass over an image, from its words alone (decode + pack)."""
     meta = image.meta
     W = sparse_format.decode(image.words, meta)
     one = sparse_format.beat_codes(W, weights=meta["weights"], wbits=meta["wbits"],
                                    lanes=meta["lanes"], simd=meta["simd"])
-    return [(data, i == len(one) - 1) for data, i in
-            ((d, i) for _ in range(passes) for i, d in enumerate(one))]
+    return [(data, i == len(one) - 1) for i, data in enumerate(one)]
 
 
-def derived(*, lanes, simd, image, rom_file, **_) -> dict:
+def golden(image=None, *, passes: int = 1, images=None) -> list[tuple[int, bool]]:
+    """``(tdata, tlast)`` out of the decoder: ROM mode, ``passes`` passes over ``image``;
+    stream mode, one pass per image of ``images`` (the group images fed, in order)."""
+    if images is not None:
+        return [beat for one in images for beat in pass_beats(one)]
+    return pass_beats(image) * passes
+
+
+def stream_words(images) -> list[tuple[int, bool]]:
+    """``s_axis_words`` beats that feed ``images`` (``tlast`` on each image's last word)."""
+    return [(word, i == len(one.words) - 1) for one in images for i, word in enumerate(one.words)]
+
+
+def derived(*, lanes, simd, image=None, rom_file=None, source="rom", **args) -> dict:
+    if source == "stream":
+        fmt = stream_format(lanes=lanes, simd=simd, **args)
+        return {"tdata_bits": lanes * simd * fmt["code_bits"], "source": "stream",
+                "coding": fmt["coding"], "word_bits": fmt["word_bits"],
+                "beats_per_pass": fmt["beats"]}
     meta = image.meta
-    return {"tdata_bits": lanes * simd * meta["code_bits"],
+    return {"tdata_bits": lanes * simd * meta["code_bits"], "source": "rom",
             "coding": meta["coding"], "rom_word_bits": image.word_bits,
             "rom_depth": image.depth, "rom_bits": image.bits,
             "beats_per_pass": meta["beats"], "bits_per_weight": meta["bits_per_weight"],
             "sparsity": meta["sparsity"], "rom_file": rom_file}
 
 
-def estimate(*, image, **_) -> dict:
-    """Cost of the decoder for an encoded image.
+def estimate(*, image=None, source="rom", **args) -> dict:
+    """Cost of the decoder.
 
     LUTs of the masked reader: the head window's shifter (``(W + P) * log2(6W)``), one
     mask-count tree per candidate, the expansion (group offsets and value selects) and
     the output FIFO in LUT RAM, with coefficients fitted to synthesis (three masked
-    layers within 2 %, ``docs/estimates.md``).  FFs are counted register by register.  The ROM itself is ``bram_bits`` (exact) in block RAM (``rom``'s
-    ``rom_style = "block"``), no LUT.
+    layers within 2 %, ``docs/estimates.md``).  FFs are counted register by register.
+    ``bram_bits``: the ROM (block RAM, ``rom_style = "block"``); in stream mode the
+    output FIFO's LUT RAM and the pass ends' and first counts' few bits; ``bram`` counts
+    the block RAM units.  Stream mode has no ROM:
+    a dense word goes through a register slice; a masked one through the same reader,
+    plus the word register and the pass ends.
     """
+    if source == "stream":
+        fmt = stream_format(**args)
+        W, P = fmt["word_bits"], fmt["lanes"] * fmt["simd"]
+        if fmt["coding"] == "dense":
+            return REGISTER.estimate(bits=W)
+        ff, lut = masked_cost(fmt, W, 0)
+        fifo_bits = FIFO_DEPTH * (P * fmt["code_bits"] + 1)
+        cw, sb = P.bit_length(), (SLOTS - 1).bit_length()
+        ends_bits = STARTS_DEPTH * sb + SLOTS * cw
+        ff += W + 1 + 2 * 3 + STARTS_DEPTH.bit_length()     # word register, ends' pointers
+        lut += P + 2 * (2 * SLOTS * W).bit_length() + cw    # first counts, distance, select
+        return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": fifo_bits + ends_bits,
+                "bram": add_blocks(), "latency": MASKED_LATENCY, "cycles": 1, "per": "beat"}
     meta = image.meta
     W, P = image.word_bits, meta["lanes"] * meta["simd"]
     addr = address_bits(image.depth)
@@ -602,9 +916,10 @@ def masked_cost(meta, W, addr) -> tuple[int, int]:
     return ff, lut
 
 
-def ports(*, lanes, simd, weights, wbits, **_):
+def ports(*, lanes, simd, weights, wbits, source="rom", word_bits=0, **_):
     wb = weight_modes.code_bits(weights, wbits)
-    return {**clock_reset(), "m_axis_wgt": Axis(lanes * simd * wb)}
+    words = {"s_axis_words": Axis(word_bits)} if source == "stream" else {}
+    return {**clock_reset(), **words, "m_axis_wgt": Axis(lanes * simd * wb)}
 
 
 def example() -> dict:
@@ -620,4 +935,4 @@ def example() -> dict:
 
 BLOCK = BlockDef(name="sparse_decoder", build=sparse_decoder, params=PARAMS, ports=ports,
                  golden=golden, estimate=estimate, derived=derived, prepare=prepare,
-                 write_files=write_files, example=example)
+                 write_files=write_files, example=example, cross_check=cross_check)

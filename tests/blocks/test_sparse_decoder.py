@@ -11,6 +11,7 @@ from cnn_ip.cli import main
 from cnn_ip.cosim import lint, run_streams
 from cnn_ip.export import generate
 from fpga.synth import synthesize
+from quant.offchip import group_images, layer_format
 from quant.sparse_format import encode
 
 
@@ -240,3 +241,173 @@ def test_one_beat_per_cycle_on_random_layers(tmp_path, case):
     cycles = [b.cycle for b in got]
     assert cycles[-1] - cycles[0] == len(cycles) - 1
     assert cycles[0] - RESET_CYCLES == MASKED_LATENCY == BLOCK.estimate(**kwargs)["latency"]
+
+
+# --- stream mode: group images on s_axis_words ------------------------------------------------
+
+def layer_with_groups(seed, lanes, simd, groups, weights, wbits, sparsities):
+    """A layer whose groups differ: group g at ``sparsities[g % len]``, some beats empty or
+    full (records from the shortest to the longest), extreme values in every group."""
+    rng = np.random.default_rng(seed)
+    reduce = simd * int(rng.integers(2, 6))
+    rows = [random_weights(seed + g, lanes, reduce, weights, wbits,
+                           sparsities[g % len(sparsities)]) for g in range(groups)]
+    W = np.concatenate(rows)
+    if weights != "binary":
+        lo, hi = (-1, 1) if weights == "ternary" else (-(1 << (wbits - 1)), (1 << (wbits - 1)) - 1)
+        for g in range(groups):
+            for r in range(reduce // simd):
+                beat = W[g * lanes:(g + 1) * lanes, r * simd:(r + 1) * simd]
+                roll = rng.random()
+                if roll < 0.15:
+                    beat[...] = 0
+                elif roll < 0.3:
+                    beat[...] = rng.choice([lo, hi], size=beat.shape)
+    return W
+
+
+def feed(W, order, **fold):
+    """``(s_axis_words beats, expected m_axis_wgt beats)`` for the group images of ``W``
+    fed in ``order``; the expectation is written out from ``W``'s rows directly."""
+    images = group_images(W, **fold)
+    words = [(w, i == len(images[g].words) - 1) for g in order
+             for i, w in enumerate(images[g].words)]
+    lanes = fold["lanes"]
+    expected = [beat for g in order for beat in expected_beats(
+        W[g * lanes:(g + 1) * lanes], passes=1, **fold)]
+    return words, expected, images
+
+
+STREAM_CASES = [  # lanes, simd, weights, wbits, sparsities of the groups
+    (2, 4, "ternary", 8, (0.0, 0.5, 0.95)),
+    (1, 1, "ternary", 8, (0.95, 0.3)),
+    (3, 2, "int", 4, (0.6, 0.95, 0.2)),
+    (2, 2, "int", 8, (0.75, 0.0)),
+    (2, 4, "binary", 8, (0.0,)),
+    (4, 2, "int", 4, (0.0,)),          # few zeros: the dense coding
+]
+
+
+@pytest.mark.parametrize("lanes,simd,weights,wbits,sparsities", STREAM_CASES)
+def test_stream_passes_under_stalls(hdl, tmp_path, lanes, simd, weights, wbits, sparsities):
+    seed = lanes * 100 + simd * 10 + wbits
+    W = layer_with_groups(seed, lanes, simd, 3, weights, wbits, sparsities)
+    fold = dict(lanes=lanes, simd=simd, weights=weights, wbits=wbits)
+    order = [0, 1, 2, 2, 0, 1, 1]            # group after group, and one group twice running
+    words, expected, images = feed(W, order, **fold)
+    coding = images[0].meta["coding"]
+    if weights != "binary" and max(sparsities) > 0.5:
+        assert coding == "masked"
+        assert len({image.depth for image in images}) > 1   # groups of different lengths
+    assert BLOCK.golden(images=[images[g] for g in order]) == expected
+    out = run_streams(BLOCK, hdl=hdl, workdir=tmp_path, inputs={"s_axis_words": words},
+                      expect={"m_axis_wgt": len(expected)}, idle=0.4, stall=0.4, seed=seed,
+                      params={**fold, "source": "stream", "weights_file": W})
+    assert [(b.data, b.last) for b in out["m_axis_wgt"]] == expected
+    assert len(out["s_axis_words"]) == len(words)
+
+
+@pytest.mark.parametrize("lanes,simd,weights,wbits", [
+    (2, 4, "ternary", 8), (1, 1, "ternary", 8), (3, 2, "int", 4), (1, 8, "int", 2),
+    (4, 4, "int", 8), (2, 4, "binary", 8)])
+def test_stream_one_beat_per_cycle(tmp_path, lanes, simd, weights, wbits):
+    """Words one a cycle, no back-pressure: one beat every cycle from the first to the
+    last, across pass and group boundaries (worst cases: full beats between empty ones,
+    a different padding at every boundary), the first beat the documented latency after
+    the first word."""
+    from blocks.sparse_decoder import MASKED_LATENCY
+
+    W = layer_with_groups(lanes + simd + wbits, lanes, simd, 4, weights, wbits,
+                          (0.5, 0.9, 0.0, 0.7))
+    fold = dict(lanes=lanes, simd=simd, weights=weights, wbits=wbits)
+    order = [0, 1, 2, 3, 3, 1, 0, 2]
+    words, expected, images = feed(W, order, **fold)
+    params = {**fold, "source": "stream", "weights_file": W}
+    out = run_streams(BLOCK, hdl="myhdl", workdir=tmp_path, inputs={"s_axis_words": words},
+                      expect={"m_axis_wgt": len(expected)}, params=params)
+    assert [(b.data, b.last) for b in out["m_axis_wgt"]] == expected
+    cycles = [b.cycle for b in out["m_axis_wgt"]]
+    assert cycles[-1] - cycles[0] == len(cycles) - 1
+    latency = cycles[0] - out["s_axis_words"][0].cycle
+    _, args = BLOCK.prepared(**params)
+    masked = images[0].meta["coding"] == "masked"
+    assert latency == BLOCK.estimate(**args)["latency"] == (MASKED_LATENCY if masked else 1)
+
+
+def test_stream_from_format_alone_matches_weights_file(tmp_path):
+    """``coding``/``word_bits``/``beats`` given instead of the matrix build the same
+    decoder: it reads images written by quant.offchip for that layer."""
+    fold = dict(lanes=2, simd=4, weights="int", wbits=4)
+    W = layer_with_groups(9, 2, 4, 2, "int", 4, (0.8, 0.4))
+    coding, word_bits = layer_format(W, **fold)
+    words, expected, _ = feed(W, [1, 0, 1], **fold)
+    params = {**fold, "source": "stream", "coding": coding, "word_bits": word_bits,
+              "beats": W.shape[1] // 4}
+    assert BLOCK.prepared(**params)[1] == BLOCK.prepared(
+        **fold, source="stream", weights_file=W)[1]
+    out = run_streams(BLOCK, hdl="icarus", workdir=tmp_path, inputs={"s_axis_words": words},
+                      expect={"m_axis_wgt": len(expected)}, idle=0.2, stall=0.2, seed=4,
+                      params=params)
+    assert [(b.data, b.last) for b in out["m_axis_wgt"]] == expected
+
+
+def test_stream_single_word_images(hdl, tmp_path):
+    # every group image one word (an all-zero ternary layer: P-bit records, one a word),
+    # so every word carries tlast and several passes' ends sit in the ring at once
+    W = np.zeros((3, 2), int)
+    fold = dict(lanes=1, simd=2, weights="ternary", wbits=8)
+    W[1, 1], W[2, 0] = 1, -1
+    words, expected, images = feed(W, [0, 1, 2, 0, 0, 2], **fold)
+    assert {image.depth for image in images} == {1}
+    out = run_streams(BLOCK, hdl=hdl, workdir=tmp_path, inputs={"s_axis_words": words},
+                      expect={"m_axis_wgt": len(expected)}, stall=0.5, seed=2,
+                      params={**fold, "source": "stream", "weights_file": W})
+    assert [(b.data, b.last) for b in out["m_axis_wgt"]] == expected
+
+
+def test_cli_stream_mode_writes_lint_clean_verilog_and_no_rom(tmp_path):
+    out = tmp_path / "out"
+    assert main(["block", "sparse_decoder", "--source", "stream", "--lanes", "4", "--simd",
+                 "8", "--weights", "ternary", "--coding", "masked", "--word-bits", "44",
+                 "--beats", "9", "-o", str(out)]) == 0
+    info = json.loads((out / "sparse_decoder.json").read_text())
+    widths = {p["name"]: p["width"] for p in info["ports"]}
+    assert widths["s_axis_words_tdata"] == 44 and widths["m_axis_wgt_tdata"] == 64
+    assert "s_axis_words_tlast" in widths and "s_axis_words_tready" in widths
+    assert sorted(f.name for f in out.iterdir()) == [
+        "sparse_decoder.json", "sparse_decoder.v", "sparse_decoder.vlt"]
+    estimate = info["estimate"]
+    assert estimate["bram"]["ecp5"]["DP16KD"] == 0 and estimate["cycles"] == 1
+    assert estimate["bram_bits"] >= 8 * (64 + 1)        # the output FIFO, no ROM
+    done = subprocess.run(["verilator", "--lint-only", "-Wall", "sparse_decoder.vlt",
+                           "sparse_decoder.v"], cwd=out, capture_output=True, text=True)
+    assert done.returncode == 0 and not done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--source", "stream"], "coding: must be dense or masked with source = stream"),
+    (["--source", "stream", "--coding", "masked", "--word-bits", "44"], "beats: must be"),
+    (["--source", "stream", "--coding", "masked", "--word-bits", "31", "--beats", "2"],
+     "--word-bits: must be in 32..64"),
+    (["--source", "stream", "--coding", "dense", "--word-bits", "44", "--beats", "2"],
+     "--word-bits: must be lanes*simd*code bits = 64"),
+    (["--source", "stream", "--weights", "binary", "--coding", "masked", "--word-bits", "32",
+      "--beats", "2"], "coding: binary weights are always dense"),
+    (["--coding", "masked"], "--weights-file: required with source = rom"),
+])
+def test_stream_parameters_checked(cli_rejects, flags, message):
+    cli_rejects("sparse_decoder", {"--lanes": "4", "--simd": "8", "--weights": "ternary"},
+                flags, message)
+
+
+def test_stream_estimate_has_no_rom(tmp_path):
+    W = layer_with_groups(3, 4, 8, 2, "ternary", 8, (0.8,))
+    _, stream = BLOCK.prepared(lanes=4, simd=8, weights="ternary", source="stream",
+                               weights_file=W)
+    _, rom_args = BLOCK.prepared(lanes=4, simd=8, weights="ternary", weights_file=W)
+    s, r = BLOCK.estimate(**stream), BLOCK.estimate(**rom_args)
+    rom_bits = rom_args["image"].bits
+    assert r["bram_bits"] == rom_bits
+    assert 8 * (32 * 2 + 1) <= s["bram_bits"] < 8 * (32 * 2 + 1) + 100   # FIFO and a few flags
+    assert s["bram"]["xilinx"] == {"RAMB18": 0, "RAMB36": 0}
+    assert s["cycles"] == 1 and s["per"] == "beat" and s["lut"] > r["lut"] > 0
