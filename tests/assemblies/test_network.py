@@ -187,3 +187,46 @@ def test_axi_masters_named_per_layer_with_axi_ram_bytes_and_error(tmp_path):
     assert result["frames"] == frames + frames[:2]
     assert result["rd_bytes"] == {"m_axi_conv3": 192 * 8, "m_axi_dense5": 0}
     assert result["error"] is True
+
+
+def frame_network(seed=0):
+    """conv 2->4 (row, L 2) / conv 4->8 (frame, L 4: two groups, group-major out) /
+    maxpool 2 (group-major) / dense 72->3 (frame, L 1, from a group-major map)."""
+    rng = np.random.default_rng(seed)
+    c1 = conv(rng, "c1", (2, 6, 6), 4, k=3, pad=1, mode="ternary", act_bits=4)
+    c2 = conv(rng, "c2", (4, 6, 6), 8, k=3, pad=1, mode="binary", act_bits=4, in_max=15)
+    p2 = IntLayer(type="maxpool", name="p2", in_shape=(8, 6, 6), out_shape=(8, 3, 3), k=2,
+                  stride=2)
+    d3 = conv(rng, "d3", (8, 3, 3), 3, k=3, mode="int4", in_max=15, final=True, dense=True)
+    return [StagePlan(c1, lanes=2, simd=1),
+            StagePlan(c2, lanes=4, simd=2, dataflow="frame", fifo_depth=4),
+            StagePlan(p2, lanes=4, simd=4, fifo_depth=4),
+            StagePlan(d3, lanes=1, simd=4, dataflow="frame", fifo_depth=4)]
+
+
+def test_frame_stages_bit_exact_with_weights_from_axi_ram(tmp_path):
+    """Two frame stages fetching their weights from AxiRams (weights.bin by
+    network.weight_image, random pauses on every AXI channel), random stream stalls:
+    every value as quant.reference.run, each stage's bytes read = its groups' bytes a
+    frame, no error."""
+    from assemblies.network import weight_image
+    stages = frame_network()
+    info = write_network(stages, tmp_path / "rtl", name="frame_net")
+    assert [s["layer"] for s in info["stages"] if s["dataflow"] == "frame"] == ["c2", "d3"]
+    image, memory_map = weight_image(stages)
+    (tmp_path / "weights.bin").write_bytes(image)
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, size=(4, 6, 6, 2), dtype=np.uint8)
+    x[0] = 255
+    result = run_rtl(tmp_path / "rtl", "frame_net", image_beats(x), simulator=SIMULATOR,
+                     build_dir=tmp_path / "build", seed=5, steady=2, axi_pause=0.3,
+                     memory={"file": str(tmp_path / "weights.bin"), "base": 0, "size": 4096},
+                     axi=[{"prefix": f"m_axi_{n}", "rd_bytes": f"{n}_rd_bytes"}
+                          for n in ("c2", "d3")])
+    assert not result["timeout"] and not result["extra_beats"] and not result["error"]
+    expect = run([p.layer for p in stages], x).reshape(4, 1, 1, 3)
+    assert compare(result["frames"][:4], expect, info["output"])["mismatches"] == 0
+    assert compare(result["frames"][4:], expect[:2], info["output"])["mismatches"] == 0
+    per_frame = {f"m_axi_{n}": sum(b for _, b in memory_map["layers"][n]["groups"])
+                 for n in ("c2", "d3")}
+    assert result["rd_bytes"] == {k: 6 * v for k, v in per_frame.items()}
