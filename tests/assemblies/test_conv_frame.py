@@ -191,6 +191,18 @@ def test_converted_verilog_under_icarus(tmp_path, name):
     assert out["rd_bytes"] == 2 * planned_bytes(args) and not out["error"]
 
 
+def test_ecp5_target_in_icarus(tmp_path):
+    """target=ecp5-85f: the MAC's and the requantizer's MULT18X18D, simulated with the
+    model the stage writes beside its Verilog."""
+    p, args = make("int8-final-k3p1-G1-b1", target="ecp5-85f")
+    frames = random_frames(np.random.default_rng(8), args, 2)
+    out = run(p, args, frames, hdl="icarus", workdir=tmp_path, seed=9, idle=0.2, stall=0.2,
+              pause=0.2, latency=6)
+    np.testing.assert_array_equal(out["got"], out["expected"])
+    assert "MULT18X18D #(" in (tmp_path / "conv_frame.v").read_text()
+    assert "MULT18X18D_sim.v" in {f.name for f in tmp_path.glob("*_sim.v")}
+
+
 def test_fetches_follow_the_memory_map_and_never_run_ahead():
     """Every burst lies inside a group of ``quant.offchip.layout``'s map (offset by
     ``base``); three frames read exactly three times the planned bytes, also after a
