@@ -45,9 +45,12 @@ edge that consumes the ``tlast`` beat to the edge on which the result can first 
 an operand register and a product register (int: the multiplier's operand, product and
 output registers), one register per adder-tree level, and the accumulator/output
 register.  The latency is the same on every ``target``.  One beat per cycle
-sustained while ``m_axis_acc`` is not back-pressured; a stalled result holds the whole
-pipeline (and the input ``tready``) until it is taken.  No input value within ``reduce``
-elements can overflow the accumulator.
+sustained while ``m_axis_acc`` is not back-pressured.  A stalled result waits in the
+output register while the pipeline runs on; a second result finishing meanwhile waits
+in a spare register (the output skid), and only then the whole pipeline (and the input
+``tready``) holds until the first is taken.  The pipeline's enable is a flip-flop (timing:
+it fans out to every register).  No input value within ``reduce`` elements can overflow
+the accumulator.
 """
 from __future__ import annotations
 
@@ -215,21 +218,34 @@ def add(aclk, enable, a, b, total):
 
 
 @block
-def accumulate(aclk, aresetn, enable, valid, last, psum, acc, result):
-    """Per-lane accumulator: hands ``acc + psum`` to ``result`` on a ``last`` beat and
-    restarts from 0.  Clearing instead of selecting ``psum`` for a dot product's first beat
-    keeps a multiplexer off the carry chain (the clear is the flip-flops' synchronous reset)."""
+def accumulate(aclk, aresetn, enable, valid, last, load, from_spare, park, psum, acc, result,
+               spare):
+    """Per-lane accumulator: ``acc + psum`` on a ``last`` beat is the dot product, and
+    ``acc`` restarts from 0.  Clearing instead of selecting ``psum`` for a dot product's
+    first beat keeps a multiplexer off the carry chain (the clear is the flip-flops'
+    synchronous reset).  The dot product goes to ``result`` (``load``), or to ``spare``
+    while ``result`` waits to be taken (``park``); ``load`` with ``from_spare`` moves the
+    spare on."""
 
     @always_seq(aclk.posedge, reset=aresetn)
     def step():
         if enable and valid:
             if last:
-                result.next = acc + psum
                 acc.next = 0
             else:
                 acc.next = acc + psum
 
-    return step
+    @always_seq(aclk.posedge, reset=aresetn)
+    def take():
+        if load:
+            if from_spare:
+                result.next = spare
+            else:
+                result.next = acc + psum
+        if park:
+            spare.next = acc + psum
+
+    return step, take
 
 
 def signal_range(lo: int, hi: int) -> Signal:
@@ -293,6 +309,13 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
     valid = Signal(intbv(0)[depth:])  # a beat's valid and last flags, one bit per stage
     last = Signal(intbv(0)[depth:])
     valid_out, last_out = valid(depth - 1), last(depth - 1)
+    fire = Signal(bool(0))            # valid_out and last_out, registered on its own
+    # The output skid: a result that arrives while the last one waits is parked in a spare
+    # register, and the pipeline stops only while the spare is full, so that its enable
+    # (fanning out to every pipeline register) is a flip-flop, not a function of tready.
+    running = Signal(bool(1))         # the spare is empty: the pipeline advances
+    spare_valid = Signal(bool(0))
+    load, park = Signal(bool(0)), Signal(bool(0))
     parts = []
 
     # binary/ternary: operand registers, then products; int: the multipliers' own
@@ -330,23 +353,36 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
         else:
             psum = acc_signal(acc_width)
             parts.append(adder_tree(aclk, enable, products, psum, lo=plo, hi=phi))
-        acc, result = acc_signal(acc_width), acc_signal(acc_width)
-        parts.append(accumulate(aclk, aresetn, enable, valid_out, last_out, psum, acc, result))
+        acc, result, spare = acc_signal(acc_width), acc_signal(acc_width), acc_signal(acc_width)
+        parts.append(accumulate(aclk, aresetn, enable, valid_out, last_out, load, spare_valid,
+                                park, psum, acc, result, spare))
         results.append(result)
     lane_sums = ConcatSignal(*reversed(results)) if lanes > 1 else results[0](acc_width, 0)
 
     @always_comb
     def handshake():
-        enable.next = not out_valid or m_axis_acc.tready
-        s_axis_act.tready.next = s_axis_wgt.tvalid and (not out_valid or m_axis_acc.tready)
-        s_axis_wgt.tready.next = s_axis_act.tvalid and (not out_valid or m_axis_acc.tready)
+        enable.next = running
+        s_axis_act.tready.next = s_axis_wgt.tvalid and running
+        s_axis_wgt.tready.next = s_axis_act.tvalid and running
+        load.next = ((running and fire and (not out_valid or m_axis_acc.tready))
+                     or (spare_valid and m_axis_acc.tready))
+        park.next = running and fire and out_valid and not m_axis_acc.tready
 
     @always_seq(aclk.posedge, reset=aresetn)
     def control():
         if enable:
             valid.next = concat(valid[depth - 1:0], s_axis_act.tvalid and s_axis_wgt.tvalid)
             last.next = concat(last[depth - 1:0], s_axis_act.tlast)
-            out_valid.next = valid_out and last_out
+            fire.next = valid[depth - 2] and last[depth - 2]
+        if load:
+            out_valid.next = 1
+        elif m_axis_acc.tready:
+            out_valid.next = 0
+        if park:
+            spare_valid.next = 1
+        elif m_axis_acc.tready:
+            spare_valid.next = 0
+        running.next = not (park or (spare_valid and not m_axis_acc.tready))
 
     @always_comb
     def output():
@@ -452,8 +488,9 @@ def estimate(*, lanes, simd, weights, wbits, abits, asigned, reduce, target="gen
     pbits = signed_bits(plo, phi)
     tree = tree_level_bits(simd, plo, phi)
     adders = tree_adder_bits(simd, plo, phi)
-    control_ff = 2 * (latency(simd, weights) - 1) + 2
-    lane_acc = 2 * acc
+    # valid and last per stage; fire, out_valid, running, spare_valid
+    control_ff = 2 * (latency(simd, weights) - 1) + 5
+    lane_acc = 3 * acc                       # accumulator, result, spare (and their muxes)
     if in_dsps(target=target, **p):
         lut = lanes * (adders + lane_acc) + 8
         ff = lanes * (sum(tree) + lane_acc) + control_ff
