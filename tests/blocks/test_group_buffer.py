@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from myhdl import StopSimulation, block, instance, now
 
-from blocks.group_buffer import BLOCK, golden
+from blocks.group_buffer import BLOCK, COMMAND_LATENCY, LATENCY, golden
 from blocks.spec import ParameterError
 from blocks.tile_dma import encode_command
 from blocks.tile_dma import golden as dma_golden
@@ -45,7 +45,7 @@ class Layer:
                 words = [top if k % 2 else 0 for k in range(depth)]
             else:
                 words = [rng.getrandbits(word_bits) for _ in range(depth)]
-            size = beat_bytes(depth * word_bits, lanes) + extra * lanes
+            size = beat_bytes(depth * word_bits + extra * bus_bits, lanes)
             self.images.append(words)
             self.groups.append((address, size))
             image += words_to_bytes(words, word_bits, size)
@@ -84,7 +84,7 @@ class Layer:
 
 
 @block
-def dma_model(aclk, aresetn, cmd, fill, layer, accepted, *, seed, cmd_stall, idle):
+def dma_model(aclk, aresetn, cmd, fill, layer, accepted, moved, *, seed, cmd_stall, idle):
     """``tile_dma`` as the buffer sees it: commands in, their tiles out in order."""
     rng = random.Random(seed)
 
@@ -104,7 +104,7 @@ def dma_model(aclk, aresetn, cmd, fill, layer, accepted, *, seed, cmd_stall, idl
             if fill.tvalid:
                 if not fill.tready:
                     continue
-                queue.popleft()
+                moved.append((now() // PERIOD, queue.popleft()[1]))
             if queue and rng.random() >= idle:
                 fill.tdata.next, fill.tlast.next = queue[0]
                 fill.tvalid.next = 1
@@ -124,14 +124,14 @@ def run(layer, *, passes, hdl, workdir, starts, frames, seed=0, idle=0.0, stall=
     aclk, aresetn, start = ports["aclk"], ports["aresetn"], ports["start"]
     cmd, words = ports["m_axis_rdcmd"], ports["m_axis_words"]
     want = len(layer.words(passes, frames))
-    got, accepted, raised, errors = [], [], [], []
+    got, accepted, raised, errors, moved, pulses = [], [], [], [], [], []
     state = {}
 
     @block
     def bench():
         parts = [clock_reset_driver(aclk, aresetn),
                  dut(BLOCK, ports, hdl=hdl, args=args, workdir=workdir),
-                 dma_model(aclk, aresetn, cmd, ports["s_axis_fill"], layer, accepted,
+                 dma_model(aclk, aresetn, cmd, ports["s_axis_fill"], layer, accepted, moved,
                            seed=seed, cmd_stall=cmd_stall, idle=idle),
                  axis_sink(aclk, aresetn, words, got, seed=seed + 1, stall=stall)]
         parts += [axis_monitor(aclk, aresetn, ports[name], errors, label=name)
@@ -143,6 +143,8 @@ def run(layer, *, passes, hdl, workdir, starts, frames, seed=0, idle=0.0, stall=
             for cycle in range(max_cycles):
                 start.next = cycle in starts
                 yield aclk.posedge
+                if start:
+                    pulses.append(now() // PERIOD)
                 if cmd.tvalid and not was_valid:
                     raised.append(now() // PERIOD)
                 was_valid = bool(cmd.tvalid)
@@ -158,7 +160,8 @@ def run(layer, *, passes, hdl, workdir, starts, frames, seed=0, idle=0.0, stall=
     bench().run_sim(quiet=True)
     assert "cycles" in state, f"timeout: {len(got)} of {want} words, {len(accepted)} commands"
     assert not errors, errors[:3]
-    return {"words": got, "commands": accepted, "raised": raised}
+    return {"words": got, "commands": accepted, "raised": raised, "fill": moved,
+            "starts": pulses}
 
 
 def check_words(layer, out, passes, frames):
@@ -180,6 +183,7 @@ CASES = [
     (128, 64, [3, 1], 0),
     (200, 128, [2, 5, 1], 1),
     (1, 32, [40, 3], 0),
+    (24, 64, [11], 0),          # one group: fetched again each frame, banks alternating
 ]
 IDS = [f"w{w}-b{b}-g{len(d)}" for w, b, d, _ in CASES]
 
@@ -195,6 +199,45 @@ def test_words_match_golden_under_stalls(hdl, tmp_path, word_bits, bus_bits, dep
     check_words(layer, out, passes, frames)
     # Exactly G commands a permit, in group order, each the group's one command.
     assert [c for c, _ in out["commands"]] == layer.commands() * frames
+
+
+def test_a_group_of_two_dma_rows_and_many_padding_beats(tmp_path):
+    # 65616 bytes: beyond one row's 65535, so the command has 2 rows of 32808 bytes; the
+    # gearbox keeps the first 3 words (4 beats) and drops the other 8198 beats (8199
+    # after the 2-word group).
+    layer = Layer(word_bits=72, bus_bits=64, depths=[3, 2], seed=8, extra=8198)
+    assert [fetch_rows(size, 8) for _, size in layer.groups] == [(32808, 2)] * 2
+    out = run(layer, passes=2, hdl="myhdl", workdir=tmp_path, starts={3}, frames=1, seed=8,
+              idle=0.1, stall=0.3)
+    check_words(layer, out, 2, 1)
+    assert [c for c, _ in out["commands"]] == layer.commands()
+
+
+class ShortLayer(Layer):
+    """A memory whose group 1 ends (tlast) two beats early, before its last words."""
+
+    def tile(self, command):
+        beats = super().tile(command)
+        if command == self.commands()[1]:
+            beats = beats[:-3] + [(beats[-3][0], True)]
+        return beats
+
+
+def test_a_group_cut_short_ends_at_its_tlast(tmp_path):
+    # Nothing hangs: the short group is replayed (its missing words are undefined), the
+    # others are exact, and the next frame follows.
+    layer = ShortLayer(word_bits=40, bus_bits=32, depths=[4, 9, 5], seed=2)
+    out = run(layer, passes=2, hdl="myhdl", workdir=tmp_path, starts={3, 4}, frames=2,
+              seed=2, idle=0.2, stall=0.2)
+    want = layer.words(2, 2)
+    got = [(b.data, b.last) for b in out["words"]]
+    assert len(got) == len(want)
+    short = range(2 * 4, 2 * 4 + 2 * 9)
+    frame = len(want) // 2
+    for i, (a, b) in enumerate(zip(got, want)):
+        if i % frame not in short:
+            assert a == b, i
+    assert [last for _, last in got] == [last for _, last in want]
 
 
 def test_commands_wait_for_permits(tmp_path):
@@ -240,6 +283,16 @@ def test_replay_is_one_word_a_cycle_once_banks_are_full(hdl, tmp_path, word_bits
     assert cycles[-1] - cycles[0] == len(cycles) - 1
     est = BLOCK.estimate(**BLOCK.prepared(**layer.params(passes))[1])
     assert est["per"] == "frame" and est["cycles"] == len(cycles) // 2
+
+
+def test_latencies_are_as_documented(hdl, tmp_path):
+    # No stalls: start -> command offered, and a group's last fill beat -> its first word.
+    layer = Layer(word_bits=72, bus_bits=64, depths=[5, 9, 3], seed=3)
+    out = run(layer, passes=2, hdl=hdl, workdir=tmp_path, starts={5}, frames=1, drain=10)
+    check_words(layer, out, 2, 1)
+    assert out["raised"][0] - out["starts"][0] == COMMAND_LATENCY == 2
+    group_ends = [cycle for cycle, last in out["fill"] if last]
+    assert out["words"][0].cycle - group_ends[0] == LATENCY == 5
 
 
 # ------------------------------------------------------------------ structure
