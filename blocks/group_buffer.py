@@ -361,14 +361,17 @@ def gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, done, emit, sto
 
     @always_comb
     def decide():
-        out = active and full and more
-        space = not more or (out and not two) or (not out and not full)
-        accept = active and not seen_last and space
-        put = accept and s_axis_fill.tvalid and more
+        # No group filling: the state is cleared, so no word is held.
+        out = full and more
+        # Room for a beat once this cycle's word is out: fewer than two words held
+        # (with one or none, it leaves or there is room anyway); after the last word
+        # beats are taken and dropped.
+        accept = active and not seen_last and (not more or not two)
+        put = active and not seen_last and not two and more and s_axis_fill.tvalid
         emit.next = out
         take.next = accept
         store.next = put
-        done.next = active and seen_last and (not more or not full)
+        done.next = seen_last and (not more or not full)
         if out:
             place.next = p_emit
         else:
