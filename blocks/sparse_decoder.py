@@ -841,7 +841,8 @@ def derived(*, lanes, simd, image=None, rom_file=None, source="rom", **args) -> 
             "coding": meta["coding"], "rom_word_bits": image.word_bits,
             "rom_depth": image.depth, "rom_bits": image.bits,
             "beats_per_pass": meta["beats"], "bits_per_weight": meta["bits_per_weight"],
-            "sparsity": meta["sparsity"], "rom_file": rom_file}
+            "sparsity": meta["sparsity"], "rom_file": rom_file,
+            "fifo_bits": fifo_bits(meta) if meta["coding"] == "masked" else 0}
 
 
 def estimate(*, image=None, source="rom", **args) -> dict:
@@ -851,9 +852,10 @@ def estimate(*, image=None, source="rom", **args) -> dict:
     mask-count tree per candidate, the expansion (group offsets and value selects) and
     the output FIFO in LUT RAM, with coefficients fitted to synthesis (three masked
     layers within 2 %, ``docs/estimates.md``).  FFs are counted register by register.
-    ``bram_bits``: the ROM (block RAM, ``rom_style = "block"``); in stream mode the
-    output FIFO's LUT RAM and the pass ends' and first counts' few bits; ``bram`` counts
-    the block RAM units.  Stream mode has no ROM:
+    ``bram_bits`` are every memory's exact bits: the ROM (block RAM, ``rom_style =
+    "block"``), the masked reader's output FIFO in LUT RAM (:func:`fifo_bits`), and in
+    stream mode the pass ends' and first counts' few bits; ``bram`` counts the block RAM
+    units (the LUT RAMs take none).  Stream mode has no ROM:
     a dense word goes through a register slice; a masked one through the same reader,
     plus the word register and the pass ends.
     """
@@ -863,12 +865,11 @@ def estimate(*, image=None, source="rom", **args) -> dict:
         if fmt["coding"] == "dense":
             return REGISTER.estimate(bits=W)
         ff, lut = masked_cost(fmt, W, 0)
-        fifo_bits = FIFO_DEPTH * (P * fmt["code_bits"] + 1)
         cw, sb = P.bit_length(), (SLOTS - 1).bit_length()
         ends_bits = STARTS_DEPTH * sb + SLOTS * cw
         ff += W + 1 + 2 * 3 + STARTS_DEPTH.bit_length()     # word register, ends' pointers
         lut += P + 2 * (2 * SLOTS * W).bit_length() + cw    # first counts, distance, select
-        return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": fifo_bits + ends_bits,
+        return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": fifo_bits(fmt) + ends_bits,
                 "bram": add_blocks(), "latency": MASKED_LATENCY, "cycles": 1, "per": "beat"}
     meta = image.meta
     W, P = image.word_bits, meta["lanes"] * meta["simd"]
@@ -879,8 +880,13 @@ def estimate(*, image=None, source="rom", **args) -> dict:
         return {"lut": addr, "ff": addr + 2, "dsp": 0, "bram_bits": image.bits,
                 "bram": bram, "latency": 1, "cycles": 1, "per": "beat"}
     ff, lut = masked_cost(meta, W, addr)
-    return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": image.bits,
+    return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": image.bits + fifo_bits(meta),
             "bram": bram, "latency": MASKED_LATENCY, "cycles": 1, "per": "beat"}
+
+
+def fifo_bits(meta) -> int:
+    """Bits of the masked reader's output FIFO (LUT RAM): eight beats and their tlast."""
+    return FIFO_DEPTH * (meta["lanes"] * meta["simd"] * meta["code_bits"] + 1)
 
 
 MASKED_LATENCY = 8  # reset released -> first beat valid (the pipeline filling)

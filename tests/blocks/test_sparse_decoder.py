@@ -137,7 +137,11 @@ def test_cli_writes_verilog_rom_and_sidecar(tmp_path, capsys):
                  "ternary", "--weights-file", str(tmp_path / "W.npy"), "-o", str(out)]) == 0
     info = json.loads((out / "sparse_decoder.json").read_text())
     rom = json.loads((out / "sparse_decoder_rom.json").read_text())
-    assert info["estimate"]["bram_bits"] == rom["bits"] == rom["depth"] * rom["word_bits"]
+    fifo = 8 * (64 + 1)       # the output FIFO's eight beats and their tlast, LUT RAM
+    assert info["derived"]["fifo_bits"] == fifo
+    assert info["estimate"]["bram_bits"] - fifo == rom["bits"] == rom["depth"] * rom["word_bits"]
+    from blocks.ram import bram_blocks
+    assert info["estimate"]["bram"] == bram_blocks(rom["word_bits"], rom["depth"], style="block")
     assert {p["name"]: p["width"] for p in info["ports"]}["m_axis_wgt_tdata"] == 64
     verilog = (out / "sparse_decoder.v").read_text()
     assert re.search(r'\$readmemh\("sparse_decoder_rom\.hex"', verilog)
@@ -407,7 +411,7 @@ def test_stream_estimate_has_no_rom(tmp_path):
     _, rom_args = BLOCK.prepared(lanes=4, simd=8, weights="ternary", weights_file=W)
     s, r = BLOCK.estimate(**stream), BLOCK.estimate(**rom_args)
     rom_bits = rom_args["image"].bits
-    assert r["bram_bits"] == rom_bits
+    assert r["bram_bits"] == rom_bits + 8 * (32 * 2 + 1)
     assert 8 * (32 * 2 + 1) <= s["bram_bits"] < 8 * (32 * 2 + 1) + 100   # FIFO and a few flags
     assert s["bram"]["xilinx"] == {"RAMB18": 0, "RAMB36": 0}
     assert s["cycles"] == 1 and s["per"] == "beat" and s["lut"] > r["lut"] > 0
