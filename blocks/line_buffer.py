@@ -59,15 +59,17 @@ Latency and throughput
   enabled by the output handshake, so the output never bubbles on its own and ``tvalid``
   does not depend on ``tready``.  The input is accepted at one beat per cycle until the
   writer is ``stride`` rows ahead of what the reader needs.
-* Latency: the first beat of window (0, 0) moves 3 cycles after the input beat holding the
-  last group of pixel ``(K-1-P, K-1-P)`` moved (one cycle to count it, one to decide the
-  window ready, one for the RAM read): ``((K-1-P)*W + K-P)*G + 2`` cycles after the first
-  input beat, with no stalls.
+* Latency: the first beat of window (0, 0) moves ``2 + lag`` cycles after the input beat
+  holding the last group of pixel ``(K-1-P, K-1-P)`` moved (one cycle to count it, ``lag``
+  to decide the window ready, one for the RAM read): ``((K-1-P)*W + K-P)*G + 1 + lag``
+  cycles after the first input beat, with no stalls.  ``lag`` (:func:`decide_lag`) is 2
+  when a window's copies take four or more beats (``K*K*G*repeat >= 4``: the decision's
+  comparisons are registered, for timing), else 1.
 * Frame boundaries: the last output row of a frame holds ``h = H - max(0, (OH-1)*stride
   - P)`` rows, leaving ``free = K + stride - h`` slots for the next frame; its first window
   needs ``K-1-P`` complete rows and ``K-P`` pixels of the next.  When ``K-1-P >= free``
-  the output pauses ``pause = ((K-1-P - free)*W + K-P)*G + 1`` cycles between frames
-  (e.g. K=3, stride 1, P=0: ``(W + 3)*G + 1``), else ``pause = 0`` (stride 1 with
+  the output pauses ``pause = ((K-1-P - free)*W + K-P)*G + lag`` cycles between frames
+  (e.g. K=3, stride 1, P=0: ``(W + 3)*G + 2``), else ``pause = 0`` (stride 1 with
   P >= (K-1)/2, the usual "same" padding, never pauses).
 * Cycles per frame, frames back to back, no stalls (:func:`frame_cycles`; the planner's
   figure):  ``max(OH*OW*K*K*G*repeat + pause, H*W*G)``: the output's beats plus the
@@ -122,6 +124,13 @@ def ring_rows(k: int, stride: int) -> int:
 
 def out_size(size: int, k: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - k) // stride + 1
+
+
+def decide_lag(k: int, groups: int, repeat: int) -> int:
+    """Cycles from the writer's state to the ``ready`` it decides: 2 when a window's
+    copies take four or more beats (the comparisons registered, :func:`window_ready`),
+    else 1."""
+    return 2 if k * k * groups * repeat >= 4 else 1
 
 
 @block
@@ -382,8 +391,9 @@ def window_ready(aclk, aresetn, held, wx, need_h, rows_freed, col, col_s, clip, 
     the next row's first (``next_row``, after freeing ``rows_freed``) or the next frame's
     (``next_frame``); each candidate is compared in parallel and ``issue`` only picks one
     (timing: no comparison in front of the ring's read).  Since the writer only moves
-    forward, the decision from its state a cycle old is never early, at most a cycle
-    late: a window waiting for its last pixel starts a cycle after it arrived.
+    forward, the decision from its state ``lag`` cycles old (:func:`decide_lag`) is never
+    early, at most ``lag`` cycles late: a window waiting for its last pixel starts
+    ``lag`` cycles after it arrived.
     """
     first_need, first_col, first_clip = geo.first_need, geo.first_col, geo.first_clip
     n = len(need_h)
@@ -411,18 +421,49 @@ def window_ready(aclk, aresetn, held, wx, need_h, rows_freed, col, col_s, clip, 
         top.next = held > need_frame or (held == need_frame and not first_clip
                                           and wx > first_col)
 
-    @always_seq(aclk.posedge, reset=aresetn)
-    def decide():
-        if next_col:
-            ready.next = right
-        elif next_row:
-            ready.next = down
-        elif next_frame:
-            ready.next = top
-        else:
-            ready.next = stay
+    if decide_lag(geo.K, geo.G, geo.repeat) == 1:
+        @always_seq(aclk.posedge, reset=aresetn)
+        def decide():
+            if next_col:
+                ready.next = right
+            elif next_row:
+                ready.next = down
+            elif next_frame:
+                ready.next = top
+            else:
+                ready.next = stay
 
-    return sums, stages, candidates, decide
+        return sums, stages, candidates, decide
+
+    # Windows of four or more beats: the candidates are registered too, and ``ready``
+    # picks among flip-flops (timing: the comparisons' carry chains end there).  A window
+    # is then decided from the writer's state two cycles old.  In the cycle after a move,
+    # the candidate of that move (computed with the new window's bounds) stands for
+    # ``stay``.  Moves are four or more cycles apart, so the bounds of the next window
+    # (``clip_next``, ``col_s``, ``need_row``, ``need_frame``) have settled a cycle
+    # before they are used.
+    stay_r, right_r, down_r, top_r = (Signal(bool(0)) for _ in range(4))
+    moved_col, moved_row, moved_frame = (Signal(bool(0)) for _ in range(3))
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def decide_lagged():
+        stay_r.next = stay
+        right_r.next = right
+        down_r.next = down
+        top_r.next = top
+        moved_col.next = next_col
+        moved_row.next = next_row
+        moved_frame.next = next_frame
+        if next_col or moved_col:
+            ready.next = right_r
+        elif next_row or moved_row:
+            ready.next = down_r
+        elif next_frame or moved_frame:
+            ready.next = top_r
+        else:
+            ready.next = stay_r
+
+    return sums, stages, candidates, decide_lagged
 
 
 @block
@@ -694,7 +735,7 @@ def golden(frames, *, width, height, channels, k, stride=1, pad=0, abits, simd=1
     return beats
 
 
-def frame_pause(*, width, height, channels, k, stride=1, pad=0, simd=1, **_):
+def frame_pause(*, width, height, channels, k, stride=1, pad=0, simd=1, repeat=1, **_):
     """Cycles the output pauses between two frames streamed back to back (see the module
     docstring, "Frame boundaries")."""
     held_last = height - max(0, (out_size(height, k, stride, pad) - 1) * stride - pad)
@@ -702,7 +743,7 @@ def frame_pause(*, width, height, channels, k, stride=1, pad=0, simd=1, **_):
     groups = channels // simd
     if k - 1 - pad < free:
         return 0
-    return ((k - 1 - pad - free) * width + k - pad) * groups + 1
+    return ((k - 1 - pad - free) * width + k - pad) * groups + decide_lag(k, groups, repeat)
 
 
 def frame_cycles(*, width, height, channels, k, stride=1, pad=0, abits=1, simd=1,
@@ -713,7 +754,7 @@ def frame_cycles(*, width, height, channels, k, stride=1, pad=0, abits=1, simd=1
     out_beats = (out_size(height, k, stride, pad) * out_size(width, k, stride, pad)
                  * k * k * groups * repeat)
     pause = frame_pause(width=width, height=height, channels=channels, k=k, stride=stride,
-                        pad=pad, simd=simd)
+                        pad=pad, simd=simd, repeat=repeat)
     return max(out_beats + pause, height * width * groups)
 
 
@@ -733,7 +774,7 @@ def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1, repe
     depth = ring_rows(k, stride) * width * groups
     addr = (depth - 1).bit_length()
     coord = (max(width, height) + 2 * pad).bit_length()
-    first = ((k - 1 - pad) * width + k - pad) * groups + 2
+    first = ((k - 1 - pad) * width + k - pad) * groups + 1 + decide_lag(k, groups, repeat)
     in_lut_ram = memory_style(bits, depth) == "distributed"
     lut_ram = -(-depth // 64) * bits if in_lut_ram else 0
     return {"lut": 20 * addr + 48 + 4 * lut_ram,
@@ -746,7 +787,7 @@ def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1, repe
                                    stride=stride, pad=pad, simd=simd, repeat=repeat),
             "per": "frame",
             "pause": frame_pause(width=width, height=height, channels=channels, k=k,
-                                 stride=stride, pad=pad, simd=simd)}
+                                 stride=stride, pad=pad, simd=simd, repeat=repeat)}
 
 
 def ports(*, width, height, channels, k, stride=1, pad=0, abits, simd=1, repeat=1):
@@ -762,7 +803,7 @@ def derived(*, width, height, channels, k, stride=1, pad=0, abits, simd=1, repea
             "ram_depth": ring_rows(k, stride) * width * (channels // simd),
             "ram_width": simd * abits,
             "frame_pause": frame_pause(width=width, height=height, channels=channels, k=k,
-                                       stride=stride, pad=pad, simd=simd)}
+                                       stride=stride, pad=pad, simd=simd, repeat=repeat)}
 
 
 def example():
