@@ -573,7 +573,9 @@ def group_buffer(aclk, aresetn, start, m_axis_rdcmd, s_axis_fill, m_axis_words, 
     room, active, avail = Signal(bool(1)), Signal(bool(0)), Signal(bool(0))
     raised, done, freed = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
     write, read, load_out = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
-    waddr, raddr = Signal(intbv(0)[z.abits:]), Signal(intbv(0)[z.abits:])
+    # modbv: once a group's last word is written its count points past the bank, an
+    # address nothing writes (bank 1's may wrap)
+    waddr, raddr = Signal(modbv(0)[z.abits:]), Signal(intbv(0)[z.abits:])
     wdata, rdata = Signal(intbv(0)[word_bits:]), Signal(intbv(0)[word_bits:])
 
     fetch = gb_commands(aclk, aresetn, start, m_axis_rdcmd, room, raised, sizes=z)

@@ -24,7 +24,7 @@ from blocks.tile_dma import golden as dma_golden
 from cnn_ip.cosim import dut, lint
 from cnn_ip.export import generate
 from cnn_ip.simkit import PERIOD, axis_monitor, axis_sink, clock_reset_driver
-from quant.offchip import beat_bytes, fetch_rows, words_to_bytes
+from quant.offchip import beat_bytes, fetch_rows, group_images, layout, words_to_bytes
 
 BASE = 0x4000          # where the test memory starts
 
@@ -240,6 +240,34 @@ def test_a_group_cut_short_ends_at_its_tlast(tmp_path):
     assert [last for _, last in got] == [last for _, last in want]
 
 
+class OffchipLayer(Layer):
+    """A real layer's group images, laid out by ``quant.offchip.layout`` (what
+    weights.bin and memory_map.json hold)."""
+
+    def __init__(self, W, *, weights, lanes, simd, bus_bits):
+        images = group_images(W, weights=weights, lanes=lanes, simd=simd)
+        data, memory_map = layout([({"name": "c", "W": W, "weights": weights}, lanes, simd)],
+                                  base=BASE, bus_bytes=bus_bits // 8)
+        self.word_bits, self.bus_bits = images[0].word_bits, bus_bits
+        self.images = [[int(w) for w in image.words] for image in images]
+        self.depths = [len(words) for words in self.images]
+        self.groups = [(BASE + offset, size)
+                       for offset, size in memory_map["layers"]["c"]["groups"]]
+        self.memory = np.frombuffer(data + bytes(64), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("weights,bus_bits", [("ternary", 64), ("int4", 32)])
+def test_group_images_of_a_real_layer_from_its_memory_map(hdl, tmp_path, weights, bus_bits):
+    # Words out = quant.offchip.group_images(W)[g].words, fetched from layout()'s image.
+    rng = np.random.default_rng(5)
+    low, high = (-1, 2) if weights == "ternary" else (-8, 8)
+    W = rng.integers(low, high, size=(12, 72)) * (rng.random((12, 72)) < 0.4)
+    layer = OffchipLayer(W, weights=weights, lanes=4, simd=8, bus_bits=bus_bits)
+    out = run(layer, passes=2, hdl=hdl, workdir=tmp_path, starts={3, 40}, frames=2, seed=5,
+              idle=0.3, stall=0.3, cmd_stall=0.3)
+    check_words(layer, out, 2, 2)
+
+
 def test_commands_wait_for_permits(tmp_path):
     layer = Layer(word_bits=24, bus_bits=64, depths=[4, 6, 3], seed=3)
     starts = [40, 400]
@@ -372,3 +400,12 @@ def test_cli_writes_verilog_and_sidecar(tmp_path):
     assert info["derived"]["commands"] == [
         hex(encode_command(base=4096, stride=64, row_bytes=64, rows=1)),
         hex(encode_command(base=4160, stride=128, row_bytes=128, rows=1))]
+
+
+def test_cli_rejects_a_bad_list_in_one_line(cli_rejects):
+    defaults = {"--word-bits": "72", "--groups": "[[0, 64], [64, 64]]", "--depths": "[7, 7]"}
+    cli_rejects("group_buffer", defaults, ["--groups", "[[0, 64]"],
+                "block group_buffer: --groups: must be a JSON list")
+    cli_rejects("group_buffer", defaults, ["--depths", "[7, 8]"],
+                "block group_buffer: --depths: group 1's 8 words of 72 bits do not fit in "
+                "its 64 bytes")
