@@ -588,19 +588,87 @@ def largest_divisor(n: int, limit: int) -> int:
 
 def check_buildable(plan: Plan) -> None:
     """Raise :class:`PlanError` (``file:line: layers[i].field: ...``) for the first layer
-    whose shape the blocks cannot build, naming the block's limit.  Hardware only: a plan
-    the blocks cannot build may still be quantized."""
+    whose shape the blocks cannot build in any data flow the plan allows, naming the
+    block's limit, or whose fixed data flow breaks Contract 6's order rule.  Hardware
+    only: a plan the blocks cannot build may still be quantized."""
+    frame_ok = frame_flow_available()
     for index, layer in enumerate(plan.layers):
-        if layer.has_weights and layer.dataflow == "frame" and not frame_flow_available():
-            raise PlanError(f"{plan.path}:{layer.line_of('dataflow')}: layers[{index}].dataflow: "
-                            "the frame data flow is not built yet (assemblies/conv_frame.py); "
-                            "use row or auto")
-        if layer.dataflow == "row" or (layer.dataflow == "auto" and not frame_flow_available()):
+        if not layer.has_weights:
+            problem = row_limit(layer)        # the pool stage takes either order
+        elif layer.dataflow == "frame" and not frame_ok:
+            problem = ("dataflow", "the frame data flow is not built yet "
+                       "(assemblies/conv_frame.py); use row or auto")
+        elif layer.dataflow == "frame":
+            problem = frame_limit(layer)
+        elif layer.dataflow == "row" or not frame_ok:
             problem = row_limit(layer)
+        else:
+            problem = row_limit(layer) and frame_limit(layer)
             if problem:
-                field_name, message = problem
-                raise PlanError(f"{plan.path}:{layer.line_of(field_name)}: "
-                                f"layers[{index}].{field_name}: {message}")
+                problem = (problem[0], f"{row_limit(layer)[1]}; as frame: {problem[1]}")
+        if problem:
+            field_name, message = problem
+            raise PlanError(f"{plan.path}:{layer.line_of(field_name)}: "
+                            f"layers[{index}].{field_name}: {message}")
+    _check_flow_order(plan)
+
+
+def _check_flow_order(plan: Plan) -> None:
+    """Contract 6: a frame conv with Cout/L > 1 groups outputs group-major, which only
+    frame buffers and pools take, so no later conv may be fixed to row.  The groups are
+    certain when the plan fixes L below Cout or Cout exceeds the MAC's lanes."""
+    lanes_hi = fold_limits()[0]
+    grouped = None                    # (index, groups) of such a frame conv
+    for index, layer in enumerate(plan.layers):
+        if not layer.has_weights:
+            continue
+        if grouped and layer.dataflow == "row":
+            raise PlanError(
+                f"{plan.path}:{layer.line_of('dataflow')}: layers[{index}].dataflow: must be "
+                f"frame: layers[{grouped[0]}] is frame-based with Cout/L = {grouped[1]} groups, "
+                f"and its group-major output goes only into frame buffers and pools "
+                f"(Contract 6)")
+        if layer.dataflow == "frame" and not layer.final:
+            lanes = layer.fold[0] if layer.fold else largest_divisor(layer.out, lanes_hi)
+            if layer.out // lanes > 1:
+                grouped = (index, layer.out // lanes)
+
+
+def frame_limit(layer: Layer):
+    """``(field, message)`` naming the block limit a frame-based stage of ``layer`` breaks
+    (its frame buffer's window, stride, padding, map and channels; the MAC's dot
+    product), or None."""
+    _, h, w = layer.in_shape
+    fb = _params("blocks.frame_buffer")
+    problem = _window_limit(layer, fb, "frame-based", "the frame buffer", "frame_buffer")
+    if problem:
+        return problem
+    for name, size in (("height", h), ("width", w)):
+        if size > fb[name].hi:
+            return "type", (f"the frame buffer takes maps up to {fb[name].hi} in {name} "
+                            f"(frame_buffer's {name}), got {size}")
+    return None
+
+
+def _window_limit(layer: Layer, params: dict, flow: str, what: str, block: str):
+    """The limits a conv or dense stage's window block (``params``: its parameter table)
+    and the MAC put on ``layer``: the dense layer's map, K, stride, pad, channels, and the
+    dot product's length."""
+    c, h, w = layer.in_shape
+    if layer.type == "dense" and (h != w or h > params["k"].hi):
+        return "type", (f"a {flow} dense layer's window is its whole input map, which must be "
+                        f"square and at most {params['k'].hi}x{params['k'].hi} ({block}'s k), "
+                        f"got {h}x{w}")
+    checks = [("k", layer.window, params["k"]), ("stride", layer.stride, params["stride"]),
+              ("pad", layer.pad, params["pad"]), ("type", c, params["channels"])]
+    problem = _over_limit(checks, what, block)
+    if problem:
+        return problem
+    reduce_hi = _params("blocks.mac")["reduce"].hi
+    if layer.reduce > reduce_hi:
+        return "type", (f"a dot product of K*K*Cin = {layer.reduce} exceeds mac_array's reduce "
+                        f"limit {reduce_hi}")
+    return None
 
 
 def _over_limit(checks, what, block):
@@ -623,20 +691,9 @@ def row_limit(layer: Layer, simd: int | None = None):
                   ("pad", layer.pad_after, pool["pad_end"]), ("type", c, pool["channels"])]
         return _over_limit(checks, "the max-pool", "maxpool")
     lb, mac = _params("blocks.line_buffer"), _params("blocks.mac")
-    if layer.type == "dense" and (h != w or h > lb["k"].hi):
-        hint = "give dataflow: frame" if frame_flow_available() else "the frame data flow " \
-            "(not built yet) is for maps larger than that"
-        return "type", (f"a row-based dense layer's window is its whole input map, which must be "
-                        f"square and at most {lb['k'].hi}x{lb['k'].hi} (line_buffer's k), "
-                        f"got {h}x{w}; {hint}")
-    checks = [("k", layer.window, lb["k"]), ("stride", layer.stride, lb["stride"]),
-              ("pad", layer.pad, lb["pad"]), ("type", c, lb["channels"])]
-    problem = _over_limit(checks, "the line buffer", "line_buffer")
+    problem = _window_limit(layer, lb, "row-based", "the line buffer", "line_buffer")
     if problem:
         return problem
-    if layer.has_weights and layer.reduce > mac["reduce"].hi:
-        return "type", (f"a dot product of K*K*Cin = {layer.reduce} exceeds mac_array's reduce "
-                        f"limit {mac['reduce'].hi}")
     simd = simd or (layer.fold[1] if layer.fold else largest_divisor(c, mac["simd"].hi)
                     if layer.has_weights else c)
     depth = line_buffer.ring_rows(layer.window, layer.stride) * w * (c // simd)

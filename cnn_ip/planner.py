@@ -1,5 +1,5 @@
 """The planner: per layer a folding and a data flow under the device's budget (docs/conventions.md,
-Contract 7), and what it costs.
+§7, Contract 7), and what it costs.
 
 Cost model
 ----------
@@ -9,6 +9,10 @@ Cost model
   ``Ho*Wo*(Cout/L)*(K*K*Cin/S)`` and its output beats ``Ho*Wo*Cout/L``, plus the frame
   pause its blocks state (``pause`` in their estimate); a dense layer is a conv whose
   window is its whole input map;
+* conv (frame): ``assemblies.conv_frame.cycles_per_frame``: the same beats, the frame
+  buffer's fill and reads in turn (one map held) or overlapped (two), and the fetch check
+  (each group's weights arrive within the previous group's compute time, else the fetch
+  sets the rate and the report says so);
 * maxpool: its input beats ``H*W*C/P`` or output beats, whichever is larger (``P``, the
   values a beat, is the lanes of the conv before it);
 * the image input: ``H*W`` beats (one pixel a beat).
@@ -19,23 +23,37 @@ the planner uses theirs, and its tests hold them to the formula above.
 
 *Resources.*  Never a second cost model: every figure is a stage's or block's own
 ``estimate()`` — ``assemblies.conv_row`` (its blocks' sum, for the weight image at this L
-and S: exact bits, word width and depth), ``assemblies.pool``, ``blocks.width_adapter``
-and ``blocks.axis_fifo``.  Block RAM is counted per target
-by ``blocks.ram.bram_blocks`` inside those estimates (RAMB36 equivalents on Xilinx, DP16KD
-on ECP5) and compared with ``fpga.devices``' budget.
+and S: exact bits, word width and depth), ``assemblies.conv_frame`` (frame buffer, group
+buffer, decoder, MAC, requantizer, DMA), ``assemblies.pool``, ``blocks.width_adapter`` and
+``blocks.axis_fifo``.  Block RAM is counted per target by ``blocks.ram.bram_blocks``
+inside those estimates (RAMB36 equivalents on Xilinx, DP16KD on ECP5) and compared with
+``fpga.devices``' budget.  Off-chip bytes a frame: a frame stage's group images in whole
+beats of the 8-byte bus (``quant.offchip``: the bytes ``memory_map.json`` lays out).
+
+*Frame buffers.*  A frame stage holds one input map when it can fill it and then compute
+within the period, two otherwise: one map when ``max(F, U) + max(C, D) <= T``, with ``F``
+its fill beats, ``C`` the rest of its one-map cycles (compute, output, fetch), ``U`` and
+``D`` the slowest stage before it (the image input included) and after it — the stream
+cannot fill the map faster than the stages before deliver it, nor drain it faster than
+the stages after take it.
 
 Search
 ------
-Folds: L divides Cout and S divides Cin (both at most what ``mac_array`` takes), each raster
-stage's L and the next stage's S divide one another (a width adapter joins them).  For a
-period ``T`` (cycles per frame) every layer may use only folds whose stage meets ``T``; among
-those a dynamic programme over the chain picks the folds with the fewest LUTs (Contract 7's
-last objective), or, when that choice overruns another resource, the smallest sum of the
-resources' shares of the budget (LUT + FF + DSP + block RAM, each divided by its budget),
-with the divisibility rule on every link.  The period is the target's (``clock /
-target_fps``) when the device reaches it, otherwise the shortest that fits (bisection over
-the periods the stages can take; the resources fall as ``T`` grows).  Ties go to the other
-objective, then to the first fold in (L*S, L, S) order: the result is deterministic.
+Folds: L divides Cout and S divides Cin (both at most what ``mac_array`` takes), each
+stage's S and the L of the stage before divide one another (a width adapter joins raster
+stages; a frame buffer takes any such input).  Data flows: row and/or frame as the plan
+allows; once a conv is frame-based with ``Cout/L > 1`` groups its output is group-major,
+so every later conv is frame-based too (Contract 6).
+
+For a period ``T`` (cycles per frame) every layer may use only the choices whose stage
+meets ``T``; over the chain a dynamic programme keeps, per (L, output order) of the last
+weight layer, the choices not beaten on every one of block RAM, LUTs, DSPs, off-chip
+bytes and the stream's pace so far, dropping any over a budget; of what fits, the least
+off-chip bytes, then the fewest LUTs (Contract 7's order after the rate).  The period is
+the target's (``clock / target_fps``) when the device reaches it, otherwise the shortest
+that fits (bisection over the periods the stages can take; the resources fall as ``T``
+grows).  Ties go to the first choice in (L*S, L, S, row before frame) order: the result
+is deterministic.
 
 FIFOs
 -----
@@ -49,20 +67,28 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass, field, replace
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields, replace
 from types import SimpleNamespace
 
 import numpy as np
 
-from cnn_ip.plan import PlanError, check_buildable, fold_limits, row_limit
-from quant import sparse_format, weight_modes
+from cnn_ip.plan import (PlanError, check_buildable, fold_limits, frame_flow_available,
+                         row_limit)
+from quant import offchip, sparse_format, weight_modes
 
 RESOURCES = ("lut", "ff", "dsp", "bram")
 RESOURCE_NAMES = {"lut": "LUT", "ff": "FF", "dsp": "DSP", "bram": "block RAM"}
 BRAM_UNITS = {"xilinx": "RAMB36", "ecp5": "DP16KD"}
 MIN_FIFO = 2
 CANDIDATES_PER_PERIOD = 6    # cheapest-by-parallelism folds a layer offers the DP at one T
+FRONTIER = 64                # partial chains kept per DP state beyond which the front is thinned
+GRID = 256                   # thinning: one chain per 1/GRID of the LUT, block RAM and DSP budgets
+TRIES = 8                    # complete chains, best first, that may be tried against the budget
+FASTER = (2, 4)              # candidates also the cheapest within period/2 and period/4
 IMAGE_BITS = 8
+BUS_BYTES = 8                # Contract 6: weights.bin is read over a 64-bit AXI bus
+FLOWS = ("row", "frame")
 
 
 # --------------------------------------------------------------------------- results
@@ -76,18 +102,29 @@ class Stage:
     dataflow: str
     lanes: int                    # L (a pool: P, its input's values a beat)
     simd: int                     # S (a pool: P)
-    terms: dict                   # cycles: input, compute, output, pause
+    terms: dict                   # cycles: input, compute, output, pause (frame: + fill, fetch)
     cycles: int
     cost: dict                    # lut, ff, dsp, bram (device units), bram_bits
     parts: dict = field(default_factory=dict)     # block -> its estimate's figures
     offchip_bytes: int = 0
-    model_bits: int = 0           # ROM bits of weights and constants as built
+    model_bits: int = 0           # bits of weights (on or off chip) and constants as built
     fifo_depth: int = 0
     why: str = ""
+    buffers: int = 0              # frame: input maps its frame buffer holds (1 or 2)
+    lanes_in: int = 0             # frame: values a beat of its input stream
+    groups_in: int = 1            # frame: sub-maps of a group-major input (1: raster)
+    bound: str = ""               # the term that sets ``cycles`` ("fetch": the DMA)
 
     @property
     def name(self) -> str:
         return self.layer.name
+
+    @property
+    def groups_out(self) -> int:
+        """Sub-maps of the output stream: Cout/L out of a frame conv, 1 (raster) otherwise."""
+        if self.dataflow == "frame" and not self.layer.final:
+            return self.layer.out // self.lanes
+        return 1
 
 
 @dataclass
@@ -103,6 +140,7 @@ class Result:
     target_met: bool | None
     notes: list
     rate_limit: str = ""          # what keeps the rate from being higher
+    comparison: dict | None = None    # "row" / "frame": the same network with one data flow
 
     @property
     def clock_hz(self) -> float:
@@ -120,11 +158,20 @@ class Result:
     def model_bits(self) -> int:
         return sum(s.model_bits for s in self.stages)
 
+    @property
+    def offchip_bytes(self) -> int:
+        return sum(s.offchip_bytes for s in self.stages)
+
     def stage_plans(self):
         """The network top's input (``assemblies.network.StagePlan`` per stage)."""
         from assemblies.network import StagePlan
-        return [StagePlan(layer=s.int_layer, lanes=s.lanes, simd=s.simd,
-                          fifo_depth=s.fifo_depth, dataflow=s.dataflow) for s in self.stages]
+        takes_buffers = "buffers" in {f.name for f in fields(StagePlan)}
+        plans = []
+        for s in self.stages:
+            extra = {"buffers": s.buffers or 1} if takes_buffers else {}
+            plans.append(StagePlan(layer=s.int_layer, lanes=s.lanes, simd=s.simd,
+                                   fifo_depth=s.fifo_depth, dataflow=s.dataflow, **extra))
+        return plans
 
 
 def macs(layer) -> int:
@@ -156,21 +203,49 @@ def units(estimate: dict, family: str) -> float:
     return block_units(estimate["bram"])[family]
 
 
+def _beats(W, weights, wbits, lanes, simd):
+    """The layer's beats at this fold, the coding they choose and each beat's bits.  The
+    bits depend only on which weights are zero: the beats are built from that (a boolean
+    matrix, an eighth of the memory traffic of the int64 weights)."""
+    wbits = weight_modes.normal_wbits(weights, wbits)
+    W = np.asarray(W)
+    beats = sparse_format.to_beats(W if W.dtype == bool else W != 0, lanes, simd)
+    coding = sparse_format.choose_coding(beats, weights=weights, wbits=wbits)
+    bits = sparse_format.beat_bits(beats, weights=weights, wbits=wbits, coding=coding)
+    return wbits, beats, coding, bits
+
+
+def _image_meta(W, weights, wbits, lanes, simd, coding, beats):
+    return {"lanes": lanes, "simd": simd, "coding": coding, "weights": weights, "wbits": wbits,
+            "code_bits": weight_modes.code_bits(weights, wbits),
+            "value_bits": weight_modes.value_bits(weights, wbits) if coding == "masked" else None,
+            "beats": beats, "cout": int(W.shape[0]), "reduce": int(W.shape[1])}
+
+
 def weight_image(W, *, weights, wbits, lanes, simd):
     """The geometry of the weight ROM ``quant.sparse_format.encode`` would write at this
     fold — word width, depth, exact bits, coding — from the beats' bit counts alone (the
     same functions the writer uses), without building the words."""
-    wbits = weight_modes.normal_wbits(weights, wbits)
-    beats = sparse_format.to_beats(np.asarray(W), lanes, simd)
-    coding = sparse_format.choose_coding(beats, weights=weights, wbits=wbits)
-    bits = sparse_format.beat_bits(beats, weights=weights, wbits=wbits, coding=coding)
+    wbits, beats, coding, bits = _beats(W, weights, wbits, lanes, simd)
     word = int(bits.max())
     depth = -(-int(bits.sum()) // word)
-    meta = {"lanes": lanes, "simd": simd, "coding": coding, "weights": weights, "wbits": wbits,
-            "code_bits": weight_modes.code_bits(weights, wbits),
-            "value_bits": weight_modes.value_bits(weights, wbits) if coding == "masked" else None,
-            "beats": len(beats), "cout": int(W.shape[0]), "reduce": int(W.shape[1])}
+    meta = _image_meta(W, weights, wbits, lanes, simd, coding, len(beats))
     return SimpleNamespace(word_bits=word, depth=depth, bits=word * depth, meta=meta)
+
+
+def group_geometry(W, *, weights, wbits, lanes, simd, bus_bytes=BUS_BYTES):
+    """The off-chip image ``quant.offchip.group_images``/``layout`` would write at this fold:
+    the layer's word width, each group image's depth in words and its bytes in memory
+    (whole bus beats, ``offchip.beat_bytes``), from the beats' bit counts alone."""
+    wbits, beats, coding, bits = _beats(W, weights, wbits, lanes, simd)
+    word = int(bits.max())
+    groups = np.asarray(W).shape[0] // lanes
+    per_group = bits.reshape(groups, -1).sum(axis=1)
+    depths = tuple(-(-int(b) // word) for b in per_group)
+    nbytes = tuple(offchip.beat_bytes(d * word, bus_bytes) for d in depths)
+    meta = _image_meta(W, weights, wbits, lanes, simd, coding, len(beats) // groups)
+    return SimpleNamespace(word_bits=word, depths=depths, bytes=nbytes,
+                           bits=word * sum(depths), meta=meta, bus_bytes=bus_bytes)
 
 
 def stream_formats(layers, int_layers) -> list[tuple[int, bool]]:
@@ -216,6 +291,43 @@ def stage_arguments(stage, values: dict, image) -> dict:
             "decoder": {**decoder, "image": image}, "requant": req}
 
 
+def frame_arguments(stage, values: dict, geometry) -> dict:
+    """``conv_frame``'s arguments for its ``estimate`` and ``cycles_per_frame``, with the
+    group images given by their geometry (:func:`group_geometry`) instead of encoded, when
+    the stage offers that (``light_arguments``); otherwise its own ``prepared``."""
+    light = getattr(stage, "light_arguments", None)
+    if light is not None:
+        return light(values, geometry)
+    return stage.BLOCK.prepared(**values)[1]
+
+
+@contextmanager
+def figures_once(stage, coster):
+    """While planning, ``stage.weight_figures`` (the weight image's sizes, which the stage
+    recomputes for each of its parts) is computed once per layer and fold, from the
+    layer's zero pattern: the sizes depend on nothing else, and a 0/1 matrix is a valid
+    weight matrix of every mode."""
+    original = getattr(stage, "weight_figures", None)
+    if original is None:
+        yield
+        return
+
+    def figures(layer, *, lanes, simd, bus_bits):
+        key = ("figures", id(layer.W), lanes, simd, bus_bits)
+        if key not in coster.cache:
+            pattern = coster.cache.setdefault(("pattern", id(layer.W)),
+                                              (np.asarray(layer.W) != 0).astype(np.int8))
+            coster.cache[key] = original(replace(layer, W=pattern), lanes=lanes, simd=simd,
+                                         bus_bits=bus_bits)
+        return coster.cache[key]
+
+    stage.weight_figures = figures
+    try:
+        yield
+    finally:
+        stage.weight_figures = original
+
+
 def _sum_costs(family, estimates: dict) -> tuple[dict, dict]:
     from blocks.ram import add_blocks
     total = {r: sum(int(e[r]) for e in estimates.values()) for r in ("lut", "ff", "dsp", "bram_bits")}
@@ -225,56 +337,132 @@ def _sum_costs(family, estimates: dict) -> tuple[dict, dict]:
     return total, parts
 
 
+def _terms(rate: dict) -> dict:
+    """The cycle terms of a stage's ``cycles_per_frame`` (a frame stage's ``fetch``: the
+    longest group fetch)."""
+    terms = {key: int(rate.get(key, 0)) for key in ("input", "compute", "output", "pause")}
+    if "reads" in rate:
+        terms["reads"] = int(rate["reads"])
+    if "fetch" in rate:
+        terms["fetch"] = int(max(rate["fetch"], default=0))
+    return terms
+
+
 # --------------------------------------------------------------------------- stage costs
 
 class Coster:
-    """Stage costs for one network on one device, cached by (layer, L, S)."""
+    """Stage costs for one network on one device, cached by (layer, data flow, fold, ...)."""
 
     def __init__(self, plan, int_layers, device):
         self.plan, self.int_layers, self.device = plan, list(int_layers), device
         self.family = device.family
         self.formats = stream_formats(plan.layers, self.int_layers)
         self.cache = {}
+        self.refusals = {}        # layer index -> why the frame stage refused (last one)
+
+    def _refuse(self, index, lanes, simd, error):
+        layer = self.plan.layers[index]
+        return PlanError(f"{self.plan.path}:{layer.line}: layers[{index}]: cannot be built "
+                         f"at L={lanes}, S={simd}: {error}")
 
     def stage(self, index: int, lanes: int, simd: int) -> Stage:
+        """A row conv, dense or pool stage."""
         key = (index, lanes, simd)
         if key not in self.cache:
             layer = self.plan.layers[index]
-            make = self._conv if layer.has_weights else self._pool
             try:
-                self.cache[key] = make(index, lanes, simd)
+                self.cache[key] = (self._conv(index, lanes, simd) if layer.has_weights
+                                   else self._pool(index, lanes))
             except ValueError as error:      # a block refuses the layer: its limit, one line
-                raise PlanError(f"{self.plan.path}:{layer.line}: layers[{index}]: cannot be "
-                                f"built at L={lanes}, S={simd}: {error}") from None
+                raise self._refuse(index, lanes, simd, error) from None
         return self.cache[key]
+
+    def frame(self, index: int, lanes: int, simd: int, buffers: int, lanes_in: int,
+              groups_in: int) -> Stage | None:
+        """A frame conv stage, or None when the stage refuses these values (the reason in
+        ``refusals``)."""
+        key = ("frame", index, lanes, simd, buffers, lanes_in, groups_in)
+        if key not in self.cache:
+            try:
+                self.cache[key] = self._frame(index, lanes, simd, buffers, lanes_in, groups_in)
+            except ValueError as error:
+                self.refusals[index] = self._refuse(index, lanes, simd, error)
+                self.cache[key] = None
+        return self.cache[key]
+
+    def weights(self, index, lanes, simd, kind):
+        """The weight image's geometry at this fold (``row``: the ROM; ``frame``: the
+        group images), computed once."""
+        key = ("weights", kind, index, lanes, simd)
+        if key not in self.cache:
+            layer, il = self.plan.layers[index], self.int_layers[index]
+            weights, wbits = layer.mode
+            if ("nonzero", index) not in self.cache:
+                self.cache[("nonzero", index)] = np.asarray(il.W) != 0
+            make = weight_image if kind == "row" else group_geometry
+            self.cache[key] = make(self.cache[("nonzero", index)], weights=weights,
+                                   wbits=wbits, lanes=lanes, simd=simd)
+        return self.cache[key]
+
+    def _values(self, index, lanes, simd):
+        abits, asigned = self.formats[index]
+        return dict(layer=self.int_layers[index], lanes=lanes, simd=simd, abits=abits,
+                    asigned=asigned, target=self.plan.device)
 
     def _conv(self, index, lanes, simd):
         from assemblies import conv_row
         from blocks import requant
         layer, il = self.plan.layers[index], self.int_layers[index]
-        abits, asigned = self.formats[index]
-        weights, wbits = layer.mode
-        image = weight_image(il.W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
-        values = dict(layer=il, lanes=lanes, simd=simd, abits=abits, asigned=asigned,
-                      target=self.plan.device)
-        args = stage_arguments(conv_row, values, image)
+        image = self.weights(index, lanes, simd, "row")
+        args = stage_arguments(conv_row, self._values(index, lanes, simd), image)
         est = conv_row.BLOCK.estimate(**args)
         rate = conv_row.cycles_per_frame(args)
-        terms = {key: rate[key] for key in ("input", "compute", "output", "pause")}
         total, parts = _sum_costs(self.family, {"conv_row": est})
         bits = image.bits + requant.BLOCK.estimate(**args["requant"])["bram_bits"]
         return Stage(index=index, layer=layer, int_layer=il, dataflow="row", lanes=lanes,
-                     simd=simd, terms=terms, cycles=est["cycles"], cost=total, parts=parts,
-                     model_bits=bits)
+                     simd=simd, terms=_terms(rate), cycles=est["cycles"], cost=total,
+                     parts=parts, model_bits=bits, bound=rate.get("bound", ""))
 
-    def _pool(self, index, lanes, _simd):
+    def _frame(self, index, lanes, simd, buffers, lanes_in, groups_in):
+        from assemblies import conv_frame
+        layer, il = self.plan.layers[index], self.int_layers[index]
+        geometry = self.weights(index, lanes, simd, "frame")
+        values = {**self._values(index, lanes, simd), "lanes_in": lanes_in,
+                  "order_in": "group-major" if groups_in > 1 else "raster",
+                  "groups_in": groups_in, "buffers": buffers, "bus_bits": 8 * BUS_BYTES}
+        with figures_once(conv_frame, self):
+            args = frame_arguments(conv_frame, values, geometry)
+            est = conv_frame.BLOCK.estimate(**args)
+            rate = conv_frame.cycles_per_frame(args)
+        total, parts = _sum_costs(self.family, {"conv_frame": est})
+        constants = sum(p["bram_bits"] for name, p in est.get("parts", {}).items()
+                        if "requant" in name) if "parts" in est else 0
+        return Stage(index=index, layer=layer, int_layer=il, dataflow="frame", lanes=lanes,
+                     simd=simd, terms=_terms(rate), cycles=est["cycles"], cost=total,
+                     parts=parts, offchip_bytes=int(est["offchip_bytes"]),
+                     model_bits=geometry.bits + constants, buffers=buffers,
+                     lanes_in=lanes_in, groups_in=groups_in, bound=rate.get("bound", ""))
+
+    def _pool(self, index, lanes, groups_in=1):
         layer, il = self.plan.layers[index], self.int_layers[index]
         abits, signed = self.formats[index]
-        est = block_estimate("assemblies.pool", layer=il, lanes=lanes, abits=abits, signed=signed)
+        est = block_estimate("assemblies.pool", layer=il, lanes=lanes, abits=abits,
+                             signed=signed, groups_in=groups_in,
+                             order_in="group-major" if groups_in > 1 else "raster")
         terms = pool_terms(layer, lanes, est.get("pause", 0))
         total, parts = _sum_costs(self.family, {"pool": est})
         return Stage(index=index, layer=layer, int_layer=il, dataflow="row", lanes=lanes,
-                     simd=lanes, terms=terms, cycles=est["cycles"], cost=total, parts=parts)
+                     simd=lanes, terms=terms, cycles=est["cycles"], cost=total, parts=parts,
+                     groups_in=groups_in)
+
+    def pool(self, index: int, lanes: int, groups_in: int) -> Stage:
+        key = ("pool", index, lanes, groups_in)
+        if key not in self.cache:
+            try:
+                self.cache[key] = self._pool(index, lanes, groups_in)
+            except ValueError as error:
+                raise self._refuse(index, lanes, lanes, error) from None
+        return self.cache[key]
 
     def link(self, lanes_in: int, lanes_out: int, bits: int, fifo_depth: int) -> dict:
         """Cost of what joins two stages: a width adapter when P differs, a FIFO."""
@@ -298,6 +486,64 @@ class Coster:
 
 # --------------------------------------------------------------------------- the search
 
+@dataclass(frozen=True)
+class Path:
+    """A partial chain of the DP: its summed cost and the stage/link pairs, linked back."""
+    offchip: int
+    lut: int
+    bram: float
+    dsp: int
+    ff: int
+    bram_bits: int
+    pace: int                     # cycles the stream takes to deliver a frame here (pace())
+    parent: object                # Path or None
+    items: tuple                  # ((stage, link), ...) appended by this step
+
+    def key(self):
+        return (self.offchip, self.lut, self.bram, self.dsp, self.pace, self.ff)
+
+    def cell(self, budget: dict, period: int) -> tuple:
+        """The coarse grid cell of a thinned frontier: 1/GRID of each budget, 1/8 of the
+        period for the pace."""
+        return tuple(int(getattr(self, r) * GRID / max(budget[r], 1))
+                     for r in ("lut", "bram", "dsp")) + (self.pace * 8 // period,)
+
+    def pairs(self) -> list:
+        steps, node = [], self
+        while node is not None:
+            steps.append(node.items)
+            node = node.parent
+        return [pair for items in reversed(steps) for pair in items]
+
+
+def pace(before: int, stages) -> int:
+    """Cycles the stream takes to deliver one frame after ``stages``, ``before`` being its
+    pace in front of them: a stage streaming through (row, pool) can go no faster than
+    it or the stream it takes; a frame stage hands its output on while it reads its map
+    (its cycles, less the fill when it holds one map), whatever came before."""
+    for stage in stages:
+        if stage.dataflow == "frame":
+            before = stage.cycles - (stage.terms["input"] if stage.buffers == 1 else 0)
+        else:
+            before = max(before, stage.cycles)
+    return before
+
+
+def one_map_fits(stage, before: int, after: int, period: int) -> bool:
+    """A frame stage may hold one map when filling it at the stream's pace (``before``)
+    and then reading it while the stages after take the output (``after``: their pace up
+    to the next frame buffer, which takes a map as fast as it comes) fit the period."""
+    fill = stage.terms["input"]
+    return max(fill, before) + max(stage.cycles - fill, after) <= period
+
+
+def _dominated(a: Path, b: Path, pace: bool) -> bool:
+    """``b`` is no better than ``a`` on anything the rest of the chain or the goal sees
+    (the pace only while a frame stage may follow)."""
+    return (a.offchip <= b.offchip and a.lut <= b.lut and a.bram <= b.bram and a.dsp <= b.dsp
+            and (not pace or a.pace <= b.pace))
+
+
 class Planner:
     def __init__(self, plan, int_layers, device):
         self.plan, self.device = plan, device
@@ -307,119 +553,212 @@ class Planner:
         self.weight_index = [i for i, layer in enumerate(self.layers) if layer.has_weights]
         self.image_cycles = plan.input_shape[1] * plan.input_shape[2]
         lanes_hi, simd_hi = fold_limits()
-        self.folds = {}
+        frame_ok = frame_flow_available()
+        self.options = {}
         for i in self.weight_index:
             layer = self.layers[i]
-            if layer.fold:
-                options = [layer.fold]
-            else:
-                cin = layer.in_shape[0]
-                options = [(lanes, simd) for lanes in divisors(layer.out, lanes_hi)
-                           for simd in divisors(cin, simd_hi) if row_limit(layer, simd) is None]
-            # cycles are analytic: sort by parallelism, then L, then S (deterministic)
-            self.folds[i] = sorted(options, key=lambda f: (f[0] * f[1], f[0], f[1]))
+            flows = [f for f in FLOWS if layer.dataflow in (f, "auto")
+                     and (f == "row" or frame_ok)]
+            cin = layer.in_shape[0]
+            folds = [layer.fold] if layer.fold else [
+                (lanes, simd) for lanes in divisors(layer.out, lanes_hi)
+                for simd in divisors(cin, simd_hi)]
+            options = [(flow, lanes, simd) for lanes, simd in folds for flow in flows
+                       if flow == "frame" or row_limit(layer, simd) is None]
+            if not options:
+                problem = row_limit(layer, folds[0][1]) or ("type", "no folding can be built")
+                raise PlanError(f"{plan.path}:{layer.line_of(problem[0])}: "
+                                f"layers[{i}].{problem[0]}: {problem[1]}")
+            # cycles are analytic: sort by parallelism, then L, then S, row before frame
+            self.options[i] = sorted(options, key=lambda o: (o[1] * o[2], o[1], o[2],
+                                                             FLOWS.index(o[0])))
 
     def fold_cycles(self, i, fold) -> int:
         return cycles_of(conv_terms(self.layers[i], *fold))
 
     # -- one period
-    def choose(self, period: int, objective: str = "share"):
-        """The cheapest folds with every stage within ``period`` cycles, or None.
-        ``objective``: ``share`` (the sum of the resources' shares of the budget) or
-        ``lut`` (the fewest LUTs)."""
+    def candidates(self, i, period):
+        """The choices layer ``i`` offers at ``period``: per data flow the cheapest folds by
+        parallelism, each simd's cheapest (the link rule may need it), for frame the
+        cheapest with one group (raster output, so later layers may stay row-based), and
+        the cheapest within a half and a quarter of the period (a frame stage holding one
+        map needs the stages around it faster than the period)."""
+        fits = [o for o in self.options[i] if self.fold_cycles(i, o[1:]) <= period]
+        picked = []
+        for flow in FLOWS:
+            mine = [o for o in fits if o[0] == flow]
+            chosen = mine[:CANDIDATES_PER_PERIOD]
+            chosen += [next(o for o in mine if o[2] == simd) for simd in sorted({o[2] for o in mine})]
+            chosen += [o for o in mine if o[1] == self.layers[i].out][:1]
+            for part in FASTER:
+                chosen += [o for o in mine if self.fold_cycles(i, o[1:]) <= period // part][:1]
+            picked += chosen
+        return sorted(dict.fromkeys(picked), key=self.options[i].index)
+
+    def choose(self, period: int, objective: str = "fit"):
+        """The stages of the best chain with every stage within ``period`` cycles, or None.
+        ``objective``: ``fit`` (within every budget: the least off-chip bytes, then the
+        fewest LUTs), ``share`` (the smallest sum of the resources' shares of the budget,
+        budgets ignored: what the cheapest choice would need) or ``bram`` (the least block
+        RAM)."""
+        chains = self.chains(period, objective)
+        return chains[0] if chains else None
+
+    def chains(self, period: int, objective: str = "fit", flows=FLOWS) -> list:
+        """The best few chains (lists of stages), best first; ``flows``: the data flows
+        a layer the plan leaves to the planner may take."""
         options = {}
         for i in self.weight_index:
-            fits = [f for f in self.folds[i] if self.fold_cycles(i, f) <= period]
-            if not fits:
-                return None
-            # the cheapest by parallelism, plus each simd's cheapest (the link rule may need it)
-            picked = fits[:CANDIDATES_PER_PERIOD]
-            for simd in sorted({f[1] for f in fits}):
-                first = next(f for f in fits if f[1] == simd)
-                if first not in picked:
-                    picked.append(first)
-            options[i] = [self.coster.stage(i, *f) for f in picked]
-            options[i] = [s for s in options[i] if s.cycles <= period]
+            allowed = flows if self.layers[i].dataflow == "auto" else FLOWS
+            options[i] = [o for o in self.candidates(i, period) if o[0] in allowed]
             if not options[i]:
-                return None
-        return self._dp(options, period, objective)
+                return []
+        return [[stage for stage, _ in end.pairs()]
+                for end in self._dp(options, period, objective) or []]
 
-    def _pools_between(self, start, stop, lanes, period):
+    def _pools(self, start, stop, lanes, groups, period):
         """Pool stages of layers start..stop-1 at P = lanes, or None if one misses the period."""
         out = []
         for i in range(start, stop):
-            stage = self.coster.stage(i, lanes, lanes)
+            stage = self.coster.pool(i, lanes, groups)
             if stage.cycles > period:
                 return None
             out.append(stage)
         return out
 
-    def _score(self, cost: dict) -> float:
-        return sum(cost[r] / max(self.budget[r], 1) for r in RESOURCES)
+    def _share(self, path: Path) -> float:
+        cost = {"lut": path.lut, "ff": path.ff, "dsp": path.dsp, "bram": path.bram}
+        return round(sum(cost[r] / max(self.budget[r], 1) for r in RESOURCES), 12)
+
+    def _frame_stage(self, i, option, lanes, groups, pace, period):
+        """The frame stage of ``option`` after a stream of ``lanes`` values a beat
+        (``groups`` sub-maps): one map held when fill and compute fit the period in turn
+        at the stream's ``pace``, else two; None when neither meets the period."""
+        _, L, S = option
+        one = self.coster.frame(i, L, S, 1, lanes, groups)
+        if one is not None and one.cycles <= period and one_map_fits(one, pace, 0, period):
+            return one
+        two = self.coster.frame(i, L, S, 2, lanes, groups)
+        return two if two is not None and two.cycles <= period else None
+
+    def _link_of(self, lanes, stage, period) -> dict:
+        """The FIFO (and, in front of a row stage, the width adapter) before ``stage``."""
+        bits = self.coster.formats[stage.index][0]
+        depth = max(min_fifo(), math.ceil(stage.terms["pause"] * stage.terms["input"] / period))
+        depth = 1 << (depth - 1).bit_length()
+        takes = lanes if stage.dataflow == "frame" else stage.simd
+        link = self.coster.link(lanes, takes, bits, depth)
+        link["before"] = stage.name
+        return link
+
+    def _step(self, path, pairs) -> Path:
+        costs = [c for s, link in pairs for c in (s.cost, link["cost"])]
+        return Path(offchip=path.offchip + sum(s.offchip_bytes for s, _ in pairs),
+                    lut=path.lut + sum(c["lut"] for c in costs),
+                    bram=path.bram + sum(c["bram"] for c in costs),
+                    dsp=path.dsp + sum(c["dsp"] for c in costs),
+                    ff=path.ff + sum(c["ff"] for c in costs),
+                    bram_bits=path.bram_bits + sum(c["bram_bits"] for c in costs),
+                    pace=pace(path.pace, [s for s, _ in pairs]),
+                    parent=path, items=tuple(pairs))
+
+    def _fits(self, path: Path) -> bool:
+        b = self.budget
+        return (path.lut <= b["lut"] and path.ff <= b["ff"] and path.dsp <= b["dsp"]
+                and path.bram <= b["bram"])
+
+    def _keep(self, paths, objective, pace, period):
+        """The paths worth extending: the Pareto front (``fit``; beyond ``FRONTIER`` paths
+        the best of each grid cell) or the one cheapest (``share``)."""
+        if objective != "fit":
+            return [min(paths, key=self._goal(objective))]
+        kept = []
+        for path in sorted(paths, key=Path.key):
+            if not any(_dominated(k, path, pace) for k in kept):
+                kept.append(path)
+        if len(kept) > FRONTIER:
+            cells = {}
+            for path in kept:                   # sorted: the first in a cell is its best
+                cells.setdefault(path.cell(self.budget, period), path)
+            kept = list(cells.values())
+        return kept
 
     def _dp(self, options, period, objective):
-        """Chain DP over the weight layers: state = the fold of the last weight layer; a
-        path's cost holds its stages and the width adapters between them."""
-        channels = self.plan.input_shape[0]
-        best = {}                      # fold of layer w -> (score, luts, stages)
-        first = self.weight_index[0]
-        lead = self._pools_between(0, first, channels, period)
-        if lead is None:
-            return None
-        for stage in options[first]:
-            stages = lead + [self._adapter(channels, stage), stage]
-            best[(stage.lanes, stage.simd)] = self._entry(stages, objective)
-        previous = first
-        for i in self.weight_index[1:]:
+        """Chain DP over the weight layers; state = (L, output sub-maps) of the last one."""
+        start = Path(0, 0, 0, 0, 0, 0, self.image_cycles, None, ())
+        frontier = {(self.plan.input_shape[0], 1): [start]}
+        position = 0
+        for i in self.weight_index:
             new = {}
-            for key, (_, _, stages) in sorted(best.items()):
-                lanes = key[0]
-                pools = self._pools_between(previous + 1, i, lanes, period)
+            for (lanes, groups), paths in sorted(frontier.items()):
+                pools = self._pools(position, i, lanes, groups, period)
                 if pools is None:
                     continue
-                for stage in options[i]:
-                    if lanes % stage.simd and stage.simd % lanes:
+                lead = [(p, self._link_of(lanes, p, period)) for p in pools]
+                for option in options[i]:
+                    flow, L, S = option
+                    if (groups > 1 and flow == "row") or (lanes % S and S % lanes):
                         continue
-                    adapter = self._adapter(lanes, stage)
-                    candidate = self._entry(stages + pools + [adapter, stage], objective)
-                    fold = (stage.lanes, stage.simd)
-                    if fold not in new or candidate[:2] < new[fold][:2]:
-                        new[fold] = candidate
+                    row = self.coster.stage(i, L, S) if flow == "row" else None
+                    if row is not None and row.cycles > period:
+                        continue
+                    for path in paths:
+                        before = self._step(path, lead)
+                        stage = row or self._frame_stage(i, option, lanes, groups,
+                                                         before.pace, period)
+                        if stage is None:
+                            continue
+                        after = self._step(before, [(stage, self._link_of(lanes, stage, period))])
+                        if objective == "fit" and not self._fits(after):
+                            continue
+                        new.setdefault((L, stage.groups_out), []).append(after)
             if not new:
                 return None
-            best, previous = new, i
-        tails = []
-        for key, (_, _, stages) in sorted(best.items()):
-            pools = self._pools_between(previous + 1, len(self.layers), key[0], period)
-            if pools is not None:
-                tails.append(self._entry(stages + pools, objective))
-        if not tails:
+            pace = any("frame" in {o[0] for o in options[j]} for j in self.weight_index if j > i)
+            frontier = {state: self._keep(paths, objective, pace, period) for state, paths in new.items()}
+            position = i + 1
+        ends = []
+        for (lanes, groups), paths in sorted(frontier.items()):
+            pools = self._pools(position, len(self.layers), lanes, groups, period)
+            if pools is None:
+                continue
+            tail = [(p, self._link_of(lanes, p, period)) for p in pools]
+            ends += [end for end in (self._step(path, tail) for path in paths)
+                     if objective != "fit" or self._fits(end)]
+        if not ends:
             return None
-        return [s for s in min(tails, key=lambda entry: entry[:2])[2] if isinstance(s, Stage)]
+        return sorted(ends, key=self._goal(objective))[:TRIES]
 
-    def _adapter(self, lanes: int, stage: Stage):
-        """The width adapter in front of ``stage`` (its cost; none when P = S)."""
-        bits = self.coster.formats[stage.index][0]
-        return SimpleNamespace(cost=self.coster.link(lanes, stage.simd, bits, 0)["cost"])
-
-    def _entry(self, stages, objective):
-        cost = add_costs(s.cost for s in stages)
-        share = round(self._score(cost), 12)
-        return ((cost["lut"], share) if objective == "lut" else (share, cost["lut"])) + (stages,)
+    def _goal(self, objective):
+        """The order of complete (``fit``) or single best (``share``, ``bram``) chains."""
+        return {"fit": lambda p: (p.offchip, p.lut, self._share(p)),
+                "share": lambda p: (self._share(p), p.offchip, p.lut),
+                "bram": lambda p: (p.bram, self._share(p))}[objective]
 
     # -- links, totals, fit
     def finish(self, stages, period):
-        """FIFO depths, adapters, totals for a chosen list of stages."""
-        formats = self.coster.formats
+        """Frame buffers against the stages after them, FIFO depths, adapters, totals for
+        a chosen list of stages."""
         stages = [replace(s) for s in stages]
+        for k, stage in enumerate(stages):
+            if stage.dataflow == "frame" and stage.buffers == 1:
+                before = pace(self.image_cycles, stages[:k])
+                after = 0
+                for later in stages[k + 1:]:
+                    if later.dataflow == "frame":
+                        after = max(after, later.terms["input"])
+                        break
+                    after = max(after, later.cycles)
+                if not one_map_fits(stage, before, after, period):
+                    two = self.coster.frame(stage.index, stage.lanes, stage.simd, 2,
+                                            stage.lanes_in, stage.groups_in)
+                    if two is None:
+                        return None
+                    stages[k] = replace(two)
         links, lanes = [], self.plan.input_shape[0]
         for stage in stages:
-            bits = formats[stage.index][0]
-            in_beats = stage.terms["input"]
-            depth = max(min_fifo(), math.ceil(stage.terms["pause"] * in_beats / period))
-            stage.fifo_depth = 1 << (depth - 1).bit_length()
-            link = self.coster.link(lanes, stage.simd, bits, stage.fifo_depth)
-            link["before"] = stage.name
+            link = self._link_of(lanes, stage, period)
+            stage.fifo_depth = link["fifo_depth"]
             links.append(link)
             lanes = stage.lanes
         totals = add_costs([s.cost for s in stages] + [link["cost"] for link in links])
@@ -433,15 +772,16 @@ class Planner:
         return None
 
     def feasible(self, period):
-        """The fewest LUTs that fit within ``period`` (Contract 7's last objective); when
-        that choice overruns another resource, the smallest sum of budget shares."""
-        for objective in ("lut", "share"):
-            stages = self.choose(period, objective)
-            if stages is None:
-                return None
-            stages, links, totals = self.finish(stages, period)
-            if not self.over(totals):
-                return stages, links, totals, objective
+        """The chain within ``period`` that fits the budget with the least off-chip bytes,
+        then the fewest LUTs; None when nothing fits.  The layers the plan leaves open are first
+        all tried row-based (no off-chip bytes at all, when that fits), then either way.  The DP checks a frame stage's one
+        map against the stages before it; :meth:`finish`, against those after, may need
+        two: then the next best chain is tried."""
+        for flows in (("row",), FLOWS):     # no off-chip bytes beat any: try row first
+            for stages in self.chains(period, "fit", flows):
+                done = self.finish(stages, period)
+                if done is not None and not self.over(done[2]):
+                    return (*done, "fit")
         return None
 
     def periods(self) -> list[int]:
@@ -449,10 +789,16 @@ class Planner:
         values = {self.image_cycles}
         floor = self.image_cycles
         for i in self.weight_index:
-            cycles = [self.fold_cycles(i, f) for f in self.folds[i]]
+            cycles = [self.fold_cycles(i, o[1:]) for o in self.options[i]]
             values.update(cycles)
             floor = max(floor, min(cycles))
         return sorted(v for v in values if v >= floor)
+
+    def slowest_frame(self) -> int:
+        """The most cycles of any frame stage costed so far (a fetch-bound stage may need
+        more than the analytic periods)."""
+        return max([s.cycles for k, s in self.coster.cache.items()
+                    if k[0] == "frame" and s is not None] + [0])
 
 
 def min_fifo() -> int:
@@ -486,9 +832,11 @@ def resolve_device(plan):
     return device
 
 
-def plan_network(plan, int_layers) -> Result:
-    """Choose folds for every layer of ``plan`` (its integer model ``int_layers``, in plan
-    order) and cost the result; raise ``PlanError`` (one line) when nothing fits."""
+def plan_network(plan, int_layers, *, compare: bool = True) -> Result:
+    """Choose folds and data flows for every layer of ``plan`` (its integer model
+    ``int_layers``, in plan order) and cost the result; raise ``PlanError`` (one line)
+    when nothing fits.  ``compare``: also plan the network all-row and all-frame
+    (``Result.comparison``) when the plan leaves a choice of data flow."""
     check_buildable(plan)
     device = resolve_device(plan)
     planner = Planner(plan, int_layers, device)
@@ -513,10 +861,33 @@ def plan_network(plan, int_layers) -> Result:
     else:
         limit = rate_limit(planner, periods, cycles, stages[bottleneck])
     for stage in stages:
-        stage.why = explain(planner, stage, cycles, objective)
-    return Result(plan=plan, device=device, stages=stages, links=links, cycles=cycles,
-                  bottleneck=bottleneck, budget=planner.budget, totals=totals,
-                  target_met=target_met, notes=notes, rate_limit=limit)
+        stage.why = explain(planner, stage, stages, totals, cycles)
+    result = Result(plan=plan, device=device, stages=stages, links=links, cycles=cycles,
+                    bottleneck=bottleneck, budget=planner.budget, totals=totals,
+                    target_met=target_met, notes=notes, rate_limit=limit)
+    if compare and frame_flow_available():
+        result.comparison = {flow: one_flow(plan, int_layers, flow) for flow in FLOWS}
+    return result
+
+
+def forced(plan, flow: str):
+    """``plan`` with every weight layer's data flow set to ``flow``."""
+    layers = tuple(replace(layer, dataflow=flow) if layer.has_weights else layer
+                   for layer in plan.layers)
+    return replace(plan, layers=layers, dataflow=flow)
+
+
+def one_flow(plan, int_layers, flow: str) -> dict:
+    """The network with one data flow throughout: whether it fits, and what it costs."""
+    try:
+        result = plan_network(forced(plan, flow), int_layers, compare=False)
+    except PlanError as error:
+        return {"fits": False, "why": str(error).split(": ", 1)[-1]}
+    return {"fits": True, "cycles": result.cycles, "fps": round(result.fps, 3),
+            "bram": result.totals["bram"], "bram_bits": result.totals["bram_bits"],
+            "lut": result.totals["lut"], "dsp": result.totals["dsp"],
+            "offchip_bytes": result.offchip_bytes,
+            "flows": [s.dataflow for s in result.stages if s.layer.has_weights]}
 
 
 def rate_limit(planner, periods, cycles, bottleneck) -> str:
@@ -525,27 +896,44 @@ def rate_limit(planner, periods, cycles, bottleneck) -> str:
     if not shorter:
         if cycles == planner.image_cycles and bottleneck.cycles < cycles:
             return f"the image input: {cycles:,} pixels a frame, one a cycle"
+        if bottleneck.bound == "fetch":
+            return (f"the weight fetch of {bottleneck.name} ({bottleneck.cycles:,} "
+                    f"cycles/frame at the DMA's rate)")
         return (f"the floor: {bottleneck.name} at its fastest folding "
                 f"({bottleneck.cycles:,} cycles/frame)")
     period = shorter[-1]
-    stages = planner.choose(period)
+    stages = planner.choose(period, "share")
     if stages is None:
         return (f"the folding rules: no folds meeting {period:,} cycles/frame join up "
                 f"(L and the next S must divide one another)")
-    _, _, totals = planner.finish(stages, period)
-    resource, need, have = planner.over(totals)
+    done = planner.finish(stages, period)
+    over = planner.over(done[2]) if done else None
+    if over is None:
+        return (f"the budget: no choice within {period:,} cycles/frame fits every resource "
+                f"at once")
+    resource, need, have = over
     return (f"{RESOURCE_NAMES[resource]}: {period:,} cycles/frame would need {_num(need)}, "
             f"the budget is {_num(have)}")
 
 
 def _fastest(planner, periods):
-    slowest = periods[-1]
+    slowest = max(periods[-1], planner.slowest_frame())
     last = planner.feasible(slowest)
+    if last is None and planner.slowest_frame() > slowest:
+        slowest = planner.slowest_frame()
+        last = planner.feasible(slowest)
     if last is None:
-        stages = planner.choose(slowest)
-        _, _, totals = planner.finish(stages, slowest)
-        resource, need, have = planner.over(totals)
-        raise fit_error(planner, resource, need, have)
+        stages = planner.choose(slowest, "share")
+        if stages is None:
+            raise next(iter(planner.coster.refusals.values()), None) or PlanError(
+                f"{planner.plan.path}:{planner.plan.line('layers')}: layers: no folding "
+                f"joins up (L and the next S must divide one another)")
+        totals = (planner.finish(stages, slowest) or (None, None, add_costs(
+            [s.cost for s in stages])))[2]
+        over = planner.over(totals) or min(
+            ((r, totals[r], planner.budget[r]) for r in RESOURCES),
+            key=lambda x: planner.budget[x[0]] - x[1])
+        raise fit_error(planner, *over)
     lo, hi = 0, len(periods) - 1          # periods[hi] feasible; find the first feasible
     found = last
     while lo < hi:
@@ -573,21 +961,51 @@ def _num(value) -> str:
     return f"{value:,.1f}" if value != int(value) else f"{int(value):,}"
 
 
-def explain(planner, stage, cycles, objective) -> str:
-    """Why this stage got its folding (one sentence for the report)."""
+def flow_reason(planner, stage, stages, totals) -> str:
+    """Why the stage has its data flow (part of the report's sentence)."""
+    layer = stage.layer
+    if layer.dataflow != "auto":
+        return f"{layer.dataflow} (fixed by the plan)"
+    if not frame_flow_available():
+        return "row (the frame data flow is not built)"
+    before = [s for s in stages[:stages.index(stage)] if s.layer.has_weights]
+    if stage.dataflow == "row":
+        if ("frame", stage.lanes, stage.simd) not in planner.options[stage.index]:
+            return "row (no frame stage here)"
+        nbytes = sum(planner.coster.weights(stage.index, stage.lanes, stage.simd, "frame").bytes)
+        return f"row: its weights on chip, no off-chip traffic (frame would read {nbytes:,} B a frame)"
+    if before and before[-1].groups_out > 1:
+        return (f"frame: {before[-1].name}'s output is group-major ({before[-1].groups_out} "
+                f"sub-maps), which only frame buffers take (Contract 6)")
+    if row_limit(layer, stage.simd) is not None:
+        return f"frame: row cannot be built ({row_limit(layer, stage.simd)[1]})"
+    row = planner.coster.stage(stage.index, stage.lanes, stage.simd)
+    unit = BRAM_UNITS[planner.device.family]
+    need = {r: totals[r] - stage.cost[r] + row.cost[r] for r in RESOURCES}
+    over = [f"{RESOURCE_NAMES[r]} {_num(need[r])} of {_num(planner.budget[r])}"
+            for r in RESOURCES if need[r] > planner.budget[r]]
+    return (f"frame: {stage.offchip_bytes:,} B a frame off chip; as row its weights would "
+            f"take {_num(row.cost['bram'])} {unit} on chip (frame: {_num(stage.cost['bram'])})"
+            + (f", and the network would need {', '.join(over)}" if over else ""))
+
+
+def explain(planner, stage, stages, totals, cycles) -> str:
+    """Why this stage got its folding and data flow (one sentence for the report)."""
     layer = stage.layer
     if not layer.has_weights:
         return f"P = {stage.lanes} from the stage before"
-    flow = ("row (the only data flow built yet)" if layer.dataflow == "auto"
-            else f"{layer.dataflow} (fixed by the plan)")
+    flow = flow_reason(planner, stage, stages, totals)
+    if stage.dataflow == "frame":
+        flow += (f"; {stage.buffers} map{'s' if stage.buffers > 1 else ''} held (one when the "
+                 f"stream fills it, then the stage reads it, within the period)")
+    if stage.bound == "fetch":
+        flow += "; its rate is the weight fetch's"
     if layer.fold:
         return f"fold fixed by the plan; {flow}"
-    floor = min(planner.fold_cycles(stage.index, f) for f in planner.folds[stage.index])
+    floor = min(planner.fold_cycles(stage.index, o[1:]) for o in planner.options[stage.index])
     if stage.cycles == cycles and stage.cycles == floor:
         _, ho, wo = layer.out_shape
         return (f"the bottleneck at its fastest folding ({stage.cycles:,} cycles; a conv needs at "
                 f"least Ho*Wo*K*K = {ho * wo * layer.window ** 2:,}); {flow}")
-    goal = ("the fewest LUTs" if objective == "lut"
-            else "the smallest share of the budget")
-    return (f"{goal} within {cycles:,} cycles/frame: {stage.lanes * stage.simd} products a "
-            f"cycle, {stage.cycles:,} cycles; {flow}")
+    return (f"the least off-chip bytes, then the fewest LUTs, within {cycles:,} cycles/frame: "
+            f"{stage.lanes * stage.simd} products a cycle, {stage.cycles:,} cycles; {flow}")

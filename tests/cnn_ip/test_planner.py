@@ -1,5 +1,6 @@
 """The planner: Contract 7's cost model against hand computations, fit errors, determinism."""
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,9 +22,9 @@ layers:
 """
 
 
-def planned(text=SMALL, seed=0):
+def planned(text=SMALL, seed=0, compare=False):
     plan = parse_plan(text, "p.yaml")
-    return plan, plan_network(plan, random_model(plan, seed))
+    return plan, plan_network(plan, random_model(plan, seed), compare=compare)
 
 
 def test_cycles_per_frame_by_hand():
@@ -164,7 +165,8 @@ def test_plan_that_cannot_fit_is_one_line_naming_resource_need_and_budget():
 
 
 def test_bram_fit_error_in_device_units():
-    text = SMALL.replace("clock_mhz: 100", "clock_mhz: 100\nlimits: {bram: 0.005}")
+    # row-based: the weights on chip (frame-based, these tiny maps fit in LUT RAM)
+    text = SMALL.replace("clock_mhz: 100", "clock_mhz: 100\nlimits: {bram: 0.005}\ndataflow: row")
     with pytest.raises(PlanError, match=r"^p.yaml:3: device: does not fit ecp5-85f: block RAM "
                        r"needs \d+ DP16KD at the cheapest folding, the budget is 1 "):
         planned(text)
@@ -176,16 +178,6 @@ def test_planner_needs_device_and_clock():
         planned(text)
     text = SMALL.replace("clock_mhz: 100\n", "")
     with pytest.raises(PlanError, match=r"^p.yaml:1: clock_mhz: missing"):
-        planned(text)
-
-
-def test_frame_dataflow_is_refused_until_built():
-    text = SMALL.replace("sparsity: 0.5}", "sparsity: 0.5, dataflow: frame}")
-    from cnn_ip.plan import frame_flow_available
-    if frame_flow_available():
-        pytest.fail("the frame data flow exists: this test and the planner must learn it")
-    with pytest.raises(PlanError, match=r"^p.yaml:8: layers\[2\].dataflow: the frame data flow "
-                       r"is not built yet"):
         planned(text)
 
 
@@ -237,7 +229,7 @@ def test_a_layer_a_block_refuses_is_one_line_naming_the_limit():
 def test_tiny_yolov2_is_capped_by_its_first_layer():
     from cnn_ip.plan import load_plan
     plan = load_plan("examples/tiny_yolov2.yaml")
-    result = plan_network(plan, random_model(plan))
+    result = plan_network(plan, random_model(plan), compare=False)
     first = result.stages[0]
     # 416x416 outputs, a 3x3 window, S = Cin = 3 and L = Cout = 16: Ho*Wo*K*K cycles
     assert (first.lanes, first.simd) == (16, 3) and first.cycles == 416 * 416 * 9
@@ -246,3 +238,155 @@ def test_tiny_yolov2_is_capped_by_its_first_layer():
     assert all(s.cycles <= result.cycles for s in result.stages)
     for resource in ("lut", "ff", "dsp", "bram"):
         assert result.totals[resource] <= result.budget[resource]
+
+
+# --------------------------------------------------------------------------- frame data flow
+
+BIG = """name: big
+input: {channels: 1, height: 8, width: 8}
+device: ecp5-85f
+clock_mhz: 100
+limits: {bram: 0.05}
+layers:
+  - {type: conv, out: 16, k: 3, pad: 1, act: relu, weights: ternary, act_bits: 4}
+  - {type: maxpool, k: 2}
+  - {type: conv, out: 128, k: 3, pad: 1, act: relu, weights: int8, act_bits: 4}
+  - {type: conv, out: 32, k: 3, pad: 1, act: relu, weights: int4, act_bits: 4}
+  - {type: dense, out: 10, weights: int4}
+"""
+
+
+def _bytes_by_offchip(stage):
+    from quant import offchip
+    weights, wbits = stage.layer.mode
+    return offchip.offchip_bytes(stage.int_layer.W, weights=weights, wbits=wbits,
+                                 lanes=stage.lanes, simd=stage.simd, bus_bytes=8)
+
+
+def test_frame_when_the_weights_exceed_block_ram():
+    # conv2's int8 weights (128 x 144) need 15 DP16KD on chip; the budget is 10 (5 % of 208)
+    plan, result = planned(BIG, compare=True)
+    flows = {s.name: s.dataflow for s in result.stages if s.layer.has_weights}
+    assert flows["conv0"] == "row" and flows["conv2"] == "frame"
+    assert result.totals["bram"] <= result.budget["bram"] == 10
+    assert result.comparison["row"]["fits"] is False
+    assert result.comparison["row"]["why"].startswith("device: does not fit ecp5-85f: block RAM")
+    frame = result.comparison["frame"]
+    assert frame["fits"] and set(frame["flows"]) == {"frame"}
+    # the mix reads fewer bytes than all-frame (conv0 keeps its weights on chip)
+    assert result.offchip_bytes < frame["offchip_bytes"]
+    conv2 = next(s for s in result.stages if s.name == "conv2")
+    assert "the network would need block RAM" in conv2.why
+
+
+def test_offchip_bytes_are_whole_bus_beats_of_the_group_images_exactly():
+    from quant import offchip
+    _, result = planned(BIG)
+    frames = [s for s in result.stages if s.dataflow == "frame"]
+    assert frames
+    for stage in frames:
+        assert stage.offchip_bytes == _bytes_by_offchip(stage)
+        weights, wbits = stage.layer.mode
+        _, memory = offchip.layout([(stage.int_layer, stage.lanes, stage.simd)], bus_bytes=8)
+        groups = memory["layers"][stage.name]["groups"]
+        assert stage.offchip_bytes == sum(n for _, n in groups)
+        assert all(n % 8 == 0 for _, n in groups) and len(groups) == stage.layer.out // stage.lanes
+    assert result.offchip_bytes == sum(s.offchip_bytes for s in frames)
+    from cnn_ip import report
+    data = report.build(result, source="random-weights", seed=0)
+    assert data["offchip_bytes_per_frame"] == result.offchip_bytes
+
+
+def test_group_geometry_equals_the_offchip_writer():
+    from cnn_ip.planner import group_geometry
+    from quant import offchip
+    rng = np.random.default_rng(5)
+    W = rng.integers(-1, 2, size=(12, 27))
+    W[rng.random(W.shape) < 0.4] = 0
+    for lanes, simd in ((3, 1), (4, 3), (12, 9), (1, 27)):
+        light = group_geometry(W, weights="ternary", wbits=None, lanes=lanes, simd=simd)
+        images = offchip.group_images(W, weights="ternary", lanes=lanes, simd=simd)
+        assert light.depths == tuple(image.meta["depth"] for image in images)
+        assert light.word_bits == images[0].word_bits
+        assert list(light.bytes) == offchip.group_bytes(W, weights="ternary", lanes=lanes,
+                                                        simd=simd, bus_bytes=8)
+
+
+def test_after_a_grouped_frame_conv_every_conv_is_frame():
+    # Contract 6: conv2 (128 outputs, at most 64 lanes) is frame-based with several groups
+    _, result = planned(BIG)
+    weight = [s for s in result.stages if s.layer.has_weights]
+    grouped = False
+    for stage in weight:
+        if grouped:
+            assert stage.dataflow == "frame", stage.name
+        grouped = grouped or stage.groups_out > 1
+    assert grouped
+    # a frame stage takes the stream before it as it comes: lanes and sub-maps
+    for before, stage in zip(weight, weight[1:]):
+        if stage.dataflow == "frame":
+            assert stage.lanes_in == before.lanes and stage.groups_in == before.groups_out
+
+
+def test_a_row_conv_after_a_grouped_frame_conv_is_refused():
+    text = BIG.replace("weights: int8, act_bits: 4}", "weights: int8, act_bits: 4, dataflow: frame}")
+    text = text.replace("weights: int4, act_bits: 4}", "weights: int4, act_bits: 4, dataflow: row}")
+    with pytest.raises(PlanError) as info:
+        planned(text)
+    assert str(info.value) == (
+        "p.yaml:10: layers[3].dataflow: must be frame: layers[2] is frame-based with Cout/L = "
+        "2 groups, and its group-major output goes only into frame buffers and pools (Contract 6)")
+
+
+def test_frame_limits_are_one_line_naming_the_block():
+    text = SMALL.replace("k: 3, stride: 2,", "k: 9, pad: 4, stride: 2,").replace(
+        "sparsity: 0.5}", "sparsity: 0.5, dataflow: frame}")
+    text = text.replace("height: 8, width: 8", "height: 16, width: 16")
+    with pytest.raises(PlanError, match=r"^p.yaml:8: layers\[2\].k: the frame buffer takes k "
+                       r"up to 7 \(frame_buffer's k\), got 9$"):
+        planned(text)
+
+
+def test_one_map_or_two_by_the_stream_around_the_stage():
+    from cnn_ip.planner import one_map_fits
+    stage = SimpleNamespace(terms={"input": 100}, cycles=400)       # F = 100, C = 300
+    assert one_map_fits(stage, 0, 0, 400)             # fill then compute: 100 + 300
+    assert not one_map_fits(stage, 0, 0, 399)
+    assert not one_map_fits(stage, 150, 0, 400)       # the stream takes 150 to fill it
+    assert one_map_fits(stage, 150, 0, 450)
+    assert not one_map_fits(stage, 0, 301, 400)       # the stage after takes 301 to drain it
+    assert one_map_fits(stage, 100, 300, 400)
+
+
+def test_planned_buffers_follow_the_rule():
+    from cnn_ip.planner import one_map_fits, pace
+    for text in (BIG, SMALL.replace("sparsity: 0.5}", "sparsity: 0.5, dataflow: frame}")):
+        _, result = planned(text)
+        stages = result.stages
+        for k, stage in enumerate(stages):
+            if stage.dataflow != "frame":
+                assert stage.buffers == 0
+                continue
+            before = pace(result.plan.input_shape[1] * result.plan.input_shape[2], stages[:k])
+            after = 0
+            for later in stages[k + 1:]:
+                after = max(after, later.terms["input"] if later.dataflow == "frame" else later.cycles)
+                if later.dataflow == "frame":
+                    break
+            assert stage.buffers in (1, 2)
+            if stage.buffers == 1:
+                assert one_map_fits(stage, before, after, result.cycles)
+
+
+def test_one_map_when_the_period_leaves_time_to_fill_then_read():
+    # conv0 delivers conv2's 4x4x4 map over its 2,304 cycles: at the highest rate (2,304
+    # cycles a frame) conv2 must fill one map while it reads the other; at 1,000 frames/s
+    # (100,000 cycles) it fills, then reads one map
+    text = SMALL.replace("sparsity: 0.5}", "sparsity: 0.5, dataflow: frame}")
+    _, fast = planned(text)
+    _, slow = planned(text.replace("clock_mhz: 100", "clock_mhz: 100\ntarget_fps: 1000"))
+    assert fast.cycles == 2304 and slow.target_met
+    two, one = fast.stages[2], slow.stages[2]
+    assert (two.dataflow, two.buffers, one.dataflow, one.buffers) == ("frame", 2, "frame", 1)
+    assert one.cost["bram_bits"] < two.cost["bram_bits"]
+    assert "; 1 map held" in one.why and "; 2 maps held" in two.why
