@@ -26,6 +26,10 @@ from quant.plot import plot_detections, plot_search
 HEAD_MBITS = 12      # the head's M: its width costs only constant bits, and z keeps more of s_w
 CALIBRATION = 256    # training canvases that calibrate the activation scales (64x64 maps are large)
 CHUNK = 100          # canvases per forward pass when measuring (bounds the memory of large maps)
+# The quantization-aware fine-tunings' Adam rate and mini-batch: 2,000 canvases make only
+# 32 steps an epoch at 64, too few to settle binary weights; 16 measured 3.8 mAP@0.5
+# points better after 4 epochs (docs/detect.md).
+QAT_TUNING = {"lr": 1e-3, "batch": 16}
 
 
 def in_chunks(function, x) -> np.ndarray:
@@ -98,7 +102,7 @@ def quantize_detector(specs, data, out_dir, settings, *, name="model", anchors: 
             f"({time.monotonic() - started:.0f} s)")
         qnet, _, objective, search, chosen, ref_bits, ref_map = quantize_and_search(
             specs, net, data, s, measure="validation mAP@0.5", head_mbits=HEAD_MBITS,
-            loss=loss, score=fakequant_map(head), calibration=CALIBRATION)
+            loss=loss, score=fakequant_map(head), calibration=CALIBRATION, tuning=QAT_TUNING)
         layers = qnet.int_layers()
         out_scale = qnet.head_scale()
         z_fake_test = in_chunks(lambda x: train.fakequant_outputs(qnet, x), data.test.x).transpose(0, 2, 3, 1)

@@ -83,12 +83,15 @@ def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net
 
 
 def quantize_and_search(specs, net, data, s: Settings, *, measure: str, head_mbits=None,
-                        loss=None, score=None, calibration: int | None = None):
+                        loss=None, score=None, calibration: int | None = None,
+                        tuning: dict | None = None):
     """Steps 2-5 on a trained fp32 ``net``: the fake-quant model, its base fine-tuning, the
     sparsity searches and the final fine-tuning at the chosen point (left in ``qnet``).
     ``loss``/``score``: the fine-tuning loss and validation measure (default the
     classifier's cross-entropy and top-1); ``measure`` names the latter in the log;
-    ``calibration``: how many training images calibrate the activation scales (all).
+    ``calibration``: how many training images calibrate the activation scales (all);
+    ``tuning``: keyword arguments of every quantization-aware fine-tuning
+    (:func:`quant.train.finetune`'s ``lr``, ``batch``; their defaults when not given).
     Returns ``(qnet, evaluator, objective, search, chosen, base bits, base measure)``."""
     qnet = train.quantize_net(specs, net, train.activation_scales(net, data.train.x[:calibration]),
                               mbits=s.mbits, head_mbits=head_mbits)
@@ -96,10 +99,12 @@ def quantize_and_search(specs, net, data, s: Settings, *, measure: str, head_mbi
     auto = [sp.name for sp in specs if sp.type != "maxpool" and sp.sparsity == "auto"]
     for layer in qnet.weight_layers():
         layer.set_sparsity(fixed.get(layer.spec.name, s.base_sparsity))
+    tuning = dict(tuning or {})
     train.finetune(qnet, data, epochs=s.qat_epochs, seed=s.seed, desc="quantization-aware",
-                   progress=s.progress, loss=loss)
+                   progress=s.progress, loss=loss, **tuning)
     extra = {} if score is None else {"score": score}
-    evaluator = Evaluator(qnet, data, auto, epochs=s.search_epochs, seed=s.seed, loss=loss, **extra)
+    evaluator = Evaluator(qnet, data, auto, epochs=s.search_epochs, seed=s.seed, loss=loss,
+                          tuning=tuning, **extra)
     ref_bits, ref_searched, ref_measure, _ = evaluator.measure()
     objective = Objective(ref_searched, ref_measure, s.accuracy_budget, s.penalty)
     evaluator.objective = objective

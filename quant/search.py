@@ -75,12 +75,14 @@ class Evaluator:
     may be set after construction, once :meth:`measure` has given the base's values.
     ``score(qnet, split)`` is the validation measure (higher is better; default top-1
     accuracy) and ``loss`` the fine-tuning loss given to :func:`quant.train.finetune`
-    (default the classifier's cross-entropy); a detector passes its mAP and loss."""
+    (default the classifier's cross-entropy), ``tuning`` its other keyword arguments
+    (``lr``, ``batch``); a detector passes its mAP, loss and tuning."""
 
     def __init__(self, qnet, data, auto_names, objective: Objective | None = None, *,
-                 epochs: int, seed: int, score=accuracy_score, loss=None):
+                 epochs: int, seed: int, score=accuracy_score, loss=None, tuning: dict | None = None):
         self.qnet, self.data, self.auto = qnet, data, list(auto_names)
         self.score, self.loss = score, loss
+        self.tuning = dict(tuning or {})
         self.base = copy.deepcopy(qnet.state_dict())
         self.objective, self.epochs, self.seed = objective, epochs, seed
         self.history: list[Evaluation] = []
@@ -92,7 +94,7 @@ class Evaluator:
             if layer.spec.name in sparsity:
                 layer.set_sparsity(sparsity[layer.spec.name])
         train.finetune(self.qnet, self.data, epochs=epochs, seed=self.seed, desc=desc,
-                       progress=False, loss=self.loss)
+                       progress=False, loss=self.loss, **self.tuning)
 
     def measure(self) -> tuple[int, int, float, list]:
         """``(model bits, searched layers' bits, validation accuracy, integer layers)``."""

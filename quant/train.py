@@ -44,27 +44,28 @@ def as_codes(x_u8) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x_u8.transpose(0, 3, 1, 2))).double()
 
 
-def batches(n: int, generator: torch.Generator):
+def batches(n: int, generator: torch.Generator, batch: int = BATCH):
     order = torch.randperm(n, generator=generator)
-    for start in range(0, n, BATCH):
-        yield order[start:start + BATCH]
+    for start in range(0, n, batch):
+        yield order[start:start + batch]
 
 
 def fit(model, forward, x, y, *, epochs: int, lr: float, seed: int, desc: str, progress=True,
-        loss=None):
-    """Adam with cosine decay on cross-entropy of ``forward(model, x[idx])`` and ``y[idx]``,
-    or on ``loss(forward(model, x[idx]), idx)`` when given (``y`` then only counts samples)."""
+        loss=None, batch: int = BATCH):
+    """Adam with cosine decay, mini-batches of ``batch``, on cross-entropy of
+    ``forward(model, x[idx])`` and ``y[idx]``, or on ``loss(forward(model, x[idx]), idx)``
+    when given (``y`` then only counts samples)."""
     if epochs <= 0:
         return
     generator = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
-    steps = epochs * ((len(y) + BATCH - 1) // BATCH)
+    steps = epochs * ((len(y) + batch - 1) // batch)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     labels = torch.from_numpy(y)
     model.train()
     for _ in tqdm(range(epochs), desc=desc, leave=False, disable=not progress, unit="epoch"):
-        for idx in batches(len(y), generator):
+        for idx in batches(len(y), generator, batch):
             if loss is None:
                 value = F.cross_entropy(forward(model, x[idx]).float(), labels[idx])
             else:
@@ -137,12 +138,12 @@ def quantize_net(specs, net: FloatNet, scales: dict, *, mbits: int, head_mbits: 
 
 
 def finetune(qnet: QuantNet, data, *, epochs: int, seed: int, lr: float = 1e-3,
-             desc="fine-tuning", progress=True, loss=None) -> None:
+             desc="fine-tuning", progress=True, loss=None, batch: int = BATCH) -> None:
     """Quantization-aware fine-tuning: cross-entropy of the real logits, or ``loss`` of the
     last layer's real outputs (:meth:`QuantNet.real_outputs`)."""
     forward = (lambda m, xb: m.logits(xb)) if loss is None else (lambda m, xb: m.real_outputs(xb))
     fit(qnet, forward, as_codes(data.train.x), data.train.y, epochs=epochs,
-        lr=lr, seed=seed, desc=desc, progress=progress, loss=loss)
+        lr=lr, seed=seed, desc=desc, progress=progress, loss=loss, batch=batch)
 
 
 @torch.no_grad()
