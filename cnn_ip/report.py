@@ -33,6 +33,8 @@ def build(result, *, source: str, seed=None, rtl_dir=None) -> dict:
             "lut": s.cost["lut"], "ff": s.cost["ff"], "dsp": s.cost["dsp"],
             "bram": _bram_value(s.cost["bram"]), "bram_bits": s.cost["bram_bits"],
             "offchip_bytes": s.offchip_bytes, "model_bits": s.model_bits,
+            "buffers": s.buffers, "lanes_in": s.lanes_in, "groups_in": s.groups_in,
+            "bound": s.bound,
             "fifo_depth": s.fifo_depth, "bottleneck": k == result.bottleneck,
             "why": s.why, "parts": s.parts,
             "weights": s.layer.weights, "act_bits": s.layer.act_bits,
@@ -66,12 +68,43 @@ def build(result, *, source: str, seed=None, rtl_dir=None) -> dict:
         "rate_limit": result.rate_limit,
         "image_cycles": plan.input_shape[1] * plan.input_shape[2],
         "totals": totals, "use": {r: round(totals[r] / have[r], 4) for r in RESOURCES},
-        "offchip_bytes_per_frame": sum(s.offchip_bytes for s in result.stages),
+        "offchip_bytes_per_frame": result.offchip_bytes,
+        "offchip_mb_per_frame": round(result.offchip_bytes / 1e6, 6),
+        "flows": flows(result),
         "model_bits": {"planned": planned_bits, "built": built_bits if rtl_dir else None,
                        "fp32": fp32_bits,
                        "compression": round(fp32_bits / built_bits, 3) if built_bits else None},
         "layers": layers, "links": links, "notes": notes,
     }
+
+
+def flows(result) -> dict:
+    """The planned mix beside the same network all-row and all-frame (``planner.one_flow``):
+    fits or not, block RAM, off-chip bytes per frame, frames per second."""
+    mix = {"fits": True, "cycles": result.cycles, "fps": round(result.fps, 3),
+           "bram": _bram_value(result.totals["bram"]), "bram_bits": result.totals["bram_bits"],
+           "lut": result.totals["lut"], "dsp": result.totals["dsp"],
+           "offchip_bytes": result.offchip_bytes,
+           "flows": [s.dataflow for s in result.stages if s.layer.has_weights]}
+    out = {"planned": mix}
+    for flow, entry in (result.comparison or {}).items():
+        out[f"all-{flow}"] = ({**entry, "bram": _bram_value(entry["bram"])} if entry["fits"]
+                              else dict(entry))
+    return out
+
+
+def flow_lines(data: dict) -> list[str]:
+    """The comparison of data flows, one line each."""
+    unit = data["device"]["bram_unit"]
+    lines = []
+    for name, entry in data["flows"].items():
+        if entry["fits"]:
+            lines.append(f"  {name:<10} fits: {_fmt(entry['bram'])} {unit} block RAM, "
+                         f"{entry['offchip_bytes'] / 1e6:,.3f} MB off-chip a frame, "
+                         f"{entry['fps']:,.2f} frames/s, {_fmt(entry['lut'])} LUT")
+        else:
+            lines.append(f"  {name:<10} does not fit: {entry['why']}")
+    return lines
 
 
 def _fmt(value) -> str:
@@ -85,7 +118,8 @@ def table(data: dict) -> str:
     rows = [COLUMNS]
     for layer in data["layers"]:
         mark = " *" if layer["bottleneck"] else ""
-        rows.append((layer["name"] + mark, layer["type"], layer["dataflow"], str(layer["lanes"]),
+        flow = layer["dataflow"] + (f"/{layer['buffers']}" if layer["buffers"] else "")
+        rows.append((layer["name"] + mark, layer["type"], flow, str(layer["lanes"]),
                      str(layer["simd"]), _fmt(layer["cycles"]), _fmt(layer["lut"]),
                      _fmt(layer["ff"]), _fmt(layer["dsp"]), _fmt(layer["bram"]),
                      _fmt(layer["offchip_bytes"])))
@@ -120,10 +154,15 @@ def table(data: dict) -> str:
         + ("" if data["target_fps"] is None else
            f"; target {data['target_fps']:g} fps {'met' if data['target_met'] else 'NOT met'}"),
         f"rate limited by {data['rate_limit']}",
+        f"off-chip {data['offchip_bytes_per_frame']:,} B a frame "
+        f"({data['offchip_mb_per_frame']:,.3f} MB; frame/N: a frame stage holding N input maps)",
         f"model {(bits['built'] or bits['planned']):,} bits "
         f"{'as built' if bits['built'] else 'as planned'} "
         f"(fp32 {bits['fp32']:,} bits: compression {bits['compression']}x)",
     ]
+    if len(data["flows"]) > 1:
+        lines.append("data flows compared:")
+        lines += flow_lines(data)
     lines += [f"note: {note}" for note in data["notes"]]
     lines.append("why:")
     lines += [f"  {layer['name']}: {layer['why']}" for layer in data["layers"]

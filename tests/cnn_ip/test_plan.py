@@ -260,3 +260,66 @@ def test_tiny_yolov2_example_shapes():
     assert plan.layers[-1].out_shape == (125, 13, 13) and plan.layers[-1].act == "none"
     # 432 + 4,608 + 18,432 + 73,728 + 294,912 + 1,179,648 + 4,718,592 + 9,437,184 + 128,000
     assert sum(x.out * x.reduce for x in convs) == 15_855_536
+
+
+def _convs(plan):
+    return [x for x in plan.layers if x.type == "conv"]
+
+
+def test_tiny_yolov2_ecp5_example_deep_activations():
+    plan = load_plan("examples/tiny_yolov2_ecp5.yaml")
+    assert plan.device == "ecp5-85f" and plan.input_shape == (3, 416, 416)
+    convs = _convs(plan)
+    assert [x.out for x in convs] == [16, 32, 64, 128, 256, 512, 1024, 1024, 125]
+    assert [x.act_bits for x in convs] == [8, 6, 6, 6, 4, 3, 3, 3, None]
+    assert sum(x.out * x.reduce for x in convs) == 15_855_536
+
+
+def test_yolov2_example_without_passthrough():
+    plan = load_plan("examples/yolov2.yaml")
+    assert plan.device == "xc7vx485t" and plan.layers[-1].out_shape == (125, 13, 13)
+    convs = _convs(plan)
+    assert len(convs) == 22 and sum(x.type == "maxpool" for x in plan.layers) == 5
+    # Darknet yolov2-voc: 3x3 and 1x1 convs alternating; conv20 takes conv19's 1024
+    # channels (no passthrough concatenation, which would make them 1280)
+    assert [(x.out, x.k) for x in convs[:4]] == [(32, 3), (64, 3), (128, 3), (64, 1)]
+    assert convs[-2].in_shape == (1024, 13, 13) and convs[-2].reduce == 9 * 1024
+    weights = (27 * 32 + 9 * 32 * 64 + 9 * 64 * 128 + 128 * 64 + 9 * 64 * 128
+               + 9 * 128 * 256 + 256 * 128 + 9 * 128 * 256
+               + 9 * 256 * 512 + 2 * (512 * 256 + 9 * 256 * 512)
+               + 9 * 512 * 1024 + 2 * (1024 * 512 + 9 * 512 * 1024)
+               + 3 * 9 * 1024 * 1024 + 1024 * 125)
+    assert sum(x.out * x.reduce for x in convs) == weights
+
+
+FRAME_RULE = """name: rule
+input: {channels: 1, height: 8, width: 8}
+device: ecp5-85f
+clock_mhz: 100
+layers:
+  - {type: conv, out: 16, k: 3, pad: 1, weights: ternary, act_bits: 4, dataflow: frame, fold: {lanes: 4, simd: 1}}
+  - {type: maxpool, k: 2}
+  - {type: conv, out: 8, k: 3, pad: 1, weights: ternary, act_bits: 4, dataflow: row}
+  - {type: dense, out: 10, weights: int4}
+"""
+
+
+@pytest.mark.parametrize("text,message", [
+    (FRAME_RULE, "p.yaml:8: layers[2].dataflow: must be frame: layers[0] is frame-based with "
+                 "Cout/L = 4 groups, and its group-major output goes only into frame buffers "
+                 "and pools (Contract 6)"),
+    (FRAME_RULE.replace("k: 3, pad: 1, weights: ternary, act_bits: 4, dataflow: row",
+                        "k: 9, pad: 4, weights: ternary, act_bits: 4, dataflow: frame"),
+     "p.yaml:8: layers[2].k: the frame buffer takes k up to 7 (frame_buffer's k), got 9"),
+    (FRAME_RULE.replace("dataflow: row", "dataflow: sideways"),
+     "p.yaml:8: layers[2].dataflow: must be one of auto, row, frame, got 'sideways'"),
+])
+def test_frame_mistakes_exit_2_with_one_line(tmp_path, capsys, text, message):
+    from cnn_ip.cli import main
+    plan = tmp_path / "p.yaml"
+    plan.write_text(text)
+    out = tmp_path / "out"
+    assert main(["assemble", str(plan), "-o", str(out), "--random-weights", "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.rstrip().endswith(message.split("p.yaml", 1)[1]), err
+    assert f"{plan}:" in err and not out.exists()

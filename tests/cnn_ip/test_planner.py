@@ -277,6 +277,14 @@ def test_frame_when_the_weights_exceed_block_ram():
     assert result.offchip_bytes < frame["offchip_bytes"]
     conv2 = next(s for s in result.stages if s.name == "conv2")
     assert "the network would need block RAM" in conv2.why
+    from cnn_ip import report
+    data = report.build(result, source="random-weights", seed=0)
+    assert list(data["flows"]) == ["planned", "all-row", "all-frame"]
+    assert data["flows"]["planned"]["offchip_bytes"] == result.offchip_bytes
+    text = report.table(data)
+    assert "frame/2" in text or "frame/1" in text
+    assert "  all-row    does not fit: device: does not fit ecp5-85f: block RAM" in text
+    assert f"off-chip {result.offchip_bytes:,} B a frame" in text
 
 
 def test_offchip_bytes_are_whole_bus_beats_of_the_group_images_exactly():
