@@ -98,3 +98,43 @@ def test_offchip_bytes_exact_only_when_every_frame_read_every_group_once():
                                {"rd_bytes": {"m_axi_conv3": 3200}}, 10)
     assert not wrong_plan[0]["exact"]
     assert not offchip_check(axi[:1], {}, 10)[0]["exact"]          # no counter read back
+
+
+def test_digits_with_frame_layers_bit_exact_and_offchip_bytes_exact(tmp_path, capsys):
+    """examples/digits_frame.yaml (conv 64, conv 128 and the dense frame-based; the model
+    of digits.yaml from the quantize cache) assembled by the CLI and simulated on 24 test
+    images: an AxiRam behind every m_axi_<layer>_ with random pauses on every channel,
+    every value bit-exact, each layer's bytes read a frame equal to the planner's."""
+    import argparse
+    from pathlib import Path
+
+    from cnn_ip.assemble_cmd import quantized_in_cache
+    from cnn_ip.plan import load_plan
+    digits = Path("examples/digits.yaml")
+    _, qdir = quantized_in_cache(load_plan(digits), digits.read_text(),
+                                 argparse.Namespace(cache=None, quiet=True))
+    out = tmp_path / "digits_frame"
+    assert main(["assemble", "examples/digits_frame.yaml", "-o", str(out), "--model",
+                 str(qdir), "--quiet"]) == 0
+    capsys.readouterr()
+    report = json.loads((out / "assemble_report.json").read_text())
+    sidecar = json.loads((out / "digits_frame.json").read_text())
+    memory_map = json.loads((out / "memory_map.json").read_text())
+    frames = ["conv3", "conv5", "dense7"]
+    assert [s["layer"] for s in sidecar["stages"] if s["dataflow"] == "frame"] == frames
+    assert list(memory_map["layers"]) == frames and memory_map["base"] == 0
+    names = {p["name"] for p in sidecar["ports"]}
+    assert {"error", *(f"{x}_rd_bytes" for x in frames),
+            *(f"m_axi_{x}_araddr" for x in frames)} <= names
+    planned = {x["name"]: x["offchip_bytes"] for x in report["layers"]}
+    for layer in frames:
+        assert planned[layer] == sum(n for _, n in memory_map["layers"][layer]["groups"]) > 0
+    assert main(["simulate", str(out), "--images", "24", "--seed", "2",
+                 "--simulator", "verilator"]) == 0
+    printed = capsys.readouterr().out
+    assert f"values compared {10 * (24 + 8)}, mismatches 0" in printed
+    for layer in frames:
+        want = planned[layer]
+        assert (f"off-chip bytes per frame, {layer}: measured {want} ({want * 32} in 32 "
+                f"frames), planned {want}, memory map {want}\n") in printed
+    assert "MISMATCH" not in printed and "error:" not in printed
