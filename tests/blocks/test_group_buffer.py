@@ -319,8 +319,18 @@ def test_latencies_are_as_documented(hdl, tmp_path):
     out = run(layer, passes=2, hdl=hdl, workdir=tmp_path, starts={5}, frames=1, drain=10)
     check_words(layer, out, 2, 1)
     assert out["raised"][0] - out["starts"][0] == COMMAND_LATENCY == 2
-    group_ends = [cycle for cycle, last in out["fill"] if last]
-    assert out["words"][0].cycle - group_ends[0] == LATENCY == 5
+    fill = out["fill"]
+    group_ends = [i for i, (_, last) in enumerate(fill) if last]
+    assert out["words"][0].cycle - fill[group_ends[0]][0] == LATENCY == 5
+    # group 1 (commanded at once: both banks free) follows 3 cycles after group 0's tlast
+    assert fill[group_ends[0] + 1][0] - fill[group_ends[0]][0] == 3
+    # a last beat that completes four 16-bit words: three cycles more
+    layer = Layer(word_bits=16, bus_bits=64, depths=[8, 3], seed=3)
+    out = run(layer, passes=2, hdl=hdl, workdir=tmp_path / "narrow", starts={5}, frames=1,
+              drain=10)
+    check_words(layer, out, 2, 1)
+    first_end = next(cycle for cycle, last in out["fill"] if last)
+    assert out["words"][0].cycle - first_end == LATENCY + 3
 
 
 # ------------------------------------------------------------------ structure
