@@ -99,8 +99,9 @@ def test_bad_arguments(plan_file, tmp_path, capsys, argv, message):
 @pytest.mark.parametrize("edit,message", [
     (("device: ecp5-85f\n", ""), "tiny.yaml:1: device: missing (the planner needs it)"),
     (("device: ecp5-85f", "device: vc707"), "tiny.yaml:4: device: must be one of"),
-    (("clock_mhz: 100\n", "clock_mhz: 100\nlimits: {bram: 0.001}\n"),
-     "tiny.yaml:4: device: does not fit ecp5-85f: block RAM needs"),
+    # (block RAM no longer: the frame data flow keeps a layer's weights off-chip)
+    (("clock_mhz: 100\n", "clock_mhz: 100\nlimits: {lut: 0.001}\n"),
+     "tiny.yaml:4: device: does not fit ecp5-85f: LUT needs"),
     (("sparsity: auto}", "sparsity: auto, fold: {lanes: 3, simd: 1}}"),
      "tiny.yaml:7: layers[0].fold.lanes: must divide the layer's 4 output channels, got 3"),
     (("name: tiny", "name: assemble_report"),
