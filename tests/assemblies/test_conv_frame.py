@@ -307,7 +307,7 @@ def test_estimate_is_the_sum_of_its_parts():
     frame_bits = 2 * 5 * 5 * 4 * 5                       # buffers * H * W * Cin * A
     group_bits = 2 * depth * q["weights"]["word_bits"]    # two banks of the largest image
     const_bits = cf.rq.estimate(**args["requant"])["bram_bits"]
-    dma_bits = cf.td.estimate(**q["dma"])["bram_bits"]
+    dma_bits = 16 * 4 * (32 + 1)                          # the read FIFO: 16 x 4 beats + tlast
     decoder_bits = cf.sd.BLOCK.estimate(**args["decoder"])["bram_bits"]     # its FIFO
     assert est["bram_bits"] == frame_bits + group_bits + const_bits + dma_bits + decoder_bits
     assert est["offchip_bytes"] == cf.offchip.offchip_bytes(
