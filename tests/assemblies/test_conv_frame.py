@@ -40,10 +40,10 @@ LAYERS = {
         layer=dict(cin=2, height=4, width=4, cout=3, k=3, pad=1, weights="int8",
                    act="none", act_bits=8, final=True, abits=4, asigned=True),
         stage=dict(lanes=3, simd=1, abits=4, asigned=True, lanes_in=1, buffers=1)),
-    "dense-ternary-G1-b2": dict(
+    "dense-ternary-G2-b2": dict(
         layer=dict(cin=4, height=3, width=3, cout=4, k=3, kind="dense", weights="ternary",
                    act="relu", act_bits=4),
-        stage=dict(lanes=4, simd=4, abits=8, lanes_in=4, buffers=2)),
+        stage=dict(lanes=2, simd=4, abits=8, lanes_in=4, buffers=2)),
 }
 ICARUS = ["ternary-relu-k3p1-G2-raster-b1", "binary-leaky-k3s2-G3-groupmajor-b2"]
 BASE = 0x2_0000
