@@ -65,6 +65,7 @@ holds ``stride`` rows ahead of the window, so producers' row-to-row burstiness n
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from contextlib import contextmanager
@@ -83,7 +84,7 @@ BRAM_UNITS = {"xilinx": "RAMB36", "ecp5": "DP16KD"}
 MIN_FIFO = 2
 CANDIDATES_PER_PERIOD = 6    # cheapest-by-parallelism folds a layer offers the DP at one T
 FRONTIER = 64                # partial chains kept per DP state beyond which the front is thinned
-GRID = 256                   # thinning: one chain per 1/GRID of the LUT, block RAM and DSP budgets
+GRID = 256                   # thinning: one chain per 1/GRID of the LUT, block RAM, DSP budgets
 TRIES = 8                    # complete chains, best first, that may be tried against the budget
 FASTER = (2, 4)              # candidates also the cheapest within period/2 and period/4
 IMAGE_BITS = 8
@@ -423,25 +424,48 @@ class Coster:
                      simd=simd, terms=_terms(rate), cycles=est["cycles"], cost=total,
                      parts=parts, model_bits=bits, bound=rate.get("bound", ""))
 
+    def _frame_base(self, index, lanes, simd, buffers, lanes_in, groups_in):
+        """``conv_frame``'s prepared arguments and estimate at this fold, for an input of
+        S values a beat in raster order (or, when the stage refuses that, the stream
+        given): everything but the frame buffer and the rate is the same whatever the
+        stream before it (:meth:`_frame`)."""
+        key = ("frame-base", index, lanes, simd, buffers)
+        if key not in self.cache or self.cache[key] is None:
+            from assemblies import conv_frame
+            geometry = self.weights(index, lanes, simd, "frame")
+            stream = ((simd, 1) if self.cache.get(key, 0) is not None else (lanes_in, groups_in))
+            values = {**self._values(index, lanes, simd), "lanes_in": stream[0],
+                      "order_in": "group-major" if stream[1] > 1 else "raster",
+                      "groups_in": stream[1], "buffers": buffers, "bus_bits": 8 * BUS_BYTES}
+            self.cache[key] = None
+            with figures_once(conv_frame, self):
+                args = frame_arguments(conv_frame, values, geometry)
+                self.cache[key] = (args, conv_frame.BLOCK.estimate(**args))
+        return self.cache[key]
+
     def _frame(self, index, lanes, simd, buffers, lanes_in, groups_in):
+        """A frame stage: its estimate at this fold (:meth:`_frame_base`) with the frame
+        buffer's own estimate for this input stream in place of the base's, and its rate
+        (``conv_frame.cycles_per_frame``) for this stream."""
         from assemblies import conv_frame
+        from blocks import frame_buffer
         layer, il = self.plan.layers[index], self.int_layers[index]
-        geometry = self.weights(index, lanes, simd, "frame")
-        values = {**self._values(index, lanes, simd), "lanes_in": lanes_in,
-                  "order_in": "group-major" if groups_in > 1 else "raster",
-                  "groups_in": groups_in, "buffers": buffers, "bus_bits": 8 * BUS_BYTES}
+        base_args, base = self._frame_base(index, lanes, simd, buffers, lanes_in, groups_in)
+        args = {**base_args, "lanes_in": lanes_in, "groups_in": groups_in,
+                "order_in": "group-major" if groups_in > 1 else "raster"}
         with figures_once(conv_frame, self):
-            args = frame_arguments(conv_frame, values, geometry)
-            est = conv_frame.BLOCK.estimate(**args)
+            fb_params = conv_frame.parts(**args)["frame"]
+            frame_buffer.BLOCK.validate(**fb_params)
+            estimates = {**base["parts"], "frame_buffer": frame_buffer.estimate(**fb_params)}
             rate = conv_frame.cycles_per_frame(args)
-        total, parts = _sum_costs(self.family, {"conv_frame": est})
-        constants = sum(p["bram_bits"] for name, p in est.get("parts", {}).items()
-                        if "requant" in name) if "parts" in est else 0
+        total, parts = _sum_costs(self.family, estimates)
+        geometry = self.weights(index, lanes, simd, "frame")
         return Stage(index=index, layer=layer, int_layer=il, dataflow="frame", lanes=lanes,
-                     simd=simd, terms=_terms(rate), cycles=est["cycles"], cost=total,
-                     parts=parts, offchip_bytes=int(est["offchip_bytes"]),
-                     model_bits=geometry.bits + constants, buffers=buffers,
-                     lanes_in=lanes_in, groups_in=groups_in, bound=rate.get("bound", ""))
+                     simd=simd, terms=_terms(rate), cycles=rate["cycles"], cost=total,
+                     parts=parts, offchip_bytes=int(base["offchip_bytes"]),
+                     model_bits=geometry.bits + estimates["requant"]["bram_bits"],
+                     buffers=buffers, lanes_in=lanes_in, groups_in=groups_in,
+                     bound=rate.get("bound", ""))
 
     def _pool(self, index, lanes, groups_in=1):
         layer, il = self.plan.layers[index], self.int_layers[index]
@@ -502,11 +526,12 @@ class Path:
     def key(self):
         return (self.offchip, self.lut, self.bram, self.dsp, self.pace, self.ff)
 
-    def cell(self, budget: dict, period: int) -> tuple:
-        """The coarse grid cell of a thinned frontier: 1/GRID of each budget, 1/8 of the
-        period for the pace."""
-        return tuple(int(getattr(self, r) * GRID / max(budget[r], 1))
-                     for r in ("lut", "bram", "dsp")) + (self.pace * 8 // period,)
+    def cell(self, budget: dict, period: int, offchip: int, grid: int) -> tuple:
+        """The grid cell of a thinned frontier: 1/grid of each budget and of the off-chip
+        bytes of the whole model, 1/8 of the period for the pace."""
+        return tuple(int(getattr(self, r) * grid / max(budget[r], 1))
+                     for r in ("lut", "bram", "dsp")) + (
+            self.offchip * grid // max(offchip, 1), self.pace * 8 // period)
 
     def pairs(self) -> list:
         steps, node = [], self
@@ -552,6 +577,8 @@ class Planner:
         self.budget = budget(device, plan.limits)
         self.weight_index = [i for i, layer in enumerate(self.layers) if layer.has_weights]
         self.image_cycles = plan.input_shape[1] * plan.input_shape[2]
+        # the off-chip bytes' scale for the DP's grid: every weight at 8 bits
+        self.offchip_scale = sum(int(np.size(int_layers[i].W)) for i in self.weight_index)
         lanes_hi, simd_hi = fold_limits()
         frame_ok = frame_flow_available()
         self.options = {}
@@ -668,20 +695,24 @@ class Planner:
                 and path.bram <= b["bram"])
 
     def _keep(self, paths, objective, pace, period):
-        """The paths worth extending: the Pareto front (``fit``; beyond ``FRONTIER`` paths
-        the best of each grid cell) or the one cheapest (``share``)."""
+        """The paths worth extending: the best path of each grid cell (:meth:`Path.cell`),
+        those of them no other beats on everything (``fit``), coarser cells while more
+        than ``FRONTIER`` are left; or the one cheapest (``share``, ``bram``)."""
         if objective != "fit":
             return [min(paths, key=self._goal(objective))]
-        kept = []
-        for path in sorted(paths, key=Path.key):
-            if not any(_dominated(k, path, pace) for k in kept):
-                kept.append(path)
-        if len(kept) > FRONTIER:
+        paths = sorted(paths, key=Path.key)
+        grid = GRID
+        while True:
             cells = {}
-            for path in kept:                   # sorted: the first in a cell is its best
-                cells.setdefault(path.cell(self.budget, period), path)
-            kept = list(cells.values())
-        return kept
+            for path in paths:                  # sorted: the first in a cell is its best
+                cells.setdefault(path.cell(self.budget, period, self.offchip_scale, grid), path)
+            kept = []
+            for path in cells.values():
+                if not any(_dominated(k, path, pace) for k in kept):
+                    kept.append(path)
+            if len(kept) <= FRONTIER or grid <= 8:
+                return kept
+            paths, grid = kept, grid // 4
 
     def _dp(self, options, period, objective):
         """Chain DP over the weight layers; state = (L, output sub-maps) of the last one."""
@@ -801,6 +832,7 @@ class Planner:
                     if k[0] == "frame" and s is not None] + [0])
 
 
+@functools.cache
 def min_fifo() -> int:
     """The shallowest FIFO: 2 beats (a register pair), or more where ``axis_fifo`` says."""
     from blocks import axis_fifo

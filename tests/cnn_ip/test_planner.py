@@ -398,3 +398,27 @@ def test_one_map_when_the_period_leaves_time_to_fill_then_read():
     assert (two.dataflow, two.buffers, one.dataflow, one.buffers) == ("frame", 2, "frame", 1)
     assert one.cost["bram_bits"] < two.cost["bram_bits"]
     assert "; 1 map held" in one.why and "; 2 maps held" in two.why
+
+
+@pytest.mark.parametrize("lanes_in,groups_in,buffers", [(16, 1, 1), (4, 1, 2), (1, 16, 1), (2, 8, 2)])
+def test_frame_stage_cost_is_conv_frames_own_estimate(lanes_in, groups_in, buffers):
+    # the planner costs a fold once and swaps in the frame buffer's estimate for each input
+    # stream: the result must be conv_frame's estimate and rate for that stream exactly
+    from assemblies import conv_frame
+    from cnn_ip.planner import Planner, resolve_device, _terms
+    plan = parse_plan(BIG, "p.yaml")
+    layers = random_model(plan)
+    planner = Planner(plan, layers, resolve_device(plan))
+    planner.coster.stage(2, 8, 16)            # a row stage of the same layer first: no sharing
+    stage = planner.coster.frame(2, 8, 16, buffers, lanes_in, groups_in)
+    _, args = conv_frame.BLOCK.prepared(
+        layer=layers[2], lanes=8, simd=16, abits=4, asigned=False, target="ecp5-85f",
+        lanes_in=lanes_in, order_in="group-major" if groups_in > 1 else "raster",
+        groups_in=groups_in, buffers=buffers, bus_bits=64)
+    est = conv_frame.BLOCK.estimate(**args)
+    for key in ("lut", "ff", "dsp", "bram_bits"):
+        assert stage.cost[key] == est[key], key
+    from blocks.ram import block_units
+    assert stage.cost["bram"] == block_units(est["bram"])["ecp5"]
+    assert stage.cycles == est["cycles"] and stage.offchip_bytes == est["offchip_bytes"]
+    assert stage.terms == _terms(conv_frame.cycles_per_frame(args))
