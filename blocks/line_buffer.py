@@ -300,8 +300,9 @@ def window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p, n
     W, H, K, S, P, HOFF = geo.W, geo.H, geo.K, geo.S, geo.P, geo.HOFF
     first_need, first_freed = geo.first_need, geo.first_freed
     first_col, first_clip = geo.first_col, geo.first_clip
-    # A step from ix0p clips the next window when ix0p + S + K - 1 > W + P - 1; written
-    # as ix0p + 1 > bound so that the bound is never negative.
+    # A step from ix0p clips the next window when ix0p + S + K - 1 > W + P - 1, that is
+    # ix0p >= bound (one comparison, no adder before it: timing); always when the bound
+    # would be negative (written ix0p + 1 > 0 then, which lint does not call constant).
     clip_bound = max(W + P - K - S + 1, 0)
     last_row = (geo.OH - 1) * S          # iy0p of the last output row
     n = len(need_h)                      # bits of the row counts
@@ -350,8 +351,14 @@ def window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p, n
                 freed_calc.next = 0
 
     @always_comb
-    def column():
-        clip_calc.next = ix0p + 1 > clip_bound
+    def column_always():
+        clip_calc.next = ix0p + 1 > 0
+
+    @always_comb
+    def column_bound():
+        clip_calc.next = ix0p >= clip_bound
+
+    column = column_bound if clip_bound > 0 else column_always
 
     # A window is two or more beats, so the walk never leaves windows in two cycles
     # running: the bounds of the next window can be registered from the position of the
@@ -421,39 +428,23 @@ def window_ready(aclk, aresetn, held, wx, need_h, rows_freed, col, col_s, clip, 
         top.next = held > need_frame or (held == need_frame and not first_clip
                                           and wx > first_col)
 
-    if decide_lag(geo.K, geo.G, geo.repeat) == 1:
-        @always_seq(aclk.posedge, reset=aresetn)
-        def decide():
-            if next_col:
-                ready.next = right
-            elif next_row:
-                ready.next = down
-            elif next_frame:
-                ready.next = top
-            else:
-                ready.next = stay
-
-        return sums, stages, candidates, decide
-
-    # Windows of four or more beats: the candidates are registered too, and ``ready``
-    # picks among flip-flops (timing: the comparisons' carry chains end there).  A window
-    # is then decided from the writer's state two cycles old.  In the cycle after a move,
-    # the candidate of that move (computed with the new window's bounds) stands for
-    # ``stay``.  Moves are four or more cycles apart, so the bounds of the next window
-    # (``clip_next``, ``col_s``, ``need_row``, ``need_frame``) have settled a cycle
-    # before they are used.
+    # Windows of four or more beats (decide_lag 2): the candidates are registered too,
+    # and ``ready`` picks among flip-flops (timing: the comparisons' carry chains end
+    # there); a window is then decided from the writer's state two cycles old.  In the
+    # cycle after a move, the candidate of that move (computed with the new window's
+    # bounds) stands for ``stay``.  Moves are then four or more cycles apart, so the
+    # bounds of the next window (``clip_next``, ``col_s``, ``need_row``, ``need_frame``)
+    # have settled a cycle before they are used.  Otherwise every ``*_r`` follows its
+    # candidate at once and the ``moved_*`` are the moves themselves.
+    lagged = decide_lag(geo.K, geo.G, geo.repeat) == 2
     stay_r, right_r, down_r, top_r = (Signal(bool(0)) for _ in range(4))
     moved_col, moved_row, moved_frame = (Signal(bool(0)) for _ in range(3))
+    stages += [ahead(aclk, q, d, registered=lagged) for q, d in (
+        (stay_r, stay), (right_r, right), (down_r, down), (top_r, top),
+        (moved_col, next_col), (moved_row, next_row), (moved_frame, next_frame))]
 
     @always_seq(aclk.posedge, reset=aresetn)
-    def decide_lagged():
-        stay_r.next = stay
-        right_r.next = right
-        down_r.next = down
-        top_r.next = top
-        moved_col.next = next_col
-        moved_row.next = next_row
-        moved_frame.next = next_frame
+    def decide():
         if next_col or moved_col:
             ready.next = right_r
         elif next_row or moved_row:
@@ -463,7 +454,7 @@ def window_ready(aclk, aresetn, held, wx, need_h, rows_freed, col, col_s, clip, 
         else:
             ready.next = stay_r
 
-    return sums, stages, candidates, decide_lagged
+    return sums, stages, candidates, decide
 
 
 @block
@@ -480,6 +471,10 @@ def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_ad
     K, S, P, G, H = geo.K, geo.S, geo.P, geo.G, geo.H
     M, WG, OW, OH = geo.M, geo.WG, geo.OW, geo.OH
     ox, oy = _counter(OW), _counter(OH)
+    # ox == OW - 1 and oy == OH - 1 as flags updated with the counters (timing: they
+    # select the walk's next move)
+    ox_last, oy_last = Signal(bool(OW == 1)), Signal(bool(OH == 1))
+    OW1, OH1, OW2, OH2 = OW == 1, OH == 1, max(OW - 2, 0), max(OH - 2, 0)
     # Ring addresses of virtual rows (padding rows included), all modulo M:
     # frame_addr = (row 0, col 0) of the frame, row_addr = (iy0, 0), win_addr = (iy0, ix0).
     frame_addr = _address(M)
@@ -488,20 +483,25 @@ def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_ad
     win_right, row_down, row_down_win = (_address(M) for _ in range(3))
     frame_down, frame_row, frame_win = (_address(M) for _ in range(3))
     addr_calc, x_calc, y_calc = _address(M), _counter(geo.XS), _counter(geo.YS)
-    adders = [
-        add_const_mod(win_right, win_addr, const=S * G, modulus=M),
-        add_const_mod(row_down, row_addr, const=S * WG, modulus=M),
-        add_const_mod(row_down_win, row_addr, const=S * WG - P * G, modulus=M),
-        add_const_mod(frame_down, frame_addr, const=H * WG, modulus=M),
-        add_const_mod(frame_row, frame_addr, const=H * WG - P * WG, modulus=M),
-        add_const_mod(frame_win, frame_addr, const=H * WG - P * WG - P * G, modulus=M),
-    ]
+    # The next addresses are registers when a copy is four or more beats (timing: no
+    # modulo adder in front of the address multiplexers): each follows an address that
+    # moves only with the window, and is first used three or more cycles after it.
+    registered = K * K * G >= 4
+    adders = []
+    for out, base, const in ((win_right, win_addr, S * G), (row_down, row_addr, S * WG),
+                             (row_down_win, row_addr, S * WG - P * G),
+                             (frame_down, frame_addr, H * WG),
+                             (frame_row, frame_addr, H * WG - P * WG),
+                             (frame_win, frame_addr, H * WG - P * WG - P * G)):
+        total = _address(M)
+        adders += [add_const_mod(total, base, const=const, modulus=M),
+                   ahead(aclk, out, total, registered=registered)]
 
     @always_comb
     def moves():
-        next_col.next = issue and leave and ox != OW - 1
-        next_row.next = issue and leave and ox == OW - 1 and oy != OH - 1
-        next_frame.next = issue and leave and ox == OW - 1 and oy == OH - 1
+        next_col.next = issue and leave and not ox_last
+        next_row.next = issue and leave and ox_last and not oy_last
+        next_frame.next = issue and leave and ox_last and oy_last
 
     @always_comb
     def starts():
@@ -509,11 +509,11 @@ def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_ad
             addr_calc.next = win_addr
             x_calc.next = ix0p
             y_calc.next = iy0p
-        elif ox != OW - 1:
+        elif not ox_last:
             addr_calc.next = win_right
             x_calc.next = ix0p + S
             y_calc.next = iy0p
-        elif oy != OH - 1:
+        elif not oy_last:
             addr_calc.next = row_down_win
             x_calc.next = 0
             y_calc.next = iy0p + S
@@ -534,11 +534,14 @@ def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_ad
     def windows():
         if next_col:
             ox.next = ox + 1
+            ox_last.next = ox == OW2
             ix0p.next = ix0p + S
             win_addr.next = win_right
         elif next_row:
             ox.next = 0
+            ox_last.next = OW1
             oy.next = oy + 1
+            oy_last.next = oy == OH2
             ix0p.next = 0
             iy0p.next = iy0p + S
             row_addr.next = row_down
@@ -546,6 +549,8 @@ def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_ad
         elif next_frame:
             ox.next = 0
             oy.next = 0
+            ox_last.next = OW1
+            oy_last.next = OH1
             ix0p.next = 0
             iy0p.next = 0
             frame_addr.next = frame_down
@@ -556,18 +561,54 @@ def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_ad
 
 
 @block
+def outside(value, flag, *, offset, lo, hi):
+    """``flag``: the padded coordinate ``value + offset`` lies in the padding (outside
+    ``[lo, hi)``, the real pixels), compared as ``value`` against shifted bounds (no
+    adder before the comparisons: timing)."""
+    lo, hi = lo - offset, hi - offset
+    if hi <= 0:                  # always padding (written so that lint sees no constant)
+        @always_comb
+        def check():
+            flag.next = value + 1 > 0
+    elif lo > 0:
+        @always_comb
+        def check():
+            flag.next = value < lo or value >= hi
+    else:
+        @always_comb
+        def check():
+            flag.next = value >= hi
+    return check
+
+
+@block
 def window_walk(aclk, aresetn, issue, ix0p, iy0p, start_addr, start_x, start_y, rd_addr,
-                ixp, iyp, window_end, leave, last_copy, *, geo):
+                ixp, iyp, pad_now, window_end, leave, last_copy, *, geo):
     """Walks the ring addresses of a window's beats in (ky, kx, c/S) order, ``repeat``
     times, reading it again from the ring for each copy.
 
     ``rd_addr`` is the address of the beat ``issue`` reads next, ``(ixp, iyp)`` its
-    padded coordinates.  ``window_end``: the current beat is a copy's last;
+    padded coordinates, ``pad_now`` whether it is padding: one gate after two flags
+    loaded with the coordinates (timing: no comparison in front of the RAM's clear).  ``window_end``: the current beat is a copy's last;
     ``last_copy``: the copy is the window's last; ``leave``: both.  After a copy's last
     beat the walk restarts at ``start_*`` (``window_position``).
     """
     K, G, M, WG, REP = geo.K, geo.G, geo.M, geo.WG, geo.repeat
     g, kx, ky, rep = _counter(G), _counter(K), _counter(K), _counter(REP)
+    # Each counter at its last value, as a flag updated with it (timing: the flags end a
+    # window and pick the next move, one gate after flip-flops)
+    g_last, kx_last = Signal(bool(G == 1)), Signal(bool(K == 1))
+    ky_last, rep_last = Signal(bool(K == 1)), Signal(bool(REP == 1))
+    G1, K1, R1 = G == 1, K == 1, REP == 1
+    G2, K2, R2 = max(G - 2, 0), max(K - 2, 0), max(REP - 2, 0)
+    P, W, H = geo.P, geo.W, geo.H
+    pad_x, pad_y = Signal(bool(P > 0)), Signal(bool(P > 0))    # (0, 0) is padding if P > 0
+    x_step, x_row, x_start, y_step, y_start = (Signal(bool(0)) for _ in range(5))
+    flags = [outside(ixp, x_step, offset=1, lo=P, hi=W + P),
+             outside(ix0p, x_row, offset=0, lo=P, hi=W + P),
+             outside(start_x, x_start, offset=0, lo=P, hi=W + P),
+             outside(iyp, y_step, offset=1, lo=P, hi=H + P),
+             outside(start_y, y_start, offset=0, lo=P, hi=H + P)]
     # win_row: the ring address of (iy0 + ky, ix0), the start of the window row being read
     win_row = _address(M, geo.first_addr)
     rd_step, win_down, down_calc = _address(M), _address(M), _address(M)
@@ -579,42 +620,57 @@ def window_walk(aclk, aresetn, issue, ix0p, iy0p, start_addr, start_x, start_y, 
 
     @always_comb
     def ends():
-        window_end.next = ky == K - 1 and kx == K - 1 and g == G - 1
-        last_copy.next = rep == REP - 1
-        leave.next = ky == K - 1 and kx == K - 1 and g == G - 1 and rep == REP - 1
+        pad_now.next = pad_x or pad_y
+        window_end.next = ky_last and kx_last and g_last
+        last_copy.next = rep_last
+        leave.next = ky_last and kx_last and g_last and rep_last
 
     @always_seq(aclk.posedge, reset=aresetn)
     def beats():
         if issue:
-            if g != G - 1:
+            if not g_last:
                 g.next = g + 1
+                g_last.next = g == G2
                 rd_addr.next = rd_step
             else:
                 g.next = 0
-                if kx != K - 1:                      # next pixel of the window row
+                g_last.next = G1
+                if not kx_last:                      # next pixel of the window row
                     kx.next = kx + 1
+                    kx_last.next = kx == K2
                     ixp.next = ixp + 1
+                    pad_x.next = x_step
                     rd_addr.next = rd_step
-                elif ky != K - 1:                    # next row of the window
+                elif not ky_last:                    # next row of the window
                     kx.next = 0
+                    kx_last.next = K1
                     ixp.next = ix0p
+                    pad_x.next = x_row
                     ky.next = ky + 1
+                    ky_last.next = ky == K2
                     iyp.next = iyp + 1
+                    pad_y.next = y_step
                     win_row.next = win_down
                     rd_addr.next = win_down
                 else:                                # next copy or next window
                     kx.next = 0
                     ky.next = 0
-                    if rep != REP - 1:
+                    kx_last.next = K1
+                    ky_last.next = K1
+                    if not rep_last:
                         rep.next = rep + 1
+                        rep_last.next = rep == R2
                     else:
                         rep.next = 0
+                        rep_last.next = R1
                     ixp.next = start_x
                     iyp.next = start_y
+                    pad_x.next = x_start
+                    pad_y.next = y_start
                     win_row.next = start_addr
                     rd_addr.next = start_addr
 
-    return adders, ends, beats
+    return adders, flags, ends, beats
 
 
 @block
@@ -624,7 +680,6 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     params = BLOCK.validate(width=width, height=height, channels=channels, k=k,
                             stride=stride, pad=pad, abits=abits, simd=simd, repeat=repeat)
     geo = Geometry(**params)
-    W, H, P = geo.W, geo.H, geo.P
     check_width("s_axis_px.tdata", s_axis_px.tdata, geo.bits)
     check_width("m_axis_win.tdata", m_axis_win.tdata, geo.bits)
 
@@ -665,7 +720,7 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
                                start_addr, start_x, start_y, next_col, next_row, next_frame,
                                geo=geo)
     walk = window_walk(aclk, aresetn, issue, ix0p, iy0p, start_addr, start_x, start_y,
-                       rd_addr, ixp, iyp, window_end, leave, last_copy, geo=geo)
+                       rd_addr, ixp, iyp, pad_now, window_end, leave, last_copy, geo=geo)
     # A padding beat reads anything but clears the read register (block RAM's
     # synchronous output reset) instead.
     ring = ram(aclk, write=accept, waddr=waddr, wdata=s_axis_px.tdata, read=issue,
@@ -675,15 +730,6 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     def gate():
         issue.next = ready and (not out_valid or m_axis_win.tready)
         freed.next = next_row or next_frame
-
-    if P > 0:
-        @always_comb
-        def padding():
-            pad_now.next = iyp < P or iyp >= H + P or ixp < P or ixp >= W + P
-    else:
-        @always_comb
-        def padding():
-            pad_now.next = iyp >= H or ixp >= W
 
     @always_seq(aclk.posedge, reset=aresetn)
     def out_register():
@@ -699,7 +745,7 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
         m_axis_win.tlast.next = out_last
         m_axis_win.tdata.next = rdata
 
-    return writer, bounds, check, position, walk, ring, gate, padding, out_register, outputs
+    return writer, bounds, check, position, walk, ring, gate, out_register, outputs
 
 
 # ---------------------------------------------------------------------------- models

@@ -208,8 +208,9 @@ def test_ring_maps_to_block_ram(tmp_path):
     stat = (tmp_path / "stat.txt").read_text()
     cells = dict(re.findall(r"^\s+(\w+)\s+(\d+)$", stat, flags=re.M))
     assert int(cells.get("DP16KD", 0)) >= 1
-    # The 32 kbit ring is not in flip-flops.
-    assert int(cells["TRELLIS_FF"]) < 200
+    # The 32 kbit ring is not in flip-flops (the control, timing registers included, is
+    # some 260).
+    assert int(cells["TRELLIS_FF"]) < 400
 
 
 # ------------------------------------------------------------------ golden model
