@@ -84,7 +84,7 @@ def integer_detections(model_path, split):
 
 
 def quantize_detector(specs, data, out_dir, settings, *, name="model", anchors: int,
-                      log) -> dict:
+                      log, fp32_net=None) -> dict:
     from quant.pipeline import layer_rows, quantize_and_search
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,8 +94,8 @@ def quantize_detector(specs, data, out_dir, settings, *, name="model", anchors: 
     targets = detect.build_targets(head, data.train)
     loss = lambda output, idx: detect.detection_loss(head, output, targets, idx)  # noqa: E731
     with train.deterministic(s.seed, s.threads):
-        net = train.train_fp32(specs, data, epochs=s.epochs, seed=s.seed, progress=s.progress,
-                               loss=loss)
+        net = fp32_net or train.train_fp32(specs, data, epochs=s.epochs, seed=s.seed,
+                                           progress=s.progress, loss=loss)
         fp32_test = detect.mean_average_precision(fp32_detections(net, head, data.test), data.test)
         fp32_val = detect.mean_average_precision(fp32_detections(net, head, data.val), data.val)
         log(f"fp32: test mAP@0.5 {fp32_test['map50']:.4f}, validation {fp32_val['map50']:.4f} "

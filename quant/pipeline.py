@@ -57,7 +57,8 @@ def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net
         from quant.detect_pipeline import quantize_detector
         anchors = (detect or {}).get("anchors") or specs[-1].out // (5 + data.classes)
         return quantize_detector(specs, data, out_dir, settings, name=name, anchors=anchors,
-                                 log=lambda message: log(message, settings.progress))
+                                 log=lambda message: log(message, settings.progress),
+                                 fp32_net=fp32_net)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     s = settings
