@@ -548,18 +548,26 @@ def pace(before: int, stages) -> int:
     (its cycles, less the fill when it holds one map), whatever came before."""
     for stage in stages:
         if stage.dataflow == "frame":
-            before = stage.cycles - (stage.terms["input"] if stage.buffers == 1 else 0)
+            alone = stage.cycles - stage.terms.get("wait", 0)
+            before = alone - (stage.terms["input"] if stage.buffers == 1 else 0)
         else:
             before = max(before, stage.cycles)
     return before
 
 
-def one_map_fits(stage, before: int, after: int, period: int) -> bool:
-    """A frame stage may hold one map when filling it at the stream's pace (``before``)
-    and then reading it while the stages after take the output (``after``: their pace up
-    to the next frame buffer, which takes a map as fast as it comes) fit the period."""
+def occupancy(stage, before: int, after: int) -> int:
+    """Cycles a frame a frame stage holding one map is busy: filling it at the stream's
+    pace (``before``), then reading it while the stages after take the output
+    (``after``: their pace up to the next frame buffer, which takes a map as fast as it
+    comes)."""
     fill = stage.terms["input"]
-    return max(fill, before) + max(stage.cycles - fill, after) <= period
+    alone = stage.cycles - stage.terms.get("wait", 0)
+    return max(fill, before) + max(alone - fill, after)
+
+
+def one_map_fits(stage, before: int, after: int, period: int) -> bool:
+    """Whether a frame stage may hold one map: its :func:`occupancy` within the period."""
+    return occupancy(stage, before, after) <= period
 
 
 def _dominated(a: Path, b: Path, pace: bool) -> bool:
@@ -609,7 +617,7 @@ class Planner:
         parallelism, each simd's cheapest (the link rule may need it), for frame the
         cheapest with one group (raster output, so later layers may stay row-based), and
         the cheapest within a half and a quarter of the period (a frame stage holding one
-        map needs the stages around it faster than the period)."""
+        map needs the stages around it faster than the period), for frame each lanes'."""
         fits = [o for o in self.options[i] if self.fold_cycles(i, o[1:]) <= period]
         picked = []
         for flow in FLOWS:
@@ -618,7 +626,11 @@ class Planner:
             chosen += [next(o for o in mine if o[2] == simd) for simd in sorted({o[2] for o in mine})]
             chosen += [o for o in mine if o[1] == self.layers[i].out][:1]
             for part in FASTER:
-                chosen += [o for o in mine if self.fold_cycles(i, o[1:]) <= period // part][:1]
+                quick = [o for o in mine if self.fold_cycles(i, o[1:]) <= period // part]
+                chosen += quick[:1]
+                if flow == "frame":     # its L sets the next frame buffer's banks
+                    chosen += [next(o for o in quick if o[1] == lanes)
+                               for lanes in sorted({o[1] for o in quick})]
             picked += chosen
         return sorted(dict.fromkeys(picked), key=self.options[i].index)
 
@@ -768,24 +780,24 @@ class Planner:
 
     # -- links, totals, fit
     def finish(self, stages, period):
-        """Frame buffers against the stages after them, FIFO depths, adapters, totals for
-        a chosen list of stages."""
+        """Frame buffers against the stages after them, the waits of the stages holding
+        one map, FIFO depths, adapters, totals for a chosen list of stages; None when a
+        frame stage needs two maps it cannot have within the period."""
         stages = [replace(s) for s in stages]
         for k, stage in enumerate(stages):
             if stage.dataflow == "frame" and stage.buffers == 1:
-                before = pace(self.image_cycles, stages[:k])
-                after = 0
-                for later in stages[k + 1:]:
-                    if later.dataflow == "frame":
-                        after = max(after, later.terms["input"])
-                        break
-                    after = max(after, later.cycles)
-                if not one_map_fits(stage, before, after, period):
+                if not one_map_fits(stage, *self.neighbours(stages, k), period):
                     two = self.coster.frame(stage.index, stage.lanes, stage.simd, 2,
                                             stage.lanes_in, stage.groups_in)
-                    if two is None:
+                    if two is None or two.cycles > period:
                         return None
                     stages[k] = replace(two)
+        waits = {k: occupancy(stage, *self.neighbours(stages, k)) - stage.cycles
+                 for k, stage in enumerate(stages)
+                 if stage.dataflow == "frame" and stage.buffers == 1}
+        for k, wait in waits.items():
+            stages[k].terms = {**stages[k].terms, "wait": wait}
+            stages[k].cycles += wait
         links, lanes = [], self.plan.input_shape[0]
         for stage in stages:
             link = self._link_of(lanes, stage, period)
@@ -794,6 +806,17 @@ class Planner:
             lanes = stage.lanes
         totals = add_costs([s.cost for s in stages] + [link["cost"] for link in links])
         return stages, links, totals
+
+    def neighbours(self, stages, k) -> tuple[int, int]:
+        """``(before, after)`` of stage ``k`` (:func:`one_map_fits`): the stream's pace into
+        it, and the stages' after it up to the next frame buffer, which takes its fill."""
+        after = 0
+        for later in stages[k + 1:]:
+            if later.dataflow == "frame":
+                after = max(after, later.terms["input"])
+                break
+            after = max(after, later.cycles)
+        return pace(self.image_cycles, stages[:k]), after
 
     def over(self, totals):
         """The first resource over budget: (name, need, budget) or None."""
