@@ -1053,6 +1053,9 @@ def explain(planner, stage, stages, totals, cycles) -> str:
     if stage.dataflow == "frame":
         flow += (f"; {stage.buffers} map{'s' if stage.buffers > 1 else ''} held (one when the "
                  f"stream fills it, then the stage reads it, within the period)")
+    if stage.terms.get("wait"):
+        flow += (f"; {stage.terms['wait']:,} of its cycles wait on the stages before and "
+                 f"after it")
     if stage.bound == "fetch":
         flow += "; its rate is the weight fetch's"
     if layer.fold:

@@ -147,7 +147,9 @@ def table(data: dict) -> str:
     lines += [
         f"BRAM in {dev['bram_unit']}; * bottleneck: {b['layer']} "
         f"({b['cycles']:,} cycles/frame; input {b['terms']['input']:,}, compute "
-        f"{b['terms']['compute']:,}, output {b['terms']['output']:,})",
+        f"{b['terms']['compute']:,}, output {b['terms']['output']:,}"
+        + (f", waiting on the stages around it {b['terms']['wait']:,}" if b["terms"].get("wait")
+           else "") + ")",
         f"{data['fps']:,.1f} frames/s at {data['clock_mhz']:g} MHz "
         f"({data['cycles_per_frame']:,} cycles/frame), {data['gops']:,.1f} GOP/s "
         f"({data['ops_per_frame'] / 1e9:.4g} GOP a frame)"
