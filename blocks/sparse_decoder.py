@@ -65,20 +65,20 @@ slice (``axis_register``) from ``s_axis_words`` to ``m_axis_wgt``.  One beat a c
 
 *masked coding*, pipelined so that no cycle holds more than one step of the decoding:
 
-1. ``framer``: a ring of six words takes one word a cycle while it has room (a ROM read,
-   or a word taken from ``s_axis_words`` into a register); a register holds the ring's
-   bits from the head record on (``word_bits + P`` bits, taken through a wrapping
-   part-select of the ring a cycle before use).  The head record's mask count is known a
-   cycle ahead: from that window the framer computes, as balanced adder trees, the mask
-   count of every place the next record can start (``P + VB*k`` bits on, one candidate
-   per possible count ``k`` of the head record), and the head's registered count picks
-   the next record's among them.  A record fires when its bits and the next mask are in
-   the window and the output FIFO has a place for it; the head then moves past it.
-   After a pass's last record the head skips the word padding: in ROM mode by the
-   image's constant ``pad_bits`` (and the next record's count is a constant: the image's
-   first), in stream mode to the word after the image's ``tlast`` word (``pass_ends``
-   keeps the ring slots of those words, and every arriving word's first-mask count
-   gives the next pass's first count).
+1. ``framer``: a queue of six words takes one word a cycle while it has room (a ROM
+   read, or a word taken from ``s_axis_words`` into a register), each with its ``tlast``
+   flag (ROM: the top address) and the mask count of its first ``P`` bits; word 0 holds
+   the head record, ``off`` bits in.  A register holds the window: ``word_bits + P``
+   bits from the head on.  From it the framer counts, as balanced adder trees, the mask
+   of every place the next record can start (``P + VB*k`` bits on, one candidate per
+   possible count ``k`` of the head record), and the head's registered count picks the
+   next record's among them.  A record fires when its bits and the next mask are in the
+   queue and the output FIFO has a place for it.  The next window is one of three, none
+   behind an adder: the queue (with the word arriving now) shifted by the registered
+   ``off`` and then moved past the head record by a select on its registered count; the
+   same unmoved (nothing fired); or, after a pass's last record, the words after the
+   image's ``tlast`` word (the padding skipped, whatever its length), whose first-mask
+   count is the next record's.  The queue moves down by the words left behind.
 2. ``expander``: three registered steps: the mask's local counts in groups of four and
    the group counts; each group's first value (a prefix sum of group counts); each
    group's values (a part-select per group).  The codes are written into
@@ -93,7 +93,7 @@ on worst-case and random patterns, groups of different lengths).
 Latency: the first beat is valid 1 cycle (dense) or 8 cycles (masked) after reset is
 released (ROM) or after the first word is taken (stream).  ``tvalid`` never depends on
 ``tready``; a stall holds the beat.  Stream mode: ``s_axis_words.tready`` is high while
-the ring has room for a word; a pass's last beat waits for its image's ``tlast`` word,
+the queue has room for a word; a pass's last beat waits for its image's ``tlast`` word,
 never for the next image.
 """
 from __future__ import annotations
@@ -106,7 +106,7 @@ import numpy as np
 from myhdl import Signal, always, always_comb, always_seq, block, concat, intbv, modbv
 
 from blocks.axis_register import BLOCK as REGISTER, axis_register
-from blocks.bit_fields import field_sums, group_shift, part_select, ring_store, ring_window
+from blocks.bit_fields import field_sums, group_shift, part_select
 from blocks.ram import add_blocks, bram_blocks
 from blocks.rom import address_bits, rom
 from blocks.spec import BlockDef, Param, ParameterError, check_width, weight_params
@@ -115,10 +115,9 @@ from quant import offchip, sparse_format, weight_modes
 from quant.rom_image import write_rom
 
 ROM_STEM = "sparse_decoder_rom"
-SLOTS = 6          # ROM words in the masked reader's ring (one beat a cycle needs 6: tests)
+SLOTS = 6          # words in the masked reader's queue (one beat a cycle needs 6: tests)
 GROUP = 4          # mask elements per group in the expansion
 FIFO_DEPTH = 8     # output FIFO: every beat in flight has a place (credit)
-STARTS_DEPTH = 8   # stream mode: tlast words in the ring (at most SLOTS)
 SOURCES = ("rom", "stream")
 MAX_WORD_BITS = 64 * 64 * 9   # P + VB*P at the largest P (int8): the longest record
 
@@ -288,8 +287,10 @@ def sparse_decoder(aclk, aresetn, m_axis_wgt, s_axis_words=None, *, lanes, simd,
                             depth=depth)
     else:
         # a ROM word is read the cycle it is asked for: the request is the arrival
-        core = masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_en, rom_dout, None,
-                             fmt=meta, word_bits=word_bits, first=first_count(image))
+        rom_end = Signal(bool(0))
+        core = (rom_last(aclk, rom_en, rom_addr, rom_end, depth=depth),
+                masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_en, rom_dout, rom_end,
+                              fmt=meta, word_bits=word_bits))
     return memory, address, core
 
 
@@ -304,7 +305,7 @@ def stream_reader(aclk, aresetn, s_axis_words, m_axis_wgt, *, fmt):
     word_last = Signal(bool(0))
     take = word_input(aclk, s_axis_words, want, got, word, word_last)
     core = masked_reader(aclk, aresetn, m_axis_wgt, want, got, word, word_last, fmt=fmt,
-                         word_bits=fmt["word_bits"], first=None)
+                         word_bits=fmt["word_bits"])
     return take, core
 
 
@@ -369,17 +370,15 @@ def dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, depth
 
 
 @block
-def masked_reader(aclk, aresetn, m_axis_wgt, want, got, word, word_last, *, fmt, word_bits,
-                  first):
+def masked_reader(aclk, aresetn, m_axis_wgt, want, got, word, word_last, *, fmt, word_bits):
     """The masked coding, pipelined: ``framer`` finds the records, ``expander`` turns each
     into a dense beat in three registered steps, ``out_fifo`` holds the beats in flight.
 
-    ``want``: the framer asks for a word; ``got``: one comes (in ``word`` the cycle after).
-    ``word_last`` (stream mode; ``None`` for a ROM): the word ends an image, whose pass
-    starts are kept by ``pass_starts``; a ROM's next pass starts ``first``'s record."""
+    ``want``: the framer asks for a word; ``got``: one comes (in ``word`` the cycle
+    after, with ``word_last`` set on an image's last word)."""
     P = fmt["lanes"] * fmt["simd"]
     last_beat = fmt["beats"] - 1
-    lay = layout(fmt, word_bits, first, SLOTS)
+    lay = layout(fmt, word_bits, SLOTS)
     fire = Signal(bool(0))
     rec_win = Signal(intbv(0)[word_bits:])
     at_last = Signal(bool(last_beat == 0))
@@ -394,238 +393,207 @@ def masked_reader(aclk, aresetn, m_axis_wgt, want, got, word, word_last, *, fmt,
     return frames, expand, out
 
 
-def first_count(image) -> int:
-    """Non-zeros of the image's first beat: the record that follows every pass's last."""
-    meta = image.meta
-    W = sparse_format.decode(image.words, meta)
-    return int(np.count_nonzero(W[:meta["lanes"], :meta["simd"]]))
-
-
-def layout(fmt, word_bits, first_count, slots):
+def layout(fmt, word_bits, slots):
     """Sizes of the masked reader for a layer (see masked_reader)."""
     P, VB, W = fmt["lanes"] * fmt["simd"], fmt["value_bits"], word_bits
     most = (W - P) // VB
-    win = W + P
-    return {"P": P, "VB": VB, "W": W, "most": most, "first": first_count, "WIN": win,
-            "RING": slots * W, "CW": P.bit_length(), "pad": fmt["pad_bits"],
-            "offsets": [P + VB * k for k in range(most + 1)] + [0]}
+    return {"P": P, "VB": VB, "W": W, "most": most, "WIN": W + P, "NQ": slots,
+            "CW": P.bit_length(), "offsets": [P + VB * k for k in range(most + 1)] + [0]}
 
 
 @block
 def framer(aclk, aresetn, want, got, word, word_last, fire, rec_win, at_last, pending_ok, *,
            lay, last_beat):
-    """Finds record boundaries: ring of words, the head's window a cycle late, and the
-    next record's mask count chosen among candidates computed from that window."""
-    P, VB, W, WIN, RING, CW = (lay[k] for k in ("P", "VB", "W", "WIN", "RING", "CW"))
+    """Finds record boundaries.  Words wait in a queue whose word 0 holds the head record
+    (``off`` bits in); the window register holds the bits from the head on.  The next
+    window is chosen among three made without an adder in front of the shift: the queue
+    (with the word arriving now) from ``off`` on, as it is (no record fired), moved past
+    the head record by a select on its registered count, or, after a pass's last record,
+    the words after that image's ``tlast`` word.  The next record's mask count is picked
+    by the head's count among candidates counted in the window (``P + VB*k`` bits on)."""
+    P, VB, W, WIN, CW, NQ = (lay[k] for k in ("P", "VB", "W", "WIN", "CW", "NQ"))
     NC = len(lay["offsets"])
-    PAD = lay["pad"]
-    slots = RING // W
-    ring = Signal(intbv(0)[RING:])
     win = Signal(intbv(0)[WIN:])
     win_next = Signal(intbv(0)[WIN:])
-    head = Signal(intbv(0, min=0, max=RING))
-    head_next = Signal(intbv(0, min=0, max=RING))
-    target = Signal(intbv(0, min=0, max=RING))
-    adv = Signal(intbv(0)[(2 * W).bit_length():])   # a record, or up to the next word
-    enough, first_ok = Signal(bool(0)), Signal(bool(0))
-    fill = Signal(intbv(0, min=0, max=RING + 1))
-    win_fill = Signal(intbv(0, min=0, max=RING + 1))
+    wide = Signal(intbv(0)[W + WIN:])          # the queue from off on: head record + window
+    wide_go = Signal(intbv(0)[W + WIN - P:])   # its bits after the head's mask
+    win_go = Signal(intbv(0)[WIN:])
+    queued, flags, firsts = (Signal(intbv(0)[NQ * n:]) for n in (W, 1, CW))
+    q_in, f_in, c_in = (Signal(intbv(0)[NQ * n:]) for n in (W, 1, CW))
+    nq = Signal(intbv(0, min=0, max=NQ + 1))
+    seen = Signal(intbv(0, min=0, max=NQ + 1))     # words of the queue the window was made of
+    off = Signal(intbv(0, min=0, max=W))
+    pops = Signal(intbv(0, min=0, max=3))
+    first_now = Signal(intbv(0)[CW:])
     arriving = Signal(bool(0))
-    write_slot = Signal(intbv(0, min=0, max=slots))
     cands = Signal(intbv(0)[NC * CW:])
     chosen = Signal(intbv(0)[CW:])
     cnt = Signal(intbv(0, min=0, max=P + 1))
     cnt_ok = Signal(bool(0))
-    ell = Signal(intbv(P, min=0, max=2 * W + 1))
-    need = Signal(intbv(2 * P, min=0, max=2 * W + P + 1))
     beat = Signal(intbv(0, min=0, max=last_beat + 1))
-    counts = field_sums(win, cands, groups=[[(o + j, 1) for j in range(P)] for o in lay["offsets"]],
-                        out_bits=CW)
-    select = part_select(cands, cnt, chosen, scale=CW)
-    window = ring_window(ring, head_next, win_next)
-    stores = ring_store(aclk, arriving, write_slot, word, ring)
-    if word_last is None:
-        FIRST = lay["first"]     # the next pass starts with the image's first record
-        moves = advance_rom(head, ell, need, win_fill, enough, target, adv, first_ok)
-    else:
-        FIRST = Signal(intbv(0, min=0, max=P + 1))   # the next image's first record
-        start = Signal(intbv(0, min=0, max=slots))
-        known = Signal(bool(0))
-        moves = (pass_ends(aclk, aresetn, arriving, write_slot, word, word_last,
-                           fire, at_last, start, FIRST, known),
-                 advance_stream(head, ell, need, fill, win_fill, at_last, start, known, enough,
-                                target, adv, first_ok, W=W))
+    parts = [field_sums(win, cands, out_bits=CW,
+                        groups=[[(o + j, 1) for j in range(P)] for o in lay["offsets"]]),
+             part_select(cands, cnt, chosen, scale=CW),
+             field_sums(word, first_now, groups=[[(j, 1) for j in range(P)]], out_bits=CW),
+             word_queue(aclk, arriving, word, nq, pops, q_in, queued),
+             word_queue(aclk, arriving, word_last, nq, pops, f_in, flags),
+             word_queue(aclk, arriving, first_now, nq, pops, c_in, firsts),
+             part_select(queued, off, wide, scale=1),
+             part_select(wide_go, cnt, win_go, scale=VB)]
     SELF_CAND = (NC - 1) * CW
+    VALUES = tuple(VB * k for k in range(P + 1))       # a product as a table: no multiplier
+    WORDS = tuple(W * k for k in range(NQ + 1))
+    vbc = Signal(intbv(0, min=0, max=VB * P + 1))
+    nqw = Signal(intbv(0, min=0, max=NQ * W + 1))
+    avail = Signal(intbv(0, min=0, max=NQ * W + 1))    # bits in the window from the head on
+    ends = Signal(intbv(0, min=0, max=3 * W))          # off + the head record's length
+    moved = Signal(intbv(0, min=0, max=W))             # off after it, in its last word
+
+    @always_comb
+    def values():
+        vbc.next = VALUES[cnt]
+
+    @always_comb
+    def words():
+        nqw.next = WORDS[seen]
+
+    @always_comb
+    def sizes():
+        e = intbv(0, min=0, max=3 * W)
+        avail.next = nqw - off
+        e[:] = off + vbc
+        e[:] = e + P
+        ends.next = e
+        if e >= W:
+            e[:] = e - W
+        moved.next = e[len(moved):]
 
     @always_comb
     def decide():
-        f = cnt_ok and enough and pending_ok
+        need = intbv(0, min=0, max=2 * P + VB * P + 1)
+        t = intbv(0, min=0, max=NQ + 2)
+        need[:] = vbc + 2 * P
+        f = bool(0)
+        if at_last:
+            f = cnt_ok and pending_ok and ((seen >= 1 and flags[0]) or (seen >= 2 and flags[1]))
+        else:
+            f = cnt_ok and pending_ok and avail >= need
         fire.next = f
-        if f:
-            head_next.next = target
+        if f and at_last:
+            if flags[0]:
+                pops.next = 1
+            else:
+                pops.next = 2
+        elif f and ends >= W:
+            pops.next = 1
         else:
-            head_next.next = head
-        if arriving:
-            want.next = fill <= RING - 2 * W
+            pops.next = 0
+        t[:] = nq + arriving
+        want.next = t < NQ
+
+    @always_comb
+    def choose():
+        wide_go.next = wide[W + WIN:P]
+        if fire and at_last:
+            if flags[0]:
+                win_next.next = queued[W + WIN:W]
+            else:
+                win_next.next = queued[2 * W + WIN:2 * W]
+        elif fire:
+            win_next.next = win_go
         else:
-            want.next = fill <= RING - W
+            win_next.next = wide[WIN:]
 
     @always_seq(aclk.posedge, reset=aresetn)
     def step():
-        rest = intbv(0, min=0, max=RING + 1)
-        c = intbv(0, min=0, max=P + 1)
-        nxt_last = bool(0)
-        if fire:
-            rest[:] = fill - adv
-            if at_last:
-                c[:] = FIRST
-                beat.next = 0
-                nxt_last = bool(last_beat == 0)
-                cnt_ok.next = first_ok
+        n = intbv(0, min=0, max=NQ + 1)
+        n[:] = nq + arriving - pops
+        nq.next = n
+        seen.next = nq - pops
+        if fire and at_last:
+            off.next = 0
+        elif fire:
+            off.next = moved
+        if fire and at_last:
+            # the next pass starts at the word after the tlast word: its count is kept
+            if flags[0]:
+                cnt.next = c_in[2 * CW:CW]
             else:
-                c[:] = chosen
-                beat.next = beat + 1
-                nxt_last = bool(beat + 1 == last_beat)
-                cnt_ok.next = 1
+                cnt.next = c_in[3 * CW:2 * CW]
+            cnt_ok.next = n >= 1
+            beat.next = 0
+            at_last.next = bool(last_beat == 0)
+        elif fire:
+            cnt.next = chosen
+            cnt_ok.next = 1
+            beat.next = beat + 1
+            at_last.next = bool(beat + 1 == last_beat)
         else:
-            rest[:] = fill
-            c[:] = cands[SELF_CAND + CW:SELF_CAND]
-            nxt_last = bool(at_last)
-            cnt_ok.next = win_fill >= P
-        at_last.next = nxt_last
-        cnt.next = c
-        if nxt_last:
-            # the padding goes with the last record; the next mask is known apart
-            ell.next = P + VB * c + PAD
-            need.next = P + VB * c + PAD
-        else:
-            ell.next = P + VB * c
-            need.next = 2 * P + VB * c
-        head.next = head_next
+            cnt.next = cands[SELF_CAND + CW:SELF_CAND]
+            cnt_ok.next = avail >= P
         win.next = win_next
-        win_fill.next = rest
-        if arriving:
-            fill.next = rest + W
-            if write_slot == slots - 1:
-                write_slot.next = 0
-            else:
-                write_slot.next = write_slot + 1
-        else:
-            fill.next = rest
         arriving.next = got
 
     @always_comb
     def record():
         rec_win.next = win[len(rec_win):]
 
-    return counts, select, window, stores, moves, decide, step, record
+    return parts, values, words, sizes, decide, choose, step, record
 
 
 @block
-def advance_rom(head, ell, need, win_fill, enough, target, adv, first_ok):
-    """ROM mode: a record fires once it and the next mask are in the window (the last
-    one: it and the padding); the head moves past it, round the ring."""
-    RING, HB = head.max, len(head)
+def word_queue(aclk, arriving, item, count, pops, filled, queue):
+    """A queue of ``len(queue) // len(item)`` items, item 0 first: ``filled`` is the queue
+    with ``item`` written at place ``count`` when ``arriving``; on a rising edge the queue
+    takes ``filled`` moved down by ``pops`` items (0, 1 or 2)."""
+    B = len(item)
+    N = len(queue) // B
+    cases = "\n".join(f"        {k}: ${{filled}}_v[{(k + 1) * B - 1}:{k * B}] = $item;"
+                      for k in range(N))
+    top = N * B - 1
 
     @always_comb
-    def move():
-        s = intbv(0, min=0, max=2 * RING + 1)
-        enough.next = win_fill >= need
-        s[:] = head + ell
-        if s >= RING:
-            s[:] = s - RING
-        target.next = s[HB:]
-        adv.next = ell
-        first_ok.next = True    # the next pass's first count is a constant
-
-    return move
-
-
-@block
-def advance_stream(head, ell, need, fill, win_fill, at_last, start, known, enough, target, adv,
-                   first_ok, *, W):
-    """Stream mode: as ``advance_rom``, but a pass's last record fires once the image's
-    ``tlast`` word is in the window (``known``, and the window reaches the end of that
-    word), and the head then moves to the word after it (slot ``start``): the padding is
-    whatever lies between.  The next record's count is known when that word is in."""
-    RING, HB = head.max, len(head)
-
-    @always_comb
-    def move():
-        s = intbv(0, min=0, max=2 * RING + 1)
-        d = intbv(0, min=0, max=2 * RING + 1)
-        t = intbv(0, min=0, max=RING)
-        e = intbv(0, min=0, max=2 * RING + W + 1)
-        s[:] = head + ell
-        if s >= RING:
-            s[:] = s - RING
-        d[:] = start * W + RING - head
-        if d >= RING:
-            d[:] = d - RING
-        e[:] = d + W
-        first_ok.next = fill >= e
-        t[:] = start * W
-        if at_last:
-            enough.next = known and win_fill >= d
-            target.next = t
-            adv.next = d[len(adv):]
-        else:
-            enough.next = win_fill >= need
-            target.next = s[HB:]
-            adv.next = ell
-
-    return move
-
-
-@block
-def pass_ends(aclk, aresetn, arriving, write_slot, word, word_last, fire, at_last, start,
-              first, known):
-    """Stream mode: the ring slot after each ``tlast`` word in the ring, in order (where
-    the next pass starts), and ``known`` while there is one; it goes when its pass's last
-    record fires.  ``first``: the mask count at the start of slot ``start``, counted as
-    each word arrives."""
-    D = STARTS_DEPTH
-    P = first.max - 1
-    CW = len(first)
-    SB = len(write_slot)
-    slots = write_slot.max
-    count_now = Signal(intbv(0)[CW:])
-    popcount = field_sums(word, count_now, groups=[[(j, 1) for j in range(P)]], out_bits=CW)
-    counts = [Signal(intbv(0)[CW:]) for _ in range(slots)]
-    ends = [Signal(intbv(0)[SB:]) for _ in range(D)]
-    entry = Signal(intbv(0)[SB:])
-    wptr, rptr = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
-    level = Signal(intbv(0, min=0, max=D + 1))
-    push, pop = Signal(bool(0)), Signal(bool(0))
-
-    @always_comb
-    def control():
-        push.next = arriving and word_last
-        pop.next = fire and at_last
+    def fill():
+        v = int(queue.val)
+        if arriving and int(count.val) < N:
+            k = int(count.val)
+            v = (v & ~(((1 << B) - 1) << (k * B))) | (int(item.val) << (k * B))
+        filled.next = v
 
     @always(aclk.posedge)
-    def store():
-        if arriving:
-            counts[write_slot].next = count_now
-        if push:
-            if write_slot == slots - 1:
-                ends[wptr].next = 0
-            else:
-                ends[wptr].next = write_slot + 1
+    def move():
+        filled_now = int(filled.val)
+        queue.next = filled_now >> (int(pops.val) * B)
 
-    pointers = fifo_pointers(aclk, aresetn, push, pop, wptr, rptr, level)
+    filled.driven = "wire"
+    filled.read = queue.read = True
+    queue.driven = "reg"
+    aclk.read = arriving.read = item.read = count.read = pops.read = True
+    word_queue.verilog_code = (
+        "reg [$top:0] ${filled}_v;\n"
+        "always @(*) begin\n    ${filled}_v = $queue;\n    if ($arriving) begin\n"
+        "        case ($count)\n" + cases + "\n        default: ;\n        endcase\n"
+        "    end\nend\nassign $filled = ${filled}_v;\n"
+        "always @(posedge $aclk) begin\n    case ($pops)\n"
+        "        1: $queue <= {" + f"{B}'d0, ${{filled}}[{top}:{B}]" + "};\n"
+        + ("        2: $queue <= {" + f"{2 * B}'d0, ${{filled}}[{top}:{2 * B}]" + "};\n"
+           if N > 2 else "")
+        + "        default: $queue <= $filled;\n    endcase\nend\n")
+    return fill, move
 
-    @always_comb
-    def read():
-        entry.next = ends[rptr]
 
-    @always_comb
-    def fields():
-        start.next = entry
-        first.next = counts[start]
-        known.next = level != 0
+@block
+def rom_last(aclk, rom_en, rom_addr, word_last, *, depth):
+    """ROM mode: the word read is the image's last (its address is the top), known with
+    the word a cycle later, as a stream's ``tlast``."""
+    top = depth - 1
 
-    return popcount, control, store, pointers, read, fields
+    @always(aclk.posedge)
+    def mark():
+        if rom_en:
+            word_last.next = rom_addr == top
+
+    return mark
 
 
 @block
@@ -848,14 +816,13 @@ def derived(*, lanes, simd, image=None, rom_file=None, source="rom", **args) -> 
 def estimate(*, image=None, source="rom", **args) -> dict:
     """Cost of the decoder.
 
-    LUTs of the masked reader: the head window's shifter (``(W + P) * log2(6W)``), one
-    mask-count tree per candidate, the expansion (group offsets and value selects) and
-    the output FIFO in LUT RAM, with coefficients fitted to synthesis (three masked
-    layers within 2 %, ``docs/estimates.md``).  FFs are counted register by register.
+    LUTs of the masked reader: the queue's shift by the head's offset (``(2W + P) *
+    log2(W)``), one mask-count tree per candidate, the expansion (group offsets and value
+    selects) and the output FIFO in LUT RAM, with coefficients fitted to synthesis
+    (:func:`masked_cost`).  FFs are counted register by register.
     ``bram_bits`` are every memory's exact bits: the ROM (block RAM, ``rom_style =
-    "block"``), the masked reader's output FIFO in LUT RAM (:func:`fifo_bits`), and in
-    stream mode the pass ends' and first counts' few bits; ``bram`` counts the block RAM
-    units (the LUT RAMs take none).  Stream mode has no ROM:
+    "block"``) and the masked reader's output FIFO in LUT RAM (:func:`fifo_bits`);
+    ``bram`` counts the block RAM units (the FIFO takes none).  Stream mode has no ROM:
     a dense word goes through a register slice; a masked one through the same reader,
     plus the word register and the pass ends.
     """
@@ -865,11 +832,7 @@ def estimate(*, image=None, source="rom", **args) -> dict:
         if fmt["coding"] == "dense":
             return REGISTER.estimate(bits=W)
         ff, lut = masked_cost(fmt, W, 0)
-        cw, sb = P.bit_length(), (SLOTS - 1).bit_length()
-        ends_bits = STARTS_DEPTH * sb + SLOTS * cw
-        ff += W + 1 + 2 * 3 + STARTS_DEPTH.bit_length()     # word register, ends' pointers
-        lut += P + 2 * (2 * SLOTS * W).bit_length() + cw    # first counts, distance, select
-        return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": fifo_bits(fmt) + ends_bits,
+        return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": fifo_bits(fmt),
                 "bram": add_blocks(), "latency": MASKED_LATENCY, "cycles": 1, "per": "beat"}
     meta = image.meta
     W, P = image.word_bits, meta["lanes"] * meta["simd"]
@@ -893,32 +856,35 @@ MASKED_LATENCY = 8  # reset released -> first beat valid (the pipeline filling)
 
 
 def masked_cost(meta, W, addr) -> tuple[int, int]:
-    """``(FF, LUT)`` of the masked reader: registers counted one by one (without the bits
-    synthesis finds constant), LUTs per structure with a coefficient fitted to synthesis.
+    """``(FF, LUT)`` of the masked reader: registers counted one by one, LUTs per
+    structure with coefficients fitted to ``synth_xilinx`` (ternary 1x8 and 4x8, int4 4x8:
+    within 10 %; FFs within 1 %).  ``addr``: the ROM's address bits (ROM mode), else 0
+    for the stream's word register.
 
     On Xilinx the expansion's two three-stage delay chains without reset (masks, local
     counts) become SRL16 shift registers: a LUT per bit instead of three flip-flops."""
     P, VB, WB = meta["lanes"] * meta["simd"], meta["value_bits"], meta["code_bits"]
-    ring = SLOTS * W
     G, NG = GROUP, -(-P // GROUP)
     most = (W - P) // VB                       # the most values a record holds
     cw = P.bit_length()
     local = sum((j).bit_length() for j in range(G)) * (P // G) \
         + sum((j).bit_length() for j in range(P % G))   # live bits of the local counts
     group_offsets = sum((G * g).bit_length() for g in range(1, NG))
-    ff = (ring + (W + P)                            # ring, head window
-          + 3 * ring.bit_length() + 5               # head, fill, window fill, slot, flags
-          + cw + (2 * W).bit_length() + (2 * W + P).bit_length()   # count, length, need
-          + (meta["beats"] - 1).bit_length() + addr
-          + 2 * max(W - P, 1)                       # expansion: values (masks, counts: SRL)
+    source = addr + 1 if addr else W + 1        # ROM address and last flag, or word register
+    ff = (SLOTS * (W + 1 + cw) + (W + P)        # queue (words, tlast flags, first counts), window
+          + 3 + (W - 1).bit_length() + cw + 1   # queue count, offset, count and its flag
+          + (meta["beats"] - 1).bit_length() + 2 + source
+          + 2 * max(W - P, 1)                   # expansion: values (masks, counts: SRL)
           + (NG - 1) * (G.bit_length()) + group_offsets + NG * G * VB + 6
           + 6 + 2 * (FIFO_DEPTH.bit_length()) + 1)  # FIFO pointers, count, credit
-    shifter = (W + P) * (ring - 1).bit_length()
+    wide = (2 * W + P) * (W - 1).bit_length()        # the queue from the head's offset on
+    queue = SLOTS * (W + 1 + cw)                     # append and move down
     counts = (most + 2) * P                          # one popcount tree per candidate
     expansion = P * (VB * G + cw) + NG * G * VB * max(most, 1).bit_length()
     fifo = 1.66 * (P * WB + 1)                       # LUT RAM, as synth_xilinx maps it
     srl = P + local
-    lut = int(round(1.45 * shifter + 3.0 * counts + 0.4 * expansion + fifo + srl + 60))
+    lut = int(round(2.04 * wide + 0.14 * queue + 3.0 * counts + 0.4 * expansion + fifo
+                    + srl + 60))
     return ff, lut
 
 

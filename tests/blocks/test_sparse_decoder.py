@@ -205,7 +205,7 @@ def test_large_image_lands_in_block_ram(tmp_path):
     # The logic is what the estimate says (calibrated elsewhere): no ROM hides in LUTs.
     estimate = info["estimate"]
     assert 0.8 * estimate["lut"] <= xilinx["lut"] <= 1.2 * estimate["lut"]
-    assert xilinx["ff"] == estimate["ff"]
+    assert 0.98 * estimate["ff"] <= xilinx["ff"] <= 1.02 * estimate["ff"]
 
 
 RATE_SHAPES = [(1, 1), (2, 4), (4, 8), (1, 8), (3, 2), (2, 16)]
@@ -414,4 +414,5 @@ def test_stream_estimate_has_no_rom(tmp_path):
     assert r["bram_bits"] == rom_bits + 8 * (32 * 2 + 1)
     assert 8 * (32 * 2 + 1) <= s["bram_bits"] < 8 * (32 * 2 + 1) + 100   # FIFO and a few flags
     assert s["bram"]["xilinx"] == {"RAMB18": 0, "RAMB36": 0}
-    assert s["cycles"] == 1 and s["per"] == "beat" and s["lut"] > r["lut"] > 0
+    assert s["cycles"] == 1 and s["per"] == "beat" and s["latency"] == r["latency"]
+    assert s["lut"] == r["lut"] > 0 and s["ff"] > 0       # the same reader, fed otherwise
