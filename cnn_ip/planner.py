@@ -32,10 +32,12 @@ beats of the 8-byte bus (``quant.offchip``: the bytes ``memory_map.json`` lays o
 
 *Frame buffers.*  A frame stage holds one input map when it can fill it and then compute
 within the period, two otherwise: one map when ``max(F, U) + max(C, D) <= T``, with ``F``
-its fill beats, ``C`` the rest of its one-map cycles (compute, output, fetch), ``U`` and
-``D`` the slowest stage before it (the image input included) and after it — the stream
-cannot fill the map faster than the stages before deliver it, nor drain it faster than
-the stages after take it.
+its fill beats, ``C`` the rest of its one-map cycles (compute, output, fetch), ``U`` the
+cycles the stream takes to deliver a map to it (:func:`pace`: the slowest stage
+streaming into it since the last frame stage, or that stage's reads) and ``D`` those the
+stages after it take to accept its output (up to the next frame buffer, which takes a
+map as fast as it comes).  That sum is then the stage's cycles per frame (its ``wait``
+term: what the neighbours add).
 
 Search
 ------
@@ -46,14 +48,18 @@ allows; once a conv is frame-based with ``Cout/L > 1`` groups its output is grou
 so every later conv is frame-based too (Contract 6).
 
 For a period ``T`` (cycles per frame) every layer may use only the choices whose stage
-meets ``T``; over the chain a dynamic programme keeps, per (L, output order) of the last
-weight layer, the choices not beaten on every one of block RAM, LUTs, DSPs, off-chip
-bytes and the stream's pace so far, dropping any over a budget; of what fits, the least
-off-chip bytes, then the fewest LUTs (Contract 7's order after the rate).  The period is
-the target's (``clock / target_fps``) when the device reaches it, otherwise the shortest
-that fits (bisection over the periods the stages can take; the resources fall as ``T``
-grows).  Ties go to the first choice in (L*S, L, S, row before frame) order: the result
-is deterministic.
+meets ``T`` (the cheapest by parallelism, each S's cheapest, and the cheapest within T/2
+and T/4, for frame each L's, so that one-map stages find fast neighbours); over the
+chain a dynamic programme keeps, per (L, output order) of the last weight layer, the
+choices not beaten on every one of block RAM, LUTs, DSPs, off-chip bytes and the
+stream's pace, dropping any over a budget (beyond ``FRONTIER`` choices a state keeps the
+best of each cell of a grid over those figures); of what fits, the least off-chip bytes,
+then the fewest LUTs (Contract 7's order after the rate).  The layers the plan leaves
+open are first tried all row-based (no off-chip bytes at all), then either way.  The
+period is the target's (``clock / target_fps``) when the device reaches it, otherwise
+the shortest that fits (bisection over the periods the stages can take; the resources
+fall as ``T`` grows).  Ties go to the first choice in (L*S, L, S, row before frame)
+order: the result is deterministic.
 
 FIFOs
 -----
@@ -103,7 +109,7 @@ class Stage:
     dataflow: str
     lanes: int                    # L (a pool: P, its input's values a beat)
     simd: int                     # S (a pool: P)
-    terms: dict                   # cycles: input, compute, output, pause (frame: + fill, fetch)
+    terms: dict                   # cycles: input, compute, output, pause (frame: + reads, fetch, wait)
     cycles: int
     cost: dict                    # lut, ff, dsp, bram (device units), bram_bits
     parts: dict = field(default_factory=dict)     # block -> its estimate's figures
@@ -292,16 +298,6 @@ def stage_arguments(stage, values: dict, image) -> dict:
             "decoder": {**decoder, "image": image}, "requant": req}
 
 
-def frame_arguments(stage, values: dict, geometry) -> dict:
-    """``conv_frame``'s arguments for its ``estimate`` and ``cycles_per_frame``, with the
-    group images given by their geometry (:func:`group_geometry`) instead of encoded, when
-    the stage offers that (``light_arguments``); otherwise its own ``prepared``."""
-    light = getattr(stage, "light_arguments", None)
-    if light is not None:
-        return light(values, geometry)
-    return stage.BLOCK.prepared(**values)[1]
-
-
 @contextmanager
 def figures_once(stage, coster):
     """While planning, ``stage.weight_figures`` (the weight image's sizes, which the stage
@@ -432,14 +428,13 @@ class Coster:
         key = ("frame-base", index, lanes, simd, buffers)
         if key not in self.cache or self.cache[key] is None:
             from assemblies import conv_frame
-            geometry = self.weights(index, lanes, simd, "frame")
             stream = ((simd, 1) if self.cache.get(key, 0) is not None else (lanes_in, groups_in))
             values = {**self._values(index, lanes, simd), "lanes_in": stream[0],
                       "order_in": "group-major" if stream[1] > 1 else "raster",
                       "groups_in": stream[1], "buffers": buffers, "bus_bits": 8 * BUS_BYTES}
             self.cache[key] = None
             with figures_once(conv_frame, self):
-                args = frame_arguments(conv_frame, values, geometry)
+                args = conv_frame.BLOCK.prepared(**values)[1]
                 self.cache[key] = (args, conv_frame.BLOCK.estimate(**args))
         return self.cache[key]
 
