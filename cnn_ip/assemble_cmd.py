@@ -394,12 +394,12 @@ def run(args) -> int:
             save_npz(scratch / "model.npz", layers)
         else:
             shutil.copyfile(model_file, scratch / "model.npz")
-        sidecar = None
+        sidecar, offchip = None, False
         if not args.report_only:
             progress.set_description("rtl")
             sidecar = write_rtl(result, scratch / "rtl", args)
             (scratch / f"{plan.name}.json").write_text(json.dumps(sidecar, indent=2) + "\n")
-            write_weight_image(result.stage_plans(), scratch)
+            offchip = write_weight_image(result.stage_plans(), scratch)
             progress.update()
         progress.set_description("report")
         data = report.build(result, source=source, seed=args.seed if args.random_weights else None,
@@ -420,6 +420,8 @@ def run(args) -> int:
     if not args.quiet:
         print(report.table(data))
     written = "plan, report" if args.report_only else "rtl/, sidecar, plan, report"
+    if offchip:
+        written += ", weights.bin, memory_map.json"
     print(f"wrote {out}/ ({written}, model.npz, layers.png) in {time.monotonic() - started:.1f} s")
     return 0
 

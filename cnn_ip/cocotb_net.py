@@ -27,6 +27,7 @@ and gaps.  After the last frame the result adds each stage's ``rd_bytes`` and th
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import time
@@ -57,6 +58,8 @@ def memories(dut, job) -> list:
         ram = AxiRam(AxiBus.from_prefix(dut, port["prefix"]), dut.aclk, dut.aresetn,
                      reset_active_level=False, size=memory["size"])
         ram.write(memory["base"], image)
+        for side in (ram.read_if, ram.write_if):
+            side.log.setLevel(logging.WARNING)  # a line a burst slows the run and floods sim.log
         rams.append(ram)
     return rams
 

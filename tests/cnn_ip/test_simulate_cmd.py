@@ -116,7 +116,7 @@ def test_digits_with_frame_layers_bit_exact_and_offchip_bytes_exact(tmp_path, ca
     out = tmp_path / "digits_frame"
     assert main(["assemble", "examples/digits_frame.yaml", "-o", str(out), "--model",
                  str(qdir), "--quiet"]) == 0
-    capsys.readouterr()
+    assert "weights.bin, memory_map.json" in capsys.readouterr().out
     report = json.loads((out / "assemble_report.json").read_text())
     sidecar = json.loads((out / "digits_frame.json").read_text())
     memory_map = json.loads((out / "memory_map.json").read_text())
