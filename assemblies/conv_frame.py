@@ -75,6 +75,7 @@ from myhdl import (ConcatSignal, Signal, always, always_comb, always_seq, block,
 
 from assemblies import conv_row as cr
 from blocks import frame_buffer as fb
+from blocks import group_buffer as gb
 from blocks import mac
 from blocks import requant as rq
 from blocks import sparse_decoder as sd
@@ -108,7 +109,7 @@ PARAMS = cr.PARAMS + (
 DMA_READ_RATE = {1: 3.20 / 8, 2: 6.36 / 8, 4: 7.90 / 8}
 # A read command to its first data: the DMA's 6 cycles plus that memory's 20.
 FETCH_LATENCY = 6 + 20
-GEARBOX_LATENCY = 5     # group_buffer: a group's last fill beat to its first word
+GEARBOX_LATENCY = gb.LATENCY     # a group's last fill beat to its first word
 
 
 def read_rate(outstanding: int) -> float:
@@ -188,18 +189,13 @@ def prepare(p: dict) -> dict:
             "requant": req_args}
 
 
-def group_buffer_module():
-    from blocks import group_buffer
-    return group_buffer
-
-
 def rom_files(args: dict, out_dir) -> list:
     """Write the constants ROM and the simulation models the stage's Verilog needs."""
     q = parts(**args)
     files = (rq.BLOCK.write_files(args["requant"], out_dir)
              + sd.BLOCK.write_files(args["decoder"], out_dir)
              + mac.BLOCK.write_files(q["mac"], out_dir)
-             + group_buffer_module().BLOCK.write_files(q["gbuf"], out_dir)
+             + gb.BLOCK.write_files(q["gbuf"], out_dir)
              + td.BLOCK.write_files(q["dma"], out_dir))
     return sorted(set(files))
 
@@ -399,7 +395,6 @@ def conv_frame(aclk, aresetn, s_axis_in, m_axis_out, m_axi, rd_bytes, error, *, 
         _, args = BLOCK.prepared(**values)
         decoder, requant = args["decoder"], args["requant"]
     q = parts(**values)
-    gb = group_buffer_module()
     wb = code_bits(q["mac"]["weights"], q["mac"]["wbits"])
     window = Axis(simd * abits)
     weights = Axis(lanes * simd * wb)      # its tlast is unused: the window's frames the MAC
@@ -547,7 +542,6 @@ def estimate(**args) -> dict:
     ``offchip_bytes``: the weight bytes read a frame (``quant.offchip.offchip_bytes``);
     ``cycles`` per ``frame``: :func:`cycles_per_frame`."""
     q = parts(**args)
-    gb = group_buffer_module()
     est = {"frame_buffer": fb.estimate(**q["frame"]),
            "group_buffer": gb.BLOCK.estimate(**q["gbuf"]),
            "sparse_decoder": sd.BLOCK.estimate(**args["decoder"]),
