@@ -271,7 +271,7 @@ def test_tiny_yolov2_ecp5_example_deep_activations():
     assert plan.device == "ecp5-85f" and plan.input_shape == (3, 416, 416)
     convs = _convs(plan)
     assert [x.out for x in convs] == [16, 32, 64, 128, 256, 512, 1024, 1024, 125]
-    assert [x.act_bits for x in convs] == [8, 6, 6, 6, 4, 3, 3, 3, None]
+    assert [x.act_bits for x in convs] == [8, 6, 6, 6, 3, 3, 3, 3, None]
     assert sum(x.out * x.reduce for x in convs) == 15_855_536
 
 
