@@ -132,6 +132,13 @@ def test_deterministic():
     assert one == two
 
 
+def test_deterministic_with_frame_stages_and_comparison():
+    from cnn_ip import report
+    one, two = (report.build(planned(BIG, compare=True)[1], source="random-weights", seed=0)
+                for _ in range(2))
+    assert one == two and one["offchip_bytes_per_frame"] > 0
+
+
 def test_target_fps_met_with_the_cheapest_folds():
     text = SMALL.replace("clock_mhz: 100", "clock_mhz: 100\ntarget_fps: 10000")
     _, slow = planned(text)
