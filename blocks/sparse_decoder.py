@@ -65,7 +65,7 @@ slice (``axis_register``) from ``s_axis_words`` to ``m_axis_wgt``.  One beat a c
 
 *masked coding*, pipelined so that no cycle holds more than one step of the decoding:
 
-1. ``framer``: a queue of six words takes one word a cycle while it has room (a ROM
+1. ``framer``: a queue of seven words takes one word a cycle while it has room (a ROM
    read, or a word taken from ``s_axis_words`` into a register), each with its ``tlast``
    flag (ROM: the top address) and the mask count of its first ``P`` bits; word 0 holds
    the head record, ``off`` bits in.  A register holds the window: ``word_bits + P``
@@ -90,8 +90,9 @@ cycle: one beat per cycle sustained for every layer, every sparsity, every mode,
 back to back; in stream mode as long as the words come one a cycle (checked in the tests
 on worst-case and random patterns, groups of different lengths).
 
-Latency: the first beat is valid 1 cycle (dense) or 8 cycles (masked) after reset is
-released (ROM) or after the first word is taken (stream).  ``tvalid`` never depends on
+Latency: the first beat is valid 1 cycle (dense) or 9 cycles (masked: the ROM's word
+is registered in the fabric, since the block RAM's output is slow) after reset is
+released (ROM), 1 (dense) or 8 (masked) cycles after the first word is taken (stream).  ``tvalid`` never depends on
 ``tready``; a stall holds the beat.  Stream mode: ``s_axis_words.tready`` is high while
 the queue has room for a word; a pass's last beat waits for its image's ``tlast`` word,
 never for the next image.
@@ -115,7 +116,7 @@ from quant import offchip, sparse_format, weight_modes
 from quant.rom_image import write_rom
 
 ROM_STEM = "sparse_decoder_rom"
-SLOTS = 6          # words in the masked reader's queue (one beat a cycle needs 6: tests)
+SLOTS = 7          # words in the queue: one beat a cycle with a ROM word two cycles on its way (tests)
 GROUP = 4          # mask elements per group in the expansion
 FIFO_DEPTH = 8     # output FIFO: every beat in flight has a place (credit)
 SOURCES = ("rom", "stream")
@@ -286,11 +287,11 @@ def sparse_decoder(aclk, aresetn, m_axis_wgt, s_axis_words=None, *, lanes, simd,
         core = dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout,
                             depth=depth)
     else:
-        # a ROM word is read the cycle it is asked for: the request is the arrival
-        rom_end = Signal(bool(0))
-        core = (rom_last(aclk, rom_en, rom_addr, rom_end, depth=depth),
-                masked_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_en, rom_dout, rom_end,
-                              fmt=meta, word_bits=word_bits))
+        got, word, word_last = Signal(bool(0)), Signal(intbv(0)[word_bits:]), Signal(bool(0))
+        core = (rom_word(aclk, aresetn, rom_en, rom_addr, rom_dout, got, word, word_last,
+                         depth=depth),
+                masked_reader(aclk, aresetn, m_axis_wgt, rom_en, got, word, word_last,
+                              fmt=meta, word_bits=word_bits, inflight=got))
     return memory, address, core
 
 
@@ -370,7 +371,8 @@ def dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, depth
 
 
 @block
-def masked_reader(aclk, aresetn, m_axis_wgt, want, got, word, word_last, *, fmt, word_bits):
+def masked_reader(aclk, aresetn, m_axis_wgt, want, got, word, word_last, *, fmt, word_bits,
+                  inflight=None):
     """The masked coding, pipelined: ``framer`` finds the records, ``expander`` turns each
     into a dense beat in three registered steps, ``out_fifo`` holds the beats in flight.
 
@@ -386,7 +388,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, want, got, word, word_last, *, fmt,
     push, push_last = Signal(bool(0)), Signal(bool(0))
     push_data = Signal(intbv(0)[P * fmt["code_bits"]:])
     frames = framer(aclk, aresetn, want, got, word, word_last, fire, rec_win, at_last,
-                    pending_ok, lay=lay, last_beat=last_beat)
+                    pending_ok, inflight, lay=lay, last_beat=last_beat)
     expand = expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, P=P,
                       VB=fmt["value_bits"], WB=fmt["code_bits"], W=word_bits)
     out = out_fifo(aclk, aresetn, push, push_data, push_last, m_axis_wgt, pending_ok, fire)
@@ -402,8 +404,8 @@ def layout(fmt, word_bits, slots):
 
 
 @block
-def framer(aclk, aresetn, want, got, word, word_last, fire, rec_win, at_last, pending_ok, *,
-           lay, last_beat):
+def framer(aclk, aresetn, want, got, word, word_last, fire, rec_win, at_last, pending_ok,
+           inflight, *, lay, last_beat):
     """Finds record boundaries.  Words wait in a queue whose word 0 holds the head record
     (``off`` bits in); the window register holds the bits from the head on.  The next
     window is chosen among three made without an adder in front of the shift: the queue
@@ -418,13 +420,13 @@ def framer(aclk, aresetn, want, got, word, word_last, fire, rec_win, at_last, pe
     wide = Signal(intbv(0)[W + WIN:])          # the queue from off on: head record + window
     wide_go = Signal(intbv(0)[W + WIN - P:])   # its bits after the head's mask
     win_go = Signal(intbv(0)[WIN:])
-    queued, flags, firsts = (Signal(intbv(0)[NQ * n:]) for n in (W, 1, CW))
-    q_in, f_in, c_in = (Signal(intbv(0)[NQ * n:]) for n in (W, 1, CW))
+    queued, flags = (Signal(intbv(0)[NQ * n:]) for n in (W, 1))
+    q_in, f_in = (Signal(intbv(0)[NQ * n:]) for n in (W, 1))
+    starts = Signal(intbv(0)[2 * CW:])        # mask counts at words 1 and 2 of the queue
     nq = Signal(intbv(0, min=0, max=NQ + 1))
     seen = Signal(intbv(0, min=0, max=NQ + 1))     # words of the queue the window was made of
     off = Signal(intbv(0, min=0, max=W))
     pops = Signal(intbv(0, min=0, max=3))
-    first_now = Signal(intbv(0)[CW:])
     arriving = Signal(bool(0))
     cands = Signal(intbv(0)[NC * CW:])
     chosen = Signal(intbv(0)[CW:])
@@ -434,10 +436,11 @@ def framer(aclk, aresetn, want, got, word, word_last, fire, rec_win, at_last, pe
     parts = [field_sums(win, cands, out_bits=CW,
                         groups=[[(o + j, 1) for j in range(P)] for o in lay["offsets"]]),
              part_select(cands, cnt, chosen, scale=CW),
-             field_sums(word, first_now, groups=[[(j, 1) for j in range(P)]], out_bits=CW),
+             field_sums(queued, starts, out_bits=CW,
+                        groups=[[(k * W + j, 1) for j in range(P)] for k in (1, 2)]),
              word_queue(aclk, arriving, word, nq, pops, q_in, queued),
              word_queue(aclk, arriving, word_last, nq, pops, f_in, flags),
-             word_queue(aclk, arriving, first_now, nq, pops, c_in, firsts),
+             room(nq, arriving, inflight, want, slots=NQ),
              part_select(queued, off, wide, scale=1),
              part_select(wide_go, cnt, win_go, scale=VB)]
     SELF_CAND = (NC - 1) * CW
@@ -471,7 +474,6 @@ def framer(aclk, aresetn, want, got, word, word_last, fire, rec_win, at_last, pe
     @always_comb
     def decide():
         need = intbv(0, min=0, max=2 * P + VB * P + 1)
-        t = intbv(0, min=0, max=NQ + 2)
         need[:] = vbc + 2 * P
         f = bool(0)
         if at_last:
@@ -488,8 +490,6 @@ def framer(aclk, aresetn, want, got, word, word_last, fire, rec_win, at_last, pe
             pops.next = 1
         else:
             pops.next = 0
-        t[:] = nq + arriving
-        want.next = t < NQ
 
     @always_comb
     def choose():
@@ -517,10 +517,11 @@ def framer(aclk, aresetn, want, got, word, word_last, fire, rec_win, at_last, pe
         if fire and at_last:
             # the next pass starts at the word after the tlast word: its count is kept
             if flags[0]:
-                cnt.next = c_in[2 * CW:CW]
+                cnt.next = starts[CW:]
+                cnt_ok.next = nq >= 2
             else:
-                cnt.next = c_in[3 * CW:2 * CW]
-            cnt_ok.next = n >= 1
+                cnt.next = starts[2 * CW:CW]
+                cnt_ok.next = nq >= 3
             beat.next = 0
             at_last.next = bool(last_beat == 0)
         elif fire:
@@ -583,17 +584,48 @@ def word_queue(aclk, arriving, item, count, pops, filled, queue):
 
 
 @block
-def rom_last(aclk, rom_en, rom_addr, word_last, *, depth):
-    """ROM mode: the word read is the image's last (its address is the top), known with
-    the word a cycle later, as a stream's ``tlast``."""
+def room(nq, arriving, inflight, want, *, slots):
+    """Ask for a word while the queue has a place for it and for every word on its way
+    (``arriving`` now, and ``inflight``: a ROM word between the ROM and its register)."""
+    T = slots + 3
+
+    if inflight is None:
+        @always_comb
+        def ask():
+            t = intbv(0, min=0, max=T)
+            t[:] = nq + arriving
+            want.next = t < slots
+    else:
+        @always_comb
+        def ask():
+            t = intbv(0, min=0, max=T)
+            t[:] = nq + arriving
+            t[:] = t + inflight
+            want.next = t < slots
+    return ask
+
+
+@block
+def rom_word(aclk, aresetn, rom_en, rom_addr, rom_dout, got, word, word_last, *, depth):
+    """ROM mode: the word read is registered in the fabric (the block RAM's output is
+    slow), with its ``tlast``: the top address.  ``got``: a word is in the ROM's output
+    now and in ``word`` next cycle."""
     top = depth - 1
+    last = Signal(bool(0))
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def read():
+        got.next = rom_en
 
     @always(aclk.posedge)
-    def mark():
+    def hold():
         if rom_en:
-            word_last.next = rom_addr == top
+            last.next = rom_addr == top
+        if got:
+            word.next = rom_dout
+            word_last.next = last
 
-    return mark
+    return read, hold
 
 
 @block
@@ -844,7 +876,7 @@ def estimate(*, image=None, source="rom", **args) -> dict:
                 "bram": bram, "latency": 1, "cycles": 1, "per": "beat"}
     ff, lut = masked_cost(meta, W, addr)
     return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": image.bits + fifo_bits(meta),
-            "bram": bram, "latency": MASKED_LATENCY, "cycles": 1, "per": "beat"}
+            "bram": bram, "latency": MASKED_LATENCY + 1, "cycles": 1, "per": "beat"}
 
 
 def fifo_bits(meta) -> int:
@@ -852,7 +884,7 @@ def fifo_bits(meta) -> int:
     return FIFO_DEPTH * (meta["lanes"] * meta["simd"] * meta["code_bits"] + 1)
 
 
-MASKED_LATENCY = 8  # reset released -> first beat valid (the pipeline filling)
+MASKED_LATENCY = 8  # first word taken -> first beat valid (ROM: one more, its register)
 
 
 def masked_cost(meta, W, addr) -> tuple[int, int]:
@@ -870,16 +902,17 @@ def masked_cost(meta, W, addr) -> tuple[int, int]:
     local = sum((j).bit_length() for j in range(G)) * (P // G) \
         + sum((j).bit_length() for j in range(P % G))   # live bits of the local counts
     group_offsets = sum((G * g).bit_length() for g in range(1, NG))
-    source = addr + 1 if addr else W + 1        # ROM address and last flag, or word register
-    ff = (SLOTS * (W + 1 + cw) + (W + P)        # queue (words, tlast flags, first counts), window
-          + 3 + (W - 1).bit_length() + cw + 1   # queue count, offset, count and its flag
+    source = W + 1 + (addr + 2 if addr else 0)  # word register; ROM: address, read, last
+    ff = (SLOTS * (W + 1) + (W + P)             # queue (words, tlast flags), window
+          + 2 * SLOTS.bit_length()              # words queued, words in the window
+          + (W - 1).bit_length() + cw + 1       # offset, count and its flag
           + (meta["beats"] - 1).bit_length() + 2 + source
           + 2 * max(W - P, 1)                   # expansion: values (masks, counts: SRL)
           + (NG - 1) * (G.bit_length()) + group_offsets + NG * G * VB + 6
           + 6 + 2 * (FIFO_DEPTH.bit_length()) + 1)  # FIFO pointers, count, credit
     wide = (2 * W + P) * (W - 1).bit_length()        # the queue from the head's offset on
-    queue = SLOTS * (W + 1 + cw)                     # append and move down
-    counts = (most + 2) * P                          # one popcount tree per candidate
+    queue = SLOTS * (W + 1)                          # append and move down
+    counts = (most + 4) * P          # a popcount tree per candidate, and the next pass's
     expansion = P * (VB * G + cw) + NG * G * VB * max(most, 1).bit_length()
     fifo = 1.66 * (P * WB + 1)                       # LUT RAM, as synth_xilinx maps it
     srl = P + local
