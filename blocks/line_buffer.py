@@ -823,8 +823,11 @@ def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1, repe
     first = ((k - 1 - pad) * width + k - pad) * groups + 1 + decide_lag(k, groups, repeat)
     in_lut_ram = memory_style(bits, depth) == "distributed"
     lut_ram = -(-depth // 64) * bits if in_lut_ram else 0
+    # Timing registers: the walk's next addresses when a copy is 4+ beats, and the
+    # flags and registered candidates (window_position, window_walk, window_ready).
+    timing_ff = (6 * addr if k * k * groups >= 4 else 0) + 17
     return {"lut": 20 * addr + 48 + 4 * lut_ram,
-            "ff": 6 * addr + 4 * coord + 102,
+            "ff": 6 * addr + 4 * coord + 102 + timing_ff,
             "dsp": 0,
             "bram_bits": depth * bits,
             "bram": bram_blocks(bits, depth),
