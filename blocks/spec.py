@@ -64,20 +64,21 @@ class Param:
 
     def check(self, value):
         """Return ``value`` if allowed, else raise ``ValueError`` naming the parameter."""
-        bad = ParameterError(f"{self.name}: must be {self.allowed()}, got {value!r}")
+        if not self.allows(value):
+            # the message (an array's repr, say) is built only on failure: the planner
+            # validates thousands of candidate stages
+            raise ParameterError(f"{self.name}: must be {self.allowed()}, got {value!r}")
+        return value
+
+    def allows(self, value) -> bool:
         if self.kind is int:
             if isinstance(value, bool) or not isinstance(value, int):
-                raise bad
+                return False
             if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
-                raise bad
-            if self.choices is not None and value not in self.choices:
-                raise bad
+                return False
         elif self.kind is bool:
-            if not isinstance(value, bool):
-                raise bad
-        elif self.choices is not None and value not in self.choices:
-            raise bad
-        return value
+            return isinstance(value, bool)
+        return self.choices is None or value in self.choices
 
 
 @dataclass(frozen=True)
