@@ -45,10 +45,11 @@ edge that consumes the ``tlast`` beat to the edge on which the result can first 
 an operand register and a product register (int: the multiplier's operand, product and
 output registers), one register per adder-tree level, and the accumulator/output
 register.  The latency is the same on every ``target``.  One beat per cycle
-sustained while ``m_axis_acc`` is not back-pressured.  A stalled result waits in the
-output register while the pipeline runs on; a second result finishing meanwhile waits
-in a spare register (the output skid), and only then the whole pipeline (and the input
-``tready``) holds until the first is taken.  The pipeline's enable is a flip-flop (timing:
+sustained while ``m_axis_acc`` is not back-pressured.  Results wait in a two-word
+output queue per lane (``m_axis_acc_tdata`` picks the older word): a stalled result
+waits while the pipeline runs on; a second result finishing meanwhile takes the other
+word, and only then the whole pipeline (and the input ``tready``) holds until the first
+is taken.  The pipeline's enable is a flip-flop (timing:
 it fans out to every register).  No input value within ``reduce`` elements can overflow
 the accumulator.
 """
@@ -218,14 +219,13 @@ def add(aclk, enable, a, b, total):
 
 
 @block
-def accumulate(aclk, aresetn, enable, valid, last, load, from_spare, park, psum, acc, result,
-               spare):
+def accumulate(aclk, aresetn, enable, valid, last, put0, put1, psum, acc, slot0, slot1):
     """Per-lane accumulator: ``acc + psum`` on a ``last`` beat is the dot product, and
     ``acc`` restarts from 0.  Clearing instead of selecting ``psum`` for a dot product's
     first beat keeps a multiplexer off the carry chain (the clear is the flip-flops'
-    synchronous reset).  The dot product goes to ``result`` (``load``), or to ``spare``
-    while ``result`` waits to be taken (``park``); ``load`` with ``from_spare`` moves the
-    spare on."""
+    synchronous reset).  The dot product goes into ``slot0`` or ``slot1`` (``put0``,
+    ``put1``), the two words of the output queue: the sum's carry chain ends in a
+    flip-flop with no multiplexer after it."""
 
     @always_seq(aclk.posedge, reset=aresetn)
     def step():
@@ -237,13 +237,10 @@ def accumulate(aclk, aresetn, enable, valid, last, load, from_spare, park, psum,
 
     @always_seq(aclk.posedge, reset=aresetn)
     def take():
-        if load:
-            if from_spare:
-                result.next = spare
-            else:
-                result.next = acc + psum
-        if park:
-            spare.next = acc + psum
+        if put0:
+            slot0.next = acc + psum
+        if put1:
+            slot1.next = acc + psum
 
     return step, take
 
@@ -310,12 +307,14 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
     last = Signal(intbv(0)[depth:])
     valid_out, last_out = valid(depth - 1), last(depth - 1)
     fire = Signal(bool(0))            # valid_out and last_out, registered on its own
-    # The output skid: a result that arrives while the last one waits is parked in a spare
-    # register, and the pipeline stops only while the spare is full, so that its enable
-    # (fanning out to every pipeline register) is a flip-flop, not a function of tready.
-    running = Signal(bool(1))         # the spare is empty: the pipeline advances
-    spare_valid = Signal(bool(0))
-    load, park = Signal(bool(0)), Signal(bool(0))
+    # The output queue: two result words per lane, written in turn (``wr``) and read in
+    # turn (``rd``).  A result that arrives while the last one waits takes the other word,
+    # and the pipeline stops only while both are full, so that its enable (fanning out to
+    # every pipeline register) is a flip-flop, not a function of tready.
+    running = Signal(bool(1))         # a word is free: the pipeline advances
+    held = Signal(intbv(0, min=0, max=3))     # words holding results
+    wr, rd = Signal(bool(0)), Signal(bool(0))
+    put0, put1, pop = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
     parts = []
 
     # binary/ternary: operand registers, then products; int: the multipliers' own
@@ -353,20 +352,23 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
         else:
             psum = acc_signal(acc_width)
             parts.append(adder_tree(aclk, enable, products, psum, lo=plo, hi=phi))
-        acc, result, spare = acc_signal(acc_width), acc_signal(acc_width), acc_signal(acc_width)
-        parts.append(accumulate(aclk, aresetn, enable, valid_out, last_out, load, spare_valid,
-                                park, psum, acc, result, spare))
-        results.append(result)
-    lane_sums = ConcatSignal(*reversed(results)) if lanes > 1 else results[0](acc_width, 0)
+        acc, slot0, slot1 = acc_signal(acc_width), acc_signal(acc_width), acc_signal(acc_width)
+        parts.append(accumulate(aclk, aresetn, enable, valid_out, last_out, put0, put1, psum,
+                                acc, slot0, slot1))
+        results.append((slot0, slot1))
+    words0 = ConcatSignal(*reversed([w for w, _ in results])) if lanes > 1 \
+        else results[0][0](acc_width, 0)
+    words1 = ConcatSignal(*reversed([w for _, w in results])) if lanes > 1 \
+        else results[0][1](acc_width, 0)
 
     @always_comb
     def handshake():
         enable.next = running
         s_axis_act.tready.next = s_axis_wgt.tvalid and running
         s_axis_wgt.tready.next = s_axis_act.tvalid and running
-        load.next = ((running and fire and (not out_valid or m_axis_acc.tready))
-                     or (spare_valid and m_axis_acc.tready))
-        park.next = running and fire and out_valid and not m_axis_acc.tready
+        put0.next = running and fire and not wr
+        put1.next = running and fire and wr
+        pop.next = out_valid and m_axis_acc.tready
 
     @always_seq(aclk.posedge, reset=aresetn)
     def control():
@@ -374,22 +376,28 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
             valid.next = concat(valid[depth - 1:0], s_axis_act.tvalid and s_axis_wgt.tvalid)
             last.next = concat(last[depth - 1:0], s_axis_act.tlast)
             fire.next = valid[depth - 2] and last[depth - 2]
-        if load:
+        if running and fire:
+            wr.next = not wr
+        if pop:
+            rd.next = not rd
+        if running and fire and not pop:
+            held.next = held + 1
             out_valid.next = 1
-        elif m_axis_acc.tready:
-            out_valid.next = 0
-        if park:
-            spare_valid.next = 1
-        elif m_axis_acc.tready:
-            spare_valid.next = 0
-        running.next = not (park or (spare_valid and not m_axis_acc.tready))
+            running.next = held == 0
+        elif pop and not (running and fire):
+            held.next = held - 1
+            out_valid.next = held == 2
+            running.next = 1
 
     @always_comb
-    def output():
+    def outputs():
         m_axis_acc.tvalid.next = out_valid
-        m_axis_acc.tdata.next = lane_sums
+        if rd:
+            m_axis_acc.tdata.next = words1
+        else:
+            m_axis_acc.tdata.next = words0
 
-    return parts, handshake, control, output
+    return parts, handshake, control, outputs
 
 
 # ---------------------------------------------------------------------- golden model
@@ -488,9 +496,9 @@ def estimate(*, lanes, simd, weights, wbits, abits, asigned, reduce, target="gen
     pbits = signed_bits(plo, phi)
     tree = tree_level_bits(simd, plo, phi)
     adders = tree_adder_bits(simd, plo, phi)
-    # valid and last per stage; fire, out_valid, running, spare_valid
-    control_ff = 2 * (latency(simd, weights) - 1) + 5
-    lane_acc = 3 * acc                       # accumulator, result, spare (and their muxes)
+    # valid and last per stage; fire, out_valid, running, wr, rd, held (2)
+    control_ff = 2 * (latency(simd, weights) - 1) + 7
+    lane_acc = 3 * acc             # accumulator, two queue words (and the output mux)
     if in_dsps(target=target, **p):
         lut = lanes * (adders + lane_acc) + 8
         ff = lanes * (sum(tree) + lane_acc) + control_ff
