@@ -70,8 +70,7 @@ requantizer's pipelines (:func:`estimate`).
 from __future__ import annotations
 
 import numpy as np
-from myhdl import (ConcatSignal, Signal, always, always_comb, always_seq, block, concat,
-                   intbv, modbv)
+from myhdl import Signal, always_comb, always_seq, block, intbv, modbv
 
 from assemblies import conv_row as cr
 from blocks import frame_buffer as fb
@@ -82,7 +81,6 @@ from blocks import sparse_decoder as sd
 from blocks import tile_dma as td
 from blocks.ram import add_blocks
 from blocks.ram import estimate as ram_estimate
-from blocks.rom import address_bits, rom
 from blocks.spec import BlockDef, Param
 from blocks.stream import Axis, clock_reset
 from quant import offchip, reference, sparse_format
@@ -174,8 +172,10 @@ def parts(*, layer, lanes, simd, abits=8, asigned=False, target="generic", rom_p
            "beats": wf["beats"]}
     dma = {"data_bits": bus_bits, "max_burst": max_burst, "outstanding": outstanding,
            "target": target}
+    # group-major output: a group's constants serve a whole output frame's pixels
+    req = {**row["requant"], "group_beats": pixels}
     return {**row, "frame": frame, "gbuf": gbuf, "decoder": dec, "dma": dma, "weights": wf,
-            "pixels": pixels}
+            "pixels": pixels, "requant": req}
 
 
 def prepare(p: dict) -> dict:
@@ -306,81 +306,6 @@ def error_bypass(aclk, aresetn, error, s_axis_words, dec_words, dec_wgt, m_axis_
 
 
 @block
-def group_requant(aclk, aresetn, s_axis_acc, m_axis_out, *, lanes, acc_bits, abits=8,
-                  out_signed=False, shift=1, final=False, pixels=1, target="generic",
-                  constants, rom_file):
-    """``requant``'s datapath (its ``lane`` sub-blocks, ROM image and latency) for a
-    group-major stream: the constants' group advances every ``pixels`` beats (the row
-    stage's ``requant`` advances it every beat)."""
-    p = rq.BLOCK.validate(lanes=lanes, acc_bits=acc_bits, abits=abits, out_signed=out_signed,
-                          shift=shift, final=final, pixels=pixels, target=target,
-                          constants=constants)
-    c = rq.load_constants(constants)
-    w = rq.widths(**p)
-    ob, groups, depth = w["out_bits"], w["groups"], rq.LATENCY
-    lo, hi = rq.out_range(abits, out_signed)
-    enable = Signal(bool(0))
-    valid, last = Signal(intbv(0)[depth:]), Signal(intbv(0)[depth:])
-    group = Signal(intbv(0, min=0, max=max(groups, 2)))
-    pixel = Signal(intbv(0, min=0, max=max(pixels, 2)))
-    rom_addr = Signal(intbv(0)[address_bits(groups):])
-    const_word = Signal(intbv(0)[w["rom_word_bits"]:])
-    const_q = Signal(intbv(0)[w["rom_word_bits"]:])
-    words = rq.rom_words(c, lanes=lanes, w=w)
-    if rq.rom_style(w) == "block":
-        memory = rom(aclk, enable, rom_addr, const_word, words=words,
-                     word_bits=w["rom_word_bits"], file=rom_file)
-    else:
-        memory = rq.lut_rom(aclk, enable, rom_addr, const_word, words=tuple(words))
-
-    @always(aclk.posedge)
-    def const_register():           # nothing but a register after a block RAM's output
-        if enable:
-            const_q.next = const_word
-
-    outs = []
-    lanes_hw = []
-    for index in range(lanes):
-        span = dict(min=-(1 << (ob - 1)), max=1 << (ob - 1)) if final else dict(min=lo,
-                                                                                max=hi + 1)
-        y = Signal(intbv(0, **span))
-        lanes_hw.append(rq.lane(aclk, enable, s_axis_acc.tdata, const_q, y, index=index,
-                                acc_bits=acc_bits, w=w, shift=shift, lo=lo, hi=hi,
-                                final=final, target=target))
-        outs.append(y)
-    lane_values = ConcatSignal(*reversed(outs)) if lanes > 1 else outs[0](ob, 0)
-
-    @always_comb
-    def handshake():
-        enable.next = not valid[depth - 1] or m_axis_out.tready
-        s_axis_acc.tready.next = not valid[depth - 1] or m_axis_out.tready
-        rom_addr.next = group
-
-    @always_seq(aclk.posedge, reset=aresetn)
-    def control():
-        if enable:
-            valid.next = concat(valid[depth - 1:0], s_axis_acc.tvalid)
-            last.next = concat(last[depth - 1:0], pixel == pixels - 1 and group == groups - 1)
-            if s_axis_acc.tvalid:
-                if pixel == pixels - 1:
-                    pixel.next = 0
-                    if group == groups - 1:
-                        group.next = 0
-                    else:
-                        group.next = group + 1
-                else:
-                    pixel.next = pixel + 1
-
-    @always_comb
-    def output():
-        m_axis_out.tvalid.next = valid[depth - 1]
-        m_axis_out.tlast.next = last[depth - 1]
-        m_axis_out.tdata.next = lane_values
-
-    return memory, const_register, lanes_hw, handshake, control, output
-
-
-@block
 def conv_frame(aclk, aresetn, s_axis_in, m_axis_out, m_axi, rd_bytes, error, *, layer, lanes,
                simd, abits=8, asigned=False, target="generic", rom_prefix="", lanes_in=1,
                order_in="raster", groups_in=1, buffers=1, bus_bits=64, base=0, max_burst=16,
@@ -417,7 +342,7 @@ def conv_frame(aclk, aresetn, s_axis_in, m_axis_out, m_axi, rd_bytes, error, *, 
             sd.sparse_decoder(aclk=aclk, aresetn=aresetn, m_axis_wgt=decoded,
                               s_axis_words=kept, **decoder),
             mac.mac_array(aclk, aresetn, window, weights, sums, **q["mac"]),
-            group_requant(aclk, aresetn, sums, m_axis_out, **requant))
+            rq.requant(aclk, aresetn, sums, m_axis_out, **requant))
 
 
 # --- golden model, cost, ports --------------------------------------------------------------
@@ -537,7 +462,7 @@ def read_engine_estimate(*, data_bits, max_burst, outstanding, target="generic")
 def estimate(**args) -> dict:
     """The sum of the parts' estimates (the wiring adds nothing): frame buffer (once or
     twice), group buffer (two banks of the largest group image), stream decoder, MAC,
-    requantizer (``requant``'s, plus its pixel counter) and the DMA's read engine
+    requantizer (``requant`` with ``group_beats`` Ho*Wo) and the DMA's read engine
     (:func:`read_engine_estimate`).
     ``offchip_bytes``: the weight bytes read a frame (``quant.offchip.offchip_bytes``);
     ``cycles`` per ``frame``: :func:`cycles_per_frame`."""
@@ -548,7 +473,6 @@ def estimate(**args) -> dict:
            "mac_array": mac.estimate(**q["mac"]),
            "requant": rq.BLOCK.estimate(**args["requant"]),
            "tile_dma": read_engine_estimate(**q["dma"])}
-    est["requant"]["ff"] += (q["pixels"] - 1).bit_length()
     total = {key: sum(int(e[key]) for e in est.values())
              for key in ("lut", "ff", "dsp", "bram_bits")}
     rate = cycles_per_frame(args)

@@ -1,9 +1,10 @@
 """``requant``: per-channel requantization of accumulator lanes (docs/conventions.md, Contracts 2, 6).
 
 Takes ``mac_array``'s output, ``lanes`` signed accumulators a beat, and turns each into the
-layer's output value.  Beat ``i`` belongs to output-channel group ``g = i mod G`` (``G =
-Cout / L``, the order a row conv stage produces them), lane ``l`` to channel
-``c = g*L + l``.  Per channel::
+layer's output value.  Beat ``i`` belongs to output-channel group ``g = (i // B) mod G``
+(``G = Cout / L``; ``B = group_beats`` consecutive beats share a group: 1 in the order a
+row conv stage produces them, ``Ho*Wo`` in a frame stage's group-major order), lane ``l``
+to channel ``c = g*L + l``.  Per channel::
 
     sum = acc + bias[c]
     y   = clamp((sum * M[c] + (1 << (S-1))) >> S, lo, hi)      M_neg[c] when sum < 0
@@ -21,7 +22,10 @@ bound the clock near 145 MHz on ECP5), one word per group, packed L values a wor
 M_neg differs from M)]`` from the low end, at bit ``l * FB``.  The shift ``S`` is one per
 layer and lives in the logic.  A group counter addresses the ROM; it is read on the edge
 that takes the beat, so the ROM's output register is the first pipeline stage; a second
-register follows it.
+register follows it.  With ``B > 1`` a run counter (``B`` beats) advances the group
+counter, and ``tlast`` comes from it, the group and a lap counter (``pixels / B`` passes
+over the groups a frame) instead of a frame beat counter; ports and latency do not
+depend on ``B``.
 
 Parameters
 ----------
@@ -32,6 +36,8 @@ out_signed : bool            signed output range (leaky/none) instead of unsigne
 shift : int, 1..62           S (not used when ``final``)
 final : bool                 output ``z = sum * M`` unshifted, unclamped, ZB bits signed
 pixels : int, 1..2**24       output pixels a frame: ``tlast`` on every ``pixels*G``-th beat
+group_beats : int, 1..2**24  B, consecutive beats sharing a group's constants (divides
+                             ``pixels``): 1 row order, ``pixels`` frame (group-major) order
 target : str                 ``generic`` or a device name (the multiplier's mapping)
 constants : path or mapping  ``.npz`` (or a dict) with integer arrays ``bias``, ``M`` and
                              optionally ``M_neg`` (default ``M``), each of Cout entries;
@@ -88,6 +94,8 @@ PARAMS = (
     Param("shift", int, default=1, lo=1, hi=62, help="right shift S (not with final)"),
     Param("final", bool, default=False, help="last layer: output z = sum*M unshifted"),
     Param("pixels", int, default=1, lo=1, hi=1 << 24, help="output pixels a frame (tlast)"),
+    Param("group_beats", int, default=1, lo=1, hi=1 << 24,
+          help="consecutive beats sharing a group's constants (1 row order, pixels frame)"),
     Param("target", str, default="generic", help="generic or a device name (multipliers)"),
     Param("constants", "path", help=".npz with bias, M (and M_neg) arrays (a dict from Python)"),
 )
@@ -179,6 +187,9 @@ def cross_check(p: dict) -> None:
     c = load_constants(p["constants"])
     if len(c["bias"]) % p["lanes"]:
         raise ValueError(f"lanes: must divide Cout ({len(c['bias'])}), got {p['lanes']}")
+    if p["pixels"] % p["group_beats"]:
+        raise ValueError(f"group_beats: must divide pixels ({p['pixels']}), "
+                         f"got {p['group_beats']}")
     check_target(p["target"])
     w = widths(**p)
     if w["m_bits"] > DSP_BITS:
@@ -422,12 +433,12 @@ def rom_style(w: dict) -> str:
 
 @block
 def requant(aclk, aresetn, s_axis_acc, m_axis_out, *, lanes, acc_bits, abits=8,
-            out_signed=False, shift=1, final=False, pixels=1, target="generic", constants,
-            rom_file=ROM_STEM + ".hex"):
+            out_signed=False, shift=1, final=False, pixels=1, group_beats=1,
+            target="generic", constants, rom_file=ROM_STEM + ".hex"):
     """Requantizer; see the module docstring."""
     p = BLOCK.validate(lanes=lanes, acc_bits=acc_bits, abits=abits, out_signed=out_signed,
-                       shift=shift, final=final, pixels=pixels, target=target,
-                       constants=constants)
+                       shift=shift, final=final, pixels=pixels, group_beats=group_beats,
+                       target=target, constants=constants)
     c = load_constants(constants)
     w = widths(**p)
     ob, groups = w["out_bits"], w["groups"]
@@ -441,7 +452,7 @@ def requant(aclk, aresetn, s_axis_acc, m_axis_out, *, lanes, acc_bits, abits=8,
     valid = Signal(intbv(0)[depth:])
     last = Signal(intbv(0)[depth:])
     group = Signal(intbv(0, min=0, max=max(groups, 2)))
-    beat = Signal(intbv(0, min=0, max=max(frame, 2)))
+    beat = Signal(intbv(0, min=0, max=max(frame, 2))) if group_beats == 1 else None
     rom_addr = Signal(intbv(0)[address_bits(groups):])
     const_word = Signal(intbv(0)[w["rom_word_bits"]:])
     const_q = Signal(intbv(0)[w["rom_word_bits"]:])
@@ -481,20 +492,24 @@ def requant(aclk, aresetn, s_axis_acc, m_axis_out, *, lanes, acc_bits, abits=8,
     def address():
         rom_addr.next = group
 
-    @always_seq(aclk.posedge, reset=aresetn)
-    def control():
-        if enable:
-            valid.next = concat(valid[depth - 1:0], s_axis_acc.tvalid)
-            last.next = concat(last[depth - 1:0], beat == frame - 1)
-            if s_axis_acc.tvalid:
-                if group == groups - 1:
-                    group.next = 0
-                else:
-                    group.next = group + 1
-                if beat == frame - 1:
-                    beat.next = 0
-                else:
-                    beat.next = beat + 1
+    if group_beats == 1:
+        @always_seq(aclk.posedge, reset=aresetn)
+        def control():
+            if enable:
+                valid.next = concat(valid[depth - 1:0], s_axis_acc.tvalid)
+                last.next = concat(last[depth - 1:0], beat == frame - 1)
+                if s_axis_acc.tvalid:
+                    if group == groups - 1:
+                        group.next = 0
+                    else:
+                        group.next = group + 1
+                    if beat == frame - 1:
+                        beat.next = 0
+                    else:
+                        beat.next = beat + 1
+    else:
+        control = run_control(aclk, aresetn, enable, s_axis_acc.tvalid, valid, last, group,
+                              groups=groups, run=group_beats, runs=pixels // group_beats)
 
     @always_comb
     def output():
@@ -505,15 +520,47 @@ def requant(aclk, aresetn, s_axis_acc, m_axis_out, *, lanes, acc_bits, abits=8,
     return parts, handshake, address, control, output
 
 
+@block
+def run_control(aclk, aresetn, enable, tvalid, valid, last, group, *, groups, run, runs):
+    """The flags' shift registers; the group advances every ``run`` beats, ``tlast`` on
+    the last beat of the last group of the ``runs``-th pass over the groups."""
+    depth = len(valid)
+    beat = Signal(intbv(0, min=0, max=max(run, 2)))
+    lap = Signal(intbv(0, min=0, max=max(runs, 2)))
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def control():
+        if enable:
+            valid.next = concat(valid[depth - 1:0], tvalid)
+            last.next = concat(last[depth - 1:0],
+                               beat == run - 1 and group == groups - 1 and lap == runs - 1)
+            if tvalid:
+                if beat == run - 1:
+                    beat.next = 0
+                    if group == groups - 1:
+                        group.next = 0
+                        if lap == runs - 1:
+                            lap.next = 0
+                        else:
+                            lap.next = lap + 1
+                    else:
+                        group.next = group + 1
+                else:
+                    beat.next = beat + 1
+
+    return control
+
+
 # --- golden model, estimate, files ---------------------------------------------------------
 
 def golden(acc, *, lanes, abits=8, out_signed=False, shift=1, final=False, pixels=1,
-           constants, **_):
+           group_beats=1, constants, **_):
     """``(values (beats, L) int64, tlast (beats,) bool)`` for accumulator beats ``acc``."""
     c = load_constants(constants)
     acc = np.asarray(acc, dtype=np.int64).reshape(-1, lanes)
     groups = len(c["bias"]) // lanes
-    ch = (np.arange(len(acc))[:, None] % groups) * lanes + np.arange(lanes)[None, :]
+    group = (np.arange(len(acc)) // group_beats) % groups
+    ch = group[:, None] * lanes + np.arange(lanes)[None, :]
     total = acc + c["bias"][ch]
     if final:
         values = total * c["M"][ch]
@@ -556,6 +603,10 @@ def estimate(**p) -> dict:
     in_luts = rom_style(w) == "distributed" and groups > 1
     frame = p["pixels"] * groups
     control = 2 * LATENCY + (frame - 1).bit_length() + (groups - 1).bit_length()
+    if p.get("group_beats", 1) > 1:   # a run and a lap counter instead of the frame's
+        runs = p["pixels"] // p["group_beats"]
+        control += ((p["group_beats"] - 1).bit_length() + (runs - 1).bit_length()
+                    - (frame - 1).bit_length())
     return {"lut": int(round(lanes * lut_lane)) + 20 + (word // 2 if in_luts else 0),
             "ff": lanes * ff_lane + control + (word // 4 if in_luts else 0),
             "dsp": lanes * dsp, "bram_bits": groups * word,
@@ -576,7 +627,7 @@ def prepare(p: dict) -> dict:
 def write_files(build_kwargs: dict, out_dir) -> list:
     """Write the constants ROM image and its sidecar beside the Verilog."""
     keys = ("lanes", "acc_bits", "abits", "out_signed", "shift", "final", "pixels",
-            "target", "constants")
+            "group_beats", "target", "constants")
     p = {k: build_kwargs[k] for k in keys if k in build_kwargs}
     files = constants_files(out_dir, Path(build_kwargs["rom_file"]).stem, **p)
     return files + write_sim_files(p["target"], out_dir)

@@ -32,6 +32,14 @@ CONFIGS = {
     # a product narrower than shift + output bits: the clamp never acts
     "none-L2G1-acc4-S12": dict(lanes=2, acc_bits=4, abits=8, out_signed=True, shift=12,
                                pixels=2, cout=2),
+    # group-major (a frame stage's order): a group's constants for B consecutive beats,
+    # one pass over the groups a frame (B = pixels) or two (B = pixels / 2)
+    "frame-relu-L2G3-B3": dict(lanes=2, acc_bits=12, abits=4, shift=9, pixels=3,
+                               group_beats=3, cout=6),
+    "frame-leaky-L2G2-B2of4": dict(lanes=2, acc_bits=26, abits=8, out_signed=True, shift=20,
+                                   pixels=4, group_beats=2, cout=4, leaky=True),
+    "frame-final-L1G3-B2": dict(lanes=1, acc_bits=16, final=True, pixels=2, group_beats=2,
+                                cout=3),
 }
 
 
@@ -90,6 +98,28 @@ def test_golden_model_is_contract_2_channel_by_channel():
     assert lasts.tolist() == [i % 6 == 5 for i in range(8)]
 
 
+@pytest.mark.parametrize("name,beats", [("frame-relu-L2G3-B3", 3), ("frame-leaky-L2G2-B2of4", 2)])
+def test_golden_model_in_group_major_order(name, beats):
+    p = params(name)
+    c, lanes = p["constants"], p["lanes"]
+    groups = len(c["bias"]) // lanes
+    acc = random_acc(np.random.default_rng(4), p, 2 * p["pixels"] * groups)
+    values, lasts = rq.golden(acc, **p)
+    row, _ = rq.golden(acc, **{**p, "group_beats": 1, "pixels": 1})
+    for i in range(len(acc)):
+        g = (i // beats) % groups          # beat i of run i // B
+        other = {**c, "bias": c["bias"][g * lanes:(g + 1) * lanes],
+                 "M": c["M"][g * lanes:(g + 1) * lanes]}
+        if "M_neg" in c:
+            other["M_neg"] = c["M_neg"][g * lanes:(g + 1) * lanes]
+        one, _ = rq.golden(acc[i:i + 1], **{**p, "group_beats": 1, "pixels": 1,
+                                              "constants": other})
+        np.testing.assert_array_equal(values[i], one[0])
+    assert not np.array_equal(values, row)    # the order matters for these constants
+    frame = p["pixels"] * groups
+    assert lasts.tolist() == [i % frame == frame - 1 for i in range(len(acc))]
+
+
 def test_extremes_saturate_and_final_width_holds(hdl, tmp_path):
     p = params("final-L3G2-acc20")
     half = 1 << 19
@@ -100,7 +130,8 @@ def test_extremes_saturate_and_final_width_holds(hdl, tmp_path):
     assert np.abs(expected).max() >= 1 << (zb - 3)   # the width is not generous
 
 
-@pytest.mark.parametrize("name", ["relu-L4G3-acc12", "leaky-L2G2-acc26"])
+@pytest.mark.parametrize("name", ["relu-L4G3-acc12", "leaky-L2G2-acc26",
+                                  "frame-leaky-L2G2-B2of4"])
 def test_one_beat_per_cycle_and_documented_latency(hdl, tmp_path, name):
     p = params(name)
     acc = random_acc(np.random.default_rng(2), p, 30)
@@ -133,12 +164,22 @@ def test_rom_image_and_estimate(tmp_path):
     est = info["estimate"]
     assert est["bram_bits"] == 2 * 2 * fb and est["latency"] == rq.LATENCY
     assert est["dsp"] == 2 * 2                        # 26-bit sums: two multipliers a lane
+    # group-major: a run counter (B = 3: 2 bits) and no frame counter (L2 G2 P3: 3 bits)
+    def cost(**change):
+        return rq.BLOCK.estimate(**rq.BLOCK.validate(**{**p, **change}))
+
+    frame = cost(pixels=3, group_beats=3)
+    assert frame["ff"] == cost(pixels=3)["ff"] - 3 + 2
+    assert {k: v for k, v in frame.items() if k != "ff"} == \
+        {k: v for k, v in est.items() if k != "ff"}
 
 
 @pytest.mark.parametrize("change,message", [
     (dict(lanes=5), r"^lanes: must divide Cout \(12\), got 5"),
     (dict(acc_bits=1), r"^acc_bits: must be an integer in 2\.\.64"),
     (dict(shift=0), r"^shift: must be an integer in 1\.\.62"),
+    (dict(group_beats=0), r"^group_beats: must be an integer in 1\.\.16777216"),
+    (dict(group_beats=4), r"^group_beats: must divide pixels \(2\), got 4"),
     (dict(target="virtex2"), r"^target: must be one of generic"),
     (dict(constants={"bias": [1, 2]}), r"^constants: lacks the array 'M'"),
     (dict(constants={"bias": [1], "M": [-1]}), r"^constants: M and M_neg must be >= 0"),
