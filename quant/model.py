@@ -11,9 +11,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from quant import weight_modes
+from quant.fakequant import pool_padding
 
 
 class FloatLayer(nn.Module):
@@ -32,11 +34,17 @@ class FloatLayer(nn.Module):
         else:
             self.op = nn.MaxPool2d(spec.k, spec.stride)
             self.bn = None
+            # Darknet's split, as the integer reference pads; -inf so padding never wins
+            # a window, which is what the integer model's smallest-value fill amounts to.
+            self.pool_pad = pool_padding(spec)
         self.act = {"relu": nn.ReLU(), "leaky": nn.LeakyReLU(spec.slope)}.get(spec.act, nn.Identity())
 
     def forward(self, x):
         if self.spec.type == "dense":
             x = x.flatten(1)
+        elif self.spec.type == "maxpool" and any(self.pool_pad):
+            before, after = self.pool_pad
+            x = F.pad(x, (before, after, before, after), value=float("-inf"))
         x = self.op(x)
         if self.bn is not None:
             x = self.bn(x)

@@ -31,3 +31,24 @@ def test_sequential_becomes_specs_and_quantizes_exactly():
 def test_unsupported_module():
     with pytest.raises(ValueError, match="module: unsupported layer AvgPool2d"):
         layers_from_module(nn.Sequential(nn.AvgPool2d(2), nn.Linear(16, 10)), (1, 8, 8))
+
+
+def test_fp32_maxpool_pads_as_darknet():
+    """Tiny-YOLOv2's 2x2 stride-1 pool with pad 1: no row/column before, one after, and
+    the padding never wins a window even when every value is negative."""
+    from cnn_ip.plan import parse_plan
+    from quant.model import FloatNet
+    plan = parse_plan("name: net\ninput: {channels: 2, height: 5, width: 4}\n"
+                      "device: ecp5-85f\nclock_mhz: 100\nlayers:\n"
+                      "  - {type: conv, out: 3, k: 3, pad: 1, act: leaky, weights: int8, act_bits: 8}\n"
+                      "  - {type: maxpool, k: 2, stride: 1, pad: 1}\n"
+                      "  - {type: conv, out: 2, k: 1, weights: int8}\n")
+    pool = FloatNet(plan.layers).layers[1]
+    x = -1.0 - torch.rand(1, 3, 5, 4, generator=torch.Generator().manual_seed(0))
+    y = pool(x)[0].numpy()
+    assert y.shape == (3, 5, 4) == plan.layers[1].out_shape
+    a = x[0].numpy()
+    for i in range(5):
+        for j in range(4):            # the window at (i, j) covers rows i..i+1, columns j..j+1
+            assert np.array_equal(y[:, i, j], a[:, i:i + 2, j:j + 2].max(axis=(1, 2)))
+    assert np.all(y < -1)
