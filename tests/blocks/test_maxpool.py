@@ -89,9 +89,14 @@ def test_rate_and_latency_without_stalls(tmp_path, case):
     assert latency == BLOCK.estimate(**p)["latency"]
 
 
+# the structurally distinct cases (padding both sides and signed, padding after, one row
+# padded after, a column pass in block RAM); the others only change widths and counts
+LINT_CASES = (1, 2, 8, 9)
+
+
 def test_lint_clean(tmp_path):
-    for i, (params, _) in enumerate(CASES):
-        generate(BLOCK, tmp_path / str(i), **params)
+    for i in LINT_CASES:
+        generate(BLOCK, tmp_path / str(i), **CASES[i][0])
         assert lint(tmp_path / str(i) / "maxpool.v", "maxpool", BLOCK.lint_waivers) == []
 
 
