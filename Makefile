@@ -26,7 +26,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 test: setup
-	$(PY) -m pytest -n $(JOBS) --durations=15 tests
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup --durations=15 tests
 
 # The whole flow on the digits CNN: every block's Verilog and cost; the network trained,
 # quantized to mixed precision (sparsity searched), assembled for ecp5-85f and simulated in

@@ -2,8 +2,19 @@
 
 ``hdl`` runs a test twice: on the MyHDL model and on its converted Verilog under Icarus.
 ``cli_rejects`` checks how ``cnn-ip block`` turns down a bad flag.
+Tests marked ``first`` (minutes each) are collected first.
 """
 import pytest
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "first: a test of minutes, scheduled before the others")
+
+
+def pytest_collection_modifyitems(config, items):
+    # The suite's few long tests (whole networks in RTL) start first, so that the
+    # parallel workers run the many short ones beside them instead of after them.
+    items.sort(key=lambda item: item.get_closest_marker("first") is None)
 
 
 @pytest.fixture(params=["myhdl", "icarus"])

@@ -53,6 +53,8 @@ def test_not_an_assemble_output(tmp_path, capsys):
     assert main(["simulate", str(tmp_path), "--simulator", "modelsim"]) == 2
 
 
+@pytest.mark.xdist_group("digits")  # one worker: the second reuses the first's quantize
+@pytest.mark.first
 def test_digits_assembled_and_simulated_bit_exact_on_all_test_images(tmp_path, capsys,
                                                                     monkeypatch):
     """The real flow: `cnn-ip assemble examples/digits.yaml` (quantized into the default
@@ -100,6 +102,8 @@ def test_offchip_bytes_exact_only_when_every_frame_read_every_group_once():
     assert not offchip_check(axi[:1], {}, 10)[0]["exact"]          # no counter read back
 
 
+@pytest.mark.xdist_group("digits")  # one worker: the second reuses the first's quantize
+@pytest.mark.first
 def test_digits_with_frame_layers_bit_exact_and_offchip_bytes_exact(tmp_path, capsys):
     """examples/digits_frame.yaml (conv 64, conv 128 and the dense frame-based; the model
     of digits.yaml from the quantize cache) assembled by the CLI and simulated on 24 test
