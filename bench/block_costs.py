@@ -1,31 +1,42 @@
-"""Analytic estimates against real synthesis, and ECP5 Fmax, for every block.
+"""Analytic estimates against real synthesis, and ECP5 Fmax, for every block and stage.
 
-For every block in ``blocks.spec.registry()``, each configuration in ``MATRIX`` (a block
-without an entry: its ``example()``): generate the Verilog (``cnn_ip.export.generate``),
-synthesize it for ``xc7vx485t`` (Yosys ``synth_xilinx`` cell counts) and place and route it
-on ``ecp5-85f`` out of context at 200 MHz (Yosys ``synth_ecp5`` + nextpnr-ecp5), and compare
-with ``BlockDef.estimate``.  A block with a ``target`` parameter is generated twice: for
-``generic`` (the Xilinx counts and the estimate) and for ``ecp5-85f`` (placed on ECP5, with
-the device's primitives).  The ECP5 Fmax is placement seed 1's; a near miss (at least
-``NEAR_MISS`` of the constraint) is placed again with seeds 2 and 3 until one meets it,
-and the best is kept; the table names the seed.  Writes a Markdown
-table (default ``docs/estimates.md``) and prints its headline.
+For every block in ``blocks.spec.registry()`` and every stage of ``assemblies/``, each
+configuration in ``MATRIX`` (one without an entry: its ``example()``): generate the Verilog
+(``cnn_ip.export.generate``), synthesize it for ``xc7vx485t`` (Yosys ``synth_xilinx`` cell
+counts) and place and route it on ``ecp5-85f`` out of context at 200 MHz (Yosys
+``synth_ecp5`` + nextpnr-ecp5), and compare with ``BlockDef.estimate``.  A block with a
+``target`` parameter is generated twice: for ``generic`` (the Xilinx counts and the
+estimate) and for ``ecp5-85f`` (placed on ECP5, with the device's primitives).  The ECP5
+Fmax is placement seed 1's; a near miss (at least ``NEAR_MISS`` of the constraint) is
+placed again with seeds 2 and 3 until one meets it, and the best is kept; the table names
+the seed.  A place-and-route that runs longer than ``--pnr-timeout`` is stopped and the
+table says so.  Writes a Markdown table (default ``docs/estimates.md``) and prints its
+headline and every configuration below 200 MHz.
 
-    .venv/bin/python bench/block_costs.py                     # every block, docs/estimates.md
+    .venv/bin/python bench/block_costs.py                     # everything, docs/estimates.md
     .venv/bin/python bench/block_costs.py --blocks mac_array --output /tmp/mac.md
+    .venv/bin/python bench/block_costs.py --reuse /tmp/a/results.json /tmp/b/results.json
+
+``--reuse``: every configuration is generated, and one whose Verilog and ROM images (what
+the flows read, hashed: the row's ``digest``) equal an earlier run's takes that run's
+results instead of being placed again, so a rerun after a change places only the blocks
+whose output changed.
 
 Runs the configurations in a pool of at most two worker processes.  Scratch files go to
-``--workdir`` (default: a directory under the system temp dir), never into the repository.
+``--workdir`` (default: a directory under the system temp dir), never into the repository;
+``WORKDIR/results.json`` (written as rows finish) is what ``--reuse`` reads.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import re
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,6 +74,9 @@ MATRIX = {
         {"lanes": 4, "simd": 8, "weights": "int", "wbits": 8, "shape": (16, 72),
          "density": 1.0},
         {"lanes": 4, "simd": 8, "weights": "binary", "shape": (32, 72), "density": 1.0},
+        # A frame stage's decoder: the first configuration's layer, words from a stream.
+        {"lanes": 4, "simd": 8, "weights": "ternary", "shape": (32, 72), "density": 0.2,
+         "source": "stream"},
     ],
     "line_buffer": [
         {"width": 13, "height": 9, "channels": 8, "k": 3, "stride": 1, "pad": 1, "abits": 4,
@@ -79,7 +93,15 @@ MATRIX = {
         {"data_bits": 64, "max_burst": 16, "outstanding": 4},
         {"data_bits": 128, "max_burst": 64, "outstanding": 4},
     ],
+    # The example (four groups of about 100 72-bit words on a 64-bit bus, LUT RAM), and a
+    # deep frame layer's: eight groups of about 250 136-bit words on a 128-bit bus, replayed
+    # for a 13x13 map (block RAM, two banks of 256 words).
+    "group_buffer": [{}, {"word_bits": 136, "bus_bits": 128, "depths": [250, 244, 256, 239,
+                                                                        251, 248, 233, 255],
+                          "passes": 169}],
 }
+# Stages (assemblies/, issue 14 item 5): each one's example(), a small layer of its kind.
+STAGE_PACKAGES = ("blocks", "assemblies")
 
 
 def configurations(block_def, overrides: list[dict]) -> list[dict]:
@@ -96,8 +118,24 @@ def configurations(block_def, overrides: list[dict]) -> list[dict]:
         if "shape" in override and "weights_file" in known:
             values["weights_file"] = weight_matrix(override["shape"], override["density"],
                                                    values["weights"], values.get("wbits", 8))
+        if isinstance(override.get("depths"), list):
+            values.update(group_layout(override["depths"], values["word_bits"],
+                                       values["bus_bits"]))
         out.append(values)
     return out
+
+
+def group_layout(depths: list[int], word_bits: int, bus_bits: int, base=0x1000) -> dict:
+    """``group_buffer``'s ``groups``/``depths`` for group images of ``depths`` words: each
+    in whole bus beats, on a 64-byte boundary (as ``quant.offchip`` lays a layer out)."""
+    from quant import offchip
+
+    groups, address = [], base
+    for depth in depths:
+        size = offchip.beat_bytes(depth * word_bits, bus_bits // 8)
+        groups.append([address, size])
+        address += -(-size // offchip.ALIGN) * offchip.ALIGN
+    return {"groups": json.dumps(groups), "depths": json.dumps(depths)}
 
 
 def weight_matrix(shape, density, weights, wbits, seed=2021):
@@ -125,7 +163,7 @@ def generate_one(index: int, name: str, values: dict, workdir: str) -> dict:
     out = Path(workdir) / f"{index:02d}-{name}"
     row = {"index": index, "block": name, "config": describe(values), "dir": str(out)}
     try:
-        info = generate(registry()[name], out, **values)
+        info = generate(registry(STAGE_PACKAGES)[name], out, **values)
     except Exception as error:            # a block that cannot be built is a result too
         row["error"] = f"generate: {error}"
         return row
@@ -133,15 +171,30 @@ def generate_one(index: int, name: str, values: dict, workdir: str) -> dict:
     row["verilog"] = str(out / info["verilog"])
     row["top"] = info["top"]
     row["ecp5_verilog"] = row["verilog"]
-    if "target" in {p.name for p in registry()[name].params}:
+    if "target" in {p.name for p in registry(STAGE_PACKAGES)[name].params}:
         # The ECP5 placement uses the block as built for the device (its DSP primitive).
         try:
-            info = generate(registry()[name], out / "ecp5-build", **{**values, "target": ECP5})
+            info = generate(registry(STAGE_PACKAGES)[name], out / "ecp5-build", **{**values, "target": ECP5})
         except Exception as error:
             row["error"] = f"generate for {ECP5}: {error}"
             return row
         row["ecp5_verilog"] = str(out / "ecp5-build" / info["verilog"])
+    row["digest"] = digest(out)
     return row
+
+
+def digest(out: Path) -> str:
+    """What the flows read of a generated configuration (its Verilog and ROM images, for
+    both targets), the top's name and the flow settings, hashed: equal digests, equal
+    synthesis and placement, so ``--reuse`` takes an earlier row instead of placing again.
+    Sidecars and lint files are left out (an estimate changes them, not the netlist)."""
+    h = hashlib.sha256(f"{CLOCK_MHZ} {SEEDS} {NEAR_MISS}\n".encode())
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        if path.suffix in (".json", ".vlt") or path.name.endswith("_sim.v"):
+            continue
+        h.update(f"{path.relative_to(out)}\n".encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def synthesize_one(row: dict, pnr_timeout_s: float) -> dict:
@@ -152,7 +205,7 @@ def synthesize_one(row: dict, pnr_timeout_s: float) -> dict:
     """
     from fpga.synth import SynthError, synthesize
 
-    row = dict(row)
+    row = dict(row, pnr_timeout_s=pnr_timeout_s)
     started = time.monotonic()
     try:
         row[XILINX] = synthesize([row["verilog"]], top=row["top"], target=XILINX,
@@ -178,12 +231,43 @@ def synthesize_one(row: dict, pnr_timeout_s: float) -> dict:
         if fmax is None or fmax >= CLOCK_MHZ or fmax < NEAR_MISS * CLOCK_MHZ:
             break
     row[f"{ECP5}_s"] = time.monotonic() - started
+    row["measured_at"] = datetime.now(timezone.utc).strftime("%H:%M")
     return row
+
+
+SYNTH_FIELDS = (XILINX, f"{XILINX}_s", ECP5, f"{ECP5}_s", "seeds", "seed", "ecp5_error",
+                "pnr_timeout_s", "measured_at", "label", "tools", "error")
+
+
+def reusable(row: dict, pnr_timeout_s: float) -> bool:
+    """Whether an earlier run's row stands for a configuration of the same digest: it was
+    synthesized, and it did not run out of a shorter place-and-route time than now."""
+    if XILINX not in row or "digest" not in row:
+        return False
+    timed_out = "stopped after" in row.get("ecp5_error", "")
+    return not (timed_out and row.get("pnr_timeout_s", 0) < pnr_timeout_s)
+
+
+def reused(row: dict, earlier: dict) -> dict:
+    """``row`` (freshly generated: its estimate is the block's current one) with the flows'
+    results of ``earlier``."""
+    out = {k: v for k, v in row.items() if k not in SYNTH_FIELDS}
+    out.update({k: earlier[k] for k in SYNTH_FIELDS if k in earlier})
+    out["reused"] = True
+    return out
 
 
 def describe(values: dict) -> str:
     text = " ".join(f"{k}={v}" for k, v in values.items()
-                    if not k.endswith("file") and isinstance(v, (int, str, bool, float)))
+                    if not k.endswith("file") and isinstance(v, (int, str, bool, float))
+                    and not (k == "groups" and "depths" in values))   # addresses: noise
+    layer = values.get("layer")
+    if hasattr(layer, "in_shape"):          # a stage's layer (quant.reference.IntLayer)
+        (cin, h, w), cout = layer.in_shape, layer.out_shape[0]
+        text = (f"{layer.type} {h}x{w}x{cin}->{cout} k={layer.k} stride={layer.stride} "
+                f"pad={layer.pad}" + (f" {layer.weights}" if layer.weights else "")
+                + (f" act={layer.act}/{layer.act_bits}" if layer.act_bits else "")
+                + (" " + text if text else ""))
     matrix = values.get("weights_file")
     if hasattr(matrix, "shape"):
         text += (f" W={matrix.shape[0]}x{matrix.shape[1]}"
@@ -222,11 +306,11 @@ def fmt_pct(value) -> str:
 def table(rows: list[dict]) -> list[str]:
     head = ("| block | configuration | LUT est | LUT xc7 | err | FF est | FF xc7 | err "
             "| DSP est | DSP xc7 | BRAM bits est | memory bits | RAMB36 | ECP5 LUT4 | ECP5 FF "
-            "| MULT18 | EBR | Fmax MHz (seed) | flow s | outside bounds |")
+            "| MULT18 | EBR | Fmax MHz (seed) | flow s | placed (UTC, code) | outside bounds |")
     lines = [head, "|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|"]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['block']} | {row['config']} | " + " | ".join([""] * 17)
+            lines.append(f"| {row['block']} | {row['config']} | " + " | ".join([""] * 18)
                          + f" | failed: {row['error']} |")
             continue
         est, xil = row["estimate"], row[XILINX]
@@ -243,6 +327,7 @@ def table(rows: list[dict]) -> list[str]:
             ecp["used"]["lut"], ecp["used"]["ff"], ecp["used"]["dsp"], ecp["used"]["bram_blocks"],
             "-" if fmax is None else f"{fmax:.0f} ({row['seed']})",
             f"{row[XILINX + '_s'] + row[ECP5 + '_s']:.0f}",
+            " ".join(filter(None, (row.get("measured_at", "?"), row.get("label")))),
             ", ".join(problems) or "-",
         ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -284,33 +369,46 @@ def headline(rows: list[dict]) -> list[str]:
 
 
 def timing_notes(rows: list[dict]) -> list[str]:
-    """Per block: the lowest ECP5 Fmax and what limits it (nextpnr's critical path)."""
+    """Every configuration below ``CLOCK_MHZ`` on ECP5 with nextpnr's critical path, every
+    one without an Fmax, then the lowest Fmax of each block that meets it everywhere."""
+    placed = [r for r in rows if "error" not in r and ECP5 in r
+              and r[ECP5]["timing"]["fmax_mhz"] is not None]
     lines = []
-    by_block = {}
-    for r in rows:
-        if "error" not in r and ECP5 in r and r[ECP5]["timing"]["fmax_mhz"] is not None:
-            by_block.setdefault(r["block"], []).append(r)
-    for block, block_rows in by_block.items():
-        r = min(block_rows, key=lambda r: r[ECP5]["timing"]["fmax_mhz"])
-        t = r[ECP5]["timing"]
-        path = t["critical_path"] or {}
-        verdict = "meets" if t["fmax_mhz"] >= CLOCK_MHZ else "MISSES"
-        tried = ", ".join(f"seed {s}: {f:.0f}" for s, f in r["seeds"] if f is not None)
-        lines.append(
-            f"- **{block}**: lowest {t['fmax_mhz']:.0f} MHz ({verdict} {CLOCK_MHZ:g}; {tried}) in "
-            f"{r['config']}; critical path {path.get('start', '?')} -> {path.get('end', '?')}, "
-            f"{path.get('logic_levels', '?')} logic levels, {path.get('logic_ns', 0):.2f} ns "
-            f"logic + {path.get('routing_ns', 0):.2f} ns routing"
-            + (f" ({', '.join(path['sources'][:5])})" if path.get("sources") else ""))
+    for r in sorted((r for r in placed if r[ECP5]["timing"]["fmax_mhz"] < CLOCK_MHZ),
+                    key=lambda r: r[ECP5]["timing"]["fmax_mhz"]):
+        lines.append(f"- **{r['block']}** {r['config']}: " + path_note(r))
     for r in rows:
         if "ecp5_error" in r:
             lines.append(f"- **{r['block']}** {r['config']}: no Fmax, {r['ecp5_error']}")
+    missing = {r["block"] for r in rows if "ecp5_error" in r or "error" in r
+               or r not in placed or r[ECP5]["timing"]["fmax_mhz"] < CLOCK_MHZ}
+    meeting = {}
+    for r in placed:
+        if r["block"] not in missing:
+            meeting.setdefault(r["block"], []).append(r)
+    if meeting:
+        lines.append(f"- at or above {CLOCK_MHZ:g} MHz in every configuration (lowest): "
+                     + "; ".join(f"{block} {min(r[ECP5]['timing']['fmax_mhz'] for r in rs):.0f}"
+                                 for block, rs in meeting.items()))
     return lines
 
 
+def path_note(r: dict) -> str:
+    t = r[ECP5]["timing"]
+    path = t["critical_path"] or {}
+    tried = ", ".join(f"seed {s}: {f:.0f}" for s, f in r["seeds"] if f is not None)
+    return (f"{t['fmax_mhz']:.0f} MHz ({tried}); critical path {path.get('start', '?')} -> "
+            f"{path.get('end', '?')}, {path.get('logic_levels', '?')} logic levels, "
+            f"{path.get('logic_ns', 0):.2f} ns logic + {path.get('routing_ns', 0):.2f} ns "
+            "routing" + (f" ({', '.join(path['sources'][:5])})" if path.get("sources") else ""))
+
+
 def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float,
-             reused: list[str] = (), measured: int | None = None) -> str:
+             jobs: int = 2) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = [r for r in rows if XILINX in r and not r.get("reused")]
+    same = [r for r in rows if r.get("reused") == True]
+    old = sorted({r["block"] for r in rows if r.get("reused") == "block"})
     parts = [
         "# Block estimates against synthesis",
         "",
@@ -318,13 +416,18 @@ def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float,
         "",
         "    nice -n 10 .venv/bin/python bench/block_costs.py      # writes docs/estimates.md",
         "",
-        (f"Made {stamp}; {len(rows) if measured is None else measured} configurations "
-         f"measured in {wall_s:.0f} s wall time (two worker processes)." if measured != 0
-         else f"Assembled {stamp} from earlier runs of this bench (`--reuse`), made the "
-              "same day under a shared machine's load.")
-        + f" Tools: {tools}."
-        + (f" Rows of {', '.join(reused)} come from earlier runs (`--reuse`)."
-           if reused and measured != 0 else ""),
+        f"Made {stamp}: {len(now)} configurations placed by this run ({wall_s:.0f} s wall "
+        f"time, {jobs} worker process{'es' if jobs > 1 else ''}, a machine shared with other "
+        "work)"
+        + (f"; {len(same)} taken from earlier runs of this bench (`--reuse`) because what "
+           "the flows read of them (Verilog, ROM images) is unchanged" if same else "")
+        + (f"; the rows of {', '.join(old)} come from earlier runs as they were (not "
+           "regenerated)" if old else "")
+        + f". *placed* gives the time (UTC, {stamp[:10]}) and the code (`--label`) of each "
+        f"row's placement. Tools: {tools}.",
+        "",
+        "Stages (`assemblies/`: conv_row, conv_frame, maxpool_stage) are measured the same "
+        "way as blocks, each in its `example()` configuration (a small layer of its kind).",
         "",
         f"- *est*: the block's analytic `estimate`. *xc7*: Yosys `synth_xilinx` cell counts "
         f"for {XILINX} — synthesis counts, not Vivado's (LUT = LUT1-6 + INV + LUT-RAM sites; "
@@ -340,7 +443,9 @@ def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float,
         f"with a `target` parameter is placed as generated for {ECP5} (its DSP primitive), "
         "counted on xc7 as generated for `generic`.",
         f"- *outside bounds*: LUT or FF error beyond {LUT_FF_TOLERANCE_PCT:g} %, DSP or "
-        "BRAM bits not exact. *flow s*: wall time of both flows for the configuration.",
+        "BRAM bits not exact, or no Fmax (a place-and-route stopped after the bench's "
+        "`--pnr-timeout`, or failed: the reason is given). *flow s*: wall time of both "
+        "flows for the configuration (on a loaded machine: a cost, not a benchmark).",
         "",
         "## Headline",
         "",
@@ -350,7 +455,7 @@ def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float,
         "",
         *table(rows),
         "",
-        "## Timing on ECP5 (lowest Fmax per block)",
+        f"## Timing on ECP5 (every configuration below {CLOCK_MHZ:g} MHz)",
         "",
         *timing_notes(rows),
         "",
@@ -377,25 +482,58 @@ def kept_by_hand(path: Path) -> str:
     return ""
 
 
+def code_label() -> str:
+    """The repository's commit (``+`` when its tracked files differ from it), if any."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "blocks",
+                                "assemblies", "quant"], cwd=ROOT).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return head + ("+" if dirty else "")
+
+
+def load_earlier(paths: list[str]) -> list[dict]:
+    """Rows of earlier ``results.json`` files, later files first (they win)."""
+    rows = []
+    for path in reversed(paths):
+        rows += json.loads(Path(path).read_text())
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blocks", nargs="*", default=None, help="only these blocks")
+    parser.add_argument("--blocks", nargs="*", default=None,
+                        help="only these blocks (and stages)")
     parser.add_argument("--output", default=str(ROOT / "docs" / "estimates.md"))
     parser.add_argument("--workdir", default=None, help="scratch directory (default: temp)")
     parser.add_argument("--jobs", type=int, default=2, choices=(1, 2))
     parser.add_argument("--reuse", nargs="*", default=[], metavar="RESULTS",
-                        help="results.json of earlier runs: their rows of the blocks not "
-                             "measured now go into the table as they were, a later file's "
-                             "rows of a block replacing an earlier one's (with --blocks "
-                             "and no names, the table is made from these alone)")
+                        help="results.json of earlier runs: a configuration whose generated "
+                             "Verilog and ROM images equal an earlier row's (same digest) "
+                             "takes that row's results instead of being placed again; the "
+                             "rows of blocks not measured now (--blocks) go into the table "
+                             "as they were.  A later file wins over an earlier one.  With "
+                             "--blocks and no names, the table is made from these alone")
     parser.add_argument("--pnr-timeout", type=float, default=900, metavar="S",
-                        help="stop an ECP5 place-and-route after S seconds (default 900)")
+                        help="stop an ECP5 place-and-route after S seconds (default 900); "
+                             "a row that ran out of a shorter time is placed again")
+    parser.add_argument("--label", default=None,
+                        help="the code measured, for the table (default: the git commit)")
     args = parser.parse_args(argv)
+
+    from myhdl import ToVerilogWarning
 
     from blocks.spec import registry
     from fpga.synth import TOOLS, find_tool, tool_version
 
-    known = registry()
+    # Unused ports and unread signals are the blocks' lint business (their .vlt), not this
+    # table's: the warnings would bury the progress bars.
+    warnings.simplefilter("ignore", ToVerilogWarning)
+    known = registry(STAGE_PACKAGES)
     wanted = list(known) if args.blocks is None else args.blocks
     jobs, skipped = [], []
     for name in wanted:
@@ -407,38 +545,53 @@ def main(argv=None) -> int:
             jobs.append((name, values))
     tools = "; ".join(sorted({tool_version(find_tool(t)) for f in ("xilinx", "ecp5")
                               for t in TOOLS[f].values()}))
+    label = code_label() if args.label is None else args.label
+    earlier = load_earlier(args.reuse)
+    by_digest = {}     # the same netlist through the same tools: the same results
+    for r in earlier:
+        if reusable(r, args.pnr_timeout) and r.get("tools") == tools:
+            by_digest.setdefault(r["digest"], r)
     workdir = args.workdir or tempfile.mkdtemp(prefix="cnn_ip-bench-")
     Path(workdir).mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     generated = [generate_one(i, name, values, workdir)
                  for i, (name, values) in enumerate(tqdm(jobs, desc="generating", unit="config"))]
     rows = [row for row in generated if "error" in row]
+    todo = []
+    for row in generated:
+        if "error" in row:
+            continue
+        hit = by_digest.get(row["digest"])
+        if hit is not None:
+            rows.append(reused(row, hit))
+        else:
+            todo.append({**row, "label": label, "tools": tools})
+    if args.reuse:
+        print(f"{sum(1 for r in rows if r.get('reused'))} configurations unchanged since an "
+              f"earlier run (--reuse): not placed again; {len(todo)} to place",
+              file=sys.stderr)
+    results = Path(workdir) / "results.json"
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         # Largest first, so that the two workers finish together.
-        todo = sorted((row for row in generated if "error" not in row),
-                      key=lambda row: -row["estimate"]["lut"])
+        todo.sort(key=lambda row: -row["estimate"]["lut"])
         futures = [pool.submit(synthesize_one, row, args.pnr_timeout) for row in todo]
         for future in tqdm(as_completed(futures), total=len(futures), desc="synthesizing",
                            unit="config"):
             rows.append(future.result())
             # Saved as it goes: a long run stopped early still leaves rows to --reuse.
-            (Path(workdir) / "results.json").write_text(json.dumps(rows, indent=1, default=str))
+            results.write_text(json.dumps(rows, indent=1, default=str))
     measured = {name for name, _ in jobs}
-    by_block = {}    # a later results file replaces an earlier one's rows of a block
-    for path in args.reuse:
-        found = {}
-        for r in json.loads(Path(path).read_text()):
-            found.setdefault(r["block"], []).append(r)
-        by_block.update(found)
-    earlier = [r for name, block_rows in by_block.items() for r in block_rows
-               if name not in measured and name in known]
-    rows += [{**r, "index": len(jobs) + i} for i, r in enumerate(earlier)]
+    by_block = {}    # the latest results file's rows of a block not measured now
+    for r in earlier:
+        if r["block"] not in measured and r["block"] in known:
+            by_block.setdefault(r["block"], {}).setdefault(r["config"], r)
+    old = [r for block_rows in by_block.values() for r in block_rows.values()]
+    rows += [{**r, "index": len(jobs) + i, "reused": "block"} for i, r in enumerate(old)]
     rows.sort(key=lambda r: (list(known).index(r["block"]), r["index"]))
-    text = markdown(rows, skipped, tools, time.monotonic() - started,
-                    reused=sorted({r["block"] for r in earlier}), measured=len(jobs))
+    text = markdown(rows, skipped, tools, time.monotonic() - started, jobs=args.jobs)
     Path(args.output).write_text(text + kept_by_hand(Path(args.output)))
     # The full reports (cells by type, critical paths) for anyone digging further.
-    (Path(workdir) / "results.json").write_text(json.dumps(rows, indent=1, default=str))
+    results.write_text(json.dumps(rows, indent=1, default=str))
     print("\n".join(headline(rows)))
     print("\n".join(timing_notes(rows)))
     print(f"wrote {args.output} (scratch in {workdir})")

@@ -256,10 +256,8 @@ def synth_script(dev: Device, top: str, scratch: Path, *, has_memories: bool,
     if dev.family == "xilinx":
         synth = f"synth_xilinx -top {top} -flatten -noiopad {' '.join(dev.tool_args)}"
         if lut_mapper == "abc":
-            synth = with_abc(synth, dev.family)
+            synth = with_abc(synth, dev.family, skip_memory=not has_memories)
         elif not has_memories:
-            # Parsing the block-RAM mapping library costs ~7 s of CPU under yowasp even for
-            # a design without memories; skip just that step when there is nothing to map.
             synth = f"{synth} -run :map_memory; {synth} -run map_ffram:"
     elif dev.family == "ecp5":
         synth = f"synth_ecp5 -top {top} -json {scratch / 'netlist.json'}"
@@ -271,10 +269,15 @@ def synth_script(dev: Device, top: str, scratch: Path, *, has_memories: bool,
             f"tee -q -o {scratch / 'synthesized.json'} stat -json")
 
 
-def with_abc(synth: str, family: str) -> str:
-    """The ``synth_*`` command ``synth`` with plain ``abc`` in place of its ``abc9``."""
+def with_abc(synth: str, family: str, *, skip_memory: bool = False) -> str:
+    """The ``synth_*`` command ``synth`` with plain ``abc`` in place of its ``abc9``;
+    with ``skip_memory`` (Xilinx, a design without memories) without its ``map_memory``
+    step: parsing the block-RAM mapping library costs ~7 s of CPU under yowasp even when
+    there is nothing to map."""
     before, after, mapping = ABC_MAPPING[family]
-    return f"{synth} -run :{before}; {mapping}; {synth} -run {after}:"
+    start = f"{synth} -run :map_memory; {synth} -run map_ffram:{before}" if skip_memory \
+        else f"{synth} -run :{before}"
+    return f"{start}; {mapping}; {synth} -run {after}:"
 
 
 def run_yosys(yosys: str, dev: Device, sources: list[Path], top: str, scratch: Path,
