@@ -146,20 +146,39 @@ def axis_monitor(aclk, aresetn, axis, errors, *, label="axis", period=PERIOD):
 # --- AXI4 memory --------------------------------------------------------------------------
 
 @block
-def axi_memory(aclk, aresetn, m_axi, memory: bytearray, *, data_bits: int, latency: int):
-    """A pipelined AXI4 slave over ``memory`` (addresses modulo its size).
+def axi_memory(aclk, aresetn, m_axi, memory: bytearray, *, data_bits: int, latency: int,
+               base: int | None = None, pause: float = 0.0, vary: bool = False, seed: int = 0,
+               failing=frozenset(), log: list | None = None, writable: bool = True):
+    """A pipelined AXI4 slave over ``memory``.
 
     It accepts an address every cycle, returns the first read beat ``latency`` cycles
     after the AR handshake (bursts back to back, in order, one beat a cycle), takes write
     data at one beat a cycle and answers each write burst ``latency`` cycles after its
-    last beat.  Responses are always OKAY.
+    last beat.  Responses are OKAY.  Addresses are taken modulo the memory's size.
+
+    Options for stress tests (the defaults leave the behaviour above unchanged):
+    ``base`` puts ``memory[0]`` at that address and makes any read outside the memory an
+    assertion error; ``pause`` withholds ``arready`` and each read beat with that
+    probability (a beat once shown stays until it moves); ``vary`` draws each burst's
+    latency from 1..``latency``; reads of a beat at an address in ``failing`` answer
+    SLVERR with zero data; ``log`` receives ``(araddr, beats)`` for every AR;
+    ``writable=False`` makes any write an assertion error.  ``seed`` seeds the draws.
     """
     lanes = data_bits // 8
     size = len(memory)
+    rng = random.Random(seed)
 
     def word(address):
-        address %= size
+        if base is None:
+            address %= size
+        else:
+            address -= base
+            assert 0 <= address <= size - lanes, f"read outside the memory: {address + base:#x}"
         return int.from_bytes(memory[address:address + lanes], "little")
+
+    def draw() -> bool:
+        """True when this cycle's handshake offer is withheld."""
+        return pause > 0 and rng.random() < pause
 
     @instance
     def read_side():
@@ -171,19 +190,27 @@ def axi_memory(aclk, aresetn, m_axi, memory: bytearray, *, data_bits: int, laten
             cycle = now() // PERIOD
             if not aresetn:
                 continue
+            holding = m_axi.rvalid and not m_axi.rready
             if m_axi.rvalid and m_axi.rready:
                 beat += 1
                 if beat == active[2]:
                     active = None
             if m_axi.arvalid and m_axi.arready:
-                pending.append((cycle + latency, int(m_axi.araddr), int(m_axi.arlen) + 1))
+                address, beats = int(m_axi.araddr), int(m_axi.arlen) + 1
+                if log is not None:
+                    log.append((address, beats))
+                wait = rng.randint(1, latency) if vary else latency
+                pending.append((cycle + wait, address, beats))
+            m_axi.arready.next = not draw()
             if active is None and pending and pending[0][0] <= cycle + 1:
                 active, beat = pending.popleft(), 0
-            if active is not None:
+            if active is not None and (holding or not draw()):
+                address = active[1] + beat * lanes
+                bad = address in failing
                 m_axi.rvalid.next = 1
-                m_axi.rdata.next = word(active[1] + beat * lanes)
+                m_axi.rdata.next = 0 if bad else word(address)
                 m_axi.rlast.next = beat == active[2] - 1
-                m_axi.rresp.next = 0
+                m_axi.rresp.next = 2 if bad else 0
             else:
                 m_axi.rvalid.next = 0
 
@@ -199,6 +226,7 @@ def axi_memory(aclk, aresetn, m_axi, memory: bytearray, *, data_bits: int, laten
             cycle = now() // PERIOD
             if not aresetn:
                 continue
+            assert writable or not (m_axi.awvalid or m_axi.wvalid), "write to a read-only memory"
             if m_axi.bvalid and m_axi.bready:
                 responses.popleft()
             if m_axi.awvalid and m_axi.awready:

@@ -1,19 +1,16 @@
 """The frame conv stage against quant.reference.run_layer, with its weights read from an
 AXI memory (random pauses and latencies on every AXI channel, SLVERR), in MyHDL and Icarus
 co-simulation."""
-import random
-from collections import deque
-
 import numpy as np
 import pytest
-from myhdl import StopSimulation, block, instance, now
+from myhdl import StopSimulation, block, instance
 
 from assemblies import conv_frame as cf
 from blocks.spec import ParameterError
 from blocks.stream import unpack
 from cnn_ip.cosim import dut, lint
 from cnn_ip.export import generate
-from cnn_ip.simkit import (PERIOD, axis_monitor, axis_sink, axis_source,
+from cnn_ip.simkit import (axi_memory, axis_monitor, axis_sink, axis_source,
                            clock_reset_driver)
 from test_conv_row import random_frames as row_frames
 
@@ -62,61 +59,11 @@ def make(name, seed=0, **changes):
     return p, cf.BLOCK.prepared(**p)[1]
 
 
-@block
-def axi_memory(aclk, aresetn, m_axi, memory, *, base, data_bits, latency, pause, seed,
-               vary=True, failing=frozenset(), log=None):
-    """An AXI4 read slave over ``memory`` (bytes at ``base``): ``arready`` and each R beat
-    withheld with probability ``pause``, each burst's first beat 1..``latency`` cycles
-    (``vary``; else exactly ``latency``) after its AR handshake, SLVERR with zero data for beats at an address in ``failing``.
-    The write channels never answer (the stage must not use them: checked)."""
-    rng = random.Random(seed)
-    nb = data_bits // 8
-    log = [] if log is None else log
-
-    @instance
-    def serve():
-        bursts, beat = deque(), 0
-        m_axi.arready.next = 0
-        while True:
-            yield aclk.posedge
-            cycle = now() // PERIOD
-            if not aresetn:
-                continue
-            assert not m_axi.awvalid and not m_axi.wvalid, "the stage wrote to memory"
-            if m_axi.rvalid and m_axi.rready:
-                beat += 1
-                if beat == bursts[0][2]:
-                    bursts.popleft()
-                    beat = 0
-            if m_axi.arvalid and m_axi.arready:
-                log.append((int(m_axi.araddr), int(m_axi.arlen) + 1))
-                delay = rng.randint(1, latency) if vary else latency
-                bursts.append((cycle + delay, int(m_axi.araddr),
-                               int(m_axi.arlen) + 1))
-            m_axi.arready.next = rng.random() >= pause
-            holding = m_axi.rvalid and not m_axi.rready
-            if holding:
-                continue                 # AXI: a beat stays until it moves
-            if bursts and bursts[0][0] <= cycle and rng.random() >= pause:
-                address = bursts[0][1] + beat * nb
-                offset = address - base
-                assert 0 <= offset <= len(memory) - nb, f"read outside the image: {address:#x}"
-                bad = address in failing
-                m_axi.rdata.next = 0 if bad else int.from_bytes(memory[offset:offset + nb],
-                                                                "little")
-                m_axi.rresp.next = 2 if bad else 0
-                m_axi.rlast.next = beat == bursts[0][2] - 1
-                m_axi.rvalid.next = 1
-            else:
-                m_axi.rvalid.next = 0
-
-    return serve
-
-
 def run(p, args, frames, *, hdl="myhdl", workdir=None, seed=0, idle=0.0, stall=0.0,
         pause=0.0, latency=20, vary=True, failing=frozenset(), drain=300,
         max_cycles=60_000):
-    """The stage on ``frames`` with its weight image in an :func:`axi_memory`; returns the
+    """The stage on ``frames`` with its weight image in a read-only ``simkit.axi_memory``
+    at ``base`` (pauses, varied latency, SLVERR at ``failing``); returns the
     output values, their tlasts and cycles, rd_bytes and error at the end, and the bursts."""
     expected, lasts = cf.golden(frames, **args)
     beats = cf.input_beats(frames, lanes_in=args["lanes_in"], abits=args["abits"],
@@ -137,7 +84,8 @@ def run(p, args, frames, *, hdl="myhdl", workdir=None, seed=0, idle=0.0, stall=0
                  axis_monitor(aclk, aresetn, ports["m_axis_out"], errors, label="out"),
                  axi_memory(aclk, aresetn, ports["m_axi"], memory, base=args["base"],
                             data_bits=args["bus_bits"], latency=latency, pause=pause,
-                            seed=seed + 2, vary=vary, failing=failing, log=bursts)]
+                            seed=seed + 2, vary=vary, failing=failing, log=bursts,
+                            writable=False)]
 
         @instance
         def stopper():
