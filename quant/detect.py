@@ -147,6 +147,26 @@ def detection_loss(head: Head, out: torch.Tensor, targets: Targets, idx) -> torc
     return loss / b
 
 
+def distillation_loss(head: Head, out: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """How far real head outputs ``out`` are from a teacher's ``teacher`` (same shape, the
+    fp32 model's outputs on the same canvases), as the detection loss with the teacher's
+    soft targets: binary cross-entropy of objectness against ``sigmoid(teacher)`` on every
+    anchor; on every anchor, weighted by the teacher's objectness probability, binary
+    cross-entropy of ``sigmoid(tx), sigmoid(ty)`` against the teacher's, ``BOX_WEIGHT`` x
+    squared error of ``tw, th`` and cross-entropy of the class against the teacher's
+    softmax.  Summed over a canvas, averaged over the batch."""
+    b = out.shape[0]
+    p = out.view(b, len(head.anchors), head.per_anchor, *head.grid)
+    q = teacher.to(out.dtype).view_as(p)
+    weight = torch.sigmoid(q[:, :, 4])
+    loss = F.binary_cross_entropy_with_logits(p[:, :, 4], weight, reduction="sum")
+    xy = F.binary_cross_entropy_with_logits(p[:, :, 0:2], torch.sigmoid(q[:, :, 0:2]),
+                                            reduction="none").sum(2)
+    wh = BOX_WEIGHT * ((p[:, :, 2:4] - q[:, :, 2:4]) ** 2).sum(2)
+    cls = -(F.softmax(q[:, :, 5:], 2) * F.log_softmax(p[:, :, 5:], 2)).sum(2)
+    return (loss + (weight * (xy + wh + cls)).sum()) / b
+
+
 # --------------------------------------------------------------------------- decoding
 
 def sigmoid(v):

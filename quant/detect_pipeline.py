@@ -30,6 +30,9 @@ CHUNK = 100          # canvases per forward pass when measuring (bounds the memo
 # 32 steps an epoch at 64, too few to settle binary weights; 16 measured 3.8 mAP@0.5
 # points better after 4 epochs (docs/detect.md).
 QAT_TUNING = {"lr": 1e-3, "batch": 16}
+# Weight of the distillation term (the fp32 model as teacher) in the quantization-aware
+# loss; 0 trains on the ground truth alone (docs/detect.md: measured settings).
+DISTILL = 3.0
 
 
 def in_chunks(function, x) -> np.ndarray:
@@ -42,6 +45,24 @@ def fp32_detections(net, head, split):
     with torch.no_grad():
         out = in_chunks(lambda x: net(train.as_float(x)).double().numpy(), split.x)
     return detect.decode(head, out.transpose(0, 2, 3, 1))
+
+
+def teacher_outputs(net, x) -> torch.Tensor:
+    """The fp32 model's real head outputs on canvases ``x`` (the distillation's targets)."""
+    net.eval()
+    with torch.no_grad():
+        return torch.from_numpy(in_chunks(lambda xb: net(train.as_float(xb)).numpy(), x))
+
+
+def training_loss(head, targets, teacher=None, distill: float = 0.0):
+    """``loss(output, idx)`` for :func:`quant.train.fit`: the detection loss of training
+    canvases ``idx``, plus ``distill`` x the distillation loss toward ``teacher[idx]``."""
+    def loss(output, idx):
+        value = detect.detection_loss(head, output, targets, idx)
+        if teacher is not None and distill:
+            value = value + distill * detect.distillation_loss(head, output, teacher[idx])
+        return value
+    return loss
 
 
 def fakequant_map(head):
@@ -92,10 +113,10 @@ def quantize_detector(specs, data, out_dir, settings, *, name="model", anchors: 
     started = time.monotonic()
     head = detect.make_head(specs, data, anchors, s.seed)
     targets = detect.build_targets(head, data.train)
-    loss = lambda output, idx: detect.detection_loss(head, output, targets, idx)  # noqa: E731
     with train.deterministic(s.seed, s.threads):
         net = fp32_net or train.train_fp32(specs, data, epochs=s.epochs, seed=s.seed,
-                                           progress=s.progress, loss=loss)
+                                           progress=s.progress, loss=training_loss(head, targets))
+        loss = training_loss(head, targets, teacher_outputs(net, data.train.x), DISTILL)
         fp32_test = detect.mean_average_precision(fp32_detections(net, head, data.test), data.test)
         fp32_val = detect.mean_average_precision(fp32_detections(net, head, data.val), data.val)
         log(f"fp32: test mAP@0.5 {fp32_test['map50']:.4f}, validation {fp32_val['map50']:.4f} "

@@ -136,3 +136,23 @@ def test_example_plan_has_a_head_on_an_8x8_grid():
     assert len(data.test.x) >= 500
     areas = [w * h for w, h in head.anchors]
     assert areas == sorted(areas) and all(12 <= h <= 24 for _, h in head.anchors)
+
+
+def test_distillation_loss_is_least_at_the_teacher():
+    head = detect.Head(anchors=((10.0, 14.0), (18.0, 20.0)), classes=10, grid=(3, 2),
+                       stride=(8, 8), canvas=(24, 16))
+    teacher = 3 * torch.randn(4, 30, 3, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    student = teacher.clone().requires_grad_()
+    at_teacher = detect.distillation_loss(head, student, teacher)
+    at_teacher.backward()
+    assert student.grad.abs().max() < 1e-12           # every term's minimum is the teacher
+    for channel in (0, 2, 4, 7):                      # x, w, objectness, a class logit
+        moved = teacher.clone()
+        moved[:, channel::15] += 1.0
+        assert detect.distillation_loss(head, moved, teacher) > at_teacher + 1e-3
+    # a box/class error counts in proportion to the teacher's objectness
+    confident, unsure = teacher.clone(), teacher.clone()
+    confident[:, 4::15], unsure[:, 4::15] = 10.0, -10.0
+    shifted = lambda t: t + torch.where(torch.arange(30).remainder(15).eq(2), 1.0, 0.0).view(1, 30, 1, 1)  # noqa: E731
+    gain = lambda t: detect.distillation_loss(head, shifted(t), t) - detect.distillation_loss(head, t, t)  # noqa: E731
+    assert gain(confident) > 100 * gain(unsure)
