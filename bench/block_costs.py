@@ -187,13 +187,20 @@ def digest(out: Path) -> str:
     """What the flows read of a generated configuration (its Verilog and ROM images, for
     both targets), the top's name and the flow settings, hashed: equal digests, equal
     synthesis and placement, so ``--reuse`` takes an earlier row instead of placing again.
-    Sidecars and lint files are left out (an estimate changes them, not the netlist)."""
+    Sidecars and lint files are left out (an estimate changes them, not the netlist).
+
+    A Verilog file counts as the sorted list of its lines: MyHDL orders the statements of
+    a reset branch by the signals' object identities, which differ from one process to
+    the next, so the same block converts to differently ordered text (the same logic).
+    ROM images count byte for byte."""
     h = hashlib.sha256(f"{CLOCK_MHZ} {SEEDS} {NEAR_MISS}\n".encode())
-    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+    files = [*out.glob("*"), *(out / "ecp5-build").glob("*")]   # not the flows' logs
+    for path in sorted(p for p in files if p.is_file()):
         if path.suffix in (".json", ".vlt") or path.name.endswith("_sim.v"):
             continue
         h.update(f"{path.relative_to(out)}\n".encode())
-        h.update(path.read_bytes())
+        data = path.read_bytes()
+        h.update(b"\n".join(sorted(data.splitlines())) if path.suffix == ".v" else data)
     return h.hexdigest()
 
 
@@ -574,10 +581,14 @@ def main(argv=None) -> int:
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         # Largest first, so that the two workers finish together.
         todo.sort(key=lambda row: -row["estimate"]["lut"])
-        futures = [pool.submit(synthesize_one, row, args.pnr_timeout) for row in todo]
+        futures = {pool.submit(synthesize_one, row, args.pnr_timeout): row for row in todo}
         for future in tqdm(as_completed(futures), total=len(futures), desc="synthesizing",
                            unit="config"):
-            rows.append(future.result())
+            try:
+                rows.append(future.result())
+            except Exception as error:     # a crashed worker: the row says so, the rest runs
+                rows.append({**futures[future], "error": f"flow: {type(error).__name__}: "
+                                                         f"{error}"})
             # Saved as it goes: a long run stopped early still leaves rows to --reuse.
             results.write_text(json.dumps(rows, indent=1, default=str))
     measured = {name for name, _ in jobs}
