@@ -128,27 +128,12 @@ def cross_check(p: dict) -> None:
 
 
 def weight_figures(layer, *, lanes, simd, bus_bits) -> dict:
-    """The layer's group images by their sizes alone (no words built: cheap for the
-    planner): coding, word width, each group's words, bytes in memory (whole bus beats)
-    and offset from the first group (``quant.offchip``'s rules; the tests check them
-    against ``quant.offchip.layout``)."""
+    """The layer's group images by their sizes alone (``quant.offchip.group_figures``),
+    with its weight mode."""
     weights, wbits = cr.mode(layer)
-    W = np.asarray(layer.W)
-    coding, word_bits = offchip.layer_format(W, weights=weights, wbits=wbits, lanes=lanes,
-                                             simd=simd)
-    beats = sparse_format.to_beats(W, lanes, simd)
-    bits = sparse_format.beat_bits(beats, weights=weights, wbits=wbits, coding=coding)
-    groups = W.shape[0] // lanes
-    per_group = bits.reshape(groups, -1).sum(axis=1)
-    depths = [-(-int(b) // word_bits) for b in per_group]
-    nbytes = [offchip.beat_bytes(d * word_bits, bus_bits // 8) for d in depths]
-    offsets, at = [], 0
-    for size in nbytes:
-        offsets.append(at)
-        at = -(-(at + size) // offchip.ALIGN) * offchip.ALIGN
-    return {"coding": coding, "word_bits": word_bits, "depths": depths, "bytes": nbytes,
-            "offsets": offsets, "beats": len(beats) // groups, "weights": weights,
-            "wbits": wbits}
+    return {**offchip.group_figures(layer.W, weights=weights, wbits=wbits, lanes=lanes,
+                                    simd=simd, bus_bytes=bus_bits // 8),
+            "weights": weights, "wbits": wbits}
 
 
 def parts(*, layer, lanes, simd, abits=8, asigned=False, target="generic", rom_prefix="",

@@ -74,7 +74,6 @@ from __future__ import annotations
 import functools
 import importlib
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from types import SimpleNamespace
 
@@ -243,16 +242,14 @@ def weight_image(W, *, weights, wbits, lanes, simd):
 def group_geometry(W, *, weights, wbits, lanes, simd, bus_bytes=BUS_BYTES):
     """The off-chip image ``quant.offchip.group_images``/``layout`` would write at this fold:
     the layer's word width, each group image's depth in words and its bytes in memory
-    (whole bus beats, ``offchip.beat_bytes``), from the beats' bit counts alone."""
-    wbits, beats, coding, bits = _beats(W, weights, wbits, lanes, simd)
-    word = int(bits.max())
-    groups = np.asarray(W).shape[0] // lanes
-    per_group = bits.reshape(groups, -1).sum(axis=1)
-    depths = tuple(-(-int(b) // word) for b in per_group)
-    nbytes = tuple(offchip.beat_bytes(d * word, bus_bytes) for d in depths)
-    meta = _image_meta(W, weights, wbits, lanes, simd, coding, len(beats) // groups)
-    return SimpleNamespace(word_bits=word, depths=depths, bytes=nbytes,
-                           bits=word * sum(depths), meta=meta, bus_bytes=bus_bytes)
+    (``quant.offchip.group_figures``), with the image's sidecar fields."""
+    wbits = weight_modes.normal_wbits(weights, wbits)
+    f = offchip.group_figures(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd,
+                              bus_bytes=bus_bytes)
+    meta = _image_meta(np.asarray(W), weights, wbits, lanes, simd, f["coding"], f["beats"])
+    return SimpleNamespace(word_bits=f["word_bits"], depths=tuple(f["depths"]),
+                           bytes=tuple(f["bytes"]), bits=f["word_bits"] * sum(f["depths"]),
+                           meta=meta, bus_bytes=bus_bytes)
 
 
 def stream_formats(layers, int_layers) -> list[tuple[int, bool]]:
@@ -296,33 +293,6 @@ def stage_arguments(stage, values: dict, image) -> dict:
     decoder = {k: v for k, v in q["decoder"].items() if k != "weights_file"}
     return {**values, "layer": q["layer"], "rom_prefix": q["prefix"],
             "decoder": {**decoder, "image": image}, "requant": req}
-
-
-@contextmanager
-def figures_once(stage, coster):
-    """While planning, ``stage.weight_figures`` (the weight image's sizes, which the stage
-    recomputes for each of its parts) is computed once per layer and fold, from the
-    layer's zero pattern: the sizes depend on nothing else, and a 0/1 matrix is a valid
-    weight matrix of every mode."""
-    original = getattr(stage, "weight_figures", None)
-    if original is None:
-        yield
-        return
-
-    def figures(layer, *, lanes, simd, bus_bits):
-        key = ("figures", id(layer.W), lanes, simd, bus_bits)
-        if key not in coster.cache:
-            pattern = coster.cache.setdefault(("pattern", id(layer.W)),
-                                              (np.asarray(layer.W) != 0).astype(np.int8))
-            coster.cache[key] = original(replace(layer, W=pattern), lanes=lanes, simd=simd,
-                                         bus_bits=bus_bits)
-        return coster.cache[key]
-
-    stage.weight_figures = figures
-    try:
-        yield
-    finally:
-        stage.weight_figures = original
 
 
 def _sum_costs(family, estimates: dict) -> tuple[dict, dict]:
@@ -433,9 +403,8 @@ class Coster:
                       "order_in": "group-major" if stream[1] > 1 else "raster",
                       "groups_in": stream[1], "buffers": buffers, "bus_bits": 8 * BUS_BYTES}
             self.cache[key] = None
-            with figures_once(conv_frame, self):
-                args = conv_frame.BLOCK.prepared(**values)[1]
-                self.cache[key] = (args, conv_frame.BLOCK.estimate(**args))
+            args = conv_frame.BLOCK.prepared(**values)[1]
+            self.cache[key] = (args, conv_frame.BLOCK.estimate(**args))
         return self.cache[key]
 
     def _frame(self, index, lanes, simd, buffers, lanes_in, groups_in):
@@ -448,11 +417,10 @@ class Coster:
         base_args, base = self._frame_base(index, lanes, simd, buffers, lanes_in, groups_in)
         args = {**base_args, "lanes_in": lanes_in, "groups_in": groups_in,
                 "order_in": "group-major" if groups_in > 1 else "raster"}
-        with figures_once(conv_frame, self):
-            fb_params = conv_frame.parts(**args)["frame"]
-            frame_buffer.BLOCK.validate(**fb_params)
-            estimates = {**base["parts"], "frame_buffer": frame_buffer.estimate(**fb_params)}
-            rate = conv_frame.cycles_per_frame(args)
+        fb_params = conv_frame.parts(**args)["frame"]
+        frame_buffer.BLOCK.validate(**fb_params)
+        estimates = {**base["parts"], "frame_buffer": frame_buffer.estimate(**fb_params)}
+        rate = conv_frame.cycles_per_frame(args)
         total, parts = _sum_costs(self.family, estimates)
         geometry = self.weights(index, lanes, simd, "frame")
         return Stage(index=index, layer=layer, int_layer=il, dataflow="frame", lanes=lanes,

@@ -61,13 +61,18 @@ def _check_bus(bus_bytes) -> None:
                          f"got {bus_bytes!r}")
 
 
+def _pattern_bits(nonzero, weights, wbits, lanes, simd) -> tuple[str, np.ndarray]:
+    """The layer's coding and each beat's bits, from its zero pattern alone."""
+    beats = sparse_format.to_beats(np.asarray(nonzero, dtype=np.int8), lanes, simd)
+    coding = sparse_format.choose_coding(beats, weights=weights, wbits=wbits)
+    return coding, sparse_format.beat_bits(beats, weights=weights, wbits=wbits, coding=coding)
+
+
 def layer_format(W, *, weights, wbits=None, lanes, simd) -> tuple[str, int]:
     """``(coding, word_bits)`` shared by every group image of the layer."""
     weights, wbits = _mode(weights, wbits)
     W = sparse_format.check_matrix(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
-    beats = sparse_format.to_beats(W, lanes, simd)
-    coding = sparse_format.choose_coding(beats, weights=weights, wbits=wbits)
-    bits = sparse_format.beat_bits(beats, weights=weights, wbits=wbits, coding=coding)
+    coding, bits = _pattern_bits(W != 0, weights, wbits, lanes, simd)
     return coding, int(bits.max())
 
 
@@ -114,15 +119,51 @@ def beat_bytes(bits: int, bus_bytes: int) -> int:
     return width * rows
 
 
-def group_bytes(W, *, weights, wbits=None, lanes, simd, bus_bytes) -> list[int]:
-    """Each group image's length in memory (whole bus beats), from the beats' bit counts
-    alone (the functions the writer uses, no words built): what the planner needs."""
+def aligned_offsets(sizes) -> list[int]:
+    """Each group's offset from the first when groups of ``sizes`` bytes follow each other,
+    each starting on an :data:`ALIGN` boundary."""
+    offsets, at = [], 0
+    for size in sizes:
+        offsets.append(at)
+        at = _ceil(at + size, ALIGN) * ALIGN
+    return offsets
+
+
+_FIGURES: dict = {}          # group_figures by zero pattern and fold: the planner asks often
+
+
+def group_figures(W, *, weights, wbits=None, lanes, simd, bus_bytes) -> dict:
+    """The layer's group images by their sizes alone, no words built (what the planner
+    and the frame stage's parameters need): ``coding``, ``word_bits``, each group's
+    ``depths`` (words), ``bytes`` in memory (whole bus beats) and ``offsets`` from the
+    first group, and ``beats`` a group.  Sizes depend on the zero pattern alone (a
+    record's length never depends on the values): ``W`` may be that pattern (a boolean
+    matrix), and results are memoised by it.  ``W``'s shape must suit the fold."""
     weights, wbits = _mode(weights, wbits)
-    coding, word_bits = layer_format(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
-    beats = sparse_format.to_beats(np.asarray(W), lanes, simd)
-    bits = sparse_format.beat_bits(beats, weights=weights, wbits=wbits, coding=coding)
-    per_group = bits.reshape(-1, len(beats) // (np.asarray(W).shape[0] // lanes)).sum(axis=1)
-    return [beat_bytes(_ceil(int(b), word_bits) * word_bits, bus_bytes) for b in per_group]
+    _check_bus(bus_bytes)
+    W = np.asarray(W)
+    nonzero = W != 0
+    key = (np.packbits(nonzero).tobytes(), W.shape, weights, wbits, lanes, simd, bus_bytes)
+    if key not in _FIGURES:
+        coding, bits = _pattern_bits(nonzero, weights, wbits, lanes, simd)
+        word_bits = int(bits.max())
+        groups = W.shape[0] // lanes
+        depths = [_ceil(int(b), word_bits) for b in bits.reshape(groups, -1).sum(axis=1)]
+        nbytes = [beat_bytes(d * word_bits, bus_bytes) for d in depths]
+        if len(_FIGURES) >= 1024:
+            _FIGURES.clear()
+        _FIGURES[key] = {"coding": coding, "word_bits": word_bits, "depths": depths,
+                         "bytes": nbytes, "offsets": aligned_offsets(nbytes),
+                         "beats": len(bits) // groups}
+    figures = _FIGURES[key]
+    return {**figures, "depths": list(figures["depths"]), "bytes": list(figures["bytes"]),
+            "offsets": list(figures["offsets"])}
+
+
+def group_bytes(W, *, weights, wbits=None, lanes, simd, bus_bytes) -> list[int]:
+    """Each group image's length in memory (whole bus beats): :func:`group_figures`."""
+    return group_figures(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd,
+                         bus_bytes=bus_bytes)["bytes"]
 
 
 def offchip_bytes(W, *, weights, wbits=None, lanes, simd, bus_bytes) -> int:
@@ -180,12 +221,12 @@ def layout(layers, *, base: int = 0, bus_bytes: int = 8):
         name, W, weights, wbits, lanes, simd = _fold(item)
         if name in entries:
             raise ValueError(f"layers: layer {name!r} appears twice")
-        groups = []
-        for group in group_images(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd):
-            image += bytes(_ceil(len(image), ALIGN) * ALIGN - len(image))
-            size = beat_bytes(group.bits, bus_bytes)
-            groups.append([len(image), size])
-            image += words_to_bytes(group.words, group.word_bits, size)
+        image += bytes(_ceil(len(image), ALIGN) * ALIGN - len(image))
+        images = group_images(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
+        sizes = [beat_bytes(group.bits, bus_bytes) for group in images]
+        groups = [[len(image) + o, n] for o, n in zip(aligned_offsets(sizes), sizes)]
+        for group, (at, size) in zip(images, groups):
+            image += bytes(at - len(image)) + words_to_bytes(group.words, group.word_bits, size)
         start = groups[0][0]
         entries[name] = {"offset": start, "bytes": len(image) - start, "groups": groups}
     if base + len(image) > ADDRESS_LIMIT:
