@@ -111,3 +111,21 @@ def test_still_equal_after_training_steps_and_gradients_flow():
     assert int3.W.min() >= -3 and int3.W.max() <= 3
     leaky = int_layers[0]
     assert leaky.act == "leaky" and np.all(leaky.M_neg < leaky.M) and (leaky.lo, leaky.hi) == (-16, 15)
+
+
+def test_re_pruning_keeps_the_mask_whatever_the_dropped_weights_hold():
+    qnet, _ = random_quant_net(PLANS["mixed"], seed=6)
+    layer = next(layer for layer in qnet.weight_layers() if layer.spec.weights == "ternary")
+    before = layer.mask.clone()
+    assert 0.25 < float((before == 0).double().mean()) < 0.35
+    with torch.no_grad():                 # fine-tuning shrank every kept weight below the dropped ones
+        layer.weight.mul_(torch.where(before > 0, 1e-3, 1.0))
+    layer.set_sparsity(layer.sparsity)
+    assert torch.equal(layer.mask, before)
+    layer.set_sparsity(0.5)               # further: drops kept weights only, the smallest
+    assert torch.all(layer.mask <= before) and float((layer.mask == 0).double().mean()) > 0.45
+    half = layer.mask.clone()
+    layer.set_sparsity(0.1)               # less: revives the largest dropped weights
+    assert torch.all(layer.mask >= half)
+    revived = (layer.mask > half)
+    assert layer.weight.abs()[revived].min() >= layer.weight.abs()[(layer.mask == 0)].max()
