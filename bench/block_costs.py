@@ -32,6 +32,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import re
 import sys
 import tempfile
@@ -511,6 +512,13 @@ def load_earlier(paths: list[str]) -> list[dict]:
     return rows
 
 
+def save(results: Path, rows: list[dict]) -> None:
+    """Write ``results.json`` whole or not at all: another run may be reading it."""
+    scratch = results.with_name(f".{results.name}.tmp")
+    scratch.write_text(json.dumps(rows, indent=1, default=str))
+    os.replace(scratch, results)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", nargs="*", default=None,
@@ -590,7 +598,7 @@ def main(argv=None) -> int:
                 rows.append({**futures[future], "error": f"flow: {type(error).__name__}: "
                                                          f"{error}"})
             # Saved as it goes: a long run stopped early still leaves rows to --reuse.
-            results.write_text(json.dumps(rows, indent=1, default=str))
+            save(results, rows)
     measured = {name for name, _ in jobs}
     by_block = {}    # the latest results file's rows of a block not measured now
     for r in earlier:
@@ -602,7 +610,7 @@ def main(argv=None) -> int:
     text = markdown(rows, skipped, tools, time.monotonic() - started, jobs=args.jobs)
     Path(args.output).write_text(text + kept_by_hand(Path(args.output)))
     # The full reports (cells by type, critical paths) for anyone digging further.
-    results.write_text(json.dumps(rows, indent=1, default=str))
+    save(results, rows)
     print("\n".join(headline(rows)))
     print("\n".join(timing_notes(rows)))
     print(f"wrote {args.output} (scratch in {workdir})")
