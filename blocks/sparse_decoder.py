@@ -63,39 +63,52 @@ Architecture, latency and throughput
 word is the beat.  ROM: the ROM's output register drives ``tdata``.  Stream: a register
 slice (``axis_register``) from ``s_axis_words`` to ``m_axis_wgt``.  One beat a cycle.
 
-*masked coding*, pipelined so that no cycle holds more than one step of the decoding:
+*masked coding*.  A record's start is the previous start plus ``P + VB*c``, ``c`` the
+previous mask's count: a recurrence, which is the only loop of the design.  Everything
+else (counting, shifting, expanding) is pipelined off it:
 
-1. ``framer``: a queue of seven words takes one word a cycle while it has room (a ROM
-   read, or a word taken from ``s_axis_words`` into a register), each with its ``tlast``
-   flag (ROM: the top address) and the mask count of its first ``P`` bits; word 0 holds
-   the head record, ``off`` bits in.  A register holds the window: ``word_bits + P``
-   bits from the head on.  From it the framer counts, as balanced adder trees, the mask
-   of every place the next record can start (``P + VB*k`` bits on, one candidate per
-   possible count ``k`` of the head record), and the head's registered count picks the
-   next record's among them.  A record fires when its bits and the next mask are in the
-   queue and the output FIFO has a place for it.  The next window is one of three, none
-   behind an adder: the queue (with the word arriving now) shifted by the registered
-   ``off`` and then moved past the head record by a select on its registered count; the
-   same unmoved (nothing fired); or, after a pass's last record, the words after the
-   image's ``tlast`` word (the padding skipped, whatever its length), whose first-mask
-   count is the next record's.  The queue moves down by the words left behind.
-2. ``expander``: three registered steps: the mask's local counts in groups of four and
+1. the front: a ROM read (the ROM's output register, then a fabric register: the block
+   RAM's output is slow) or a word of ``s_axis_words`` (``tready``), with its ``tlast``
+   flag (ROM: the top address), entering a pipeline that moves in lock step on ``adv``
+   (a register: the slots below have room);
+2. the *table pipeline* (``blocks.sparse_table``): for every word, from prefix counts of
+   its bits (and the top ``P-1`` bits of the word before it), the entry of every offset
+   ``o`` in ``0..W-1``: whether the record starting there leaves the word, and where the
+   next record starts in the word it starts in.  A record is at most ``W`` bits, so it
+   ends in its word or the next; the entries of offsets whose mask runs into the next
+   word are made when that word comes.  ``table_stages`` registers: chunk counts, the
+   chunk prefix (two adder levels a stage), prefix counts, the value bits, the entries;
+3. four *slots* (``blocks.sparse_framer``) hold the words, flags and tables in a ring;
+   the *loop* holds a slot pointer ``p`` and an offset ``off``, and its next state is
+   the entry at ``off`` of slot ``p``'s table (a tree of 4:1 selects, no adder), or,
+   after a pass's last record, offset 0 in the slot after the image's ``tlast`` word
+   (the padding skipped, whatever its length).  A record fires when its slot and the
+   next are filled (or its word is its image's last) and the output FIFO has a place;
+4. *extraction*: the pointer and offset are copied into registers, the pair of words is
+   registered, then shifted right by the offset in ``shift_stages`` registered stages of
+   8:1 selects, giving the record's bits;
+5. ``expander``: three registered steps: the mask's local counts in groups of four and
    the group counts; each group's first value (a prefix sum of group counts); each
    group's values (a part-select per group).  The codes are written into
-3. ``out_fifo``: eight beats, with a credit count of the beats in flight, so the
-   expansion never waits for ``tready`` and ``tvalid`` comes from a register.
+6. ``out_fifo``: sixteen beats in LUT RAM, with a credit count of the beats in flight,
+   so the pipeline never waits for ``tready`` and ``tvalid`` comes from a register.
 
 ``word_bits`` is the layer's longest record, so a word a cycle always covers a beat a
 cycle: one beat per cycle sustained for every layer, every sparsity, every mode, passes
 back to back; in stream mode as long as the words come one a cycle (checked in the tests
-on worst-case and random patterns, groups of different lengths).
+on worst-case and random patterns, groups of different lengths).  The slots are four:
+the head, the word after it, and two more for a pass end whose last record runs into
+its image's ``tlast`` word (then ``p`` moves by two).
 
-Latency: the first beat is valid 1 cycle (dense) or 9 cycles (masked: the ROM's word
-is registered in the fabric, since the block RAM's output is slow) after reset is
-released (ROM), 1 (dense) or 8 (masked) cycles after the first word is taken (stream).  ``tvalid`` never depends on
-``tready``; a stall holds the beat.  Stream mode: ``s_axis_words.tready`` is high while
-the queue has room for a word; a pass's last beat waits for its image's ``tlast`` word,
-never for the next image.
+Latency: the first beat is valid 1 cycle (dense) after reset is released (ROM) or the
+first word taken (stream); masked: ``masked_latency`` cycles after the first word is
+taken (stream), one more after reset (ROM): ``13 + ceil(levels/2) + ceil(NB/3)``, with
+``levels = bits(floor((W+P-1)/4) - 1)`` and ``NB`` the offset bits (``entry_bits``):
+18 (stream) for the 32x72 ternary layer of the bench at lanes 4, simd 8 (``W = 43``);
+one cycle less when the first image is a single word (its records need no next word).
+``tvalid`` never depends on ``tready``; a stall holds the beat.  Stream mode:
+``s_axis_words.tready`` is ``adv``; a pass's last beat waits for its image's ``tlast``
+word, never for the next image.
 """
 from __future__ import annotations
 
@@ -107,7 +120,9 @@ import numpy as np
 from myhdl import Signal, always, always_comb, always_seq, block, concat, intbv, modbv
 
 from blocks.axis_register import BLOCK as REGISTER, axis_register
-from blocks.bit_fields import field_sums, group_shift, part_select
+from blocks.bit_fields import field_sums, group_shift
+from blocks.sparse_framer import extract, shift_stages, side_by_side, slot_unit, walker
+from blocks.sparse_table import Layout, entry_bits, prefix_levels, record_table, table_stages
 from blocks.ram import add_blocks, bram_blocks
 from blocks.rom import address_bits, rom
 from blocks.spec import BlockDef, Param, ParameterError, check_width, weight_params
@@ -116,9 +131,8 @@ from quant import offchip, sparse_format, weight_modes
 from quant.rom_image import write_rom
 
 ROM_STEM = "sparse_decoder_rom"
-SLOTS = 7          # words in the queue: one beat a cycle with a ROM word two cycles on its way (tests)
 GROUP = 4          # mask elements per group in the expansion
-FIFO_DEPTH = 8     # output FIFO: every beat in flight has a place (credit)
+FIFO_DEPTH = 16    # output FIFO: every beat in flight has a place (credit)
 SOURCES = ("rom", "stream")
 MAX_WORD_BITS = 64 * 64 * 9   # P + VB*P at the largest P (int8): the longest record
 
@@ -277,7 +291,7 @@ def sparse_decoder(aclk, aresetn, m_axis_wgt, s_axis_words=None, *, lanes, simd,
     meta = image.meta
     check_width("m_axis_wgt.tdata", m_axis_wgt.tdata, lanes * simd * meta["code_bits"])
     depth, word_bits = image.depth, image.word_bits
-    rom_en = Signal(bool(0))
+    rom_en = Signal(bool(meta["coding"] != "dense"))   # masked: adv, a register (reset: 1)
     rom_addr = Signal(intbv(0)[address_bits(depth):])
     rom_dout = Signal(intbv(0)[word_bits:])
     memory = rom(aclk, rom_en, rom_addr, rom_dout, words=image.words, word_bits=word_bits,
@@ -287,11 +301,12 @@ def sparse_decoder(aclk, aresetn, m_axis_wgt, s_axis_words=None, *, lanes, simd,
         core = dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout,
                             depth=depth)
     else:
-        got, word, word_last = Signal(bool(0)), Signal(intbv(0)[word_bits:]), Signal(bool(0))
-        core = (rom_word(aclk, aresetn, rom_en, rom_addr, rom_dout, got, word, word_last,
-                         depth=depth),
-                masked_reader(aclk, aresetn, m_axis_wgt, rom_en, got, word, word_last,
-                              fmt=meta, word_bits=word_bits, inflight=got))
+        wvalid, wlast = Signal(bool(0)), Signal(bool(0))
+        word = Signal(intbv(0)[word_bits:])
+        core = (rom_front(aclk, aresetn, rom_en, rom_addr, rom_dout, word, wvalid, wlast,
+                          depth=depth),
+                masked_reader(aclk, aresetn, m_axis_wgt, rom_en, word, wvalid, wlast,
+                              fmt=meta, word_bits=word_bits))
     return memory, address, core
 
 
@@ -301,31 +316,59 @@ def stream_reader(aclk, aresetn, s_axis_words, m_axis_wgt, *, fmt):
     through the masked reader, which finds each pass's start from ``tlast``."""
     if fmt["coding"] == "dense":
         return axis_register(aclk, aresetn, s_axis_words, m_axis_wgt, bits=fmt["word_bits"])
-    want, got = Signal(bool(0)), Signal(bool(0))
+    adv = Signal(bool(1))     # a register of the walker: the slots are empty after reset
+    wvalid, wlast = Signal(bool(0)), Signal(bool(0))
     word = Signal(intbv(0)[fmt["word_bits"]:])
-    word_last = Signal(bool(0))
-    take = word_input(aclk, s_axis_words, want, got, word, word_last)
-    core = masked_reader(aclk, aresetn, m_axis_wgt, want, got, word, word_last, fmt=fmt,
+    take = stream_front(aclk, aresetn, adv, s_axis_words, word, wvalid, wlast)
+    core = masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, fmt=fmt,
                          word_bits=fmt["word_bits"])
     return take, core
 
 
 @block
-def word_input(aclk, s_axis_words, want, got, word, word_last):
-    """Takes a word while the reader wants one; the register plays the ROM's output register."""
+def stream_front(aclk, aresetn, adv, s_axis_words, word, wvalid, wlast):
+    """The pipeline's first stage in stream mode: a word (or a bubble) taken on ``adv``."""
 
     @always_comb
     def handshake():
-        s_axis_words.tready.next = want
-        got.next = want and s_axis_words.tvalid
+        s_axis_words.tready.next = adv
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def valid():
+        if adv:
+            wvalid.next = s_axis_words.tvalid
 
     @always(aclk.posedge)
     def hold():
-        if got:
+        if adv:
             word.next = s_axis_words.tdata
-            word_last.next = s_axis_words.tlast
+            wlast.next = s_axis_words.tlast
 
-    return handshake, hold
+    return handshake, valid, hold
+
+
+@block
+def rom_front(aclk, aresetn, adv, rom_addr, rom_dout, word, wvalid, wlast, *, depth):
+    """ROM mode: the ROM's output register, then the word registered in the fabric (the
+    block RAM's output is slow): the pipeline's first two stages, read on ``adv``; a
+    word's ``tlast`` is the top address."""
+    top = depth - 1
+    rvalid, rlast = Signal(bool(0)), Signal(bool(0))
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def valid():
+        if adv:
+            rvalid.next = 1
+            wvalid.next = rvalid
+
+    @always(aclk.posedge)
+    def hold():
+        if adv:
+            rlast.next = rom_addr == top
+            word.next = rom_dout
+            wlast.next = rlast
+
+    return valid, hold
 
 
 @block
@@ -371,261 +414,44 @@ def dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, depth
 
 
 @block
-def masked_reader(aclk, aresetn, m_axis_wgt, want, got, word, word_last, *, fmt, word_bits,
-                  inflight=None):
-    """The masked coding, pipelined: ``framer`` finds the records, ``expander`` turns each
-    into a dense beat in three registered steps, ``out_fifo`` holds the beats in flight.
-
-    ``want``: the framer asks for a word; ``got``: one comes (in ``word`` the cycle
-    after, with ``word_last`` set on an image's last word)."""
-    P = fmt["lanes"] * fmt["simd"]
-    last_beat = fmt["beats"] - 1
-    lay = layout(fmt, word_bits, SLOTS)
+def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, word_bits):
+    """The masked coding: the table pipeline (``blocks.sparse_table``) fed by ``word``
+    (a stage moving on ``adv``, which this block drives), the slots, loop and extraction
+    (``blocks.sparse_framer``), the expansion and the output FIFO."""
+    P, VB, W = fmt["lanes"] * fmt["simd"], fmt["value_bits"], word_bits
+    Q = P - 1
+    NB = entry_bits(W, VB)
+    EB = NB + 1
+    tab = Signal(intbv(0)[W * EB:])
+    tword = Signal(intbv(0)[W:])
+    tlast, tvalid = Signal(bool(0)), Signal(bool(0))
+    table = record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tvalid,
+                         P=P, VB=VB, W=W)
+    p, wp = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
+    off = Signal(intbv(0)[NB:])
     fire = Signal(bool(0))
-    rec_win = Signal(intbv(0)[word_bits:])
-    at_last = Signal(bool(last_beat == 0))
-    pending_ok = Signal(bool(1))
+    at_last = Signal(bool(fmt["beats"] == 1))
+    pend_ok = Signal(bool(1))
+    w0, w1, w2, w3 = (Signal(intbv(0)[W:]) for _ in range(4))
+    f0, f1, f2, f3 = (Signal(bool(0)) for _ in range(4))
+    e0, e1, e2, e3 = (Signal(intbv(0)[EB:]) for _ in range(4))
+    words, flags, ents = Signal(intbv(0)[4 * W:]), Signal(intbv(0)[4:]), Signal(intbv(0)[4 * EB:])
+    slots = [slot_unit(aclk, adv, tvalid, wp, off, tab, tword, tlast, w, f, e, k=k, W=W, Q=Q,
+                       EB=EB) for k, (w, f, e) in enumerate(((w0, f0, e0), (w1, f1, e1),
+                                                            (w2, f2, e2), (w3, f3, e3)))]
+    buses = (side_by_side(w0, w1, w2, w3, words), side_by_side(f0, f1, f2, f3, flags),
+             side_by_side(e0, e1, e2, e3, ents))
+    walk = walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, flags, ents,
+                  last_beat=fmt["beats"] - 1, NB=NB)
+    rec = Signal(intbv(0)[W:])
+    rv, rl = Signal(bool(0)), Signal(bool(0))
+    cut = extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, W=W, NB=NB)
     push, push_last = Signal(bool(0)), Signal(bool(0))
     push_data = Signal(intbv(0)[P * fmt["code_bits"]:])
-    frames = framer(aclk, aresetn, want, got, word, word_last, fire, rec_win, at_last,
-                    pending_ok, inflight, lay=lay, last_beat=last_beat)
-    expand = expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, P=P,
-                      VB=fmt["value_bits"], WB=fmt["code_bits"], W=word_bits)
-    out = out_fifo(aclk, aresetn, push, push_data, push_last, m_axis_wgt, pending_ok, fire)
-    return frames, expand, out
-
-
-def layout(fmt, word_bits, slots):
-    """Sizes of the masked reader for a layer (see masked_reader)."""
-    P, VB, W = fmt["lanes"] * fmt["simd"], fmt["value_bits"], word_bits
-    most = (W - P) // VB
-    return {"P": P, "VB": VB, "W": W, "most": most, "WIN": W + P, "NQ": slots,
-            "CW": P.bit_length(), "offsets": [P + VB * k for k in range(most + 1)] + [0]}
-
-
-@block
-def framer(aclk, aresetn, want, got, word, word_last, fire, rec_win, at_last, pending_ok,
-           inflight, *, lay, last_beat):
-    """Finds record boundaries.  Words wait in a queue whose word 0 holds the head record
-    (``off`` bits in); the window register holds the bits from the head on.  The next
-    window is chosen among three made without an adder in front of the shift: the queue
-    (with the word arriving now) from ``off`` on, as it is (no record fired), moved past
-    the head record by a select on its registered count, or, after a pass's last record,
-    the words after that image's ``tlast`` word.  The next record's mask count is picked
-    by the head's count among candidates counted in the window (``P + VB*k`` bits on)."""
-    P, VB, W, WIN, CW, NQ = (lay[k] for k in ("P", "VB", "W", "WIN", "CW", "NQ"))
-    NC = len(lay["offsets"])
-    win = Signal(intbv(0)[WIN:])
-    win_next = Signal(intbv(0)[WIN:])
-    wide = Signal(intbv(0)[W + WIN:])          # the queue from off on: head record + window
-    wide_go = Signal(intbv(0)[W + WIN - P:])   # its bits after the head's mask
-    win_go = Signal(intbv(0)[WIN:])
-    queued, flags = (Signal(intbv(0)[NQ * n:]) for n in (W, 1))
-    q_in, f_in = (Signal(intbv(0)[NQ * n:]) for n in (W, 1))
-    starts = Signal(intbv(0)[2 * CW:])        # mask counts at words 1 and 2 of the queue
-    nq = Signal(intbv(0, min=0, max=NQ + 1))
-    seen = Signal(intbv(0, min=0, max=NQ + 1))     # words of the queue the window was made of
-    off = Signal(intbv(0, min=0, max=W))
-    pops = Signal(intbv(0, min=0, max=3))
-    arriving = Signal(bool(0))
-    cands = Signal(intbv(0)[NC * CW:])
-    chosen = Signal(intbv(0)[CW:])
-    cnt = Signal(intbv(0, min=0, max=P + 1))
-    cnt_ok = Signal(bool(0))
-    beat = Signal(intbv(0, min=0, max=last_beat + 1))
-    parts = [field_sums(win, cands, out_bits=CW,
-                        groups=[[(o + j, 1) for j in range(P)] for o in lay["offsets"]]),
-             part_select(cands, cnt, chosen, scale=CW),
-             field_sums(queued, starts, out_bits=CW,
-                        groups=[[(k * W + j, 1) for j in range(P)] for k in (1, 2)]),
-             word_queue(aclk, arriving, word, nq, pops, q_in, queued),
-             word_queue(aclk, arriving, word_last, nq, pops, f_in, flags),
-             room(nq, arriving, inflight, want, slots=NQ),
-             part_select(queued, off, wide, scale=1),
-             part_select(wide_go, cnt, win_go, scale=VB)]
-    SELF_CAND = (NC - 1) * CW
-    VALUES = tuple(VB * k for k in range(P + 1))       # a product as a table: no multiplier
-    WORDS = tuple(W * k for k in range(NQ + 1))
-    vbc = Signal(intbv(0, min=0, max=VB * P + 1))
-    nqw = Signal(intbv(0, min=0, max=NQ * W + 1))
-    avail = Signal(intbv(0, min=0, max=NQ * W + 1))    # bits in the window from the head on
-    ends = Signal(intbv(0, min=0, max=3 * W))          # off + the head record's length
-    moved = Signal(intbv(0, min=0, max=W))             # off after it, in its last word
-
-    @always_comb
-    def values():
-        vbc.next = VALUES[cnt]
-
-    @always_comb
-    def words():
-        nqw.next = WORDS[seen]
-
-    @always_comb
-    def sizes():
-        e = intbv(0, min=0, max=3 * W)
-        avail.next = nqw - off
-        e[:] = off + vbc
-        e[:] = e + P
-        ends.next = e
-        if e >= W:
-            e[:] = e - W
-        moved.next = e[len(moved):]
-
-    @always_comb
-    def decide():
-        need = intbv(0, min=0, max=2 * P + VB * P + 1)
-        need[:] = vbc + 2 * P
-        f = bool(0)
-        if at_last:
-            f = cnt_ok and pending_ok and ((seen >= 1 and flags[0]) or (seen >= 2 and flags[1]))
-        else:
-            f = cnt_ok and pending_ok and avail >= need
-        fire.next = f
-        if f and at_last:
-            if flags[0]:
-                pops.next = 1
-            else:
-                pops.next = 2
-        elif f and ends >= W:
-            pops.next = 1
-        else:
-            pops.next = 0
-
-    @always_comb
-    def choose():
-        wide_go.next = wide[W + WIN:P]
-        if fire and at_last:
-            if flags[0]:
-                win_next.next = queued[W + WIN:W]
-            else:
-                win_next.next = queued[2 * W + WIN:2 * W]
-        elif fire:
-            win_next.next = win_go
-        else:
-            win_next.next = wide[WIN:]
-
-    @always_seq(aclk.posedge, reset=aresetn)
-    def step():
-        n = intbv(0, min=0, max=NQ + 1)
-        n[:] = nq + arriving - pops
-        nq.next = n
-        seen.next = nq - pops
-        if fire and at_last:
-            off.next = 0
-        elif fire:
-            off.next = moved
-        if fire and at_last:
-            # the next pass starts at the word after the tlast word: its count is kept
-            if flags[0]:
-                cnt.next = starts[CW:]
-                cnt_ok.next = nq >= 2
-            else:
-                cnt.next = starts[2 * CW:CW]
-                cnt_ok.next = nq >= 3
-            beat.next = 0
-            at_last.next = bool(last_beat == 0)
-        elif fire:
-            cnt.next = chosen
-            cnt_ok.next = 1
-            beat.next = beat + 1
-            at_last.next = bool(beat + 1 == last_beat)
-        else:
-            cnt.next = cands[SELF_CAND + CW:SELF_CAND]
-            cnt_ok.next = avail >= P
-        win.next = win_next
-        arriving.next = got
-
-    @always_comb
-    def record():
-        rec_win.next = win[len(rec_win):]
-
-    return parts, values, words, sizes, decide, choose, step, record
-
-
-@block
-def word_queue(aclk, arriving, item, count, pops, filled, queue):
-    """A queue of ``len(queue) // len(item)`` items, item 0 first: ``filled`` is the queue
-    with ``item`` written at place ``count`` when ``arriving``; on a rising edge the queue
-    takes ``filled`` moved down by ``pops`` items (0, 1 or 2)."""
-    B = len(item)
-    N = len(queue) // B
-    cases = "\n".join(f"        {k}: ${{filled}}_v[{(k + 1) * B - 1}:{k * B}] = $item;"
-                      for k in range(N))
-    top = N * B - 1
-
-    @always_comb
-    def fill():
-        v = int(queue.val)
-        if arriving and int(count.val) < N:
-            k = int(count.val)
-            v = (v & ~(((1 << B) - 1) << (k * B))) | (int(item.val) << (k * B))
-        filled.next = v
-
-    @always(aclk.posedge)
-    def move():
-        filled_now = int(filled.val)
-        queue.next = filled_now >> (int(pops.val) * B)
-
-    filled.driven = "wire"
-    filled.read = queue.read = True
-    queue.driven = "reg"
-    aclk.read = arriving.read = item.read = count.read = pops.read = True
-    word_queue.verilog_code = (
-        "reg [$top:0] ${filled}_v;\n"
-        "always @(*) begin\n    ${filled}_v = $queue;\n    if ($arriving) begin\n"
-        "        case ($count)\n" + cases + "\n        default: ;\n        endcase\n"
-        "    end\nend\nassign $filled = ${filled}_v;\n"
-        "always @(posedge $aclk) begin\n    case ($pops)\n"
-        "        1: $queue <= {" + f"{B}'d0, ${{filled}}[{top}:{B}]" + "};\n"
-        + ("        2: $queue <= {" + f"{2 * B}'d0, ${{filled}}[{top}:{2 * B}]" + "};\n"
-           if N > 2 else "")
-        + "        default: $queue <= $filled;\n    endcase\nend\n")
-    return fill, move
-
-
-@block
-def room(nq, arriving, inflight, want, *, slots):
-    """Ask for a word while the queue has a place for it and for every word on its way
-    (``arriving`` now, and ``inflight``: a ROM word between the ROM and its register)."""
-    T = slots + 3
-
-    if inflight is None:
-        @always_comb
-        def ask():
-            t = intbv(0, min=0, max=T)
-            t[:] = nq + arriving
-            want.next = t < slots
-    else:
-        @always_comb
-        def ask():
-            t = intbv(0, min=0, max=T)
-            t[:] = nq + arriving
-            t[:] = t + inflight
-            want.next = t < slots
-    return ask
-
-
-@block
-def rom_word(aclk, aresetn, rom_en, rom_addr, rom_dout, got, word, word_last, *, depth):
-    """ROM mode: the word read is registered in the fabric (the block RAM's output is
-    slow), with its ``tlast``: the top address.  ``got``: a word is in the ROM's output
-    now and in ``word`` next cycle."""
-    top = depth - 1
-    last = Signal(bool(0))
-
-    @always_seq(aclk.posedge, reset=aresetn)
-    def read():
-        got.next = rom_en
-
-    @always(aclk.posedge)
-    def hold():
-        if rom_en:
-            last.next = rom_addr == top
-        if got:
-            word.next = rom_dout
-            word_last.next = last
-
-    return read, hold
+    expand = expander(aclk, aresetn, rv, rec, rl, push, push_data, push_last, P=P,
+                      VB=VB, WB=fmt["code_bits"], W=W)
+    out = out_fifo(aclk, aresetn, push, push_data, push_last, m_axis_wgt, pend_ok, fire)
+    return table, slots, buses, walk, cut, expand, out
 
 
 @block
@@ -750,7 +576,7 @@ def out_fifo(aclk, aresetn, push, push_data, push_last, m_axis_wgt, pending_ok, 
     D = FIFO_DEPTH
     OW = len(push_data)
     mem = [Signal(intbv(0)[OW + 1:]) for _ in range(D)]
-    wptr, rptr = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
+    wptr, rptr = (Signal(modbv(0)[(D - 1).bit_length():]) for _ in range(2))
     count = Signal(intbv(0, min=0, max=D + 1))
     pending = Signal(intbv(0, min=0, max=D + 1))
     pop = Signal(bool(0))
@@ -848,10 +674,11 @@ def derived(*, lanes, simd, image=None, rom_file=None, source="rom", **args) -> 
 def estimate(*, image=None, source="rom", **args) -> dict:
     """Cost of the decoder.
 
-    LUTs of the masked reader: the queue's shift by the head's offset (``(2W + P) *
-    log2(W)``), one mask-count tree per candidate, the expansion (group offsets and value
-    selects) and the output FIFO in LUT RAM, with coefficients fitted to synthesis
-    (:func:`masked_cost`).  FFs are counted register by register.
+    LUTs of the masked reader: the table pipeline's adders, the loop's select trees,
+    the extraction's shifter, the expansion (group offsets and value selects) and the
+    output FIFO in LUT RAM, scaled by one coefficient fitted to ``synth_xilinx``
+    (:func:`masked_cost`).  FFs are counted register by register, less the chains
+    Xilinx turns into shift registers.
     ``bram_bits`` are every memory's exact bits: the ROM (block RAM, ``rom_style =
     "block"``) and the masked reader's output FIFO in LUT RAM (:func:`fifo_bits`);
     ``bram`` counts the block RAM units (the FIFO takes none).  Stream mode has no ROM:
@@ -865,7 +692,7 @@ def estimate(*, image=None, source="rom", **args) -> dict:
             return REGISTER.estimate(bits=W)
         ff, lut = masked_cost(fmt, W, 0)
         return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": fifo_bits(fmt),
-                "bram": add_blocks(), "latency": MASKED_LATENCY, "cycles": 1, "per": "beat"}
+                "bram": add_blocks(), "latency": masked_latency(fmt, W), "cycles": 1, "per": "beat"}
     meta = image.meta
     W, P = image.word_bits, meta["lanes"] * meta["simd"]
     addr = address_bits(image.depth)
@@ -876,49 +703,114 @@ def estimate(*, image=None, source="rom", **args) -> dict:
                 "bram": bram, "latency": 1, "cycles": 1, "per": "beat"}
     ff, lut = masked_cost(meta, W, addr)
     return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": image.bits + fifo_bits(meta),
-            "bram": bram, "latency": MASKED_LATENCY + 1, "cycles": 1, "per": "beat"}
+            "bram": bram, "latency": masked_latency(meta, W) + 1, "cycles": 1, "per": "beat"}
 
 
 def fifo_bits(meta) -> int:
-    """Bits of the masked reader's output FIFO (LUT RAM): eight beats and their tlast."""
+    """Bits of the masked reader's output FIFO (LUT RAM): sixteen beats and their tlast."""
     return FIFO_DEPTH * (meta["lanes"] * meta["simd"] * meta["code_bits"] + 1)
 
 
-MASKED_LATENCY = 8  # first word taken -> first beat valid (ROM: one more, its register)
+def masked_latency(fmt, W) -> int:
+    """Cycles from the first word taken (stream) to the first beat valid; ROM mode: one
+    more (the ROM's register).  The word's register, the table pipeline, the slot, the
+    second word (a record may straddle into it), the loop's copy and the pair's register,
+    the shifter, the expansion's three steps and the FIFO."""
+    P, VB = fmt["lanes"] * fmt["simd"], fmt["value_bits"]
+    return (1 + table_stages(W, P) + 1 + 1 + 2 + shift_stages(entry_bits(W, VB)) + 4)
+
+
+def masked_registers(P, VB, W, beats, addr) -> dict:
+    """Flip-flops of the masked reader by part, as ECP5 keeps them (``addr``: the ROM's
+    address bits, or 0 in stream mode).  Widths are the live bits: a prefix field of
+    ``n`` chunks needs ``bits(4n)``, a count below position ``k < 4`` two bits, the value
+    bits of a window lose ``VB``'s trailing zero bits, and a straddling entry's pop bit
+    (always 1) is a constant."""
+    lay = Layout(W, P)
+    Q, NCH, nb = lay.Q, lay.NCH, entry_bits(W, VB)
+    ypn = len(lay.kept)
+    levels = prefix_levels(W, P)
+    carry = W + 1 + ypn + 1                       # word, tlast, prev's kept bits, valid
+    prefix = 0
+    for level in range(2, levels + 1, 2) if levels > 1 else []:
+        prefix += carry + sum(min(nb, (4 * min(c + 1, 1 << level)).bit_length())
+                              for c in range(NCH))
+    if levels % 2:
+        prefix += carry + sum(min(nb, (4 * min(c + 1, 1 << levels)).bit_length())
+                              for c in range(NCH))
+    tz = (VB & -VB).bit_length() - 1
+    own = W - Q                                   # entries with a pop bit
+    parts = {
+        "front": (addr + 4 if addr else 2) + W,
+        "table": (Q + carry + 3 * NCH + prefix
+                  + W + 2 + min(3, lay.YW + 1) + max(lay.YW - 3, 0) * nb   # PS(k)
+                  + W + 2 + W * (nb - tz)                                  # value bits
+                  + W + 2 + W * nb + own),                                 # entries
+        "slots": 4 * (W + 1 + W * nb + own),
+        "loop": 3 + 3 + nb + max(beats - 1, 0).bit_length() + 2,
+        "extract": 6 + 2 * nb + 2 * W - 1 + sum(
+            out + 2 + rest for out, rest in shifter_widths(W, nb)),
+    }
+    return parts
+
+
+def shifter_widths(W, nb) -> list[tuple[int, int]]:
+    """``(data bits, offset bits passed on)`` of each shifter stage's register."""
+    n_st = shift_stages(nb)
+    out = []
+    for k in range(n_st):
+        done = min((k + 1) * 3, nb)
+        reach = ((W - 1) >> done) << done
+        out.append((W + reach if k < n_st - 1 else W, nb - done))
+    return out
 
 
 def masked_cost(meta, W, addr) -> tuple[int, int]:
-    """``(FF, LUT)`` of the masked reader: registers counted one by one, LUTs per
-    structure with coefficients fitted to ``synth_xilinx`` (ternary 1x8 and 4x8, int4 4x8:
-    within 10 %; FFs within 1 %).  ``addr``: the ROM's address bits (ROM mode), else 0
-    for the stream's word register.
-
-    On Xilinx the expansion's two three-stage delay chains without reset (masks, local
-    counts) become SRL16 shift registers: a LUT per bit instead of three flip-flops."""
+    """``(FF, LUT)`` of the masked reader, as ``synth_xilinx`` maps it.  FFs: registers
+    counted part by part (:func:`masked_registers`, the expansion, the FIFO's pointers
+    and credit) less the shift registers Xilinx makes of pass-through chains (``srl``):
+    the word, flags and kept bits that ride through the table pipeline, and the
+    expansion's delayed masks and local counts, an SRL16 a bit (ECP5 has none: it keeps
+    ``FF + srl`` flip-flops).  LUTs per structure with coefficients fitted to synthesis.
+    ``addr``: the ROM's address bits (ROM mode), else 0."""
     P, VB, WB = meta["lanes"] * meta["simd"], meta["value_bits"], meta["code_bits"]
+    ff, srl = masked_flops(meta, W, addr)
+    lay = Layout(W, P)
     G, NG = GROUP, -(-P // GROUP)
     most = (W - P) // VB                       # the most values a record holds
     cw = P.bit_length()
+    nb = entry_bits(W, VB)
+    table = (lay.NCH * 3 + lay.NCH * nb * prefix_levels(W, P) + (lay.YW + 1) * nb
+             + W * nb * (1 if VB & (VB - 1) == 0 else 2) + 3 * W * nb)
+    select = 4 * W * (nb + 1) // 3 + (nb + 1)          # the loop's 4:1 trees
+    shifter = (2 * W - 1) + sum(2 * out for out, _ in shifter_widths(W, nb))
+    expansion = P * (VB * G + cw) + NG * G * VB * max(most, 1).bit_length()
+    fifo = 1.66 * (P * WB + 1)                       # LUT RAM, as synth_xilinx maps it
+    srl_luts = srl // 3
+    lut = int(round(LUT_FIT * (table + select + shifter + 0.4 * expansion + fifo)
+                    + srl_luts + 60))
+    return ff - srl, lut
+
+
+LUT_FIT = 0.75   # synth_xilinx against the structures' counts (see masked_cost)
+
+
+def masked_flops(meta, W, addr) -> tuple[int, int]:
+    """``(all flip-flops, those in pass-through chains)`` of the masked reader."""
+    P, VB = meta["lanes"] * meta["simd"], meta["value_bits"]
+    G, NG = GROUP, -(-P // GROUP)
+    lay = Layout(W, P)
     local = sum((j).bit_length() for j in range(G)) * (P // G) \
         + sum((j).bit_length() for j in range(P % G))   # live bits of the local counts
     group_offsets = sum((G * g).bit_length() for g in range(1, NG))
-    source = W + 1 + (addr + 2 if addr else 0)  # word register; ROM: address, read, last
-    ff = (SLOTS * (W + 1) + (W + P)             # queue (words, tlast flags), window
-          + 2 * SLOTS.bit_length()              # words queued, words in the window
-          + (W - 1).bit_length() + cw + 1       # offset, count and its flag
-          + (meta["beats"] - 1).bit_length() + 2 + source
-          + 2 * max(W - P, 1)                   # expansion: values (masks, counts: SRL)
-          + (NG - 1) * (G.bit_length()) + group_offsets + NG * G * VB + 6
-          + 6 + 2 * (FIFO_DEPTH.bit_length()) + 1)  # FIFO pointers, count, credit
-    wide = (2 * W + P) * (W - 1).bit_length()        # the queue from the head's offset on
-    queue = SLOTS * (W + 1)                          # append and move down
-    counts = (most + 4) * P          # a popcount tree per candidate, and the next pass's
-    expansion = P * (VB * G + cw) + NG * G * VB * max(most, 1).bit_length()
-    fifo = 1.66 * (P * WB + 1)                       # LUT RAM, as synth_xilinx maps it
-    srl = P + local
-    lut = int(round(2.04 * wide + 0.14 * queue + 3.0 * counts + 0.4 * expansion + fifo
-                    + srl + 60))
-    return ff, lut
+    regs = masked_registers(P, VB, W, meta["beats"], addr)
+    expansion = (2 * max(W - P, 1) + 3 * P + 3 * local          # values, masks, counts
+                 + (NG - 1) * G.bit_length() + group_offsets + NG * G * VB + 6)
+    fifo = 2 * (FIFO_DEPTH - 1).bit_length() + 2 * FIFO_DEPTH.bit_length() + 1
+    first = 1 + (prefix_levels(W, P) + 1) // 2       # chunk stage and prefix stages
+    srl = ((first * (W + 2 + len(lay.kept)) if first >= 2 else 0)
+           + 3 * (W + 1) + 3 * P + 3 * local)
+    return sum(regs.values()) + expansion + fifo, srl
 
 
 def ports(*, lanes, simd, weights, wbits, source="rom", word_bits=0, **_):

@@ -1,0 +1,345 @@
+"""The masked decoder's record table: for every word, where a record starting at each
+offset ends, computed in a pipeline off the decoder's loop.
+
+Primitives of ``blocks.sparse_decoder`` (no ``BlockDef``).  A record of the masked coding
+(docs/sparse_format.md) that starts at bit ``o`` of a word is ``P + VB*c`` bits long,
+``c`` the set bits of its ``P``-bit mask.  Records are at most ``W`` bits (the word), so
+a record starting in word ``i`` ends in word ``i`` or ``i+1``.  For each word ``u`` taken,
+with ``prev`` the word before it, :func:`record_table` computes over
+``Y = prev[W-Q:W] ++ u`` (``Q = P - 1`` bits of ``prev``, then ``u``; ``W + Q`` bits) the
+entry of every start ``s`` in ``0..W-1``:
+
+* ``s >= Q``: a record starting at offset ``o = s - Q`` of ``u`` (its mask lies in ``u``);
+  it ends at ``e = s + 1 + VB*c``; the entry is ``(e >= W, e mod W)``: whether it leaves
+  ``u`` (one word is popped) and the next record's offset in the word it starts in;
+* ``s < Q``: a record starting at offset ``W - Q + s`` of ``prev``, whose mask runs into
+  ``u``: it always leaves ``prev``; the entry is ``(1, s + 1 + VB*c)``.
+
+So word ``i``'s whole table is its own entries (offsets ``0..W-P``, made when it came)
+followed by the ``Q`` entries made when word ``i+1`` came.  ``c = PS(s+P) - PS(s)``, ``PS``
+the prefix count of ``Y``'s bits, made of chunk counts (4 bits a chunk), their prefix
+(a Kogge-Stone tree, two adder levels a stage) and the bits below a position in its chunk.
+All arithmetic is modulo ``2**NB`` (``NB`` the entry's offset bits): exact for every
+record of a valid image (a count is at most ``P <= W``), so no value is ever truncated.
+
+Stages (each a register with the enable ``adv``; the whole pipeline moves in lock step):
+chunk counts; ``ceil(levels/2)`` prefix stages (``levels = ceil(log2(W+Q)//4)``);
+``PS``; ``VB*c``; the entries.  :func:`table_stages` gives the count.
+"""
+from __future__ import annotations
+
+from myhdl import Signal, always_comb, always_seq, block, intbv
+
+from blocks.bit_fields import field_sums
+from blocks.mac import operand_register
+
+CHUNK = 4
+
+
+def entry_bits(W: int, VB: int) -> int:
+    """Bits of an entry's offset (``NB``): at least 3 (chunk counts) and ``VB``'s bits."""
+    return max((W - 1).bit_length(), 3, VB.bit_length())
+
+
+def prefix_levels(W: int, P: int) -> int:
+    chunks = (W + P - 1) // CHUNK
+    return max(chunks - 1, 0).bit_length()
+
+
+def table_stages(W: int, P: int) -> int:
+    """Registers from a word taken into the pipeline to its table: chunk counts, the
+    prefix stages (two levels each), prefix counts, window counts, entries."""
+    return 1 + (prefix_levels(W, P) + 1) // 2 + 3
+
+
+class Layout:
+    """Where each bit of ``Y`` lives after the first stage: ``u`` in ``yw``; of ``prev``'s
+    part only the bits a prefix count reads (not the top bit of a chunk) in ``yp``."""
+
+    def __init__(self, W, P):
+        self.W, self.P, self.Q = W, P, P - 1
+        self.YW = W + self.Q
+        self.NCH = self.YW // CHUNK
+        self.kept = [i for i in range(self.Q) if i % CHUNK != CHUNK - 1]
+        self.where = {i: n for n, i in enumerate(self.kept)}
+
+    def bit(self, i):
+        """``(signal name, index)`` of bit ``i`` of ``Y`` after the first stage."""
+        if i >= self.Q:
+            return "yw", i - self.Q
+        return "yp", self.where[i]
+
+    def local(self, k):
+        """Bits of ``Y`` in ``k``'s chunk below ``k``: ``PS(k) = CP[k//4] + count``."""
+        return [k - k % CHUNK + t for t in range(k % CHUNK)]
+
+
+# --- templates ----------------------------------------------------------------------------
+
+def count_expr(bits, nb):
+    """Verilog: the count of 0..3 one-bit terms as an ``nb``-bit value."""
+    if not bits:
+        return f"{nb}'d0"
+    if len(bits) == 1:
+        return f"{{{nb - 1}'d0, {bits[0]}}}"
+    if len(bits) == 2:
+        a, b = bits
+        return f"{{{nb - 2}'d0, {a} & {b}, {a} ^ {b}}}"
+    a, b, c = bits
+    return f"{{{nb - 2}'d0, ({a} & {b}) | ({a} & {c}) | ({b} & {c}), {a} ^ {b} ^ {c}}}"
+
+
+@block
+def prefix_counts(yp, yw, incl, ps, *, lay, nb, ib):
+    """``ps`` field ``k`` (``k = 0..W+Q``) = ``PS(k)`` mod ``2**nb``: the inclusive chunk
+    prefix ``incl`` (``ib``-bit fields) of the chunks below ``k``'s, plus the bits below
+    ``k`` in its chunk."""
+    mask = (1 << nb) - 1
+    imask = (1 << ib) - 1
+
+    @always_comb
+    def model():
+        vals = {"yp": int(yp.val) if yp is not None else 0, "yw": int(yw.val)}
+        inc = int(incl.val) if incl is not None else 0
+        out = 0
+        for k in range(lay.YW + 1):
+            j = k // CHUNK
+            total = (inc >> ((j - 1) * ib)) & imask if j else 0
+            for i in lay.local(k):
+                name, n = lay.bit(i)
+                total += (vals[name] >> n) & 1
+            out |= (total & mask) << (k * nb)
+        ps.next = out
+
+    lines = []
+    for k in range(lay.YW + 1):
+        j = k // CHUNK
+        bits = [f"${lay.bit(i)[0]}[{lay.bit(i)[1]}]" for i in lay.local(k)]
+        if not j:
+            base = f"{nb}'d0"
+        elif ib == nb:
+            base = f"$incl[{j * ib - 1}:{(j - 1) * ib}]"
+        else:
+            base = f"{{{nb - ib}'d0, $incl[{j * ib - 1}:{(j - 1) * ib}]}}"
+        lines.append(f"assign $ps[{(k + 1) * nb - 1}:{k * nb}] = {base} + "
+                     f"{count_expr(bits, nb)};")
+    ps.driven = "wire"
+    for sig in (yp, yw, incl):
+        if sig is not None:
+            sig.read = True
+    prefix_counts.verilog_code = "\n".join(lines) + "\n"
+    return model
+
+
+@block
+def window_values(ps, m, *, W, P, VB, nb):
+    """``m`` field ``s`` = ``VB * (PS(s+P) - PS(s))`` mod ``2**nb``: the value bits of the
+    record whose mask starts at ``s``."""
+    mask = (1 << nb) - 1
+
+    @always_comb
+    def model():
+        v = int(ps.val)
+        out = 0
+        for s in range(W):
+            c = ((v >> ((s + P) * nb)) - (v >> (s * nb))) & mask
+            out |= ((c * VB) & mask) << (s * nb)
+        m.next = out
+
+    lines = [f"assign $m[{(s + 1) * nb - 1}:{s * nb}] = ($ps[{(s + P + 1) * nb - 1}:"
+             f"{(s + P) * nb}] - $ps[{(s + 1) * nb - 1}:{s * nb}]) * {nb}'d{VB};"
+             for s in range(W)]
+    m.driven = "wire"
+    ps.read = True
+    window_values.verilog_code = "\n".join(lines) + "\n"
+    return model
+
+
+@block
+def entries(m, tab, *, W, Q, nb):
+    """``tab`` field ``s`` (``nb + 1`` bits) = the entry of start ``s``: ``{pop, next}``
+    (see the module docstring), from ``m`` = the record's value bits."""
+    mask = (1 << nb) - 1
+    eb = nb + 1
+
+    @always_comb
+    def model():
+        v = int(m.val)
+        out = 0
+        for s in range(W):
+            mv = (v >> (s * nb)) & mask
+            if s < Q:
+                e = (1 << nb) | ((mv + s + 1) & mask)
+            elif mv >= W - 1 - s:
+                e = (1 << nb) | ((mv + s + 1 - W) & mask)
+            else:
+                e = (mv + s + 1) & mask
+            out |= e << (s * eb)
+        tab.next = out
+
+    lines = []
+    for s in range(W):
+        mv = f"$m[{(s + 1) * nb - 1}:{s * nb}]"
+        here = f"{mv} + {nb}'d{(s + 1) & mask}"
+        field = f"$tab[{(s + 1) * eb - 1}:{s * eb}]"
+        if s < Q:
+            lines.append(f"assign {field} = {{1'b1, {here}}};")
+        elif s == W - 1:        # a record from offset W-P always leaves the word
+            lines.append(f"assign {field} = {{1'b1, {mv} + {nb}'d{(s + 1 - W) & mask}}};")
+        else:
+            on = f"{mv} >= {nb}'d{W - 1 - s}"
+            lines.append(f"assign {field} = {on} ? {{1'b1, {mv} + {nb}'d{(s + 1 - W) & mask}}}"
+                         f" : {{1'b0, {here}}};")
+    tab.driven = "wire"
+    m.read = True
+    entries.verilog_code = "\n".join(lines) + "\n"
+    return model
+
+
+# --- the pipeline -------------------------------------------------------------------------
+
+@block
+def stage(aclk, aresetn, adv, pairs, valid_in, valid):
+    """One register stage of the lock-step pipeline: every ``(src, dst)`` of ``pairs``
+    takes ``src`` where ``adv``; so does ``valid`` (with reset) from ``valid_in``."""
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def flag():
+        if adv:
+            valid.next = valid_in
+
+    return [operand_register(aclk, adv, src, dst) for src, dst in pairs], flag
+
+
+@block
+def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tvalid, *,
+                 P, VB, W):
+    """The table pipeline (see the module docstring).  ``word``/``wvalid``/``wlast``: the
+    stage before it (a word, or a bubble); ``tab``/``tword``/``tlast``/``tvalid``: its last
+    stage: the table made when ``tword`` came (entries ``s``, ``nb + 1`` bits each)."""
+    lay = Layout(W, P)
+    Q, YW, NCH = lay.Q, lay.YW, lay.NCH
+    nb = entry_bits(W, VB)
+    ypn = len(lay.kept)
+
+    def sig(bits):
+        return Signal(intbv(0)[bits:]) if bits else None
+
+    def carried(yw, yp, last):
+        """The signals every stage passes on, and their next copies."""
+        pairs = [(yw, sig(W)), (last, Signal(bool(0)))]
+        if yp is not None:
+            pairs.append((yp, sig(ypn)))
+        return pairs, [d for _, d in pairs] + ([None] if yp is None else [])
+
+    parts = []
+    prev = sig(Q)
+    yp_now = sig(ypn)
+    if ypn:
+        parts.append(pick_bits(prev, yp_now, kept=lay.kept))
+    if Q:
+        parts.append(keep_prev(aclk, aresetn, adv, wvalid, word, prev))
+    # stage 1: the chunk counts of Y
+    pairs, (yw, last, yp) = carried(word, yp_now, wlast)
+    v = Signal(bool(0))
+    incl, ib = None, 3
+    if NCH:
+        g_now, incl = sig(NCH * 3), sig(NCH * 3)
+        parts.append(chunk_counts(prev, word, g_now, lay=lay))
+        pairs.append((g_now, incl))
+    parts.append(stage(aclk, aresetn, adv, pairs, wvalid, v))
+    # the chunk prefix: Kogge-Stone, a register every two levels
+    d, level = 1, 0
+    while d < NCH:
+        nxt = sig(NCH * nb)
+        parts.append(field_sums(incl, nxt, out_bits=nb, groups=[
+            [(c * ib, ib)] + ([((c - d) * ib, ib)] if c >= d else []) for c in range(NCH)]))
+        incl, ib, d, level = nxt, nb, 2 * d, level + 1
+        if level % 2 == 0 or d >= NCH:
+            pairs, (yw, last, yp) = carried(yw, yp, last)
+            reg, v2 = sig(NCH * nb), Signal(bool(0))
+            parts.append(stage(aclk, aresetn, adv, pairs + [(incl, reg)], v, v2))
+            incl, v = reg, v2
+    # PS(k), then the value bits of every window, then the entries
+    ps_now, ps = sig((YW + 1) * nb), sig((YW + 1) * nb)
+    parts.append(prefix_counts(yp, yw, incl, ps_now, lay=lay, nb=nb, ib=ib))
+    pairs, (yw, last, _) = carried(yw, None, last)
+    v2 = Signal(bool(0))
+    parts.append(stage(aclk, aresetn, adv, pairs + [(ps_now, ps)], v, v2))
+    m_now, m = sig(W * nb), sig(W * nb)
+    parts.append(window_values(ps, m_now, W=W, P=P, VB=VB, nb=nb))
+    pairs, (yw, last, _) = carried(yw, None, last)
+    v3 = Signal(bool(0))
+    parts.append(stage(aclk, aresetn, adv, pairs + [(m_now, m)], v2, v3))
+    tab_now = sig(W * (nb + 1))
+    parts.append(entries(m, tab_now, W=W, Q=Q, nb=nb))
+    parts.append(stage(aclk, aresetn, adv, [(yw, tword), (last, tlast), (tab_now, tab)],
+                       v3, tvalid))
+    return parts
+
+
+@block
+def keep_prev(aclk, aresetn, adv, wvalid, word, prev):
+    """The top ``Q`` bits of the last word that entered the pipeline (reset: the chunk
+    prefix would carry an unknown first word's bits into every count after them)."""
+    W, Q = len(word), len(prev)
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def load():
+        if adv and wvalid:
+            prev.next = word[W:W - Q]
+
+    return load
+
+
+@block
+def chunk_counts(prev, word, g, *, lay):
+    """``g`` field ``c`` (3 bits) = the set bits of ``Y[4c : 4c+4]``, ``Y = prev ++ word``."""
+
+    def where(i):
+        return ("prev", i) if i < lay.Q else ("word", i - lay.Q)
+
+    @always_comb
+    def model():
+        vals = {"prev": int(prev.val) if prev is not None else 0, "word": int(word.val)}
+        out = 0
+        for c in range(lay.NCH):
+            total = 0
+            for t in range(CHUNK):
+                name, n = where(CHUNK * c + t)
+                total += (vals[name] >> n) & 1
+            out |= total << (3 * c)
+        g.next = out
+
+    lines = []
+    for c in range(lay.NCH):
+        a, b, c2, d = (f"${where(CHUNK * c + t)[0]}[{where(CHUNK * c + t)[1]}]"
+                       for t in range(CHUNK))
+        # the count as logic (one LUT4 a bit), not as adders
+        lines.append(f"assign $g[{3 * c}] = {a} ^ {b} ^ {c2} ^ {d};")
+        lines.append(f"assign $g[{3 * c + 1}] = (({a} ^ {b}) & ({c2} ^ {d})) ^ "
+                     f"({a} & {b}) ^ ({c2} & {d});")
+        lines.append(f"assign $g[{3 * c + 2}] = {a} & {b} & {c2} & {d};")
+    g.driven = "wire"
+    word.read = True
+    if prev is not None:
+        prev.read = True
+    chunk_counts.verilog_code = "\n".join(lines) + "\n"
+    return model
+
+
+@block
+def pick_bits(src, dst, *, kept):
+    """``dst`` bit ``n`` = ``src`` bit ``kept[n]``."""
+    plan = tuple(kept)
+
+    @always_comb
+    def model():
+        v = int(src.val)
+        dst.next = sum(((v >> i) & 1) << n for n, i in enumerate(plan))
+
+    dst.driven = "wire"
+    src.read = True
+    pick_bits.verilog_code = "".join(f"assign $dst[{n}] = $src[{i}];\n"
+                                     for n, i in enumerate(plan))
+    return model
