@@ -49,8 +49,10 @@ sustained while ``m_axis_acc`` is not back-pressured.  Results wait in a two-wor
 output queue per lane (``m_axis_acc_tdata`` picks the older word): a stalled result
 waits while the pipeline runs on; a second result finishing meanwhile takes the other
 word, and only then the whole pipeline (and the input ``tready``) holds until the first
-is taken.  The pipeline's enable is a flip-flop (timing:
-it fans out to every register).  No input value within ``reduce`` elements can overflow
+is taken.  The pipeline's enable is a flip-flop of its own, a twin of the
+queue's ``running`` flag (timing: it fans out to every register, and ``running``'s own
+update loop stays off that net); the accumulator's clear and the reset are one
+synchronous reset of its flip-flops (no LUT between the carry chain and them).  No input value within ``reduce`` elements can overflow
 the accumulator.
 """
 from __future__ import annotations
@@ -227,16 +229,18 @@ def accumulate(aclk, aresetn, enable, valid, last, put0, put1, psum, acc, slot0,
     ``put1``), the two words of the output queue: the sum's carry chain ends in a
     flip-flop with no multiplexer after it."""
 
-    @always_seq(aclk.posedge, reset=aresetn)
+    @always(aclk.posedge)
     def step():
-        if enable and valid:
-            if last:
-                acc.next = 0
-            else:
-                acc.next = acc + psum
+        # The reset and the clear are one condition: the flip-flops' one synchronous
+        # reset takes both, and nothing stands between the carry chain and them.
+        if not aresetn or (enable and valid and last):
+            acc.next = 0
+        elif enable and valid:
+            acc.next = acc + psum
 
-    @always_seq(aclk.posedge, reset=aresetn)
+    @always(aclk.posedge)
     def take():
+        # No reset: a word is read only after a result was put in it.
         if put0:
             slot0.next = acc + psum
         if put1:
@@ -301,7 +305,7 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
     depth = latency(simd, weights) - 1  # pipeline stages before the accumulator
     mult_target = multiplier_target(**p)
 
-    enable = Signal(bool(0))
+    enable = Signal(bool(1))
     out_valid = Signal(bool(0))
     valid = Signal(intbv(0)[depth:])  # a beat's valid and last flags, one bit per stage
     last = Signal(intbv(0)[depth:])
@@ -312,6 +316,7 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
     # and the pipeline stops only while both are full, so that its enable (fanning out to
     # every pipeline register) is a flip-flop, not a function of tready.
     running = Signal(bool(1))         # a word is free: the pipeline advances
+    run_next = Signal(bool(1))
     held = Signal(intbv(0, min=0, max=3))     # words holding results
     wr, rd = Signal(bool(0)), Signal(bool(0))
     put0, put1, pop = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
@@ -363,7 +368,6 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
 
     @always_comb
     def handshake():
-        enable.next = running
         s_axis_act.tready.next = s_axis_wgt.tvalid and running
         s_axis_wgt.tready.next = s_axis_act.tvalid and running
         put0.next = running and fire and not wr
@@ -380,14 +384,29 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
             wr.next = not wr
         if pop:
             rd.next = not rd
+        running.next = run_next
         if running and fire and not pop:
             held.next = held + 1
             out_valid.next = 1
-            running.next = held == 0
         elif pop and not (running and fire):
             held.next = held - 1
             out_valid.next = held == 2
-            running.next = 1
+
+    @always_comb
+    def next_running():
+        if running and fire and not pop:
+            run_next.next = held == 0
+        elif pop and not (running and fire):
+            run_next.next = 1
+        else:
+            run_next.next = running
+
+    @always(aclk.posedge)
+    def enable_copy():
+        # running's twin for the pipeline's enable, which fans out to every register:
+        # running's own loop stays short.  Without a reset but set by it (a flip-flop
+        # unlike running's, so that synthesis keeps both).
+        enable.next = run_next or not aresetn
 
     @always_comb
     def outputs():
@@ -397,7 +416,7 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
         else:
             m_axis_acc.tdata.next = words0
 
-    return parts, handshake, control, outputs
+    return parts, handshake, control, next_running, enable_copy, outputs
 
 
 # ---------------------------------------------------------------------- golden model
@@ -496,8 +515,8 @@ def estimate(*, lanes, simd, weights, wbits, abits, asigned, reduce, target="gen
     pbits = signed_bits(plo, phi)
     tree = tree_level_bits(simd, plo, phi)
     adders = tree_adder_bits(simd, plo, phi)
-    # valid and last per stage; fire, out_valid, running, wr, rd, held (2)
-    control_ff = 2 * (latency(simd, weights) - 1) + 7
+    # valid and last per stage; fire, out_valid, running and its twin, wr, rd, held (2)
+    control_ff = 2 * (latency(simd, weights) - 1) + 8
     lane_acc = 3 * acc             # accumulator, two queue words (and the output mux)
     if in_dsps(target=target, **p):
         lut = lanes * (adders + lane_acc) + 8
