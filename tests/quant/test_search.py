@@ -1,11 +1,17 @@
-"""Sparsity search: reproducible with a seed; every record's numbers are what they claim."""
+"""Sparsity/structure search: every record's numbers are what they claim, evaluations are
+reproducible, block pruning lands in the code's blocks, and re-pruning a pruned model
+keeps what it kept."""
 import numpy as np
+import pytest
+import torch
 
 from cnn_ip.plan import parse_plan
-from quant import train
+from quant import reference, train
 from quant.data import Dataset, Split, load_dataset
-from quant.export import exact_model_bits
-from quant.search import Evaluator, Objective, run_searches
+from quant.export import exact_model_bits, packing
+from quant.search import (Evaluator, Objective, classifier_metrics, layer_mask, model_bits,
+                          parse_structure, prune_layer, run_searches, structure_choices)
+from quant.sparse_format import CODES, HARDWARE_CODES, to_beats
 
 PLAN = """
 name: t
@@ -16,45 +22,125 @@ layers:
   - {type: maxpool, k: 2}
   - {type: dense, out: 10, weights: int4, sparsity: auto}
 """
+AUTO = ["conv0", "dense2"]
 
 
-def small_data():
+@pytest.fixture(scope="module")
+def trained():
     full = load_dataset()
     cut = lambda split, n: Split(split.x[:n], split.y[:n])  # noqa: E731
-    return Dataset("digits", cut(full.train, 160), cut(full.val, 80), cut(full.test, 80), 10)
-
-
-def search_once(seed):
-    specs, data = parse_plan(PLAN).layers, small_data()
-    with train.deterministic(seed):
-        net = train.train_fp32(specs, data, epochs=2, seed=seed, progress=False)
+    data = Dataset("digits", cut(full.train, 160), cut(full.val, 80), cut(full.test, 80), 10)
+    specs = parse_plan(PLAN).layers
+    with train.deterministic(3):
+        net = train.train_fp32(specs, data, epochs=2, seed=3, progress=False)
         qnet = train.quantize_net(specs, net, train.activation_scales(net, data.train.x), mbits=8)
-        evaluator = Evaluator(qnet, data, ["conv0", "dense2"], epochs=1, seed=seed)
-        _, ref_searched, ref_accuracy, _ = evaluator.measure()
-        evaluator.objective = Objective(ref_searched, ref_accuracy, budget=0.5, penalty=1.0)
-        result = run_searches(evaluator, evaluations=3, seed=seed, progress=False)
-        # the last evaluation's model is still in qnet: its bits are recomputable
+    return qnet, data
+
+
+def test_search_records_are_what_they_claim_and_reproducible(trained):
+    qnet, data = trained
+    with train.deterministic(3):
+        evaluator = Evaluator(qnet, data, AUTO, epochs=1, seed=3, codes=CODES)
+        base = evaluator.measure()
+        evaluator.objective = Objective(base["searched_bits"], base["measure"], budget=0.5)
+        result = run_searches(evaluator, evaluations=3, seed=3, progress=False,
+                              methods=("bayes", "uniform", "random"))
         last = evaluator.history[-1]
-        assert exact_model_bits(qnet.int_layers())[0] == last.bits
-    return result, evaluator
-
-
-def test_search_is_reproducible_and_records_are_consistent():
-    first, evaluator = search_once(seed=3)
-    second, _ = search_once(seed=3)
-    assert first == second
-    sizes = {layer.spec.name: layer.weight.numel() for layer in evaluator.qnet.weight_layers()}
-    assert len(first["bayes"]) == 3 and len(first["uniform"]) == 3
-    for record in first["uniform"]:
+        layers = qnet.int_layers()
+        # the last evaluation's model is still in qnet: its bits are recomputable, and the
+        # written (/1) ROMs are never smaller than the smallest of every code
+        assert model_bits(layers, CODES)[0] == last.bits <= exact_model_bits(layers)[0]
+        evaluator("again", result["best"]["sparsity"], result["best"]["structure"])
+    assert evaluator.choices == {"conv0": ["unstructured"],
+                                 "dense2": ["unstructured", "block4", "block8", "block16"]}
+    sizes = {layer.spec.name: layer.weight.numel() for layer in qnet.weight_layers()}
+    assert [len(result[m]) for m in ("bayes", "uniform", "random")] == [3, 3, 3]
+    for record in result["uniform"]:
         assert len(set(record["sparsity"].values())) == 1
-    for record in first["bayes"] + first["uniform"]:
+        assert record["structure"]["conv0"] == "unstructured"
+    for record in result["bayes"] + result["uniform"] + result["random"]:
         assert np.isclose(record["objective"], atol=1e-6,
-                          b=evaluator.objective(record["searched_bits"], record["val_accuracy"]))
+                          b=evaluator.objective(record["searched_bits"], record["val_measure"]))
         assert record["searched_bits"] <= record["bits"]
+        assert 0 < record["val_measure"] < 1 and record["val_loss"] >= -np.log(record["val_measure"])
         for name, target in record["sparsity"].items():         # pruned as asked
-            assert record["achieved"][name] >= round(target * sizes[name]) / sizes[name] - 1e-6
-    assert first["best"] in first["bayes"]
-    assert first["best"]["objective"] == min(r["objective"] for r in first["bayes"])
+            unit = parse_structure(record["structure"][name])[1] or 1
+            asked = round(target * sizes[name] / unit) * unit / sizes[name]
+            assert record["achieved"][name] >= asked - 1e-6
+    assert result["best"] in result["bayes"]
+    assert result["best"]["objective"] == min(r["objective"] for r in result["bayes"])
+    # the same point from the same base gives the same model and numbers
+    replay = evaluator.history[-1]
+    assert (replay.objective, replay.bits, replay.val_accuracy, replay.val_measure) == (
+        result["best"]["objective"], result["best"]["bits"], result["best"]["val_accuracy"],
+        result["best"]["val_measure"])
+
+
+def test_block_structure_zeroes_whole_blocks_of_the_rom_beat(trained):
+    qnet, _ = trained
+    layer = qnet.qlayers["dense2"]
+    saved = layer.state_dict()
+    try:
+        layer.mask.fill_(1.0)                       # unpruned (the fixture is shared)
+        prune_layer(layer, 0.8, "block8")
+        W = layer.to_int_layer().W                  # (Cout, R) in the ROM's reduction order
+        blocks = to_beats(W, *packing(*W.shape)).reshape(-1, 8)
+        empty = ~blocks.any(axis=1)
+        assert empty.sum() == round(0.8 * blocks.shape[0])
+        block_bits = model_bits([layer.to_int_layer()], CODES)[2]["dense2"]
+        assert block_bits["coding"] == "block"
+        layer.mask.fill_(1.0)
+        prune_layer(layer, 0.8, "unstructured")
+        assert model_bits([layer.to_int_layer()], CODES)[2]["dense2"]["bits"] > block_bits["bits"]
+    finally:
+        layer.load_state_dict(saved)
+
+
+def test_repruning_ranks_kept_weights_above_dropped_ones(trained):
+    qnet, _ = trained
+    layer = qnet.qlayers["dense2"]
+    saved = layer.state_dict()
+    try:
+        layer.mask.fill_(1.0)
+        prune_layer(layer, 0.5)
+        kept = layer.mask.clone().bool()
+        with torch.no_grad():                       # dropped weights keep stale, large values
+            layer.weight[~kept] = layer.weight[~kept].sign() * 10 + layer.weight[~kept]
+        assert torch.equal(layer_mask(layer, 0.5, "unstructured").bool(), kept)
+        more = layer_mask(layer, 0.7, "unstructured").bool()
+        assert not (more & ~kept).any() and more.sum() == round(0.3 * kept.numel())
+        fewer = layer_mask(layer, 0.3, "unstructured").bool()
+        revived = fewer & ~kept
+        assert (fewer >= kept).all() and revived.sum() == round(0.2 * kept.numel())
+        stale = layer.weight.detach().abs()
+        assert stale[revived].min() >= stale[~kept & ~fewer].max()
+    finally:
+        layer.load_state_dict(saved)
+
+
+def test_model_bits_in_hardware_codes_are_the_written_bits(trained):
+    qnet, _ = trained
+    layers = qnet.int_layers()
+    total, per_layer, choice = model_bits(layers, HARDWARE_CODES)
+    assert (total, per_layer) == exact_model_bits(layers)
+    assert all(c["coding"] in HARDWARE_CODES for c in choice.values())
+
+
+def test_classifier_metrics_match_the_integer_model(trained):
+    qnet, data = trained
+    metrics = classifier_metrics(qnet, data.val)
+    z = reference.run(qnet.int_layers(), data.val.x)
+    assert metrics["accuracy"] == train.accuracy_of(z, data.val.y)
+    assert 0 < metrics["measure"] < 1 and metrics["loss"] >= -np.log(metrics["measure"])
+
+
+def test_structure_choices_follow_the_codes_and_the_packing():
+    assert structure_choices(32, 144, "ternary", CODES) == ["unstructured", "block4", "block8",
+                                                            "block16"]
+    assert structure_choices(32, 24, "int", CODES) == ["unstructured", "block4", "block8"]
+    assert structure_choices(16, 9, "ternary", CODES) == ["unstructured"]      # simd 1
+    assert structure_choices(32, 144, "ternary", HARDWARE_CODES) == ["unstructured"]
+    assert structure_choices(32, 144, "binary", CODES) == ["unstructured"]
 
 
 def test_objective_penalises_only_beyond_budget():

@@ -1,0 +1,162 @@
+"""Bayesian per-layer sparsity/structure search against uniform sparsity and random search,
+at equal evaluation budget, over several seeds.
+
+    nice -n 15 .venv/bin/python bench/search.py [--plan examples/digits_sparse.yaml]
+        [--seeds 0 1 2 3 4] [--evaluations 20] [--search-epochs 2] [--codes all]
+        [--out /tmp/bench_search]
+
+Per seed (python, numpy, torch seeded; one torch thread): the plan's network is trained
+in fp32 and fine-tuned quantization-aware at the base sparsity (``quant.pipeline``'s
+steps 1-3, the plan's ``quantize:`` settings), then the three searches of
+``quant.search`` run from that same base, ``--evaluations`` each, every evaluation a
+``--search-epochs`` fine-tune, bits counted in the codings ``--codes`` names.  Each
+method's *best* point is its lowest objective.  The table gives, per seed and method, the
+best point's model bits, validation top-1, mean true-class probability and loss, and
+whether it **dominates** uniform's best: fewer bits at no lower validation top-1, or
+higher top-1 at no more bits.  ``OUT/search.json`` holds every evaluation and
+``OUT/search.png`` plots bits against validation top-1 (one panel a seed, every
+evaluation of each method, each method's Pareto front as a step line, best points as
+stars).  Prints; asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from cnn_ip.plan import load_plan  # noqa: E402
+from quant import train  # noqa: E402
+from quant.data import load_dataset  # noqa: E402
+from quant.pipeline import Settings, searchable_base  # noqa: E402
+from quant.search import METHODS, best_of, run_searches  # noqa: E402
+
+STYLE = {"bayes": ("tab:blue", "o", "Bayesian, per layer"),
+         "uniform": ("tab:orange", "s", "uniform sparsity"),
+         "random": ("tab:green", "^", "random search")}
+
+
+def dominates(a: dict, b: dict) -> bool:
+    """``a`` has fewer bits at no lower validation top-1, or higher top-1 at no more bits."""
+    return ((a["bits"] < b["bits"] and a["val_accuracy"] >= b["val_accuracy"])
+            or (a["val_accuracy"] > b["val_accuracy"] and a["bits"] <= b["bits"]))
+
+
+def pareto(points: list[dict]) -> list[dict]:
+    """The points no other point dominates, by increasing bits."""
+    front = [p for p in points if not any(dominates(q, p) for q in points)]
+    return sorted(front, key=lambda p: (p["bits"], -p["val_accuracy"]))
+
+
+def run_seed(plan, data, seed: int, settings: Settings) -> dict:
+    s = replace(settings, seed=seed)
+    started = time.process_time()
+    with train.deterministic(seed, s.threads):
+        net = train.train_fp32(plan.layers, data, epochs=s.epochs, seed=seed, progress=False)
+        _, evaluator, objective, _ = searchable_base(plan.layers, net, data, s,
+                                                     measure="validation top-1")
+        search = run_searches(evaluator, evaluations=s.evaluations, seed=seed, progress=False,
+                              methods=METHODS)
+    return {"seed": seed, "base": evaluator.reference, "objective": objective.describe(),
+            "search": {m: search[m] for m in METHODS},
+            "cpu_s": round(time.process_time() - started, 1)}
+
+
+def table(results: list[dict]) -> list[dict]:
+    rows = []
+    for result in results:
+        best = {m: best_of(result["search"][m]) for m in METHODS}
+        for method in METHODS:
+            b = best[method]
+            rows.append({
+                "seed": result["seed"], "method": method, "bits": b["bits"],
+                "val_top1": f"{100 * b['val_accuracy']:.2f}",
+                "val_p_true": f"{b['val_measure']:.4f}", "val_loss": f"{b['val_loss']:.4f}",
+                "objective": f"{b['objective']:.4f}",
+                "dominates_uniform": "-" if method == "uniform"
+                else ("yes" if dominates(b, best["uniform"]) else "no"),
+                "sparsity": " ".join(f"{n}:{v:.2f}" for n, v in b["sparsity"].items()),
+                "structure": " ".join(f"{n}:{v.replace('unstructured', 'u')}"
+                                      for n, v in b["structure"].items()),
+            })
+    return rows
+
+
+def plot(results: list[dict], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(results), figsize=(3.6 * len(results), 3.8), dpi=100,
+                             squeeze=False)
+    for ax, result in zip(axes[0], results):
+        for method in METHODS:
+            color, marker, label = STYLE[method]
+            points = result["search"][method]
+            ax.scatter([p["bits"] / 1000 for p in points],
+                       [100 * p["val_accuracy"] for p in points], color=color, marker=marker,
+                       alpha=0.45, s=18, label=label)
+            front = pareto(points)
+            ax.step([p["bits"] / 1000 for p in front], [100 * p["val_accuracy"] for p in front],
+                    where="post", color=color, lw=1.2)
+            best = best_of(points)
+            ax.scatter([best["bits"] / 1000], [100 * best["val_accuracy"]], color=color,
+                       marker="*", s=180, edgecolor="black", zorder=5)
+        ax.axhline(100 * result["base"]["accuracy"], color="grey", lw=0.8)
+        ax.set_title(f"seed {result['seed']}", fontsize=9)
+        ax.set_xlabel("model bits [kbit]")
+        ax.grid(alpha=0.3)
+        low = 100 * result["base"]["accuracy"] - 6
+        ax.set_ylim(bottom=max(low, min(100 * p["val_accuracy"] for m in METHODS
+                                        for p in result["search"][m]) - 0.5))
+    axes[0][0].set_ylabel("validation top-1 [%]")
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("bits against validation top-1: every evaluation, Pareto fronts (lines), "
+                 "best objective (stars), base (grey)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plan", default="examples/digits_sparse.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--evaluations", type=int, default=20)
+    parser.add_argument("--search-epochs", type=int, default=None,
+                        help="fine-tuning epochs per evaluation (default: the plan's)")
+    parser.add_argument("--codes", default="all", help="hardware | all (quant.pipeline.CODE_SETS)")
+    parser.add_argument("--out", default="/tmp/bench_search")
+    args = parser.parse_args()
+    plan = load_plan(args.plan)
+    data = load_dataset(plan.dataset)
+    settings = Settings(**{**plan.quantize, "evaluations": args.evaluations, "codes": args.codes,
+                           "progress": False})
+    if args.search_epochs is not None:
+        settings = replace(settings, search_epochs=args.search_epochs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for seed in args.seeds:
+        results.append(run_seed(plan, data, seed, settings))
+        (out / "search.json").write_text(json.dumps(results, indent=1) + "\n")
+        print(f"seed {seed}: {results[-1]['cpu_s']} s CPU", flush=True)
+    rows = table(results)
+    header = list(rows[0])
+    widths = [max(len(h), *(len(str(r[h])) for r in rows)) for h in header]
+    print(f"{args.plan}, {args.evaluations} evaluations a method, {settings.search_epochs} "
+          f"epoch(s) each, codes {args.codes}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for r in rows:
+        print("  ".join(str(r[h]).ljust(w) for h, w in zip(header, widths)))
+    for method in ("bayes", "random"):
+        wins = sum(r["dominates_uniform"] == "yes" for r in rows if r["method"] == method)
+        print(f"{method} best dominates uniform best in {wins} of {len(results)} seeds")
+    plot(results, out / "search.png")
+    print(f"wrote {out / 'search.json'} and {out / 'search.png'}")
+
+
+if __name__ == "__main__":
+    main()
