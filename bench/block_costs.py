@@ -190,10 +190,11 @@ def digest(out: Path) -> str:
     synthesis and placement, so ``--reuse`` takes an earlier row instead of placing again.
     Sidecars and lint files are left out (an estimate changes them, not the netlist).
 
-    A Verilog file counts as the sorted list of its lines: MyHDL orders the statements of
-    a reset branch by the signals' object identities, which differ from one process to
-    the next, so the same block converts to differently ordered text (the same logic).
-    ROM images count byte for byte."""
+    A Verilog file counts as the sorted list of its lines, each sensitivity list sorted:
+    MyHDL orders the statements of a reset branch and the signals of a sensitivity list by
+    the signals' object identities, which differ from one process to the next, so the same
+    block converts to differently ordered text (the same logic).  ROM images count byte
+    for byte."""
     h = hashlib.sha256(f"{CLOCK_MHZ} {SEEDS} {NEAR_MISS}\n".encode())
     files = [*out.glob("*"), *(out / "ecp5-build").glob("*")]   # not the flows' logs
     for path in sorted(p for p in files if p.is_file()):
@@ -201,8 +202,18 @@ def digest(out: Path) -> str:
             continue
         h.update(f"{path.relative_to(out)}\n".encode())
         data = path.read_bytes()
-        h.update(b"\n".join(sorted(data.splitlines())) if path.suffix == ".v" else data)
+        h.update(b"\n".join(sorted(map(sensitivity_sorted, data.splitlines())))
+                 if path.suffix == ".v" else data)
     return h.hexdigest()
+
+
+def sensitivity_sorted(line: bytes) -> bytes:
+    """``always @(b, a) begin: x`` -> ``always @(a, b) begin: x`` (other lines as given)."""
+    found = re.match(rb"(\s*always @\()([^()]*)(\).*)$", line)
+    if found is None:
+        return line
+    names = sorted(name.strip() for name in found.group(2).split(b","))
+    return found.group(1) + b", ".join(names) + found.group(3)
 
 
 def synthesize_one(row: dict, pnr_timeout_s: float) -> dict:
