@@ -336,7 +336,9 @@ def table(rows: list[dict]) -> list[str]:
         ecp = row.get(ECP5) or {"used": dict.fromkeys(("lut", "ff", "dsp", "bram_blocks"), "-"),
                                 "timing": {"fmax_mhz": None}}
         fmax = ecp["timing"]["fmax_mhz"]
-        problems = discrepancies(row) + ([row["ecp5_error"]] if "ecp5_error" in row else [])
+        problems = discrepancies(row) + ([row["ecp5_error"]] if "ecp5_error" in row else []) \
+            + (["placed as an earlier version (its Verilog has changed since; --no-place)"]
+               if row.get("reused") == "stale" else [])
         cells = [
             row["block"], row["config"],
             est["lut"], xil["used"]["lut"], fmt_pct(error_pct(est["lut"], xil["used"]["lut"])),
@@ -426,8 +428,9 @@ def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float,
              jobs: int = 2) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     now = [r for r in rows if XILINX in r and not r.get("reused")]
-    same = [r for r in rows if r.get("reused") == True]
+    same = [r for r in rows if r.get("reused") is True]
     old = sorted({r["block"] for r in rows if r.get("reused") == "block"})
+    stale = [r for r in rows if r.get("reused") == "stale"]
     parts = [
         "# Block estimates against synthesis",
         "",
@@ -442,6 +445,9 @@ def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float,
            "the flows read of them (Verilog, ROM images) is unchanged" if same else "")
         + (f"; the rows of {', '.join(old)} come from earlier runs as they were (not "
            "regenerated)" if old else "")
+        + (f"; {len(stale)} ({', '.join(sorted({r['block'] for r in stale}))}) are of an "
+           "earlier version of their block, placed before its last change (their *outside "
+           "bounds* says so)" if stale else "")
         + f". *placed* gives the time (UTC, {stamp[:10]}) and the code (`--label`) of each "
         f"row's placement. Tools: {tools}.",
         "",
@@ -547,6 +553,10 @@ def main(argv=None) -> int:
     parser.add_argument("--pnr-timeout", type=float, default=900, metavar="S",
                         help="stop an ECP5 place-and-route after S seconds (default 900); "
                              "a row that ran out of a shorter time is placed again")
+    parser.add_argument("--no-place", action="store_true",
+                        help="place nothing: a configuration without an earlier result of "
+                             "the same digest takes the latest earlier one of the same "
+                             "configuration, marked as placed on an earlier version")
     parser.add_argument("--label", default=None,
                         help="the code measured, for the table (default: the git commit)")
     args = parser.parse_args(argv)
@@ -590,11 +600,16 @@ def main(argv=None) -> int:
         hit = by_digest.get(row["digest"])
         if hit is not None:
             rows.append(reused(row, hit))
+        elif args.no_place:
+            same = [r for r in earlier if r["block"] == row["block"]
+                    and r["config"] == row["config"] and XILINX in r]
+            rows.append({**reused(row, same[0]), "reused": "stale"} if same else
+                        {**row, "error": "not placed (--no-place) and no earlier result"})
         else:
             todo.append({**row, "label": label, "tools": tools})
     if args.reuse:
-        print(f"{sum(1 for r in rows if r.get('reused'))} configurations unchanged since an "
-              f"earlier run (--reuse): not placed again; {len(todo)} to place",
+        print(f"{sum(1 for r in rows if r.get('reused') is True)} configurations unchanged "
+              f"since an earlier run (--reuse): not placed again; {len(todo)} to place",
               file=sys.stderr)
     results = Path(workdir) / "results.json"
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
