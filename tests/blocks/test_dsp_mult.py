@@ -114,7 +114,12 @@ def test_myhdl_model(case):
     check(*run(case, hdl="myhdl", target="generic"))
 
 
-@pytest.mark.parametrize("case", CASES)
+# In Icarus, the cases whose port mapping differs: a signed and an unsigned operand of 8
+# bits (mac_array's), both at the full width signed, unsigned and mixed, a one-bit one.
+ICARUS_CASES = [CASES[i] for i in (0, 2, 3, 4, 5)]
+
+
+@pytest.mark.parametrize("case", ICARUS_CASES)
 def test_generic_and_ecp5_verilog_agree(case, tmp_path):
     """Both converted paths under Icarus: bit-exact to the golden model, and identical."""
     traces = {}
