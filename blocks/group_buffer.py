@@ -339,23 +339,29 @@ def gearbox_steps(sizes) -> list[tuple]:
 
 
 @block
-def gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, done, emit, store, place, *,
-               sizes):
+def gb_gearbox(aclk, aresetn, s_axis_fill, active_next, write, waddr, done, emit, store, place,
+               *, sizes):
     """The fill's control: when a word goes out (``emit``) and where a beat goes in
     (``store`` at chunk ``place``); words to drop, group ends, write addresses.
 
     Its state (:func:`gearbox_steps`) is a register; its next value is one of four
     table lookups on the chunks held, picked by this cycle's move, so the loop holds no
-    adder or comparator.
+    adder or comparator.  Whether a beat may come in is one register (``open_``: a bank
+    is filling and its group's ``tlast`` has not come) and the state's flags, so the
+    move is known one gate after ``tvalid``.
     """
     z = sizes
     WC, BC = z.WC, z.BC
     held = _index(WC + BC)                 # chunks in the accumulator
     HB, PB = len(held), len(_index(WC))
-    full, two, seen_last = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+    two, seen_last = Signal(bool(0)), Signal(bool(0))
+    open_ = Signal(bool(0))                # active and not seen_last
+    last_seen = Signal(bool(0))            # seen_last as it will be next cycle
+    done_next = Signal(bool(0))            # done as it will be next cycle
     word_out = Signal(bool(0))             # full and more, a cycle ahead
-    # the state: chunks held, full, two; the tables add the next cycle's two places
-    state, chosen = Signal(intbv(0)[HB + 2:]), Signal(intbv(0)[HB + 2 + 2 * PB:])
+    # the state: chunks held and two (full only decides done and word_out, which are
+    # registered from the tables' output); the tables add the next cycle's two places
+    state, chosen = Signal(intbv(0)[HB + 1:]), Signal(intbv(0)[HB + 2 + 2 * PB:])
     steps = [Signal(intbv(0)[len(chosen):]) for _ in range(4)]
     lookups = [table(held, step, words=words) for step, words in zip(steps, gearbox_steps(z))]
     s0, s1, s2, s3 = steps
@@ -373,8 +379,7 @@ def gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, done, emit, sto
     @always_comb
     def fields():
         held.next = state[HB:]
-        full.next = state[HB]
-        two.next = state[HB + 1]
+        two.next = state[HB]
 
     @always_comb
     def decide():
@@ -382,12 +387,11 @@ def gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, done, emit, sto
         # Room for a beat once this cycle's word is out: fewer than two words held
         # (with one or none, it leaves or there is room anyway); after the last word
         # beats are taken and dropped.
-        accept = active and not seen_last and (not more or not two)
-        put = active and not seen_last and not two and more and s_axis_fill.tvalid
+        accept = open_ and (not more or not two)
+        put = open_ and not two and more and s_axis_fill.tvalid
         emit.next = out
         take.next = accept
         store.next = put
-        done.next = seen_last and (not more or not full)
         if out and put:
             chosen.next = s3
         elif put:
@@ -400,19 +404,36 @@ def gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, done, emit, sto
         write.next = out
         waddr.next = base + count
 
+    @always_comb
+    def ahead():
+        # seen_last, more and full as they will be next cycle, and so done (a register:
+        # it resets the state, so nothing may precede it in the state's path)
+        seen = seen_last or (take and s_axis_fill.tvalid and s_axis_fill.tlast)
+        if done:
+            last_seen.next = 0
+            done_next.next = 0
+        else:
+            last_seen.next = seen
+            if emit:
+                done_next.next = seen and (last_word or not chosen[HB])
+            else:
+                done_next.next = seen and (not more or not chosen[HB])
+
     @always_seq(aclk.posedge, reset=aresetn)
     def fill():
+        seen_last.next = last_seen
+        open_.next = active_next and not last_seen
+        done.next = done_next
         if done:
             state.next = 0
             count.next = 0
             more.next = 1
             depth.next = following
             last_word.next = following == 1
-            seen_last.next = 0
             word_out.next = 0
             place.next = 0
         else:
-            state.next = chosen[HB + 2:]
+            state.next = concat(chosen[HB + 1], chosen[HB:])
             # Registers a cycle ahead: a word held and one still to come (it selects
             # every accumulator bit), and so where a beat goes.
             if emit:
@@ -430,10 +451,8 @@ def gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, done, emit, sto
                     place.next = chosen[HB + 2 + PB:HB + 2]
                 else:
                     place.next = chosen[HB + 2 + 2 * PB:HB + 2 + PB]
-            if take and s_axis_fill.tvalid and s_axis_fill.tlast:
-                seen_last.next = 1
 
-    return lookups, rom, cursor, fields, decide, fill
+    return lookups, rom, cursor, fields, decide, ahead, fill
 
 
 @block
@@ -549,34 +568,36 @@ def gb_replay(aclk, aresetn, m_axis_words, avail, read, raddr, rdata, load_out, 
 
 
 @block
-def gb_banks(aclk, aresetn, raised, done, freed, room, active, avail):
+def gb_banks(aclk, aresetn, raised, done, freed, room, avail, active_next):
     """The two banks' use: ``fills`` commanded and not yet full, ``full`` full and not
-    yet replayed; the flags the parts act on are registers of their own (``room``: a
-    bank is free, ``active``: one is filling, ``avail``: one is full)."""
-    fills, full = Signal(intbv(0)[2:]), Signal(intbv(0)[2:])
-    # modbv: a simulation delta cycle may see a stale pulse beside a new count
-    fills_next, full_next = Signal(modbv(0)[2:]), Signal(modbv(0)[2:])
+    yet replayed, ``used`` both (a fill ending moves a bank from one to the other); the
+    flags the parts act on are registers of their own (``room``: a bank is free,
+    ``avail``: one is full), and ``active_next`` says whether one will be filling next
+    cycle (the gearbox registers it with its own flags).  Each flag is a gate or two on
+    the counts and the pulses, no adder (timing)."""
+    fills, full, used = Signal(intbv(0)[2:]), Signal(intbv(0)[2:]), Signal(intbv(0)[2:])
 
     @always_comb
     def counts():
-        fills_next.next = fills
-        if raised and not done:
-            fills_next.next = fills + 1
-        elif done and not raised:
-            fills_next.next = fills - 1
-        full_next.next = full
-        if done and not freed:
-            full_next.next = full + 1
-        elif freed and not done:
-            full_next.next = full - 1
+        active_next.next = fills == 2 or raised or (fills == 1 and not done)
 
     @always_seq(aclk.posedge, reset=aresetn)
     def flags():
-        fills.next = fills_next
-        full.next = full_next
-        room.next = fills_next + full_next < 2
-        active.next = fills_next != 0
-        avail.next = full_next != 0
+        if raised and not done:
+            fills.next = fills + 1
+        elif done and not raised:
+            fills.next = fills - 1
+        if done and not freed:
+            full.next = full + 1
+        elif freed and not done:
+            full.next = full - 1
+        if raised and not freed:
+            used.next = used + 1
+        elif freed and not raised:
+            used.next = used - 1
+        # room: used < 2 next cycle (used + raised - freed; raised needs room)
+        room.next = used == 0 or (used == 1 and (freed or not raised)) or (used == 2 and freed)
+        avail.next = full == 2 or done or (full == 1 and not freed)
 
     return counts, flags
 
@@ -592,7 +613,7 @@ def group_buffer(aclk, aresetn, start, m_axis_rdcmd, s_axis_fill, m_axis_words, 
     check_width("m_axis_rdcmd.tdata", m_axis_rdcmd.tdata, CMD_BITS)
     check_width("s_axis_fill.tdata", s_axis_fill.tdata, bus_bits)
     check_width("m_axis_words.tdata", m_axis_words.tdata, word_bits)
-    room, active, avail = Signal(bool(1)), Signal(bool(0)), Signal(bool(0))
+    room, avail, active_next = Signal(bool(1)), Signal(bool(0)), Signal(bool(0))
     raised, done, freed = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
     write, read, load_out = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
     # modbv: once a group's last word is written its count points past the bank, an
@@ -603,12 +624,12 @@ def group_buffer(aclk, aresetn, start, m_axis_rdcmd, s_axis_fill, m_axis_words, 
     fetch = gb_commands(aclk, aresetn, start, m_axis_rdcmd, room, raised, sizes=z)
     emit, store = Signal(bool(0)), Signal(bool(0))
     place = _index(z.WC)
-    gearbox = gb_gearbox(aclk, aresetn, s_axis_fill, active, write, waddr, done, emit,
+    gearbox = gb_gearbox(aclk, aresetn, s_axis_fill, active_next, write, waddr, done, emit,
                          store, place, sizes=z)
     packer = gb_pack(aclk, aresetn, s_axis_fill, done, emit, store, place, wdata, sizes=z)
     replay = gb_replay(aclk, aresetn, m_axis_words, avail, read, raddr, rdata, load_out,
                        freed, sizes=z)
-    banking = gb_banks(aclk, aresetn, raised, done, freed, room, active, avail)
+    banking = gb_banks(aclk, aresetn, raised, done, freed, room, avail, active_next)
     banks = ram(aclk, write=write, waddr=waddr, wdata=wdata, read=read, raddr=raddr,
                 rdata=rdata, out_enable=load_out, depth=z.words, target=target)
 
@@ -669,7 +690,7 @@ def estimate(*, word_bits, bus_bits=64, groups, depths, passes=1, target="generi
               depths=parse_depths(depths), passes=passes, target=target)
     memory = ram_estimate(width=word_bits, depth=z.words)
     bits = lambda limit: max(1, (limit - 1).bit_length())
-    state = len(_index(z.WC + z.BC)) + 2 + len(_index(z.WC))      # and the place
+    state = len(_index(z.WC + z.BC)) + 2 + len(_index(z.WC))      # and place, done
     registers = (PERMIT_BITS + 3 + 3 * bits(z.G) + 4 * z.abits     # commands, cursors
                  + state + 2 * bits(z.D + 1) + 4                      # gearbox
                  + 2 * bits(z.D) + bits(z.PASSES) + 6 + 7)            # replay, banks

@@ -188,8 +188,18 @@ CASES = [
 IDS = [f"w{w}-b{b}-g{len(d)}" for w, b, d, _ in CASES]
 
 
-@pytest.mark.parametrize("word_bits,bus_bits,depths,extra", CASES, ids=IDS)
-def test_words_match_golden_under_stalls(hdl, tmp_path, word_bits, bus_bits, depths, extra):
+def on_both(cases, ids, icarus):
+    """Every case on the MyHDL model; those named in ``icarus`` also on the converted
+    Verilog (one Icarus run per distinct structure keeps the suite's time down)."""
+    return [pytest.param(*case, hdl, id=f"{hdl}-{name}") for case, name in zip(cases, ids)
+            for hdl in ("myhdl", "icarus") if hdl == "myhdl" or name in icarus]
+
+
+# In Icarus: the example's shape (a word over a beat), one-bit words (the largest gearbox
+# table) and a single group (the tables become constants).
+@pytest.mark.parametrize("word_bits,bus_bits,depths,extra,hdl",
+                         on_both(CASES, IDS, {"w72-b64-g3", "w1-b32-g2", "w24-b64-g1"}))
+def test_words_match_golden_under_stalls(tmp_path, word_bits, bus_bits, depths, extra, hdl):
     seed = word_bits + bus_bits + len(depths)
     layer = Layer(word_bits=word_bits, bus_bits=bus_bits, depths=depths, seed=seed,
                   extra=extra, extremes=True)
@@ -256,8 +266,9 @@ class OffchipLayer(Layer):
         self.memory = np.frombuffer(data + bytes(64), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("weights,bus_bits", [("ternary", 64), ("int4", 32)])
-def test_group_images_of_a_real_layer_from_its_memory_map(hdl, tmp_path, weights, bus_bits):
+@pytest.mark.parametrize("weights,bus_bits,hdl", on_both(
+    [("ternary", 64), ("int4", 32)], ["ternary-64", "int4-32"], {"ternary-64"}))
+def test_group_images_of_a_real_layer_from_its_memory_map(tmp_path, weights, bus_bits, hdl):
     # Words out = quant.offchip.group_images(W)[g].words, fetched from layout()'s image.
     rng = np.random.default_rng(5)
     low, high = (-1, 2) if weights == "ternary" else (-8, 8)
@@ -294,13 +305,13 @@ def test_permits_are_counted_not_lost(tmp_path):
     assert len(out["commands"]) == 3 * 2
 
 
-@pytest.mark.parametrize("word_bits,bus_bits,depths,passes", [
+@pytest.mark.parametrize("word_bits,bus_bits,depths,passes,hdl", on_both([
     (72, 64, [30, 25, 28, 22], 3),
     (16, 64, [12, 20, 9], 4),
     (128, 64, [10, 14], 4),
-], ids=["w72-b64", "w16-b64", "w128-b64"])
-def test_replay_is_one_word_a_cycle_once_banks_are_full(hdl, tmp_path, word_bits, bus_bits,
-                                                        depths, passes):
+], ["w72-b64", "w16-b64", "w128-b64"], {"w72-b64"}))
+def test_replay_is_one_word_a_cycle_once_banks_are_full(tmp_path, word_bits, bus_bits,
+                                                        depths, passes, hdl):
     # No stalls, permits for both frames at once: after the first word the output never
     # bubbles, across passes, groups and frames (each next group fills under a replay).
     layer = Layer(word_bits=word_bits, bus_bits=bus_bits, depths=depths, seed=9)
@@ -313,8 +324,10 @@ def test_replay_is_one_word_a_cycle_once_banks_are_full(hdl, tmp_path, word_bits
     assert est["per"] == "frame" and est["cycles"] == len(cycles) // 2
 
 
-def test_latencies_are_as_documented(hdl, tmp_path):
-    # No stalls: start -> command offered, and a group's last fill beat -> its first word.
+def test_latencies_are_as_documented(tmp_path):
+    # No stalls, the converted Verilog: start -> command offered, and a group's last fill
+    # beat -> its first word.
+    hdl = "icarus"
     layer = Layer(word_bits=72, bus_bits=64, depths=[5, 9, 3], seed=3)
     out = run(layer, passes=2, hdl=hdl, workdir=tmp_path, starts={5}, frames=1, drain=10)
     check_words(layer, out, 2, 1)
