@@ -142,6 +142,8 @@ def main() -> None:
     for seed in args.seeds:
         results.append(run_seed(plan, data, seed, settings))
         (out / "search.json").write_text(json.dumps(results, indent=1) + "\n")
+        for row in table(results[-1:]):           # as it comes (a seed takes minutes)
+            print("  ".join(str(v) for v in row.values()), flush=True)
         print(f"seed {seed}: {results[-1]['cpu_s']} s CPU", flush=True)
     rows = table(results)
     header = list(rows[0])
