@@ -32,6 +32,7 @@ import argparse
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import re
 import sys
@@ -153,12 +154,21 @@ def weight_matrix(shape, density, weights, wbits, seed=2021):
 
 
 def generate_one(index: int, name: str, values: dict, workdir: str) -> dict:
-    """Write one configuration's Verilog (in the main process); return its result row.
+    """Write one configuration's Verilog; return its result row.
 
-    Generation happens here, not in the workers: MyHDL reads the block's source file when
-    it converts, and a worker forked long ago could see a file edited since it started.
+    Runs in a fresh interpreter of its own (see ``main``): MyHDL names the instances of a
+    sub-block after the ones it converted before in the same process (``walk0``, then
+    ``walk0_0_1``), so a configuration's Verilog depends on what was converted before it,
+    unless nothing was; then it is the file ``cnn-ip block`` writes.  And a process
+    started long ago could convert a block file edited since (MyHDL reads the source).
     """
+    from myhdl import ToVerilogWarning
+
     from blocks.spec import registry
+
+    # Unused ports and unread signals are the blocks' lint business (their .vlt), not this
+    # table's: the warnings would bury the progress bars.
+    warnings.simplefilter("ignore", ToVerilogWarning)
     from cnn_ip.export import generate
 
     out = Path(workdir) / f"{index:02d}-{name}"
@@ -561,14 +571,9 @@ def main(argv=None) -> int:
                         help="the code measured, for the table (default: the git commit)")
     args = parser.parse_args(argv)
 
-    from myhdl import ToVerilogWarning
-
     from blocks.spec import registry
     from fpga.synth import TOOLS, find_tool, tool_version
 
-    # Unused ports and unread signals are the blocks' lint business (their .vlt), not this
-    # table's: the warnings would bury the progress bars.
-    warnings.simplefilter("ignore", ToVerilogWarning)
     known = registry(STAGE_PACKAGES)
     wanted = list(known) if args.blocks is None else args.blocks
     jobs, skipped = [], []
@@ -590,8 +595,12 @@ def main(argv=None) -> int:
     workdir = args.workdir or tempfile.mkdtemp(prefix="cnn_ip-bench-")
     Path(workdir).mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    generated = [generate_one(i, name, values, workdir)
-                 for i, (name, values) in enumerate(tqdm(jobs, desc="generating", unit="config"))]
+    fresh = multiprocessing.get_context("spawn")     # one new interpreter a configuration
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=fresh,
+                             max_tasks_per_child=1) as pool:
+        futures = [pool.submit(generate_one, i, name, values, workdir)
+                   for i, (name, values) in enumerate(jobs)]
+        generated = [f.result() for f in tqdm(futures, desc="generating", unit="config")]
     rows = [row for row in generated if "error" in row]
     todo = []
     for row in generated:
