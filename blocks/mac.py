@@ -52,7 +52,9 @@ word, and only then the whole pipeline (and the input ``tready``) holds until th
 is taken.  The pipeline's enable is a flip-flop of its own, a twin of the
 queue's ``running`` flag (timing: it fans out to every register, and ``running``'s own
 update loop stays off that net); the accumulator's clear and the reset are one
-synchronous reset of its flip-flops (no LUT between the carry chain and them).  No input value within ``reduce`` elements can overflow
+synchronous reset of its flip-flops (no LUT between the carry chain and them), and its
+clock enable, that reset and the queue words' enables are flip-flops too, loaded with
+what the edge makes of the stage flags.  No input value within ``reduce`` elements can overflow
 the accumulator.
 """
 from __future__ import annotations
@@ -221,21 +223,20 @@ def add(aclk, enable, a, b, total):
 
 
 @block
-def accumulate(aclk, aresetn, enable, valid, last, put0, put1, psum, acc, slot0, slot1):
-    """Per-lane accumulator: ``acc + psum`` on a ``last`` beat is the dot product, and
-    ``acc`` restarts from 0.  Clearing instead of selecting ``psum`` for a dot product's
-    first beat keeps a multiplexer off the carry chain (the clear is the flip-flops'
-    synchronous reset).  The dot product goes into ``slot0`` or ``slot1`` (``put0``,
-    ``put1``), the two words of the output queue: the sum's carry chain ends in a
-    flip-flop with no multiplexer after it."""
+def accumulate(aclk, add, clear, put0, put1, psum, acc, slot0, slot1):
+    """Per-lane accumulator: ``acc + psum`` when ``add``; on a dot product's last beat
+    the sum goes into ``slot0`` or ``slot1`` (``put0``, ``put1``), the two words of the
+    output queue, and ``clear`` restarts ``acc`` from 0.  Clearing instead of selecting
+    ``psum`` for a dot product's first beat keeps a multiplexer off the carry chain: the
+    clear (with the reset) is the flip-flops' synchronous reset, and ``add``, ``clear``
+    and the puts are flip-flops (see ``mac_array``), so that the carry chain ends in a
+    flip-flop with nothing before its clock enable and reset but their routes."""
 
     @always(aclk.posedge)
     def step():
-        # The reset and the clear are one condition: the flip-flops' one synchronous
-        # reset takes both, and nothing stands between the carry chain and them.
-        if not aresetn or (enable and valid and last):
+        if clear:
             acc.next = 0
-        elif enable and valid:
+        elif add:
             acc.next = acc + psum
 
     @always(aclk.posedge)
@@ -308,9 +309,9 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
     enable = Signal(bool(1))
     out_valid = Signal(bool(0))
     valid = Signal(intbv(0)[depth:])  # a beat's valid and last flags, one bit per stage
-    last = Signal(intbv(0)[depth:])
-    valid_out, last_out = valid(depth - 1), last(depth - 1)
-    fire = Signal(bool(0))            # valid_out and last_out, registered on its own
+    last = Signal(intbv(0)[depth - 1:])   # the last stage's is fire's
+    valid_out = valid(depth - 1)
+    fire = Signal(bool(0))            # valid_out and the beat's last flag
     # The output queue: two result words per lane, written in turn (``wr``) and read in
     # turn (``rd``).  A result that arrives while the last one waits takes the other word,
     # and the pipeline stops only while both are full, so that its enable (fanning out to
@@ -320,6 +321,7 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
     held = Signal(intbv(0, min=0, max=3))     # words holding results
     wr, rd = Signal(bool(0)), Signal(bool(0))
     put0, put1, pop = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+    add, clear = Signal(bool(0)), Signal(bool(1))
     parts = []
 
     # binary/ternary: operand registers, then products; int: the multipliers' own
@@ -358,7 +360,7 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
             psum = acc_signal(acc_width)
             parts.append(adder_tree(aclk, enable, products, psum, lo=plo, hi=phi))
         acc, slot0, slot1 = acc_signal(acc_width), acc_signal(acc_width), acc_signal(acc_width)
-        parts.append(accumulate(aclk, aresetn, enable, valid_out, last_out, put0, put1, psum,
+        parts.append(accumulate(aclk, add, clear, put0, put1, psum,
                                 acc, slot0, slot1))
         results.append((slot0, slot1))
     words0 = ConcatSignal(*reversed([w for w, _ in results])) if lanes > 1 \
@@ -370,15 +372,12 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
     def handshake():
         s_axis_act.tready.next = s_axis_wgt.tvalid and running
         s_axis_wgt.tready.next = s_axis_act.tvalid and running
-        put0.next = running and fire and not wr
-        put1.next = running and fire and wr
         pop.next = out_valid and m_axis_acc.tready
 
     @always_seq(aclk.posedge, reset=aresetn)
     def control():
         if enable:
             valid.next = concat(valid[depth - 1:0], s_axis_act.tvalid and s_axis_wgt.tvalid)
-            last.next = concat(last[depth - 1:0], s_axis_act.tlast)
             fire.next = valid[depth - 2] and last[depth - 2]
         if running and fire:
             wr.next = not wr
@@ -392,6 +391,17 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
             held.next = held - 1
             out_valid.next = held == 2
 
+    if depth > 2:
+        @always_seq(aclk.posedge, reset=aresetn)
+        def last_flags():
+            if enable:
+                last.next = concat(last[depth - 2:0], s_axis_act.tlast)
+    else:
+        @always_seq(aclk.posedge, reset=aresetn)
+        def last_flags():
+            if enable:
+                last.next = s_axis_act.tlast
+
     @always_comb
     def next_running():
         if running and fire and not pop:
@@ -400,6 +410,24 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
             run_next.next = 1
         else:
             run_next.next = running
+
+    @always(aclk.posedge)
+    def accumulator_flags():
+        # enable and valid_out, the reset or enable and fire, running and fire and not wr
+        # (and wr), as the edge leaves them: flip-flops of their own, as each fans out
+        # to every accumulator or queue flip-flop.
+        if enable:
+            add.next = aresetn and run_next and valid[depth - 2]
+            clear.next = not aresetn or (run_next and valid[depth - 2] and last[depth - 2])
+            put0.next = aresetn and run_next and valid[depth - 2] and last[depth - 2] \
+                and (wr == (running and fire))
+            put1.next = aresetn and run_next and valid[depth - 2] and last[depth - 2] \
+                and (wr != (running and fire))
+        else:
+            add.next = aresetn and run_next and valid_out
+            clear.next = not aresetn or (run_next and fire)
+            put0.next = aresetn and run_next and fire and (wr == (running and fire))
+            put1.next = aresetn and run_next and fire and (wr != (running and fire))
 
     @always(aclk.posedge)
     def enable_copy():
@@ -416,7 +444,8 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
         else:
             m_axis_acc.tdata.next = words0
 
-    return parts, handshake, control, next_running, enable_copy, outputs
+    return parts, handshake, control, last_flags, next_running, accumulator_flags, \
+        enable_copy, outputs
 
 
 # ---------------------------------------------------------------------- golden model
@@ -515,8 +544,9 @@ def estimate(*, lanes, simd, weights, wbits, abits, asigned, reduce, target="gen
     pbits = signed_bits(plo, phi)
     tree = tree_level_bits(simd, plo, phi)
     adders = tree_adder_bits(simd, plo, phi)
-    # valid and last per stage; fire, out_valid, running and its twin, wr, rd, held (2)
-    control_ff = 2 * (latency(simd, weights) - 1) + 8
+    # valid per stage, last per stage but the last (fire); fire, out_valid, running and
+    # its twin, wr, rd, held (2), and the accumulator's add, clear, put0, put1
+    control_ff = 2 * (latency(simd, weights) - 1) + 11
     lane_acc = 3 * acc             # accumulator, two queue words (and the output mux)
     if in_dsps(target=target, **p):
         lut = lanes * (adders + lane_acc) + 8
