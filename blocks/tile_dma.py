@@ -939,32 +939,61 @@ def bursts(word: int, *, data_bits: int, max_burst: int) -> list[tuple[int, int]
 # ---------------------------------------------------------------------------------------
 # Cost estimate, calibrated against Yosys synth_xilinx (xc7vx485t) on five configurations
 # (data_bits/max_burst/outstanding 64/16/4, 32/16/2, 128/64/4, 64/256/8, 32/1/1): LUT and
-# FF within 6 %; memory bits exact.  bench/tile_dma.py prints the comparison.
+# FF within 6 %; memory bits exact.  The timing registers of December 2026 (burst_ahead:
+# about 170 flip-flops a splitter, 3 * log2(page beats) of them for the page offsets)
+# were added from the register count and one measurement (64/16/4: 1032 LUT, 1317 FF).
+# bench/tile_dma.py prints the comparison.
+
+def _fifo_cost(data_bits, max_burst, outstanding):
+    """The read FIFO's LUTs and FFs: flip-flops for one entry, else as blocks.ram
+    estimates it (LUT RAM up to 64 deep, block RAM beyond, whose read register is then
+    inside the block), and its ``blocks.ram.estimate``."""
+    depth = outstanding * max_burst
+    width = data_bits + 1  # a beat and its tlast
+    fifo = estimate_ram(width=width, depth=depth, style=fifo_style(depth))
+    return ((0, width) if depth == 1 else (fifo["lut"], fifo["ff"])), fifo
+
 
 def estimate(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4,
              target="generic"):
     depth = outstanding * max_burst
-    width = data_bits + 1  # a beat and its tlast
     length_slots = _pointer_depth(outstanding)
     pointer_bits = max(1, (depth - 1).bit_length())
-    # The read FIFO: flip-flops for one entry, else as blocks.ram estimates it (LUT RAM up
-    # to 64 deep, block RAM beyond, whose read register is then inside the block).
-    fifo = estimate_ram(width=width, depth=depth, style=fifo_style(depth))
-    fifo_luts, fifo_ffs = (0, width) if depth == 1 else (fifo["lut"], fifo["ff"])
-    # The write-burst length FIFO (8 bits a slot): two RAM32M from 4 slots on, else FFs.
-    length_luts, length_ffs = (8, 0) if length_slots >= 4 else (0, 8 * length_slots)
+    page_bits = 12 - _log2(data_bits // 8)  # a beat's offset in a 4 KB page
+    (fifo_luts, fifo_ffs), fifo = _fifo_cost(data_bits, max_burst, outstanding)
+    # The write-burst length FIFO (9 bits a slot: the code and whether it is 0): two
+    # RAM32M from 4 slots on, else FFs.
+    length_luts, length_ffs = (8, 0) if length_slots >= 4 else (0, 9 * length_slots)
     # Logic: two burst splitters (address walk, 4 KB / max_burst minimum, counters), two
     # 64-bit byte counters, credit and pointer arithmetic, stream muxes.
-    logic_luts = 800 + int(0.6 * data_bits) + 8 * pointer_bits - (130 if max_burst == 1 else 0)
-    # Flip-flops: about 2 x 230 in the splitters' address registers, counters and
-    # registered burst shapes, 128 in the byte counters, about 110 of control and read
+    logic_luts = 850 + int(0.6 * data_bits) + 8 * pointer_bits - (130 if max_burst == 1 else 0)
+    # Flip-flops: about 2 x 400 in the splitters (position, the candidates of the next
+    # move, burst shapes), 128 in the byte counters, about 80 of control and read
     # credit; the read output register and the W register slice (output and skid) hold 3
     # data words.
-    ff = 702 + 3 * data_bits + fifo_ffs + length_ffs
+    ff = 1006 + 6 * page_bits + 3 * data_bits + fifo_ffs + length_ffs
     return {"lut": logic_luts + fifo_luts + length_luts, "ff": ff, "dsp": 0,
-            "bram_bits": depth * width + 8 * length_slots,
+            "bram_bits": depth * (data_bits + 1) + 9 * length_slots,
             # the burst-length FIFO is a few words of LUT RAM or flip-flops
             "bram": fifo["bram"],
+            "latency": 6, "cycles": 1, "per": "beat"}
+
+
+def read_estimate(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4,
+                  target="generic"):
+    """Cost of :func:`read_engine` alone (a read-only use such as the frame conv stage's:
+    no write engine), in :func:`estimate`'s convention.  Its logic is one burst
+    splitter, the read credit, the FIFO's pointers, the output register and one byte
+    counter; fitted on synth_xilinx of the read engine at 64/16/4 (537 LUT, 685 FF),
+    scaled with the parameters as :func:`estimate` is."""
+    depth = outstanding * max_burst
+    pointer_bits = max(1, (depth - 1).bit_length())
+    page_bits = 12 - _log2(data_bits // 8)
+    (fifo_luts, fifo_ffs), fifo = _fifo_cost(data_bits, max_burst, outstanding)
+    logic_luts = 406 + int(0.3 * data_bits) + 4 * pointer_bits - (65 if max_burst == 1 else 0)
+    ff = 527 + 3 * page_bits + (data_bits + 1) + fifo_ffs
+    return {"lut": logic_luts + fifo_luts, "ff": ff, "dsp": 0,
+            "bram_bits": depth * (data_bits + 1), "bram": fifo["bram"],
             "latency": 6, "cycles": 1, "per": "beat"}
 
 

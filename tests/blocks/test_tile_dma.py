@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from blocks.tile_dma import (BLOCK, PAGE, bursts, command_valid, encode_command, golden,
-                             tile_beat_addresses)
+                             read_estimate, tile_beat_addresses)
 from blocks.spec import ParameterError
 from cnn_ip import simkit
 from cnn_ip.cli import main
@@ -132,7 +132,19 @@ def test_cli_writes_verilog_and_sidecar(tmp_path):
     assert ports["m_axi_araddr"] == ("output", 32) and ports["m_axi_rdata"] == ("input", 64)
     assert ports["s_axis_rdcmd_tdata"] == ("input", 128)
     assert ports["rd_bytes"] == ("output", 64) and ports["error"] == ("output", 1)
-    assert info["estimate"]["bram_bits"] == 4 * 16 * 65 + 4 * 8  # read FIFO + burst lengths
+    # read FIFO + burst lengths (8-bit code and its is-zero flag)
+    assert info["estimate"]["bram_bits"] == 4 * 16 * 65 + 4 * 9
+
+
+@pytest.mark.parametrize("params", [{"data_bits": 64, "max_burst": 16, "outstanding": 4},
+                                    {"data_bits": 128, "max_burst": 64, "outstanding": 4}])
+def test_read_estimate_is_the_read_half(params):
+    whole, read = BLOCK.estimate(**params), read_estimate(**params)
+    assert read["bram_bits"] == params["outstanding"] * params["max_burst"] * (
+        params["data_bits"] + 1)  # the read FIFO alone
+    assert read["bram"] == whole["bram"] and read["latency"] == whole["latency"]
+    assert whole["lut"] / 2.5 < read["lut"] < whole["lut"] / 1.5
+    assert whole["ff"] / 2.5 < read["ff"] < whole["ff"] / 1.5
 
 
 @pytest.mark.parametrize("flag,value,message", [
