@@ -62,6 +62,11 @@ beats, sent from a shift register of the word, so no wide multiplexer sits behin
 Limits: Li and S divide one another; ``buffers*M <= 262144`` words (conversion and
 simulation become impractical beyond).  Block RAM: ``NB`` memories of ``Li*A`` bits by
 ``buffers*M`` words, ``buffers*H*W*C*A`` bits in all (``blocks.ram.bram_blocks`` each).
+A bank in LUT RAM deeper than 32 words is read in two register stages and written from
+registers a cycle after the beat (``blocks.line_buffer.banked_ram``: pieces of 32 words
+each with its own read register, then a piece multiplexer), so that no deep read
+multiplexer or write-enable decoder follows a long path; the output register and the
+stage before it move together whenever the output is free.
 
 Latency and throughput
 ----------------------
@@ -69,8 +74,9 @@ Latency and throughput
   ``R = repeat*OH*OW*K*K*C/S`` output beats (one a cycle while ``m_axis_win.tready`` is
   high; the output never bubbles on its own, ``tvalid`` does not depend on ``tready``).
   A buffer is read once its map is complete, and filled again once its last pass is read.
-* Latency: the first output beat moves ``F + 1`` cycles after the first input beat (no
-  stalls): one cycle to see the map complete, one for the RAM read.
+* Latency: the first output beat moves ``F + stages`` cycles after the first input beat
+  (no stalls): one cycle to see the map complete, ``stages`` for the RAM read (2 for a
+  bank in LUT RAM deeper than 32 words, else 1: :func:`blocks.line_buffer.read_stages`).
 * Cycles per frame, frames back to back, no stalls (:func:`frame_cycles`, the planner's
   figure): ``buffers=1``: ``F + R`` (fill and read in turn); ``buffers=2``:
   ``max(F, R)`` (fill of frame n+1 under the reads of frame n).  Exact, cycle for cycle,
@@ -81,7 +87,8 @@ from __future__ import annotations
 import numpy as np
 from myhdl import ConcatSignal, Signal, always_comb, always_seq, block, intbv, modbv
 
-from blocks.ram import add_blocks, address_bits, ram
+from blocks.line_buffer import BANK_WORDS, ahead, banked_ram, outside, read_stages
+from blocks.ram import add_blocks, address_bits
 from blocks.ram import estimate as ram_estimate
 from blocks.spec import BlockDef, Param, check_width
 from blocks.stream import Axis, clock_reset, pack
@@ -158,6 +165,7 @@ class Geometry:
         self.M = self.HW * self.CD                 # words a buffer
         self.depth = buffers * self.M
         self.n = address_bits(self.depth)
+        self.stages = read_stages(lanes_in * abits, self.depth)   # of the RAM's read
         self.OW, self.OH = out_size(width, k, stride, pad), out_size(height, k, stride, pad)
         self.XS = width + 2 * pad + 1
         self.YS = height + 2 * pad + 1
@@ -193,106 +201,208 @@ def bank_enable(we, accept, bank, *, index):
 
 @block
 def fb_writer(aclk, aresetn, s_axis_px, accept, waddr, bank, wbuf, filled, free, *, geo):
-    """Stores input beats in the buffer ``wbuf`` while it is ``free``; ``filled`` pulses
-    with a frame's last beat.  ``waddr`` (the beat's word) and ``bank`` are registers
-    loaded with the next beat's place as a beat moves: the RAM's write address comes
-    straight from a flip-flop."""
+    """Stores input beats in the buffer ``wbuf`` while it is ``free`` (a register,
+    :func:`fb_control`, that is ``tready``); ``filled`` pulses with a frame's last beat.
+    ``waddr`` (the beat's word) and ``bank`` are registers loaded with the next beat's
+    place as a beat moves: the RAM's write address comes straight from a flip-flop.
+
+    A sub-map's beats take the same words and banks of every pixel, from ``(sub_wo,
+    sub_b)`` on; the next sub-map starts ``CPS`` beats further on.  The first word of
+    the next pixel and of the next sub-map are computed from registers that hold still
+    while a pixel (a sub-map) is written, and are registers themselves when that takes
+    two beats or more (timing: a multiplexer of flip-flops in front of the address)."""
     NB, CPS, HW, GI, CD, BUF = geo.NB, geo.CPS, geo.HW, geo.GI, geo.CD, geo.BUF
-    # Buffer 1's first word, and that plus one, as the n-bit address registers hold them
-    # (one buffer: never used, 0 keeps the constants inside the addresses' width).
+    # Buffer 1's first word as the n-bit address registers hold it (one buffer: never
+    # used, 0 keeps the constant inside the addresses' width).
     M = geo.M if BUF == 2 else 0
-    M1 = (M + 1) % (1 << geo.n)
-    running = Signal(bool(0))
     ws, px, sg = _count(CPS), _count(HW), _count(GI)
-    wo, sub_wo = _addr(geo), _addr(geo)          # the beat's word within its pixel
-    sub_b = _count(NB)
+    # Each counter at its last value (and the bank at NB - 1) as a flag updated with it
+    # (timing: the frame's end and the next address are picked one gate after flip-flops)
+    ws_last, px_last = Signal(bool(CPS == 1)), Signal(bool(HW == 1))
+    sg_last, bank_last = Signal(bool(GI == 1)), Signal(bool(NB == 1))
+    CPS1, HW1, GI1, NB1 = CPS == 1, HW == 1, GI == 1, NB == 1
+    CPS2, HW2, GI2 = max(CPS - 2, 0), max(HW - 2, 0), max(GI - 2, 0)
+    NB2, NB_1 = max(NB - 2, 0), NB - 1
+    sub_wo, sub_b = _addr(geo), _count(NB)      # the sub-map's first word and bank
     pix = _addr(geo)                             # the pixel's first word of the sub-map
-    pix_next = _addr(geo)
+    pix_calc, pix_next = _addr(geo), _addr(geo)
+    # the next sub-map's first word (within a pixel, and in the buffer) and bank
+    QW, RB = divmod(CPS, NB)
+    wo_calc, addr_calc, b_calc = _addr(geo), _addr(geo), _count(NB)
+    last_calc = Signal(bool(0))
+    wo_next, addr_next, b_next = _addr(geo), _addr(geo), _count(NB)
+    last_next = Signal(bool(0))
+    parts = [ahead(aclk, pix_next, pix_calc, registered=CPS > 1)]
+    parts += [ahead(aclk, q, d, registered=HW * CPS > 1)
+              for q, d in ((wo_next, wo_calc), (addr_next, addr_calc), (b_next, b_calc),
+                           (last_next, last_calc))]
 
     @always_comb
     def handshake():
-        s_axis_px.tready.next = running and free
-        accept.next = running and free and s_axis_px.tvalid
-        filled.next = (running and free and s_axis_px.tvalid and ws == CPS - 1
-                       and px == HW - 1 and sg == GI - 1)
-        pix_next.next = pix + CD
+        s_axis_px.tready.next = free
+        accept.next = free and s_axis_px.tvalid
+        filled.next = free and s_axis_px.tvalid and ws_last and px_last and sg_last
+        pix_calc.next = pix + CD
+
+    # constants as plain integers (MyHDL writes a constant expression as a signed one)
+    WRAP, NBR, LASTB = RB > 0, NB - RB, NB - 1 - RB
+    # ... reduced modulo the addresses' range, as the n-bit registers hold them
+    mod = 1 << geo.n
+    QW0, QW1, QWM, QW1M = QW % mod, (QW + 1) % mod, (QW + M) % mod, (QW + 1 + M) % mod
+
+    @always_comb
+    def next_sub_map():
+        if WRAP and sub_b >= NBR:                # the bank wraps once more
+            b_calc.next = sub_b - NBR
+            wo_calc.next = sub_wo + QW1
+        else:
+            b_calc.next = sub_b + RB
+            wo_calc.next = sub_wo + QW0
+        last_calc.next = sub_b == LASTB
+        if BUF == 2 and wbuf:
+            if WRAP and sub_b >= NBR:
+                addr_calc.next = sub_wo + QW1M
+            else:
+                addr_calc.next = sub_wo + QWM
+        else:
+            if WRAP and sub_b >= NBR:
+                addr_calc.next = sub_wo + QW1
+            else:
+                addr_calc.next = sub_wo + QW0
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def counters():
+        if accept:
+            if not ws_last:
+                ws.next = ws + 1
+                ws_last.next = ws == CPS2
+            else:
+                ws.next = 0
+                ws_last.next = CPS1
+                if not px_last:
+                    px.next = px + 1
+                    px_last.next = px == HW2
+                else:
+                    px.next = 0
+                    px_last.next = HW1
+                    if not sg_last:
+                        sg.next = sg + 1
+                        sg_last.next = sg == GI2
+                    else:
+                        sg.next = 0
+                        sg_last.next = GI1
 
     @always_seq(aclk.posedge, reset=aresetn)
     def write():
-        running.next = 1
         if accept:
-            if ws != CPS - 1:
-                ws.next = ws + 1
-            else:
-                ws.next = 0
-            if ws != CPS - 1 or (px == HW - 1 and sg != GI - 1):
-                # the next beat continues in channel order (a pixel's next words, or the
-                # next sub-map's first channels)
-                if bank == NB - 1:
+            if not ws_last:                      # the pixel's next channels
+                if bank_last:
                     bank.next = 0
-                    wo.next = wo + 1
+                    bank_last.next = NB1
+                    waddr.next = waddr + 1
                 else:
                     bank.next = bank + 1
-            if ws != CPS - 1:
-                if bank == NB - 1:
-                    waddr.next = waddr + 1
-            elif px != HW - 1:                   # next pixel of the sub-map
-                px.next = px + 1
+                    bank_last.next = bank == NB2
+            elif not px_last:                    # next pixel of the sub-map
                 pix.next = pix_next
                 waddr.next = pix_next
                 bank.next = sub_b
-                wo.next = sub_wo
-            elif sg != GI - 1:                   # next sub-map, from the first pixel
-                px.next = 0
-                sg.next = sg + 1
-                if bank == NB - 1:
-                    sub_b.next = 0
-                    sub_wo.next = wo + 1
-                    if BUF == 2 and wbuf:
-                        pix.next = wo + M1
-                        waddr.next = wo + M1
-                    else:
-                        pix.next = wo + 1
-                        waddr.next = wo + 1
-                else:
-                    sub_b.next = bank + 1
-                    sub_wo.next = wo
-                    if BUF == 2 and wbuf:
-                        pix.next = wo + M
-                        waddr.next = wo + M
-                    else:
-                        pix.next = wo
-                        waddr.next = wo
+                bank_last.next = sub_b == NB_1
+            elif not sg_last:                    # next sub-map, from the first pixel
+                sub_wo.next = wo_next
+                sub_b.next = b_next
+                pix.next = addr_next
+                waddr.next = addr_next
+                bank.next = b_next
+                bank_last.next = last_next
             else:                                # frame complete: the other buffer
-                px.next = 0
-                sg.next = 0
-                bank.next = 0
-                wo.next = 0
-                sub_b.next = 0
                 sub_wo.next = 0
+                sub_b.next = 0
+                bank.next = 0
+                bank_last.next = NB1
                 if BUF == 2 and not wbuf:
                     pix.next = M
                     waddr.next = M
                 else:
                     pix.next = 0
                     waddr.next = 0
-    return handshake, write
+    return parts, handshake, next_sub_map, counters, write
 
 
 @block
-def fb_position(aclk, aresetn, issue, window_end, rbuf, ix0p, iy0p, start_addr, start_x,
-                start_y, read_done, *, geo):
+def pad_mask(mask, value, *, offset, lo, hi):
+    """``mask[j]``: the padded coordinate ``value + offset + j`` lies in the padding
+    (outside ``[lo, hi)``), for each of ``len(mask)`` columns or rows of a window."""
+    flags = [Signal(bool(0)) for _ in range(len(mask))]
+    checks = [outside(value, flags[j], offset=offset + j, lo=lo, hi=hi)
+              for j in range(len(mask))]
+    packed_flags = ConcatSignal(*reversed(flags)) if len(flags) > 1 else flags[0]
+
+    @always_comb
+    def gather():
+        mask.next = packed_flags
+    return checks, gather
+
+
+@block
+def fb_position(aclk, aresetn, issue, window_end, rbuf, start_addr, xmask_here, xmask_start,
+                ymask_start, read_done, *, geo):
     """Which window is read (top-left ``ix0p``, ``iy0p`` in padded coordinates), which
-    pass, which buffer; ``start_*``: where the walk goes after a window's last beat.
-    ``read_done`` pulses with the last beat of a buffer's last pass."""
-    ST, OW, OH, REP, BUF = geo.ST, geo.OW, geo.OH, geo.REP, geo.BUF
+    pass, which buffer; ``start_*``: where the walk goes after a window's last beat, and
+    its padding masks (bit j: the window's column or row j is padding; ``xmask_here``
+    the current window's columns).  ``read_done`` pulses with the last beat of a
+    buffer's last pass.  The counters' last values are flags, and the start a register
+    loaded a cycle ahead when a window is two or more beats (timing: nothing but a
+    multiplexer of flip-flops in front of the walk's address)."""
+    ST, OW, OH, REP, BUF, K = geo.ST, geo.OW, geo.OH, geo.REP, geo.BUF, geo.K
+    W, H, P = geo.W, geo.H, geo.P
     FR0, FW0 = geo.first_row[0], geo.first_win[0]
     FR1, FW1 = geo.first_row[-1], geo.first_win[-1]
     ox, oy, rep = _count(OW), _count(OH), _count(REP)
+    ox_last, oy_last = Signal(bool(OW == 1)), Signal(bool(OH == 1))
+    rep_last = Signal(bool(REP == 1))
+    OW1, OH1, REP1 = OW == 1, OH == 1, REP == 1
+    OW2, OH2, REP2 = max(OW - 2, 0), max(OH - 2, 0), max(REP - 2, 0)
+    ix0p, iy0p = _count(geo.XS), _count(geo.YS)
     row_addr, win_addr = _addr(geo, FR0), _addr(geo, FW0)
     win_right, row_down, row_down_win = _addr(geo), _addr(geo), _addr(geo)
     this_row, this_win, next_row_a, next_win_a = _addr(geo), _addr(geo), _addr(geo), _addr(geo)
     move = Signal(bool(0))
+    addr_calc, x_calc, y_calc = _addr(geo), _count(geo.XS), _count(geo.YS)
+    start_x, start_y = _count(geo.XS), _count(geo.YS)
+    parts = []
+    registered = K * K * geo.CS > 1
+    if P > 0:
+        # masks of the window to the right and of the next row's first window's rows
+        # (the first column's and the top row's are constants)
+        x0_mask = sum(1 << j for j in range(K) if not P <= j < W + P)
+        y0_mask = sum(1 << j for j in range(K) if not P <= j < H + P)
+        x_right, y_down = Signal(intbv(0)[K:]), Signal(intbv(0)[K:])
+        ymask_here = Signal(intbv(y0_mask)[K:])
+        xs_calc, ys_calc = Signal(intbv(0)[K:]), Signal(intbv(0)[K:])
+        parts += [pad_mask(x_right, ix0p, offset=ST, lo=P, hi=W + P),
+                  pad_mask(y_down, iy0p, offset=ST, lo=P, hi=H + P),
+                  ahead(aclk, xmask_start, xs_calc, registered=registered),
+                  ahead(aclk, ymask_start, ys_calc, registered=registered)]
+
+        @always_comb
+        def start_masks():
+            if not ox_last:
+                xs_calc.next = x_right
+                ys_calc.next = ymask_here
+            elif not oy_last:
+                xs_calc.next = x0_mask
+                ys_calc.next = y_down
+            else:
+                xs_calc.next = x0_mask
+                ys_calc.next = y0_mask
+
+        @always_seq(aclk.posedge, reset=aresetn)
+        def masks():
+            if move:
+                xmask_here.next = xmask_start
+                ymask_here.next = ymask_start
+        parts += [start_masks, masks]
 
     @always_comb
     def adders():
@@ -314,24 +424,27 @@ def fb_position(aclk, aresetn, issue, window_end, rbuf, ix0p, iy0p, start_addr, 
     @always_comb
     def moves():
         move.next = issue and window_end
-        read_done.next = (issue and window_end and ox == OW - 1 and oy == OH - 1
-                          and rep == REP - 1)
-        if ox != OW - 1:
-            start_addr.next = win_right
-            start_x.next = ix0p + ST
-            start_y.next = iy0p
-        elif oy != OH - 1:
-            start_addr.next = row_down_win
-            start_x.next = 0
-            start_y.next = iy0p + ST
-        elif rep != REP - 1:
-            start_addr.next = this_win
-            start_x.next = 0
-            start_y.next = 0
+        read_done.next = issue and window_end and ox_last and oy_last and rep_last
+        if not ox_last:
+            addr_calc.next = win_right
+            x_calc.next = ix0p + ST
+            y_calc.next = iy0p
+        elif not oy_last:
+            addr_calc.next = row_down_win
+            x_calc.next = 0
+            y_calc.next = iy0p + ST
+        elif not rep_last:
+            addr_calc.next = this_win
+            x_calc.next = 0
+            y_calc.next = 0
         else:
-            start_addr.next = next_win_a
-            start_x.next = 0
-            start_y.next = 0
+            addr_calc.next = next_win_a
+            x_calc.next = 0
+            y_calc.next = 0
+
+    parts += [ahead(aclk, start_addr, addr_calc, registered=registered),
+              ahead(aclk, start_x, x_calc, registered=registered),
+              ahead(aclk, start_y, y_calc, registered=registered)]
 
     @always_seq(aclk.posedge, reset=aresetn)
     def windows():
@@ -339,95 +452,165 @@ def fb_position(aclk, aresetn, issue, window_end, rbuf, ix0p, iy0p, start_addr, 
             win_addr.next = start_addr
             ix0p.next = start_x
             iy0p.next = start_y
-            if ox != OW - 1:
+            if not ox_last:
                 ox.next = ox + 1
+                ox_last.next = ox == OW2
             else:
                 ox.next = 0
-                if oy != OH - 1:
+                ox_last.next = OW1
+                if not oy_last:
                     oy.next = oy + 1
+                    oy_last.next = oy == OH2
                     row_addr.next = row_down
                 else:
                     oy.next = 0
-                    if rep != REP - 1:
+                    oy_last.next = OH1
+                    if not rep_last:
                         rep.next = rep + 1
+                        rep_last.next = rep == REP2
                         row_addr.next = this_row
                     else:
                         rep.next = 0
+                        rep_last.next = REP1
                         row_addr.next = next_row_a
                         if BUF == 2:
                             rbuf.next = not rbuf
-    return adders, moves, windows
+    return parts, adders, moves, windows
 
 
 @block
-def fb_walk(aclk, aresetn, issue, ix0p, start_addr, start_x, start_y, rd_addr, ixp, iyp,
-            sel, window_end, *, geo):
+def fb_walk(aclk, aresetn, issue, start_addr, xmask_here, xmask_start, ymask_start, rd_addr,
+            sel, sel_first, window_end, pad_now, *, geo):
     """Walks the RAM addresses of a window's beats in (ky, kx, c/S) order.
 
     ``rd_addr``: the word of the beat ``issue`` reads next, ``sel`` which of the word's
-    ``NSEL`` beats it is, ``(ixp, iyp)`` its padded coordinates; ``window_end``: the beat
-    is the window's last.  A pixel's words are consecutive, so the walk steps by one word
-    within a window row and jumps a map row (``W*C/D`` words) between window rows."""
-    K, CS, NSEL = geo.K, geo.CS, geo.NSEL
+    ``NSEL`` beats it is (``sel_first``: the first), ``pad_now`` whether it is padding
+    (bit 0 of masks of the window row's columns and the window's rows, shifted as the
+    walk moves); ``window_end``: the beat is the window's last.  A pixel's words are
+    consecutive, so the walk steps by one word within a window row and jumps a map row
+    (``W*C/D`` words) between window rows.  Counters' last values are flags."""
+    K, CS, NSEL, P = geo.K, geo.CS, geo.NSEL, geo.P
     cs, kx, ky = _count(CS), _count(K), _count(K)
+    cs_last, kx_last = Signal(bool(CS == 1)), Signal(bool(K == 1))
+    ky_last, sel_last = Signal(bool(K == 1)), Signal(bool(NSEL == 1))
+    CS1, K1, NSEL1 = CS == 1, K == 1, NSEL == 1
+    CS2, K2, NSEL2 = max(CS - 2, 0), max(K - 2, 0), max(NSEL - 2, 0)
     win_row = _addr(geo, geo.first_win[0])
-    rd_step, win_down = _addr(geo), _addr(geo)
+    rd_step, win_down, down_calc = _addr(geo), _addr(geo), _addr(geo)
+    # win_row moves K*CS beats apart or more: the next row's address can be registered
+    # a cycle ahead when that is two or more (timing).
+    parts = [ahead(aclk, win_down, down_calc, registered=K * CS > 1)]
 
     @always_comb
     def adders():
         rd_step.next = rd_addr + 1
-        win_down.next = win_row + geo.row_words
-        window_end.next = cs == CS - 1 and kx == K - 1 and ky == K - 1
+        down_calc.next = win_row + geo.row_words
+        window_end.next = cs_last and kx_last and ky_last
 
     @always_seq(aclk.posedge, reset=aresetn)
     def beats():
         if issue:
-            if sel == NSEL - 1:
+            if sel_last:
                 sel.next = 0
+                sel_first.next = 1
+                sel_last.next = NSEL1
             else:
                 sel.next = sel + 1
-            if cs != CS - 1:
+                sel_first.next = 0
+                sel_last.next = sel == NSEL2
+            if not cs_last:
                 cs.next = cs + 1
-                if sel == NSEL - 1:
+                cs_last.next = cs == CS2
+                if sel_last:
                     rd_addr.next = rd_step
             else:
                 cs.next = 0
-                if kx != K - 1:                      # next pixel of the window row
+                cs_last.next = CS1
+                if not kx_last:                      # next pixel of the window row
                     kx.next = kx + 1
-                    ixp.next = ixp + 1
+                    kx_last.next = kx == K2
                     rd_addr.next = rd_step
-                elif ky != K - 1:                    # next row of the window
+                elif not ky_last:                    # next row of the window
                     kx.next = 0
-                    ixp.next = ix0p
+                    kx_last.next = K1
                     ky.next = ky + 1
-                    iyp.next = iyp + 1
+                    ky_last.next = ky == K2
                     win_row.next = win_down
                     rd_addr.next = win_down
                 else:                                # next window
                     kx.next = 0
                     ky.next = 0
-                    ixp.next = start_x
-                    iyp.next = start_y
+                    kx_last.next = K1
+                    ky_last.next = K1
                     win_row.next = start_addr
                     rd_addr.next = start_addr
-    return adders, beats
+    parts += [adders, beats]
+    if P == 0:
+        return parts
+
+    y0_mask = sum(1 << j for j in range(K) if not P <= j < geo.H + P)
+    x0_mask = sum(1 << j for j in range(K) if not P <= j < geo.W + P)
+    xm, ym = Signal(intbv(x0_mask)[K:]), Signal(intbv(y0_mask)[K:])
+
+    @always_comb
+    def padding():
+        pad_now.next = xm[0] or ym[0]
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def masks():
+        if issue and cs_last:
+            if not kx_last:
+                xm.next = xm >> 1
+            elif not ky_last:
+                xm.next = xmask_here
+                ym.next = ym >> 1
+            else:
+                xm.next = xmask_start
+                ym.next = ymask_start
+    return parts, padding, masks
 
 
 @block
-def fb_output(aclk, aresetn, m_axis_win, out_valid, issue, window_end, sel, word, *, geo):
+def fb_output(aclk, aresetn, m_axis_win, out_valid, advance, issue, window_end, sel_first,
+              word, *, geo, staged):
     """The output register: a word read from the RAM goes out ``S*A`` bits a beat (the
-    low bits first; when a word holds several beats, the rest from a shift register)."""
+    low bits first; when a word holds several beats, the rest from a shift register).
+    ``staged``: the RAM's word comes two register stages after the read
+    (``banked_ram``), so the beat's flags wait a stage in registers too; the whole
+    pipeline moves when it ``advance``s."""
     SA, NSEL = geo.S * geo.A, geo.NSEL
     out_last, from_ram = Signal(bool(0)), Signal(bool(1))
     rest = Signal(intbv(0)[len(word):])
+    # The beat entering the output register: valid, last of a window, first of a word.
+    valid1, last1, first1 = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def stage_one():
+        if advance:
+            valid1.next = issue
+            last1.next = window_end
+
+    @always_comb
+    def at_once():
+        valid1.next = issue
+        last1.next = window_end
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def first_one():
+        if advance:
+            first1.next = sel_first
+
+    @always_comb
+    def first_at_once():
+        first1.next = sel_first
+
+    entering = stage_one if staged else at_once
 
     @always_seq(aclk.posedge, reset=aresetn)
     def out_register():
-        if issue:
-            out_valid.next = 1
-            out_last.next = window_end
-        elif m_axis_win.tready:
-            out_valid.next = 0
+        if advance:
+            out_valid.next = valid1
+            out_last.next = last1
 
     @always_comb
     def outputs():
@@ -438,12 +621,13 @@ def fb_output(aclk, aresetn, m_axis_win, out_valid, issue, window_end, sel, word
         @always_comb
         def data():
             m_axis_win.tdata.next = word
-        return out_register, outputs, data
+        return entering, out_register, outputs, data
+    first = first_one if staged else first_at_once
 
     @always_seq(aclk.posedge, reset=aresetn)
     def shift():
-        if issue:
-            from_ram.next = sel == 0
+        if advance and valid1:
+            from_ram.next = first1
             if from_ram:
                 rest.next = word >> SA
             else:
@@ -455,7 +639,7 @@ def fb_output(aclk, aresetn, m_axis_win, out_valid, issue, window_end, sel, word
             m_axis_win.tdata.next = word[SA:]
         else:
             m_axis_win.tdata.next = rest[SA:]
-    return out_register, outputs, shift, data
+    return entering, first, out_register, outputs, shift, data
 
 
 @block
@@ -473,83 +657,76 @@ def frame_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channel
     check_width("m_axis_win.tdata", m_axis_win.tdata, simd * abits)
 
     accept, filled, read_done, free, issue = (Signal(bool(0)) for _ in range(5))
-    wbuf, rbuf, full0, full1 = (Signal(bool(0)) for _ in range(4))
+    wbuf, rbuf, advance = (Signal(bool(0)) for _ in range(3))
     waddr, rd_addr, start_addr = _addr(geo), _addr(geo, geo.first_win[0]), _addr(geo)
     bank = _count(NB)
-    ixp, ix0p, start_x = _count(geo.XS), _count(geo.XS), _count(geo.XS)
-    iyp, iy0p, start_y = _count(geo.YS), _count(geo.YS), _count(geo.YS)
-    sel = _count(geo.NSEL)
+    sel, sel_first = _count(geo.NSEL), Signal(bool(1))
     window_end, read_word, out_valid = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
-    pad_now = Signal(bool(0)) if P > 0 else None
+    if P > 0:
+        # the padding masks of the current window's columns, and of the next window
+        first_cols = sum(1 << j for j in range(geo.K) if not P <= j < W + P)
+        pad_now = Signal(bool(0))
+        xmask_here = Signal(intbv(first_cols)[geo.K:])
+        xmask_start, ymask_start = Signal(intbv(0)[geo.K:]), Signal(intbv(0)[geo.K:])
+    else:
+        pad_now = xmask_here = xmask_start = ymask_start = None
 
     writer = fb_writer(aclk, aresetn, s_axis_px, accept, waddr, bank, wbuf, filled, free,
                        geo=geo)
-    position = fb_position(aclk, aresetn, issue, window_end, rbuf, ix0p, iy0p, start_addr,
-                           start_x, start_y, read_done, geo=geo)
-    walk = fb_walk(aclk, aresetn, issue, ix0p, start_addr, start_x, start_y, rd_addr, ixp,
-                   iyp, sel, window_end, geo=geo)
+    position = fb_position(aclk, aresetn, issue, window_end, rbuf, start_addr, xmask_here,
+                           xmask_start, ymask_start, read_done, geo=geo)
+    walk = fb_walk(aclk, aresetn, issue, start_addr, xmask_here, xmask_start, ymask_start,
+                   rd_addr, sel, sel_first, window_end, pad_now, geo=geo)
     outs = [Signal(intbv(0)[lanes_in * abits:]) for _ in range(NB)]
     enables = [Signal(bool(0)) for _ in range(NB)] if NB > 1 else [accept]
     gates = [bank_enable(enables[i], accept, bank, index=i) for i in range(NB)] if NB > 1 else []
     # A padding pixel reads nothing but clears the read register (block RAM's synchronous
-    # output reset); without padding there is no such pixel.
-    banks = [ram(aclk, write=enables[i], waddr=waddr, wdata=s_axis_px.tdata, read=read_word,
-                 raddr=rd_addr, clear=pad_now, rdata=outs[i], depth=geo.depth)
+    # output reset); without padding there is no such pixel.  A deep map in LUT RAM is
+    # read in two register stages (timing; ``banked_ram``).
+    banks = [banked_ram(aclk, write=enables[i], waddr=waddr, wdata=s_axis_px.tdata,
+                        read=read_word, raddr=rd_addr, clear=pad_now, advance=advance,
+                        rdata=outs[i], depth=geo.depth, guard=True, write_stage=True)
              for i in range(NB)]
     word = ConcatSignal(*reversed(outs)) if NB > 1 else outs[0]
-    output = fb_output(aclk, aresetn, m_axis_win, out_valid, issue, window_end, sel, word,
-                       geo=geo)
-    control = fb_control(aclk, aresetn, m_axis_win.tready, out_valid, sel, filled, read_done,
-                         wbuf, rbuf, full0, full1, free, issue, read_word, geo=geo)
-    parts = [writer, position, walk, gates, banks, output, control]
+    output = fb_output(aclk, aresetn, m_axis_win, out_valid, advance, issue, window_end,
+                       sel_first, word, geo=geo, staged=geo.stages == 2)
+    control = fb_control(aclk, aresetn, advance, sel_first, filled, read_done, wbuf, rbuf,
+                         free, issue, read_word, geo=geo)
 
-    if P > 0:
-        @always_comb
-        def padding():
-            pad_now.next = iyp < P or iyp >= H + P or ixp < P or ixp >= W + P
-        parts.append(padding)
-    return parts
+    @always_comb
+    def pipeline():
+        advance.next = not out_valid or m_axis_win.tready
+    return writer, position, walk, gates, banks, output, control, pipeline
 
 
 @block
-def fb_control(aclk, aresetn, tready, out_valid, sel, filled, read_done, wbuf, rbuf, full0,
-               full1, free, issue, read_word, *, geo):
+def fb_control(aclk, aresetn, advance, sel_first, filled, read_done, wbuf, rbuf, free, issue,
+               read_word, *, geo):
     """Which buffer is full: from its frame's last input beat to its last pass's last
     beat.  The writer fills ``wbuf`` while it is not full; the reader reads ``rbuf``
-    while it is (and the output register is free)."""
-    BUF = geo.BUF
-    reading = Signal(bool(0))
+    while it is (and the output pipeline ``advance``s).  ``free`` (the writer's buffer
+    is not full) and ``readable`` (the reader's is) are registers loaded with what the
+    flags are about to be (timing: ``tready`` and the read enables one gate after
+    flip-flops)."""
+    full0, full1, readable = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
 
     @always_comb
     def reads():
-        issue.next = reading
-        read_word.next = reading and sel == 0
+        issue.next = readable and advance
+        read_word.next = readable and advance and sel_first
 
-    if BUF == 1:
-        @always_comb
-        def gate():
-            free.next = not full0
-            reading.next = full0 and (not out_valid or tready)
-
+    if geo.BUF == 1:
         @always_seq(aclk.posedge, reset=aresetn)
         def flags():
             wbuf.next = 0                # one buffer: always buffer 0 (driven, not floating)
             if filled:
                 full0.next = 1
+                readable.next = 1
             elif read_done:
                 full0.next = 0
-        return gate, reads, flags
-
-    @always_comb
-    def gate():
-        if wbuf:
-            free.next = not full1
-        else:
-            free.next = not full0
-        if rbuf:
-            reading.next = full1 and (not out_valid or tready)
-        else:
-            reading.next = full0 and (not out_valid or tready)
+                readable.next = 0
+            free.next = not filled and (read_done or not full0)
+        return reads, flags
 
     @always_seq(aclk.posedge, reset=aresetn)
     def flags():
@@ -563,8 +740,18 @@ def fb_control(aclk, aresetn, tready, out_valid, sel, filled, read_done, wbuf, r
             full1.next = 0
         if filled:
             wbuf.next = not wbuf
+        # the writer's buffer after this edge: the other one after a frame's last beat
+        if filled == wbuf:
+            free.next = not full0 or (read_done and not rbuf)
+        else:
+            free.next = not full1 or (read_done and rbuf)
+        # the reader's buffer after this edge: the other one after its last pass
+        if read_done == rbuf:
+            readable.next = full0 or (filled and not wbuf)
+        else:
+            readable.next = full1 or (filled and wbuf)
 
-    return gate, reads, flags
+    return reads, flags
 
 
 # ---------------------------------------------------------------------------- models
@@ -622,11 +809,13 @@ def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1, lane
 
     ``bram_bits``: the buffers exactly (``buffers*H*W*C*A``, the converted design's memory
     declarations); ``bram``: the banks' block RAM units (``blocks.ram``).  ``ff``: the
-    design's register bits (counters, addresses, output and shift register) counted from
-    its widths, and ``lut`` one LUT a bit of every adder and comparator on them, each
-    scaled to Yosys 0.70 ``synth_xilinx`` counts (LUT x1.12, FF x0.9: within 8 % on three
-    block-RAM configurations), plus ``blocks.ram.estimate``'s cost of banks in LUT RAM
-    (one such configuration, 2 x 140 x 8 bits: 362 LUTs estimated, 281 measured).  ``latency``: ``F + 1``.  ``cycles`` per ``frame``:
+    design's register bits (counters and their last-value flags, addresses and the
+    registered next ones, coordinates, padding masks, output and shift register) counted
+    from its widths, and ``lut`` one LUT a bit of every adder and comparator on them, each
+    scaled to Yosys 0.70 ``synth_xilinx`` counts (LUT x1.12, FF x0.9), plus
+    ``blocks.ram.estimate``'s cost of banks in LUT RAM; a map read in two stages
+    (``banked_ram``) adds a read register a piece of 32 words, its write registers and
+    a piece multiplexer.  ``latency``: ``F + stages``.  ``cycles`` per ``frame``:
     :func:`frame_cycles`; ``fill`` and ``read`` are its ``F`` and ``R``.
     """
     p = dict(width=width, height=height, channels=channels, k=k, stride=stride, pad=pad,
@@ -635,21 +824,27 @@ def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1, lane
     geo = Geometry(**p)
     fill, read = beats_per_frame(**p)
     bits = lambda limit: max(3, (limit - 1).bit_length())
-    coord = 6 * bits(geo.XS) + 6 * bits(geo.YS)          # ixp/ix0p/start_x and y's
-    counters = (bits(geo.CPS) + bits(geo.HW) + bits(geo.GI) + 2 * bits(geo.CD)
-                + 2 * bits(geo.NB) + bits(geo.CS) + 2 * bits(geo.K) + bits(geo.NSEL)
-                + bits(geo.OW) + bits(geo.OH) + bits(geo.REP))
-    addresses = 5 * geo.n + (geo.depth + geo.CD).bit_length()
+    coord = 2 * bits(geo.XS) + 2 * bits(geo.YS)          # ix0p, start_x and y's
+    masks = 6 * k if pad > 0 else 0
+    counters = (bits(geo.CPS) + bits(geo.HW) + bits(geo.GI) + 3 * bits(geo.NB)
+                + bits(geo.CS) + 2 * bits(geo.K) + bits(geo.NSEL) + bits(geo.OW)
+                + bits(geo.OH) + bits(geo.REP) + 14)   # and their flags
+    addresses = 11 * geo.n
     shift = simd * abits * (geo.NSEL - 1) if geo.NSEL > 1 else 0
-    ff = counters + coord + addresses + shift + 2 * buffers + 4
-    lut = 2 * counters + coord + 8 * geo.n + shift + 20
+    ff = counters + coord + masks + addresses + shift + 2 * buffers + 6
+    lut = 2 * counters + coord + masks + 8 * geo.n + shift + 20
     bank = ram_estimate(width=lanes_in * abits, depth=geo.depth)
+    if geo.stages == 2:
+        pieces = -(-geo.depth // BANK_WORDS)
+        word = lanes_in * abits
+        ff += geo.NB * (pieces * word + 2) + geo.n + word + geo.NB + 3
+        lut += geo.NB * (pieces - 1) * word
     return {"lut": round(1.12 * lut) + geo.NB * bank["lut"],
             "ff": round(0.9 * ff) + geo.NB * bank["ff"],
             "dsp": 0,
             "bram_bits": geo.NB * bank["bram_bits"],
             "bram": add_blocks(*[bank["bram"]] * geo.NB),
-            "latency": fill + 1,
+            "latency": fill + geo.stages,
             "cycles": frame_cycles(**p),
             "per": "frame",
             "fill": fill,

@@ -50,7 +50,12 @@ window starts); a padding beat clears the RAM's read register instead of loading
 (block RAM's synchronous output reset).  A window is read once its last real pixel has
 arrived; ``window_geometry`` holds that bound as registers loaded as the walk moves to a
 window, so no coordinate arithmetic sits in front of the ring's read.  At the end of an
-output row the reader frees the rows the next one no longer needs.
+output row the reader frees the rows the next one no longer needs.  A ring in LUT RAM
+deeper than ``BANK_WORDS`` (32) words is read in two register stages (``banked_ram``:
+banks of 32 words each with its own read register, then the bank multiplexer into the
+output register; about ``S*A*R*W*G/32`` more flip-flops), so that no deep read
+multiplexer sits between the read address and a register; the output register and the
+stage before it move together whenever the output is free (``advance``).
 
 Latency and throughput
 ----------------------
@@ -59,12 +64,14 @@ Latency and throughput
   enabled by the output handshake, so the output never bubbles on its own and ``tvalid``
   does not depend on ``tready``.  The input is accepted at one beat per cycle until the
   writer is ``stride`` rows ahead of what the reader needs.
-* Latency: the first beat of window (0, 0) moves ``2 + lag`` cycles after the input beat
-  holding the last group of pixel ``(K-1-P, K-1-P)`` moved (one cycle to count it, ``lag``
-  to decide the window ready, one for the RAM read): ``((K-1-P)*W + K-P)*G + 1 + lag``
-  cycles after the first input beat, with no stalls.  ``lag`` (:func:`decide_lag`) is 2
-  when a window's copies take four or more beats (``K*K*G*repeat >= 4``: the decision's
-  comparisons are registered, for timing), else 1.
+* Latency: the first beat of window (0, 0) moves ``1 + lag + stages`` cycles after the
+  input beat holding the last group of pixel ``(K-1-P, K-1-P)`` moved (one cycle to count
+  it, ``lag`` to decide the window ready, ``stages`` for the RAM read):
+  ``((K-1-P)*W + K-P)*G + lag + stages`` cycles after the first input beat, with no
+  stalls.  ``lag`` (:func:`decide_lag`) is 2 when a window's copies take four or more
+  beats (``K*K*G*repeat >= 4``: the decision's comparisons are registered, for timing),
+  else 1; ``stages`` (:func:`read_stages`) is 2 for a ring in LUT RAM deeper than 32
+  words, else 1.
 * Frame boundaries: the last output row of a frame holds ``h = H - max(0, (OH-1)*stride
   - P)`` rows, leaving ``free = K + stride - h`` slots for the next frame; its first window
   needs ``K-1-P`` complete rows and ``K-P`` pixels of the next.  When ``K-1-P >= free``
@@ -81,7 +88,7 @@ from __future__ import annotations
 import numpy as np
 from myhdl import Signal, always, always_comb, always_seq, block, intbv, modbv
 
-from blocks.ram import bram_blocks, memory_style, ram
+from blocks.ram import address_bits, bram_blocks, memory_style, ram
 from blocks.spec import BlockDef, Param, check_width
 from blocks.stream import Axis, clock_reset, pack
 
@@ -243,35 +250,47 @@ def ring_writer(aclk, aresetn, s_axis_px, accept, waddr, wx, held, freed, rows_f
     ``held`` is the number of complete rows in the ring the reader has not freed, plus
     ``HOFF`` (it goes below ``HOFF`` while the reader skips rows, stride > K, that have
     not arrived).  ``wx`` is the column being written.  The input is taken while
-    ``held < FULL``.
+    ``held < FULL``: ``tready`` is a register loaded with that test of ``held``'s next
+    value, decided from the terms of its update (timing: ``tready`` and the write enable
+    one gate after flip-flops, no comparison behind the count's adder).
     """
     W, G, FULL = geo.W, geo.G, geo.FULL
     waddr_next = _address(geo.M)
     wg = _counter(G)
-    running = Signal(bool(0))
+    # wx == W - 1 and wg == G - 1 as flags updated with the counters (timing)
+    wx_last, wg_last = Signal(bool(W == 1)), Signal(bool(G == 1))
+    W1, G1, W2, G2 = W == 1, G == 1, max(W - 2, 0), max(G - 2, 0)
+    open_ = Signal(bool(0))              # tready; low in reset and the cycle after
     row_done = Signal(bool(0))
+    frees = Signal(bool(0))              # the reader frees one row or more this cycle
     step = add_const_mod(waddr_next, waddr, const=1, modulus=geo.M)
 
     @always_comb
     def handshake():
-        s_axis_px.tready.next = running and held < FULL
-        accept.next = running and held < FULL and s_axis_px.tvalid
-        row_done.next = (running and held < FULL and s_axis_px.tvalid
-                         and wx == W - 1 and wg == G - 1)
+        s_axis_px.tready.next = open_
+        accept.next = open_ and s_axis_px.tvalid
+        row_done.next = open_ and s_axis_px.tvalid and wx_last and wg_last
+        frees.next = freed and rows_freed != 0
 
     @always_seq(aclk.posedge, reset=aresetn)
     def write():
-        running.next = 1
+        # held's next value is below FULL when rows are freed (a row completed at once
+        # needed room for it), or else when held + row_done < FULL.
+        open_.next = frees or held < FULL - 1 or (held == FULL - 1 and not row_done)
         if accept:
             waddr.next = waddr_next
-            if wg == G - 1:
-                wg.next = 0
-                if wx == W - 1:
-                    wx.next = 0
-                else:
-                    wx.next = wx + 1
-            else:
+            if not wg_last:
                 wg.next = wg + 1
+                wg_last.next = wg == G2
+            else:
+                wg.next = 0
+                wg_last.next = G1
+                if not wx_last:
+                    wx.next = wx + 1
+                    wx_last.next = wx == W2
+                else:
+                    wx.next = 0
+                    wx_last.next = W1
         if row_done and freed:
             held.next = held + 1 - rows_freed
         elif row_done:
@@ -283,7 +302,7 @@ def ring_writer(aclk, aresetn, s_axis_px, accept, waddr, wx, held, freed, rows_f
 
 
 @block
-def window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p, need_h,
+def window_geometry(aclk, aresetn, moving, ox_last, oy_last, ix0p, iy0p, need_h,
                     rows_freed, col, col_s, clip, need_next, clip_next, *, geo):
     """The bounds of the window being read, as registers loaded when the window moves.
 
@@ -370,27 +389,29 @@ def window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p, n
 
     @always_seq(aclk.posedge, reset=aresetn)
     def load():
-        if next_col:
-            col.next = col_s
-            col_s.next = col_s + S
-            clip.next = clip_next
-        elif next_row or next_frame:
-            col.next = first_col
-            col_s.next = first_col + S
-            clip.next = first_clip
-        if next_row:
-            need_h.next = need_next
-            rows_freed.next = freed_next
-        elif next_frame:
-            need_h.next = first_need
-            rows_freed.next = first_freed
+        if moving:                       # the walk leaves the window (timing: one enable)
+            if not ox_last:              # next column
+                col.next = col_s
+                col_s.next = col_s + S
+                clip.next = clip_next
+            else:
+                col.next = first_col
+                col_s.next = first_col + S
+                clip.next = first_clip
+                if not oy_last:          # next row
+                    need_h.next = need_next
+                    rows_freed.next = freed_next
+                else:                    # next frame
+                    need_h.next = first_need
+                    rows_freed.next = first_freed
 
     return low_bits, row_counts, column, stages, load
 
 
 @block
 def window_ready(aclk, aresetn, held, wx, need_h, rows_freed, col, col_s, clip, need_next,
-                 clip_next, next_col, next_row, next_frame, ready, *, geo):
+                 clip_next, next_col, next_row, next_frame, moving, ox_last, oy_last, ready,
+                 *, geo):
     """``ready``: every pixel of the window being read is in the ring; a register.
 
     Decided a cycle ahead from the writer's state (``held``, ``wx``) and the bounds of
@@ -420,12 +441,15 @@ def window_ready(aclk, aresetn, held, wx, need_h, rows_freed, col, col_s, clip, 
     stages = [ahead(aclk, need_row, row_sum, registered=registered),
               ahead(aclk, need_frame, frame_sum, registered=registered)]
 
+    # Written with ``>=`` instead of ``==`` so that each candidate is one gate after
+    # three carry chains (timing: an equality is a tree of gates).
     @always_comb
     def candidates():
-        stay.next = held > need_h or (held == need_h and not clip and wx > col)
-        right.next = held > need_h or (held == need_h and not clip_next and wx > col_s)
-        down.next = held > need_row or (held == need_row and not first_clip and wx > first_col)
-        top.next = held > need_frame or (held == need_frame and not first_clip
+        stay.next = held > need_h or (held >= need_h and not clip and wx > col)
+        right.next = held > need_h or (held >= need_h and not clip_next and wx > col_s)
+        down.next = held > need_row or (held >= need_row and not first_clip
+                                        and wx > first_col)
+        top.next = held > need_frame or (held >= need_frame and not first_clip
                                           and wx > first_col)
 
     # Windows of four or more beats (decide_lag 2): the candidates are registered too,
@@ -443,23 +467,42 @@ def window_ready(aclk, aresetn, held, wx, need_h, rows_freed, col, col_s, clip, 
         (stay_r, stay), (right_r, right), (down_r, down), (top_r, top),
         (moved_col, next_col), (moved_row, next_row), (moved_frame, next_frame))]
 
+    # The walk leaving a window (``moving``) picks by the position's flags which
+    # candidate follows; otherwise the last move's (or ``stay``) does (timing: the move
+    # selects between two multiplexers of flip-flops).
+    pick_move, pick_stay = Signal(bool(0)), Signal(bool(0))
+
+    @always_comb
+    def picks():
+        if not ox_last:
+            pick_move.next = right_r
+        elif not oy_last:
+            pick_move.next = down_r
+        else:
+            pick_move.next = top_r
+        if moved_col:
+            pick_stay.next = right_r
+        elif moved_row:
+            pick_stay.next = down_r
+        elif moved_frame:
+            pick_stay.next = top_r
+        else:
+            pick_stay.next = stay_r
+
     @always_seq(aclk.posedge, reset=aresetn)
     def decide():
-        if next_col or moved_col:
-            ready.next = right_r
-        elif next_row or moved_row:
-            ready.next = down_r
-        elif next_frame or moved_frame:
-            ready.next = top_r
+        if moving:
+            ready.next = pick_move
         else:
-            ready.next = stay_r
+            ready.next = pick_stay
 
-    return sums, stages, candidates, decide
+    return sums, stages, candidates, picks, decide
 
 
 @block
 def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_addr, start_x,
-                    start_y, next_col, next_row, next_frame, *, geo):
+                    start_y, next_col, next_row, next_frame, moving, ox_last, oy_last, *,
+                    geo):
     """Which window is read: its top-left (``ix0p``, ``iy0p``, padded coordinates) and
     ring address, and where the walk starts after the current beat ends a copy.
 
@@ -473,7 +516,6 @@ def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_ad
     ox, oy = _counter(OW), _counter(OH)
     # ox == OW - 1 and oy == OH - 1 as flags updated with the counters (timing: they
     # select the walk's next move)
-    ox_last, oy_last = Signal(bool(OW == 1)), Signal(bool(OH == 1))
     OW1, OH1, OW2, OH2 = OW == 1, OH == 1, max(OW - 2, 0), max(OH - 2, 0)
     # Ring addresses of virtual rows (padding rows included), all modulo M:
     # frame_addr = (row 0, col 0) of the frame, row_addr = (iy0, 0), win_addr = (iy0, ix0).
@@ -499,6 +541,7 @@ def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_ad
 
     @always_comb
     def moves():
+        moving.next = issue and leave
         next_col.next = issue and leave and not ox_last
         next_row.next = issue and leave and ox_last and not oy_last
         next_frame.next = issue and leave and ox_last and oy_last
@@ -532,30 +575,32 @@ def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_ad
 
     @always_seq(aclk.posedge, reset=aresetn)
     def windows():
-        if next_col:
-            ox.next = ox + 1
-            ox_last.next = ox == OW2
-            ix0p.next = ix0p + S
-            win_addr.next = win_right
-        elif next_row:
-            ox.next = 0
-            ox_last.next = OW1
-            oy.next = oy + 1
-            oy_last.next = oy == OH2
-            ix0p.next = 0
-            iy0p.next = iy0p + S
-            row_addr.next = row_down
-            win_addr.next = row_down_win
-        elif next_frame:
-            ox.next = 0
-            oy.next = 0
-            ox_last.next = OW1
-            oy_last.next = OH1
-            ix0p.next = 0
-            iy0p.next = 0
-            frame_addr.next = frame_down
-            row_addr.next = frame_row
-            win_addr.next = frame_win
+        # ``moving`` enables every register here; the flags pick the move (timing)
+        if moving:
+            if not ox_last:                      # next column
+                ox.next = ox + 1
+                ox_last.next = ox == OW2
+                ix0p.next = ix0p + S
+                win_addr.next = win_right
+            elif not oy_last:                    # next row
+                ox.next = 0
+                ox_last.next = OW1
+                oy.next = oy + 1
+                oy_last.next = oy == OH2
+                ix0p.next = 0
+                iy0p.next = iy0p + S
+                row_addr.next = row_down
+                win_addr.next = row_down_win
+            else:                                # next frame
+                ox.next = 0
+                oy.next = 0
+                ox_last.next = OW1
+                oy_last.next = OH1
+                ix0p.next = 0
+                iy0p.next = 0
+                frame_addr.next = frame_down
+                row_addr.next = frame_row
+                win_addr.next = frame_win
 
     return adders, moves, starts, stages, windows
 
@@ -618,12 +663,17 @@ def window_walk(aclk, aresetn, issue, ix0p, iy0p, start_addr, start_x, start_y, 
               add_const_mod(down_calc, win_row, const=WG, modulus=M),
               ahead(aclk, win_down, down_calc, registered=K * G > 1)]
 
+    # A copy's last beat and the window's last (all counters at their last values) as
+    # flags updated with the counters too (timing: ``issue and leave`` is one gate)
+    end_r = Signal(bool(G1 and K1))
+    leave_r = Signal(bool(G1 and K1 and R1))
+
     @always_comb
     def ends():
         pad_now.next = pad_x or pad_y
-        window_end.next = ky_last and kx_last and g_last
+        window_end.next = end_r
         last_copy.next = rep_last
-        leave.next = ky_last and kx_last and g_last and rep_last
+        leave.next = leave_r
 
     @always_seq(aclk.posedge, reset=aresetn)
     def beats():
@@ -631,6 +681,8 @@ def window_walk(aclk, aresetn, issue, ix0p, iy0p, start_addr, start_x, start_y, 
             if not g_last:
                 g.next = g + 1
                 g_last.next = g == G2
+                end_r.next = g == G2 and kx_last and ky_last
+                leave_r.next = g == G2 and kx_last and ky_last and rep_last
                 rd_addr.next = rd_step
             else:
                 g.next = 0
@@ -638,6 +690,8 @@ def window_walk(aclk, aresetn, issue, ix0p, iy0p, start_addr, start_x, start_y, 
                 if not kx_last:                      # next pixel of the window row
                     kx.next = kx + 1
                     kx_last.next = kx == K2
+                    end_r.next = G1 and kx == K2 and ky_last
+                    leave_r.next = G1 and kx == K2 and ky_last and rep_last
                     ixp.next = ixp + 1
                     pad_x.next = x_step
                     rd_addr.next = rd_step
@@ -648,6 +702,8 @@ def window_walk(aclk, aresetn, issue, ix0p, iy0p, start_addr, start_x, start_y, 
                     pad_x.next = x_row
                     ky.next = ky + 1
                     ky_last.next = ky == K2
+                    end_r.next = 0                   # K > 1 here: the row is not the last
+                    leave_r.next = 0
                     iyp.next = iyp + 1
                     pad_y.next = y_step
                     win_row.next = win_down
@@ -657,12 +713,15 @@ def window_walk(aclk, aresetn, issue, ix0p, iy0p, start_addr, start_x, start_y, 
                     ky.next = 0
                     kx_last.next = K1
                     ky_last.next = K1
+                    end_r.next = G1 and K1
                     if not rep_last:
                         rep.next = rep + 1
                         rep_last.next = rep == R2
+                        leave_r.next = G1 and K1 and rep == R2
                     else:
                         rep.next = 0
                         rep_last.next = R1
+                        leave_r.next = G1 and K1 and R1
                     ixp.next = start_x
                     iyp.next = start_y
                     pad_x.next = x_start
@@ -671,6 +730,136 @@ def window_walk(aclk, aresetn, issue, ix0p, iy0p, start_addr, start_x, start_y, 
                     rd_addr.next = start_addr
 
     return adders, flags, ends, beats
+
+
+# LUT RAM words behind one read register: two 16-word slices (ECP5 TRELLIS_DPR16X4) and
+# one two-way multiplexer (a bank of 64 words, four slices, placed at 185-196 MHz).
+BANK_WORDS = 32
+
+
+def read_stages(width: int, depth: int) -> int:
+    """Register stages of :func:`banked_ram`'s read: 2 for LUT RAM deeper than
+    ``BANK_WORDS`` words, else 1."""
+    return 2 if memory_style(width, depth) == "distributed" and depth > BANK_WORDS else 1
+
+
+@block
+def bank_gates(we, re, write, read, clear, waddr_hi, raddr_hi, *, index, partial, guard):
+    """``we``: a write of bank ``index`` (by the address's high bits).  ``re``: a read
+    of it: every read for a full bank (its read enable one gate from the caller's, for
+    timing: the bank register picks the word), only its own reads for a ``partial``
+    last bank (the low address bits of another bank's word may lie beyond it), and with
+    ``guard`` no ``clear`` read (its address may lie beyond the memory)."""
+    @always_comb
+    def write_gate():
+        we.next = write and waddr_hi == index
+
+    @always_comb
+    def read_all():
+        re.next = read
+
+    @always_comb
+    def read_own():
+        re.next = read and raddr_hi == index
+
+    @always_comb
+    def read_own_real():
+        re.next = read and raddr_hi == index and not clear
+
+    if not partial:
+        return write_gate, read_all
+    return write_gate, (read_own_real if guard and clear is not None else read_own)
+
+
+@block
+def pick2(out, a, b, sel, *, bit):
+    """``out = b if sel[bit] else a``."""
+    @always_comb
+    def choose():
+        if sel[bit]:
+            out.next = b
+        else:
+            out.next = a
+    return choose
+
+
+@block
+def banked_ram(clk, *, write, waddr, wdata, read, raddr, clear, advance, rdata, depth,
+               guard=False, write_stage=False):
+    """``blocks.ram.ram`` read in one register stage, or in two (:func:`read_stages`).
+
+    Two stages: the memory is cut into banks of ``BANK_WORDS`` words, each with its own
+    read register (stage one: ``read`` of the bank ``raddr`` falls in); ``rdata`` (stage
+    two) takes the bank's word, or 0 for a ``clear`` read, on an edge where ``advance``
+    is high (timing: a deep LUT RAM's read multiplexer is split by a register; the
+    extra flip-flops are about ``width * depth / BANK_WORDS``).  Same ports as ``ram`` otherwise;
+    ``advance`` is unused with one stage.  ``guard``: a ``clear`` read's address may lie
+    beyond ``depth`` (it reads no bank then).  ``write_stage``: with two read stages,
+    a write takes effect a cycle later, from registers (timing: the banks' write enables
+    one gate after flip-flops); the caller reads no word in the cycle after writing it.
+    """
+    width = len(rdata)
+    if read_stages(width, depth) == 1:
+        return ram(clk, write=write, waddr=waddr, wdata=wdata, read=read, raddr=raddr,
+                   clear=clear, rdata=rdata, depth=depth)
+    n, low = len(raddr), BANK_WORDS.bit_length() - 1
+    banks = -(-depth // BANK_WORDS)
+    parts = []
+    if write_stage:
+        write_in, waddr_in, wdata_in = write, waddr, wdata
+        write, waddr, wdata = Signal(bool(0)), Signal(intbv(0)[n:]), Signal(intbv(0)[width:])
+        write_r, waddr_r, wdata_r = write, waddr, wdata
+
+        @always(clk.posedge)    # no reset: ``write`` is low in reset
+        def write_register():
+            write_r.next = write_in
+            waddr_r.next = waddr_in
+            wdata_r.next = wdata_in
+        parts.append(write_register)
+    waddr_hi, raddr_hi = waddr(n, low), raddr(n, low)
+    bank = Signal(intbv(0)[n - low:])          # the bank of the word in stage one
+    cleared = Signal(bool(0))                  # ... and whether it reads 0
+    level = []
+    for b in range(banks):
+        size = min(BANK_WORDS, depth - b * BANK_WORDS)
+        bits = address_bits(size)
+        we, re, word = Signal(bool(0)), Signal(bool(0)), Signal(intbv(0)[width:])
+        parts += [bank_gates(we, re, write, read, clear, waddr_hi, raddr_hi, index=b,
+                             partial=size < BANK_WORDS, guard=guard),
+                  ram(clk, write=we, waddr=waddr(bits, 0), wdata=wdata, read=re,
+                      raddr=raddr(bits, 0), rdata=word, depth=size)]
+        level.append(word)
+    bit = 0
+    while len(level) > 1:                      # a tree of two-way multiplexers
+        pairs = []
+        for i in range(0, len(level) - 1, 2):
+            out = Signal(intbv(0)[width:])
+            parts.append(pick2(out, level[i], level[i + 1], bank, bit=bit))
+            pairs.append(out)
+        level = pairs + level[len(level) - len(level) % 2:]
+        bit += 1
+    picked = level[0]
+
+    if clear is None:
+        @always(clk.posedge)    # no reset, like the memory's own registers
+        def stages():
+            if read:
+                bank.next = raddr_hi
+            if advance:
+                rdata.next = picked
+        return parts, stages
+
+    @always(clk.posedge)
+    def stages_cleared():
+        if read:
+            bank.next = raddr_hi
+            cleared.next = clear
+        if advance:
+            if cleared:
+                rdata.next = 0
+            else:
+                rdata.next = picked
+    return parts, stages_cleared
 
 
 @block
@@ -693,7 +882,9 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     ixp, iyp, ix0p, iy0p = _counter(geo.XS), _counter(geo.YS), _counter(geo.XS), _counter(geo.YS)
     start_x, start_y = _counter(geo.XS), _counter(geo.YS)
     window_end, leave, last_copy = (Signal(bool(0)) for _ in range(3))
-    next_col, next_row, next_frame = (Signal(bool(0)) for _ in range(3))
+    next_col, next_row, next_frame, moving = (Signal(bool(0)) for _ in range(4))
+    # the window is the last of its output row, of the frame (flags of window_position)
+    ox_last, oy_last = Signal(bool(geo.OW == 1)), Signal(bool(geo.OH == 1))
     freed = Signal(bool(0))
     need_h = Signal(intbv(geo.first_need, min=0, max=geo.COUNT))
     rows_freed = Signal(intbv(geo.first_freed, min=0, max=geo.COUNT))
@@ -703,7 +894,7 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
     need_next = Signal(modbv(0)[len(need_h):])
     clip_next = Signal(bool(0))
     ready = Signal(bool(0))              # every pixel of the current window is in the ring
-    issue = Signal(bool(0))
+    issue, advance = Signal(bool(0)), Signal(bool(0))
     pad_now = Signal(bool(0))
     rdata = Signal(intbv(0)[geo.bits:])
     out_valid = Signal(bool(0))
@@ -711,33 +902,48 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
 
     writer = ring_writer(aclk, aresetn, s_axis_px, accept, waddr, wx, held, freed,
                          rows_freed, geo=geo)
-    bounds = window_geometry(aclk, aresetn, next_col, next_row, next_frame, ix0p, iy0p,
+    bounds = window_geometry(aclk, aresetn, moving, ox_last, oy_last, ix0p, iy0p,
                              need_h, rows_freed, col, col_s, clip, need_next, clip_next,
                              geo=geo)
     check = window_ready(aclk, aresetn, held, wx, need_h, rows_freed, col, col_s, clip,
-                         need_next, clip_next, next_col, next_row, next_frame, ready, geo=geo)
+                         need_next, clip_next, next_col, next_row, next_frame, moving,
+                         ox_last, oy_last, ready, geo=geo)
     position = window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p,
                                start_addr, start_x, start_y, next_col, next_row, next_frame,
-                               geo=geo)
+                               moving, ox_last, oy_last, geo=geo)
     walk = window_walk(aclk, aresetn, issue, ix0p, iy0p, start_addr, start_x, start_y,
                        rd_addr, ixp, iyp, pad_now, window_end, leave, last_copy, geo=geo)
     # A padding beat reads anything but clears the read register (block RAM's
     # synchronous output reset) instead.
-    ring = ram(aclk, write=accept, waddr=waddr, wdata=s_axis_px.tdata, read=issue,
-               raddr=rd_addr, clear=pad_now, rdata=rdata, depth=geo.M)
+    # A deep ring in LUT RAM is read in two stages (timing), its beats' valid and last
+    # flags following through the pipeline register (stage one) that the read stalls with.
+    ring = banked_ram(aclk, write=accept, waddr=waddr, wdata=s_axis_px.tdata, read=issue,
+                      raddr=rd_addr, clear=pad_now, advance=advance, rdata=rdata,
+                      depth=geo.M)
+    staged = read_stages(geo.bits, geo.M) == 2
+    valid1, last1 = Signal(bool(0)), Signal(bool(0))
 
     @always_comb
     def gate():
+        advance.next = not out_valid or m_axis_win.tready
         issue.next = ready and (not out_valid or m_axis_win.tready)
-        freed.next = next_row or next_frame
+        freed.next = moving and ox_last         # next_row or next_frame
 
     @always_seq(aclk.posedge, reset=aresetn)
     def out_register():
-        if issue:
-            out_valid.next = 1
+        if advance:
+            out_valid.next = issue
             out_last.next = window_end
-        elif m_axis_win.tready:
-            out_valid.next = 0
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def out_pipeline():
+        if advance:
+            valid1.next = issue
+            last1.next = window_end
+            out_valid.next = valid1
+            out_last.next = last1
+
+    output = out_pipeline if staged else out_register
 
     @always_comb
     def outputs():
@@ -745,7 +951,7 @@ def line_buffer(aclk, aresetn, s_axis_px, m_axis_win, *, width, height, channels
         m_axis_win.tlast.next = out_last
         m_axis_win.tdata.next = rdata
 
-    return writer, bounds, check, position, walk, ring, gate, out_register, outputs
+    return writer, bounds, check, position, walk, ring, gate, output, outputs
 
 
 # ---------------------------------------------------------------------------- models
@@ -812,22 +1018,30 @@ def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1, repe
     64 words or 2048 bits).  ``lut`` and ``ff`` are fitted to Yosys ``synth_xilinx``
     counts (docs/estimates.md); the logic is mostly address arithmetic, so it grows with
     the RAM address width; a ring in LUT RAM adds about four LUTs per 64 words per bit.
-    ``latency``: first input beat to first output beat with no stalls.  ``cycles`` per
-    ``frame``: :func:`frame_cycles`; ``pause``: the frame-boundary pause it includes.
+    A ring read in two stages adds its banks' read registers and a bank multiplexer
+    (about one LUT and one FF per bit a bank).  ``latency``: first input beat to first
+    output beat with no stalls.  ``cycles`` per ``frame``: :func:`frame_cycles`;
+    ``pause``: the frame-boundary pause it includes.
     """
     groups = channels // simd
     bits = simd * abits
     depth = ring_rows(k, stride) * width * groups
     addr = (depth - 1).bit_length()
     coord = (max(width, height) + 2 * pad).bit_length()
-    first = ((k - 1 - pad) * width + k - pad) * groups + 1 + decide_lag(k, groups, repeat)
+    stages = read_stages(bits, depth)
+    first = (((k - 1 - pad) * width + k - pad) * groups + decide_lag(k, groups, repeat)
+             + stages)
     in_lut_ram = memory_style(bits, depth) == "distributed"
     lut_ram = -(-depth // 64) * bits if in_lut_ram else 0
     # Timing registers: the walk's next addresses when a copy is 4+ beats, and the
     # flags and registered candidates (window_position, window_walk, window_ready).
-    timing_ff = (6 * addr if k * k * groups >= 4 else 0) + 17
-    return {"lut": 20 * addr + 48 + 4 * lut_ram,
-            "ff": 6 * addr + 4 * coord + 102 + timing_ff,
+    timing_ff = (6 * addr if k * k * groups >= 4 else 0) + 20
+    # A ring read in two stages (banked_ram): a read register a bank, the bank's number
+    # and the beat's flags in stage one; a bank multiplexer.
+    banks = -(-depth // BANK_WORDS) if stages == 2 else 0
+    return {"lut": 20 * addr + 48 + 4 * lut_ram + banks * bits,
+            "ff": (6 * addr + 4 * coord + 102 + timing_ff + banks * bits
+                   + (addr + 3) * (stages - 1)),
             "dsp": 0,
             "bram_bits": depth * bits,
             "bram": bram_blocks(bits, depth),

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from blocks.frame_buffer import BLOCK, golden, pixel_beats
+from blocks.line_buffer import BANK_WORDS, read_stages
 from blocks.spec import ParameterError
 from cnn_ip.cosim import lint, run_streams
 from cnn_ip.export import generate
@@ -21,18 +22,21 @@ def gm(groups, **kw):
     return {"order_in": "group-major", "groups_in": groups, **kw}
 
 
-# (geometry, frames): raster and group-major input, lanes_in below, equal to and above
-# simd, 1 and 2 buffers, K 1/3, stride 1/2, pad 0/1, repeat 1/3.
+# (geometry, frames, Icarus too): raster and group-major input, lanes_in below, equal to
+# and above simd, 1 and 2 buffers, K 1/3, stride 1/2, pad 0/1, repeat 1/3, maps read in
+# one register stage and in two (LUT RAM in banks, the last one partial).  Every geometry
+# runs on the MyHDL model; the converted Verilog runs under Icarus once per distinct
+# structure (the suite's time budget).
 GEOMETRIES = [
-    (geometry(5, 4, 4, 3, 1, 1, 4, 2, 2), 3),
-    (geometry(4, 5, 8, 3, 2, 0, 3, 4, 2, buffers=2), 3),
-    (geometry(3, 3, 6, 1, 1, 0, 8, 1, 3, **gm(2, repeat=3)), 2),
-    (geometry(4, 3, 8, 3, 1, 1, 2, 4, 2, **gm(4, buffers=2)), 3),
-    (geometry(5, 5, 4, 3, 2, 1, 5, 2, 4, **gm(1, repeat=3, buffers=2)), 2),
-    (geometry(6, 2, 2, 1, 2, 0, 1, 2, 1, repeat=3, buffers=2), 3),
-    (geometry(2, 3, 12, 3, 1, 1, 8, 4, 2, **gm(3, repeat=2)), 2),
+    (geometry(5, 4, 4, 3, 1, 1, 4, 2, 2), 2, False),
+    (geometry(4, 5, 8, 3, 2, 0, 3, 4, 2, buffers=2), 2, False),
+    (geometry(3, 3, 6, 1, 1, 0, 8, 1, 3, **gm(2, repeat=3)), 2, True),   # a word, 3 beats
+    (geometry(4, 3, 8, 3, 1, 1, 2, 4, 2, **gm(4, buffers=2)), 3, True),  # banks, 2 stages
+    (geometry(5, 5, 4, 3, 2, 1, 5, 2, 4, **gm(1, repeat=3, buffers=2)), 2, True),
+    (geometry(6, 2, 2, 1, 2, 0, 1, 2, 1, repeat=3, buffers=2), 3, False),
+    (geometry(2, 3, 12, 3, 1, 1, 8, 4, 2, **gm(3, repeat=2)), 2, False),
     # a one-word map in each of two buffers, both sub-maps in that word
-    (geometry(1, 1, 4, 1, 1, 0, 2, 4, 2, **gm(2, buffers=2)), 4),
+    (geometry(1, 1, 4, 1, 1, 0, 2, 4, 2, **gm(2, buffers=2)), 4, True),
 ]
 
 
@@ -40,6 +44,12 @@ def ident(p):
     return (f"W{p['width']}H{p['height']}C{p['channels']}K{p['k']}s{p['stride']}P{p['pad']}"
             f"A{p['abits']}S{p['simd']}Li{p['lanes_in']}{p['order_in'][0]}{p['groups_in']}"
             f"R{p['repeat']}B{p['buffers']}")
+
+
+def cases(table):
+    """``(params, extra, hdl)`` for every row, the Icarus run only where the row asks."""
+    return [(p, extra, hdl) for p, extra, cosim in table
+            for hdl in ("myhdl", "icarus")[:1 + cosim]]
 
 
 def run(params, frames, hdl, workdir, **options):
@@ -54,8 +64,9 @@ def run(params, frames, hdl, workdir, **options):
     return out
 
 
-@pytest.mark.parametrize("params,count", GEOMETRIES, ids=[ident(p) for p, _ in GEOMETRIES])
-def test_windows_match_golden_model_under_stalls(hdl, tmp_path, params, count):
+@pytest.mark.parametrize("params,count,hdl", cases(GEOMETRIES),
+                         ids=[f"{h}-{ident(p)}" for p, _, h in cases(GEOMETRIES)])
+def test_windows_match_golden_model_under_stalls(tmp_path, params, count, hdl):
     seed = sum(v for v in params.values() if isinstance(v, int))
     run(params, random_frames(params, count, seed), hdl, tmp_path, idle=0.3, stall=0.4,
         seed=seed)
@@ -64,15 +75,16 @@ def test_windows_match_golden_model_under_stalls(hdl, tmp_path, params, count):
 # ------------------------------------------------------------------ timing
 
 RATES = [
-    geometry(4, 3, 4, 3, 1, 1, 3, 2, 2),                  # one buffer: F + R
-    geometry(4, 3, 4, 3, 1, 1, 3, 2, 2, buffers=2),       # read bound: R
-    geometry(6, 4, 4, 1, 2, 0, 3, 4, 1, buffers=2),       # fill bound: F
-    geometry(3, 3, 8, 3, 1, 0, 2, 4, 2, **gm(2, repeat=3, buffers=2)),
+    (geometry(4, 3, 4, 3, 1, 1, 3, 2, 2), None, False),        # one buffer: F + R
+    (geometry(4, 3, 4, 3, 1, 1, 3, 2, 2, buffers=2), None, False),  # read bound: R
+    (geometry(6, 4, 4, 1, 2, 0, 3, 4, 1, buffers=2), None, False),  # fill bound: F
+    (geometry(3, 3, 8, 3, 1, 0, 2, 4, 2, **gm(2, repeat=3, buffers=2)), None, True),
 ]
 
 
-@pytest.mark.parametrize("params", RATES, ids=[ident(p) for p in RATES])
-def test_cycles_per_frame_and_latency_are_as_documented(hdl, tmp_path, params):
+@pytest.mark.parametrize("params,_,hdl", cases(RATES),
+                         ids=[f"{h}-{ident(p)}" for p, _, h in cases(RATES)])
+def test_cycles_per_frame_and_latency_are_as_documented(tmp_path, params, _, hdl):
     # Four frames back to back, no stalls: frames 1..3 start exactly `cycles` apart.
     frames = random_frames(params, 4, 11)
     out = run(params, frames, hdl, tmp_path, drain=10)
@@ -84,7 +96,11 @@ def test_cycles_per_frame_and_latency_are_as_documented(hdl, tmp_path, params):
     assert [b - a for a, b in zip(starts[1:], starts[2:])] == [est["cycles"]] * 2
     fill, read = est["fill"], est["read"]
     assert est["cycles"] == (fill + read if params["buffers"] == 1 else max(fill, read))
-    assert starts[0] - accepted[0].cycle == est["latency"] == fill + 1
+    # One cycle to see the map complete, then the RAM's read stages.
+    stages = read_stages(params["lanes_in"] * params["abits"],
+                         params["buffers"] * fill * params["lanes_in"]
+                         // max(params["simd"], params["lanes_in"]))
+    assert starts[0] - accepted[0].cycle == est["latency"] == fill + stages
     # Inside a pass the output never bubbles: one window beat a cycle.
     first = [b.cycle for b in received[:per_frame]]
     assert first[-1] - first[0] == per_frame - 1
@@ -109,9 +125,15 @@ def test_lint_clean_and_memories_are_the_maps(tmp_path, params):
     assert est["bram_bits"] == (params["buffers"] * params["height"] * params["width"]
                                 * params["channels"] * params["abits"])
     text = (tmp_path / "frame_buffer.v").read_text()
-    banks = re.findall(r"reg \[(\d+):0\] \w+ \[0:(\d+)-1\];", text)
-    assert len(banks) == max(params["simd"], params["lanes_in"]) // params["lanes_in"]
-    assert sum((int(msb) + 1) * int(depth) for msb, depth in banks) == est["bram_bits"]
+    memories = re.findall(r"reg \[(\d+):0\] \w+ \[0:(\d+)-1\];", text)
+    # A memory a bank of lanes_in channels; LUT RAM read in two stages in pieces of
+    # BANK_WORDS words.
+    banks = max(params["simd"], params["lanes_in"]) // params["lanes_in"]
+    depth = est["bram_bits"] // (banks * params["lanes_in"] * params["abits"])
+    pieces = -(-depth // BANK_WORDS) if read_stages(params["lanes_in"] * params["abits"],
+                                                    depth) == 2 else 1
+    assert len(memories) == banks * pieces
+    assert sum((int(msb) + 1) * int(d) for msb, d in memories) == est["bram_bits"]
 
 
 def test_golden_model_on_a_hand_worked_example():
