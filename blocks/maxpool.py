@@ -692,6 +692,17 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
             def beat_register():
                 v_q.next = v
                 psh_q.next = psh
+        if NW == 1:
+            # One slot: nothing to shift (a new window takes the beat as it is).
+            @always(aclk.posedge)
+            def beat_register():
+                if advance:
+                    v_q.next = v
+
+            if span > 2:
+                @always(aclk.posedge)
+                def beat_register():
+                    v_q.next = v
 
         @always_comb
         def youngest_fresh():
@@ -724,7 +735,7 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
     control = pool_sequencer(aclk, aresetn, step=step,
                              flushing=flushing, f=f, first=first, shift=shift, end=end,
                              esel=esel, efresh=efresh, tail=tail, emit_n=emit_n,
-                             psh=psh if staged else None, **kw)
+                             psh=psh if staged and NW > 1 else None, **kw)
     LAST_BEAT = span - 1
 
     @always_seq(aclk.posedge, reset=aresetn)
@@ -912,7 +923,7 @@ def estimate(*, width, height, channels, lanes=1, k, stride=1, pad=0, pad_end=-1
             ff += depth * word
         if depth >= 2:
             # the update's register: a replace flag per slot lane, the beat, the shift
-            ff += slots * lanes + lane_bits + 1
+            ff += slots * lanes + lane_bits + (slots > 1)
         lut += 3 * word + 2 * lane_bits + lane_bits * (slots - 1)
         ff += 4 * lane_bits + 33
     fx = geometry(width, k, stride, pad, pe)["flush"]

@@ -97,9 +97,10 @@ def test_rate_and_latency_without_stalls(tmp_path, case):
     assert latency == BLOCK.estimate(**p)["latency"]
 
 
-# the structurally distinct cases (padding both sides and signed, padding after, one row
-# padded after, a column pass in block RAM); the others only change widths and counts
-LINT_CASES = (1, 2, 8, 9)
+# the structurally distinct cases (one slot with a registered update, padding both sides
+# and signed, padding after, one row padded after, a column pass in block RAM); the
+# others only change widths and counts
+LINT_CASES = (0, 1, 2, 8, 9)
 
 
 def test_lint_clean(tmp_path):
