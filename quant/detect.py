@@ -248,6 +248,14 @@ def mean_average_precision(detections, split, classes: int = 10) -> dict:
 
 # --------------------------------------------------------------------------- files
 
+def round_detections(detections) -> list[dict]:
+    """Scores and boxes rounded as :func:`detection_records` writes them, so that mAP
+    computed here equals mAP recomputed from ``detections.json`` (rounding can tie scores)."""
+    return [{"boxes": np.array([[round(float(v), 4) for v in box] for box in d["boxes"]]).reshape(-1, 4),
+             "scores": np.array([round(float(v), 6) for v in d["scores"]]), "labels": d["labels"]}
+            for d in detections]
+
+
 def detection_records(detections) -> list[dict]:
     return [{"image_id": i, "class": int(label), "score": round(float(score), 6),
              "box": [round(float(v), 4) for v in box]}

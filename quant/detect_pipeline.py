@@ -131,6 +131,7 @@ def quantize_detector(specs, data, out_dir, settings, *, name="model", anchors: 
     sidecars = export.save(out, layers)
     save_head(out / "model.npz", head, out_scale)
     int_test_dets, z_test = integer_detections(out / "model.npz", data.test)
+    int_test_dets = detect.round_detections(int_test_dets)     # as detections.json holds them
     int_val_dets, _ = integer_detections(out / "model.npz", data.val)
     int_test = detect.mean_average_precision(int_test_dets, data.test)
     int_val = detect.mean_average_precision(int_val_dets, data.val)
