@@ -93,11 +93,12 @@ Timing: the read FIFO's last stage is its RAM's output register, which drives
 own (without it the block's 5.8 ns clock-to-output, in nextpnr's model, limits the design
 to about 145 MHz).  Each burst splitter registers every cycle what its next move may
 select (:func:`burst_ahead`), so between two of its registers there is one adder or
-comparator, or a multiplexer; the price is about 150 flip-flops a splitter.  On ecp5-85f
-(nextpnr 0.11, seed 1) 32/16/2, 64/16/4 and 128/64/4 place at 183, 175 and 199 MHz
-(154, 153 and 159 before); what limits them is the walk's multiplexer in front of
-``to_page`` and ``beats_left`` (the row-end flag's fan-out).  Measured figures are in the
-project's estimate notes.
+comparator, or a multiplexer; the price is about 170 flip-flops a splitter.  On ecp5-85f
+(nextpnr 0.11, best of seeds 1 and 2) 32/16/2, 64/16/4 and 128/64/4 place at 198, 183
+and 182 MHz (seed 1 before: 154, 153 and 159); what limits them is the walk's
+multiplexer in front of ``to_page``, ``addr`` and ``beats_left``: the row-end flags'
+fan-out, 4 LUT levels of which 4 ns are routing.  Measured figures are in the project's
+estimate notes.
 """
 from __future__ import annotations
 
