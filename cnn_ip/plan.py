@@ -84,8 +84,13 @@ BOX_VALUES = 5                  # per anchor: x, y, w, h, objectness (then the c
 MAX_CLOCK_MHZ = 1000
 QUANTIZE_KEYS = {"seed": int, "epochs": int, "qat_epochs": int, "search_epochs": int,
                  "final_epochs": int, "evaluations": int, "accuracy_budget": float,
-                 "penalty": float, "mbits": int, "base_sparsity": float}
-QUANTIZE_RANGES = {"mbits": (2, 16), "base_sparsity": (0, 0.95), "seed": (0, 2**32 - 1)}
+                 "penalty": float, "mbits": int, "base_sparsity": float, "prune_steps": int,
+                 "codes": str}
+QUANTIZE_RANGES = {"mbits": (2, 16), "base_sparsity": (0, 0.95), "seed": (0, 2**32 - 1),
+                   "prune_steps": (1, 100)}
+# quantize.codes: the weight codings the sparsity search counts bits in (quant.pipeline's
+# CODE_SETS): what the decoder reads, or every coding of docs/sparse_format.md.
+QUANTIZE_CODES = ("hardware", "all")
 COMMON_LAYER_KEYS = ("type", "name", "dataflow")
 LAYER_KEYS = {
     "conv": ("out", "k", "stride", "pad", "act", "slope", "weights", "act_bits", "sparsity", "bn",
@@ -397,7 +402,9 @@ def _quantize(ctx, doc):
     for key, kind in QUANTIZE_KEYS.items():
         if key in spec:
             low, high = QUANTIZE_RANGES.get(key, (0, None))
-            if kind is int:
+            if kind is str:
+                out[key] = _choice(ctx, spec, key, f"quantize.{key}", QUANTIZE_CODES)
+            elif kind is int:
                 out[key] = _integer(ctx, spec, key, f"quantize.{key}", low, high or 10**9)
             else:
                 out[key] = _number(ctx, spec, key, f"quantize.{key}", low=low, high=high)

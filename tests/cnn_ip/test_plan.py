@@ -92,6 +92,10 @@ CASES = [
     (HEAD + GOOD_LAYERS + "quantize: {evaluations: -1}\n",
      "p.yaml:8: quantize.evaluations: must be an integer in 0..1000000000, got -1"),
     (HEAD + GOOD_LAYERS + "quantize: {epochz: 3}\n", "p.yaml:8: quantize.epochz: unknown key"),
+    (HEAD + GOOD_LAYERS + "quantize: {codes: fast}\n",
+     "p.yaml:8: quantize.codes: must be one of hardware, all, got 'fast'"),
+    (HEAD + GOOD_LAYERS + "quantize: {prune_steps: 0}\n",
+     "p.yaml:8: quantize.prune_steps: must be an integer in 1..100, got 0"),
     (HEAD + GOOD_LAYERS + "  - [oops\n", "p.yaml:9: yaml: "),
     ("- just a list\n", "p.yaml:1: plan: must be a mapping"),
 ]
@@ -323,3 +327,12 @@ def test_frame_mistakes_exit_2_with_one_line(tmp_path, capsys, text, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.rstrip().endswith(message.split("p.yaml", 1)[1]), err
     assert f"{plan}:" in err and not out.exists()
+
+
+def test_quantize_settings_reach_the_pipeline():
+    from quant.pipeline import Settings
+    plan = parse_plan(HEAD + GOOD_LAYERS + "quantize: {codes: all, prune_steps: 2, seed: 3}\n",
+                      "p.yaml")
+    assert plan.quantize == {"codes": "all", "prune_steps": 2, "seed": 3}
+    settings = Settings(**plan.quantize)
+    assert (settings.codes, settings.prune_steps, settings.seed) == ("all", 2, 3)
