@@ -167,6 +167,7 @@ def axi_memory(aclk, aresetn, m_axi, memory: bytearray, *, data_bits: int, laten
     lanes = data_bits // 8
     size = len(memory)
     rng = random.Random(seed)
+    log = [] if log is None else log      # MyHDL resolves every name the generators use
 
     def word(address):
         if base is None:
@@ -197,8 +198,7 @@ def axi_memory(aclk, aresetn, m_axi, memory: bytearray, *, data_bits: int, laten
                     active = None
             if m_axi.arvalid and m_axi.arready:
                 address, beats = int(m_axi.araddr), int(m_axi.arlen) + 1
-                if log is not None:
-                    log.append((address, beats))
+                log.append((address, beats))
                 wait = rng.randint(1, latency) if vary else latency
                 pending.append((cycle + wait, address, beats))
             m_axi.arready.next = not draw()
