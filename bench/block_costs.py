@@ -532,10 +532,14 @@ def code_label() -> str:
 
 
 def load_earlier(paths: list[str]) -> list[dict]:
-    """Rows of earlier ``results.json`` files, later files first (they win)."""
+    """Rows of earlier ``results.json`` files (names or glob patterns, read when called),
+    the most recently written first (they win)."""
+    import glob
+
+    found = {Path(p) for pattern in paths for p in (glob.glob(pattern) or [pattern])}
     rows = []
-    for path in reversed(paths):
-        rows += json.loads(Path(path).read_text())
+    for path in sorted(found, key=lambda p: -p.stat().st_mtime):
+        rows += json.loads(path.read_text())
     return rows
 
 
@@ -558,7 +562,8 @@ def main(argv=None) -> int:
                              "Verilog and ROM images equal an earlier row's (same digest) "
                              "takes that row's results instead of being placed again; the "
                              "rows of blocks not measured now (--blocks) go into the table "
-                             "as they were.  A later file wins over an earlier one.  With "
+                             "as they were.  A file written later wins; a glob pattern "
+                             "(quoted) is expanded when the files are read.  With "
                              "--blocks and no names, the table is made from these alone")
     parser.add_argument("--pnr-timeout", type=float, default=900, metavar="S",
                         help="stop an ECP5 place-and-route after S seconds (default 900); "
@@ -587,11 +592,6 @@ def main(argv=None) -> int:
     tools = "; ".join(sorted({tool_version(find_tool(t)) for f in ("xilinx", "ecp5")
                               for t in TOOLS[f].values()}))
     label = code_label() if args.label is None else args.label
-    earlier = load_earlier(args.reuse)
-    by_digest = {}     # the same netlist through the same tools: the same results
-    for r in earlier:
-        if reusable(r, args.pnr_timeout) and r.get("tools") == tools:
-            by_digest.setdefault(r["digest"], r)
     workdir = args.workdir or tempfile.mkdtemp(prefix="cnn_ip-bench-")
     Path(workdir).mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -601,6 +601,12 @@ def main(argv=None) -> int:
         futures = [pool.submit(generate_one, i, name, values, workdir)
                    for i, (name, values) in enumerate(jobs)]
         generated = [f.result() for f in tqdm(futures, desc="generating", unit="config")]
+    # Read after generating: other runs may have finished rows meanwhile.
+    earlier = load_earlier(args.reuse)
+    by_digest = {}     # the same netlist through the same tools: the same results
+    for r in earlier:
+        if reusable(r, args.pnr_timeout) and r.get("tools") == tools:
+            by_digest.setdefault(r["digest"], r)
     rows = [row for row in generated if "error" in row]
     todo = []
     for row in generated:
@@ -610,8 +616,10 @@ def main(argv=None) -> int:
         if hit is not None:
             rows.append(reused(row, hit))
         elif args.no_place:
-            same = [r for r in earlier if r["block"] == row["block"]
-                    and r["config"] == row["config"] and XILINX in r]
+            same = sorted((r for r in earlier if r["block"] == row["block"]   # latest first
+                           and r["config"] == row["config"] and XILINX in r
+                           and not r.get("reused")),
+                          key=lambda r: r.get("measured_at", ""), reverse=True)
             rows.append({**reused(row, same[0]), "reused": "stale"} if same else
                         {**row, "error": "not placed (--no-place) and no earlier result"})
         else:
