@@ -27,8 +27,7 @@ Command packing (``s_axis_rdcmd`` and ``s_axis_wrcmd``: ``tdata`` 128 bits, no `
 ``base + r*stride ... base + r*stride + bytes_per_row - 1``; addresses wrap at 2**32.
 Base, stride and bytes per row must be multiples of ``NB``, rows and bytes per row must
 not be zero and the reserved bits must be zero.  A command that breaks this is consumed,
-not executed (no data, no ``wrdone`` beat, no bus traffic) and sets ``error`` (the
-command stream waits one cycle after it: the check is a register).
+not executed (no data, no ``wrdone`` beat, no bus traffic) and sets ``error``.
 
 Ports
 -----
@@ -91,14 +90,7 @@ outstanding burst; about 850-950 LUTs and 700 + 3 * ``data_bits`` flip-flops of 
 Timing: the read FIFO's last stage is its RAM's output register, which drives
 ``m_axis_rd``; on an ECP5 target with the FIFO in block RAM that register is the DP16KD's
 own (without it the block's 5.8 ns clock-to-output, in nextpnr's model, limits the design
-to about 145 MHz).  Each burst splitter registers every cycle what its next move may
-select (:func:`burst_ahead`), so between two of its registers there is one adder or
-comparator, or a multiplexer; the price is about 170 flip-flops a splitter.  On ecp5-85f
-(nextpnr 0.11, best of seeds 1 and 2) 32/16/2, 64/16/4 and 128/64/4 place at 198, 183
-and 182 MHz (seed 1 before: 154, 153 and 159); what limits them is the walk's
-multiplexer in front of ``to_page``, ``addr`` and ``beats_left``: the row-end flags'
-fan-out, 4 LUT levels of which 4 ns are routing.  Measured figures are in the project's
-estimate notes.
+to about 145 MHz).  Measured figures are in the project's estimate notes.
 """
 from __future__ import annotations
 
@@ -164,9 +156,8 @@ def _pointer_depth(count: int) -> int:
 
 
 @block
-def command_check(cmd, cmd_ok, *, lg):
-    """``cmd_ok``: the command on ``cmd`` follows the rules (alignment, not empty,
-    reserved bits zero)."""
+def command_check(cmd, busy, cmd_ok, bad_cmd, *, lg):
+    """Accepts a command while idle and checks it (``cmd_ok``; ``bad_cmd`` if consumed)."""
 
     @always_comb
     def check():
@@ -177,215 +168,207 @@ def command_check(cmd, cmd_ok, *, lg):
                        and cmd.tdata[80:64 + lg] != 0 and cmd.tdata[96:80] != 0
                        and cmd.tdata[128:96] == 0)
 
-    return check
+    @always_comb
+    def handshake():
+        cmd.tready.next = not busy
+        bad_cmd.next = cmd.tvalid and not busy and not cmd_ok
 
-
-class Walk:
-    """The burst splitter's position (registers the walk moves) and what is registered
-    from it every cycle (the candidates of its next move and the next burst's shape)."""
-
-    def __init__(self, lg: int):
-        def word(bits, wrap=False):
-            return Signal((modbv if wrap else intbv)(0)[bits:])
-
-        page = 12 - lg                         # bits of a beat's offset in its page
-        # the position: a beat address, the row's start, beats to the 4 KB boundary
-        # (1 .. page beats), beats left in the row, rows left; -offset mod page beats of
-        # the row's start and of the stride
-        self.addr, self.row_start, self.stride = word(32, 1), word(32, 1), word(32)
-        self.to_page, self.beats_left = word(16), word(16)
-        self.row_beats, self.rows_left = word(16), word(16)
-        self.neg_start, self.neg_stride = word(page, 1), word(page, 1)
-        # registered every cycle from the position
-        self.addr_step, self.addr_page = word(32, 1), word(32, 1)   # + max_burst, boundary
-        self.left_step, self.left_page = word(16, 1), word(16, 1)   # beats_left after those
-        self.page_less = word(16, 1)           # to_page - max_burst
-        self.near = Signal(bool(0))            # to_page <= max_burst: the burst ends the page
-        self.row_next, self.row_neg = word(32, 1), word(page, 1)   # the next row's start
-        self.rows_next = word(16, 1)           # rows_left - 1
-        # the burst at the position ends its row: beats_left <= min(max_burst, to_page),
-        # as two registers (each comparison alone in front of its flip-flop)
-        self.row_end = Signal(bool(0))
-        self.left_short, self.left_in_page = Signal(bool(0)), Signal(bool(0))
-        self.last_row = Signal(bool(0))
-        self.left_code, self.page_code = word(8, 1), word(8, 1)   # AXI length codes
-        self.left_one, self.page_one = Signal(bool(0)), Signal(bool(0))  # and code == 0
+    return check, handshake
 
 
 @block
-def burst_ahead(aclk, aresetn, w, *, data_bits, max_burst, ones):
-    """Registers, every cycle, the candidates of each move from the walk's position and
-    the shape of the burst it stands at: one adder or comparator between two registers.
-    A move comes at least two cycles after the last, so they are current when it comes."""
+def page_steps(cmd, to_page, next_row, mid_page, mid_step, row_page, row_step, load_page,
+               load_step, *, data_bits, max_burst):
+    """Beats to the next 4 KB boundary and the next burst inside a row, for each move."""
+    lanes = data_bits // 8
+    lg = _log2(lanes)
+    page_beats = PAGE // lanes
+    pad_offset = 4 + lg  # an address's beat offset in its page, addr[12:lg], in 16 bits
+    # A burst that fits in its page up to max_burst beats: the page's remaining beats are
+    # at most max_burst exactly when the beat offset in the page is at least this.
+    near_offset = page_beats - max_burst  # 0 when max_burst is a whole page
+    first_step = min(page_beats, max_burst)  # after a burst that ends at a boundary
+    double_burst = 2 * max_burst
+
+    @always_comb
+    def pages():
+        # step = min(to_page, max_burst) always holds, so the next to_page and step after
+        # a burst inside a row follow from comparisons of to_page with constants and one
+        # subtraction, side by side rather than one after the other (timing).
+        if to_page <= max_burst:  # this burst reaches the 4 KB boundary
+            mid_page.next = intbv(page_beats)[16:]
+            mid_step.next = intbv(first_step)[16:]
+        elif to_page <= double_burst:
+            mid_page.next = to_page - max_burst
+            mid_step.next = to_page - max_burst
+        else:
+            mid_page.next = to_page - max_burst
+            mid_step.next = intbv(max_burst)[16:]
+        row_page.next = intbv(page_beats)[16:] - concat(intbv(0)[pad_offset:], next_row[12:lg])
+        load_page.next = (intbv(page_beats)[16:]
+                          - concat(intbv(0)[pad_offset:], cmd.tdata[12:lg]))
+
+    if near_offset == 0:
+        @always_comb
+        def steps():
+            row_step.next = row_page
+            load_step.next = load_page
+    else:
+        @always_comb
+        def steps():
+            if next_row[12:lg] >= near_offset:
+                row_step.next = row_page
+            else:
+                row_step.next = intbv(max_burst)[16:]
+            if cmd.tdata[12:lg] >= near_offset:
+                load_step.next = load_page
+            else:
+                load_step.next = intbv(max_burst)[16:]
+
+    return pages, steps
+
+
+@block
+def burst_length(beats_left, step, ends_row, burst_code, advance, *, data_bits, max_burst):
+    """Whether the burst at the walk's position ends its row, its length code and stride."""
     lg = _log2(data_bits // 8)
-    pad = 16 - lg                              # max_burst * NB in 32 bits
+    pad_advance = 16 - lg  # step * NB in 32 bits
+    step_bits = max_burst.bit_length()  # step <= max_burst fits in these low bits
+    left_code = Signal(modbv(0)[8:])  # AXI length codes of the two candidate bursts
+    step_code = Signal(modbv(0)[8:])
 
-    @always_seq(aclk.posedge, reset=aresetn)
-    def ahead():
-        w.addr_step.next = w.addr + concat(intbv(0)[pad:], intbv(max_burst)[16:], intbv(0)[lg:])
-        w.addr_page.next = concat(w.addr[32:12], intbv(0xFFF)[12:]) + intbv(1)[32:]
-        w.left_step.next = w.beats_left - intbv(max_burst)[16:]
-        w.left_page.next = w.beats_left - w.to_page
-        w.page_less.next = w.to_page - intbv(max_burst)[16:]
-        w.near.next = w.to_page <= max_burst
-        w.row_next.next = w.row_start + w.stride
-        w.row_neg.next = w.neg_start + w.neg_stride
-        w.rows_next.next = w.rows_left - intbv(1)[16:]
-        w.left_short.next = w.beats_left <= max_burst
-        w.left_in_page.next = w.beats_left <= w.to_page
-        w.last_row.next = w.rows_left == 1
-        # modbv: a 256-beat burst's 0 - 1 wraps to 255, as AXI wants
-        w.left_code.next = w.beats_left[8:] - intbv(1)[8:]
-        w.page_code.next = w.to_page[8:] - intbv(1)[8:]
+    @always_comb
+    def length_codes():
+        # modbv: a 256-beat burst's 0 - 1 wraps to 255, as AXI wants.
+        left_code.next = beats_left[8:] - intbv(1)[8:]
+        step_code.next = step[8:] - intbv(1)[8:]
 
-    if not ones:
-        return ahead
+    @always_comb
+    def next_burst():
+        # beats_left <= step, narrowed to the bits step can have (timing)
+        fits = beats_left[16:step_bits] == 0 and beats_left[step_bits:] <= step[step_bits:]
+        ends_row.next = fits
+        if fits:
+            burst_code.next = left_code
+        else:
+            burst_code.next = step_code
+        advance.next = concat(intbv(0)[pad_advance:], step, intbv(0)[lg:])
 
-    @always_seq(aclk.posedge, reset=aresetn)
-    def ahead_ones():
-        w.left_one.next = w.beats_left == 1
-        w.page_one.next = w.to_page == 1
-
-    return ahead, ahead_ones
+    return length_codes, next_burst
 
 
 @block
-def burst_issue(aclk, aresetn, busy, bad, can_issue, w, issue, tile_end, next_len,
-                next_one, issue_last, axaddr, axlen, axvalid, axready, *, max_burst):
-    """The next burst's length code and whether it is one beat (multiplexers between
-    registers), and the address register it is loaded into."""
+def burst_issue(aclk, aresetn, busy, can_issue, ends_row, burst_code, rows_left, addr,
+                issue, row_end, tile_end, next_len, issue_last, axaddr, axlen, axvalid,
+                axready):
+    """Registers the next burst's shape and loads it into the address channel."""
+    last_row = Signal(bool(0))
     out_valid = Signal(bool(0))
-    step_code = Signal(intbv(0)[8:])
 
     @always_comb
     def flags():
         issue_last.next = tile_end
-        w.row_end.next = w.left_short and w.left_in_page
-        tile_end.next = w.left_short and w.left_in_page and w.last_row
+        tile_end.next = row_end and last_row
         axvalid.next = out_valid
 
-    @always_comb
-    def length():
-        if w.near:
-            step_code.next = w.page_code
-        else:
-            step_code.next = intbv(max_burst - 1)[8:]
-        if w.row_end:
-            next_len.next = w.left_code
-        else:
-            next_len.next = step_code
-
-    @always_comb
-    def one_beat():
-        if w.row_end:
-            next_one.next = w.left_one
-        elif w.near:
-            next_one.next = w.page_one
-        else:
-            next_one.next = max_burst == 1
-
     @always_seq(aclk.posedge, reset=aresetn)
-    def issue_load():
-        # issue is a register (it enables some 200 flip-flops): a burst goes out next
-        # cycle if the walk holds a valid command and did not move this cycle, the
-        # parent allows it (can_issue speaks of the next cycle) and the address register
-        # will be free.
-        issue.next = (busy and not bad and not issue and can_issue
-                      and (not out_valid or axready))
+    def load():
+        # The next burst's shape (row_end, next_len, last_row) is registered: it describes
+        # the walk's position from the second cycle after the walk moved, so a burst
+        # goes out at most every other cycle (timing).  issue is a register too (it
+        # enables some 150 flip-flops): a burst goes out next cycle if the walk is busy
+        # and did not move this cycle, the parent allows it (can_issue speaks of the next
+        # cycle) and the address register will be free.
+        issue.next = busy and not issue and can_issue and (not out_valid or axready)
+        row_end.next = ends_row
+        next_len.next = burst_code
+        last_row.next = rows_left == 1
         if issue:
             out_valid.next = 1
-            axaddr.next = w.addr
+            axaddr.next = addr
             axlen.next = next_len
         elif axready:
             out_valid.next = 0
 
-    if next_one is None:  # nobody asks
-        return flags, length, issue_load
-    return flags, length, one_beat, issue_load
+    return flags, load
 
 
 @block
 def burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issue,
-                   next_len, next_one, issue, issue_last, bad_cmd, *, data_bits, max_burst):
+                   next_len, issue, issue_last, bad_cmd, *, data_bits, max_burst):
     """Cuts tile commands from ``cmd`` into AXI bursts on ``ax*`` (one AR or AW channel).
 
     ``next_len`` is the AXI length code (beats - 1) of the burst that would be issued
-    next, ``next_one`` (unless None) whether that code is 0; the parent says with ``can_issue``
-    whether a burst may go in the next cycle.  ``issue`` (a register) pulses when a burst is loaded into the address register,
+    next; the parent says with ``can_issue`` whether a burst may go in the next cycle.
+    ``issue`` (a register) pulses when a burst is loaded into the address register,
     ``issue_last`` with it when that burst ends the tile.
     ``bad_cmd`` pulses when a command that breaks the rules (alignment, empty tile,
-    reserved bits) has been consumed (the cycle after).
+    reserved bits) is consumed.
 
-    For timing, a command is taken whenever the walk is idle and checked in a register
-    (``bad``), and every value a move selects is a register (:func:`burst_ahead`): the
-    4 KB boundary is tracked as beats to it and, for the next row, as the negated page
-    offset (an addition, no subtraction after it).  A move is at least two cycles after
-    the last, so a burst goes out at most every other cycle, which costs nothing on a
-    channel whose bursts are two beats or longer.
+    For timing, the walk keeps in registers what the next burst needs: ``to_page``, the
+    beats from ``addr`` to the next 4 KB boundary, and ``step = min(max_burst, to_page)``,
+    the length of a burst that does not end the row; ``next_row`` is the next row's start.
+    Each is updated from registers only, so no adder or comparator chain follows another.
+    Whether the burst ends its row (and the tile) and its length code are registered too,
+    a cycle after the walk moved: a burst is issued at most every other cycle, which
+    costs nothing on a channel whose bursts are two beats or longer.
     """
     lg = _log2(data_bits // 8)
-    page_beats = PAGE // (data_bits // 8)
-    page_bits = 12 - lg
-    busy, bad, cmd_ok = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
-    tile_end = Signal(bool(0))
-    row_page = Signal(intbv(0)[16:])           # to_page at the next row's start
-    w = Walk(lg)
-    checker = command_check(cmd, cmd_ok, lg=lg)
-    stage = burst_ahead(aclk, aresetn, w, data_bits=data_bits, max_burst=max_burst,
-                        ones=next_one is not None)
-    issuer = burst_issue(aclk, aresetn, busy, bad, can_issue, w, issue, tile_end, next_len,
-                         next_one, issue_last, axaddr, axlen, axvalid, axready,
-                         max_burst=max_burst)
+    # Constants are written as sized intbv literals in the generators so that the Verilog
+    # operands have matching widths (Verilator -Wall WIDTH).
+    busy, cmd_ok = Signal(bool(0)), Signal(bool(0))
+    addr, next_row = Signal(modbv(0)[32:]), Signal(modbv(0)[32:])
+    stride, advance = Signal(intbv(0)[32:]), Signal(intbv(0)[32:])
+    row_beats, beats_left = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
+    rows_left = Signal(intbv(0)[16:])
+    to_page, step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
+    ends_row = Signal(bool(0))  # the burst the walk stands at ends its row
+    burst_code = Signal(modbv(0)[8:])  # and its AXI length code
+    row_end, tile_end = Signal(bool(0)), Signal(bool(0))  # registered: the burst to issue
+    # to_page and step after a burst inside a row, at the next row, for a new command
+    mid_page, mid_step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
+    row_page, row_step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
+    load_page, load_step = Signal(intbv(0)[16:]), Signal(intbv(0)[16:])
 
-    @always_comb
-    def control():
-        cmd.tready.next = not busy
-        bad_cmd.next = busy and bad
-        # a page offset of 0 is a whole page to go
-        if w.row_neg == 0:
-            row_page.next = intbv(page_beats)[16:]
-        else:
-            row_page.next = concat(intbv(0)[16 - page_bits:], w.row_neg)
+    checker = command_check(cmd, busy, cmd_ok, bad_cmd, lg=lg)
+    pager = page_steps(cmd, to_page, next_row, mid_page, mid_step, row_page, row_step,
+                       load_page, load_step, data_bits=data_bits, max_burst=max_burst)
+    shaper = burst_length(beats_left, step, ends_row, burst_code, advance,
+                          data_bits=data_bits, max_burst=max_burst)
+    issuer = burst_issue(aclk, aresetn, busy, can_issue, ends_row, burst_code, rows_left,
+                         addr, issue, row_end, tile_end, next_len, issue_last, axaddr, axlen,
+                         axvalid, axready)
 
     @always_seq(aclk.posedge, reset=aresetn)
     def walk():
         if not busy:
-            if cmd.tvalid:
+            if cmd.tvalid and cmd_ok:
                 busy.next = 1
-                bad.next = not cmd_ok
-                w.addr.next = cmd.tdata[32:0]
-                w.row_start.next = cmd.tdata[32:0]
-                w.stride.next = cmd.tdata[64:32]
-                w.neg_start.next = intbv(0)[page_bits:] - cmd.tdata[12:lg]
-                w.neg_stride.next = intbv(0)[page_bits:] - cmd.tdata[44:32 + lg]
-                w.to_page.next = (intbv(page_beats)[16:]
-                                  - concat(intbv(0)[4 + lg:], cmd.tdata[12:lg]))
-                w.row_beats.next = concat(intbv(0)[lg:], cmd.tdata[80:64 + lg])
-                w.beats_left.next = concat(intbv(0)[lg:], cmd.tdata[80:64 + lg])
-                w.rows_left.next = cmd.tdata[96:80]
-        elif bad:  # a command that breaks the rules is consumed, not executed
-            busy.next = 0
-            bad.next = 0
+                addr.next = cmd.tdata[32:0]
+                next_row.next = cmd.tdata[32:0] + cmd.tdata[64:32]
+                stride.next = cmd.tdata[64:32]
+                row_beats.next = concat(intbv(0)[lg:], cmd.tdata[80:64 + lg])
+                beats_left.next = concat(intbv(0)[lg:], cmd.tdata[80:64 + lg])
+                rows_left.next = cmd.tdata[96:80]
+                to_page.next = load_page
+                step.next = load_step
         if issue:
-            if w.row_end:
-                w.addr.next = w.row_next
-                w.row_start.next = w.row_next
-                w.neg_start.next = w.row_neg
-                w.to_page.next = row_page
-                w.beats_left.next = w.row_beats
-                w.rows_left.next = w.rows_next
+            if row_end:
+                addr.next = next_row
+                next_row.next = next_row + stride
+                beats_left.next = row_beats
+                rows_left.next = rows_left - intbv(1)[16:]
+                to_page.next = row_page
+                step.next = row_step
                 if tile_end:
                     busy.next = 0
-            elif w.near:  # the burst ends at the 4 KB boundary
-                w.addr.next = w.addr_page
-                w.to_page.next = intbv(page_beats)[16:]
-                w.beats_left.next = w.left_page
             else:
-                w.addr.next = w.addr_step
-                w.to_page.next = w.page_less
-                w.beats_left.next = w.left_step
+                addr.next = addr + advance
+                beats_left.next = beats_left - step
+                to_page.next = mid_page
+                step.next = mid_step
 
-    return checker, stage, issuer, control, walk
+    return checker, pager, shaper, issuer, walk
 
 
 LUT_RAM_DEPTH = 64  # read FIFOs up to this deep are kept out of block RAM
@@ -404,45 +387,27 @@ def fifo_style(depth: int) -> str:
 
 @block
 def up_down(aclk, aresetn, up, down, count):
-    """``count`` of entries held: one more on ``up``, one fewer on ``down``, both: same.
-
-    One adder of +1, -1 or 0 (modulo the count's bits), not two adders and a
-    multiplexer (timing)."""
-    bits = len(count)
-    delta = Signal(modbv(0)[bits:])
-    total = Signal(modbv(0)[bits:])
-
-    @always_comb
-    def step():
-        if up and not down:
-            delta.next = 1
-        elif down and not up:
-            delta.next = (1 << bits) - 1
-        else:
-            delta.next = 0
-
-    @always_comb
-    def add():
-        total.next = count + delta
+    """``count`` of entries held: one more on ``up``, one fewer on ``down``, both: same."""
 
     @always_seq(aclk.posedge, reset=aresetn)
     def counter():
-        count.next = total
+        if up and not down:
+            count.next = count + 1
+        elif down and not up:
+            count.next = count - 1
 
-    return step, add, counter
+    return counter
 
 
 def channel_wires() -> tuple:
     """Fresh signals between an engine and its :func:`burst_channel`: ``next_len``
-    (8 bits), ``next_one``, ``allow``, ``issue``, ``retire``, ``ends_tile`` and
-    ``bad_cmd``."""
-    return (Signal(modbv(0)[8:]), *(Signal(bool(0)) for _ in range(6)))
+    (8 bits), ``allow``, ``issue``, ``retire``, ``ends_tile`` and ``bad_cmd``."""
+    return (Signal(modbv(0)[8:]), *(Signal(bool(0)) for _ in range(5)))
 
 
 @block
 def burst_channel(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, allow, retire,
-                  next_len, next_one, issue, ends_tile, bad_cmd, *, data_bits, max_burst,
-                  outstanding):
+                  next_len, issue, ends_tile, bad_cmd, *, data_bits, max_burst, outstanding):
     """One AR or AW channel: bursts cut from commands, at most ``outstanding`` in flight.
 
     ``allow`` is the parent's further condition for a burst next cycle (it may depend on
@@ -453,8 +418,7 @@ def burst_channel(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, allow, re
     can_issue = Signal(bool(0))
     issue_last = Signal(bool(0))
     splitter = burst_splitter(aclk, aresetn, cmd, axaddr, axlen, axvalid, axready, can_issue,
-                              next_len, next_one, issue, issue_last, bad_cmd,
-                              data_bits=data_bits,
+                              next_len, issue, issue_last, bad_cmd, data_bits=data_bits,
                               max_burst=max_burst)
     in_flight = Signal(intbv(0, min=0, max=outstanding + 1))
     flight = up_down(aclk, aresetn, issue, retire, in_flight)
@@ -547,10 +511,9 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     depth = outstanding * max_burst  # beats the FIFO holds: every issued burst fits
 
     # beat_done: the last beat of a burst arrives
-    next_len, _, allow, issue, beat_done, ends_tile, bad_cmd = channel_wires()
+    next_len, allow, issue, beat_done, ends_tile, bad_cmd = channel_wires()
     channel = burst_channel(aclk, aresetn, s_axis_rdcmd, m_axi.araddr, m_axi.arlen,
-                            m_axi.arvalid, m_axi.arready, allow, beat_done, next_len,
-                            None, issue,
+                            m_axi.arvalid, m_axi.arready, allow, beat_done, next_len, issue,
                             ends_tile, bad_cmd, data_bits=data_bits, max_burst=max_burst,
                             outstanding=outstanding)
 
@@ -565,9 +528,6 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
     beat_word = Signal(intbv(0)[data_bits + 1:])
     read_ram = Signal(bool(0))
     load_out = Signal(bool(0))
-    # stored != 0, a register of its own: read_ram enables the RAM's read register, so
-    # no comparison may precede it (timing)
-    nonempty = Signal(bool(0))
     level = up_down(aclk, aresetn, beat_in, read_ram, stored)
     credit = read_credit(aclk, aresetn, issue, m_axi.arlen, read_ram, allow, depth=depth,
                          max_burst=max_burst)
@@ -585,7 +545,7 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
         beat_in.next = m_axi.rvalid  # rready is always high
         beat_done.next = m_axi.rvalid and m_axi.rlast
         load_out.next = q_valid and (not out_valid or m_axis_rd.tready)
-        read_ram.next = nonempty and (not q_valid or load_out)
+        read_ram.next = stored != 0 and (not q_valid or load_out)
 
     @always_comb
     def word_in():
@@ -623,17 +583,7 @@ def read_engine(aclk, aresetn, s_axis_rdcmd, m_axis_rd, m_axi, rd_error, rd_byte
             out_valid.next = 0
         rd_error.next = bad_cmd or (beat_in and (m_axi.rresp != 0 or m_axi.rid != 0))
 
-    # nonempty: stored after this cycle's beat in and read is not zero
-    if depth > 1:
-        @always_seq(aclk.posedge, reset=aresetn)
-        def filled():
-            nonempty.next = beat_in or stored > 1 or (stored == 1 and not read_ram)
-    else:
-        @always_seq(aclk.posedge, reset=aresetn)
-        def filled():
-            nonempty.next = beat_in or (stored == 1 and not read_ram)
-
-    return channel, credit, level, control, word_in, outputs, fifo, bookkeeping, filled
+    return channel, credit, level, control, word_in, outputs, fifo, bookkeeping
 
 
 @block
@@ -685,32 +635,26 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     lanes = data_bits // 8
     depth = _pointer_depth(outstanding)
 
-    next_len, next_one, allow, issue, response, ends_tile, bad_cmd = channel_wires()
+    next_len, allow, issue, response, ends_tile, bad_cmd = channel_wires()
     # Bursts issued on AW whose response is not back yet: the channel counts them and
     # keeps whether each ends its tile (for wrdone); their lengths (for wlast) wait here.
     channel = burst_channel(aclk, aresetn, s_axis_wrcmd, m_axi.awaddr, m_axi.awlen,
-                            m_axi.awvalid, m_axi.awready, allow, response, next_len,
-                            next_one, issue,
+                            m_axi.awvalid, m_axi.awready, allow, response, next_len, issue,
                             ends_tile, bad_cmd, data_bits=data_bits, max_burst=max_burst,
                             outstanding=outstanding)
     responses = write_responses(aclk, aresetn, m_axi, m_axis_wrdone, ends_tile, bad_cmd,
                                 response, wr_error)
     lengths = [Signal(intbv(0)[8:]) for _ in range(depth)]  # AXI length codes (beats - 1)
-    ones = [Signal(bool(0)) for _ in range(depth)]  # and whether each is 0
     len_wr = Signal(modbv(0, min=0, max=depth))
     after_head = Signal(modbv(1, min=0, max=depth))  # slot of the burst after the oldest
     len_count = Signal(intbv(0, min=0, max=depth + 1))
     burst_done = Signal(bool(0))  # the last beat of the oldest burst goes into the slice
     have_burst = Signal(bool(0))  # len_count != 0, as a register (timing)
-    # Beats of the oldest burst still to go into the slice, less one: loaded with its
-    # length code as it becomes the oldest, counted down; whether it is at its last beat
-    # is a register of its own, so no comparison precedes the beat's decisions (timing).
-    head_left = Signal(modbv(0)[8:])
-    head_zero = Signal(bool(0))  # head_left == 0
-    second_len = Signal(intbv(0)[8:])  # the length code of the burst after the oldest
-    second_one = Signal(bool(0))
-    head_len = Signal(intbv(0)[8:])  # the code the oldest burst's count is loaded with
-    head_one = Signal(bool(0))
+    # Index of the last beat of the oldest burst: a register, loaded as that burst becomes
+    # the oldest, so no RAM read precedes the comparison with beat (timing).
+    head_last = Signal(intbv(0)[8:])
+    second_last = Signal(intbv(0)[8:])  # the same for the burst after it
+    beat = Signal(intbv(0)[8:])
 
     w_in = Axis(data_bits)
     w_out = Axis(data_bits)
@@ -720,23 +664,15 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
 
     @always_comb
     def head():
-        second_len.next = lengths[after_head]
-        second_one.next = ones[after_head]
-        burst_done.next = accept and head_zero
-        # the next oldest burst: the one being stored now if no other is waiting
-        if issue and (len_count == 1 or not have_burst):
-            head_len.next = next_len
-            head_one.next = next_one
-        else:
-            head_len.next = second_len
-            head_one.next = second_one
+        second_last.next = lengths[after_head]
+        burst_done.next = accept and beat == head_last
 
     @always_comb
     def control():
         allow.next = 1  # the W channel never holds back an AW burst
         w_in.tvalid.next = s_axis_wr.tvalid and have_burst
         w_in.tdata.next = s_axis_wr.tdata
-        w_in.tlast.next = head_zero
+        w_in.tlast.next = beat == head_last
         s_axis_wr.tready.next = w_in.tready and have_burst
         accept.next = s_axis_wr.tvalid and w_in.tready and have_burst
 
@@ -758,7 +694,6 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
     def length_ram():
         if issue:
             lengths[len_wr].next = next_len
-            ones[len_wr].next = next_one
 
     @always_seq(aclk.posedge, reset=aresetn)
     def bookkeeping():
@@ -766,16 +701,21 @@ def write_engine(aclk, aresetn, s_axis_wrcmd, s_axis_wr, m_axis_wrdone, m_axi, w
             len_wr.next = len_wr + 1
         if burst_done:
             after_head.next = after_head + 1
-        if burst_done or (issue and not have_burst):
-            head_left.next = head_len
-            head_zero.next = head_one
-        elif accept:
-            head_left.next = head_left - 1
-            head_zero.next = head_left == 1
+            if issue and len_count == 1:  # the next burst's length is being stored now
+                head_last.next = next_len
+            else:
+                head_last.next = second_last
+        elif issue and not have_burst:
+            head_last.next = next_len
         if issue:
             have_burst.next = 1
         elif burst_done and len_count == 1:
             have_burst.next = 0
+        if accept:
+            if burst_done:
+                beat.next = 0
+            else:
+                beat.next = beat + 1
         if m_axi.wvalid and m_axi.wready:
             wr_bytes.next = wr_bytes + lanes
 
@@ -940,61 +880,32 @@ def bursts(word: int, *, data_bits: int, max_burst: int) -> list[tuple[int, int]
 # ---------------------------------------------------------------------------------------
 # Cost estimate, calibrated against Yosys synth_xilinx (xc7vx485t) on five configurations
 # (data_bits/max_burst/outstanding 64/16/4, 32/16/2, 128/64/4, 64/256/8, 32/1/1): LUT and
-# FF within 6 %; memory bits exact.  The timing registers of December 2026 (burst_ahead:
-# about 170 flip-flops a splitter, 3 * log2(page beats) of them for the page offsets)
-# were added from the register count and one measurement (64/16/4: 1032 LUT, 1317 FF).
-# bench/tile_dma.py prints the comparison.
-
-def _fifo_cost(data_bits, max_burst, outstanding):
-    """The read FIFO's LUTs and FFs: flip-flops for one entry, else as blocks.ram
-    estimates it (LUT RAM up to 64 deep, block RAM beyond, whose read register is then
-    inside the block), and its ``blocks.ram.estimate``."""
-    depth = outstanding * max_burst
-    width = data_bits + 1  # a beat and its tlast
-    fifo = estimate_ram(width=width, depth=depth, style=fifo_style(depth))
-    return ((0, width) if depth == 1 else (fifo["lut"], fifo["ff"])), fifo
-
+# FF within 6 %; memory bits exact.  bench/tile_dma.py prints the comparison.
 
 def estimate(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4,
              target="generic"):
     depth = outstanding * max_burst
+    width = data_bits + 1  # a beat and its tlast
     length_slots = _pointer_depth(outstanding)
     pointer_bits = max(1, (depth - 1).bit_length())
-    page_bits = 12 - _log2(data_bits // 8)  # a beat's offset in a 4 KB page
-    (fifo_luts, fifo_ffs), fifo = _fifo_cost(data_bits, max_burst, outstanding)
-    # The write-burst length FIFO (9 bits a slot: the code and whether it is 0): two
-    # RAM32M from 4 slots on, else FFs.
-    length_luts, length_ffs = (8, 0) if length_slots >= 4 else (0, 9 * length_slots)
+    # The read FIFO: flip-flops for one entry, else as blocks.ram estimates it (LUT RAM up
+    # to 64 deep, block RAM beyond, whose read register is then inside the block).
+    fifo = estimate_ram(width=width, depth=depth, style=fifo_style(depth))
+    fifo_luts, fifo_ffs = (0, width) if depth == 1 else (fifo["lut"], fifo["ff"])
+    # The write-burst length FIFO (8 bits a slot): two RAM32M from 4 slots on, else FFs.
+    length_luts, length_ffs = (8, 0) if length_slots >= 4 else (0, 8 * length_slots)
     # Logic: two burst splitters (address walk, 4 KB / max_burst minimum, counters), two
     # 64-bit byte counters, credit and pointer arithmetic, stream muxes.
-    logic_luts = 850 + int(0.6 * data_bits) + 8 * pointer_bits - (130 if max_burst == 1 else 0)
-    # Flip-flops: about 2 x 400 in the splitters (position, the candidates of the next
-    # move, burst shapes), 128 in the byte counters, about 80 of control and read
+    logic_luts = 800 + int(0.6 * data_bits) + 8 * pointer_bits - (130 if max_burst == 1 else 0)
+    # Flip-flops: about 2 x 230 in the splitters' address registers, counters and
+    # registered burst shapes, 128 in the byte counters, about 110 of control and read
     # credit; the read output register and the W register slice (output and skid) hold 3
     # data words.
-    ff = 1006 + 6 * page_bits + 3 * data_bits + fifo_ffs + length_ffs
+    ff = 702 + 3 * data_bits + fifo_ffs + length_ffs
     return {"lut": logic_luts + fifo_luts + length_luts, "ff": ff, "dsp": 0,
-            "bram_bits": depth * (data_bits + 1) + 9 * length_slots,
+            "bram_bits": depth * width + 8 * length_slots,
             # the burst-length FIFO is a few words of LUT RAM or flip-flops
             "bram": fifo["bram"],
-            "latency": 6, "cycles": 1, "per": "beat"}
-
-
-def read_estimate(*, data_bits=64, addr_bits=32, max_burst=16, outstanding=4,
-                  target="generic"):
-    """Cost of :func:`read_engine` alone (a read-only use such as the frame conv stage's:
-    no write engine), in :func:`estimate`'s convention.  Its logic is one burst
-    splitter, the read credit, the FIFO's pointers, the output register and one byte
-    counter; fitted on synth_xilinx of the read engine at 64/16/4 (537 LUT, 685 FF),
-    scaled with the parameters as :func:`estimate` is."""
-    depth = outstanding * max_burst
-    pointer_bits = max(1, (depth - 1).bit_length())
-    page_bits = 12 - _log2(data_bits // 8)
-    (fifo_luts, fifo_ffs), fifo = _fifo_cost(data_bits, max_burst, outstanding)
-    logic_luts = 406 + int(0.3 * data_bits) + 4 * pointer_bits - (65 if max_burst == 1 else 0)
-    ff = 527 + 3 * page_bits + (data_bits + 1) + fifo_ffs
-    return {"lut": logic_luts + fifo_luts, "ff": ff, "dsp": 0,
-            "bram_bits": depth * (data_bits + 1), "bram": fifo["bram"],
             "latency": 6, "cycles": 1, "per": "beat"}
 
 
