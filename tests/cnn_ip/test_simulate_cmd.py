@@ -9,6 +9,22 @@ import pytest
 from cnn_ip.cli import main
 from cnn_ip.simulate_cmd import compare, decode_frame, image_beats, steady_period
 
+SEARCH = 2      # evaluations per search in the suite's digits plan
+
+
+def digits_plan(directory):
+    """examples/digits.yaml with a search of ``SEARCH`` evaluations a method: the same
+    network, precisions and flow, quantized in a fraction of the example's time (its own
+    search is measured in docs/quant.md).  Both whole-network tests use this text, so the
+    second finds the first's quantize in the cache."""
+    from pathlib import Path
+    text, count = re.subn(r"evaluations: *\d+", f"evaluations: {SEARCH}",
+                          Path("examples/digits.yaml").read_text())
+    assert count == 1, "examples/digits.yaml: no quantize.evaluations to shorten"
+    plan = directory / "digits.yaml"
+    plan.write_text(text)
+    return plan
+
 
 def test_image_beats_pack_channels_little_endian():
     x = np.array([[[[1, 2, 3], [250, 0, 7]]]], dtype=np.uint8)       # N=1, H=1, W=2, C=3
@@ -57,10 +73,12 @@ def test_not_an_assemble_output(tmp_path, capsys):
 @pytest.mark.first
 def test_digits_assembled_and_simulated_bit_exact_on_all_test_images(tmp_path, capsys,
                                                                     monkeypatch):
-    """The real flow: `cnn-ip assemble examples/digits.yaml` (quantized into the default
-    cache, reused when warm), then `cnn-ip simulate --images 360` under random stalls."""
+    """The real flow: `cnn-ip assemble` of the digits plan (:func:`digits_plan`, quantized
+    into the default cache, reused when warm), then `cnn-ip simulate --images 360` under
+    random stalls."""
     out = tmp_path / "digits"
-    assert main(["assemble", "examples/digits.yaml", "-o", str(out), "--quiet"]) == 0
+    plan = digits_plan(tmp_path)
+    assert main(["assemble", str(plan), "-o", str(out), "--quiet"]) == 0
     capsys.readouterr()
     assert main(["simulate", str(out), "--images", "360", "--seed", "1",
                  "--simulator", "verilator"]) == 0
@@ -106,15 +124,14 @@ def test_offchip_bytes_exact_only_when_every_frame_read_every_group_once():
 @pytest.mark.first
 def test_digits_with_frame_layers_bit_exact_and_offchip_bytes_exact(tmp_path, capsys):
     """examples/digits_frame.yaml (conv 64, conv 128 and the dense frame-based; the model
-    of digits.yaml from the quantize cache) assembled by the CLI and simulated on 24 test
+    of :func:`digits_plan` from the quantize cache) assembled by the CLI and simulated on 24 test
     images: an AxiRam behind every m_axi_<layer>_ with random pauses on every channel,
     every value bit-exact, each layer's bytes read a frame equal to the planner's."""
     import argparse
-    from pathlib import Path
 
     from cnn_ip.assemble_cmd import quantized_in_cache
     from cnn_ip.plan import load_plan
-    digits = Path("examples/digits.yaml")
+    digits = digits_plan(tmp_path)
     _, qdir = quantized_in_cache(load_plan(digits), digits.read_text(),
                                  argparse.Namespace(cache=None, quiet=True))
     out = tmp_path / "digits_frame"
