@@ -81,7 +81,7 @@ import numpy as np
 
 from cnn_ip.plan import (PlanError, check_buildable, fold_limits, frame_flow_available,
                          row_limit)
-from quant import offchip, sparse_format, weight_modes
+from quant import offchip, weight_modes
 
 RESOURCES = ("lut", "ff", "dsp", "bram")
 RESOURCE_NAMES = {"lut": "LUT", "ff": "FF", "dsp": "DSP", "bram": "block RAM"}
@@ -209,18 +209,6 @@ def units(estimate: dict, family: str) -> float:
     return block_units(estimate["bram"])[family]
 
 
-def _beats(W, weights, wbits, lanes, simd):
-    """The layer's beats at this fold, the coding they choose and each beat's bits.  The
-    bits depend only on which weights are zero: the beats are built from that (a boolean
-    matrix, an eighth of the memory traffic of the int64 weights)."""
-    wbits = weight_modes.normal_wbits(weights, wbits)
-    W = np.asarray(W)
-    beats = sparse_format.to_beats(W if W.dtype == bool else W != 0, lanes, simd)
-    coding = sparse_format.choose_coding(beats, weights=weights, wbits=wbits)
-    bits = sparse_format.beat_bits(beats, weights=weights, wbits=wbits, coding=coding)
-    return wbits, beats, coding, bits
-
-
 def _image_meta(W, weights, wbits, lanes, simd, coding, beats):
     return {"lanes": lanes, "simd": simd, "coding": coding, "weights": weights, "wbits": wbits,
             "code_bits": weight_modes.code_bits(weights, wbits),
@@ -232,10 +220,12 @@ def weight_image(W, *, weights, wbits, lanes, simd):
     """The geometry of the weight ROM ``quant.sparse_format.encode`` would write at this
     fold — word width, depth, exact bits, coding — from the beats' bit counts alone (the
     same functions the writer uses), without building the words."""
-    wbits, beats, coding, bits = _beats(W, weights, wbits, lanes, simd)
+    wbits = weight_modes.normal_wbits(weights, wbits)
+    W = np.asarray(W)
+    coding, bits = offchip.pattern_bits(W != 0, weights, wbits, lanes, simd)
     word = int(bits.max())
     depth = -(-int(bits.sum()) // word)
-    meta = _image_meta(W, weights, wbits, lanes, simd, coding, len(beats))
+    meta = _image_meta(W, weights, wbits, lanes, simd, coding, len(bits))
     return SimpleNamespace(word_bits=word, depth=depth, bits=word * depth, meta=meta)
 
 

@@ -61,8 +61,9 @@ def _check_bus(bus_bytes) -> None:
                          f"got {bus_bytes!r}")
 
 
-def _pattern_bits(nonzero, weights, wbits, lanes, simd) -> tuple[str, np.ndarray]:
-    """The layer's coding and each beat's bits, from its zero pattern alone."""
+def pattern_bits(nonzero, weights, wbits, lanes, simd) -> tuple[str, np.ndarray]:
+    """The coding a layer's beats choose at this fold and each beat's bits, from its zero
+    pattern alone (what the writer computes, without building words)."""
     beats = sparse_format.to_beats(np.asarray(nonzero, dtype=np.int8), lanes, simd)
     coding = sparse_format.choose_coding(beats, weights=weights, wbits=wbits)
     return coding, sparse_format.beat_bits(beats, weights=weights, wbits=wbits, coding=coding)
@@ -72,7 +73,7 @@ def layer_format(W, *, weights, wbits=None, lanes, simd) -> tuple[str, int]:
     """``(coding, word_bits)`` shared by every group image of the layer."""
     weights, wbits = _mode(weights, wbits)
     W = sparse_format.check_matrix(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
-    coding, bits = _pattern_bits(W != 0, weights, wbits, lanes, simd)
+    coding, bits = pattern_bits(W != 0, weights, wbits, lanes, simd)
     return coding, int(bits.max())
 
 
@@ -145,7 +146,7 @@ def group_figures(W, *, weights, wbits=None, lanes, simd, bus_bytes) -> dict:
     nonzero = W != 0
     key = (np.packbits(nonzero).tobytes(), W.shape, weights, wbits, lanes, simd, bus_bytes)
     if key not in _FIGURES:
-        coding, bits = _pattern_bits(nonzero, weights, wbits, lanes, simd)
+        coding, bits = pattern_bits(nonzero, weights, wbits, lanes, simd)
         word_bits = int(bits.max())
         groups = W.shape[0] // lanes
         depths = [_ceil(int(b), word_bits) for b in bits.reshape(groups, -1).sum(axis=1)]
