@@ -1,0 +1,70 @@
+"""blocks.myhdl_speedups: the Verilog of a design is byte-identical with MyHDL's own lookups
+and with the memoised ones, and the frame records MyHDL reads are the real ones."""
+import inspect
+import subprocess
+import sys
+import textwrap
+
+import myhdl._block
+
+from blocks import myhdl_speedups
+
+# A sparse masked decoder: many instances of the same generators, nested blocks, a ROM file.
+CHILD = textwrap.dedent("""
+    import inspect, sys
+    import numpy as np
+    import myhdl._util
+    from blocks import myhdl_speedups
+    from blocks.spec import registry
+    from cnn_ip.export import write_verilog
+    if sys.argv[2] == "myhdl":       # MyHDL's own lookups back in place
+        for module in myhdl_speedups.PATCHED:
+            module.inspect = inspect
+        myhdl._util._dedent = myhdl._util._dedent.__wrapped__
+    rng = np.random.default_rng(5)
+    weights = rng.choice([-1, 0, 1], size=(8, 24), p=[0.2, 0.6, 0.2])
+    block_def = registry()["sparse_decoder"]
+    _, args = block_def.prepared(lanes=2, simd=4, weights="ternary", weights_file=weights)
+    print(write_verilog(block_def, sys.argv[1], args).read_text())
+""")
+
+
+def convert(tmp_path, lookups):
+    done = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / lookups), lookups],
+                          capture_output=True, text=True, env={"PYTHONHASHSEED": "0",
+                                                               "PATH": "/usr/bin:/bin"},
+                          check=True)
+    return done.stdout
+
+
+def test_verilog_byte_identical_with_and_without_speedups(tmp_path):
+    fast, slow = convert(tmp_path, "fast"), convert(tmp_path, "myhdl")
+    assert "module sparse_decoder" in fast and len(fast.splitlines()) > 500
+    assert fast == slow
+
+
+def test_frame_records_match_inspect():
+    fast = myhdl._block.inspect
+    assert fast is not inspect and fast.isfunction is inspect.isfunction
+
+    def caller():
+        return fast.stack(), inspect.stack()
+    mine, real = caller()
+    assert len(mine) == len(real)
+    assert [(r[0], r[1], r[2], r[3]) for r in mine] == [(r[0], r[1], r[2], r[3]) for r in real]
+    frame = sys._getframe()
+    assert [r[0] for r in fast.getouterframes(frame)] == [r[0] for r in inspect.getouterframes(frame)]
+
+
+def test_source_lookups_memoised_per_code_object():
+    fast = myhdl._block.inspect
+
+    def make(k):
+        def gen():
+            return k
+        return gen
+    first, second = make(1), make(2)
+    assert fast.getsource(first) == inspect.getsource(second)
+    assert fast.getsource(first) is fast.getsource(second)      # one lookup for both
+    assert fast.getsourcelines(first) == inspect.getsourcelines(first)
+    assert myhdl_speedups.PATCHED
