@@ -67,23 +67,29 @@ slice (``axis_register``) from ``s_axis_words`` to ``m_axis_wgt``.  One beat a c
 previous mask's count: a recurrence, which is the only loop of the design.  Everything
 else (counting, shifting, expanding) is pipelined off it:
 
-1. the front: a ROM read (the ROM's output register, then a fabric register: the block
-   RAM's output is slow) or a word of ``s_axis_words`` (``tready``), with its ``tlast``
-   flag (ROM: the top address), entering a pipeline that moves in lock step on ``adv``
-   (a register: the slots below have room);
+1. the front: a ROM read (the ROM's output register, then a register that takes only
+   its output, beside the block RAM, whose clock-to-out is slow, then the word
+   register) or a word of ``s_axis_words`` (``tready``), with its ``tlast`` flag (ROM:
+   the top address), entering a pipeline that moves in lock step on ``adv`` (a
+   register: the slots below have room);
 2. the *table pipeline* (``blocks.sparse_table``): for every word, from prefix counts of
    its bits (and the top ``P-1`` bits of the word before it), the entry of every offset
    ``o`` in ``0..W-1``: whether the record starting there leaves the word, and where the
    next record starts in the word it starts in.  A record is at most ``W`` bits, so it
    ends in its word or the next; the entries of offsets whose mask runs into the next
    word are made when that word comes.  ``table_stages`` registers: chunk counts, the
-   chunk prefix (two adder levels a stage), prefix counts, the value bits, the entries;
-3. four *slots* (``blocks.sparse_framer``) hold the words, flags and tables in a ring;
-   the *loop* holds a slot pointer ``p`` and an offset ``off``, and its next state is
-   the entry at ``off`` of slot ``p``'s table (a tree of 4:1 selects, no adder), or,
-   after a pass's last record, offset 0 in the slot after the image's ``tlast`` word
-   (the padding skipped, whatever its length).  A record fires when its slot and the
-   next are filled (or its word is its image's last) and the output FIFO has a place;
+   chunk prefix (two adder levels a stage), prefix counts, the value bits; the entries
+   made from them are registered in the slots;
+3. four word *slots* and three table slots (``blocks.sparse_framer``) hold the words,
+   tables and ``tlast`` flags in rings; the *loop* holds a word pointer ``p``, an offset
+   ``off`` and the *head table*, a copy of the head word's table beside ``off``: its next
+   state is the head table's entry at ``off`` (a tree of 4:1 selects, no adder), or,
+   after a pass's last record, offset 0 in the word after the image's ``tlast`` word
+   (the padding skipped, whatever its length).  When the head word is left, the head
+   table loads the next head's table, from its table slot or straight from the table
+   pipeline when that slot is being written, a choice registered a cycle ahead for
+   both outcomes.  A record fires when its word and the next are in (or its word is
+   its image's last) and the output FIFO has a place;
 4. *extraction*: the pointer and offset are copied into registers, the pair of words is
    registered, then shifted right by the offset in ``shift_stages`` registered stages of
    8:1 selects, giving the record's bits;
@@ -96,15 +102,16 @@ else (counting, shifting, expanding) is pipelined off it:
 ``word_bits`` is the layer's longest record, so a word a cycle always covers a beat a
 cycle: one beat per cycle sustained for every layer, every sparsity, every mode, passes
 back to back; in stream mode as long as the words come one a cycle (checked in the tests
-on worst-case and random patterns, groups of different lengths).  The slots are four:
-the head, the word after it, and two more for a pass end whose last record runs into
-its image's ``tlast`` word (then ``p`` moves by two).
+on worst-case and random patterns, groups of different lengths).  The word slots are
+four: the head, the word after it, and two more for a pass end whose last record runs
+into its image's ``tlast`` word (then ``p`` moves by two); the head's table is in the head
+table, so three table slots hold the others'.
 
 Latency: the first beat is valid 1 cycle (dense) after reset is released (ROM) or the
 first word taken (stream); masked: ``masked_latency`` cycles after the first word is
-taken (stream), one more after reset (ROM): ``13 + ceil(levels/2) + ceil(NB/3)``, with
+taken (stream), two more after reset (ROM): ``12 + ceil(levels/2) + ceil(NB/3)``, with
 ``levels = bits(floor((W+P-1)/4) - 1)`` and ``NB`` the offset bits (``entry_bits``):
-18 (stream) for the 32x72 ternary layer of the bench at lanes 4, simd 8 (``W = 43``);
+17 (stream) for the 32x72 ternary layer of the bench at lanes 4, simd 8 (``W = 43``);
 one cycle less when the first image is a single word (its records need no next word).
 ``tvalid`` never depends on ``tready``; a stall holds the beat.  Stream mode:
 ``s_axis_words.tready`` is ``adv``; a pass's last beat waits for its image's ``tlast``
@@ -121,7 +128,9 @@ from myhdl import Signal, always, always_comb, always_seq, block, concat, intbv,
 
 from blocks.axis_register import BLOCK as REGISTER, axis_register
 from blocks.bit_fields import field_sums, group_shift
-from blocks.sparse_framer import extract, shift_stages, side_by_side, slot_unit, walker
+from blocks.mac import operand_register
+from blocks.sparse_framer import (entry_mux, extract, head, joined, low_bits, shift_stages,
+                                  side_by_side, slot_writes, table_slot, walker)
 from blocks.sparse_table import Layout, entry_bits, prefix_levels, record_table, table_stages
 from blocks.ram import add_blocks, bram_blocks
 from blocks.rom import address_bits, rom
@@ -349,24 +358,29 @@ def stream_front(aclk, aresetn, adv, s_axis_words, word, wvalid, wlast):
 
 @block
 def rom_front(aclk, aresetn, adv, rom_addr, rom_dout, word, wvalid, wlast, *, depth):
-    """ROM mode: the ROM's output register, then the word registered in the fabric (the
-    block RAM's output is slow): the pipeline's first two stages, read on ``adv``; a
-    word's ``tlast`` is the top address."""
+    """ROM mode: the ROM's output register, a register beside the block RAM that only
+    takes its output (its clock-to-out is slow: the next register must be close), then
+    the word register: the pipeline's first three stages, read on ``adv``; a word's
+    ``tlast`` is the top address."""
     top = depth - 1
-    rvalid, rlast = Signal(bool(0)), Signal(bool(0))
+    rvalid, rlast, nvalid, nlast = (Signal(bool(0)) for _ in range(4))
+    near = Signal(intbv(0)[len(rom_dout):])
 
     @always_seq(aclk.posedge, reset=aresetn)
     def valid():
         if adv:
             rvalid.next = 1
-            wvalid.next = rvalid
+            nvalid.next = rvalid
+            wvalid.next = nvalid
 
     @always(aclk.posedge)
     def hold():
         if adv:
             rlast.next = rom_addr == top
-            word.next = rom_dout
-            wlast.next = rlast
+            near.next = rom_dout
+            nlast.next = rlast
+            word.next = near
+            wlast.next = nlast
 
     return valid, hold
 
@@ -428,21 +442,37 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     table = record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tvalid,
                          P=P, VB=VB, W=W)
     p, wp = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
+    wp3 = Signal(intbv(0, min=0, max=3))
+    wp_low = Signal(intbv(0)[2:])
     off = Signal(intbv(0)[NB:])
-    fire = Signal(bool(0))
+    fire, write = Signal(bool(0)), Signal(bool(0))
     at_last = Signal(bool(fmt["beats"] == 1))
     pend_ok = Signal(bool(1))
     w0, w1, w2, w3 = (Signal(intbv(0)[W:]) for _ in range(4))
-    f0, f1, f2, f3 = (Signal(bool(0)) for _ in range(4))
-    e0, e1, e2, e3 = (Signal(intbv(0)[EB:]) for _ in range(4))
-    words, flags, ents = Signal(intbv(0)[4 * W:]), Signal(intbv(0)[4:]), Signal(intbv(0)[4 * EB:])
-    slots = [slot_unit(aclk, adv, tvalid, wp, off, tab, tword, tlast, w, f, e, k=k, W=W, Q=Q,
-                       EB=EB) for k, (w, f, e) in enumerate(((w0, f0, e0), (w1, f1, e1),
-                                                            (w2, f2, e2), (w3, f3, e3)))]
-    buses = (side_by_side(w0, w1, w2, w3, words), side_by_side(f0, f1, f2, f3, flags),
-             side_by_side(e0, e1, e2, e3, ents))
-    walk = walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, flags, ents,
-                  last_beat=fmt["beats"] - 1, NB=NB)
+    t0, t1, t2 = (Signal(intbv(0)[W * EB:]) for _ in range(3))
+    g0, g1, g2 = (Signal(bool(0)) for _ in range(3))
+    we = [Signal(bool(0)) for _ in range(4 + 6)]
+    slots = [(slot_writes(write, wp_low, we[k], None, k=k, m=4),
+              operand_register(aclk, we[k], tword, w))
+             for k, w in enumerate((w0, w1, w2, w3))]
+    strad = we[7:] if Q else [None] * 3
+    tables = [(slot_writes(write, wp3, we[4 + j], strad[j], k=j, m=3),
+               table_slot(aclk, we[4 + j], strad[j], tab, tlast, t, g, W=W, Q=Q, EB=EB))
+              for j, (t, g) in enumerate(((t0, g0), (t1, g1), (t2, g2)))]
+    words, tflags, tabs = (Signal(intbv(0)[4 * W:]), Signal(intbv(0)[3:]),
+                           Signal(intbv(0)[3 * W * EB:]))
+    buses = (low_bits(wp, wp_low), side_by_side(w0, w1, w2, w3, words),
+             joined(g0, g1, g2, tflags), joined(t0, t1, t2, tabs))
+    htab, hflag = Signal(intbv(0)[W * EB:]), Signal(bool(0))
+    ent = Signal(intbv(0)[EB:])
+    codes = (Signal(intbv(3)[2:]), Signal(intbv(0)[2:]))    # reset: the first word is the head
+    enables = (Signal(bool(0)), Signal(bool(0)))
+    walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
+                   tlast, tflags, write, wp3, codes, enables, last_beat=fmt["beats"] - 1,
+                   NB=NB),
+            head(aclk, aresetn, codes, enables, tabs, tflags, tab, tlast, htab, hflag, W=W,
+                 Q=Q, EB=EB),
+            entry_mux(htab, off, ent, EB=EB))
     rec = Signal(intbv(0)[W:])
     rv, rl = Signal(bool(0)), Signal(bool(0))
     cut = extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, W=W, NB=NB)
@@ -451,23 +481,27 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     expand = expander(aclk, aresetn, rv, rec, rl, push, push_data, push_last, P=P,
                       VB=VB, WB=fmt["code_bits"], W=W)
     out = out_fifo(aclk, aresetn, push, push_data, push_last, m_axis_wgt, pend_ok, fire)
-    return table, slots, buses, walk, cut, expand, out
+    return table, slots, tables, buses, walk, cut, expand, out
 
 
 @block
 def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, *, P, VB, WB, W):
-    """Mask expansion in three registered steps after ``fire``: group counts, group
-    offsets, per-group values; the codes are pushed (into the FIFO) on the fourth edge."""
+    """Mask expansion in three registered steps after ``fire``: local and group counts
+    (of pairs of groups, and of the even groups), group offsets, per-group values; the
+    codes are pushed (into the FIFO) on the fourth edge."""
     G = GROUP
     NG = (P + G - 1) // G
     CW = P.bit_length()
     LB = max(1, (G - 1).bit_length())
-    GB = G.bit_length()
     VALW = max(W - P, 1)
     mask1, mask2, mask3 = (Signal(intbv(0)[P:]) for _ in range(3))
     vals1, vals2 = (Signal(intbv(0)[VALW:]) for _ in range(2))
     lp0, lp1, lp2, lp3 = (Signal(intbv(0)[P * LB:]) for _ in range(4))
-    gs0, gs1 = (Signal(intbv(0)[max(NG - 1, 1) * GB:]) for _ in range(2))
+    # counts for the group offsets: the even groups but the last, and the pairs of groups
+    # (two offsets' adder levels done in the first step; the second sums half as many)
+    evens, pairs = list(range(0, NG - 1, 2)), (NG - 1) // 2
+    SB = (2 * G).bit_length()
+    gs0, gs1 = (Signal(intbv(0)[max(len(evens) + pairs, 1) * SB:]) for _ in range(2))
     gp1, gp2 = (Signal(intbv(0)[NG * CW:]) for _ in range(2))
     vg2, vg3 = (Signal(intbv(0)[NG * G * VB:]) for _ in range(2))
     codes = Signal(intbv(0)[P * WB:])
@@ -477,10 +511,13 @@ def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, 
         [(p - p % G + j, 1) for j in range(p % G)] for p in range(P)])
     if NG > 1:
         # the last group's count is never needed: offsets sum the groups before each group
-        groups = [field_sums(rec_win, gs0, out_bits=GB, groups=[
-                      [(g * G + j, 1) for j in range(G)] for g in range(NG - 1)]),
+        ne = len(evens)
+        groups = [field_sums(rec_win, gs0, out_bits=SB, groups=[
+                      [(g * G + j, 1) for j in range(G)] for g in evens] + [
+                      [(2 * k * G + j, 1) for j in range(2 * G)] for k in range(pairs)]),
                   field_sums(gs1, gp1, out_bits=CW, groups=[
-                      [(j * GB, GB) for j in range(g)] for g in range(NG)]),
+                      [((ne + k) * SB, SB) for k in range(g // 2)]
+                      + ([((g - 1) // 2 * SB, SB)] if g % 2 else []) for g in range(NG)]),
                   group_shift(vals2, gp2, vg2, off_bits=CW, scale=VB, width=G * VB),
                   group_registers(aclk, gs0, gs1, gp1, gp2)]
     else:
@@ -703,7 +740,7 @@ def estimate(*, image=None, source="rom", **args) -> dict:
                 "bram": bram, "latency": 1, "cycles": 1, "per": "beat"}
     ff, lut = masked_cost(meta, W, addr)
     return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": image.bits + fifo_bits(meta),
-            "bram": bram, "latency": masked_latency(meta, W) + 1, "cycles": 1, "per": "beat"}
+            "bram": bram, "latency": masked_latency(meta, W) + 2, "cycles": 1, "per": "beat"}
 
 
 def fifo_bits(meta) -> int:
@@ -741,13 +778,16 @@ def masked_registers(P, VB, W, beats, addr) -> dict:
     tz = (VB & -VB).bit_length() - 1
     own = W - Q                                   # entries with a pop bit
     parts = {
-        "front": (addr + 4 if addr else 2) + W,
+        # ROM: address, the block RAM's valid and last, the register beside it, the word
+        "front": (addr + 6 + W if addr else 2) + W,
         "table": (Q + carry + 3 * NCH + prefix
                   + W + 2 + min(3, lay.YW + 1) + max(lay.YW - 3, 0) * nb   # PS(k)
-                  + W + 2 + W * (nb - tz)                                  # value bits
-                  + W + 2 + W * nb + own),                                 # entries
-        "slots": 4 * (W + 1 + W * nb + own),
-        "loop": 3 + 3 + nb + max(beats - 1, 0).bit_length() + 2,
+                  + W + 2 + W * (nb - tz)),                                # value bits
+        # four word slots; three table slots and the head table (entries and tlast flag;
+        # an entry's low bits are constants when VB and P are multiples of 2**tz)
+        "slots": 4 * W + 4 * (W * (nb - (tz if P % (1 << tz) == 0 else 0)) + own + 1),
+        # pointers, offset, beat, flags, the count and the head table's load codes
+        "loop": 3 + 3 + nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1,
         "extract": 6 + 2 * nb + 2 * W - 1 + sum(
             out + 2 + rest for out, rest in shifter_widths(W, nb)),
     }
@@ -786,13 +826,13 @@ def masked_cost(meta, W, addr) -> tuple[int, int]:
     shifter = (2 * W - 1) + sum(2 * out for out, _ in shifter_widths(W, nb))
     expansion = P * (VB * G + cw) + NG * G * VB * max(most, 1).bit_length()
     fifo = 1.66 * (P * WB + 1)                       # LUT RAM, as synth_xilinx maps it
-    srl_luts = srl // 3
+    srl_luts = (srl - (W + 1 if addr else 0)) // 3   # the reader's: ROM or stream alike
     lut = int(round(LUT_FIT * (table + select + shifter + 0.4 * expansion + fifo)
                     + srl_luts + 60))
     return ff - srl, lut
 
 
-LUT_FIT = 0.75   # synth_xilinx against the structures' counts (see masked_cost)
+LUT_FIT = 0.70   # synth_xilinx against the structures' counts (see masked_cost)
 
 
 def masked_flops(meta, W, addr) -> tuple[int, int]:
@@ -805,11 +845,12 @@ def masked_flops(meta, W, addr) -> tuple[int, int]:
     group_offsets = sum((G * g).bit_length() for g in range(1, NG))
     regs = masked_registers(P, VB, W, meta["beats"], addr)
     expansion = (2 * max(W - P, 1) + 3 * P + 3 * local          # values, masks, counts
-                 + (NG - 1) * G.bit_length() + group_offsets + NG * G * VB + 6)
+                 + (NG // 2 + (NG - 1) // 2) * (2 * G).bit_length() + group_offsets
+                 + NG * G * VB + 6)
     fifo = 2 * (FIFO_DEPTH - 1).bit_length() + 2 * FIFO_DEPTH.bit_length() + 1
     first = 1 + (prefix_levels(W, P) + 1) // 2       # chunk stage and prefix stages
     srl = ((first * (W + 2 + len(lay.kept)) if first >= 2 else 0)
-           + 3 * (W + 1) + 3 * P + 3 * local)
+           + 2 * (W + 1) + (W + 1 if addr else 0) + 3 * P + 3 * local)
     return sum(regs.values()) + expansion + fifo, srl
 
 

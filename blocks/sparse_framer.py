@@ -1,13 +1,16 @@
-"""The masked decoder's framer: the words and their record tables in four slots, the
-loop that walks the records, and the extraction of each record's bits.
+"""The masked decoder's framer: the words and their record tables in slots, the loop
+that walks the records with the head word's table beside it, and the extraction of each
+record's bits.
 
 Primitives of ``blocks.sparse_decoder`` (no ``BlockDef``); the design is described in
-that module's docstring.  The loop's state is a slot pointer ``p`` and an offset ``off``
-in slot ``p``'s word; a record fires when its slot and the next one are filled (or its
-word is an image's last) and the output FIFO has a place.  Its next state is a select
-among registers: ``off`` picks an entry of each slot's table, ``p`` one of the four; no
-adder and no data movement are in the loop.  The record's bits are then cut from the
-pair of words by a registered shifter, ``SHIFT_BITS`` offset bits a stage.
+that module's docstring.  The loop's state is a word pointer ``p``, an offset ``off`` in
+that word and the *head table*, a copy of that word's table; a record fires when its
+word and the next are in (or its word is an image's last) and the output FIFO has a
+place.  Its next state is the head table's entry at ``off``: no adder and no data
+movement in the loop; the head table loads the next word's table only when the head
+word is left, from a table slot or the table pipeline, a choice made a cycle ahead.
+The record's bits are then cut from the pair of words by a registered shifter,
+``SHIFT_BITS`` offset bits a stage.
 """
 from __future__ import annotations
 
@@ -24,10 +27,10 @@ def shift_stages(nb: int) -> int:
 
 
 @block
-def slot(aclk, we, we_next, tab_in, word_in, last_in, tab, word, flag, *, W, Q, EB):
-    """Slot ``k``: on ``we`` its word, ``tlast`` flag and own entries (offsets 0..W-Q-1,
-    from ``tab_in`` entries Q..W-1); on ``we_next`` (the next word's table) the entries of
-    offsets W-Q..W-1 (from ``tab_in`` entries 0..Q-1)."""
+def table_slot(aclk, we, we_next, tab_in, last_in, tab, flag, *, W, Q, EB):
+    """A table slot: on ``we`` (its word comes) the word's ``tlast`` flag and own entries
+    (offsets 0..W-Q-1, from ``tab_in`` entries Q..W-1); on ``we_next`` (the next word
+    comes) the entries of offsets W-Q..W-1 (from ``tab_in`` entries 0..Q-1)."""
     own = (W - Q) * EB
 
     if not Q:
@@ -35,7 +38,6 @@ def slot(aclk, we, we_next, tab_in, word_in, last_in, tab, word, flag, *, W, Q, 
         def load():
             if we:
                 tab.next = tab_in
-                word.next = word_in
                 flag.next = last_in
         return load
 
@@ -43,7 +45,6 @@ def slot(aclk, we, we_next, tab_in, word_in, last_in, tab, word, flag, *, W, Q, 
     def load_both():
         if we:
             tab.next[own:0] = tab_in[W * EB:Q * EB]
-            word.next = word_in
             flag.next = last_in
         if we_next:
             tab.next[W * EB:own] = tab_in[Q * EB:0]
@@ -52,99 +53,253 @@ def slot(aclk, we, we_next, tab_in, word_in, last_in, tab, word, flag, *, W, Q, 
 
 
 @block
-def slot_writes(adv, tvalid, wp, we, we_next, *, k):
-    """Slot ``k`` takes the table pipeline's word when the write pointer is at it, and the
-    straddling entries when the pointer is one past it."""
+def slot_writes(write, ptr, we, we_next, *, k, m):
+    """Slot ``k`` of ``m`` takes the table pipeline's word (``write``) when the write
+    pointer ``ptr`` is at it, and the straddling entries when it is one past it."""
     mine = k
-    before = (k + 1) % SLOTS
+    before = (k + 1) % m
     if we_next is None:
         @always_comb
         def own():
-            we.next = adv and tvalid and wp[2:0] == mine
+            we.next = write and ptr == mine
         return own
 
     @always_comb
     def decide():
-        go = adv and tvalid
-        we.next = go and wp[2:0] == mine
-        we_next.next = go and wp[2:0] == before
+        we.next = write and ptr == mine
+        we_next.next = write and ptr == before
 
     return decide
 
 
 @block
-def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, flags, ents, *,
-           last_beat, NB):
-    """The loop: ``p``/``off``/beat count/``at_last`` and the write pointer ``wp``.
-    ``flags``: the four slots' ``tlast`` flags; ``ents``: each slot's entry at ``off``
-    (``NB + 1`` bits, pop on top).  Everything but the entry's select is computed from
-    registers, so the loop is the select and one LUT: ``p`` picks between two pointers
-    made ahead, ``off`` takes the entry (a clock enable: ``fire``), and ``adv`` (the
-    slots have room, registered) between two verdicts made ahead."""
-    EB = NB + 1
+def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
+           last_in, tflags, write, wp3, codes, enables, *, last_beat, NB):
+    """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp`` of the
+    four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3`` and
+    the count of filled slots.  ``ent``: the head table's entry at ``off`` (``NB + 1``
+    bits, pop on top); ``hflag``: the head word's ``tlast`` flag; ``tflags``: the table
+    slots'.  The loop is that select, one LUT (``pop_h``: the head word is left) and the
+    clock enables of the head table (``enables``: own entries and flag, straddling
+    entries).  What the head table loads (``codes``, one for the own part, one for the
+    straddling part: table slot 0..2, or 3 the table pipeline, whose slot is being
+    written) is a register, decided a cycle ahead for both outcomes of ``pop_h``; so is
+    ``fire`` (from the count as flags ``ge1``/``ge2``).  After a pass's last record the
+    head is the word after the image's ``tlast`` word."""
+    code_own, code_strad = codes
+    en_own, en_strad = enables
     beat = Signal(intbv(0, min=0, max=last_beat + 1))
-    entry = Signal(intbv(0)[EB:])
-    flag_p, write, room = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+    al_next = Signal(bool(last_beat <= 1))   # at_last after the next fire
+    two_before = last_beat - 2 if last_beat >= 2 else last_beat + 1   # (never: no such beat)
     filled = Signal(modbv(0)[3:])
-    n = Signal(intbv(0)[2:])
-    p_pop, p_stay = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
-
-    @always_comb
-    def head():
-        filled.next = wp - p
-        n.next = p[2:]
-
-    @always_comb
-    def pick():
-        flag_p.next = flags[n]
-        if n == 0:
-            entry.next = ents[EB:0]
-        elif n == 1:
-            entry.next = ents[2 * EB:EB]
-        elif n == 2:
-            entry.next = ents[3 * EB:2 * EB]
-        else:
-            entry.next = ents[4 * EB:3 * EB]
-
-    @always_comb
-    def decide():
-        fire.next = filled >= 1 and (flag_p or filled >= 2) and pend_ok
-        write.next = adv and tvalid
-        room.next = filled < SLOTS - 1 or (filled == SLOTS - 1 and not write)
+    hp3, n3 = (Signal(intbv(0, min=0, max=3)) for _ in range(2))
+    ge1, ge2 = Signal(bool(0)), Signal(bool(0))
+    skip, pop_h, room, al_n, s0, s1 = (Signal(bool(0)) for _ in range(6))
+    nx0, nx1 = (Signal(intbv(0, min=0, max=3)) for _ in range(2))
+    f0, f1 = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
+    own0, own1, strad0, strad1 = (Signal(intbv(0)[2:]) for _ in range(4))
 
     @always_comb
     def ahead():
-        # where p goes if the record leaves its word (a pass's last record always does:
-        # to the word after its image's tlast word), and if it does not
-        if at_last and not flag_p:
-            p_pop.next = p + 2
+        # from registers only
+        write.next = adv and tvalid
+        skip.next = at_last and not hflag
+        fire.next = ge1 and (hflag or ge2) and pend_ok
+        room.next = filled < SLOTS - 1 or (filled == SLOTS - 1 and not (adv and tvalid))
+
+    @always_comb
+    def loop():
+        # a pass's last record always leaves its word
+        pop_h.next = fire and (ent[NB] or at_last)
+
+    @always_comb
+    def enable():
+        w = adv and tvalid
+        en_own.next = pop_h or (w and filled == 0)
+        en_strad.next = pop_h or (w and filled == 1)
+
+    @always_comb
+    def outcomes():
+        # the state after this cycle if the head stays (0) or is left (1)
+        w = adv and tvalid
+        if w:
+            f0.next = filled + 1
         else:
-            p_pop.next = p + 1
-        if at_last:
-            p_stay.next = p_pop
+            f0.next = filled
+        if skip:
+            if w:
+                f1.next = filled - 1
+            else:
+                f1.next = filled - 2
+        elif w:
+            f1.next = filled
         else:
-            p_stay.next = p
+            f1.next = filled - 1
+        if fire:
+            al_n.next = al_next
+        else:
+            al_n.next = at_last
+        # the head's flag: when it stays, it changes only if its own slot is written now
+        if w and filled == 0:
+            s0.next = al_n and not last_in
+        else:
+            s0.next = al_n and not hflag
+        if code_own == 3:
+            s1.next = al_n and not last_in
+        else:
+            s1.next = al_n and not tflags[code_own]
+
+    nexts = (slot_after(hp3, skip, n3), slot_after(hp3, s0, nx0), slot_after(n3, s1, nx1),
+             code_for(f0, s0, nx0, own0, strad0), code_for(f1, s1, nx1, own1, strad1))
 
     @always_seq(aclk.posedge, reset=aresetn)
     def step():
         if write:
             wp.next = wp + 1
-        adv.next = room or (fire and (at_last or entry[NB]))
-        if fire:
-            if entry[NB]:
-                p.next = p_pop
+            if wp3 == 2:
+                wp3.next = 0
             else:
-                p.next = p_stay
+                wp3.next = wp3 + 1
+        adv.next = room or pop_h
+        if pop_h:
+            filled.next = f1
+            ge1.next = f1 != 0
+            ge2.next = f1 >= 2
+            if skip:
+                p.next = p + 2
+            else:
+                p.next = p + 1
+            hp3.next = n3
+            code_own.next = own1
+            code_strad.next = strad1
+        else:
+            filled.next = f0
+            ge1.next = f0 != 0
+            ge2.next = f0 >= 2
+            code_own.next = own0
+            code_strad.next = strad0
+        if fire:
+            at_last.next = al_next
+            # what at_last takes at the fire after this one: equalities, no carry chain
+            if al_next:
+                al_next.next = last_beat == 0
+            elif at_last:
+                al_next.next = last_beat == 1
+            else:
+                al_next.next = beat == two_before
             if at_last:
                 off.next = 0
                 beat.next = 0
-                at_last.next = last_beat == 0
             else:
-                off.next = entry[NB:]
+                off.next = ent[NB:]
                 beat.next = beat + 1
-                at_last.next = beat + 1 == last_beat
 
-    return head, pick, decide, ahead, step
+    return ahead, loop, enable, outcomes, nexts, step
+
+
+@block
+def slot_after(k, skip, nxt):
+    """``nxt`` = the table slot of the word after slot ``k``'s (two after with ``skip``:
+    the word after an image's ``tlast`` word), of three."""
+
+    @always_comb
+    def mod3():
+        if skip:
+            if k == 0:
+                nxt.next = 2
+            else:
+                nxt.next = k - 1
+        elif k == 2:
+            nxt.next = 0
+        else:
+            nxt.next = k + 1
+
+    return mod3
+
+
+@block
+def code_for(filled, skip, nxt, own, strad):
+    """The head table's load codes for a state (``filled`` slots, ``skip``, the new head's
+    table slot ``nxt``): 3 where the new head's part is the one the table pipeline
+    writes in that state (own: the slot at the write pointer; straddling: the one before),
+    else its table slot."""
+
+    @always_comb
+    def decide():
+        if filled == 0 or (not skip and filled == 1) or (skip and filled == 2):
+            own.next = 3
+        else:
+            own.next = nxt
+        if filled == 1 or (not skip and filled == 2) or (skip and filled == 3):
+            strad.next = 3
+        else:
+            strad.next = nxt
+
+    return decide
+
+
+@block
+def head(aclk, aresetn, codes, enables, tabs, tflags, tab_in, last_in, htab, hflag, *, W, Q,
+         EB):
+    """The head word's table and ``tlast`` flag, next to the loop's offset: on its enables
+    each part (own entries and flag; straddling entries) loads from the table slot or the
+    table pipeline its code names (a register).  Three table slots are enough: the head's
+    own slot is free once its table is here."""
+    code_own, code_strad = codes
+    en_own, en_strad = enables
+    TW, own = W * EB, (W - Q) * EB
+    SW = max(TW - own, 1)
+    src_own, src_strad = Signal(intbv(0)[own:]), Signal(intbv(0)[SW:])
+    src_flag = Signal(bool(0))
+
+    @always_comb
+    def pick():
+        if code_own == 0:
+            src_own.next = tabs[own:0]
+        elif code_own == 1:
+            src_own.next = tabs[TW + own:TW]
+        elif code_own == 2:
+            src_own.next = tabs[2 * TW + own:2 * TW]
+        else:
+            src_own.next = tab_in[TW:TW - own]
+        if code_own == 3:
+            src_flag.next = last_in
+        else:
+            src_flag.next = tflags[code_own]
+
+    if Q:
+        @always_comb
+        def pick_strad():
+            if code_strad == 0:
+                src_strad.next = tabs[TW:own]
+            elif code_strad == 1:
+                src_strad.next = tabs[2 * TW:TW + own]
+            elif code_strad == 2:
+                src_strad.next = tabs[3 * TW:2 * TW + own]
+            else:
+                src_strad.next = tab_in[TW - own:0]
+        pick = (pick, pick_strad)
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def flag():
+        if en_own:
+            hflag.next = src_flag
+
+    if not Q:
+        @always(aclk.posedge)
+        def load():
+            if en_own:
+                htab.next = src_own
+        return pick, flag, load
+
+    @always(aclk.posedge)
+    def load_parts():
+        if en_own:
+            htab.next[own:0] = src_own
+        if en_strad:
+            htab.next[TW:own] = src_strad
+
+    return pick, flag, load_parts
 
 
 @block
@@ -292,17 +447,6 @@ def shift_reg(aclk, aresetn, shifted, reg, valid, nv, last, nl, higher, nh):
 
 
 @block
-def slot_unit(aclk, adv, tvalid, wp, off, tab_in, word_in, last_in, word, flag, ent, *, k,
-              W, Q, EB):
-    """Slot ``k``: its registers, when they are written, and its table's entry at ``off``."""
-    tab = Signal(intbv(0)[W * EB:])
-    we, we_next = Signal(bool(0)), Signal(bool(0)) if Q else None
-    return (slot_writes(adv, tvalid, wp, we, we_next, k=k),
-            slot(aclk, we, we_next, tab_in, word_in, last_in, tab, word, flag, W=W, Q=Q, EB=EB),
-            entry_mux(tab, off, ent, EB=EB))
-
-
-@block
 def side_by_side(a, b, c, d, out):
     """``out`` = ``d ++ c ++ b ++ a`` (``a`` at bit 0)."""
 
@@ -311,3 +455,26 @@ def side_by_side(a, b, c, d, out):
         out.next = concat(d, c, b, a)
 
     return join
+
+
+@block
+def joined(a, b, c, out):
+    """``out`` = ``c ++ b ++ a`` (``a`` at bit 0)."""
+
+    @always_comb
+    def join():
+        out.next = concat(c, b, a)
+
+    return join
+
+
+@block
+def low_bits(src, dst):
+    """``dst`` = the low ``len(dst)`` bits of ``src``."""
+    width = len(dst)
+
+    @always_comb
+    def take():
+        dst.next = src[width:]
+
+    return take

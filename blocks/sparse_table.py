@@ -24,7 +24,8 @@ record of a valid image (a count is at most ``P <= W``), so no value is ever tru
 
 Stages (each a register with the enable ``adv``; the whole pipeline moves in lock step):
 chunk counts; ``ceil(levels/2)`` prefix stages (``levels = ceil(log2(W+Q)//4)``);
-``PS``; ``VB*c``; the entries.  :func:`table_stages` gives the count.
+``PS``; ``VB*c``.  :func:`table_stages` gives the count.  The entries are logic after the
+last stage: the decoder's slots (and its head table) are their registers.
 """
 from __future__ import annotations
 
@@ -48,8 +49,9 @@ def prefix_levels(W: int, P: int) -> int:
 
 def table_stages(W: int, P: int) -> int:
     """Registers from a word taken into the pipeline to its table: chunk counts, the
-    prefix stages (two levels each), prefix counts, window counts, entries."""
-    return 1 + (prefix_levels(W, P) + 1) // 2 + 3
+    prefix stages (two levels each), prefix counts, window counts (the entries made
+    from them go into the slots' registers)."""
+    return 1 + (prefix_levels(W, P) + 1) // 2 + 2
 
 
 class Layout:
@@ -271,11 +273,24 @@ def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tva
     pairs, (yw, last, _) = carried(yw, None, last)
     v3 = Signal(bool(0))
     parts.append(stage(aclk, aresetn, adv, pairs + [(m_now, m)], v2, v3))
-    tab_now = sig(W * (nb + 1))
-    parts.append(entries(m, tab_now, W=W, Q=Q, nb=nb))
-    parts.append(stage(aclk, aresetn, adv, [(yw, tword), (last, tlast), (tab_now, tab)],
-                       v3, tvalid))
+    # the entries are not registered here: the slots and the head table are their
+    # registers (the table slots take them with the word)
+    parts.append(entries(m, tab, W=W, Q=Q, nb=nb))
+    parts.append(outputs(yw, last, v3, tword, tlast, tvalid))
     return parts
+
+
+@block
+def outputs(yw, last, valid, tword, tlast, tvalid):
+    """The last stage's word, flag and valid, out of the pipeline."""
+
+    @always_comb
+    def pass_on():
+        tword.next = yw
+        tlast.next = last
+        tvalid.next = valid
+
+    return pass_on
 
 
 @block
