@@ -220,7 +220,8 @@ def chain(stages: list[StagePlan], target: str = "generic") -> list[Element]:
         if plan.fifo_depth:
             from blocks.axis_fifo import BLOCK as FIFO
             elements.append(Element(FIFO, {"bits": want * stream.bits,
-                                           "depth": plan.fifo_depth, "last": stream.framed}))
+                                           "depth": plan.fifo_depth, "last": stream.framed,
+                                           "target": target}))
         stream = Stream(want, stream.bits, stream.signed, stream.order, stream.groups,
                         stream.framed)
         base = (memory_map["base"] + memory_map["layers"][plan.layer.name]["offset"]

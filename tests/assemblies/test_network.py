@@ -83,6 +83,13 @@ def test_small_network_bit_exact_under_stalls(tmp_path):
     assert stalled["compared"] == 12 and steady["compared"] == 6
 
 
+def test_chain_builds_every_stage_and_fifo_for_the_target():
+    built = [(e.block_def.name, e.params.get("target")) for e in chain(small_network(), "ecp5-85f")]
+    assert built == [("width_adapter", None), ("conv_row", "ecp5-85f"), ("axis_fifo", "ecp5-85f"),
+                     ("maxpool_stage", None), ("width_adapter", None), ("axis_fifo", "ecp5-85f"),
+                     ("conv_row", "ecp5-85f")]
+
+
 def test_chain_rejects_lanes_that_do_not_divide():
     stages = small_network()
     stages[2] = StagePlan(stages[2].layer, lanes=1, simd=3)
