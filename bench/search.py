@@ -68,6 +68,13 @@ def run_seed(plan, data, seed: int, settings: Settings) -> dict:
             "cpu_s": round(time.process_time() - started, 1)}
 
 
+def front_cover(result: dict, method: str, other: str = "uniform") -> tuple[int, int]:
+    """How many of ``other``'s Pareto points some point of ``method`` dominates, of how many
+    (a comparison of the whole fronts, independent of how a best point is chosen)."""
+    mine, theirs = result["search"][method], pareto(result["search"][other])
+    return sum(any(dominates(q, p) for q in mine) for p in theirs), len(theirs)
+
+
 def table(results: list[dict]) -> list[dict]:
     rows = []
     for result in results:
@@ -81,6 +88,8 @@ def table(results: list[dict]) -> list[dict]:
                 "objective": f"{b['objective']:.4f}",
                 "dominates_uniform": "-" if method == "uniform"
                 else ("yes" if dominates(b, best["uniform"]) else "no"),
+                "uniform_front_dominated": "-" if method == "uniform"
+                else "{} of {}".format(*front_cover(result, method)),
                 "sparsity": " ".join(f"{n}:{v:.2f}" for n, v in b["sparsity"].items()),
                 "structure": " ".join(f"{n}:{v.replace('unstructured', 'u')}"
                                       for n, v in b["structure"].items()),

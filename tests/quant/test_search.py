@@ -4,13 +4,16 @@ keeps what it kept."""
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cnn_ip.plan import parse_plan
 from quant import reference, train
 from quant.data import Dataset, Split, load_dataset
 from quant.export import exact_model_bits, packing
-from quant.search import (Evaluator, Objective, classifier_metrics, layer_mask, model_bits,
-                          parse_structure, prune_layer, run_searches, structure_choices)
+from quant.pipeline import distillation_loss
+from quant.search import (GP_CAP, Evaluator, Objective, classifier_metrics, layer_mask,
+                          model_bits, parse_structure, prune_layer, run_searches,
+                          structure_choices)
 from quant.sparse_format import CODES, HARDWARE_CODES, to_beats
 
 PLAN = """
@@ -34,11 +37,11 @@ def trained():
     with train.deterministic(3):
         net = train.train_fp32(specs, data, epochs=2, seed=3, progress=False)
         qnet = train.quantize_net(specs, net, train.activation_scales(net, data.train.x), mbits=8)
-    return qnet, data
+    return qnet, data, net
 
 
 def test_search_records_are_what_they_claim_and_reproducible(trained):
-    qnet, data = trained
+    qnet, data, _ = trained
     with train.deterministic(3):
         evaluator = Evaluator(qnet, data, AUTO, epochs=1, seed=3, codes=CODES)
         base = evaluator.measure()
@@ -77,7 +80,7 @@ def test_search_records_are_what_they_claim_and_reproducible(trained):
 
 
 def test_block_structure_zeroes_whole_blocks_of_the_rom_beat(trained):
-    qnet, _ = trained
+    qnet, _, _ = trained
     layer = qnet.qlayers["dense2"]
     saved = layer.state_dict()
     try:
@@ -97,7 +100,7 @@ def test_block_structure_zeroes_whole_blocks_of_the_rom_beat(trained):
 
 
 def test_repruning_ranks_kept_weights_above_dropped_ones(trained):
-    qnet, _ = trained
+    qnet, _, _ = trained
     layer = qnet.qlayers["dense2"]
     saved = layer.state_dict()
     try:
@@ -119,7 +122,7 @@ def test_repruning_ranks_kept_weights_above_dropped_ones(trained):
 
 
 def test_model_bits_in_hardware_codes_are_the_written_bits(trained):
-    qnet, _ = trained
+    qnet, _, _ = trained
     layers = qnet.int_layers()
     total, per_layer, choice = model_bits(layers, HARDWARE_CODES)
     assert (total, per_layer) == exact_model_bits(layers)
@@ -127,7 +130,7 @@ def test_model_bits_in_hardware_codes_are_the_written_bits(trained):
 
 
 def test_classifier_metrics_match_the_integer_model(trained):
-    qnet, data = trained
+    qnet, data, _ = trained
     metrics = classifier_metrics(qnet, data.val)
     z = reference.run(qnet.int_layers(), data.val.x)
     assert metrics["accuracy"] == train.accuracy_of(z, data.val.y)
@@ -148,3 +151,41 @@ def test_objective_penalises_only_beyond_budget():
     assert objective(500, 0.95) == 0.5
     assert np.isclose(objective(500, 0.945), 0.5)               # 0.5 points: within budget
     assert np.isclose(objective(500, 0.93), 0.5 + 2.0 * 1.0)    # 2 points: 1 beyond
+
+
+def test_gaussian_process_sees_the_objective_capped(trained, monkeypatch):
+    """Points far beyond the budget reach the GP as GP_CAP; the records keep the truth."""
+    import skopt
+    qnet, data, _ = trained
+    seen = []
+
+    def fake_gp_minimize(func, dims, **kwargs):
+        assert len(dims) == 3                # conv0's sparsity, dense2's and its structure
+        for x in ([0.9, 0.95, "block16"], [0.0, 0.0, "unstructured"]):
+            seen.append(func(x))
+    monkeypatch.setattr(skopt, "gp_minimize", fake_gp_minimize)
+    with train.deterministic(3):
+        evaluator = Evaluator(qnet, data, AUTO, epochs=1, seed=3, codes=CODES)
+        base = evaluator.measure()
+        # a budget of -100 points: every point lies 100 points beyond it
+        evaluator.objective = Objective(base["searched_bits"], base["measure"], budget=-100)
+        result = run_searches(evaluator, evaluations=2, seed=3, progress=False, methods=("bayes",))
+    objectives = [r["objective"] for r in result["bayes"]]
+    assert min(objectives) > 100 and seen == [GP_CAP, GP_CAP]
+
+
+def test_distillation_adds_the_softened_teachers_divergence(trained):
+    _, data, net = trained
+    loss = distillation_loss(net, data, weight=2.0, temperature=3.0)
+    idx = torch.arange(8)
+    with torch.no_grad():
+        net.eval()
+        teacher = net(train.as_float(data.train.x[:8])).float()
+    labels = torch.from_numpy(data.train.y[:8])
+    # the student equal to the teacher: no divergence, the cross-entropy alone
+    assert torch.isclose(loss(teacher, idx), F.cross_entropy(teacher, labels))
+    student = torch.zeros_like(teacher)       # uniform: KL(teacher || uniform) at T = 3
+    soft = F.softmax(teacher / 3.0, dim=1)
+    kl = (soft * (soft.log() + np.log(10))).sum(dim=1).mean()
+    assert torch.isclose(loss(student, idx), F.cross_entropy(student, labels) + 2.0 * 9.0 * kl,
+                         rtol=1e-5)
