@@ -74,8 +74,10 @@ else (counting, shifting, expanding) is pipelined off it:
    register: the slots below have room);
 2. the *table pipeline* (``blocks.sparse_table``): for every word, from prefix counts of
    its bits (and the top ``P-1`` bits of the word before it), the entry of every offset
-   ``o`` in ``0..W-1``: whether the record starting there leaves the word, and where the
-   next record starts in the word it starts in.  A record is at most ``W`` bits, so it
+   ``o`` in ``0..W-1`` a record can start at (multiples of ``g``, the largest power of
+   two dividing ``P``, ``VB`` and ``W``: ``W/g`` entries, offsets in units of ``g``):
+   whether the record starting there leaves the word, and where the next record starts
+   in the word it starts in.  A record is at most ``W`` bits, so it
    ends in its word or the next; the entries of offsets whose mask runs into the next
    word are made when that word comes.  ``table_stages`` registers: chunk counts, the
    chunk prefix (two adder levels a stage), prefix counts, the value bits; the entries
@@ -131,7 +133,8 @@ from blocks.bit_fields import field_sums, group_shift
 from blocks.mac import operand_register
 from blocks.sparse_framer import (entry_mux, extract, head, joined, low_bits, shift_stages,
                                   side_by_side, slot_writes, table_slot, walker)
-from blocks.sparse_table import Layout, entry_bits, prefix_levels, record_table, table_stages
+from blocks.sparse_table import (Layout, entry_bits, offset_step, prefix_levels, record_table,
+                                 table_stages)
 from blocks.ram import add_blocks, bram_blocks
 from blocks.rom import address_bits, rom
 from blocks.spec import BlockDef, Param, ParameterError, check_width, weight_params
@@ -433,10 +436,11 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     (a stage moving on ``adv``, which this block drives), the slots, loop and extraction
     (``blocks.sparse_framer``), the expansion and the output FIFO."""
     P, VB, W = fmt["lanes"] * fmt["simd"], fmt["value_bits"], word_bits
-    Q = P - 1
-    NB = entry_bits(W, VB)
+    g = offset_step(W, P, VB)
+    Q, TN = P // g - 1, W // g         # a table's straddling entries, and all of them
+    NB = entry_bits(W, VB)             # offsets in units of g
     EB = NB + 1
-    tab = Signal(intbv(0)[W * EB:])
+    tab = Signal(intbv(0)[TN * EB:])
     tword = Signal(intbv(0)[W:])
     tlast, tvalid = Signal(bool(0)), Signal(bool(0))
     table = record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tvalid,
@@ -449,7 +453,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     at_last = Signal(bool(fmt["beats"] == 1))
     pend_ok = Signal(bool(1))
     w0, w1, w2, w3 = (Signal(intbv(0)[W:]) for _ in range(4))
-    t0, t1, t2 = (Signal(intbv(0)[W * EB:]) for _ in range(3))
+    t0, t1, t2 = (Signal(intbv(0)[TN * EB:]) for _ in range(3))
     g0, g1, g2 = (Signal(bool(0)) for _ in range(3))
     we = [Signal(bool(0)) for _ in range(4 + 6)]
     slots = [(slot_writes(write, wp_low, we[k], None, k=k, m=4),
@@ -457,25 +461,26 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
              for k, w in enumerate((w0, w1, w2, w3))]
     strad = we[7:] if Q else [None] * 3
     tables = [(slot_writes(write, wp3, we[4 + j], strad[j], k=j, m=3),
-               table_slot(aclk, we[4 + j], strad[j], tab, tlast, t, g, W=W, Q=Q, EB=EB))
-              for j, (t, g) in enumerate(((t0, g0), (t1, g1), (t2, g2)))]
+               table_slot(aclk, we[4 + j], strad[j], tab, tlast, t, f, W=TN, Q=Q, EB=EB))
+              for j, (t, f) in enumerate(((t0, g0), (t1, g1), (t2, g2)))]
     words, tflags, tabs = (Signal(intbv(0)[4 * W:]), Signal(intbv(0)[3:]),
-                           Signal(intbv(0)[3 * W * EB:]))
+                           Signal(intbv(0)[3 * TN * EB:]))
     buses = (low_bits(wp, wp_low), side_by_side(w0, w1, w2, w3, words),
              joined(g0, g1, g2, tflags), joined(t0, t1, t2, tabs))
-    htab, hflag = Signal(intbv(0)[W * EB:]), Signal(bool(0))
+    htab, hflag = Signal(intbv(0)[TN * EB:]), Signal(bool(0))
     ent = Signal(intbv(0)[EB:])
     codes = (Signal(intbv(3)[2:]), Signal(intbv(0)[2:]))    # reset: the first word is the head
     enables = (Signal(bool(0)), Signal(bool(0)))
     walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
                    tlast, tflags, write, wp3, codes, enables, last_beat=fmt["beats"] - 1,
                    NB=NB),
-            head(aclk, aresetn, codes, enables, tabs, tflags, tab, tlast, htab, hflag, W=W,
+            head(aclk, aresetn, codes, enables, tabs, tflags, tab, tlast, htab, hflag, W=TN,
                  Q=Q, EB=EB),
             entry_mux(htab, off, ent, EB=EB))
     rec = Signal(intbv(0)[W:])
     rv, rl = Signal(bool(0)), Signal(bool(0))
-    cut = extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, W=W, NB=NB)
+    cut = extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, W=W, NB=NB,
+                  step=g)
     push, push_last = Signal(bool(0)), Signal(bool(0))
     push_data = Signal(intbv(0)[P * fmt["code_bits"]:])
     expand = expander(aclk, aresetn, rv, rec, rl, push, push_data, push_last, P=P,
@@ -776,31 +781,38 @@ def masked_registers(P, VB, W, beats, addr) -> dict:
         prefix += carry + sum(min(nb, (4 * min(c + 1, 1 << levels)).bit_length())
                               for c in range(NCH))
     tz = (VB & -VB).bit_length() - 1
-    own = W - Q                                   # entries with a pop bit
+    g = offset_step(W, P, VB)
+    t, TN = g.bit_length() - 1, W // g
+    own = TN - (P // g - 1)                       # entries with a pop bit
+    live = nb - (tz - t if P % (1 << tz) == 0 else 0)   # offset bits not constant
+    ps_bits = (min(3, lay.YW + 1) + max(lay.YW - 3, 0) * nb if g == 1
+               else (lay.YW + 1) // g * nb)
     parts = {
         # ROM: address, the block RAM's valid and last, the register beside it, the word
         "front": (addr + 6 + W if addr else 2) + W,
         "table": (Q + carry + 3 * NCH + prefix
-                  + W + 2 + min(3, lay.YW + 1) + max(lay.YW - 3, 0) * nb   # PS(k)
-                  + W + 2 + W * (nb - tz)),                                # value bits
-        # four word slots; three table slots and the head table (entries and tlast flag;
-        # an entry's low bits are constants when VB and P are multiples of 2**tz)
-        "slots": 4 * W + 4 * (W * (nb - (tz if P % (1 << tz) == 0 else 0)) + own + 1),
+                  + W + 2 + ps_bits                                        # PS(k)
+                  + W + 2 + TN * (nb - tz + t)),                           # value bits
+        # four word slots; three table slots and the head table (entries and tlast flag):
+        # W/g entries (g the offset step, offsets in its units; an entry's low bits are
+        # constants when VB and P are multiples of 2**tz)
+        "slots": 4 * W + 4 * (TN * live + own + 1),
         # pointers, offset, beat, flags, the count and the head table's load codes
         "loop": 3 + 3 + nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1,
         "extract": 6 + 2 * nb + 2 * W - 1 + sum(
-            out + 2 + rest for out, rest in shifter_widths(W, nb)),
+            out + 2 + rest for out, rest in shifter_widths(W, nb, g)),
     }
     return parts
 
 
-def shifter_widths(W, nb) -> list[tuple[int, int]]:
-    """``(data bits, offset bits passed on)`` of each shifter stage's register."""
+def shifter_widths(W, nb, g=1) -> list[tuple[int, int]]:
+    """``(data bits, offset bits passed on)`` of each shifter stage's register (``nb``
+    offset bits in units of ``g`` bits)."""
     n_st = shift_stages(nb)
     out = []
     for k in range(n_st):
         done = min((k + 1) * 3, nb)
-        reach = ((W - 1) >> done) << done
+        reach = g * (((W // g - 1) >> done) << done)
         out.append((W + reach if k < n_st - 1 else W, nb - done))
     return out
 
@@ -820,10 +832,12 @@ def masked_cost(meta, W, addr) -> tuple[int, int]:
     most = (W - P) // VB                       # the most values a record holds
     cw = P.bit_length()
     nb = entry_bits(W, VB)
-    table = (lay.NCH * 3 + lay.NCH * nb * prefix_levels(W, P) + (lay.YW + 1) * nb
-             + W * nb * (1 if VB & (VB - 1) == 0 else 2) + 3 * W * nb)
-    select = 4 * W * (nb + 1) // 3 + (nb + 1)          # the loop's 4:1 trees
-    shifter = (2 * W - 1) + sum(2 * out for out, _ in shifter_widths(W, nb))
+    g = offset_step(W, P, VB)
+    TN = W // g
+    table = (lay.NCH * 3 + lay.NCH * nb * prefix_levels(W, P) + (lay.YW + 1) // g * nb
+             + TN * nb * (1 if VB & (VB - 1) == 0 else 2) + 3 * TN * nb)
+    select = 4 * TN * (nb + 1) // 3 + (nb + 1)         # the head's select and its loads
+    shifter = (2 * W - 1) + sum(2 * out for out, _ in shifter_widths(W, nb, g))
     expansion = P * (VB * G + cw) + NG * G * VB * max(most, 1).bit_length()
     fifo = 1.66 * (P * WB + 1)                       # LUT RAM, as synth_xilinx maps it
     srl_luts = (srl - (W + 1 if addr else 0)) // 3   # the reader's: ROM or stream alike

@@ -340,11 +340,12 @@ def entry_mux(tab, off, ent, *, EB):
 
 
 @block
-def extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, *, W, NB):
+def extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, *, W, NB, step=1):
     """The fired record's bits: the slot pointer and offset are registered (copies off the
     loop), the next cycle the pair of words is registered, then shifted right by the
-    offset in stages of ``SHIFT_BITS`` bits; ``rec`` (``W`` bits), ``rv``, ``rl`` after
-    ``2 + shift_stages(NB)`` edges.  ``words``: the four slots' words side by side."""
+    offset (``NB`` bits in units of ``step`` bits) in stages of ``SHIFT_BITS`` offset bits;
+    ``rec`` (``W`` bits), ``rv``, ``rl`` after ``2 + shift_stages(NB)`` edges.
+    ``words``: the four slots' words side by side."""
     n_st = shift_stages(NB)
     v0, l0, v1, l1 = (Signal(bool(0)) for _ in range(4))
     p0 = Signal(intbv(0)[2:])
@@ -388,7 +389,7 @@ def extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, *, W, NB):
         lo_bit = k * SHIFT_BITS
         digit_bits = min(SHIFT_BITS, NB - lo_bit)
         rest = NB - lo_bit - digit_bits
-        reach = ((W - 1) >> (lo_bit + digit_bits)) << (lo_bit + digit_bits)
+        reach = step * (((W // step - 1) >> (lo_bit + digit_bits)) << (lo_bit + digit_bits))
         out_w = W + reach if k < n_st - 1 else W
         digit = Signal(intbv(0)[digit_bits:])
         higher = Signal(intbv(0)[rest:]) if rest else None
@@ -398,7 +399,7 @@ def extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, *, W, NB):
         nl = Signal(bool(0)) if k < n_st - 1 else rl
         nh = Signal(intbv(0)[rest:]) if rest else None
         parts.append(digits(amount, digit, higher))
-        parts.append(part_select(data, digit, shifted, scale=1 << lo_bit))
+        parts.append(part_select(data, digit, shifted, scale=step << lo_bit))
         parts.append(shift_reg(aclk, aresetn, shifted, reg, valid, nv, last, nl, higher, nh))
         data, amount, valid, last = reg, nh, nv, nl
     return parts

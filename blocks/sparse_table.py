@@ -15,8 +15,11 @@ entry of every start ``s`` in ``0..W-1``:
 * ``s < Q``: a record starting at offset ``W - Q + s`` of ``prev``, whose mask runs into
   ``u``: it always leaves ``prev``; the entry is ``(1, s + 1 + VB*c)``.
 
-So word ``i``'s whole table is its own entries (offsets ``0..W-P``, made when it came)
-followed by the ``Q`` entries made when word ``i+1`` came.  ``c = PS(s+P) - PS(s)``, ``PS``
+Records start only at multiples of ``g`` (:func:`offset_step`: the largest power of two
+dividing ``P``, ``VB`` and ``W``; 1 for ternary, 4 for int4 at ``P = 32``), so only the
+starts ``s = g-1 + g*i`` get an entry, offsets and ``VB*c`` in units of ``g``: ``W/g``
+entries a word.  So word ``i``'s whole table is its own entries (offsets ``0..W-P``,
+made when it came) followed by the ``P/g - 1`` entries made when word ``i+1`` came.  ``c = PS(s+P) - PS(s)``, ``PS``
 the prefix count of ``Y``'s bits, made of chunk counts (4 bits a chunk), their prefix
 (a Kogge-Stone tree, two adder levels a stage) and the bits below a position in its chunk.
 All arithmetic is modulo ``2**NB`` (``NB`` the entry's offset bits): exact for every
@@ -40,6 +43,15 @@ CHUNK = 4
 def entry_bits(W: int, VB: int) -> int:
     """Bits of an entry's offset (``NB``): at least 3 (chunk counts) and ``VB``'s bits."""
     return max((W - 1).bit_length(), 3, VB.bit_length())
+
+
+def offset_step(W: int, P: int, VB: int) -> int:
+    """``g``: every record starts at a multiple of ``g`` bits of its word, the largest power
+    of two dividing ``P``, ``VB`` and ``W`` (a start moves by ``P + VB*c``, and by ``-W``
+    into the next word).  Tables hold the ``W/g`` starts that can occur, offsets in
+    units of ``g``."""
+    t = min((x & -x).bit_length() - 1 for x in (W, P, VB))
+    return 1 << t
 
 
 def prefix_levels(W: int, P: int) -> int:
@@ -92,29 +104,31 @@ def count_expr(bits, nb):
 
 
 @block
-def prefix_counts(yp, yw, incl, ps, *, lay, nb, ib):
-    """``ps`` field ``k`` (``k = 0..W+Q``) = ``PS(k)`` mod ``2**nb``: the inclusive chunk
-    prefix ``incl`` (``ib``-bit fields) of the chunks below ``k``'s, plus the bits below
-    ``k`` in its chunk."""
+def prefix_counts(yp, yw, incl, ps, *, lay, nb, ib, step):
+    """``ps`` field ``j`` = ``PS(k)`` mod ``2**nb`` at ``k = step - 1 + step*j`` (the
+    positions a window can start or end at, ``k <= W+Q``): the inclusive chunk prefix
+    ``incl`` (``ib``-bit fields) of the chunks below ``k``'s, plus the bits below ``k``
+    in its chunk."""
     mask = (1 << nb) - 1
     imask = (1 << ib) - 1
+    places = list(range(step - 1, lay.YW + 1, step))
 
     @always_comb
     def model():
         vals = {"yp": int(yp.val) if yp is not None else 0, "yw": int(yw.val)}
         inc = int(incl.val) if incl is not None else 0
         out = 0
-        for k in range(lay.YW + 1):
+        for f, k in enumerate(places):
             j = k // CHUNK
             total = (inc >> ((j - 1) * ib)) & imask if j else 0
             for i in lay.local(k):
                 name, n = lay.bit(i)
                 total += (vals[name] >> n) & 1
-            out |= (total & mask) << (k * nb)
+            out |= (total & mask) << (f * nb)
         ps.next = out
 
     lines = []
-    for k in range(lay.YW + 1):
+    for f, k in enumerate(places):
         j = k // CHUNK
         bits = [f"${lay.bit(i)[0]}[{lay.bit(i)[1]}]" for i in lay.local(k)]
         if not j:
@@ -123,7 +137,7 @@ def prefix_counts(yp, yw, incl, ps, *, lay, nb, ib):
             base = f"$incl[{j * ib - 1}:{(j - 1) * ib}]"
         else:
             base = f"{{{nb - ib}'d0, $incl[{j * ib - 1}:{(j - 1) * ib}]}}"
-        lines.append(f"assign $ps[{(k + 1) * nb - 1}:{k * nb}] = {base} + "
+        lines.append(f"assign $ps[{(f + 1) * nb - 1}:{f * nb}] = {base} + "
                      f"{count_expr(bits, nb)};")
     ps.driven = "wire"
     for sig in (yp, yw, incl):
@@ -134,23 +148,25 @@ def prefix_counts(yp, yw, incl, ps, *, lay, nb, ib):
 
 
 @block
-def window_values(ps, m, *, W, P, VB, nb):
-    """``m`` field ``s`` = ``VB * (PS(s+P) - PS(s))`` mod ``2**nb``: the value bits of the
-    record whose mask starts at ``s``."""
+def window_values(ps, m, *, W, P, VB, nb, step):
+    """``m`` field ``i`` = ``VB * (PS(s+P) - PS(s))`` mod ``2**nb``, ``s = step-1 +
+    step*i``: the value bits of the record whose mask starts at ``s`` (``ps`` holds
+    ``PS`` at those places only)."""
     mask = (1 << nb) - 1
+    n, far = W // step, P // step
 
     @always_comb
     def model():
         v = int(ps.val)
         out = 0
-        for s in range(W):
-            c = ((v >> ((s + P) * nb)) - (v >> (s * nb))) & mask
-            out |= ((c * VB) & mask) << (s * nb)
+        for i in range(n):
+            c = ((v >> ((i + far) * nb)) - (v >> (i * nb))) & mask
+            out |= ((c * VB) & mask) << (i * nb)
         m.next = out
 
-    lines = [f"assign $m[{(s + 1) * nb - 1}:{s * nb}] = ($ps[{(s + P + 1) * nb - 1}:"
-             f"{(s + P) * nb}] - $ps[{(s + 1) * nb - 1}:{s * nb}]) * {nb}'d{VB};"
-             for s in range(W)]
+    lines = [f"assign $m[{(i + 1) * nb - 1}:{i * nb}] = ($ps[{(i + far + 1) * nb - 1}:"
+             f"{(i + far) * nb}] - $ps[{(i + 1) * nb - 1}:{i * nb}]) * {nb}'d{VB};"
+             for i in range(n)]
     m.driven = "wire"
     ps.read = True
     window_values.verilog_code = "\n".join(lines) + "\n"
@@ -158,39 +174,43 @@ def window_values(ps, m, *, W, P, VB, nb):
 
 
 @block
-def entries(m, tab, *, W, Q, nb):
-    """``tab`` field ``s`` (``nb + 1`` bits) = the entry of start ``s``: ``{pop, next}``
-    (see the module docstring), from ``m`` = the record's value bits."""
+def entries(m, tab, *, W, Q, nb, step):
+    """``tab`` field ``i`` (``nb + 1`` bits) = the entry of start ``s = step-1 + step*i``:
+    ``{pop, next / step}`` (see the module docstring), from ``m`` = the record's value
+    bits over ``step`` (starts, ``W`` and ``VB`` are multiples of ``step``)."""
     mask = (1 << nb) - 1
     eb = nb + 1
+    n = W // step
 
     @always_comb
     def model():
         v = int(m.val)
         out = 0
-        for s in range(W):
-            mv = (v >> (s * nb)) & mask
+        for i in range(n):
+            s = step - 1 + step * i
+            mv = (v >> (i * nb)) & mask
             if s < Q:
-                e = (1 << nb) | ((mv + s + 1) & mask)
-            elif mv >= W - 1 - s:
-                e = (1 << nb) | ((mv + s + 1 - W) & mask)
+                e = (1 << nb) | ((mv + (s + 1) // step) & mask)
+            elif mv >= n - 1 - i:
+                e = (1 << nb) | ((mv + (s + 1 - W) // step) & mask)
             else:
-                e = (mv + s + 1) & mask
-            out |= e << (s * eb)
+                e = (mv + (s + 1) // step) & mask
+            out |= e << (i * eb)
         tab.next = out
 
     lines = []
-    for s in range(W):
-        mv = f"$m[{(s + 1) * nb - 1}:{s * nb}]"
-        here = f"{mv} + {nb}'d{(s + 1) & mask}"
-        field = f"$tab[{(s + 1) * eb - 1}:{s * eb}]"
+    for i in range(n):
+        s = step - 1 + step * i
+        mv = f"$m[{(i + 1) * nb - 1}:{i * nb}]"
+        here = f"{mv} + {nb}'d{((s + 1) // step) & mask}"
+        out = f"{mv} + {nb}'d{((s + 1 - W) // step) & mask}"
+        field = f"$tab[{(i + 1) * eb - 1}:{i * eb}]"
         if s < Q:
             lines.append(f"assign {field} = {{1'b1, {here}}};")
         elif s == W - 1:        # a record from offset W-P always leaves the word
-            lines.append(f"assign {field} = {{1'b1, {mv} + {nb}'d{(s + 1 - W) & mask}}};")
+            lines.append(f"assign {field} = {{1'b1, {out}}};")
         else:
-            on = f"{mv} >= {nb}'d{W - 1 - s}"
-            lines.append(f"assign {field} = {on} ? {{1'b1, {mv} + {nb}'d{(s + 1 - W) & mask}}}"
+            lines.append(f"assign {field} = {mv} >= {nb}'d{n - 1 - i} ? {{1'b1, {out}}}"
                          f" : {{1'b0, {here}}};")
     tab.driven = "wire"
     m.read = True
@@ -221,7 +241,8 @@ def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tva
     stage: the table made when ``tword`` came (entries ``s``, ``nb + 1`` bits each)."""
     lay = Layout(W, P)
     Q, YW, NCH = lay.Q, lay.YW, lay.NCH
-    nb = entry_bits(W, VB)
+    g = offset_step(W, P, VB)
+    nb = entry_bits(W, VB)          # offsets and value bits in units of g
     ypn = len(lay.kept)
 
     def sig(bits):
@@ -263,19 +284,19 @@ def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tva
             parts.append(stage(aclk, aresetn, adv, pairs + [(incl, reg)], v, v2))
             incl, v = reg, v2
     # PS(k), then the value bits of every window, then the entries
-    ps_now, ps = sig((YW + 1) * nb), sig((YW + 1) * nb)
-    parts.append(prefix_counts(yp, yw, incl, ps_now, lay=lay, nb=nb, ib=ib))
+    ps_now, ps = sig((YW + 1) // g * nb), sig((YW + 1) // g * nb)
+    parts.append(prefix_counts(yp, yw, incl, ps_now, lay=lay, nb=nb, ib=ib, step=g))
     pairs, (yw, last, _) = carried(yw, None, last)
     v2 = Signal(bool(0))
     parts.append(stage(aclk, aresetn, adv, pairs + [(ps_now, ps)], v, v2))
-    m_now, m = sig(W * nb), sig(W * nb)
-    parts.append(window_values(ps, m_now, W=W, P=P, VB=VB, nb=nb))
+    m_now, m = sig(W // g * nb), sig(W // g * nb)
+    parts.append(window_values(ps, m_now, W=W, P=P, VB=VB // g, nb=nb, step=g))
     pairs, (yw, last, _) = carried(yw, None, last)
     v3 = Signal(bool(0))
     parts.append(stage(aclk, aresetn, adv, pairs + [(m_now, m)], v2, v3))
     # the entries are not registered here: the slots and the head table are their
     # registers (the table slots take them with the word)
-    parts.append(entries(m, tab, W=W, Q=Q, nb=nb))
+    parts.append(entries(m, tab, W=W, Q=Q, nb=nb, step=g))
     parts.append(outputs(yw, last, v3, tword, tlast, tvalid))
     return parts
 
