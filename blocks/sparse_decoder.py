@@ -85,7 +85,9 @@ else (counting, shifting, expanding) is pipelined off it:
 3. four word *slots* and three table slots (``blocks.sparse_framer``) hold the words,
    tables and ``tlast`` flags in rings; the *loop* holds a word pointer ``p``, an offset
    ``off`` and the *head table*, a copy of the head word's table beside ``off``: its next
-   state is the head table's entry at ``off`` (a tree of 4:1 selects, no adder), or,
+   state is the head table's entry at ``off`` (a tree of 4:1 selects, no adder; the pop
+   bit, which enables the head table's load, from its own select and an inverted copy of
+   ``off``, so that the enable's path fans out from a register of its own), or,
    after a pass's last record, offset 0 in the word after the image's ``tlast`` word
    (the padding skipped, whatever its length).  When the head word is left, the head
    table loads the next head's table, from its table slot or straight from the table
@@ -131,7 +133,8 @@ from myhdl import Signal, always, always_comb, always_seq, block, concat, intbv,
 from blocks.axis_register import BLOCK as REGISTER, axis_register
 from blocks.bit_fields import field_sums, group_shift
 from blocks.mac import operand_register
-from blocks.sparse_framer import (entry_mux, extract, head, joined, low_bits, shift_stages,
+from blocks.sparse_framer import (entry_mux, extract, head, joined, low_bits, pop_select,
+                                  shift_stages,
                                   side_by_side, slot_writes, table_slot, walker)
 from blocks.sparse_table import (Layout, entry_bits, offset_step, prefix_levels, record_table,
                                  table_stages)
@@ -449,6 +452,8 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     wp3 = Signal(intbv(0, min=0, max=3))
     wp_low = Signal(intbv(0)[2:])
     off = Signal(intbv(0)[NB:])
+    off_n = Signal(intbv((1 << NB) - 1)[NB:])   # ~off: the pop decision's own copy
+    pop = Signal(bool(0))
     fire, write = Signal(bool(0)), Signal(bool(0))
     at_last = Signal(bool(fmt["beats"] == 1))
     pend_ok = Signal(bool(1))
@@ -468,15 +473,16 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     buses = (low_bits(wp, wp_low), side_by_side(w0, w1, w2, w3, words),
              joined(g0, g1, g2, tflags), joined(t0, t1, t2, tabs))
     htab, hflag = Signal(intbv(0)[TN * EB:]), Signal(bool(0))
-    ent = Signal(intbv(0)[EB:])
+    ent = Signal(intbv(0)[NB:])     # the head's next offset (its pop bit: pop_select)
     codes = (Signal(intbv(3)[2:]), Signal(intbv(0)[2:]))    # reset: the first word is the head
     enables = (Signal(bool(0)), Signal(bool(0)))
     walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
-                   tlast, tflags, write, wp3, codes, enables, last_beat=fmt["beats"] - 1,
+                   tlast, tflags, write, wp3, codes, enables, off_n, pop,
+                   last_beat=fmt["beats"] - 1,
                    NB=NB),
             head(aclk, aresetn, codes, enables, tabs, tflags, tab, tlast, htab, hflag, W=TN,
                  Q=Q, EB=EB),
-            entry_mux(htab, off, ent, EB=EB))
+            entry_mux(htab, off, ent, EB=EB), pop_select(htab, off_n, pop, EB=EB))
     rec = Signal(intbv(0)[W:])
     rv, rl = Signal(bool(0)), Signal(bool(0))
     cut = extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, W=W, NB=NB,
@@ -798,7 +804,8 @@ def masked_registers(P, VB, W, beats, addr) -> dict:
         # constants when VB and P are multiples of 2**tz)
         "slots": 4 * W + 4 * (TN * live + own + 1),
         # pointers, offset, beat, flags, the count and the head table's load codes
-        "loop": 3 + 3 + nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1,
+        # (and the offset's inverted copy for the pop decision)
+        "loop": 3 + 3 + 2 * nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1,
         "extract": 6 + 2 * nb + 2 * W - 1 + sum(
             out + 2 + rest for out, rest in shifter_widths(W, nb, g)),
     }
@@ -836,7 +843,7 @@ def masked_cost(meta, W, addr) -> tuple[int, int]:
     TN = W // g
     table = (lay.NCH * 3 + lay.NCH * nb * prefix_levels(W, P) + (lay.YW + 1) // g * nb
              + TN * nb * (1 if VB & (VB - 1) == 0 else 2) + 3 * TN * nb)
-    select = 4 * TN * (nb + 1) // 3 + (nb + 1)         # the head's select and its loads
+    select = 4 * TN * (nb + 2) // 3 + (nb + 1)         # the head's selects and its loads
     shifter = (2 * W - 1) + sum(2 * out for out, _ in shifter_widths(W, nb, g))
     expansion = P * (VB * G + cw) + NG * G * VB * max(most, 1).bit_length()
     fifo = 1.66 * (P * WB + 1)                       # LUT RAM, as synth_xilinx maps it

@@ -74,7 +74,7 @@ def slot_writes(write, ptr, we, we_next, *, k, m):
 
 @block
 def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
-           last_in, tflags, write, wp3, codes, enables, *, last_beat, NB):
+           last_in, tflags, write, wp3, codes, enables, off_n, pop, *, last_beat, NB):
     """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp`` of the
     four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3`` and
     the count of filled slots.  ``ent``: the head table's entry at ``off`` (``NB + 1``
@@ -110,7 +110,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
     @always_comb
     def loop():
         # a pass's last record always leaves its word
-        pop_h.next = fire and (ent[NB] or at_last)
+        pop_h.next = fire and (pop or at_last)
 
     @always_comb
     def enable():
@@ -189,9 +189,11 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
                 al_next.next = beat == two_before
             if at_last:
                 off.next = 0
+                off_n.next = (1 << NB) - 1
                 beat.next = 0
             else:
-                off.next = ent[NB:]
+                off.next = ent
+                off_n.next = ~ent
                 beat.next = beat + 1
 
     return ahead, loop, enable, outcomes, nexts, step
@@ -308,35 +310,43 @@ def entry_mux(tab, off, ent, *, EB):
     balanced tree of 4:1 selects on two offset bits each (an adder-free index)."""
     N = len(tab) // EB
     NB = len(off)
-    mask = (1 << EB) - 1
+    OW = len(ent)                   # the entry's low bits (its offset, without the pop bit)
+    mask = (1 << OW) - 1
 
     @always_comb
     def model():
         o = int(off.val)
         ent.next = (int(tab.val) >> (o * EB)) & mask if o < N else 0
 
-    level = [f"$tab[{(i + 1) * EB - 1}:{i * EB}]" if i < N else f"{EB}'d0"
+    level = [f"$tab[{i * EB + OW - 1}:{i * EB}]" if i < N else f"{OW}'d0"
              for i in range(1 << NB)]
-    lines, bit, depth = [], 0, 0
-    while len(level) > 1:
-        step = 4 if NB - bit >= 2 else 2
-        nxt = []
-        for g in range(len(level) // step):
-            name = f"${{ent}}_t{depth}_{g}"
-            x = level[g * step:(g + 1) * step]
-            if step == 4:
-                s0, s1 = f"$off[{bit}]", f"$off[{bit + 1}]"
-                expr = f"{s1} ? ({s0} ? {x[3]} : {x[2]}) : ({s0} ? {x[1]} : {x[0]})"
-            else:
-                expr = f"$off[{bit}] ? {x[1]} : {x[0]}"
-            lines.append(f"wire [{EB - 1}:0] {name} = {expr};")
-            nxt.append(name)
-        level, bit, depth = nxt, bit + (2 if step == 4 else 1), depth + 1
-    lines.append(f"assign $ent = {level[0]};")
     ent.driven = "wire"
     tab.read = off.read = True
-    entry_mux.verilog_code = "\n".join(lines) + "\n"
+    entry_mux.verilog_code = select_tree(level, "$off", "ent", f"[{OW - 1}:0] ")
     return model
+
+
+def select_tree(level, sel, out, width):
+    """Verilog: ``$<out>`` = ``level[<sel>]``, a balanced tree of 4:1 selects (2:1 at the
+    top for an odd count of select bits) whose wires are named after ``out``."""
+    bits = (len(level) - 1).bit_length()
+    lines, bit, depth = [], 0, 0
+    while len(level) > 1:
+        step = 4 if bits - bit >= 2 else 2
+        nxt = []
+        for g in range(len(level) // step):
+            name = f"${{{out}}}_t{depth}_{g}"
+            x = level[g * step:(g + 1) * step]
+            if step == 4:
+                s0, s1 = f"{sel}[{bit}]", f"{sel}[{bit + 1}]"
+                expr = f"{s1} ? ({s0} ? {x[3]} : {x[2]}) : ({s0} ? {x[1]} : {x[0]})"
+            else:
+                expr = f"{sel}[{bit}] ? {x[1]} : {x[0]}"
+            lines.append(f"wire {width}{name} = {expr};")
+            nxt.append(name)
+        level, bit, depth = nxt, bit + (2 if step == 4 else 1), depth + 1
+    lines.append(f"assign ${out} = {level[0]};")
+    return "\n".join(lines) + "\n"
 
 
 @block
@@ -479,3 +489,25 @@ def low_bits(src, dst):
         dst.next = src[width:]
 
     return take
+
+
+@block
+def pop_select(tab, off_n, pop, *, EB):
+    """``pop`` = the pop bit of entry ``~off_n`` of ``tab`` (0 past the end): the head
+    word's pop decision from its own copy of the offset (held inverted, so that synthesis
+    keeps it apart from ``off``), which fans out to this one-bit select alone."""
+    N = len(tab) // EB
+    NB = len(off_n)
+    top = (1 << NB) - 1
+
+    @always_comb
+    def model():
+        o = top ^ int(off_n.val)
+        pop.next = (int(tab.val) >> (o * EB + EB - 1)) & 1 if o < N else 0
+
+    level = [f"$tab[{(top ^ i) * EB + EB - 1}]" if (top ^ i) < N else "1'b0"
+             for i in range(1 << NB)]
+    pop.driven = "wire"
+    tab.read = off_n.read = True
+    pop_select.verilog_code = select_tree(level, "$off_n", "pop", "")
+    return model
