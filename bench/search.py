@@ -2,7 +2,7 @@
 at equal evaluation budget, over several seeds.
 
     nice -n 15 .venv/bin/python bench/search.py [--plan examples/digits_sparse.yaml]
-        [--seeds 0 1 2 3 4] [--evaluations 20] [--search-epochs 2] [--codes all]
+        [--seeds 0 1 2 3 4] [--evaluations 20] [--search-epochs N] [--codes all]
         [--out /tmp/bench_search]
 
 Per seed (python, numpy, torch seeded; one torch thread): the plan's network is trained
@@ -13,7 +13,8 @@ steps 1-3, the plan's ``quantize:`` settings), then the three searches of
 method's *best* point is its lowest objective.  The table gives, per seed and method, the
 best point's model bits, validation top-1, mean true-class probability and loss, and
 whether it **dominates** uniform's best: fewer bits at no lower validation top-1, or
-higher top-1 at no more bits.  ``OUT/search.json`` holds every evaluation and
+higher top-1 at no more bits; and, rule-free, how many of uniform's Pareto points some
+point of the method dominates.  ``OUT/search.json`` holds every evaluation and
 ``OUT/search.png`` plots bits against validation top-1 (one panel a seed, every
 evaluation of each method, each method's Pareto front as a step line, best points as
 stars).  Prints; asserts nothing.
