@@ -159,3 +159,29 @@ def test_digits_with_frame_layers_bit_exact_and_offchip_bytes_exact(tmp_path, ca
         assert (f"off-chip bytes per frame, {layer}: measured {want} ({want * 32} in 32 "
                 f"frames), planned {want}, memory map {want}\n") in printed
     assert "MISMATCH" not in printed and "error:" not in printed
+
+
+def test_verilator_build_makes_only_the_top_ports_public(tmp_path):
+    from cnn_ip.simulate_cmd import CXX_OPT, lean_verilator_build, top_ports
+    verilog = tmp_path / "net.v"
+    verilog.write_text("module net (\n    aclk,\n    aresetn,\n    m_axis_out_tdata\n);\n"
+                       "input aclk;\ninput aresetn;\noutput [7:0] m_axis_out_tdata;\n"
+                       "reg [7:0] inner;\nendmodule\n")
+    assert top_ports(verilog, "net") == ["aclk", "aresetn", "m_axis_out_tdata"]
+
+    class Runner:                  # cocotb's Verilator runner: the verilator and make steps
+        def _build_command(self):
+            return [["verilator", "-cc", "--public-flat-rw", "net.v"], ["make", "-j", "2"]]
+    runner, vlt = Runner(), tmp_path / "build" / "public.vlt"
+    lean_verilator_build(runner, "net", top_ports(verilog, "net"), vlt)
+    verilate, make = runner._build_command()
+    assert verilate == ["verilator", "-cc", str(vlt), "net.v"]
+    assert make[-2:] == [f"OPT_FAST={CXX_OPT}", f"OPT_GLOBAL={CXX_OPT}"]
+    assert vlt.read_text().splitlines() == ["`verilator_config"] + [
+        f'public_flat_rw -module "net" -var "{p}"' for p in ("aclk", "aresetn", "m_axis_out_tdata")]
+
+    Runner._build_command = lambda self: [["verilator", "-cc", "net.v"], ["make"]]
+    changed = Runner()
+    lean_verilator_build(changed, "net", ["aclk"], vlt)
+    with pytest.raises(RuntimeError, match="no longer passes --public-flat-rw"):
+        changed._build_command()
