@@ -86,8 +86,9 @@ else (counting, shifting, expanding) is pipelined off it:
    tables and ``tlast`` flags in rings; the *loop* holds a word pointer ``p``, an offset
    ``off`` and the *head table*, a copy of the head word's table beside ``off``: its next
    state is the head table's entry at ``off`` (a tree of 4:1 selects, no adder; the pop
-   bit, which enables the head table's load, from its own select and an inverted copy of
-   ``off``, so that the enable's path fans out from a register of its own), or,
+   bit, which enables the head table's load, from two selects of its own: one on an
+   inverted copy of ``off`` for the own entries' enable and the loop's pointers, one on
+   ``off`` for the straddling entries' enable), or,
    after a pass's last record, offset 0 in the word after the image's ``tlast`` word
    (the padding skipped, whatever its length).  When the head word is left, the head
    table loads the next head's table, from its table slot or straight from the table
@@ -453,7 +454,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     wp_low = Signal(intbv(0)[2:])
     off = Signal(intbv(0)[NB:])
     off_n = Signal(intbv((1 << NB) - 1)[NB:])   # ~off: the pop decision's own copy
-    pop = Signal(bool(0))
+    pop, pop_m = Signal(bool(0)), Signal(bool(0))
     fire, write = Signal(bool(0)), Signal(bool(0))
     at_last = Signal(bool(fmt["beats"] == 1))
     pend_ok = Signal(bool(1))
@@ -477,12 +478,13 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     codes = (Signal(intbv(3)[2:]), Signal(intbv(0)[2:]))    # reset: the first word is the head
     enables = (Signal(bool(0)), Signal(bool(0)))
     walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
-                   tlast, tflags, write, wp3, codes, enables, off_n, pop,
+                   tlast, tflags, write, wp3, codes, enables, off_n, pop, pop_m,
                    last_beat=fmt["beats"] - 1,
                    NB=NB),
             head(aclk, aresetn, codes, enables, tabs, tflags, tab, tlast, htab, hflag, W=TN,
                  Q=Q, EB=EB),
-            entry_mux(htab, off, ent, EB=EB), pop_select(htab, off_n, pop, EB=EB))
+            entry_mux(htab, off, ent, EB=EB), pop_select(htab, off_n, pop, EB=EB, flip=-1),
+            pop_select(htab, off, pop_m, EB=EB, flip=0))
     rec = Signal(intbv(0)[W:])
     rv, rl = Signal(bool(0)), Signal(bool(0))
     cut = extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, W=W, NB=NB,
@@ -804,7 +806,7 @@ def masked_registers(P, VB, W, beats, addr) -> dict:
         # constants when VB and P are multiples of 2**tz)
         "slots": 4 * W + 4 * (TN * live + own + 1),
         # pointers, offset, beat, flags, the count and the head table's load codes
-        # (and the offset's inverted copy for the pop decision)
+        # (and the offset's inverted copy for a pop decision)
         "loop": 3 + 3 + 2 * nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1,
         "extract": 6 + 2 * nb + 2 * W - 1 + sum(
             out + 2 + rest for out, rest in shifter_widths(W, nb, g)),
@@ -843,7 +845,7 @@ def masked_cost(meta, W, addr) -> tuple[int, int]:
     TN = W // g
     table = (lay.NCH * 3 + lay.NCH * nb * prefix_levels(W, P) + (lay.YW + 1) // g * nb
              + TN * nb * (1 if VB & (VB - 1) == 0 else 2) + 3 * TN * nb)
-    select = 4 * TN * (nb + 2) // 3 + (nb + 1)         # the head's selects and its loads
+    select = 4 * TN * (nb + 3) // 3 + (nb + 1)         # the head's selects and its loads
     shifter = (2 * W - 1) + sum(2 * out for out, _ in shifter_widths(W, nb, g))
     expansion = P * (VB * G + cw) + NG * G * VB * max(most, 1).bit_length()
     fifo = 1.66 * (P * WB + 1)                       # LUT RAM, as synth_xilinx maps it

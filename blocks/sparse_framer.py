@@ -74,7 +74,8 @@ def slot_writes(write, ptr, we, we_next, *, k, m):
 
 @block
 def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
-           last_in, tflags, write, wp3, codes, enables, off_n, pop, *, last_beat, NB):
+           last_in, tflags, write, wp3, codes, enables, off_n, pop, pop_m, *,
+           last_beat, NB):
     """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp`` of the
     four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3`` and
     the count of filled slots.  ``ent``: the head table's entry at ``off`` (``NB + 1``
@@ -116,7 +117,8 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
     def enable():
         w = adv and tvalid
         en_own.next = pop_h or (w and filled == 0)
-        en_strad.next = pop_h or (w and filled == 1)
+        # the straddling part's enable from a second select of the pop bit (on off)
+        en_strad.next = (fire and (pop_m or at_last)) or (w and filled == 1)
 
     @always_comb
     def outcomes():
@@ -492,22 +494,25 @@ def low_bits(src, dst):
 
 
 @block
-def pop_select(tab, off_n, pop, *, EB):
-    """``pop`` = the pop bit of entry ``~off_n`` of ``tab`` (0 past the end): the head
-    word's pop decision from its own copy of the offset (held inverted, so that synthesis
-    keeps it apart from ``off``), which fans out to this one-bit select alone."""
+def pop_select(tab, off_x, pop, *, EB, flip):
+    """``pop`` = the pop bit of entry ``off_x ^ flip`` of ``tab`` (0 past the end): the
+    head word's pop decision from a select of its own.  The decoder has two: one on
+    ``~off`` (``flip`` all ones, a register of its own, which synthesis keeps apart from
+    ``off`` as it is inverted) for the loop's pointers and the own entries' enable, one
+    on ``off`` for the straddling entries' enable, so that no select tree or enable net
+    carries both."""
     N = len(tab) // EB
-    NB = len(off_n)
-    top = (1 << NB) - 1
+    NB = len(off_x)
+    top = flip & ((1 << NB) - 1)
 
     @always_comb
     def model():
-        o = top ^ int(off_n.val)
+        o = top ^ int(off_x.val)
         pop.next = (int(tab.val) >> (o * EB + EB - 1)) & 1 if o < N else 0
 
     level = [f"$tab[{(top ^ i) * EB + EB - 1}]" if (top ^ i) < N else "1'b0"
              for i in range(1 << NB)]
     pop.driven = "wire"
-    tab.read = off_n.read = True
-    pop_select.verilog_code = select_tree(level, "$off_n", "pop", "")
+    tab.read = off_x.read = True
+    pop_select.verilog_code = select_tree(level, "$off_x", "pop", "")
     return model
