@@ -44,7 +44,8 @@ def settings_for(plan, args):
         if getattr(args, flag) is not None:
             values[flag] = getattr(args, flag)
     for flag, value in values.items():
-        if value < (1 if flag == "threads" else 0):
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if numeric and value < (1 if flag == "threads" else 0):
             raise UserError(f"quantize: --{flag.replace('_', '-')}: must be >= "
                             f"{1 if flag == 'threads' else 0}, got {value}")
     known = {f.name for f in fields(Settings)}

@@ -52,6 +52,18 @@ def test_bad_flag(tmp_path, capsys):
     assert "--threads: must be >= 1" in capsys.readouterr().err
 
 
+def test_string_and_numeric_settings_from_the_plan(tmp_path):
+    import argparse
+
+    from cnn_ip.plan import load_plan
+    from cnn_ip.quantize_cmd import FLAGS, settings_for
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN.replace("evaluations: 2}", "evaluations: 2, codes: all, prune_steps: 3}"))
+    args = argparse.Namespace(quiet=True, **{flag: None for flag in FLAGS})
+    settings = settings_for(load_plan(plan), args)
+    assert (settings.codes, settings.prune_steps, settings.evaluations) == ("all", 3, 2)
+
+
 def test_end_to_end_report_is_recomputable_and_reproducible(tmp_path):
     plan = tmp_path / "p.yaml"
     plan.write_text(PLAN)
