@@ -42,9 +42,7 @@ LAYERS = {
                    act="relu", act_bits=4),
         stage=dict(lanes=2, simd=4, abits=8, lanes_in=4, buffers=2)),
 }
-# Icarus: group-major input and two buffers here; raster input and one buffer in
-# test_ecp5_target_in_icarus (the MyHDL runs cover every layer).
-ICARUS = ["binary-leaky-k3s2-G3-groupmajor-b2"]
+ICARUS = ["ternary-relu-k3p1-G2-raster-b1", "binary-leaky-k3s2-G3-groupmajor-b2"]
 BASE = 0x2_0000
 
 
@@ -236,10 +234,9 @@ def test_schedule_without_fetches_is_the_frame_buffer_figure():
         assert period == (fill + group * groups if buffers == 1 else max(fill, group * groups))
 
 
-def test_lint_clean_and_sidecar(tmp_path):
-    """A final layer; the example's configuration is linted by ``cnn-ip demo``
-    (tests/cnn_ip/test_cli.py)."""
-    p, args = make("int8-final-k3p1-G1-b1")
+@pytest.mark.parametrize("name", ["ternary-relu-k3p1-G2-raster-b1", "int8-final-k3p1-G1-b1"])
+def test_lint_clean_and_sidecar(tmp_path, name):
+    p, args = make(name)
     info = generate(cf.BLOCK, tmp_path, **p)
     lint(tmp_path / "conv_frame.v", "conv_frame", cf.BLOCK.lint_waivers)
     assert f"{args['layer'].name}_requant.hex" in info["files"]

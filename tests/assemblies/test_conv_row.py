@@ -105,8 +105,9 @@ def test_ecp5_target_in_icarus(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*_sim.v")) == ["MULT18X18D_sim.v"]
 
 
-# Compute-bound (K = 3, K = 5) and input-bound (K = 1, stride 2); the frame pause in each.
-RATE = ["binary-relu-k3s1p1-G1-C2", "int4-none-k5p1-G2-C2-signed", "ternary-relu-k1s2-G1-C2"]
+# Compute-bound (with and without the frame pause) and input-bound (K = 1, stride 2).
+RATE = ["binary-relu-k3s1p1-G1-C2", "int4-none-k5p1-G2-C2-signed", "int8-relu-k3s2p1-G2-image",
+        "ternary-relu-k1s2-G1-C2", "int8-final-k3p0-G1-C2-signed"]
 
 
 @pytest.mark.parametrize("name", RATE)
@@ -131,10 +132,9 @@ def test_cycles_per_frame_names_the_bound():
     assert rate["bound"] == "compute" and rate["compute"] == 5 * 4 * 2 * 5 * 5 * 2
 
 
-def test_lint_clean_and_sidecar(tmp_path):
-    """A final layer (its ``z`` output); the example's configuration is linted by
-    ``cnn-ip demo`` (tests/cnn_ip/test_cli.py)."""
-    p, args = make("int8-final-k3p0-G1-C2-signed")
+@pytest.mark.parametrize("name", ["binary-relu-k3s1p1-G1-C2", "int8-final-k3p0-G1-C2-signed"])
+def test_lint_clean_and_sidecar(tmp_path, name):
+    p, args = make(name)
     info = generate(cr.BLOCK, tmp_path, **p)
     lint(tmp_path / "conv_row.v", "conv_row", cr.BLOCK.lint_waivers)
     layer = args["layer"]

@@ -70,17 +70,17 @@ def test_small_network_bit_exact_under_stalls(tmp_path):
                              "signed": False}
     assert info["output"]["shape"] == [3, 1, 1] and info["output"]["signed"]
     rng = np.random.default_rng(1)
-    x = rng.integers(0, 256, size=(4, 6, 6, 2), dtype=np.uint8)
+    x = rng.integers(0, 256, size=(6, 6, 6, 2), dtype=np.uint8)
     x[0] = 255                                   # extreme frames: all ones, all zeros
     x[1] = 0
     result = run_rtl(tmp_path / "rtl", "tiny_net", image_beats(x), simulator=SIMULATOR,
-                     build_dir=tmp_path / "build", seed=3, steady=2)
+                     build_dir=tmp_path / "build", seed=3, steady=3)
     assert not result["timeout"] and not result["extra_beats"]
-    expect = run([p.layer for p in stages], x).reshape(4, 1, 1, 3)
-    stalled = compare(result["frames"][:4], expect, info["output"])
-    steady = compare(result["frames"][4:], expect[:2], info["output"])
+    expect = run([p.layer for p in stages], x).reshape(6, 1, 1, 3)
+    stalled = compare(result["frames"][:6], expect, info["output"])
+    steady = compare(result["frames"][6:], expect[:3], info["output"])
     assert stalled["mismatches"] == steady["mismatches"] == 0
-    assert stalled["compared"] == 12 and steady["compared"] == 6
+    assert stalled["compared"] == 18 and steady["compared"] == 9
 
 
 def test_chain_builds_every_stage_and_fifo_for_the_target():
@@ -223,7 +223,7 @@ def test_frame_stages_bit_exact_with_weights_from_axi_ram(tmp_path):
     image, memory_map = weight_image(stages)
     (tmp_path / "weights.bin").write_bytes(image)
     rng = np.random.default_rng(2)
-    x = rng.integers(0, 256, size=(4, 6, 6, 2), dtype=np.uint8)
+    x = rng.integers(0, 256, size=(6, 6, 6, 2), dtype=np.uint8)
     x[0] = 255
     result = run_rtl(tmp_path / "rtl", "frame_net", image_beats(x), simulator=SIMULATOR,
                      build_dir=tmp_path / "build", seed=5, steady=2, axi_pause=0.3,
@@ -231,9 +231,9 @@ def test_frame_stages_bit_exact_with_weights_from_axi_ram(tmp_path):
                      axi=[{"prefix": f"m_axi_{n}", "rd_bytes": f"{n}_rd_bytes"}
                           for n in ("c2", "d3")])
     assert not result["timeout"] and not result["extra_beats"] and not result["error"]
-    expect = run([p.layer for p in stages], x).reshape(4, 1, 1, 3)
-    assert compare(result["frames"][:4], expect, info["output"])["mismatches"] == 0
-    assert compare(result["frames"][4:], expect[:2], info["output"])["mismatches"] == 0
+    expect = run([p.layer for p in stages], x).reshape(6, 1, 1, 3)
+    assert compare(result["frames"][:6], expect, info["output"])["mismatches"] == 0
+    assert compare(result["frames"][6:], expect[:2], info["output"])["mismatches"] == 0
     per_frame = {f"m_axi_{n}": sum(b for _, b in memory_map["layers"][n]["groups"])
                  for n in ("c2", "d3")}
-    assert result["rd_bytes"] == {k: 6 * v for k, v in per_frame.items()}
+    assert result["rd_bytes"] == {k: 8 * v for k, v in per_frame.items()}
