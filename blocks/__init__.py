@@ -4,6 +4,6 @@ Every block module defines ``BLOCK = blocks.spec.BlockDef(...)`` (docs/conventio
 ``blocks.spec.registry()`` finds them all.  ``blocks.stream`` holds the AXI4-Stream
 interface and lane packing; the simulation kit is ``cnn_ip.simkit``.
 """
-from blocks import myhdl_speedups
+from blocks import myhdl_patches
 
-myhdl_speedups.install()
+myhdl_patches.install()

@@ -292,9 +292,9 @@ def write_rtl(result, rtl_dir: Path, args) -> dict:
 
 
 def convert(plans, scratch: Path, *, name: str, target: str, path: str) -> dict:
-    """``cnn_ip.export.write_network`` into ``scratch/rtl`` in a child interpreter with a
-    fixed string-hash seed: MyHDL orders sensitivity lists and reset assignments by set
-    iteration, which follows the seed, so only a fixed seed gives byte-identical Verilog."""
+    """``cnn_ip.export.write_network`` into ``scratch/rtl`` in a child interpreter (a fixed
+    string-hash seed as well, although ``blocks.myhdl_patches`` already makes MyHDL's
+    output independent of it)."""
     job = scratch / "job.pickle"
     with open(job, "wb") as handle:
         pickle.dump({"plans": plans, "out": str(scratch / "rtl"), "name": name,

@@ -1,5 +1,6 @@
-"""blocks.myhdl_speedups: the Verilog of a design is byte-identical with MyHDL's own lookups
-and with the memoised ones, and the frame records MyHDL reads are the real ones."""
+"""blocks.myhdl_patches: the Verilog of a design is byte-identical with MyHDL's own lookups
+and with the memoised ones, and across string-hash seeds; the frame records MyHDL reads are
+the real ones."""
 import inspect
 import subprocess
 import sys
@@ -7,18 +8,18 @@ import textwrap
 
 import myhdl._block
 
-from blocks import myhdl_speedups
+from blocks import myhdl_patches
 
 # A sparse masked decoder: many instances of the same generators, nested blocks, a ROM file.
 CHILD = textwrap.dedent("""
     import inspect, sys
     import numpy as np
     import myhdl._util
-    from blocks import myhdl_speedups
+    from blocks import myhdl_patches
     from blocks.spec import registry
     from cnn_ip.export import write_verilog
     if sys.argv[2] == "myhdl":       # MyHDL's own lookups back in place
-        for module in myhdl_speedups.PATCHED:
+        for module in myhdl_patches.PATCHED:
             module.inspect = inspect
         myhdl._util._dedent = myhdl._util._dedent.__wrapped__
     rng = np.random.default_rng(5)
@@ -29,10 +30,10 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def convert(tmp_path, lookups):
-    done = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / lookups), lookups],
-                          capture_output=True, text=True, env={"PYTHONHASHSEED": "0",
-                                                               "PATH": "/usr/bin:/bin"},
+def convert(tmp_path, lookups, seed=0):
+    done = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / f"{lookups}{seed}"),
+                           lookups], capture_output=True, text=True,
+                          env={"PYTHONHASHSEED": str(seed), "PATH": "/usr/bin:/bin"},
                           check=True)
     return done.stdout
 
@@ -41,6 +42,12 @@ def test_verilog_byte_identical_with_and_without_speedups(tmp_path):
     fast, slow = convert(tmp_path, "fast"), convert(tmp_path, "myhdl")
     assert "module sparse_decoder" in fast and len(fast.splitlines()) > 500
     assert fast == slow
+
+
+def test_verilog_byte_identical_across_hash_seeds(tmp_path):
+    first = convert(tmp_path, "fast", seed=1)
+    assert "always @(" in first
+    assert convert(tmp_path, "fast", seed=2) == first == convert(tmp_path, "fast", seed=3)
 
 
 def test_frame_records_match_inspect():
@@ -67,4 +74,4 @@ def test_source_lookups_memoised_per_code_object():
     assert fast.getsource(first) == inspect.getsource(second)
     assert fast.getsource(first) is fast.getsource(second)      # one lookup for both
     assert fast.getsourcelines(first) == inspect.getsourcelines(first)
-    assert myhdl_speedups.PATCHED
+    assert myhdl_patches.PATCHED
