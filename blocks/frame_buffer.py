@@ -63,7 +63,7 @@ Limits: Li and S divide one another; ``buffers*M <= 262144`` words (conversion a
 simulation become impractical beyond).  Block RAM: ``NB`` memories of ``Li*A`` bits by
 ``buffers*M`` words, ``buffers*H*W*C*A`` bits in all (``blocks.ram.bram_blocks`` each).
 A bank in LUT RAM deeper than 32 words is read in two register stages and written from
-registers a cycle after the beat (``blocks.line_buffer.banked_ram``: pieces of 32 words
+registers a cycle after the beat (``blocks.ram.banked_ram``: pieces of 32 words
 each with its own read register, then a piece multiplexer), so that no deep read
 multiplexer or write-enable decoder follows a long path; the output register and the
 stage before it move together whenever the output is free.
@@ -87,7 +87,8 @@ from __future__ import annotations
 import numpy as np
 from myhdl import ConcatSignal, Signal, always_comb, always_seq, block, intbv, modbv
 
-from blocks.line_buffer import BANK_WORDS, ahead, banked_ram, outside, read_stages
+from blocks.line_buffer import ahead, outside
+from blocks.ram import BANK_WORDS, banked_ram, read_stages
 from blocks.ram import add_blocks, address_bits
 from blocks.ram import estimate as ram_estimate
 from blocks.spec import BlockDef, Param, check_width

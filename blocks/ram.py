@@ -2,7 +2,9 @@
 in block RAM units of each target (:func:`bram_blocks`).
 
 A primitive that other blocks instantiate (no ``BlockDef``, no CLI of its own): the line
-buffer's ring, the DMA's read FIFO, FIFOs, frame and group buffers.
+buffer's ring, the DMA's read FIFO, FIFOs, frame and group buffers.  :func:`banked_ram` is
+the same memory read in two register stages when it is LUT RAM deeper than
+``BANK_WORDS`` words (the line and frame buffers' rings, for timing).
 
 Ports
 -----
@@ -58,7 +60,7 @@ import re
 import shutil
 from pathlib import Path
 
-from myhdl import Signal, always, block, intbv
+from myhdl import Signal, always, always_comb, block, intbv
 
 from blocks.spec import check_width
 from fpga.devices import DEVICES
@@ -286,6 +288,136 @@ always @(posedge $clk) begin
     end
 end
 """
+
+
+# LUT RAM words behind one read register: two 16-word slices (ECP5 TRELLIS_DPR16X4) and
+# one two-way multiplexer (a bank of 64 words, four slices, placed at 185-196 MHz).
+BANK_WORDS = 32
+
+
+def read_stages(width: int, depth: int) -> int:
+    """Register stages of :func:`banked_ram`'s read: 2 for LUT RAM deeper than
+    ``BANK_WORDS`` words, else 1."""
+    return 2 if memory_style(width, depth) == "distributed" and depth > BANK_WORDS else 1
+
+
+@block
+def bank_gates(we, re, write, read, clear, waddr_hi, raddr_hi, *, index, partial, guard):
+    """``we``: a write of bank ``index`` (by the address's high bits).  ``re``: a read
+    of it: every read for a full bank (its read enable one gate from the caller's, for
+    timing: the bank register picks the word), only its own reads for a ``partial``
+    last bank (the low address bits of another bank's word may lie beyond it), and with
+    ``guard`` no ``clear`` read (its address may lie beyond the memory)."""
+    @always_comb
+    def write_gate():
+        we.next = write and waddr_hi == index
+
+    @always_comb
+    def read_all():
+        re.next = read
+
+    @always_comb
+    def read_own():
+        re.next = read and raddr_hi == index
+
+    @always_comb
+    def read_own_real():
+        re.next = read and raddr_hi == index and not clear
+
+    if not partial:
+        return write_gate, read_all
+    return write_gate, (read_own_real if guard and clear is not None else read_own)
+
+
+@block
+def pick2(out, a, b, sel, *, bit):
+    """``out = b if sel[bit] else a``."""
+    @always_comb
+    def choose():
+        if sel[bit]:
+            out.next = b
+        else:
+            out.next = a
+    return choose
+
+
+@block
+def banked_ram(clk, *, write, waddr, wdata, read, raddr, clear, advance, rdata, depth,
+               guard=False, write_stage=False):
+    """``blocks.ram.ram`` read in one register stage, or in two (:func:`read_stages`).
+
+    Two stages: the memory is cut into banks of ``BANK_WORDS`` words, each with its own
+    read register (stage one: ``read`` of the bank ``raddr`` falls in); ``rdata`` (stage
+    two) takes the bank's word, or 0 for a ``clear`` read, on an edge where ``advance``
+    is high (timing: a deep LUT RAM's read multiplexer is split by a register; the
+    extra flip-flops are about ``width * depth / BANK_WORDS``).  Same ports as ``ram`` otherwise;
+    ``advance`` is unused with one stage.  ``guard``: a ``clear`` read's address may lie
+    beyond ``depth`` (it reads no bank then).  ``write_stage``: with two read stages,
+    a write takes effect a cycle later, from registers (timing: the banks' write enables
+    one gate after flip-flops); the caller reads no word in the cycle after writing it.
+    """
+    width = len(rdata)
+    if read_stages(width, depth) == 1:
+        return ram(clk, write=write, waddr=waddr, wdata=wdata, read=read, raddr=raddr,
+                   clear=clear, rdata=rdata, depth=depth)
+    n, low = len(raddr), BANK_WORDS.bit_length() - 1
+    banks = -(-depth // BANK_WORDS)
+    parts = []
+    if write_stage:
+        write_in, waddr_in, wdata_in = write, waddr, wdata
+        write, waddr, wdata = Signal(bool(0)), Signal(intbv(0)[n:]), Signal(intbv(0)[width:])
+        write_r, waddr_r, wdata_r = write, waddr, wdata
+
+        @always(clk.posedge)    # no reset: ``write`` is low in reset
+        def write_register():
+            write_r.next = write_in
+            waddr_r.next = waddr_in
+            wdata_r.next = wdata_in
+        parts.append(write_register)
+    waddr_hi, raddr_hi = waddr(n, low), raddr(n, low)
+    bank = Signal(intbv(0)[n - low:])          # the bank of the word in stage one
+    cleared = Signal(bool(0))                  # ... and whether it reads 0
+    level = []
+    for b in range(banks):
+        size = min(BANK_WORDS, depth - b * BANK_WORDS)
+        bits = address_bits(size)
+        we, re, word = Signal(bool(0)), Signal(bool(0)), Signal(intbv(0)[width:])
+        parts += [bank_gates(we, re, write, read, clear, waddr_hi, raddr_hi, index=b,
+                             partial=size < BANK_WORDS, guard=guard),
+                  ram(clk, write=we, waddr=waddr(bits, 0), wdata=wdata, read=re,
+                      raddr=raddr(bits, 0), rdata=word, depth=size)]
+        level.append(word)
+    bit = 0
+    while len(level) > 1:                      # a tree of two-way multiplexers
+        pairs = []
+        for i in range(0, len(level) - 1, 2):
+            out = Signal(intbv(0)[width:])
+            parts.append(pick2(out, level[i], level[i + 1], bank, bit=bit))
+            pairs.append(out)
+        level = pairs + level[len(level) - len(level) % 2:]
+        bit += 1
+    picked = level[0]
+
+    if clear is None:
+        @always(clk.posedge)    # no reset, like the memory's own registers
+        def stages():
+            if read:
+                bank.next = raddr_hi
+            if advance:
+                rdata.next = picked
+        return parts, stages
+
+    @always(clk.posedge)
+    def stages_cleared():
+        if read:
+            bank.next = raddr_hi
+            cleared.next = clear
+        if advance:
+            if cleared:
+                rdata.next = 0
+            else:
+                rdata.next = picked
+    return parts, stages_cleared
 
 
 def _dp16kd_template(width: int, abits: int) -> str:
