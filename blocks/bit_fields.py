@@ -35,11 +35,14 @@ def balanced(terms):
 @block
 def field_sums(src, dst, *, groups, out_bits):
     """``dst`` field k (``out_bits`` wide) = the sum of the ``src`` fields ``groups[k]``
-    (each ``(lo, width)``), as a balanced adder tree; an empty group is 0."""
+    (each ``(lo, width)``), as a balanced adder tree, modulo ``2**out_bits`` like the
+    Verilog's adders (a field wider than that adds only its low ``out_bits`` bits, which
+    gives the same sum); an empty group is 0."""
     ob = out_bits
     if len(dst) != len(groups) * ob:
         raise ValueError("dst: one field per group")
     plan = [tuple(g) for g in groups]
+    wrap = (1 << ob) - 1
 
     @always_comb
     def model():
@@ -47,13 +50,14 @@ def field_sums(src, dst, *, groups, out_bits):
         out = 0
         for k, fields in enumerate(plan):
             total = sum((v >> lo) & ((1 << w) - 1) for lo, w in fields)
-            out |= total << (k * ob)
+            out |= (total & wrap) << (k * ob)
         dst.next = out
 
     lines = []
     for k, fields in enumerate(plan):
         terms = []
         for lo, w in fields:
+            w = min(w, ob)
             sel = f"$src[{lo + w - 1}:{lo}]" if w > 1 else f"$src[{lo}]"
             terms.append(sel if w == ob else f"{{{ob - w}'d0, {sel}}}")
         lines.append(f"assign $dst[{(k + 1) * ob - 1}:{k * ob}] = "

@@ -25,6 +25,18 @@ def case_field_sums():
     return ports, bf.field_sums, dict(groups=groups, out_bits=5), expect
 
 
+def case_field_sums_wrap():
+    """Sums wider than their field: each wraps modulo ``2**out_bits``, as the Verilog's
+    ``out_bits``-wide adders do, and leaves the next field alone."""
+    src, dst = Signal(intbv(0)[9:]), Signal(intbv(0)[2 * 3:])
+    groups = [[(0, 3), (3, 3), (6, 3)], [(0, 1), (8, 1)]]
+
+    def expect(v):
+        sums = [sum(bits(v["src"], lo, w) for lo, w in g) % 8 for g in groups]
+        return {"dst": sums[0] | sums[1] << 3}
+    return {"src": src, "dst": dst}, bf.field_sums, dict(groups=groups, out_bits=3), expect
+
+
 def case_part_select():
     ports = {"bus": Signal(intbv(0)[20:]), "index": Signal(intbv(0)[3:]),
              "out": Signal(intbv(0)[6:])}
@@ -59,9 +71,10 @@ LEGAL = {("part_select", "index"): lambda x: min(x, 6),
          ("group_shift", "offs"): lambda x: sum(min(bits(x, 3 * g, 3), 5) << (3 * g)
                                                 for g in range(3))}
 
-CASES = {"field_sums": case_field_sums, "part_select": case_part_select,
+CASES = {"field_sums": case_field_sums, "field_sums_wrap": case_field_sums_wrap,
+         "part_select": case_part_select,
          "group_shift": case_group_shift, "ring_window": case_ring_window}
-OUTPUTS = {"field_sums": ["dst"], "part_select": ["out"], "group_shift": ["out"],
+OUTPUTS = {"field_sums": ["dst"], "field_sums_wrap": ["dst"], "part_select": ["out"], "group_shift": ["out"],
            "ring_window": ["window"]}
 
 
@@ -86,7 +99,7 @@ def top_ring_window(ring, head, window, *, kwargs):
     return bf.ring_window(ring, head, window, **kwargs)
 
 
-TOPS = {"field_sums": top_field_sums, "part_select": top_part_select,
+TOPS = {"field_sums": top_field_sums, "field_sums_wrap": top_field_sums, "part_select": top_part_select,
         "group_shift": top_group_shift, "ring_window": top_ring_window}
 
 
