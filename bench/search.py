@@ -3,13 +3,15 @@ at equal evaluation budget, over several seeds.
 
     nice -n 15 .venv/bin/python bench/search.py [--plan examples/digits_sparse.yaml]
         [--seeds 0 1 2 3 4] [--evaluations 20] [--search-epochs N] [--codes all]
-        [--out /tmp/bench_search]
+        [--repeats 1] [--out /tmp/bench_search]
 
 Per seed (python, numpy, torch seeded; one torch thread): the plan's network is trained
 in fp32 and fine-tuned quantization-aware at the base sparsity (``quant.pipeline``'s
 steps 1-3, the plan's ``quantize:`` settings), then the three searches of
 ``quant.search`` run from that same base, ``--evaluations`` each, every evaluation a
-``--search-epochs`` fine-tune, bits counted in the codings ``--codes`` names.  Each
+``--search-epochs`` fine-tune (with ``--repeats`` R, the mean of R fine-tunes of
+different seeds: ``quant.search.Evaluator``'s ``repeats``, the same for every method),
+bits counted in the codings ``--codes`` names.  Each
 method's *best* point is its lowest objective.  The table gives, per seed and method, the
 best point's model bits, validation top-1, mean true-class probability and loss, and
 whether it **dominates** uniform's best: fewer bits at no lower validation top-1, or
@@ -55,16 +57,18 @@ def pareto(points: list[dict]) -> list[dict]:
     return sorted(front, key=lambda p: (p["bits"], -p["val_accuracy"]))
 
 
-def run_seed(plan, data, seed: int, settings: Settings) -> dict:
+def run_seed(plan, data, seed: int, settings: Settings, repeats: int = 1) -> dict:
     s = replace(settings, seed=seed)
     started = time.process_time()
     with train.deterministic(seed, s.threads):
         net = train.train_fp32(plan.layers, data, epochs=s.epochs, seed=seed, progress=False)
         _, evaluator, objective, _ = searchable_base(plan.layers, net, data, s,
                                                      measure="validation top-1")
+        evaluator.repeats = repeats
         search = run_searches(evaluator, evaluations=s.evaluations, seed=seed, progress=False,
                               methods=METHODS)
-    return {"seed": seed, "base": evaluator.reference, "objective": objective.describe(),
+    return {"seed": seed, "repeats": repeats, "base": evaluator.reference,
+            "objective": objective.describe(),
             "search": {m: search[m] for m in METHODS},
             "cpu_s": round(time.process_time() - started, 1)}
 
@@ -138,8 +142,12 @@ def main() -> None:
     parser.add_argument("--search-epochs", type=int, default=None,
                         help="fine-tuning epochs per evaluation (default: the plan's)")
     parser.add_argument("--codes", default="all", help="hardware | all (quant.pipeline.CODE_SETS)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="fine-tunes (different seeds) averaged per evaluation")
     parser.add_argument("--out", default="/tmp/bench_search")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.exit(2, f"--repeats: must be at least 1, got {args.repeats}\n")
     plan = load_plan(args.plan)
     data = load_dataset(plan.dataset)
     settings = Settings(**{**plan.quantize, "evaluations": args.evaluations, "codes": args.codes,
@@ -150,7 +158,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for seed in args.seeds:
-        results.append(run_seed(plan, data, seed, settings))
+        results.append(run_seed(plan, data, seed, settings, args.repeats))
         (out / "search.json").write_text(json.dumps(results, indent=1) + "\n")
         for row in table(results[-1:]):           # as it comes (a seed takes minutes)
             print("  ".join(str(v) for v in row.values()), flush=True)
@@ -159,7 +167,7 @@ def main() -> None:
     header = list(rows[0])
     widths = [max(len(h), *(len(str(r[h])) for r in rows)) for h in header]
     print(f"{args.plan}, {args.evaluations} evaluations a method, {settings.search_epochs} "
-          f"epoch(s) each, codes {args.codes}")
+          f"epoch(s) each, the mean of {args.repeats} fine-tune(s), codes {args.codes}")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for r in rows:
         print("  ".join(str(r[h]).ljust(w) for h, w in zip(header, widths)))

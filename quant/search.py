@@ -24,6 +24,14 @@ the point says, fine-tune ``epochs``, then measure
   with every image's margin instead of in steps of one image (1/360 on digits); the
   cross-entropy is recorded too.  A detector passes its own measure (validation mAP).
 
+With ``repeats`` R > 1 an evaluation is R such fine-tunes of the same point from the same
+base, fine-tune r seeded ``seed + r * REPEAT_SEED_STRIDE``, and its record the mean of
+their measurements (bits too, rounded: the fine-tuned weights decide which kept weights
+round to code 0, the constant ROMs and, with gradual pruning, the later masks); the
+objective is computed from those means.  Why: one fine-tune's validation top-1 varies by
+0.13-0.47 points between near-equal points on digits, as much as the differences a
+comparison between searches decides on.
+
 The objective (minimised)::
 
     objective = searched_bits / ref_searched_bits + penalty * max(0, drop - budget)
@@ -61,6 +69,9 @@ GP_CAP = 2.0
 BLOCKS = (4, 8, 16)          # block sizes offered to the search (each must divide simd)
 UNSTRUCTURED = "unstructured"
 METHODS = ("bayes", "uniform", "random")
+# Seed offset between an evaluation's repeated fine-tunes: above any ``steps`` (a gradual
+# pruning's step s fine-tunes with seed + s - 1), so no two fine-tunes share a seed.
+REPEAT_SEED_STRIDE = 1000
 
 
 @dataclass
@@ -202,11 +213,15 @@ class Evaluator:
     other keyword arguments (``lr``, ``batch``).  ``codes``: the weight codings the bits
     are counted in (default ``sparse_format.HARDWARE_CODES``); ``steps``: pruning steps
     of :meth:`apply`; ``search_tuning``: the evaluations' fine-tuning arguments (default
-    ``tuning``)."""
+    ``tuning``); ``repeats``: fine-tunes an evaluation averages (module docstring; after
+    an evaluation ``qnet`` holds the last of them)."""
 
     def __init__(self, qnet, data, auto_names, objective: Objective | None = None, *,
                  epochs: int, seed: int, score=None, loss=None, tuning: dict | None = None,
-                 codes=None, steps: int = 1, search_tuning: dict | None = None):
+                 codes=None, steps: int = 1, search_tuning: dict | None = None,
+                 repeats: int = 1):
+        if repeats < 1:
+            raise ValueError(f"repeats: must be at least 1, got {repeats}")
         self.qnet, self.data, self.auto = qnet, data, list(auto_names)
         self.score, self.loss = score, loss
         self.tuning = dict(tuning or {})
@@ -214,6 +229,7 @@ class Evaluator:
         self.codes = tuple(codes or sparse_format.HARDWARE_CODES)
         self.base = copy.deepcopy(qnet.state_dict())
         self.objective, self.epochs, self.seed, self.steps = objective, epochs, seed, steps
+        self.repeats = repeats
         self.history: list[Evaluation] = []
         layers = {layer.spec.name: layer for layer in qnet.weight_layers()}
         self.choices = {name: structure_choices(layers[name].weight.shape[0],
@@ -222,16 +238,18 @@ class Evaluator:
                         for name in self.auto}
 
     def apply(self, sparsity: dict, epochs: int, desc: str = "fine-tuning",
-              structure: dict | None = None, tuning: dict | None = None, loss=None):
+              structure: dict | None = None, tuning: dict | None = None, loss=None,
+              seed: int | None = None):
         """Base model, pruned to ``sparsity`` with ``structure`` (unstructured where not
-        given), fine-tuned ``epochs`` (``tuning``, ``loss``: instead of the evaluator's):
-        left in ``self.qnet``.  With ``steps`` > 1 the
+        given), fine-tuned ``epochs`` (``tuning``, ``loss``, ``seed``: instead of the
+        evaluator's): left in ``self.qnet``.  With ``steps`` > 1 the
         pruning is gradual: the sparsity moves from the base's to the target in ``steps``
         equal steps (at most one an epoch), each followed by its share of the epochs."""
         self.qnet.load_state_dict(self.base)
         layers = [layer for layer in self.qnet.weight_layers() if layer.spec.name in sparsity]
         start = {layer.spec.name: 1.0 - float(layer.mask.mean()) for layer in layers}
         steps = max(1, min(self.steps, epochs))
+        seed = self.seed if seed is None else seed
         done = 0
         for step in range(1, steps + 1):
             for layer in layers:
@@ -240,7 +258,7 @@ class Evaluator:
                 prune_layer(layer, target, (structure or {}).get(name, UNSTRUCTURED))
             share = epochs * step // steps - done
             done += share
-            train.finetune(self.qnet, self.data, epochs=share, seed=self.seed + step - 1,
+            train.finetune(self.qnet, self.data, epochs=share, seed=seed + step - 1,
                            desc=desc, progress=False, loss=loss or self.loss,
                            **(self.tuning if tuning is None else tuning))
 
@@ -259,15 +277,25 @@ class Evaluator:
 
     def __call__(self, search: str, sparsity: dict, structure: dict) -> float:
         sparsity = {name: round(float(v), 6) for name, v in sparsity.items()}
-        self.apply(sparsity, self.epochs, structure=structure, tuning=self.search_tuning)
-        m = self.measure()
-        value = self.objective(m["searched_bits"], m["measure"])
-        achieved = {l.name: round(layer_sparsity(l), 6) for l in m["layers"] if l.W is not None}
+        runs = []
+        for r in range(self.repeats):
+            self.apply(sparsity, self.epochs, structure=structure, tuning=self.search_tuning,
+                       seed=self.seed + r * REPEAT_SEED_STRIDE)
+            m = self.measure()
+            m["achieved"] = {l.name: layer_sparsity(l) for l in m["layers"] if l.W is not None}
+            runs.append(m)
+        mean = lambda key: None if runs[0][key] is None else (  # noqa: E731
+            sum(m[key] for m in runs) / len(runs))
+        # the mean of one value is that value exactly: repeats=1 records one fine-tune as is
+        bits, searched = round(mean("bits")), round(mean("searched_bits"))
+        value = self.objective(searched, mean("measure"))
+        achieved = {name: round(sum(m["achieved"][name] for m in runs) / len(runs), 6)
+                    for name in runs[0]["achieved"]}
         rounded = lambda v: None if v is None else round(float(v), 6)  # noqa: E731
         self.history.append(Evaluation(
-            search, len(self.history), sparsity, dict(structure), achieved, m["bits"],
-            m["searched_bits"], rounded(m["accuracy"]), rounded(m["measure"]),
-            rounded(m["loss"]), round(value, 6)))
+            search, len(self.history), sparsity, dict(structure), achieved, bits, searched,
+            rounded(mean("accuracy")), rounded(mean("measure")), rounded(mean("loss")),
+            round(value, 6)))
         return value
 
 

@@ -1,6 +1,8 @@
 """Sparsity/structure search: every record's numbers are what they claim, evaluations are
 reproducible, block pruning lands in the code's blocks, and re-pruning a pruned model
 keeps what it kept."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -11,8 +13,8 @@ from quant import reference, train
 from quant.data import Dataset, Split, load_dataset
 from quant.export import exact_model_bits, packing
 from quant.pipeline import distillation_loss
-from quant.search import (GP_CAP, Evaluator, Objective, classifier_metrics, layer_mask,
-                          model_bits, parse_structure, prune_layer, run_searches,
+from quant.search import (GP_CAP, REPEAT_SEED_STRIDE, Evaluator, Objective, classifier_metrics,
+                          layer_mask, model_bits, parse_structure, prune_layer, run_searches,
                           structure_choices)
 from quant.sparse_format import CODES, HARDWARE_CODES, to_beats
 
@@ -77,6 +79,46 @@ def test_search_records_are_what_they_claim_and_reproducible(trained):
     assert (replay.objective, replay.bits, replay.val_accuracy, replay.val_measure) == (
         result["best"]["objective"], result["best"]["bits"], result["best"]["val_accuracy"],
         result["best"]["val_measure"])
+
+
+def test_repeated_evaluation_is_the_mean_of_independent_fine_tunes(trained):
+    """repeats=2: the record holds the mean of two fine-tunes of the point from the same
+    base, seeded seed and seed + REPEAT_SEED_STRIDE, each redone here by hand."""
+    qnet, data, _ = trained
+    start = copy.deepcopy(qnet.state_dict())
+    point = {"conv0": 0.3, "dense2": 0.6}
+    try:
+        runs = []
+        with train.deterministic(3):
+            for seed in (3, 3 + REPEAT_SEED_STRIDE):
+                qnet.load_state_dict(start)
+                for name, target in point.items():
+                    prune_layer(qnet.qlayers[name], target)
+                train.finetune(qnet, data, epochs=1, seed=seed, progress=False, lr=0.03)
+                runs.append({**classifier_metrics(qnet, data.val),
+                             "bits": model_bits(qnet.int_layers(), CODES)[0]})
+            qnet.load_state_dict(start)
+            evaluator = Evaluator(qnet, data, AUTO, epochs=1, seed=3, codes=CODES, repeats=2,
+                                  tuning={"lr": 0.03})
+            ref = evaluator.measure()
+            # a budget of -100 points: the objective moves with the measure at every point
+            evaluator.objective = Objective(ref["searched_bits"], ref["measure"], budget=-100)
+            value = evaluator("t", point, {n: "unstructured" for n in AUTO})
+    finally:
+        qnet.load_state_dict(start)
+    for key in ("measure", "loss"):                       # the two fine-tunes differ
+        assert abs(runs[0][key] - runs[1][key]) > 1e-4, key
+    record = evaluator.history[-1]
+    for key, got in (("accuracy", record.val_accuracy), ("measure", record.val_measure),
+                     ("loss", record.val_loss)):
+        assert got == pytest.approx((runs[0][key] + runs[1][key]) / 2, abs=6e-7), key
+    # the bits too: a kept weight may round to code 0, the constant ROMs follow the weights
+    assert record.bits == round((runs[0]["bits"] + runs[1]["bits"]) / 2)
+    mean_measure = (runs[0]["measure"] + runs[1]["measure"]) / 2
+    assert value == pytest.approx(record.searched_bits / ref["searched_bits"]
+                                  + 100 * (ref["measure"] - mean_measure) + 100, abs=1e-9)
+    with pytest.raises(ValueError, match="repeats"):
+        Evaluator(qnet, data, AUTO, epochs=1, seed=3, repeats=0)
 
 
 def test_block_structure_zeroes_whole_blocks_of_the_rom_beat(trained):
