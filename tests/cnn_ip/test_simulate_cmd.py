@@ -162,18 +162,20 @@ def test_digits_with_frame_layers_bit_exact_and_offchip_bytes_exact(tmp_path, ca
 
 
 def test_verilator_build_makes_only_the_top_ports_public(tmp_path):
-    from cnn_ip.simulate_cmd import CXX_OPT, lean_verilator_build, top_ports
+    from cnn_ip.export import read_ports
+    from cnn_ip.simulate_cmd import CXX_OPT, lean_verilator_build
     verilog = tmp_path / "net.v"
     verilog.write_text("module net (\n    aclk,\n    aresetn,\n    m_axis_out_tdata\n);\n"
                        "input aclk;\ninput aresetn;\noutput [7:0] m_axis_out_tdata;\n"
                        "reg [7:0] inner;\nendmodule\n")
-    assert top_ports(verilog, "net") == ["aclk", "aresetn", "m_axis_out_tdata"]
+    ports = [p["name"] for p in read_ports(verilog, "net")]
+    assert ports == ["aclk", "aresetn", "m_axis_out_tdata"]
 
     class Runner:                  # cocotb's Verilator runner: the verilator and make steps
         def _build_command(self):
             return [["verilator", "-cc", "--public-flat-rw", "net.v"], ["make", "-j", "2"]]
     runner, vlt = Runner(), tmp_path / "build" / "public.vlt"
-    lean_verilator_build(runner, "net", top_ports(verilog, "net"), vlt)
+    lean_verilator_build(runner, "net", ports, vlt)
     verilate, make = runner._build_command()
     assert verilate == ["verilator", "-cc", str(vlt), "net.v"]
     assert make[-2:] == [f"OPT_FAST={CXX_OPT}", f"OPT_GLOBAL={CXX_OPT}"]
