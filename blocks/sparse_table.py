@@ -32,6 +32,8 @@ last stage: the decoder's slots (and its head table) are their registers.
 """
 from __future__ import annotations
 
+import math
+
 from myhdl import Signal, always_comb, always_seq, block, intbv
 
 from blocks.bit_fields import field_sums
@@ -54,24 +56,61 @@ def offset_step(W: int, P: int, VB: int) -> int:
     return 1 << t
 
 
-def prefix_levels(W: int, P: int) -> int:
-    chunks = (W + P - 1) // CHUNK
+def prefix_levels(W: int, P: int, Q: int | None = None) -> int:
+    chunks = (W + (P - 1 if Q is None else Q)) // CHUNK
     return max(chunks - 1, 0).bit_length()
 
 
-def table_stages(W: int, P: int) -> int:
+def table_stages(W: int, P: int, block: int | None = None) -> int:
     """Registers from a word taken into the pipeline to its table: chunk counts, the
     prefix stages (two levels each), prefix counts, window counts (the entries made
-    from them go into the slots' registers)."""
-    return 1 + (prefix_levels(W, P) + 1) // 2 + 2
+    from them go into the slots' registers); with ``block`` (``/2``, element masks) the
+    block-mask counts, then the record lengths."""
+    if block is None:
+        return 1 + (prefix_levels(W, P) + 1) // 2 + 2
+    return 1 + (prefix_levels(W, P, reach(W, P, block)) + 1) // 2 + 3
+
+
+def reach(W: int, P: int, block: int | None = None) -> int:
+    """``Q``: the bits of the word before that a table reads, one less than the longest
+    header (``P``, the mask; ``/2``: ``P/B + P``, the block mask and every element
+    mask, but at most a word, since no record is longer)."""
+    return P - 1 if block is None else min(P // block + P, W) - 1
+
+
+def block_step(W: int, P: int, B: int, VB: int) -> int:
+    """``g`` of the ``/2`` table (element masks): the largest power of two dividing
+    ``P/B``, ``B``, ``VB`` and ``W``, which every record length and word is a multiple of."""
+    return offset_step(W, P // B, math.gcd(B, VB))
+
+
+class Shape:
+    """The geometry of a table, as the framer sees it: offsets in units of ``g``; ``TN``
+    entries a word; ``QN`` of them (the last) made when the next word comes, ``own`` made
+    with the word itself; ``nb`` offset bits.  ``/1`` (``block=None``): ``own = TN - QN``,
+    the two parts are disjoint.  ``/2`` with element masks: ``own = TN`` (every start,
+    the bits past the word read as zero), of which the last ``QN`` are overwritten by the
+    entries made with the real next word when it comes (see :func:`block_tail`)."""
+
+    def __init__(self, W, P, VB, block=None):
+        self.W, self.P, self.VB, self.block = W, P, VB, block
+        self.Q = reach(W, P, block)
+        if block is None:
+            self.g, self.nb = offset_step(W, P, VB), entry_bits(W, VB)
+        else:
+            self.g = block_step(W, P, block, VB)
+            self.nb = max(entry_bits(W, VB), (P // block).bit_length())
+        self.TN, self.QN = W // self.g, (self.Q + 1) // self.g - 1
+        self.own = self.TN if block is not None else self.TN - self.QN
+        self.entries = self.QN + self.own
 
 
 class Layout:
     """Where each bit of ``Y`` lives after the first stage: ``u`` in ``yw``; of ``prev``'s
     part only the bits a prefix count reads (not the top bit of a chunk) in ``yp``."""
 
-    def __init__(self, W, P):
-        self.W, self.P, self.Q = W, P, P - 1
+    def __init__(self, W, P, Q=None):
+        self.W, self.P, self.Q = W, P, P - 1 if Q is None else Q
         self.YW = W + self.Q
         self.NCH = self.YW // CHUNK
         self.kept = [i for i in range(self.Q) if i % CHUNK != CHUNK - 1]
@@ -235,14 +274,18 @@ def stage(aclk, aresetn, adv, pairs, valid_in, valid):
 
 @block
 def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tvalid, *,
-                 P, VB, W):
+                 P, VB, W, block=None):
     """The table pipeline (see the module docstring).  ``word``/``wvalid``/``wlast``: the
     stage before it (a word, or a bubble); ``tab``/``tword``/``tlast``/``tvalid``: its last
-    stage: the table made when ``tword`` came (entries ``s``, ``nb + 1`` bits each)."""
-    lay = Layout(W, P)
+    stage: the table made when ``tword`` came (``Shape(W, P, VB, block).entries`` entries
+    ``s``, ``nb + 1`` bits each).  ``block``: ``B`` of ``/2`` with element masks (the
+    entries of :func:`block_tail`); ``None``: ``/1`` masked (or ``/2`` with dense
+    blocks, as ``P/B``-bit masks of ``B*WB``-bit values)."""
+    shape = Shape(W, P, VB, block)
+    lay = Layout(W, P, shape.Q)
     Q, YW, NCH = lay.Q, lay.YW, lay.NCH
-    g = offset_step(W, P, VB)
-    nb = entry_bits(W, VB)          # offsets and value bits in units of g
+    g = shape.g
+    nb = shape.nb                   # offsets and value bits in units of g
     ypn = len(lay.kept)
 
     def sig(bits):
@@ -289,6 +332,10 @@ def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tva
     pairs, (yw, last, _) = carried(yw, None, last)
     v2 = Signal(bool(0))
     parts.append(stage(aclk, aresetn, adv, pairs + [(ps_now, ps)], v, v2))
+    if block is not None:
+        parts.append(block_tail(aclk, aresetn, adv, ps, yw, last, v2, tab, tword, tlast,
+                                tvalid, shape=shape))
+        return parts
     m_now, m = sig(W // g * nb), sig(W // g * nb)
     parts.append(window_values(ps, m_now, W=W, P=P, VB=VB // g, nb=nb, step=g))
     pairs, (yw, last, _) = carried(yw, None, last)
@@ -299,6 +346,147 @@ def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tva
     parts.append(entries(m, tab, W=W, Q=Q, nb=nb, step=g))
     parts.append(outputs(yw, last, v3, tword, tlast, tvalid))
     return parts
+
+
+@block
+def block_tail(aclk, aresetn, adv, ps, yw, last, valid, tab, tword, tlast, tvalid, *, shape):
+    """``/2`` with element masks, after the prefix counts ``ps``: the block mask's count
+    ``m`` of every start (``PS(s+K) - PS(s)``, ``K = P/B``; a register), then the record's
+    length (``K + B*m + VB*n``, ``n`` the set bits of the next ``B*m``: a ``K+1``-way
+    select of prefix counts; a register), then the entries (:func:`block_entries`).
+    Prefix counts past the end of ``Y`` read as its last (the bits beyond are zero)."""
+    g, nb, P, B = shape.g, shape.nb, shape.P, shape.block
+    K, NE, W = P // B, shape.entries, shape.W
+    xb = nb + 1
+    kg = K // g
+
+    def sig(bits):
+        return Signal(intbv(0)[bits:])
+
+    # the block masks' counts read fields 0..NE-1+K/g; the element masks' from K/g on
+    ps_x, ps_k = sig((NE + kg) * nb), sig((NE + 1 - kg) * nb)
+    ps2, ps2_x = sig(len(ps_k)), sig((NE + P // g) * nb)
+    m_now, m, n_now, lens = sig(NE * nb), sig(NE * nb), sig(NE * xb), sig(NE * xb)
+    w2, w3 = sig(W), sig(W)
+    l2, l3, v3, v4 = (Signal(bool(0)) for _ in range(4))
+    return (repeat_top(ps, ps_x, nb=nb, skip=0), repeat_top(ps, ps_k, nb=nb, skip=kg),
+            window_values(ps_x, m_now, W=NE * g, P=K, VB=1, nb=nb, step=g),
+            stage(aclk, aresetn, adv, [(yw, w2), (last, l2), (m_now, m), (ps_k, ps2)], valid,
+                  v3),
+            repeat_top(ps2, ps2_x, nb=nb, skip=0),
+            block_lengths(ps2_x, m, n_now, K=K, B=B, VB=shape.VB, nb=nb, xb=xb, step=g),
+            stage(aclk, aresetn, adv, [(w2, w3), (l2, l3), (n_now, lens)], v3, v4),
+            block_entries(lens, tab, TN=shape.TN, QN=shape.QN, nb=nb, xb=xb),
+            outputs(w3, l3, v4, tword, tlast, tvalid))
+
+
+@block
+def repeat_top(src, dst, *, nb, skip):
+    """``dst`` = ``src``'s ``nb``-bit fields from field ``skip`` on, then its last field
+    repeated to fill ``dst``."""
+    ns, nd = len(src) // nb, len(dst) // nb
+    kept = min(ns - skip, nd)
+
+    @always_comb
+    def model():
+        v = int(src.val) >> (skip * nb)
+        top = (v >> ((ns - skip - 1) * nb)) & ((1 << nb) - 1)
+        out = v & ((1 << (kept * nb)) - 1)
+        for f in range(kept, nd):
+            out |= top << (f * nb)
+        dst.next = out
+
+    low = f"$src[{(skip + kept) * nb - 1}:{skip * nb}]"
+    top_field = f"$src[{ns * nb - 1}:{(ns - 1) * nb}]"
+    text = (f"assign $dst = {{{{{nd - kept}{{{top_field}}}}}, {low}}};\n" if nd > kept
+            else f"assign $dst = {low};\n")
+    dst.driven = "wire"
+    src.read = True
+    repeat_top.verilog_code = text
+    return model
+
+
+@block
+def block_lengths(ps, m, lens, *, K, B, VB, nb, xb, step):
+    """``lens`` field ``i`` (``xb`` bits) = ``(K + B*m_i + VB*n_i) / step``, the length of
+    the record of start ``i`` in units of ``step``: ``m_i`` (field ``i`` of ``m``, at most
+    ``K``) its non-zero blocks, ``n_i = PS(i + B*m_i) - PS(i)`` (mod ``2**nb``) the set
+    bits of their element masks (``ps`` fields from the first element mask of start 0 on,
+    one a ``step``)."""
+    NE = len(m) // nb
+    kg, bg, vg = K // step, B // step, VB // step
+    mask, xmask = (1 << nb) - 1, (1 << xb) - 1
+
+    @always_comb
+    def model():
+        p, mv = int(ps.val), int(m.val)
+        out = 0
+        for i in range(NE):
+            mi = (mv >> (i * nb)) & mask
+            a = i
+            n = ((p >> ((a + mi * bg) * nb)) - (p >> (a * nb))) & mask
+            out |= ((kg + mi * bg + n * vg) & xmask) << (i * xb)
+        lens.next = out
+
+    lines = []
+    for i in range(NE):
+        a = i
+        cands = ", ".join(f"$ps[{(a + j * bg + 1) * nb - 1}:{(a + j * bg) * nb}]"
+                          for j in reversed(range(K + 1)))
+        mi = f"$m[{(i + 1) * nb - 1}:{i * nb}]"
+        lines += [f"wire [{(K + 1) * nb - 1}:0] ${{lens}}_c{i} = {{{cands}}};",
+                  f"wire [{nb - 1}:0] ${{lens}}_n{i} = ${{lens}}_c{i}[{mi} * {nb} +: {nb}]"
+                  f" - $ps[{(a + 1) * nb - 1}:{a * nb}];",
+                  f"assign $lens[{(i + 1) * xb - 1}:{i * xb}] = {xb}'d{kg} + {mi} * {xb}'d{bg}"
+                  f" + ${{lens}}_n{i} * {xb}'d{vg};"]
+    lens.driven = "wire"
+    ps.read = m.read = True
+    block_lengths.verilog_code = "\n".join(lines) + "\n"
+    return model
+
+
+@block
+def block_entries(lens, tab, *, TN, QN, nb, xb):
+    """``tab`` field ``i`` (``nb + 1`` bits) = ``{pop, next}`` of start ``i`` from its
+    record's length ``lens_i`` (units of the step), ``QN + TN`` of them: starts ``i <
+    QN`` lie in the word before (``QN - i`` steps before its end), the others at step
+    ``c = i - QN`` of the word.  ``next`` is the next record's start in the word it lies
+    in; ``pop`` whether that is the next word.  Exact for every record no longer than a
+    word whose header lies in the bits the table read."""
+    mask, xmask = (1 << nb) - 1, (1 << xb) - 1
+    eb = nb + 1
+
+    def rule(i):
+        """``(threshold, next if it pops, next if it stays)`` as additions to ``lens_i``."""
+        if i < QN:
+            d = QN - i
+            return d, -d, TN - d
+        c = i - QN
+        return TN - c, c - TN, c
+
+    @always_comb
+    def model():
+        v = int(lens.val)
+        out = 0
+        for i in range(QN + TN):
+            n = (v >> (i * xb)) & xmask
+            limit, leave, stay = rule(i)
+            e = (1 << nb) | ((n + leave) & mask) if n >= limit else (n + stay) & mask
+            out |= e << (i * eb)
+        tab.next = out
+
+    lines = []
+    for i in range(QN + TN):
+        limit, leave, stay = rule(i)
+        n = f"$lens[{(i + 1) * xb - 1}:{i * xb}]"
+        low = f"$lens[{i * xb + nb - 1}:{i * xb}]"
+        lines.append(f"assign $tab[{(i + 1) * eb - 1}:{i * eb}] = {n} >= {xb}'d{limit & xmask}"
+                     f" ? {{1'b1, {low} + {nb}'d{leave & mask}}}"
+                     f" : {{1'b0, {low} + {nb}'d{stay & mask}}};")
+    tab.driven = "wire"
+    lens.read = True
+    block_entries.verilog_code = "\n".join(lines) + "\n"
+    return model
 
 
 @block
