@@ -154,7 +154,7 @@ def parts(*, layer, lanes, simd, abits=8, asigned=False, target="generic", rom_p
             "depths": tuple(wf["depths"]), "passes": pixels, "target": target}
     dec = {"source": "stream", "lanes": lanes, "simd": simd, "weights": wf["weights"],
            "wbits": wf["wbits"], "coding": wf["coding"], "word_bits": wf["word_bits"],
-           "beats": wf["beats"]}
+           "beats": wf["beats"], "target": target}
     dma = {"data_bits": bus_bits, "max_burst": max_burst, "outstanding": outstanding,
            "target": target}
     # group-major output: a group's constants serve a whole output frame's pixels

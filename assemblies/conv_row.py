@@ -23,7 +23,8 @@ lanes : int                            L, output channels a beat (divides Cout)
 simd : int                             S, input channels a beat (divides Cin)
 abits : int, 1..8                      A, bits of an input value (8 for the image)
 asigned : bool                         inputs are signed (the previous layer is leaky/none)
-target : str                           ``generic`` or a device name (requant multipliers)
+target : str                           ``generic`` or a device name (the requantizer's
+                                       multipliers, the MAC's, the decoder's ROM)
 rom_prefix : str                       ROM file stem prefix (default: the layer's name)
 
 Ports
@@ -140,7 +141,7 @@ def parts(*, layer, lanes, simd, abits=8, asigned=False, target="generic", rom_p
            "out_signed": bool(layer.lo < 0), "shift": int(layer.S), "final": bool(layer.final),
            "pixels": g["out_height"] * g["out_width"], "target": target, "constants": const}
     dec = {"lanes": lanes, "simd": simd, "weights": weights, "wbits": wbits,
-           "weights_file": np.asarray(layer.W, dtype=np.int64)}
+           "weights_file": np.asarray(layer.W, dtype=np.int64), "target": target}
     return {"layer": layer, "geometry": g, "groups": groups, "line": line, "mac": macp,
             "requant": req, "decoder": dec, "prefix": prefix}
 

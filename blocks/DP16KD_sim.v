@@ -3,8 +3,11 @@
 // instantiates: pseudo dual port, 512 x 36 (DATA_WIDTH_A = DATA_WIDTH_B = 36), port A
 // writes, port B reads; data bits 0..17 on DIA/DOA and 18..35 on DIB/DOB; word address
 // on AD*5..AD*13; AD A0..A3 are the byte enables of a write; REGMODE_B NOREG or OUTREG
-// (CEB clocks the read register, OCEB the output register). Simulators and lint read
-// it; synthesis does not (the primitive is the device's).
+// (CEB clocks the read register, OCEB the output register); the initial contents from
+// INITVAL_00..INITVAL_3F (each 16 slots of 20 bits, an 18-bit word in each: the 36-bit
+// word a is the 18-bit words 2a (bits 0..17) and 2a + 1, as Yosys's ECP5 mapping writes
+// them; blocks/rom.py). Simulators and lint read it; synthesis does not (the primitive
+// is the device's).
 /* verilator lint_off DECLFILENAME */
 /* verilator lint_off UNUSEDSIGNAL */
 /* verilator lint_off UNUSEDPARAM */
@@ -136,6 +139,70 @@ module DP16KD (
     parameter CSDECODE_A = "0b000";
     parameter CSDECODE_B = "0b000";
     parameter GSR = "ENABLED";
+    parameter [319:0] INITVAL_00 = 320'h0;
+    parameter [319:0] INITVAL_01 = 320'h0;
+    parameter [319:0] INITVAL_02 = 320'h0;
+    parameter [319:0] INITVAL_03 = 320'h0;
+    parameter [319:0] INITVAL_04 = 320'h0;
+    parameter [319:0] INITVAL_05 = 320'h0;
+    parameter [319:0] INITVAL_06 = 320'h0;
+    parameter [319:0] INITVAL_07 = 320'h0;
+    parameter [319:0] INITVAL_08 = 320'h0;
+    parameter [319:0] INITVAL_09 = 320'h0;
+    parameter [319:0] INITVAL_0A = 320'h0;
+    parameter [319:0] INITVAL_0B = 320'h0;
+    parameter [319:0] INITVAL_0C = 320'h0;
+    parameter [319:0] INITVAL_0D = 320'h0;
+    parameter [319:0] INITVAL_0E = 320'h0;
+    parameter [319:0] INITVAL_0F = 320'h0;
+    parameter [319:0] INITVAL_10 = 320'h0;
+    parameter [319:0] INITVAL_11 = 320'h0;
+    parameter [319:0] INITVAL_12 = 320'h0;
+    parameter [319:0] INITVAL_13 = 320'h0;
+    parameter [319:0] INITVAL_14 = 320'h0;
+    parameter [319:0] INITVAL_15 = 320'h0;
+    parameter [319:0] INITVAL_16 = 320'h0;
+    parameter [319:0] INITVAL_17 = 320'h0;
+    parameter [319:0] INITVAL_18 = 320'h0;
+    parameter [319:0] INITVAL_19 = 320'h0;
+    parameter [319:0] INITVAL_1A = 320'h0;
+    parameter [319:0] INITVAL_1B = 320'h0;
+    parameter [319:0] INITVAL_1C = 320'h0;
+    parameter [319:0] INITVAL_1D = 320'h0;
+    parameter [319:0] INITVAL_1E = 320'h0;
+    parameter [319:0] INITVAL_1F = 320'h0;
+    parameter [319:0] INITVAL_20 = 320'h0;
+    parameter [319:0] INITVAL_21 = 320'h0;
+    parameter [319:0] INITVAL_22 = 320'h0;
+    parameter [319:0] INITVAL_23 = 320'h0;
+    parameter [319:0] INITVAL_24 = 320'h0;
+    parameter [319:0] INITVAL_25 = 320'h0;
+    parameter [319:0] INITVAL_26 = 320'h0;
+    parameter [319:0] INITVAL_27 = 320'h0;
+    parameter [319:0] INITVAL_28 = 320'h0;
+    parameter [319:0] INITVAL_29 = 320'h0;
+    parameter [319:0] INITVAL_2A = 320'h0;
+    parameter [319:0] INITVAL_2B = 320'h0;
+    parameter [319:0] INITVAL_2C = 320'h0;
+    parameter [319:0] INITVAL_2D = 320'h0;
+    parameter [319:0] INITVAL_2E = 320'h0;
+    parameter [319:0] INITVAL_2F = 320'h0;
+    parameter [319:0] INITVAL_30 = 320'h0;
+    parameter [319:0] INITVAL_31 = 320'h0;
+    parameter [319:0] INITVAL_32 = 320'h0;
+    parameter [319:0] INITVAL_33 = 320'h0;
+    parameter [319:0] INITVAL_34 = 320'h0;
+    parameter [319:0] INITVAL_35 = 320'h0;
+    parameter [319:0] INITVAL_36 = 320'h0;
+    parameter [319:0] INITVAL_37 = 320'h0;
+    parameter [319:0] INITVAL_38 = 320'h0;
+    parameter [319:0] INITVAL_39 = 320'h0;
+    parameter [319:0] INITVAL_3A = 320'h0;
+    parameter [319:0] INITVAL_3B = 320'h0;
+    parameter [319:0] INITVAL_3C = 320'h0;
+    parameter [319:0] INITVAL_3D = 320'h0;
+    parameter [319:0] INITVAL_3E = 320'h0;
+    parameter [319:0] INITVAL_3F = 320'h0;
 
     reg [35:0] mem [0:511];
     reg [35:0] read_q;
@@ -148,6 +215,88 @@ module DP16KD (
     wire [35:0] data_out = (REGMODE_B == "OUTREG") ? out_q : read_q;
     /* verilator lint_on WIDTH */
     integer i;
+    integer row;
+    integer slot;
+    reg [319:0] line;
+
+    function [319:0] initval(input integer index);
+        case (index)
+            0: initval = INITVAL_00;
+            1: initval = INITVAL_01;
+            2: initval = INITVAL_02;
+            3: initval = INITVAL_03;
+            4: initval = INITVAL_04;
+            5: initval = INITVAL_05;
+            6: initval = INITVAL_06;
+            7: initval = INITVAL_07;
+            8: initval = INITVAL_08;
+            9: initval = INITVAL_09;
+            10: initval = INITVAL_0A;
+            11: initval = INITVAL_0B;
+            12: initval = INITVAL_0C;
+            13: initval = INITVAL_0D;
+            14: initval = INITVAL_0E;
+            15: initval = INITVAL_0F;
+            16: initval = INITVAL_10;
+            17: initval = INITVAL_11;
+            18: initval = INITVAL_12;
+            19: initval = INITVAL_13;
+            20: initval = INITVAL_14;
+            21: initval = INITVAL_15;
+            22: initval = INITVAL_16;
+            23: initval = INITVAL_17;
+            24: initval = INITVAL_18;
+            25: initval = INITVAL_19;
+            26: initval = INITVAL_1A;
+            27: initval = INITVAL_1B;
+            28: initval = INITVAL_1C;
+            29: initval = INITVAL_1D;
+            30: initval = INITVAL_1E;
+            31: initval = INITVAL_1F;
+            32: initval = INITVAL_20;
+            33: initval = INITVAL_21;
+            34: initval = INITVAL_22;
+            35: initval = INITVAL_23;
+            36: initval = INITVAL_24;
+            37: initval = INITVAL_25;
+            38: initval = INITVAL_26;
+            39: initval = INITVAL_27;
+            40: initval = INITVAL_28;
+            41: initval = INITVAL_29;
+            42: initval = INITVAL_2A;
+            43: initval = INITVAL_2B;
+            44: initval = INITVAL_2C;
+            45: initval = INITVAL_2D;
+            46: initval = INITVAL_2E;
+            47: initval = INITVAL_2F;
+            48: initval = INITVAL_30;
+            49: initval = INITVAL_31;
+            50: initval = INITVAL_32;
+            51: initval = INITVAL_33;
+            52: initval = INITVAL_34;
+            53: initval = INITVAL_35;
+            54: initval = INITVAL_36;
+            55: initval = INITVAL_37;
+            56: initval = INITVAL_38;
+            57: initval = INITVAL_39;
+            58: initval = INITVAL_3A;
+            59: initval = INITVAL_3B;
+            60: initval = INITVAL_3C;
+            61: initval = INITVAL_3D;
+            62: initval = INITVAL_3E;
+            63: initval = INITVAL_3F;
+            default: initval = 320'h0;
+        endcase
+    endfunction
+
+    initial begin
+        for (row = 0; row < 64; row = row + 1) begin
+            line = initval(row);
+            for (slot = 0; slot < 16; slot = slot + 2) begin
+                mem[row * 8 + slot / 2] = {line[20 * slot + 20 +: 18], line[20 * slot +: 18]};
+            end
+        end
+    end
 
     always @(posedge CLKA) begin
         if (CEA && WEA) begin

@@ -34,6 +34,11 @@ word_bits : int               stream only, without ``weights_file``: the word wi
                               layer's longest record; ``P*WB`` for dense, ``P..P+VB*P``
                               for masked, ``P = L*S``, VB = 1 ternary, N int)
 beats : int >= 1              stream only, without ``weights_file``: beats a pass, R/S
+target : str                  ``generic`` (default) or a device name of ``fpga/devices.py``:
+                              on an ECP5 device the ROM is instantiated DP16KD blocks
+                              read through their output register (``blocks.rom``; the
+                              directory then carries ``DP16KD_sim.v``); the cycle
+                              behaviour is the same on every target
 
 From Python, either pass ``weights_file=`` a numpy array (to ``BLOCK.prepared``,
 ``cnn_ip.export.generate`` or ``cnn_ip.cosim.run_streams``), or call the ``@block``
@@ -60,18 +65,20 @@ m_axis_wgt_t*     ``tdata[L*S*WB-1:0]``, element ``s`` of lane ``l`` at bits
 Architecture, latency and throughput
 ------------------------------------
 *dense coding* (always for binary; for ternary/int when masks would not save bits): the
-word is the beat.  ROM: the ROM's output register drives ``tdata``.  Stream: a register
-slice (``axis_register``) from ``s_axis_words`` to ``m_axis_wgt``.  One beat a cycle.
+word is the beat.  ROM: the ROM's read and output registers (``blocks.rom`` with
+``out_enable``: on ECP5 the block RAM's own, so its slow clock-to-out stays inside it)
+move together, and the output register drives ``tdata``.  Stream: a register slice
+(``axis_register``) from ``s_axis_words`` to ``m_axis_wgt``.  One beat a cycle.
 
 *masked coding*.  A record's start is the previous start plus ``P + VB*c``, ``c`` the
 previous mask's count: a recurrence, which is the only loop of the design.  Everything
 else (counting, shifting, expanding) is pipelined off it:
 
-1. the front: a ROM read (the ROM's output register, then a register that takes only
-   its output, beside the block RAM, whose clock-to-out is slow, then the word
-   register) or a word of ``s_axis_words`` (``tready``), with its ``tlast`` flag (ROM:
-   the top address), entering a pipeline that moves in lock step on ``adv`` (a
-   register: the slots below have room);
+1. the front: a ROM read (the ROM's read register, its output register, then the word
+   register; on ECP5 the first two are the DP16KD's own, so the block RAM's slow
+   clock-to-out ends at its output register) or a word of ``s_axis_words``
+   (``tready``), with its ``tlast`` flag (ROM: the top address), entering a pipeline that
+   moves in lock step on ``adv`` (a register: the slots below have room);
 2. the *table pipeline* (``blocks.sparse_table``): for every word, from prefix counts of
    its bits (and the top ``P-1`` bits of the word before it), the entry of every offset
    ``o`` in ``0..W-1`` a record can start at (multiples of ``g``, the largest power of
@@ -112,8 +119,8 @@ four: the head, the word after it, and two more for a pass end whose last record
 into its image's ``tlast`` word (then ``p`` moves by two); the head's table is in the head
 table, so three table slots hold the others'.
 
-Latency: the first beat is valid 1 cycle (dense) after reset is released (ROM) or the
-first word taken (stream); masked: ``masked_latency`` cycles after the first word is
+Latency: the first beat is valid 2 cycles (dense ROM: the ROM's two registers) after
+reset is released, 1 cycle (dense stream) after the first word is taken; masked: ``masked_latency`` cycles after the first word is
 taken (stream), two more after reset (ROM): ``12 + ceil(levels/2) + ceil(NB/3)``, with
 ``levels = bits(floor((W+P-1)/4) - 1)`` and ``NB`` the offset bits (``entry_bits``):
 17 (stream) for the 32x72 ternary layer of the bench at lanes 4, simd 8 (``W = 43``);
@@ -139,8 +146,8 @@ from blocks.sparse_framer import (entry_mux, extract, head, joined, low_bits, po
                                   side_by_side, slot_writes, table_slot, walker)
 from blocks.sparse_table import (Layout, entry_bits, offset_step, prefix_levels, record_table,
                                  table_stages)
-from blocks.ram import add_blocks, bram_blocks
-from blocks.rom import address_bits, rom
+from blocks.ram import TARGETS, add_blocks, bram_blocks, write_sim_files
+from blocks.rom import address_bits, rom, sim_files
 from blocks.spec import BlockDef, Param, ParameterError, check_width, weight_params
 from blocks.stream import Axis, clock_reset
 from quant import offchip, sparse_format, weight_modes
@@ -167,6 +174,8 @@ PARAMS = (
           help="stream without weights_file: bits of a word (the layer's longest record)"),
     Param("beats", int, default=0, lo=0, hi=1 << 24,
           help="stream without weights_file: beats per pass (R/simd)"),
+    Param("target", str, default="generic", choices=TARGETS,
+          help="generic or a device name: the ROM's block RAM primitive"),
 )
 STREAM_ONLY = {"coding": "auto", "word_bits": 0, "beats": 0}
 
@@ -200,7 +209,7 @@ def read_matrix(weights_file) -> np.ndarray:
 
 def prepare(params: dict) -> dict:
     """Parameters -> ``@block`` arguments: the one place ``weights_file`` is read and encoded."""
-    kwargs = {k: params[k] for k in ("lanes", "simd", "weights", "wbits")}
+    kwargs = {k: params[k] for k in ("lanes", "simd", "weights", "wbits", "target")}
     wbits = weight_modes.normal_wbits(params["weights"], params["wbits"])
     if params["source"] == "stream":
         if params["weights_file"] is None:
@@ -261,14 +270,16 @@ def stream_format(*, lanes, simd, weights, wbits, coding, word_bits, beats, **_)
 
 
 def write_files(args: dict, out_dir) -> list:
-    """Write the ROM image and its sidecar beside the Verilog; return their names."""
+    """Write the ROM image and its sidecar beside the Verilog, and the simulation model of
+    the ROM's block RAM primitive when it has one; return their names."""
     image = args.get("image")
     if image is None:   # stream mode reads no file
         return []
     stem = Path(args["rom_file"]).stem
     meta = {k: v for k, v in image.meta.items() if k not in ("format", "word_bits", "depth", "bits")}
     write_rom(out_dir, stem, image.words, image.word_bits, format=image.meta["format"], **meta)
-    return [f"{stem}.hex", f"{stem}.json"]
+    models = sim_files(image.depth, out_register=True, target=args.get("target", "generic"))
+    return [f"{stem}.hex", f"{stem}.json", *write_sim_files(models, out_dir)]
 
 
 def check_image(image, *, lanes, simd, weights, wbits) -> None:
@@ -289,11 +300,11 @@ def check_image(image, *, lanes, simd, weights, wbits) -> None:
 @block
 def sparse_decoder(aclk, aresetn, m_axis_wgt, s_axis_words=None, *, lanes, simd, weights,
                    wbits, image=None, rom_file=ROM_STEM + ".hex", source="rom",
-                   coding="auto", word_bits=0, beats=0):
+                   coding="auto", word_bits=0, beats=0, target="generic"):
     """Dense weight beats decoded from a sparse ROM or word stream; see the module docstring."""
     if source == "stream":
         BLOCK.validate(lanes=lanes, simd=simd, weights=weights, wbits=wbits, source=source,
-                       coding=coding, word_bits=word_bits, beats=beats)
+                       coding=coding, word_bits=word_bits, beats=beats, target=target)
         if s_axis_words is None:
             raise ParameterError("s_axis_words: required with source = stream")
         check_width("s_axis_words.tdata", s_axis_words.tdata, word_bits)
@@ -302,7 +313,7 @@ def sparse_decoder(aclk, aresetn, m_axis_wgt, s_axis_words=None, *, lanes, simd,
         check_width("m_axis_wgt.tdata", m_axis_wgt.tdata, lanes * simd * fmt["code_bits"])
         return stream_reader(aclk, aresetn, s_axis_words, m_axis_wgt, fmt=fmt)
     BLOCK.validate(lanes=lanes, simd=simd, weights=weights, wbits=wbits, weights_file=image,
-                   source=source)
+                   source=source, target=target)
     check_image(image, lanes=lanes, simd=simd, weights=weights, wbits=wbits)
     meta = image.meta
     check_width("m_axis_wgt.tdata", m_axis_wgt.tdata, lanes * simd * meta["code_bits"])
@@ -311,7 +322,7 @@ def sparse_decoder(aclk, aresetn, m_axis_wgt, s_axis_words=None, *, lanes, simd,
     rom_addr = Signal(intbv(0)[address_bits(depth):])
     rom_dout = Signal(intbv(0)[word_bits:])
     memory = rom(aclk, rom_en, rom_addr, rom_dout, words=image.words, word_bits=word_bits,
-                 file=rom_file)
+                 file=rom_file, out_enable=rom_en, target=target)
     address = rom_address(aclk, aresetn, rom_en, rom_addr, depth=depth)
     if meta["coding"] == "dense":
         core = dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout,
@@ -365,13 +376,13 @@ def stream_front(aclk, aresetn, adv, s_axis_words, word, wvalid, wlast):
 
 @block
 def rom_front(aclk, aresetn, adv, rom_addr, rom_dout, word, wvalid, wlast, *, depth):
-    """ROM mode: the ROM's output register, a register beside the block RAM that only
-    takes its output (its clock-to-out is slow: the next register must be close), then
+    """ROM mode: the ROM's read and output registers (on ECP5 the block RAM's own: its
+    clock-to-out is slow, so the word register after them takes only its output), then
     the word register: the pipeline's first three stages, read on ``adv``; a word's
-    ``tlast`` is the top address."""
+    ``tlast`` is the top address.  (The register that used to sit beside the block RAM
+    after its read register is the output register now: same latency.)"""
     top = depth - 1
     rvalid, rlast, nvalid, nlast = (Signal(bool(0)) for _ in range(4))
-    near = Signal(intbv(0)[len(rom_dout):])
 
     @always_seq(aclk.posedge, reset=aresetn)
     def valid():
@@ -384,9 +395,8 @@ def rom_front(aclk, aresetn, adv, rom_addr, rom_dout, word, wvalid, wlast, *, de
     def hold():
         if adv:
             rlast.next = rom_addr == top
-            near.next = rom_dout
             nlast.next = rlast
-            word.next = near
+            word.next = rom_dout
             wlast.next = nlast
 
     return valid, hold
@@ -410,9 +420,10 @@ def rom_address(aclk, aresetn, en, addr, *, depth):
 
 @block
 def dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, depth):
-    """One ROM word a beat: the ROM's output register is the stream's data register."""
-    valid = Signal(bool(0))
-    last = Signal(bool(0))
+    """One ROM word a beat: the ROM's output register is the stream's data register; its
+    read register before it moves with it (both on ``rom_en``)."""
+    read_valid, valid = Signal(bool(0)), Signal(bool(0))
+    read_last, last = Signal(bool(0)), Signal(bool(0))
     top = depth - 1
 
     @always_comb
@@ -422,8 +433,10 @@ def dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, depth
     @always_seq(aclk.posedge, reset=aresetn)
     def advance():
         if rom_en:
-            valid.next = 1
-            last.next = rom_addr == top
+            read_valid.next = 1
+            valid.next = read_valid
+            read_last.next = rom_addr == top
+            last.next = read_last
 
     @always_comb
     def outputs():
@@ -749,8 +762,8 @@ def estimate(*, image=None, source="rom", **args) -> dict:
     bram = bram_blocks(W, image.depth, style="block")  # rom_style = "block"
     if meta["coding"] == "dense":
         # address counter and its wrap compare; the ROM's output register is the data
-        return {"lut": addr, "ff": addr + 2, "dsp": 0, "bram_bits": image.bits,
-                "bram": bram, "latency": 1, "cycles": 1, "per": "beat"}
+        return {"lut": addr, "ff": addr + 4, "dsp": 0, "bram_bits": image.bits,
+                "bram": bram, "latency": 2, "cycles": 1, "per": "beat"}
     ff, lut = masked_cost(meta, W, addr)
     return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": image.bits + fifo_bits(meta),
             "bram": bram, "latency": masked_latency(meta, W) + 2, "cycles": 1, "per": "beat"}

@@ -8,7 +8,7 @@ import pytest
 from blocks.sparse_decoder import BLOCK, sparse_decoder
 from blocks.spec import ParameterError
 from cnn_ip.cli import main
-from cnn_ip.cosim import lint, run_streams
+from cnn_ip.cosim import RESET_CYCLES, lint, run_streams
 from cnn_ip.export import generate
 from fpga.synth import synthesize
 from quant.offchip import group_images, layer_format
@@ -45,8 +45,10 @@ def expected_beats(W, lanes, simd, weights, wbits, passes):
     return [(w, i == len(one) - 1) for _ in range(passes) for i, w in enumerate(one)]
 
 
-def read_passes(hdl, tmp_path, W, *, passes=2, stall=0.0, seed=0, **params):
+def read_passes(hdl, tmp_path, W, *, passes=2, stall=0.0, seed=0, target="generic",
+                **params):
     expected = expected_beats(W, passes=passes, **params)
+    params["target"] = target
     out = run_streams(BLOCK, hdl=hdl, workdir=tmp_path, inputs={},
                       expect={"m_axis_wgt": len(expected)}, stall=stall, seed=seed,
                       params={**params, "weights_file": W})
@@ -103,6 +105,9 @@ def test_one_beat_per_cycle_across_pass_boundaries(hdl, tmp_path, weights, wbits
     assert [(b.data, b.last) for b in got][:len(expected)] == expected
     cycles = [b.cycle for b in got]
     assert cycles[-1] - cycles[0] == len(cycles) - 1  # no cycle without a beat
+    _, kwargs = BLOCK.prepared(lanes=lanes, simd=simd, weights=weights, wbits=wbits,
+                               weights_file=W)
+    assert cycles[0] - RESET_CYCLES == BLOCK.estimate(**kwargs)["latency"]
 
 
 @pytest.mark.parametrize("W,weights,wbits,lanes,simd,hdl", [
@@ -125,11 +130,35 @@ def test_example_configuration_matches_golden(tmp_path):
     assert [(b.data, b.last) for b in out["m_axis_wgt"]][:len(expected)] == expected
 
 
-@pytest.mark.parametrize("weights,sparsity", [("int", 0.8), ("int", 0.0)])  # ternary: the CLI's
-def test_lint_clean(tmp_path, weights, sparsity):
+@pytest.mark.parametrize("weights,sparsity,target", [  # ternary: the CLI's
+    ("int", 0.8, "generic"), ("int", 0.0, "generic"), ("int", 0.8, "ecp5-85f"),
+    ("int", 0.0, "ecp5-25f")])
+def test_lint_clean(tmp_path, weights, sparsity, target):
     W = random_weights(3, 4, 16, weights, 6, sparsity)
-    generate(BLOCK, tmp_path, lanes=2, simd=8, weights=weights, wbits=6, weights_file=W)
+    generate(BLOCK, tmp_path, lanes=2, simd=8, weights=weights, wbits=6, weights_file=W,
+             target=target)
     lint(tmp_path / "sparse_decoder.v", "sparse_decoder")
+
+
+@pytest.mark.parametrize("lanes,simd,weights,wbits,sparsity", [
+    (2, 4, "binary", 8, 0.0),          # dense: the ROM's output register is tdata's
+    (2, 3, "int", 3, 0.6)])            # masked: the ROM feeds the word register
+def test_ecp5_rom_is_dp16kd_blocks_read_through_their_output_register(
+        tmp_path, lanes, simd, weights, wbits, sparsity):
+    # The image in the blocks' INITVAL (the DP16KD model reads it), same beats and cycles
+    # as the generic build: back pressure for the order, none for the latency.
+    W = random_weights(9, lanes * 3, simd * 5, weights, wbits, sparsity)
+    params = {"lanes": lanes, "simd": simd, "weights": weights, "wbits": wbits}
+    got, expected = read_passes("icarus", tmp_path / "stalled", W, stall=0.4, seed=9,
+                                target="ecp5-85f", **params)
+    assert [(b.data, b.last) for b in got][:len(expected)] == expected
+    verilog = (tmp_path / "stalled" / "sparse_decoder.v").read_text()
+    assert "DP16KD #(" in verilog and "$readmemh" not in verilog
+    assert (tmp_path / "stalled" / "DP16KD_sim.v").exists()
+    got, expected = read_passes("icarus", tmp_path / "steady", W, target="ecp5-85f", **params)
+    assert [(b.data, b.last) for b in got][:len(expected)] == expected
+    _, kwargs = BLOCK.prepared(weights_file=W, **params)
+    assert got[0].cycle - RESET_CYCLES == BLOCK.estimate(**kwargs)["latency"]
 
 
 def test_cli_writes_verilog_rom_and_sidecar(tmp_path, capsys):
@@ -150,6 +179,14 @@ def test_cli_writes_verilog_rom_and_sidecar(tmp_path, capsys):
     assert re.search(r'\$readmemh\("sparse_decoder_rom\.hex"', verilog)
     assert sorted(f.name for f in out.iterdir()) == [
         "sparse_decoder.json", "sparse_decoder.v", "sparse_decoder.vlt",
+        "sparse_decoder_rom.hex", "sparse_decoder_rom.json"]
+    ecp5 = tmp_path / "ecp5"
+    assert main(["block", "sparse_decoder", "--lanes", "4", "--simd", "8", "--weights",
+                 "ternary", "--weights-file", str(tmp_path / "W.npy"), "--target", "ecp5-85f",
+                 "-o", str(ecp5)]) == 0
+    assert "DP16KD #(" in (ecp5 / "sparse_decoder.v").read_text()
+    assert sorted(f.name for f in ecp5.iterdir()) == [
+        "DP16KD_sim.v", "sparse_decoder.json", "sparse_decoder.v", "sparse_decoder.vlt",
         "sparse_decoder_rom.hex", "sparse_decoder_rom.json"]
 
 
@@ -219,7 +256,6 @@ def test_one_beat_per_cycle_on_random_layers(tmp_path, case):
     """Random layers mixing full-length, empty and random beats (padding at every pass
     boundary): the pipelined reader keeps one beat a cycle, and its first beat comes the
     documented number of cycles after reset."""
-    from cnn_ip.cosim import RESET_CYCLES
 
     lanes, simd = RATE_SHAPES[case]
     rng = np.random.default_rng(100 + case)
