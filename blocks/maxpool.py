@@ -407,31 +407,40 @@ def item_flags(*, item, phase, start, end, geo, items, stride, k):
 
 
 @block
-def pool_sequencer(aclk, aresetn, *, step, flushing, f, first, shift, end, esel,
-                   efresh, tail, emit_n, psh=None, items, stride, k, pad, geo):
-    """The current item's flags, all registers: computed from counters of the *next*
-    item (``ni``, ``nph``) and loaded as an item ends, so no counter compare lies on the
-    data path.  ``count`` = windows open at the current item; ``esel`` = the slot, in the
-    stored word, of the window that ends here (before this item's shift) or, during a
-    flush, of the one being sent; ``efresh``: that window opens at this item too (its
-    maximum is the beat's value); ``tail``: the
-    current item ends the last window (``None``: not needed); ``emit_n``: ``flushing or
-    end`` as the edge leaves them.  ``psh`` (``None``: words are stored as they are):
-    the words this item writes are stored shifted for the next item, which opens a
-    window; ``esel`` then counts in the shifted word."""
-    _, end0 = item_flags_at(0, geo=geo, items=items, stride=stride, k=k, pad=pad)
+def next_item(aclk, aresetn, *, step, flushing, ni, nph, cur_last, items, stride, pad):
+    """Counters of the next item (``ni``, its phase ``nph``) and ``cur_last``: the current
+    item is the sequence's last.  They move as an item ends, not during a flush."""
     NI0, NPH0 = 1 % items, (1 + pad) % stride
-    LAST_ITEM, LAST_PHASE, LAST_END = items - 1, stride - 1, geo["last_end"]
+    LAST_ITEM, LAST_PHASE, ONE_ITEM = items - 1, stride - 1, items == 1
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def count():
+        if step and not flushing:
+            if cur_last:                     # item 0 of the next sequence
+                cur_last.next = ONE_ITEM
+                ni.next = NI0
+                nph.next = NPH0
+            else:
+                cur_last.next = ni == LAST_ITEM
+                if ni == LAST_ITEM:
+                    ni.next = 0
+                else:
+                    ni.next = ni + 1
+                if nph == LAST_PHASE:
+                    nph.next = 0
+                else:
+                    nph.next = nph + 1
+    return count
+
+
+@block
+def window_state(aclk, aresetn, *, step, flushing, f, cur_last, start_n, end_n, first,
+                 shift, end, esel, efresh, count, end0, pre, geo):
+    """The current item's window registers (``first``, ``shift``, ``end``, ``count``,
+    ``esel``, ``efresh``; see :func:`pool_sequencer`) and the flush that follows the last
+    item (``flushing``, its window counter ``f``)."""
     FIRST_COUNT, LAST_FLUSH, FLUSH = geo["first_count"], geo["flush"] - 1, geo["flush"] > 0
-    TAIL0, ONE_ITEM = LAST_END == 0, items == 1
-    PRE = psh is not None
-    ni = _reg(items, NI0)
-    nph = _reg(stride, NPH0)
-    count = _reg(geo["slots"] + 1, FIRST_COUNT)
-    cur_last = Signal(bool(ONE_ITEM))
-    start_n, end_n = Signal(bool(0)), Signal(bool(0))
-    next_flags = item_flags(item=ni, phase=nph, start=start_n, end=end_n, geo=geo,
-                            items=items, stride=stride, k=k)
+    PRE = pre
 
     @always_seq(aclk.posedge, reset=aresetn)
     def sequence():
@@ -450,9 +459,6 @@ def pool_sequencer(aclk, aresetn, *, step, flushing, f, first, shift, end, esel,
                 end.next = end0
                 efresh.next = 1
                 count.next = FIRST_COUNT
-                cur_last.next = ONE_ITEM
-                ni.next = NI0
-                nph.next = NPH0
                 if FLUSH:
                     flushing.next = 1
                     esel.next = LAST_FLUSH
@@ -462,7 +468,6 @@ def pool_sequencer(aclk, aresetn, *, step, flushing, f, first, shift, end, esel,
                 first.next = 0
                 shift.next = start_n
                 end.next = end_n
-                cur_last.next = ni == LAST_ITEM
                 # Windows open at the next item: the ending one closes, a new one opens.
                 # The oldest sits in slot count-1 (or count-2 after a close) of the
                 # stored word.
@@ -486,15 +491,39 @@ def pool_sequencer(aclk, aresetn, *, step, flushing, f, first, shift, end, esel,
                         esel.next = count - 1
                     else:
                         esel.next = 0
-                if ni == LAST_ITEM:
-                    ni.next = 0
-                else:
-                    ni.next = ni + 1
-                if nph == LAST_PHASE:
-                    nph.next = 0
-                else:
-                    nph.next = nph + 1
+    return sequence
 
+
+@block
+def pool_sequencer(aclk, aresetn, *, step, flushing, f, first, shift, end, esel,
+                   efresh, tail, emit_n, psh=None, items, stride, k, pad, geo):
+    """The current item's flags, all registers: computed from counters of the *next*
+    item (``ni``, ``nph``) and loaded as an item ends, so no counter compare lies on the
+    data path.  ``count`` = windows open at the current item; ``esel`` = the slot, in the
+    stored word, of the window that ends here (before this item's shift) or, during a
+    flush, of the one being sent; ``efresh``: that window opens at this item too (its
+    maximum is the beat's value); ``tail``: the
+    current item ends the last window (``None``: not needed); ``emit_n``: ``flushing or
+    end`` as the edge leaves them.  ``psh`` (``None``: words are stored as they are):
+    the words this item writes are stored shifted for the next item, which opens a
+    window; ``esel`` then counts in the shifted word."""
+    _, end0 = item_flags_at(0, geo=geo, items=items, stride=stride, k=k, pad=pad)
+    LAST_END, LAST_FLUSH, FLUSH = geo["last_end"], geo["flush"] - 1, geo["flush"] > 0
+    TAIL0, ONE_ITEM = LAST_END == 0, items == 1
+    PRE = psh is not None
+    ni = _reg(items, 1 % items)
+    nph = _reg(stride, (1 + pad) % stride)
+    count = _reg(geo["slots"] + 1, geo["first_count"])
+    cur_last = Signal(bool(ONE_ITEM))
+    start_n, end_n = Signal(bool(0)), Signal(bool(0))
+    next_flags = item_flags(item=ni, phase=nph, start=start_n, end=end_n, geo=geo,
+                            items=items, stride=stride, k=k)
+    counters = next_item(aclk, aresetn, step=step, flushing=flushing, ni=ni, nph=nph,
+                         cur_last=cur_last, items=items, stride=stride, pad=pad)
+    windows = window_state(aclk, aresetn, step=step, flushing=flushing, f=f,
+                           cur_last=cur_last, start_n=start_n, end_n=end_n, first=first,
+                           shift=shift, end=end, esel=esel, efresh=efresh, count=count,
+                           end0=end0, pre=PRE, geo=geo)
     EMIT0 = FLUSH or end0
 
     @always_comb
@@ -512,7 +541,7 @@ def pool_sequencer(aclk, aresetn, *, step, flushing, f, first, shift, end, esel,
         else:
             emit_n.next = flushing or end
 
-    parts = [next_flags, sequence, emit_next]
+    parts = [next_flags, counters, windows, emit_next]
     if PRE:
         @always_comb
         def preshift():
@@ -532,8 +561,51 @@ def pool_sequencer(aclk, aresetn, *, step, flushing, f, first, shift, end, esel,
 
 
 @block
-def pool_output(aclk, aresetn, m_out, *, take, full, full_n, v, old, esel, efresh, flushing, is_last,
-                lanes, abits, slots, signed):
+def output_lanes(old, esel, s1_v, s1_src, s1_fresh, s1_keep, chosen, folded, *, lanes,
+                 abits, slots, signed):
+    """The output's lanes: ``chosen`` = the ending window's slot of the stored word
+    (``esel``; none with one slot), ``folded`` = stage 1's maximum (:func:`lane_max`)."""
+    units = []
+    for lane in range(lanes):
+        chain = [old(lane * abits + abits, lane * abits)]
+        for slot in range(1, slots):
+            lo = (slot * lanes + lane) * abits
+            link = chosen[lane] if slot == slots - 1 else Signal(intbv(0)[abits:])
+            units.append(pick_slot(link, chain[-1], old(lo + abits, lo), esel, index=slot))
+            chain.append(link)
+        units.append(lane_max(s1_v(lane * abits + abits, lane * abits),
+                              s1_src(lane * abits + abits, lane * abits), s1_fresh,
+                              folded[lane], keep=s1_keep, signed=signed, abits=abits))
+    return units
+
+
+@block
+def output_last(aclk, aresetn, m_out, *, take, is_last, out_valid, skid_valid, move):
+    """``m_out.tlast``: ``is_last`` carried through stage 1, the output register and the
+    skid register beside the data (:func:`pool_output`)."""
+    s1_last, out_last, skid_last = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def last_flag():
+        if take:
+            s1_last.next = is_last
+        if not out_valid or m_out.tready:
+            if skid_valid:
+                out_last.next = skid_last
+            elif move:
+                out_last.next = s1_last
+        elif move:
+            skid_last.next = s1_last
+
+    @always_comb
+    def drive_last():
+        m_out.tlast.next = out_last
+    return last_flag, drive_last
+
+
+@block
+def pool_output(aclk, aresetn, m_out, *, take, full, full_n, v, old, esel, efresh, flushing,
+                is_last, lanes, abits, slots, signed):
     """The value sent, in two registered stages beside the slot update: (1) the beat and
     the ending window's stored slot (chosen by ``esel``), (2) their maximum (the beat
     alone when the window opened at it; the slot alone during a flush), with a skid
@@ -541,24 +613,15 @@ def pool_output(aclk, aresetn, m_out, *, take, full, full_n, v, old, esel, efres
     1 cannot take a beat now (stage 1 and the skid both hold one; a register of its own,
     so that the pass's ``advance``, which fans out to every register, is one LUT;
     ``full_n`` its next value); ``is_last`` (``None``: no ``tlast``) marks the frame's last."""
-    lane_bits = lanes * abits
-    units, chosen, folded = [], [], []
-    s1_v, s1_src = Signal(intbv(0)[lane_bits:]), Signal(intbv(0)[lane_bits:])
+    bits = lanes * abits
+    s1_v, s1_src = Signal(intbv(0)[bits:]), Signal(intbv(0)[bits:])
     s1_valid, s1_fresh, s1_keep = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
     out_valid, move = Signal(bool(0)), Signal(bool(0))
-    out_data = Signal(intbv(0)[lane_bits:])
-    for lane in range(lanes):
-        chain = [old(lane * abits + abits, lane * abits)]
-        for slot in range(1, slots):
-            lo = slot * lane_bits + lane * abits
-            chain.append(Signal(intbv(0)[abits:]))
-            units.append(pick_slot(chain[-1], chain[-2], old(lo + abits, lo), esel,
-                                   index=slot))
-        chosen.append(chain[-1])
-        folded.append(Signal(intbv(0)[abits:]))
-        units.append(lane_max(s1_v(lane * abits + abits, lane * abits),
-                              s1_src(lane * abits + abits, lane * abits), s1_fresh,
-                              folded[-1], keep=s1_keep, signed=signed, abits=abits))
+    out_data = Signal(intbv(0)[bits:])
+    chosen = [Signal(intbv(0)[abits:]) for _ in range(lanes if slots > 1 else 0)]
+    folded = [Signal(intbv(0)[abits:]) for _ in range(lanes)]
+    units = output_lanes(old, esel, s1_v, s1_src, s1_fresh, s1_keep, chosen, folded,
+                         lanes=lanes, abits=abits, slots=slots, signed=signed)
     selected = old if slots == 1 else (ConcatSignal(*reversed(chosen)) if lanes > 1
                                        else chosen[0])
     result = ConcatSignal(*reversed(folded)) if lanes > 1 else folded[0]
@@ -566,7 +629,7 @@ def pool_output(aclk, aresetn, m_out, *, take, full, full_n, v, old, esel, efres
     # Stage 2 is a skid buffer: what it takes depends on its own registers only, so no
     # path runs from the downstream ready through this pass's enables.
     skid_valid = Signal(bool(0))
-    skid_data = Signal(intbv(0)[lane_bits:])
+    skid_data = Signal(intbv(0)[bits:])
 
     @always_comb
     def flow():
@@ -614,65 +677,49 @@ def pool_output(aclk, aresetn, m_out, *, take, full, full_n, v, old, esel, efres
         m_out.tvalid.next = out_valid
         m_out.tdata.next = out_data
 
-    if is_last is None:
-        return units, flow, fullness, full_register, stage1, stage2, drive
-    s1_last, out_last, skid_last = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
-
-    @always_seq(aclk.posedge, reset=aresetn)
-    def last_flag():
-        if take:
-            s1_last.next = is_last
-        if not out_valid or m_out.tready:
-            if skid_valid:
-                out_last.next = skid_last
-            elif move:
-                out_last.next = s1_last
-        elif move:
-            skid_last.next = s1_last
-
-    @always_comb
-    def drive_last():
-        m_out.tlast.next = out_last
-    return units, flow, fullness, full_register, stage1, stage2, drive, last_flag, drive_last
+    parts = [units, flow, fullness, full_register, stage1, stage2, drive]
+    if is_last is not None:
+        parts.append(output_last(aclk, aresetn, m_out, take=take, is_last=is_last,
+                                 out_valid=out_valid, skid_valid=skid_valid, move=move))
+    return parts
 
 
 @block
-def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_end, lanes,
-              abits, signed):
-    """1-D max-pool over ``items`` items of ``span`` beats (see the module docstring).
+def item_beats(aclk, aresetn, *, advance, j, item_done, span):
+    """The beat within the item, ``j``, and ``item_done``: ``j`` is the item's last beat (a
+    register, as it fans out to every register of the pass)."""
+    LAST_BEAT = span - 1
 
-    ``m_out.tlast`` (if the stream has one) marks the last beat of the last window.
-    """
-    geo = geometry(items, k, stride, pad, pad_end)
-    NW = geo["slots"]
-    lane_bits = lanes * abits
-    word_bits = NW * lane_bits
-    kw = dict(geo=geo, items=items, stride=stride, k=k, pad=pad)
-    _, end0 = item_flags_at(0, **kw)
-    j, f = _reg(span), _reg(geo["flush"] + 1)
-    # item_done: j is the item's last beat; step: advance on it.  Registers and one LUT
-    # of registers each, as advance is: they fan out to every register of the pass.
-    ONE_BEAT = span == 1
-    flushing, item_done, step = Signal(bool(0)), Signal(bool(ONE_BEAT)), Signal(bool(0))
-    first, shift, end = Signal(bool(1)), Signal(bool(0)), Signal(bool(end0))
-    # Only a stream with tlast and no flush needs to know the last window's item.
-    with_tail = m_out.tlast is not None and geo["flush"] == 0
-    tail = Signal(bool(geo["last_end"] == 0)) if with_tail else None
-    esel, efresh = _reg(NW), Signal(bool(1))
-    emit, advance = Signal(bool(0)), Signal(bool(0))
-    v = Signal(intbv(0)[lane_bits:])
-    old = Signal(intbv(0)[word_bits:])               # the memory's read register
-    full = Signal(bool(0))                          # the output cannot take a beat
-    # stuck = full and emit, a register of its own: advance and step are then one LUT of
-    # at most four inputs each (they fan out to every register of the pass).
-    full_n, emit_n, stuck = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+    @always_seq(aclk.posedge, reset=aresetn)
+    def beats():
+        if advance:
+            if item_done:
+                j.next = 0
+                item_done.next = 0
+            else:
+                j.next = j + 1
+                item_done.next = j == LAST_BEAT - 1
 
-    # A word read back on the next beat (span 1) is updated within the beat; a longer
-    # span leaves a cycle for the update's register (slot_stage, slot_word), and its
-    # words are stored shifted for the next item (``psh``).
-    staged = span >= 2
+    if span == 1:
+        # Every beat is an item's last: item_done keeps its reset value 1, j its 0.
+        j.read = item_done.read = advance.read = True
+
+        @always_seq(aclk.posedge, reset=aresetn)
+        def beats():
+            if advance:
+                item_done.next = 1
+    return beats
+
+
+@block
+def slot_update(aclk, *, advance, v, old, first, shift, flushing, psh, wdata, span, slots,
+                lanes, abits, signed):
+    """``wdata``: the stored word ``old`` with the beat ``v`` folded into every open
+    window, in one cycle (:func:`slot_lane`) or, for items of two or more beats, through
+    the update's register (:func:`slot_stage`, :func:`slot_word`), stored shifted for the
+    next item when ``psh``."""
+    NW, lane_bits, staged = slots, lanes * abits, span >= 2
     units, lanes_new = [], []
-    psh = Signal(bool(0))
     if staged:
         v_q = Signal(intbv(0)[lane_bits:])
         psh_q, fresh0 = Signal(bool(0)), Signal(bool(0))
@@ -732,39 +779,58 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
                                        youngest=slot == 0, signed=signed, abits=abits))
             lanes_new.append(n)
     new = ConcatSignal(*reversed(lanes_new)) if len(lanes_new) > 1 else lanes_new[0]
-    control = pool_sequencer(aclk, aresetn, step=step,
-                             flushing=flushing, f=f, first=first, shift=shift, end=end,
-                             esel=esel, efresh=efresh, tail=tail, emit_n=emit_n,
-                             psh=psh if staged and NW > 1 else None, **kw)
-    LAST_BEAT = span - 1
-
-    @always_seq(aclk.posedge, reset=aresetn)
-    def beats():
-        if advance:
-            if item_done:
-                j.next = 0
-                item_done.next = 0
-            else:
-                j.next = j + 1
-                item_done.next = j == LAST_BEAT - 1
-
-    if ONE_BEAT:
-        # Every beat is an item's last: item_done keeps its reset value 1, j its 0.
-        j.read = item_done.read = advance.read = True
-
-        @always_seq(aclk.posedge, reset=aresetn)
-        def beats():
-            if advance:
-                item_done.next = 1
 
     # A plain signal for the RAM's template: MyHDL writes a ConcatSignal's assignment only
     # when a generator reads it.
-    wdata = Signal(intbv(0)[word_bits:])
-
     @always_comb
     def word_in():
         wdata.next = new
+    return units, word_in
 
+
+@block
+def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_end, lanes,
+              abits, signed):
+    """1-D max-pool over ``items`` items of ``span`` beats (see the module docstring).
+
+    ``m_out.tlast`` (if the stream has one) marks the last beat of the last window.
+    """
+    geo = geometry(items, k, stride, pad, pad_end)
+    NW = geo["slots"]
+    lane_bits = lanes * abits
+    word_bits = NW * lane_bits
+    kw = dict(geo=geo, items=items, stride=stride, k=k, pad=pad)
+    _, end0 = item_flags_at(0, **kw)
+    j, f = _reg(span), _reg(geo["flush"] + 1)
+    # item_done: j is the item's last beat; step: advance on it.  Registers and one LUT
+    # of registers each, as advance is: they fan out to every register of the pass.
+    flushing, item_done, step = Signal(bool(0)), Signal(bool(span == 1)), Signal(bool(0))
+    first, shift, end = Signal(bool(1)), Signal(bool(0)), Signal(bool(end0))
+    # Only a stream with tlast and no flush needs to know the last window's item.
+    with_tail = m_out.tlast is not None and geo["flush"] == 0
+    tail = Signal(bool(geo["last_end"] == 0)) if with_tail else None
+    esel, efresh = _reg(NW), Signal(bool(1))
+    emit, advance = Signal(bool(0)), Signal(bool(0))
+    v = Signal(intbv(0)[lane_bits:])
+    old = Signal(intbv(0)[word_bits:])               # the memory's read register
+    wdata = Signal(intbv(0)[word_bits:])             # the word written back
+    full = Signal(bool(0))                          # the output cannot take a beat
+    # stuck = full and emit, a register of its own: advance and step are then one LUT of
+    # at most four inputs each (they fan out to every register of the pass).
+    full_n, emit_n, stuck = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+
+    # A word read back on the next beat (span 1) is updated within the beat; a longer
+    # span leaves a cycle for the update's register, and its words are stored shifted
+    # for the next item (``psh``).
+    psh = Signal(bool(0))
+    update = slot_update(aclk, advance=advance, v=v, old=old, first=first, shift=shift,
+                         flushing=flushing, psh=psh, wdata=wdata, span=span, slots=NW,
+                         lanes=lanes, abits=abits, signed=signed)
+    control = pool_sequencer(aclk, aresetn, step=step,
+                             flushing=flushing, f=f, first=first, shift=shift, end=end,
+                             esel=esel, efresh=efresh, tail=tail, emit_n=emit_n,
+                             psh=psh if span >= 2 and NW > 1 else None, **kw)
+    beats = item_beats(aclk, aresetn, advance=advance, j=j, item_done=item_done, span=span)
     memory = slot_memory(aclk, aresetn, waddr=j, wdata=wdata, read=advance,
                          rdata=old, flushing=flushing, depth=span)
 
@@ -790,7 +856,7 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
     def send():
         take.next = (flushing or s_in.tvalid) and not full and emit
 
-    parts = [units, control, beats, word_in, memory, handshake, stuck_register, input_value, send,
+    parts = [update, control, beats, memory, handshake, stuck_register, input_value, send,
              pool_output(aclk, aresetn, m_out, take=take, full=full, full_n=full_n, v=v, old=old,
                          esel=esel, efresh=efresh, flushing=flushing, is_last=is_last,
                          lanes=lanes, abits=abits, slots=NW, signed=signed)]
@@ -806,6 +872,7 @@ def pool_axis(aclk, aresetn, s_in, m_out, *, items, span, k, stride, pad, pad_en
                 is_last.next = tail and item_done
         parts.append(frame_end)
     return parts
+
 
 
 @block
