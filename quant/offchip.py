@@ -10,7 +10,12 @@ images*, each self-contained in the sparse format (``quant.sparse_format``, docs
 * one coding and one word width for the whole layer (the stage has one decoder): the
   coding the layer's beats choose (``sparse_format.choose_coding``, as the planner's
   on-chip figure does) and ``word_bits`` = the longest beat of the layer; a group's bit
-  stream is cut into words of that width (``depth`` words, the last padded with zeros);
+  stream is cut into words of that width (``depth`` words, the last padded with zeros).
+  The coding is one of ``cnn_ip.sparse/1``'s (``sparse_format.FIRST_CODES``) unless
+  ``codes`` says otherwise: the decoder reads ``/2`` group images too (``source=stream``
+  with ``coding=block``, ``block``, ``inner``), but the frame stage
+  (``assemblies.conv_frame``) passes it only a coding and a word width, so the image
+  and the map stay ``/1`` until it passes the block coding's two choices as well;
 * in memory a group is its words as one bit stream, least significant bit first: stream
   bit ``i`` (bit ``i % word_bits`` of word ``i // word_bits``) is bit ``i % 8`` of byte
   ``i // 8``; with the bus's little-endian beats (``tile_dma``: the lower address in
@@ -70,24 +75,38 @@ def pattern_bits(nonzero, weights, wbits, lanes, simd) -> tuple[str, np.ndarray]
 
 
 def layer_format(W, *, weights, wbits=None, lanes, simd) -> tuple[str, int]:
-    """``(coding, word_bits)`` shared by every group image of the layer."""
+    """``(coding, word_bits)`` shared by every group image of the layer (``/1``)."""
+    code = layer_code(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
+    return code["coding"], code["word_bits"]
+
+
+def layer_code(W, *, weights, wbits=None, lanes, simd, codes=sparse_format.FIRST_CODES,
+               block=None, inner=None) -> dict:
+    """The coding every group image of the layer takes, the smallest of ``codes`` over
+    the whole layer (``sparse_format.best_code``: ``coding``, ``block``, ``inner``,
+    ``word_bits`` = its longest record, ...); ``block``/``inner`` fix the block coding's."""
     weights, wbits = _mode(weights, wbits)
     W = sparse_format.check_matrix(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
-    coding, bits = pattern_bits(W != 0, weights, wbits, lanes, simd)
-    return coding, int(bits.max())
+    return sparse_format.best_code(sparse_format.to_beats(W != 0, lanes, simd),
+                                   weights=weights, wbits=wbits, codes=codes, block=block,
+                                   inner=inner)
 
 
-def group_images(W, *, weights, wbits=None, lanes, simd) -> list[SparseImage]:
+def group_images(W, *, weights, wbits=None, lanes, simd, codes=sparse_format.FIRST_CODES,
+                 block=None, inner=None) -> list[SparseImage]:
     """The layer's ``Cout/L`` group images (see the module docstring); each one's ``meta``
     is its sparse-format sidecar, so ``sparse_format.decode(image.words, image.meta)``
-    gives the group's rows back."""
+    gives the group's rows back.  ``codes``, ``block``, ``inner``: :func:`layer_code`."""
     weights, wbits = _mode(weights, wbits)
-    coding, word_bits = layer_format(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
+    code = layer_code(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd, codes=codes,
+                      block=block, inner=inner)
+    word_bits = code["word_bits"]
     W = np.asarray(W)
     images = []
     for g in range(W.shape[0] // lanes):
         own = sparse_format.encode(W[g * lanes:(g + 1) * lanes], weights=weights, wbits=wbits,
-                                   lanes=lanes, simd=simd, coding=coding)
+                                   lanes=lanes, simd=simd, coding=code["coding"],
+                                   block=code["block"], inner=code["inner"])
         stream = sparse_format.words_to_bits(own.words, own.word_bits)[:own.meta["stream_bits"]]
         words = sparse_format.bits_to_words(stream, word_bits)
         depth = len(words)

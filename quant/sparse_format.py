@@ -45,6 +45,7 @@ FORMAT2 = "cnn_ip.sparse/2"
 CODINGS = ("auto", "dense", "masked", "block")
 CODES = ("dense", "masked", "block")     # what ``coding="auto"`` may choose from
 HARDWARE_CODES = ("dense", "masked")     # the default: what blocks.sparse_decoder reads
+FIRST_CODES = ("dense", "masked")        # cnn_ip.sparse/1 (off-chip group images use it)
 INNERS = ("mask", "dense")               # a non-zero block of the block coding
 
 
@@ -194,7 +195,8 @@ def best_code(nonzero, *, weights, wbits=None, codes=HARDWARE_CODES, block=None,
 
 def choose_coding(beats, *, weights, wbits=None) -> str:
     """The ``/1`` coding with fewer ROM bits (dense on a tie: it needs no decoding logic)."""
-    return best_code(np.asarray(beats) != 0, weights=weights, wbits=wbits)["coding"]
+    return best_code(np.asarray(beats) != 0, weights=weights, wbits=wbits,
+                     codes=FIRST_CODES)["coding"]
 
 
 def layer_bits(W, *, weights, wbits=None, lanes, simd, codes=HARDWARE_CODES, block=None,

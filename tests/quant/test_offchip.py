@@ -187,3 +187,22 @@ def test_a_group_over_64_kbytes_takes_whole_rows():
     image = offchip.group_images(W, weights="int8", lanes=8, simd=8)[0]
     words = offchip.read_words(data, mmap, "big", 0, image.word_bits)
     assert np.array_equal(sparse_format.decode(words[:image.depth], image.meta), W)
+
+
+def test_group_images_stay_sparse1_unless_asked():
+    """The frame stage passes its decoder a coding and a word width only, so group images
+    are /1 even where /2 is smaller; with ``codes`` they are /2 and decode to their rows."""
+    rng = np.random.default_rng(16)
+    W = matrix(rng, 8, 64, "ternary", zeros=0.9)
+    fold = dict(weights="ternary", lanes=4, simd=8)
+    first = offchip.group_images(W, **fold)
+    assert {g.meta["format"] for g in first} == {sparse_format.FORMAT}
+    assert offchip.layer_format(W, **fold)[0] == "masked"
+    second = offchip.group_images(W, **fold, codes=sparse_format.CODES)
+    assert {g.meta["format"] for g in second} == {sparse_format.FORMAT2}
+    assert sum(g.bits for g in second) < sum(g.bits for g in first)
+    assert len({(g.meta["block"], g.meta["inner"], g.word_bits) for g in second}) == 1
+    for g, image in enumerate(second):
+        assert np.array_equal(sparse_format.decode(image.words, image.meta), W[4 * g:4 * g + 4])
+    code = offchip.layer_code(W, **fold, codes=("block",), inner="dense")
+    assert (code["coding"], code["inner"]) == ("block", "dense")
