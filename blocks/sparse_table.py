@@ -40,6 +40,7 @@ from blocks.bit_fields import field_sums
 from blocks.mac import operand_register
 
 CHUNK = 4
+STEP_MAX = 2       # log2 of the largest offset step: CHUNK
 
 
 def entry_bits(W: int, VB: int) -> int:
@@ -50,10 +51,11 @@ def entry_bits(W: int, VB: int) -> int:
 def offset_step(W: int, P: int, VB: int) -> int:
     """``g``: every record starts at a multiple of ``g`` bits of its word, the largest power
     of two dividing ``P``, ``VB`` and ``W`` (a start moves by ``P + VB*c``, and by ``-W``
-    into the next word).  Tables hold the ``W/g`` starts that can occur, offsets in
-    units of ``g``."""
+    into the next word), at most a chunk (4).  Tables hold the ``W/g`` starts that can
+    occur, offsets in units of ``g``."""
     t = min((x & -x).bit_length() - 1 for x in (W, P, VB))
-    return 1 << t
+    # at most a chunk: prefix counts are read at every offset, so every chunk's prefix is
+    return 1 << min(t, STEP_MAX)
 
 
 def prefix_levels(W: int, P: int, Q: int | None = None) -> int:
