@@ -289,6 +289,137 @@ def adder_tree(aclk, enable, leaves, root, *, lo, hi):
     return nodes
 
 
+@block
+def act_operands(aclk, enable, bus, acts, *, abits, asigned, registered):
+    """The activation elements of ``bus`` as ``acts``: registered (binary/ternary: the
+    operand register) or wires (int: the multiplier's own register takes them)."""
+    parts = []
+    for s, a in enumerate(acts):
+        if registered:
+            parts.append(field_register(aclk, enable, bus, a, lo=s * abits, signed=asigned))
+        else:
+            parts.append(field_wire(bus, a, lo=s * abits, signed=asigned))
+    return parts
+
+
+@block
+def lane_datapath(aclk, enable, wgt, acts, psum, *, lane, weights, wbits, plo, phi,
+                  mult_target):
+    """One lane's products of ``acts`` with its weights in ``wgt`` and their adder tree
+    into ``psum`` (a lone product is ``psum`` itself)."""
+    simd = len(acts)
+    wb = weight_modes.code_bits(weights, wbits)
+    parts, products = [], []
+    for s in range(simd):
+        idx = lane * simd + s
+        product = psum if simd == 1 else signal_range(plo, phi)
+        if weights == "int":
+            value = signal_range(*weight_modes.value_range(weights, wbits))
+            parts.append(field_wire(wgt, value, lo=idx * wb, signed=True))
+            parts.append(dsp_mult(aclk, enable, acts[s], value, product, target=mult_target))
+        else:
+            code = Signal(intbv(0)[wb:])
+            parts.append(field_register(aclk, enable, wgt, code, lo=idx * wb, signed=False))
+            parts.append(multiply(aclk, enable, acts[s], code, product, weights=weights))
+        products.append(product)
+    if simd > 1:
+        parts.append(adder_tree(aclk, enable, products, psum, lo=plo, hi=phi))
+    return parts
+
+
+@block
+def stage_flags(aclk, aresetn, *, enable, act_valid, wgt_valid, tlast, valid, last, fire):
+    """A beat's valid and last flags, one bit per pipeline stage (a beat: both inputs
+    valid; ``tlast``: the act beat's), and ``fire``: a dot product's last beat leaves the
+    pipeline."""
+    depth = len(valid)
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def flags():
+        if enable:
+            valid.next = concat(valid[depth - 1:0], act_valid and wgt_valid)
+            fire.next = valid[depth - 2] and last[depth - 2]
+
+    if depth > 2:
+        @always_seq(aclk.posedge, reset=aresetn)
+        def last_flags():
+            if enable:
+                last.next = concat(last[depth - 2:0], tlast)
+    else:
+        @always_seq(aclk.posedge, reset=aresetn)
+        def last_flags():
+            if enable:
+                last.next = tlast
+    return flags, last_flags
+
+
+@block
+def output_queue(aclk, aresetn, *, fire, pop, running, run_next, enable, held, wr, rd,
+                 out_valid):
+    """The two-word output queue's state: words ``held``, the word written next (``wr``)
+    and read next (``rd``), ``running`` (a word is free: the pipeline advances), its next
+    value ``run_next`` and its twin ``enable``, the pipeline's enable."""
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def queue():
+        if running and fire:
+            wr.next = not wr
+        if pop:
+            rd.next = not rd
+        running.next = run_next
+        if running and fire and not pop:
+            held.next = held + 1
+            out_valid.next = 1
+        elif pop and not (running and fire):
+            held.next = held - 1
+            out_valid.next = held == 2
+
+    @always_comb
+    def next_running():
+        if running and fire and not pop:
+            run_next.next = held == 0
+        elif pop and not (running and fire):
+            run_next.next = 1
+        else:
+            run_next.next = running
+
+    @always(aclk.posedge)
+    def enable_copy():
+        # running's twin for the pipeline's enable, which fans out to every register:
+        # running's own loop stays short.  Without a reset but set by it (a flip-flop
+        # unlike running's, so that synthesis keeps both).
+        enable.next = run_next or not aresetn
+    return queue, next_running, enable_copy
+
+
+@block
+def accumulator_flags(aclk, aresetn, *, enable, run_next, running, fire, wr, valid, last,
+                      add, clear, put0, put1):
+    """The accumulators' ``add`` and ``clear`` and the queue words' ``put0``/``put1``, as
+    the edge leaves the stage flags: flip-flops of their own, as each fans out to every
+    accumulator or queue flip-flop."""
+    depth = len(valid)
+    valid_out = valid(depth - 1)
+
+    @always(aclk.posedge)
+    def flags():
+        # enable and valid_out, the reset or enable and fire, running and fire and not wr
+        # (and wr), as the edge leaves them.
+        if enable:
+            add.next = aresetn and run_next and valid[depth - 2]
+            clear.next = not aresetn or (run_next and valid[depth - 2] and last[depth - 2])
+            put0.next = aresetn and run_next and valid[depth - 2] and last[depth - 2] \
+                and (wr == (running and fire))
+            put1.next = aresetn and run_next and valid[depth - 2] and last[depth - 2] \
+                and (wr != (running and fire))
+        else:
+            add.next = aresetn and run_next and valid_out
+            clear.next = not aresetn or (run_next and fire)
+            put0.next = aresetn and run_next and fire and (wr == (running and fire))
+            put1.next = aresetn and run_next and fire and (wr != (running and fire))
+    return flags
+
+
 # --------------------------------------------------------------------------- the block
 
 @block
@@ -310,7 +441,6 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
     out_valid = Signal(bool(0))
     valid = Signal(intbv(0)[depth:])  # a beat's valid and last flags, one bit per stage
     last = Signal(intbv(0)[depth - 1:])   # the last stage's is fire's
-    valid_out = valid(depth - 1)
     fire = Signal(bool(0))            # valid_out and the beat's last flag
     # The output queue: two result words per lane, written in turn (``wr``) and read in
     # turn (``rd``).  A result that arrives while the last one waits takes the other word,
@@ -322,43 +452,20 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
     wr, rd = Signal(bool(0)), Signal(bool(0))
     put0, put1, pop = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
     add, clear = Signal(bool(0)), Signal(bool(1))
-    parts = []
 
     # binary/ternary: operand registers, then products; int: the multipliers' own
     # registers take the operand fields.  Then the adder tree per lane.
-    acts = []
-    for s in range(simd):
-        a = signal_range(*act_range(abits, asigned))
-        if weights == "int":
-            parts.append(field_wire(s_axis_act.tdata, a, lo=s * abits, signed=asigned))
-        else:
-            parts.append(field_register(aclk, enable, s_axis_act.tdata, a, lo=s * abits,
-                                        signed=asigned))
-        acts.append(a)
+    acts = [signal_range(*act_range(abits, asigned)) for _ in range(simd)]
+    parts = [act_operands(aclk, enable, s_axis_act.tdata, acts, abits=abits,
+                          asigned=asigned, registered=weights != "int")]
     results = []
     for lane in range(lanes):
-        products = []
-        for s in range(simd):
-            idx = lane * simd + s
-            product = acc_signal(acc_width) if simd == 1 else signal_range(plo, phi)
-            if weights == "int":
-                value = signal_range(*weight_modes.value_range(weights, wbits))
-                parts.append(field_wire(s_axis_wgt.tdata, value, lo=idx * wb, signed=True))
-                parts.append(dsp_mult(aclk, enable, acts[s], value, product,
-                                      target=mult_target))
-            else:
-                code = Signal(intbv(0)[wb:])
-                parts.append(field_register(aclk, enable, s_axis_wgt.tdata, code,
-                                            lo=idx * wb, signed=False))
-                parts.append(multiply(aclk, enable, acts[s], code, product, weights=weights))
-            products.append(product)
         # The tree root (or the lone product) is as wide as the accumulator, so that no
         # narrower signed value meets the accumulator (Verilator WIDTH, sign extension).
-        if simd == 1:
-            psum = products[0]
-        else:
-            psum = acc_signal(acc_width)
-            parts.append(adder_tree(aclk, enable, products, psum, lo=plo, hi=phi))
+        psum = acc_signal(acc_width)
+        parts.append(lane_datapath(aclk, enable, s_axis_wgt.tdata, acts, psum, lane=lane,
+                                   weights=weights, wbits=wbits, plo=plo, phi=phi,
+                                   mult_target=mult_target))
         acc, slot0, slot1 = acc_signal(acc_width), acc_signal(acc_width), acc_signal(acc_width)
         parts.append(accumulate(aclk, add, clear, put0, put1, psum,
                                 acc, slot0, slot1))
@@ -374,68 +481,6 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
         s_axis_wgt.tready.next = s_axis_act.tvalid and running
         pop.next = out_valid and m_axis_acc.tready
 
-    @always_seq(aclk.posedge, reset=aresetn)
-    def control():
-        if enable:
-            valid.next = concat(valid[depth - 1:0], s_axis_act.tvalid and s_axis_wgt.tvalid)
-            fire.next = valid[depth - 2] and last[depth - 2]
-        if running and fire:
-            wr.next = not wr
-        if pop:
-            rd.next = not rd
-        running.next = run_next
-        if running and fire and not pop:
-            held.next = held + 1
-            out_valid.next = 1
-        elif pop and not (running and fire):
-            held.next = held - 1
-            out_valid.next = held == 2
-
-    if depth > 2:
-        @always_seq(aclk.posedge, reset=aresetn)
-        def last_flags():
-            if enable:
-                last.next = concat(last[depth - 2:0], s_axis_act.tlast)
-    else:
-        @always_seq(aclk.posedge, reset=aresetn)
-        def last_flags():
-            if enable:
-                last.next = s_axis_act.tlast
-
-    @always_comb
-    def next_running():
-        if running and fire and not pop:
-            run_next.next = held == 0
-        elif pop and not (running and fire):
-            run_next.next = 1
-        else:
-            run_next.next = running
-
-    @always(aclk.posedge)
-    def accumulator_flags():
-        # enable and valid_out, the reset or enable and fire, running and fire and not wr
-        # (and wr), as the edge leaves them: flip-flops of their own, as each fans out
-        # to every accumulator or queue flip-flop.
-        if enable:
-            add.next = aresetn and run_next and valid[depth - 2]
-            clear.next = not aresetn or (run_next and valid[depth - 2] and last[depth - 2])
-            put0.next = aresetn and run_next and valid[depth - 2] and last[depth - 2] \
-                and (wr == (running and fire))
-            put1.next = aresetn and run_next and valid[depth - 2] and last[depth - 2] \
-                and (wr != (running and fire))
-        else:
-            add.next = aresetn and run_next and valid_out
-            clear.next = not aresetn or (run_next and fire)
-            put0.next = aresetn and run_next and fire and (wr == (running and fire))
-            put1.next = aresetn and run_next and fire and (wr != (running and fire))
-
-    @always(aclk.posedge)
-    def enable_copy():
-        # running's twin for the pipeline's enable, which fans out to every register:
-        # running's own loop stays short.  Without a reset but set by it (a flip-flop
-        # unlike running's, so that synthesis keeps both).
-        enable.next = run_next or not aresetn
-
     @always_comb
     def outputs():
         m_axis_acc.tvalid.next = out_valid
@@ -444,8 +489,16 @@ def mac_array(aclk, aresetn, s_axis_act, s_axis_wgt, m_axis_acc, *, lanes, simd,
         else:
             m_axis_acc.tdata.next = words0
 
-    return parts, handshake, control, last_flags, next_running, accumulator_flags, \
-        enable_copy, outputs
+    return parts, handshake, outputs, \
+        stage_flags(aclk, aresetn, enable=enable, act_valid=s_axis_act.tvalid,
+                    wgt_valid=s_axis_wgt.tvalid, tlast=s_axis_act.tlast, valid=valid,
+                    last=last, fire=fire), \
+        output_queue(aclk, aresetn, fire=fire, pop=pop, running=running, run_next=run_next,
+                     enable=enable, held=held, wr=wr, rd=rd, out_valid=out_valid), \
+        accumulator_flags(aclk, aresetn, enable=enable, run_next=run_next, running=running,
+                          fire=fire, wr=wr, valid=valid, last=last, add=add, clear=clear,
+                          put0=put0, put1=put1)
+
 
 
 # ---------------------------------------------------------------------- golden model
