@@ -63,7 +63,8 @@ def block_expand(aclk, aresetn, rv, rec, rl, ov, out, ol, *, P, B, WB, inner):
     F = B if inner == "mask" else B * WB
     W = len(rec)
     CB = K.bit_length()
-    NC = K + 1 if inner == "mask" else K      # c_0..c_{K-1}, and m for the values
+    values = inner == "mask" and len(out) > P
+    NC = K + 1 if values else K               # c_0..c_{K-1}, and m for the values
     counts_now, counts = Signal(intbv(0)[NC * CB:]), Signal(intbv(0)[NC * CB:])
     bm, tail = Signal(intbv(0)[K:]), Signal(intbv(0)[max(W - K, 1):])
     v1, l1 = Signal(bool(0)), Signal(bool(0))
@@ -73,7 +74,7 @@ def block_expand(aclk, aresetn, rv, rec, rl, ov, out, ol, *, P, B, WB, inner):
     parts += [group_shift(tail, counts, picked, off_bits=CB, scale=F, width=F),
               gate_fields(picked, bm, gated, width=F)]
     whole = gated
-    if inner == "mask" and len(out) > P:
+    if values:
         vals, m = Signal(intbv(0)[len(out) - P:]), Signal(intbv(0)[CB:])
         whole = Signal(intbv(0)[len(out):])
         parts += [top_field(counts, m), part_select(tail, m, vals, scale=B),

@@ -135,3 +135,11 @@ def test_lint_clean(tmp_path, inner):
     expand_top(**port_set(W, out_bits), P=8, B=2, WB=3, inner=inner).convert(
         hdl="Verilog", path=str(tmp_path), name="top", testbench=False)
     assert lint(tmp_path / "top.v", "top") == []
+
+
+def test_lint_clean_without_values(tmp_path):
+    """Records that are only block masks and element masks (an all-zero layer's word, or
+    one too short for a value): no values, no count of the blocks for them."""
+    expand_top(**port_set(5, 4), P=4, B=4, WB=2, inner="mask").convert(
+        hdl="Verilog", path=str(tmp_path), name="top", testbench=False)
+    assert lint(tmp_path / "top.v", "top") == []
