@@ -87,7 +87,7 @@ from __future__ import annotations
 import numpy as np
 from myhdl import ConcatSignal, Signal, always_comb, always_seq, block, intbv, modbv
 
-from blocks.line_buffer import ahead, outside
+from blocks.line_buffer import ahead, count_chain, outside
 from blocks.ram import BANK_WORDS, banked_ram, read_stages
 from blocks.ram import add_blocks, address_bits
 from blocks.ram import estimate as ram_estimate
@@ -201,6 +201,48 @@ def bank_enable(we, accept, bank, *, index):
 
 
 @block
+def next_sub_map(aclk, sub_wo, sub_b, wbuf, wo_next, addr_next, b_next, last_next, *, geo):
+    """Where the next sub-map starts, from the current one's first word ``sub_wo`` and bank
+    ``sub_b``: its first word within a pixel (``wo_next``) and in the buffer being
+    written (``addr_next``), its bank and whether that is the last (registers when a
+    sub-map takes two beats or more)."""
+    NB, CPS, BUF = geo.NB, geo.CPS, geo.BUF
+    M = geo.M if BUF == 2 else 0                 # as in fb_writer
+    QW, RB = divmod(CPS, NB)
+    wo_calc, addr_calc, b_calc = _addr(geo), _addr(geo), _count(NB)
+    last_calc = Signal(bool(0))
+    parts = [ahead(aclk, q, d, registered=geo.HW * CPS > 1)
+             for q, d in ((wo_next, wo_calc), (addr_next, addr_calc), (b_next, b_calc),
+                          (last_next, last_calc))]
+    # constants as plain integers (MyHDL writes a constant expression as a signed one)
+    WRAP, NBR, LASTB = RB > 0, NB - RB, NB - 1 - RB
+    # ... reduced modulo the addresses' range, as the n-bit registers hold them
+    mod = 1 << geo.n
+    QW0, QW1, QWM, QW1M = QW % mod, (QW + 1) % mod, (QW + M) % mod, (QW + 1 + M) % mod
+
+    @always_comb
+    def calc():
+        if WRAP and sub_b >= NBR:                # the bank wraps once more
+            b_calc.next = sub_b - NBR
+            wo_calc.next = sub_wo + QW1
+        else:
+            b_calc.next = sub_b + RB
+            wo_calc.next = sub_wo + QW0
+        last_calc.next = sub_b == LASTB
+        if BUF == 2 and wbuf:
+            if WRAP and sub_b >= NBR:
+                addr_calc.next = sub_wo + QW1M
+            else:
+                addr_calc.next = sub_wo + QWM
+        else:
+            if WRAP and sub_b >= NBR:
+                addr_calc.next = sub_wo + QW1
+            else:
+                addr_calc.next = sub_wo + QW0
+    return parts, calc
+
+
+@block
 def fb_writer(aclk, aresetn, s_axis_px, accept, waddr, bank, wbuf, filled, free, *, geo):
     """Stores input beats in the buffer ``wbuf`` while it is ``free`` (a register,
     :func:`fb_control`, that is ``tready``); ``filled`` pulses with a frame's last beat.
@@ -221,22 +263,18 @@ def fb_writer(aclk, aresetn, s_axis_px, accept, waddr, bank, wbuf, filled, free,
     # (timing: the frame's end and the next address are picked one gate after flip-flops)
     ws_last, px_last = Signal(bool(CPS == 1)), Signal(bool(HW == 1))
     sg_last, bank_last = Signal(bool(GI == 1)), Signal(bool(NB == 1))
-    CPS1, HW1, GI1, NB1 = CPS == 1, HW == 1, GI == 1, NB == 1
-    CPS2, HW2, GI2 = max(CPS - 2, 0), max(HW - 2, 0), max(GI - 2, 0)
-    NB2, NB_1 = max(NB - 2, 0), NB - 1
+    NB1, NB2, NB_1 = NB == 1, max(NB - 2, 0), NB - 1
     sub_wo, sub_b = _addr(geo), _count(NB)      # the sub-map's first word and bank
     pix = _addr(geo)                             # the pixel's first word of the sub-map
     pix_calc, pix_next = _addr(geo), _addr(geo)
     # the next sub-map's first word (within a pixel, and in the buffer) and bank
-    QW, RB = divmod(CPS, NB)
-    wo_calc, addr_calc, b_calc = _addr(geo), _addr(geo), _count(NB)
-    last_calc = Signal(bool(0))
     wo_next, addr_next, b_next = _addr(geo), _addr(geo), _count(NB)
     last_next = Signal(bool(0))
-    parts = [ahead(aclk, pix_next, pix_calc, registered=CPS > 1)]
-    parts += [ahead(aclk, q, d, registered=HW * CPS > 1)
-              for q, d in ((wo_next, wo_calc), (addr_next, addr_calc), (b_next, b_calc),
-                           (last_next, last_calc))]
+    parts = [ahead(aclk, pix_next, pix_calc, registered=CPS > 1),
+             next_sub_map(aclk, sub_wo, sub_b, wbuf, wo_next, addr_next, b_next, last_next,
+                          geo=geo),
+             count_chain(aclk, aresetn, accept, [(ws, ws_last, CPS), (px, px_last, HW),
+                                                 (sg, sg_last, GI)])]
 
     @always_comb
     def handshake():
@@ -244,54 +282,6 @@ def fb_writer(aclk, aresetn, s_axis_px, accept, waddr, bank, wbuf, filled, free,
         accept.next = free and s_axis_px.tvalid
         filled.next = free and s_axis_px.tvalid and ws_last and px_last and sg_last
         pix_calc.next = pix + CD
-
-    # constants as plain integers (MyHDL writes a constant expression as a signed one)
-    WRAP, NBR, LASTB = RB > 0, NB - RB, NB - 1 - RB
-    # ... reduced modulo the addresses' range, as the n-bit registers hold them
-    mod = 1 << geo.n
-    QW0, QW1, QWM, QW1M = QW % mod, (QW + 1) % mod, (QW + M) % mod, (QW + 1 + M) % mod
-
-    @always_comb
-    def next_sub_map():
-        if WRAP and sub_b >= NBR:                # the bank wraps once more
-            b_calc.next = sub_b - NBR
-            wo_calc.next = sub_wo + QW1
-        else:
-            b_calc.next = sub_b + RB
-            wo_calc.next = sub_wo + QW0
-        last_calc.next = sub_b == LASTB
-        if BUF == 2 and wbuf:
-            if WRAP and sub_b >= NBR:
-                addr_calc.next = sub_wo + QW1M
-            else:
-                addr_calc.next = sub_wo + QWM
-        else:
-            if WRAP and sub_b >= NBR:
-                addr_calc.next = sub_wo + QW1
-            else:
-                addr_calc.next = sub_wo + QW0
-
-    @always_seq(aclk.posedge, reset=aresetn)
-    def counters():
-        if accept:
-            if not ws_last:
-                ws.next = ws + 1
-                ws_last.next = ws == CPS2
-            else:
-                ws.next = 0
-                ws_last.next = CPS1
-                if not px_last:
-                    px.next = px + 1
-                    px_last.next = px == HW2
-                else:
-                    px.next = 0
-                    px_last.next = HW1
-                    if not sg_last:
-                        sg.next = sg + 1
-                        sg_last.next = sg == GI2
-                    else:
-                        sg.next = 0
-                        sg_last.next = GI1
 
     @always_seq(aclk.posedge, reset=aresetn)
     def write():
@@ -327,7 +317,7 @@ def fb_writer(aclk, aresetn, s_axis_px, accept, waddr, bank, wbuf, filled, free,
                 else:
                     pix.next = 0
                     waddr.next = 0
-    return parts, handshake, next_sub_map, counters, write
+    return parts, handshake, write
 
 
 @block
@@ -346,6 +336,45 @@ def pad_mask(mask, value, *, offset, lo, hi):
 
 
 @block
+def window_masks(aclk, aresetn, move, ox_last, oy_last, ix0p, iy0p, xmask_here, xmask_start,
+                 ymask_start, *, registered, geo):
+    """The padding masks of where the walk goes next (``xmask_start``, ``ymask_start``;
+    a cycle ahead when ``registered``) and the current window's columns
+    (``xmask_here``), loaded as a window ends (``move``)."""
+    ST, K, W, H, P = geo.ST, geo.K, geo.W, geo.H, geo.P
+    # masks of the window to the right and of the next row's first window's rows
+    # (the first column's and the top row's are constants)
+    x0_mask = sum(1 << j for j in range(K) if not P <= j < W + P)
+    y0_mask = sum(1 << j for j in range(K) if not P <= j < H + P)
+    x_right, y_down = Signal(intbv(0)[K:]), Signal(intbv(0)[K:])
+    ymask_here = Signal(intbv(y0_mask)[K:])
+    xs_calc, ys_calc = Signal(intbv(0)[K:]), Signal(intbv(0)[K:])
+    parts = [pad_mask(x_right, ix0p, offset=ST, lo=P, hi=W + P),
+             pad_mask(y_down, iy0p, offset=ST, lo=P, hi=H + P),
+             ahead(aclk, xmask_start, xs_calc, registered=registered),
+             ahead(aclk, ymask_start, ys_calc, registered=registered)]
+
+    @always_comb
+    def start_masks():
+        if not ox_last:
+            xs_calc.next = x_right
+            ys_calc.next = ymask_here
+        elif not oy_last:
+            xs_calc.next = x0_mask
+            ys_calc.next = y_down
+        else:
+            xs_calc.next = x0_mask
+            ys_calc.next = y0_mask
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def masks():
+        if move:
+            xmask_here.next = xmask_start
+            ymask_here.next = ymask_start
+    return parts, start_masks, masks
+
+
+@block
 def fb_position(aclk, aresetn, issue, window_end, rbuf, start_addr, xmask_here, xmask_start,
                 ymask_start, read_done, *, geo):
     """Which window is read (top-left ``ix0p``, ``iy0p`` in padded coordinates), which
@@ -355,15 +384,12 @@ def fb_position(aclk, aresetn, issue, window_end, rbuf, start_addr, xmask_here, 
     buffer's last pass.  The counters' last values are flags, and the start a register
     loaded a cycle ahead when a window is two or more beats (timing: nothing but a
     multiplexer of flip-flops in front of the walk's address)."""
-    ST, OW, OH, REP, BUF, K = geo.ST, geo.OW, geo.OH, geo.REP, geo.BUF, geo.K
-    W, H, P = geo.W, geo.H, geo.P
+    ST, OW, OH, REP, BUF, K, P = geo.ST, geo.OW, geo.OH, geo.REP, geo.BUF, geo.K, geo.P
     FR0, FW0 = geo.first_row[0], geo.first_win[0]
     FR1, FW1 = geo.first_row[-1], geo.first_win[-1]
     ox, oy, rep = _count(OW), _count(OH), _count(REP)
     ox_last, oy_last = Signal(bool(OW == 1)), Signal(bool(OH == 1))
     rep_last = Signal(bool(REP == 1))
-    OW1, OH1, REP1 = OW == 1, OH == 1, REP == 1
-    OW2, OH2, REP2 = max(OW - 2, 0), max(OH - 2, 0), max(REP - 2, 0)
     ix0p, iy0p = _count(geo.XS), _count(geo.YS)
     row_addr, win_addr = _addr(geo, FR0), _addr(geo, FW0)
     win_right, row_down, row_down_win = _addr(geo), _addr(geo), _addr(geo)
@@ -374,36 +400,9 @@ def fb_position(aclk, aresetn, issue, window_end, rbuf, start_addr, xmask_here, 
     parts = []
     registered = K * K * geo.CS > 1
     if P > 0:
-        # masks of the window to the right and of the next row's first window's rows
-        # (the first column's and the top row's are constants)
-        x0_mask = sum(1 << j for j in range(K) if not P <= j < W + P)
-        y0_mask = sum(1 << j for j in range(K) if not P <= j < H + P)
-        x_right, y_down = Signal(intbv(0)[K:]), Signal(intbv(0)[K:])
-        ymask_here = Signal(intbv(y0_mask)[K:])
-        xs_calc, ys_calc = Signal(intbv(0)[K:]), Signal(intbv(0)[K:])
-        parts += [pad_mask(x_right, ix0p, offset=ST, lo=P, hi=W + P),
-                  pad_mask(y_down, iy0p, offset=ST, lo=P, hi=H + P),
-                  ahead(aclk, xmask_start, xs_calc, registered=registered),
-                  ahead(aclk, ymask_start, ys_calc, registered=registered)]
-
-        @always_comb
-        def start_masks():
-            if not ox_last:
-                xs_calc.next = x_right
-                ys_calc.next = ymask_here
-            elif not oy_last:
-                xs_calc.next = x0_mask
-                ys_calc.next = y_down
-            else:
-                xs_calc.next = x0_mask
-                ys_calc.next = y0_mask
-
-        @always_seq(aclk.posedge, reset=aresetn)
-        def masks():
-            if move:
-                xmask_here.next = xmask_start
-                ymask_here.next = ymask_start
-        parts += [start_masks, masks]
+        parts.append(window_masks(aclk, aresetn, move, ox_last, oy_last, ix0p, iy0p,
+                                  xmask_here, xmask_start, ymask_start,
+                                  registered=registered, geo=geo))
 
     @always_comb
     def adders():
@@ -447,35 +446,24 @@ def fb_position(aclk, aresetn, issue, window_end, rbuf, start_addr, xmask_here, 
               ahead(aclk, start_x, x_calc, registered=registered),
               ahead(aclk, start_y, y_calc, registered=registered)]
 
+    parts.append(count_chain(aclk, aresetn, move, [(ox, ox_last, OW), (oy, oy_last, OH),
+                                                    (rep, rep_last, REP)]))
+
     @always_seq(aclk.posedge, reset=aresetn)
     def windows():
         if move:
             win_addr.next = start_addr
             ix0p.next = start_x
             iy0p.next = start_y
-            if not ox_last:
-                ox.next = ox + 1
-                ox_last.next = ox == OW2
-            else:
-                ox.next = 0
-                ox_last.next = OW1
+            if ox_last:
                 if not oy_last:
-                    oy.next = oy + 1
-                    oy_last.next = oy == OH2
                     row_addr.next = row_down
+                elif not rep_last:
+                    row_addr.next = this_row
                 else:
-                    oy.next = 0
-                    oy_last.next = OH1
-                    if not rep_last:
-                        rep.next = rep + 1
-                        rep_last.next = rep == REP2
-                        row_addr.next = this_row
-                    else:
-                        rep.next = 0
-                        rep_last.next = REP1
-                        row_addr.next = next_row_a
-                        if BUF == 2:
-                            rbuf.next = not rbuf
+                    row_addr.next = next_row_a
+                    if BUF == 2:
+                        rbuf.next = not rbuf
     return parts, adders, moves, windows
 
 

@@ -244,6 +244,47 @@ def ahead(aclk, out, value, *, registered):
 
 
 @block
+def wrap_count(aclk, aresetn, step, count, last, *, size):
+    """A counter of 0..size-1 that wraps, moved by ``step``; ``last``: it holds size-1 (a
+    flag updated with it, so that no compare follows the count: timing)."""
+    ONE, BEFORE_LAST = size == 1, max(size - 2, 0)
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def run():
+        if step:
+            if not last:
+                count.next = count + 1
+                last.next = count == BEFORE_LAST
+            else:
+                count.next = 0
+                last.next = ONE
+    return run
+
+
+@block
+def both(out, a, b):
+    """``out = a and b``."""
+    @always_comb
+    def gate():
+        out.next = a and b
+    return gate
+
+
+@block
+def count_chain(aclk, aresetn, step, digits):
+    """Nested :func:`wrap_count` counters, ``digits`` = ``[(count, last, size), ...]``
+    innermost first: a digit moves on ``step`` when every digit inside it wraps."""
+    parts, carry = [], step
+    for i, (count, last, size) in enumerate(digits):
+        parts.append(wrap_count(aclk, aresetn, carry, count, last, size=size))
+        if i + 1 < len(digits):
+            outer = Signal(bool(0))
+            parts.append(both(outer, carry, last))
+            carry = outer
+    return parts
+
+
+@block
 def ring_writer(aclk, aresetn, s_axis_px, accept, waddr, wx, held, freed, rows_freed, *, geo):
     """Stores every input beat at the next ring address; counts complete rows held.
 
