@@ -88,7 +88,9 @@ else (counting, shifting, expanding) is pipelined off it:
    ends in its word or the next; the entries of offsets whose mask runs into the next
    word are made when that word comes.  ``table_stages`` registers: chunk counts, the
    chunk prefix (two adder levels a stage), prefix counts, the value bits; the entries
-   made from them are registered in the slots;
+   made from them are registered once more (``table_register``, a stage of the same
+   lock step: the entries' last adders end there, not in the slots' and the head
+   table's selects and enables), then in the slots;
 3. four word *slots* and three table slots (``blocks.sparse_framer``) hold the words,
    tables and ``tlast`` flags in rings; the *loop* holds a word pointer ``p``, an offset
    ``off`` and the *head table*, a copy of the head word's table beside ``off``: its next
@@ -100,8 +102,13 @@ else (counting, shifting, expanding) is pipelined off it:
    (the padding skipped, whatever its length).  When the head word is left, the head
    table loads the next head's table, from its table slot or straight from the table
    pipeline when that slot is being written, a choice registered a cycle ahead for
-   both outcomes.  A record fires when its word and the next are in (or its word is
-   its image's last) and the output FIFO has a place;
+   both outcomes.  For timing (fan-outs of hundreds cost routing on ECP5): the head
+   table is loaded in ``COPIES`` parts of each kind, each on its own copy of the load
+   enable (the copies differ in their copy of ``at_last``), and the entry select's
+   first level takes ``off``'s low bits from ``COPIES`` copies in turn
+   (``blocks.sparse_framer.replica``: registers Yosys keeps apart).  A record fires
+   when its word and the next are in (or its word is its image's last) and the output
+   FIFO has a place;
 4. *extraction*: the pointer and offset are copied into registers, the pair of words is
    registered, then shifted right by the offset in ``shift_stages`` registered stages of
    8:1 selects, giving the record's bits;
@@ -121,9 +128,9 @@ table, so three table slots hold the others'.
 
 Latency: the first beat is valid 2 cycles (dense ROM: the ROM's two registers) after
 reset is released, 1 cycle (dense stream) after the first word is taken; masked: ``masked_latency`` cycles after the first word is
-taken (stream), two more after reset (ROM): ``12 + ceil(levels/2) + ceil(NB/3)``, with
+taken (stream), two more after reset (ROM): ``13 + ceil(levels/2) + ceil(NB/3)``, with
 ``levels = bits(floor((W+P-1)/4) - 1)`` and ``NB`` the offset bits (``entry_bits``):
-17 (stream) for the 32x72 ternary layer of the bench at lanes 4, simd 8 (``W = 43``);
+18 (stream) for the 32x72 ternary layer of the bench at lanes 4, simd 8 (``W = 43``);
 one cycle less when the first image is a single word (its records need no next word).
 ``tvalid`` never depends on ``tready``; a stall holds the beat.  Stream mode:
 ``s_axis_words.tready`` is ``adv``; a pass's last beat waits for its image's ``tlast``
@@ -136,14 +143,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from myhdl import Signal, always, always_comb, always_seq, block, concat, intbv, modbv
+from myhdl import (ConcatSignal, Signal, always, always_comb, always_seq, block, concat, intbv,
+                   modbv)
 
 from blocks.axis_register import BLOCK as REGISTER, axis_register
 from blocks.bit_fields import field_sums, group_shift
 from blocks.mac import operand_register
-from blocks.sparse_framer import (entry_mux, extract, head, joined, low_bits, pop_select,
-                                  shift_stages,
-                                  side_by_side, slot_writes, table_slot, walker)
+from blocks.sparse_framer import (COPIES, entry_mux, extract, head, head_spans, joined,
+                                  load_enable, low_bits, pop_select, shift_stages,
+                                  side_by_side, slot_writes, table_register, table_slot,
+                                  walker)
 from blocks.sparse_table import (Layout, entry_bits, offset_step, prefix_levels, record_table,
                                  table_stages)
 from blocks.ram import TARGETS, add_blocks, bram_blocks, write_sim_files
@@ -457,11 +466,13 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     Q, TN = P // g - 1, W // g         # a table's straddling entries, and all of them
     NB = entry_bits(W, VB)             # offsets in units of g
     EB = NB + 1
-    tab = Signal(intbv(0)[TN * EB:])
-    tword = Signal(intbv(0)[W:])
-    tlast, tvalid = Signal(bool(0)), Signal(bool(0))
-    table = record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tvalid,
-                         P=P, VB=VB, W=W)
+    tab0, tab = Signal(intbv(0)[TN * EB:]), Signal(intbv(0)[TN * EB:])
+    tword0, tword = Signal(intbv(0)[W:]), Signal(intbv(0)[W:])
+    tlast0, tvalid0, tlast, tvalid = (Signal(bool(0)) for _ in range(4))
+    table = (record_table(aclk, aresetn, adv, word, wvalid, wlast, tab0, tword0, tlast0,
+                          tvalid0, P=P, VB=VB, W=W),
+             table_register(aclk, aresetn, adv, tab0, tword0, tlast0, tvalid0, tab, tword,
+                            tlast, tvalid))
     p, wp = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
     wp3 = Signal(intbv(0, min=0, max=3))
     wp_low = Signal(intbv(0)[2:])
@@ -486,17 +497,38 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
                            Signal(intbv(0)[3 * TN * EB:]))
     buses = (low_bits(wp, wp_low), side_by_side(w0, w1, w2, w3, words),
              joined(g0, g1, g2, tflags), joined(t0, t1, t2, tabs))
-    htab, hflag = Signal(intbv(0)[TN * EB:]), Signal(bool(0))
+    own_spans, strad_spans = head_spans(TN, Q, EB)
+    parts = [Signal(intbv(0)[hi - lo:]) for lo, hi in own_spans + strad_spans]
+    htab = parts[0]
+    if len(parts) > 1:
+        htab = ConcatSignal(*reversed(parts))
+        # only templates read it, and MyHDL writes a shadow signal's assignment only
+        # when a converted generator names it
+        htab._driven = "wire"
+    hflag = Signal(bool(0))
     ent = Signal(intbv(0)[NB:])     # the head's next offset (its pop bit: pop_select)
     codes = (Signal(intbv(3)[2:]), Signal(intbv(0)[2:]))    # reset: the first word is the head
-    enables = (Signal(bool(0)), Signal(bool(0)))
+    fills = (Signal(bool(0)), Signal(bool(0)))
+    # copies of off's low bits for the entry select's first level (as many as it has
+    # selects), and
+    # of at_last for the load enables but the first (which takes at_last itself)
+    level0 = max(1, (1 << NB) // (4 if NB >= 2 else 2))
+    offs = [Signal(intbv(0)[min(2, NB):]) for _ in range(min(COPIES, level0))]
+    lasts = [Signal(bool(at_last.val)) for _ in range(COPIES - 1)]
+    en_owns = [Signal(bool(0)) for _ in own_spans]
+    en_strads = [Signal(bool(0)) for _ in strad_spans]
     walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
-                   tlast, tflags, write, wp3, codes, enables, off_n, pop, pop_m,
+                   tlast, tflags, write, wp3, codes, fills, off_n, pop, (offs, lasts),
                    last_beat=fmt["beats"] - 1,
                    NB=NB),
-            head(aclk, aresetn, codes, enables, tabs, tflags, tab, tlast, htab, hflag, W=TN,
-                 Q=Q, EB=EB),
-            entry_mux(htab, off, ent, EB=EB), pop_select(htab, off_n, pop, EB=EB, flip=-1),
+            [load_enable(fire, pop, al, fills[0], en)
+             for en, al in zip(en_owns, [at_last, *lasts])],
+            [load_enable(fire, pop_m, al, fills[1], en)
+             for en, al in zip(en_strads, [at_last, *lasts])],
+            head(aclk, aresetn, codes, (en_owns, en_strads), tabs, tflags, tab, tlast, parts,
+                 hflag, W=TN, Q=Q, EB=EB),
+            entry_mux(htab, off, ent, *(offs + [off] * (COPIES - len(offs))), EB=EB),
+            pop_select(htab, off_n, pop, EB=EB, flip=-1),
             pop_select(htab, off, pop_m, EB=EB, flip=0))
     rec = Signal(intbv(0)[W:])
     rv, rl = Signal(bool(0)), Signal(bool(0))
@@ -776,11 +808,12 @@ def fifo_bits(meta) -> int:
 
 def masked_latency(fmt, W) -> int:
     """Cycles from the first word taken (stream) to the first beat valid; ROM mode: one
-    more (the ROM's register).  The word's register, the table pipeline, the slot, the
-    second word (a record may straddle into it), the loop's copy and the pair's register,
-    the shifter, the expansion's three steps and the FIFO."""
+    more (the ROM's register).  The word's register, the table pipeline and the register
+    after it (``table_register``), the slot, the second word (a record may straddle into
+    it), the loop's copy and the pair's register, the shifter, the expansion's three steps
+    and the FIFO."""
     P, VB = fmt["lanes"] * fmt["simd"], fmt["value_bits"]
-    return (1 + table_stages(W, P) + 1 + 1 + 2 + shift_stages(entry_bits(W, VB)) + 4)
+    return (1 + table_stages(W, P) + 1 + 1 + 1 + 2 + shift_stages(entry_bits(W, VB)) + 4)
 
 
 def masked_registers(P, VB, W, beats, addr) -> dict:
@@ -813,14 +846,18 @@ def masked_registers(P, VB, W, beats, addr) -> dict:
         "front": (addr + 6 + W if addr else 2) + W,
         "table": (Q + carry + 3 * NCH + prefix
                   + W + 2 + ps_bits                                        # PS(k)
-                  + W + 2 + TN * (nb - tz + t)),                           # value bits
+                  + W + 2 + TN * (nb - tz + t)                             # value bits
+                  + W + 2 + TN * live + own),                  # table_register: entries
         # four word slots; three table slots and the head table (entries and tlast flag):
         # W/g entries (g the offset step, offsets in its units; an entry's low bits are
         # constants when VB and P are multiples of 2**tz)
         "slots": 4 * W + 4 * (TN * live + own + 1),
         # pointers, offset, beat, flags, the count and the head table's load codes
-        # (and the offset's inverted copy for a pop decision)
-        "loop": 3 + 3 + 2 * nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1,
+        # (and the offset's inverted copy for a pop decision; the copies of its low bits
+        # and of at_last, blocks.sparse_framer.COPIES)
+        "loop": (3 + 3 + 2 * nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1
+                 + min(COPIES, max(1, (1 << nb) // (4 if nb >= 2 else 2))) * min(2, nb)
+                 + COPIES - 1),
         "extract": 6 + 2 * nb + 2 * W - 1 + sum(
             out + 2 + rest for out, rest in shifter_widths(W, nb, g)),
     }

@@ -20,10 +20,144 @@ from blocks.bit_fields import part_select
 
 SLOTS = 4          # head, the word after it, and two for a pass end that skips a word
 SHIFT_BITS = 3     # offset bits a shifter stage takes (an 8:1 select per bit)
+# Copies of the loop's offset (for the first level of the head table's select trees) and
+# of the head table's load enables (each loading a part of it): a copy is there to cut a
+# fan-out of hundreds, which routing on ECP5 pays for in the loop.
+COPIES = 4
+
+
+def spans(lo: int, hi: int, n: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` cut into at most ``n`` nearly equal, non-empty ``(lo, hi)`` pieces."""
+    size = hi - lo
+    cuts = [lo + size * k // n for k in range(n + 1)]
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+@block
+def replica(aclk, aresetn, en, d, q):
+    """``q``: a copy of a register that takes ``d`` on ``en`` (its initial value in reset),
+    which synthesis keeps apart from the original and the other copies: ``(* keep *)`` on
+    its always block (Yosys merges equal flip-flops otherwise, even with ``keep`` on the
+    register's declaration)."""
+    init = int(q.val)
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def copy():
+        if en:
+            q.next = d
+
+    q.driven = "reg"
+    aclk.read = aresetn.read = en.read = d.read = True
+    replica.verilog_code = """
+(* keep *)
+always @(posedge $aclk) begin
+    if (!$aresetn) begin
+        $q <= $init;
+    end
+    else if ($en) begin
+        $q <= $d;
+    end
+end
+"""
+    return copy
+
+
+@block
+def offset_register(aclk, aresetn, fire, at_last, ent, q, *, invert):
+    """``off`` (``invert``: its inverted copy ``off_n``), or a copy of its low bits: on a
+    fire, 0 after a pass's last record, else the head's entry ``ent``.  The entry goes
+    straight to the flip-flops' data (no gate after the select tree): the clear is their
+    synchronous reset and ``fire`` their enable, both made from registers beside it.
+    Each is kept apart by synthesis (``(* keep *)``, see :func:`replica`)."""
+    n = len(q)
+    mask = (1 << n) - 1
+    init = mask if invert else 0
+    flip = mask if invert else 0
+    value = f"~$ent[{n - 1}:0]" if invert else f"$ent[{n - 1}:0]"
+
+    @always(aclk.posedge)
+    def step():
+        if not aresetn or (fire and at_last):
+            q.next = init
+        elif fire:
+            q.next = (int(ent.val) & mask) ^ flip
+
+    q.driven = "reg"
+    aclk.read = aresetn.read = fire.read = at_last.read = ent.read = True
+    offset_register.verilog_code = """
+(* keep *) wire ${q}_clear = !$aresetn | ($fire & $at_last);
+(* keep *)
+always @(posedge $aclk) begin
+    if (${q}_clear) begin
+        $q <= $init;
+    end
+    else if ($fire) begin
+        $q <= VALUE;
+    end
+end
+""".replace("VALUE", value)
+    return step
+
+
+@block
+def load_enable(fire, pop, al, fill, en):
+    """One copy of a head-table load enable: the head word is left (``fire`` with the pop
+    bit ``pop``, or a pass's last record: ``al``, a copy of ``at_last``) or the part's
+    slot is written now (``fill``)."""
+
+    @always_comb
+    def decide():
+        en.next = (fire and (pop or al)) or fill
+
+    en.driven = "wire"
+    fire.read = pop.read = al.read = fill.read = True
+    # The pop bit comes last (a select tree): the rest is made beside it into kept wires,
+    # so that one LUT stands between pop and the enable (ABC otherwise folds fire's
+    # terms in after the pop bit, two LUTs and a routing hop more).
+    load_enable.verilog_code = """
+(* keep *) wire ${en}_fire = $fire;
+(* keep *) wire ${en}_rest = ($fire & $al) | $fill;
+assign $en = (${en}_fire & $pop) | ${en}_rest;
+"""
+    return decide
+
+
+@block
+def part_load(aclk, en, src, part, *, lo):
+    """A part of the head table: bits ``lo ..`` of ``src`` on ``en``."""
+    hi = lo + len(part)
+
+    @always(aclk.posedge)
+    def load():
+        if en:
+            part.next = src[hi:lo]
+
+    return load
 
 
 def shift_stages(nb: int) -> int:
     return -(-nb // SHIFT_BITS)
+
+
+@block
+def table_register(aclk, aresetn, adv, tab_in, word_in, last_in, valid_in, tab, word, last,
+                   valid):
+    """A pipeline stage (on ``adv``) after the table pipeline: its entries' last adders
+    end in these registers, not in the slots' and head table's selects and enables."""
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def flag():
+        if adv:
+            valid.next = valid_in
+
+    @always(aclk.posedge)
+    def hold():
+        if adv:
+            tab.next = tab_in
+            word.next = word_in
+            last.next = last_in
+
+    return flag, hold
 
 
 @block
@@ -74,21 +208,24 @@ def slot_writes(write, ptr, we, we_next, *, k, m):
 
 @block
 def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
-           last_in, tflags, write, wp3, codes, enables, off_n, pop, pop_m, *,
+           last_in, tflags, write, wp3, codes, fills, off_n, pop, copies, *,
            last_beat, NB):
     """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp`` of the
     four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3`` and
     the count of filled slots.  ``ent``: the head table's entry at ``off`` (``NB + 1``
     bits, pop on top); ``hflag``: the head word's ``tlast`` flag; ``tflags``: the table
     slots'.  The loop is that select, one LUT (``pop_h``: the head word is left) and the
-    clock enables of the head table (``enables``: own entries and flag, straddling
-    entries).  What the head table loads (``codes``, one for the own part, one for the
+    clock enables of the head table (:func:`load_enable`, from ``fills``: the own or the
+    straddling part's slot is written now).  ``copies``: ``(offsets, lasts)``, the
+    replicas of ``off``'s low bits (as many as the copies are wide) and of ``at_last``
+    (:func:`replica`).  What the head table loads (``codes``, one for the own part, one for the
     straddling part: table slot 0..2, or 3 the table pipeline, whose slot is being
     written) is a register, decided a cycle ahead for both outcomes of ``pop_h``; so is
     ``fire`` (from the count as flags ``ge1``/``ge2``).  After a pass's last record the
     head is the word after the image's ``tlast`` word."""
     code_own, code_strad = codes
-    en_own, en_strad = enables
+    fill_own, fill_strad = fills
+    off_copies, last_copies = copies
     beat = Signal(intbv(0, min=0, max=last_beat + 1))
     al_next = Signal(bool(last_beat <= 1))   # at_last after the next fire
     two_before = last_beat - 2 if last_beat >= 2 else last_beat + 1   # (never: no such beat)
@@ -115,10 +252,15 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
 
     @always_comb
     def enable():
+        # the head table's parts whose slot the table pipeline writes now
         w = adv and tvalid
-        en_own.next = pop_h or (w and filled == 0)
-        # the straddling part's enable from a second select of the pop bit (on off)
-        en_strad.next = (fire and (pop_m or at_last)) or (w and filled == 1)
+        fill_own.next = w and filled == 0
+        fill_strad.next = w and filled == 1
+
+    copy_regs = ([offset_register(aclk, aresetn, fire, at_last, ent, o, invert=False)
+                  for o in (off, *off_copies)]
+                 + [offset_register(aclk, aresetn, fire, at_last, ent, off_n, invert=True)]
+                 + [replica(aclk, aresetn, fire, al_next, a) for a in last_copies])
 
     @always_comb
     def outcomes():
@@ -190,15 +332,11 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
             else:
                 al_next.next = beat == two_before
             if at_last:
-                off.next = 0
-                off_n.next = (1 << NB) - 1
                 beat.next = 0
             else:
-                off.next = ent
-                off_n.next = ~ent
                 beat.next = beat + 1
 
-    return ahead, loop, enable, outcomes, nexts, step
+    return ahead, loop, enable, outcomes, nexts, step, copy_regs
 
 
 @block
@@ -243,14 +381,16 @@ def code_for(filled, skip, nxt, own, strad):
 
 
 @block
-def head(aclk, aresetn, codes, enables, tabs, tflags, tab_in, last_in, htab, hflag, *, W, Q,
+def head(aclk, aresetn, codes, enables, tabs, tflags, tab_in, last_in, parts, hflag, *, W, Q,
          EB):
     """The head word's table and ``tlast`` flag, next to the loop's offset: on its enables
     each part (own entries and flag; straddling entries) loads from the table slot or the
     table pipeline its code names (a register).  Three table slots are enough: the head's
-    own slot is free once its table is here."""
+    own slot is free once its table is here.  ``parts``: the table's registers, low bits
+    first, cut by :func:`head_spans`; ``enables``: ``(own, straddling)``, a list of copies
+    each, one a part of that kind (the flag loads on the first own copy)."""
     code_own, code_strad = codes
-    en_own, en_strad = enables
+    en_owns, en_strads = enables
     TW, own = W * EB, (W - Q) * EB
     SW = max(TW - own, 1)
     src_own, src_strad = Signal(intbv(0)[own:]), Signal(intbv(0)[SW:])
@@ -284,32 +424,34 @@ def head(aclk, aresetn, codes, enables, tabs, tflags, tab_in, last_in, htab, hfl
                 src_strad.next = tab_in[TW - own:0]
         pick = (pick, pick_strad)
 
+    en_flag = en_owns[0]
+
     @always_seq(aclk.posedge, reset=aresetn)
     def flag():
-        if en_own:
+        if en_flag:
             hflag.next = src_flag
 
-    if not Q:
-        @always(aclk.posedge)
-        def load():
-            if en_own:
-                htab.next = src_own
-        return pick, flag, load
+    own_spans, strad_spans = head_spans(W, Q, EB)
+    loads = [part_load(aclk, en, src_own, reg, lo=lo)
+             for en, reg, (lo, _) in zip(en_owns, parts, own_spans)]
+    loads += [part_load(aclk, en, src_strad, reg, lo=lo - own)
+              for en, reg, (lo, _) in zip(en_strads, parts[len(own_spans):], strad_spans)]
+    return pick, flag, loads
 
-    @always(aclk.posedge)
-    def load_parts():
-        if en_own:
-            htab.next[own:0] = src_own
-        if en_strad:
-            htab.next[TW:own] = src_strad
 
-    return pick, flag, load_parts
+def head_spans(W, Q, EB) -> tuple[list, list]:
+    """Bit ranges of the head table's parts: the own entries' (``COPIES`` parts) and the
+    straddling entries' (``COPIES`` parts, none without straddling entries)."""
+    TW, own = W * EB, (W - Q) * EB
+    return spans(0, own, COPIES), spans(own, TW, COPIES)
 
 
 @block
-def entry_mux(tab, off, ent, *, EB):
+def entry_mux(tab, off, ent, r0, r1, r2, r3, *, EB):
     """``ent`` = entry ``off`` of ``tab`` (``EB``-bit entries; 0 past the end) as a
-    balanced tree of 4:1 selects on two offset bits each (an adder-free index)."""
+    balanced tree of 4:1 selects on two offset bits each (an adder-free index).
+    ``r0..r3``: copies of ``off`` (equal to it) that the tree's first level takes in
+    turn, so that no offset bit drives every select of it."""
     N = len(tab) // EB
     NB = len(off)
     OW = len(ent)                   # the entry's low bits (its offset, without the pop bit)
@@ -323,14 +465,16 @@ def entry_mux(tab, off, ent, *, EB):
     level = [f"$tab[{i * EB + OW - 1}:{i * EB}]" if i < N else f"{OW}'d0"
              for i in range(1 << NB)]
     ent.driven = "wire"
-    tab.read = off.read = True
-    entry_mux.verilog_code = select_tree(level, "$off", "ent", f"[{OW - 1}:0] ")
+    tab.read = off.read = r0.read = r1.read = r2.read = r3.read = True
+    entry_mux.verilog_code = select_tree(level, "$off", "ent", f"[{OW - 1}:0] ",
+                                         first=("$r0", "$r1", "$r2", "$r3"))
     return model
 
 
-def select_tree(level, sel, out, width):
+def select_tree(level, sel, out, width, first=None):
     """Verilog: ``$<out>`` = ``level[<sel>]``, a balanced tree of 4:1 selects (2:1 at the
-    top for an odd count of select bits) whose wires are named after ``out``."""
+    top for an odd count of select bits) whose wires are named after ``out``.  ``first``:
+    copies of ``sel`` the first level's selects take in turn (default: ``sel``)."""
     bits = (len(level) - 1).bit_length()
     lines, bit, depth = [], 0, 0
     while len(level) > 1:
@@ -339,11 +483,12 @@ def select_tree(level, sel, out, width):
         for g in range(len(level) // step):
             name = f"${{{out}}}_t{depth}_{g}"
             x = level[g * step:(g + 1) * step]
+            by = first[g % len(first)] if first and depth == 0 else sel
             if step == 4:
-                s0, s1 = f"{sel}[{bit}]", f"{sel}[{bit + 1}]"
+                s0, s1 = f"{by}[{bit}]", f"{by}[{bit + 1}]"
                 expr = f"{s1} ? ({s0} ? {x[3]} : {x[2]}) : ({s0} ? {x[1]} : {x[0]})"
             else:
-                expr = f"{sel}[{bit}] ? {x[1]} : {x[0]}"
+                expr = f"{by}[{bit}] ? {x[1]} : {x[0]}"
             lines.append(f"wire {width}{name} = {expr};")
             nxt.append(name)
         level, bit, depth = nxt, bit + (2 if step == 4 else 1), depth + 1
