@@ -342,6 +342,59 @@ def gearbox_steps(sizes) -> list[tuple]:
 
 
 @block
+def group_count(aclk, aresetn, done, emit, following, count, more, last_word, depth):
+    """The words of the group being filled: written (``count``), still to come
+    (``more``), the next one out is its last (``last_word``), of ``depth``; on ``done``
+    the next group's (``following``), from 0."""
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def words():
+        if done:
+            count.next = 0
+            more.next = 1
+            depth.next = following
+            last_word.next = following == 1
+        elif emit:
+            count.next = count + 1
+            more.next = not last_word
+            last_word.next = count + 2 == depth
+    return words
+
+
+@block
+def group_end(aclk, aresetn, tvalid, tlast, take, emit, chosen, more, last_word, active_next,
+              open_, done, *, full_bit):
+    """``done``: the group's last word is out and its ``tlast`` beat has come (a register
+    loaded a cycle ahead: it resets the state, so nothing may precede it in the state's
+    path); ``open_``: a bank is filling and its ``tlast`` has not come."""
+    seen_last = Signal(bool(0))
+    last_seen = Signal(bool(0))            # seen_last as it will be next cycle
+    done_next = Signal(bool(0))            # done as it will be next cycle
+    HB = full_bit                          # chosen[HB]: a word held next cycle
+
+    @always_comb
+    def ahead():
+        # seen_last, more and full as they will be next cycle, and so done
+        seen = seen_last or (take and tvalid and tlast)
+        if done:
+            last_seen.next = 0
+            done_next.next = 0
+        else:
+            last_seen.next = seen
+            if emit:
+                done_next.next = seen and (last_word or not chosen[HB])
+            else:
+                done_next.next = seen and (not more or not chosen[HB])
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def flags():
+        seen_last.next = last_seen
+        open_.next = active_next and not last_seen
+        done.next = done_next
+    return ahead, flags
+
+
+@block
 def gb_gearbox(aclk, aresetn, s_axis_fill, active_next, write, waddr, done, emit, store, place,
                *, sizes):
     """The fill's control: when a word goes out (``emit``) and where a beat goes in
@@ -357,10 +410,8 @@ def gb_gearbox(aclk, aresetn, s_axis_fill, active_next, write, waddr, done, emit
     WC, BC = z.WC, z.BC
     held = _index(WC + BC)                 # chunks in the accumulator
     HB, PB = len(held), len(_index(WC))
-    two, seen_last = Signal(bool(0)), Signal(bool(0))
-    open_ = Signal(bool(0))                # active and not seen_last
-    last_seen = Signal(bool(0))            # seen_last as it will be next cycle
-    done_next = Signal(bool(0))            # done as it will be next cycle
+    two = Signal(bool(0))
+    open_ = Signal(bool(0))                # active and no tlast yet (group_end)
     word_out = Signal(bool(0))             # full and more, a cycle ahead
     # the state: chunks held and two (full only decides done and word_out, which are
     # registered from the tables' output); the tables add the next cycle's two places
@@ -378,6 +429,9 @@ def gb_gearbox(aclk, aresetn, s_axis_fill, active_next, write, waddr, done, emit
     take = Signal(bool(0))
     rom = table(g, following, words=z.depths[1:] + z.depths[:1])
     cursor = gb_cursor(aclk, aresetn, done, g, base, sizes=z)
+    counter = group_count(aclk, aresetn, done, emit, following, count, more, last_word, depth)
+    end = group_end(aclk, aresetn, s_axis_fill.tvalid, s_axis_fill.tlast, take, emit, chosen,
+                    more, last_word, active_next, open_, done, full_bit=HB)
 
     @always_comb
     def fields():
@@ -407,32 +461,10 @@ def gb_gearbox(aclk, aresetn, s_axis_fill, active_next, write, waddr, done, emit
         write.next = out
         waddr.next = base + count
 
-    @always_comb
-    def ahead():
-        # seen_last, more and full as they will be next cycle, and so done (a register:
-        # it resets the state, so nothing may precede it in the state's path)
-        seen = seen_last or (take and s_axis_fill.tvalid and s_axis_fill.tlast)
-        if done:
-            last_seen.next = 0
-            done_next.next = 0
-        else:
-            last_seen.next = seen
-            if emit:
-                done_next.next = seen and (last_word or not chosen[HB])
-            else:
-                done_next.next = seen and (not more or not chosen[HB])
-
     @always_seq(aclk.posedge, reset=aresetn)
     def fill():
-        seen_last.next = last_seen
-        open_.next = active_next and not last_seen
-        done.next = done_next
         if done:
             state.next = 0
-            count.next = 0
-            more.next = 1
-            depth.next = following
-            last_word.next = following == 1
             word_out.next = 0
             place.next = 0
         else:
@@ -440,9 +472,6 @@ def gb_gearbox(aclk, aresetn, s_axis_fill, active_next, write, waddr, done, emit
             # Registers a cycle ahead: a word held and one still to come (it selects
             # every accumulator bit), and so where a beat goes.
             if emit:
-                count.next = count + 1
-                more.next = not last_word
-                last_word.next = count + 2 == depth
                 word_out.next = chosen[HB] and not last_word
                 if chosen[HB] and not last_word:
                     place.next = chosen[HB + 2 + PB:HB + 2]
@@ -455,7 +484,7 @@ def gb_gearbox(aclk, aresetn, s_axis_fill, active_next, write, waddr, done, emit
                 else:
                     place.next = chosen[HB + 2 + 2 * PB:HB + 2 + PB]
 
-    return lookups, rom, cursor, fields, decide, ahead, fill
+    return lookups, rom, cursor, counter, end, fields, decide, fill
 
 
 @block
