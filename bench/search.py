@@ -1,9 +1,9 @@
 """Bayesian per-layer sparsity/structure search against uniform sparsity and random search,
 at equal evaluation budget, over several seeds.
 
-    nice -n 15 .venv/bin/python bench/search.py [--plan examples/digits_sparse.yaml]
+    nice -n 10 .venv/bin/python bench/search.py [--plan examples/digits_sparse.yaml]
         [--seeds 0 1 2 3 4] [--evaluations 20] [--search-epochs N] [--codes all]
-        [--repeats 1] [--out /tmp/bench_search]
+        [--repeats 1] [--weight 0.1] [--budget B] [--out /tmp/bench_search]
 
 Per seed (python, numpy, torch seeded; one torch thread): the plan's network is trained
 in fp32 and fine-tuned quantization-aware at the base sparsity (``quant.pipeline``'s
@@ -11,11 +11,15 @@ steps 1-3, the plan's ``quantize:`` settings), then the three searches of
 ``quant.search`` run from that same base, ``--evaluations`` each, every evaluation a
 ``--search-epochs`` fine-tune (with ``--repeats`` R, the mean of R fine-tunes of
 different seeds: ``quant.search.Evaluator``'s ``repeats``, the same for every method),
-bits counted in the codings ``--codes`` names.  Each
+bits counted in the codings ``--codes`` names.  The objective (``quant.search.Objective``)
+is the plan's except for ``--weight`` (``accuracy_weight``, default 0.1: every point of
+smoothed accuracy lost or gained is worth 10 % of the searched layers' bits) and, if given,
+``--budget`` (``accuracy_budget``), fixed on seeds 10-13 before seeds 0-4 were run
+(docs/quant.md).  Each
 method's *best* point is its lowest objective.  The table gives, per seed and method, the
 best point's model bits, validation top-1, mean true-class probability and loss, and
-whether it **dominates** uniform's best: fewer bits at no lower validation top-1, or
-higher top-1 at no more bits; and, rule-free, how many of uniform's Pareto points some
+whether it **dominates** uniform's best (and the Bayesian best random's): fewer bits at
+no lower validation top-1, or higher top-1 at no more bits; and, rule-free, how many of uniform's Pareto points some
 point of the method dominates.  ``OUT/search.json`` holds every evaluation and
 ``OUT/search.png`` plots bits against validation top-1 (one panel a seed, every
 evaluation of each method, each method's Pareto front as a step line, best points as
@@ -93,6 +97,8 @@ def table(results: list[dict]) -> list[dict]:
                 "objective": f"{b['objective']:.4f}",
                 "dominates_uniform": "-" if method == "uniform"
                 else ("yes" if dominates(b, best["uniform"]) else "no"),
+                "dominates_random": "-" if method != "bayes"
+                else ("yes" if dominates(b, best["random"]) else "no"),
                 "uniform_front_dominated": "-" if method == "uniform"
                 else "{} of {}".format(*front_cover(result, method)),
                 "sparsity": " ".join(f"{n}:{v:.2f}" for n, v in b["sparsity"].items()),
@@ -144,7 +150,14 @@ def main() -> None:
     parser.add_argument("--codes", default="all", help="hardware | all (quant.pipeline.CODE_SETS)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="fine-tunes (different seeds) averaged per evaluation")
+    parser.add_argument("--weight", type=float, default=0.1,
+                        help="objective: accuracy_weight (per point of the measure)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="objective: accuracy_budget (default: the plan's)")
     parser.add_argument("--out", default="/tmp/bench_search")
+    parser.add_argument("--from-json", nargs="+", metavar="FILE",
+                        help="no searches: the table and plot of earlier runs' search.json "
+                             "files (e.g. seeds split over two processes)")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.exit(2, f"--repeats: must be at least 1, got {args.repeats}\n")
@@ -152,10 +165,17 @@ def main() -> None:
     data = load_dataset(plan.dataset)
     settings = Settings(**{**plan.quantize, "evaluations": args.evaluations, "codes": args.codes,
                            "progress": False})
+    settings = replace(settings, accuracy_weight=args.weight)
+    if args.budget is not None:
+        settings = replace(settings, accuracy_budget=args.budget)
     if args.search_epochs is not None:
         settings = replace(settings, search_epochs=args.search_epochs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.from_json:
+        results = [r for name in args.from_json for r in json.loads(Path(name).read_text())]
+        (out / "search.json").write_text(json.dumps(results, indent=1) + "\n")
+        return report(results, args, settings, out)
     results = []
     for seed in args.seeds:
         results.append(run_seed(plan, data, seed, settings, args.repeats))
@@ -163,17 +183,26 @@ def main() -> None:
         for row in table(results[-1:]):           # as it comes (a seed takes minutes)
             print("  ".join(str(v) for v in row.values()), flush=True)
         print(f"seed {seed}: {results[-1]['cpu_s']} s CPU", flush=True)
+    report(results, args, settings, out)
+
+
+def report(results: list[dict], args, settings: Settings, out: Path) -> None:
     rows = table(results)
     header = list(rows[0])
     widths = [max(len(h), *(len(str(r[h])) for r in rows)) for h in header]
-    print(f"{args.plan}, {args.evaluations} evaluations a method, {settings.search_epochs} "
-          f"epoch(s) each, the mean of {args.repeats} fine-tune(s), codes {args.codes}")
+    repeats = sorted({r["repeats"] for r in results})
+    print(f"{args.plan}, {len(results[0]['search']['bayes'])} evaluations a method, "
+          f"{settings.search_epochs} epoch(s) each, the mean of {repeats} fine-tune(s), "
+          f"codes {args.codes}")
+    print(f"objective (seed {results[-1]['seed']}): {results[-1]['objective']}")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for r in rows:
         print("  ".join(str(r[h]).ljust(w) for h, w in zip(header, widths)))
     for method in ("bayes", "random"):
         wins = sum(r["dominates_uniform"] == "yes" for r in rows if r["method"] == method)
         print(f"{method} best dominates uniform best in {wins} of {len(results)} seeds")
+    wins = sum(r["dominates_random"] == "yes" for r in rows if r["method"] == "bayes")
+    print(f"bayes best dominates random best in {wins} of {len(results)} seeds")
     plot(results, out / "search.png")
     print(f"wrote {out / 'search.json'} and {out / 'search.png'}")
 

@@ -54,6 +54,7 @@ class Settings:
     evaluations: int = 12        # per search (Bayesian and uniform each)
     accuracy_budget: float = 0.5  # accuracy points the search may lose for free
     penalty: float = 1.0
+    accuracy_weight: float = 0.0  # objective: per point of the measure lost (or gained), anywhere
     mbits: int = 8               # width bound of the requantization multipliers M
     base_sparsity: float = 0.5   # of the `auto` layers in the base model the search starts from
     codes: str = "hardware"      # a key of CODE_SETS: the codings the search counts bits in
@@ -163,7 +164,7 @@ def searchable_base(specs, net, data, s: Settings, *, measure: str, head_mbits=N
     evaluator.reference = {k: v for k, v in base.items() if k != "layers"}
     name = "val_accuracy" if score is not None else "val_smoothed_accuracy"
     objective = Objective(base["searched_bits"], base["measure"], s.accuracy_budget, s.penalty,
-                          measure=name)
+                          measure=name, weight=s.accuracy_weight)
     evaluator.objective = objective
     log(f"quantized base: {base['bits']} bits, {measure} {base['accuracy']:.4f}", s.progress)
     return qnet, evaluator, objective, auto

@@ -57,7 +57,7 @@ def test_search_records_are_what_they_claim_and_reproducible(trained):
         assert model_bits(layers, CODES)[0] == last.bits <= exact_model_bits(layers)[0]
         evaluator("again", result["best"]["sparsity"], result["best"]["structure"])
     assert evaluator.choices == {"conv0": ["unstructured"],
-                                 "dense2": ["unstructured", "block4", "block8", "block16"]}
+                                 "dense2": ["block4", "block8", "block16"]}
     sizes = {layer.spec.name: layer.weight.numel() for layer in qnet.weight_layers()}
     assert [len(result[m]) for m in ("bayes", "uniform", "random")] == [3, 3, 3]
     for record in result["uniform"]:
@@ -180,9 +180,8 @@ def test_classifier_metrics_match_the_integer_model(trained):
 
 
 def test_structure_choices_follow_the_codes_and_the_packing():
-    assert structure_choices(32, 144, "ternary", CODES) == ["unstructured", "block4", "block8",
-                                                            "block16"]
-    assert structure_choices(32, 24, "int", CODES) == ["unstructured", "block4", "block8"]
+    assert structure_choices(32, 144, "ternary", CODES) == ["block4", "block8", "block16"]
+    assert structure_choices(32, 24, "int", CODES) == ["block4", "block8"]
     assert structure_choices(16, 9, "ternary", CODES) == ["unstructured"]      # simd 1
     assert structure_choices(32, 144, "ternary", HARDWARE_CODES) == ["unstructured"]
     assert structure_choices(32, 144, "binary", CODES) == ["unstructured"]
@@ -195,6 +194,15 @@ def test_objective_penalises_only_beyond_budget():
     assert np.isclose(objective(500, 0.93), 0.5 + 2.0 * 1.0)    # 2 points: 1 beyond
 
 
+def test_objective_weight_prices_every_point_lost_or_gained():
+    objective = Objective(ref_bits=1000, ref_accuracy=0.95, budget=0.0, penalty=1.0, weight=0.1)
+    assert np.isclose(objective(500, 0.95), 0.5)
+    assert np.isclose(objective(500, 0.96), 0.5 - 0.1)            # 1 point above the base
+    assert np.isclose(objective(500, 0.93), 0.5 + 0.1 * 2 + 1.0 * 2)
+    assert "0.1 * 100*(0.950000 - val_accuracy)" in objective.describe()
+    assert "0.0 *" not in Objective(1000, 0.95).describe()      # weight 0: the former text
+
+
 def test_gaussian_process_sees_the_objective_capped(trained, monkeypatch):
     """Points far beyond the budget reach the GP as GP_CAP; the records keep the truth."""
     import skopt
@@ -203,7 +211,7 @@ def test_gaussian_process_sees_the_objective_capped(trained, monkeypatch):
 
     def fake_gp_minimize(func, dims, **kwargs):
         assert len(dims) == 3                # conv0's sparsity, dense2's and its structure
-        for x in ([0.9, 0.95, "block16"], [0.0, 0.0, "unstructured"]):
+        for x in ([0.9, 0.95, "block16"], [0.0, 0.0, "block4"]):
             seen.append(func(x))
     monkeypatch.setattr(skopt, "gp_minimize", fake_gp_minimize)
     with train.deterministic(3):
