@@ -300,11 +300,11 @@ def ring_writer(aclk, aresetn, s_axis_px, accept, waddr, wx, held, freed, rows_f
     wg = _counter(G)
     # wx == W - 1 and wg == G - 1 as flags updated with the counters (timing)
     wx_last, wg_last = Signal(bool(W == 1)), Signal(bool(G == 1))
-    W1, G1, W2, G2 = W == 1, G == 1, max(W - 2, 0), max(G - 2, 0)
     open_ = Signal(bool(0))              # tready; low in reset and the cycle after
     row_done = Signal(bool(0))
     frees = Signal(bool(0))              # the reader frees one row or more this cycle
     step = add_const_mod(waddr_next, waddr, const=1, modulus=geo.M)
+    counters = count_chain(aclk, aresetn, accept, [(wg, wg_last, G), (wx, wx_last, W)])
 
     @always_comb
     def handshake():
@@ -320,18 +320,6 @@ def ring_writer(aclk, aresetn, s_axis_px, accept, waddr, wx, held, freed, rows_f
         open_.next = frees or held < FULL - 1 or (held == FULL - 1 and not row_done)
         if accept:
             waddr.next = waddr_next
-            if not wg_last:
-                wg.next = wg + 1
-                wg_last.next = wg == G2
-            else:
-                wg.next = 0
-                wg_last.next = G1
-                if not wx_last:
-                    wx.next = wx + 1
-                    wx_last.next = wx == W2
-                else:
-                    wx.next = 0
-                    wx_last.next = W1
         if row_done and freed:
             held.next = held + 1 - rows_freed
         elif row_done:
@@ -339,40 +327,21 @@ def ring_writer(aclk, aresetn, s_axis_px, accept, waddr, wx, held, freed, rows_f
         elif freed:
             held.next = held - rows_freed
 
-    return step, handshake, write
+    return step, counters, handshake, write
 
 
 @block
-def window_geometry(aclk, aresetn, moving, ox_last, oy_last, ix0p, iy0p, need_h,
-                    rows_freed, col, col_s, clip, need_next, clip_next, *, geo):
-    """The bounds of the window being read, as registers loaded when the window moves.
-
-    A window is ready once its last real pixel (bottom row, right column) is in the
-    ring: ``held > need_h``, or ``held == need_h`` and the writer is past column
-    ``col`` of that row (``wx > col``) and the window is not clipped by the right edge
-    (``clip``: its last column is the row's last, so the row must be complete).
-    ``rows_freed``: rows the reader frees at the end of the current output row.
-    ``col_s`` is ``col + stride``, ``need_next`` and ``clip_next`` the bounds of the next
-    output row's and next column's window, for :func:`window_ready`.
-    Computed from the window's position as it moves (a cycle ahead of their use), so
-    no coordinate arithmetic sits in front of the ring's read.
-    """
-    W, H, K, S, P, HOFF = geo.W, geo.H, geo.K, geo.S, geo.P, geo.HOFF
-    first_need, first_freed = geo.first_need, geo.first_freed
-    first_col, first_clip = geo.first_col, geo.first_clip
-    # A step from ix0p clips the next window when ix0p + S + K - 1 > W + P - 1, that is
-    # ix0p >= bound (one comparison, no adder before it: timing); always when the bound
-    # would be negative (written ix0p + 1 > 0 then, which lint does not call constant).
-    clip_bound = max(W + P - K - S + 1, 0)
+def next_row_bounds(iy0p, need_calc, freed_calc, *, geo):
+    """The bounds of the output row after the current one (window top ``iy0p``): rows
+    its window needs held (``need_calc``) and rows freed at the current row's end
+    (``freed_calc``), both modulo the row counts' range."""
+    S, HOFF = geo.S, geo.HOFF
     last_row = (geo.OH - 1) * S          # iy0p of the last output row
-    n = len(need_h)                      # bits of the row counts
+    n = len(need_calc)                   # bits of the row counts
     c_bottom, c_inside, c_all, c_top, c_end, c_frame, c_first = geo.row_constants()
     (A_ALL, A_FROM), (B_ALL, B_FROM), (D_ALL, D_FROM), (E_ALL, E_FROM), C_AT = (
         geo.row_conditions())
     y_low = Signal(modbv(0)[n:])
-    need_calc = Signal(modbv(0)[n:])
-    freed_calc, freed_next = Signal(modbv(0)[n:]), Signal(modbv(0)[n:])
-    clip_calc = Signal(bool(0))
 
     @always_comb
     def low_bits():
@@ -409,6 +378,54 @@ def window_geometry(aclk, aresetn, moving, ox_last, oy_last, ix0p, iy0p, need_h,
                 freed_calc.next = y_low + c_first
             else:
                 freed_calc.next = 0
+    return low_bits, row_counts
+
+
+@block
+def ring_steps(aclk, win_addr, row_addr, frame_addr, win_right, row_down, row_down_win,
+               frame_down, frame_row, frame_win, *, registered, geo):
+    """The ring addresses the window can move to: right (``win_right``), the next row's
+    start and first window (``row_down``, ``row_down_win``), the next frame's start, first
+    row and first window; registers when ``registered``."""
+    S, P, G, H, M, WG = geo.S, geo.P, geo.G, geo.H, geo.M, geo.WG
+    adders = []
+    for out, base, const in ((win_right, win_addr, S * G), (row_down, row_addr, S * WG),
+                             (row_down_win, row_addr, S * WG - P * G),
+                             (frame_down, frame_addr, H * WG),
+                             (frame_row, frame_addr, H * WG - P * WG),
+                             (frame_win, frame_addr, H * WG - P * WG - P * G)):
+        total = _address(M)
+        adders += [add_const_mod(total, base, const=const, modulus=M),
+                   ahead(aclk, out, total, registered=registered)]
+    return adders
+
+
+@block
+def window_geometry(aclk, aresetn, moving, ox_last, oy_last, ix0p, iy0p, need_h,
+                    rows_freed, col, col_s, clip, need_next, clip_next, *, geo):
+    """The bounds of the window being read, as registers loaded when the window moves.
+
+    A window is ready once its last real pixel (bottom row, right column) is in the
+    ring: ``held > need_h``, or ``held == need_h`` and the writer is past column
+    ``col`` of that row (``wx > col``) and the window is not clipped by the right edge
+    (``clip``: its last column is the row's last, so the row must be complete).
+    ``rows_freed``: rows the reader frees at the end of the current output row.
+    ``col_s`` is ``col + stride``, ``need_next`` and ``clip_next`` the bounds of the next
+    output row's and next column's window, for :func:`window_ready`.
+    Computed from the window's position as it moves (a cycle ahead of their use), so
+    no coordinate arithmetic sits in front of the ring's read.
+    """
+    W, K, S, P = geo.W, geo.K, geo.S, geo.P
+    first_need, first_freed = geo.first_need, geo.first_freed
+    first_col, first_clip = geo.first_col, geo.first_clip
+    # A step from ix0p clips the next window when ix0p + S + K - 1 > W + P - 1, that is
+    # ix0p >= bound (one comparison, no adder before it: timing); always when the bound
+    # would be negative (written ix0p + 1 > 0 then, which lint does not call constant).
+    clip_bound = max(W + P - K - S + 1, 0)
+    need_calc = Signal(modbv(0)[len(need_h):])
+    freed_calc, freed_next = Signal(modbv(0)[len(need_h):]), Signal(modbv(0)[len(need_h):])
+    clip_calc = Signal(bool(0))
+    rows = next_row_bounds(iy0p, need_calc, freed_calc, geo=geo)
 
     @always_comb
     def column_always():
@@ -446,7 +463,7 @@ def window_geometry(aclk, aresetn, moving, ox_last, oy_last, ix0p, iy0p, need_h,
                     need_h.next = first_need
                     rows_freed.next = first_freed
 
-    return low_bits, row_counts, column, stages, load
+    return rows, column, stages, load
 
 
 @block
@@ -552,12 +569,9 @@ def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_ad
     back to the top at the end of a frame (``next_frame``); ``next_col`` otherwise.
     ``start_*``: the same window while copies remain (``last_copy`` low), else the next.
     """
-    K, S, P, G, H = geo.K, geo.S, geo.P, geo.G, geo.H
+    K, S, P, G = geo.K, geo.S, geo.P, geo.G
     M, WG, OW, OH = geo.M, geo.WG, geo.OW, geo.OH
     ox, oy = _counter(OW), _counter(OH)
-    # ox == OW - 1 and oy == OH - 1 as flags updated with the counters (timing: they
-    # select the walk's next move)
-    OW1, OH1, OW2, OH2 = OW == 1, OH == 1, max(OW - 2, 0), max(OH - 2, 0)
     # Ring addresses of virtual rows (padding rows included), all modulo M:
     # frame_addr = (row 0, col 0) of the frame, row_addr = (iy0, 0), win_addr = (iy0, ix0).
     frame_addr = _address(M)
@@ -570,15 +584,12 @@ def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_ad
     # modulo adder in front of the address multiplexers): each follows an address that
     # moves only with the window, and is first used three or more cycles after it.
     registered = K * K * G >= 4
-    adders = []
-    for out, base, const in ((win_right, win_addr, S * G), (row_down, row_addr, S * WG),
-                             (row_down_win, row_addr, S * WG - P * G),
-                             (frame_down, frame_addr, H * WG),
-                             (frame_row, frame_addr, H * WG - P * WG),
-                             (frame_win, frame_addr, H * WG - P * WG - P * G)):
-        total = _address(M)
-        adders += [add_const_mod(total, base, const=const, modulus=M),
-                   ahead(aclk, out, total, registered=registered)]
+    steps = [ring_steps(aclk, win_addr, row_addr, frame_addr, win_right, row_down,
+                        row_down_win, frame_down, frame_row, frame_win,
+                        registered=registered, geo=geo),
+             # ox_last, oy_last: ox == OW - 1, oy == OH - 1, flags updated with the
+             # counters (timing: they select the walk's next move)
+             count_chain(aclk, aresetn, moving, [(ox, ox_last, OW), (oy, oy_last, OH)])]
 
     @always_comb
     def moves():
@@ -619,31 +630,21 @@ def window_position(aclk, aresetn, issue, leave, last_copy, ix0p, iy0p, start_ad
         # ``moving`` enables every register here; the flags pick the move (timing)
         if moving:
             if not ox_last:                      # next column
-                ox.next = ox + 1
-                ox_last.next = ox == OW2
                 ix0p.next = ix0p + S
                 win_addr.next = win_right
             elif not oy_last:                    # next row
-                ox.next = 0
-                ox_last.next = OW1
-                oy.next = oy + 1
-                oy_last.next = oy == OH2
                 ix0p.next = 0
                 iy0p.next = iy0p + S
                 row_addr.next = row_down
                 win_addr.next = row_down_win
             else:                                # next frame
-                ox.next = 0
-                oy.next = 0
-                ox_last.next = OW1
-                oy_last.next = OH1
                 ix0p.next = 0
                 iy0p.next = 0
                 frame_addr.next = frame_down
                 row_addr.next = frame_row
                 win_addr.next = frame_win
 
-    return adders, moves, starts, stages, windows
+    return steps, moves, starts, stages, windows
 
 
 @block
@@ -716,61 +717,45 @@ def window_walk(aclk, aresetn, issue, ix0p, iy0p, start_addr, start_x, start_y, 
         last_copy.next = rep_last
         leave.next = leave_r
 
+    counters = count_chain(aclk, aresetn, issue, [(g, g_last, G), (kx, kx_last, K),
+                                                  (ky, ky_last, K), (rep, rep_last, REP)])
+
     @always_seq(aclk.posedge, reset=aresetn)
     def beats():
         if issue:
             if not g_last:
-                g.next = g + 1
-                g_last.next = g == G2
                 end_r.next = g == G2 and kx_last and ky_last
                 leave_r.next = g == G2 and kx_last and ky_last and rep_last
                 rd_addr.next = rd_step
-            else:
-                g.next = 0
-                g_last.next = G1
-                if not kx_last:                      # next pixel of the window row
-                    kx.next = kx + 1
-                    kx_last.next = kx == K2
-                    end_r.next = G1 and kx == K2 and ky_last
-                    leave_r.next = G1 and kx == K2 and ky_last and rep_last
-                    ixp.next = ixp + 1
-                    pad_x.next = x_step
-                    rd_addr.next = rd_step
-                elif not ky_last:                    # next row of the window
-                    kx.next = 0
-                    kx_last.next = K1
-                    ixp.next = ix0p
-                    pad_x.next = x_row
-                    ky.next = ky + 1
-                    ky_last.next = ky == K2
-                    end_r.next = 0                   # K > 1 here: the row is not the last
-                    leave_r.next = 0
-                    iyp.next = iyp + 1
-                    pad_y.next = y_step
-                    win_row.next = win_down
-                    rd_addr.next = win_down
-                else:                                # next copy or next window
-                    kx.next = 0
-                    ky.next = 0
-                    kx_last.next = K1
-                    ky_last.next = K1
-                    end_r.next = G1 and K1
-                    if not rep_last:
-                        rep.next = rep + 1
-                        rep_last.next = rep == R2
-                        leave_r.next = G1 and K1 and rep == R2
-                    else:
-                        rep.next = 0
-                        rep_last.next = R1
-                        leave_r.next = G1 and K1 and R1
-                    ixp.next = start_x
-                    iyp.next = start_y
-                    pad_x.next = x_start
-                    pad_y.next = y_start
-                    win_row.next = start_addr
-                    rd_addr.next = start_addr
+            elif not kx_last:                        # next pixel of the window row
+                end_r.next = G1 and kx == K2 and ky_last
+                leave_r.next = G1 and kx == K2 and ky_last and rep_last
+                ixp.next = ixp + 1
+                pad_x.next = x_step
+                rd_addr.next = rd_step
+            elif not ky_last:                        # next row of the window
+                ixp.next = ix0p
+                pad_x.next = x_row
+                end_r.next = 0                       # K > 1 here: the row is not the last
+                leave_r.next = 0
+                iyp.next = iyp + 1
+                pad_y.next = y_step
+                win_row.next = win_down
+                rd_addr.next = win_down
+            else:                                    # next copy or next window
+                end_r.next = G1 and K1
+                if not rep_last:
+                    leave_r.next = G1 and K1 and rep == R2
+                else:
+                    leave_r.next = G1 and K1 and R1
+                ixp.next = start_x
+                iyp.next = start_y
+                pad_x.next = x_start
+                pad_y.next = y_start
+                win_row.next = start_addr
+                rd_addr.next = start_addr
 
-    return adders, flags, ends, beats
+    return adders, flags, counters, ends, beats
 
 
 @block
