@@ -365,58 +365,57 @@ def block_tail(aclk, aresetn, adv, ps, yw, last, valid, tab, tword, tlast, tvali
     def sig(bits):
         return Signal(intbv(0)[bits:])
 
-    # the block masks' counts read fields 0..NE-1+K/g; the element masks' from K/g on
-    ps_x, ps_k = sig((NE + kg) * nb), sig((NE + 1 - kg) * nb)
-    ps2, ps2_x = sig(len(ps_k)), sig((NE + P // g) * nb)
+    # the block masks' counts read fields 0..NE-1+K/g; the element masks' from K/g on,
+    # at steps of B/g from each start's (as a word is at least K bits, NE >= K/g)
+    top = len(ps) // nb - 1
+    reads = sorted({i + j * (B // g) for i in range(NE) for j in range(K + 1)})
+    ps_x, ps_k = sig((NE + kg) * nb), sig((top + 1 - kg) * nb)
+    ps2, ps2_x = sig(len(ps_k)), sig(len(reads) * nb)
     m_now, m, n_now, lens = sig(NE * nb), sig(NE * nb), sig(NE * xb), sig(NE * xb)
     w2, w3 = sig(W), sig(W)
     l2, l3, v3, v4 = (Signal(bool(0)) for _ in range(4))
-    return (repeat_top(ps, ps_x, nb=nb, skip=0), repeat_top(ps, ps_k, nb=nb, skip=kg),
+    return (pick_fields(ps, ps_x, nb=nb, picks=[min(f, top) for f in range(NE + kg)]),
+            pick_fields(ps, ps_k, nb=nb, picks=range(kg, top + 1)),
             window_values(ps_x, m_now, W=NE * g, P=K, VB=1, nb=nb, step=g),
             stage(aclk, aresetn, adv, [(yw, w2), (last, l2), (m_now, m), (ps_k, ps2)], valid,
                   v3),
-            repeat_top(ps2, ps2_x, nb=nb, skip=0),
-            block_lengths(ps2_x, m, n_now, K=K, B=B, VB=shape.VB, nb=nb, xb=xb, step=g),
+            pick_fields(ps2, ps2_x, nb=nb, picks=[min(f, top - kg) for f in reads]),
+            block_lengths(ps2_x, m, n_now, K=K, B=B, VB=shape.VB, nb=nb, xb=xb, step=g,
+                          fields=reads),
             stage(aclk, aresetn, adv, [(w2, w3), (l2, l3), (n_now, lens)], v3, v4),
             block_entries(lens, tab, TN=shape.TN, QN=shape.QN, nb=nb, xb=xb),
             outputs(w3, l3, v4, tword, tlast, tvalid))
 
 
 @block
-def repeat_top(src, dst, *, nb, skip):
-    """``dst`` = ``src``'s ``nb``-bit fields from field ``skip`` on, then its last field
-    repeated to fill ``dst``."""
-    ns, nd = len(src) // nb, len(dst) // nb
-    kept = min(ns - skip, nd)
+def pick_fields(src, dst, *, nb, picks):
+    """``dst`` field ``n`` = ``src`` field ``picks[n]`` (``nb``-bit fields)."""
+    plan = tuple(picks)
+    mask = (1 << nb) - 1
 
     @always_comb
     def model():
-        v = int(src.val) >> (skip * nb)
-        top = (v >> ((ns - skip - 1) * nb)) & ((1 << nb) - 1)
-        out = v & ((1 << (kept * nb)) - 1)
-        for f in range(kept, nd):
-            out |= top << (f * nb)
-        dst.next = out
+        v = int(src.val)
+        dst.next = sum(((v >> (f * nb)) & mask) << (n * nb) for n, f in enumerate(plan))
 
-    low = f"$src[{(skip + kept) * nb - 1}:{skip * nb}]"
-    top_field = f"$src[{ns * nb - 1}:{(ns - 1) * nb}]"
-    text = (f"assign $dst = {{{{{nd - kept}{{{top_field}}}}}, {low}}};\n" if nd > kept
-            else f"assign $dst = {low};\n")
+    parts = ", ".join(f"$src[{(f + 1) * nb - 1}:{f * nb}]" for f in reversed(plan))
     dst.driven = "wire"
     src.read = True
-    repeat_top.verilog_code = text
+    pick_fields.verilog_code = f"assign $dst = {{{parts}}};\n"
     return model
 
 
 @block
-def block_lengths(ps, m, lens, *, K, B, VB, nb, xb, step):
+def block_lengths(ps, m, lens, *, K, B, VB, nb, xb, step, fields=None):
     """``lens`` field ``i`` (``xb`` bits) = ``(K + B*m_i + VB*n_i) / step``, the length of
     the record of start ``i`` in units of ``step``: ``m_i`` (field ``i`` of ``m``, at most
     ``K``) its non-zero blocks, ``n_i = PS(i + B*m_i) - PS(i)`` (mod ``2**nb``) the set
     bits of their element masks (``ps`` fields from the first element mask of start 0 on,
-    one a ``step``)."""
+    one a ``step``; ``fields``: those ``ps`` holds, in order, if not all)."""
     NE = len(m) // nb
     kg, bg, vg = K // step, B // step, VB // step
+    at = ({f: n for n, f in enumerate(fields)} if fields is not None
+          else {f: f for f in range(len(ps) // nb)})
     mask, xmask = (1 << nb) - 1, (1 << xb) - 1
 
     @always_comb
@@ -425,15 +424,14 @@ def block_lengths(ps, m, lens, *, K, B, VB, nb, xb, step):
         out = 0
         for i in range(NE):
             mi = (mv >> (i * nb)) & mask
-            a = i
-            n = ((p >> ((a + mi * bg) * nb)) - (p >> (a * nb))) & mask
+            n = ((p >> (at[i + mi * bg] * nb)) - (p >> (at[i] * nb))) & mask
             out |= ((kg + mi * bg + n * vg) & xmask) << (i * xb)
         lens.next = out
 
     lines = []
     for i in range(NE):
-        a = i
-        cands = ", ".join(f"$ps[{(a + j * bg + 1) * nb - 1}:{(a + j * bg) * nb}]"
+        a = at[i]
+        cands = ", ".join(f"$ps[{(at[i + j * bg] + 1) * nb - 1}:{at[i + j * bg] * nb}]"
                           for j in reversed(range(K + 1)))
         mi = f"$m[{(i + 1) * nb - 1}:{i * nb}]"
         lines += [f"wire [{(K + 1) * nb - 1}:0] ${{lens}}_c{i} = {{{cands}}};",
