@@ -93,16 +93,19 @@ def test_converted_verilog_under_icarus(tmp_path, name):
 
 
 def test_ecp5_target_in_icarus(tmp_path):
-    """target=ecp5-85f: the MAC's and the requantizer's MULT18X18D instances, simulated
-    with the model the stage writes beside its Verilog (the harness compiles every
-    ``*_sim.v`` of the directory, as a user's simulator run would)."""
+    """target=ecp5-85f: the MAC's and the requantizer's MULT18X18D instances and the
+    decoder ROM's DP16KD blocks, simulated with the models the stage writes beside its
+    Verilog (the harness compiles every ``*_sim.v`` of the directory, as a user's
+    simulator run would)."""
     p, args = make("int8-relu-k3s2p1-G2-image", target="ecp5-85f")
     frames = random_frames(np.random.default_rng(6), p, 2, args["layer"])
     got, expected, _ = run(p, args, frames, hdl="icarus", workdir=tmp_path, seed=6,
                            idle=0.2, stall=0.3)
     np.testing.assert_array_equal(got, expected)
-    assert "MULT18X18D #(" in (tmp_path / "conv_row.v").read_text()
-    assert sorted(p.name for p in tmp_path.glob("*_sim.v")) == ["MULT18X18D_sim.v"]
+    verilog = (tmp_path / "conv_row.v").read_text()
+    assert "MULT18X18D #(" in verilog and "DP16KD #(" in verilog
+    assert sorted(p.name for p in tmp_path.glob("*_sim.v")) == ["DP16KD_sim.v",
+                                                                 "MULT18X18D_sim.v"]
 
 
 # Compute-bound (with and without the frame pause) and input-bound (K = 1, stride 2).
