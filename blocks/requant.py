@@ -21,8 +21,11 @@ bound the clock near 145 MHz on ECP5), one word per group, packed L values a wor
 ``[bias (BB bits, two's complement) | M (MB bits) | M_neg (MB bits, only when some
 M_neg differs from M)]`` from the low end, at bit ``l * FB``.  The shift ``S`` is one per
 layer and lives in the logic.  A group counter addresses the ROM; it is read on the edge
-that takes the beat, so the ROM's output register is the first pipeline stage; a second
-register follows it.  With ``B > 1`` a run counter (``B`` beats) advances the group
+that takes the beat, so the ROM's read register is the first pipeline stage; a second
+register follows it: in block RAM the block's own output register (``blocks.rom``'s
+``out_enable``; with an ECP5 ``target`` instantiated DP16KD blocks, whose clock-to-output
+without it is about 5.8 ns, and the directory carries ``DP16KD_sim.v``), in logic a
+register after the case statement.  With ``B > 1`` a run counter (``B`` beats) advances the group
 counter, and ``tlast`` comes from it, the group and a lap counter (``pixels / B`` passes
 over the groups a frame) instead of a frame beat counter; ports and latency do not
 depend on ``B``.
@@ -54,8 +57,8 @@ m_axis_out_tdata[L*OB-1:0]   lane ``l`` at ``[(l+1)*OB-1 : l*OB]``, two's comple
 Latency and throughput
 ----------------------
 9 cycles from the edge that takes a beat to the edge on which its result can first be
-taken: ROM read and input register, the constants' register (a block RAM's output is
-slow), bias add, the multiplier's 3 (operand register, fed with M or M_neg by the sum's
+taken: ROM read and input register, the constants' register (a block RAM's output
+register), bias add, the multiplier's 3 (operand register, fed with M or M_neg by the sum's
 sign; product; output), the product register (two products joined when the sum is wider
 than 18 bits), round-and-shift, clamp.  One beat per cycle sustained; a stalled
 output holds the pipeline and drops ``s_axis_acc.tready`` (combinationally: ``tready``
@@ -72,6 +75,8 @@ from myhdl import ConcatSignal, Signal, always, always_comb, always_seq, block, 
 from blocks.dsp_mult import dsp_mult, write_sim_files
 from blocks.dsp_mult import MAX_BITS as DSP_BITS
 from blocks.dsp_mult import check_target
+from blocks import ram as ram_mod
+from blocks import rom as rom_mod
 from blocks.ram import bram_blocks as ram_blocks
 from blocks.ram import memory_style
 from blocks.rom import address_bits, rom
@@ -454,23 +459,24 @@ def requant(aclk, aresetn, s_axis_acc, m_axis_out, *, lanes, acc_bits, abits=8,
     group = Signal(intbv(0, min=0, max=max(groups, 2)))
     beat = Signal(intbv(0, min=0, max=max(frame, 2))) if group_beats == 1 else None
     rom_addr = Signal(intbv(0)[address_bits(groups):])
-    const_word = Signal(intbv(0)[w["rom_word_bits"]:])
     const_q = Signal(intbv(0)[w["rom_word_bits"]:])
     words = rom_words(c, lanes=lanes, w=w)
     if rom_style(w) == "block":
-        memory = rom(aclk, enable, rom_addr, const_word, words=words,
-                     word_bits=w["rom_word_bits"], file=rom_file)
+        # The constants' register is the block RAM's output register (on ECP5 the
+        # DP16KD's own, so its slow clock-to-output stays inside the block).
+        parts = [rom(aclk, enable, rom_addr, const_q, words=words,
+                     word_bits=w["rom_word_bits"], file=rom_file, out_enable=enable,
+                     target=target)]
     else:
+        const_word = Signal(intbv(0)[w["rom_word_bits"]:])
         memory = lut_rom(aclk, enable, rom_addr, const_word, words=tuple(words))
 
-    # A block RAM's clock-to-output is slow (DP16KD about 5 ns): nothing but this
-    # register follows it.
-    @always(aclk.posedge)
-    def const_register():
-        if enable:
-            const_q.next = const_word
+        @always(aclk.posedge)
+        def const_register():
+            if enable:
+                const_q.next = const_word
 
-    parts = [memory, const_register]
+        parts = [memory, const_register]
     outs = []
     for index in range(lanes):
         if final:
@@ -630,7 +636,11 @@ def write_files(build_kwargs: dict, out_dir) -> list:
             "group_beats", "target", "constants")
     p = {k: build_kwargs[k] for k in keys if k in build_kwargs}
     files = constants_files(out_dir, Path(build_kwargs["rom_file"]).stem, **p)
-    return files + write_sim_files(p["target"], out_dir)
+    w = widths(**BLOCK.validate(**p))
+    memories = (rom_mod.sim_files(w["groups"], out_register=True, target=p["target"])
+                if rom_style(w) == "block" else [])
+    return files + write_sim_files(p["target"], out_dir) + ram_mod.write_sim_files(
+        memories, out_dir)
 
 
 def constants_files(out_dir, stem, **p) -> list:

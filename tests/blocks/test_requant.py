@@ -204,3 +204,29 @@ def test_ecp5_multipliers_in_icarus(tmp_path):
     np.testing.assert_array_equal(got, expected)
     assert (tmp_path / "requant.v").read_text().count("MULT18X18D #(") == 2 * 2
     assert sorted(p.name for p in tmp_path.glob("*_sim.v")) == ["MULT18X18D_sim.v"]
+
+
+@pytest.mark.parametrize("target", ["generic", "ecp5-85f"])
+def test_constants_in_block_ram(tmp_path, target):
+    """70 groups: the constants ROM is block RAM, its output register the constants'
+    register (ECP5: DP16KD blocks with the image in INITVAL, their model beside the
+    Verilog); every group's constants reach their beats, under stalls, at the latency."""
+    rng = np.random.default_rng(12)
+    p = {"lanes": 2, "acc_bits": 12, "abits": 4, "out_signed": False, "shift": 9,
+         "pixels": 1, "target": target, "constants": constants(rng, 140)}
+    w = rq.widths(**rq.BLOCK.validate(**p))
+    assert rq.rom_style(w) == "block"
+    acc = random_acc(rng, p, 75)
+    got, expected, _ = run(p, acc, hdl="icarus", workdir=tmp_path, seed=4, idle=0.2,
+                           stall=0.3)
+    np.testing.assert_array_equal(got, expected)
+    verilog = (tmp_path / "requant.v").read_text()
+    assert ("DP16KD #(" in verilog) == (target != "generic")
+    assert ("DP16KD_sim.v" in {f.name for f in tmp_path.glob("*_sim.v")}) == (target != "generic")
+    got, expected, out = run(p, acc[:8], hdl="icarus", workdir=tmp_path / "steady")
+    np.testing.assert_array_equal(got, expected)
+    taken = [b.cycle for b in out["s_axis_acc"]]
+    moved = [b.cycle for b in out["m_axis_out"]]
+    assert [m - t for m, t in zip(moved, taken)] == [rq.LATENCY] * len(taken)
+    generate(rq.BLOCK, tmp_path / "lint", **p)
+    lint(tmp_path / "lint" / "requant.v", "requant")
