@@ -98,6 +98,9 @@ MATRIX = {
     # The example (four groups of about 100 72-bit words on a 64-bit bus, LUT RAM), and a
     # deep frame layer's: eight groups of about 250 136-bit words on a 128-bit bus, replayed
     # for a 13x13 map (block RAM, two banks of 256 words).
+    # The example (16 channels: constants in LUTs) and a deep layer's 512 channels (128
+    # words of constants: block RAM, read through its output register).
+    "requant": [{}, {"channels": 512, "shift": 16}],
     "group_buffer": [{}, {"word_bits": 136, "bus_bits": 128, "depths": [250, 244, 256, 239,
                                                                         251, 248, 233, 255],
                           "passes": 169}],
@@ -120,11 +123,22 @@ def configurations(block_def, overrides: list[dict]) -> list[dict]:
         if "shape" in override and "weights_file" in known:
             values["weights_file"] = weight_matrix(override["shape"], override["density"],
                                                    values["weights"], values.get("wbits", 8))
+        if "channels" in override and "constants" in known:
+            values["constants"] = requant_constants(override["channels"])
         if isinstance(override.get("depths"), list):
             values.update(group_layout(override["depths"], values["word_bits"],
                                        values["bus_bits"]))
         out.append(values)
     return out
+
+
+def requant_constants(channels: int, seed=5) -> dict:
+    """Seeded random requantization constants (bias, M, M_neg) for ``channels`` channels."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    m = rng.integers(1, 1 << 12, size=channels)
+    return {"bias": rng.integers(-3000, 3000, size=channels), "M": m, "M_neg": m // 8}
 
 
 def group_layout(depths: list[int], word_bits: int, bus_bits: int, base=0x1000) -> dict:
@@ -297,6 +311,9 @@ def describe(values: dict) -> str:
                 f"pad={layer.pad}" + (f" {layer.weights}" if layer.weights else "")
                 + (f" act={layer.act}/{layer.act_bits}" if layer.act_bits else "")
                 + (" " + text if text else ""))
+    constants = values.get("constants")
+    if isinstance(constants, dict):
+        text += f" Cout={len(constants['bias'])}"
     matrix = values.get("weights_file")
     if hasattr(matrix, "shape"):
         text += (f" W={matrix.shape[0]}x{matrix.shape[1]}"
