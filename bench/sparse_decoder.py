@@ -1,8 +1,18 @@
-"""``sparse_decoder`` on ECP5: LUT, FF and Fmax per configuration, ROM and stream mode.
+"""``sparse_decoder`` on ECP5: LUT, FF and Fmax per configuration, ROM and stream mode;
+and an end-to-end check of the decoders ``cnn-ip block`` writes.
 
     .venv/bin/python bench/sparse_decoder.py                 # every configuration
     .venv/bin/python bench/sparse_decoder.py --only ternary  # names containing the word
     .venv/bin/python bench/sparse_decoder.py --seeds 1 2 3   # best of several placements
+    .venv/bin/python bench/sparse_decoder.py --verify 20     # 20 random layers, every beat
+
+``--verify N``: N random weight files (ternary or int2..8, lanes x simd from 1x1 to 8x16,
+50-95 % zeros, unstructured or zeroed in aligned blocks of 2..16) go through the command
+line, ``cnn-ip block sparse_decoder --weights-file W.npy -o DIR`` (the writer's own
+choice of code: ``/1`` or ``/2``), and the Verilog it writes runs in Icarus under a plain
+Verilog testbench (random ``tready``, three passes) that prints every beat; each beat is
+compared with the weight order written out from the matrix (docs/sparse_format.md).  No
+MyHDL and no project code in the loop but the command line itself.
 
 Each configuration is a seeded random layer (lanes 4, simd 8) written by ``cnn-ip block``
 (through ``cnn_ip.export.generate``) and placed by ``fpga.synth.synthesize`` on
@@ -40,11 +50,127 @@ def layer(weights, wbits, shape, density, seed=2021):
     return W * (rng.random(shape) < density)
 
 
+TESTBENCH = """`timescale 1ns/1ps
+module tb;
+  reg aclk = 0, aresetn = 0, tready = 0;
+  wire [{bits}-1:0] tdata;
+  wire tvalid, tlast;
+  integer seen = 0, cycles = 0, out;
+  sparse_decoder dut (.aclk(aclk), .aresetn(aresetn), .m_axis_wgt_tdata(tdata),
+                      .m_axis_wgt_tvalid(tvalid), .m_axis_wgt_tready(tready),
+                      .m_axis_wgt_tlast(tlast));
+  always #5 aclk = ~aclk;
+  initial begin
+    out = $fopen("beats.txt", "w");
+    repeat (3) @(posedge aclk);
+    aresetn <= 1;
+  end
+  always @(posedge aclk) begin
+    cycles <= cycles + 1;
+    if (aresetn && tvalid && tready) begin
+      $fwrite(out, "%h %0d\\n", tdata, tlast);
+      seen = seen + 1;
+    end
+    tready <= ($random & 3) != 0;
+    if (seen == {beats} || cycles > {limit}) begin
+      $fclose(out);
+      $finish;
+    end
+  end
+endmodule
+"""
+
+
+def weight_order(W, lanes, simd, weights, wbits):
+    """The beats of one pass, written out from ``W`` (docs/sparse_format.md, weight order)."""
+    wb = {"binary": 1, "ternary": 2}.get(weights, wbits)
+    beats = []
+    for g in range(W.shape[0] // lanes):
+        for r in range(W.shape[1] // simd):
+            word = 0
+            for lane in range(lanes):
+                for s in range(simd):
+                    v = int(W[g * lanes + lane, r * simd + s])
+                    word |= (v & ((1 << wb) - 1)) << ((lane * simd + s) * wb)
+            beats.append(word)
+    return beats
+
+
+def random_layer(rng):
+    """A random layer for ``--verify``: mode, fold, sparsity and zero pattern."""
+    lanes, simd = int(rng.choice([1, 2, 4, 8])), int(rng.choice([1, 2, 4, 8, 16]))
+    weights = str(rng.choice(["ternary", "int"]))
+    wbits = int(rng.integers(2, 9)) if weights == "int" else 8
+    hi = 1 if weights == "ternary" else (1 << (wbits - 1)) - 1
+    cout, reduce = lanes * int(rng.integers(1, 4)), simd * int(rng.integers(2, 7))
+    W = rng.integers(-hi - (weights == "int"), hi + 1, size=(cout, reduce))
+    W[W == 0] = hi
+    sparsity = float(rng.choice([0.5, 0.75, 0.9, 0.95]))
+    block = int(rng.choice([1, 2, 4, 8, 16]))
+    if block > 1 and simd % block == 0:            # zeros in aligned runs of a row
+        runs = W.reshape(cout, reduce // block, block)
+        runs[rng.random(runs.shape[:2]) < sparsity] = 0
+    else:
+        W[rng.random(W.shape) < sparsity] = 0
+    return W, dict(lanes=lanes, simd=simd, weights=weights, wbits=wbits), sparsity
+
+
+def verify(count: int, work: Path) -> int:
+    """``--verify``: see the module docstring; returns the number of failing layers."""
+    import json
+    import subprocess
+    rng = np.random.default_rng(16)
+    failures = 0
+    print("| layer | mode | lanes x simd | zeros | code | bits/weight | beats | result |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in range(count):
+        W, fold, sparsity = random_layer(rng)
+        out = work / f"layer{n}"
+        out.mkdir(parents=True)
+        np.save(out / "W.npy", W.astype(np.int16))
+        flags = [f"--{k}={v}" for k, v in fold.items()]
+        done = subprocess.run(["cnn-ip", "block", "sparse_decoder", *flags,
+                               f"--weights-file={out / 'W.npy'}", "-o", str(out)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            failures += 1
+            why = done.stderr.strip().splitlines()[-1]
+            print(f"| {n} | {fold} | {sparsity:.0%} | cnn-ip block failed: {why} |", flush=True)
+            continue
+        rom = json.loads((out / "sparse_decoder_rom.json").read_text())
+        one = weight_order(W, **fold)
+        expected = [(b, int(i == len(one) - 1)) for _ in range(3) for i, b in enumerate(one)]
+        bits = fold["lanes"] * fold["simd"] * {"binary": 1, "ternary": 2}.get(
+            fold["weights"], fold["wbits"])
+        (out / "tb.v").write_text(TESTBENCH.format(bits=bits, beats=len(expected),
+                                                   limit=20 * len(expected) + 200))
+        subprocess.run(["iverilog", "-g2012", "-o", "sim.vvp", "tb.v", "sparse_decoder.v",
+                        *[p.name for p in out.glob("*_sim.v")]], cwd=out, check=True,
+                       capture_output=True)
+        subprocess.run(["vvp", "-n", "sim.vvp"], cwd=out, check=True, capture_output=True)
+        got = [(int(h, 16), int(t)) for h, t in
+               (line.split() for line in (out / "beats.txt").read_text().splitlines())]
+        ok = got == expected
+        failures += not ok
+        code = rom["coding"] + (f" B={rom['block']} {rom['inner']}" if rom["coding"] == "block"
+                                else "")
+        print(f"| {n} | {fold['weights']}{fold['wbits'] if fold['weights'] == 'int' else ''} "
+              f"| {fold['lanes']} x {fold['simd']} | {sparsity:.0%} | {code} "
+              f"| {rom['bits_per_weight']:.3f} | {len(got)}/{len(expected)} "
+              f"| {'ok' if ok else 'MISMATCH'} |", flush=True)
+    return failures
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="", help="run the configurations whose name has this")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--verify", type=int, default=0, metavar="N",
+                        help="instead: N random layers through cnn-ip block, every beat checked")
     args = parser.parse_args(argv)
+    if args.verify:
+        work = Path(tempfile.mkdtemp(prefix="cnn_ip-bench-decoder-verify-"))
+        raise SystemExit(1 if verify(args.verify, work) else 0)
     work = Path(tempfile.mkdtemp(prefix="cnn_ip-bench-decoder-"))
     print("| configuration | source | coding | word bits | LUT | FF | est. LUT | est. FF "
           "| Fmax MHz | critical path |")

@@ -29,10 +29,20 @@ weights_file : path or array  the weight VALUES, an integer ``(Cout, R)`` matrix
                               with ``rom``; with ``stream`` it gives the three below
                               (``quant.offchip.layer_format``, ``beats = R/simd``).
 source : rom|stream           where the words come from (default ``rom``)
-coding : dense|masked         stream only, without ``weights_file``: the layer's coding
+coding : auto|dense|masked|block
+                              the layer's coding.  With ``weights_file`` the writer's
+                              choice (``auto``: the smallest of all, ``/1`` or ``/2``,
+                              ``quant.sparse_format.encode``) or the one forced; stream
+                              mode without ``weights_file``: the coding of its words
+block : int                   block coding: ``B``, a power of two dividing ``L*S``
+                              (with ``weights_file``: 0 lets the writer choose)
+inner : auto|mask|dense       block coding: a non-zero block's element masks and values,
+                              or its ``B`` codes (``auto``: the writer's choice)
 word_bits : int               stream only, without ``weights_file``: the word width (the
                               layer's longest record; ``P*WB`` for dense, ``P..P+VB*P``
-                              for masked, ``P = L*S``, VB = 1 ternary, N int)
+                              for masked, ``K..K+P+VB*P`` (element masks) or
+                              ``K..K+P*WB`` (dense blocks) for block, ``P = L*S``,
+                              ``K = P/B``, VB = 1 ternary, N int)
 beats : int >= 1              stream only, without ``weights_file``: beats a pass, R/S
 target : str                  ``generic`` (default) or a device name of ``fpga/devices.py``:
                               on an ECP5 device the ROM is instantiated DP16KD blocks
@@ -126,6 +136,21 @@ four: the head, the word after it, and two more for a pass end whose last record
 into its image's ``tlast`` word (then ``p`` moves by two); the head's table is in the head
 table, so three table slots hold the others'.
 
+*block coding* (``cnn_ip.sparse/2``) goes through the masked coding's reader with the
+same loop; only the table and the expansion differ.  With dense blocks
+(``inner="dense"``) a record is, to the table, a masked record of a ``P/B``-bit mask
+and ``B*WB``-bit values, so the table is the masked one for those.  With element masks
+the table (``blocks.sparse_table.block_tail``) computes each start's length
+``P/B + B*m + VB*n`` from prefix counts (a ``(P/B+1)``-way select a start: one more
+pipeline stage); a header of variable length means a record near a word's end may end
+inside it, so every start has an entry made with the bits past the word read as zero,
+overwritten for the last starts by the entries made with the next word when it comes
+(``table_slot``/``head`` with ``own = W``; the head table's parts there take a new
+head's own entries instead when it is the word being written, a select after the pop
+bit).  After the extraction
+``blocks.block_mask.block_expand`` (two registered steps) turns the record into the
+masked record the expander takes, or (dense blocks) into the beat's codes.
+
 Latency: the first beat is valid 2 cycles (dense ROM: the ROM's two registers) after
 reset is released, 1 cycle (dense stream) after the first word is taken; masked: ``masked_latency`` cycles after the first word is
 taken (stream), two more after reset (ROM): ``13 + ceil(levels/2) + ceil(NB/3)``, with
@@ -149,11 +174,13 @@ from myhdl import (ConcatSignal, Signal, always, always_comb, always_seq, block,
 from blocks.axis_register import BLOCK as REGISTER, axis_register
 from blocks.bit_fields import field_sums, group_shift
 from blocks.mac import operand_register
+from blocks.block_mask import block_expand, value_bits as block_value_bits
+from blocks.block_mask import latency as block_mask_latency
 from blocks.sparse_framer import (COPIES, entry_mux, extract, head, head_spans, joined,
                                   load_enable, low_bits, pop_select, shift_stages,
                                   side_by_side, slot_writes, table_register, table_slot,
-                                  walker)
-from blocks.sparse_table import (Layout, entry_bits, offset_step, prefix_levels, record_table,
+                                  top_select, walker)
+from blocks.sparse_table import (Layout, Shape, prefix_levels, reach, record_table,
                                  table_stages)
 from blocks.ram import TARGETS, add_blocks, bram_blocks, write_sim_files
 from blocks.rom import address_bits, rom, sim_files
@@ -166,6 +193,7 @@ ROM_STEM = "sparse_decoder_rom"
 GROUP = 4          # mask elements per group in the expansion
 FIFO_DEPTH = 16    # output FIFO: every beat in flight has a place (credit)
 SOURCES = ("rom", "stream")
+CODINGS = ("auto", "dense", "masked", "block")
 MAX_WORD_BITS = 64 * 64 * 9   # P + VB*P at the largest P (int8): the longest record
 
 PARAMS = (
@@ -177,8 +205,13 @@ PARAMS = (
                "required with source rom"),
     Param("source", str, default="rom", choices=SOURCES,
           help="rom: the image in an on-chip ROM; stream: group images on s_axis_words"),
-    Param("coding", str, default="auto", choices=("auto", "dense", "masked"),
-          help="stream without weights_file: the layer's coding"),
+    Param("coding", str, default="auto", choices=CODINGS,
+          help="the layer's coding: with weights_file the writer's choice (auto: the "
+               "smallest), else (stream) the one its words have"),
+    Param("block", int, default=0, lo=0, hi=64 * 64,
+          help="block coding: B, elements per block (0: the writer's choice)"),
+    Param("inner", str, default="auto", choices=("auto",) + sparse_format.INNERS,
+          help="block coding: a non-zero block's coding (auto: the writer's choice)"),
     Param("word_bits", int, default=0, lo=0, hi=MAX_WORD_BITS,
           help="stream without weights_file: bits of a word (the layer's longest record)"),
     Param("beats", int, default=0, lo=0, hi=1 << 24,
@@ -186,7 +219,8 @@ PARAMS = (
     Param("target", str, default="generic", choices=TARGETS,
           help="generic or a device name: the ROM's block RAM primitive"),
 )
-STREAM_ONLY = {"coding": "auto", "word_bits": 0, "beats": 0}
+STREAM_ONLY = {"word_bits": 0, "beats": 0}
+CHOICE = {"coding": "auto", "block": 0, "inner": "auto"}   # the layer's coding
 
 
 # --- parameters and the image -------------------------------------------------------------
@@ -222,17 +256,20 @@ def prepare(params: dict) -> dict:
     wbits = weight_modes.normal_wbits(params["weights"], params["wbits"])
     if params["source"] == "stream":
         if params["weights_file"] is None:
-            layer = {k: params[k] for k in STREAM_ONLY}
+            layer = {k: params[k] for k in (*STREAM_ONLY, *CHOICE)}
         else:
             W = read_matrix(params["weights_file"])
-            coding, word_bits = offchip.layer_format(W, weights=params["weights"], wbits=wbits,
-                                                     lanes=params["lanes"], simd=params["simd"])
-            layer = {"coding": coding, "word_bits": word_bits,
-                     "beats": W.shape[1] // params["simd"]}
+            code = offchip.layer_code(W, weights=params["weights"], wbits=wbits,
+                                      lanes=params["lanes"], simd=params["simd"])
+            layer = {"coding": code["coding"], "word_bits": code["word_bits"],
+                     "beats": W.shape[1] // params["simd"], "block": code["block"] or 0,
+                     "inner": code["inner"] or "auto"}
         return {**kwargs, "source": "stream", **layer}
     W = read_matrix(params["weights_file"])
     image = sparse_format.encode(W, weights=params["weights"], wbits=wbits,
-                                 lanes=params["lanes"], simd=params["simd"])
+                                 lanes=params["lanes"], simd=params["simd"],
+                                 coding=params["coding"], block=params["block"] or None,
+                                 inner=None if params["inner"] == "auto" else params["inner"])
     return {**kwargs, "image": image, "rom_file": ROM_STEM + ".hex"}
 
 
@@ -245,12 +282,13 @@ def cross_check(p: dict) -> None:
             raise ValueError(f"{given[0]}: only with source = stream")
         return
     if p["weights_file"] is not None:
+        given += [name for name, default in CHOICE.items() if p[name] != default]
         if given:
             raise ValueError(f"{given[0]}: follows from weights_file with source = stream; "
                              f"give one or the other")
         return
     if p["coding"] == "auto":
-        raise ValueError("coding: must be dense or masked with source = stream and no "
+        raise ValueError("coding: must be dense, masked or block with source = stream and no "
                          "weights_file")
     if p["beats"] < 1:
         raise ValueError("beats: must be an integer >= 1 with source = stream and no "
@@ -261,21 +299,43 @@ def cross_check(p: dict) -> None:
     if p["coding"] == "dense" and p["word_bits"] != P * wb:
         raise ValueError(f"word_bits: must be lanes*simd*code bits = {P * wb} for the dense "
                          f"coding, got {p['word_bits']}")
-    if p["coding"] == "masked":
-        if p["weights"] == "binary":
-            raise ValueError("coding: binary weights are always dense")
-        if not P <= p["word_bits"] <= P + vb * P:
-            raise ValueError(f"word_bits: must be in {P}..{P + vb * P} (the longest record of "
-                             f"the masked coding), got {p['word_bits']}")
+    if p["coding"] != "block" and (p["block"] or p["inner"] != "auto"):
+        raise ValueError(f"{'block' if p['block'] else 'inner'}: only with coding = block")
+    if p["coding"] != "dense" and p["weights"] == "binary":
+        raise ValueError("coding: binary weights are always dense")
+    if p["coding"] == "block":
+        if p["block"] not in sparse_format.block_sizes(P):
+            raise ValueError(f"block: must be a power of two dividing lanes*simd = {P} with "
+                             f"coding = block, got {p['block']}")
+        if p["inner"] == "auto":
+            raise ValueError("inner: must be mask or dense with coding = block")
+    lo, hi = (P * wb, P * wb) if p["coding"] == "dense" else record_range(
+        P, vb, wb, p["coding"], p["block"], p["inner"])
+    if not lo <= p["word_bits"] <= hi:
+        raise ValueError(f"word_bits: must be in {lo}..{hi} (the longest record of the "
+                         f"{p['coding']} coding), got {p['word_bits']}")
 
 
-def stream_format(*, lanes, simd, weights, wbits, coding, word_bits, beats, **_) -> dict:
+def record_range(P, VB, WB, coding, block, inner) -> tuple[int, int]:
+    """The shortest and longest record of a coding: what a word of a layer may be."""
+    if coding == "masked":
+        return P, P + VB * P
+    K = P // block
+    return K, K + (P + VB * P if inner == "mask" else P * WB)
+
+
+def stream_format(*, lanes, simd, weights, wbits, coding, word_bits, beats, block=0,
+                  inner="auto", **_) -> dict:
     """What the decoder needs to know of a stream-mode layer (the keys of an image's meta)."""
     wbits = weight_modes.normal_wbits(weights, wbits)
-    return {"lanes": lanes, "simd": simd, "weights": weights, "wbits": wbits,
-            "coding": coding, "beats": beats, "word_bits": word_bits, "pad_bits": 0,
-            "code_bits": weight_modes.code_bits(weights, wbits),
-            "value_bits": weight_modes.value_bits(weights, wbits) if coding == "masked" else None}
+    stores = coding == "masked" or (coding == "block" and inner == "mask")
+    fmt = {"lanes": lanes, "simd": simd, "weights": weights, "wbits": wbits,
+           "coding": coding, "beats": beats, "word_bits": word_bits, "pad_bits": 0,
+           "code_bits": weight_modes.code_bits(weights, wbits),
+           "value_bits": weight_modes.value_bits(weights, wbits) if stores else None}
+    if coding == "block":
+        fmt.update(block=block, inner=inner)
+    return fmt
 
 
 def write_files(args: dict, out_dir) -> list:
@@ -293,9 +353,9 @@ def write_files(args: dict, out_dir) -> list:
 
 def check_image(image, *, lanes, simd, weights, wbits) -> None:
     meta = getattr(image, "meta", None)
-    if meta is None or meta.get("format") != sparse_format.FORMAT:
-        raise ParameterError(f"image: must be a {sparse_format.FORMAT} image from "
-                             f"quant.sparse_format.encode")
+    if meta is None or meta.get("format") not in (sparse_format.FORMAT, sparse_format.FORMAT2):
+        raise ParameterError(f"image: must be a {sparse_format.FORMAT} or "
+                             f"{sparse_format.FORMAT2} image from quant.sparse_format.encode")
     expected = {"lanes": lanes, "simd": simd, "weights": weights,
                 "wbits": weight_modes.normal_wbits(weights, wbits)}
     for key, value in expected.items():
@@ -309,16 +369,19 @@ def check_image(image, *, lanes, simd, weights, wbits) -> None:
 @block
 def sparse_decoder(aclk, aresetn, m_axis_wgt, s_axis_words=None, *, lanes, simd, weights,
                    wbits, image=None, rom_file=ROM_STEM + ".hex", source="rom",
-                   coding="auto", word_bits=0, beats=0, target="generic"):
+                   coding="auto", word_bits=0, beats=0, block=0, inner="auto",
+                   target="generic"):
     """Dense weight beats decoded from a sparse ROM or word stream; see the module docstring."""
     if source == "stream":
         BLOCK.validate(lanes=lanes, simd=simd, weights=weights, wbits=wbits, source=source,
-                       coding=coding, word_bits=word_bits, beats=beats, target=target)
+                       coding=coding, word_bits=word_bits, beats=beats, block=block,
+                       inner=inner, target=target)
         if s_axis_words is None:
             raise ParameterError("s_axis_words: required with source = stream")
         check_width("s_axis_words.tdata", s_axis_words.tdata, word_bits)
         fmt = stream_format(lanes=lanes, simd=simd, weights=weights, wbits=wbits,
-                            coding=coding, word_bits=word_bits, beats=beats)
+                            coding=coding, word_bits=word_bits, beats=beats, block=block,
+                            inner=inner)
         check_width("m_axis_wgt.tdata", m_axis_wgt.tdata, lanes * simd * fmt["code_bits"])
         return stream_reader(aclk, aresetn, s_axis_words, m_axis_wgt, fmt=fmt)
     BLOCK.validate(lanes=lanes, simd=simd, weights=weights, wbits=wbits, weights_file=image,
@@ -462,15 +525,17 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     (a stage moving on ``adv``, which this block drives), the slots, loop and extraction
     (``blocks.sparse_framer``), the expansion and the output FIFO."""
     P, VB, W = fmt["lanes"] * fmt["simd"], fmt["value_bits"], word_bits
-    g = offset_step(W, P, VB)
-    Q, TN = P // g - 1, W // g         # a table's straddling entries, and all of them
-    NB = entry_bits(W, VB)             # offsets in units of g
+    TP, TVB, TB = table_params(fmt)
+    shape = Shape(W, TP, TVB, TB)
+    g = shape.g
+    Q, TN = shape.QN, shape.TN         # a table's straddling entries, and all of them
+    NB = shape.nb                      # offsets in units of g
     EB = NB + 1
-    tab0, tab = Signal(intbv(0)[TN * EB:]), Signal(intbv(0)[TN * EB:])
+    tab0, tab = Signal(intbv(0)[shape.entries * EB:]), Signal(intbv(0)[shape.entries * EB:])
     tword0, tword = Signal(intbv(0)[W:]), Signal(intbv(0)[W:])
     tlast0, tvalid0, tlast, tvalid = (Signal(bool(0)) for _ in range(4))
     table = (record_table(aclk, aresetn, adv, word, wvalid, wlast, tab0, tword0, tlast0,
-                          tvalid0, P=P, VB=VB, W=W),
+                          tvalid0, P=TP, VB=TVB, W=W, block=TB),
              table_register(aclk, aresetn, adv, tab0, tword0, tlast0, tvalid0, tab, tword,
                             tlast, tvalid))
     p, wp = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
@@ -491,7 +556,8 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
              for k, w in enumerate((w0, w1, w2, w3))]
     strad = we[7:] if Q else [None] * 3
     tables = [(slot_writes(write, wp3, we[4 + j], strad[j], k=j, m=3),
-               table_slot(aclk, we[4 + j], strad[j], tab, tlast, t, f, W=TN, Q=Q, EB=EB))
+               table_slot(aclk, we[4 + j], strad[j], tab, tlast, t, f, W=TN, Q=Q, EB=EB,
+                          own=shape.own))
               for j, (t, f) in enumerate(((t0, g0), (t1, g1), (t2, g2)))]
     words, tflags, tabs = (Signal(intbv(0)[4 * W:]), Signal(intbv(0)[3:]),
                            Signal(intbv(0)[3 * TN * EB:]))
@@ -517,29 +583,84 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     lasts = [Signal(bool(at_last.val)) for _ in range(COPIES - 1)]
     en_owns = [Signal(bool(0)) for _ in own_spans]
     en_strads = [Signal(bool(0)) for _ in strad_spans]
+    overlap = shape.own != TN - Q      # /2 element masks: own entries for every start
+    fill_strad = fills[1]
+    sels = [Signal(bool(0)) for _ in strad_spans] if overlap else None
+    tops = []
+    if overlap:     # the straddling parts also load a new head's own entries there
+        fill_strad = Signal(bool(0))
+        tops = [either(fills[0], fills[1], fill_strad)] + [
+            top_select(fire, pop_m, al, fills[0], codes[0], sel)
+            for sel, al in zip(sels, [at_last, *lasts])]
     walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
                    tlast, tflags, write, wp3, codes, fills, off_n, pop, (offs, lasts),
                    last_beat=fmt["beats"] - 1,
-                   NB=NB),
+                   NB=NB, straddle=bool(Q)),
             [load_enable(fire, pop, al, fills[0], en)
              for en, al in zip(en_owns, [at_last, *lasts])],
-            [load_enable(fire, pop_m, al, fills[1], en)
-             for en, al in zip(en_strads, [at_last, *lasts])],
+            [load_enable(fire, pop_m, al, fill_strad, en)
+             for en, al in zip(en_strads, [at_last, *lasts])], tops,
             head(aclk, aresetn, codes, (en_owns, en_strads), tabs, tflags, tab, tlast, parts,
-                 hflag, W=TN, Q=Q, EB=EB),
+                 hflag, W=TN, Q=Q, EB=EB, own=shape.own, sels=sels),
             entry_mux(htab, off, ent, *(offs + [off] * (COPIES - len(offs))), EB=EB),
             pop_select(htab, off_n, pop, EB=EB, flip=-1),
-            pop_select(htab, off, pop_m, EB=EB, flip=0))
+            [pop_select(htab, off, pop_m, EB=EB, flip=0)] if Q else [])
     rec = Signal(intbv(0)[W:])
     rv, rl = Signal(bool(0)), Signal(bool(0))
     cut = extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, W=W, NB=NB,
                   step=g)
     push, push_last = Signal(bool(0)), Signal(bool(0))
     push_data = Signal(intbv(0)[P * fmt["code_bits"]:])
-    expand = expander(aclk, aresetn, rv, rec, rl, push, push_data, push_last, P=P,
-                      VB=VB, WB=fmt["code_bits"], W=W)
+    if fmt["coding"] == "block":
+        expand = block_stage(aclk, aresetn, rv, rec, rl, push, push_data, push_last, fmt=fmt)
+    else:
+        expand = expander(aclk, aresetn, rv, rec, rl, push, push_data, push_last, P=P,
+                          VB=VB, WB=fmt["code_bits"], W=W)
     out = out_fifo(aclk, aresetn, push, push_data, push_last, m_axis_wgt, pend_ok, fire)
     return table, slots, tables, buses, walk, cut, expand, out
+
+
+@block
+def either(a, b, out):
+    """``out`` = ``a or b``."""
+
+    @always_comb
+    def join():
+        out.next = a or b
+
+    return join
+
+
+def table_params(fmt) -> tuple:
+    """``(P, VB, block)`` of the record table (``blocks.sparse_table``) for a layer's
+    coding: ``/1`` masked as it is; ``/2`` with element masks its own table (``block``);
+    ``/2`` with dense blocks that of a ``P/B``-bit mask of ``B*WB``-bit values, which is
+    what it is to the table."""
+    P, VB = fmt["lanes"] * fmt["simd"], fmt["value_bits"]
+    if fmt["coding"] != "block":
+        return P, VB, None
+    B = fmt["block"]
+    if fmt["inner"] == "dense":
+        return P // B, B * fmt["code_bits"], None
+    return P, VB, B
+
+
+@block
+def block_stage(aclk, aresetn, rv, rec, rl, push, push_data, push_last, *, fmt):
+    """``/2``: ``blocks.block_mask`` turns the record into the beat's codes (dense blocks)
+    or into the ``/1`` record the :func:`expander` expands (element masks)."""
+    P, B, WB = fmt["lanes"] * fmt["simd"], fmt["block"], fmt["code_bits"]
+    if fmt["inner"] == "dense":
+        return block_expand(aclk, aresetn, rv, rec, rl, push, push_data, push_last, P=P, B=B,
+                            WB=WB, inner="dense")
+    VB = fmt["value_bits"]
+    W1 = P + block_value_bits(len(rec), P, B, VB)
+    v1, l1 = Signal(bool(0)), Signal(bool(0))
+    rec1 = Signal(intbv(0)[W1:])
+    return (block_expand(aclk, aresetn, rv, rec, rl, v1, rec1, l1, P=P, B=B, WB=WB,
+                         inner="mask"),
+            expander(aclk, aresetn, v1, rec1, l1, push, push_data, push_last, P=P, VB=VB, WB=WB,
+                     W=W1))
 
 
 @block
@@ -591,10 +712,18 @@ def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, 
         l2.next = l1
         l3.next = l2
 
+    if W > P:
+        @always(aclk.posedge)
+        def values():
+            vals1.next = rec_win[P + VALW:P]
+    else:       # no record holds a value (an all-zero layer): a select past the word
+        @always(aclk.posedge)
+        def values():
+            vals1.next = 0
+
     @always(aclk.posedge)
     def data():
         mask1.next = rec_win[P:]
-        vals1.next = rec_win[P + VALW:P] if W > P else 0
         lp1.next = lp0
         mask2.next = mask1
         vals2.next = vals1
@@ -609,7 +738,7 @@ def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, 
         push_data.next = codes
         push_last.next = l3
 
-    return local, groups, expand, flags, data, out
+    return local, groups, expand, flags, values, data, out
 
 
 @block
@@ -763,7 +892,7 @@ def derived(*, lanes, simd, image=None, rom_file=None, source="rom", **args) -> 
             "rom_depth": image.depth, "rom_bits": image.bits,
             "beats_per_pass": meta["beats"], "bits_per_weight": meta["bits_per_weight"],
             "sparsity": meta["sparsity"], "rom_file": rom_file,
-            "fifo_bits": fifo_bits(meta) if meta["coding"] == "masked" else 0}
+            "fifo_bits": fifo_bits(meta) if meta["coding"] != "dense" else 0}
 
 
 def estimate(*, image=None, source="rom", **args) -> dict:
@@ -811,21 +940,26 @@ def masked_latency(fmt, W) -> int:
     more (the ROM's register).  The word's register, the table pipeline and the register
     after it (``table_register``), the slot, the second word (a record may straddle into
     it), the loop's copy and the pair's register, the shifter, the expansion's three steps
-    and the FIFO."""
-    P, VB = fmt["lanes"] * fmt["simd"], fmt["value_bits"]
-    return (1 + table_stages(W, P) + 1 + 1 + 1 + 2 + shift_stages(entry_bits(W, VB)) + 4)
+    and the FIFO; ``/2``: the block expansion's two steps before the expander's three
+    (element masks, whose table has a stage more) or instead of them (dense blocks)."""
+    P, VB, block = table_params(fmt)
+    expand = {None: 3, "mask": block_mask_latency() + 3, "dense": block_mask_latency()}[
+        fmt.get("inner")]
+    return (1 + table_stages(W, P, block) + 1 + 1 + 1 + 2
+            + shift_stages(Shape(W, P, VB, block).nb) + expand + 1)
 
 
-def masked_registers(P, VB, W, beats, addr) -> dict:
+def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
     """Flip-flops of the masked reader by part, as ECP5 keeps them (``addr``: the ROM's
     address bits, or 0 in stream mode).  Widths are the live bits: a prefix field of
     ``n`` chunks needs ``bits(4n)``, a count below position ``k < 4`` two bits, the value
     bits of a window lose ``VB``'s trailing zero bits, and a straddling entry's pop bit
     (always 1) is a constant."""
-    lay = Layout(W, P)
-    Q, NCH, nb = lay.Q, lay.NCH, entry_bits(W, VB)
+    shape = Shape(W, P, VB, block)
+    lay = Layout(W, P, shape.Q)
+    Q, NCH, nb = lay.Q, lay.NCH, shape.nb
     ypn = len(lay.kept)
-    levels = prefix_levels(W, P)
+    levels = prefix_levels(W, P, shape.Q)
     carry = W + 1 + ypn + 1                       # word, tlast, prev's kept bits, valid
     prefix = 0
     for level in range(2, levels + 1, 2) if levels > 1 else []:
@@ -835,9 +969,9 @@ def masked_registers(P, VB, W, beats, addr) -> dict:
         prefix += carry + sum(min(nb, (4 * min(c + 1, 1 << levels)).bit_length())
                               for c in range(NCH))
     tz = (VB & -VB).bit_length() - 1
-    g = offset_step(W, P, VB)
+    g = shape.g
     t, TN = g.bit_length() - 1, W // g
-    own = TN - (P // g - 1)                       # entries with a pop bit
+    own = TN - shape.QN if block is None else TN  # entries with a pop bit
     live = nb - (tz - t if P % (1 << tz) == 0 else 0)   # offset bits not constant
     ps_bits = (min(3, lay.YW + 1) + max(lay.YW - 3, 0) * nb if g == 1
                else (lay.YW + 1) // g * nb)
@@ -884,20 +1018,21 @@ def masked_cost(meta, W, addr) -> tuple[int, int]:
     expansion's delayed masks and local counts, an SRL16 a bit (ECP5 has none: it keeps
     ``FF + srl`` flip-flops).  LUTs per structure with coefficients fitted to synthesis.
     ``addr``: the ROM's address bits (ROM mode), else 0."""
-    P, VB, WB = meta["lanes"] * meta["simd"], meta["value_bits"], meta["code_bits"]
+    P, WB = meta["lanes"] * meta["simd"], meta["code_bits"]
     ff, srl = masked_flops(meta, W, addr)
-    lay = Layout(W, P)
-    G, NG = GROUP, -(-P // GROUP)
-    most = (W - P) // VB                       # the most values a record holds
-    cw = P.bit_length()
-    nb = entry_bits(W, VB)
-    g = offset_step(W, P, VB)
-    TN = W // g
-    table = (lay.NCH * 3 + lay.NCH * nb * prefix_levels(W, P) + (lay.YW + 1) // g * nb
+    TP, VB, block = table_params(meta)
+    shape = Shape(W, TP, VB, block)
+    lay = Layout(W, TP, shape.Q)
+    nb, g, TN = shape.nb, shape.g, shape.TN
+    table = (lay.NCH * 3 + lay.NCH * nb * prefix_levels(W, TP, shape.Q)
+             + (lay.YW + 1) // g * nb
              + TN * nb * (1 if VB & (VB - 1) == 0 else 2) + 3 * TN * nb)
+    if block:   # element masks: lengths from a select of prefix counts a start
+        K = TP // block
+        table += BLOCK_FIT[0] * shape.entries * nb * ((K + 1) // 2 + 3)
     select = 4 * TN * (nb + 3) // 3 + (nb + 1)         # the head's selects and its loads
     shifter = (2 * W - 1) + sum(2 * out for out, _ in shifter_widths(W, nb, g))
-    expansion = P * (VB * G + cw) + NG * G * VB * max(most, 1).bit_length()
+    expansion = expansion_luts(meta, W)
     fifo = 1.66 * (P * WB + 1)                       # LUT RAM, as synth_xilinx maps it
     srl_luts = (srl - (W + 1 if addr else 0)) // 3   # the reader's: ROM or stream alike
     lut = int(round(LUT_FIT * (table + select + shifter + 0.4 * expansion + fifo)
@@ -906,24 +1041,65 @@ def masked_cost(meta, W, addr) -> tuple[int, int]:
 
 
 LUT_FIT = 0.70   # synth_xilinx against the structures' counts (see masked_cost)
+# /2: the lengths' selects and blocks.block_mask's shifts against synth_xilinx, fitted to
+# two layers (32x288 at lanes 4, simd 8, 90 % zeros, ternary and int4: 7,266 and 5,861
+# LUTs; the shifts are the templates' variable part-selects, wider than a select)
+BLOCK_FIT = (1.78, 4.75)
+
+
+def expander_width(meta, W) -> int:
+    """The record width the :func:`expander` reads: the word, or (``/2`` element masks)
+    the ``/1`` record ``blocks.block_mask`` makes."""
+    if meta["coding"] != "block":
+        return W
+    P = meta["lanes"] * meta["simd"]
+    return P + block_value_bits(W, P, meta["block"], meta["value_bits"])
+
+
+def expansion_luts(meta, W) -> float:
+    """Structure count of the expansion: the expander's group offsets and value selects
+    (``/1``, ``/2`` element masks), ``blocks.block_mask``'s counts and selects (``/2``)."""
+    P, WB = meta["lanes"] * meta["simd"], meta["code_bits"]
+    G, NG, cw = GROUP, -(-P // GROUP), P.bit_length()
+    luts = 0
+    if meta.get("inner") != "dense":
+        VB, W1 = meta["value_bits"], expander_width(meta, W)
+        most = (W1 - P) // VB                       # the most values a record holds
+        luts += P * (VB * G + cw) + NG * G * VB * max(most, 1).bit_length()
+    if meta["coding"] == "block":
+        K, B = P // meta["block"], meta["block"]
+        F = B if meta["inner"] == "mask" else B * WB
+        values = expander_width(meta, W) - P if meta["inner"] == "mask" else 0
+        luts += BLOCK_FIT[1] * (K * K // 2 + F * K * (K + 1) // 4 + values * (K + 1) // 2)
+    return luts
 
 
 def masked_flops(meta, W, addr) -> tuple[int, int]:
     """``(all flip-flops, those in pass-through chains)`` of the masked reader."""
     P, VB = meta["lanes"] * meta["simd"], meta["value_bits"]
     G, NG = GROUP, -(-P // GROUP)
-    lay = Layout(W, P)
+    TP, TVB, block = table_params(meta)
+    lay = Layout(W, TP, reach(W, TP, block))
     local = sum((j).bit_length() for j in range(G)) * (P // G) \
         + sum((j).bit_length() for j in range(P % G))   # live bits of the local counts
     group_offsets = sum((G * g).bit_length() for g in range(1, NG))
-    regs = masked_registers(P, VB, W, meta["beats"], addr)
-    expansion = (2 * max(W - P, 1) + 3 * P + 3 * local          # values, masks, counts
-                 + (NG // 2 + (NG - 1) // 2) * (2 * G).bit_length() + group_offsets
-                 + NG * G * VB + 6)
+    regs = masked_registers(TP, TVB, W, meta["beats"], addr, block)
+    expansion = srl = 0
+    if meta.get("inner") != "dense":
+        W1 = expander_width(meta, W)
+        expansion = (2 * max(W1 - P, 1) + 3 * P + 3 * local          # values, masks, counts
+                     + (NG // 2 + (NG - 1) // 2) * (2 * G).bit_length() + group_offsets
+                     + NG * G * VB + 6)
+        srl = 3 * P + 3 * local
+    if meta["coding"] == "block":       # blocks.block_mask: counts, block mask, rest, out
+        K = P // meta["block"]
+        expansion += ((K + 1) * K.bit_length() + W + 4
+                      + (expander_width(meta, W) if meta["inner"] == "mask"
+                         else P * meta["code_bits"]))
     fifo = 2 * (FIFO_DEPTH - 1).bit_length() + 2 * FIFO_DEPTH.bit_length() + 1
-    first = 1 + (prefix_levels(W, P) + 1) // 2       # chunk stage and prefix stages
-    srl = ((first * (W + 2 + len(lay.kept)) if first >= 2 else 0)
-           + 2 * (W + 1) + (W + 1 if addr else 0) + 3 * P + 3 * local)
+    first = 1 + (prefix_levels(W, TP, lay.Q) + 1) // 2       # chunk stage and prefix stages
+    srl += ((first * (W + 2 + len(lay.kept)) if first >= 2 else 0)
+            + 2 * (W + 1) + (W + 1 if addr else 0))
     return sum(regs.values()) + expansion + fifo, srl
 
 

@@ -161,10 +161,13 @@ def table_register(aclk, aresetn, adv, tab_in, word_in, last_in, valid_in, tab, 
 
 
 @block
-def table_slot(aclk, we, we_next, tab_in, last_in, tab, flag, *, W, Q, EB):
+def table_slot(aclk, we, we_next, tab_in, last_in, tab, flag, *, W, Q, EB, own=None):
     """A table slot: on ``we`` (its word comes) the word's ``tlast`` flag and own entries
     (offsets 0..W-Q-1, from ``tab_in`` entries Q..W-1); on ``we_next`` (the next word
-    comes) the entries of offsets W-Q..W-1 (from ``tab_in`` entries 0..Q-1)."""
+    comes) the entries of offsets W-Q..W-1 (from ``tab_in`` entries 0..Q-1).  ``own = W``
+    (``/2`` with element masks): :func:`slot_overlap`."""
+    if own is not None and own != W - Q:
+        return slot_overlap(aclk, we, we_next, tab_in, last_in, tab, flag, W=W, Q=Q, EB=EB)
     own = (W - Q) * EB
 
     if not Q:
@@ -184,6 +187,23 @@ def table_slot(aclk, we, we_next, tab_in, last_in, tab, flag, *, W, Q, EB):
             tab.next[W * EB:own] = tab_in[Q * EB:0]
 
     return load_both
+
+
+@block
+def slot_overlap(aclk, we, we_next, tab_in, last_in, tab, flag, *, W, Q, EB):
+    """:func:`table_slot` when the own entries are all ``W`` (``tab_in``: ``Q`` straddling
+    entries, then ``W`` own) and the straddling ones overwrite the last ``Q``."""
+    TW, SW = W * EB, Q * EB
+
+    @always(aclk.posedge)
+    def load_over():
+        if we:
+            tab.next = tab_in[SW + TW:SW]
+            flag.next = last_in
+        if we_next:
+            tab.next[TW:TW - SW] = tab_in[SW:0]
+
+    return load_over
 
 
 @block
@@ -209,7 +229,7 @@ def slot_writes(write, ptr, we, we_next, *, k, m):
 @block
 def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
            last_in, tflags, write, wp3, codes, fills, off_n, pop, copies, *,
-           last_beat, NB):
+           last_beat, NB, straddle=True):
     """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp`` of the
     four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3`` and
     the count of filled slots.  ``ent``: the head table's entry at ``off`` (``NB + 1``
@@ -222,13 +242,17 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
     straddling part: table slot 0..2, or 3 the table pipeline, whose slot is being
     written) is a register, decided a cycle ahead for both outcomes of ``pop_h``; so is
     ``fire`` (from the count as flags ``ge1``/``ge2``).  After a pass's last record the
-    head is the word after the image's ``tlast`` word."""
+    head is the word after the image's ``tlast`` word.  Without ``straddle`` (no table
+    has straddling entries: a record's header is a single step) the straddling part's
+    code and fill are neither made nor driven."""
     code_own, code_strad = codes
     fill_own, fill_strad = fills
     off_copies, last_copies = copies
     beat = Signal(intbv(0, min=0, max=last_beat + 1))
     al_next = Signal(bool(last_beat <= 1))   # at_last after the next fire
-    two_before = last_beat - 2 if last_beat >= 2 else last_beat + 1   # (never: no such beat)
+    # the beat two before the last; with fewer than three beats the compare is never
+    # reached (al_next or at_last holds), and 0 keeps it within beat's range (lint)
+    two_before = last_beat - 2 if last_beat >= 2 else 0
     filled = Signal(modbv(0)[3:])
     hp3, n3 = (Signal(intbv(0, min=0, max=3)) for _ in range(2))
     ge1, ge2 = Signal(bool(0)), Signal(bool(0))
@@ -253,9 +277,11 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
     @always_comb
     def enable():
         # the head table's parts whose slot the table pipeline writes now
-        w = adv and tvalid
-        fill_own.next = w and filled == 0
-        fill_strad.next = w and filled == 1
+        fill_own.next = adv and tvalid and filled == 0
+
+    if straddle:
+        enable = (enable, strad_part(aclk, aresetn, adv, tvalid, filled, pop_h, strad0, strad1,
+                                     fill_strad, code_strad))
 
     copy_regs = ([offset_register(aclk, aresetn, fire, at_last, ent, o, invert=False)
                   for o in (off, *off_copies)]
@@ -294,7 +320,8 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
             s1.next = al_n and not tflags[code_own]
 
     nexts = (slot_after(hp3, skip, n3), slot_after(hp3, s0, nx0), slot_after(n3, s1, nx1),
-             code_for(f0, s0, nx0, own0, strad0), code_for(f1, s1, nx1, own1, strad1))
+             code_for(f0, s0, nx0, own0, strad0 if straddle else None),
+             code_for(f1, s1, nx1, own1, strad1 if straddle else None))
 
     @always_seq(aclk.posedge, reset=aresetn)
     def step():
@@ -315,13 +342,11 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
                 p.next = p + 1
             hp3.next = n3
             code_own.next = own1
-            code_strad.next = strad1
         else:
             filled.next = f0
             ge1.next = f0 != 0
             ge2.next = f0 >= 2
             code_own.next = own0
-            code_strad.next = strad0
         if fire:
             at_last.next = al_next
             # what at_last takes at the fire after this one: equalities, no carry chain
@@ -337,6 +362,26 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
                 beat.next = beat + 1
 
     return ahead, loop, enable, outcomes, nexts, step, copy_regs
+
+
+@block
+def strad_part(aclk, aresetn, adv, tvalid, filled, pop_h, strad0, strad1, fill_strad,
+               code_strad):
+    """The walker's straddling part (tables with straddling entries only): its fill (the
+    slot after the head's is written now) and its load code for the next cycle."""
+
+    @always_comb
+    def fill():
+        fill_strad.next = adv and tvalid and filled == 1
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def code():
+        if pop_h:
+            code_strad.next = strad1
+        else:
+            code_strad.next = strad0
+
+    return fill, code
 
 
 @block
@@ -364,7 +409,15 @@ def code_for(filled, skip, nxt, own, strad):
     """The head table's load codes for a state (``filled`` slots, ``skip``, the new head's
     table slot ``nxt``): 3 where the new head's part is the one the table pipeline
     writes in that state (own: the slot at the write pointer; straddling: the one before),
-    else its table slot."""
+    else its table slot.  ``strad`` None: the own code only."""
+    if strad is None:
+        @always_comb
+        def own_only():
+            if filled == 0 or (not skip and filled == 1) or (skip and filled == 2):
+                own.next = 3
+            else:
+                own.next = nxt
+        return own_only
 
     @always_comb
     def decide():
@@ -382,18 +435,23 @@ def code_for(filled, skip, nxt, own, strad):
 
 @block
 def head(aclk, aresetn, codes, enables, tabs, tflags, tab_in, last_in, parts, hflag, *, W, Q,
-         EB):
+         EB, own=None, sels=None):
     """The head word's table and ``tlast`` flag, next to the loop's offset: on its enables
     each part (own entries and flag; straddling entries) loads from the table slot or the
     table pipeline its code names (a register).  Three table slots are enough: the head's
     own slot is free once its table is here.  ``parts``: the table's registers, low bits
     first, cut by :func:`head_spans`; ``enables``: ``(own, straddling)``, a list of copies
-    each, one a part of that kind (the flag loads on the first own copy)."""
+    each, one a part of that kind (the flag loads on the first own copy).  ``tab_in``:
+    ``Q`` straddling entries, then ``own`` (default ``W - Q``) own ones.  ``own = W``
+    (``/2`` with element masks: every start has an own entry, the straddling ones replace
+    the last ``Q``): the straddling parts load the own entries where ``sels`` (a copy a
+    part: the new head is the word the table pipeline writes now, whose straddling
+    entries are not made yet; the pipeline's are the word before's)."""
     code_own, code_strad = codes
     en_owns, en_strads = enables
-    TW, own = W * EB, (W - Q) * EB
-    SW = max(TW - own, 1)
-    src_own, src_strad = Signal(intbv(0)[own:]), Signal(intbv(0)[SW:])
+    TW, SW = W * EB, Q * EB
+    own = TW - SW if own is None else own * EB
+    src_own, src_strad = Signal(intbv(0)[own:]), Signal(intbv(0)[max(SW, 1):])
     src_flag = Signal(bool(0))
 
     @always_comb
@@ -405,7 +463,7 @@ def head(aclk, aresetn, codes, enables, tabs, tflags, tab_in, last_in, parts, hf
         elif code_own == 2:
             src_own.next = tabs[2 * TW + own:2 * TW]
         else:
-            src_own.next = tab_in[TW:TW - own]
+            src_own.next = tab_in[SW + own:SW]
         if code_own == 3:
             src_flag.next = last_in
         else:
@@ -415,13 +473,13 @@ def head(aclk, aresetn, codes, enables, tabs, tflags, tab_in, last_in, parts, hf
         @always_comb
         def pick_strad():
             if code_strad == 0:
-                src_strad.next = tabs[TW:own]
+                src_strad.next = tabs[TW:TW - SW]
             elif code_strad == 1:
-                src_strad.next = tabs[2 * TW:TW + own]
+                src_strad.next = tabs[2 * TW:2 * TW - SW]
             elif code_strad == 2:
-                src_strad.next = tabs[3 * TW:2 * TW + own]
+                src_strad.next = tabs[3 * TW:3 * TW - SW]
             else:
-                src_strad.next = tab_in[TW - own:0]
+                src_strad.next = tab_in[SW:0]
         pick = (pick, pick_strad)
 
     en_flag = en_owns[0]
@@ -434,16 +492,52 @@ def head(aclk, aresetn, codes, enables, tabs, tflags, tab_in, last_in, parts, hf
     own_spans, strad_spans = head_spans(W, Q, EB)
     loads = [part_load(aclk, en, src_own, reg, lo=lo)
              for en, reg, (lo, _) in zip(en_owns, parts, own_spans)]
-    loads += [part_load(aclk, en, src_strad, reg, lo=lo - own)
-              for en, reg, (lo, _) in zip(en_strads, parts[len(own_spans):], strad_spans)]
+    if own == TW - SW:
+        loads += [part_load(aclk, en, src_strad, reg, lo=lo - own)
+                  for en, reg, (lo, _) in zip(en_strads, parts[len(own_spans):], strad_spans)]
+    else:
+        loads += [part_pick(aclk, en, sel, src_own, src_strad, reg, lo=lo,
+                            lo_b=lo - (TW - SW))
+                  for en, sel, reg, (lo, _) in zip(en_strads, sels, parts[len(own_spans):],
+                                                    strad_spans)]
     return pick, flag, loads
 
 
 def head_spans(W, Q, EB) -> tuple[list, list]:
     """Bit ranges of the head table's parts: the own entries' (``COPIES`` parts) and the
-    straddling entries' (``COPIES`` parts, none without straddling entries)."""
+    straddling entries' (``COPIES`` parts, none without straddling entries).  (With
+    ``own = W``, the straddling parts are the last ``Q`` own entries' too.)"""
     TW, own = W * EB, (W - Q) * EB
     return spans(0, own, COPIES), spans(own, TW, COPIES)
+
+
+@block
+def part_pick(aclk, en, sel, src, src_b, part, *, lo, lo_b):
+    """A part of the head table: on ``en``, bits ``lo ..`` of ``src`` where ``sel``, else
+    bits ``lo_b ..`` of ``src_b``."""
+    hi, hi_b = lo + len(part), lo_b + len(part)
+
+    @always(aclk.posedge)
+    def load():
+        if en:
+            if sel:
+                part.next = src[hi:lo]
+            else:
+                part.next = src_b[hi_b:lo_b]
+
+    return load
+
+
+@block
+def top_select(fire, pop, al, fill_own, code_own, sel):
+    """One copy of :func:`head`'s select (``own = W``): the head word is left for the word
+    the table pipeline writes now (``code_own`` 3), or that word becomes the head of none."""
+
+    @always_comb
+    def decide():
+        sel.next = fill_own or (code_own == 3 and fire and (pop or al))
+
+    return decide
 
 
 @block

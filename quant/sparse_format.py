@@ -44,7 +44,7 @@ FORMAT = "cnn_ip.sparse/1"
 FORMAT2 = "cnn_ip.sparse/2"
 CODINGS = ("auto", "dense", "masked", "block")
 CODES = ("dense", "masked", "block")     # what ``coding="auto"`` may choose from
-HARDWARE_CODES = ("dense", "masked")     # the default: what blocks.sparse_decoder reads
+HARDWARE_CODES = CODES                   # the default: what blocks.sparse_decoder reads
 FIRST_CODES = ("dense", "masked")        # cnn_ip.sparse/1 (off-chip group images use it)
 INNERS = ("mask", "dense")               # a non-zero block of the block coding
 

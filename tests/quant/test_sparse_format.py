@@ -4,7 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quant.rom_image import model_bits, read_rom
-from quant.sparse_format import (CODES, FORMAT, FORMAT2, HARDWARE_CODES, block_sizes, decode,
+from quant.sparse_format import (CODES, FIRST_CODES, FORMAT, FORMAT2, HARDWARE_CODES,
+                                 block_sizes, decode,
                                  encode, layer_bits, pattern_bits, to_beats, write_weights)
 
 MODES = [("binary", None), ("ternary", None), ("int", 2), ("int", 4), ("int", 8)]
@@ -46,13 +47,18 @@ def test_write_read_decode_round_trip(tmp_path_factory, mode, lanes, simd, group
                          simd=simd, coding=coding)
     words, meta = read_rom(out / "layer.json")
     assert np.array_equal(decode(words, meta), W)
-    assert info["format"] == FORMAT and info["bits"] == len(words) * info["word_bits"]
+    assert info["format"] == (FORMAT2 if info["coding"] == "block" else FORMAT)
+    assert info["bits"] == len(words) * info["word_bits"]
     assert model_bits(out) == info["bits"]
     assert (info["cout"], info["reduce"], info["lanes"], info["simd"]) == (*W.shape, lanes, simd)
     code_bits = {"binary": 1, "ternary": 2}.get(weights, wbits)
+    value_bits = 1 if weights == "ternary" else wbits
     if info["coding"] == "masked":
-        value_bits = 1 if weights == "ternary" else wbits
         assert info["stream_bits"] == masked_stream_bits(W, lanes, simd, value_bits)
+    elif info["coding"] == "block":
+        assert coding == "auto" and weights != "binary"
+        assert info["stream_bits"] == block_stream_bits(W, lanes, simd, info["block"],
+                                                        info["inner"], code_bits, value_bits)
     else:
         assert info["stream_bits"] == W.size * code_bits
     assert 0 <= info["pad_bits"] < info["word_bits"]
@@ -102,7 +108,7 @@ def test_binary_is_dense_one_bit_per_weight():
 def test_sparse_ternary_takes_clearly_fewer_than_two_bits(sparsity, limit):
     rng = np.random.default_rng(1)
     W = random_matrix(rng, (64, 576), "ternary", None, sparsity)
-    image = encode(W, weights="ternary", lanes=4, simd=8)
+    image = encode(W, weights="ternary", lanes=4, simd=8, codes=FIRST_CODES)
     assert image.meta["coding"] == "masked"
     assert image.bits / W.size < limit
 
@@ -198,7 +204,8 @@ def test_worked_example_of_the_spec():
     image = encode(W, weights="ternary", lanes=2, simd=4, codes=CODES)
     assert (image.meta["block"], image.meta["inner"]) == (4, "mask")
     assert image.words == [0x52, 0x09] and image.word_bits == 7 and image.bits == 14
-    assert encode(W, weights="ternary", lanes=2, simd=4).bits == 18   # /1 masked
+    assert encode(W, weights="ternary", lanes=2, simd=4, codes=FIRST_CODES).bits == 18
+    assert encode(W, weights="ternary", lanes=2, simd=4, coding="masked").bits == 18
 
 
 def test_block_int4_dense_inner_by_hand():
@@ -233,9 +240,11 @@ def test_auto_picks_the_smallest_code_and_says_which(mode, sparsity):
     assert chosen.bits == min(sizes)
     assert chosen.meta["format"] == (FORMAT2 if chosen.meta["coding"] == "block" else FORMAT)
     assert np.array_equal(decode(chosen.words, chosen.meta), W)
-    # without an explicit codes= the writer stays with what the hardware reads
+    # without an explicit codes= the writer takes every code the decoder reads: all
     default = encode(W, weights=weights, wbits=wbits, lanes=4, simd=8)
-    assert default.meta["format"] == FORMAT and default.bits == min(sizes[:2])
+    assert default.meta == chosen.meta and default.words == chosen.words
+    first = encode(W, weights=weights, wbits=wbits, lanes=4, simd=8, codes=FIRST_CODES)
+    assert first.meta["format"] == FORMAT and first.bits == min(sizes[:2])
 
 
 def test_pattern_bits_equal_what_encode_writes():
@@ -263,14 +272,14 @@ def test_sparse_ternary_goes_well_below_one_bit(sparsity, limit):
 def test_binary_never_takes_the_block_coding():
     W = np.array([[1, -1, -1, 1]] * 2)
     assert encode(W, weights="binary", lanes=2, simd=2, codes=CODES).meta["coding"] == "dense"
-    assert HARDWARE_CODES == ("dense", "masked")
+    assert HARDWARE_CODES == CODES            # the decoder reads /2 too
 
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"coding": "block", "block": 3}, r"^block: must be a power of two dividing lanes\*simd = 8"),
     ({"coding": "block", "block": 16}, r"^block: must be a power of two dividing"),
     ({"coding": "masked", "block": 2}, r"^block: .*block coding only"),
-    ({"block": 2}, r"^block: .*block coding only"),
+    ({"block": 2, "codes": FIRST_CODES}, r"^block: .*block coding only"),
     ({"coding": "block", "inner": "sparse"}, r"^inner: must be one of mask, dense"),
     ({"codes": ("dense", "huffman")}, r"^codes: must be a non-empty tuple"),
     ({"codes": "block"}, r"^codes: must be a non-empty tuple"),
