@@ -3,27 +3,30 @@ at equal evaluation budget, over several seeds.
 
     nice -n 10 .venv/bin/python bench/search.py [--plan examples/digits_sparse.yaml]
         [--seeds 0 1 2 3 4] [--evaluations 20] [--search-epochs N] [--codes all]
-        [--repeats 1] [--weight 0.1] [--budget B] [--out /tmp/bench_search]
+        [--repeats 1] [--weight 0.1] [--budget B] [--final] [--out /tmp/bench_search]
+        [--from-json A/search.json B/search.json]
 
-Per seed (python, numpy, torch seeded; one torch thread): the plan's network is trained
-in fp32 and fine-tuned quantization-aware at the base sparsity (``quant.pipeline``'s
-steps 1-3, the plan's ``quantize:`` settings), then the three searches of
-``quant.search`` run from that same base, ``--evaluations`` each, every evaluation a
-``--search-epochs`` fine-tune (with ``--repeats`` R, the mean of R fine-tunes of
-different seeds: ``quant.search.Evaluator``'s ``repeats``, the same for every method),
-bits counted in the codings ``--codes`` names.  The objective (``quant.search.Objective``)
-is the plan's except for ``--weight`` (``accuracy_weight``, default 0.1: every point of
-smoothed accuracy lost or gained is worth 10 % of the searched layers' bits) and, if given,
-``--budget`` (``accuracy_budget``), fixed on seeds 10-13 before seeds 0-4 were run
-(docs/quant.md).  Each
-method's *best* point is its lowest objective.  The table gives, per seed and method, the
-best point's model bits, validation top-1, mean true-class probability and loss, and
-whether it **dominates** uniform's best (and the Bayesian best random's): fewer bits at
-no lower validation top-1, or higher top-1 at no more bits; and, rule-free, how many of uniform's Pareto points some
-point of the method dominates.  ``OUT/search.json`` holds every evaluation and
-``OUT/search.png`` plots bits against validation top-1 (one panel a seed, every
-evaluation of each method, each method's Pareto front as a step line, best points as
-stars).  Prints; asserts nothing.
+Per seed (python, numpy, torch seeded; one torch thread): the plan's network is trained in
+fp32 and fine-tuned quantization-aware at the base sparsity (``quant.pipeline``'s steps
+1-3, the plan's ``quantize:`` settings), then the three searches of ``quant.search`` run
+from that same base, ``--evaluations`` each, every evaluation a ``--search-epochs``
+fine-tune (with ``--repeats`` R, the mean of R fine-tunes of different seeds:
+``quant.search.Evaluator``'s ``repeats``, the same for every method), bits counted in the
+codings ``--codes`` names. The objective (``quant.search.Objective``) is the plan's except
+for ``--weight`` (``accuracy_weight``, default 0.1: every point of smoothed accuracy lost
+or gained is worth 10 % of the searched layers' bits) and, if given, ``--budget``
+(``accuracy_budget``), fixed on seeds 10-13 before seeds 0-4 were run (docs/quant.md).
+Each method's *best* point is its lowest objective. The table gives, per seed and method,
+the best point's model bits, validation top-1, mean true-class probability and loss, and
+whether it **dominates** uniform's best (and the Bayesian best random's): fewer bits at no
+lower validation top-1, or higher top-1 at no more bits; and, rule-free, how many of
+uniform's Pareto points some point of the method dominates. ``OUT/search.json`` holds
+every evaluation and ``OUT/search.png`` plots bits against validation top-1 (one panel a
+seed, every evaluation of each method, each method's Pareto front as a step line, best
+points as stars). ``--final``: each method's best point also fine-tuned ``final_epochs``
+as ``cnn-ip quantize`` fine-tunes its choice, and those models compared the same way.
+``--from-json``: the table and plot of earlier runs' records (no searches; with
+``--final``, the final models of records that lack them). Prints; asserts nothing.
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from cnn_ip.plan import load_plan  # noqa: E402
 from quant import train  # noqa: E402
 from quant.data import load_dataset  # noqa: E402
-from quant.pipeline import Settings, searchable_base  # noqa: E402
+from quant.pipeline import Settings, distillation_loss, searchable_base  # noqa: E402
 from quant.search import METHODS, best_of, run_searches  # noqa: E402
 
 STYLE = {"bayes": ("tab:blue", "o", "Bayesian, per layer"),
@@ -53,6 +56,13 @@ def dominates(a: dict, b: dict) -> bool:
     """``a`` has fewer bits at no lower validation top-1, or higher top-1 at no more bits."""
     return ((a["bits"] < b["bits"] and a["val_accuracy"] >= b["val_accuracy"])
             or (a["val_accuracy"] > b["val_accuracy"] and a["bits"] <= b["bits"]))
+
+
+def dominates_smoothed(a: dict, b: dict) -> bool:
+    """:func:`dominates` with the smoothed validation accuracy (the objective's measure) in
+    place of top-1."""
+    return dominates({"bits": a["bits"], "val_accuracy": a["val_measure"]},
+                     {"bits": b["bits"], "val_accuracy": b["val_measure"]})
 
 
 def pareto(points: list[dict]) -> list[dict]:
@@ -75,6 +85,46 @@ def run_seed(plan, data, seed: int, settings: Settings, repeats: int = 1) -> dic
             "objective": objective.describe(),
             "search": {m: search[m] for m in METHODS},
             "cpu_s": round(time.process_time() - started, 1)}
+
+
+def final_models(plan, data, result: dict, settings: Settings) -> dict:
+    """Each method's best point fine-tuned as ``cnn-ip quantize`` fine-tunes its choice
+    (``final_epochs`` from the same base, the evaluations' learning rate, distilled from
+    the fp32 model): ``{method: {bits, val_accuracy, val_measure}}``.  The base is
+    rebuilt from the seed (deterministic) and checked against the search's record."""
+    seed = result["seed"]
+    s = replace(settings, seed=seed)
+    out = {}
+    with train.deterministic(seed, s.threads):
+        net = train.train_fp32(plan.layers, data, epochs=s.epochs, seed=seed, progress=False)
+        _, evaluator, _, _ = searchable_base(plan.layers, net, data, s, measure="validation top-1")
+        for key in ("bits", "accuracy", "measure"):
+            if evaluator.reference[key] != result["base"][key]:
+                raise RuntimeError(f"seed {seed}: the rebuilt base differs in {key}")
+        loss = distillation_loss(net, data)
+        for method in METHODS:
+            best = best_of(result["search"][method])
+            evaluator.apply(best["sparsity"], s.final_epochs, desc="final fine-tuning",
+                            structure=best["structure"], tuning=evaluator.search_tuning,
+                            loss=loss)
+            m = evaluator.measure()
+            out[method] = {"bits": m["bits"], "val_accuracy": round(m["accuracy"], 6),
+                           "val_measure": round(m["measure"], 6)}
+    return out
+
+
+def final_rows(results: list[dict]) -> list[dict]:
+    rows = []
+    for result in results:
+        final = result["final"]
+        for method in METHODS:
+            f = final[method]
+            rows.append({"seed": result["seed"], "method": method, "bits": f["bits"],
+                         "val_top1": f"{100 * f['val_accuracy']:.2f}",
+                         "val_p_true": f"{f['val_measure']:.4f}",
+                         "dominates_uniform": "-" if method == "uniform"
+                         else ("yes" if dominates(f, final["uniform"]) else "no")})
+    return rows
 
 
 def front_cover(result: dict, method: str, other: str = "uniform") -> tuple[int, int]:
@@ -158,6 +208,9 @@ def main() -> None:
     parser.add_argument("--from-json", nargs="+", metavar="FILE",
                         help="no searches: the table and plot of earlier runs' search.json "
                              "files (e.g. seeds split over two processes)")
+    parser.add_argument("--final", action="store_true",
+                        help="also fine-tune each method's best point final_epochs, as "
+                             "cnn-ip quantize does, and compare those models")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.exit(2, f"--repeats: must be at least 1, got {args.repeats}\n")
@@ -174,11 +227,16 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     if args.from_json:
         results = [r for name in args.from_json for r in json.loads(Path(name).read_text())]
+        for result in results:
+            if args.final and "final" not in result:
+                result["final"] = final_models(plan, data, result, settings)
         (out / "search.json").write_text(json.dumps(results, indent=1) + "\n")
         return report(results, args, settings, out)
     results = []
     for seed in args.seeds:
         results.append(run_seed(plan, data, seed, settings, args.repeats))
+        if args.final:
+            results[-1]["final"] = final_models(plan, data, results[-1], settings)
         (out / "search.json").write_text(json.dumps(results, indent=1) + "\n")
         for row in table(results[-1:]):           # as it comes (a seed takes minutes)
             print("  ".join(str(v) for v in row.values()), flush=True)
@@ -203,6 +261,22 @@ def report(results: list[dict], args, settings: Settings, out: Path) -> None:
         print(f"{method} best dominates uniform best in {wins} of {len(results)} seeds")
     wins = sum(r["dominates_random"] == "yes" for r in rows if r["method"] == "bayes")
     print(f"bayes best dominates random best in {wins} of {len(results)} seeds")
+    best = [{m: best_of(r["search"][m]) for m in METHODS} for r in results]
+    smoothed = sum(dominates_smoothed(b["bayes"], b["uniform"]) for b in best)
+    lowest = sum(b["bayes"]["objective"] == min(b[m]["objective"] for m in METHODS) for b in best)
+    print(f"by smoothed accuracy instead of top-1: bayes best dominates uniform best in "
+          f"{smoothed} of {len(results)} seeds")
+    print(f"bayes best has the lowest objective of the three methods in {lowest} of "
+          f"{len(results)} seeds")
+    if all("final" in r for r in results):
+        final = final_rows(results)
+        print(f"after the final fine-tuning ({settings.final_epochs} epochs, distilled):")
+        print("  ".join(final[0]))
+        for r in final:
+            print("  ".join(str(v) for v in r.values()))
+        for method in ("bayes", "random"):
+            wins = sum(r["dominates_uniform"] == "yes" for r in final if r["method"] == method)
+            print(f"final: {method} dominates uniform in {wins} of {len(results)} seeds")
     plot(results, out / "search.png")
     print(f"wrote {out / 'search.json'} and {out / 'search.png'}")
 
