@@ -179,8 +179,8 @@ def plot(results: list[dict], path: Path) -> None:
         ax.set_xlabel("model bits [kbit]")
         ax.grid(alpha=0.3)
         low = 100 * result["base"]["accuracy"] - 6
-        ax.set_ylim(bottom=max(low, min(100 * p["val_accuracy"] for m in METHODS
-                                        for p in result["search"][m]) - 0.5))
+        shown = [100 * p["val_accuracy"] for m in METHODS for p in result["search"][m]]
+        ax.set_ylim(bottom=max(low, min(shown) - 0.5), top=min(100.0, max(shown)) + 0.3)
     axes[0][0].set_ylabel("validation top-1 [%]")
     axes[0][0].legend(fontsize=7, loc="lower right")
     fig.suptitle("bits against validation top-1: every evaluation, Pareto fronts (lines), "
