@@ -11,7 +11,8 @@ largest is 7, rounded, and kept at least 1 in magnitude (so the zeros are exactl
 pruned ones).  Each pruned layer is written by ``quant.sparse_format.encode`` (the real
 writer, words built and decoded back) in
 
-* ``/1``: the smaller of dense and masked (what ``cnn-ip quantize`` writes today);
+* ``/1``: the smaller of dense and masked (``FIRST_CODES``: what was written before the
+  decoder read ``/2``);
 * ``/2``: the smallest block coding (block size B and inner coding chosen per layer);
 * the writer's choice among all three codes.
 
@@ -24,7 +25,7 @@ import argparse
 import numpy as np
 
 from quant import prune
-from quant.sparse_format import CODES, HARDWARE_CODES, decode, encode
+from quant.sparse_format import CODES, FIRST_CODES, decode, encode
 
 COUT, REDUCE = 64, 576
 SPARSITIES = (0.5, 0.75, 0.9, 0.95)
@@ -68,7 +69,7 @@ def main(argv=None):
                 keep = prune.keep_mask(w, sparsity, structure=structure, lanes=lanes, simd=simd,
                                        block=block)
                 W = values(w, keep, weights, wbits)
-                one = written(W, weights, wbits, lanes, simd, HARDWARE_CODES)
+                one = written(W, weights, wbits, lanes, simd, FIRST_CODES)
                 two = written(W, weights, wbits, lanes, simd, ("block",))
                 best = written(W, weights, wbits, lanes, simd, CODES)
                 label = structure if block is None else f"block of {block}"
