@@ -5,6 +5,7 @@ and an end-to-end check of the decoders ``cnn-ip block`` writes.
     .venv/bin/python bench/sparse_decoder.py --only ternary  # names containing the word
     .venv/bin/python bench/sparse_decoder.py --seeds 1 2 3   # best of several placements
     .venv/bin/python bench/sparse_decoder.py --verify 20     # 20 random layers, every beat
+    .venv/bin/python bench/sparse_decoder.py --verify 20 --verify-seed 17   # 20 others
 
 ``--verify N``: N random weight files (ternary or int2..8, lanes x simd from 1x1 to 8x16,
 50-95 % zeros, unstructured or zeroed in aligned blocks of 2..16) go through the command
@@ -115,11 +116,11 @@ def random_layer(rng):
     return W, dict(lanes=lanes, simd=simd, weights=weights, wbits=wbits), sparsity
 
 
-def verify(count: int, work: Path) -> int:
+def verify(count: int, work: Path, seed: int = 16) -> int:
     """``--verify``: see the module docstring; returns the number of failing layers."""
     import json
     import subprocess
-    rng = np.random.default_rng(16)
+    rng = np.random.default_rng(seed)
     failures = 0
     print("| layer | mode | lanes x simd | zeros | code | bits/weight | beats | result |")
     print("|---|---|---|---|---|---|---|---|")
@@ -167,10 +168,12 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--verify", type=int, default=0, metavar="N",
                         help="instead: N random layers through cnn-ip block, every beat checked")
+    parser.add_argument("--verify-seed", type=int, default=16,
+                        help="--verify: the random layers' seed")
     args = parser.parse_args(argv)
     if args.verify:
         work = Path(tempfile.mkdtemp(prefix="cnn_ip-bench-decoder-verify-"))
-        raise SystemExit(1 if verify(args.verify, work) else 0)
+        raise SystemExit(1 if verify(args.verify, work, args.verify_seed) else 0)
     work = Path(tempfile.mkdtemp(prefix="cnn_ip-bench-decoder-"))
     print("| configuration | source | coding | word bits | LUT | FF | est. LUT | est. FF "
           "| Fmax MHz | critical path |")

@@ -359,7 +359,8 @@ def block_tail(aclk, aresetn, adv, ps, yw, last, valid, tab, tword, tlast, tvali
     Prefix counts past the end of ``Y`` read as its last (the bits beyond are zero)."""
     g, nb, P, B = shape.g, shape.nb, shape.P, shape.block
     K, NE, W = P // B, shape.entries, shape.W
-    xb = nb + 1
+    # a length (at most a word for a real record) and the constants that make it
+    xb = max(nb + 1, max(K, B, shape.VB).bit_length())
     kg = K // g
 
     def sig(bits):

@@ -221,12 +221,13 @@ def test_stream_record_near_the_end_of_a_last_word(hdl, tmp_path, order):
     assert [(b.data, b.last) for b in out["m_axis_wgt"]] == expected
 
 
-@pytest.mark.parametrize("B,inner,hdl", [(8, "mask", "myhdl"), (8, "mask", "icarus"),
-                                         (2, "dense", "myhdl")])
-def test_all_zero_layer(tmp_path, B, inner, hdl):
-    """Records of a block mask alone (one bit with B = P), lint-clean and decoded."""
-    W = np.zeros((2, 16), int)
-    params = dict(lanes=1, simd=8, weights="ternary", wbits=8, **block_code(B, inner))
+@pytest.mark.parametrize("B,inner,simd,hdl", [(8, "mask", 8, "myhdl"), (8, "mask", 8, "icarus"),
+                                              (2, "dense", 8, "myhdl"), (16, "mask", 16, "myhdl")])
+def test_all_zero_layer(tmp_path, B, inner, simd, hdl):
+    """Records of a block mask alone (one bit with B = P), lint-clean and decoded (B = 16:
+    a block's length in steps is wider than a word's offsets)."""
+    W = np.zeros((2, 2 * simd), int)
+    params = dict(lanes=1, simd=simd, weights="ternary", wbits=8, **block_code(B, inner))
     got, expected = rom_beats(hdl, tmp_path, W, passes=3, stall=0.3, seed=B, **params)
     assert [(b.data, b.last) for b in got][:len(expected)] == expected
     generate(BLOCK, tmp_path / "lint", weights_file=W, **params)    # lint-clean or raises
