@@ -907,7 +907,9 @@ def estimate(*, image=None, source="rom", **args) -> dict:
     "block"``) and the masked reader's output FIFO in LUT RAM (:func:`fifo_bits`);
     ``bram`` counts the block RAM units (the FIFO takes none).  Stream mode has no ROM:
     a dense word goes through a register slice; a masked one through the same reader,
-    plus the word register and the pass ends.
+    plus the word register and the pass ends.  ``/2`` (block) goes through the same
+    reader with its table (:func:`table_params`), plus the lengths' selects (element
+    masks) and ``blocks.block_mask`` (``BLOCK_FIT``).
     """
     if source == "stream":
         fmt = stream_format(**args)
