@@ -81,7 +81,7 @@ import numpy as np
 
 from cnn_ip.plan import (PlanError, check_buildable, fold_limits, frame_flow_available,
                          row_limit)
-from quant import offchip, weight_modes
+from quant import offchip, sparse_format, weight_modes
 
 RESOURCES = ("lut", "ff", "dsp", "bram")
 RESOURCE_NAMES = {"lut": "LUT", "ff": "FF", "dsp": "DSP", "bram": "block RAM"}
@@ -209,24 +209,31 @@ def units(estimate: dict, family: str) -> float:
     return block_units(estimate["bram"])[family]
 
 
-def _image_meta(W, weights, wbits, lanes, simd, coding, beats):
-    return {"lanes": lanes, "simd": simd, "coding": coding, "weights": weights, "wbits": wbits,
+def _image_meta(W, weights, wbits, lanes, simd, coding, beats, block=None, inner=None):
+    stores_values = coding == "masked" or inner == "mask"
+    meta = {"lanes": lanes, "simd": simd, "coding": coding, "weights": weights, "wbits": wbits,
             "code_bits": weight_modes.code_bits(weights, wbits),
-            "value_bits": weight_modes.value_bits(weights, wbits) if coding == "masked" else None,
+            "value_bits": weight_modes.value_bits(weights, wbits) if stores_values else None,
             "beats": beats, "cout": int(W.shape[0]), "reduce": int(W.shape[1])}
+    if coding == "block":
+        meta.update({"block": block, "inner": inner, "block_mask_bits": lanes * simd // block})
+    return meta
 
 
 def weight_image(W, *, weights, wbits, lanes, simd):
     """The geometry of the weight ROM ``quant.sparse_format.encode`` would write at this
-    fold — word width, depth, exact bits, coding — from the beats' bit counts alone (the
-    same functions the writer uses), without building the words."""
+    fold — word width, depth, exact bits, coding (the smallest of the codes the decoder
+    reads, ``/2``'s block coding included) — from the beats' bit counts alone (the same
+    functions the writer uses), without building the words."""
     wbits = weight_modes.normal_wbits(weights, wbits)
     W = np.asarray(W)
-    coding, bits = offchip.pattern_bits(W != 0, weights, wbits, lanes, simd)
-    word = int(bits.max())
-    depth = -(-int(bits.sum()) // word)
-    meta = _image_meta(W, weights, wbits, lanes, simd, coding, len(bits))
-    return SimpleNamespace(word_bits=word, depth=depth, bits=word * depth, meta=meta)
+    beats = sparse_format.to_beats(W != 0, lanes, simd)
+    code = sparse_format.best_code(beats, weights=weights, wbits=wbits,
+                                   codes=sparse_format.HARDWARE_CODES)
+    meta = _image_meta(W, weights, wbits, lanes, simd, code["coding"], len(beats),
+                       code["block"], code["inner"])
+    return SimpleNamespace(word_bits=code["word_bits"], depth=code["depth"], bits=code["bits"],
+                           meta=meta)
 
 
 def group_geometry(W, *, weights, wbits, lanes, simd, bus_bytes=BUS_BYTES):

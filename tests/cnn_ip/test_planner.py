@@ -63,7 +63,8 @@ def test_neighbouring_folds_divide_one_another():
 
 
 @pytest.mark.parametrize("weights,sparsity,lanes,simd", [
-    ("binary", 0.0, 2, 3), ("ternary", 0.6, 4, 1), ("int4", 0.3, 1, 9), ("int8", 0.0, 4, 9)])
+    ("binary", 0.0, 2, 3), ("ternary", 0.6, 4, 1), ("int4", 0.3, 1, 9), ("int8", 0.0, 4, 9),
+    ("ternary", 0.95, 4, 9), ("int4", 0.9, 8, 9)])
 def test_weight_image_geometry_equals_the_writer(weights, sparsity, lanes, simd):
     rng = np.random.default_rng(1)
     W = rng.integers(-7, 8, size=(8, 27)) if weights.startswith("int") else rng.choice([-1, 1], (8, 27))
@@ -77,7 +78,8 @@ def test_weight_image_geometry_equals_the_writer(weights, sparsity, lanes, simd)
     image = sparse_format.encode(W, weights=mode, wbits=wbits, lanes=lanes, simd=simd)
     light = weight_image(W, weights=mode, wbits=wbits, lanes=lanes, simd=simd)
     assert (light.bits, light.word_bits, light.depth) == (image.bits, image.word_bits, image.depth)
-    assert light.meta["coding"] == image.meta["coding"]
+    assert light.meta == {k: image.meta[k] for k in light.meta}
+    assert (image.meta["coding"] == "block") == (sparsity >= 0.9)    # /2 where it pays
 
 
 def test_binary_weight_bits_by_hand():
