@@ -3,7 +3,8 @@ at equal evaluation budget, over several seeds.
 
     nice -n 10 .venv/bin/python bench/search.py [--plan examples/digits_sparse.yaml]
         [--seeds 0 1 2 3 4] [--evaluations 20] [--search-epochs N] [--codes all]
-        [--repeats 1] [--weight 0.1] [--budget B] [--final] [--out /tmp/bench_search]
+        [--repeats 1] [--weight 0.1] [--budget B] [--structures block] [--final]
+        [--out /tmp/bench_search]
         [--from-json A/search.json B/search.json]
 
 Per seed (python, numpy, torch seeded; one torch thread): the plan's network is trained in
@@ -12,7 +13,10 @@ fp32 and fine-tuned quantization-aware at the base sparsity (``quant.pipeline``'
 from that same base, ``--evaluations`` each, every evaluation a ``--search-epochs``
 fine-tune (with ``--repeats`` R, the mean of R fine-tunes of different seeds:
 ``quant.search.Evaluator``'s ``repeats``, the same for every method), bits counted in the
-codings ``--codes`` names. The objective (``quant.search.Objective``) is the plan's except
+codings ``--codes`` names, pruned in the structures ``--structures`` offers (default
+``block``: blocks only where a block size fits, as measured in docs/quant.md; ``cnn-ip
+quantize`` offers unstructured beside them unless the plan says ``structures: block``).
+The objective (``quant.search.Objective``) is the plan's except
 for ``--weight`` (``accuracy_weight``, default 0.1: every point of smoothed accuracy lost
 or gained is worth 10 % of the searched layers' bits) and, if given, ``--budget``
 (``accuracy_budget``), fixed on seeds 10-13 before seeds 0-4 were run (docs/quant.md).
@@ -198,6 +202,8 @@ def main() -> None:
     parser.add_argument("--search-epochs", type=int, default=None,
                         help="fine-tuning epochs per evaluation (default: the plan's)")
     parser.add_argument("--codes", default="all", help="hardware | all (quant.pipeline.CODE_SETS)")
+    parser.add_argument("--structures", default="block", choices=("any", "block"),
+                        help="pruning structures offered (quant.search.structure_choices)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="fine-tunes (different seeds) averaged per evaluation")
     parser.add_argument("--weight", type=float, default=0.1,
@@ -218,7 +224,7 @@ def main() -> None:
     data = load_dataset(plan.dataset)
     settings = Settings(**{**plan.quantize, "evaluations": args.evaluations, "codes": args.codes,
                            "progress": False})
-    settings = replace(settings, accuracy_weight=args.weight)
+    settings = replace(settings, accuracy_weight=args.weight, structures=args.structures)
     if args.budget is not None:
         settings = replace(settings, accuracy_budget=args.budget)
     if args.search_epochs is not None:
@@ -251,7 +257,7 @@ def report(results: list[dict], args, settings: Settings, out: Path) -> None:
     repeats = sorted({r["repeats"] for r in results})
     print(f"{args.plan}, {len(results[0]['search']['bayes'])} evaluations a method, "
           f"{settings.search_epochs} epoch(s) each, the mean of {repeats} fine-tune(s), "
-          f"codes {args.codes}")
+          f"codes {args.codes}, structures {args.structures}")
     print(f"objective (seed {results[-1]['seed']}): {results[-1]['objective']}")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for r in rows:

@@ -85,12 +85,14 @@ MAX_CLOCK_MHZ = 1000
 QUANTIZE_KEYS = {"seed": int, "epochs": int, "qat_epochs": int, "search_epochs": int,
                  "final_epochs": int, "evaluations": int, "accuracy_budget": float,
                  "penalty": float, "mbits": int, "base_sparsity": float, "prune_steps": int,
-                 "codes": str}
+                 "codes": str, "structures": str, "accuracy_weight": float}
 QUANTIZE_RANGES = {"mbits": (2, 16), "base_sparsity": (0, 0.95), "seed": (0, 2**32 - 1),
                    "prune_steps": (1, 100)}
-# quantize.codes: the weight codings the sparsity search counts bits in (quant.pipeline's
-# CODE_SETS): what the decoder reads, or every coding of docs/sparse_format.md.
-QUANTIZE_CODES = ("hardware", "all")
+# The words a string setting takes. quantize.codes: the weight codings the sparsity search
+# counts bits in (quant.pipeline's CODE_SETS): what the decoder reads, or every coding of
+# docs/sparse_format.md. quantize.structures: unstructured pruning offered beside the
+# block structures, or blocks only (quant.search.STRUCTURES).
+QUANTIZE_CHOICES = {"codes": ("hardware", "all"), "structures": ("any", "block")}
 COMMON_LAYER_KEYS = ("type", "name", "dataflow")
 LAYER_KEYS = {
     "conv": ("out", "k", "stride", "pad", "act", "slope", "weights", "act_bits", "sparsity", "bn",
@@ -403,7 +405,7 @@ def _quantize(ctx, doc):
         if key in spec:
             low, high = QUANTIZE_RANGES.get(key, (0, None))
             if kind is str:
-                out[key] = _choice(ctx, spec, key, f"quantize.{key}", QUANTIZE_CODES)
+                out[key] = _choice(ctx, spec, key, f"quantize.{key}", QUANTIZE_CHOICES[key])
             elif kind is int:
                 out[key] = _integer(ctx, spec, key, f"quantize.{key}", low, high or 10**9)
             else:

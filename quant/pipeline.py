@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from quant import export, reference, sparse_format, train
 from quant.model import fp32_parameter_count
 from quant.plot import plot_search
-from quant.search import Evaluator, Objective, best_of, model_bits, run_searches
+from quant.search import STRUCTURES, Evaluator, Objective, best_of, model_bits, run_searches
 
 # The weight codings the search counts bits in: what the decoder block reads, or every
 # coding of docs/sparse_format.md (``cnn_ip.sparse/2`` included) for a model meant for a
@@ -58,6 +58,7 @@ class Settings:
     mbits: int = 8               # width bound of the requantization multipliers M
     base_sparsity: float = 0.5   # of the `auto` layers in the base model the search starts from
     codes: str = "hardware"      # a key of CODE_SETS: the codings the search counts bits in
+    structures: str = "any"      # quant.search.STRUCTURES: unstructured pruning offered or not
     prune_steps: int = 4         # gradual pruning: steps from the base's sparsity to a point's
     threads: int = 1
     progress: bool = True
@@ -109,6 +110,9 @@ def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net
 def check_settings(s: Settings) -> None:
     if s.codes not in CODE_SETS:
         raise ValueError(f"codes: must be one of {', '.join(CODE_SETS)}, got {s.codes!r}")
+    if s.structures not in STRUCTURES:
+        raise ValueError(f"structures: must be one of {', '.join(STRUCTURES)}, "
+                         f"got {s.structures!r}")
 
 
 def quantize_and_search(specs, net, data, s: Settings, *, measure: str, head_mbits=None,
@@ -159,7 +163,8 @@ def searchable_base(specs, net, data, s: Settings, *, measure: str, head_mbits=N
     search_tuning = tuning if score is not None else {**tuning, "lr": PRUNED_LR}
     evaluator = Evaluator(qnet, data, auto, epochs=s.search_epochs, seed=s.seed, loss=loss,
                           tuning=tuning, score=score, codes=CODE_SETS[s.codes],
-                          steps=s.prune_steps, search_tuning=search_tuning)
+                          steps=s.prune_steps, search_tuning=search_tuning,
+                          structures=s.structures)
     base = evaluator.measure()
     evaluator.reference = {k: v for k, v in base.items() if k != "layers"}
     name = "val_accuracy" if score is not None else "val_smoothed_accuracy"

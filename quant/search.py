@@ -8,9 +8,9 @@ whole aligned blocks of ``B`` reduction elements of one output channel
 (:mod:`quant.prune`), which only pays where the weight code skips empty blocks
 (``cnn_ip.sparse/2``'s block coding).  So the structures offered depend on ``codes``, the
 weight codings the hardware will read (``quant.sparse_format.HARDWARE_CODES`` unless
-told): with the block coding every layer is pruned in blocks (:func:`structure_choices`
-says why not unstructured), without it unstructured, and the search has one dimension per
-``auto`` layer.
+told): with the block coding a layer is pruned unstructured or in blocks (or in blocks
+only: :func:`structure_choices`), without it unstructured, and the search has one
+dimension per ``auto`` layer.
 
 One evaluation: restore the quantization-aware base model, prune each ``auto`` layer as
 the point says, fine-tune ``epochs``, then measure
@@ -73,6 +73,7 @@ MAX_SPARSITY = 0.95
 # GP fitted to those cliffs models them instead of the region that matters; capped, every
 # such point is just "worse than the unpruned model".  The records keep the true value.
 GP_CAP = 2.0
+STRUCTURES = ("any", "block")  # structure_choices: unstructured beside the blocks, or not
 BLOCKS = (4, 8, 16)          # block sizes offered to the search (each must divide simd)
 UNSTRUCTURED = "unstructured"
 METHODS = ("bayes", "uniform", "random")
@@ -126,22 +127,31 @@ def parse_structure(label: str) -> tuple[str, int | None]:
     return "block", int(label[len("block"):])
 
 
-def structure_choices(cout: int, reduce: int, weights: str, codes) -> list[str]:
+def structure_choices(cout: int, reduce: int, weights: str, codes,
+                      structures: str = "any") -> list[str]:
     """The pruning structures offered for a ``(cout, reduce)`` layer under ``codes``:
-    ``blockB`` for ``B`` in :data:`BLOCKS` dividing the ROM's ``simd`` (so a block is ``B``
-    aligned reduction elements of one output channel under every fold ``B`` divides) when
-    ``codes`` has the block coding, else (or when no block size divides ``simd``)
-    unstructured only.  Binary layers have no zeros (unstructured only, at sparsity 0).
+    unstructured, and ``blockB`` for ``B`` in :data:`BLOCKS` dividing the ROM's ``simd``
+    (so a block is ``B`` aligned reduction elements of one output channel under every
+    fold ``B`` divides) when ``codes`` has the block coding.  Binary layers have no zeros
+    (unstructured only, at sparsity 0).
 
-    Unstructured is not offered beside the blocks: there it costs more bits at the same
-    sparsity and, pruned beyond the base, far more accuracy (digits_sparse, seed 10, both
-    wide layers from the base's 0.5 to 0.6, one 3-epoch evaluation: 72.5 % validation
-    top-1 and 142,807 bits unstructured against 96.9 % and 110,694 bits in blocks of 4; at
-    0.72 29.4 % against 95.8 %), so its points only spent evaluations."""
+    ``structures="block"`` leaves unstructured out wherever a block size is offered:
+    there it costs more bits at the same sparsity and, pruned beyond the base, far more
+    accuracy (digits_sparse, seed 10, both wide layers from the base's 0.5 to 0.6, one
+    3-epoch evaluation: 72.5 % validation top-1 and 142,807 bits unstructured against
+    96.9 % and 110,694 bits in blocks of 4; at 0.72 29.4 % against 95.8 %), so in a short
+    search its points mostly spend evaluations; bench/search.py compares the methods so.
+    ``"any"`` (``cnn-ip quantize``'s default) keeps it: on the digits example the final
+    model it finds is both smaller and more accurate that way (docs/quant.md)."""
+    if structures not in STRUCTURES:
+        raise ValueError(f"structures: must be one of {', '.join(STRUCTURES)}, got {structures!r}")
     if "block" not in codes or weights == "binary":
         return [UNSTRUCTURED]
     _, simd = export.packing(cout, reduce)
-    return [f"block{b}" for b in BLOCKS if simd % b == 0] or [UNSTRUCTURED]
+    blocks = [f"block{b}" for b in BLOCKS if simd % b == 0]
+    if structures == "block" and blocks:
+        return blocks
+    return [UNSTRUCTURED] + blocks
 
 
 def layer_mask(layer, sparsity: float, structure: str) -> torch.Tensor:
@@ -236,7 +246,7 @@ class Evaluator:
     def __init__(self, qnet, data, auto_names, objective: Objective | None = None, *,
                  epochs: int, seed: int, score=None, loss=None, tuning: dict | None = None,
                  codes=None, steps: int = 1, search_tuning: dict | None = None,
-                 repeats: int = 1):
+                 repeats: int = 1, structures: str = "any"):
         if repeats < 1:
             raise ValueError(f"repeats: must be at least 1, got {repeats}")
         self.qnet, self.data, self.auto = qnet, data, list(auto_names)
@@ -251,7 +261,8 @@ class Evaluator:
         layers = {layer.spec.name: layer for layer in qnet.weight_layers()}
         self.choices = {name: structure_choices(layers[name].weight.shape[0],
                                                 layers[name].weight[0].numel(),
-                                                layers[name].spec.weights, self.codes)
+                                                layers[name].spec.weights, self.codes,
+                                                structures)
                         for name in self.auto}
 
     def apply(self, sparsity: dict, epochs: int, desc: str = "fine-tuning",

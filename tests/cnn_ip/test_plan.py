@@ -94,6 +94,8 @@ CASES = [
     (HEAD + GOOD_LAYERS + "quantize: {epochz: 3}\n", "p.yaml:8: quantize.epochz: unknown key"),
     (HEAD + GOOD_LAYERS + "quantize: {codes: fast}\n",
      "p.yaml:8: quantize.codes: must be one of hardware, all, got 'fast'"),
+    (HEAD + GOOD_LAYERS + "quantize: {structures: blocks}\n",
+     "p.yaml:8: quantize.structures: must be one of any, block, got 'blocks'"),
     (HEAD + GOOD_LAYERS + "quantize: {prune_steps: 0}\n",
      "p.yaml:8: quantize.prune_steps: must be an integer in 1..100, got 0"),
     (HEAD + GOOD_LAYERS + "  - [oops\n", "p.yaml:9: yaml: "),
@@ -331,8 +333,10 @@ def test_frame_mistakes_exit_2_with_one_line(tmp_path, capsys, text, message):
 
 def test_quantize_settings_reach_the_pipeline():
     from quant.pipeline import Settings
-    plan = parse_plan(HEAD + GOOD_LAYERS + "quantize: {codes: all, prune_steps: 2, seed: 3}\n",
-                      "p.yaml")
-    assert plan.quantize == {"codes": "all", "prune_steps": 2, "seed": 3}
+    plan = parse_plan(HEAD + GOOD_LAYERS + "quantize: {codes: all, prune_steps: 2, seed: 3, "
+                      "structures: block, accuracy_weight: 0.1}\n", "p.yaml")
+    assert plan.quantize == {"codes": "all", "prune_steps": 2, "seed": 3,
+                             "structures": "block", "accuracy_weight": 0.1}
     settings = Settings(**plan.quantize)
-    assert (settings.codes, settings.prune_steps, settings.seed) == ("all", 2, 3)
+    assert (settings.codes, settings.prune_steps, settings.seed, settings.structures,
+            settings.accuracy_weight) == ("all", 2, 3, "block", 0.1)

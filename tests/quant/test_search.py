@@ -57,7 +57,7 @@ def test_search_records_are_what_they_claim_and_reproducible(trained):
         assert model_bits(layers, CODES)[0] == last.bits <= exact_model_bits(layers)[0]
         evaluator("again", result["best"]["sparsity"], result["best"]["structure"])
     assert evaluator.choices == {"conv0": ["unstructured"],
-                                 "dense2": ["block4", "block8", "block16"]}
+                                 "dense2": ["unstructured", "block4", "block8", "block16"]}
     sizes = {layer.spec.name: layer.weight.numel() for layer in qnet.weight_layers()}
     assert [len(result[m]) for m in ("bayes", "uniform", "random")] == [3, 3, 3]
     for record in result["uniform"]:
@@ -180,11 +180,17 @@ def test_classifier_metrics_match_the_integer_model(trained):
 
 
 def test_structure_choices_follow_the_codes_and_the_packing():
-    assert structure_choices(32, 144, "ternary", CODES) == ["block4", "block8", "block16"]
-    assert structure_choices(32, 24, "int", CODES) == ["block4", "block8"]
-    assert structure_choices(16, 9, "ternary", CODES) == ["unstructured"]      # simd 1
-    assert structure_choices(32, 144, "ternary", ("dense", "masked")) == ["unstructured"]  # /1
-    assert structure_choices(32, 144, "binary", CODES) == ["unstructured"]
+    blocks = ["block4", "block8", "block16"]
+    assert structure_choices(32, 144, "ternary", CODES) == ["unstructured"] + blocks
+    assert structure_choices(32, 144, "ternary", CODES, "block") == blocks
+    assert structure_choices(32, 24, "int", CODES, "block") == ["block4", "block8"]
+    for structures in ("any", "block"):
+        assert structure_choices(16, 9, "ternary", CODES, structures) == ["unstructured"]  # simd 1
+        assert structure_choices(32, 144, "ternary", ("dense", "masked"),
+                                 structures) == ["unstructured"]                          # /1
+        assert structure_choices(32, 144, "binary", CODES, structures) == ["unstructured"]
+    with pytest.raises(ValueError, match="structures"):
+        structure_choices(32, 144, "ternary", CODES, "blocks")
 
 
 def test_objective_penalises_only_beyond_budget():
