@@ -108,6 +108,34 @@ def test_ecp5_target_in_icarus(tmp_path):
                                                                  "MULT18X18D_sim.v"]
 
 
+@pytest.mark.parametrize("weights,block_zeros", [("ternary", False), ("int4", True)])
+def test_sparse_layer_through_a_sparse_2_rom_in_icarus(tmp_path, weights, block_zeros):
+    """A highly sparse layer: the writer picks ``cnn_ip.sparse/2`` (element masks for
+    scattered zeros, dense blocks for zeros in whole blocks), and the stage built on that
+    ROM stays bit-exact to run_layer in Icarus under stalls."""
+    rng = np.random.default_rng(11)
+    layer = cr.random_layer(rng, name="sparse2", cin=8, height=4, width=4, cout=4, k=3, pad=1,
+                            weights=weights, act="relu", act_bits=4, abits=4)
+    W = layer.W.copy()
+    if block_zeros:          # whole blocks of 4 reduction elements kept or cleared
+        keep = rng.random((W.shape[0], W.shape[1] // 4)) < 0.15
+        W = W * np.repeat(keep, 4, axis=1)
+    else:
+        W[rng.random(W.shape) < 0.9] = 0
+    W[0, :] = 0                                  # an all-zero output channel
+    layer.W = W
+    p = {"layer": layer, "lanes": 4, "simd": 8, "abits": 4, "asigned": False,
+         "target": "generic"}
+    _, args = cr.BLOCK.prepared(**p)
+    meta = args["decoder"]["image"].meta
+    assert meta["format"] == "cnn_ip.sparse/2"
+    assert meta["inner"] == ("dense" if block_zeros else "mask")
+    frames = random_frames(np.random.default_rng(12), p, 2, layer)
+    got, expected, _ = run(p, args, frames, hdl="icarus", workdir=tmp_path, seed=13,
+                           idle=0.2, stall=0.4)
+    np.testing.assert_array_equal(got, expected)
+
+
 # Compute-bound (with and without the frame pause) and input-bound (K = 1, stride 2).
 RATE = ["binary-relu-k3s1p1-G1-C2", "int4-none-k5p1-G2-C2-signed", "int8-relu-k3s2p1-G2-image",
         "ternary-relu-k1s2-G1-C2", "int8-final-k3p0-G1-C2-signed"]
