@@ -230,21 +230,21 @@ def slot_writes(write, ptr, we, we_next, *, k, m):
 def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
            last_in, tflags, write, wp3, codes, fills, off_n, pop, copies, *,
            last_beat, NB, straddle=True):
-    """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp`` of the
-    four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3`` and
-    the count of filled slots.  ``ent``: the head table's entry at ``off`` (``NB + 1``
+    """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp``
+    of the four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3``
+    and the count of filled slots.  ``ent``: the head table's entry at ``off`` (``NB + 1``
     bits, pop on top); ``hflag``: the head word's ``tlast`` flag; ``tflags``: the table
     slots'.  The loop is that select, one LUT (``pop_h``: the head word is left) and the
     clock enables of the head table (:func:`load_enable`, from ``fills``: the own or the
-    straddling part's slot is written now).  ``copies``: ``(offsets, lasts)``, the
-    replicas of ``off``'s low bits (as many as the copies are wide) and of ``at_last``
-    (:func:`replica`).  What the head table loads (``codes``, one for the own part, one for the
-    straddling part: table slot 0..2, or 3 the table pipeline, whose slot is being
+    straddling part's slot is written now).  ``copies``: ``(offsets, lasts)``, the replicas
+    of ``off``'s low bits (as many as the copies are wide) and of ``at_last``
+    (:func:`replica`).  What the head table loads (``codes``, one for the own part, one for
+    the straddling part: table slot 0..2, or 3 the table pipeline, whose slot is being
     written) is a register, decided a cycle ahead for both outcomes of ``pop_h``; so is
-    ``fire`` (from the count as flags ``ge1``/``ge2``).  After a pass's last record the
-    head is the word after the image's ``tlast`` word.  Without ``straddle`` (no table
-    has straddling entries: a record's header is a single step) the straddling part's
-    code and fill are neither made nor driven."""
+    ``fire`` (from the count as flags ``ge1``/``ge2``; :func:`walk_outcomes`).  After a
+    pass's last record the head is the word after the image's ``tlast`` word.  Without
+    ``straddle`` (no table has straddling entries: a record's header is a single step) the
+    straddling part's code and fill are neither made nor driven."""
     code_own, code_strad = codes
     fill_own, fill_strad = fills
     off_copies, last_copies = copies
@@ -261,64 +261,19 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
     f0, f1 = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
     own0, own1, strad0, strad1 = (Signal(intbv(0)[2:]) for _ in range(4))
 
-    @always_comb
-    def ahead():
-        # from registers only
-        write.next = adv and tvalid
-        skip.next = at_last and not hflag
-        fire.next = ge1 and (hflag or ge2) and pend_ok
-        room.next = filled < SLOTS - 1 or (filled == SLOTS - 1 and not (adv and tvalid))
-
-    @always_comb
-    def loop():
-        # a pass's last record always leaves its word
-        pop_h.next = fire and (pop or at_last)
-
-    @always_comb
-    def enable():
-        # the head table's parts whose slot the table pipeline writes now
-        fill_own.next = adv and tvalid and filled == 0
-
+    flags = walk_flags(adv, tvalid, at_last, hflag, ge1, ge2, pend_ok, filled, fire, pop, write,
+                       skip, room, pop_h, fill_own)
     if straddle:
-        enable = (enable, strad_part(aclk, aresetn, adv, tvalid, filled, pop_h, strad0, strad1,
-                                     fill_strad, code_strad))
+        flags = (flags, strad_part(aclk, aresetn, adv, tvalid, filled, pop_h, strad0, strad1,
+                                   fill_strad, code_strad))
 
     copy_regs = ([offset_register(aclk, aresetn, fire, at_last, ent, o, invert=False)
                   for o in (off, *off_copies)]
                  + [offset_register(aclk, aresetn, fire, at_last, ent, off_n, invert=True)]
                  + [replica(aclk, aresetn, fire, al_next, a) for a in last_copies])
 
-    @always_comb
-    def outcomes():
-        # the state after this cycle if the head stays (0) or is left (1)
-        w = adv and tvalid
-        if w:
-            f0.next = filled + 1
-        else:
-            f0.next = filled
-        if skip:
-            if w:
-                f1.next = filled - 1
-            else:
-                f1.next = filled - 2
-        elif w:
-            f1.next = filled
-        else:
-            f1.next = filled - 1
-        if fire:
-            al_n.next = al_next
-        else:
-            al_n.next = at_last
-        # the head's flag: when it stays, it changes only if its own slot is written now
-        if w and filled == 0:
-            s0.next = al_n and not last_in
-        else:
-            s0.next = al_n and not hflag
-        if code_own == 3:
-            s1.next = al_n and not last_in
-        else:
-            s1.next = al_n and not tflags[code_own]
-
+    outcomes = walk_outcomes(adv, tvalid, filled, skip, fire, at_last, al_next, hflag, last_in,
+                             tflags, code_own, f0, f1, al_n, s0, s1)
     nexts = (slot_after(hp3, skip, n3), slot_after(hp3, s0, nx0), slot_after(n3, s1, nx1),
              code_for(f0, s0, nx0, own0, strad0 if straddle else None),
              code_for(f1, s1, nx1, own1, strad1 if straddle else None))
@@ -361,7 +316,72 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
             else:
                 beat.next = beat + 1
 
-    return ahead, loop, enable, outcomes, nexts, step, copy_regs
+    return flags, outcomes, nexts, step, copy_regs
+
+
+@block
+def walk_flags(adv, tvalid, at_last, hflag, ge1, ge2, pend_ok, filled, fire, pop, write, skip,
+               room, pop_h, fill_own):
+    """The walker's flags: ``write``, ``skip``, ``fire``, ``room``, ``pop_h``, ``fill_own``."""
+
+    @always_comb
+    def ahead():
+        # from registers only
+        write.next = adv and tvalid
+        skip.next = at_last and not hflag
+        fire.next = ge1 and (hflag or ge2) and pend_ok
+        room.next = filled < SLOTS - 1 or (filled == SLOTS - 1 and not (adv and tvalid))
+
+    @always_comb
+    def loop():
+        # a pass's last record always leaves its word
+        pop_h.next = fire and (pop or at_last)
+
+    @always_comb
+    def enable():
+        # the head table's parts whose slot the table pipeline writes now
+        fill_own.next = adv and tvalid and filled == 0
+
+    return ahead, loop, enable
+
+
+@block
+def walk_outcomes(adv, tvalid, filled, skip, fire, at_last, al_next, hflag, last_in, tflags,
+                  code_own, f0, f1, al_n, s0, s1):
+    """The walker's next state for both outcomes of ``pop_h``: filled count, ``at_last``, skip."""
+
+    @always_comb
+    def outcomes():
+        # the state after this cycle if the head stays (0) or is left (1)
+        w = adv and tvalid
+        if w:
+            f0.next = filled + 1
+        else:
+            f0.next = filled
+        if skip:
+            if w:
+                f1.next = filled - 1
+            else:
+                f1.next = filled - 2
+        elif w:
+            f1.next = filled
+        else:
+            f1.next = filled - 1
+        if fire:
+            al_n.next = al_next
+        else:
+            al_n.next = at_last
+        # the head's flag: when it stays, it changes only if its own slot is written now
+        if w and filled == 0:
+            s0.next = al_n and not last_in
+        else:
+            s0.next = al_n and not hflag
+        if code_own == 3:
+            s1.next = al_n and not last_in
+        else:
+            s1.next = al_n and not tflags[code_own]
+
+    return outcomes
 
 
 @block
