@@ -183,7 +183,7 @@ from blocks.sparse_framer import (COPIES, entry_mux, extract, head, head_spans, 
 from blocks.sparse_table import (Layout, Shape, prefix_levels, reach, record_table,
                                  table_stages)
 from blocks.ram import TARGETS, add_blocks, bram_blocks, write_sim_files
-from blocks.rom import address_bits, rom, sim_files
+from blocks.rom import address_bits, rom, sim_files, uses_dp16kd
 from blocks.spec import BlockDef, Param, ParameterError, check_width, weight_params
 from blocks.stream import Axis, clock_reset
 from quant import offchip, sparse_format, weight_modes
@@ -924,9 +924,14 @@ def estimate(*, image=None, source="rom", **args) -> dict:
     addr = address_bits(image.depth)
     bram = bram_blocks(W, image.depth, style="block")  # rom_style = "block"
     if meta["coding"] == "dense":
-        # address counter and its wrap compare; the ROM's output register is the data
-        return {"lut": addr, "ff": addr + 4, "dsp": 0, "bram_bits": image.bits,
-                "bram": bram, "latency": 2, "cycles": 1, "per": "beat"}
+        # address counter and its wrap compare; the ROM's output register is the data:
+        # inside the ECP5 DP16KD blocks, in fabric otherwise (synth_xilinx puts it there:
+        # 266 FF for the int8 16x72 layer at L4 S8, 43 for the binary 32x72 one)
+        inside = uses_dp16kd(image.depth, out_register=True,
+                             target=args.get("target", "generic"))
+        return {"lut": addr, "ff": addr + 4 + (0 if inside else W), "dsp": 0,
+                "bram_bits": image.bits, "bram": bram, "latency": 2, "cycles": 1,
+                "per": "beat"}
     ff, lut = masked_cost(meta, W, addr)
     return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": image.bits + fifo_bits(meta),
             "bram": bram, "latency": masked_latency(meta, W) + 2, "cycles": 1, "per": "beat"}

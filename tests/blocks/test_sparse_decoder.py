@@ -251,6 +251,25 @@ def test_large_image_lands_in_block_ram(tmp_path):
     assert 0.95 * estimate["ff"] <= xilinx["ff"] <= 1.05 * estimate["ff"]
 
 
+def test_dense_rom_flip_flops_are_what_synthesis_counts(tmp_path):
+    """A dense layer is the ROM, its address counter and the ROM's output register: in
+    fabric on Xilinx (the estimate counts it), inside the DP16KD blocks on ECP5."""
+    W = np.random.default_rng(5).choice([-1, 1], size=(32, 72))
+    for target in ("generic", "ecp5-85f"):
+        out = tmp_path / target
+        info = generate(BLOCK, out, lanes=4, simd=8, weights="binary", weights_file=W,
+                        target=target)
+        ff = info["estimate"]["ff"]
+        if target == "generic":
+            xilinx = synthesize([out / "sparse_decoder.v"], top="sparse_decoder",
+                                target="xc7vx485t", workdir=out / "synth")["used"]
+            assert xilinx["ff"] == ff == 43
+        else:
+            ecp5 = yosys_cells(out, "read_verilog sparse_decoder.v; "
+                               "synth_ecp5 -top sparse_decoder; stat")
+            assert ecp5["TRELLIS_FF"] == ff == 11 and ecp5["DP16KD"] == 1
+
+
 RATE_SHAPES = [(1, 1), (2, 4), (4, 8), (3, 2)]
 
 
