@@ -9,7 +9,7 @@ import pytest
 from myhdl import (Cosimulation, ResetSignal, Signal, Simulation, StopSimulation, block, delay,
                    instance, intbv)
 
-from blocks.block_mask import block_expand, expand, value_bits
+from blocks.block_mask import block_expand, expand, latency, value_bits
 from cnn_ip.cosim import compile_icarus, lint, myhdl_vpi, port_signals
 from quant.sparse_format import beat_stream
 from quant.weight_modes import code_bits, value_bits as stored_bits
@@ -60,7 +60,7 @@ def run(hdl, tmp_path, recs, *, W, out_bits, P, B, WB, inner, seed):
         dut = Cosimulation(["sh", "-c", f"cd {tmp_path} && exec vvp -n -m {myhdl_vpi()} sim.vvp"],
                            **port_signals(ports))
     rng = random.Random(seed)
-    got = []
+    got, sent = [], []
 
     @block
     def bench():
@@ -70,12 +70,15 @@ def run(hdl, tmp_path, recs, *, W, out_bits, P, B, WB, inner, seed):
             for cycle in range(3 * len(recs) + 20):
                 ports["aresetn"].next = cycle >= 2
                 fire = cycle >= 3 and bool(pending) and rng.random() < 0.7
+                last = rng.random() < 0.5
                 ports["rv"].next = fire
                 ports["rec"].next = pending.pop(0) if fire else rng.getrandbits(W)
-                ports["rl"].next = rng.random() < 0.5
+                ports["rl"].next = last
+                if fire:
+                    sent.append((cycle, last))
                 yield delay(4)
                 if ports["ov"]:
-                    got.append(int(ports["out"].val))
+                    got.append((cycle, int(ports["out"].val), bool(ports["ol"])))
                 ports["aclk"].next = 1
                 yield delay(5)
                 ports["aclk"].next = 0
@@ -85,7 +88,9 @@ def run(hdl, tmp_path, recs, *, W, out_bits, P, B, WB, inner, seed):
         return drive
 
     Simulation(dut, bench()).run(quiet=True)
-    return got
+    # each record's tlast with it, out two edges after it went in
+    assert [(c, l) for c, _, l in got] == [(c + latency(), l) for c, l in sent]
+    return [out for _, out, _ in got]
 
 
 CASES = [  # P, B, weights, wbits, inner, HDLs

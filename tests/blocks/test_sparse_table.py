@@ -89,8 +89,9 @@ def run_table(hdl, tmp_path, shape, VB, words, seed):
                     if pending and rng.random() < 0.8:
                         w = pending.pop(0)
                         ports["word"].next, ports["wvalid"].next = w, 1
-                        ports["wlast"].next = rng.random() < 0.3
-                        sent.append(w)
+                        last = rng.random() < 0.3
+                        ports["wlast"].next = last
+                        sent.append((w, last))
                     else:   # a bubble with junk on the word
                         ports["word"].next = rng.getrandbits(shape.W)
                         ports["wvalid"].next = 0
@@ -113,10 +114,10 @@ def run_table(hdl, tmp_path, shape, VB, words, seed):
 
 
 def check_tables(got, sent, shape, VB):
-    assert [w for _, w, _ in got] == sent
+    assert [(w, last) for _, w, last in got] == sent      # the word and its tlast, in step
     eb, checked = shape.nb + 1, 0
     for k, (tab, u, _) in enumerate(got):
-        prev = sent[k - 1] if k else 0
+        prev = sent[k - 1][0] if k else 0
         for i, (pop, nxt) in wanted(prev, u, shape, VB).items():
             entry = (tab >> (i * eb)) & ((1 << eb) - 1)
             assert (entry >> shape.nb, entry & ((1 << shape.nb) - 1)) == (pop, nxt), (k, i)
