@@ -48,8 +48,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from cnn_ip.plan import load_plan  # noqa: E402
 from quant import train  # noqa: E402
 from quant.data import load_dataset  # noqa: E402
-from quant.pipeline import Settings, distillation_loss, searchable_base  # noqa: E402
-from quant.search import METHODS, best_of, run_searches  # noqa: E402
+from quant.pipeline import Settings, final_finetune, searchable_base  # noqa: E402
+from quant.search import METHODS, STRUCTURES, best_of, run_searches  # noqa: E402
 
 STYLE = {"bayes": ("tab:blue", "o", "Bayesian, per layer"),
          "uniform": ("tab:orange", "s", "uniform sparsity"),
@@ -93,8 +93,7 @@ def run_seed(plan, data, seed: int, settings: Settings, repeats: int = 1) -> dic
 
 def final_models(plan, data, result: dict, settings: Settings) -> dict:
     """Each method's best point fine-tuned as ``cnn-ip quantize`` fine-tunes its choice
-    (``final_epochs`` from the same base, the evaluations' learning rate, distilled from
-    the fp32 model): ``{method: {bits, val_accuracy, val_measure}}``.  The base is
+    (``quant.pipeline.final_finetune``): ``{method: {bits, val_accuracy, val_measure}}``.  The base is
     rebuilt from the seed (deterministic) and checked against the search's record."""
     seed = result["seed"]
     s = replace(settings, seed=seed)
@@ -105,12 +104,9 @@ def final_models(plan, data, result: dict, settings: Settings) -> dict:
         for key in ("bits", "accuracy", "measure"):
             if evaluator.reference[key] != result["base"][key]:
                 raise RuntimeError(f"seed {seed}: the rebuilt base differs in {key}")
-        loss = distillation_loss(net, data)
         for method in METHODS:
             best = best_of(result["search"][method])
-            evaluator.apply(best["sparsity"], s.final_epochs, desc="final fine-tuning",
-                            structure=best["structure"], tuning=evaluator.search_tuning,
-                            loss=loss)
+            final_finetune(evaluator, net, data, s, best["sparsity"], best["structure"])
             m = evaluator.measure()
             out[method] = {"bits": m["bits"], "val_accuracy": round(m["accuracy"], 6),
                            "val_measure": round(m["measure"], 6)}
@@ -202,7 +198,7 @@ def main() -> None:
     parser.add_argument("--search-epochs", type=int, default=None,
                         help="fine-tuning epochs per evaluation (default: the plan's)")
     parser.add_argument("--codes", default="all", help="hardware | all (quant.pipeline.CODE_SETS)")
-    parser.add_argument("--structures", default="block", choices=("any", "block"),
+    parser.add_argument("--structures", default="block", choices=STRUCTURES,
                         help="pruning structures offered (quant.search.structure_choices)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="fine-tunes (different seeds) averaged per evaluation")

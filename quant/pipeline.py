@@ -137,9 +137,7 @@ def quantize_and_search(specs, net, data, s: Settings, *, measure: str, head_mbi
         structure = dict(search["best"]["structure"])
     else:
         search, chosen, structure = {"bayes": [], "uniform": [], "best": None}, {}, {}
-    final_loss = distillation_loss(net, data) if score is None and loss is None else loss
-    evaluator.apply(chosen, s.final_epochs, desc="final fine-tuning", structure=structure,
-                    tuning=evaluator.search_tuning, loss=final_loss)
+    final_finetune(evaluator, net, data, s, chosen, structure, loss=loss, score=score)
     base = evaluator.reference
     return qnet, evaluator, objective, search, chosen, base["bits"], base["measure"]
 
@@ -173,6 +171,17 @@ def searchable_base(specs, net, data, s: Settings, *, measure: str, head_mbits=N
     evaluator.objective = objective
     log(f"quantized base: {base['bits']} bits, {measure} {base['accuracy']:.4f}", s.progress)
     return qnet, evaluator, objective, auto
+
+
+def final_finetune(evaluator, net, data, s: Settings, chosen: dict, structure: dict, *,
+                   loss=None, score=None) -> None:
+    """Step 5: ``chosen`` (with ``structure``) pruned from the evaluator's base and
+    fine-tuned ``final_epochs`` at the evaluations' learning rate, a classifier (no
+    ``loss``/``score`` of its own) distilled from the fp32 ``net``; left in
+    ``evaluator.qnet``."""
+    final_loss = distillation_loss(net, data) if score is None and loss is None else loss
+    evaluator.apply(chosen, s.final_epochs, desc="final fine-tuning", structure=structure,
+                    tuning=evaluator.search_tuning, loss=final_loss)
 
 
 def distillation_loss(net, data, weight: float = DISTILL, temperature: float = DISTILL_T):
