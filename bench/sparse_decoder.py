@@ -25,6 +25,7 @@ the estimate's, and the Fmax (best of the seeds), with the critical path's ends.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
@@ -82,9 +83,15 @@ endmodule
 """
 
 
+def code_bits(weights, wbits):
+    """Bits of one weight's code (docs/sparse_format.md)."""
+    return {"binary": 1, "ternary": 2}.get(weights, wbits)
+
+
 def weight_order(W, lanes, simd, weights, wbits):
-    """The beats of one pass, written out from ``W`` (docs/sparse_format.md, weight order)."""
-    wb = {"binary": 1, "ternary": 2}.get(weights, wbits)
+    """The beats of one pass, written out from ``W`` (docs/sparse_format.md, weight order;
+    binary: code 1 for +1, 0 for -1)."""
+    wb = code_bits(weights, wbits)
     beats = []
     for g in range(W.shape[0] // lanes):
         for r in range(W.shape[1] // simd):
@@ -92,7 +99,8 @@ def weight_order(W, lanes, simd, weights, wbits):
             for lane in range(lanes):
                 for s in range(simd):
                     v = int(W[g * lanes + lane, r * simd + s])
-                    word |= (v & ((1 << wb) - 1)) << ((lane * simd + s) * wb)
+                    code = int(v > 0) if weights == "binary" else v & ((1 << wb) - 1)
+                    word |= code << ((lane * simd + s) * wb)
             beats.append(word)
     return beats
 
@@ -130,8 +138,9 @@ def verify(count: int, work: Path, seed: int = 16) -> int:
         out.mkdir(parents=True)
         np.save(out / "W.npy", W.astype(np.int16))
         flags = [f"--{k}={v}" for k, v in fold.items()]
-        done = subprocess.run(["cnn-ip", "block", "sparse_decoder", *flags,
-                               f"--weights-file={out / 'W.npy'}", "-o", str(out)],
+        # the cnn-ip of this interpreter, whether or not its venv is on PATH
+        done = subprocess.run([sys.executable, "-m", "cnn_ip.cli", "block", "sparse_decoder",
+                               *flags, f"--weights-file={out / 'W.npy'}", "-o", str(out)],
                               capture_output=True, text=True)
         if done.returncode:
             failures += 1
@@ -141,8 +150,7 @@ def verify(count: int, work: Path, seed: int = 16) -> int:
         rom = json.loads((out / "sparse_decoder_rom.json").read_text())
         one = weight_order(W, **fold)
         expected = [(b, int(i == len(one) - 1)) for _ in range(3) for i, b in enumerate(one)]
-        bits = fold["lanes"] * fold["simd"] * {"binary": 1, "ternary": 2}.get(
-            fold["weights"], fold["wbits"])
+        bits = fold["lanes"] * fold["simd"] * code_bits(fold["weights"], fold["wbits"])
         (out / "tb.v").write_text(TESTBENCH.format(bits=bits, beats=len(expected),
                                                    limit=20 * len(expected) + 200))
         subprocess.run(["iverilog", "-g2012", "-o", "sim.vvp", "tb.v", "sparse_decoder.v",
