@@ -62,6 +62,7 @@ from pathlib import Path
 
 from myhdl import Signal, always, always_comb, block, intbv
 
+from blocks.dsp_mult import TARGETS, check_target
 from blocks.spec import check_width
 from fpga.devices import DEVICES
 
@@ -80,7 +81,6 @@ RAMB18_ASPECTS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512,
 DP16KD_ASPECTS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 
 
-TARGETS = ("generic", *DEVICES)
 SIM_MODEL = "DP16KD_sim.v"
 DP16KD_DEPTH, DP16KD_WIDTH = 512, 36   # the aspect the instantiated blocks use
 
@@ -88,9 +88,8 @@ DP16KD_DEPTH, DP16KD_WIDTH = 512, 36   # the aspect the instantiated blocks use
 def uses_dp16kd(width: int, depth: int, *, style: str = "auto", out_register: bool = False,
                 target: str = "generic") -> bool:
     """Whether :func:`ram` instantiates ECP5 ``DP16KD`` blocks for these parameters."""
-    if target not in TARGETS:
-        raise ValueError(f"target: must be one of {', '.join(TARGETS)}, got {target!r}")
-    return (target != "generic" and DEVICES[target].family == "ecp5" and out_register
+    return (check_target(target) != "generic" and DEVICES[target].family == "ecp5"
+            and out_register
             and depth <= DP16KD_DEPTH and memory_style(width, depth, style) == "block")
 
 

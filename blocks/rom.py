@@ -65,25 +65,17 @@ from myhdl import Signal, always, block, intbv
 from blocks import ram as ram_mod
 from blocks.ram import DP16KD_DEPTH, DP16KD_WIDTH, address_bits
 from blocks.spec import check_width
-from fpga.devices import DEVICES
 
-TARGETS = ram_mod.TARGETS
 # One INITVAL_xx parameter: 16 slots of 20 bits, each an 18-bit word of the block seen as
 # 1024 x 18 (the 36-bit word ``a`` is the 18-bit words ``2a`` (low) and ``2a + 1``).
 INIT_ROWS, INIT_SLOTS, SLOT_BITS, HALF = 64, 16, 20, 18
 
 
-def check_target(target) -> str:
-    if target not in TARGETS:
-        raise ValueError(f"target: must be one of {', '.join(TARGETS)}, got {target!r}")
-    return target
-
-
 def uses_dp16kd(depth: int, *, out_register: bool, target: str) -> bool:
-    """Whether :func:`rom` instantiates ECP5 ``DP16KD`` blocks for these parameters."""
-    check_target(target)
-    return (out_register and target != "generic" and DEVICES[target].family == "ecp5"
-            and depth <= DP16KD_DEPTH)
+    """Whether :func:`rom` instantiates ECP5 ``DP16KD`` blocks for these parameters
+    (``blocks.ram``'s rule for a block memory; the width does not enter it)."""
+    return ram_mod.uses_dp16kd(DP16KD_WIDTH, depth, style="block",
+                               out_register=out_register, target=target)
 
 
 def sim_files(depth: int, *, out_register: bool, target: str) -> list[str]:
