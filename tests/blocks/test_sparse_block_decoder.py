@@ -11,18 +11,8 @@ from blocks.sparse_decoder import BLOCK
 from cnn_ip.cli import main
 from cnn_ip.cosim import RESET_CYCLES, lint, run_streams
 from cnn_ip.export import generate
-from quant.offchip import group_images
 from quant.sparse_format import CODES, FORMAT2
-from test_sparse_decoder import expected_beats, layer_with_groups, random_weights
-
-
-def rom_beats(hdl, tmp_path, W, *, passes, stall=0.0, seed=0, **params):
-    fold = {k: params[k] for k in ("lanes", "simd", "weights", "wbits")}
-    expected = expected_beats(W, passes=passes, **fold)
-    out = run_streams(BLOCK, hdl=hdl, workdir=tmp_path, inputs={},
-                      expect={"m_axis_wgt": len(expected)}, stall=stall, seed=seed,
-                      params={**params, "weights_file": W})
-    return out["m_axis_wgt"], expected
+from test_sparse_decoder import feed, layer_with_groups, random_weights, read_passes
 
 
 def block_code(B, inner):
@@ -50,7 +40,7 @@ def test_rom_passes_under_back_pressure(hdl, tmp_path, lanes, simd, weights, wbi
     _, kwargs = BLOCK.prepared(**params, weights_file=W)
     meta = kwargs["image"].meta
     assert (meta["format"], meta["block"], meta["inner"]) == (FORMAT2, B, inner)
-    got, expected = rom_beats(hdl, tmp_path, W, passes=2, stall=0.4, seed=seed, **params)
+    got, expected = read_passes(hdl, tmp_path, W, passes=2, stall=0.4, seed=seed, **params)
     assert [(b.data, b.last) for b in got][:len(expected)] == expected
     assert BLOCK.golden(kwargs["image"], passes=2) == expected
 
@@ -73,8 +63,8 @@ def extreme_layer(lanes, simd, weights, wbits):
     ("int", 8, 8, "mask", "myhdl")])
 def test_rom_extreme_records(hdl, tmp_path, weights, wbits, B, inner):
     W = extreme_layer(2, 4, weights, wbits)
-    got, expected = rom_beats(hdl, tmp_path, W, passes=3, stall=0.5, seed=B, lanes=2, simd=4,
-                              weights=weights, wbits=wbits, **block_code(B, inner))
+    got, expected = read_passes(hdl, tmp_path, W, passes=3, stall=0.5, seed=B, lanes=2, simd=4,
+                                weights=weights, wbits=wbits, **block_code(B, inner))
     assert [(b.data, b.last) for b in got][:len(expected)] == expected
 
 
@@ -86,8 +76,8 @@ def test_single_word_rom(tmp_path, inner):
     _, kwargs = BLOCK.prepared(lanes=1, simd=8, weights="int", wbits=3, weights_file=W,
                                **block_code(2, inner))
     assert kwargs["image"].depth == 1
-    got, expected = rom_beats("myhdl", tmp_path, W, passes=4, stall=0.5, seed=1, lanes=1,
-                              simd=8, weights="int", wbits=3, **block_code(2, inner))
+    got, expected = read_passes("myhdl", tmp_path, W, passes=4, stall=0.5, seed=1, lanes=1,
+                                simd=8, weights="int", wbits=3, **block_code(2, inner))
     assert [(b.data, b.last) for b in got][:len(expected)] == expected
 
 
@@ -106,7 +96,7 @@ def test_rom_one_beat_per_cycle(tmp_path, lanes, simd, weights, wbits, B, inner)
             elif rng.random() < 0.4:
                 beat[beat == 0] = 1
     params = dict(lanes=lanes, simd=simd, weights=weights, wbits=wbits, **block_code(B, inner))
-    got, expected = rom_beats("myhdl", tmp_path, W, passes=3, **params)
+    got, expected = read_passes("myhdl", tmp_path, W, passes=3, **params)
     assert [(b.data, b.last) for b in got][:len(expected)] == expected
     cycles = [b.cycle for b in got]
     assert cycles[-1] - cycles[0] == len(cycles) - 1
@@ -118,12 +108,8 @@ def stream_feed(W, order, inner=None, **fold):
     """Group images in ``/2`` (the smallest block coding over the layer, or with the
     ``inner`` coding given) fed in ``order``, and the beats expected, written out from
     ``W``'s rows."""
-    images = group_images(W, **fold, codes=("block",), inner=inner)
-    words = [(w, i == len(images[g].words) - 1) for g in order
-             for i, w in enumerate(images[g].words)]
-    lanes = fold["lanes"]
-    expected = [beat for g in order for beat in expected_beats(
-        W[g * lanes:(g + 1) * lanes], passes=1, **fold)]
+    words, expected, images = feed(W, order, code={"codes": ("block",), "inner": inner},
+                                   **fold)
     meta = images[0].meta
     params = {**fold, "source": "stream", "coding": "block", "block": meta["block"],
               "inner": meta["inner"], "word_bits": meta["word_bits"], "beats": meta["beats"]}
@@ -228,7 +214,7 @@ def test_all_zero_layer(tmp_path, B, inner, simd, hdl):
     a block's length in steps is wider than a word's offsets)."""
     W = np.zeros((2, 2 * simd), int)
     params = dict(lanes=1, simd=simd, weights="ternary", wbits=8, **block_code(B, inner))
-    got, expected = rom_beats(hdl, tmp_path, W, passes=3, stall=0.3, seed=B, **params)
+    got, expected = read_passes(hdl, tmp_path, W, passes=3, stall=0.3, seed=B, **params)
     assert [(b.data, b.last) for b in got][:len(expected)] == expected
     generate(BLOCK, tmp_path / "lint", weights_file=W, **params)    # lint-clean or raises
 

@@ -5,7 +5,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from blocks.sparse_decoder import BLOCK, sparse_decoder
+from blocks.sparse_decoder import BLOCK, sparse_decoder, stream_words
 from blocks.spec import ParameterError
 from cnn_ip.cli import main
 from cnn_ip.cosim import RESET_CYCLES, lint, run_streams
@@ -325,12 +325,12 @@ def layer_with_groups(seed, lanes, simd, groups, weights, wbits, sparsities):
     return W
 
 
-def feed(W, order, **fold):
+def feed(W, order, code=None, **fold):
     """``(s_axis_words beats, expected m_axis_wgt beats)`` for the group images of ``W``
-    fed in ``order``; the expectation is written out from ``W``'s rows directly."""
-    images = group_images(W, **fold)
-    words = [(w, i == len(images[g].words) - 1) for g in order
-             for i, w in enumerate(images[g].words)]
+    (``code``: :func:`quant.offchip.group_images`'s coding choice) fed in ``order``; the
+    expectation is written out from ``W``'s rows directly."""
+    images = group_images(W, **fold, **(code or {}))
+    words = stream_words([images[g] for g in order])
     lanes = fold["lanes"]
     expected = [beat for g in order for beat in expected_beats(
         W[g * lanes:(g + 1) * lanes], passes=1, **fold)]

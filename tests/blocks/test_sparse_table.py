@@ -6,8 +6,8 @@ import random
 
 import numpy as np
 import pytest
-from myhdl import (Cosimulation, ResetSignal, Signal, Simulation, StopSimulation, block, delay, instance,
-                   intbv)
+from myhdl import (Cosimulation, ResetSignal, Signal, Simulation, StopSimulation, block, delay,
+                   instance, intbv)
 
 from blocks.sparse_table import Shape, record_table, table_stages
 from cnn_ip.cosim import compile_icarus, lint, myhdl_vpi, port_signals
