@@ -227,10 +227,9 @@ def weight_image(W, *, weights, wbits, lanes, simd):
     functions the writer uses), without building the words."""
     wbits = weight_modes.normal_wbits(weights, wbits)
     W = np.asarray(W)
-    beats = sparse_format.to_beats(W != 0, lanes, simd)
-    code = sparse_format.best_code(beats, weights=weights, wbits=wbits,
-                                   codes=sparse_format.HARDWARE_CODES)
-    meta = _image_meta(W, weights, wbits, lanes, simd, code["coding"], len(beats),
+    code = sparse_format.layer_bits(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
+    beats = W.shape[0] // lanes * (W.shape[1] // simd)
+    meta = _image_meta(W, weights, wbits, lanes, simd, code["coding"], beats,
                        code["block"], code["inner"])
     return SimpleNamespace(word_bits=code["word_bits"], depth=code["depth"], bits=code["bits"],
                            meta=meta)
