@@ -114,10 +114,10 @@ def test_output_register(hdl, tmp_path, depth, word_bits, target):
     primitive = "DP16KD" in (tmp_path / "rom_top.v").read_text() if hdl == "icarus" else None
     assert primitive in (None, target != "generic" and depth <= 512)
     words = words_for(depth, word_bits)
-    expected, stage, value, valid = [], None, None, False
+    expected, stage, value = [], None, None
     for en, oe, addr in driven:
         if oe:                       # dout takes the read register's word of before
-            value, valid = stage, valid or stage is not None
+            value = stage
         if en:
             stage = words[addr]
         expected.append(value)
