@@ -16,7 +16,7 @@ from quant.pipeline import distillation_loss
 from quant.search import (GP_CAP, REPEAT_SEED_STRIDE, Evaluator, Objective, classifier_metrics,
                           layer_mask, model_bits, parse_structure, prune_layer, run_searches,
                           structure_choices)
-from quant.sparse_format import CODES, HARDWARE_CODES, to_beats
+from quant.sparse_format import CODES, FIRST_CODES, HARDWARE_CODES, to_beats
 
 PLAN = """
 name: t
@@ -168,7 +168,11 @@ def test_model_bits_in_hardware_codes_are_the_written_bits(trained):
     layers = qnet.int_layers()
     total, per_layer, choice = model_bits(layers, HARDWARE_CODES)
     assert (total, per_layer) == exact_model_bits(layers)
-    assert all(c["coding"] in HARDWARE_CODES for c in choice.values())
+    # counted in /1's codings only, every layer takes one of them and none is smaller
+    first_total, first_layers, first_choice = model_bits(layers, FIRST_CODES)
+    assert all(c["coding"] in FIRST_CODES for c in first_choice.values())
+    assert all(first_layers[name] >= per_layer[name] for name in per_layer)
+    assert first_total >= total
 
 
 def test_classifier_metrics_match_the_integer_model(trained):
