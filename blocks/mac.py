@@ -258,13 +258,6 @@ def acc_signal(bits: int) -> Signal:
     return Signal(intbv(0, min=-(1 << (bits - 1)), max=1 << (bits - 1)))
 
 
-def tree_range(lo: int, hi: int, leaves: int) -> tuple[int, int]:
-    """Range of the sum of ``leaves`` values each in ``[lo, hi]``, as the tree widens it."""
-    while leaves > 1:
-        lo, hi, leaves = 2 * lo, 2 * hi, (leaves + 1) // 2
-    return lo, hi
-
-
 @block
 def adder_tree(aclk, enable, leaves, root, *, lo, hi):
     """Pairwise registered sums of ``leaves`` (each in ``[lo, hi]``) into ``root``.

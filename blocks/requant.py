@@ -66,7 +66,6 @@ follows ``m_axis_out.tready``; ``tvalid`` is a register).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +79,7 @@ from blocks import rom as rom_mod
 from blocks.ram import bram_blocks as ram_blocks
 from blocks.ram import memory_style
 from blocks.rom import address_bits, rom
-from blocks.spec import BlockDef, Param, ParameterError, check_width
+from blocks.spec import BlockDef, Param, check_width
 from blocks.stream import Axis, clock_reset
 from quant.fixedpoint import signed_bits as value_signed_bits
 from quant.reference import requantize
