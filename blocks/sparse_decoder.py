@@ -968,13 +968,10 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
     ypn = len(lay.kept)
     levels = prefix_levels(W, P, shape.Q)
     carry = W + 1 + ypn + 1                       # word, tlast, prev's kept bits, valid
-    prefix = 0
-    for level in range(2, levels + 1, 2) if levels > 1 else []:
-        prefix += carry + sum(min(nb, (4 * min(c + 1, 1 << level)).bit_length())
-                              for c in range(NCH))
-    if levels % 2:
-        prefix += carry + sum(min(nb, (4 * min(c + 1, 1 << levels)).bit_length())
-                              for c in range(NCH))
+    # a register every two prefix levels and after the last (record_table's rule)
+    prefix = sum(carry + sum(min(nb, (4 * min(c + 1, 1 << level)).bit_length())
+                             for c in range(NCH))
+                 for level in range(1, levels + 1) if level % 2 == 0 or level == levels)
     tz = (VB & -VB).bit_length() - 1
     g = shape.g
     t, TN = g.bit_length() - 1, W // g
