@@ -68,9 +68,7 @@ def table_stages(W: int, P: int, block: int | None = None) -> int:
     prefix stages (two levels each), prefix counts, window counts (the entries made
     from them go into the slots' registers); with ``block`` (``/2``, element masks) the
     block-mask counts, then the record lengths."""
-    if block is None:
-        return 1 + (prefix_levels(W, P) + 1) // 2 + 2
-    return 1 + (prefix_levels(W, P, reach(W, P, block)) + 1) // 2 + 3
+    return 1 + (prefix_levels(W, P, reach(W, P, block)) + 1) // 2 + (2 if block is None else 3)
 
 
 def reach(W: int, P: int, block: int | None = None) -> int:
