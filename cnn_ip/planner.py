@@ -209,15 +209,10 @@ def units(estimate: dict, family: str) -> float:
     return block_units(estimate["bram"])[family]
 
 
-def _image_meta(W, weights, wbits, lanes, simd, coding, beats, block=None, inner=None):
-    stores_values = coding == "masked" or inner == "mask"
-    meta = {"lanes": lanes, "simd": simd, "coding": coding, "weights": weights, "wbits": wbits,
-            "code_bits": weight_modes.code_bits(weights, wbits),
-            "value_bits": weight_modes.value_bits(weights, wbits) if stores_values else None,
+def _image_meta(W, weights, wbits, lanes, simd, code, beats):
+    return {**sparse_format.code_meta(code, weights=weights, wbits=wbits, lanes=lanes,
+                                      simd=simd),
             "beats": beats, "cout": int(W.shape[0]), "reduce": int(W.shape[1])}
-    if coding == "block":
-        meta.update({"block": block, "inner": inner, "block_mask_bits": lanes * simd // block})
-    return meta
 
 
 def weight_image(W, *, weights, wbits, lanes, simd):
@@ -229,8 +224,7 @@ def weight_image(W, *, weights, wbits, lanes, simd):
     W = np.asarray(W)
     code = sparse_format.layer_bits(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
     beats = W.shape[0] // lanes * (W.shape[1] // simd)
-    meta = _image_meta(W, weights, wbits, lanes, simd, code["coding"], beats,
-                       code["block"], code["inner"])
+    meta = _image_meta(W, weights, wbits, lanes, simd, code, beats)
     return SimpleNamespace(word_bits=code["word_bits"], depth=code["depth"], bits=code["bits"],
                            meta=meta)
 
@@ -242,7 +236,8 @@ def group_geometry(W, *, weights, wbits, lanes, simd, bus_bytes=BUS_BYTES):
     wbits = weight_modes.normal_wbits(weights, wbits)
     f = offchip.group_figures(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd,
                               bus_bytes=bus_bytes)
-    meta = _image_meta(np.asarray(W), weights, wbits, lanes, simd, f["coding"], f["beats"])
+    code = {"coding": f["coding"], "block": None, "inner": None}    # off-chip images: /1
+    meta = _image_meta(np.asarray(W), weights, wbits, lanes, simd, code, f["beats"])
     return SimpleNamespace(word_bits=f["word_bits"], depths=tuple(f["depths"]),
                            bytes=tuple(f["bytes"]), bits=f["word_bits"] * sum(f["depths"]),
                            meta=meta, bus_bytes=bus_bytes)

@@ -285,6 +285,22 @@ def _check_choice(P, *, weights, coding, codes, block, inner) -> None:
                          f"got {inner!r}")
 
 
+def code_meta(choice: dict, *, weights, wbits, lanes: int, simd: int) -> dict:
+    """The sidecar fields that follow from a layer's code (a :func:`candidates` dict) and
+    packing alone: what the decoder is generated from (``encode`` writes them; the
+    planner sizes a ROM with them without building its words)."""
+    coding, inner = choice["coding"], choice["inner"]
+    stores_values = coding == "masked" or inner == "mask"
+    meta = {"coding": coding, "weights": weights, "wbits": wbits,
+            "code_bits": code_bits(weights, wbits),
+            "value_bits": value_bits(weights, wbits) if stores_values else None,
+            "lanes": int(lanes), "simd": int(simd)}
+    if coding == "block":
+        meta.update({"block": choice["block"], "inner": inner,
+                     "block_mask_bits": lanes * simd // choice["block"]})
+    return meta
+
+
 def encode(W, *, weights, wbits=None, lanes, simd, coding: str = "auto",
            codes=HARDWARE_CODES, block=None, inner=None) -> SparseImage:
     """Encode weight values ``W`` (``(Cout, R)``) into ROM words; see the module docstring.
@@ -306,24 +322,19 @@ def encode(W, *, weights, wbits=None, lanes, simd, coding: str = "auto",
     words = bits_to_words(stream, word_bits)
     depth = len(words)
     nonzeros = int(np.count_nonzero(W))
-    coding, block, inner = choice["coding"], choice["block"], choice["inner"]
-    stores_values = coding == "masked" or inner == "mask"
+    coding, block = choice["coding"], choice["block"]
     meta = {
         "format": FORMAT2 if coding == "block" else FORMAT, "word_bits": word_bits,
         "depth": depth, "bits": depth * word_bits,
-        "coding": coding, "weights": weights, "wbits": wbits,
-        "code_bits": code_bits(weights, wbits),
-        "value_bits": value_bits(weights, wbits) if stores_values else None,
-        "lanes": int(lanes), "simd": int(simd), "cout": int(W.shape[0]),
-        "reduce": int(W.shape[1]), "beats": len(beats),
+        **code_meta(choice, weights=weights, wbits=wbits, lanes=lanes, simd=simd),
+        "cout": int(W.shape[0]), "reduce": int(W.shape[1]), "beats": len(beats),
         "stream_bits": len(stream), "pad_bits": depth * word_bits - len(stream),
         "nonzeros": nonzeros, "sparsity": round(1 - nonzeros / W.size, 6),
         "bits_per_weight": round(depth * word_bits / W.size, 6),
         "order": "g in Cout/lanes, r in R/simd: beat; element l*simd+s = W[g*lanes+l, r*simd+s]",
     }
     if coding == "block":
-        meta.update({"block": block, "inner": inner, "block_mask_bits": lanes * simd // block,
-                     "nonzero_blocks": int((beats.reshape(-1, block) != 0).any(axis=1).sum()),
+        meta.update({"nonzero_blocks": int((beats.reshape(-1, block) != 0).any(axis=1).sum()),
                      "order": meta["order"] + f"; block k of a beat = elements "
                                               f"[k*{block}, (k+1)*{block})"})
     assert len(stream) == chosen["stream_bits"] and depth == chosen["depth"]
