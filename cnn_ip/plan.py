@@ -90,7 +90,8 @@ QUANTIZE_RANGES = {"mbits": (2, 16), "base_sparsity": (0, 0.95), "seed": (0, 2**
                    "prune_steps": (1, 100)}
 # The words a string setting takes. quantize.codes: the weight codings the sparsity search
 # counts bits in (quant.pipeline's CODE_SETS): what the decoder reads, or every coding of
-# docs/sparse_format.md. quantize.structures: unstructured pruning offered beside the
+# docs/sparse_format.md (the same set since the decoder reads /2; both stay accepted so
+# that plans written before keep loading). quantize.structures: unstructured pruning offered beside the
 # block structures, or blocks only (quant.search.STRUCTURES).
 QUANTIZE_CHOICES = {"codes": ("hardware", "all"), "structures": ("any", "block")}
 COMMON_LAYER_KEYS = ("type", "name", "dataflow")
