@@ -594,8 +594,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
             for sel, al in zip(sels, [at_last, *lasts])]
     walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
                    tlast, tflags, write, wp3, codes, fills, off_n, pop, (offs, lasts),
-                   last_beat=fmt["beats"] - 1,
-                   NB=NB, straddle=bool(Q)),
+                   last_beat=fmt["beats"] - 1, straddle=bool(Q)),
             [load_enable(fire, pop, al, fills[0], en)
              for en, al in zip(en_owns, [at_last, *lasts])],
             [load_enable(fire, pop_m, al, fill_strad, en)

@@ -229,14 +229,15 @@ def slot_writes(write, ptr, we, we_next, *, k, m):
 @block
 def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
            last_in, tflags, write, wp3, codes, fills, off_n, pop, copies, *,
-           last_beat, NB, straddle=True):
+           last_beat, straddle=True):
     """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp``
     of the four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3``
-    and the count of filled slots.  ``ent``: the head table's entry at ``off`` (``NB + 1``
-    bits, pop on top); ``hflag``: the head word's ``tlast`` flag; ``tflags``: the table
-    slots'.  The loop is that select, one LUT (``pop_h``: the head word is left) and the
-    clock enables of the head table (:func:`load_enable`, from ``fills``: the own or the
-    straddling part's slot is written now).  ``copies``: ``(offsets, lasts)``, the replicas
+    and the count of filled slots.  ``ent``: the next offset of the head table's entry at
+    ``off`` (its pop bit: ``pop``, from :func:`pop_select`); ``hflag``: the head word's
+    ``tlast`` flag; ``tflags``: the table slots'.  The loop is that select, one LUT
+    (``pop_h``: the head word is left) and the clock enables of the head table
+    (:func:`load_enable`, from ``fills``: the own or the straddling part's slot is written
+    now).  ``copies``: ``(offsets, lasts)``, the replicas
     of ``off``'s low bits (as many as the copies are wide) and of ``at_last``
     (:func:`replica`).  What the head table loads (``codes``, one for the own part, one for
     the straddling part: table slot 0..2, or 3 the table pipeline, whose slot is being
