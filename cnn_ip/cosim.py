@@ -120,9 +120,31 @@ def dut(block_def: BlockDef, ports: dict, *, hdl: str, workdir=None, args: dict 
     # simulated with it, as any simulator run on the directory would.
     models = sorted(path.name for path in workdir.glob("*_sim.v"))
     compile_icarus(workdir, [f"{name}.v", f"tb_{name}.v", *models], f"tb_{name}")
+    return icarus_run(workdir, ports)
+
+
+def icarus_run(workdir: Path, ports: dict):
+    """The ``sim.vvp`` compiled in ``workdir``, run by Icarus in lock step with MyHDL on
+    ``ports``."""
     command = f"cd {shlex.quote(str(workdir))} && exec vvp -n -m {shlex.quote(str(myhdl_vpi()))} sim.vvp"
     # A list, not a string: MyHDL splits string commands on spaces.
     return Cosimulation(["sh", "-c", command], **port_signals(ports))
+
+
+def part_dut(make, ports: dict, fresh: dict, *, hdl: str, workdir, name: str = "top",
+             models=()):
+    """A part with no ``BlockDef`` (a ``@block`` function ``make`` of the port names) wired
+    to ``ports``: ``make(**ports)`` in MyHDL, or ``make(**fresh)`` (the same ports, other
+    signals: conversion takes them over) converted as ``name`` and run under Icarus with
+    ``models`` (file names in ``workdir``, e.g. vendor-primitive models)."""
+    if hdl == "myhdl":
+        return make(**ports)
+    if hdl != "icarus":
+        raise ValueError(f"hdl: must be 'myhdl' or 'icarus', got {hdl!r}")
+    workdir = Path(workdir)
+    make(**fresh).convert(hdl="Verilog", path=str(workdir), name=name, testbench=True)
+    compile_icarus(workdir, [f"{name}.v", f"tb_{name}.v", *models], f"tb_{name}")
+    return icarus_run(workdir, ports)
 
 
 def run_streams(block_def: BlockDef, *, params: dict, hdl: str = "myhdl", workdir=None,

@@ -4,10 +4,10 @@ import random
 import subprocess
 
 import pytest
-from myhdl import Cosimulation, Signal, Simulation, StopSimulation, block, delay, instance, intbv
+from myhdl import Signal, Simulation, StopSimulation, block, delay, instance, intbv
 
 from blocks import bit_fields as bf
-from cnn_ip.cosim import compile_icarus, myhdl_vpi, port_signals
+from cnn_ip.cosim import part_dut
 
 
 def bits(value, lo, width):
@@ -113,14 +113,7 @@ def run(name, hdl, tmp_path, trials=60):
     ins = [k for k in ports if k not in outs]
     top = wrapper(name, kwargs)
 
-    if hdl == "myhdl":
-        dut = top(**ports)
-    else:
-        fresh = CASES[name]()[0]
-        top(**fresh).convert(hdl="Verilog", path=str(tmp_path), name="top", testbench=True)
-        compile_icarus(tmp_path, ["top.v", "tb_top.v"], "tb_top")
-        dut = Cosimulation(["sh", "-c", f"cd {tmp_path} && exec vvp -n -m {myhdl_vpi()} "
-                            "sim.vvp"], **port_signals(ports))
+    dut = part_dut(top, ports, CASES[name]()[0], hdl=hdl, workdir=tmp_path)
     rng = random.Random(name)
     seen = []
 

@@ -6,11 +6,11 @@ import random
 
 import numpy as np
 import pytest
-from myhdl import (Cosimulation, ResetSignal, Signal, Simulation, StopSimulation, block, delay,
+from myhdl import (ResetSignal, Signal, Simulation, StopSimulation, block, delay,
                    instance, intbv)
 
 from blocks.block_mask import block_expand, expand, latency, value_bits
-from cnn_ip.cosim import compile_icarus, lint, myhdl_vpi, port_signals
+from cnn_ip.cosim import lint, part_dut
 from quant.sparse_format import beat_stream
 from quant.weight_modes import code_bits, value_bits as stored_bits
 
@@ -51,14 +51,8 @@ def beats_for(rng, P, B, weights, wbits, n):
 def run(hdl, tmp_path, recs, *, W, out_bits, P, B, WB, inner, seed):
     ports = port_set(W, out_bits)
     kw = dict(P=P, B=B, WB=WB, inner=inner)
-    if hdl == "myhdl":
-        dut = expand_top(**ports, **kw)
-    else:
-        expand_top(**port_set(W, out_bits), **kw).convert(hdl="Verilog", path=str(tmp_path),
-                                                          name="top", testbench=True)
-        compile_icarus(tmp_path, ["top.v", "tb_top.v"], "tb_top")
-        dut = Cosimulation(["sh", "-c", f"cd {tmp_path} && exec vvp -n -m {myhdl_vpi()} sim.vvp"],
-                           **port_signals(ports))
+    dut = part_dut(lambda **p: expand_top(**p, **kw), ports, port_set(W, out_bits), hdl=hdl,
+                   workdir=tmp_path)
     rng = random.Random(seed)
     got, sent = [], []
 

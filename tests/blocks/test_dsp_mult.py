@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from myhdl import Cosimulation, Signal, Simulation, StopSimulation, block, delay, instance, intbv
+from myhdl import Signal, Simulation, StopSimulation, block, delay, instance, intbv
 
 from blocks import dsp_mult as dm
-from cnn_ip.cosim import compile_icarus, myhdl_vpi, port_signals
+from cnn_ip.cosim import part_dut
 
 CASES = [  # (a bits, a signed, b bits, b signed)
     (8, False, 8, True),      # unsigned activation x int8 weight (mac_array)
@@ -59,16 +59,9 @@ def run(case, *, hdl, target, workdir=None, n=200, seed=0):
     """
     sig = ports(*case)
     pairs = stimulus(sig["a"], sig["b"], n, seed)
-    if hdl == "myhdl":
-        dut = harness(**sig, target=target)
-    else:
-        workdir = Path(workdir)
-        harness(**ports(*case), target=target).convert(hdl="Verilog", path=str(workdir),
-                                                        name="harness", testbench=True)
-        models = dm.write_sim_files(target, workdir)
-        compile_icarus(workdir, ["harness.v", "tb_harness.v", *models], "tb_harness")
-        dut = Cosimulation(["sh", "-c", f"cd {workdir} && exec vvp -n -m {myhdl_vpi()} "
-                            "sim.vvp"], **port_signals(sig))
+    models = dm.write_sim_files(target, Path(workdir)) if hdl == "icarus" else ()
+    dut = part_dut(lambda **p: harness(**p, target=target), sig, ports(*case), hdl=hdl,
+                   workdir=workdir, name="harness", models=models)
     seen, reference = [], []
     rng = random.Random(seed + 1)
 

@@ -6,11 +6,11 @@ import random
 
 import numpy as np
 import pytest
-from myhdl import (Cosimulation, ResetSignal, Signal, Simulation, StopSimulation, block, delay,
+from myhdl import (ResetSignal, Signal, Simulation, StopSimulation, block, delay,
                    instance, intbv)
 
 from blocks.sparse_table import Shape, record_table, table_stages
-from cnn_ip.cosim import compile_icarus, lint, myhdl_vpi, port_signals
+from cnn_ip.cosim import lint, part_dut
 from quant.sparse_format import encode, words_to_bits
 
 
@@ -63,14 +63,8 @@ def wanted(prev, u, shape, VB):
 def run_table(hdl, tmp_path, shape, VB, words, seed):
     ports = port_set(shape)
     kw = dict(P=shape.P, VB=VB, W=shape.W, B=shape.block)
-    if hdl == "myhdl":
-        dut = table_top(**ports, **kw)
-    else:
-        table_top(**port_set(shape), **kw).convert(hdl="Verilog", path=str(tmp_path),
-                                                    name="top", testbench=True)
-        compile_icarus(tmp_path, ["top.v", "tb_top.v"], "tb_top")
-        dut = Cosimulation(["sh", "-c", f"cd {tmp_path} && exec vvp -n -m {myhdl_vpi()} sim.vvp"],
-                           **port_signals(ports))
+    dut = part_dut(lambda **p: table_top(**p, **kw), ports, port_set(shape), hdl=hdl,
+                   workdir=tmp_path)
     rng = random.Random(seed)
     got, sent = [], []
 
