@@ -75,7 +75,8 @@ def pareto(points: list[dict]) -> list[dict]:
     return sorted(front, key=lambda p: (p["bits"], -p["val_accuracy"]))
 
 
-def run_seed(plan, data, seed: int, settings: Settings, repeats: int = 1) -> dict:
+def run_seed(plan, data, seed: int, settings: Settings, repeats: int = 1, confirm: int = 0,
+             candidates: int = 2) -> dict:
     s = replace(settings, seed=seed)
     started = time.process_time()
     with train.deterministic(seed, s.threads):
@@ -84,8 +85,9 @@ def run_seed(plan, data, seed: int, settings: Settings, repeats: int = 1) -> dic
                                                      measure="validation top-1")
         evaluator.repeats = repeats
         search = run_searches(evaluator, evaluations=s.evaluations, seed=seed, progress=False,
-                              methods=METHODS)
-    return {"seed": seed, "repeats": repeats, "base": evaluator.reference,
+                              methods=METHODS, confirm=confirm, candidates=candidates)
+    return {"seed": seed, "repeats": repeats, "confirm": confirm, "candidates": candidates,
+            "base": evaluator.reference,
             "objective": objective.describe(),
             "search": {m: search[m] for m in METHODS},
             "cpu_s": round(time.process_time() - started, 1)}
@@ -202,6 +204,11 @@ def main() -> None:
                         help="pruning structures offered (quant.search.structure_choices)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="fine-tunes (different seeds) averaged per evaluation")
+    parser.add_argument("--confirm", type=int, default=0,
+                        help="evaluations of each method's budget spent re-evaluating its "
+                             "best candidates (quant.search.run_searches)")
+    parser.add_argument("--candidates", type=int, default=2,
+                        help="candidates the --confirm evaluations re-evaluate")
     parser.add_argument("--weight", type=float, default=0.1,
                         help="objective: accuracy_weight (per point of the measure)")
     parser.add_argument("--budget", type=float, default=None,
@@ -216,6 +223,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1:
         parser.exit(2, f"--repeats: must be at least 1, got {args.repeats}\n")
+    if (args.candidates < 1 or args.confirm < 0 or args.confirm % args.candidates
+            or args.confirm >= args.evaluations):
+        parser.exit(2, f"--confirm: must be a multiple of --candidates ({args.candidates}) "
+                       f"below --evaluations ({args.evaluations}), got {args.confirm}\n")
     plan = load_plan(args.plan)
     data = load_dataset(plan.dataset)
     settings = Settings(**{**plan.quantize, "evaluations": args.evaluations, "codes": args.codes,
@@ -236,7 +247,8 @@ def main() -> None:
         return report(results, args, settings, out)
     results = []
     for seed in args.seeds:
-        results.append(run_seed(plan, data, seed, settings, args.repeats))
+        results.append(run_seed(plan, data, seed, settings, args.repeats, args.confirm,
+                                args.candidates))
         if args.final:
             results[-1]["final"] = final_models(plan, data, results[-1], settings)
         (out / "search.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -251,9 +263,11 @@ def report(results: list[dict], args, settings: Settings, out: Path) -> None:
     header = list(rows[0])
     widths = [max(len(h), *(len(str(r[h])) for r in rows)) for h in header]
     repeats = sorted({r["repeats"] for r in results})
+    confirm = sorted({(r.get("confirm", 0), r.get("candidates", 2)) for r in results})
     print(f"{args.plan}, {len(results[0]['search']['bayes'])} evaluations a method, "
           f"{settings.search_epochs} epoch(s) each, the mean of {repeats} fine-tune(s), "
-          f"codes {args.codes}, structures {args.structures}")
+          f"codes {args.codes}, structures {args.structures}, (confirmation evaluations, "
+          f"candidates) {confirm}")
     print(f"objective (seed {results[-1]['seed']}): {results[-1]['objective']}")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for r in rows:

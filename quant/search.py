@@ -118,6 +118,7 @@ class Evaluation:
     val_measure: float           # what the objective uses
     val_loss: float | None       # classifier: validation cross-entropy
     objective: float
+    confirms: int | None = None  # a confirmation run: the index of the record it repeats
 
 
 def parse_structure(label: str) -> tuple[str, int | None]:
@@ -303,12 +304,15 @@ class Evaluator:
         return {**metrics, "bits": bits, "searched_bits": sum(per_layer[n] for n in self.auto),
                 "layers": layers, "codings": codings}
 
-    def __call__(self, search: str, sparsity: dict, structure: dict) -> float:
+    def __call__(self, search: str, sparsity: dict, structure: dict, *, run: int = 0,
+                 confirms: int | None = None) -> float:
+        """Evaluate a point; ``run`` k > 0 (a confirmation run of record ``confirms``)
+        fine-tunes with the seeds after those of runs 0..k-1."""
         sparsity = {name: round(float(v), 6) for name, v in sparsity.items()}
         runs = []
         for r in range(self.repeats):
             self.apply(sparsity, self.epochs, structure=structure, tuning=self.search_tuning,
-                       seed=self.seed + r * REPEAT_SEED_STRIDE)
+                       seed=self.seed + (run * self.repeats + r) * REPEAT_SEED_STRIDE)
             m = self.measure()
             m["achieved"] = {l.name: layer_sparsity(l) for l in m["layers"] if l.W is not None}
             runs.append(m)
@@ -323,7 +327,7 @@ class Evaluator:
         self.history.append(Evaluation(
             search, len(self.history), sparsity, dict(structure), achieved, bits, searched,
             rounded(mean("accuracy")), rounded(mean("measure")), rounded(mean("loss")),
-            round(value, 6)))
+            round(value, 6), confirms))
         return value
 
 
@@ -361,13 +365,21 @@ def search_space(evaluator: Evaluator, method: str):
 
 
 def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=True,
-                 methods=("bayes", "uniform"), initial: int | None = None) -> dict:
+                 methods=("bayes", "uniform"), initial: int | None = None,
+                 confirm: int = 0, candidates: int = 2) -> dict:
     """Each search of ``methods`` (:data:`METHODS`), ``evaluations`` each.  ``initial``:
     the random points a Gaussian-process search starts from (default: one a dimension,
-    at least 5, at most half the evaluations, at least 1).
+    at least 5, at most half the search's evaluations, at least 1).
+
+    ``confirm``: evaluations of each method's budget spent, after its search, on
+    confirmation runs instead of new points: its ``candidates`` distinct points of lowest
+    objective are each evaluated ``confirm // candidates`` more times, every run a
+    fine-tune with new seeds (:meth:`Evaluator.__call__`'s ``run``), so each candidate is
+    judged by the mean of ``1 + confirm // candidates`` fine-tunes (:func:`best_of`).
+    The search itself gets ``evaluations - confirm``.
 
     Returns ``{method: [records], "best": the Bayesian search's (or the first method's)
-    lowest objective}`` (records as dicts)."""
+    best point (:func:`best_of`)}`` (records as dicts)."""
     from skopt import gp_minimize
     from skopt.space import Space
     from tqdm import tqdm
@@ -375,6 +387,10 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
     for method in methods:
         if method not in METHODS:
             raise ValueError(f"methods: must be among {', '.join(METHODS)}, got {method!r}")
+    if candidates < 1 or confirm < 0 or confirm % candidates or confirm >= evaluations:
+        raise ValueError(f"confirm: must be a multiple of candidates ({candidates}) below "
+                         f"evaluations ({evaluations}), got {confirm}")
+    searched = evaluations - confirm
     results = {}
     bar = tqdm(total=len(methods) * evaluations, desc="sparsity search",
                disable=not progress, unit="eval")
@@ -389,13 +405,20 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
 
         if method == "random":
             # skopt's dummy_minimize fails with this scikit-learn; Space.rvs draws the same
-            for x in Space(dims).rvs(n_samples=evaluations, random_state=seed):
+            for x in Space(dims).rvs(n_samples=searched, random_state=seed):
                 func(x)
         else:
-            start_points = initial or max(1, min(max(5, len(dims)), evaluations // 2))
+            start_points = initial or max(1, min(max(5, len(dims)), searched // 2))
             # Latin hypercube starting points cover every dimension's range evenly
-            gp_minimize(func, dims, n_calls=evaluations, n_initial_points=start_points,
+            gp_minimize(func, dims, n_calls=searched, n_initial_points=start_points,
                         initial_point_generator="lhs", random_state=seed)
+        if confirm:
+            for batch in confirmation_runs(evaluator.history[start:], candidates,
+                                           confirm // candidates):
+                for run, original in batch:
+                    evaluator(method, original.sparsity, original.structure, run=run,
+                              confirms=original.index)
+                    bar.update(1)
         results[method] = [asdict(e) for e in evaluator.history[start:]]
     bar.close()
     first = "bayes" if "bayes" in methods else methods[0]
@@ -403,6 +426,50 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
     return results
 
 
+def point_key(record) -> tuple:
+    get = (lambda k: record[k]) if isinstance(record, dict) else (lambda k: getattr(record, k))
+    return tuple(sorted(get("sparsity").items())), tuple(sorted(get("structure").items()))
+
+
+def confirmation_runs(history, candidates: int, repeats: int) -> list:
+    """The confirmation schedule: the ``candidates`` distinct points of lowest objective
+    (the earliest record of a point on a tie), as ``[[(run, record) for each candidate]
+    for run in 1..repeats]``."""
+    chosen, seen = [], set()
+    for record in sorted(history, key=lambda e: (e.objective, e.index)):
+        if point_key(record) not in seen:
+            seen.add(point_key(record))
+            chosen.append(record)
+        if len(chosen) == candidates:
+            break
+    return [[(run, record) for record in chosen] for run in range(1, repeats + 1)]
+
+
+MEANED = ("bits", "searched_bits", "val_accuracy", "val_measure", "val_loss", "objective")
+
+
 def best_of(records: list[dict]) -> dict:
-    """The record with the lowest objective (the earliest on a tie)."""
-    return min(records, key=lambda e: (e["objective"], e["index"]))
+    """A method's best point.  Without confirmation runs: the record with the lowest
+    objective (the earliest on a tie).  With them (:func:`run_searches`' ``confirm``):
+    among the confirmed candidates, the lowest mean objective over a candidate's runs,
+    returned as its first record with ``bits``, ``searched_bits`` (rounded),
+    ``val_accuracy``, ``val_measure``, ``val_loss`` and ``objective`` the means over its
+    runs and ``runs`` their number."""
+    confirmed = {}
+    for record in records:
+        if record.get("confirms") is not None:
+            confirmed.setdefault(record["confirms"], []).append(record)
+    if not confirmed:
+        return min(records, key=lambda e: (e["objective"], e["index"]))
+    means = []
+    for record in records:
+        if record["index"] not in confirmed:
+            continue
+        runs = [record] + confirmed[record["index"]]
+        mean = {k: None if record[k] is None else sum(r[k] for r in runs) / len(runs)
+                for k in MEANED}
+        mean["bits"], mean["searched_bits"] = round(mean["bits"]), round(mean["searched_bits"])
+        means.append({**record, **{k: v if k in ("bits", "searched_bits") or v is None
+                                   else round(v, 6) for k, v in mean.items()},
+                      "runs": len(runs)})
+    return min(means, key=lambda e: (e["objective"], e["index"]))

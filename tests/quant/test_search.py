@@ -13,9 +13,9 @@ from quant import reference, train
 from quant.data import Dataset, Split, load_dataset
 from quant.export import exact_model_bits, packing
 from quant.pipeline import distillation_loss
-from quant.search import (GP_CAP, REPEAT_SEED_STRIDE, Evaluator, Objective, classifier_metrics,
-                          layer_mask, model_bits, parse_structure, prune_layer, run_searches,
-                          structure_choices)
+from quant.search import (GP_CAP, REPEAT_SEED_STRIDE, Evaluator, Objective, best_of,
+                          classifier_metrics, layer_mask, model_bits, parse_structure,
+                          prune_layer, run_searches, structure_choices)
 from quant.sparse_format import CODES, FIRST_CODES, HARDWARE_CODES, to_beats
 
 PLAN = """
@@ -119,6 +119,50 @@ def test_repeated_evaluation_is_the_mean_of_independent_fine_tunes(trained):
                                   + 100 * (ref["measure"] - mean_measure) + 100, abs=1e-9)
     with pytest.raises(ValueError, match="repeats"):
         Evaluator(qnet, data, AUTO, epochs=1, seed=3, repeats=0)
+
+
+def test_confirmation_reevaluates_the_best_candidates_with_new_seeds(trained):
+    """confirm=2 of 5 evaluations, 2 candidates: 3 search points, then each of the two of
+    lowest objective once more with the next seeds; the best point is the lower mean of
+    a candidate's two runs, and a confirmation run equals that point evaluated alone by
+    an evaluator seeded seed + REPEAT_SEED_STRIDE."""
+    qnet, data, _ = trained
+    start = copy.deepcopy(qnet.state_dict())
+    try:
+        with train.deterministic(3):
+            evaluator = Evaluator(qnet, data, AUTO, epochs=1, seed=3, codes=CODES)
+            base = evaluator.measure()
+            evaluator.objective = Objective(base["searched_bits"], base["measure"], budget=-100)
+            result = run_searches(evaluator, evaluations=5, seed=3, progress=False,
+                                  methods=("uniform",), confirm=2, candidates=2)
+            records = result["uniform"]
+            first = sorted(records[:3], key=lambda e: (e["objective"], e["index"]))[:2]
+            assert [r["confirms"] for r in records] == [None] * 3 + [e["index"] for e in first]
+            for again, original in zip(records[3:], first):
+                assert (again["sparsity"], again["structure"]) == (original["sparsity"],
+                                                                   original["structure"])
+                assert again["val_measure"] != original["val_measure"]   # a new fine-tune
+            qnet.load_state_dict(start)
+            alone = Evaluator(qnet, data, AUTO, epochs=1, seed=3 + REPEAT_SEED_STRIDE, codes=CODES)
+            alone.objective = evaluator.objective
+            alone("t", records[3]["sparsity"], records[3]["structure"])
+            assert alone.history[-1].val_measure == records[3]["val_measure"]
+            assert alone.history[-1].bits == records[3]["bits"]
+    finally:
+        qnet.load_state_dict(start)
+    means = [(original["objective"] + again["objective"]) / 2
+             for original, again in zip(first, records[3:])]
+    pick = int(np.argmin(means))
+    best = result["best"]
+    assert best["index"] == first[pick]["index"] and best["runs"] == 2
+    assert best["objective"] == pytest.approx(means[pick], abs=1e-6)
+    for key in ("val_accuracy", "val_measure"):
+        assert best[key] == pytest.approx((first[pick][key] + records[3 + pick][key]) / 2,
+                                          abs=1e-6)
+    assert best["bits"] == round((first[pick]["bits"] + records[3 + pick]["bits"]) / 2)
+    assert best_of(records[:3]) == first[0]                # without confirmation runs
+    with pytest.raises(ValueError, match="confirm"):
+        run_searches(evaluator, evaluations=5, seed=3, progress=False, confirm=3, candidates=2)
 
 
 def test_block_structure_zeroes_whole_blocks_of_the_rom_beat(trained):
