@@ -116,7 +116,9 @@ else (counting, shifting, expanding) is pipelined off it:
    table is loaded in ``COPIES`` parts of each kind, each on its own copy of the load
    enable (the copies differ in their copy of ``at_last``), and the entry select's
    first level takes ``off``'s low bits from ``COPIES`` copies in turn
-   (``blocks.sparse_framer.replica``: registers Yosys keeps apart).  A record fires
+   (``blocks.sparse_framer.replica``: registers Yosys keeps apart); on an ECP5 target
+   the selects are 16:1 PFU muxes (``LUT4``, ``PFUMX``, ``L6MUX21``) for synthesis,
+   two routing hops for 64 entries where ABC's mapping took six.  A record fires
    when its word and the next are in (or its word is its image's last) and the output
    FIFO has a place;
 4. *extraction*: the pointer and offset are copied into registers, the pair of words is
@@ -141,13 +143,13 @@ same loop; only the table and the expansion differ.  With dense blocks
 (``inner="dense"``) a record is, to the table, a masked record of a ``P/B``-bit mask
 and ``B*WB``-bit values, so the table is the masked one for those.  With element masks
 the table (``blocks.sparse_table.block_tail``) computes each start's length
-``P/B + B*m + VB*n`` from prefix counts (a ``(P/B+1)``-way select a start: one more
-pipeline stage); a header of variable length means a record near a word's end may end
-inside it, so every start has an entry made with the bits past the word read as zero,
-overwritten for the last starts by the entries made with the next word when it comes
-(``table_slot``/``head`` with ``own = W``; the head table's parts there take a new
-head's own entries instead when it is the word being written, a select after the pop
-bit).  After the extraction
+``P/B + B*m + VB*n`` from prefix counts (a ``(P/B+1)``-way select and a subtraction a
+start, then the sum: two more pipeline stages); a header of variable length means a
+record near a word's end may end inside it, so every start has an entry made with the
+bits past the word read as zero, overwritten for the last starts by the entries made
+with the next word when it comes (``table_slot``/``head`` with ``own = W``; the head
+table's parts there take a new head's own entries instead when it is the word being
+written, a select after the pop bit).  After the extraction
 ``blocks.block_mask.block_expand`` (two registered steps) turns the record into the
 masked record the expander takes, or (dense blocks) into the beat's codes.
 
@@ -186,6 +188,7 @@ from blocks.ram import TARGETS, add_blocks, bram_blocks, write_sim_files
 from blocks.rom import address_bits, rom, sim_files, uses_dp16kd
 from blocks.spec import BlockDef, Param, ParameterError, check_width, weight_params
 from blocks.stream import Axis, clock_reset
+from fpga.devices import DEVICES
 from quant import offchip, sparse_format, weight_modes
 from quant.rom_image import write_rom
 
@@ -383,7 +386,8 @@ def sparse_decoder(aclk, aresetn, m_axis_wgt, s_axis_words=None, *, lanes, simd,
                             coding=coding, word_bits=word_bits, beats=beats, block=block,
                             inner=inner)
         check_width("m_axis_wgt.tdata", m_axis_wgt.tdata, lanes * simd * fmt["code_bits"])
-        return stream_reader(aclk, aresetn, s_axis_words, m_axis_wgt, fmt=fmt)
+        return stream_reader(aclk, aresetn, s_axis_words, m_axis_wgt, fmt=fmt,
+                             target=target)
     BLOCK.validate(lanes=lanes, simd=simd, weights=weights, wbits=wbits, weights_file=image,
                    source=source, target=target)
     check_image(image, lanes=lanes, simd=simd, weights=weights, wbits=wbits)
@@ -405,12 +409,12 @@ def sparse_decoder(aclk, aresetn, m_axis_wgt, s_axis_words=None, *, lanes, simd,
         core = (rom_front(aclk, aresetn, rom_en, rom_addr, rom_dout, word, wvalid, wlast,
                           depth=depth),
                 masked_reader(aclk, aresetn, m_axis_wgt, rom_en, word, wvalid, wlast,
-                              fmt=meta, word_bits=word_bits))
+                              fmt=meta, word_bits=word_bits, target=target))
     return memory, address, core
 
 
 @block
-def stream_reader(aclk, aresetn, s_axis_words, m_axis_wgt, *, fmt):
+def stream_reader(aclk, aresetn, s_axis_words, m_axis_wgt, *, fmt, target="generic"):
     """Stream mode: a dense word is the beat (through a register slice); masked words go
     through the masked reader, which finds each pass's start from ``tlast``."""
     if fmt["coding"] == "dense":
@@ -420,7 +424,7 @@ def stream_reader(aclk, aresetn, s_axis_words, m_axis_wgt, *, fmt):
     word = Signal(intbv(0)[fmt["word_bits"]:])
     take = stream_front(aclk, aresetn, adv, s_axis_words, word, wvalid, wlast)
     core = masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, fmt=fmt,
-                         word_bits=fmt["word_bits"])
+                         word_bits=fmt["word_bits"], target=target)
     return take, core
 
 
@@ -520,10 +524,14 @@ def dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, depth
 
 
 @block
-def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, word_bits):
+def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, word_bits,
+                  target="generic"):
     """The masked coding: the table pipeline (``blocks.sparse_table``) fed by ``word``
     (a stage moving on ``adv``, which this block drives), the slots, loop and extraction
-    (``blocks.sparse_framer``), the expansion and the output FIFO."""
+    (``blocks.sparse_framer``), the expansion and the output FIFO.  On an ECP5
+    ``target`` the loop's selects are ECP5 slice muxes for synthesis
+    (``blocks.sparse_framer.ecp5_select``)."""
+    ecp5 = target != "generic" and DEVICES[target].family == "ecp5"
     P, VB, W = fmt["lanes"] * fmt["simd"], fmt["value_bits"], word_bits
     TP, TVB, TB = table_params(fmt)
     shape = Shape(W, TP, TVB, TB)
@@ -590,20 +598,21 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     if overlap:     # the straddling parts also load a new head's own entries there
         fill_strad = Signal(bool(0))
         tops = [either(fills[0], fills[1], fill_strad)] + [
-            top_select(fire, pop_m, al, fills[0], codes[0], sel)
+            top_select(fire, pop_m, al, fills[0], codes[0], sel, ecp5=ecp5)
             for sel, al in zip(sels, [at_last, *lasts])]
     walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
                    tlast, tflags, write, wp3, codes, fills, off_n, pop, (offs, lasts),
                    last_beat=fmt["beats"] - 1, straddle=bool(Q)),
-            [load_enable(fire, pop, al, fills[0], en)
+            [load_enable(fire, pop, al, fills[0], en, ecp5=ecp5)
              for en, al in zip(en_owns, [at_last, *lasts])],
-            [load_enable(fire, pop_m, al, fill_strad, en)
+            [load_enable(fire, pop_m, al, fill_strad, en, ecp5=ecp5)
              for en, al in zip(en_strads, [at_last, *lasts])], tops,
             head(aclk, aresetn, codes, (en_owns, en_strads), tabs, tflags, tab, tlast, parts,
                  hflag, W=TN, Q=Q, EB=EB, own=shape.own, sels=sels),
-            entry_mux(htab, off, ent, *(offs + [off] * (COPIES - len(offs))), EB=EB),
-            pop_select(htab, off_n, pop, EB=EB, flip=-1),
-            [pop_select(htab, off, pop_m, EB=EB, flip=0)] if Q else [])
+            entry_mux(htab, off, ent, *(offs + [off] * (COPIES - len(offs))), EB=EB,
+                      ecp5=ecp5),
+            pop_select(htab, off_n, pop, EB=EB, flip=-1, ecp5=ecp5),
+            [pop_select(htab, off, pop_m, EB=EB, flip=0, ecp5=ecp5)] if Q else [])
     rec = Signal(intbv(0)[W:])
     rv, rl = Signal(bool(0)), Signal(bool(0))
     cut = extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, W=W, NB=NB,
@@ -803,6 +812,7 @@ def out_fifo(aclk, aresetn, push, push_data, push_last, m_axis_wgt, pending_ok, 
     count = Signal(intbv(0, min=0, max=D + 1))
     pending = Signal(intbv(0, min=0, max=D + 1))
     pop = Signal(bool(0))
+    nonempty = Signal(bool(0))      # count != 0, as a register: tvalid and pop leave it
     head = Signal(intbv(0)[OW + 1:])
 
     @always(aclk.posedge)
@@ -813,9 +823,16 @@ def out_fifo(aclk, aresetn, push, push_data, push_last, m_axis_wgt, pending_ok, 
     @always_comb
     def read():
         head.next = mem[rptr]
-        pop.next = count != 0 and m_axis_wgt.tready
+        pop.next = nonempty and m_axis_wgt.tready
 
     pointers = fifo_pointers(aclk, aresetn, push, pop, wptr, rptr, count)
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def occupied():
+        if push and not pop:
+            nonempty.next = 1
+        elif pop and not push:
+            nonempty.next = count != 1
 
     @always_seq(aclk.posedge, reset=aresetn)
     def credit():
@@ -832,9 +849,9 @@ def out_fifo(aclk, aresetn, push, push_data, push_last, m_axis_wgt, pending_ok, 
     def outputs():
         m_axis_wgt.tdata.next = head[OW:]
         m_axis_wgt.tlast.next = head[OW]
-        m_axis_wgt.tvalid.next = count != 0
+        m_axis_wgt.tvalid.next = nonempty
 
-    return write, read, pointers, credit, outputs
+    return write, read, pointers, credit, outputs, occupied
 
 
 @block
@@ -947,7 +964,7 @@ def masked_latency(fmt, W) -> int:
     after it (``table_register``), the slot, the second word (a record may straddle into
     it), the loop's copy and the pair's register, the shifter, the expansion's three steps
     and the FIFO; ``/2``: the block expansion's two steps before the expander's three
-    (element masks, whose table has a stage more) or instead of them (dense blocks)."""
+    (element masks, whose table has two stages more) or instead of them (dense blocks)."""
     P, VB, block = table_params(fmt)
     expand = {None: 3, "mask": block_mask_latency() + 3, "dense": block_mask_latency()}[
         fmt.get("inner")]
@@ -984,7 +1001,11 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
         "table": (Q + carry + 3 * NCH + prefix
                   + W + 2 + ps_bits                                        # PS(k)
                   + W + 2 + TN * (nb - tz + t)                             # value bits
-                  + W + 2 + TN * live + own),                  # table_register: entries
+                  + W + 2 + TN * live + own                    # table_register: entries
+                  # /2 element masks: the element masks' counts and the block counts
+                  # beside them (blocks.sparse_table.block_tail), a stage of their own
+                  + (W + 2 + shape.entries * (nb + (P // block).bit_length())
+                     if block else 0)),
         # four word slots; three table slots and the head table (entries and tlast flag):
         # W/g entries (g the offset step, offsets in its units; an entry's low bits are
         # constants when VB and P are multiples of 2**tz)
@@ -1099,7 +1120,8 @@ def masked_flops(meta, W, addr) -> tuple[int, int]:
         expansion += ((K + 1) * K.bit_length() + W + 4
                       + (expander_width(meta, W) if meta["inner"] == "mask"
                          else P * meta["code_bits"]))
-    fifo = 2 * (FIFO_DEPTH - 1).bit_length() + 2 * FIFO_DEPTH.bit_length() + 1
+    # pointers, count and credit, pending_ok and nonempty
+    fifo = 2 * (FIFO_DEPTH - 1).bit_length() + 2 * FIFO_DEPTH.bit_length() + 2
     first = 1 + (prefix_levels(W, TP, lay.Q) + 1) // 2       # chunk stage and prefix stages
     srl += ((first * (W + 2 + len(lay.kept)) if first >= 2 else 0)
             + 2 * (W + 1) + (W + 1 if addr else 0))

@@ -10,7 +10,9 @@ place.  Its next state is the head table's entry at ``off``: no adder and no dat
 movement in the loop; the head table loads the next word's table only when the head
 word is left, from a table slot or the table pipeline, a choice made a cycle ahead.
 The record's bits are then cut from the pair of words by a registered shifter,
-``SHIFT_BITS`` offset bits a stage.
+``SHIFT_BITS`` offset bits a stage.  For an ECP5 build the loop's selects and the LUTs
+after its pop bits are instantiated slice logic where Yosys reads them
+(:func:`ecp5_select`, :func:`pop_gate`; simulators read the plain selects).
 """
 from __future__ import annotations
 
@@ -24,6 +26,21 @@ SHIFT_BITS = 3     # offset bits a shifter stage takes (an 8:1 select per bit)
 # of the head table's load enables (each loading a part of it): a copy is there to cut a
 # fan-out of hundreds, which routing on ECP5 pays for in the loop.
 COPIES = 4
+
+
+def lut_init(f) -> int:
+    """The ``INIT`` of an ECP5 ``LUT4`` computing ``f(A, B, C, D)``."""
+    return sum(f(i & 1, (i >> 1) & 1, (i >> 2) & 1, (i >> 3) & 1) << i for i in range(16))
+
+
+MUX2_INIT = lut_init(lambda a, b, c, d: c if a else b)     # Z = A ? C : B
+
+
+def for_synthesis(synthesis: str, simulation: str) -> str:
+    """Verilog: ``synthesis`` where ``SYNTHESIS`` is defined (Yosys defines it), else
+    ``simulation`` (simulators and lint): the ECP5 selects of :func:`ecp5_select` are
+    simulated as the plain selects they replace (tests/blocks prove the two equal)."""
+    return f"`ifdef SYNTHESIS\n{synthesis}`else\n{simulation}`endif\n"
 
 
 def spans(lo: int, hi: int, n: int) -> list[tuple[int, int]]:
@@ -100,10 +117,11 @@ end
 
 
 @block
-def load_enable(fire, pop, al, fill, en):
+def load_enable(fire, pop, al, fill, en, *, ecp5=False):
     """One copy of a head-table load enable: the head word is left (``fire`` with the pop
     bit ``pop``, or a pass's last record: ``al``, a copy of ``at_last``) or the part's
-    slot is written now (``fill``)."""
+    slot is written now (``fill``).  ``ecp5``: the last LUT is an instantiated ``LUT4``
+    for synthesis (:func:`pop_gate`)."""
 
     @always_comb
     def decide():
@@ -117,9 +135,24 @@ def load_enable(fire, pop, al, fill, en):
     load_enable.verilog_code = """
 (* keep *) wire ${en}_fire = $fire;
 (* keep *) wire ${en}_rest = ($fire & $al) | $fill;
-assign $en = (${en}_fire & $pop) | ${en}_rest;
-"""
+""" + pop_gate("$pop", "${en}_fire", "${en}_rest", "$en", ecp5)
     return decide
+
+
+POP_GATE_INIT = lut_init(lambda a, b, c, d: (a & b) | c)    # Z = (A & B) | C
+
+
+def pop_gate(pop, both, rest, out, ecp5):
+    """Verilog: ``out = (pop & both) | rest``, the one LUT after a pop bit; ``ecp5``: for
+    synthesis an instantiated ``LUT4`` with the pop bit on its fast input (ABC otherwise
+    folds other terms in after the pop bit: a LUT and a routing hop more)."""
+    plain = f"assign {out} = ({both} & {pop}) | {rest};\n"
+    if not ecp5:
+        return plain
+    name = "${" + out.lstrip("$") + "}_gate"        # out: a template name, "$sig"
+    lut = (f"LUT4 #(.INIT(16'h{POP_GATE_INIT:04x})) {name} (.A({pop}), .B({both}), "
+           f".C({rest}), .D(1'b0), .Z({out}));\n")
+    return for_synthesis(lut, plain)
 
 
 @block
@@ -550,23 +583,31 @@ def part_pick(aclk, en, sel, src, src_b, part, *, lo, lo_b):
 
 
 @block
-def top_select(fire, pop, al, fill_own, code_own, sel):
+def top_select(fire, pop, al, fill_own, code_own, sel, *, ecp5=False):
     """One copy of :func:`head`'s select (``own = W``): the head word is left for the word
-    the table pipeline writes now (``code_own`` 3), or that word becomes the head of none."""
+    the table pipeline writes now (``code_own`` 3), or that word becomes the head of none.
+    One LUT after the pop bit (:func:`pop_gate`)."""
 
     @always_comb
     def decide():
         sel.next = fill_own or (code_own == 3 and fire and (pop or al))
 
+    sel.driven = "wire"
+    fire.read = pop.read = al.read = fill_own.read = code_own.read = True
+    top_select.verilog_code = """
+(* keep *) wire ${sel}_both = ($code_own == 2'd3) & $fire;
+(* keep *) wire ${sel}_rest = $fill_own | (($code_own == 2'd3) & $fire & $al);
+""" + pop_gate("$pop", "${sel}_both", "${sel}_rest", "$sel", ecp5)
     return decide
 
 
 @block
-def entry_mux(tab, off, ent, r0, r1, r2, r3, *, EB):
+def entry_mux(tab, off, ent, r0, r1, r2, r3, *, EB, ecp5=False):
     """``ent`` = entry ``off`` of ``tab`` (``EB``-bit entries; 0 past the end) as a
     balanced tree of 4:1 selects on two offset bits each (an adder-free index).
     ``r0..r3``: copies of ``off`` (equal to it) that the tree's first level takes in
-    turn, so that no offset bit drives every select of it."""
+    turn, so that no offset bit drives every select of it.  ``ecp5``: for synthesis the
+    tree is ECP5 slice muxes (:func:`ecp5_select`)."""
     N = len(tab) // EB
     NB = len(off)
     OW = len(ent)                   # the entry's low bits (its offset, without the pop bit)
@@ -583,7 +624,67 @@ def entry_mux(tab, off, ent, r0, r1, r2, r3, *, EB):
     tab.read = off.read = r0.read = r1.read = r2.read = r3.read = True
     entry_mux.verilog_code = select_tree(level, "$off", "ent", f"[{OW - 1}:0] ",
                                          first=("$r0", "$r1", "$r2", "$r3"))
+    if ecp5:
+        bits = [[f"$tab[{i * EB + b}]" if i < N else "1'b0" for i in range(1 << NB)]
+                for b in range(OW)]
+        entry_mux.verilog_code = for_synthesis(
+            ecp5_select(bits, "$off", NB, "ent", first=("$r0", "$r1", "$r2", "$r3")),
+            entry_mux.verilog_code)
     return model
+
+
+def ecp5_select(bits, sel, nsel, out, first=None, vector=True):
+    """Verilog: ``$<out>[b]`` = ``bits[b][<sel>]`` (``nsel`` select bits, ``2**nsel``
+    one-bit leaves each, ``1'b0`` allowed) as instantiated ECP5 slice logic: up to 16
+    leaves in one PFU (``LUT4`` 2:1 selects on the LUT's fast input, ``PFUMX``, two
+    ``L6MUX21`` levels: no general routing inside), such groups of groups above.  ABC
+    maps the same select as LUT4s a 2:1 select each (6 levels and 6 routing hops for 64
+    leaves; 2 hops here).  A group of constant zeros is the constant.  ``first``: copies
+    of ``sel`` whose two low bits the first level's groups take in turn.  ``vector``:
+    ``out`` is a vector (else a single bit, ``bits`` one list)."""
+    lines = []
+    count = [0]
+
+    def node(kind, pins):
+        count[0] += 1
+        z = f"${{{out}}}_x{count[0]}"
+        lines.append(f"wire {z};")
+        args = ", ".join(f".{k}({v})" for k, v in pins) + f", .Z({z})"
+        param = f" #(.INIT(16'h{MUX2_INIT:04x}))" if kind == "LUT4" else ""
+        lines.append(f"{kind}{param} {z}_i ({args});")
+        return z
+
+    def group(xs, picks):
+        if all(x == "1'b0" for x in xs):
+            return "1'b0"
+        level = [node("LUT4", [("A", picks[0]), ("B", lo), ("C", hi), ("D", "1'b0")])
+                 for lo, hi in zip(xs[::2], xs[1::2])] if picks else list(xs)
+        if len(picks) >= 2:
+            level = [node("PFUMX", [("ALUT", hi), ("BLUT", lo), ("C0", picks[1])])
+                     for lo, hi in zip(level[::2], level[1::2])]
+        for pick in picks[2:]:
+            level = [node("L6MUX21", [("D0", lo), ("D1", hi), ("SD", pick)])
+                     for lo, hi in zip(level[::2], level[1::2])]
+        return level[0]
+
+    n_group = 0
+    for b, leaves in enumerate(bits):
+        level, lo = list(leaves), 0
+        while len(level) > 1:
+            take = min(4, nsel - lo)
+            k = 1 << take
+            groups = []
+            for i in range(0, len(level), k):
+                by = sel
+                if first and lo == 0:
+                    by = first[n_group % len(first)]
+                    n_group += 1
+                picks = [f"{by}[{lo + t}]" if by == sel or t < 2 else f"{sel}[{lo + t}]"
+                         for t in range(take)]
+                groups.append(group(level[i:i + k], picks))
+            level, lo = groups, lo + take
+        lines.append(f"assign ${out}{f'[{b}]' if vector else ''} = {level[0]};")
+    return "\n".join(lines) + "\n"
 
 
 def select_tree(level, sel, out, width, first=None):
@@ -754,7 +855,7 @@ def low_bits(src, dst):
 
 
 @block
-def pop_select(tab, off_x, pop, *, EB, flip):
+def pop_select(tab, off_x, pop, *, EB, flip, ecp5=False):
     """``pop`` = the pop bit of entry ``off_x ^ flip`` of ``tab`` (0 past the end): the
     head word's pop decision from a select of its own.  The decoder has two: one on
     ``~off`` (``flip`` all ones, a register of its own, which synthesis keeps apart from
@@ -775,4 +876,8 @@ def pop_select(tab, off_x, pop, *, EB, flip):
     pop.driven = "wire"
     tab.read = off_x.read = True
     pop_select.verilog_code = select_tree(level, "$off_x", "pop", "")
+    if ecp5:
+        pop_select.verilog_code = for_synthesis(ecp5_select([level], "$off_x", NB, "pop",
+                                                                vector=False),
+                                                pop_select.verilog_code)
     return model

@@ -67,8 +67,8 @@ def table_stages(W: int, P: int, block: int | None = None) -> int:
     """Registers from a word taken into the pipeline to its table: chunk counts, the
     prefix stages (two levels each), prefix counts, window counts (the entries made
     from them go into the slots' registers); with ``block`` (``/2``, element masks) the
-    block-mask counts, then the record lengths."""
-    return 1 + (prefix_levels(W, P, reach(W, P, block)) + 1) // 2 + (2 if block is None else 3)
+    block-mask counts, the element masks' counts, then the record lengths."""
+    return 1 + (prefix_levels(W, P, reach(W, P, block)) + 1) // 2 + (2 if block is None else 4)
 
 
 def reach(W: int, P: int, block: int | None = None) -> int:
@@ -351,15 +351,17 @@ def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tva
 @block
 def block_tail(aclk, aresetn, adv, ps, yw, last, valid, tab, tword, tlast, tvalid, *, shape):
     """``/2`` with element masks, after the prefix counts ``ps``: the block mask's count
-    ``m`` of every start (``PS(s+K) - PS(s)``, ``K = P/B``; a register), then the record's
-    length (``K + B*m + VB*n``, ``n`` the set bits of the next ``B*m``: a ``K+1``-way
-    select of prefix counts; a register), then the entries (:func:`block_entries`).
-    Prefix counts past the end of ``Y`` read as its last (the bits beyond are zero)."""
+    ``m`` of every start (``PS(s+K) - PS(s)``, ``K = P/B``; a register), the set bits
+    ``n`` of the next ``B*m`` bits (a ``K+1``-way select of prefix counts and a
+    subtraction; a register), the record's length ``K + B*m + VB*n`` (a register), then
+    the entries (:func:`block_entries`).  Prefix counts past the end of ``Y`` read as its
+    last (the bits beyond are zero)."""
     g, nb, P, B = shape.g, shape.nb, shape.P, shape.block
     K, NE, W = P // B, shape.entries, shape.W
     # a length (at most a word for a real record) and the constants that make it
     xb = max(nb + 1, max(K, B, shape.VB).bit_length())
     kg = K // g
+    mb = K.bit_length()             # a block count's live bits (at most K)
 
     def sig(bits):
         return Signal(intbv(0)[bits:])
@@ -370,20 +372,26 @@ def block_tail(aclk, aresetn, adv, ps, yw, last, valid, tab, tword, tlast, tvali
     reads = sorted({i + j * (B // g) for i in range(NE) for j in range(K + 1)})
     ps_x, ps_k = sig((NE + kg) * nb), sig((top + 1 - kg) * nb)
     ps2, ps2_x = sig(len(ps_k)), sig(len(reads) * nb)
-    m_now, m, n_now, lens = sig(NE * nb), sig(NE * nb), sig(NE * xb), sig(NE * xb)
-    w2, w3 = sig(W), sig(W)
-    l2, l3, v3, v4 = (Signal(bool(0)) for _ in range(4))
+    m_now, m = sig(NE * nb), sig(NE * nb)
+    n_now, n, m3 = sig(NE * nb), sig(NE * nb), sig(NE * mb)
+    lens_now, lens = sig(NE * xb), sig(NE * xb)
+    w2, w3, w4 = sig(W), sig(W), sig(W)
+    l2, l3, l4, v3, v4, v5 = (Signal(bool(0)) for _ in range(6))
+    m_low = sig(NE * mb)
     return (pick_fields(ps, ps_x, nb=nb, picks=[min(f, top) for f in range(NE + kg)]),
             pick_fields(ps, ps_k, nb=nb, picks=range(kg, top + 1)),
             window_values(ps_x, m_now, W=NE * g, P=K, VB=1, nb=nb, step=g),
             stage(aclk, aresetn, adv, [(yw, w2), (last, l2), (m_now, m), (ps_k, ps2)], valid,
                   v3),
             pick_fields(ps2, ps2_x, nb=nb, picks=[min(f, top - kg) for f in reads]),
-            block_lengths(ps2_x, m, n_now, K=K, B=B, VB=shape.VB, nb=nb, xb=xb, step=g,
-                          fields=reads),
-            stage(aclk, aresetn, adv, [(w2, w3), (l2, l3), (n_now, lens)], v3, v4),
+            element_counts(ps2_x, m, n_now, K=K, B=B, nb=nb, step=g, fields=reads),
+            narrow_fields(m, m_low, nb=nb, out_bits=mb),
+            stage(aclk, aresetn, adv, [(w2, w3), (l2, l3), (n_now, n), (m_low, m3)], v3, v4),
+            block_lengths(n, m3, lens_now, K=K, B=B, VB=shape.VB, nb=nb, mb=mb, xb=xb,
+                          step=g),
+            stage(aclk, aresetn, adv, [(w3, w4), (l3, l4), (lens_now, lens)], v4, v5),
             block_entries(lens, tab, TN=shape.TN, QN=shape.QN, nb=nb, xb=xb),
-            outputs(w3, l3, v4, tword, tlast, tvalid))
+            outputs(w4, l4, v5, tword, tlast, tvalid))
 
 
 @block
@@ -405,17 +413,16 @@ def pick_fields(src, dst, *, nb, picks):
 
 
 @block
-def block_lengths(ps, m, lens, *, K, B, VB, nb, xb, step, fields=None):
-    """``lens`` field ``i`` (``xb`` bits) = ``(K + B*m_i + VB*n_i) / step``, the length of
-    the record of start ``i`` in units of ``step``: ``m_i`` (field ``i`` of ``m``, at most
-    ``K``) its non-zero blocks, ``n_i = PS(i + B*m_i) - PS(i)`` (mod ``2**nb``) the set
-    bits of their element masks (``ps`` fields from the first element mask of start 0 on,
-    one a ``step``; ``fields``: those ``ps`` holds, in order, if not all)."""
+def element_counts(ps, m, n, *, K, B, nb, step, fields=None):
+    """``n`` field ``i`` = ``PS(i + B*m_i) - PS(i)`` (mod ``2**nb``): the set bits of the
+    element masks of start ``i``'s ``m_i`` non-zero blocks (``m_i``: field ``i`` of ``m``,
+    at most ``K``; ``ps`` fields from the first element mask of start 0 on, one a
+    ``step``; ``fields``: those ``ps`` holds, in order, if not all)."""
     NE = len(m) // nb
-    kg, bg, vg = K // step, B // step, VB // step
+    bg = B // step
     at = ({f: n for n, f in enumerate(fields)} if fields is not None
           else {f: f for f in range(len(ps) // nb)})
-    mask, xmask = (1 << nb) - 1, (1 << xb) - 1
+    mask = (1 << nb) - 1
 
     @always_comb
     def model():
@@ -423,9 +430,8 @@ def block_lengths(ps, m, lens, *, K, B, VB, nb, xb, step, fields=None):
         out = 0
         for i in range(NE):
             mi = (mv >> (i * nb)) & mask
-            n = ((p >> (at[i + mi * bg] * nb)) - (p >> (at[i] * nb))) & mask
-            out |= ((kg + mi * bg + n * vg) & xmask) << (i * xb)
-        lens.next = out
+            out |= (((p >> (at[i + mi * bg] * nb)) - (p >> (at[i] * nb))) & mask) << (i * nb)
+        n.next = out
 
     lines = []
     for i in range(NE):
@@ -433,13 +439,58 @@ def block_lengths(ps, m, lens, *, K, B, VB, nb, xb, step, fields=None):
         cands = ", ".join(f"$ps[{(at[i + j * bg] + 1) * nb - 1}:{at[i + j * bg] * nb}]"
                           for j in reversed(range(K + 1)))
         mi = f"$m[{(i + 1) * nb - 1}:{i * nb}]"
-        lines += [f"wire [{(K + 1) * nb - 1}:0] ${{lens}}_c{i} = {{{cands}}};",
-                  f"wire [{nb - 1}:0] ${{lens}}_n{i} = ${{lens}}_c{i}[{mi} * {nb} +: {nb}]"
-                  f" - $ps[{(a + 1) * nb - 1}:{a * nb}];",
-                  f"assign $lens[{(i + 1) * xb - 1}:{i * xb}] = {xb}'d{kg} + {mi} * {xb}'d{bg}"
-                  f" + ${{lens}}_n{i} * {xb}'d{vg};"]
-    lens.driven = "wire"
+        lines += [f"wire [{(K + 1) * nb - 1}:0] ${{n}}_c{i} = {{{cands}}};",
+                  f"assign $n[{(i + 1) * nb - 1}:{i * nb}] = ${{n}}_c{i}[{mi} * {nb} +: {nb}]"
+                  f" - $ps[{(a + 1) * nb - 1}:{a * nb}];"]
+    n.driven = "wire"
     ps.read = m.read = True
+    element_counts.verilog_code = "\n".join(lines) + "\n"
+    return model
+
+
+@block
+def narrow_fields(src, dst, *, nb, out_bits):
+    """``dst`` field ``i`` (``out_bits``) = the low bits of ``src`` field ``i`` (``nb``)."""
+    n = len(dst) // out_bits
+    low = (1 << out_bits) - 1
+
+    @always_comb
+    def model():
+        v = int(src.val)
+        dst.next = sum(((v >> (i * nb)) & low) << (i * out_bits) for i in range(n))
+
+    dst.driven = "wire"
+    src.read = True
+    narrow_fields.verilog_code = "".join(
+        f"assign $dst[{(i + 1) * out_bits - 1}:{i * out_bits}] = "
+        f"$src[{i * nb + out_bits - 1}:{i * nb}];\n" for i in range(n))
+    return model
+
+
+@block
+def block_lengths(n, m, lens, *, K, B, VB, nb, mb, xb, step):
+    """``lens`` field ``i`` (``xb`` bits) = ``(K + B*m_i + VB*n_i) / step``, the length of
+    the record of start ``i`` in units of ``step``: ``m_i`` (field ``i`` of ``m``,
+    ``mb`` bits) its non-zero blocks, ``n_i`` (field ``i`` of ``n``, ``nb`` bits) the set
+    bits of their element masks."""
+    NE = len(n) // nb
+    kg, bg, vg = K // step, B // step, VB // step
+    mask, mmask, xmask = (1 << nb) - 1, (1 << mb) - 1, (1 << xb) - 1
+
+    @always_comb
+    def model():
+        nv, mv = int(n.val), int(m.val)
+        out = 0
+        for i in range(NE):
+            mi, ni = (mv >> (i * mb)) & mmask, (nv >> (i * nb)) & mask
+            out |= ((kg + mi * bg + ni * vg) & xmask) << (i * xb)
+        lens.next = out
+
+    lines = [f"assign $lens[{(i + 1) * xb - 1}:{i * xb}] = {xb}'d{kg} + "
+             f"$m[{(i + 1) * mb - 1}:{i * mb}] * {xb}'d{bg} + "
+             f"$n[{(i + 1) * nb - 1}:{i * nb}] * {xb}'d{vg};" for i in range(NE)]
+    lens.driven = "wire"
+    n.read = m.read = True
     block_lengths.verilog_code = "\n".join(lines) + "\n"
     return model
 

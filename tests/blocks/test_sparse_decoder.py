@@ -476,3 +476,95 @@ def test_stream_estimate_has_no_rom(tmp_path):
     # ROM: the block RAM's register and the one beside it
     assert s["cycles"] == 1 and s["per"] == "beat" and s["latency"] == r["latency"] - 2
     assert s["lut"] == r["lut"] > 0 and s["ff"] > 0       # the same reader, fed otherwise
+
+
+# The ECP5 build's loop selects (blocks.sparse_framer.ecp5_select) are instantiated slice
+# muxes in the branch Yosys reads (`ifdef SYNTHESIS); simulators read the plain selects.
+# Here the synthesis branch itself runs under Icarus, the three primitives modelled from
+# their documented function (LUT4: INIT indexed by {D,C,B,A}; PFUMX: C0 ? ALUT : BLUT;
+# L6MUX21: SD ? D1 : D0), against the entries the table holds, at every offset.
+ECP5_CELLS = """
+module LUT4(input A, input B, input C, input D, output Z);
+    parameter [15:0] INIT = 16'h0000;
+    assign Z = INIT[{D, C, B, A}];
+endmodule
+module PFUMX(input ALUT, input BLUT, input C0, output Z);
+    assign Z = C0 ? ALUT : BLUT;
+endmodule
+module L6MUX21(input D0, input D1, input SD, output Z);
+    assign Z = SD ? D1 : D0;
+endmodule
+"""
+
+
+@pytest.mark.parametrize("entries,nb", [(43, 6), (50, 6), (8, 3), (12, 4), (24, 5)])
+def test_ecp5_loop_selects_are_the_plain_selects(tmp_path, entries, nb):
+    import random
+
+    from myhdl import Signal, Simulation, StopSimulation, block, delay, instance, intbv
+
+    from blocks.sparse_framer import entry_mux, load_enable, pop_select, top_select
+    from cnn_ip.cosim import compile_icarus, icarus_run
+
+    eb = nb + 1
+
+    def port_set():
+        return dict(tab=Signal(intbv(0)[entries * eb:]), off=Signal(intbv(0)[nb:]),
+                    off_n=Signal(intbv(0)[nb:]),
+                    **{f"r{k}": Signal(intbv(0)[2:]) for k in range(4)},
+                    ent=Signal(intbv(0)[nb:]), pop=Signal(bool(0)), pop_m=Signal(bool(0)),
+                    fire=Signal(bool(0)), al=Signal(bool(0)), fill=Signal(bool(0)),
+                    code=Signal(intbv(0)[2:]), en=Signal(bool(0)), sel=Signal(bool(0)))
+
+    @block
+    def selects(tab, off, off_n, r0, r1, r2, r3, ent, pop, pop_m, fire, al, fill, code, en,
+                sel):
+        # and the LUTs after the pop bits: a load enable, a /2 straddling part's select
+        return (entry_mux(tab, off, ent, r0, r1, r2, r3, EB=eb, ecp5=True),
+                pop_select(tab, off_n, pop, EB=eb, flip=-1, ecp5=True),
+                pop_select(tab, off, pop_m, EB=eb, flip=0, ecp5=True),
+                load_enable(fire, pop, al, fill, en, ecp5=True),
+                top_select(fire, pop_m, al, fill, code, sel, ecp5=True))
+
+    selects(**port_set()).convert(hdl="Verilog", path=str(tmp_path), name="top",
+                                  testbench=True)
+    assert "PFUMX" in (tmp_path / "top.v").read_text()
+    (tmp_path / "synthesis.v").write_text("`define SYNTHESIS\n")
+    (tmp_path / "ecp5_cells.v").write_text(ECP5_CELLS)
+    compile_icarus(tmp_path, ["synthesis.v", "top.v", "tb_top.v", "ecp5_cells.v"], "tb_top")
+    ports = port_set()
+    rng = random.Random(entries * 10 + nb)
+    checked = []
+
+    @block
+    def bench():
+        @instance
+        def drive():
+            for tab in (rng.getrandbits(entries * eb), rng.getrandbits(entries * eb),
+                        (1 << entries * eb) - 1):
+                for off in range(1 << nb):
+                    ports["tab"].next, ports["off"].next = tab, off
+                    ports["off_n"].next = ~off & ((1 << nb) - 1)
+                    for k in range(4):
+                        ports[f"r{k}"].next = off & 3
+                    fire, al, fill, code = (rng.random() < 0.7, rng.random() < 0.3,
+                                            rng.random() < 0.2, rng.randrange(4))
+                    ports["fire"].next, ports["al"].next = fire, al
+                    ports["fill"].next, ports["code"].next = fill, code
+                    yield delay(1)
+                    entry = (tab >> (off * eb)) & ((1 << eb) - 1) if off < entries else 0
+                    pop = entry >> nb
+                    got = (int(ports["ent"].val), int(ports["pop"].val),
+                           int(ports["pop_m"].val), int(ports["en"].val),
+                           int(ports["sel"].val))
+                    assert got == (entry & ((1 << nb) - 1), pop, pop,
+                                   int(fire and (pop or al) or fill),
+                                   int(fill or (code == 3 and fire and (pop or al)))), \
+                        (tab, off)
+                    checked.append(off)
+            raise StopSimulation
+
+        return drive
+
+    Simulation(icarus_run(tmp_path, ports), bench()).run(quiet=True)
+    assert len(checked) == 3 << nb

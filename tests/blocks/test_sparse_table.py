@@ -184,7 +184,8 @@ def test_shapes():
     assert (two.g, two.Q, two.QN, two.own, two.entries) == (4, 19, 4, 8, 12)
     assert Shape(10, 8, 1, 2).Q == 9          # a word is the longest a header can be
     assert Shape(64, 16, 8).g == 4            # at most a chunk, though 8 divides all
-    assert table_stages(32, 16, 4) == table_stages(32, 16) + 1   # lengths after counts
+    # element-mask counts, then lengths, after the block-mask counts
+    assert table_stages(32, 16, 4) == table_stages(32, 16) + 2
 
 
 def test_block_table_lint_clean(tmp_path):
