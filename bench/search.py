@@ -76,7 +76,7 @@ def pareto(points: list[dict]) -> list[dict]:
 
 
 def run_seed(plan, data, seed: int, settings: Settings, repeats: int = 1, confirm: int = 0,
-             candidates: int = 2) -> dict:
+             candidates: int = 2, warm=()) -> dict:
     s = replace(settings, seed=seed)
     started = time.process_time()
     with train.deterministic(seed, s.threads):
@@ -85,8 +85,10 @@ def run_seed(plan, data, seed: int, settings: Settings, repeats: int = 1, confir
                                                      measure="validation top-1")
         evaluator.repeats = repeats
         search = run_searches(evaluator, evaluations=s.evaluations, seed=seed, progress=False,
-                              methods=METHODS, confirm=confirm, candidates=candidates)
+                              methods=METHODS, confirm=confirm, candidates=candidates,
+                              warm=warm)
     return {"seed": seed, "repeats": repeats, "confirm": confirm, "candidates": candidates,
+            "warm": [list(w) for w in warm],
             "base": evaluator.reference,
             "objective": objective.describe(),
             "search": {m: search[m] for m in METHODS},
@@ -209,6 +211,9 @@ def main() -> None:
                              "best candidates (quant.search.run_searches)")
     parser.add_argument("--candidates", type=int, default=2,
                         help="candidates the --confirm evaluations re-evaluate")
+    parser.add_argument("--warm", nargs="*", default=[], metavar="SPARSITY:STRUCTURE",
+                        help="uniform points every method evaluates first, e.g. 0.5:block8 "
+                             "(quant.search.run_searches' warm)")
     parser.add_argument("--weight", type=float, default=0.1,
                         help="objective: accuracy_weight (per point of the measure)")
     parser.add_argument("--budget", type=float, default=None,
@@ -224,9 +229,13 @@ def main() -> None:
     if args.repeats < 1:
         parser.exit(2, f"--repeats: must be at least 1, got {args.repeats}\n")
     if (args.candidates < 1 or args.confirm < 0 or args.confirm % args.candidates
-            or args.confirm >= args.evaluations):
+            or args.confirm + len(args.warm) >= args.evaluations):
         parser.exit(2, f"--confirm: must be a multiple of --candidates ({args.candidates}) "
                        f"below --evaluations ({args.evaluations}), got {args.confirm}\n")
+    try:
+        warm = [(float(w.split(":")[0]), w.split(":")[1]) for w in args.warm]
+    except (IndexError, ValueError):
+        parser.exit(2, f"--warm: SPARSITY:STRUCTURE pairs such as 0.5:block8, got {args.warm}\n")
     plan = load_plan(args.plan)
     data = load_dataset(plan.dataset)
     settings = Settings(**{**plan.quantize, "evaluations": args.evaluations, "codes": args.codes,
@@ -248,7 +257,7 @@ def main() -> None:
     results = []
     for seed in args.seeds:
         results.append(run_seed(plan, data, seed, settings, args.repeats, args.confirm,
-                                args.candidates))
+                                args.candidates, warm))
         if args.final:
             results[-1]["final"] = final_models(plan, data, results[-1], settings)
         (out / "search.json").write_text(json.dumps(results, indent=1) + "\n")

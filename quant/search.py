@@ -332,8 +332,10 @@ class Evaluator:
 
 
 def search_space(evaluator: Evaluator, method: str):
-    """skopt dimensions of ``method`` and the function turning a point into
-    ``(sparsity, structure)`` dicts over the ``auto`` layers."""
+    """skopt dimensions of ``method``, the function turning a point into ``(sparsity,
+    structure)`` dicts over the ``auto`` layers, and the one turning a uniform point
+    ``(sparsity, structure label)`` into a point of the space (a layer that cannot take
+    the label: its first choice)."""
     from skopt.space import Categorical, Real
     names, choices = evaluator.auto, evaluator.choices
     if method == "uniform":
@@ -346,7 +348,11 @@ def search_space(evaluator: Evaluator, method: str):
             label = str(x[1]) if len(x) > 1 else UNSTRUCTURED
             return ({n: x[0] for n in names},
                     {n: label if label in choices[n] else UNSTRUCTURED for n in names})
-        return dims, decode
+
+        def encode(sparsity, label):
+            return [sparsity] + ([label if label in offered else offered[0]]
+                                 if len(offered) > 1 else [])
+        return dims, decode, encode
     dims, slots = [], []
     for name in names:
         dims.append(Real(0.0, MAX_SPARSITY))
@@ -361,12 +367,19 @@ def search_space(evaluator: Evaluator, method: str):
             structure[name] = str(x[i + 1]) if has_choice else UNSTRUCTURED
             i += 2 if has_choice else 1
         return sparsity, structure
-    return dims, decode
+
+    def encode(sparsity, label):
+        x = []
+        for name, has_choice in slots:
+            x += [sparsity] + ([label if label in choices[name] else choices[name][0]]
+                               if has_choice else [])
+        return x
+    return dims, decode, encode
 
 
 def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=True,
                  methods=("bayes", "uniform"), initial: int | None = None,
-                 confirm: int = 0, candidates: int = 2) -> dict:
+                 confirm: int = 0, candidates: int = 2, warm=()) -> dict:
     """Each search of ``methods`` (:data:`METHODS`), ``evaluations`` each.  ``initial``:
     the random points a Gaussian-process search starts from (default: one a dimension,
     at least 5, at most half the search's evaluations, at least 1).
@@ -378,6 +391,11 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
     judged by the mean of ``1 + confirm // candidates`` fine-tunes (:func:`best_of`).
     The search itself gets ``evaluations - confirm``.
 
+    ``warm``: uniform points ``(sparsity, structure label)`` every method evaluates first,
+    counted in its search's evaluations (a Gaussian-process search's initial design: these
+    and then its random starting points, as many fewer as there are warm points, at least
+    one).
+
     Returns ``{method: [records], "best": the Bayesian search's (or the first method's)
     best point (:func:`best_of`)}`` (records as dicts)."""
     from skopt import gp_minimize
@@ -387,16 +405,18 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
     for method in methods:
         if method not in METHODS:
             raise ValueError(f"methods: must be among {', '.join(METHODS)}, got {method!r}")
-    if candidates < 1 or confirm < 0 or confirm % candidates or confirm >= evaluations:
-        raise ValueError(f"confirm: must be a multiple of candidates ({candidates}) below "
-                         f"evaluations ({evaluations}), got {confirm}")
+    if candidates < 1 or confirm < 0 or confirm % candidates or confirm + len(warm) >= evaluations:
+        raise ValueError(f"confirm: must be a multiple of candidates ({candidates}) and "
+                         f"leave evaluations ({evaluations}) for more than the {len(warm)} "
+                         f"warm points, got {confirm}")
     searched = evaluations - confirm
     results = {}
     bar = tqdm(total=len(methods) * evaluations, desc="sparsity search",
                disable=not progress, unit="eval")
     for method in methods:
         start = len(evaluator.history)
-        dims, decode = search_space(evaluator, method)
+        dims, decode, encode = search_space(evaluator, method)
+        x0 = [encode(float(sparsity), label) for sparsity, label in warm]
 
         def func(x, method=method, decode=decode):
             value = evaluator(method, *decode(x))
@@ -405,12 +425,13 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
 
         if method == "random":
             # skopt's dummy_minimize fails with this scikit-learn; Space.rvs draws the same
-            for x in Space(dims).rvs(n_samples=searched, random_state=seed):
+            for x in x0 + Space(dims).rvs(n_samples=searched - len(x0), random_state=seed):
                 func(x)
         else:
             start_points = initial or max(1, min(max(5, len(dims)), searched // 2))
             # Latin hypercube starting points cover every dimension's range evenly
-            gp_minimize(func, dims, n_calls=searched, n_initial_points=start_points,
+            gp_minimize(func, dims, n_calls=searched, x0=x0 or None,
+                        n_initial_points=max(1, start_points - len(x0)),
                         initial_point_generator="lhs", random_state=seed)
         if confirm:
             for batch in confirmation_runs(evaluator.history[start:], candidates,

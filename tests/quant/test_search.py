@@ -165,6 +165,31 @@ def test_confirmation_reevaluates_the_best_candidates_with_new_seeds(trained):
         run_searches(evaluator, evaluations=5, seed=3, progress=False, confirm=3, candidates=2)
 
 
+def test_warm_points_come_first_in_every_method(trained):
+    qnet, data, _ = trained
+    start = copy.deepcopy(qnet.state_dict())
+    try:
+        with train.deterministic(3):
+            evaluator = Evaluator(qnet, data, AUTO, epochs=1, seed=3, codes=CODES)
+            base = evaluator.measure()
+            evaluator.objective = Objective(base["searched_bits"], base["measure"])
+            result = run_searches(evaluator, evaluations=3, seed=3, progress=False,
+                                  methods=("bayes", "uniform", "random"),
+                                  warm=[(0.5, "block8"), (0.25, "block4")])
+    finally:
+        qnet.load_state_dict(start)
+    for method in ("bayes", "uniform", "random"):
+        records = result[method]
+        assert len(records) == 3
+        for record, (target, label) in zip(records, [(0.5, "block8"), (0.25, "block4")]):
+            assert record["sparsity"] == {"conv0": target, "dense2": target}, method
+            # conv0 has no block structure (simd 1): unstructured
+            assert record["structure"] == {"conv0": "unstructured", "dense2": label}, method
+    with pytest.raises(ValueError, match="warm"):
+        run_searches(evaluator, evaluations=3, seed=3, progress=False, confirm=1,
+                     candidates=1, warm=[(0.5, "block8"), (0.25, "block4")])
+
+
 def test_block_structure_zeroes_whole_blocks_of_the_rom_beat(trained):
     qnet, _, _ = trained
     layer = qnet.qlayers["dense2"]
