@@ -113,7 +113,7 @@ else (counting, shifting, expanding) is pipelined off it:
    table loads the next head's table, from its table slot or straight from the table
    pipeline when that slot is being written, a choice registered a cycle ahead for
    both outcomes.  For timing (fan-outs of hundreds cost routing on ECP5): the head
-   table is loaded in ``COPIES`` parts of each kind, each on its own copy of the load
+   table is loaded in ``PARTS`` parts of each kind, each on its own copy of the load
    enable (the copies differ in their copy of ``at_last``), and the entry select's
    first level takes ``off``'s low bits from ``COPIES`` copies in turn
    (``blocks.sparse_framer.replica``: registers Yosys keeps apart); on an ECP5 target
@@ -588,7 +588,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     # of at_last for the load enables but the first (which takes at_last itself)
     level0 = max(1, (1 << NB) // (4 if NB >= 2 else 2))
     offs = [Signal(intbv(0)[min(2, NB):]) for _ in range(min(COPIES, level0))]
-    lasts = [Signal(bool(at_last.val)) for _ in range(COPIES - 1)]
+    lasts = [Signal(bool(at_last.val)) for _ in range(parts_of(TN, Q, EB) - 1)]
     en_owns = [Signal(bool(0)) for _ in own_spans]
     en_strads = [Signal(bool(0)) for _ in strad_spans]
     overlap = shape.own != TN - Q      # /2 element masks: own entries for every start
@@ -602,13 +602,13 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
             for sel, al in zip(sels, [at_last, *lasts])]
     walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
                    tlast, tflags, write, wp3, codes, fills, off_n, pop, (offs, lasts),
-                   last_beat=fmt["beats"] - 1, straddle=bool(Q)),
+                   last_beat=fmt["beats"] - 1, straddle=bool(Q), ecp5=ecp5),
             [load_enable(fire, pop, al, fills[0], en, ecp5=ecp5)
              for en, al in zip(en_owns, [at_last, *lasts])],
             [load_enable(fire, pop_m, al, fill_strad, en, ecp5=ecp5)
              for en, al in zip(en_strads, [at_last, *lasts])], tops,
             head(aclk, aresetn, codes, (en_owns, en_strads), tabs, tflags, tab, tlast, parts,
-                 hflag, W=TN, Q=Q, EB=EB, own=shape.own, sels=sels),
+                 hflag, W=TN, Q=Q, EB=EB, own=shape.own, sels=sels, ecp5=ecp5),
             entry_mux(htab, off, ent, *(offs + [off] * (COPIES - len(offs))), EB=EB,
                       ecp5=ecp5),
             pop_select(htab, off_n, pop, EB=EB, flip=-1, ecp5=ecp5),
@@ -1012,14 +1012,20 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
         "slots": 4 * W + 4 * (TN * live + own + 1),
         # pointers, offset, beat, flags, the count and the head table's load codes
         # (and the offset's inverted copy for a pop decision; the copies of its low bits
-        # and of at_last, blocks.sparse_framer.COPIES)
+        # and of at_last, blocks.sparse_framer.COPIES and PARTS: parts_of)
         "loop": (3 + 3 + 2 * nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1
                  + min(COPIES, max(1, (1 << nb) // (4 if nb >= 2 else 2))) * min(2, nb)
-                 + COPIES - 1),
+                 + parts_of(shape.TN, shape.QN, nb + 1) - 1),
         "extract": 6 + 2 * nb + 2 * W - 1 + sum(
             out + 2 + rest for out, rest in shifter_widths(W, nb, g)),
     }
     return parts
+
+
+def parts_of(TN, QN, EB) -> int:
+    """The head table's parts of the more numerous kind (at most ``PARTS``): one load
+    enable each, the copies of ``at_last`` (one less: the first takes it)."""
+    return max(len(spans) for spans in head_spans(TN, QN, EB))
 
 
 def shifter_widths(W, nb, g=1) -> list[tuple[int, int]]:

@@ -23,9 +23,10 @@ from blocks.bit_fields import part_select
 SLOTS = 4          # head, the word after it, and two for a pass end that skips a word
 SHIFT_BITS = 3     # offset bits a shifter stage takes (an 8:1 select per bit)
 # Copies of the loop's offset (for the first level of the head table's select trees) and
-# of the head table's load enables (each loading a part of it): a copy is there to cut a
-# fan-out of hundreds, which routing on ECP5 pays for in the loop.
+# of the head table's load enables (each loading a part of it, PARTS of each kind): a copy
+# is there to cut a fan-out of hundreds, which routing on ECP5 pays for in the loop.
 COPIES = 4
+PARTS = 8
 
 
 def lut_init(f) -> int:
@@ -262,7 +263,7 @@ def slot_writes(write, ptr, we, we_next, *, k, m):
 @block
 def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
            last_in, tflags, write, wp3, codes, fills, off_n, pop, copies, *,
-           last_beat, straddle=True):
+           last_beat, straddle=True, ecp5=False):
     """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp``
     of the four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3``
     and the count of filled slots.  ``ent``: the next offset of the head table's entry at
@@ -278,7 +279,9 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
     ``fire`` (from the count as flags ``ge1``/``ge2``; :func:`walk_outcomes`).  After a
     pass's last record the head is the word after the image's ``tlast`` word.  Without
     ``straddle`` (no table has straddling entries: a record's header is a single step) the
-    straddling part's code and fill are neither made nor driven."""
+    straddling part's code and fill are neither made nor driven.  The registers that
+    follow ``pop_h`` take both outcomes from registers and the pop bit last
+    (:func:`pop_register`; ``ecp5``: that LUT instantiated)."""
     code_own, code_strad = codes
     fill_own, fill_strad = fills
     off_copies, last_copies = copies
@@ -290,16 +293,38 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
     filled = Signal(modbv(0)[3:])
     hp3, n3 = (Signal(intbv(0, min=0, max=3)) for _ in range(2))
     ge1, ge2 = Signal(bool(0)), Signal(bool(0))
-    skip, pop_h, room, al_n, s0, s1 = (Signal(bool(0)) for _ in range(6))
+    skip, room, al_n, s0, s1 = (Signal(bool(0)) for _ in range(5))
     nx0, nx1 = (Signal(intbv(0, min=0, max=3)) for _ in range(2))
     f0, f1 = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
     own0, own1, strad0, strad1 = (Signal(intbv(0)[2:]) for _ in range(4))
 
-    flags = walk_flags(adv, tvalid, at_last, hflag, ge1, ge2, pend_ok, filled, fire, pop, write,
-                       skip, room, pop_h, fill_own)
+    flags = walk_flags(adv, tvalid, at_last, hflag, ge1, ge2, pend_ok, filled, fire, write,
+                       skip, room, fill_own)
     if straddle:
-        flags = (flags, strad_part(aclk, aresetn, adv, tvalid, filled, pop_h, strad0, strad1,
-                                   fill_strad, code_strad))
+        flags = (flags, strad_part(aclk, aresetn, adv, tvalid, ge1, ge2, fire, pop, at_last,
+                                   strad0, strad1, fill_strad, code_strad, ecp5=ecp5))
+    p_leave = Signal(modbv(0)[len(p):])
+    ge1_0, ge1_1, ge2_0, ge2_1 = (Signal(bool(0)) for _ in range(4))
+    one = Signal(bool(1))
+
+    @always_comb
+    def leaving():
+        # the values of the registers below when the head is left and when it stays
+        one.next = 1
+        if skip:
+            p_leave.next = p + 2
+        else:
+            p_leave.next = p + 1
+        ge1_0.next = f0 != 0
+        ge2_0.next = f0 >= 2
+        ge1_1.next = f1 != 0
+        ge2_1.next = f1 >= 2
+
+    # (sub-blocks are made here, in the @block, not in a helper)
+    by_pops = [pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=ecp5)
+               for q, leave, stay in ((adv, one, room), (filled, f1, f0), (ge1, ge1_1, ge1_0),
+                                      (ge2, ge2_1, ge2_0), (p, p_leave, p), (hp3, n3, hp3),
+                                      (code_own, own1, own0))]
 
     copy_regs = ([offset_register(aclk, aresetn, fire, at_last, ent, o, invert=False)
                   for o in (off, *off_copies)]
@@ -320,22 +345,6 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
                 wp3.next = 0
             else:
                 wp3.next = wp3 + 1
-        adv.next = room or pop_h
-        if pop_h:
-            filled.next = f1
-            ge1.next = f1 != 0
-            ge2.next = f1 >= 2
-            if skip:
-                p.next = p + 2
-            else:
-                p.next = p + 1
-            hp3.next = n3
-            code_own.next = own1
-        else:
-            filled.next = f0
-            ge1.next = f0 != 0
-            ge2.next = f0 >= 2
-            code_own.next = own0
         if fire:
             at_last.next = al_next
             # what at_last takes at the fire after this one: equalities, no carry chain
@@ -350,13 +359,13 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
             else:
                 beat.next = beat + 1
 
-    return flags, outcomes, nexts, step, copy_regs
+    return flags, outcomes, nexts, step, copy_regs, leaving, by_pops
 
 
 @block
-def walk_flags(adv, tvalid, at_last, hflag, ge1, ge2, pend_ok, filled, fire, pop, write, skip,
-               room, pop_h, fill_own):
-    """The walker's flags: ``write``, ``skip``, ``fire``, ``room``, ``pop_h``, ``fill_own``."""
+def walk_flags(adv, tvalid, at_last, hflag, ge1, ge2, pend_ok, filled, fire, write, skip,
+               room, fill_own):
+    """The walker's flags: ``write``, ``skip``, ``fire``, ``room``, ``fill_own``."""
 
     @always_comb
     def ahead():
@@ -367,16 +376,12 @@ def walk_flags(adv, tvalid, at_last, hflag, ge1, ge2, pend_ok, filled, fire, pop
         room.next = filled < SLOTS - 1 or (filled == SLOTS - 1 and not (adv and tvalid))
 
     @always_comb
-    def loop():
-        # a pass's last record always leaves its word
-        pop_h.next = fire and (pop or at_last)
-
-    @always_comb
     def enable():
-        # the head table's parts whose slot the table pipeline writes now
-        fill_own.next = adv and tvalid and filled == 0
+        # the head table's parts whose slot the table pipeline writes now (filled == 0:
+        # not ge1, a register beside the count)
+        fill_own.next = adv and tvalid and not ge1
 
-    return ahead, loop, enable
+    return ahead, enable
 
 
 @block
@@ -419,23 +424,63 @@ def walk_outcomes(adv, tvalid, filled, skip, fire, at_last, al_next, hflag, last
 
 
 @block
-def strad_part(aclk, aresetn, adv, tvalid, filled, pop_h, strad0, strad1, fill_strad,
-               code_strad):
+def strad_part(aclk, aresetn, adv, tvalid, ge1, ge2, fire, pop, at_last, strad0, strad1,
+               fill_strad, code_strad, *, ecp5=False):
     """The walker's straddling part (tables with straddling entries only): its fill (the
     slot after the head's is written now) and its load code for the next cycle."""
 
     @always_comb
     def fill():
-        fill_strad.next = adv and tvalid and filled == 1
+        # filled == 1, from the count's registered flags
+        fill_strad.next = adv and tvalid and ge1 and not ge2
+
+    return fill, pop_register(aclk, aresetn, fire, pop, at_last, strad1, strad0, code_strad,
+                              ecp5=ecp5)
+
+
+@block
+def pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, *, ecp5=False):
+    """A register of the loop's state that takes ``leave`` when the head word is left
+    (``pop_h = fire and (pop or at_last)``, a pass's last record always leaves its word)
+    and ``stay`` otherwise (reset: its initial value): ``q = pop ? u : v`` with ``u`` and
+    ``v`` the outcome for ``pop`` 1 and 0, made from registers beside the pop bit's select
+    tree, so that one LUT follows the pop bit (ABC, which sees the instantiated select
+    tree of an ECP5 build as an input at time 0, puts it first otherwise).  ``ecp5``: the
+    LUT is instantiated (:func:`pop_gate`'s reason)."""
+    n = len(q)
+    init = int(q.val)
 
     @always_seq(aclk.posedge, reset=aresetn)
-    def code():
-        if pop_h:
-            code_strad.next = strad1
+    def model():
+        if fire and (pop or at_last):
+            q.next = leave
         else:
-            code_strad.next = strad0
+            q.next = stay
 
-    return fill, code
+    q.driven = "reg"
+    aclk.read = aresetn.read = fire.read = pop.read = at_last.read = True
+    leave.read = stay.read = True
+    width = f"[{n - 1}:0] " if n > 1 else ""
+    bit = (lambda i: f"[{i}]") if n > 1 else (lambda i: "")
+    muxes = "".join(
+        f"LUT4 #(.INIT(16'h{MUX2_INIT:04x})) ${{q}}_m{i} (.A($pop), .B(${{q}}_v{bit(i)}), "
+        f".C(${{q}}_u{bit(i)}), .D(1'b0), .Z(${{q}}_d{bit(i)}));\n" for i in range(n))
+    plain = "assign ${q}_d = $pop ? ${q}_u : ${q}_v;\n"
+    pop_register.verilog_code = f"""
+(* keep *) wire {width}${{q}}_u = $fire ? $leave : $stay;
+(* keep *) wire {width}${{q}}_v = ($fire & $at_last) ? $leave : $stay;
+wire {width}${{q}}_d;
+""" + (for_synthesis(muxes, plain) if ecp5 else plain) + f"""
+always @(posedge $aclk) begin
+    if (!$aresetn) begin
+        $q <= {init};
+    end
+    else begin
+        $q <= ${{q}}_d;
+    end
+end
+"""
+    return model
 
 
 @block
@@ -489,7 +534,7 @@ def code_for(filled, skip, nxt, own, strad):
 
 @block
 def head(aclk, aresetn, codes, enables, tabs, tflags, tab_in, last_in, parts, hflag, *, W, Q,
-         EB, own=None, sels=None):
+         EB, own=None, sels=None, ecp5=False):
     """The head word's table and ``tlast`` flag, next to the loop's offset: on its enables
     each part (own entries and flag; straddling entries) loads from the table slot or the
     table pipeline its code names (a register).  Three table slots are enough: the head's
@@ -551,24 +596,25 @@ def head(aclk, aresetn, codes, enables, tabs, tflags, tab_in, last_in, parts, hf
                   for en, reg, (lo, _) in zip(en_strads, parts[len(own_spans):], strad_spans)]
     else:
         loads += [part_pick(aclk, en, sel, src_own, src_strad, reg, lo=lo,
-                            lo_b=lo - (TW - SW))
+                            lo_b=lo - (TW - SW), ecp5=ecp5)
                   for en, sel, reg, (lo, _) in zip(en_strads, sels, parts[len(own_spans):],
                                                     strad_spans)]
     return pick, flag, loads
 
 
 def head_spans(W, Q, EB) -> tuple[list, list]:
-    """Bit ranges of the head table's parts: the own entries' (``COPIES`` parts) and the
-    straddling entries' (``COPIES`` parts, none without straddling entries).  (With
+    """Bit ranges of the head table's parts: the own entries' (``PARTS`` parts) and the
+    straddling entries' (``PARTS`` parts, none without straddling entries).  (With
     ``own = W``, the straddling parts are the last ``Q`` own entries' too.)"""
     TW, own = W * EB, (W - Q) * EB
-    return spans(0, own, COPIES), spans(own, TW, COPIES)
+    return spans(0, own, PARTS), spans(own, TW, PARTS)
 
 
 @block
-def part_pick(aclk, en, sel, src, src_b, part, *, lo, lo_b):
+def part_pick(aclk, en, sel, src, src_b, part, *, lo, lo_b, ecp5=False):
     """A part of the head table: on ``en``, bits ``lo ..`` of ``src`` where ``sel``, else
-    bits ``lo_b ..`` of ``src_b``."""
+    bits ``lo_b ..`` of ``src_b``.  ``sel`` follows a pop bit: one LUT a bit after it
+    (``ecp5``: instantiated, :func:`pop_register`'s reason)."""
     hi, hi_b = lo + len(part), lo_b + len(part)
 
     @always(aclk.posedge)
@@ -579,6 +625,22 @@ def part_pick(aclk, en, sel, src, src_b, part, *, lo, lo_b):
             else:
                 part.next = src_b[hi_b:lo_b]
 
+    n = len(part)
+    part.driven = "reg"
+    aclk.read = en.read = sel.read = src.read = src_b.read = True
+    muxes = "".join(
+        f"LUT4 #(.INIT(16'h{MUX2_INIT:04x})) ${{part}}_m{i} (.A($sel), "
+        f".B($src_b[{lo_b + i}]), .C($src[{lo + i}]), .D(1'b0), .Z(${{part}}_d[{i}]));\n"
+        for i in range(n))
+    plain = f"assign ${{part}}_d = $sel ? $src[{hi - 1}:{lo}] : $src_b[{hi_b - 1}:{lo_b}];\n"
+    part_pick.verilog_code = f"wire [{n - 1}:0] ${{part}}_d;\n" + (
+        for_synthesis(muxes, plain) if ecp5 else plain) + """
+always @(posedge $aclk) begin
+    if ($en) begin
+        $part <= ${part}_d;
+    end
+end
+"""
     return load
 
 

@@ -497,6 +497,17 @@ endmodule
 """
 
 
+def synthesis_branch(part, workdir, primitive):
+    """Convert ``part`` as ``top`` and compile its synthesis branch with the cell models."""
+    from cnn_ip.cosim import compile_icarus
+
+    part.convert(hdl="Verilog", path=str(workdir), name="top", testbench=True)
+    assert primitive in (workdir / "top.v").read_text()
+    (workdir / "synthesis.v").write_text("`define SYNTHESIS\n")
+    (workdir / "ecp5_cells.v").write_text(ECP5_CELLS)
+    compile_icarus(workdir, ["synthesis.v", "top.v", "tb_top.v", "ecp5_cells.v"], "tb_top")
+
+
 @pytest.mark.parametrize("entries,nb", [(43, 6), (50, 6), (8, 3), (12, 4), (24, 5)])
 def test_ecp5_loop_selects_are_the_plain_selects(tmp_path, entries, nb):
     import random
@@ -504,7 +515,7 @@ def test_ecp5_loop_selects_are_the_plain_selects(tmp_path, entries, nb):
     from myhdl import Signal, Simulation, StopSimulation, block, delay, instance, intbv
 
     from blocks.sparse_framer import entry_mux, load_enable, pop_select, top_select
-    from cnn_ip.cosim import compile_icarus, icarus_run
+    from cnn_ip.cosim import icarus_run
 
     eb = nb + 1
 
@@ -526,12 +537,7 @@ def test_ecp5_loop_selects_are_the_plain_selects(tmp_path, entries, nb):
                 load_enable(fire, pop, al, fill, en, ecp5=True),
                 top_select(fire, pop_m, al, fill, code, sel, ecp5=True))
 
-    selects(**port_set()).convert(hdl="Verilog", path=str(tmp_path), name="top",
-                                  testbench=True)
-    assert "PFUMX" in (tmp_path / "top.v").read_text()
-    (tmp_path / "synthesis.v").write_text("`define SYNTHESIS\n")
-    (tmp_path / "ecp5_cells.v").write_text(ECP5_CELLS)
-    compile_icarus(tmp_path, ["synthesis.v", "top.v", "tb_top.v", "ecp5_cells.v"], "tb_top")
+    synthesis_branch(selects(**port_set()), tmp_path, "PFUMX")
     ports = port_set()
     rng = random.Random(entries * 10 + nb)
     checked = []
@@ -568,3 +574,70 @@ def test_ecp5_loop_selects_are_the_plain_selects(tmp_path, entries, nb):
 
     Simulation(icarus_run(tmp_path, ports), bench()).run(quiet=True)
     assert len(checked) == 3 << nb
+
+
+def test_ecp5_pop_register_is_the_plain_register(tmp_path):
+    """The loop's registers after the pop bit (blocks.sparse_framer.pop_register), their
+    synthesis branch under Icarus: the outcome for leaving the head word where ``fire``
+    and (``pop`` or ``at_last``), else the other; the initial value in reset.  And a /2
+    head-table part (part_pick): on its enable, one source's bits where ``sel``, else the
+    other's."""
+    import random
+
+    from myhdl import ResetSignal, Signal, Simulation, StopSimulation, block, delay, instance
+    from myhdl import intbv
+
+    from blocks.sparse_framer import part_pick, pop_register
+    from cnn_ip.cosim import icarus_run
+
+    def port_set():
+        return dict(aclk=Signal(bool(0)), aresetn=ResetSignal(0, active=0, isasync=False),
+                    fire=Signal(bool(0)), pop=Signal(bool(0)), at_last=Signal(bool(0)),
+                    leave=Signal(intbv(0)[3:]), stay=Signal(intbv(0)[3:]),
+                    q=Signal(intbv(5)[3:]), en=Signal(bool(0)), sel=Signal(bool(0)),
+                    src=Signal(intbv(0)[8:]), src_b=Signal(intbv(0)[8:]),
+                    got=Signal(intbv(0)[4:]))
+
+    @block
+    def part(aclk, aresetn, fire, pop, at_last, leave, stay, q, en, sel, src, src_b, got):
+        return (pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=True),
+                part_pick(aclk, en, sel, src, src_b, got, lo=2, lo_b=3, ecp5=True))
+
+    synthesis_branch(part(**port_set()), tmp_path, "LUT4")
+    ports = port_set()
+    rng = random.Random(5)
+    seen = set()
+
+    @block
+    def bench():
+        @instance
+        def drive():
+            want, picked = 5, None
+            for cycle in range(300):
+                reset = cycle < 2 or rng.random() < 0.03
+                fire, pop, al = (rng.random() < 0.5 for _ in range(3))
+                leave, stay = rng.randrange(8), rng.randrange(8)
+                ports["aresetn"].next = not reset
+                ports["fire"].next, ports["pop"].next, ports["at_last"].next = fire, pop, al
+                ports["leave"].next, ports["stay"].next = leave, stay
+                en, sel, src, src_b = (rng.random() < 0.7, rng.random() < 0.5,
+                                       rng.getrandbits(8), rng.getrandbits(8))
+                ports["en"].next, ports["sel"].next = en, sel
+                ports["src"].next, ports["src_b"].next = src, src_b
+                yield delay(5)
+                ports["aclk"].next = 1
+                want = 5 if reset else leave if fire and (pop or al) else stay
+                if en:
+                    picked = (src >> 2 if sel else src_b >> 3) & 15
+                seen.add((reset, fire and (pop or al)))
+                yield delay(5)
+                ports["aclk"].next = 0
+                assert int(ports["q"].val) == want, cycle
+                if picked is not None:      # (no reset: unknown until its first load)
+                    assert int(ports["got"].val) == picked, cycle
+            raise StopSimulation
+
+        return drive
+
+    Simulation(icarus_run(tmp_path, ports), bench()).run(quiet=True)
+    assert seen == {(True, False), (True, True), (False, False), (False, True)}
