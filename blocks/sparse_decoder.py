@@ -600,8 +600,8 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
         tops = [either(fills[0], fills[1], fill_strad)] + [
             top_select(fire, pop_m, al, fills[0], codes[0], sel, ecp5=ecp5)
             for sel, al in zip(sels, [at_last, *lasts])]
-    walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
-                   tlast, tflags, write, wp3, codes, fills, off_n, pop, (offs, lasts),
+    walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid0,
+                   hflag, ent, tlast, tflags, write, wp3, codes, fills, off_n, pop, (offs, lasts),
                    last_beat=fmt["beats"] - 1, straddle=bool(Q), ecp5=ecp5),
             [load_enable(fire, pop, al, fills[0], en, ecp5=ecp5)
              for en, al in zip(en_owns, [at_last, *lasts])],
@@ -1012,10 +1012,11 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
         "slots": 4 * W + 4 * (TN * live + own + 1),
         # pointers, offset, beat, flags, the count and the head table's load codes
         # (and the offset's inverted copy for a pop decision; the copies of its low bits
-        # and of at_last, blocks.sparse_framer.COPIES and PARTS: parts_of)
+        # and of at_last, blocks.sparse_framer.COPIES and PARTS: parts_of; the loop's
+        # copy of adv and the fill flags, registers)
         "loop": (3 + 3 + 2 * nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1
                  + min(COPIES, max(1, (1 << nb) // (4 if nb >= 2 else 2))) * min(2, nb)
-                 + parts_of(shape.TN, shape.QN, nb + 1) - 1),
+                 + parts_of(shape.TN, shape.QN, nb + 1) - 1 + 2 + (1 if shape.QN else 0)),
         "extract": 6 + 2 * nb + 2 * W - 1 + sum(
             out + 2 + rest for out, rest in shifter_widths(W, nb, g)),
     }

@@ -130,29 +130,25 @@ def load_enable(fire, pop, al, fill, en, *, ecp5=False):
 
     en.driven = "wire"
     fire.read = pop.read = al.read = fill.read = True
-    # The pop bit comes last (a select tree): the rest is made beside it into kept wires,
-    # so that one LUT stands between pop and the enable (ABC otherwise folds fire's
-    # terms in after the pop bit, two LUTs and a routing hop more).
-    load_enable.verilog_code = """
-(* keep *) wire ${en}_fire = $fire;
-(* keep *) wire ${en}_rest = ($fire & $al) | $fill;
-""" + pop_gate("$pop", "${en}_fire", "${en}_rest", "$en", ecp5)
+    load_enable.verilog_code = pop_gate("$pop", "$fire", "$al", "$fill", "$en", ecp5)
     return decide
 
 
-POP_GATE_INIT = lut_init(lambda a, b, c, d: (a & b) | c)    # Z = (A & B) | C
+POP_GATE_INIT = lut_init(lambda a, b, c, d: (b & (a | c)) | d)    # Z = B & (A | C) | D
 
 
-def pop_gate(pop, both, rest, out, ecp5):
-    """Verilog: ``out = (pop & both) | rest``, the one LUT after a pop bit; ``ecp5``: for
-    synthesis an instantiated ``LUT4`` with the pop bit on its fast input (ABC otherwise
-    folds other terms in after the pop bit: a LUT and a routing hop more)."""
-    plain = f"assign {out} = ({both} & {pop}) | {rest};\n"
+def pop_gate(pop, both, al, rest, out, ecp5):
+    """Verilog: ``out = (both & (pop | al)) | rest``, the one LUT after a pop bit (``both``,
+    ``al`` and ``rest`` from registers, at most a LUT deep); ``ecp5``: for synthesis an
+    instantiated ``LUT4`` with the pop bit on its fast input (ABC, which sees the
+    instantiated select tree as an input at time 0, folds other terms in after the pop
+    bit otherwise: LUTs and routing hops more)."""
+    plain = f"assign {out} = ({both} & ({pop} | {al})) | {rest};\n"
     if not ecp5:
         return plain
     name = "${" + out.lstrip("$") + "}_gate"        # out: a template name, "$sig"
     lut = (f"LUT4 #(.INIT(16'h{POP_GATE_INIT:04x})) {name} (.A({pop}), .B({both}), "
-           f".C({rest}), .D(1'b0), .Z({out}));\n")
+           f".C({al}), .D({rest}), .Z({out}));\n")
     return for_synthesis(lut, plain)
 
 
@@ -261,8 +257,8 @@ def slot_writes(write, ptr, we, we_next, *, k, m):
 
 
 @block
-def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag, ent,
-           last_in, tflags, write, wp3, codes, fills, off_n, pop, copies, *,
+def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid_in, hflag,
+           ent, last_in, tflags, write, wp3, codes, fills, off_n, pop, copies, *,
            last_beat, straddle=True, ecp5=False):
     """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp``
     of the four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3``
@@ -281,7 +277,9 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
     ``straddle`` (no table has straddling entries: a record's header is a single step) the
     straddling part's code and fill are neither made nor driven.  The registers that
     follow ``pop_h`` take both outcomes from registers and the pop bit last
-    (:func:`pop_register`; ``ecp5``: that LUT instantiated)."""
+    (:func:`pop_register`; ``ecp5``: that LUT instantiated); among them the fills (the
+    table pipeline's ``tvalid`` after this cycle from ``tvalid_in``, its stage's input)
+    and the loop's own copy of ``adv``, which the table pipeline's enable is not."""
     code_own, code_strad = codes
     fill_own, fill_strad = fills
     off_copies, last_copies = copies
@@ -298,14 +296,37 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
     f0, f1 = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
     own0, own1, strad0, strad1 = (Signal(intbv(0)[2:]) for _ in range(4))
 
-    flags = walk_flags(adv, tvalid, at_last, hflag, ge1, ge2, pend_ok, filled, fire, write,
-                       skip, room, fill_own)
+    adv_w = Signal(bool(adv.val))           # adv, the loop's copy
+    flags = walk_flags(adv_w, tvalid, at_last, hflag, ge1, ge2, pend_ok, filled, fire, write,
+                       skip, room)
     if straddle:
-        flags = (flags, strad_part(aclk, aresetn, adv, tvalid, ge1, ge2, fire, pop, at_last,
-                                   strad0, strad1, fill_strad, code_strad, ecp5=ecp5))
+        flags = (flags, pop_register(aclk, aresetn, fire, pop, at_last, strad1, strad0,
+                                     code_strad, ecp5=ecp5))
     p_leave = Signal(modbv(0)[len(p):])
     ge1_0, ge1_1, ge2_0, ge2_1 = (Signal(bool(0)) for _ in range(4))
+    fo0, fo1, fs0, fs1 = (Signal(bool(0)) for _ in range(4))
     one = Signal(bool(1))
+
+    tv = Signal(bool(0))
+
+    @always_comb
+    def filling():
+        # the fills after this cycle: the head's own slot (filled 0) or the one after it
+        # (filled 1) written, tvalid as the table pipeline's last stage will have it
+        if adv_w:
+            tv.next = tvalid_in
+        else:
+            tv.next = tvalid
+
+    @always_comb
+    def filling_own():
+        fo1.next = tv and f1 == 0
+        fo0.next = room and tv and f0 == 0
+
+    @always_comb
+    def filling_strad():
+        fs1.next = tv and f1 == 1
+        fs0.next = room and tv and f0 == 1
 
     @always_comb
     def leaving():
@@ -322,17 +343,19 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
 
     # (sub-blocks are made here, in the @block, not in a helper)
     by_pops = [pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=ecp5)
-               for q, leave, stay in ((adv, one, room), (filled, f1, f0), (ge1, ge1_1, ge1_0),
-                                      (ge2, ge2_1, ge2_0), (p, p_leave, p), (hp3, n3, hp3),
-                                      (code_own, own1, own0))]
+               for q, leave, stay in ((adv, one, room), (adv_w, one, room), (filled, f1, f0),
+                                      (ge1, ge1_1, ge1_0), (ge2, ge2_1, ge2_0),
+                                      (p, p_leave, p), (hp3, n3, hp3), (code_own, own1, own0),
+                                      (fill_own, fo1, fo0),
+                                      *([(fill_strad, fs1, fs0)] if straddle else []))]
 
     copy_regs = ([offset_register(aclk, aresetn, fire, at_last, ent, o, invert=False)
                   for o in (off, *off_copies)]
                  + [offset_register(aclk, aresetn, fire, at_last, ent, off_n, invert=True)]
                  + [replica(aclk, aresetn, fire, al_next, a) for a in last_copies])
 
-    outcomes = walk_outcomes(adv, tvalid, filled, skip, fire, at_last, al_next, hflag, last_in,
-                             tflags, code_own, f0, f1, al_n, s0, s1)
+    outcomes = walk_outcomes(adv_w, tvalid, filled, skip, fire, at_last, al_next, hflag,
+                             last_in, tflags, code_own, f0, f1, al_n, s0, s1)
     nexts = (slot_after(hp3, skip, n3), slot_after(hp3, s0, nx0), slot_after(n3, s1, nx1),
              code_for(f0, s0, nx0, own0, strad0 if straddle else None),
              code_for(f1, s1, nx1, own1, strad1 if straddle else None))
@@ -359,13 +382,14 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, hflag
             else:
                 beat.next = beat + 1
 
-    return flags, outcomes, nexts, step, copy_regs, leaving, by_pops
+    return (flags, outcomes, nexts, step, copy_regs, leaving, filling, filling_own, by_pops,
+            [filling_strad] if straddle else [])
 
 
 @block
 def walk_flags(adv, tvalid, at_last, hflag, ge1, ge2, pend_ok, filled, fire, write, skip,
-               room, fill_own):
-    """The walker's flags: ``write``, ``skip``, ``fire``, ``room``, ``fill_own``."""
+               room):
+    """The walker's flags: ``write``, ``skip``, ``fire``, ``room``."""
 
     @always_comb
     def ahead():
@@ -375,13 +399,7 @@ def walk_flags(adv, tvalid, at_last, hflag, ge1, ge2, pend_ok, filled, fire, wri
         fire.next = ge1 and (hflag or ge2) and pend_ok
         room.next = filled < SLOTS - 1 or (filled == SLOTS - 1 and not (adv and tvalid))
 
-    @always_comb
-    def enable():
-        # the head table's parts whose slot the table pipeline writes now (filled == 0:
-        # not ge1, a register beside the count)
-        fill_own.next = adv and tvalid and not ge1
-
-    return ahead, enable
+    return ahead
 
 
 @block
@@ -424,21 +442,6 @@ def walk_outcomes(adv, tvalid, filled, skip, fire, at_last, al_next, hflag, last
 
 
 @block
-def strad_part(aclk, aresetn, adv, tvalid, ge1, ge2, fire, pop, at_last, strad0, strad1,
-               fill_strad, code_strad, *, ecp5=False):
-    """The walker's straddling part (tables with straddling entries only): its fill (the
-    slot after the head's is written now) and its load code for the next cycle."""
-
-    @always_comb
-    def fill():
-        # filled == 1, from the count's registered flags
-        fill_strad.next = adv and tvalid and ge1 and not ge2
-
-    return fill, pop_register(aclk, aresetn, fire, pop, at_last, strad1, strad0, code_strad,
-                              ecp5=ecp5)
-
-
-@block
 def pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, *, ecp5=False):
     """A register of the loop's state that takes ``leave`` when the head word is left
     (``pop_h = fire and (pop or at_last)``, a pass's last record always leaves its word)
@@ -446,7 +449,8 @@ def pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, *, ecp5=Fals
     ``v`` the outcome for ``pop`` 1 and 0, made from registers beside the pop bit's select
     tree, so that one LUT follows the pop bit (ABC, which sees the instantiated select
     tree of an ECP5 build as an input at time 0, puts it first otherwise).  ``ecp5``: the
-    LUT is instantiated (:func:`pop_gate`'s reason)."""
+    LUT is instantiated (:func:`pop_gate`'s reason).  Kept apart from an equal register
+    (``(* keep *)``, as :func:`replica`)."""
     n = len(q)
     init = int(q.val)
 
@@ -471,6 +475,7 @@ def pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, *, ecp5=Fals
 (* keep *) wire {width}${{q}}_v = ($fire & $at_last) ? $leave : $stay;
 wire {width}${{q}}_d;
 """ + (for_synthesis(muxes, plain) if ecp5 else plain) + f"""
+(* keep *)
 always @(posedge $aclk) begin
     if (!$aresetn) begin
         $q <= {init};
@@ -658,8 +663,7 @@ def top_select(fire, pop, al, fill_own, code_own, sel, *, ecp5=False):
     fire.read = pop.read = al.read = fill_own.read = code_own.read = True
     top_select.verilog_code = """
 (* keep *) wire ${sel}_both = ($code_own == 2'd3) & $fire;
-(* keep *) wire ${sel}_rest = $fill_own | (($code_own == 2'd3) & $fire & $al);
-""" + pop_gate("$pop", "${sel}_both", "${sel}_rest", "$sel", ecp5)
+""" + pop_gate("$pop", "${sel}_both", "$al", "$fill_own", "$sel", ecp5)
     return decide
 
 

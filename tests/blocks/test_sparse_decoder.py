@@ -481,12 +481,16 @@ def test_stream_estimate_has_no_rom(tmp_path):
 # The ECP5 build's loop selects (blocks.sparse_framer.ecp5_select) are instantiated slice
 # muxes in the branch Yosys reads (`ifdef SYNTHESIS); simulators read the plain selects.
 # Here the synthesis branch itself runs under Icarus, the three primitives modelled from
-# their documented function (LUT4: INIT indexed by {D,C,B,A}; PFUMX: C0 ? ALUT : BLUT;
-# L6MUX21: SD ? D1 : D0), against the entries the table holds, at every offset.
+# their documented function (LUT4: INIT indexed by {D,C,B,A}, as a tree of selects so that
+# an unknown input the function does not depend on stays unknown only where hardware
+# could differ; PFUMX: C0 ? ALUT : BLUT; L6MUX21: SD ? D1 : D0).
 ECP5_CELLS = """
 module LUT4(input A, input B, input C, input D, output Z);
     parameter [15:0] INIT = 16'h0000;
-    assign Z = INIT[{D, C, B, A}];
+    wire [7:0] s3 = D ? INIT[15:8] : INIT[7:0];
+    wire [3:0] s2 = C ? s3[7:4] : s3[3:0];
+    wire [1:0] s1 = B ? s2[3:2] : s2[1:0];
+    assign Z = A ? s1[1] : s1[0];
 endmodule
 module PFUMX(input ALUT, input BLUT, input C0, output Z);
     assign Z = C0 ? ALUT : BLUT;
