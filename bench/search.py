@@ -2,7 +2,8 @@
 at equal evaluation budget, over several seeds.
 
     nice -n 10 .venv/bin/python bench/search.py [--plan examples/digits_sparse.yaml]
-        [--seeds 0 1 2 3 4] [--evaluations 20] [--search-epochs N] [--codes all]
+        [--seeds 0 1 2 3 4] [--evaluations 40] [--confirm 4] [--candidates 2]
+        [--warm S:STRUCTURE ...] [--search-epochs N] [--codes all]
         [--repeats 1] [--weight 0.1] [--budget B] [--structures block] [--final]
         [--out /tmp/bench_search]
         [--from-json A/search.json B/search.json]
@@ -12,7 +13,11 @@ fp32 and fine-tuned quantization-aware at the base sparsity (``quant.pipeline``'
 1-3, the plan's ``quantize:`` settings), then the three searches of ``quant.search`` run
 from that same base, ``--evaluations`` each, every evaluation a ``--search-epochs``
 fine-tune (with ``--repeats`` R, the mean of R fine-tunes of different seeds:
-``quant.search.Evaluator``'s ``repeats``, the same for every method), bits counted in the
+``quant.search.Evaluator``'s ``repeats``, the same for every method); of each method's
+``--evaluations``, the last ``--confirm`` re-evaluate its ``--candidates`` points of lowest
+objective with new fine-tune seeds, and its best point is the candidate of lowest mean
+objective, reported with the means of its runs (``quant.search.run_searches``' ``confirm``,
+``best_of``); ``--warm``: uniform points every method evaluates first. Bits counted in the
 codings ``--codes`` names, pruned in the structures ``--structures`` offers (default
 ``block``: blocks only where a block size fits, as measured in docs/quant.md; ``cnn-ip
 quantize`` offers unstructured beside them unless the plan says ``structures: block``).
@@ -20,7 +25,7 @@ The objective (``quant.search.Objective``) is the plan's except
 for ``--weight`` (``accuracy_weight``, default 0.1: every point of smoothed accuracy lost
 or gained is worth 10 % of the searched layers' bits) and, if given, ``--budget``
 (``accuracy_budget``), fixed on seeds 10-13 before seeds 0-4 were run (docs/quant.md).
-Each method's *best* point is its lowest objective. The table gives, per seed and method,
+Each method's *best* point: ``quant.search.best_of``. The table gives, per seed and method,
 the best point's model bits, validation top-1, mean true-class probability and loss, and
 whether it **dominates** uniform's best (and the Bayesian best random's): fewer bits at no
 lower validation top-1, or higher top-1 at no more bits; and, rule-free, how many of
@@ -198,7 +203,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan", default="examples/digits_sparse.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--evaluations", type=int, default=20)
+    parser.add_argument("--evaluations", type=int, default=40)
     parser.add_argument("--search-epochs", type=int, default=None,
                         help="fine-tuning epochs per evaluation (default: the plan's)")
     parser.add_argument("--codes", default="all", help="hardware | all (quant.pipeline.CODE_SETS)")
@@ -206,7 +211,7 @@ def main() -> None:
                         help="pruning structures offered (quant.search.structure_choices)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="fine-tunes (different seeds) averaged per evaluation")
-    parser.add_argument("--confirm", type=int, default=0,
+    parser.add_argument("--confirm", type=int, default=4,
                         help="evaluations of each method's budget spent re-evaluating its "
                              "best candidates (quant.search.run_searches)")
     parser.add_argument("--candidates", type=int, default=2,
