@@ -105,20 +105,19 @@ else (counting, shifting, expanding) is pipelined off it:
    tables and ``tlast`` flags in rings; the *loop* holds a word pointer ``p``, an offset
    ``off`` and the *head table*, a copy of the head word's table beside ``off``: its next
    state is the head table's entry at ``off`` (a tree of 4:1 selects, no adder; the pop
-   bit, which enables the head table's load, from two selects of its own: one on an
-   inverted copy of ``off`` for the own entries' enable and the loop's pointers, one on
-   ``off`` for the straddling entries' enable), or,
-   after a pass's last record, offset 0 in the word after the image's ``tlast`` word
-   (the padding skipped, whatever its length).  When the head word is left, the head
-   table loads the next head's table, from its table slot or straight from the table
-   pipeline when that slot is being written, a choice registered a cycle ahead for
-   both outcomes.  For timing (fan-outs of hundreds cost routing on ECP5): the head
-   table is loaded in ``PARTS`` parts of each kind, each on its own copy of the load
-   enable (the copies differ in their copy of ``at_last``), and the entry select's
-   first level takes ``off``'s low bits from ``COPIES`` copies in turn
-   (``blocks.sparse_framer.replica``: registers Yosys keeps apart); on an ECP5 target
-   the selects are 16:1 PFU muxes (``LUT4``, ``PFUMX``, ``L6MUX21``) for synthesis,
-   two routing hops for 64 entries where ABC's mapping took six.  A record fires
+   bit from a select of its own on an inverted copy of ``off``), or, after a pass's
+   last record, offset 0 in the word after the image's ``tlast`` word (the padding
+   skipped, whatever its length).  The head table is a ring of two tables: one is the
+   head's (``cur``, a register), the other holds the table of the word that becomes the
+   head if the head word is left now, loaded every cycle from its table slot or
+   straight from the table pipeline when that slot is being written (a choice
+   registered a cycle ahead for both outcomes); leaving the head word flips ``cur``.
+   So the pop bit enables no load: it reaches only the loop's few registers, each one
+   LUT after it, both outcomes made beside the select (``pop_register``).  The entry
+   select's first level takes ``off``'s low bits from ``COPIES`` copies in turn
+   (registers Yosys keeps apart); on an ECP5 target the selects are 16:1 PFU muxes
+   (``LUT4``, ``PFUMX``, ``L6MUX21``) for synthesis, two routing hops for 64 entries
+   where ABC's mapping took six.  A record fires
    when its word and the next are in (or its word is its image's last) and the output
    FIFO has a place;
 4. *extraction*: the pointer and offset are copied into registers, the pair of words is
@@ -147,9 +146,9 @@ the table (``blocks.sparse_table.block_tail``) computes each start's length
 start, then the sum: two more pipeline stages); a header of variable length means a
 record near a word's end may end inside it, so every start has an entry made with the
 bits past the word read as zero, overwritten for the last starts by the entries made
-with the next word when it comes (``table_slot``/``head`` with ``own = W``; the head
-table's parts there take a new head's own entries instead when it is the word being
-written, a select after the pop bit).  After the extraction
+with the next word when it comes (``table_slot``/``head`` with ``own = W``; a ring of
+the head table that loads a new head from the table pipeline keeps the own entries
+there).  After the extraction
 ``blocks.block_mask.block_expand`` (two registered steps) turns the record into the
 masked record the expander takes, or (dense blocks) into the beat's codes.
 
@@ -170,7 +169,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from myhdl import (ConcatSignal, Signal, always, always_comb, always_seq, block, concat, intbv,
+from myhdl import (Signal, always, always_comb, always_seq, block, concat, intbv,
                    modbv)
 
 from blocks.axis_register import BLOCK as REGISTER, axis_register
@@ -178,10 +177,9 @@ from blocks.bit_fields import field_sums, group_shift
 from blocks.mac import operand_register
 from blocks.block_mask import block_expand, value_bits as block_value_bits
 from blocks.block_mask import latency as block_mask_latency
-from blocks.sparse_framer import (COPIES, entry_mux, extract, head, head_spans, joined,
-                                  load_enable, low_bits, pop_select, shift_stages,
-                                  side_by_side, slot_writes, table_register, table_slot,
-                                  top_select, walker)
+from blocks.sparse_framer import (COPIES, COPY_BITS, entry_mux, extract, head, joined, low_bits,
+                                  pop_select, shift_stages, side_by_side, slot_writes,
+                                  table_register, table_slot, walker)
 from blocks.sparse_table import (Layout, Shape, prefix_levels, reach, record_table,
                                  table_stages)
 from blocks.ram import TARGETS, add_blocks, bram_blocks, write_sim_files
@@ -550,8 +548,8 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     wp3 = Signal(intbv(0, min=0, max=3))
     wp_low = Signal(intbv(0)[2:])
     off = Signal(intbv(0)[NB:])
-    off_n = Signal(intbv((1 << NB) - 1)[NB:])   # ~off: the pop decision's own copy
-    pop, pop_m = Signal(bool(0)), Signal(bool(0))
+    off_p = Signal(intbv(0)[NB:])   # off: the pop decision's own copy
+    pop = Signal(bool(0))
     fire, write = Signal(bool(0)), Signal(bool(0))
     at_last = Signal(bool(fmt["beats"] == 1))
     pend_ok = Signal(bool(1))
@@ -571,48 +569,21 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
                            Signal(intbv(0)[3 * TN * EB:]))
     buses = (low_bits(wp, wp_low), side_by_side(w0, w1, w2, w3, words),
              joined(g0, g1, g2, tflags), joined(t0, t1, t2, tabs))
-    own_spans, strad_spans = head_spans(TN, Q, EB)
-    parts = [Signal(intbv(0)[hi - lo:]) for lo, hi in own_spans + strad_spans]
-    htab = parts[0]
-    if len(parts) > 1:
-        htab = ConcatSignal(*reversed(parts))
-        # only templates read it, and MyHDL writes a shadow signal's assignment only
-        # when a converted generator names it
-        htab._driven = "wire"
-    hflag = Signal(bool(0))
+    rings = Signal(intbv(0)[2 * TN * EB:])
+    cur, hflag = Signal(bool(0)), Signal(bool(0))
     ent = Signal(intbv(0)[NB:])     # the head's next offset (its pop bit: pop_select)
     codes = (Signal(intbv(3)[2:]), Signal(intbv(0)[2:]))    # reset: the first word is the head
     fills = (Signal(bool(0)), Signal(bool(0)))
     # copies of off's low bits for the entry select's first level (as many as it has
-    # selects), and
-    # of at_last for the load enables but the first (which takes at_last itself)
-    level0 = max(1, (1 << NB) // (4 if NB >= 2 else 2))
-    offs = [Signal(intbv(0)[min(2, NB):]) for _ in range(min(COPIES, level0))]
-    lasts = [Signal(bool(at_last.val)) for _ in range(parts_of(TN, Q, EB) - 1)]
-    en_owns = [Signal(bool(0)) for _ in own_spans]
-    en_strads = [Signal(bool(0)) for _ in strad_spans]
-    overlap = shape.own != TN - Q      # /2 element masks: own entries for every start
-    fill_strad = fills[1]
-    sels = [Signal(bool(0)) for _ in strad_spans] if overlap else None
-    tops = []
-    if overlap:     # the straddling parts also load a new head's own entries there
-        fill_strad = Signal(bool(0))
-        tops = [either(fills[0], fills[1], fill_strad)] + [
-            top_select(fire, pop_m, al, fills[0], codes[0], sel, ecp5=ecp5)
-            for sel, al in zip(sels, [at_last, *lasts])]
+    # groups, at most COPIES)
+    copies = Signal(intbv(0)[copies_of(NB) * min(COPY_BITS, NB):])
     walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid0,
-                   hflag, ent, tlast, tflags, write, wp3, codes, fills, off_n, pop, (offs, lasts),
+                   hflag, ent, tlast, tflags, write, wp3, codes, fills, off_p, pop, cur, copies,
                    last_beat=fmt["beats"] - 1, straddle=bool(Q), ecp5=ecp5),
-            [load_enable(fire, pop, al, fills[0], en, ecp5=ecp5)
-             for en, al in zip(en_owns, [at_last, *lasts])],
-            [load_enable(fire, pop_m, al, fill_strad, en, ecp5=ecp5)
-             for en, al in zip(en_strads, [at_last, *lasts])], tops,
-            head(aclk, aresetn, codes, (en_owns, en_strads), tabs, tflags, tab, tlast, parts,
-                 hflag, W=TN, Q=Q, EB=EB, own=shape.own, sels=sels, ecp5=ecp5),
-            entry_mux(htab, off, ent, *(offs + [off] * (COPIES - len(offs))), EB=EB,
-                      ecp5=ecp5),
-            pop_select(htab, off_n, pop, EB=EB, flip=-1, ecp5=ecp5),
-            [pop_select(htab, off, pop_m, EB=EB, flip=0, ecp5=ecp5)] if Q else [])
+            head(aclk, aresetn, cur, codes, fills, tabs, tflags, tab, tlast, rings, hflag,
+                 W=TN, Q=Q, EB=EB, own=shape.own),
+            entry_mux(rings, off, cur, ent, copies, EB=EB, ecp5=ecp5),
+            pop_select(rings, off_p, cur, pop, EB=EB, flip=0, ecp5=ecp5))
     rec = Signal(intbv(0)[W:])
     rv, rl = Signal(bool(0)), Signal(bool(0))
     cut = extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, W=W, NB=NB,
@@ -626,17 +597,6 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
                           VB=VB, WB=fmt["code_bits"], W=W)
     out = out_fifo(aclk, aresetn, push, push_data, push_last, m_axis_wgt, pend_ok, fire)
     return table, slots, tables, buses, walk, cut, expand, out
-
-
-@block
-def either(a, b, out):
-    """``out`` = ``a or b``."""
-
-    @always_comb
-    def join():
-        out.next = a or b
-
-    return join
 
 
 def table_params(fmt) -> tuple:
@@ -1006,27 +966,27 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
                   # beside them (blocks.sparse_table.block_tail), a stage of their own
                   + (W + 2 + shape.entries * (nb + (P // block).bit_length())
                      if block else 0)),
-        # four word slots; three table slots and the head table (entries and tlast flag):
-        # W/g entries (g the offset step, offsets in its units; an entry's low bits are
-        # constants when VB and P are multiples of 2**tz)
-        "slots": 4 * W + 4 * (TN * live + own + 1),
+        # four word slots; three table slots and the head table's two rings (entries and
+        # tlast flag): W/g entries (g the offset step, offsets in its units; an entry's
+        # low bits are constants when VB and P are multiples of 2**tz)
+        "slots": 4 * W + 5 * (TN * live + own + 1),
         # pointers, offset, beat, flags, the count and the head table's load codes
         # (and the offset's inverted copy for a pop decision; the copies of its low bits
-        # and of at_last, blocks.sparse_framer.COPIES and PARTS: parts_of; the loop's
-        # copy of adv and the fill flags, registers)
+        # blocks.sparse_framer.COPIES; the loop's copy of adv, the fill flags and which
+        # ring is the head's, registers)
         "loop": (3 + 3 + 2 * nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1
-                 + min(COPIES, max(1, (1 << nb) // (4 if nb >= 2 else 2))) * min(2, nb)
-                 + parts_of(shape.TN, shape.QN, nb + 1) - 1 + 2 + (1 if shape.QN else 0)),
+                 + copies_of(nb) * min(COPY_BITS, nb)
+                 + 3 + (1 if shape.QN else 0)),
         "extract": 6 + 2 * nb + 2 * W - 1 + sum(
             out + 2 + rest for out, rest in shifter_widths(W, nb, g)),
     }
     return parts
 
 
-def parts_of(TN, QN, EB) -> int:
-    """The head table's parts of the more numerous kind (at most ``PARTS``): one load
-    enable each, the copies of ``at_last`` (one less: the first takes it)."""
-    return max(len(spans) for spans in head_spans(TN, QN, EB))
+def copies_of(nb) -> int:
+    """Copies of the offset's low bits for the entry select's first level: one a group
+    of it (``2**COPY_BITS`` leaves of a ring, two rings), at most ``COPIES``."""
+    return min(COPIES, max(1, 2 * (1 << nb) >> COPY_BITS))
 
 
 def shifter_widths(W, nb, g=1) -> list[tuple[int, int]]:
@@ -1061,7 +1021,7 @@ def masked_cost(meta, W, addr) -> tuple[int, int]:
     if block:   # element masks: lengths from a select of prefix counts a start
         K = TP // block
         table += BLOCK_FIT[0] * shape.entries * nb * ((K + 1) // 2 + 3)
-    select = 4 * TN * (nb + 3) // 3 + (nb + 1)         # the head's selects and its loads
+    select = 8 * TN * (nb + 3) // 3 + (nb + 1)   # the selects and loads of two head rings
     shifter = (2 * W - 1) + sum(2 * out for out, _ in shifter_widths(W, nb, g))
     expansion = expansion_luts(meta, W)
     fifo = 1.66 * (P * WB + 1)                       # LUT RAM, as synth_xilinx maps it

@@ -12,7 +12,7 @@ word is left, from a table slot or the table pipeline, a choice made a cycle ahe
 The record's bits are then cut from the pair of words by a registered shifter,
 ``SHIFT_BITS`` offset bits a stage.  For an ECP5 build the loop's selects and the LUTs
 after its pop bits are instantiated slice logic where Yosys reads them
-(:func:`ecp5_select`, :func:`pop_gate`; simulators read the plain selects).
+(:func:`ecp5_select`, :func:`pop_register`; simulators read the plain selects).
 """
 from __future__ import annotations
 
@@ -22,11 +22,10 @@ from blocks.bit_fields import part_select
 
 SLOTS = 4          # head, the word after it, and two for a pass end that skips a word
 SHIFT_BITS = 3     # offset bits a shifter stage takes (an 8:1 select per bit)
-# Copies of the loop's offset (for the first level of the head table's select trees) and
-# of the head table's load enables (each loading a part of it, PARTS of each kind): a copy
+# Copies of the loop's offset for the first level of the head table's entry select: a copy
 # is there to cut a fan-out of hundreds, which routing on ECP5 pays for in the loop.
-COPIES = 4
-PARTS = 8
+COPIES = 8
+COPY_BITS = 4      # a copy: the offset bits of a first-level group (16:1, one ECP5 PFU)
 
 
 def lut_init(f) -> int:
@@ -52,53 +51,22 @@ def spans(lo: int, hi: int, n: int) -> list[tuple[int, int]]:
 
 
 @block
-def replica(aclk, aresetn, en, d, q):
-    """``q``: a copy of a register that takes ``d`` on ``en`` (its initial value in reset),
-    which synthesis keeps apart from the original and the other copies: ``(* keep *)`` on
-    its always block (Yosys merges equal flip-flops otherwise, even with ``keep`` on the
-    register's declaration)."""
-    init = int(q.val)
-
-    @always_seq(aclk.posedge, reset=aresetn)
-    def copy():
-        if en:
-            q.next = d
-
-    q.driven = "reg"
-    aclk.read = aresetn.read = en.read = d.read = True
-    replica.verilog_code = """
-(* keep *)
-always @(posedge $aclk) begin
-    if (!$aresetn) begin
-        $q <= $init;
-    end
-    else if ($en) begin
-        $q <= $d;
-    end
-end
-"""
-    return copy
-
-
-@block
-def offset_register(aclk, aresetn, fire, at_last, ent, q, *, invert):
-    """``off`` (``invert``: its inverted copy ``off_n``), or a copy of its low bits: on a
+def offset_register(aclk, aresetn, fire, at_last, ent, q, *, reps=1):
+    """``off``, or a copy of it or of its low bits (``reps`` copies side by side): on a
     fire, 0 after a pass's last record, else the head's entry ``ent``.  The entry goes
     straight to the flip-flops' data (no gate after the select tree): the clear is their
     synchronous reset and ``fire`` their enable, both made from registers beside it.
-    Each is kept apart by synthesis (``(* keep *)``, see :func:`replica`)."""
-    n = len(q)
+    Each is kept apart by synthesis: ``(* keep *)`` on its always block (Yosys merges
+    equal flip-flops otherwise, even with ``keep`` on the register's declaration)."""
+    n = len(q) // reps
     mask = (1 << n) - 1
-    init = mask if invert else 0
-    flip = mask if invert else 0
-    value = f"~$ent[{n - 1}:0]" if invert else f"$ent[{n - 1}:0]"
 
     @always(aclk.posedge)
     def step():
         if not aresetn or (fire and at_last):
-            q.next = init
+            q.next = 0
         elif fire:
-            q.next = (int(ent.val) & mask) ^ flip
+            q.next = sum((int(ent.val) & mask) << (k * n) for k in range(reps))
 
     q.driven = "reg"
     aclk.read = aresetn.read = fire.read = at_last.read = ent.read = True
@@ -107,62 +75,14 @@ def offset_register(aclk, aresetn, fire, at_last, ent, q, *, invert):
 (* keep *)
 always @(posedge $aclk) begin
     if (${q}_clear) begin
-        $q <= $init;
+        $q <= 0;
     end
     else if ($fire) begin
-        $q <= VALUE;
+        $q <= {REPS{$ent[N:0]}};
     end
 end
-""".replace("VALUE", value)
+""".replace("N", str(n - 1)).replace("REPS", str(reps))
     return step
-
-
-@block
-def load_enable(fire, pop, al, fill, en, *, ecp5=False):
-    """One copy of a head-table load enable: the head word is left (``fire`` with the pop
-    bit ``pop``, or a pass's last record: ``al``, a copy of ``at_last``) or the part's
-    slot is written now (``fill``).  ``ecp5``: the last LUT is an instantiated ``LUT4``
-    for synthesis (:func:`pop_gate`)."""
-
-    @always_comb
-    def decide():
-        en.next = (fire and (pop or al)) or fill
-
-    en.driven = "wire"
-    fire.read = pop.read = al.read = fill.read = True
-    load_enable.verilog_code = pop_gate("$pop", "$fire", "$al", "$fill", "$en", ecp5)
-    return decide
-
-
-POP_GATE_INIT = lut_init(lambda a, b, c, d: (b & (a | c)) | d)    # Z = B & (A | C) | D
-
-
-def pop_gate(pop, both, al, rest, out, ecp5):
-    """Verilog: ``out = (both & (pop | al)) | rest``, the one LUT after a pop bit (``both``,
-    ``al`` and ``rest`` from registers, at most a LUT deep); ``ecp5``: for synthesis an
-    instantiated ``LUT4`` with the pop bit on its fast input (ABC, which sees the
-    instantiated select tree as an input at time 0, folds other terms in after the pop
-    bit otherwise: LUTs and routing hops more)."""
-    plain = f"assign {out} = ({both} & ({pop} | {al})) | {rest};\n"
-    if not ecp5:
-        return plain
-    name = "${" + out.lstrip("$") + "}_gate"        # out: a template name, "$sig"
-    lut = (f"LUT4 #(.INIT(16'h{POP_GATE_INIT:04x})) {name} (.A({pop}), .B({both}), "
-           f".C({al}), .D({rest}), .Z({out}));\n")
-    return for_synthesis(lut, plain)
-
-
-@block
-def part_load(aclk, en, src, part, *, lo):
-    """A part of the head table: bits ``lo ..`` of ``src`` on ``en``."""
-    hi = lo + len(part)
-
-    @always(aclk.posedge)
-    def load():
-        if en:
-            part.next = src[hi:lo]
-
-    return load
 
 
 def shift_stages(nb: int) -> int:
@@ -258,21 +178,21 @@ def slot_writes(write, ptr, we, we_next, *, k, m):
 
 @block
 def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid_in, hflag,
-           ent, last_in, tflags, write, wp3, codes, fills, off_n, pop, copies, *,
+           ent, last_in, tflags, write, wp3, codes, fills, off_p, pop, cur, off_copies, *,
            last_beat, straddle=True, ecp5=False):
     """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp``
     of the four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3``
     and the count of filled slots.  ``ent``: the next offset of the head table's entry at
     ``off`` (its pop bit: ``pop``, from :func:`pop_select`); ``hflag``: the head word's
-    ``tlast`` flag; ``tflags``: the table slots'.  The loop is that select, one LUT
-    (``pop_h``: the head word is left) and the clock enables of the head table
-    (:func:`load_enable`, from ``fills``: the own or the straddling part's slot is written
-    now).  ``copies``: ``(offsets, lasts)``, the replicas
-    of ``off``'s low bits (as many as the copies are wide) and of ``at_last``
-    (:func:`replica`).  What the head table loads (``codes``, one for the own part, one for
-    the straddling part: table slot 0..2, or 3 the table pipeline, whose slot is being
-    written) is a register, decided a cycle ahead for both outcomes of ``pop_h``; so is
-    ``fire`` (from the count as flags ``ge1``/``ge2``; :func:`walk_outcomes`).  After a
+    ``tlast`` flag; ``tflags``: the table slots'.  The loop is that select and ``cur``,
+    which of the two rings of the head table is the head's (:func:`head`): a pop flips
+    it (``pop_h``: the head word is left); no load of the head table waits for the pop
+    bit.  ``off_copies``: copies of ``off``'s low bits side by side (``COPY_BITS`` each,
+    or all of them if fewer; :func:`offset_register`).  What the head table's other ring loads (``codes``, one for
+    the own part, one for the straddling part: table slot 0..2, or 3 the table pipeline,
+    whose slot is being written) is a register, decided a cycle ahead for both outcomes
+    of ``pop_h``, as are the ``fills`` (the own or the straddling part's slot is written
+    now); so is ``fire`` (from the count as flags ``ge1``/``ge2``; :func:`walk_outcomes`).  After a
     pass's last record the head is the word after the image's ``tlast`` word.  Without
     ``straddle`` (no table has straddling entries: a record's header is a single step) the
     straddling part's code and fill are neither made nor driven.  The registers that
@@ -282,7 +202,6 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     and the loop's own copy of ``adv``, which the table pipeline's enable is not."""
     code_own, code_strad = codes
     fill_own, fill_strad = fills
-    off_copies, last_copies = copies
     beat = Signal(intbv(0, min=0, max=last_beat + 1))
     al_next = Signal(bool(last_beat <= 1))   # at_last after the next fire
     # the beat two before the last; with fewer than three beats the compare is never
@@ -305,7 +224,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     p_leave = Signal(modbv(0)[len(p):])
     ge1_0, ge1_1, ge2_0, ge2_1 = (Signal(bool(0)) for _ in range(4))
     fo0, fo1, fs0, fs1 = (Signal(bool(0)) for _ in range(4))
-    one = Signal(bool(1))
+    one, cur_n = Signal(bool(1)), Signal(bool(1))
 
     tv = Signal(bool(0))
 
@@ -332,6 +251,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     def leaving():
         # the values of the registers below when the head is left and when it stays
         one.next = 1
+        cur_n.next = not cur
         if skip:
             p_leave.next = p + 2
         else:
@@ -343,16 +263,16 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
 
     # (sub-blocks are made here, in the @block, not in a helper)
     by_pops = [pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=ecp5)
-               for q, leave, stay in ((adv, one, room), (adv_w, one, room), (filled, f1, f0),
+               for q, leave, stay in ((adv, one, room), (adv_w, one, room), (cur, cur_n, cur),
+                                      (filled, f1, f0),
                                       (ge1, ge1_1, ge1_0), (ge2, ge2_1, ge2_0),
                                       (p, p_leave, p), (hp3, n3, hp3), (code_own, own1, own0),
                                       (fill_own, fo1, fo0),
                                       *([(fill_strad, fs1, fs0)] if straddle else []))]
 
-    copy_regs = ([offset_register(aclk, aresetn, fire, at_last, ent, o, invert=False)
-                  for o in (off, *off_copies)]
-                 + [offset_register(aclk, aresetn, fire, at_last, ent, off_n, invert=True)]
-                 + [replica(aclk, aresetn, fire, al_next, a) for a in last_copies])
+    copy_regs = [offset_register(aclk, aresetn, fire, at_last, ent, o) for o in (off, off_p)]
+    copy_regs.append(offset_register(aclk, aresetn, fire, at_last, ent, off_copies,
+                                     reps=len(off_copies) // min(COPY_BITS, len(off))))
 
     outcomes = walk_outcomes(adv_w, tvalid, filled, skip, fire, at_last, al_next, hflag,
                              last_in, tflags, code_own, f0, f1, al_n, s0, s1)
@@ -449,8 +369,8 @@ def pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, *, ecp5=Fals
     ``v`` the outcome for ``pop`` 1 and 0, made from registers beside the pop bit's select
     tree, so that one LUT follows the pop bit (ABC, which sees the instantiated select
     tree of an ECP5 build as an input at time 0, puts it first otherwise).  ``ecp5``: the
-    LUT is instantiated (:func:`pop_gate`'s reason).  Kept apart from an equal register
-    (``(* keep *)``, as :func:`replica`)."""
+    LUT is instantiated.  Kept apart from an equal register
+    (``(* keep *)``, as :func:`offset_register`)."""
     n = len(q)
     init = int(q.val)
 
@@ -538,25 +458,30 @@ def code_for(filled, skip, nxt, own, strad):
 
 
 @block
-def head(aclk, aresetn, codes, enables, tabs, tflags, tab_in, last_in, parts, hflag, *, W, Q,
-         EB, own=None, sels=None, ecp5=False):
-    """The head word's table and ``tlast`` flag, next to the loop's offset: on its enables
-    each part (own entries and flag; straddling entries) loads from the table slot or the
-    table pipeline its code names (a register).  Three table slots are enough: the head's
-    own slot is free once its table is here.  ``parts``: the table's registers, low bits
-    first, cut by :func:`head_spans`; ``enables``: ``(own, straddling)``, a list of copies
-    each, one a part of that kind (the flag loads on the first own copy).  ``tab_in``:
-    ``Q`` straddling entries, then ``own`` (default ``W - Q``) own ones.  ``own = W``
+def head(aclk, aresetn, cur, codes, fills, tabs, tflags, tab_in, last_in, rings, hflag, *, W,
+         Q, EB, own=None):
+    """The head word's table and ``tlast`` flag, next to the loop's offset, in a ring of
+    two: ``rings`` = ring 1 ++ ring 0 (``W`` entries each, with a ``tlast`` flag each);
+    ring ``cur`` is the head's (``hflag`` its flag), the other holds the table of
+    the word that is the head after a pop now (the walker flips ``cur`` on a pop).  No
+    load waits for the pop bit: the other ring loads every cycle, from the table slot or
+    the table pipeline its code names (``codes``: registers, the new head's own and
+    straddling parts); the head's ring loads its own part when its slot is written now
+    and its straddling part when the next word's slot is (``fills``, registers; then the
+    codes name the table pipeline).  Three table slots are enough: a word's slot is free
+    once its table is in the other ring.  ``tab_in``: ``Q`` straddling entries, then
+    ``own`` (default ``W - Q``) own ones; in a ring, own entries first.  ``own = W``
     (``/2`` with element masks: every start has an own entry, the straddling ones replace
-    the last ``Q``): the straddling parts load the own entries where ``sels`` (a copy a
-    part: the new head is the word the table pipeline writes now, whose straddling
-    entries are not made yet; the pipeline's are the word before's)."""
+    the last ``Q``): the last ``Q`` keep the own entries where the ring's own part loads
+    from the table pipeline for a new head (its straddling entries are not made yet)."""
     code_own, code_strad = codes
-    en_owns, en_strads = enables
+    fill_own, fill_strad = fills
     TW, SW = W * EB, Q * EB
     own = TW - SW if own is None else own * EB
     src_own, src_strad = Signal(intbv(0)[own:]), Signal(intbv(0)[max(SW, 1):])
     src_flag = Signal(bool(0))
+    r0, r1 = Signal(intbv(0)[TW:]), Signal(intbv(0)[TW:])
+    f0, f1 = Signal(bool(0)), Signal(bool(0))
 
     @always_comb
     def pick():
@@ -573,6 +498,7 @@ def head(aclk, aresetn, codes, enables, tabs, tflags, tab_in, last_in, parts, hf
         else:
             src_flag.next = tflags[code_own]
 
+    parts = [pick]
     if Q:
         @always_comb
         def pick_strad():
@@ -584,130 +510,106 @@ def head(aclk, aresetn, codes, enables, tabs, tflags, tab_in, last_in, parts, hf
                 src_strad.next = tabs[3 * TW:3 * TW - SW]
             else:
                 src_strad.next = tab_in[SW:0]
-        pick = (pick, pick_strad)
-
-    en_flag = en_owns[0]
-
-    @always_seq(aclk.posedge, reset=aresetn)
-    def flag():
-        if en_flag:
-            hflag.next = src_flag
-
-    own_spans, strad_spans = head_spans(W, Q, EB)
-    loads = [part_load(aclk, en, src_own, reg, lo=lo)
-             for en, reg, (lo, _) in zip(en_owns, parts, own_spans)]
-    if own == TW - SW:
-        loads += [part_load(aclk, en, src_strad, reg, lo=lo - own)
-                  for en, reg, (lo, _) in zip(en_strads, parts[len(own_spans):], strad_spans)]
-    else:
-        loads += [part_pick(aclk, en, sel, src_own, src_strad, reg, lo=lo,
-                            lo_b=lo - (TW - SW), ecp5=ecp5)
-                  for en, sel, reg, (lo, _) in zip(en_strads, sels, parts[len(own_spans):],
-                                                    strad_spans)]
-    return pick, flag, loads
-
-
-def head_spans(W, Q, EB) -> tuple[list, list]:
-    """Bit ranges of the head table's parts: the own entries' (``PARTS`` parts) and the
-    straddling entries' (``PARTS`` parts, none without straddling entries).  (With
-    ``own = W``, the straddling parts are the last ``Q`` own entries' too.)"""
-    TW, own = W * EB, (W - Q) * EB
-    return spans(0, own, PARTS), spans(own, TW, PARTS)
-
-
-@block
-def part_pick(aclk, en, sel, src, src_b, part, *, lo, lo_b, ecp5=False):
-    """A part of the head table: on ``en``, bits ``lo ..`` of ``src`` where ``sel``, else
-    bits ``lo_b ..`` of ``src_b``.  ``sel`` follows a pop bit: one LUT a bit after it
-    (``ecp5``: instantiated, :func:`pop_register`'s reason)."""
-    hi, hi_b = lo + len(part), lo_b + len(part)
-
-    @always(aclk.posedge)
-    def load():
-        if en:
-            if sel:
-                part.next = src[hi:lo]
-            else:
-                part.next = src_b[hi_b:lo_b]
-
-    n = len(part)
-    part.driven = "reg"
-    aclk.read = en.read = sel.read = src.read = src_b.read = True
-    muxes = "".join(
-        f"LUT4 #(.INIT(16'h{MUX2_INIT:04x})) ${{part}}_m{i} (.A($sel), "
-        f".B($src_b[{lo_b + i}]), .C($src[{lo + i}]), .D(1'b0), .Z(${{part}}_d[{i}]));\n"
-        for i in range(n))
-    plain = f"assign ${{part}}_d = $sel ? $src[{hi - 1}:{lo}] : $src_b[{hi_b - 1}:{lo_b}];\n"
-    part_pick.verilog_code = f"wire [{n - 1}:0] ${{part}}_d;\n" + (
-        for_synthesis(muxes, plain) if ecp5 else plain) + """
-always @(posedge $aclk) begin
-    if ($en) begin
-        $part <= ${part}_d;
-    end
-end
-"""
-    return load
-
-
-@block
-def top_select(fire, pop, al, fill_own, code_own, sel, *, ecp5=False):
-    """One copy of :func:`head`'s select (``own = W``): the head word is left for the word
-    the table pipeline writes now (``code_own`` 3), or that word becomes the head of none.
-    One LUT after the pop bit (:func:`pop_gate`)."""
+        parts.append(pick_strad)
 
     @always_comb
-    def decide():
-        sel.next = fill_own or (code_own == 3 and fire and (pop or al))
+    def out():
+        rings.next = concat(r1, r0)
+        if cur:
+            hflag.next = f1
+        else:
+            hflag.next = f0
 
-    sel.driven = "wire"
-    fire.read = pop.read = al.read = fill_own.read = code_own.read = True
-    top_select.verilog_code = """
-(* keep *) wire ${sel}_both = ($code_own == 2'd3) & $fire;
-""" + pop_gate("$pop", "${sel}_both", "$al", "$fill_own", "$sel", ecp5)
-    return decide
+    parts += [ring_load(aclk, aresetn, cur, code_own, fill_own, fill_strad, src_own,
+                        src_strad, src_flag, r, f, k=k, TW=TW, SW=SW, own=own)
+              for k, (r, f) in enumerate(((r0, f0), (r1, f1)))]
+    return parts, out
 
 
 @block
-def entry_mux(tab, off, ent, r0, r1, r2, r3, *, EB, ecp5=False):
-    """``ent`` = entry ``off`` of ``tab`` (``EB``-bit entries; 0 past the end) as a
-    balanced tree of 4:1 selects on two offset bits each (an adder-free index).
-    ``r0..r3``: copies of ``off`` (equal to it) that the tree's first level takes in
-    turn, so that no offset bit drives every select of it.  ``ecp5``: for synthesis the
-    tree is ECP5 slice muxes (:func:`ecp5_select`)."""
-    N = len(tab) // EB
+def ring_load(aclk, aresetn, cur, code_own, fill_own, fill_strad, src_own, src_strad, src_flag,
+              ring, flag, *, k, TW, SW, own):
+    """Ring ``k`` of :func:`head` and its flag: every cycle where it is not the head's
+    (``cur != k``), else on the fills; the last ``SW`` bits from the straddling source,
+    but (``own = TW``) where they are the own entries the own source gives."""
+    @always_seq(aclk.posedge, reset=aresetn)
+    def load_flag():
+        if cur != k or fill_own:
+            flag.next = src_flag
+
+    if not SW:
+        @always(aclk.posedge)
+        def load_own():
+            if cur != k or fill_own:
+                ring.next = src_own
+        return load_own, load_flag
+
+    if own == TW:
+        @always(aclk.posedge)
+        def load_over():
+            if cur != k or fill_own:
+                ring.next[own:0] = src_own
+            # the last entries: the straddling ones, unless the own ones are the new
+            # head's from the table pipeline
+            if cur != k or fill_strad:
+                if not (code_own == 3 and (cur != k or fill_own)):
+                    ring.next[TW:TW - SW] = src_strad
+        return load_over, load_flag
+
+    @always(aclk.posedge)
+    def load_both():
+        if cur != k or fill_own:
+            ring.next[own:0] = src_own
+        if cur != k or fill_strad:
+            ring.next[TW:own] = src_strad
+    return load_both, load_flag
+
+
+@block
+def entry_mux(tab, off, top, ent, copies, *, EB, ecp5=False):
+    """``ent`` = entry ``off`` of ring ``top`` of ``tab`` (two rings of ``EB``-bit
+    entries, ring 0 first, each padded to ``2**len(off)`` entries with 0) as a balanced
+    tree of selects (an adder-free index; ``top`` the last index bit).  ``copies``:
+    copies of ``off``'s low bits side by side (equal to them; ``len(copies)`` a multiple
+    of ``min(COPY_BITS, len(off))``) that the tree's first level takes in turn, so that
+    no offset bit drives every select of it.  ``ecp5``: for synthesis the tree is ECP5
+    slice muxes (:func:`ecp5_select`)."""
+    N = len(tab) // EB // 2
     NB = len(off)
     OW = len(ent)                   # the entry's low bits (its offset, without the pop bit)
     mask = (1 << OW) - 1
+    cw = min(COPY_BITS, NB)
 
     @always_comb
     def model():
         o = int(off.val)
-        ent.next = (int(tab.val) >> (o * EB)) & mask if o < N else 0
+        ent.next = ((int(tab.val) >> ((int(top.val) * N + o) * EB)) & mask) if o < N else 0
 
-    level = [f"$tab[{i * EB + OW - 1}:{i * EB}]" if i < N else f"{OW}'d0"
-             for i in range(1 << NB)]
+    level = [f"$tab[{(c * N + i) * EB + OW - 1}:{(c * N + i) * EB}]" if i < N else f"{OW}'d0"
+             for c in range(2) for i in range(1 << NB)]
     ent.driven = "wire"
-    tab.read = off.read = r0.read = r1.read = r2.read = r3.read = True
-    entry_mux.verilog_code = select_tree(level, "$off", "ent", f"[{OW - 1}:0] ",
-                                         first=("$r0", "$r1", "$r2", "$r3"))
+    tab.read = off.read = top.read = copies.read = True
+    sel = [f"$off[{b}]" for b in range(NB)] + ["$top"]
+    first = [[f"$copies[{k * cw + t}]" for t in range(cw)] for k in range(len(copies) // cw)]
+    entry_mux.verilog_code = select_tree(level, sel, "ent", f"[{OW - 1}:0] ", first=first)
     if ecp5:
-        bits = [[f"$tab[{i * EB + b}]" if i < N else "1'b0" for i in range(1 << NB)]
-                for b in range(OW)]
-        entry_mux.verilog_code = for_synthesis(
-            ecp5_select(bits, "$off", NB, "ent", first=("$r0", "$r1", "$r2", "$r3")),
-            entry_mux.verilog_code)
+        bits = [[f"$tab[{(c * N + i) * EB + b}]" if i < N else "1'b0"
+                 for c in range(2) for i in range(1 << NB)] for b in range(OW)]
+        entry_mux.verilog_code = for_synthesis(ecp5_select(bits, sel, "ent", first=first),
+                                               entry_mux.verilog_code)
     return model
 
 
-def ecp5_select(bits, sel, nsel, out, first=None, vector=True):
-    """Verilog: ``$<out>[b]`` = ``bits[b][<sel>]`` (``nsel`` select bits, ``2**nsel``
-    one-bit leaves each, ``1'b0`` allowed) as instantiated ECP5 slice logic: up to 16
-    leaves in one PFU (``LUT4`` 2:1 selects on the LUT's fast input, ``PFUMX``, two
-    ``L6MUX21`` levels: no general routing inside), such groups of groups above.  ABC
-    maps the same select as LUT4s a 2:1 select each (6 levels and 6 routing hops for 64
-    leaves; 2 hops here).  A group of constant zeros is the constant.  ``first``: copies
-    of ``sel`` whose two low bits the first level's groups take in turn.  ``vector``:
-    ``out`` is a vector (else a single bit, ``bits`` one list)."""
+def ecp5_select(bits, sel, out, first=None, vector=True):
+    """Verilog: ``$<out>[b]`` = ``bits[b][index]`` (``sel``: the index's bits, low
+    first, expressions; ``2**len(sel)`` one-bit leaves each, ``1'b0`` allowed) as
+    instantiated ECP5 slice logic: up to 16 leaves in one PFU (``LUT4`` 2:1 selects on
+    the LUT's fast input, ``PFUMX``, two ``L6MUX21`` levels: no general routing inside),
+    such groups of groups above.  ABC maps the same select as LUT4s a 2:1 select each (6
+    levels and 6 routing hops for 64 leaves; 2 hops here).  A group of constant zeros is
+    the constant.  ``first``: copies of the index's low bits (lists of bit expressions)
+    that the first level's groups take in turn.  ``vector``: ``out`` is a vector (else
+    a single bit, ``bits`` one list)."""
     lines = []
     count = [0]
 
@@ -737,16 +639,16 @@ def ecp5_select(bits, sel, nsel, out, first=None, vector=True):
     for b, leaves in enumerate(bits):
         level, lo = list(leaves), 0
         while len(level) > 1:
-            take = min(4, nsel - lo)
+            take = min(4, len(sel) - lo)
             k = 1 << take
             groups = []
             for i in range(0, len(level), k):
-                by = sel
+                picks = sel[lo:lo + take]
                 if first and lo == 0:
-                    by = first[n_group % len(first)]
+                    copy = first[n_group % len(first)]
                     n_group += 1
-                picks = [f"{by}[{lo + t}]" if by == sel or t < 2 else f"{sel}[{lo + t}]"
-                         for t in range(take)]
+                    picks = [copy[t] if t < len(copy) else pick
+                             for t, pick in enumerate(picks)]
                 groups.append(group(level[i:i + k], picks))
             level, lo = groups, lo + take
         lines.append(f"assign ${out}{f'[{b}]' if vector else ''} = {level[0]};")
@@ -754,23 +656,26 @@ def ecp5_select(bits, sel, nsel, out, first=None, vector=True):
 
 
 def select_tree(level, sel, out, width, first=None):
-    """Verilog: ``$<out>`` = ``level[<sel>]``, a balanced tree of 4:1 selects (2:1 at the
-    top for an odd count of select bits) whose wires are named after ``out``.  ``first``:
-    copies of ``sel`` the first level's selects take in turn (default: ``sel``)."""
-    bits = (len(level) - 1).bit_length()
+    """Verilog: ``$<out>`` = ``level[index]``, a balanced tree of 4:1 selects (2:1 at the
+    top for an odd count of select bits) whose wires are named after ``out``; ``sel``:
+    the index's bits, low first, expressions.  ``first``: copies of the index's low bits
+    (lists of bit expressions) that the selects on those bits take in turn (default:
+    ``sel``)."""
     lines, bit, depth = [], 0, 0
     while len(level) > 1:
-        step = 4 if bits - bit >= 2 else 2
+        step = 4 if len(sel) - bit >= 2 else 2
         nxt = []
         for g in range(len(level) // step):
             name = f"${{{out}}}_t{depth}_{g}"
             x = level[g * step:(g + 1) * step]
-            by = first[g % len(first)] if first and depth == 0 else sel
+            copy = first[g % len(first)] if first else []
+            by = [copy[b] if b < len(copy) else sel[b] for b in range(bit, bit + 2)
+                  if b < len(sel)]
             if step == 4:
-                s0, s1 = f"{by}[{bit}]", f"{by}[{bit + 1}]"
+                s0, s1 = by[0], by[1]
                 expr = f"{s1} ? ({s0} ? {x[3]} : {x[2]}) : ({s0} ? {x[1]} : {x[0]})"
             else:
-                expr = f"{by}[{bit}] ? {x[1]} : {x[0]}"
+                expr = f"{by[0]} ? {x[1]} : {x[0]}"
             lines.append(f"wire {width}{name} = {expr};")
             nxt.append(name)
         level, bit, depth = nxt, bit + (2 if step == 4 else 1), depth + 1
@@ -921,29 +826,27 @@ def low_bits(src, dst):
 
 
 @block
-def pop_select(tab, off_x, pop, *, EB, flip, ecp5=False):
-    """``pop`` = the pop bit of entry ``off_x ^ flip`` of ``tab`` (0 past the end): the
-    head word's pop decision from a select of its own.  The decoder has two: one on
-    ``~off`` (``flip`` all ones, a register of its own, which synthesis keeps apart from
-    ``off`` as it is inverted) for the loop's pointers and the own entries' enable, one
-    on ``off`` for the straddling entries' enable, so that no select tree or enable net
+def pop_select(tab, off_x, top, pop, *, EB, flip, ecp5=False):
+    """``pop`` = the pop bit of entry ``off_x ^ flip`` of ring ``top`` of ``tab`` (as
+    :func:`entry_mux`; 0 past the end): the head word's pop decision from a select of
+    its own, on a copy of ``off`` (a register of its own), so that no select tree
     carries both."""
-    N = len(tab) // EB
+    N = len(tab) // EB // 2
     NB = len(off_x)
-    top = flip & ((1 << NB) - 1)
+    flip &= (1 << NB) - 1
 
     @always_comb
     def model():
-        o = top ^ int(off_x.val)
-        pop.next = (int(tab.val) >> (o * EB + EB - 1)) & 1 if o < N else 0
+        o = flip ^ int(off_x.val)
+        pop.next = (int(tab.val) >> ((int(top.val) * N + o) * EB + EB - 1)) & 1 if o < N else 0
 
-    level = [f"$tab[{(top ^ i) * EB + EB - 1}]" if (top ^ i) < N else "1'b0"
-             for i in range(1 << NB)]
+    level = [f"$tab[{(c * N + (flip ^ i)) * EB + EB - 1}]" if (flip ^ i) < N else "1'b0"
+             for c in range(2) for i in range(1 << NB)]
     pop.driven = "wire"
-    tab.read = off_x.read = True
-    pop_select.verilog_code = select_tree(level, "$off_x", "pop", "")
+    tab.read = off_x.read = top.read = True
+    sel = [f"$off_x[{b}]" for b in range(NB)] + ["$top"]
+    pop_select.verilog_code = select_tree(level, sel, "pop", "")
     if ecp5:
-        pop_select.verilog_code = for_synthesis(ecp5_select([level], "$off_x", NB, "pop",
-                                                                vector=False),
+        pop_select.verilog_code = for_synthesis(ecp5_select([level], sel, "pop", vector=False),
                                                 pop_select.verilog_code)
     return model

@@ -234,7 +234,7 @@ def test_lint_clean_at_the_edges(tmp_path):
 
 
 @pytest.mark.parametrize("weights,wbits,B,inner", [
-    ("ternary", 8, 2, "mask"),        # /2 element masks: the head's part_pick selects
+    ("ternary", 8, 2, "mask"),        # /2 element masks: the rings keep own entries
     ("int", 3, None, None)])          # /1 masked
 def test_ecp5_synthesis_branch_decodes(tmp_path, monkeypatch, weights, wbits, B, inner):
     """The ECP5 build as Yosys reads it (`define SYNTHESIS: the loop's instantiated LUT4,

@@ -518,28 +518,22 @@ def test_ecp5_loop_selects_are_the_plain_selects(tmp_path, entries, nb):
 
     from myhdl import Signal, Simulation, StopSimulation, block, delay, instance, intbv
 
-    from blocks.sparse_framer import entry_mux, load_enable, pop_select, top_select
+    from blocks.sparse_framer import entry_mux, pop_select
     from cnn_ip.cosim import icarus_run
 
-    eb = nb + 1
+    eb, cw = nb + 1, min(4, nb)      # three copies of the offset's low bits
 
     def port_set():
-        return dict(tab=Signal(intbv(0)[entries * eb:]), off=Signal(intbv(0)[nb:]),
-                    off_n=Signal(intbv(0)[nb:]),
-                    **{f"r{k}": Signal(intbv(0)[2:]) for k in range(4)},
-                    ent=Signal(intbv(0)[nb:]), pop=Signal(bool(0)), pop_m=Signal(bool(0)),
-                    fire=Signal(bool(0)), al=Signal(bool(0)), fill=Signal(bool(0)),
-                    code=Signal(intbv(0)[2:]), en=Signal(bool(0)), sel=Signal(bool(0)))
+        return dict(tab=Signal(intbv(0)[2 * entries * eb:]), off=Signal(intbv(0)[nb:]),
+                    off_n=Signal(intbv(0)[nb:]), top=Signal(bool(0)),
+                    copies=Signal(intbv(0)[3 * cw:]),
+                    ent=Signal(intbv(0)[nb:]), pop=Signal(bool(0)))
 
     @block
-    def selects(tab, off, off_n, r0, r1, r2, r3, ent, pop, pop_m, fire, al, fill, code, en,
-                sel):
-        # and the LUTs after the pop bits: a load enable, a /2 straddling part's select
-        return (entry_mux(tab, off, ent, r0, r1, r2, r3, EB=eb, ecp5=True),
-                pop_select(tab, off_n, pop, EB=eb, flip=-1, ecp5=True),
-                pop_select(tab, off, pop_m, EB=eb, flip=0, ecp5=True),
-                load_enable(fire, pop, al, fill, en, ecp5=True),
-                top_select(fire, pop_m, al, fill, code, sel, ecp5=True))
+    def selects(tab, off, off_n, top, copies, ent, pop):
+        # the pop select on an inverted copy here (flip): each index bit of it is used
+        return (entry_mux(tab, off, top, ent, copies, EB=eb, ecp5=True),
+                pop_select(tab, off_n, top, pop, EB=eb, flip=-1, ecp5=True))
 
     synthesis_branch(selects(**port_set()), tmp_path, "PFUMX")
     ports = port_set()
@@ -550,62 +544,50 @@ def test_ecp5_loop_selects_are_the_plain_selects(tmp_path, entries, nb):
     def bench():
         @instance
         def drive():
-            for tab in (rng.getrandbits(entries * eb), rng.getrandbits(entries * eb),
-                        (1 << entries * eb) - 1):
-                for off in range(1 << nb):
-                    ports["tab"].next, ports["off"].next = tab, off
-                    ports["off_n"].next = ~off & ((1 << nb) - 1)
-                    for k in range(4):
-                        ports[f"r{k}"].next = off & 3
-                    fire, al, fill, code = (rng.random() < 0.7, rng.random() < 0.3,
-                                            rng.random() < 0.2, rng.randrange(4))
-                    ports["fire"].next, ports["al"].next = fire, al
-                    ports["fill"].next, ports["code"].next = fill, code
-                    yield delay(1)
-                    entry = (tab >> (off * eb)) & ((1 << eb) - 1) if off < entries else 0
-                    pop = entry >> nb
-                    got = (int(ports["ent"].val), int(ports["pop"].val),
-                           int(ports["pop_m"].val), int(ports["en"].val),
-                           int(ports["sel"].val))
-                    assert got == (entry & ((1 << nb) - 1), pop, pop,
-                                   int(fire and (pop or al) or fill),
-                                   int(fill or (code == 3 and fire and (pop or al)))), \
-                        (tab, off)
-                    checked.append(off)
+            for tab in (rng.getrandbits(2 * entries * eb), rng.getrandbits(2 * entries * eb),
+                        (1 << 2 * entries * eb) - 1):
+                for top in (0, 1):
+                    for off in range(1 << nb):
+                        ports["tab"].next, ports["off"].next = tab, off
+                        ports["top"].next = top
+                        ports["off_n"].next = ~off & ((1 << nb) - 1)
+                        low = off & ((1 << cw) - 1)
+                        ports["copies"].next = low | low << cw | low << 2 * cw
+                        yield delay(1)
+                        at = (top * entries + off) * eb
+                        entry = (tab >> at) & ((1 << eb) - 1) if off < entries else 0
+                        got = (int(ports["ent"].val), int(ports["pop"].val))
+                        assert got == (entry & ((1 << nb) - 1), entry >> nb), (tab, top, off)
+                        checked.append(off)
             raise StopSimulation
 
         return drive
 
     Simulation(icarus_run(tmp_path, ports), bench()).run(quiet=True)
-    assert len(checked) == 3 << nb
+    assert len(checked) == 6 << nb
 
 
 def test_ecp5_pop_register_is_the_plain_register(tmp_path):
     """The loop's registers after the pop bit (blocks.sparse_framer.pop_register), their
     synthesis branch under Icarus: the outcome for leaving the head word where ``fire``
-    and (``pop`` or ``at_last``), else the other; the initial value in reset.  And a /2
-    head-table part (part_pick): on its enable, one source's bits where ``sel``, else the
-    other's."""
+    and (``pop`` or ``at_last``), else the other; the initial value in reset."""
     import random
 
     from myhdl import ResetSignal, Signal, Simulation, StopSimulation, block, delay, instance
     from myhdl import intbv
 
-    from blocks.sparse_framer import part_pick, pop_register
+    from blocks.sparse_framer import pop_register
     from cnn_ip.cosim import icarus_run
 
     def port_set():
         return dict(aclk=Signal(bool(0)), aresetn=ResetSignal(0, active=0, isasync=False),
                     fire=Signal(bool(0)), pop=Signal(bool(0)), at_last=Signal(bool(0)),
                     leave=Signal(intbv(0)[3:]), stay=Signal(intbv(0)[3:]),
-                    q=Signal(intbv(5)[3:]), en=Signal(bool(0)), sel=Signal(bool(0)),
-                    src=Signal(intbv(0)[8:]), src_b=Signal(intbv(0)[8:]),
-                    got=Signal(intbv(0)[4:]))
+                    q=Signal(intbv(5)[3:]))
 
     @block
-    def part(aclk, aresetn, fire, pop, at_last, leave, stay, q, en, sel, src, src_b, got):
-        return (pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=True),
-                part_pick(aclk, en, sel, src, src_b, got, lo=2, lo_b=3, ecp5=True))
+    def part(aclk, aresetn, fire, pop, at_last, leave, stay, q):
+        return pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=True)
 
     synthesis_branch(part(**port_set()), tmp_path, "LUT4")
     ports = port_set()
@@ -616,7 +598,7 @@ def test_ecp5_pop_register_is_the_plain_register(tmp_path):
     def bench():
         @instance
         def drive():
-            want, picked = 5, None
+            want = 5
             for cycle in range(300):
                 reset = cycle < 2 or rng.random() < 0.03
                 fire, pop, al = (rng.random() < 0.5 for _ in range(3))
@@ -624,21 +606,13 @@ def test_ecp5_pop_register_is_the_plain_register(tmp_path):
                 ports["aresetn"].next = not reset
                 ports["fire"].next, ports["pop"].next, ports["at_last"].next = fire, pop, al
                 ports["leave"].next, ports["stay"].next = leave, stay
-                en, sel, src, src_b = (rng.random() < 0.7, rng.random() < 0.5,
-                                       rng.getrandbits(8), rng.getrandbits(8))
-                ports["en"].next, ports["sel"].next = en, sel
-                ports["src"].next, ports["src_b"].next = src, src_b
                 yield delay(5)
                 ports["aclk"].next = 1
                 want = 5 if reset else leave if fire and (pop or al) else stay
-                if en:
-                    picked = (src >> 2 if sel else src_b >> 3) & 15
                 seen.add((reset, fire and (pop or al)))
                 yield delay(5)
                 ports["aclk"].next = 0
                 assert int(ports["q"].val) == want, cycle
-                if picked is not None:      # (no reset: unknown until its first load)
-                    assert int(ports["got"].val) == picked, cycle
             raise StopSimulation
 
         return drive
