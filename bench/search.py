@@ -193,7 +193,7 @@ def plot(results: list[dict], path: Path) -> None:
     axes[0][0].set_ylabel("validation top-1 [%]")
     axes[0][0].legend(fontsize=7, loc="lower right")
     fig.suptitle("bits against validation top-1: every evaluation, Pareto fronts (lines), "
-                 "best objective (stars), base (grey)", fontsize=9)
+                 "best points (stars: quant.search.best_of), base (grey)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)

@@ -52,7 +52,10 @@ and ``weight`` 0.1 instead.
 Searches (:func:`run_searches`): ``bayes``, ``gp_minimize`` over every layer's sparsity
 and structure; ``uniform``, one sparsity (and one structure, when there is a choice)
 shared by all ``auto`` layers, also ``gp_minimize``; ``random``, uniform random points of
-the Bayesian search's space (``skopt.space.Space.rvs``).
+the Bayesian search's space (``skopt.space.Space.rvs``).  Optionally (every method alike)
+the last ``confirm`` evaluations of each re-evaluate its lowest-objective candidates with
+new fine-tune seeds, and its best point (:func:`best_of`) is the candidate of lowest mean
+objective: a best point's single observation is the luckiest of many near-equal ones.
 """
 from __future__ import annotations
 
