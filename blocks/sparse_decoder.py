@@ -177,8 +177,8 @@ from blocks.bit_fields import field_sums, group_shift
 from blocks.mac import operand_register
 from blocks.block_mask import block_expand, value_bits as block_value_bits
 from blocks.block_mask import latency as block_mask_latency
-from blocks.sparse_framer import (COPIES, COPY_BITS, entry_mux, extract, head, joined, low_bits,
-                                  pop_select, shift_stages, side_by_side, slot_writes,
+from blocks.sparse_framer import (COPIES, COPY_BITS, entry_mux, extract, head, joined,
+                                  pop_select, shift_stages, side_by_side,
                                   table_register, table_slot, walker)
 from blocks.sparse_table import (Layout, Shape, prefix_levels, reach, record_table,
                                  table_stages)
@@ -546,7 +546,6 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
                             tlast, tvalid))
     p, wp = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
     wp3 = Signal(intbv(0, min=0, max=3))
-    wp_low = Signal(intbv(0)[2:])
     off = Signal(intbv(0)[NB:])
     off_p = Signal(intbv(0)[NB:])   # off: the pop decision's own copy
     pop = Signal(bool(0))
@@ -557,20 +556,17 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     t0, t1, t2 = (Signal(intbv(0)[TN * EB:]) for _ in range(3))
     g0, g1, g2 = (Signal(bool(0)) for _ in range(3))
     we = [Signal(bool(0)) for _ in range(4 + 6)]
-    slots = [(slot_writes(write, wp_low, we[k], None, k=k, m=4),
-              operand_register(aclk, we[k], tword, w))
-             for k, w in enumerate((w0, w1, w2, w3))]
+    slots = [operand_register(aclk, we[k], tword, w) for k, w in enumerate((w0, w1, w2, w3))]
     strad = we[7:] if Q else [None] * 3
-    tables = [(slot_writes(write, wp3, we[4 + j], strad[j], k=j, m=3),
-               table_slot(aclk, we[4 + j], strad[j], tab, tlast, t, f, W=TN, Q=Q, EB=EB,
-                          own=shape.own))
+    tables = [table_slot(aclk, we[4 + j], strad[j], tab, tlast, t, f, W=TN, Q=Q, EB=EB,
+                         own=shape.own)
               for j, (t, f) in enumerate(((t0, g0), (t1, g1), (t2, g2)))]
     words, tflags, tabs = (Signal(intbv(0)[4 * W:]), Signal(intbv(0)[3:]),
                            Signal(intbv(0)[3 * TN * EB:]))
-    buses = (low_bits(wp, wp_low), side_by_side(w0, w1, w2, w3, words),
+    buses = (side_by_side(w0, w1, w2, w3, words),
              joined(g0, g1, g2, tflags), joined(t0, t1, t2, tabs))
     rings = Signal(intbv(0)[2 * TN * EB:])
-    cur, hflag = Signal(bool(0)), Signal(bool(0))
+    cur, cur_h, hflag = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
     ent = Signal(intbv(0)[NB:])     # the head's next offset (its pop bit: pop_select)
     codes = (Signal(intbv(3)[2:]), Signal(intbv(0)[2:]))    # reset: the first word is the head
     fills = (Signal(bool(0)), Signal(bool(0)))
@@ -578,10 +574,11 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     # groups, at most COPIES)
     copies = Signal(intbv(0)[copies_of(NB) * min(COPY_BITS, NB):])
     walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid0,
-                   hflag, ent, tlast, tflags, write, wp3, codes, fills, off_p, pop, cur, copies,
+                   hflag, ent, tlast, tflags, write, wp3, codes, fills, off_p, pop, cur, cur_h,
+                   copies, (we[:4], we[4:7], we[7:]),
                    last_beat=fmt["beats"] - 1, straddle=bool(Q), ecp5=ecp5),
-            head(aclk, aresetn, cur, codes, fills, tabs, tflags, tab, tlast, rings, hflag,
-                 W=TN, Q=Q, EB=EB, own=shape.own),
+            head(aclk, aresetn, cur, cur_h, codes, fills, tabs, tflags, tab, tlast, rings,
+                 hflag, W=TN, Q=Q, EB=EB, own=shape.own),
             entry_mux(rings, off, cur, ent, copies, EB=EB, ecp5=ecp5),
             pop_select(rings, off_p, cur, pop, EB=EB, flip=0, ecp5=ecp5))
     rec = Signal(intbv(0)[W:])
@@ -972,11 +969,12 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
         "slots": 4 * W + 5 * (TN * live + own + 1),
         # pointers, offset, beat, flags, the count and the head table's load codes
         # (and the offset's inverted copy for a pop decision; the copies of its low bits
-        # blocks.sparse_framer.COPIES; the loop's copy of adv, the fill flags and which
-        # ring is the head's, registers)
+        # blocks.sparse_framer.COPIES; registers: the loop's copy of adv, write and its
+        # copy, the fill flags, which ring is the head's and its copy, a copy of the own
+        # code, the slots' load enables)
         "loop": (3 + 3 + 2 * nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1
                  + copies_of(nb) * min(COPY_BITS, nb)
-                 + 3 + (1 if shape.QN else 0)),
+                 + 8 + (1 if shape.QN else 0) + 4 + 3 + (3 if shape.QN else 0)),
         "extract": 6 + 2 * nb + 2 * W - 1 + sum(
             out + 2 + rest for out, rest in shifter_widths(W, nb, g)),
     }

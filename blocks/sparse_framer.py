@@ -157,29 +157,31 @@ def slot_overlap(aclk, we, we_next, tab_in, last_in, tab, flag, *, W, Q, EB):
 
 
 @block
-def slot_writes(write, ptr, we, we_next, *, k, m):
-    """Slot ``k`` of ``m`` takes the table pipeline's word (``write``) when the write
-    pointer ``ptr`` is at it, and the straddling entries when it is one past it."""
-    mine = k
-    before = (k + 1) % m
-    if we_next is None:
-        @always_comb
-        def own():
-            we.next = write and ptr == mine
-        return own
+def slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, ptr, we, *, at, m,
+                ecp5=False):
+    """``we``: a register, ``write and ptr == at`` as it is after this cycle (``ptr``, a
+    slot ring's write pointer of ``m`` slots, moves on ``write``; ``write`` after this
+    cycle is ``tv`` if the head is left, ``wr0`` if not: :func:`walker`); so a slot's
+    load enable is a register (hundreds of flip-flops hang on it)."""
+    leave, stay = Signal(bool(0)), Signal(bool(0))
+    before = (at - 1) % m
 
     @always_comb
-    def decide():
-        we.next = write and ptr == mine
-        we_next.next = write and ptr == before
+    def after():
+        if (write and ptr == before) or (not write and ptr == at):
+            leave.next = tv
+            stay.next = wr0
+        else:
+            leave.next = 0
+            stay.next = 0
 
-    return decide
+    return after, pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, we, ecp5=ecp5)
 
 
 @block
 def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid_in, hflag,
-           ent, last_in, tflags, write, wp3, codes, fills, off_p, pop, cur, off_copies, *,
-           last_beat, straddle=True, ecp5=False):
+           ent, last_in, tflags, write, wp3, codes, fills, off_p, pop, cur, cur_h, off_copies,
+           enables, *, last_beat, straddle=True, ecp5=False):
     """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp``
     of the four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3``
     and the count of filled slots.  ``ent``: the next offset of the head table's entry at
@@ -188,11 +190,18 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     which of the two rings of the head table is the head's (:func:`head`): a pop flips
     it (``pop_h``: the head word is left); no load of the head table waits for the pop
     bit.  ``off_copies``: copies of ``off``'s low bits side by side (``COPY_BITS`` each,
-    or all of them if fewer; :func:`offset_register`).  What the head table's other ring loads (``codes``, one for
-    the own part, one for the straddling part: table slot 0..2, or 3 the table pipeline,
-    whose slot is being written) is a register, decided a cycle ahead for both outcomes
+    or all of them if fewer; :func:`offset_register`).  What the head table's other
+    ring loads (``codes``, one for the own part, one for the straddling part: table slot
+    0..2, or 3 the table pipeline, whose slot is being written) is a register, decided a
+    cycle ahead for both outcomes
     of ``pop_h``, as are the ``fills`` (the own or the straddling part's slot is written
-    now); so is ``fire`` (from the count as flags ``ge1``/``ge2``; :func:`walk_outcomes`).  After a
+    now); so is ``fire`` (from the count as flags ``ge1``/``ge2``; :func:`walk_outcomes`).
+    ``enables``: ``(words, tables, nexts)``, the slots' load enables, registers
+    (:func:`slot_enable`): the four word slots', the three table slots' and their
+    straddling entries' (``nexts``: table slot ``k`` takes them when the write pointer
+    is one past it).  ``cur_h``: a copy of ``cur`` for the head's flag; the walker's own logic reads copies
+    of ``write`` and ``code_own`` too, so that the copies that drive hundreds of loads do
+    not pull it apart.  After a
     pass's last record the head is the word after the image's ``tlast`` word.  Without
     ``straddle`` (no table has straddling entries: a record's header is a single step) the
     straddling part's code and fill are neither made nor driven.  The registers that
@@ -216,14 +225,15 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     own0, own1, strad0, strad1 = (Signal(intbv(0)[2:]) for _ in range(4))
 
     adv_w = Signal(bool(adv.val))           # adv, the loop's copy
-    flags = walk_flags(adv_w, tvalid, at_last, hflag, ge1, ge2, pend_ok, filled, fire, write,
-                       skip, room)
+    write_w = Signal(bool(0))
+    code_w = Signal(intbv(int(code_own.val))[len(code_own):])
+    flags = walk_flags(at_last, hflag, ge1, ge2, pend_ok, filled, fire, write_w, skip, room)
     if straddle:
         flags = (flags, pop_register(aclk, aresetn, fire, pop, at_last, strad1, strad0,
                                      code_strad, ecp5=ecp5))
     p_leave = Signal(modbv(0)[len(p):])
     ge1_0, ge1_1, ge2_0, ge2_1 = (Signal(bool(0)) for _ in range(4))
-    fo0, fo1, fs0, fs1 = (Signal(bool(0)) for _ in range(4))
+    fo0, fo1, fs0, fs1, wr0 = (Signal(bool(0)) for _ in range(5))
     one, cur_n = Signal(bool(1)), Signal(bool(1))
 
     tv = Signal(bool(0))
@@ -241,6 +251,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     def filling_own():
         fo1.next = tv and f1 == 0
         fo0.next = room and tv and f0 == 0
+        wr0.next = room and tv
 
     @always_comb
     def filling_strad():
@@ -263,19 +274,30 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
 
     # (sub-blocks are made here, in the @block, not in a helper)
     by_pops = [pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=ecp5)
-               for q, leave, stay in ((adv, one, room), (adv_w, one, room), (cur, cur_n, cur),
+               for q, leave, stay in ((adv, one, room), (adv_w, one, room), (write, tv, wr0),
+                                      (write_w, tv, wr0), (cur, cur_n, cur),
+                                      (cur_h, cur_n, cur), (code_w, own1, own0),
                                       (filled, f1, f0),
                                       (ge1, ge1_1, ge1_0), (ge2, ge2_1, ge2_0),
                                       (p, p_leave, p), (hp3, n3, hp3), (code_own, own1, own0),
                                       (fill_own, fo1, fo0),
                                       *([(fill_strad, fs1, fs0)] if straddle else []))]
 
+    wes, tes, tnexts = enables
+    wp_low = Signal(intbv(0)[2:])
+    slot_regs = (low_bits(wp, wp_low), [slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, wp_low,
+                                   e, at=k, m=4, ecp5=ecp5) for k, e in enumerate(wes)],
+                 [slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, wp3, e, at=k,
+                              m=3, ecp5=ecp5) for k, e in enumerate(tes)],
+                 [slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, wp3, e,
+                              at=(k + 1) % 3, m=3, ecp5=ecp5)
+                  for k, e in enumerate(tnexts) if straddle])
     copy_regs = [offset_register(aclk, aresetn, fire, at_last, ent, o) for o in (off, off_p)]
     copy_regs.append(offset_register(aclk, aresetn, fire, at_last, ent, off_copies,
                                      reps=len(off_copies) // min(COPY_BITS, len(off))))
 
-    outcomes = walk_outcomes(adv_w, tvalid, filled, skip, fire, at_last, al_next, hflag,
-                             last_in, tflags, code_own, f0, f1, al_n, s0, s1)
+    outcomes = walk_outcomes(write_w, filled, skip, fire, at_last, al_next, hflag, last_in,
+                             tflags, code_w, f0, f1, al_n, s0, s1)
     nexts = (slot_after(hp3, skip, n3), slot_after(hp3, s0, nx0), slot_after(n3, s1, nx1),
              code_for(f0, s0, nx0, own0, strad0 if straddle else None),
              code_for(f1, s1, nx1, own1, strad1 if straddle else None))
@@ -302,35 +324,34 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
             else:
                 beat.next = beat + 1
 
-    return (flags, outcomes, nexts, step, copy_regs, leaving, filling, filling_own, by_pops,
+    return (flags, outcomes, nexts, step, copy_regs, slot_regs, leaving, filling, filling_own,
+            by_pops,
             [filling_strad] if straddle else [])
 
 
 @block
-def walk_flags(adv, tvalid, at_last, hflag, ge1, ge2, pend_ok, filled, fire, write, skip,
-               room):
-    """The walker's flags: ``write``, ``skip``, ``fire``, ``room``."""
+def walk_flags(at_last, hflag, ge1, ge2, pend_ok, filled, fire, write, skip, room):
+    """The walker's flags: ``skip``, ``fire``, ``room``."""
 
     @always_comb
     def ahead():
-        # from registers only
-        write.next = adv and tvalid
+        # from registers only (write: adv and tvalid, a register of its own)
         skip.next = at_last and not hflag
         fire.next = ge1 and (hflag or ge2) and pend_ok
-        room.next = filled < SLOTS - 1 or (filled == SLOTS - 1 and not (adv and tvalid))
+        room.next = filled < SLOTS - 1 or (filled == SLOTS - 1 and not write)
 
     return ahead
 
 
 @block
-def walk_outcomes(adv, tvalid, filled, skip, fire, at_last, al_next, hflag, last_in, tflags,
+def walk_outcomes(write, filled, skip, fire, at_last, al_next, hflag, last_in, tflags,
                   code_own, f0, f1, al_n, s0, s1):
     """The walker's next state for both outcomes of ``pop_h``: filled count, ``at_last``, skip."""
 
     @always_comb
     def outcomes():
         # the state after this cycle if the head stays (0) or is left (1)
-        w = adv and tvalid
+        w = bool(write)
         if w:
             f0.next = filled + 1
         else:
@@ -353,10 +374,11 @@ def walk_outcomes(adv, tvalid, filled, skip, fire, at_last, al_next, hflag, last
             s0.next = al_n and not last_in
         else:
             s0.next = al_n and not hflag
+        # the head is left only on a fire, after which at_last is al_next
         if code_own == 3:
-            s1.next = al_n and not last_in
+            s1.next = al_next and not last_in
         else:
-            s1.next = al_n and not tflags[code_own]
+            s1.next = al_next and not tflags[code_own]
 
     return outcomes
 
@@ -458,12 +480,13 @@ def code_for(filled, skip, nxt, own, strad):
 
 
 @block
-def head(aclk, aresetn, cur, codes, fills, tabs, tflags, tab_in, last_in, rings, hflag, *, W,
-         Q, EB, own=None):
+def head(aclk, aresetn, cur, cur_h, codes, fills, tabs, tflags, tab_in, last_in, rings, hflag,
+         *, W, Q, EB, own=None):
     """The head word's table and ``tlast`` flag, next to the loop's offset, in a ring of
     two: ``rings`` = ring 1 ++ ring 0 (``W`` entries each, with a ``tlast`` flag each);
-    ring ``cur`` is the head's (``hflag`` its flag), the other holds the table of
-    the word that is the head after a pop now (the walker flips ``cur`` on a pop).  No
+    ring ``cur`` is the head's (``hflag`` its flag, picked by ``cur_h``, a copy), the
+    other holds the table of the word that is the head after a pop now (the walker flips
+    ``cur`` on a pop).  No
     load waits for the pop bit: the other ring loads every cycle, from the table slot or
     the table pipeline its code names (``codes``: registers, the new head's own and
     straddling parts); the head's ring loads its own part when its slot is written now
@@ -515,7 +538,7 @@ def head(aclk, aresetn, cur, codes, fills, tabs, tflags, tab_in, last_in, rings,
     @always_comb
     def out():
         rings.next = concat(r1, r0)
-        if cur:
+        if cur_h:
             hflag.next = f1
         else:
             hflag.next = f0
