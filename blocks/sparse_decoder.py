@@ -177,7 +177,7 @@ from blocks.bit_fields import field_sums, group_shift
 from blocks.mac import operand_register
 from blocks.block_mask import block_expand, value_bits as block_value_bits
 from blocks.block_mask import latency as block_mask_latency
-from blocks.sparse_framer import (COPIES, COPY_BITS, entry_mux, extract, head, joined,
+from blocks.sparse_framer import (COPIES, COPY_BITS, POP_COPIES, entry_mux, extract, head, joined,
                                   pop_select, shift_stages, side_by_side,
                                   table_register, table_slot, walker)
 from blocks.sparse_table import (Layout, Shape, prefix_levels, reach, record_table,
@@ -547,7 +547,6 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     p, wp = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
     wp3 = Signal(intbv(0, min=0, max=3))
     off = Signal(intbv(0)[NB:])
-    off_p = Signal(intbv(0)[NB:])   # off: the pop decision's own copy
     pop = Signal(bool(0))
     fire, write = Signal(bool(0)), Signal(bool(0))
     at_last = Signal(bool(fmt["beats"] == 1))
@@ -573,14 +572,15 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     # copies of off's low bits for the entry select's first level (as many as it has
     # groups, at most COPIES)
     copies = Signal(intbv(0)[copies_of(NB) * min(COPY_BITS, NB):])
+    pop_copies = Signal(intbv(0)[pop_copies_of(NB) * min(COPY_BITS, NB):])
     walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid0,
-                   hflag, ent, tlast, tflags, write, wp3, codes, fills, off_p, pop, cur, cur_h,
-                   copies, (we[:4], we[4:7], we[7:]),
+                   hflag, ent, tlast, tflags, write, wp3, codes, fills, pop, cur, cur_h,
+                   copies, pop_copies, (we[:4], we[4:7], we[7:]),
                    last_beat=fmt["beats"] - 1, straddle=bool(Q), ecp5=ecp5),
             head(aclk, aresetn, cur, cur_h, codes, fills, tabs, tflags, tab, tlast, rings,
                  hflag, W=TN, Q=Q, EB=EB, own=shape.own),
             entry_mux(rings, off, cur, ent, copies, EB=EB, ecp5=ecp5),
-            pop_select(rings, off_p, cur, pop, EB=EB, flip=0, ecp5=ecp5))
+            pop_select(rings, off, cur, pop, pop_copies, EB=EB, flip=0, ecp5=ecp5))
     rec = Signal(intbv(0)[W:])
     rv, rl = Signal(bool(0)), Signal(bool(0))
     cut = extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, W=W, NB=NB,
@@ -968,12 +968,12 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
         # low bits are constants when VB and P are multiples of 2**tz)
         "slots": 4 * W + 5 * (TN * live + own + 1),
         # pointers, offset, beat, flags, the count and the head table's load codes
-        # (and the offset's inverted copy for a pop decision; the copies of its low bits
-        # blocks.sparse_framer.COPIES; registers: the loop's copy of adv, write and its
-        # copy, the fill flags, which ring is the head's and its copy, a copy of the own
-        # code, the slots' load enables)
-        "loop": (3 + 3 + 2 * nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1
-                 + copies_of(nb) * min(COPY_BITS, nb)
+        # (and the copies of the offset's low bits for the entry and pop selects,
+        # blocks.sparse_framer.COPIES and POP_COPIES; the loop's copy of adv, write and
+        # its copy, the fill flags, which ring is the head's and its copy, a copy of the
+        # own code, the slots' load enables)
+        "loop": (3 + 3 + nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1
+                 + (copies_of(nb) + pop_copies_of(nb)) * min(COPY_BITS, nb)
                  + 8 + (1 if shape.QN else 0) + 4 + 3 + (3 if shape.QN else 0)),
         "extract": 6 + 2 * nb + 2 * W - 1 + sum(
             out + 2 + rest for out, rest in shifter_widths(W, nb, g)),
@@ -985,6 +985,11 @@ def copies_of(nb) -> int:
     """Copies of the offset's low bits for the entry select's first level: one a group
     of it (``2**COPY_BITS`` leaves of a ring, two rings), at most ``COPIES``."""
     return min(COPIES, max(1, 2 * (1 << nb) >> COPY_BITS))
+
+
+def pop_copies_of(nb) -> int:
+    """The same for the pop bit's select (``POP_COPIES`` at most)."""
+    return min(POP_COPIES, copies_of(nb))
 
 
 def shifter_widths(W, nb, g=1) -> list[tuple[int, int]]:

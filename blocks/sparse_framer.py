@@ -26,6 +26,7 @@ SHIFT_BITS = 3     # offset bits a shifter stage takes (an 8:1 select per bit)
 # is there to cut a fan-out of hundreds, which routing on ECP5 pays for in the loop.
 COPIES = 8
 COPY_BITS = 4      # a copy: the offset bits of a first-level group (16:1, one ECP5 PFU)
+POP_COPIES = 4     # the same for the pop bit's select
 
 
 def lut_init(f) -> int:
@@ -180,8 +181,8 @@ def slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, ptr, we, *, a
 
 @block
 def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid_in, hflag,
-           ent, last_in, tflags, write, wp3, codes, fills, off_p, pop, cur, cur_h, off_copies,
-           enables, *, last_beat, straddle=True, ecp5=False):
+           ent, last_in, tflags, write, wp3, codes, fills, pop, cur, cur_h, off_copies,
+           pop_copies, enables, *, last_beat, straddle=True, ecp5=False):
     """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp``
     of the four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3``
     and the count of filled slots.  ``ent``: the next offset of the head table's entry at
@@ -190,7 +191,8 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     which of the two rings of the head table is the head's (:func:`head`): a pop flips
     it (``pop_h``: the head word is left); no load of the head table waits for the pop
     bit.  ``off_copies``: copies of ``off``'s low bits side by side (``COPY_BITS`` each,
-    or all of them if fewer; :func:`offset_register`).  What the head table's other
+    or all of them if fewer; :func:`offset_register`); ``pop_copies`` the same for the
+    pop select.  What the head table's other
     ring loads (``codes``, one for the own part, one for the straddling part: table slot
     0..2, or 3 the table pipeline, whose slot is being written) is a register, decided a
     cycle ahead for both outcomes
@@ -199,7 +201,8 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     ``enables``: ``(words, tables, nexts)``, the slots' load enables, registers
     (:func:`slot_enable`): the four word slots', the three table slots' and their
     straddling entries' (``nexts``: table slot ``k`` takes them when the write pointer
-    is one past it).  ``cur_h``: a copy of ``cur`` for the head's flag; the walker's own logic reads copies
+    is one past it).  ``cur_h``: a copy of ``cur`` for the head's flag; the walker's own
+    logic reads copies
     of ``write`` and ``code_own`` too, so that the copies that drive hundreds of loads do
     not pull it apart.  After a
     pass's last record the head is the word after the image's ``tlast`` word.  Without
@@ -285,14 +288,17 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
 
     wes, tes, tnexts = enables
     wp_low = Signal(intbv(0)[2:])
-    slot_regs = (low_bits(wp, wp_low), [slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, wp_low,
-                                   e, at=k, m=4, ecp5=ecp5) for k, e in enumerate(wes)],
+    slot_regs = (low_bits(wp, wp_low),
+                 [slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, wp_low, e,
+                              at=k, m=4, ecp5=ecp5) for k, e in enumerate(wes)],
                  [slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, wp3, e, at=k,
                               m=3, ecp5=ecp5) for k, e in enumerate(tes)],
                  [slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, wp3, e,
                               at=(k + 1) % 3, m=3, ecp5=ecp5)
                   for k, e in enumerate(tnexts) if straddle])
-    copy_regs = [offset_register(aclk, aresetn, fire, at_last, ent, o) for o in (off, off_p)]
+    copy_regs = [offset_register(aclk, aresetn, fire, at_last, ent, off)]
+    copy_regs.append(offset_register(aclk, aresetn, fire, at_last, ent, pop_copies,
+                                     reps=len(pop_copies) // min(COPY_BITS, len(off))))
     copy_regs.append(offset_register(aclk, aresetn, fire, at_last, ent, off_copies,
                                      reps=len(off_copies) // min(COPY_BITS, len(off))))
 
@@ -849,14 +855,15 @@ def low_bits(src, dst):
 
 
 @block
-def pop_select(tab, off_x, top, pop, *, EB, flip, ecp5=False):
+def pop_select(tab, off_x, top, pop, copies=None, *, EB, flip, ecp5=False):
     """``pop`` = the pop bit of entry ``off_x ^ flip`` of ring ``top`` of ``tab`` (as
     :func:`entry_mux`; 0 past the end): the head word's pop decision from a select of
-    its own, on a copy of ``off`` (a register of its own), so that no select tree
-    carries both."""
+    its own: its low index bits from ``copies`` (as :func:`entry_mux`'s, copies of its
+    own; ``flip`` 0 only), so that no select tree carries both."""
     N = len(tab) // EB // 2
     NB = len(off_x)
     flip &= (1 << NB) - 1
+    cw = min(COPY_BITS, NB)
 
     @always_comb
     def model():
@@ -867,9 +874,15 @@ def pop_select(tab, off_x, top, pop, *, EB, flip, ecp5=False):
              for c in range(2) for i in range(1 << NB)]
     pop.driven = "wire"
     tab.read = off_x.read = top.read = True
+    first = None
+    if copies is not None:
+        assert not flip, "copies are of off itself"
+        copies.read = True
+        first = [[f"$copies[{k * cw + t}]" for t in range(cw)] for k in range(len(copies) // cw)]
     sel = [f"$off_x[{b}]" for b in range(NB)] + ["$top"]
-    pop_select.verilog_code = select_tree(level, sel, "pop", "")
+    pop_select.verilog_code = select_tree(level, sel, "pop", "", first=first)
     if ecp5:
-        pop_select.verilog_code = for_synthesis(ecp5_select([level], sel, "pop", vector=False),
-                                                pop_select.verilog_code)
+        pop_select.verilog_code = for_synthesis(
+            ecp5_select([level], sel, "pop", first=first, vector=False),
+            pop_select.verilog_code)
     return model
