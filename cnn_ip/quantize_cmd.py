@@ -21,7 +21,7 @@ from cnn_ip.errors import UserError
 from cnn_ip.plan import load_plan
 
 FLAGS = ("seed", "epochs", "qat_epochs", "search_epochs", "final_epochs", "evaluations",
-         "accuracy_budget", "threads")
+         "confirm", "accuracy_budget", "threads")
 
 
 def register(subparsers) -> None:
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
 
 
 def settings_for(plan, args):
-    from quant.pipeline import Settings
+    from quant.pipeline import Settings, check_settings
     values = dict(plan.quantize)
     for flag in FLAGS:
         if getattr(args, flag) is not None:
@@ -49,7 +49,12 @@ def settings_for(plan, args):
             raise UserError(f"quantize: --{flag.replace('_', '-')}: must be >= "
                             f"{1 if flag == 'threads' else 0}, got {value}")
     known = {f.name for f in fields(Settings)}
-    return Settings(progress=not args.quiet, **{k: v for k, v in values.items() if k in known})
+    settings = Settings(progress=not args.quiet, **{k: v for k, v in values.items() if k in known})
+    try:
+        check_settings(settings)
+    except ValueError as error:
+        raise UserError(f"quantize: {error}") from None
+    return settings
 
 
 def prepare_output(out: Path) -> None:

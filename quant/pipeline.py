@@ -30,6 +30,9 @@ from quant.search import STRUCTURES, Evaluator, Objective, best_of, model_bits, 
 # The weight codings the search counts bits in: what the decoder block reads, or every
 # coding of docs/sparse_format.md (``cnn_ip.sparse/2`` included) for a model meant for a
 # decoder that reads /2.  The ROM images are written in the hardware's codings either way.
+# Settings.confirm's runs are split evenly over this many of a search's best points
+# (quant.search.run_searches' candidates; bench/search.py's rule, docs/quant.md)
+CONFIRM_CANDIDATES = 2
 CODE_SETS = {"hardware": sparse_format.HARDWARE_CODES, "all": sparse_format.CODES}
 # A classifier pruned away from its base (the search's evaluations and the final
 # fine-tuning) is fine-tuned at 3x the base's learning rate, and the final fine-tuning
@@ -60,6 +63,7 @@ class Settings:
     codes: str = "hardware"      # a key of CODE_SETS: the codings the search counts bits in
     structures: str = "any"      # quant.search.STRUCTURES: unstructured pruning offered or not
     prune_steps: int = 4         # gradual pruning: steps from the base's sparsity to a point's
+    confirm: int = 0             # evaluations of each search re-running its best candidates
     threads: int = 1
     progress: bool = True
 
@@ -108,6 +112,10 @@ def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net
 
 
 def check_settings(s: Settings) -> None:
+    if s.confirm < 0 or s.confirm % CONFIRM_CANDIDATES or (s.confirm and
+                                                           s.confirm >= s.evaluations):
+        raise ValueError(f"confirm: must be a multiple of {CONFIRM_CANDIDATES} below "
+                         f"evaluations ({s.evaluations}), got {s.confirm}")
     if s.codes not in CODE_SETS:
         raise ValueError(f"codes: must be one of {', '.join(CODE_SETS)}, got {s.codes!r}")
     if s.structures not in STRUCTURES:
@@ -132,7 +140,8 @@ def quantize_and_search(specs, net, data, s: Settings, *, measure: str, head_mbi
         calibration=calibration, tuning=tuning)
     if auto and s.evaluations > 0:
         search = run_searches(evaluator, evaluations=s.evaluations, seed=s.seed,
-                              progress=s.progress)
+                              progress=s.progress, confirm=s.confirm,
+                              candidates=CONFIRM_CANDIDATES)
         chosen = dict(search["best"]["sparsity"])
         structure = dict(search["best"]["structure"])
     else:

@@ -52,16 +52,31 @@ def test_bad_flag(tmp_path, capsys):
     assert "--threads: must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags,message", [
+    (["--confirm", "3", "--evaluations", "8"],
+     "cnn-ip: quantize: confirm: must be a multiple of 2 below evaluations (8), got 3\n"),
+    (["--confirm", "2"],          # the plan's 2 evaluations leave none for the search
+     "cnn-ip: quantize: confirm: must be a multiple of 2 below evaluations (2), got 2\n")])
+def test_bad_confirmation_runs(tmp_path, capsys, flags, message):
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN)
+    assert main(["quantize", str(plan), "-o", str(tmp_path / "o"), *flags]) == 2
+    assert capsys.readouterr().err == message
+    assert not (tmp_path / "o").exists()
+
+
 def test_string_and_numeric_settings_from_the_plan(tmp_path):
     import argparse
 
     from cnn_ip.plan import load_plan
     from cnn_ip.quantize_cmd import FLAGS, settings_for
     plan = tmp_path / "p.yaml"
-    plan.write_text(PLAN.replace("evaluations: 2}", "evaluations: 2, codes: all, prune_steps: 3}"))
+    plan.write_text(PLAN.replace("evaluations: 2}", "evaluations: 6, codes: all, prune_steps: 3, "
+                                                    "confirm: 2}"))
     args = argparse.Namespace(quiet=True, **{flag: None for flag in FLAGS})
     settings = settings_for(load_plan(plan), args)
-    assert (settings.codes, settings.prune_steps, settings.evaluations) == ("all", 3, 2)
+    assert (settings.codes, settings.prune_steps, settings.evaluations, settings.confirm) == \
+        ("all", 3, 6, 2)
 
 
 def test_end_to_end_report_is_recomputable_and_reproducible(tmp_path):
@@ -92,6 +107,14 @@ def test_end_to_end_report_is_recomputable_and_reproducible(tmp_path):
         assert {"name", "weights", "act_bits", "sparsity", "bits"} <= set(row)
     assert len(report["search"]["bayes"]) == len(report["search"]["uniform"]) == 2
     assert "objective" in report and (out / "search.png").stat().st_size > 1000
-    # a rerun replaces a previous output
-    assert main(["quantize", str(plan), "-o", str(out), "--quiet", "--evaluations", "1"]) == 0
-    assert model_bits(out) == json.loads((out / "quant_report.json").read_text())["model_bits"]
+    # a rerun replaces a previous output; with confirmation runs (the last 2 of each
+    # search's 4 evaluations re-run its 2 lowest-objective points, new seeds)
+    assert main(["quantize", str(plan), "-o", str(out), "--quiet", "--evaluations", "4",
+                 "--confirm", "2"]) == 0
+    again = json.loads((out / "quant_report.json").read_text())
+    assert model_bits(out) == again["model_bits"]
+    for method in ("bayes", "uniform"):
+        records = again["search"][method]
+        first = sorted(records[:2], key=lambda r: (r["objective"], r["index"]))
+        assert [r["confirms"] for r in records] == [None, None] + [r["index"] for r in first]
+    assert again["search"]["best_bayes"]["runs"] == again["search"]["best_uniform"]["runs"] == 2
