@@ -565,7 +565,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     buses = (side_by_side(w0, w1, w2, w3, words),
              joined(g0, g1, g2, tflags), joined(t0, t1, t2, tabs))
     rings = Signal(intbv(0)[2 * TN * EB:])
-    cur, cur_h, hflag = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+    cur, hflag, src_flag = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
     ent = Signal(intbv(0)[NB:])     # the head's next offset (its pop bit: pop_select)
     codes = (Signal(intbv(3)[2:]), Signal(intbv(0)[2:]))    # reset: the first word is the head
     fills = (Signal(bool(0)), Signal(bool(0)))
@@ -574,11 +574,11 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     copies = Signal(intbv(0)[copies_of(NB) * min(COPY_BITS, NB):])
     pop_copies = Signal(intbv(0)[pop_copies_of(NB) * min(COPY_BITS, NB):])
     walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid0,
-                   hflag, ent, tlast, tflags, write, wp3, codes, fills, pop, cur, cur_h,
+                   hflag, ent, tlast, tflags, write, wp3, codes, fills, pop, cur, src_flag,
                    copies, pop_copies, (we[:4], we[4:7], we[7:]),
                    last_beat=fmt["beats"] - 1, straddle=bool(Q), ecp5=ecp5),
-            head(aclk, aresetn, cur, cur_h, codes, fills, tabs, tflags, tab, tlast, rings,
-                 hflag, W=TN, Q=Q, EB=EB, own=shape.own),
+            head(aclk, cur, codes, fills, tabs, tflags, tab, tlast, rings, src_flag, W=TN, Q=Q,
+                 EB=EB, own=shape.own),
             entry_mux(rings, off, cur, ent, copies, EB=EB, ecp5=ecp5),
             pop_select(rings, off, cur, pop, pop_copies, EB=EB, flip=0, ecp5=ecp5))
     rec = Signal(intbv(0)[W:])
@@ -963,18 +963,19 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
                   # beside them (blocks.sparse_table.block_tail), a stage of their own
                   + (W + 2 + shape.entries * (nb + (P // block).bit_length())
                      if block else 0)),
-        # four word slots; three table slots and the head table's two rings (entries and
-        # tlast flag): W/g entries (g the offset step, offsets in its units; an entry's
-        # low bits are constants when VB and P are multiples of 2**tz)
-        "slots": 4 * W + 5 * (TN * live + own + 1),
+        # four word slots; three table slots (entries and tlast flag) and the head table's
+        # two rings (entries; the head's flag is the walker's): W/g entries (g the offset
+        # step, offsets in its units; an entry's low bits are constants when VB and P are
+        # multiples of 2**tz)
+        "slots": 4 * W + 5 * (TN * live + own) + 4,
         # pointers, offset, beat, flags, the count and the head table's load codes
         # (and the copies of the offset's low bits for the entry and pop selects,
         # blocks.sparse_framer.COPIES and POP_COPIES; the loop's copy of adv, write and
-        # its copy, the fill flags, which ring is the head's and its copy, a copy of the
-        # own code, the slots' load enables)
+        # its copy, the fill flags, which ring is the head's, a copy of the own code, the
+        # slots' load enables)
         "loop": (3 + 3 + nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1
                  + (copies_of(nb) + pop_copies_of(nb)) * min(COPY_BITS, nb)
-                 + 8 + (1 if shape.QN else 0) + 4 + 3 + (3 if shape.QN else 0)),
+                 + 7 + (1 if shape.QN else 0) + 4 + 3 + (3 if shape.QN else 0)),
         "extract": 6 + 2 * nb + 2 * W - 1 + sum(
             out + 2 + rest for out, rest in shifter_widths(W, nb, g)),
     }

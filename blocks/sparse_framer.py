@@ -181,7 +181,7 @@ def slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, ptr, we, *, a
 
 @block
 def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid_in, hflag,
-           ent, last_in, tflags, write, wp3, codes, fills, pop, cur, cur_h, off_copies,
+           ent, last_in, tflags, write, wp3, codes, fills, pop, cur, src_flag, off_copies,
            pop_copies, enables, *, last_beat, straddle=True, ecp5=False):
     """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp``
     of the four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3``
@@ -201,8 +201,9 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     ``enables``: ``(words, tables, nexts)``, the slots' load enables, registers
     (:func:`slot_enable`): the four word slots', the three table slots' and their
     straddling entries' (``nexts``: table slot ``k`` takes them when the write pointer
-    is one past it).  ``cur_h``: a copy of ``cur`` for the head's flag; the walker's own
-    logic reads copies
+    is one past it).  ``hflag`` is a register of the walker (a pop_register: the other
+    ring's flag source ``src_flag`` on a pop, else the head's own on its fill); the
+    walker's own logic reads copies
     of ``write`` and ``code_own`` too, so that the copies that drive hundreds of loads do
     not pull it apart.  After a
     pass's last record the head is the word after the image's ``tlast`` word.  Without
@@ -237,7 +238,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     p_leave = Signal(modbv(0)[len(p):])
     ge1_0, ge1_1, ge2_0, ge2_1 = (Signal(bool(0)) for _ in range(4))
     fo0, fo1, fs0, fs1, wr0 = (Signal(bool(0)) for _ in range(5))
-    one, cur_n = Signal(bool(1)), Signal(bool(1))
+    one, cur_n, h_stay = Signal(bool(1)), Signal(bool(1)), Signal(bool(0))
 
     tv = Signal(bool(0))
 
@@ -266,6 +267,11 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
         # the values of the registers below when the head is left and when it stays
         one.next = 1
         cur_n.next = not cur
+        # the head's flag when it stays: its own slot's, if written now
+        if fill_own:
+            h_stay.next = src_flag
+        else:
+            h_stay.next = hflag
         if skip:
             p_leave.next = p + 2
         else:
@@ -279,7 +285,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     by_pops = [pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=ecp5)
                for q, leave, stay in ((adv, one, room), (adv_w, one, room), (write, tv, wr0),
                                       (write_w, tv, wr0), (cur, cur_n, cur),
-                                      (cur_h, cur_n, cur), (code_w, own1, own0),
+                                      (hflag, src_flag, h_stay), (code_w, own1, own0),
                                       (filled, f1, f0),
                                       (ge1, ge1_1, ge1_0), (ge2, ge2_1, ge2_0),
                                       (p, p_leave, p), (hp3, n3, hp3), (code_own, own1, own0),
@@ -486,12 +492,11 @@ def code_for(filled, skip, nxt, own, strad):
 
 
 @block
-def head(aclk, aresetn, cur, cur_h, codes, fills, tabs, tflags, tab_in, last_in, rings, hflag,
-         *, W, Q, EB, own=None):
+def head(aclk, cur, codes, fills, tabs, tflags, tab_in, last_in, rings, src_flag, *, W, Q, EB,
+         own=None):
     """The head word's table and ``tlast`` flag, next to the loop's offset, in a ring of
-    two: ``rings`` = ring 1 ++ ring 0 (``W`` entries each, with a ``tlast`` flag each);
-    ring ``cur`` is the head's (``hflag`` its flag, picked by ``cur_h``, a copy), the
-    other holds the table of the word that is the head after a pop now (the walker flips
+    two: ``rings`` = ring 1 ++ ring 0 (``W`` entries each); ring ``cur`` is the head's,
+    the other holds the table of the word that is the head after a pop now (the walker flips
     ``cur`` on a pop).  No
     load waits for the pop bit: the other ring loads every cycle, from the table slot or
     the table pipeline its code names (``codes``: registers, the new head's own and
@@ -502,15 +507,15 @@ def head(aclk, aresetn, cur, cur_h, codes, fills, tabs, tflags, tab_in, last_in,
     ``own`` (default ``W - Q``) own ones; in a ring, own entries first.  ``own = W``
     (``/2`` with element masks: every start has an own entry, the straddling ones replace
     the last ``Q``): the last ``Q`` keep the own entries where the ring's own part loads
-    from the table pipeline for a new head (its straddling entries are not made yet)."""
+    from the table pipeline for a new head (its straddling entries are not made yet).
+    ``src_flag``: the ``tlast`` flag of the word the other ring loads (the walker keeps
+    the head's)."""
     code_own, code_strad = codes
     fill_own, fill_strad = fills
     TW, SW = W * EB, Q * EB
     own = TW - SW if own is None else own * EB
     src_own, src_strad = Signal(intbv(0)[own:]), Signal(intbv(0)[max(SW, 1):])
-    src_flag = Signal(bool(0))
     r0, r1 = Signal(intbv(0)[TW:]), Signal(intbv(0)[TW:])
-    f0, f1 = Signal(bool(0)), Signal(bool(0))
 
     @always_comb
     def pick():
@@ -544,34 +549,27 @@ def head(aclk, aresetn, cur, cur_h, codes, fills, tabs, tflags, tab_in, last_in,
     @always_comb
     def out():
         rings.next = concat(r1, r0)
-        if cur_h:
-            hflag.next = f1
-        else:
-            hflag.next = f0
 
-    parts += [ring_load(aclk, aresetn, cur, code_own, fill_own, fill_strad, src_own,
-                        src_strad, src_flag, r, f, k=k, TW=TW, SW=SW, own=own)
-              for k, (r, f) in enumerate(((r0, f0), (r1, f1)))]
+    parts += [ring_load(aclk, cur, code_own, fill_own, fill_strad, src_own, src_strad, r, k=k,
+                        TW=TW, SW=SW, own=own)
+              for k, r in enumerate((r0, r1))]
     return parts, out
 
 
 @block
-def ring_load(aclk, aresetn, cur, code_own, fill_own, fill_strad, src_own, src_strad, src_flag,
-              ring, flag, *, k, TW, SW, own):
-    """Ring ``k`` of :func:`head` and its flag: every cycle where it is not the head's
-    (``cur != k``), else on the fills; the last ``SW`` bits from the straddling source,
-    but (``own = TW``) where they are the own entries the own source gives."""
-    @always_seq(aclk.posedge, reset=aresetn)
-    def load_flag():
-        if cur != k or fill_own:
-            flag.next = src_flag
+def ring_load(aclk, cur, code_own, fill_own, fill_strad, src_own, src_strad, ring, *, k, TW,
+              SW, own):
+    """Ring ``k`` of :func:`head`: every cycle where it is not the head's (``cur != k``),
+    else on the fills; the last ``SW`` bits from the straddling source, but (``own =
+    TW``) where they are the own entries the own source gives.  (The head's flag is the
+    walker's register.)"""
 
     if not SW:
         @always(aclk.posedge)
         def load_own():
             if cur != k or fill_own:
                 ring.next = src_own
-        return load_own, load_flag
+        return load_own
 
     if own == TW:
         @always(aclk.posedge)
@@ -583,7 +581,7 @@ def ring_load(aclk, aresetn, cur, code_own, fill_own, fill_strad, src_own, src_s
             if cur != k or fill_strad:
                 if not (code_own == 3 and (cur != k or fill_own)):
                     ring.next[TW:TW - SW] = src_strad
-        return load_over, load_flag
+        return load_over
 
     @always(aclk.posedge)
     def load_both():
@@ -591,7 +589,7 @@ def ring_load(aclk, aresetn, cur, code_own, fill_own, fill_strad, src_own, src_s
             ring.next[own:0] = src_own
         if cur != k or fill_strad:
             ring.next[TW:own] = src_strad
-    return load_both, load_flag
+    return load_both
 
 
 @block
