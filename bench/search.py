@@ -54,7 +54,8 @@ from cnn_ip.plan import load_plan  # noqa: E402
 from quant import train  # noqa: E402
 from quant.data import load_dataset  # noqa: E402
 from quant.pipeline import Settings, final_finetune, searchable_base  # noqa: E402
-from quant.search import METHODS, STRUCTURES, best_of, run_searches  # noqa: E402
+from quant.search import (CANDIDATES, METHODS, STRUCTURES, best_of,  # noqa: E402
+                          check_budget, run_searches)
 
 STYLE = {"bayes": ("tab:blue", "o", "Bayesian, per layer"),
          "uniform": ("tab:orange", "s", "uniform sparsity"),
@@ -81,7 +82,7 @@ def pareto(points: list[dict]) -> list[dict]:
 
 
 def run_seed(plan, data, seed: int, settings: Settings, repeats: int = 1, confirm: int = 0,
-             candidates: int = 2, warm=()) -> dict:
+             candidates: int = CANDIDATES, warm=()) -> dict:
     s = replace(settings, seed=seed)
     started = time.process_time()
     with train.deterministic(seed, s.threads):
@@ -214,7 +215,7 @@ def main() -> None:
     parser.add_argument("--confirm", type=int, default=4,
                         help="evaluations of each method's budget spent re-evaluating its "
                              "best candidates (quant.search.run_searches)")
-    parser.add_argument("--candidates", type=int, default=2,
+    parser.add_argument("--candidates", type=int, default=CANDIDATES,
                         help="candidates the --confirm evaluations re-evaluate")
     parser.add_argument("--warm", nargs="*", default=[], metavar="SPARSITY:STRUCTURE",
                         help="uniform points every method evaluates first, e.g. 0.5:block8 "
@@ -233,14 +234,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1:
         parser.exit(2, f"--repeats: must be at least 1, got {args.repeats}\n")
-    if (args.candidates < 1 or args.confirm < 0 or args.confirm % args.candidates
-            or args.confirm + len(args.warm) >= args.evaluations):
-        parser.exit(2, f"--confirm: must be a multiple of --candidates ({args.candidates}) "
-                       f"below --evaluations ({args.evaluations}), got {args.confirm}\n")
     try:
-        warm = [(float(w.split(":")[0]), w.split(":")[1]) for w in args.warm]
-    except (IndexError, ValueError):
+        warm = [(float(sparsity), label) for sparsity, label in (w.split(":") for w in args.warm)]
+    except ValueError:
         parser.exit(2, f"--warm: SPARSITY:STRUCTURE pairs such as 0.5:block8, got {args.warm}\n")
+    try:
+        check_budget(args.evaluations, args.confirm, args.candidates, warm)
+    except ValueError as error:
+        parser.exit(2, f"--{error}\n")
     plan = load_plan(args.plan)
     data = load_dataset(plan.dataset)
     settings = Settings(**{**plan.quantize, "evaluations": args.evaluations, "codes": args.codes,

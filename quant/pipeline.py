@@ -25,14 +25,12 @@ import torch.nn.functional as F
 from quant import export, reference, sparse_format, train
 from quant.model import fp32_parameter_count
 from quant.plot import plot_search
-from quant.search import STRUCTURES, Evaluator, Objective, best_of, model_bits, run_searches
+from quant.search import (STRUCTURES, Evaluator, Objective, best_of, check_budget, model_bits,
+                          run_searches)
 
 # The weight codings the search counts bits in: what the decoder block reads, or every
 # coding of docs/sparse_format.md (``cnn_ip.sparse/2`` included) for a model meant for a
 # decoder that reads /2.  The ROM images are written in the hardware's codings either way.
-# Settings.confirm's runs are split evenly over this many of a search's best points
-# (quant.search.run_searches' candidates; bench/search.py's rule, docs/quant.md)
-CONFIRM_CANDIDATES = 2
 CODE_SETS = {"hardware": sparse_format.HARDWARE_CODES, "all": sparse_format.CODES}
 # A classifier pruned away from its base (the search's evaluations and the final
 # fine-tuning) is fine-tuned at 3x the base's learning rate, and the final fine-tuning
@@ -112,10 +110,8 @@ def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net
 
 
 def check_settings(s: Settings) -> None:
-    if s.confirm < 0 or s.confirm % CONFIRM_CANDIDATES or (s.confirm and
-                                                           s.confirm >= s.evaluations):
-        raise ValueError(f"confirm: must be a multiple of {CONFIRM_CANDIDATES} below "
-                         f"evaluations ({s.evaluations}), got {s.confirm}")
+    if s.confirm:
+        check_budget(s.evaluations, s.confirm)
     if s.codes not in CODE_SETS:
         raise ValueError(f"codes: must be one of {', '.join(CODE_SETS)}, got {s.codes!r}")
     if s.structures not in STRUCTURES:
@@ -140,8 +136,7 @@ def quantize_and_search(specs, net, data, s: Settings, *, measure: str, head_mbi
         calibration=calibration, tuning=tuning)
     if auto and s.evaluations > 0:
         search = run_searches(evaluator, evaluations=s.evaluations, seed=s.seed,
-                              progress=s.progress, confirm=s.confirm,
-                              candidates=CONFIRM_CANDIDATES)
+                              progress=s.progress, confirm=s.confirm)
         chosen = dict(search["best"]["sparsity"])
         structure = dict(search["best"]["structure"])
     else:

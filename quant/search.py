@@ -79,6 +79,10 @@ GP_CAP = 2.0
 STRUCTURES = ("any", "block")  # structure_choices: unstructured beside the blocks, or not
 BLOCKS = (4, 8, 16)          # block sizes offered to the search (each must divide simd)
 UNSTRUCTURED = "unstructured"
+LABELS = (UNSTRUCTURED, *(f"block{b}" for b in BLOCKS))
+# Confirmation runs are split evenly over this many of a search's best points
+# (bench/search.py's rule, docs/quant.md; cnn-ip quantize's with quantize.confirm)
+CANDIDATES = 2
 METHODS = ("bayes", "uniform", "random")
 # Seed offset between an evaluation's repeated fine-tunes: above any ``steps`` (a gradual
 # pruning's step s fine-tunes with seed + s - 1), so no two fine-tunes share a seed.
@@ -380,9 +384,28 @@ def search_space(evaluator: Evaluator, method: str):
     return dims, decode, encode
 
 
+def check_budget(evaluations: int, confirm: int = 0, candidates: int = CANDIDATES,
+                 warm=()) -> None:
+    """ValueError unless :func:`run_searches` can spend ``evaluations`` as told: the
+    ``warm`` points ``(sparsity in [0, MAX_SPARSITY], one of LABELS)``, ``confirm`` a
+    multiple of ``candidates`` leaving the search at least ``candidates`` points (else
+    fewer candidates get the confirmation runs and the method fewer evaluations) and at
+    least one beyond the warm points."""
+    for sparsity, label in warm:
+        if not 0.0 <= sparsity <= MAX_SPARSITY or label not in LABELS:
+            raise ValueError(f"warm: points (sparsity in [0, {MAX_SPARSITY}], one of "
+                             f"{', '.join(LABELS)}), got ({sparsity}, {label!r})")
+    least = max(candidates if confirm else 1, len(warm) + 1)
+    if candidates < 1 or confirm < 0 or confirm % candidates or evaluations - confirm < least:
+        warm_note = f" ({len(warm)} warm points and one more)" if warm else ""
+        raise ValueError(f"confirm: must be a multiple of {candidates} leaving at least "
+                         f"{least} of evaluations ({evaluations}) to the search{warm_note}, "
+                         f"got {confirm}")
+
+
 def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=True,
                  methods=("bayes", "uniform"), initial: int | None = None,
-                 confirm: int = 0, candidates: int = 2, warm=()) -> dict:
+                 confirm: int = 0, candidates: int = CANDIDATES, warm=()) -> dict:
     """Each search of ``methods`` (:data:`METHODS`), ``evaluations`` each.  ``initial``:
     the random points a Gaussian-process search starts from (default: one a dimension,
     at least 5, at most half the search's evaluations, at least 1).
@@ -408,10 +431,7 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
     for method in methods:
         if method not in METHODS:
             raise ValueError(f"methods: must be among {', '.join(METHODS)}, got {method!r}")
-    if candidates < 1 or confirm < 0 or confirm % candidates or confirm + len(warm) >= evaluations:
-        raise ValueError(f"confirm: must be a multiple of candidates ({candidates}) and "
-                         f"leave evaluations ({evaluations}) for more than the {len(warm)} "
-                         f"warm points, got {confirm}")
+    check_budget(evaluations, confirm, candidates, warm)
     searched = evaluations - confirm
     results = {}
     bar = tqdm(total=len(methods) * evaluations, desc="sparsity search",

@@ -54,9 +54,14 @@ def test_bad_flag(tmp_path, capsys):
 
 @pytest.mark.parametrize("flags,message", [
     (["--confirm", "3", "--evaluations", "8"],
-     "cnn-ip: quantize: confirm: must be a multiple of 2 below evaluations (8), got 3\n"),
+     "cnn-ip: quantize: confirm: must be a multiple of 2 leaving at least 2 of evaluations (8) "
+     "to the search, got 3\n"),
     (["--confirm", "2"],          # the plan's 2 evaluations leave none for the search
-     "cnn-ip: quantize: confirm: must be a multiple of 2 below evaluations (2), got 2\n")])
+     "cnn-ip: quantize: confirm: must be a multiple of 2 leaving at least 2 of evaluations (2) "
+     "to the search, got 2\n"),
+    (["--confirm", "2", "--evaluations", "3"],   # 1 search point for the 2 candidates
+     "cnn-ip: quantize: confirm: must be a multiple of 2 leaving at least 2 of evaluations (3) "
+     "to the search, got 2\n")])
 def test_bad_confirmation_runs(tmp_path, capsys, flags, message):
     plan = tmp_path / "p.yaml"
     plan.write_text(PLAN)

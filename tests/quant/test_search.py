@@ -169,6 +169,9 @@ def test_confirmation_reevaluates_the_best_candidates_with_new_seeds(trained):
     assert best_of(records[:3]) == first[0]                # without confirmation runs
     with pytest.raises(ValueError, match="confirm"):
         run_searches(evaluator, evaluations=5, seed=3, progress=False, confirm=3, candidates=2)
+    # one search point cannot give two candidates their confirmation runs
+    with pytest.raises(ValueError, match="leaving at least 2 of evaluations"):
+        run_searches(evaluator, evaluations=3, seed=3, progress=False, confirm=2, candidates=2)
 
 
 def test_warm_points_come_first_in_every_method(trained):
@@ -194,6 +197,12 @@ def test_warm_points_come_first_in_every_method(trained):
     with pytest.raises(ValueError, match="warm"):
         run_searches(evaluator, evaluations=3, seed=3, progress=False, confirm=1,
                      candidates=1, warm=[(0.5, "block8"), (0.25, "block4")])
+    # a misspelt structure or a sparsity out of range: refused before any evaluation
+    done = len(evaluator.history)
+    for point in [(0.5, "blok8"), (0.99, "block8"), (-0.1, "unstructured")]:
+        with pytest.raises(ValueError, match="warm: points"):
+            run_searches(evaluator, evaluations=3, seed=3, progress=False, warm=[point])
+    assert len(evaluator.history) == done
 
 
 def test_block_structure_zeroes_whole_blocks_of_the_rom_beat(trained):
