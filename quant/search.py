@@ -456,13 +456,12 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
             gp_minimize(func, dims, n_calls=searched, x0=x0 or None,
                         n_initial_points=max(1, start_points - len(x0)),
                         initial_point_generator="lhs", random_state=seed)
-        if confirm:
-            for batch in confirmation_runs(evaluator.history[start:], candidates,
-                                           confirm // candidates):
-                for run, original in batch:
-                    evaluator(method, original.sparsity, original.structure, run=run,
-                              confirms=original.index)
-                    bar.update(1)
+        chosen = best_candidates(evaluator.history[start:], candidates) if confirm else []
+        for run in range(1, confirm // candidates + 1):
+            for original in chosen:
+                evaluator(method, original.sparsity, original.structure, run=run,
+                          confirms=original.index)
+                bar.update(1)
         results[method] = [asdict(e) for e in evaluator.history[start:]]
     bar.close()
     first = "bayes" if "bayes" in methods else methods[0]
@@ -470,23 +469,16 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
     return results
 
 
-def point_key(record) -> tuple:
-    get = (lambda k: record[k]) if isinstance(record, dict) else (lambda k: getattr(record, k))
-    return tuple(sorted(get("sparsity").items())), tuple(sorted(get("structure").items()))
-
-
-def confirmation_runs(history, candidates: int, repeats: int) -> list:
-    """The confirmation schedule: the ``candidates`` distinct points of lowest objective
-    (the earliest record of a point on a tie), as ``[[(run, record) for each candidate]
-    for run in 1..repeats]``."""
+def best_candidates(history: list[Evaluation], candidates: int) -> list[Evaluation]:
+    """The ``candidates`` distinct points of lowest objective in ``history`` (a point's
+    earliest record on a tie), lowest first."""
     chosen, seen = [], set()
     for record in sorted(history, key=lambda e: (e.objective, e.index)):
-        if point_key(record) not in seen:
-            seen.add(point_key(record))
+        point = tuple(sorted(record.sparsity.items())), tuple(sorted(record.structure.items()))
+        if point not in seen:
+            seen.add(point)
             chosen.append(record)
-        if len(chosen) == candidates:
-            break
-    return [[(run, record) for record in chosen] for run in range(1, repeats + 1)]
+    return chosen[:candidates]
 
 
 MEANED = ("bits", "searched_bits", "val_accuracy", "val_measure", "val_loss", "objective")
@@ -506,14 +498,12 @@ def best_of(records: list[dict]) -> dict:
     if not confirmed:
         return min(records, key=lambda e: (e["objective"], e["index"]))
     means = []
-    for record in records:
-        if record["index"] not in confirmed:
-            continue
+    for record in (r for r in records if r["index"] in confirmed):
         runs = [record] + confirmed[record["index"]]
-        mean = {k: None if record[k] is None else sum(r[k] for r in runs) / len(runs)
-                for k in MEANED}
-        mean["bits"], mean["searched_bits"] = round(mean["bits"]), round(mean["searched_bits"])
-        means.append({**record, **{k: v if k in ("bits", "searched_bits") or v is None
-                                   else round(v, 6) for k, v in mean.items()},
-                      "runs": len(runs)})
+        mean = {"runs": len(runs)}
+        for key in MEANED:
+            value = None if record[key] is None else sum(r[key] for r in runs) / len(runs)
+            mean[key] = (round(value) if key in ("bits", "searched_bits")
+                         else None if value is None else round(value, 6))
+        means.append({**record, **mean})
     return min(means, key=lambda e: (e["objective"], e["index"]))
