@@ -248,7 +248,11 @@ def make_report(name, specs, data, settings, layers, sidecars, out, *, net_acc, 
     rows = layer_rows(specs, layers, sidecars, chosen, structure, all_codings)
     chosen_record = None
     if search.get("best"):
-        chosen_record = {**search["best"], "bits": bits,
+        # the point and its measurements after the final fine-tuning; the search's own
+        # (smoothed accuracy, loss, objective: one run's or, confirmed, the mean of its
+        # runs) are in best_bayes
+        chosen_record = {**{k: search["best"][k] for k in ("search", "index", "sparsity",
+                                                           "structure")}, "bits": bits,
                          "searched_bits": sum(r["bits"] for r in rows if r["auto"]),
                          "val_accuracy": train.accuracy_of(z_val, data.val.y),
                          "note": "after final fine-tuning"}

@@ -123,3 +123,12 @@ def test_end_to_end_report_is_recomputable_and_reproducible(tmp_path):
         first = sorted(records[:2], key=lambda r: (r["objective"], r["index"]))
         assert [r["confirms"] for r in records] == [None, None] + [r["index"] for r in first]
     assert again["search"]["best_bayes"]["runs"] == again["search"]["best_uniform"]["runs"] == 2
+    best, chosen = again["search"]["best_bayes"], again["search"]["chosen"]
+    runs = [r for r in again["search"]["bayes"] if best["index"] in (r["index"], r["confirms"])]
+    assert best["objective"] == pytest.approx(sum(r["objective"] for r in runs) / 2, abs=1e-6)
+    # the exported point, measured after the final fine-tuning, and nothing of the search's
+    assert (chosen["index"], chosen["sparsity"], chosen["structure"]) == \
+        (best["index"], best["sparsity"], best["structure"])
+    assert (chosen["bits"], round(chosen["val_accuracy"], 6)) == \
+        (again["model_bits"], again["int_val_accuracy"])
+    assert not {"objective", "val_measure", "val_loss", "runs"} & set(chosen)
