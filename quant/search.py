@@ -346,15 +346,17 @@ def search_space(evaluator: Evaluator, method: str):
     from skopt.space import Categorical, Real
     names, choices = evaluator.auto, evaluator.choices
     if method == "uniform":
-        # one structure for all; a layer that cannot take its block size is unstructured
+        # one structure for all; a layer that cannot take it takes its first choice (as
+        # the Bayesian space's encode), so structures="block" gives no layer that has a
+        # block size the unstructured pruning it leaves out
         offered = sorted({c for n in names for c in choices[n]},
                          key=lambda c: parse_structure(c)[1] or 0)
         dims = [Real(0.0, MAX_SPARSITY)] + ([Categorical(offered)] if len(offered) > 1 else [])
 
         def decode(x):
-            label = str(x[1]) if len(x) > 1 else UNSTRUCTURED
+            label = str(x[1]) if len(x) > 1 else offered[0]
             return ({n: x[0] for n in names},
-                    {n: label if label in choices[n] else UNSTRUCTURED for n in names})
+                    {n: label if label in choices[n] else choices[n][0] for n in names})
 
         def encode(sparsity, label):
             return [sparsity] + ([label if label in offered else offered[0]]

@@ -2,6 +2,7 @@
 reproducible, block pruning lands in the code's blocks, and re-pruning a pruned model
 keeps what it kept."""
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from quant.export import exact_model_bits, packing
 from quant.pipeline import distillation_loss
 from quant.search import (GP_CAP, REPEAT_SEED_STRIDE, Evaluator, Objective, best_of,
                           classifier_metrics, layer_mask, model_bits, parse_structure,
-                          prune_layer, run_searches, structure_choices)
+                          prune_layer, run_searches, search_space, structure_choices)
 from quant.sparse_format import CODES, FIRST_CODES, HARDWARE_CODES, to_beats
 
 PLAN = """
@@ -203,6 +204,25 @@ def test_warm_points_come_first_in_every_method(trained):
         with pytest.raises(ValueError, match="warm: points"):
             run_searches(evaluator, evaluations=3, seed=3, progress=False, warm=[point])
     assert len(evaluator.history) == done
+
+
+def test_a_structure_a_layer_cannot_take_is_its_first_choice_in_every_space():
+    """structures="block": layer a has blocks of 4 and 8 only, b all three sizes.  A uniform
+    point in blocks of 16 (searched, or warm) prunes a in blocks of 4, not unstructured,
+    and the Bayesian space encodes the same warm point the same way."""
+    evaluator = SimpleNamespace(auto=["a", "b"], choices={"a": ["block4", "block8"],
+                                                          "b": ["block4", "block8", "block16"]})
+    _, uniform, uniform_encode = search_space(evaluator, "uniform")
+    _, bayes, bayes_encode = search_space(evaluator, "bayes")
+    for label in ("block4", "block8", "block16"):
+        want = {"a": "block4" if label == "block16" else label, "b": label}
+        assert uniform([0.5, label]) == ({"a": 0.5, "b": 0.5}, want)
+        assert uniform(uniform_encode(0.5, label)) == bayes(bayes_encode(0.5, label)) == \
+            ({"a": 0.5, "b": 0.5}, want)
+    # one structure offered: the uniform space has no structure dimension, yet blocks
+    evaluator.choices = {"a": ["block4"], "b": ["block4"]}
+    dims, uniform, _ = search_space(evaluator, "uniform")
+    assert len(dims) == 1 and uniform([0.3])[1] == {"a": "block4", "b": "block4"}
 
 
 def test_block_structure_zeroes_whole_blocks_of_the_rom_beat(trained):
