@@ -346,9 +346,9 @@ def search_space(evaluator: Evaluator, method: str):
     from skopt.space import Categorical, Real
     names, choices = evaluator.auto, evaluator.choices
     if method == "uniform":
-        # one structure for all; a layer that cannot take it takes its first choice (as
-        # the Bayesian space's encode), so structures="block" gives no layer that has a
-        # block size the unstructured pruning it leaves out
+        # one structure for all; a layer that cannot take it takes its first choice, as
+        # in the Bayesian space's encode (so with structures="block" a layer that has
+        # block sizes is never pruned unstructured)
         offered = sorted({c for n in names for c in choices[n]},
                          key=lambda c: parse_structure(c)[1] or 0)
         dims = [Real(0.0, MAX_SPARSITY)] + ([Categorical(offered)] if len(offered) > 1 else [])
