@@ -105,7 +105,8 @@ else (counting, shifting, expanding) is pipelined off it:
    tables and ``tlast`` flags in rings; the *loop* holds a word pointer ``p``, an offset
    ``off`` and the *head table*, a copy of the head word's table beside ``off``: its next
    state is the head table's entry at ``off`` (a tree of 4:1 selects, no adder; the pop
-   bit from a select of its own on an inverted copy of ``off``), or, after a pass's
+   bit from a select of its own on ``off``, its low index bits from ``POP_COPIES``
+   copies of their own), or, after a pass's
    last record, offset 0 in the word after the image's ``tlast`` word (the padding
    skipped, whatever its length).  The head table is a ring of two tables: one is the
    head's (``cur``, a register), the other holds the table of the word that becomes the

@@ -7,8 +7,10 @@ that module's docstring.  The loop's state is a word pointer ``p``, an offset ``
 that word and the *head table*, a copy of that word's table; a record fires when its
 word and the next are in (or its word is an image's last) and the output FIFO has a
 place.  Its next state is the head table's entry at ``off``: no adder and no data
-movement in the loop; the head table loads the next word's table only when the head
-word is left, from a table slot or the table pipeline, a choice made a cycle ahead.
+movement in the loop.  The head table is a ring of two (:func:`head`): the head's, and
+one that loads every cycle the table of the word that is the head if the head word is
+left now, from a table slot or the table pipeline (a choice made a cycle ahead); leaving
+the head word flips which ring is the head's (``cur``), so the pop bit enables no load.
 The record's bits are then cut from the pair of words by a registered shifter,
 ``SHIFT_BITS`` offset bits a stage.  For an ECP5 build the loop's selects and the LUTs
 after its pop bits are instantiated slice logic where Yosys reads them
@@ -42,13 +44,6 @@ def for_synthesis(synthesis: str, simulation: str) -> str:
     ``simulation`` (simulators and lint): the ECP5 selects of :func:`ecp5_select` are
     simulated as the plain selects they replace (tests/blocks prove the two equal)."""
     return f"`ifdef SYNTHESIS\n{synthesis}`else\n{simulation}`endif\n"
-
-
-def spans(lo: int, hi: int, n: int) -> list[tuple[int, int]]:
-    """``[lo, hi)`` cut into at most ``n`` nearly equal, non-empty ``(lo, hi)`` pieces."""
-    size = hi - lo
-    cuts = [lo + size * k // n for k in range(n + 1)]
-    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
 @block
