@@ -581,7 +581,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
             head(aclk, cur, codes, fills, tabs, tflags, tab, tlast, rings, src_flag, W=TN, Q=Q,
                  EB=EB, own=shape.own),
             entry_mux(rings, off, cur, ent, copies, EB=EB, ecp5=ecp5),
-            pop_select(rings, off, cur, pop, pop_copies, EB=EB, flip=0, ecp5=ecp5))
+            pop_select(rings, off, cur, pop, pop_copies, EB=EB, ecp5=ecp5))
     rec = Signal(intbv(0)[W:])
     rv, rl = Signal(bool(0)), Signal(bool(0))
     cut = extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, W=W, NB=NB,

@@ -848,31 +848,30 @@ def low_bits(src, dst):
 
 
 @block
-def pop_select(tab, off_x, top, pop, copies=None, *, EB, flip, ecp5=False):
-    """``pop`` = the pop bit of entry ``off_x ^ flip`` of ring ``top`` of ``tab`` (as
+def pop_select(tab, off, top, pop, copies=None, *, EB, ecp5=False):
+    """``pop`` = the pop bit of entry ``off`` of ring ``top`` of ``tab`` (as
     :func:`entry_mux`; 0 past the end): the head word's pop decision from a select of
-    its own: its low index bits from ``copies`` (as :func:`entry_mux`'s, copies of its
-    own; ``flip`` 0 only), so that no select tree carries both."""
+    its own.  ``copies``: copies of ``off``'s low bits for its first level, as
+    :func:`entry_mux`'s but its own, so that neither select tree loads the other's
+    copies (default: ``off``).  ``ecp5``: as :func:`entry_mux`."""
     N = len(tab) // EB // 2
-    NB = len(off_x)
-    flip &= (1 << NB) - 1
+    NB = len(off)
     cw = min(COPY_BITS, NB)
 
     @always_comb
     def model():
-        o = flip ^ int(off_x.val)
+        o = int(off.val)
         pop.next = (int(tab.val) >> ((int(top.val) * N + o) * EB + EB - 1)) & 1 if o < N else 0
 
-    level = [f"$tab[{(c * N + (flip ^ i)) * EB + EB - 1}]" if (flip ^ i) < N else "1'b0"
+    level = [f"$tab[{(c * N + i) * EB + EB - 1}]" if i < N else "1'b0"
              for c in range(2) for i in range(1 << NB)]
     pop.driven = "wire"
-    tab.read = off_x.read = top.read = True
+    tab.read = off.read = top.read = True
     first = None
     if copies is not None:
-        assert not flip, "copies are of off itself"
         copies.read = True
         first = [[f"$copies[{k * cw + t}]" for t in range(cw)] for k in range(len(copies) // cw)]
-    sel = [f"$off_x[{b}]" for b in range(NB)] + ["$top"]
+    sel = [f"$off[{b}]" for b in range(NB)] + ["$top"]
     pop_select.verilog_code = select_tree(level, sel, "pop", "", first=first)
     if ecp5:
         pop_select.verilog_code = for_synthesis(

@@ -521,19 +521,19 @@ def test_ecp5_loop_selects_are_the_plain_selects(tmp_path, entries, nb):
     from blocks.sparse_framer import entry_mux, pop_select
     from cnn_ip.cosim import icarus_run
 
-    eb, cw = nb + 1, min(4, nb)      # three copies of the offset's low bits
+    eb, cw = nb + 1, min(4, nb)      # three copies of the offset's low bits, two for pop
 
     def port_set():
         return dict(tab=Signal(intbv(0)[2 * entries * eb:]), off=Signal(intbv(0)[nb:]),
-                    off_n=Signal(intbv(0)[nb:]), top=Signal(bool(0)),
-                    copies=Signal(intbv(0)[3 * cw:]),
+                    top=Signal(bool(0)), copies=Signal(intbv(0)[3 * cw:]),
+                    pop_copies=Signal(intbv(0)[2 * cw:]),
                     ent=Signal(intbv(0)[nb:]), pop=Signal(bool(0)))
 
     @block
-    def selects(tab, off, off_n, top, copies, ent, pop):
-        # the pop select on an inverted copy here (flip): each index bit of it is used
+    def selects(tab, off, top, copies, pop_copies, ent, pop):
+        # as the decoder has them: each select's first level on copies of its own
         return (entry_mux(tab, off, top, ent, copies, EB=eb, ecp5=True),
-                pop_select(tab, off_n, top, pop, EB=eb, flip=-1, ecp5=True))
+                pop_select(tab, off, top, pop, pop_copies, EB=eb, ecp5=True))
 
     synthesis_branch(selects(**port_set()), tmp_path, "PFUMX")
     ports = port_set()
@@ -550,9 +550,9 @@ def test_ecp5_loop_selects_are_the_plain_selects(tmp_path, entries, nb):
                     for off in range(1 << nb):
                         ports["tab"].next, ports["off"].next = tab, off
                         ports["top"].next = top
-                        ports["off_n"].next = ~off & ((1 << nb) - 1)
                         low = off & ((1 << cw) - 1)
                         ports["copies"].next = low | low << cw | low << 2 * cw
+                        ports["pop_copies"].next = low | low << cw
                         yield delay(1)
                         at = (top * entries + off) * eb
                         entry = (tab >> at) & ((1 << eb) - 1) if off < entries else 0
