@@ -529,7 +529,8 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     (a stage moving on ``adv``, which this block drives), the slots, loop and extraction
     (``blocks.sparse_framer``), the expansion and the output FIFO.  On an ECP5
     ``target`` the loop's selects are ECP5 slice muxes for synthesis
-    (``blocks.sparse_framer.ecp5_select``)."""
+    (``blocks.sparse_framer.ecp5_select``), and the LUT after the pop bit of each
+    register that follows it an instantiated ``LUT4`` (``pop_register``)."""
     ecp5 = target != "generic" and DEVICES[target].family == "ecp5"
     P, VB, W = fmt["lanes"] * fmt["simd"], fmt["value_bits"], word_bits
     TP, TVB, TB = table_params(fmt)
@@ -571,7 +572,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     codes = (Signal(intbv(3)[2:]), Signal(intbv(0)[2:]))    # reset: the first word is the head
     fills = (Signal(bool(0)), Signal(bool(0)))
     # copies of off's low bits for the entry select's first level (as many as it has
-    # groups, at most COPIES)
+    # groups, at most COPIES), and the pop select's own (at most POP_COPIES)
     copies = Signal(intbv(0)[copies_of(NB) * min(COPY_BITS, NB):])
     pop_copies = Signal(intbv(0)[pop_copies_of(NB) * min(COPY_BITS, NB):])
     walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid0,
