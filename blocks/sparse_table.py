@@ -27,7 +27,9 @@ record of a valid image (a count is at most ``P <= W``), so no value is ever tru
 
 Stages (each a register with the enable ``adv``; the whole pipeline moves in lock step):
 chunk counts; ``ceil(levels/2)`` prefix stages (``levels = ceil(log2(W+Q)//4)``);
-``PS``; ``VB*c``.  :func:`table_stages` gives the count.  The entries are logic after the
+``PS``; ``VB*c`` (``/2`` with element masks, :func:`block_tail`: the block-mask counts,
+the element masks' counts, the lengths).  :func:`table_stages` gives the count.  The
+entries are logic after the
 last stage: the decoder's slots (and its head table) are their registers.
 """
 from __future__ import annotations
