@@ -966,7 +966,8 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
                   + (W + 2 + shape.entries * (nb + (P // block).bit_length())
                      if block else 0)),
         # four word slots; three table slots (entries and tlast flag) and the head table's
-        # two rings (entries; the head's flag is the walker's): W/g entries (g the offset
+        # two rings (entries; the head's flag, a walker register, is counted here with the
+        # slots' three): W/g entries (g the offset
         # step, offsets in its units; an entry's low bits are constants when VB and P are
         # multiples of 2**tz)
         "slots": 4 * W + 5 * (TN * live + own) + 4,
