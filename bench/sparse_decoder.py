@@ -6,6 +6,7 @@ and an end-to-end check of the decoders ``cnn-ip block`` writes.
     .venv/bin/python bench/sparse_decoder.py --seeds 1 2 3   # best of several placements
     .venv/bin/python bench/sparse_decoder.py --verify 20     # 20 random layers, every beat
     .venv/bin/python bench/sparse_decoder.py --verify 20 --verify-seed 17   # 20 others
+    .venv/bin/python bench/sparse_decoder.py --verify 8 --verify-target ecp5-85f
 
 ``--verify N``: N random weight files (ternary or int2..8, lanes x simd from 1x1 to 8x16,
 50-95 % zeros, unstructured or zeroed in aligned blocks of 2..16) go through the command
@@ -16,7 +17,7 @@ compared with the weight order written out from the matrix (docs/sparse_format.m
 MyHDL and no project code in the loop but the command line itself.
 
 Each configuration is a seeded random layer (lanes 4, simd 8) written by ``cnn-ip block``
-(through ``cnn_ip.export.generate``) and placed by ``fpga.synth.synthesize`` on
+(through ``cnn_ip.export.generate``, built for ``ecp5-85f``) and placed by ``fpga.synth.synthesize`` on
 ``ecp5-85f`` out of context at a 200 MHz constraint (Yosys synth_ecp5, nextpnr-ecp5).
 The table gives the coding the writer chose, the word width, nextpnr's LUT and FF counts,
 the estimate's, and the Fmax (best of the seeds), with the critical path's ends.  Slow
@@ -124,7 +125,7 @@ def random_layer(rng):
     return W, dict(lanes=lanes, simd=simd, weights=weights, wbits=wbits), sparsity
 
 
-def verify(count: int, work: Path, seed: int = 16) -> int:
+def verify(count: int, work: Path, seed: int = 16, target: str = "generic") -> int:
     """``--verify``: see the module docstring; returns the number of failing layers."""
     import json
     import subprocess
@@ -137,7 +138,7 @@ def verify(count: int, work: Path, seed: int = 16) -> int:
         out = work / f"layer{n}"
         out.mkdir(parents=True)
         np.save(out / "W.npy", W.astype(np.int16))
-        flags = [f"--{k}={v}" for k, v in fold.items()]
+        flags = [f"--{k}={v}" for k, v in {**fold, "target": target}.items()]
         # the cnn-ip of this interpreter, whether or not its venv is on PATH
         done = subprocess.run([sys.executable, "-m", "cnn_ip.cli", "block", "sparse_decoder",
                                *flags, f"--weights-file={out / 'W.npy'}", "-o", str(out)],
@@ -178,10 +179,14 @@ def main(argv=None) -> None:
                         help="instead: N random layers through cnn-ip block, every beat checked")
     parser.add_argument("--verify-seed", type=int, default=16,
                         help="--verify: the random layers' seed")
+    parser.add_argument("--verify-target", default="generic",
+                        help="--verify: cnn-ip block's --target (ecp5-85f: DP16KD ROMs, "
+                             "simulated by the DP16KD_sim.v it writes)")
     args = parser.parse_args(argv)
     if args.verify:
         work = Path(tempfile.mkdtemp(prefix="cnn_ip-bench-decoder-verify-"))
-        raise SystemExit(1 if verify(args.verify, work, args.verify_seed) else 0)
+        raise SystemExit(1 if verify(args.verify, work, args.verify_seed, args.verify_target)
+                         else 0)
     work = Path(tempfile.mkdtemp(prefix="cnn_ip-bench-decoder-"))
     print("| configuration | source | coding | word bits | LUT | FF | est. LUT | est. FF "
           "| Fmax MHz | critical path |")
@@ -192,11 +197,13 @@ def main(argv=None) -> None:
         W = layer(weights, wbits, shape, density)
         for source in ("rom", "stream"):
             out = work / f"{name.replace(' ', '_')}_{source}"
+            # placed as built for the device: its DP16KD ROM and loop select cells
             info = generate(BLOCK, out, lanes=4, simd=8, weights=weights, wbits=wbits,
-                            weights_file=W, source=source)
+                            weights_file=W, source=source, target="ecp5-85f")
+            netlist = sorted(p for p in out.glob("*.v") if not p.name.endswith("_sim.v"))
             best = None
             for seed in args.seeds:
-                report = synthesize(sorted(out.glob("*.v")), top="sparse_decoder",
+                report = synthesize(netlist, top="sparse_decoder",
                                     target="ecp5-85f", workdir=out / f"seed{seed}",
                                     clock_mhz=200, seed=seed)
                 if best is None or report["timing"]["fmax_mhz"] > best["timing"]["fmax_mhz"]:
