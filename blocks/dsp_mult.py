@@ -55,9 +55,15 @@ def check_target(target) -> str:
     return target
 
 
+def is_ecp5(target: str) -> bool:
+    """Whether ``target`` (checked) is an ECP5 device: the designs built for it
+    instantiate ECP5 cells (``MULT18X18D``, ``DP16KD``, slice muxes)."""
+    return check_target(target) != "generic" and DEVICES[target].family == "ecp5"
+
+
 def uses_mult18(target: str) -> bool:
     """Whether ``target`` gets the instantiated ECP5 ``MULT18X18D``."""
-    return check_target(target) != "generic" and DEVICES[target].family == "ecp5"
+    return is_ecp5(target)
 
 
 def sim_files(target: str) -> list[str]:

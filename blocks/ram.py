@@ -62,9 +62,8 @@ from pathlib import Path
 
 from myhdl import Signal, always, always_comb, block, intbv
 
-from blocks.dsp_mult import TARGETS, check_target
+from blocks.dsp_mult import TARGETS, is_ecp5
 from blocks.spec import check_width
-from fpga.devices import DEVICES
 
 STYLES = ("auto", "block", "distributed")
 # ``auto``: a block RAM is mostly empty below these sizes (a RAMB18 or DP16KD holds 512
@@ -88,8 +87,7 @@ DP16KD_DEPTH, DP16KD_WIDTH = 512, 36   # the aspect the instantiated blocks use
 def uses_dp16kd(width: int, depth: int, *, style: str = "auto", out_register: bool = False,
                 target: str = "generic") -> bool:
     """Whether :func:`ram` instantiates ECP5 ``DP16KD`` blocks for these parameters."""
-    return (check_target(target) != "generic" and DEVICES[target].family == "ecp5"
-            and out_register
+    return (is_ecp5(target) and out_register
             and depth <= DP16KD_DEPTH and memory_style(width, depth, style) == "block")
 
 

@@ -175,6 +175,7 @@ from myhdl import (Signal, always, always_comb, always_seq, block, concat, intbv
 
 from blocks.axis_register import BLOCK as REGISTER, axis_register
 from blocks.bit_fields import field_sums, group_shift
+from blocks.dsp_mult import is_ecp5
 from blocks.mac import operand_register
 from blocks.block_mask import block_expand, value_bits as block_value_bits
 from blocks.block_mask import latency as block_mask_latency
@@ -187,7 +188,6 @@ from blocks.ram import TARGETS, add_blocks, bram_blocks, write_sim_files
 from blocks.rom import address_bits, rom, sim_files, uses_dp16kd
 from blocks.spec import BlockDef, Param, ParameterError, check_width, weight_params
 from blocks.stream import Axis, clock_reset
-from fpga.devices import DEVICES
 from quant import offchip, sparse_format, weight_modes
 from quant.rom_image import write_rom
 
@@ -531,7 +531,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     ``target`` the loop's selects are ECP5 slice muxes for synthesis
     (``blocks.sparse_framer.ecp5_select``), and the LUT after the pop bit of each
     register that follows it an instantiated ``LUT4`` (``pop_register``)."""
-    ecp5 = target != "generic" and DEVICES[target].family == "ecp5"
+    ecp5 = is_ecp5(target)
     P, VB, W = fmt["lanes"] * fmt["simd"], fmt["value_bits"], word_bits
     TP, TVB, TB = table_params(fmt)
     shape = Shape(W, TP, TVB, TB)
