@@ -529,7 +529,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     (a stage moving on ``adv``, which this block drives), the slots, loop and extraction
     (``blocks.sparse_framer``), the expansion and the output FIFO.  On an ECP5
     ``target`` the loop's selects are ECP5 slice muxes for synthesis
-    (``blocks.sparse_framer.ecp5_select``), and the LUT after the pop bit of each
+    (``blocks.ecp5_cells.ecp5_select``), and the LUT after the pop bit of each
     register that follows it an instantiated ``LUT4`` (``pop_register``)."""
     ecp5 = is_ecp5(target)
     P, VB, W = fmt["lanes"] * fmt["simd"], fmt["value_bits"], word_bits

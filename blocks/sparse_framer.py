@@ -14,13 +14,14 @@ the head word flips which ring is the head's (``cur``), so the pop bit enables n
 The record's bits are then cut from the pair of words by a registered shifter,
 ``SHIFT_BITS`` offset bits a stage.  For an ECP5 build the loop's selects and the LUTs
 after its pop bits are instantiated slice logic where Yosys reads them
-(:func:`ecp5_select`, :func:`pop_register`; simulators read the plain selects).
+(``blocks.ecp5_cells``, :func:`pop_register`; simulators read the plain selects).
 """
 from __future__ import annotations
 
 from myhdl import Signal, always, always_comb, always_seq, block, concat, intbv, modbv
 
 from blocks.bit_fields import part_select
+from blocks.ecp5_cells import MUX2_INIT, ecp5_select, for_synthesis
 
 SLOTS = 4          # head, the word after it, and two for a pass end that skips a word
 SHIFT_BITS = 3     # offset bits a shifter stage takes (an 8:1 select per bit)
@@ -29,21 +30,6 @@ SHIFT_BITS = 3     # offset bits a shifter stage takes (an 8:1 select per bit)
 COPIES = 8
 COPY_BITS = 4      # a copy: the offset bits of a first-level group (16:1, one ECP5 PFU)
 POP_COPIES = 4     # the same for the pop bit's select
-
-
-def lut_init(f) -> int:
-    """The ``INIT`` of an ECP5 ``LUT4`` computing ``f(A, B, C, D)``."""
-    return sum(f(i & 1, (i >> 1) & 1, (i >> 2) & 1, (i >> 3) & 1) << i for i in range(16))
-
-
-MUX2_INIT = lut_init(lambda a, b, c, d: c if a else b)     # Z = A ? C : B
-
-
-def for_synthesis(synthesis: str, simulation: str) -> str:
-    """Verilog: ``synthesis`` where ``SYNTHESIS`` is defined (Yosys defines it), else
-    ``simulation`` (simulators and lint): the ECP5 selects of :func:`ecp5_select` are
-    simulated as the plain selects they replace (tests/blocks prove the two equal)."""
-    return f"`ifdef SYNTHESIS\n{synthesis}`else\n{simulation}`endif\n"
 
 
 @block
@@ -595,7 +581,7 @@ def entry_mux(tab, off, top, ent, copies, *, EB, ecp5=False):
     copies of ``off``'s low bits side by side (equal to them; ``len(copies)`` a multiple
     of ``min(COPY_BITS, len(off))``) that the tree's first level takes in turn, so that
     no offset bit drives every select of it.  ``ecp5``: for synthesis the tree is ECP5
-    slice muxes (:func:`ecp5_select`)."""
+    slice muxes (``blocks.ecp5_cells.ecp5_select``)."""
     N = len(tab) // EB // 2
     NB = len(off)
     OW = len(ent)                   # the entry's low bits (its offset, without the pop bit)
@@ -620,61 +606,6 @@ def entry_mux(tab, off, top, ent, copies, *, EB, ecp5=False):
         entry_mux.verilog_code = for_synthesis(ecp5_select(bits, sel, "ent", first=first),
                                                entry_mux.verilog_code)
     return model
-
-
-def ecp5_select(bits, sel, out, first=None, vector=True):
-    """Verilog: ``$<out>[b]`` = ``bits[b][index]`` (``sel``: the index's bits, low
-    first, expressions; ``2**len(sel)`` one-bit leaves each, ``1'b0`` allowed) as
-    instantiated ECP5 slice logic: up to 16 leaves in one PFU (``LUT4`` 2:1 selects on
-    the LUT's fast input, ``PFUMX``, two ``L6MUX21`` levels: no general routing inside),
-    such groups of groups above.  ABC maps the same select as LUT4s a 2:1 select each (6
-    levels and 6 routing hops for 64 leaves; 2 hops here).  A group of constant zeros is
-    the constant.  ``first``: copies of the index's low bits (lists of bit expressions)
-    that the first level's groups take in turn.  ``vector``: ``out`` is a vector (else
-    a single bit, ``bits`` one list)."""
-    lines = []
-    count = [0]
-
-    def node(kind, pins):
-        count[0] += 1
-        z = f"${{{out}}}_x{count[0]}"
-        lines.append(f"wire {z};")
-        args = ", ".join(f".{k}({v})" for k, v in pins) + f", .Z({z})"
-        param = f" #(.INIT(16'h{MUX2_INIT:04x}))" if kind == "LUT4" else ""
-        lines.append(f"{kind}{param} {z}_i ({args});")
-        return z
-
-    def group(xs, picks):
-        if all(x == "1'b0" for x in xs):
-            return "1'b0"
-        level = [node("LUT4", [("A", picks[0]), ("B", lo), ("C", hi), ("D", "1'b0")])
-                 for lo, hi in zip(xs[::2], xs[1::2])] if picks else list(xs)
-        if len(picks) >= 2:
-            level = [node("PFUMX", [("ALUT", hi), ("BLUT", lo), ("C0", picks[1])])
-                     for lo, hi in zip(level[::2], level[1::2])]
-        for pick in picks[2:]:
-            level = [node("L6MUX21", [("D0", lo), ("D1", hi), ("SD", pick)])
-                     for lo, hi in zip(level[::2], level[1::2])]
-        return level[0]
-
-    n_group = 0
-    for b, leaves in enumerate(bits):
-        level, lo = list(leaves), 0
-        while len(level) > 1:
-            take = min(4, len(sel) - lo)
-            k = 1 << take
-            groups = []
-            for i in range(0, len(level), k):
-                picks = sel[lo:lo + take]
-                if first and lo == 0:
-                    copy = first[n_group % len(first)]
-                    n_group += 1
-                    picks = [copy[t] if t < len(copy) else pick
-                             for t, pick in enumerate(picks)]
-                groups.append(group(level[i:i + k], picks))
-            level, lo = groups, lo + take
-        lines.append(f"assign ${out}{f'[{b}]' if vector else ''} = {level[0]};")
-    return "\n".join(lines) + "\n"
 
 
 def select_tree(level, sel, out, width, first=None):

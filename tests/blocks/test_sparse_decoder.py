@@ -478,7 +478,7 @@ def test_stream_estimate_has_no_rom(tmp_path):
     assert s["lut"] == r["lut"] > 0 and s["ff"] > 0       # the same reader, fed otherwise
 
 
-# The ECP5 build's loop selects (blocks.sparse_framer.ecp5_select) are instantiated slice
+# The ECP5 build's loop selects (blocks.ecp5_cells.ecp5_select) are instantiated slice
 # muxes in the branch Yosys reads (`ifdef SYNTHESIS); simulators read the plain selects.
 # Here the synthesis branch itself runs under Icarus, the three primitives modelled from
 # their documented function (LUT4: INIT indexed by {D,C,B,A}, as a tree of selects so that
