@@ -11,7 +11,8 @@ model, bit for bit.
 * :func:`field_sums`: ``dst`` field ``k`` = the sum of ``src`` fields ``groups[k]``, as a
   balanced adder tree (``log2`` of the terms deep).
 * :func:`part_select`: ``out = bus[index*scale +: len(out)]``, zeros past the end.
-* :func:`group_shift`: one such select per field of ``offs``.
+* :func:`group_shift`: one such select per field of ``offs`` (on an ECP5 target,
+  instantiated slice muxes for synthesis: ``blocks.ecp5_cells``).
 * :func:`ring_window`: ``window`` = bits ``[head, head + len(window))`` of ``ring``, wrapping.
 * :func:`ring_store`: slot ``write_slot`` of ``ring`` takes a word on a rising edge.
 
@@ -21,7 +22,11 @@ block's namespace at that point) and whole port lists go into the template text 
 """
 from __future__ import annotations
 
+import re
+
 from myhdl import always, always_comb, block
+
+from blocks.ecp5_cells import ecp5_select, for_synthesis
 
 
 def balanced(terms):
@@ -88,11 +93,21 @@ def part_select(bus, index, out, *, scale):
 
 
 @block
-def group_shift(vals, offs, out, *, off_bits, scale, width):
+def group_shift(vals, offs, out, *, off_bits, scale, width, ecp5=False, reach=None):
     """Field ``g`` of ``out`` (``width`` bits) = ``vals[off_g*scale +: width]`` (zeros past
-    the end), ``off_g`` the ``g``-th ``off_bits`` field of ``offs``."""
+    the end), ``off_g`` the ``g``-th ``off_bits`` field of ``offs``.  ``reach``: the
+    largest offset of each group, which the caller guarantees (the model checks it);
+    ``None``: any.  ``ecp5``: for synthesis each group's select is ECP5 slice muxes
+    (``blocks.ecp5_cells.ecp5_select``) on the offset's low bits its reach needs, the
+    leaves past the end of ``vals`` constant 0 (the plain select's zero extension, ``X``
+    past that); simulators and lint read the plain select (tests/blocks/test_bit_fields
+    proves the two equal on every offset those low bits encode)."""
     n = len(out) // width
     V = len(vals)
+    top = [(1 << off_bits) - 1] * n if reach is None else [min(r, (1 << off_bits) - 1)
+                                                          for r in reach]
+    if len(top) != n:
+        raise ValueError("reach: one offset per group")
 
     @always_comb
     def model():
@@ -100,6 +115,8 @@ def group_shift(vals, offs, out, *, off_bits, scale, width):
         res = 0
         for g in range(n):
             off = (o >> (g * off_bits)) & ((1 << off_bits) - 1)
+            if off > top[g]:
+                raise ValueError(f"group_shift: group {g}'s offset {off} past its reach")
             res |= ((v >> (off * scale)) & ((1 << width) - 1)) << (g * width)
         out.next = res
 
@@ -110,7 +127,25 @@ def group_shift(vals, offs, out, *, off_bits, scale, width):
         lines.append(f"assign $out[{(g + 1) * width - 1}:{g * width}] = ${{out}}_ext["
                      f"$offs[{(g + 1) * off_bits - 1}:{g * off_bits}] * {scale} +: {width}];")
     group_shift.verilog_code = "\n".join(lines) + "\n"
+    if ecp5:
+        group_shift.verilog_code = for_synthesis(
+            "".join(cell_shift(V, g, top[g].bit_length(), off_bits, scale, width)
+                    for g in range(n)), group_shift.verilog_code)
     return model
+
+
+def cell_shift(V, g, k, off_bits, scale, width) -> str:
+    """Verilog: group ``g`` of :func:`group_shift` as ECP5 slice muxes on the low ``k``
+    bits of its offset (no select for ``k = 0``): wires ``${out}_g<g>_x<n>``."""
+    leaves = [[f"$vals[{o * scale + b}]" if o * scale + b < V else "1'b0"
+               for o in range(1 << k)] for b in range(width)]
+    if not k:
+        return "".join(f"assign $out[{g * width + b}] = {leaf[0]};\n"
+                       for b, leaf in enumerate(leaves))
+    text = ecp5_select(leaves, [f"$offs[{g * off_bits + t}]" for t in range(k)], "out")
+    text = text.replace("${out}_x", f"${{out}}_g{g}_x")
+    return re.sub(r"assign \$out\[(\d+)\]",
+                  lambda m: f"assign $out[{g * width + int(m[1])}]", text)
 
 
 @block

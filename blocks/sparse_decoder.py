@@ -126,7 +126,9 @@ else (counting, shifting, expanding) is pipelined off it:
    8:1 selects, giving the record's bits;
 5. ``expander``: three registered steps: the mask's local counts in groups of four and
    the group counts; each group's first value (a prefix sum of group counts); each
-   group's values (a part-select per group).  The codes are written into
+   group's values (a part-select per group; on an ECP5 target slice muxes for
+   synthesis, on the offset bits the group can use: group ``g`` starts at most ``4g``
+   values in).  The codes are written into
 6. ``out_fifo``: sixteen beats in LUT RAM, with a credit count of the beats in flight,
    so the pipeline never waits for ``tready`` and ``tvalid`` comes from a register.
 
@@ -528,9 +530,9 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     """The masked coding: the table pipeline (``blocks.sparse_table``) fed by ``word``
     (a stage moving on ``adv``, which this block drives), the slots, loop and extraction
     (``blocks.sparse_framer``), the expansion and the output FIFO.  On an ECP5
-    ``target`` the loop's selects are ECP5 slice muxes for synthesis
-    (``blocks.ecp5_cells.ecp5_select``), and the LUT after the pop bit of each
-    register that follows it an instantiated ``LUT4`` (``pop_register``)."""
+    ``target`` the loop's selects and the expander's value selects are ECP5 slice muxes
+    for synthesis (``blocks.ecp5_cells.ecp5_select``), and the LUT after the pop bit of
+    each register that follows it an instantiated ``LUT4`` (``pop_register``)."""
     ecp5 = is_ecp5(target)
     P, VB, W = fmt["lanes"] * fmt["simd"], fmt["value_bits"], word_bits
     TP, TVB, TB = table_params(fmt)
@@ -590,10 +592,11 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     push, push_last = Signal(bool(0)), Signal(bool(0))
     push_data = Signal(intbv(0)[P * fmt["code_bits"]:])
     if fmt["coding"] == "block":
-        expand = block_stage(aclk, aresetn, rv, rec, rl, push, push_data, push_last, fmt=fmt)
+        expand = block_stage(aclk, aresetn, rv, rec, rl, push, push_data, push_last, fmt=fmt,
+                             ecp5=ecp5)
     else:
         expand = expander(aclk, aresetn, rv, rec, rl, push, push_data, push_last, P=P,
-                          VB=VB, WB=fmt["code_bits"], W=W)
+                          VB=VB, WB=fmt["code_bits"], W=W, ecp5=ecp5)
     out = out_fifo(aclk, aresetn, push, push_data, push_last, m_axis_wgt, pend_ok, fire)
     return table, slots, tables, buses, walk, cut, expand, out
 
@@ -613,9 +616,10 @@ def table_params(fmt) -> tuple:
 
 
 @block
-def block_stage(aclk, aresetn, rv, rec, rl, push, push_data, push_last, *, fmt):
+def block_stage(aclk, aresetn, rv, rec, rl, push, push_data, push_last, *, fmt, ecp5=False):
     """``/2``: ``blocks.block_mask`` turns the record into the beat's codes (dense blocks)
-    or into the ``/1`` record the :func:`expander` expands (element masks)."""
+    or into the ``/1`` record the :func:`expander` expands (element masks; ``ecp5``: its
+    value selects are ECP5 slice muxes for synthesis)."""
     P, B, WB = fmt["lanes"] * fmt["simd"], fmt["block"], fmt["code_bits"]
     if fmt["inner"] == "dense":
         return block_expand(aclk, aresetn, rv, rec, rl, push, push_data, push_last, P=P, B=B,
@@ -627,14 +631,18 @@ def block_stage(aclk, aresetn, rv, rec, rl, push, push_data, push_last, *, fmt):
     return (block_expand(aclk, aresetn, rv, rec, rl, v1, rec1, l1, P=P, B=B, WB=WB,
                          inner="mask"),
             expander(aclk, aresetn, v1, rec1, l1, push, push_data, push_last, P=P, VB=VB, WB=WB,
-                     W=W1))
+                     W=W1, ecp5=ecp5))
 
 
 @block
-def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, *, P, VB, WB, W):
+def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, *, P, VB, WB, W,
+             ecp5=False):
     """Mask expansion in three registered steps after ``fire``: local and group counts
     (of pairs of groups, and of the even groups), group offsets, per-group values; the
-    codes are pushed (into the FIFO) on the fourth edge."""
+    codes are pushed (into the FIFO) on the fourth edge.  ``ecp5``: for synthesis the
+    per-group value selects are ECP5 slice muxes (``blocks.bit_fields.group_shift``), each
+    on the offset bits its group can use: group ``g``'s offset counts the values of the
+    ``g`` groups before it, at most ``GROUP * g``."""
     G = GROUP
     NG = (P + G - 1) // G
     CW = P.bit_length()
@@ -664,7 +672,8 @@ def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, 
                   field_sums(gs1, gp1, out_bits=CW, groups=[
                       [((ne + k) * SB, SB) for k in range(g // 2)]
                       + ([((g - 1) // 2 * SB, SB)] if g % 2 else []) for g in range(NG)]),
-                  group_shift(vals2, gp2, vg2, off_bits=CW, scale=VB, width=G * VB),
+                  group_shift(vals2, gp2, vg2, off_bits=CW, scale=VB, width=G * VB,
+                              ecp5=ecp5, reach=[G * g for g in range(NG)]),
                   group_registers(aclk, gs0, gs1, gp1, gp2)]
     else:
         groups = one_group(vals2, vg2)

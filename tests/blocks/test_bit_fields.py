@@ -1,5 +1,6 @@
 """blocks.bit_fields: each template primitive against a plain Python expectation, on random
-inputs, in MyHDL (its model) and in Icarus (its Verilog template), and lint-clean."""
+inputs, in MyHDL (its model) and in Icarus (its Verilog template), and lint-clean;
+group_shift's ECP5 cells (its synthesis branch) against the same expectation."""
 import random
 import subprocess
 
@@ -152,3 +153,79 @@ def test_lint_clean(tmp_path, name):
     result = subprocess.run(["verilator", "--lint-only", "-Wall", 
                              "top.v"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# On an ECP5 target group_shift's selects are instantiated slice muxes in the branch Yosys
+# reads (`ifdef SYNTHESIS).  That branch under Icarus, with the cell models of
+# test_sparse_decoder, against the plain select's value (zeros past the end, where the
+# plain Verilog reads X): every group on every offset its reach's bits can encode.
+@pytest.mark.parametrize("V,off_bits,scale,width,reach", [
+    (84, 6, 4, 16, [4 * g for g in range(8)]),  # the int4 32x144 /2 layer's expander
+    (20, 3, 2, 6, None),                        # every offset, most past the end
+    (37, 5, 3, 9, [0, 1, 5, 16, 31]),           # reaches below, at and past a power of 2
+    (12, 2, 4, 4, [3, 0])])
+def test_ecp5_group_shift_is_the_plain_select(tmp_path, V, off_bits, scale, width, reach):
+    from test_sparse_decoder import synthesis_branch
+
+    from cnn_ip.cosim import icarus_run
+
+    n = len(reach) if reach else 3
+    tops = [min(r, (1 << off_bits) - 1) for r in reach] if reach else [(1 << off_bits) - 1] * n
+    spans = [1 << t.bit_length() for t in tops]   # the offsets the cells' bits encode
+
+    def port_set():
+        return dict(vals=Signal(intbv(0)[V:]), offs=Signal(intbv(0)[n * off_bits:]),
+                    out=Signal(intbv(0)[n * width:]))
+
+    @block
+    def part(vals, offs, out):
+        return bf.group_shift(vals, offs, out, off_bits=off_bits, scale=scale, width=width,
+                              ecp5=True, reach=reach)
+
+    synthesis_branch(part(**port_set()), tmp_path, "LUT4")
+    ports = port_set()
+    rng = random.Random(V)
+    checked = set()
+
+    @block
+    def bench():
+        @instance
+        def drive():
+            for vals in (rng.getrandbits(V), rng.getrandbits(V), (1 << V) - 1, 1, 1 << V - 1):
+                for o in range(max(spans)):
+                    # group g walks its offsets in an order of its own
+                    offs = [(o * (2 * g + 1) + g) % s for g, s in enumerate(spans)]
+                    ports["vals"].next = vals
+                    ports["offs"].next = sum(f << g * off_bits for g, f in enumerate(offs))
+                    yield delay(1)
+                    want = sum(bits(vals, f * scale, width) << g * width
+                               for g, f in enumerate(offs))
+                    assert int(ports["out"].val) == want, (vals, offs)
+                    checked.update(enumerate(offs))
+            raise StopSimulation
+
+        return drive
+
+    Simulation(icarus_run(tmp_path, ports), bench()).run(quiet=True)
+    assert checked == {(g, f) for g, s in enumerate(spans) for f in range(s)}
+
+
+def test_group_shift_model_checks_the_reach():
+    """An offset past its group's reach is the caller's error, which the model reports."""
+    ports = {"vals": Signal(intbv(0)[8:]), "offs": Signal(intbv(0)[4:]),
+             "out": Signal(intbv(0)[4:])}
+    part = bf.group_shift(**ports, off_bits=2, scale=1, width=2, reach=[0, 2])
+
+    @block
+    def bench():
+        @instance
+        def drive():
+            ports["offs"].next = 2 << 2             # group 1 at its reach: fine
+            yield delay(1)
+            ports["offs"].next = 3 << 2
+            yield delay(1)
+
+        return drive
+
+    with pytest.raises(ValueError, match="group 1's offset 3 past its reach"):
+        Simulation(part, bench()).run(quiet=True)
