@@ -619,3 +619,62 @@ def test_ecp5_pop_register_is_the_plain_register(tmp_path):
 
     Simulation(icarus_run(tmp_path, ports), bench()).run(quiet=True)
     assert seen == {(True, False), (True, True), (False, False), (False, True)}
+
+
+@pytest.mark.parametrize("P,VB,WB", [(32, 4, 4), (30, 2, 2), (8, 1, 2)])
+def test_expander_offsets_stay_within_their_reach(P, VB, WB):
+    """The expander's group offsets (group g starts at most 4g values in, which its ECP5
+    value selects rely on: bit_fields.group_shift's reach, checked by its model) on
+    full masks (the largest offsets) and random ones, a record a cycle, in MyHDL: every
+    element's code is its value (the values before it in the mask counted), else 0."""
+    import random
+
+    from myhdl import ResetSignal, Signal, Simulation, StopSimulation, block, delay, instance
+    from myhdl import intbv
+
+    from blocks.sparse_decoder import expander
+
+    W = P + P * VB                  # room for a value for every element
+    ports = dict(aclk=Signal(bool(0)), aresetn=ResetSignal(0, active=0, isasync=False),
+                 fire=Signal(bool(0)), rec_win=Signal(intbv(0)[W:]), at_last=Signal(bool(0)),
+                 push=Signal(bool(0)), push_data=Signal(intbv(0)[P * WB:]),
+                 push_last=Signal(bool(0)))
+    rng = random.Random(P)
+    masks = [(1 << P) - 1] * 3 + [rng.getrandbits(P) for _ in range(40)] + [(1 << P) - 1]
+    records = [(m, rng.getrandbits(P * VB)) for m in masks]
+
+    def codes(mask, values):
+        out, k = 0, 0
+        for p in range(P):
+            if mask >> p & 1:
+                value = values >> (k * VB) & ((1 << VB) - 1)
+                out |= (value << (WB - VB) | ((1 << (WB - VB)) - 1)) << (p * WB)
+                k += 1
+        return out
+
+    got = []
+
+    @block
+    def bench():
+        @instance
+        def drive():
+            ports["aresetn"].next = 1
+            for cycle in range(len(records) + 6):
+                if cycle < len(records):
+                    mask, values = records[cycle]
+                    ports["fire"].next, ports["rec_win"].next = 1, mask | values << P
+                else:
+                    ports["fire"].next = 0
+                yield delay(5)
+                ports["aclk"].next = 1
+                yield delay(5)
+                ports["aclk"].next = 0
+                if ports["push"].val:
+                    got.append(int(ports["push_data"].val))
+            raise StopSimulation
+
+        return drive
+
+    part = expander(**ports, P=P, VB=VB, WB=WB, W=W, ecp5=True)
+    Simulation(part, bench()).run(quiet=True)
+    assert got == [codes(m, v) for m, v in records]
