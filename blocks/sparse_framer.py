@@ -204,10 +204,10 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     filled = Signal(modbv(0)[3:])
     hp3, n3 = (Signal(intbv(0, min=0, max=3)) for _ in range(2))
     ge1, ge2 = Signal(bool(0)), Signal(bool(0))
-    skip, room, al_n, s0, s1 = (Signal(bool(0)) for _ in range(5))
-    nx0, nx1 = (Signal(intbv(0, min=0, max=3)) for _ in range(2))
+    skip, room, s0, s0f, s1 = (Signal(bool(0)) for _ in range(5))
+    nx0, nx0f, nx1 = (Signal(intbv(0, min=0, max=3)) for _ in range(3))
     f0, f1 = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
-    own0, own1, strad0, strad1 = (Signal(intbv(0)[2:]) for _ in range(4))
+    own0, own0f, own1, strad0, strad0f, strad1 = (Signal(intbv(0)[2:]) for _ in range(6))
 
     adv_w = Signal(bool(adv.val))           # adv, the loop's copy
     write_w = Signal(bool(0))
@@ -215,7 +215,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     flags = walk_flags(at_last, hflag, ge1, ge2, pend_ok, filled, fire, write_w, skip, room)
     if straddle:
         flags = (flags, pop_register(aclk, aresetn, fire, pop, at_last, strad1, strad0,
-                                     code_strad, ecp5=ecp5))
+                                     code_strad, stay_fire=strad0f, ecp5=ecp5))
     p_leave = Signal(modbv(0)[len(p):])
     ge1_0, ge1_1, ge2_0, ge2_1 = (Signal(bool(0)) for _ in range(4))
     fo0, fo1, fs0, fs1, wr0 = (Signal(bool(0)) for _ in range(5))
@@ -266,12 +266,15 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     by_pops = [pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=ecp5)
                for q, leave, stay in ((adv, one, room), (adv_w, one, room), (write, tv, wr0),
                                       (write_w, tv, wr0), (cur, cur_n, cur),
-                                      (hflag, src_flag, h_stay), (code_w, own1, own0),
+                                      (hflag, src_flag, h_stay),
                                       (filled, f1, f0),
                                       (ge1, ge1_1, ge1_0), (ge2, ge2_1, ge2_0),
-                                      (p, p_leave, p), (hp3, n3, hp3), (code_own, own1, own0),
+                                      (p, p_leave, p), (hp3, n3, hp3),
                                       (fill_own, fo1, fo0),
                                       *([(fill_strad, fs1, fs0)] if straddle else []))]
+    # the load codes' stay outcome depends on fire (at_last moves on it): both are made
+    by_fires = [pop_register(aclk, aresetn, fire, pop, at_last, own1, own0, q, stay_fire=own0f,
+                             ecp5=ecp5) for q in (code_w, code_own)]
 
     wes, tes, tnexts = enables
     wp_low = Signal(intbv(0)[2:])
@@ -290,9 +293,11 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
                                      reps=len(off_copies) // min(COPY_BITS, len(off))))
 
     outcomes = walk_outcomes(write_w, filled, skip, fire, at_last, al_next, hflag, last_in,
-                             tflags, code_w, f0, f1, al_n, s0, s1)
-    nexts = (slot_after(hp3, skip, n3), slot_after(hp3, s0, nx0), slot_after(n3, s1, nx1),
+                             tflags, code_w, f0, f1, s0, s0f, s1)
+    nexts = (slot_after(hp3, skip, n3), slot_after(hp3, s0, nx0), slot_after(hp3, s0f, nx0f),
+             slot_after(n3, s1, nx1),
              code_for(f0, s0, nx0, own0, strad0 if straddle else None),
+             code_for(f0, s0f, nx0f, own0f, strad0f if straddle else None),
              code_for(f1, s1, nx1, own1, strad1 if straddle else None))
 
     @always_seq(aclk.posedge, reset=aresetn)
@@ -318,7 +323,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
                 beat.next = beat + 1
 
     return (flags, outcomes, nexts, step, copy_regs, slot_regs, leaving, filling, filling_own,
-            by_pops,
+            by_pops, by_fires,
             [filling_strad] if straddle else [])
 
 
@@ -338,8 +343,10 @@ def walk_flags(at_last, hflag, ge1, ge2, pend_ok, filled, fire, write, skip, roo
 
 @block
 def walk_outcomes(write, filled, skip, fire, at_last, al_next, hflag, last_in, tflags,
-                  code_own, f0, f1, al_n, s0, s1):
-    """The walker's next state for both outcomes of ``pop_h``: filled count, ``at_last``, skip."""
+                  code_own, f0, f1, s0, s0f, s1):
+    """The walker's next state for both outcomes of ``pop_h``: filled count and whether
+    the next head skips a word (``s0``/``s0f``: the head stays, without and with a fire;
+    ``s1``: the head is left).  None of them waits for ``fire``."""
 
     @always_comb
     def outcomes():
@@ -358,15 +365,14 @@ def walk_outcomes(write, filled, skip, fire, at_last, al_next, hflag, last_in, t
             f1.next = filled
         else:
             f1.next = filled - 1
-        if fire:
-            al_n.next = al_next
-        else:
-            al_n.next = at_last
-        # the head's flag: when it stays, it changes only if its own slot is written now
+        # the head's flag: when it stays, it changes only if its own slot is written now;
+        # at_last after this cycle: al_next on a fire, else at_last
         if w and filled == 0:
-            s0.next = al_n and not last_in
+            s0.next = at_last and not last_in
+            s0f.next = al_next and not last_in
         else:
-            s0.next = al_n and not hflag
+            s0.next = at_last and not hflag
+            s0f.next = al_next and not hflag
         # the head is left only on a fire, after which at_last is al_next
         if code_own == 3:
             s1.next = al_next and not last_in
@@ -377,37 +383,45 @@ def walk_outcomes(write, filled, skip, fire, at_last, al_next, hflag, last_in, t
 
 
 @block
-def pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, *, ecp5=False):
+def pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, *, stay_fire=None,
+                 ecp5=False):
     """A register of the loop's state that takes ``leave`` when the head word is left
     (``pop_h = fire and (pop or at_last)``, a pass's last record always leaves its word)
     and ``stay`` otherwise (reset: its initial value): ``q = pop ? u : v`` with ``u`` and
     ``v`` the outcome for ``pop`` 1 and 0, made from registers beside the pop bit's select
     tree, so that one LUT follows the pop bit (ABC, which sees the instantiated select
-    tree of an ECP5 build as an input at time 0, puts it first otherwise).  ``ecp5``: the
-    LUT is instantiated.  Kept apart from an equal register
-    (``(* keep *)``, as :func:`offset_register`)."""
+    tree of an ECP5 build as an input at time 0, puts it first otherwise).
+    ``stay_fire``: the outcome when a record fires and the head stays, where it differs
+    from ``stay`` (no fire); so ``fire`` enters ``u`` and ``v`` last, not the logic
+    that makes ``stay``.  ``ecp5``: the LUT is instantiated.  Kept apart from an equal
+    register (``(* keep *)``, as :func:`offset_register`)."""
     n = len(q)
     init = int(q.val)
+    fired = stay if stay_fire is None else stay_fire
 
     @always_seq(aclk.posedge, reset=aresetn)
     def model():
         if fire and (pop or at_last):
             q.next = leave
+        elif fire:
+            q.next = fired
         else:
             q.next = stay
 
     q.driven = "reg"
     aclk.read = aresetn.read = fire.read = pop.read = at_last.read = True
-    leave.read = stay.read = True
+    leave.read = stay.read = fired.read = True
     width = f"[{n - 1}:0] " if n > 1 else ""
     bit = (lambda i: f"[{i}]") if n > 1 else (lambda i: "")
     muxes = "".join(
         f"LUT4 #(.INIT(16'h{MUX2_INIT:04x})) ${{q}}_m{i} (.A($pop), .B(${{q}}_v{bit(i)}), "
         f".C(${{q}}_u{bit(i)}), .D(1'b0), .Z(${{q}}_d{bit(i)}));\n" for i in range(n))
     plain = "assign ${q}_d = $pop ? ${q}_u : ${q}_v;\n"
+    v = ("($fire & $at_last) ? $leave : $stay" if stay_fire is None else
+         "$fire ? ($at_last ? $leave : $fired) : $stay")
     pop_register.verilog_code = f"""
 (* keep *) wire {width}${{q}}_u = $fire ? $leave : $stay;
-(* keep *) wire {width}${{q}}_v = ($fire & $at_last) ? $leave : $stay;
+(* keep *) wire {width}${{q}}_v = {v};
 wire {width}${{q}}_d;
 """ + (for_synthesis(muxes, plain) if ecp5 else plain) + f"""
 (* keep *)
