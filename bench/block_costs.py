@@ -219,8 +219,11 @@ def digest(out: Path) -> str:
     MyHDL orders the statements of a reset branch and the signals of a sensitivity list by
     the signals' object identities, which differ from one process to the next, so the same
     block converts to differently ordered text (the same logic).  ROM images count byte
-    for byte."""
-    h = hashlib.sha256(f"{CLOCK_MHZ} {SEEDS} {NEAR_MISS} {FLOOR_MHZ}\n".encode())
+    for byte.  The flow settings include nextpnr-ecp5's options (``--tmg-ripup`` since
+    December 2026: rows placed before it do not stand for rows placed with it)."""
+    from fpga.synth import ECP5_PNR_ARGS
+
+    h = hashlib.sha256(f"{CLOCK_MHZ} {SEEDS} {NEAR_MISS} {FLOOR_MHZ} {ECP5_PNR_ARGS}\n".encode())
     files = [*out.glob("*"), *(out / "ecp5-build").glob("*")]   # not the flows' logs
     for path in sorted(p for p in files if p.is_file()):
         if path.suffix in (".json", ".vlt") or path.name.endswith("_sim.v"):
