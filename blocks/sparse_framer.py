@@ -202,9 +202,14 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     # reached (al_next or at_last holds), and 0 keeps it within beat's range (lint)
     two_before = last_beat - 2 if last_beat >= 2 else 0
     filled = Signal(modbv(0)[3:])
-    hp3, n3 = (Signal(intbv(0, min=0, max=3)) for _ in range(2))
+    # skip (the head after this pass's last record is two words on: at_last and not
+    # hflag) and n3 (the table slot of the word after the head's) are registers, made
+    # from both outcomes like the state they follow, not logic after at_last and hflag
+    skip = Signal(bool(at_last.val and not hflag.val))
+    hp3 = Signal(intbv(0, min=0, max=3))
+    n3 = Signal(intbv(2 if skip.val else 1, min=0, max=3))
     ge1, ge2 = Signal(bool(0)), Signal(bool(0))
-    skip, room, s0, s0f, s1 = (Signal(bool(0)) for _ in range(5))
+    room, s0, s0f, s1 = (Signal(bool(0)) for _ in range(4))
     nx0, nx0f, nx1 = (Signal(intbv(0, min=0, max=3)) for _ in range(3))
     f0, f1 = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
     own0, own0f, own1, strad0, strad0f, strad1 = (Signal(intbv(0)[2:]) for _ in range(6))
@@ -212,7 +217,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     adv_w = Signal(bool(adv.val))           # adv, the loop's copy
     write_w = Signal(bool(0))
     code_w = Signal(intbv(int(code_own.val))[len(code_own):])
-    flags = walk_flags(at_last, hflag, ge1, ge2, pend_ok, filled, fire, write_w, skip, room)
+    flags = walk_flags(hflag, ge1, ge2, pend_ok, filled, fire, write_w, room)
     if straddle:
         flags = (flags, pop_register(aclk, aresetn, fire, pop, at_last, strad1, strad0,
                                      code_strad, stay_fire=strad0f, ecp5=ecp5))
@@ -273,8 +278,11 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
                                       (fill_own, fo1, fo0),
                                       *([(fill_strad, fs1, fs0)] if straddle else []))]
     # the load codes' stay outcome depends on fire (at_last moves on it): both are made
-    by_fires = [pop_register(aclk, aresetn, fire, pop, at_last, own1, own0, q, stay_fire=own0f,
-                             ecp5=ecp5) for q in (code_w, code_own)]
+    by_fires = [pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q,
+                             stay_fire=stay_fire, ecp5=ecp5)
+                for q, leave, stay, stay_fire in ((code_w, own1, own0, own0f),
+                                                  (code_own, own1, own0, own0f),
+                                                  (skip, s1, s0, s0f), (n3, nx1, nx0, nx0f))]
 
     wes, tes, tnexts = enables
     wp_low = Signal(intbv(0)[2:])
@@ -294,7 +302,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
 
     outcomes = walk_outcomes(write_w, filled, skip, fire, at_last, al_next, hflag, last_in,
                              tflags, code_w, f0, f1, s0, s0f, s1)
-    nexts = (slot_after(hp3, skip, n3), slot_after(hp3, s0, nx0), slot_after(hp3, s0f, nx0f),
+    nexts = (slot_after(hp3, s0, nx0), slot_after(hp3, s0f, nx0f),
              slot_after(n3, s1, nx1),
              code_for(f0, s0, nx0, own0, strad0 if straddle else None),
              code_for(f0, s0f, nx0f, own0f, strad0f if straddle else None),
@@ -328,13 +336,12 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
 
 
 @block
-def walk_flags(at_last, hflag, ge1, ge2, pend_ok, filled, fire, write, skip, room):
-    """The walker's flags: ``skip``, ``fire``, ``room``."""
+def walk_flags(hflag, ge1, ge2, pend_ok, filled, fire, write, room):
+    """The walker's flags: ``fire``, ``room``."""
 
     @always_comb
     def ahead():
         # from registers only (write: adv and tvalid, a register of its own)
-        skip.next = at_last and not hflag
         fire.next = ge1 and (hflag or ge2) and pend_ok
         room.next = filled < SLOTS - 1 or (filled == SLOTS - 1 and not write)
 
