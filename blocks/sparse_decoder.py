@@ -984,8 +984,8 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
         # (and the copies of the offset's low bits for the entry and pop selects,
         # blocks.sparse_framer.COPIES and POP_COPIES; the loop's copy of adv, write and
         # its copy, the fill flags, which ring is the head's, a copy of the own code, the
-        # slots' load enables)
-        "loop": (3 + 3 + nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1
+        # slots' load enables; the skip flag and the next word's table slot)
+        "loop": (3 + 3 + nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1 + 3
                  + (copies_of(nb) + pop_copies_of(nb)) * min(COPY_BITS, nb)
                  + 7 + (1 if shape.QN else 0) + 4 + 3 + (3 if shape.QN else 0)),
         "extract": 6 + 2 * nb + 2 * W - 1 + sum(
