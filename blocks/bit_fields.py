@@ -22,8 +22,6 @@ block's namespace at that point) and whole port lists go into the template text 
 """
 from __future__ import annotations
 
-import re
-
 from myhdl import always, always_comb, block
 
 from blocks.ecp5_cells import ecp5_select, for_synthesis
@@ -142,10 +140,8 @@ def cell_shift(V, g, k, off_bits, scale, width) -> str:
     if not k:
         return "".join(f"assign $out[{g * width + b}] = {leaf[0]};\n"
                        for b, leaf in enumerate(leaves))
-    text = ecp5_select(leaves, [f"$offs[{g * off_bits + t}]" for t in range(k)], "out")
-    text = text.replace("${out}_x", f"${{out}}_g{g}_x")
-    return re.sub(r"assign \$out\[(\d+)\]",
-                  lambda m: f"assign $out[{g * width + int(m[1])}]", text)
+    return ecp5_select(leaves, [f"$offs[{g * off_bits + t}]" for t in range(k)], "out",
+                       tag=f"_g{g}", base=g * width)
 
 
 @block

@@ -22,7 +22,7 @@ def for_synthesis(synthesis: str, simulation: str) -> str:
     return f"`ifdef SYNTHESIS\n{synthesis}`else\n{simulation}`endif\n"
 
 
-def ecp5_select(bits, sel, out, first=None, vector=True):
+def ecp5_select(bits, sel, out, first=None, vector=True, *, tag="", base=0):
     """Verilog: ``$<out>[b]`` = ``bits[b][index]`` (``sel``: the index's bits, low
     first, expressions; ``2**len(sel)`` one-bit leaves each, ``1'b0`` allowed) as
     instantiated ECP5 slice logic: up to 16 leaves in one PFU (``LUT4`` 2:1 selects on
@@ -31,13 +31,14 @@ def ecp5_select(bits, sel, out, first=None, vector=True):
     levels and 6 routing hops for 64 leaves; 2 hops here).  A group of constant zeros is
     the constant.  ``first``: copies of the index's low bits (lists of bit expressions)
     that the first level's groups take in turn.  ``vector``: ``out`` is a vector (else
-    a single bit, ``bits`` one list)."""
+    a single bit, ``bits`` one list).  ``tag``: added to the wires' names (several
+    selects into one ``out``); ``base``: the index of ``out`` that ``bits[0]`` drives."""
     lines = []
     count = [0]
 
     def node(kind, pins):
         count[0] += 1
-        z = f"${{{out}}}_x{count[0]}"
+        z = f"${{{out}}}{tag}_x{count[0]}"
         lines.append(f"wire {z};")
         args = ", ".join(f".{k}({v})" for k, v in pins) + f", .Z({z})"
         param = f" #(.INIT(16'h{MUX2_INIT:04x}))" if kind == "LUT4" else ""
@@ -73,5 +74,5 @@ def ecp5_select(bits, sel, out, first=None, vector=True):
                              for t, pick in enumerate(picks)]
                 groups.append(group(level[i:i + k], picks))
             level, lo = groups, lo + take
-        lines.append(f"assign ${out}{f'[{b}]' if vector else ''} = {level[0]};")
+        lines.append(f"assign ${out}{f'[{base + b}]' if vector else ''} = {level[0]};")
     return "\n".join(lines) + "\n"
