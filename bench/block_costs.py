@@ -457,6 +457,8 @@ def path_note(r: dict) -> str:
 
 def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float,
              jobs: int = 2) -> str:
+    from fpga.synth import ECP5_PNR_ARGS
+
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     now = [r for r in rows if XILINX in r and not r.get("reused")]
     same = [r for r in rows if r.get("reused") is True]
@@ -492,7 +494,8 @@ def markdown(rows: list[dict], skipped: list[str], tools: dict, wall_s: float,
         "elaboration), the figure `bram_bits` is held against; *RAMB36* the 36 Kb block "
         "RAMs synth_xilinx mapped them to (RAMB18 = 0.5).",
         f"- *ECP5*: {ECP5} after out-of-context place-and-route at {CLOCK_MHZ:g} MHz "
-        "(nextpnr-ecp5 `--report`: TRELLIS_COMB, TRELLIS_FF, MULT18X18D, DP16KD, Fmax); "
+        f"(nextpnr-ecp5 `{' '.join(ECP5_PNR_ARGS)}`; its `--report`: TRELLIS_COMB, "
+        "TRELLIS_FF, MULT18X18D, DP16KD, Fmax); "
         f"Fmax from placement seed 1; a near miss (at least {NEAR_MISS:.0%} of the constraint) "
         f"is placed again with seeds {', '.join(map(str, SEEDS[1:]))} until one meets it, and "
         f"so is a configuration below {FLOOR_MHZ:g} MHz until one reaches that, the "
