@@ -218,9 +218,6 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     write_w = Signal(bool(0))
     code_w = Signal(intbv(int(code_own.val))[len(code_own):])
     flags = walk_flags(hflag, ge1, ge2, pend_ok, filled, fire, write_w, room)
-    if straddle:
-        flags = (flags, pop_register(aclk, aresetn, fire, pop, at_last, strad1, strad0,
-                                     code_strad, stay_fire=strad0f, ecp5=ecp5))
     p_leave = Signal(modbv(0)[len(p):])
     ge1_0, ge1_1, ge2_0, ge2_1 = (Signal(bool(0)) for _ in range(4))
     fo0, fo1, fs0, fs1, wr0 = (Signal(bool(0)) for _ in range(5))
@@ -282,7 +279,9 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
                              stay_fire=stay_fire, ecp5=ecp5)
                 for q, leave, stay, stay_fire in ((code_w, own1, own0, own0f),
                                                   (code_own, own1, own0, own0f),
-                                                  (skip, s1, s0, s0f), (n3, nx1, nx0, nx0f))]
+                                                  (skip, s1, s0, s0f), (n3, nx1, nx0, nx0f),
+                                                  *([(code_strad, strad1, strad0, strad0f)]
+                                                    if straddle else []))]
 
     wes, tes, tnexts = enables
     wp_low = Signal(intbv(0)[2:])
@@ -300,7 +299,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     copy_regs.append(offset_register(aclk, aresetn, fire, at_last, ent, off_copies,
                                      reps=len(off_copies) // min(COPY_BITS, len(off))))
 
-    outcomes = walk_outcomes(write_w, filled, skip, fire, at_last, al_next, hflag, last_in,
+    outcomes = walk_outcomes(write_w, filled, skip, at_last, al_next, hflag, last_in,
                              tflags, code_w, f0, f1, s0, s0f, s1)
     nexts = (slot_after(hp3, s0, nx0), slot_after(hp3, s0f, nx0f),
              slot_after(n3, s1, nx1),
@@ -349,7 +348,7 @@ def walk_flags(hflag, ge1, ge2, pend_ok, filled, fire, write, room):
 
 
 @block
-def walk_outcomes(write, filled, skip, fire, at_last, al_next, hflag, last_in, tflags,
+def walk_outcomes(write, filled, skip, at_last, al_next, hflag, last_in, tflags,
                   code_own, f0, f1, s0, s0f, s1):
     """The walker's next state for both outcomes of ``pop_h``: filled count and whether
     the next head skips a word (``s0``/``s0f``: the head stays, without and with a fire;
