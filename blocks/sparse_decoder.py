@@ -145,8 +145,11 @@ same loop; only the table and the expansion differ.  With dense blocks
 (``inner="dense"``) a record is, to the table, a masked record of a ``P/B``-bit mask
 and ``B*WB``-bit values, so the table is the masked one for those.  With element masks
 the table (``blocks.sparse_table.block_tail``) computes each start's length
-``P/B + B*m + VB*n`` from prefix counts (a ``(P/B+1)``-way select and a subtraction a
-start, then the sum: two more pipeline stages); a header of variable length means a
+``P/B + B*m + VB*n``, padded to an even length, from prefix counts (a ``(P/B+1)``-way
+select, a subtraction, then the sum: three more pipeline stages).  The coding pads
+these records to even lengths (``quant.sparse_format.RECORD_ALIGN``) so that a ternary
+layer's records start at even bits: its table has half the starts, and the loop's
+selects half the entries, of an unpadded one's.  A header of variable length means a
 record near a word's end may end inside it, so every start has an entry made with the
 bits past the word read as zero, overwritten for the last starts by the entries made
 with the next word when it comes (``table_slot``/``head`` with ``own = W``; a ring of
@@ -158,7 +161,8 @@ masked record the expander takes, or (dense blocks) into the beat's codes.
 Latency: the first beat is valid 2 cycles (dense ROM: the ROM's two registers) after
 reset is released, 1 cycle (dense stream) after the first word is taken; masked: ``masked_latency`` cycles after the first word is
 taken (stream), two more after reset (ROM): ``13 + ceil(levels/2) + ceil(NB/3)``, with
-``levels = bits(floor((W+P-1)/4) - 1)`` and ``NB`` the offset bits (``entry_bits``):
+``levels = bits(floor((W+P-1)/4) - 1)`` and ``NB`` the loop's offset bits
+(``blocks.sparse_table.Shape.ob``: those of ``W/g - 1``, for ``/1`` at least 3):
 18 (stream) for the 32x72 ternary layer of the bench at lanes 4, simd 8 (``W = 43``);
 one cycle less when the first image is a single word (its records need no next word).
 ``tvalid`` never depends on ``tready``; a stall holds the beat.  Stream mode:
@@ -539,7 +543,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     shape = Shape(W, TP, TVB, TB)
     g = shape.g
     Q, TN = shape.QN, shape.TN         # a table's straddling entries, and all of them
-    NB = shape.nb                      # offsets in units of g
+    NB = shape.ob                      # the loop's offsets, in units of g
     EB = NB + 1
     tab0, tab = Signal(intbv(0)[shape.entries * EB:]), Signal(intbv(0)[shape.entries * EB:])
     tword0, tword = Signal(intbv(0)[W:]), Signal(intbv(0)[W:])
@@ -932,12 +936,12 @@ def masked_latency(fmt, W) -> int:
     after it (``table_register``), the slot, the second word (a record may straddle into
     it), the loop's copy and the pair's register, the shifter, the expansion's three steps
     and the FIFO; ``/2``: the block expansion's two steps before the expander's three
-    (element masks, whose table has two stages more) or instead of them (dense blocks)."""
+    (element masks, whose table has three stages more) or instead of them (dense blocks)."""
     P, VB, block = table_params(fmt)
     expand = {None: 3, "mask": block_mask_latency() + 3, "dense": block_mask_latency()}[
         fmt.get("inner")]
     return (1 + table_stages(W, P, block) + 1 + 1 + 1 + 2
-            + shift_stages(Shape(W, P, VB, block).nb) + expand + 1)
+            + shift_stages(Shape(W, P, VB, block).ob) + expand + 1)
 
 
 def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
@@ -948,7 +952,7 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
     (always 1) is a constant."""
     shape = Shape(W, P, VB, block)
     lay = Layout(W, P, shape.Q)
-    Q, NCH, nb = lay.Q, lay.NCH, shape.nb
+    Q, NCH, nb, ob = lay.Q, lay.NCH, shape.nb, shape.ob
     ypn = len(lay.kept)
     levels = prefix_levels(W, P, shape.Q)
     carry = W + 1 + ypn + 1                       # word, tlast, prev's kept bits, valid
@@ -960,7 +964,7 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
     g = shape.g
     t, TN = g.bit_length() - 1, W // g
     own = TN - shape.QN if block is None else TN  # entries with a pop bit
-    live = nb - (tz - t if P % (1 << tz) == 0 else 0)   # offset bits not constant
+    live = ob - (tz - t if P % (1 << tz) == 0 else 0)   # offset bits not constant
     ps_bits = (min(3, lay.YW + 1) + max(lay.YW - 3, 0) * nb if g == 1
                else (lay.YW + 1) // g * nb)
     parts = {
@@ -970,9 +974,10 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
                   + W + 2 + ps_bits                                        # PS(k)
                   + W + 2 + TN * (nb - tz + t)                             # value bits
                   + W + 2 + TN * live + own                    # table_register: entries
-                  # /2 element masks: the element masks' counts and the block counts
-                  # beside them (blocks.sparse_table.block_tail), a stage of their own
-                  + (W + 2 + shape.entries * (nb + (P // block).bit_length())
+                  # /2 element masks (blocks.sparse_table.block_tail): the prefix counts
+                  # past the element masks and before them, then the masks' counts, each
+                  # with the block counts beside them, a stage each
+                  + (2 * (W + 2) + shape.entries * (3 * nb + 2 * (P // block).bit_length())
                      if block else 0)),
         # four word slots; three table slots (entries and tlast flag) and the head table's
         # two rings (entries; the head's flag, a walker register, is counted here with the
@@ -985,11 +990,11 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
         # blocks.sparse_framer.COPIES and POP_COPIES; the loop's copy of adv, write and
         # its copy, the fill flags, which ring is the head's, a copy of the own code, the
         # slots' load enables; the skip flag and the next word's table slot)
-        "loop": (3 + 3 + nb + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1 + 3
-                 + (copies_of(nb) + pop_copies_of(nb)) * min(COPY_BITS, nb)
+        "loop": (3 + 3 + ob + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1 + 3
+                 + (copies_of(ob) + pop_copies_of(ob)) * min(COPY_BITS, ob)
                  + 7 + (1 if shape.QN else 0) + 4 + 3 + (3 if shape.QN else 0)),
-        "extract": 6 + 2 * nb + 2 * W - 1 + sum(
-            out + 2 + rest for out, rest in shifter_widths(W, nb, g)),
+        "extract": 6 + 2 * ob + 2 * W - 1 + sum(
+            out + 2 + rest for out, rest in shifter_widths(W, ob, g)),
     }
     return parts
 
@@ -1030,15 +1035,15 @@ def masked_cost(meta, W, addr) -> tuple[int, int]:
     TP, VB, block = table_params(meta)
     shape = Shape(W, TP, VB, block)
     lay = Layout(W, TP, shape.Q)
-    nb, g, TN = shape.nb, shape.g, shape.TN
+    nb, ob, g, TN = shape.nb, shape.ob, shape.g, shape.TN
     table = (lay.NCH * 3 + lay.NCH * nb * prefix_levels(W, TP, shape.Q)
              + (lay.YW + 1) // g * nb
              + TN * nb * (1 if VB & (VB - 1) == 0 else 2) + 3 * TN * nb)
     if block:   # element masks: lengths from a select of prefix counts a start
         K = TP // block
         table += BLOCK_FIT[0] * shape.entries * nb * ((K + 1) // 2 + 3)
-    select = 8 * TN * (nb + 3) // 3 + (nb + 1)   # the selects and loads of two head rings
-    shifter = (2 * W - 1) + sum(2 * out for out, _ in shifter_widths(W, nb, g))
+    select = 8 * TN * (ob + 3) // 3 + (ob + 1)   # the selects and loads of two head rings
+    shifter = (2 * W - 1) + sum(2 * out for out, _ in shifter_widths(W, ob, g))
     expansion = expansion_luts(meta, W)
     fifo = 1.66 * (P * WB + 1)                       # LUT RAM, as synth_xilinx maps it
     srl_luts = (srl - (W + 1 if addr else 0)) // 3   # the reader's: ROM or stream alike

@@ -40,6 +40,7 @@ from myhdl import Signal, always_comb, always_seq, block, intbv
 
 from blocks.bit_fields import field_sums
 from blocks.mac import operand_register
+from quant.sparse_format import RECORD_ALIGN
 
 CHUNK = 4
 STEP_MAX = 2       # log2 of the largest offset step: CHUNK
@@ -69,8 +70,9 @@ def table_stages(W: int, P: int, block: int | None = None) -> int:
     """Registers from a word taken into the pipeline to its table: chunk counts, the
     prefix stages (two levels each), prefix counts, window counts (the entries made
     from them go into the slots' registers); with ``block`` (``/2``, element masks) the
-    block-mask counts, the element masks' counts, then the record lengths."""
-    return 1 + (prefix_levels(W, P, reach(W, P, block)) + 1) // 2 + (2 if block is None else 4)
+    block-mask counts, the prefix counts past the element masks, the element masks'
+    counts, then the record lengths."""
+    return 1 + (prefix_levels(W, P, reach(W, P, block)) + 1) // 2 + (2 if block is None else 5)
 
 
 def reach(W: int, P: int, block: int | None = None) -> int:
@@ -82,8 +84,9 @@ def reach(W: int, P: int, block: int | None = None) -> int:
 
 def block_step(W: int, P: int, B: int, VB: int) -> int:
     """``g`` of the ``/2`` table (element masks): the largest power of two dividing
-    ``P/B``, ``B``, ``VB`` and ``W``, which every record length and word is a multiple of."""
-    return offset_step(W, P // B, math.gcd(B, VB))
+    ``P/B``, ``B``, ``W`` and the value bits as padded (``VB`` or, odd ``VB``, the record
+    alignment), which every record length and word is a multiple of."""
+    return offset_step(W, P // B, math.gcd(B, max(RECORD_ALIGN, VB & -VB)))
 
 
 class Shape:
@@ -97,12 +100,17 @@ class Shape:
     def __init__(self, W, P, VB, block=None):
         self.W, self.P, self.VB, self.block = W, P, VB, block
         self.Q = reach(W, P, block)
-        if block is None:
-            self.g, self.nb = offset_step(W, P, VB), entry_bits(W, VB)
-        else:
-            self.g = block_step(W, P, block, VB)
-            self.nb = max(entry_bits(W, VB), (P // block).bit_length())
+        self.g = offset_step(W, P, VB) if block is None else block_step(W, P, block, VB)
         self.TN, self.QN = W // self.g, (self.Q + 1) // self.g - 1
+        # ob: the loop's offsets, in units of g, are below TN
+        self.ob = max(1, (self.TN - 1).bit_length())
+        if block is None:
+            # a real record's value bits in units of g are below TN too, so its counts
+            # are exact modulo 2**ob: the table's arithmetic and the loop share nb
+            self.nb = self.ob = max(self.ob, 3, (VB // self.g).bit_length())
+        else:
+            # a block count selects among K + 1 prefix counts: exact, so K's bits
+            self.nb = max(entry_bits(W, VB), (P // block).bit_length())
         self.own = self.TN if block is not None else self.TN - self.QN
         self.entries = self.QN + self.own
 
@@ -215,12 +223,14 @@ def window_values(ps, m, *, W, P, VB, nb, step):
 
 
 @block
-def entries(m, tab, *, W, Q, nb, step):
-    """``tab`` field ``i`` (``nb + 1`` bits) = the entry of start ``s = step-1 + step*i``:
+def entries(m, tab, *, W, Q, nb, step, ob):
+    """``tab`` field ``i`` (``ob + 1`` bits) = the entry of start ``s = step-1 + step*i``:
     ``{pop, next / step}`` (see the module docstring), from ``m`` = the record's value
-    bits over ``step`` (starts, ``W`` and ``VB`` are multiples of ``step``)."""
+    bits over ``step`` (starts, ``W`` and ``VB`` are multiples of ``step``); ``next`` is
+    below ``W / step``, so its low ``ob`` bits are exact."""
     mask = (1 << nb) - 1
-    eb = nb + 1
+    omask = (1 << ob) - 1
+    eb = ob + 1
     n = W // step
 
     @always_comb
@@ -231,11 +241,11 @@ def entries(m, tab, *, W, Q, nb, step):
             s = step - 1 + step * i
             mv = (v >> (i * nb)) & mask
             if s < Q:
-                e = (1 << nb) | ((mv + (s + 1) // step) & mask)
+                e = (1 << ob) | ((mv + (s + 1) // step) & omask)
             elif mv >= n - 1 - i:
-                e = (1 << nb) | ((mv + (s + 1 - W) // step) & mask)
+                e = (1 << ob) | ((mv + (s + 1 - W) // step) & omask)
             else:
-                e = (mv + (s + 1) // step) & mask
+                e = (mv + (s + 1) // step) & omask
             out |= e << (i * eb)
         tab.next = out
 
@@ -243,8 +253,9 @@ def entries(m, tab, *, W, Q, nb, step):
     for i in range(n):
         s = step - 1 + step * i
         mv = f"$m[{(i + 1) * nb - 1}:{i * nb}]"
-        here = f"{mv} + {nb}'d{((s + 1) // step) & mask}"
-        out = f"{mv} + {nb}'d{((s + 1 - W) // step) & mask}"
+        low = f"$m[{i * nb + ob - 1}:{i * nb}]"
+        here = f"{low} + {ob}'d{((s + 1) // step) & omask}"
+        out = f"{low} + {ob}'d{((s + 1 - W) // step) & omask}"
         field = f"$tab[{(i + 1) * eb - 1}:{i * eb}]"
         if s < Q:
             lines.append(f"assign {field} = {{1'b1, {here}}};")
@@ -280,7 +291,7 @@ def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tva
     """The table pipeline (see the module docstring).  ``word``/``wvalid``/``wlast``: the
     stage before it (a word, or a bubble); ``tab``/``tword``/``tlast``/``tvalid``: its last
     stage: the table made when ``tword`` came (``Shape(W, P, VB, block).entries`` entries
-    ``s``, ``nb + 1`` bits each).  ``block``: ``B`` of ``/2`` with element masks (the
+    ``s``, ``ob + 1`` bits each).  ``block``: ``B`` of ``/2`` with element masks (the
     entries of :func:`block_tail`); ``None``: ``/1`` masked (or ``/2`` with dense
     blocks, as ``P/B``-bit masks of ``B*WB``-bit values)."""
     shape = Shape(W, P, VB, block)
@@ -345,7 +356,7 @@ def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tva
     parts.append(stage(aclk, aresetn, adv, pairs + [(m_now, m)], v2, v3))
     # the entries are not registered here: the slots and the head table are their
     # registers (the table slots take them with the word)
-    parts.append(entries(m, tab, W=W, Q=Q, nb=nb, step=g))
+    parts.append(entries(m, tab, W=W, Q=Q, nb=nb, step=g, ob=shape.ob))
     parts.append(outputs(yw, last, v3, tword, tlast, tvalid))
     return parts
 
@@ -354,8 +365,9 @@ def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tva
 def block_tail(aclk, aresetn, adv, ps, yw, last, valid, tab, tword, tlast, tvalid, *, shape):
     """``/2`` with element masks, after the prefix counts ``ps``: the block mask's count
     ``m`` of every start (``PS(s+K) - PS(s)``, ``K = P/B``; a register), the set bits
-    ``n`` of the next ``B*m`` bits (a ``K+1``-way select of prefix counts and a
-    subtraction; a register), the record's length ``K + B*m + VB*n`` (a register), then
+    ``n`` of the next ``B*m`` bits (a ``K+1``-way select of prefix counts, a register,
+    then a subtraction, a register: the two in one cycle were an int4 layer's critical
+    path on ECP5), the record's padded length (:func:`block_lengths`, a register), then
     the entries (:func:`block_entries`).  Prefix counts past the end of ``Y`` read as its
     last (the bits beyond are zero)."""
     g, nb, P, B = shape.g, shape.nb, shape.P, shape.block
@@ -375,10 +387,11 @@ def block_tail(aclk, aresetn, adv, ps, yw, last, valid, tab, tword, tlast, tvali
     ps_x, ps_k = sig((NE + kg) * nb), sig((top + 1 - kg) * nb)
     ps2, ps2_x = sig(len(ps_k)), sig(len(reads) * nb)
     m_now, m = sig(NE * nb), sig(NE * nb)
-    n_now, n, m3 = sig(NE * nb), sig(NE * nb), sig(NE * mb)
+    far_now, far, base_now, base = (sig(NE * nb) for _ in range(4))
+    n_now, n, m3, m4 = sig(NE * nb), sig(NE * nb), sig(NE * mb), sig(NE * mb)
     lens_now, lens = sig(NE * xb), sig(NE * xb)
-    w2, w3, w4 = sig(W), sig(W), sig(W)
-    l2, l3, l4, v3, v4, v5 = (Signal(bool(0)) for _ in range(6))
+    w2, w3, w4, w5 = sig(W), sig(W), sig(W), sig(W)
+    l2, l3, l4, l5, v3, v4, v5, v6 = (Signal(bool(0)) for _ in range(8))
     m_low = sig(NE * mb)
     return (pick_fields(ps, ps_x, nb=nb, picks=[min(f, top) for f in range(NE + kg)]),
             pick_fields(ps, ps_k, nb=nb, picks=range(kg, top + 1)),
@@ -386,14 +399,18 @@ def block_tail(aclk, aresetn, adv, ps, yw, last, valid, tab, tword, tlast, tvali
             stage(aclk, aresetn, adv, [(yw, w2), (last, l2), (m_now, m), (ps_k, ps2)], valid,
                   v3),
             pick_fields(ps2, ps2_x, nb=nb, picks=[min(f, top - kg) for f in reads]),
-            element_counts(ps2_x, m, n_now, K=K, B=B, nb=nb, step=g, fields=reads),
+            element_picks(ps2_x, m, far_now, K=K, B=B, nb=nb, step=g, fields=reads),
+            pick_fields(ps2, base_now, nb=nb, picks=[min(i, top - kg) for i in range(NE)]),
             narrow_fields(m, m_low, nb=nb, out_bits=mb),
-            stage(aclk, aresetn, adv, [(w2, w3), (l2, l3), (n_now, n), (m_low, m3)], v3, v4),
-            block_lengths(n, m3, lens_now, K=K, B=B, VB=shape.VB, nb=nb, mb=mb, xb=xb,
+            stage(aclk, aresetn, adv, [(w2, w3), (l2, l3), (far_now, far), (base_now, base),
+                                       (m_low, m3)], v3, v4),
+            field_diffs(far, base, n_now, nb=nb),
+            stage(aclk, aresetn, adv, [(w3, w4), (l3, l4), (n_now, n), (m3, m4)], v4, v5),
+            block_lengths(n, m4, lens_now, K=K, B=B, VB=shape.VB, nb=nb, mb=mb, xb=xb,
                           step=g),
-            stage(aclk, aresetn, adv, [(w3, w4), (l3, l4), (lens_now, lens)], v4, v5),
-            block_entries(lens, tab, TN=shape.TN, QN=shape.QN, nb=nb, xb=xb),
-            outputs(w4, l4, v5, tword, tlast, tvalid))
+            stage(aclk, aresetn, adv, [(w4, w5), (l4, l5), (lens_now, lens)], v5, v6),
+            block_entries(lens, tab, TN=shape.TN, QN=shape.QN, ob=shape.ob, xb=xb),
+            outputs(w5, l5, v6, tword, tlast, tvalid))
 
 
 @block
@@ -415,11 +432,12 @@ def pick_fields(src, dst, *, nb, picks):
 
 
 @block
-def element_counts(ps, m, n, *, K, B, nb, step, fields=None):
-    """``n`` field ``i`` = ``PS(i + B*m_i) - PS(i)`` (mod ``2**nb``): the set bits of the
-    element masks of start ``i``'s ``m_i`` non-zero blocks (``m_i``: field ``i`` of ``m``,
-    at most ``K``; ``ps`` fields from the first element mask of start 0 on, one a
-    ``step``; ``fields``: those ``ps`` holds, in order, if not all)."""
+def element_picks(ps, m, far, *, K, B, nb, step, fields=None):
+    """``far`` field ``i`` = ``PS(i + B*m_i)`` (mod ``2**nb``), the prefix count past the
+    element masks of start ``i``'s ``m_i`` non-zero blocks (``m_i``: field ``i`` of
+    ``m``, at most ``K``; ``ps`` fields from the first element mask of start 0 on, one
+    a ``step``; ``fields``: those ``ps`` holds, in order, if not all).  Less ``PS(i)``
+    (:func:`field_diffs`, a stage later) it is the set bits of those masks."""
     NE = len(m) // nb
     bg = B // step
     at = ({f: n for n, f in enumerate(fields)} if fields is not None
@@ -432,21 +450,39 @@ def element_counts(ps, m, n, *, K, B, nb, step, fields=None):
         out = 0
         for i in range(NE):
             mi = (mv >> (i * nb)) & mask
-            out |= (((p >> (at[i + mi * bg] * nb)) - (p >> (at[i] * nb))) & mask) << (i * nb)
-        n.next = out
+            out |= ((p >> (at[i + mi * bg] * nb)) & mask) << (i * nb)
+        far.next = out
 
     lines = []
     for i in range(NE):
-        a = at[i]
         cands = ", ".join(f"$ps[{(at[i + j * bg] + 1) * nb - 1}:{at[i + j * bg] * nb}]"
                           for j in reversed(range(K + 1)))
         mi = f"$m[{(i + 1) * nb - 1}:{i * nb}]"
-        lines += [f"wire [{(K + 1) * nb - 1}:0] ${{n}}_c{i} = {{{cands}}};",
-                  f"assign $n[{(i + 1) * nb - 1}:{i * nb}] = ${{n}}_c{i}[{mi} * {nb} +: {nb}]"
-                  f" - $ps[{(a + 1) * nb - 1}:{a * nb}];"]
-    n.driven = "wire"
+        lines += [f"wire [{(K + 1) * nb - 1}:0] ${{far}}_c{i} = {{{cands}}};",
+                  f"assign $far[{(i + 1) * nb - 1}:{i * nb}] = "
+                  f"${{far}}_c{i}[{mi} * {nb} +: {nb}];"]
+    far.driven = "wire"
     ps.read = m.read = True
-    element_counts.verilog_code = "\n".join(lines) + "\n"
+    element_picks.verilog_code = "\n".join(lines) + "\n"
+    return model
+
+
+@block
+def field_diffs(a, b, out, *, nb):
+    """``out`` field ``i`` = ``a`` field ``i`` - ``b`` field ``i`` (mod ``2**nb``)."""
+    n, mask = len(out) // nb, (1 << nb) - 1
+
+    @always_comb
+    def model():
+        av, bv = int(a.val), int(b.val)
+        out.next = sum(((((av >> (i * nb)) & mask) - ((bv >> (i * nb)) & mask)) & mask)
+                       << (i * nb) for i in range(n))
+
+    out.driven = "wire"
+    a.read = b.read = True
+    field_diffs.verilog_code = "".join(
+        f"assign $out[{(i + 1) * nb - 1}:{i * nb}] = $a[{(i + 1) * nb - 1}:{i * nb}] - "
+        f"$b[{(i + 1) * nb - 1}:{i * nb}];\n" for i in range(n))
     return model
 
 
@@ -471,12 +507,13 @@ def narrow_fields(src, dst, *, nb, out_bits):
 
 @block
 def block_lengths(n, m, lens, *, K, B, VB, nb, mb, xb, step):
-    """``lens`` field ``i`` (``xb`` bits) = ``(K + B*m_i + VB*n_i) / step``, the length of
-    the record of start ``i`` in units of ``step``: ``m_i`` (field ``i`` of ``m``,
+    """``lens`` field ``i`` (``xb`` bits) = ``pad(K + B*m_i + VB*n_i) / step``, the length
+    of the record of start ``i`` in units of ``step``: ``m_i`` (field ``i`` of ``m``,
     ``mb`` bits) its non-zero blocks, ``n_i`` (field ``i`` of ``n``, ``nb`` bits) the set
-    bits of their element masks."""
+    bits of their element masks; ``pad``: up to the record alignment (2), so one
+    parity bit, made of the odd terms' low bits."""
+    assert RECORD_ALIGN == 2
     NE = len(n) // nb
-    kg, bg, vg = K // step, B // step, VB // step
     mask, mmask, xmask = (1 << nb) - 1, (1 << mb) - 1, (1 << xb) - 1
 
     @always_comb
@@ -485,12 +522,27 @@ def block_lengths(n, m, lens, *, K, B, VB, nb, mb, xb, step):
         out = 0
         for i in range(NE):
             mi, ni = (mv >> (i * mb)) & mmask, (nv >> (i * nb)) & mask
-            out |= ((kg + mi * bg + ni * vg) & xmask) << (i * xb)
+            length = K + B * mi + VB * ni
+            out |= (((length + length % 2) // step) & xmask) << (i * xb)
         lens.next = out
 
-    lines = [f"assign $lens[{(i + 1) * xb - 1}:{i * xb}] = {xb}'d{kg} + "
-             f"$m[{(i + 1) * mb - 1}:{i * mb}] * {xb}'d{bg} + "
-             f"$n[{(i + 1) * nb - 1}:{i * nb}] * {xb}'d{vg};" for i in range(NE)]
+    def line(i):
+        mf = f"$m[{(i + 1) * mb - 1}:{i * mb}]"
+        nf = f"$n[{(i + 1) * nb - 1}:{i * nb}]"
+        if step > 1:        # K and B even (step divides them): only an odd VB*n_i pads
+            if VB % 2 == 0:
+                values = f"{nf} * {xb}'d{VB // step}"
+            else:           # pad(VB*n) = 2*VB*(n >> 1) + (VB + 1)*n[0]; step is 2
+                values = (f"$n[{(i + 1) * nb - 1}:{i * nb + 1}] * {xb}'d{VB} + "
+                          f"$n[{i * nb}] * {xb}'d{(VB + 1) // 2}")
+            return f"{xb}'d{K // step} + {mf} * {xb}'d{B // step} + {values}"
+        odd = [f"$m[{i * mb}]"] * (B % 2) + [f"$n[{i * nb}]"] * (VB % 2)
+        flip = " ^ 1'b1" if K % 2 else ""
+        parity = f" + ({' ^ '.join(odd)}{flip}) * {xb}'d1" if odd else ""
+        const = K + K % 2 if not odd else K
+        return f"{xb}'d{const} + {mf} * {xb}'d{B} + {nf} * {xb}'d{VB}{parity}"
+
+    lines = [f"assign $lens[{(i + 1) * xb - 1}:{i * xb}] = {line(i)};" for i in range(NE)]
     lens.driven = "wire"
     n.read = m.read = True
     block_lengths.verilog_code = "\n".join(lines) + "\n"
@@ -498,15 +550,15 @@ def block_lengths(n, m, lens, *, K, B, VB, nb, mb, xb, step):
 
 
 @block
-def block_entries(lens, tab, *, TN, QN, nb, xb):
-    """``tab`` field ``i`` (``nb + 1`` bits) = ``{pop, next}`` of start ``i`` from its
+def block_entries(lens, tab, *, TN, QN, ob, xb):
+    """``tab`` field ``i`` (``ob + 1`` bits) = ``{pop, next}`` of start ``i`` from its
     record's length ``lens_i`` (units of the step), ``QN + TN`` of them: starts ``i <
     QN`` lie in the word before (``QN - i`` steps before its end), the others at step
     ``c = i - QN`` of the word.  ``next`` is the next record's start in the word it lies
     in; ``pop`` whether that is the next word.  Exact for every record no longer than a
     word whose header lies in the bits the table read."""
-    mask, xmask = (1 << nb) - 1, (1 << xb) - 1
-    eb = nb + 1
+    mask, xmask = (1 << ob) - 1, (1 << xb) - 1
+    eb = ob + 1
 
     def rule(i):
         """``(threshold, next if it pops, next if it stays)`` as additions to ``lens_i``."""
@@ -523,7 +575,7 @@ def block_entries(lens, tab, *, TN, QN, nb, xb):
         for i in range(QN + TN):
             n = (v >> (i * xb)) & xmask
             limit, leave, stay = rule(i)
-            e = (1 << nb) | ((n + leave) & mask) if n >= limit else (n + stay) & mask
+            e = (1 << ob) | ((n + leave) & mask) if n >= limit else (n + stay) & mask
             out |= e << (i * eb)
         tab.next = out
 
@@ -531,10 +583,10 @@ def block_entries(lens, tab, *, TN, QN, nb, xb):
     for i in range(QN + TN):
         limit, leave, stay = rule(i)
         n = f"$lens[{(i + 1) * xb - 1}:{i * xb}]"
-        low = f"$lens[{i * xb + nb - 1}:{i * xb}]"
+        low = f"$lens[{i * xb + ob - 1}:{i * xb}]"
         lines.append(f"assign $tab[{(i + 1) * eb - 1}:{i * eb}] = {n} >= {xb}'d{limit & xmask}"
-                     f" ? {{1'b1, {low} + {nb}'d{leave & mask}}}"
-                     f" : {{1'b0, {low} + {nb}'d{stay & mask}}};")
+                     f" ? {{1'b1, {low} + {ob}'d{leave & mask}}}"
+                     f" : {{1'b0, {low} + {ob}'d{stay & mask}}};")
     tab.driven = "wire"
     lens.read = True
     block_entries.verilog_code = "\n".join(lines) + "\n"

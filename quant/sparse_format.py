@@ -21,11 +21,12 @@ three ways, the same for the whole layer (``coding`` in the sidecar):
             two-level mask: ``P/B`` bits, one per aligned block of ``B`` elements of the
             beat (``B`` a power of two dividing ``P``, per layer), then for the blocks with
             a non-zero either their ``B``-bit element masks followed by the non-zero
-            elements' ``VB``-bit values (``inner="mask"``), or their ``B`` codes of ``WB``
-            bits (``inner="dense"``).  Same beat order, same stream-to-words rule.
+            elements' ``VB``-bit values and zeros up to an even length (``inner="mask"``,
+            ``RECORD_ALIGN``), or their ``B`` codes of ``WB`` bits (``inner="dense"``).
+            Same beat order, same stream-to-words rule.
 
 ``encode`` picks the smallest of the codings in ``codes`` unless told (``coding=``); the
-default ``codes`` leave ``block`` out, because the hardware decoder reads ``/1`` only.
+default ``codes`` are all three, which the hardware decoder reads.
 :func:`pattern_bits` gives every candidate's exact ROM bits from the zero pattern alone.
 ``decode`` is the pure-numpy inverse (both formats) and the decoder block's golden model.
 ``write_weights`` writes ``STEM.hex`` and ``STEM.json`` with :func:`quant.rom_image.write_rom`.
@@ -47,6 +48,20 @@ CODES = ("dense", "masked", "block")     # what ``coding="auto"`` may choose fro
 HARDWARE_CODES = CODES                   # the default: what blocks.sparse_decoder reads
 FIRST_CODES = ("dense", "masked")        # cnn_ip.sparse/1 (off-chip group images use it)
 INNERS = ("mask", "dense")               # a non-zero block of the block coding
+# A record with element masks is zero-padded to a multiple of RECORD_ALIGN bits, so that
+# records start at even bits: the decoder's record table then has half the starts
+RECORD_ALIGN = 2
+
+
+def record_align(coding: str, inner=None) -> int:
+    """Bits a record of the coding is padded to a multiple of (``RECORD_ALIGN`` for the
+    block coding with element masks, else 1: no padding)."""
+    return RECORD_ALIGN if coding == "block" and inner == "mask" else 1
+
+
+def padded(bits, align: int):
+    """``bits`` rounded up to a multiple of ``align``."""
+    return -(-bits // align) * align
 
 
 @dataclass
@@ -138,7 +153,8 @@ def pattern_beat_bits(nonzero, *, weights, wbits=None, coding: str, block=None,
     blocks = np.count_nonzero(nonzero.reshape(len(nonzero), P // block, block).any(axis=2),
                               axis=1).astype(np.int64)
     if inner == "mask":
-        return P // block + blocks * block + count * value_bits(weights, wbits)
+        return padded(P // block + blocks * block + count * value_bits(weights, wbits),
+                      RECORD_ALIGN)
     return P // block + blocks * block * code_bits(weights, wbits)
 
 
@@ -246,8 +262,10 @@ def beat_stream(beat, *, weights, wbits=None, coding: str, block=None,
     rows = beat.reshape(-1, block)
     used = (rows != 0).any(axis=1)
     if inner == "mask":
-        return np.concatenate([used.astype(np.uint8), (rows[used] != 0).astype(np.uint8).ravel(),
-                               values])
+        record = [used.astype(np.uint8), (rows[used] != 0).astype(np.uint8).ravel(), values]
+        length = sum(len(part) for part in record)
+        return np.concatenate(record + [np.zeros(padded(length, RECORD_ALIGN) - length,
+                                                 dtype=np.uint8)])
     return np.concatenate([used.astype(np.uint8),
                            _field_bits(to_codes(rows[used].ravel(), weights, wbits),
                                        code_bits(weights, wbits))])
@@ -297,7 +315,8 @@ def code_meta(choice: dict, *, weights, wbits, lanes: int, simd: int) -> dict:
             "lanes": int(lanes), "simd": int(simd)}
     if coding == "block":
         meta.update({"block": choice["block"], "inner": inner,
-                     "block_mask_bits": lanes * simd // choice["block"]})
+                     "block_mask_bits": lanes * simd // choice["block"],
+                     "record_align": record_align(coding, inner)})
     return meta
 
 
@@ -343,6 +362,7 @@ def encode(W, *, weights, wbits=None, lanes, simd, coding: str = "auto",
 
 def _decode_beat(stream, pos, meta, P) -> tuple[np.ndarray, int]:
     """One beat's values from stream bit ``pos`` on, and the position after its record."""
+    start = pos
     weights, wbits = meta["weights"], meta.get("wbits")
     wb, vb = meta["code_bits"], meta["value_bits"]
     coding, block = meta["coding"], meta.get("block")
@@ -366,7 +386,8 @@ def _decode_beat(stream, pos, meta, P) -> tuple[np.ndarray, int]:
         pos += n * block
     count = int(mask.sum())
     beat[mask] = _unstored(_field_values(stream[pos:pos + count * vb], vb), weights, wbits)
-    return beat, pos + count * vb
+    end = start + padded(pos + count * vb - start, record_align(coding, meta.get("inner")))
+    return beat, end
 
 
 def decode(words, meta) -> np.ndarray:

@@ -25,7 +25,7 @@ def port_set(shape):
     return dict(aclk=Signal(bool(0)), aresetn=ResetSignal(0, active=0, isasync=False),
                 adv=Signal(bool(0)),
                 word=Signal(intbv(0)[shape.W:]), wvalid=Signal(bool(0)),
-                wlast=Signal(bool(0)), tab=Signal(intbv(0)[shape.entries * (shape.nb + 1):]),
+                wlast=Signal(bool(0)), tab=Signal(intbv(0)[shape.entries * (shape.ob + 1):]),
                 tword=Signal(intbv(0)[shape.W:]), tlast=Signal(bool(0)),
                 tvalid=Signal(bool(0)))
 
@@ -37,7 +37,8 @@ def record_length(bits, start, P, B, VB):
     ext = np.concatenate([bits, np.zeros(K + P, dtype=np.uint8)])
     m = int(ext[start:start + K].sum())
     n = int(ext[start + K:start + K + B * m].sum())
-    return K + B * m + VB * n, start + K + B * m <= len(bits)
+    length = K + B * m + VB * n
+    return length + length % 2, start + K + B * m <= len(bits)     # padded to even
 
 
 def wanted(prev, u, shape, VB):
@@ -109,12 +110,12 @@ def run_table(hdl, tmp_path, shape, VB, words, seed):
 
 def check_tables(got, sent, shape, VB):
     assert [(w, last) for _, w, last in got] == sent      # the word and its tlast, in step
-    eb, checked = shape.nb + 1, 0
+    eb, checked = shape.ob + 1, 0
     for k, (tab, u, _) in enumerate(got):
         prev = sent[k - 1][0] if k else 0
         for i, (pop, nxt) in wanted(prev, u, shape, VB).items():
             entry = (tab >> (i * eb)) & ((1 << eb) - 1)
-            assert (entry >> shape.nb, entry & ((1 << shape.nb) - 1)) == (pop, nxt), (k, i)
+            assert (entry >> shape.ob, entry & ((1 << shape.ob) - 1)) == (pop, nxt), (k, i)
             checked += 1
     return checked
 
@@ -164,7 +165,7 @@ def test_block_table_walks_a_real_image(tmp_path):
     shape = Shape(W, 16, meta["value_bits"], 4)
     got, sent = run_table("myhdl", tmp_path, shape, meta["value_bits"], image.words, seed=1)
     assert [w for _, w, _ in got] == image.words
-    eb, g, QN = shape.nb + 1, shape.g, shape.QN
+    eb, g, QN = shape.ob + 1, shape.g, shape.QN
     word, off = 0, 0
     for _ in range(meta["beats"]):
         own = got[word][0]
@@ -172,8 +173,8 @@ def test_block_table_walks_a_real_image(tmp_path):
         if off >= shape.TN - QN and word + 1 < len(got):     # the next word's entries
             own, i = got[word + 1][0], off - (shape.TN - QN)
         entry = (own >> (i * eb)) & ((1 << eb) - 1)
-        word += entry >> shape.nb
-        off = entry & ((1 << shape.nb) - 1)
+        word += entry >> shape.ob
+        off = entry & ((1 << shape.ob) - 1)
     assert word * W + off * g == meta["stream_bits"]
 
 
@@ -184,8 +185,8 @@ def test_shapes():
     assert (two.g, two.Q, two.QN, two.own, two.entries) == (4, 19, 4, 8, 12)
     assert Shape(10, 8, 1, 2).Q == 9          # a word is the longest a header can be
     assert Shape(64, 16, 8).g == 4            # at most a chunk, though 8 divides all
-    # element-mask counts, then lengths, after the block-mask counts
-    assert table_stages(32, 16, 4) == table_stages(32, 16) + 2
+    # past the element masks, their counts, then lengths, after the block-mask counts
+    assert table_stages(32, 16, 4) == table_stages(32, 16) + 3
 
 
 def test_block_table_lint_clean(tmp_path):

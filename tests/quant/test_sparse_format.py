@@ -143,17 +143,19 @@ def test_bad_input_names_the_problem(tmp_path, W, kwargs, message):
 
 
 def block_stream_bits(W, lanes, simd, block, inner, code_bits, value_bits):
-    """Bits of the block coding counted from the definition, beat by beat, element by element."""
+    """Bits of the block coding counted from the definition, beat by beat, element by
+    element; a record with element masks padded to an even length."""
     total = 0
     for g in range(W.shape[0] // lanes):
         for r in range(W.shape[1] // simd):
             beat = [W[g * lanes + l, r * simd + s] for l in range(lanes) for s in range(simd)]
-            total += len(beat) // block
+            record = len(beat) // block
             for k in range(0, len(beat), block):
                 nonzero = [v for v in beat[k:k + block] if v != 0]
                 if nonzero:
-                    total += block + len(nonzero) * value_bits if inner == "mask" \
+                    record += block + len(nonzero) * value_bits if inner == "mask" \
                         else block * code_bits
+            total += record + (record % 2 if inner == "mask" else 0)
     return total
 
 
@@ -203,7 +205,8 @@ def test_worked_example_of_the_spec():
     W = np.array([[0, 0, 0, 0, 0, 1, 0, 0], [0, 0, -1, 0, 0, 0, 0, 0]])
     image = encode(W, weights="ternary", lanes=2, simd=4, codes=CODES)
     assert (image.meta["block"], image.meta["inner"]) == (4, "mask")
-    assert image.words == [0x52, 0x09] and image.word_bits == 7 and image.bits == 14
+    assert image.words == [0x52, 0x09] and image.word_bits == 8 and image.bits == 16
+    assert image.meta["record_align"] == 2 and image.meta["pad_bits"] == 0
     assert encode(W, weights="ternary", lanes=2, simd=4, codes=FIRST_CODES).bits == 18
     assert encode(W, weights="ternary", lanes=2, simd=4, coding="masked").bits == 18
 
@@ -221,8 +224,9 @@ def test_block_size_equal_to_beat_skips_empty_beats():
     W = np.zeros((4, 16), dtype=int)
     W[1, 3] = -1
     image = encode(W, weights="ternary", lanes=2, simd=8, coding="block", block=16, inner="mask")
-    # beats: (rows 0-1, cols 0-7) holds the -1; the other three are one 0 bit each
-    assert image.meta["stream_bits"] == (1 + 16 + 1) + 3
+    # beats: (rows 0-1, cols 0-7) holds the -1; the other three are one 0 bit each; each
+    # record padded to an even length
+    assert image.meta["stream_bits"] == (1 + 16 + 1) + 3 * 2
     assert np.array_equal(decode(image.words, image.meta), W)
 
 
