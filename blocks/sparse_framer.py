@@ -24,6 +24,7 @@ from blocks.bit_fields import part_select
 from blocks.ecp5_cells import MUX2_INIT, ecp5_select, for_synthesis
 
 SLOTS = 4          # head, the word after it, and two for a pass end that skips a word
+FILL_STATES = 8    # the walker's count of filled slots, one-hot: 3 bits' worth, as it wraps
 SHIFT_BITS = 3     # offset bits a shifter stage takes (an 8:1 select per bit)
 # Copies of the loop's offset for the first level of the head table's entry select: a copy
 # is there to cut a fan-out of hundreds, which routing on ECP5 pays for in the loop.
@@ -201,7 +202,10 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     # the beat two before the last; with fewer than three beats the compare is never
     # reached (al_next or at_last holds), and 0 keeps it within beat's range (lint)
     two_before = last_beat - 2 if last_beat >= 2 else 0
-    filled = Signal(modbv(0)[3:])
+    # the count of filled slots, one-hot (bit k: k slots, modulo 8 as a 3-bit count would
+    # be): the walker's outcomes compare it with 0..3, each a bit here, not a compare after
+    # an adder
+    filled = Signal(intbv(1)[FILL_STATES:])
     # skip (the head after this pass's last record is two words on: at_last and not
     # hflag) and n3 (the table slot of the word after the head's) are registers, made
     # from both outcomes like the state they follow, not logic after at_last and hflag
@@ -211,7 +215,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     ge1, ge2 = Signal(bool(0)), Signal(bool(0))
     room, s0, s0f, s1 = (Signal(bool(0)) for _ in range(4))
     nx0, nx0f, nx1 = (Signal(intbv(0, min=0, max=3)) for _ in range(3))
-    f0, f1 = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
+    f0, f1 = Signal(intbv(0)[FILL_STATES:]), Signal(intbv(0)[FILL_STATES:])
     own0, own0f, own1, strad0, strad0f, strad1 = (Signal(intbv(0)[2:]) for _ in range(6))
 
     adv_w = Signal(bool(adv.val))           # adv, the loop's copy
@@ -236,14 +240,14 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
 
     @always_comb
     def filling_own():
-        fo1.next = tv and f1 == 0
-        fo0.next = room and tv and f0 == 0
+        fo1.next = tv and f1[0]
+        fo0.next = room and tv and f0[0]
         wr0.next = room and tv
 
     @always_comb
     def filling_strad():
-        fs1.next = tv and f1 == 1
-        fs0.next = room and tv and f0 == 1
+        fs1.next = tv and f1[1]
+        fs0.next = room and tv and f0[1]
 
     @always_comb
     def leaving():
@@ -259,10 +263,10 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
             p_leave.next = p + 2
         else:
             p_leave.next = p + 1
-        ge1_0.next = f0 != 0
-        ge2_0.next = f0 >= 2
-        ge1_1.next = f1 != 0
-        ge2_1.next = f1 >= 2
+        ge1_0.next = not f0[0]
+        ge2_0.next = f0[FILL_STATES:2] != 0
+        ge1_1.next = not f1[0]
+        ge2_1.next = f1[FILL_STATES:2] != 0
 
     # (sub-blocks are made here, in the @block, not in a helper)
     by_pops = [pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=ecp5)
@@ -340,9 +344,10 @@ def walk_flags(hflag, ge1, ge2, pend_ok, filled, fire, write, room):
 
     @always_comb
     def ahead():
-        # from registers only (write: adv and tvalid, a register of its own)
+        # from registers only (write: adv and tvalid, a register of its own); filled is
+        # one-hot
         fire.next = ge1 and (hflag or ge2) and pend_ok
-        room.next = filled < SLOTS - 1 or (filled == SLOTS - 1 and not write)
+        room.next = filled[SLOTS - 1:0] != 0 or (filled[SLOTS - 1] and not write)
 
     return ahead
 
@@ -354,26 +359,29 @@ def walk_outcomes(write, filled, skip, at_last, al_next, hflag, last_in, tflags,
     the next head skips a word (``s0``/``s0f``: the head stays, without and with a fire;
     ``s1``: the head is left).  None of them waits for ``fire``."""
 
+    top = len(filled) - 1
+
     @always_comb
     def outcomes():
-        # the state after this cycle if the head stays (0) or is left (1)
+        # the state after this cycle if the head stays (0) or is left (1); the counts
+        # one-hot, so +1 and -1 are rotations
         w = bool(write)
         if w:
-            f0.next = filled + 1
+            f0.next = concat(filled[top:0], filled[top])
         else:
             f0.next = filled
         if skip:
             if w:
-                f1.next = filled - 1
+                f1.next = concat(filled[0], filled[top + 1:1])
             else:
-                f1.next = filled - 2
+                f1.next = concat(filled[2:0], filled[top + 1:2])
         elif w:
             f1.next = filled
         else:
-            f1.next = filled - 1
+            f1.next = concat(filled[0], filled[top + 1:1])
         # the head's flag: when it stays, it changes only if its own slot is written now;
         # at_last after this cycle: al_next on a fire, else at_last
-        if w and filled == 0:
+        if w and filled[0]:
             s0.next = at_last and not last_in
             s0f.next = al_next and not last_in
         else:
@@ -465,14 +473,14 @@ def slot_after(k, skip, nxt):
 
 @block
 def code_for(filled, skip, nxt, own, strad):
-    """The head table's load codes for a state (``filled`` slots, ``skip``, the new head's
-    table slot ``nxt``): 3 where the new head's part is the one the table pipeline
-    writes in that state (own: the slot at the write pointer; straddling: the one before),
-    else its table slot.  ``strad`` None: the own code only."""
+    """The head table's load codes for a state (``filled`` slots, one-hot; ``skip``, the
+    new head's table slot ``nxt``): 3 where the new head's part is the one the table
+    pipeline writes in that state (own: the slot at the write pointer; straddling: the one
+    before), else its table slot.  ``strad`` None: the own code only."""
     if strad is None:
         @always_comb
         def own_only():
-            if filled == 0 or (not skip and filled == 1) or (skip and filled == 2):
+            if filled[0] or (not skip and filled[1]) or (skip and filled[2]):
                 own.next = 3
             else:
                 own.next = nxt
@@ -480,11 +488,11 @@ def code_for(filled, skip, nxt, own, strad):
 
     @always_comb
     def decide():
-        if filled == 0 or (not skip and filled == 1) or (skip and filled == 2):
+        if filled[0] or (not skip and filled[1]) or (skip and filled[2]):
             own.next = 3
         else:
             own.next = nxt
-        if filled == 1 or (not skip and filled == 2) or (skip and filled == 3):
+        if filled[1] or (not skip and filled[2]) or (skip and filled[3]):
             strad.next = 3
         else:
             strad.next = nxt
