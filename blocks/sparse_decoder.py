@@ -185,9 +185,9 @@ from blocks.dsp_mult import is_ecp5
 from blocks.mac import operand_register
 from blocks.block_mask import block_expand, value_bits as block_value_bits
 from blocks.block_mask import latency as block_mask_latency
-from blocks.sparse_framer import (COPIES, COPY_BITS, POP_COPIES, entry_mux, extract, head, joined,
-                                  pop_select, shift_stages, side_by_side,
-                                  table_register, table_slot, walker)
+from blocks.sparse_framer import (COPIES, COPY_BITS, FILL_STATES, POP_COPIES, entry_mux,
+                                  extract, head, joined, pop_select, shift_stages,
+                                  side_by_side, table_register, table_slot, walker)
 from blocks.sparse_table import (Layout, Shape, prefix_levels, reach, record_table,
                                  table_stages)
 from blocks.ram import TARGETS, add_blocks, bram_blocks, write_sim_files
@@ -985,12 +985,13 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
         # step, offsets in its units; an entry's low bits are constants when VB and P are
         # multiples of 2**tz)
         "slots": 4 * W + 5 * (TN * live + own) + 4,
-        # pointers, offset, beat, flags, the count and the head table's load codes
-        # (and the copies of the offset's low bits for the entry and pop selects,
+        # pointers, offset, beat, flags, the count (one-hot) and the head table's load
+        # codes (and the copies of the offset's low bits for the entry and pop selects,
         # blocks.sparse_framer.COPIES and POP_COPIES; the loop's copy of adv, write and
         # its copy, the fill flags, which ring is the head's, a copy of the own code, the
         # slots' load enables; the skip flag and the next word's table slot)
-        "loop": (3 + 3 + ob + max(beats - 1, 0).bit_length() + 2 + 3 + 2 + 2 + 2 + 4 + 1 + 3
+        "loop": (3 + 3 + ob + max(beats - 1, 0).bit_length() + 2 + FILL_STATES + 2 + 2 + 2
+                 + 4 + 1 + 3
                  + (copies_of(ob) + pop_copies_of(ob)) * min(COPY_BITS, ob)
                  + 7 + (1 if shape.QN else 0) + 4 + 3 + (3 if shape.QN else 0)),
         "extract": 6 + 2 * ob + 2 * W - 1 + sum(

@@ -567,10 +567,12 @@ def test_ecp5_loop_selects_are_the_plain_selects(tmp_path, entries, nb):
     assert len(checked) == 6 << nb
 
 
-def test_ecp5_pop_register_is_the_plain_register(tmp_path):
+@pytest.mark.parametrize("with_fired", [False, True])
+def test_ecp5_pop_register_is_the_plain_register(tmp_path, with_fired):
     """The loop's registers after the pop bit (blocks.sparse_framer.pop_register), their
     synthesis branch under Icarus: the outcome for leaving the head word where ``fire``
-    and (``pop`` or ``at_last``), else the other; the initial value in reset."""
+    and (``pop`` or ``at_last``), else (``stay_fire`` given) the fired one where
+    ``fire``, else the other; the initial value in reset."""
     import random
 
     from myhdl import ResetSignal, Signal, Simulation, StopSimulation, block, delay, instance
@@ -583,13 +585,14 @@ def test_ecp5_pop_register_is_the_plain_register(tmp_path):
         return dict(aclk=Signal(bool(0)), aresetn=ResetSignal(0, active=0, isasync=False),
                     fire=Signal(bool(0)), pop=Signal(bool(0)), at_last=Signal(bool(0)),
                     leave=Signal(intbv(0)[3:]), stay=Signal(intbv(0)[3:]),
-                    q=Signal(intbv(5)[3:]))
+                    fired=Signal(intbv(0)[3:]), q=Signal(intbv(5)[3:]))
 
     @block
-    def part(aclk, aresetn, fire, pop, at_last, leave, stay, q):
-        return pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=True)
+    def part(aclk, aresetn, fire, pop, at_last, leave, stay, fired, q):
+        return pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q,
+                            stay_fire=fired if with_fired else None, ecp5=True)
 
-    synthesis_branch(part(**port_set()), tmp_path, "LUT4")
+    synthesis_branch(part(**port_set()), tmp_path, "L6MUX21")
     ports = port_set()
     rng = random.Random(5)
     seen = set()
@@ -599,17 +602,20 @@ def test_ecp5_pop_register_is_the_plain_register(tmp_path):
         @instance
         def drive():
             want = 5
-            for cycle in range(300):
+            for cycle in range(400):
                 reset = cycle < 2 or rng.random() < 0.03
                 fire, pop, al = (rng.random() < 0.5 for _ in range(3))
-                leave, stay = rng.randrange(8), rng.randrange(8)
+                leave, stay, fired = rng.randrange(8), rng.randrange(8), rng.randrange(8)
                 ports["aresetn"].next = not reset
                 ports["fire"].next, ports["pop"].next, ports["at_last"].next = fire, pop, al
                 ports["leave"].next, ports["stay"].next = leave, stay
+                ports["fired"].next = fired
                 yield delay(5)
                 ports["aclk"].next = 1
-                want = 5 if reset else leave if fire and (pop or al) else stay
-                seen.add((reset, fire and (pop or al)))
+                left = fire and (pop or al)
+                want = (5 if reset else leave if left
+                        else fired if fire and with_fired else stay)
+                seen.add((reset, left, fire))
                 yield delay(5)
                 ports["aclk"].next = 0
                 assert int(ports["q"].val) == want, cycle
@@ -618,7 +624,9 @@ def test_ecp5_pop_register_is_the_plain_register(tmp_path):
         return drive
 
     Simulation(icarus_run(tmp_path, ports), bench()).run(quiet=True)
-    assert seen == {(True, False), (True, True), (False, False), (False, True)}
+    assert {(r, l) for r, l, _ in seen} == {(True, False), (True, True), (False, False),
+                                           (False, True)}
+    assert (False, False, True) in seen       # a fire that stays
 
 
 @pytest.mark.parametrize("P,VB,WB", [(32, 4, 4), (30, 2, 2), (8, 1, 2)])
