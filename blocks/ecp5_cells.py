@@ -22,7 +22,7 @@ def for_synthesis(synthesis: str, simulation: str) -> str:
     return f"`ifdef SYNTHESIS\n{synthesis}`else\n{simulation}`endif\n"
 
 
-def ecp5_select(bits, sel, out, first=None, vector=True, *, tag="", base=0, dest=None):
+def ecp5_select(bits, sel, out, first=None, vector=True, *, tag="", base=0):
     """Verilog: ``$<out>[b]`` = ``bits[b][index]`` (``sel``: the index's bits, low
     first, expressions; ``2**len(sel)`` one-bit leaves each, ``1'b0`` allowed) as
     instantiated ECP5 slice logic: up to 16 leaves in one PFU (``LUT4`` 2:1 selects on
@@ -32,8 +32,7 @@ def ecp5_select(bits, sel, out, first=None, vector=True, *, tag="", base=0, dest
     the constant.  ``first``: copies of the index's low bits (lists of bit expressions)
     that the first level's groups take in turn.  ``vector``: ``out`` is a vector (else
     a single bit, ``bits`` one list).  ``tag``: added to the wires' names (several
-    selects into one ``out``); ``base``: the index of ``out`` that ``bits[0]`` drives;
-    ``dest``: what is assigned (default ``$<out>``; wires are named after ``out``)."""
+    selects into one ``out``); ``base``: the index of ``out`` that ``bits[0]`` drives."""
     lines = []
     count = [0]
 
@@ -75,6 +74,5 @@ def ecp5_select(bits, sel, out, first=None, vector=True, *, tag="", base=0, dest
                              for t, pick in enumerate(picks)]
                 groups.append(group(level[i:i + k], picks))
             level, lo = groups, lo + take
-        target = f"${out}" if dest is None else dest
-        lines.append(f"assign {target}{f'[{base + b}]' if vector else ''} = {level[0]};")
+        lines.append(f"assign ${out}{f'[{base + b}]' if vector else ''} = {level[0]};")
     return "\n".join(lines) + "\n"

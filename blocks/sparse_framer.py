@@ -21,7 +21,7 @@ from __future__ import annotations
 from myhdl import Signal, always, always_comb, always_seq, block, concat, intbv, modbv
 
 from blocks.bit_fields import part_select
-from blocks.ecp5_cells import ecp5_select, for_synthesis
+from blocks.ecp5_cells import MUX2_INIT, ecp5_select, for_synthesis
 
 SLOTS = 4          # head, the word after it, and two for a pass end that skips a word
 FILL_STATES = 8    # the walker's count of filled slots, one-hot: 3 bits' worth, as it wraps
@@ -407,11 +407,8 @@ def pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, *, stay_fire
     tree of an ECP5 build as an input at time 0, puts it first otherwise).
     ``stay_fire``: the outcome when a record fires and the head stays, where it differs
     from ``stay`` (no fire); so ``fire`` enters ``u`` and ``v`` last, not the logic
-    that makes ``stay``.  ``ecp5``: for synthesis the next value is instantiated slice
-    logic instead, an 8:1 select on ``at_last``, ``fire`` and ``pop``
-    (``blocks.ecp5_cells.ecp5_select``): the outcomes reach it in one routing hop, where
-    ``u`` and ``v`` as LUTs took two.  Kept apart from an equal register (``(* keep *)``,
-    as :func:`offset_register`)."""
+    that makes ``stay``.  ``ecp5``: the LUT is instantiated.  Kept apart from an equal
+    register (``(* keep *)``, as :func:`offset_register`)."""
     n = len(q)
     init = int(q.val)
     fired = stay if stay_fire is None else stay_fire
@@ -430,23 +427,17 @@ def pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, *, stay_fire
     leave.read = stay.read = fired.read = True
     width = f"[{n - 1}:0] " if n > 1 else ""
     bit = (lambda i: f"[{i}]") if n > 1 else (lambda i: "")
+    muxes = "".join(
+        f"LUT4 #(.INIT(16'h{MUX2_INIT:04x})) ${{q}}_m{i} (.A($pop), .B(${{q}}_v{bit(i)}), "
+        f".C(${{q}}_u{bit(i)}), .D(1'b0), .Z(${{q}}_d{bit(i)}));\n" for i in range(n))
+    plain = "assign ${q}_d = $pop ? ${q}_u : ${q}_v;\n"
     v = ("($fire & $at_last) ? $leave : $stay" if stay_fire is None else
          "$fire ? ($at_last ? $leave : $fired) : $stay")
-    plain = f"""(* keep *) wire {width}${{q}}_u = $fire ? $leave : $stay;
-(* keep *) wire {width}${{q}}_v = {v};
-assign ${{q}}_d = $pop ? ${{q}}_u : ${{q}}_v;
-"""
-    # ECP5: the whole next value is one 8:1 select on (at_last, fire, pop) in two slices
-    # (LUT4s, PFUMXs, an L6MUX21 on pop): the outcomes take one routing hop to it, pop
-    # and fire enter its fast muxes
-    leaves = [[f"$stay{bit(i)}", f"$stay{bit(i)}", f"$fired{bit(i)}", f"$leave{bit(i)}",
-               f"$stay{bit(i)}", f"$stay{bit(i)}", f"$leave{bit(i)}", f"$leave{bit(i)}"]
-              for i in range(n)]
-    cells = ecp5_select(leaves, ["$at_last", "$fire", "$pop"], "q", vector=n > 1,
-                        tag="_d", dest="${q}_d")
     pop_register.verilog_code = f"""
+(* keep *) wire {width}${{q}}_u = $fire ? $leave : $stay;
+(* keep *) wire {width}${{q}}_v = {v};
 wire {width}${{q}}_d;
-""" + (for_synthesis(cells, plain) if ecp5 else plain) + f"""
+""" + (for_synthesis(muxes, plain) if ecp5 else plain) + f"""
 (* keep *)
 always @(posedge $aclk) begin
     if (!$aresetn) begin

@@ -592,7 +592,7 @@ def test_ecp5_pop_register_is_the_plain_register(tmp_path, with_fired):
         return pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q,
                             stay_fire=fired if with_fired else None, ecp5=True)
 
-    synthesis_branch(part(**port_set()), tmp_path, "L6MUX21")
+    synthesis_branch(part(**port_set()), tmp_path, "LUT4")
     ports = port_set()
     rng = random.Random(5)
     seen = set()
