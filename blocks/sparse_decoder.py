@@ -322,6 +322,10 @@ def cross_check(p: dict) -> None:
     if not lo <= p["word_bits"] <= hi:
         raise ValueError(f"word_bits: must be in {lo}..{hi} (the longest record of the "
                          f"{p['coding']} coding), got {p['word_bits']}")
+    align = sparse_format.record_align(p["coding"], p["inner"])
+    if p["word_bits"] % align:
+        raise ValueError(f"word_bits: must be a multiple of {align} with coding = block and "
+                         f"inner = mask (records are padded to it), got {p['word_bits']}")
 
 
 def record_range(P, VB, WB, coding, block, inner) -> tuple[int, int]:
@@ -329,7 +333,11 @@ def record_range(P, VB, WB, coding, block, inner) -> tuple[int, int]:
     if coding == "masked":
         return P, P + VB * P
     K = P // block
-    return K, K + (P + VB * P if inner == "mask" else P * WB)
+    if inner == "mask":
+        align = sparse_format.record_align(coding, inner)
+        return (sparse_format.padded(K, align),
+                sparse_format.padded(K + P + VB * P, align))
+    return K, K + P * WB
 
 
 def stream_format(*, lanes, simd, weights, wbits, coding, word_bits, beats, block=0,

@@ -175,6 +175,11 @@ def test_cli_writes_sparse2_where_smaller(tmp_path):
       "--beats", "2"], "inner: must be mask or dense with coding = block"),
     (["--source", "stream", "--coding", "block", "--block", "4", "--inner", "dense",
       "--word-bits", "100", "--beats", "2"], "--word-bits: must be in 4..36"),
+    # element masks: P = 16, B = 4, ternary; records padded to even lengths
+    (["--source", "stream", "--coding", "block", "--block", "4", "--inner", "mask",
+      "--word-bits", "37", "--beats", "2"], "--word-bits: must be in 4..36"),
+    (["--source", "stream", "--coding", "block", "--block", "4", "--inner", "mask",
+      "--word-bits", "21", "--beats", "2"], "--word-bits: must be a multiple of 2"),
     (["--source", "stream", "--coding", "masked", "--block", "4", "--word-bits", "40",
       "--beats", "2"], "block: only with coding = block"),
 ])
