@@ -223,14 +223,12 @@ def window_values(ps, m, *, W, P, VB, nb, step):
 
 
 @block
-def entries(m, tab, *, W, Q, nb, step, ob):
-    """``tab`` field ``i`` (``ob + 1`` bits) = the entry of start ``s = step-1 + step*i``:
+def entries(m, tab, *, W, Q, nb, step):
+    """``tab`` field ``i`` (``nb + 1`` bits) = the entry of start ``s = step-1 + step*i``:
     ``{pop, next / step}`` (see the module docstring), from ``m`` = the record's value
-    bits over ``step`` (starts, ``W`` and ``VB`` are multiples of ``step``); ``next`` is
-    below ``W / step``, so its low ``ob`` bits are exact."""
+    bits over ``step`` (starts, ``W`` and ``VB`` are multiples of ``step``)."""
     mask = (1 << nb) - 1
-    omask = (1 << ob) - 1
-    eb = ob + 1
+    eb = nb + 1
     n = W // step
 
     @always_comb
@@ -241,11 +239,11 @@ def entries(m, tab, *, W, Q, nb, step, ob):
             s = step - 1 + step * i
             mv = (v >> (i * nb)) & mask
             if s < Q:
-                e = (1 << ob) | ((mv + (s + 1) // step) & omask)
+                e = (1 << nb) | ((mv + (s + 1) // step) & mask)
             elif mv >= n - 1 - i:
-                e = (1 << ob) | ((mv + (s + 1 - W) // step) & omask)
+                e = (1 << nb) | ((mv + (s + 1 - W) // step) & mask)
             else:
-                e = (mv + (s + 1) // step) & omask
+                e = (mv + (s + 1) // step) & mask
             out |= e << (i * eb)
         tab.next = out
 
@@ -253,9 +251,8 @@ def entries(m, tab, *, W, Q, nb, step, ob):
     for i in range(n):
         s = step - 1 + step * i
         mv = f"$m[{(i + 1) * nb - 1}:{i * nb}]"
-        low = f"$m[{i * nb + ob - 1}:{i * nb}]"
-        here = f"{low} + {ob}'d{((s + 1) // step) & omask}"
-        out = f"{low} + {ob}'d{((s + 1 - W) // step) & omask}"
+        here = f"{mv} + {nb}'d{((s + 1) // step) & mask}"
+        out = f"{mv} + {nb}'d{((s + 1 - W) // step) & mask}"
         field = f"$tab[{(i + 1) * eb - 1}:{i * eb}]"
         if s < Q:
             lines.append(f"assign {field} = {{1'b1, {here}}};")
@@ -356,7 +353,8 @@ def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tva
     parts.append(stage(aclk, aresetn, adv, pairs + [(m_now, m)], v2, v3))
     # the entries are not registered here: the slots and the head table are their
     # registers (the table slots take them with the word)
-    parts.append(entries(m, tab, W=W, Q=Q, nb=nb, step=g, ob=shape.ob))
+    # (for /1 the loop's offsets are the table's nb bits: shape.ob == nb)
+    parts.append(entries(m, tab, W=W, Q=Q, nb=nb, step=g))
     parts.append(outputs(yw, last, v3, tword, tlast, tvalid))
     return parts
 
