@@ -40,7 +40,7 @@ from myhdl import Signal, always_comb, always_seq, block, intbv
 
 from blocks.bit_fields import field_sums
 from blocks.mac import operand_register
-from quant.sparse_format import RECORD_ALIGN
+from quant.sparse_format import RECORD_ALIGN, padded
 
 CHUNK = 4
 STEP_MAX = 2       # log2 of the largest offset step: CHUNK
@@ -520,8 +520,8 @@ def block_lengths(n, m, lens, *, K, B, VB, nb, mb, xb, step):
         out = 0
         for i in range(NE):
             mi, ni = (mv >> (i * mb)) & mmask, (nv >> (i * nb)) & mask
-            length = K + B * mi + VB * ni
-            out |= (((length + length % 2) // step) & xmask) << (i * xb)
+            length = padded(K + B * mi + VB * ni, RECORD_ALIGN)
+            out |= ((length // step) & xmask) << (i * xb)
         lens.next = out
 
     def line(i):

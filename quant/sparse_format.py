@@ -154,7 +154,7 @@ def pattern_beat_bits(nonzero, *, weights, wbits=None, coding: str, block=None,
                               axis=1).astype(np.int64)
     if inner == "mask":
         return padded(P // block + blocks * block + count * value_bits(weights, wbits),
-                      RECORD_ALIGN)
+                      record_align(coding, inner))
     return P // block + blocks * block * code_bits(weights, wbits)
 
 
@@ -264,8 +264,8 @@ def beat_stream(beat, *, weights, wbits=None, coding: str, block=None,
     if inner == "mask":
         record = [used.astype(np.uint8), (rows[used] != 0).astype(np.uint8).ravel(), values]
         length = sum(len(part) for part in record)
-        return np.concatenate(record + [np.zeros(padded(length, RECORD_ALIGN) - length,
-                                                 dtype=np.uint8)])
+        pad = padded(length, record_align(coding, inner)) - length
+        return np.concatenate(record + [np.zeros(pad, dtype=np.uint8)])
     return np.concatenate([used.astype(np.uint8),
                            _field_bits(to_codes(rows[used].ravel(), weights, wbits),
                                        code_bits(weights, wbits))])
