@@ -3,6 +3,7 @@ at equal evaluation budget, over several seeds.
 
     nice -n 10 .venv/bin/python bench/search.py [--plan examples/digits_sparse.yaml]
         [--seeds 0 1 2 3 4] [--evaluations 40] [--confirm 4] [--candidates 2]
+        [--recommend observed]
         [--warm S:STRUCTURE ...] [--search-epochs N] [--codes all]
         [--repeats 1] [--weight 0.1] [--budget B] [--structures block] [--final]
         [--out /tmp/bench_search]
@@ -15,12 +16,14 @@ from that same base, ``--evaluations`` each, every evaluation a ``--search-epoch
 fine-tune (with ``--repeats`` R, the mean of R fine-tunes of different seeds:
 ``quant.search.Evaluator``'s ``repeats``, the same for every method); of each method's
 ``--evaluations``, the last ``--confirm`` re-evaluate its ``--candidates`` points of lowest
-objective with new fine-tune seeds, and its best point is the candidate of lowest mean
-objective, reported with the means of its runs (``quant.search.run_searches``' ``confirm``,
-``best_of``); ``--warm``: uniform points every method evaluates first. Bits counted in the
-codings ``--codes`` names, pruned in the structures ``--structures`` offers (default
-``block``: blocks only where a block size fits, as measured in docs/quant.md; ``cnn-ip
-quantize`` offers unstructured beside them unless the plan says ``structures: block``).
+objective (``--recommend``: observed, or the posterior mean of a Gaussian process fitted
+to the method's search evaluations, every method alike) with new fine-tune seeds, and its
+best point is the candidate of lowest mean objective, reported with the means of its runs
+(``quant.search.run_searches``' ``confirm`` and ``recommend``, ``best_of``); ``--warm``:
+uniform points every method evaluates first. Bits counted in the codings ``--codes``
+names, pruned in the structures ``--structures`` offers (default ``block``: blocks only
+where a block size fits, as measured in docs/quant.md; ``cnn-ip quantize`` offers
+unstructured beside them unless the plan says ``structures: block``).
 The objective (``quant.search.Objective``) is the plan's except
 for ``--weight`` (``accuracy_weight``, default 0.1: every point of smoothed accuracy lost
 or gained is worth 10 % of the searched layers' bits) and, if given, ``--budget``
@@ -54,8 +57,8 @@ from cnn_ip.plan import load_plan  # noqa: E402
 from quant import train  # noqa: E402
 from quant.data import load_dataset  # noqa: E402
 from quant.pipeline import Settings, final_finetune, searchable_base  # noqa: E402
-from quant.search import (CANDIDATES, METHODS, STRUCTURES, best_of,  # noqa: E402
-                          check_budget, run_searches)
+from quant.search import (CANDIDATES, METHODS, RECOMMEND, STRUCTURES,  # noqa: E402
+                          best_of, check_budget, run_searches)
 
 STYLE = {"bayes": ("tab:blue", "o", "Bayesian, per layer"),
          "uniform": ("tab:orange", "s", "uniform sparsity"),
@@ -82,7 +85,7 @@ def pareto(points: list[dict]) -> list[dict]:
 
 
 def run_seed(plan, data, seed: int, settings: Settings, repeats: int = 1, confirm: int = 0,
-             candidates: int = CANDIDATES, warm=()) -> dict:
+             candidates: int = CANDIDATES, warm=(), recommend: str = "observed") -> dict:
     s = replace(settings, seed=seed)
     started = time.process_time()
     with train.deterministic(seed, s.threads):
@@ -92,8 +95,9 @@ def run_seed(plan, data, seed: int, settings: Settings, repeats: int = 1, confir
         evaluator.repeats = repeats
         search = run_searches(evaluator, evaluations=s.evaluations, seed=seed, progress=False,
                               methods=METHODS, confirm=confirm, candidates=candidates,
-                              warm=warm)
+                              warm=warm, recommend=recommend)
     return {"seed": seed, "repeats": repeats, "confirm": confirm, "candidates": candidates,
+            "recommend": recommend,
             "warm": [list(w) for w in warm],
             "base": evaluator.reference,
             "objective": objective.describe(),
@@ -217,6 +221,9 @@ def main() -> None:
                              "best candidates (quant.search.run_searches)")
     parser.add_argument("--candidates", type=int, default=CANDIDATES,
                         help="candidates the --confirm evaluations re-evaluate")
+    parser.add_argument("--recommend", default="observed", choices=RECOMMEND,
+                        help="candidates: lowest observed objective, or lowest posterior "
+                             "mean of a GP fitted to the search (quant.search.run_searches)")
     parser.add_argument("--warm", nargs="*", default=[], metavar="SPARSITY:STRUCTURE",
                         help="uniform points every method evaluates first, e.g. 0.5:block8 "
                              "(quant.search.run_searches' warm)")
@@ -263,7 +270,7 @@ def main() -> None:
     results = []
     for seed in args.seeds:
         results.append(run_seed(plan, data, seed, settings, args.repeats, args.confirm,
-                                args.candidates, warm))
+                                args.candidates, warm, args.recommend))
         if args.final:
             results[-1]["final"] = final_models(plan, data, results[-1], settings)
         (out / "search.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -278,11 +285,12 @@ def report(results: list[dict], args, settings: Settings, out: Path) -> None:
     header = list(rows[0])
     widths = [max(len(h), *(len(str(r[h])) for r in rows)) for h in header]
     repeats = sorted({r["repeats"] for r in results})
-    confirm = sorted({(r.get("confirm", 0), r.get("candidates", 2)) for r in results})
+    confirm = sorted({(r.get("confirm", 0), r.get("candidates", 2),
+                       r.get("recommend", "observed")) for r in results})
     print(f"{args.plan}, {len(results[0]['search']['bayes'])} evaluations a method, "
           f"{settings.search_epochs} epoch(s) each, the mean of {repeats} fine-tune(s), "
           f"codes {args.codes}, structures {args.structures}, (confirmation evaluations, "
-          f"candidates) {confirm}")
+          f"candidates, recommend) {confirm}")
     print(f"objective (seed {results[-1]['seed']}): {results[-1]['objective']}")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for r in rows:

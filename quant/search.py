@@ -56,6 +56,12 @@ the Bayesian search's space (``skopt.space.Space.rvs``).  Optionally (every meth
 the last ``confirm`` evaluations of each re-evaluate its lowest-objective candidates with
 new fine-tune seeds, and its best point (:func:`best_of`) is the candidate of lowest mean
 objective: a best point's single observation is the luckiest of many near-equal ones.
+Which points are the candidates (``recommend``): the lowest observed objectives
+(``"observed"``), or the lowest posterior means of a Gaussian process fitted to the
+method's search evaluations (``"model"``, :func:`posterior_means`: the same model
+``gp_minimize`` fits, for every method alike), the usual recommendation of a search on a
+noisy function, which judges a point by its neighbours' evaluations too instead of by
+its one luckiest fine-tune.
 """
 from __future__ import annotations
 
@@ -84,6 +90,8 @@ LABELS = (UNSTRUCTURED, *(f"block{b}" for b in BLOCKS))
 # (bench/search.py's rule, docs/quant.md; cnn-ip quantize's with quantize.confirm)
 CANDIDATES = 2
 METHODS = ("bayes", "uniform", "random")
+# How run_searches picks the candidates its confirmation runs re-evaluate
+RECOMMEND = ("observed", "model")
 # Seed offset between an evaluation's repeated fine-tunes: above any ``steps`` (a gradual
 # pruning's step s fine-tunes with seed + s - 1), so no two fine-tunes share a seed.
 REPEAT_SEED_STRIDE = 1000
@@ -126,6 +134,7 @@ class Evaluation:
     val_loss: float | None       # classifier: validation cross-entropy
     objective: float
     confirms: int | None = None  # a confirmation run: the index of the record it repeats
+    predicted: float | None = None  # recommend="model": the GP's posterior mean (capped objective)
 
 
 def parse_structure(label: str) -> tuple[str, int | None]:
@@ -405,9 +414,25 @@ def check_budget(evaluations: int, confirm: int = 0, candidates: int = CANDIDATE
                          f"got {confirm}")
 
 
+def posterior_means(dims, xs, ys, seed: int) -> np.ndarray:
+    """The posterior mean at each point ``xs`` (points of the skopt space ``dims``) of the
+    Gaussian process ``gp_minimize`` fits to observations ``ys``: skopt's default GP
+    (constant x Matern 5/2 kernel, per-dimension length scales, Gaussian noise fitted as
+    a white kernel and left out of the prediction, ``normalize_y``) on the space
+    normalised as ``gp_minimize`` normalises it (reals to [0, 1], categories one-hot),
+    its hyperparameters fitted with ``random_state`` ``seed``."""
+    from skopt.utils import cook_estimator, normalize_dimensions
+    space = normalize_dimensions(copy.deepcopy(list(dims)))
+    model = cook_estimator("GP", space=space, random_state=seed, noise="gaussian")
+    points = space.transform([list(x) for x in xs])
+    model.fit(points, np.asarray(ys, dtype=float))
+    return np.asarray(model.predict(points), dtype=float)
+
+
 def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=True,
                  methods=("bayes", "uniform"), initial: int | None = None,
-                 confirm: int = 0, candidates: int = CANDIDATES, warm=()) -> dict:
+                 confirm: int = 0, candidates: int = CANDIDATES, warm=(),
+                 recommend: str = "observed") -> dict:
     """Each search of ``methods`` (:data:`METHODS`), ``evaluations`` each.  ``initial``:
     the random points a Gaussian-process search starts from (default: one a dimension,
     at least 5, at most half the search's evaluations, at least 1).
@@ -417,7 +442,11 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
     objective are each evaluated ``confirm // candidates`` more times, every run a
     fine-tune with new seeds (:meth:`Evaluator.__call__`'s ``run``), so each candidate is
     judged by the mean of ``1 + confirm // candidates`` fine-tunes (:func:`best_of`).
-    The search itself gets ``evaluations - confirm``.
+    The search itself gets ``evaluations - confirm``.  ``recommend``: which points are
+    the candidates, the lowest observed objectives (``"observed"``) or the lowest
+    posterior means of :func:`posterior_means` fitted to the method's search evaluations
+    as the GP saw them (capped at :data:`GP_CAP`; random search's too, in the Bayesian
+    space), recorded as each search record's ``predicted`` (``"model"``).
 
     ``warm``: uniform points ``(sparsity, structure label)`` every method evaluates first,
     counted in its search's evaluations (a Gaussian-process search's initial design: these
@@ -433,6 +462,8 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
     for method in methods:
         if method not in METHODS:
             raise ValueError(f"methods: must be among {', '.join(METHODS)}, got {method!r}")
+    if recommend not in RECOMMEND:
+        raise ValueError(f"recommend: must be one of {', '.join(RECOMMEND)}, got {recommend!r}")
     check_budget(evaluations, confirm, candidates, warm)
     searched = evaluations - confirm
     results = {}
@@ -442,11 +473,13 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
         start = len(evaluator.history)
         dims, decode, encode = search_space(evaluator, method)
         x0 = [encode(float(sparsity), label) for sparsity, label in warm]
+        seen = []                                   # (point, what the GP is shown)
 
-        def func(x, method=method, decode=decode):
-            value = evaluator(method, *decode(x))
+        def func(x, method=method, decode=decode, seen=seen):
+            value = min(evaluator(method, *decode(x)), GP_CAP)
+            seen.append((list(x), value))
             bar.update(1)
-            return min(value, GP_CAP)
+            return value
 
         if method == "random":
             # skopt's dummy_minimize fails with this scikit-learn; Space.rvs draws the same
@@ -458,7 +491,15 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
             gp_minimize(func, dims, n_calls=searched, x0=x0 or None,
                         n_initial_points=max(1, start_points - len(x0)),
                         initial_point_generator="lhs", random_state=seed)
-        chosen = best_candidates(evaluator.history[start:], candidates) if confirm else []
+        chosen = []
+        if confirm:
+            records = evaluator.history[start:]
+            if recommend == "model":
+                means = posterior_means(dims, [x for x, _ in seen], [y for _, y in seen], seed)
+                for record, mean in zip(records, means):
+                    record.predicted = round(float(mean), 6)
+            chosen = best_candidates(records, candidates,
+                                     key="predicted" if recommend == "model" else "objective")
         for run in range(1, confirm // candidates + 1):
             for original in chosen:
                 evaluator(method, original.sparsity, original.structure, run=run,
@@ -471,11 +512,13 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
     return results
 
 
-def best_candidates(history: list[Evaluation], candidates: int) -> list[Evaluation]:
-    """The ``candidates`` distinct points of lowest objective in ``history`` (a point's
-    earliest record on a tie), lowest first."""
+def best_candidates(history: list[Evaluation], candidates: int,
+                    key: str = "objective") -> list[Evaluation]:
+    """The ``candidates`` distinct points of lowest ``key`` (``objective``, or
+    ``predicted``: the GP's posterior mean) in ``history`` (a point's earliest record on a
+    tie), lowest first."""
     chosen, seen = [], set()
-    for record in sorted(history, key=lambda e: (e.objective, e.index)):
+    for record in sorted(history, key=lambda e: (getattr(e, key), e.index)):
         point = tuple(sorted(record.sparsity.items())), tuple(sorted(record.structure.items()))
         if point not in seen:
             seen.add(point)

@@ -16,7 +16,8 @@ from quant.export import exact_model_bits, packing
 from quant.pipeline import distillation_loss
 from quant.search import (GP_CAP, REPEAT_SEED_STRIDE, Evaluator, Objective, best_of,
                           classifier_metrics, layer_mask, model_bits, parse_structure,
-                          prune_layer, run_searches, search_space, structure_choices)
+                          posterior_means, prune_layer, run_searches, search_space,
+                          structure_choices)
 from quant.sparse_format import CODES, FIRST_CODES, HARDWARE_CODES, to_beats
 
 PLAN = """
@@ -125,6 +126,15 @@ def test_repeated_evaluation_is_the_mean_of_independent_fine_tunes(trained):
 FAST = {"lr": 0.03}
 
 
+def fast_evaluator(qnet, data, budget: float) -> Evaluator:
+    """An evaluator whose fine-tune moves the model (the fixture's net is near chance,
+    where every 1-epoch fine-tune at the default rate gives the same measure)."""
+    evaluator = Evaluator(qnet, data, AUTO, epochs=1, seed=3, codes=CODES, tuning=FAST)
+    base = evaluator.measure()
+    evaluator.objective = Objective(base["searched_bits"], base["measure"], budget=budget)
+    return evaluator
+
+
 def test_confirmation_reevaluates_the_best_candidates_with_new_seeds(trained):
     """confirm=2 of 5 evaluations, 2 candidates: 3 search points, then each of the two of
     lowest objective once more with the next seeds; the best point is the lower mean of
@@ -134,11 +144,7 @@ def test_confirmation_reevaluates_the_best_candidates_with_new_seeds(trained):
     start = copy.deepcopy(qnet.state_dict())
     try:
         with train.deterministic(3):
-            # a fine-tune that moves the model (the fixture's net is near chance, where
-            # every 1-epoch fine-tune at the default rate gives the same measure)
-            evaluator = Evaluator(qnet, data, AUTO, epochs=1, seed=3, codes=CODES, tuning=FAST)
-            base = evaluator.measure()
-            evaluator.objective = Objective(base["searched_bits"], base["measure"], budget=-100)
+            evaluator = fast_evaluator(qnet, data, budget=-100)
             result = run_searches(evaluator, evaluations=5, seed=3, progress=False,
                                   methods=("uniform",), confirm=2, candidates=2)
             records = result["uniform"]
@@ -173,6 +179,60 @@ def test_confirmation_reevaluates_the_best_candidates_with_new_seeds(trained):
     # one search point cannot give two candidates their confirmation runs
     with pytest.raises(ValueError, match="leaving at least 2 of evaluations"):
         run_searches(evaluator, evaluations=3, seed=3, progress=False, confirm=2, candidates=2)
+
+
+def test_posterior_mean_looks_past_a_lucky_observation():
+    """A noisy bowl with one lucky outlier far from its bottom: the lowest observation is
+    the outlier, the lowest posterior mean is at the bottom."""
+    from skopt.space import Real
+    xs = [[x] for x in np.linspace(0.0, 0.95, 20)]
+    noise = np.random.RandomState(0).randn(20)
+    ys = [(x[0] - 0.5) ** 2 + 0.03 * n for x, n in zip(xs, noise)]
+    ys[17] = -0.06
+    means = posterior_means([Real(0.0, 0.95)], xs, ys, seed=3)
+    assert int(np.argmin(ys)) == 17
+    assert abs(xs[int(np.argmin(means))][0] - 0.5) <= 0.1
+    assert means[17] > 0.05
+
+
+def test_model_recommendation_confirms_the_lowest_posterior_means(trained):
+    """recommend="model": every search record carries the GP's posterior mean of the
+    objective the GP saw, and the confirmation runs re-evaluate the two distinct points of
+    lowest posterior mean; every method alike (random search's model too)."""
+    qnet, data, _ = trained
+    start = copy.deepcopy(qnet.state_dict())
+    try:
+        with train.deterministic(3):
+            evaluator = fast_evaluator(qnet, data, budget=100)
+            result = run_searches(evaluator, evaluations=6, seed=3, progress=False,
+                                  methods=("uniform", "random"), confirm=2, candidates=2,
+                                  recommend="model")
+            with pytest.raises(ValueError, match="recommend"):
+                run_searches(evaluator, evaluations=6, seed=3, progress=False,
+                             recommend="mean")
+    finally:
+        qnet.load_state_dict(start)
+    for method in ("uniform", "random"):
+        records = result[method]
+        searched = records[:4]
+        assert all(r["predicted"] is not None for r in searched), method
+        assert all(r["predicted"] is None for r in records[4:]), method
+        chosen = sorted(searched, key=lambda r: (r["predicted"], r["index"]))
+        distinct = []
+        for r in chosen:
+            if all((r["sparsity"], r["structure"]) != (d["sparsity"], d["structure"])
+                   for d in distinct):
+                distinct.append(r)
+        assert [r["confirms"] for r in records[4:]] == [d["index"] for d in distinct[:2]]
+        capped = [min(r["objective"], GP_CAP) for r in searched]
+        assert len(set(capped)) >= 3, method            # a model of something
+    # random search's model: the GP of the Bayesian space fitted to the capped objective
+    dims, _, _ = search_space(evaluator, "bayes")   # conv0's sparsity, dense2's, its structure
+    searched = result["random"][:4]
+    xs = [[r["sparsity"]["conv0"], r["sparsity"]["dense2"], r["structure"]["dense2"]]
+          for r in searched]
+    means = posterior_means(dims, xs, [min(r["objective"], GP_CAP) for r in searched], seed=3)
+    assert [r["predicted"] for r in searched] == pytest.approx(means, abs=1e-5)
 
 
 def test_warm_points_come_first_in_every_method(trained):
