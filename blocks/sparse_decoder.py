@@ -119,8 +119,11 @@ else (counting, shifting, expanding) is pipelined off it:
    (registers Yosys keeps apart); on an ECP5 target the selects are 16:1 PFU muxes
    (``LUT4``, ``PFUMX``, ``L6MUX21``) for synthesis, two routing hops for 64 entries
    where ABC's mapping took six.  A record fires
-   when its word and the next are in (or its word is its image's last) and the output
-   FIFO has a place;
+   when its word and the next are in (or, in stream mode, its word is its image's
+   last) and the output FIFO has a place.  A ROM's walker knows its image: whether a
+   pass's last record starts before the last word (and the head then leaves it two
+   words on) is a constant of the generated Verilog, not logic after the head word's
+   flag, and the ROM's next word always comes, so no record waits on that flag;
 4. *extraction*: the pointer and offset are copied into registers, the pair of words is
    registered, then shifted right by the offset in ``shift_stages`` registered stages of
    8:1 selects, giving the record's bits;
@@ -422,8 +425,17 @@ def sparse_decoder(aclk, aresetn, m_axis_wgt, s_axis_words=None, *, lanes, simd,
         core = (rom_front(aclk, aresetn, rom_en, rom_addr, rom_dout, word, wvalid, wlast,
                           depth=depth),
                 masked_reader(aclk, aresetn, m_axis_wgt, rom_en, word, wvalid, wlast,
-                              fmt=meta, word_bits=word_bits, target=target))
+                              fmt=meta, word_bits=word_bits, target=target,
+                              pass_skip=pass_skips(image), next_always=depth > 1))
     return memory, address, core
+
+
+def pass_skips(image) -> bool:
+    """Whether the head leaves a pass's last record two words on: the record starts
+    before the image's last word (a ROM image's constant; the walker reads it from the
+    words' flags in stream mode)."""
+    last = sparse_format.record_starts(image.words, image.meta)[-1]
+    return last // image.word_bits < image.depth - 1
 
 
 @block
@@ -538,7 +550,7 @@ def dense_reader(aclk, aresetn, m_axis_wgt, rom_en, rom_addr, rom_dout, *, depth
 
 @block
 def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, word_bits,
-                  target="generic"):
+                  target="generic", pass_skip=None, next_always=False):
     """The masked coding: the table pipeline (``blocks.sparse_table``) fed by ``word``
     (a stage moving on ``adv``, which this block drives), the slots, loop and extraction
     (``blocks.sparse_framer``), the expansion and the output FIFO.  On an ECP5
@@ -592,7 +604,8 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid0,
                    hflag, ent, tlast, tflags, write, wp3, codes, fills, pop, cur, src_flag,
                    copies, pop_copies, (we[:4], we[4:7], we[7:]),
-                   last_beat=fmt["beats"] - 1, straddle=bool(Q), ecp5=ecp5),
+                   last_beat=fmt["beats"] - 1, straddle=bool(Q), ecp5=ecp5,
+                   pass_skip=pass_skip, next_always=next_always),
             head(aclk, cur, codes, fills, tabs, tflags, tab, tlast, rings, src_flag, W=TN, Q=Q,
                  EB=EB, own=shape.own),
             entry_mux(rings, off, cur, ent, copies, EB=EB, ecp5=ecp5),
@@ -952,9 +965,9 @@ def masked_latency(fmt, W) -> int:
             + shift_stages(Shape(W, P, VB, block).ob) + expand + 1)
 
 
-def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
+def masked_registers(P, VB, W, beats, addr, block=None, depth=0) -> dict:
     """Flip-flops of the masked reader by part, as ECP5 keeps them (``addr``: the ROM's
-    address bits, or 0 in stream mode).  Widths are the live bits: a prefix field of
+    address bits, or 0 in stream mode; ``depth``: the ROM's words).  Widths are the live bits: a prefix field of
     ``n`` chunks needs ``bits(4n)``, a count below position ``k < 4`` two bits, the value
     bits of a window lose ``VB``'s trailing zero bits, and a straddling entry's pop bit
     (always 1) is a constant."""
@@ -1001,7 +1014,10 @@ def masked_registers(P, VB, W, beats, addr, block=None) -> dict:
         "loop": (3 + 3 + ob + max(beats - 1, 0).bit_length() + 2 + FILL_STATES + 2 + 2 + 2
                  + 4 + 1 + 3
                  + (copies_of(ob) + pop_copies_of(ob)) * min(COPY_BITS, ob)
-                 + 7 + (1 if shape.QN else 0) + 4 + 3 + (3 if shape.QN else 0)),
+                 + 7 + (1 if shape.QN else 0) + 4 + 3 + (3 if shape.QN else 0)
+                 # a ROM's walker knows its pass end (blocks.sparse_framer.walker): no skip
+                 # flag, no copy of the own code, and past one word no count-of-one flag
+                 - (3 + (depth > 1) if addr else 0)),
         "extract": 6 + 2 * ob + 2 * W - 1 + sum(
             out + 2 + rest for out, rest in shifter_widths(W, ob, g)),
     }
@@ -1104,7 +1120,7 @@ def masked_flops(meta, W, addr) -> tuple[int, int]:
     local = sum((j).bit_length() for j in range(G)) * (P // G) \
         + sum((j).bit_length() for j in range(P % G))   # live bits of the local counts
     group_offsets = sum((G * g).bit_length() for g in range(1, NG))
-    regs = masked_registers(TP, TVB, W, meta["beats"], addr, block)
+    regs = masked_registers(TP, TVB, W, meta["beats"], addr, block, meta.get("depth", 0))
     expansion = srl = 0
     if meta.get("inner") != "dense":
         W1 = expander_width(meta, W)

@@ -5,8 +5,8 @@ record's bits.
 Primitives of ``blocks.sparse_decoder`` (no ``BlockDef``); the design is described in
 that module's docstring.  The loop's state is a word pointer ``p``, an offset ``off`` in
 that word and the *head table*, a copy of that word's table; a record fires when its
-word and the next are in (or its word is an image's last) and the output FIFO has a
-place.  Its next state is the head table's entry at ``off``: no adder and no data
+word and the next are in (or, in stream mode, its word is an image's last) and the
+output FIFO has a place.  Its next state is the head table's entry at ``off``: no adder and no data
 movement in the loop.  The head table is a ring of two (:func:`head`): the head's, and
 one that loads every cycle the table of the word that is the head if the head word is
 left now, from a table slot or the table pipeline (a choice made a cycle ahead); leaving
@@ -164,7 +164,8 @@ def slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, ptr, we, *, a
 @block
 def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid_in, hflag,
            ent, last_in, tflags, write, wp3, codes, fills, pop, cur, src_flag, off_copies,
-           pop_copies, enables, *, last_beat, straddle=True, ecp5=False):
+           pop_copies, enables, *, last_beat, straddle=True, ecp5=False, pass_skip=None,
+           next_always=False):
     """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp``
     of the four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3``
     and the count of filled slots.  ``ent``: the next offset of the head table's entry at
@@ -194,7 +195,15 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     follow ``pop_h`` take both outcomes from registers and the pop bit last
     (:func:`pop_register`; ``ecp5``: that LUT instantiated); among them the fills (the
     table pipeline's ``tvalid`` after this cycle from ``tvalid_in``, its stage's input)
-    and the loop's own copy of ``adv``, which the table pipeline's enable is not."""
+    and the loop's own copy of ``adv``, which the table pipeline's enable is not.
+
+    A ROM decoder knows its image, and so two things the walker otherwise reads from the
+    head's flag: ``pass_skip`` (``True``/``False``; ``None``: from the flag), whether
+    leaving a pass's last record skips a word (the record starts before the image's last
+    word), which makes ``skip`` ``at_last`` or 0; and ``next_always``: the next word always
+    comes (the ROM wraps round to the next pass), so a record fires only once the word
+    after its own is in, even on the image's last word, and ``fire`` does not read the
+    flag.  Neither changes a beat or a cycle of the output."""
     code_own, code_strad = codes
     fill_own, fill_strad = fills
     beat = Signal(intbv(0, min=0, max=last_beat + 1))
@@ -209,7 +218,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     # skip (the head after this pass's last record is two words on: at_last and not
     # hflag) and n3 (the table slot of the word after the head's) are registers, made
     # from both outcomes like the state they follow, not logic after at_last and hflag
-    skip = Signal(bool(at_last.val and not hflag.val))
+    skip = Signal(bool(at_last.val and (not hflag.val if pass_skip is None else pass_skip)))
     hp3 = Signal(intbv(0, min=0, max=3))
     n3 = Signal(intbv(2 if skip.val else 1, min=0, max=3))
     ge1, ge2 = Signal(bool(0)), Signal(bool(0))
@@ -221,7 +230,8 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     adv_w = Signal(bool(adv.val))           # adv, the loop's copy
     write_w = Signal(bool(0))
     code_w = Signal(intbv(int(code_own.val))[len(code_own):])
-    flags = walk_flags(hflag, ge1, ge2, pend_ok, filled, fire, write_w, room)
+    flags = walk_flags(hflag, ge1, ge2, pend_ok, filled, fire, write_w, room,
+                       next_always=next_always)
     p_leave = Signal(modbv(0)[len(p):])
     ge1_0, ge1_1, ge2_0, ge2_1 = (Signal(bool(0)) for _ in range(4))
     fo0, fo1, fs0, fs1, wr0 = (Signal(bool(0)) for _ in range(5))
@@ -263,10 +273,13 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
             p_leave.next = p + 2
         else:
             p_leave.next = p + 1
-        ge1_0.next = not f0[0]
         ge2_0.next = f0[FILL_STATES:2] != 0
-        ge1_1.next = not f1[0]
         ge2_1.next = f1[FILL_STATES:2] != 0
+
+    @always_comb
+    def leaving_ge1():
+        ge1_0.next = not f0[0]
+        ge1_1.next = not f1[0]
 
     # (sub-blocks are made here, in the @block, not in a helper)
     by_pops = [pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=ecp5)
@@ -274,16 +287,20 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
                                       (write_w, tv, wr0), (cur, cur_n, cur),
                                       (hflag, src_flag, h_stay),
                                       (filled, f1, f0),
-                                      (ge1, ge1_1, ge1_0), (ge2, ge2_1, ge2_0),
+                                      *([] if next_always else [(ge1, ge1_1, ge1_0)]),
+                                      (ge2, ge2_1, ge2_0),
                                       (p, p_leave, p), (hp3, n3, hp3),
                                       (fill_own, fo1, fo0),
                                       *([(fill_strad, fs1, fs0)] if straddle else []))]
     # the load codes' stay outcome depends on fire (at_last moves on it): both are made
     by_fires = [pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q,
                              stay_fire=stay_fire, ecp5=ecp5)
-                for q, leave, stay, stay_fire in ((code_w, own1, own0, own0f),
+                for q, leave, stay, stay_fire in (*([(code_w, own1, own0, own0f)]
+                                                    if pass_skip is None else []),
                                                   (code_own, own1, own0, own0f),
-                                                  (skip, s1, s0, s0f), (n3, nx1, nx0, nx0f),
+                                                  *([(skip, s1, s0, s0f)]
+                                                    if pass_skip is None else []),
+                                                  (n3, nx1, nx0, nx0f),
                                                   *([(code_strad, strad1, strad0, strad0f)]
                                                     if straddle else []))]
 
@@ -304,7 +321,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
                                      reps=len(off_copies) // min(COPY_BITS, len(off))))
 
     outcomes = walk_outcomes(write_w, filled, skip, at_last, al_next, hflag, last_in,
-                             tflags, code_w, f0, f1, s0, s0f, s1)
+                             tflags, code_w, f0, f1, s0, s0f, s1, pass_skip=pass_skip)
     nexts = (slot_after(hp3, s0, nx0), slot_after(hp3, s0f, nx0f),
              slot_after(n3, s1, nx1),
              code_for(f0, s0, nx0, own0, strad0 if straddle else None),
@@ -334,13 +351,14 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
                 beat.next = beat + 1
 
     return (flags, outcomes, nexts, step, copy_regs, slot_regs, leaving, filling, filling_own,
+            [] if next_always else [leaving_ge1],
             by_pops, by_fires,
             [filling_strad] if straddle else [])
 
 
 @block
-def walk_flags(hflag, ge1, ge2, pend_ok, filled, fire, write, room):
-    """The walker's flags: ``fire``, ``room``."""
+def walk_flags(hflag, ge1, ge2, pend_ok, filled, fire, write, room, *, next_always=False):
+    """The walker's flags: ``fire``, ``room`` (``next_always``: :func:`walker`)."""
 
     @always_comb
     def ahead():
@@ -349,39 +367,30 @@ def walk_flags(hflag, ge1, ge2, pend_ok, filled, fire, write, room):
         fire.next = ge1 and (hflag or ge2) and pend_ok
         room.next = filled[SLOTS - 1:0] != 0 or (filled[SLOTS - 1] and not write)
 
-    return ahead
+    @always_comb
+    def ahead_rom():
+        fire.next = ge2 and pend_ok
+        room.next = filled[SLOTS - 1:0] != 0 or (filled[SLOTS - 1] and not write)
+
+    return ahead_rom if next_always else ahead
 
 
 @block
 def walk_outcomes(write, filled, skip, at_last, al_next, hflag, last_in, tflags,
-                  code_own, f0, f1, s0, s0f, s1):
+                  code_own, f0, f1, s0, s0f, s1, *, pass_skip=None):
     """The walker's next state for both outcomes of ``pop_h``: filled count and whether
     the next head skips a word (``s0``/``s0f``: the head stays, without and with a fire;
-    ``s1``: the head is left).  None of them waits for ``fire``."""
+    ``s1``: the head is left).  None of them waits for ``fire``.  ``pass_skip`` known
+    (:func:`walker`): ``skip`` is driven here, ``at_last`` or 0, and so are ``s0``,
+    ``s0f`` and ``s1``, from ``at_last`` and ``al_next``."""
 
     top = len(filled) - 1
 
     @always_comb
-    def outcomes():
-        # the state after this cycle if the head stays (0) or is left (1); the counts
-        # one-hot, so +1 and -1 are rotations
-        w = bool(write)
-        if w:
-            f0.next = concat(filled[top:0], filled[top])
-        else:
-            f0.next = filled
-        if skip:
-            if w:
-                f1.next = concat(filled[0], filled[top + 1:1])
-            else:
-                f1.next = concat(filled[2:0], filled[top + 1:2])
-        elif w:
-            f1.next = filled
-        else:
-            f1.next = concat(filled[0], filled[top + 1:1])
+    def skips():
         # the head's flag: when it stays, it changes only if its own slot is written now;
         # at_last after this cycle: al_next on a fire, else at_last
-        if w and filled[0]:
+        if write and filled[0]:
             s0.next = at_last and not last_in
             s0f.next = al_next and not last_in
         else:
@@ -393,7 +402,57 @@ def walk_outcomes(write, filled, skip, at_last, al_next, hflag, last_in, tflags,
         else:
             s1.next = al_next and not tflags[code_own]
 
-    return outcomes
+    @always_comb
+    def known_skips():
+        skip.next = at_last
+        s0.next = at_last
+        s0f.next = al_next
+        s1.next = al_next
+
+    @always_comb
+    def never_skip():
+        # the counts as in fill_outcomes without a skip; no flag is ever set
+        if write:
+            f0.next = concat(filled[top:0], filled[top])
+            f1.next = filled
+        else:
+            f0.next = filled
+            f1.next = concat(filled[0], filled[top + 1:1])
+        skip.next = 0
+        s0.next = 0
+        s0f.next = 0
+        s1.next = 0
+
+    if pass_skip is None:
+        return fill_outcomes(write, filled, skip, f0, f1), skips
+    if pass_skip:
+        return fill_outcomes(write, filled, at_last, f0, f1), known_skips
+    return never_skip
+
+
+@block
+def fill_outcomes(write, filled, skip, f0, f1):
+    """The count of filled slots after this cycle (one-hot, so +1 and -1 are rotations)
+    if the head stays (``f0``) and if it is left (``f1``; two words on with ``skip``)."""
+    top = len(filled) - 1
+
+    @always_comb
+    def counts():
+        if write:
+            f0.next = concat(filled[top:0], filled[top])
+        else:
+            f0.next = filled
+        if skip:
+            if write:
+                f1.next = concat(filled[0], filled[top + 1:1])
+            else:
+                f1.next = concat(filled[2:0], filled[top + 1:2])
+        elif write:
+            f1.next = filled
+        else:
+            f1.next = concat(filled[0], filled[top + 1:1])
+
+    return counts
 
 
 @block

@@ -390,6 +390,17 @@ def _decode_beat(stream, pos, meta, P) -> tuple[np.ndarray, int]:
     return beat, end
 
 
+def record_starts(words, meta) -> list[int]:
+    """The stream bit at which each beat's record starts (``masked`` and ``block``)."""
+    stream = words_to_bits(words, meta["word_bits"])
+    P = meta["lanes"] * meta["simd"]
+    starts, pos = [], 0
+    for _ in range(meta["beats"]):
+        starts.append(pos)
+        pos = _decode_beat(stream, pos, meta, P)[1]
+    return starts
+
+
 def decode(words, meta) -> np.ndarray:
     """ROM words + sidecar (``/1`` or ``/2``) -> the weight values ``W`` (``(Cout, R)``, int64)."""
     if meta.get("format") not in (FORMAT, FORMAT2):

@@ -5,7 +5,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from blocks.sparse_decoder import BLOCK, sparse_decoder, stream_words
+from blocks.sparse_decoder import BLOCK, pass_skips, sparse_decoder, stream_words
 from blocks.spec import ParameterError
 from cnn_ip.cli import main
 from cnn_ip.cosim import RESET_CYCLES, lint, run_streams
@@ -110,6 +110,32 @@ def test_one_beat_per_cycle_across_pass_boundaries(hdl, tmp_path, weights, wbits
     _, kwargs = BLOCK.prepared(lanes=lanes, simd=simd, weights=weights, wbits=wbits,
                                weights_file=W)
     assert cycles[0] - RESET_CYCLES == BLOCK.estimate(**kwargs)["latency"]
+
+
+@pytest.mark.parametrize("skips", [True, False])
+@pytest.mark.parametrize("weights,wbits,coding", [("ternary", 8, "block"), ("int", 4, "masked")])
+def test_rom_walker_takes_the_pass_end_from_the_image(tmp_path, weights, wbits, coding, skips):
+    """A ROM decoder's walker knows where its image's last record starts
+    (``pass_skips``): images of both kinds, the last record starting before the last
+    word (the head then leaves it two words on) and in it, read bit-exact over three
+    passes under back-pressure, and at one beat a cycle without it."""
+    lanes, simd = 2, 4
+    for seed in range(400):
+        W = random_weights(seed, 2 * lanes, 6 * simd, weights, wbits, 0.6)
+        _, kwargs = BLOCK.prepared(lanes=lanes, simd=simd, weights=weights, wbits=wbits,
+                                   weights_file=W, coding=coding)
+        if kwargs["image"].depth > 2 and pass_skips(kwargs["image"]) == skips:
+            break
+    else:
+        pytest.fail(f"no {weights} image with pass_skips {skips} in 400 seeds")
+    fold = dict(lanes=lanes, simd=simd, weights=weights, wbits=wbits, coding=coding)
+    got, expected = read_passes("myhdl", tmp_path / "stalls", W, passes=3, stall=0.4,
+                                seed=seed, **fold)
+    assert [(b.data, b.last) for b in got][:len(expected)] == expected
+    got, expected = read_passes("myhdl", tmp_path / "free", W, passes=3, **fold)
+    assert [(b.data, b.last) for b in got][:len(expected)] == expected
+    cycles = [b.cycle for b in got]
+    assert cycles[-1] - cycles[0] == len(cycles) - 1
 
 
 @pytest.mark.parametrize("W,weights,wbits,lanes,simd,hdl", [
