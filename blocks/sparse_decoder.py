@@ -941,7 +941,7 @@ def estimate(*, image=None, source="rom", **args) -> dict:
         return {"lut": addr, "ff": addr + 4 + (0 if inside else W), "dsp": 0,
                 "bram_bits": image.bits, "bram": bram, "latency": 2, "cycles": 1,
                 "per": "beat"}
-    ff, lut = masked_cost(meta, W, addr)
+    ff, lut = masked_cost(meta, W, addr, image.depth)
     return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": image.bits + fifo_bits(meta),
             "bram": bram, "latency": masked_latency(meta, W) + 2, "cycles": 1, "per": "beat"}
 
@@ -1047,7 +1047,7 @@ def shifter_widths(W, nb, g=1) -> list[tuple[int, int]]:
     return out
 
 
-def masked_cost(meta, W, addr) -> tuple[int, int]:
+def masked_cost(meta, W, addr, depth=0) -> tuple[int, int]:
     """``(FF, LUT)`` of the masked reader, as ``synth_xilinx`` maps it.  FFs: registers
     counted part by part (:func:`masked_registers`, the expansion, the FIFO's pointers
     and credit) less the shift registers Xilinx makes of pass-through chains (``srl``):
@@ -1056,7 +1056,7 @@ def masked_cost(meta, W, addr) -> tuple[int, int]:
     ``FF + srl`` flip-flops).  LUTs per structure with coefficients fitted to synthesis.
     ``addr``: the ROM's address bits (ROM mode), else 0."""
     P, WB = meta["lanes"] * meta["simd"], meta["code_bits"]
-    ff, srl = masked_flops(meta, W, addr)
+    ff, srl = masked_flops(meta, W, addr, depth)
     TP, VB, block = table_params(meta)
     shape = Shape(W, TP, VB, block)
     lay = Layout(W, TP, shape.Q)
@@ -1111,8 +1111,9 @@ def expansion_luts(meta, W) -> float:
     return luts
 
 
-def masked_flops(meta, W, addr) -> tuple[int, int]:
-    """``(all flip-flops, those in pass-through chains)`` of the masked reader."""
+def masked_flops(meta, W, addr, depth=0) -> tuple[int, int]:
+    """``(all flip-flops, those in pass-through chains)`` of the masked reader (``depth``:
+    the ROM's words, 0 in stream mode)."""
     P, VB = meta["lanes"] * meta["simd"], meta["value_bits"]
     G, NG = GROUP, -(-P // GROUP)
     TP, TVB, block = table_params(meta)
@@ -1120,7 +1121,7 @@ def masked_flops(meta, W, addr) -> tuple[int, int]:
     local = sum((j).bit_length() for j in range(G)) * (P // G) \
         + sum((j).bit_length() for j in range(P % G))   # live bits of the local counts
     group_offsets = sum((G * g).bit_length() for g in range(1, NG))
-    regs = masked_registers(TP, TVB, W, meta["beats"], addr, block, meta.get("depth", 0))
+    regs = masked_registers(TP, TVB, W, meta["beats"], addr, block, depth)
     expansion = srl = 0
     if meta.get("inner") != "dense":
         W1 = expander_width(meta, W)
