@@ -967,10 +967,10 @@ def masked_latency(fmt, W) -> int:
 
 def masked_registers(P, VB, W, beats, addr, block=None, depth=0) -> dict:
     """Flip-flops of the masked reader by part, as ECP5 keeps them (``addr``: the ROM's
-    address bits, or 0 in stream mode; ``depth``: the ROM's words).  Widths are the live bits: a prefix field of
-    ``n`` chunks needs ``bits(4n)``, a count below position ``k < 4`` two bits, the value
-    bits of a window lose ``VB``'s trailing zero bits, and a straddling entry's pop bit
-    (always 1) is a constant."""
+    address bits, or 0 in stream mode; ``depth``: the ROM's words).  Widths are the live
+    bits: a prefix field of ``n`` chunks needs ``bits(4n)``, a count below position
+    ``k < 4`` two bits, the value bits of a window lose ``VB``'s trailing zero bits, and
+    a straddling entry's pop bit (always 1) is a constant."""
     shape = Shape(W, P, VB, block)
     lay = Layout(W, P, shape.Q)
     Q, NCH, nb, ob = lay.Q, lay.NCH, shape.nb, shape.ob

@@ -6,8 +6,8 @@ Primitives of ``blocks.sparse_decoder`` (no ``BlockDef``); the design is describ
 that module's docstring.  The loop's state is a word pointer ``p``, an offset ``off`` in
 that word and the *head table*, a copy of that word's table; a record fires when its
 word and the next are in (or, in stream mode, its word is an image's last) and the
-output FIFO has a place.  Its next state is the head table's entry at ``off``: no adder and no data
-movement in the loop.  The head table is a ring of two (:func:`head`): the head's, and
+output FIFO has a place.  Its next state is the head table's entry at ``off``: no adder
+and no data movement in the loop.  The head table is a ring of two (:func:`head`): the head's, and
 one that loads every cycle the table of the word that is the head if the head word is
 left now, from a table slot or the table pipeline (a choice made a cycle ahead); leaving
 the head word flips which ring is the head's (``cur``), so the pop bit enables no load.
@@ -217,7 +217,8 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     filled = Signal(intbv(1)[FILL_STATES:])
     # skip (the head after this pass's last record is two words on: at_last and not
     # hflag) and n3 (the table slot of the word after the head's) are registers, made
-    # from both outcomes like the state they follow, not logic after at_last and hflag
+    # from both outcomes like the state they follow, not logic after at_last and hflag;
+    # with pass_skip known, skip is at_last or 0 (walk_outcomes)
     skip = Signal(bool(at_last.val and (not hflag.val if pass_skip is None else pass_skip)))
     hp3 = Signal(intbv(0, min=0, max=3))
     n3 = Signal(intbv(2 if skip.val else 1, min=0, max=3))
