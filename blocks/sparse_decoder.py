@@ -123,7 +123,9 @@ else (counting, shifting, expanding) is pipelined off it:
    last) and the output FIFO has a place.  A ROM's walker knows its image: whether a
    pass's last record starts before the last word (and the head then leaves it two
    words on) is a constant of the generated Verilog, not logic after the head word's
-   flag, and the ROM's next word always comes, so no record waits on that flag;
+   flag, and the ROM's next word always comes, so no record waits on that flag (so
+   the Verilog belongs to its image: another image, even of the same shape, needs the
+   block generated again, not only a new ``.hex``);
 4. *extraction*: the pointer and offset are copied into registers, the pair of words is
    registered, then shifted right by the offset in ``shift_stages`` registered stages of
    8:1 selects, giving the record's bits;
