@@ -383,9 +383,8 @@ def walk_outcomes(write, filled, skip, at_last, al_next, hflag, last_in, tflags,
     the next head skips a word (``s0``/``s0f``: the head stays, without and with a fire;
     ``s1``: the head is left).  None of them waits for ``fire``.  ``pass_skip`` known
     (:func:`walker`): ``skip`` is driven here, ``at_last`` or 0, and so are ``s0``,
-    ``s0f`` and ``s1``, from ``at_last`` and ``al_next``."""
-
-    top = len(filled) - 1
+    ``s0f`` and ``s1``, from ``at_last`` and ``al_next`` (a 0 is folded away by
+    synthesis)."""
 
     @always_comb
     def skips():
@@ -403,32 +402,17 @@ def walk_outcomes(write, filled, skip, at_last, al_next, hflag, last_in, tflags,
         else:
             s1.next = al_next and not tflags[code_own]
 
+    known = int(bool(pass_skip))    # with pass_skip known: skip is at_last, or never
+
     @always_comb
     def known_skips():
-        skip.next = at_last
-        s0.next = at_last
-        s0f.next = al_next
-        s1.next = al_next
+        skip.next = at_last & known
+        s0.next = at_last & known
+        s0f.next = al_next & known
+        s1.next = al_next & known
 
-    @always_comb
-    def never_skip():
-        # the counts as in fill_outcomes without a skip; no flag is ever set
-        if write:
-            f0.next = concat(filled[top:0], filled[top])
-            f1.next = filled
-        else:
-            f0.next = filled
-            f1.next = concat(filled[0], filled[top + 1:1])
-        skip.next = 0
-        s0.next = 0
-        s0f.next = 0
-        s1.next = 0
-
-    if pass_skip is None:
-        return fill_outcomes(write, filled, skip, f0, f1), skips
-    if pass_skip:
-        return fill_outcomes(write, filled, at_last, f0, f1), known_skips
-    return never_skip
+    return fill_outcomes(write, filled, skip, f0, f1), (skips if pass_skip is None
+                                                        else known_skips)
 
 
 @block

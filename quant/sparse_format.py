@@ -390,33 +390,34 @@ def _decode_beat(stream, pos, meta, P) -> tuple[np.ndarray, int]:
     return beat, end
 
 
-def record_starts(words, meta) -> list[int]:
-    """The stream bit at which each beat's record starts (``masked`` and ``block``)."""
-    stream = words_to_bits(words, meta["word_bits"])
+def _records(words, meta) -> tuple[list[int], np.ndarray, int]:
+    """Walk an image's records: each beat's start (stream bit), its values, and the
+    position after the last record."""
     P = meta["lanes"] * meta["simd"]
+    stream = words_to_bits(words, meta["word_bits"])
+    beats = np.zeros((meta["beats"], P), dtype=np.int64)
     starts, pos = [], 0
-    for _ in range(meta["beats"]):
+    for b in range(meta["beats"]):
         starts.append(pos)
-        pos = _decode_beat(stream, pos, meta, P)[1]
-    return starts
+        beats[b], pos = _decode_beat(stream, pos, meta, P)
+    return starts, beats, pos
+
+
+def record_starts(words, meta) -> list[int]:
+    """The stream bit at which each beat's record starts."""
+    return _records(words, meta)[0]
 
 
 def decode(words, meta) -> np.ndarray:
     """ROM words + sidecar (``/1`` or ``/2``) -> the weight values ``W`` (``(Cout, R)``, int64)."""
     if meta.get("format") not in (FORMAT, FORMAT2):
         raise ValueError(f"decode: format must be {FORMAT} or {FORMAT2}, got {meta.get('format')!r}")
-    lanes, simd = meta["lanes"], meta["simd"]
-    P = lanes * simd
     if len(words) != meta["depth"]:
         raise ValueError(f"decode: {len(words)} words, the sidecar says {meta['depth']}")
-    stream = words_to_bits(words, meta["word_bits"])
-    beats = np.zeros((meta["beats"], P), dtype=np.int64)
-    pos = 0
-    for b in range(meta["beats"]):
-        beats[b], pos = _decode_beat(stream, pos, meta, P)
+    _, beats, pos = _records(words, meta)
     if pos != meta["stream_bits"]:
         raise ValueError(f"decode: stream is {pos} bits, the sidecar says {meta['stream_bits']}")
-    return from_beats(beats, lanes, simd, meta["cout"], meta["reduce"])
+    return from_beats(beats, meta["lanes"], meta["simd"], meta["cout"], meta["reduce"])
 
 
 def beat_codes(W, *, weights, wbits=None, lanes, simd) -> list[int]:
