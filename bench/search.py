@@ -229,6 +229,8 @@ def main() -> None:
                              "(quant.search.run_searches' warm)")
     parser.add_argument("--weight", type=float, default=0.1,
                         help="objective: accuracy_weight (per point of the measure)")
+    parser.add_argument("--size-exponent", type=float, default=1.0,
+                        help="objective: the size term is (bits / base bits) ** this")
     parser.add_argument("--budget", type=float, default=None,
                         help="objective: accuracy_budget (default: the plan's)")
     parser.add_argument("--out", default="/tmp/bench_search")
@@ -253,7 +255,8 @@ def main() -> None:
     data = load_dataset(plan.dataset)
     settings = Settings(**{**plan.quantize, "evaluations": args.evaluations, "codes": args.codes,
                            "progress": False})
-    settings = replace(settings, accuracy_weight=args.weight, structures=args.structures)
+    settings = replace(settings, accuracy_weight=args.weight, structures=args.structures,
+                       size_exponent=args.size_exponent)
     if args.budget is not None:
         settings = replace(settings, accuracy_budget=args.budget)
     if args.search_epochs is not None:

@@ -56,6 +56,7 @@ class Settings:
     accuracy_budget: float = 0.5  # accuracy points the search may lose for free
     penalty: float = 1.0
     accuracy_weight: float = 0.0  # objective: per point of the measure lost (or gained), anywhere
+    size_exponent: float = 1.0   # objective: the size term is (bits / base bits) ** this
     mbits: int = 8               # width bound of the requantization multipliers M
     base_sparsity: float = 0.5   # of the `auto` layers in the base model the search starts from
     codes: str = "hardware"      # a key of CODE_SETS: the codings the search counts bits in
@@ -171,7 +172,8 @@ def searchable_base(specs, net, data, s: Settings, *, measure: str, head_mbits=N
     evaluator.reference = {k: v for k, v in base.items() if k != "layers"}
     name = "val_accuracy" if score is not None else "val_smoothed_accuracy"
     objective = Objective(base["searched_bits"], base["measure"], s.accuracy_budget, s.penalty,
-                          measure=name, weight=s.accuracy_weight)
+                          measure=name, weight=s.accuracy_weight,
+                          size_exponent=s.size_exponent)
     evaluator.objective = objective
     log(f"quantized base: {base['bits']} bits, {measure} {base['accuracy']:.4f}", s.progress)
     return qnet, evaluator, objective, auto

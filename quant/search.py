@@ -107,16 +107,20 @@ class Objective:
     penalty: float = 1.0         # per point beyond the budget
     measure: str = "val_accuracy"
     weight: float = 0.0          # per point of the measure, at every drop (gains too)
+    size_exponent: float = 1.0   # the size term is (bits / ref_bits) ** size_exponent
 
     def __call__(self, bits: int, accuracy: float) -> float:
         drop = 100 * (self.ref_accuracy - accuracy)
-        return (bits / self.ref_bits + self.weight * drop
+        return ((bits / self.ref_bits) ** self.size_exponent + self.weight * drop
                 + self.penalty * max(0.0, drop - self.budget))
 
     def describe(self) -> str:
         drop = f"100*({self.ref_accuracy:.6f} - {self.measure})"
         linear = f" + {self.weight} * {drop}" if self.weight else ""
-        return (f"minimise searched_bits/{self.ref_bits}{linear} + {self.penalty} * max(0, "
+        size = f"searched_bits/{self.ref_bits}"
+        if self.size_exponent != 1:
+            size = f"({size})^{self.size_exponent:g}"
+        return (f"minimise {size}{linear} + {self.penalty} * max(0, "
                 f"{drop} - {self.budget}) over the "
                 "sparsities and pruning structures of the auto layers (searched_bits: exact "
                 "ROM bits of those layers)")

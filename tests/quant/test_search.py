@@ -377,6 +377,15 @@ def test_objective_weight_prices_every_point_lost_or_gained():
     assert "0.0 *" not in Objective(1000, 0.95).describe()      # weight 0: the former text
 
 
+def test_objective_size_exponent_powers_the_relative_size_only():
+    objective = Objective(ref_bits=1000, ref_accuracy=0.95, budget=0.0, weight=0.1,
+                          size_exponent=2.0)
+    assert np.isclose(objective(500, 0.95), 0.25)
+    assert np.isclose(objective(800, 0.94), 0.64 + 0.1 + 1.0)
+    assert "(searched_bits/1000)^2 + 0.1 *" in objective.describe()
+    assert "^" not in Objective(1000, 0.95).describe()          # exponent 1: the former text
+
+
 def test_gaussian_process_sees_the_objective_capped(trained, monkeypatch):
     """Points far beyond the budget reach the GP as GP_CAP; the records keep the truth."""
     import skopt
