@@ -229,7 +229,7 @@ def main() -> None:
                              "(quant.search.run_searches' warm)")
     parser.add_argument("--weight", type=float, default=0.1,
                         help="objective: accuracy_weight (per point of the measure)")
-    parser.add_argument("--size-exponent", type=float, default=1.0,
+    parser.add_argument("--size-exponent", type=float, default=2.0,
                         help="objective: the size term is (bits / base bits) ** this")
     parser.add_argument("--budget", type=float, default=None,
                         help="objective: accuracy_budget (default: the plan's)")
