@@ -5,7 +5,7 @@ at equal evaluation budget, over several seeds.
         [--seeds 0 1 2 3 4] [--evaluations 40] [--confirm 4] [--candidates 2]
         [--recommend observed]
         [--warm S:STRUCTURE ...] [--search-epochs N] [--codes all]
-        [--repeats 1] [--weight 0.1] [--budget B] [--structures block] [--final]
+        [--repeats 1] [--weight 0.1] [--size-exponent 2] [--budget B] [--structures block] [--final]
         [--out /tmp/bench_search]
         [--from-json A/search.json B/search.json]
 
@@ -26,8 +26,10 @@ where a block size fits, as measured in docs/quant.md; ``cnn-ip quantize`` offer
 unstructured beside them unless the plan says ``structures: block``).
 The objective (``quant.search.Objective``) is the plan's except
 for ``--weight`` (``accuracy_weight``, default 0.1: every point of smoothed accuracy lost
-or gained is worth 10 % of the searched layers' bits) and, if given, ``--budget``
-(``accuracy_budget``), fixed on seeds 10-13 before seeds 0-4 were run (docs/quant.md).
+or gained is worth 10 % of the searched layers' bits at the base's size),
+``--size-exponent`` (default 2: the size term is the square of the relative size) and, if
+given, ``--budget`` (``accuracy_budget``), each fixed on tuning seeds (10-19) before
+seeds 0-4 were run with it (docs/quant.md).
 Each method's *best* point: ``quant.search.best_of``. The table gives, per seed and method,
 the best point's model bits, validation top-1, mean true-class probability and loss, and
 whether it **dominates** uniform's best (and the Bayesian best random's): fewer bits at no
@@ -243,6 +245,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1:
         parser.exit(2, f"--repeats: must be at least 1, got {args.repeats}\n")
+    if not 0.5 <= args.size_exponent <= 4:
+        parser.exit(2, f"--size-exponent: must be in 0.5..4, got {args.size_exponent}\n")
     try:
         warm = [(float(sparsity), label) for sparsity, label in (w.split(":") for w in args.warm)]
     except ValueError:

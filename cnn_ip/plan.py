@@ -85,9 +85,10 @@ MAX_CLOCK_MHZ = 1000
 QUANTIZE_KEYS = {"seed": int, "epochs": int, "qat_epochs": int, "search_epochs": int,
                  "final_epochs": int, "evaluations": int, "accuracy_budget": float,
                  "penalty": float, "mbits": int, "base_sparsity": float, "prune_steps": int,
-                 "codes": str, "structures": str, "accuracy_weight": float, "confirm": int}
+                 "codes": str, "structures": str, "accuracy_weight": float, "confirm": int,
+                 "size_exponent": float}
 QUANTIZE_RANGES = {"mbits": (2, 16), "base_sparsity": (0, 0.95), "seed": (0, 2**32 - 1),
-                   "prune_steps": (1, 100)}
+                   "prune_steps": (1, 100), "size_exponent": (0.5, 4)}
 # The words a string setting takes. quantize.codes: the weight codings the sparsity search
 # counts bits in (quant.pipeline's CODE_SETS): what the decoder reads, or every coding of
 # docs/sparse_format.md (the same set since the decoder reads /2; both stay accepted so

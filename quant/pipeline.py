@@ -115,6 +115,8 @@ def check_settings(s: Settings) -> None:
         check_budget(s.evaluations, s.confirm)
     if s.codes not in CODE_SETS:
         raise ValueError(f"codes: must be one of {', '.join(CODE_SETS)}, got {s.codes!r}")
+    if not 0.5 <= s.size_exponent <= 4:
+        raise ValueError(f"size_exponent: must be in 0.5..4, got {s.size_exponent}")
     if s.structures not in STRUCTURES:
         raise ValueError(f"structures: must be one of {', '.join(STRUCTURES)}, "
                          f"got {s.structures!r}")

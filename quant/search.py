@@ -35,14 +35,15 @@ comparison between searches decides on.
 
 The objective (minimised)::
 
-    objective = searched_bits / ref_searched_bits + weight * drop
+    objective = (searched_bits / ref_searched_bits) ** size_exponent + weight * drop
                 + penalty * max(0, drop - budget)
     drop      = 100 * (ref_measure - val_measure)        # points of the measure lost
 
 ``searched_bits`` are the ``auto`` layers' ROM bits (weights and constants; the other
 layers' do not change, so minimising them minimises the model's bits), ``ref_*`` the base
 model's values, ``weight`` the price of every point of the measure, lost or gained
-(default 0), ``budget`` the points pruning may lose before ``penalty`` applies too (each
+(default 0), ``size_exponent`` the power of the relative size (default 1; above 1 a bit
+saved near the base's size is worth more than one saved in a small model), ``budget`` the points pruning may lose before ``penalty`` applies too (each
 point beyond it costing ``penalty``, default 1.0, as much as the searched layers' whole
 size).  With ``weight`` 0 and a budget of a few points, every point within the budget
 scores its bits alone and the lowest objective sits at the budget's edge, where the

@@ -98,6 +98,8 @@ CASES = [
      "p.yaml:8: quantize.structures: must be one of any, block, got 'blocks'"),
     (HEAD + GOOD_LAYERS + "quantize: {prune_steps: 0}\n",
      "p.yaml:8: quantize.prune_steps: must be an integer in 1..100, got 0"),
+    (HEAD + GOOD_LAYERS + "quantize: {size_exponent: 0}\n",
+     "p.yaml:8: quantize.size_exponent: must be >= 0.5, got 0"),
     (HEAD + GOOD_LAYERS + "  - [oops\n", "p.yaml:9: yaml: "),
     ("- just a list\n", "p.yaml:1: plan: must be a mapping"),
 ]
@@ -334,9 +336,10 @@ def test_frame_mistakes_exit_2_with_one_line(tmp_path, capsys, text, message):
 def test_quantize_settings_reach_the_pipeline():
     from quant.pipeline import Settings
     plan = parse_plan(HEAD + GOOD_LAYERS + "quantize: {codes: all, prune_steps: 2, seed: 3, "
-                      "structures: block, accuracy_weight: 0.1}\n", "p.yaml")
+                      "structures: block, accuracy_weight: 0.1, size_exponent: 2}\n", "p.yaml")
     assert plan.quantize == {"codes": "all", "prune_steps": 2, "seed": 3,
-                             "structures": "block", "accuracy_weight": 0.1}
+                             "structures": "block", "accuracy_weight": 0.1,
+                             "size_exponent": 2.0}
     settings = Settings(**plan.quantize)
     assert (settings.codes, settings.prune_steps, settings.seed, settings.structures,
-            settings.accuracy_weight) == ("all", 2, 3, "block", 0.1)
+            settings.accuracy_weight, settings.size_exponent) == ("all", 2, 3, "block", 0.1, 2.0)
