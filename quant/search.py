@@ -43,12 +43,13 @@ The objective (minimised)::
 layers' do not change, so minimising them minimises the model's bits), ``ref_*`` the base
 model's values, ``weight`` the price of every point of the measure, lost or gained
 (default 0), ``size_exponent`` the power of the relative size (default 1; above 1 a bit
-saved near the base's size is worth more than one saved in a small model), ``budget`` the points pruning may lose before ``penalty`` applies too (each
-point beyond it costing ``penalty``, default 1.0, as much as the searched layers' whole
-size).  With ``weight`` 0 and a budget of a few points, every point within the budget
-scores its bits alone and the lowest objective sits at the budget's edge, where the
-accuracy falls steeply with the bits; docs/quant.md gives the measured case for budget 0
-and ``weight`` 0.1 instead.
+saved near the base's size is worth more than one saved in a small model), ``budget``
+the points pruning may lose before ``penalty`` applies too (each point beyond it costing
+``penalty``, default 1.0, as much as the searched layers' whole size).  With ``weight`` 0
+and a budget of a few points, every point within the budget scores its bits alone and
+the lowest objective sits at the budget's edge, where the accuracy falls steeply with the
+bits; docs/search_history.md gives the measured case for budget 0 and ``weight`` 0.1
+instead.
 
 Searches (:func:`run_searches`): ``bayes``, ``gp_minimize`` over every layer's sparsity
 and structure; ``uniform``, one sparsity (and one structure, when there is a choice)
@@ -93,7 +94,7 @@ CANDIDATES = 2
 METHODS = ("bayes", "uniform", "random")
 # How run_searches picks the candidates its confirmation runs re-evaluate; "model" is not
 # the default: on bench tuning seeds 10-19 the Bayesian best dominated uniform's in 4 of 10
-# seeds with it, 6 of 10 without (docs/quant.md)
+# seeds with it, 6 of 10 without (docs/search_history.md)
 RECOMMEND = ("observed", "model")
 # Seed offset between an evaluation's repeated fine-tunes: above any ``steps`` (a gradual
 # pruning's step s fine-tunes with seed + s - 1), so no two fine-tunes share a seed.
