@@ -88,7 +88,7 @@ QUANTIZE_KEYS = {"seed": int, "epochs": int, "qat_epochs": int, "search_epochs":
                  "codes": str, "structures": str, "accuracy_weight": float, "confirm": int,
                  "size_exponent": float}
 QUANTIZE_RANGES = {"mbits": (2, 16), "base_sparsity": (0, 0.95), "seed": (0, 2**32 - 1),
-                   "prune_steps": (1, 100), "size_exponent": (0.5, 4)}
+                   "prune_steps": (1, 100), "size_exponent": (0.5, 4)}  # quant.search.SIZE_EXPONENTS
 # The words a string setting takes. quantize.codes: the weight codings the sparsity search
 # counts bits in (quant.pipeline's CODE_SETS): what the decoder reads, or every coding of
 # docs/sparse_format.md (the same set since the decoder reads /2; both stay accepted so

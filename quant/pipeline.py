@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from quant import export, reference, sparse_format, train
 from quant.model import fp32_parameter_count
 from quant.plot import plot_search
-from quant.search import (STRUCTURES, Evaluator, Objective, best_of, check_budget, model_bits,
-                          run_searches)
+from quant.search import (SIZE_EXPONENTS, STRUCTURES, Evaluator, Objective, best_of,
+                          check_budget, model_bits, run_searches)
 
 # The weight codings the search counts bits in: what the decoder block reads, or every
 # coding of docs/sparse_format.md (``cnn_ip.sparse/2`` included) for a model meant for a
@@ -115,8 +115,9 @@ def check_settings(s: Settings) -> None:
         check_budget(s.evaluations, s.confirm)
     if s.codes not in CODE_SETS:
         raise ValueError(f"codes: must be one of {', '.join(CODE_SETS)}, got {s.codes!r}")
-    if not 0.5 <= s.size_exponent <= 4:
-        raise ValueError(f"size_exponent: must be in 0.5..4, got {s.size_exponent}")
+    low, high = SIZE_EXPONENTS
+    if not low <= s.size_exponent <= high:
+        raise ValueError(f"size_exponent: must be in {low:g}..{high:g}, got {s.size_exponent}")
     if s.structures not in STRUCTURES:
         raise ValueError(f"structures: must be one of {', '.join(STRUCTURES)}, "
                          f"got {s.structures!r}")

@@ -13,7 +13,7 @@ from cnn_ip.plan import parse_plan
 from quant import reference, train
 from quant.data import Dataset, Split, load_dataset
 from quant.export import exact_model_bits, packing
-from quant.pipeline import distillation_loss
+from quant.pipeline import Settings, check_settings, distillation_loss
 from quant.search import (GP_CAP, REPEAT_SEED_STRIDE, Evaluator, Objective, best_of,
                           classifier_metrics, layer_mask, model_bits, parse_structure,
                           posterior_means, prune_layer, run_searches, search_space,
@@ -384,6 +384,13 @@ def test_objective_size_exponent_powers_the_relative_size_only():
     assert np.isclose(objective(800, 0.94), 0.64 + 0.1 + 1.0)
     assert "(searched_bits/1000)^2 + 0.1 *" in objective.describe()
     assert "^" not in Objective(1000, 0.95).describe()          # exponent 1: the former text
+
+
+@pytest.mark.parametrize("exponent", [0.25, 4.5])
+def test_settings_refuse_a_size_exponent_out_of_range(exponent):
+    check_settings(Settings(size_exponent=2.0))
+    with pytest.raises(ValueError, match=r"size_exponent: must be in 0.5..4, got"):
+        check_settings(Settings(size_exponent=exponent))
 
 
 def test_gaussian_process_sees_the_objective_capped(trained, monkeypatch):
