@@ -58,9 +58,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from cnn_ip.plan import load_plan  # noqa: E402
 from quant import train  # noqa: E402
 from quant.data import load_dataset  # noqa: E402
-from quant.pipeline import Settings, final_finetune, searchable_base  # noqa: E402
-from quant.search import (CANDIDATES, METHODS, RECOMMEND, SIZE_EXPONENTS,  # noqa: E402
-                          STRUCTURES, best_of, check_budget, run_searches)
+from quant.pipeline import (Settings, check_settings, final_finetune,  # noqa: E402
+                            searchable_base)
+from quant.search import (CANDIDATES, METHODS, RECOMMEND, STRUCTURES,  # noqa: E402
+                          best_of, check_budget, run_searches)
 
 STYLE = {"bayes": ("tab:blue", "o", "Bayesian, per layer"),
          "uniform": ("tab:orange", "s", "uniform sparsity"),
@@ -245,9 +246,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 1:
         parser.exit(2, f"--repeats: must be at least 1, got {args.repeats}\n")
-    if not SIZE_EXPONENTS[0] <= args.size_exponent <= SIZE_EXPONENTS[1]:
-        parser.exit(2, "--size-exponent: must be in {:g}..{:g}, got {}\n".format(
-            *SIZE_EXPONENTS, args.size_exponent))
     try:
         warm = [(float(sparsity), label) for sparsity, label in (w.split(":") for w in args.warm)]
     except ValueError:
@@ -266,6 +264,10 @@ def main() -> None:
         settings = replace(settings, accuracy_budget=args.budget)
     if args.search_epochs is not None:
         settings = replace(settings, search_epochs=args.search_epochs)
+    try:
+        check_settings(settings)       # as cnn-ip quantize checks them (--codes, --size-exponent)
+    except ValueError as error:
+        parser.exit(2, f"{error}\n")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.from_json:
