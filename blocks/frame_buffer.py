@@ -87,7 +87,7 @@ from __future__ import annotations
 import numpy as np
 from myhdl import ConcatSignal, Signal, always_comb, always_seq, block, intbv, modbv
 
-from blocks.line_buffer import ahead, count_chain, outside
+from blocks.line_buffer import WINDOW_PARAMS, ahead, check_window, count_chain, out_size, outside
 from blocks.ram import BANK_WORDS, banked_ram, read_stages
 from blocks.ram import add_blocks, address_bits
 from blocks.ram import estimate as ram_estimate
@@ -98,14 +98,7 @@ from quant.reference import im2col
 MAX_DEPTH = 1 << 18   # RAM words (all buffers); beyond this conversion becomes impractical
 ORDERS = ("raster", "group-major")
 
-PARAMS = (
-    Param("width", int, lo=1, hi=4096, help="input width W in pixels"),
-    Param("height", int, lo=1, hi=4096, help="input height H in pixels"),
-    Param("channels", int, lo=1, hi=4096, help="channels per pixel C"),
-    Param("k", int, lo=1, hi=7, help="window size K"),
-    Param("stride", int, default=1, lo=1, hi=4, help="window stride"),
-    Param("pad", int, default=0, lo=0, hi=6, help="zero padding P on each side, below K"),
-    Param("abits", int, lo=1, hi=8, help="activation bits A"),
+PARAMS = WINDOW_PARAMS + (
     Param("simd", int, default=1, lo=1, hi=4096, help="channels per output beat S, divides C"),
     Param("lanes_in", int, default=1, lo=1, hi=4096,
           help="channels per input beat, divides C; it and simd divide one another"),
@@ -132,20 +125,11 @@ def cross_check(p: dict) -> None:
                          f"(channels/groups_in = {c // gi}), got {li}")
     if li % s and s % li:
         raise ValueError(f"lanes_in: must divide simd ({s}) or be a multiple of it, got {li}")
-    if p["pad"] >= p["k"]:
-        raise ValueError(f"pad: must be less than k ({p['k']}), got {p['pad']}")
-    for axis in ("height", "width"):
-        if p["k"] > p[axis] + 2 * p["pad"]:
-            raise ValueError(f"k: must be at most {axis} + 2*pad = "
-                             f"{p[axis] + 2 * p['pad']}, got {p['k']}")
+    check_window(p)
     depth = p["buffers"] * p["height"] * p["width"] * c // max(s, li)
     if depth > MAX_DEPTH:
         raise ValueError(f"channels: buffers*height*width*channels/max(simd, lanes_in) = "
                          f"{depth} words exceeds {MAX_DEPTH}; use wider beats or a smaller map")
-
-
-def out_size(size: int, k: int, stride: int, pad: int) -> int:
-    return (size + 2 * pad - k) // stride + 1
 
 
 class Geometry:

@@ -94,7 +94,9 @@ from blocks.stream import Axis, clock_reset, pack
 
 MAX_DEPTH = 1 << 18  # RAM words; beyond this conversion and simulation become impractical
 
-PARAMS = (
+# The window geometry both window makers (this block and frame_buffer) take, checked by
+# check_window and sized by out_size.
+WINDOW_PARAMS = (
     Param("width", int, lo=1, hi=4096, help="input width W in pixels"),
     Param("height", int, lo=1, hi=4096, help="input height H in pixels"),
     Param("channels", int, lo=1, hi=4096, help="channels per pixel C"),
@@ -102,6 +104,9 @@ PARAMS = (
     Param("stride", int, default=1, lo=1, hi=4, help="window stride"),
     Param("pad", int, default=0, lo=0, hi=6, help="zero padding P on each side, below K"),
     Param("abits", int, lo=1, hi=8, help="activation bits A"),
+)
+
+PARAMS = WINDOW_PARAMS + (
     Param("simd", int, default=1, lo=1, hi=4096, help="channels per beat S, divides C"),
     Param("repeat", int, default=1, lo=1, hi=4096,
           help="times each window is emitted in a row (a stage's Cout/L)"),
@@ -112,12 +117,7 @@ def cross_check(p: dict) -> None:
     """Combinations of individually valid parameters that cannot work."""
     if p["channels"] % p["simd"]:
         raise ValueError(f"simd: must divide channels ({p['channels']}), got {p['simd']}")
-    if p["pad"] >= p["k"]:
-        raise ValueError(f"pad: must be less than k ({p['k']}), got {p['pad']}")
-    for axis in ("height", "width"):
-        if p["k"] > p[axis] + 2 * p["pad"]:
-            raise ValueError(f"k: must be at most {axis} + 2*pad = "
-                             f"{p[axis] + 2 * p['pad']}, got {p['k']}")
+    check_window(p)
     depth = ring_rows(p["k"], p["stride"]) * p["width"] * (p["channels"] // p["simd"])
     if depth > MAX_DEPTH:
         raise ValueError(f"width: buffer of (k+stride)*width*channels/simd = {depth} words "
@@ -129,7 +129,18 @@ def ring_rows(k: int, stride: int) -> int:
     return k + stride
 
 
+def check_window(p: dict) -> None:
+    """ValueError unless the window fits the padded map: ``pad < k <= size + 2*pad``."""
+    if p["pad"] >= p["k"]:
+        raise ValueError(f"pad: must be less than k ({p['k']}), got {p['pad']}")
+    for axis in ("height", "width"):
+        if p["k"] > p[axis] + 2 * p["pad"]:
+            raise ValueError(f"k: must be at most {axis} + 2*pad = "
+                             f"{p[axis] + 2 * p['pad']}, got {p['k']}")
+
+
 def out_size(size: int, k: int, stride: int, pad: int) -> int:
+    """Windows along an axis of ``size`` pixels."""
     return (size + 2 * pad - k) // stride + 1
 
 
