@@ -60,8 +60,9 @@ from quant import train  # noqa: E402
 from quant.data import load_dataset  # noqa: E402
 from quant.pipeline import (Settings, check_settings, final_finetune,  # noqa: E402
                             searchable_base)
-from quant.search import (CANDIDATES, METHODS, RECOMMEND, STRUCTURES,  # noqa: E402
-                          best_of, check_budget, run_searches)
+from quant.options import STRUCTURES  # noqa: E402
+from quant.search import (CANDIDATES, METHODS, RECOMMEND, best_of,  # noqa: E402
+                          check_budget, run_searches)
 
 STYLE = {"bayes": ("tab:blue", "o", "Bayesian, per layer"),
          "uniform": ("tab:orange", "s", "uniform sparsity"),

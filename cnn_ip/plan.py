@@ -66,6 +66,7 @@ import yaml
 
 from cnn_ip.errors import UserError
 from quant import weight_modes
+from quant.options import CODE_SET_NAMES, SIZE_EXPONENTS, STRUCTURES
 
 # ``shape`` None: the data set takes its canvas from the plan's input (one channel, at
 # least ``min_size`` pixels a side).
@@ -88,13 +89,9 @@ QUANTIZE_KEYS = {"seed": int, "epochs": int, "qat_epochs": int, "search_epochs":
                  "codes": str, "structures": str, "accuracy_weight": float, "confirm": int,
                  "size_exponent": float}
 QUANTIZE_RANGES = {"mbits": (2, 16), "base_sparsity": (0, 0.95), "seed": (0, 2**32 - 1),
-                   "prune_steps": (1, 100), "size_exponent": (0.5, 4)}  # quant.search.SIZE_EXPONENTS
-# The words a string setting takes. quantize.codes: the weight codings the sparsity search
-# counts bits in (quant.pipeline's CODE_SETS): what the decoder reads, or every coding of
-# docs/sparse_format.md (the same set since the decoder reads /2; both stay accepted so
-# that plans written before keep loading). quantize.structures: unstructured pruning offered beside the
-# block structures, or blocks only (quant.search.STRUCTURES).
-QUANTIZE_CHOICES = {"codes": ("hardware", "all"), "structures": ("any", "block")}
+                   "prune_steps": (1, 100), "size_exponent": SIZE_EXPONENTS}
+# The words a string setting takes (quant.options says what each means)
+QUANTIZE_CHOICES = {"codes": CODE_SET_NAMES, "structures": STRUCTURES}
 COMMON_LAYER_KEYS = ("type", "name", "dataflow")
 LAYER_KEYS = {
     "conv": ("out", "k", "stride", "pad", "act", "slope", "weights", "act_bits", "sparsity", "bn",

@@ -25,13 +25,13 @@ import torch.nn.functional as F
 from quant import export, reference, sparse_format, train
 from quant.model import fp32_parameter_count
 from quant.plot import plot_search
-from quant.search import (SIZE_EXPONENTS, STRUCTURES, Evaluator, Objective, best_of,
-                          check_budget, model_bits, run_searches)
+from quant.options import CODE_SET_NAMES, SIZE_EXPONENTS, STRUCTURES
+from quant.search import Evaluator, Objective, best_of, check_budget, model_bits, run_searches
 
 # The weight codings the search counts bits in: what the decoder block reads, or every
 # coding of docs/sparse_format.md (``cnn_ip.sparse/2`` included) for a model meant for a
 # decoder that reads /2.  The ROM images are written in the hardware's codings either way.
-CODE_SETS = {"hardware": sparse_format.HARDWARE_CODES, "all": sparse_format.CODES}
+CODE_SETS = dict(zip(CODE_SET_NAMES, (sparse_format.HARDWARE_CODES, sparse_format.CODES)))
 # A classifier pruned away from its base (the search's evaluations and the final
 # fine-tuning) is fine-tuned at 3x the base's learning rate, and the final fine-tuning
 # distils from the fp32 model too (DISTILL x T^2 x KL(fp32 || quantized) at temperature
@@ -60,7 +60,7 @@ class Settings:
     mbits: int = 8               # width bound of the requantization multipliers M
     base_sparsity: float = 0.5   # of the `auto` layers in the base model the search starts from
     codes: str = "hardware"      # a key of CODE_SETS: the codings the search counts bits in
-    structures: str = "any"      # quant.search.STRUCTURES: unstructured pruning offered or not
+    structures: str = "any"      # quant.options.STRUCTURES: unstructured pruning offered or not
     prune_steps: int = 4         # gradual pruning: steps from the base's sparsity to a point's
     confirm: int = 0             # evaluations of each search re-running its best candidates
     threads: int = 1

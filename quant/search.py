@@ -77,6 +77,7 @@ import torch.nn.functional as F
 
 from quant import export, prune, sparse_format, train, weight_modes
 from quant.export import layer_sparsity
+from quant.options import STRUCTURES
 
 MAX_SPARSITY = 0.95
 # What a Gaussian-process search is shown of an objective above this: a point far beyond
@@ -84,8 +85,6 @@ MAX_SPARSITY = 0.95
 # GP fitted to those cliffs models them instead of the region that matters; capped, every
 # such point is just "worse than the unpruned model".  The records keep the true value.
 GP_CAP = 2.0
-SIZE_EXPONENTS = (0.5, 4.0)   # the range Objective.size_exponent is checked against
-STRUCTURES = ("any", "block")  # structure_choices: unstructured beside the blocks, or not
 BLOCKS = (4, 8, 16)          # block sizes offered to the search (each must divide simd)
 UNSTRUCTURED = "unstructured"
 LABELS = (UNSTRUCTURED, *(f"block{b}" for b in BLOCKS))
