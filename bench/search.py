@@ -5,7 +5,8 @@ at equal evaluation budget, over several seeds.
         [--seeds 0 1 2 3 4] [--evaluations 40] [--confirm 4] [--candidates 2]
         [--recommend observed]
         [--warm S:STRUCTURE ...] [--search-epochs N] [--codes all]
-        [--repeats 1] [--weight 0.1] [--size-exponent 2] [--budget B] [--structures block] [--final]
+        [--repeats 1] [--weight 0.1] [--size-exponent 2] [--scalarization sum] [--utopia 1.5]
+        [--budget B] [--structures block] [--final]
         [--out /tmp/bench_search]
         [--from-json A/search.json B/search.json]
 
@@ -27,9 +28,11 @@ unstructured beside them unless the plan says ``structures: block``).
 The objective (``quant.search.Objective``) is the plan's except
 for ``--weight`` (``accuracy_weight``, default 0.1: every point of smoothed accuracy lost
 or gained is worth 10 % of the searched layers' bits at the base's size),
-``--size-exponent`` (default 2: the size term is the square of the relative size) and, if
-given, ``--budget`` (``accuracy_budget``), each fixed on tuning seeds (10-19) before
-seeds 0-4 were run with it (docs/quant.md).
+``--size-exponent`` (default 2: the size term is the square of the relative size),
+``--scalarization`` and ``--utopia`` (default sum: size and accuracy terms added; chebyshev:
+their maximum, the ray's slope ``--weight``, its utopia ``--utopia`` points above the base)
+and, if given, ``--budget`` (``accuracy_budget``), each fixed on tuning seeds before seeds
+0-4 were run with it (docs/quant.md, docs/search_history.md).
 Each method's *best* point: ``quant.search.best_of``. The table gives, per seed and method,
 the best point's model bits, validation top-1, mean true-class probability and loss, and
 whether it **dominates** uniform's best (and the Bayesian best random's): fewer bits at no
@@ -60,7 +63,7 @@ from quant import train  # noqa: E402
 from quant.data import load_dataset  # noqa: E402
 from quant.pipeline import (Settings, check_settings, final_finetune,  # noqa: E402
                             searchable_base)
-from quant.options import STRUCTURES  # noqa: E402
+from quant.options import SCALARIZATIONS, STRUCTURE_OFFERS  # noqa: E402
 from quant.search import (CANDIDATES, METHODS, RECOMMEND, best_of,  # noqa: E402
                           check_budget, run_searches)
 
@@ -216,7 +219,7 @@ def main() -> None:
     parser.add_argument("--search-epochs", type=int, default=None,
                         help="fine-tuning epochs per evaluation (default: the plan's)")
     parser.add_argument("--codes", default="all", help="hardware | all (quant.pipeline.CODE_SETS)")
-    parser.add_argument("--structures", default="block", choices=STRUCTURES,
+    parser.add_argument("--structures", default="block", choices=STRUCTURE_OFFERS,
                         help="pruning structures offered (quant.search.structure_choices)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="fine-tunes (different seeds) averaged per evaluation")
@@ -235,6 +238,12 @@ def main() -> None:
                         help="objective: accuracy_weight (per point of the measure)")
     parser.add_argument("--size-exponent", type=float, default=2.0,
                         help="objective: the size term is (bits / base bits) ** this")
+    parser.add_argument("--scalarization", default="sum", choices=SCALARIZATIONS,
+                        help="objective: size and accuracy terms added, or their maximum "
+                             "(quant.search.Objective)")
+    parser.add_argument("--utopia", type=float, default=1.5,
+                        help="objective, chebyshev: the utopia's points of the measure above "
+                             "the base")
     parser.add_argument("--budget", type=float, default=None,
                         help="objective: accuracy_budget (default: the plan's)")
     parser.add_argument("--out", default="/tmp/bench_search")
@@ -260,13 +269,14 @@ def main() -> None:
     settings = Settings(**{**plan.quantize, "evaluations": args.evaluations, "codes": args.codes,
                            "progress": False})
     settings = replace(settings, accuracy_weight=args.weight, structures=args.structures,
-                       size_exponent=args.size_exponent)
+                       size_exponent=args.size_exponent, scalarization=args.scalarization,
+                       utopia=args.utopia)
     if args.budget is not None:
         settings = replace(settings, accuracy_budget=args.budget)
     if args.search_epochs is not None:
         settings = replace(settings, search_epochs=args.search_epochs)
     try:
-        check_settings(settings)       # as cnn-ip quantize checks them (--codes, --size-exponent)
+        check_settings(settings)       # as cnn-ip quantize checks its settings
     except ValueError as error:
         parser.exit(2, f"{error}\n")
     out = Path(args.out)

@@ -66,7 +66,8 @@ import yaml
 
 from cnn_ip.errors import UserError
 from quant import weight_modes
-from quant.options import CODE_SET_NAMES, SIZE_EXPONENTS, STRUCTURES
+from quant.options import (CODE_SET_NAMES, SCALARIZATIONS, SIZE_EXPONENTS, STRUCTURE_OFFERS,
+                           UTOPIAS)
 
 # ``shape`` None: the data set takes its canvas from the plan's input (one channel, at
 # least ``min_size`` pixels a side).
@@ -87,11 +88,13 @@ QUANTIZE_KEYS = {"seed": int, "epochs": int, "qat_epochs": int, "search_epochs":
                  "final_epochs": int, "evaluations": int, "accuracy_budget": float,
                  "penalty": float, "mbits": int, "base_sparsity": float, "prune_steps": int,
                  "codes": str, "structures": str, "accuracy_weight": float, "confirm": int,
-                 "size_exponent": float}
+                 "size_exponent": float, "scalarization": str, "utopia": float}
 QUANTIZE_RANGES = {"mbits": (2, 16), "base_sparsity": (0, 0.95), "seed": (0, 2**32 - 1),
-                   "prune_steps": (1, 100), "size_exponent": SIZE_EXPONENTS}
+                   "prune_steps": (1, 100), "size_exponent": SIZE_EXPONENTS,
+                   "utopia": UTOPIAS}
 # The words a string setting takes (quant.options says what each means)
-QUANTIZE_CHOICES = {"codes": CODE_SET_NAMES, "structures": STRUCTURES}
+QUANTIZE_CHOICES = {"codes": CODE_SET_NAMES, "structures": STRUCTURE_OFFERS,
+                    "scalarization": SCALARIZATIONS}
 COMMON_LAYER_KEYS = ("type", "name", "dataflow")
 LAYER_KEYS = {
     "conv": ("out", "k", "stride", "pad", "act", "slope", "weights", "act_bits", "sparsity", "bn",

@@ -9,6 +9,12 @@ from __future__ import annotations
 CODE_SET_NAMES = ("hardware", "all")
 # quantize.structures (quant.search.structure_choices): unstructured pruning offered beside
 # the block structures, or blocks only
-STRUCTURES = ("any", "block")
+STRUCTURE_OFFERS = ("any", "block")
 # quantize.size_exponent: the range of quant.search.Objective.size_exponent
 SIZE_EXPONENTS = (0.5, 4.0)
+# quantize.scalarization: how quant.search.Objective folds size and accuracy into one
+# number, a weighted sum or an augmented Chebyshev (max) of the two
+SCALARIZATIONS = ("sum", "chebyshev")
+# quantize.utopia: the Chebyshev scalarization's utopia, in points of the measure above the
+# base model's
+UTOPIAS = (0.0, 100.0)

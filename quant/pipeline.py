@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from quant import export, reference, sparse_format, train
 from quant.model import fp32_parameter_count
 from quant.plot import plot_search
-from quant.options import CODE_SET_NAMES, SIZE_EXPONENTS, STRUCTURES
-from quant.search import Evaluator, Objective, best_of, check_budget, model_bits, run_searches
+from quant.options import CODE_SET_NAMES, SIZE_EXPONENTS, STRUCTURE_OFFERS
+from quant.search import (Evaluator, Objective, best_of, check_budget, check_scalarization,
+                          model_bits, run_searches)
 
 # The weight codings the search counts bits in: what the decoder block reads, or every
 # coding of docs/sparse_format.md (``cnn_ip.sparse/2`` included) for a model meant for a
@@ -57,10 +58,12 @@ class Settings:
     penalty: float = 1.0
     accuracy_weight: float = 0.0  # objective: per point of the measure lost (or gained), anywhere
     size_exponent: float = 1.0   # objective: the size term is (bits / base bits) ** this
+    scalarization: str = "sum"   # objective: quant.options.SCALARIZATIONS
+    utopia: float = 1.5          # objective, chebyshev: points of the measure above the base
     mbits: int = 8               # width bound of the requantization multipliers M
     base_sparsity: float = 0.5   # of the `auto` layers in the base model the search starts from
     codes: str = "hardware"      # a key of CODE_SETS: the codings the search counts bits in
-    structures: str = "any"      # quant.options.STRUCTURES: unstructured pruning offered or not
+    structures: str = "any"      # quant.options.STRUCTURE_OFFERS: unstructured offered or not
     prune_steps: int = 4         # gradual pruning: steps from the base's sparsity to a point's
     confirm: int = 0             # evaluations of each search re-running its best candidates
     threads: int = 1
@@ -118,8 +121,9 @@ def check_settings(s: Settings) -> None:
     low, high = SIZE_EXPONENTS
     if not low <= s.size_exponent <= high:
         raise ValueError(f"size_exponent: must be in {low:g}..{high:g}, got {s.size_exponent}")
-    if s.structures not in STRUCTURES:
-        raise ValueError(f"structures: must be one of {', '.join(STRUCTURES)}, "
+    check_scalarization(s.scalarization, s.accuracy_weight, s.utopia)
+    if s.structures not in STRUCTURE_OFFERS:
+        raise ValueError(f"structures: must be one of {', '.join(STRUCTURE_OFFERS)}, "
                          f"got {s.structures!r}")
 
 
@@ -176,7 +180,8 @@ def searchable_base(specs, net, data, s: Settings, *, measure: str, head_mbits=N
     name = "val_accuracy" if score is not None else "val_smoothed_accuracy"
     objective = Objective(base["searched_bits"], base["measure"], s.accuracy_budget, s.penalty,
                           measure=name, weight=s.accuracy_weight,
-                          size_exponent=s.size_exponent)
+                          size_exponent=s.size_exponent, scalarization=s.scalarization,
+                          utopia=s.utopia)
     evaluator.objective = objective
     log(f"quantized base: {base['bits']} bits, {measure} {base['accuracy']:.4f}", s.progress)
     return qnet, evaluator, objective, auto

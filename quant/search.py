@@ -49,7 +49,11 @@ the points pruning may lose before ``penalty`` applies too (each point beyond it
 and a budget of a few points, every point within the budget scores its bits alone and
 the lowest objective sits at the budget's edge, where the accuracy falls steeply with the
 bits; docs/search_history.md gives the measured case for budget 0 and ``weight`` 0.1
-instead.
+instead.  ``scalarization="chebyshev"`` replaces the first two terms by
+``max(S, L) + CHEBYSHEV_RHO * (S + L)``, ``S`` the size term, ``L = weight * (drop +
+utopia)``: a front is scored where it crosses the ray ``S = L`` from the utopia point
+(no bits, ``utopia`` points above the base) instead of wherever its slope meets the
+weight (docs/quant.md; on the bench it did not beat the sum, docs/search_history.md).
 
 Searches (:func:`run_searches`): ``bayes``, ``gp_minimize`` over every layer's sparsity
 and structure; ``uniform``, one sparsity (and one structure, when there is a choice)
@@ -77,7 +81,7 @@ import torch.nn.functional as F
 
 from quant import export, prune, sparse_format, train, weight_modes
 from quant.export import layer_sparsity
-from quant.options import STRUCTURES
+from quant.options import SCALARIZATIONS, STRUCTURE_OFFERS, UTOPIAS
 
 MAX_SPARSITY = 0.95
 # What a Gaussian-process search is shown of an objective above this: a point far beyond
@@ -99,6 +103,22 @@ RECOMMEND = ("observed", "model")
 # Seed offset between an evaluation's repeated fine-tunes: above any ``steps`` (a gradual
 # pruning's step s fine-tunes with seed + s - 1), so no two fine-tunes share a seed.
 REPEAT_SEED_STRIDE = 1000
+# The augmented Chebyshev scalarization's sum term: it ranks points the max ties (e.g. two
+# of equal size, both above the ray), small so the max decides everywhere else
+CHEBYSHEV_RHO = 0.05
+
+
+def check_scalarization(scalarization: str, weight: float, utopia: float) -> None:
+    """:class:`Objective`'s scalarization settings, as a plan or a flag gives them."""
+    if scalarization not in SCALARIZATIONS:
+        raise ValueError(f"scalarization: must be one of {', '.join(SCALARIZATIONS)}, "
+                         f"got {scalarization!r}")
+    low, high = UTOPIAS
+    if not low <= utopia <= high:
+        raise ValueError(f"utopia: must be in {low:g}..{high:g}, got {utopia}")
+    if scalarization == "chebyshev" and weight <= 0:
+        raise ValueError("accuracy_weight: the chebyshev scalarization needs one above 0 "
+                         f"(the slope of its ray), got {weight}")
 
 
 @dataclass
@@ -110,19 +130,33 @@ class Objective:
     measure: str = "val_accuracy"
     weight: float = 0.0          # per point of the measure, at every drop (gains too)
     size_exponent: float = 1.0   # the size term is (bits / ref_bits) ** size_exponent
+    scalarization: str = "sum"   # quant.options.SCALARIZATIONS
+    utopia: float = 1.5          # chebyshev: points of the measure above the base
+
+    def __post_init__(self):
+        check_scalarization(self.scalarization, self.weight, self.utopia)
 
     def __call__(self, bits: int, accuracy: float) -> float:
         drop = 100 * (self.ref_accuracy - accuracy)
-        return ((bits / self.ref_bits) ** self.size_exponent + self.weight * drop
-                + self.penalty * max(0.0, drop - self.budget))
+        size = (bits / self.ref_bits) ** self.size_exponent
+        if self.scalarization == "sum":
+            trade = size + self.weight * drop
+        else:
+            lost = self.weight * (drop + self.utopia)
+            trade = max(size, lost) + CHEBYSHEV_RHO * (size + lost)
+        return trade + self.penalty * max(0.0, drop - self.budget)
 
     def describe(self) -> str:
         drop = f"100*({self.ref_accuracy:.6f} - {self.measure})"
-        linear = f" + {self.weight} * {drop}" if self.weight else ""
         size = f"searched_bits/{self.ref_bits}"
         if self.size_exponent != 1:
             size = f"({size})^{self.size_exponent:g}"
-        return (f"minimise {size}{linear} + {self.penalty} * max(0, "
+        if self.scalarization == "sum":
+            trade = size + (f" + {self.weight} * {drop}" if self.weight else "")
+        else:
+            lost = f"{self.weight} * ({drop} + {self.utopia:g})"
+            trade = f"max(S, L) + {CHEBYSHEV_RHO} * (S + L), S = {size}, L = {lost},"
+        return (f"minimise {trade} + {self.penalty} * max(0, "
                 f"{drop} - {self.budget}) over the "
                 "sparsities and pruning structures of the auto layers (searched_bits: exact "
                 "ROM bits of those layers)")
@@ -168,8 +202,9 @@ def structure_choices(cout: int, reduce: int, weights: str, codes,
     search its points mostly spend evaluations; bench/search.py compares the methods so.
     ``"any"`` (``cnn-ip quantize``'s default) keeps it: on the digits example the final
     model it finds is both smaller and more accurate that way (docs/quant.md)."""
-    if structures not in STRUCTURES:
-        raise ValueError(f"structures: must be one of {', '.join(STRUCTURES)}, got {structures!r}")
+    if structures not in STRUCTURE_OFFERS:
+        raise ValueError(f"structures: must be one of {', '.join(STRUCTURE_OFFERS)}, "
+                         f"got {structures!r}")
     if "block" not in codes or weights == "binary":
         return [UNSTRUCTURED]
     _, simd = export.packing(cout, reduce)

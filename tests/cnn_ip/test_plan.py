@@ -100,6 +100,10 @@ CASES = [
      "p.yaml:8: quantize.prune_steps: must be an integer in 1..100, got 0"),
     (HEAD + GOOD_LAYERS + "quantize: {size_exponent: 0}\n",
      "p.yaml:8: quantize.size_exponent: must be >= 0.5, got 0"),
+    (HEAD + GOOD_LAYERS + "quantize: {scalarization: max}\n",
+     "p.yaml:8: quantize.scalarization: must be one of sum, chebyshev, got 'max'"),
+    (HEAD + GOOD_LAYERS + "quantize: {utopia: 101}\n",
+     "p.yaml:8: quantize.utopia: must be <= 100.0, got 101"),
     (HEAD + GOOD_LAYERS + "  - [oops\n", "p.yaml:9: yaml: "),
     ("- just a list\n", "p.yaml:1: plan: must be a mapping"),
 ]
@@ -336,10 +340,12 @@ def test_frame_mistakes_exit_2_with_one_line(tmp_path, capsys, text, message):
 def test_quantize_settings_reach_the_pipeline():
     from quant.pipeline import Settings
     plan = parse_plan(HEAD + GOOD_LAYERS + "quantize: {codes: all, prune_steps: 2, seed: 3, "
-                      "structures: block, accuracy_weight: 0.1, size_exponent: 2}\n", "p.yaml")
+                      "structures: block, accuracy_weight: 0.1, size_exponent: 2, "
+                      "scalarization: chebyshev, utopia: 1}\n", "p.yaml")
     assert plan.quantize == {"codes": "all", "prune_steps": 2, "seed": 3,
                              "structures": "block", "accuracy_weight": 0.1,
-                             "size_exponent": 2.0}
+                             "size_exponent": 2.0, "scalarization": "chebyshev", "utopia": 1.0}
     settings = Settings(**plan.quantize)
     assert (settings.codes, settings.prune_steps, settings.seed, settings.structures,
-            settings.accuracy_weight, settings.size_exponent) == ("all", 2, 3, "block", 0.1, 2.0)
+            settings.accuracy_weight, settings.size_exponent, settings.scalarization,
+            settings.utopia) == ("all", 2, 3, "block", 0.1, 2.0, "chebyshev", 1.0)

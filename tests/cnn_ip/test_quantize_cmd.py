@@ -70,6 +70,16 @@ def test_bad_confirmation_runs(tmp_path, capsys, flags, message):
     assert not (tmp_path / "o").exists()
 
 
+def test_chebyshev_without_an_accuracy_weight_is_one_line(tmp_path, capsys):
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN.replace("evaluations: 2}", "evaluations: 2, scalarization: chebyshev}"))
+    assert main(["quantize", str(plan), "-o", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (
+        "cnn-ip: quantize: accuracy_weight: the chebyshev scalarization needs one above 0 "
+        "(the slope of its ray), got 0.0\n")
+    assert not (tmp_path / "o").exists()
+
+
 def test_string_and_numeric_settings_from_the_plan(tmp_path):
     import argparse
 
@@ -113,10 +123,16 @@ def test_end_to_end_report_is_recomputable_and_reproducible(tmp_path):
     assert len(report["search"]["bayes"]) == len(report["search"]["uniform"]) == 2
     assert "objective" in report and (out / "search.png").stat().st_size > 1000
     # a rerun replaces a previous output; with confirmation runs (the last 2 of each
-    # search's 4 evaluations re-run its 2 lowest-objective points, new seeds)
+    # search's 4 evaluations re-run its 2 lowest-objective points, new seeds) and the
+    # plan's chebyshev scalarization
+    assert "max(S, L)" not in report["objective"]
+    plan.write_text(PLAN.replace("evaluations: 2}", "evaluations: 2, accuracy_weight: 0.1, "
+                                                    "scalarization: chebyshev, utopia: 2}"))
     assert main(["quantize", str(plan), "-o", str(out), "--quiet", "--evaluations", "4",
                  "--confirm", "2"]) == 0
     again = json.loads((out / "quant_report.json").read_text())
+    assert "max(S, L) + 0.05 * (S + L)" in again["objective"]
+    assert "+ 2)" in again["objective"]                       # the utopia's 2 points
     assert model_bits(out) == again["model_bits"]
     for method in ("bayes", "uniform"):
         records = again["search"][method]

@@ -386,6 +386,42 @@ def test_objective_size_exponent_powers_the_relative_size_only():
     assert "^" not in Objective(1000, 0.95).describe()          # exponent 1: the former text
 
 
+def test_chebyshev_objective_is_the_larger_term_plus_a_little_of_both():
+    objective = Objective(ref_bits=1000, ref_accuracy=0.95, budget=3.0, weight=0.1,
+                          scalarization="chebyshev", utopia=1.5)
+    # no drop: L = 0.1 * 1.5 = 0.15 below S = 0.4, so S + 0.05 * (0.4 + 0.15)
+    assert np.isclose(objective(400, 0.95), 0.4275)
+    # 2.5 points lost: L = 0.4 = S, the ray's crossing
+    assert np.isclose(objective(400, 0.925), 0.4 + 0.05 * 0.8)
+    # smaller but 4.5 points lost: L = 0.6 rules, and 1.5 points beyond the budget
+    assert np.isclose(objective(200, 0.905), 0.6 + 0.05 * 0.8 + 1.5)
+    # a point better on both axes scores lower (what the max is for); on one axis alone the
+    # max may not move, the 0.05 term breaks that tie
+    assert objective(390, 0.951) < objective(400, 0.95)
+    assert objective(300, 0.95) < objective(400, 0.95)
+    assert objective(400, 0.96) < objective(400, 0.95)
+    assert objective(100, 0.95) < objective(100, 0.949)
+    assert ("max(S, L) + 0.05 * (S + L), S = searched_bits/1000, "
+            "L = 0.1 * (100*(0.950000 - val_accuracy) + 1.5)") in objective.describe()
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(scalarization="max"), "scalarization: must be one of sum, chebyshev, got 'max'"),
+    (dict(scalarization="chebyshev"), "accuracy_weight: the chebyshev scalarization needs one "
+                                      "above 0 (the slope of its ray), got 0.0"),
+    (dict(scalarization="chebyshev", accuracy_weight=0.1, utopia=-1.0),
+     "utopia: must be in 0..100, got -1.0"),
+])
+def test_settings_refuse_a_bad_scalarization(settings, message):
+    check_settings(Settings(scalarization="chebyshev", accuracy_weight=0.1))
+    with pytest.raises(ValueError) as info:
+        check_settings(Settings(**settings))
+    assert str(info.value) == message
+    with pytest.raises(ValueError):                 # the objective checks the same rule
+        Objective(1000, 0.95, weight=settings.get("accuracy_weight", 0.0),
+                  scalarization=settings["scalarization"], utopia=settings.get("utopia", 1.5))
+
+
 @pytest.mark.parametrize("exponent", [0.25, 4.5])
 def test_settings_refuse_a_size_exponent_out_of_range(exponent):
     check_settings(Settings(size_exponent=2.0))
