@@ -161,6 +161,9 @@ def slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, ptr, we, *, a
     return after, pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, we, ecp5=ecp5)
 
 
+# Longer than a block should be; split into sub-blocks it converts to the same logic under
+# other signal names, which places differently (docs/estimates.md, 2026-12-03), so the split
+# waits for the walker's next structural change.
 @block
 def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid_in, hflag,
            ent, last_in, tflags, write, wp3, codes, fills, pop, cur, src_flag, off_copies,
