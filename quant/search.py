@@ -151,15 +151,15 @@ class Objective:
         size = f"searched_bits/{self.ref_bits}"
         if self.size_exponent != 1:
             size = f"({size})^{self.size_exponent:g}"
+        penalty = f"{self.penalty} * max(0, {drop} - {self.budget})"
         if self.scalarization == "sum":
-            trade = size + (f" + {self.weight} * {drop}" if self.weight else "")
+            linear = f" + {self.weight} * {drop}" if self.weight else ""
+            formula = f"{size}{linear} + {penalty}"
         else:
-            lost = f"{self.weight} * ({drop} + {self.utopia:g})"
-            trade = f"max(S, L) + {CHEBYSHEV_RHO} * (S + L), S = {size}, L = {lost},"
-        return (f"minimise {trade} + {self.penalty} * max(0, "
-                f"{drop} - {self.budget}) over the "
-                "sparsities and pruning structures of the auto layers (searched_bits: exact "
-                "ROM bits of those layers)")
+            formula = (f"max(S, L) + {CHEBYSHEV_RHO} * (S + L) + {penalty} with S = {size}, "
+                       f"L = {self.weight} * ({drop} + {self.utopia:g}),")
+        return (f"minimise {formula} over the sparsities and pruning structures of the auto "
+                "layers (searched_bits: exact ROM bits of those layers)")
 
 
 @dataclass
