@@ -6,7 +6,7 @@ at equal evaluation budget, over several seeds.
         [--recommend observed]
         [--warm S:STRUCTURE ...] [--search-epochs N] [--codes all]
         [--repeats 1] [--weight 0.1] [--size-exponent 2] [--scalarization sum] [--utopia 1.5]
-        [--budget B] [--structures block] [--final]
+        [--budget B] [--structures block] [--final] [--remeasure N]
         [--out /tmp/bench_search]
         [--from-json A/search.json B/search.json]
 
@@ -43,15 +43,18 @@ every evaluation and ``OUT/search.png`` plots bits against validation top-1 (one
 seed, every evaluation of each method, each method's Pareto front as a step line, best
 points as stars). ``--final``: each method's best point also fine-tuned ``final_epochs``
 as ``cnn-ip quantize`` fine-tunes its choice, and those models compared the same way.
+``--remeasure N``: each method's best point also evaluated N more times (its next
+fine-tune seeds, outside the budget) and compared by the means over all its runs, a
+diagnostic of how much of a comparison is the noise of 1-3 runs.
 ``--from-json``: the table and plot of earlier runs' records (no searches; with
-``--final``, the final models of records that lack them). Prints; asserts nothing.
+``--final`` or ``--remeasure``, what records lack of them). Prints; asserts nothing.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import matplotlib
@@ -121,39 +124,69 @@ def run_seed(plan, data, seed: int, settings: Settings, repeats: int = 1, confir
             "cpu_s": round(time.process_time() - started, 1)}
 
 
-def final_models(plan, data, result: dict, settings: Settings) -> dict:
-    """Each method's best point fine-tuned as ``cnn-ip quantize`` fine-tunes its choice
-    (``quant.pipeline.final_finetune``): ``{method: {bits, val_accuracy, val_measure}}``.  The base is
-    rebuilt from the seed (deterministic) and checked against the search's record."""
+def on_rebuilt_base(plan, data, result: dict, settings: Settings, work):
+    """``work(evaluator, net, settings)`` on the base of ``result``'s seed, rebuilt
+    (deterministic) and checked against the search's record; returns what it returns."""
     seed = result["seed"]
     s = replace(settings, seed=seed)
-    out = {}
     with train.deterministic(seed, s.threads):
         net = train.train_fp32(plan.layers, data, epochs=s.epochs, seed=seed, progress=False)
         _, evaluator, _, _ = searchable_base(plan.layers, net, data, s, measure="validation top-1")
         for key in ("bits", "accuracy", "measure"):
             if evaluator.reference[key] != result["base"][key]:
                 raise RuntimeError(f"seed {seed}: the rebuilt base differs in {key}")
+        return work(evaluator, net, s)
+
+
+def final_models(plan, data, result: dict, settings: Settings) -> dict:
+    """Each method's best point fine-tuned as ``cnn-ip quantize`` fine-tunes its choice
+    (``quant.pipeline.final_finetune``): ``{method: {bits, val_accuracy, val_measure}}``."""
+    def work(evaluator, net, s):
+        out = {}
         for method in METHODS:
             best = best_of(result["search"][method])
             final_finetune(evaluator, net, data, s, best["sparsity"], best["structure"])
             m = evaluator.measure()
             out[method] = {"bits": m["bits"], "val_accuracy": round(m["accuracy"], 6),
                            "val_measure": round(m["measure"], 6)}
-    return out
+        return out
+    return on_rebuilt_base(plan, data, result, settings, work)
 
 
-def final_rows(results: list[dict]) -> list[dict]:
+def remeasured(plan, data, result: dict, settings: Settings, extra: int) -> dict:
+    """Each method's best point evaluated ``extra`` more times, as its confirmation runs
+    are (the next fine-tune seeds, search epochs), outside the search's budget: ``{method:
+    {bits, val_accuracy, val_measure, runs}}``, the means over all its runs.  A diagnostic
+    of the comparison's noise: a best point's top-1 is otherwise the mean of 1-3 runs."""
+    def work(evaluator, net, s):
+        out = {}
+        for method in METHODS:
+            records = result["search"][method]
+            best = best_of(records)
+            runs = [r for r in records if best["index"] in (r["index"], r.get("confirms"))]
+            for run in range(len(runs), len(runs) + extra):
+                evaluator(method, best["sparsity"], best["structure"], run=run,
+                          confirms=best["index"])
+                runs.append(asdict(evaluator.history[-1]))
+            out[method] = {key: round(sum(r[key] for r in runs) / len(runs), 6)
+                           for key in ("bits", "val_accuracy", "val_measure")}
+            out[method]["runs"] = len(runs)
+        return out
+    return on_rebuilt_base(plan, data, result, settings, work)
+
+
+def compared_rows(results: list[dict], key: str) -> list[dict]:
+    """Rows of ``result[key]`` (``final`` or ``remeasured``), each method against uniform."""
     rows = []
     for result in results:
-        final = result["final"]
+        models = result[key]
         for method in METHODS:
-            f = final[method]
-            rows.append({"seed": result["seed"], "method": method, "bits": f["bits"],
+            f = models[method]
+            rows.append({"seed": result["seed"], "method": method, "bits": round(f["bits"]),
                          "val_top1": f"{100 * f['val_accuracy']:.2f}",
                          "val_p_true": f"{f['val_measure']:.4f}",
                          "dominates_uniform": "-" if method == "uniform"
-                         else ("yes" if dominates(f, final["uniform"]) else "no")})
+                         else ("yes" if dominates(f, models["uniform"]) else "no")})
     return rows
 
 
@@ -259,12 +292,17 @@ def main() -> None:
     parser.add_argument("--from-json", nargs="+", metavar="FILE",
                         help="no searches: the table and plot of earlier runs' search.json "
                              "files (e.g. seeds split over two processes)")
+    parser.add_argument("--remeasure", type=int, default=0, metavar="N",
+                        help="also evaluate each method's best point N more times (outside "
+                             "the budget) and compare the means over all its runs")
     parser.add_argument("--final", action="store_true",
                         help="also fine-tune each method's best point final_epochs, as "
                              "cnn-ip quantize does, and compare those models")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.exit(2, f"--repeats: must be at least 1, got {args.repeats}\n")
+    if args.remeasure < 0:
+        parser.exit(2, f"--remeasure: must be at least 0, got {args.remeasure}\n")
     try:
         warm = [(float(sparsity), label) for sparsity, label in (w.split(":") for w in args.warm)]
     except ValueError:
@@ -295,6 +333,8 @@ def main() -> None:
         for result in results:
             if args.final and "final" not in result:
                 result["final"] = final_models(plan, data, result, settings)
+            if args.remeasure and "remeasured" not in result:
+                result["remeasured"] = remeasured(plan, data, result, settings, args.remeasure)
         (out / "search.json").write_text(json.dumps(results, indent=1) + "\n")
         return report(results, args, settings, out)
     results = []
@@ -303,6 +343,9 @@ def main() -> None:
                                 args.candidates, warm, args.recommend))
         if args.final:
             results[-1]["final"] = final_models(plan, data, results[-1], settings)
+        if args.remeasure:
+            results[-1]["remeasured"] = remeasured(plan, data, results[-1], settings,
+                                                   args.remeasure)
         (out / "search.json").write_text(json.dumps(results, indent=1) + "\n")
         for row in table(results[-1:]):           # as it comes (a seed takes minutes)
             print("  ".join(str(v) for v in row.values()), flush=True)
@@ -338,15 +381,20 @@ def report(results: list[dict], args, settings: Settings, out: Path) -> None:
           f"{smoothed} of {len(results)} seeds")
     print(f"bayes best has the lowest objective of the three methods in {lowest} of "
           f"{len(results)} seeds")
-    if all("final" in r for r in results):
-        final = final_rows(results)
-        print(f"after the final fine-tuning ({settings.final_epochs} epochs, distilled):")
-        print("  ".join(final[0]))
-        for r in final:
+    for key, title in (("final", f"after the final fine-tuning ({settings.final_epochs} "
+                                 "epochs, distilled)"),
+                       ("remeasured", "each best point's mean over its runs and the "
+                                      "--remeasure ones")):
+        if not all(key in r for r in results):
+            continue
+        rows = compared_rows(results, key)
+        print(f"{title}:")
+        print("  ".join(rows[0]))
+        for r in rows:
             print("  ".join(str(v) for v in r.values()))
         for method in ("bayes", "random"):
-            wins = sum(r["dominates_uniform"] == "yes" for r in final if r["method"] == method)
-            print(f"final: {method} dominates uniform in {wins} of {len(results)} seeds")
+            wins = sum(r["dominates_uniform"] == "yes" for r in rows if r["method"] == method)
+            print(f"{key}: {method} dominates uniform in {wins} of {len(results)} seeds")
     plot(results, out / "search.png")
     print(f"wrote {out / 'search.json'} and {out / 'search.png'}")
 
