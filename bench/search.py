@@ -168,6 +168,8 @@ def remeasured(plan, data, result: dict, settings: Settings, extra: int) -> dict
                 evaluator(method, best["sparsity"], best["structure"], run=run,
                           confirms=best["index"])
                 runs.append(asdict(evaluator.history[-1]))
+            # the mean over the runs (not best_of: the rebuilt evaluator numbers its runs
+            # from 0 again, so a new run can share the best record's index)
             out[method] = {key: round(sum(r[key] for r in runs) / len(runs), 6)
                            for key in ("bits", "val_accuracy", "val_measure")}
             out[method]["runs"] = len(runs)

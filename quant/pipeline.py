@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from quant import export, reference, sparse_format, train
 from quant.model import fp32_parameter_count
 from quant.plot import plot_search
-from quant.options import CODE_SET_NAMES, SIZE_EXPONENTS, STRUCTURE_OFFERS
-from quant.search import (Evaluator, Objective, best_of, check_budget, check_scalarization,
-                          model_bits, run_searches)
+from quant.options import CODE_SET_NAMES
+from quant.search import (Evaluator, Objective, best_of, check_budget, check_objective,
+                          check_structures, model_bits, run_searches)
 
 # The weight codings the search counts bits in: what the decoder block reads, or every
 # coding of docs/sparse_format.md (``cnn_ip.sparse/2`` included) for a model meant for a
@@ -118,13 +118,8 @@ def check_settings(s: Settings) -> None:
         check_budget(s.evaluations, s.confirm)
     if s.codes not in CODE_SETS:
         raise ValueError(f"codes: must be one of {', '.join(CODE_SETS)}, got {s.codes!r}")
-    low, high = SIZE_EXPONENTS
-    if not low <= s.size_exponent <= high:
-        raise ValueError(f"size_exponent: must be in {low:g}..{high:g}, got {s.size_exponent}")
-    check_scalarization(s.scalarization, s.accuracy_weight, s.utopia)
-    if s.structures not in STRUCTURE_OFFERS:
-        raise ValueError(f"structures: must be one of {', '.join(STRUCTURE_OFFERS)}, "
-                         f"got {s.structures!r}")
+    check_objective(s.size_exponent, s.scalarization, s.accuracy_weight, s.utopia)
+    check_structures(s.structures)
 
 
 def quantize_and_search(specs, net, data, s: Settings, *, measure: str, head_mbits=None,

@@ -81,7 +81,7 @@ import torch.nn.functional as F
 
 from quant import export, prune, sparse_format, train, weight_modes
 from quant.export import layer_sparsity
-from quant.options import SCALARIZATIONS, STRUCTURE_OFFERS, UTOPIAS
+from quant.options import SCALARIZATIONS, SIZE_EXPONENTS, STRUCTURE_OFFERS, UTOPIAS
 
 MAX_SPARSITY = 0.95
 # What a Gaussian-process search is shown of an objective above this: a point far beyond
@@ -108,8 +108,12 @@ REPEAT_SEED_STRIDE = 1000
 CHEBYSHEV_RHO = 0.05
 
 
-def check_scalarization(scalarization: str, weight: float, utopia: float) -> None:
-    """:class:`Objective`'s scalarization settings, as a plan or a flag gives them."""
+def check_objective(size_exponent: float, scalarization: str, weight: float,
+                    utopia: float) -> None:
+    """:class:`Objective`'s shape settings, as a plan or a flag gives them (ValueError)."""
+    low, high = SIZE_EXPONENTS
+    if not low <= size_exponent <= high:
+        raise ValueError(f"size_exponent: must be in {low:g}..{high:g}, got {size_exponent}")
     if scalarization not in SCALARIZATIONS:
         raise ValueError(f"scalarization: must be one of {', '.join(SCALARIZATIONS)}, "
                          f"got {scalarization!r}")
@@ -119,6 +123,13 @@ def check_scalarization(scalarization: str, weight: float, utopia: float) -> Non
     if scalarization == "chebyshev" and weight <= 0:
         raise ValueError("accuracy_weight: the chebyshev scalarization needs one above 0 "
                          f"(the slope of its ray), got {weight}")
+
+
+def check_structures(structures: str) -> None:
+    """ValueError unless ``structures`` is one of :data:`quant.options.STRUCTURE_OFFERS`."""
+    if structures not in STRUCTURE_OFFERS:
+        raise ValueError(f"structures: must be one of {', '.join(STRUCTURE_OFFERS)}, "
+                         f"got {structures!r}")
 
 
 @dataclass
@@ -134,7 +145,7 @@ class Objective:
     utopia: float = 1.5          # chebyshev: points of the measure above the base
 
     def __post_init__(self):
-        check_scalarization(self.scalarization, self.weight, self.utopia)
+        check_objective(self.size_exponent, self.scalarization, self.weight, self.utopia)
 
     def __call__(self, bits: int, accuracy: float) -> float:
         drop = 100 * (self.ref_accuracy - accuracy)
@@ -202,9 +213,7 @@ def structure_choices(cout: int, reduce: int, weights: str, codes,
     search its points mostly spend evaluations; bench/search.py compares the methods so.
     ``"any"`` (``cnn-ip quantize``'s default) keeps it: on the digits example the final
     model it finds is both smaller and more accurate that way (docs/quant.md)."""
-    if structures not in STRUCTURE_OFFERS:
-        raise ValueError(f"structures: must be one of {', '.join(STRUCTURE_OFFERS)}, "
-                         f"got {structures!r}")
+    check_structures(structures)
     if "block" not in codes or weights == "binary":
         return [UNSTRUCTURED]
     _, simd = export.packing(cout, reduce)

@@ -395,12 +395,15 @@ def test_chebyshev_objective_is_the_larger_term_plus_a_little_of_both():
     assert np.isclose(objective(400, 0.925), 0.4 + 0.05 * 0.8)
     # smaller but 4.5 points lost: L = 0.6 rules, and 1.5 points beyond the budget
     assert np.isclose(objective(200, 0.905), 0.6 + 0.05 * 0.8 + 1.5)
-    # a point better on both axes scores lower (what the max is for); on one axis alone the
-    # max may not move, the 0.05 term breaks that tie
+    # a point better on both axes scores lower (what the max is for)
     assert objective(390, 0.951) < objective(400, 0.95)
     assert objective(300, 0.95) < objective(400, 0.95)
+    # better on the axis the max does not take: the 0.05 term breaks the tie (size rules
+    # at 400 bits, L = 0.05 or 0.15; accuracy rules at 90 or 100 bits, L = 0.15)
+    assert np.isclose(objective(400, 0.96), 0.4 + 0.05 * 0.45)
     assert objective(400, 0.96) < objective(400, 0.95)
-    assert objective(100, 0.95) < objective(100, 0.949)
+    assert np.isclose(objective(90, 0.95), 0.15 + 0.05 * 0.24)
+    assert objective(90, 0.95) < objective(100, 0.95)
     assert objective.describe().startswith(
         "minimise max(S, L) + 0.05 * (S + L) + 1.0 * max(0, 100*(0.950000 - val_accuracy) - "
         "3.0) with S = searched_bits/1000, L = 0.1 * (100*(0.950000 - val_accuracy) + 1.5), "
