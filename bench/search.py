@@ -6,7 +6,7 @@ at equal evaluation budget, over several seeds.
         [--recommend observed]
         [--warm S:STRUCTURE ...] [--search-epochs N] [--codes all]
         [--repeats 1] [--weight 0.1] [--size-exponent 2] [--scalarization sum] [--utopia 1.5]
-        [--budget B] [--structures block] [--final] [--remeasure N]
+        [--budget B] [--size-budget BITS] [--structures block] [--final] [--remeasure N]
         [--out /tmp/bench_search]
         [--from-json A/search.json B/search.json]
 
@@ -290,6 +290,9 @@ def main() -> None:
                              "the base")
     parser.add_argument("--budget", type=float, default=None,
                         help="objective: accuracy_budget (default: the plan's)")
+    parser.add_argument("--size-budget", type=int, default=None, metavar="BITS",
+                        help="objective: size_budget, the bits the model may take (default: "
+                             "the plan's)")
     parser.add_argument("--out", default="/tmp/bench_search")
     parser.add_argument("--from-json", nargs="+", metavar="FILE",
                         help="no searches: the table and plot of earlier runs' search.json "
@@ -322,6 +325,8 @@ def main() -> None:
                        utopia=args.utopia)
     if args.budget is not None:
         settings = replace(settings, accuracy_budget=args.budget)
+    if args.size_budget is not None:
+        settings = replace(settings, size_budget=args.size_budget)
     if args.search_epochs is not None:
         settings = replace(settings, search_epochs=args.search_epochs)
     try:

@@ -60,6 +60,7 @@ class Settings:
     size_exponent: float = 1.0   # objective: the size term is (bits / base bits) ** this
     scalarization: str = "sum"   # objective: quant.options.SCALARIZATIONS
     utopia: float = 1.5          # objective, chebyshev: points of the measure above the base
+    size_budget: int | None = None  # objective: bits the model may take (quant.search.SIZE_PENALTY)
     mbits: int = 8               # width bound of the requantization multipliers M
     base_sparsity: float = 0.5   # of the `auto` layers in the base model the search starts from
     codes: str = "hardware"      # a key of CODE_SETS: the codings the search counts bits in
@@ -120,6 +121,8 @@ def check_settings(s: Settings) -> None:
         raise ValueError(f"codes: must be one of {', '.join(CODE_SETS)}, got {s.codes!r}")
     check_objective(s.size_exponent, s.scalarization, s.accuracy_weight, s.utopia)
     check_structures(s.structures)
+    if s.size_budget is not None and s.size_budget < 1:
+        raise ValueError(f"size_budget: must be at least 1 bit, got {s.size_budget}")
 
 
 def quantize_and_search(specs, net, data, s: Settings, *, measure: str, head_mbits=None,
@@ -176,7 +179,8 @@ def searchable_base(specs, net, data, s: Settings, *, measure: str, head_mbits=N
     objective = Objective(base["searched_bits"], base["measure"], s.accuracy_budget, s.penalty,
                           measure=name, weight=s.accuracy_weight,
                           size_exponent=s.size_exponent, scalarization=s.scalarization,
-                          utopia=s.utopia)
+                          utopia=s.utopia, size_budget=s.size_budget,
+                          fixed_bits=base["bits"] - base["searched_bits"])
     evaluator.objective = objective
     log(f"quantized base: {base['bits']} bits, {measure} {base['accuracy']:.4f}", s.progress)
     return qnet, evaluator, objective, auto

@@ -103,6 +103,10 @@ RECOMMEND = ("observed", "model")
 # Seed offset between an evaluation's repeated fine-tunes: above any ``steps`` (a gradual
 # pruning's step s fine-tunes with seed + s - 1), so no two fine-tunes share a seed.
 REPEAT_SEED_STRIDE = 1000
+# Objective per percent of ``size_budget`` a model's bits exceed it: a point 1 % over costs
+# as much as the searched layers' whole size at the base, so no accuracy it gains pays
+# for it (a model that does not fit is not a choice), yet the GP still sees a slope there
+SIZE_PENALTY = 1.0
 # The augmented Chebyshev scalarization's sum term: it ranks points the max ties (e.g. two
 # of equal size, both above the ray), small so the max decides everywhere else
 CHEBYSHEV_RHO = 0.05
@@ -143,9 +147,20 @@ class Objective:
     size_exponent: float = 1.0   # the size term is (bits / ref_bits) ** size_exponent
     scalarization: str = "sum"   # quant.options.SCALARIZATIONS
     utopia: float = 1.5          # chebyshev: points of the measure above the base
+    size_budget: int | None = None  # bits the whole model may take (None: no budget)
+    fixed_bits: int = 0          # bits of the layers not searched (the model's other bits)
 
     def __post_init__(self):
         check_objective(self.size_exponent, self.scalarization, self.weight, self.utopia)
+        if self.size_budget is not None and self.size_budget <= self.fixed_bits:
+            raise ValueError(f"size_budget: {self.size_budget} bits leaves nothing for the "
+                             f"searched layers (the others take {self.fixed_bits})")
+
+    def over_budget(self, bits: int) -> float:
+        """Percent of ``size_budget`` the model exceeds it with ``bits`` searched bits."""
+        if self.size_budget is None:
+            return 0.0
+        return max(0.0, 100 * (bits + self.fixed_bits - self.size_budget) / self.size_budget)
 
     def __call__(self, bits: int, accuracy: float) -> float:
         drop = 100 * (self.ref_accuracy - accuracy)
@@ -155,7 +170,8 @@ class Objective:
         else:
             lost = self.weight * (drop + self.utopia)
             trade = max(size, lost) + CHEBYSHEV_RHO * (size + lost)
-        return trade + self.penalty * max(0.0, drop - self.budget)
+        return (trade + self.penalty * max(0.0, drop - self.budget)
+                + SIZE_PENALTY * self.over_budget(bits))
 
     def describe(self) -> str:
         drop = f"100*({self.ref_accuracy:.6f} - {self.measure})"
@@ -163,6 +179,9 @@ class Objective:
         if self.size_exponent != 1:
             size = f"({size})^{self.size_exponent:g}"
         penalty = f"{self.penalty} * max(0, {drop} - {self.budget})"
+        if self.size_budget is not None:
+            penalty += (f" + {SIZE_PENALTY} * max(0, 100*(searched_bits + {self.fixed_bits} - "
+                        f"{self.size_budget})/{self.size_budget})")
         if self.scalarization == "sum":
             linear = f" + {self.weight} * {drop}" if self.weight else ""
             formula = f"{size}{linear} + {penalty}"
