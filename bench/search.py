@@ -31,8 +31,9 @@ or gained is worth 10 % of the searched layers' bits at the base's size),
 ``--size-exponent`` (default 2: the size term is the square of the relative size),
 ``--scalarization`` and ``--utopia`` (default sum: size and accuracy terms added; chebyshev:
 their maximum, the ray's slope ``--weight``, its utopia ``--utopia`` points above the base)
-and, if given, ``--budget`` (``accuracy_budget``), each fixed on tuning seeds before seeds
-0-4 were run with it (docs/quant.md, docs/search_history.md).
+and, if given, ``--budget`` (``accuracy_budget``) and ``--size-budget`` (``size_budget``,
+the bits the model may take), each fixed on tuning seeds before seeds 0-4 were run with it
+(docs/quant.md, docs/search_history.md).
 Each method's *best* point: ``quant.search.best_of``. The table gives, per seed and method,
 the best point's model bits, validation top-1, mean true-class probability and loss, and
 whether it **dominates** uniform's best (and the Bayesian best random's): fewer bits at no
@@ -69,7 +70,7 @@ from quant.data import load_dataset  # noqa: E402
 from quant.pipeline import (Settings, check_settings, final_finetune,  # noqa: E402
                             searchable_base)
 from quant.options import SCALARIZATIONS, STRUCTURE_OFFERS  # noqa: E402
-from quant.search import (CANDIDATES, METHODS, RECOMMEND, best_of,  # noqa: E402
+from quant.search import (CANDIDATES, METHODS, RECOMMEND, SizeBudgetError, best_of,  # noqa: E402
                           check_budget, run_searches)
 
 STYLE = {"bayes": ("tab:blue", "o", "Bayesian, per layer"),
@@ -346,8 +347,11 @@ def main() -> None:
         return report(results, args, settings, out)
     results = []
     for seed in args.seeds:
-        results.append(run_seed(plan, data, seed, settings, args.repeats, args.confirm,
-                                args.candidates, warm, args.recommend))
+        try:
+            results.append(run_seed(plan, data, seed, settings, args.repeats, args.confirm,
+                                    args.candidates, warm, args.recommend))
+        except SizeBudgetError as error:
+            parser.exit(2, f"{error}\n")
         if args.final:
             results[-1]["final"] = final_models(plan, data, results[-1], settings)
         if args.remeasure:

@@ -92,7 +92,7 @@ QUANTIZE_KEYS = {"seed": int, "epochs": int, "qat_epochs": int, "search_epochs":
                  "size_budget": int}
 QUANTIZE_RANGES = {"mbits": (2, 16), "base_sparsity": (0, 0.95), "seed": (0, 2**32 - 1),
                    "prune_steps": (1, 100), "size_exponent": SIZE_EXPONENTS,
-                   "utopia": UTOPIAS, "size_budget": (1, 2**40)}
+                   "utopia": UTOPIAS, "size_budget": (1, None)}
 # The words a string setting takes (quant.options says what each means)
 QUANTIZE_CHOICES = {"codes": CODE_SET_NAMES, "structures": STRUCTURE_OFFERS,
                     "scalarization": SCALARIZATIONS}

@@ -72,12 +72,17 @@ def run(args) -> int:
     settings = settings_for(plan, args)
     from quant.data import load_dataset
     from quant.pipeline import quantize
+    from quant.search import SizeBudgetError
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         detect = getattr(plan, "detect", None)
         data = load_dataset(plan.dataset, size=plan.input_shape[1:])
-        report = quantize(plan.layers, data, scratch, settings, name=plan.name, detect=detect)
+        try:
+            report = quantize(plan.layers, data, scratch, settings, name=plan.name,
+                              detect=detect)
+        except SizeBudgetError as error:
+            raise UserError(f"quantize: {error}") from None
         if out.exists():
             shutil.rmtree(out)
         scratch.rename(out)

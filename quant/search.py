@@ -54,6 +54,9 @@ instead.  ``scalarization="chebyshev"`` replaces the first two terms by
 utopia)``: a front is scored where it crosses the ray ``S = L`` from the utopia point
 (no bits, ``utopia`` points above the base) instead of wherever its slope meets the
 weight (docs/quant.md; on the bench it did not beat the sum, docs/search_history.md).
+A ``size_budget`` (bits of the whole model, e.g. the block RAM a device leaves for weights)
+adds ``SIZE_PENALTY`` for every percent of it the model exceeds: the search then looks for
+the most accurate model that fits, the size term only ranking the points that fit.
 
 Searches (:func:`run_searches`): ``bayes``, ``gp_minimize`` over every layer's sparsity
 and structure; ``uniform``, one sparsity (and one structure, when there is a choice)
@@ -136,6 +139,11 @@ def check_structures(structures: str) -> None:
                          f"got {structures!r}")
 
 
+class SizeBudgetError(ValueError):
+    """A ``size_budget`` the model's other layers already fill: known only once the base
+    model is built, so a command reports it late (still as one line)."""
+
+
 @dataclass
 class Objective:
     ref_bits: int                # searched layers' bits in the base model
@@ -153,7 +161,7 @@ class Objective:
     def __post_init__(self):
         check_objective(self.size_exponent, self.scalarization, self.weight, self.utopia)
         if self.size_budget is not None and self.size_budget <= self.fixed_bits:
-            raise ValueError(f"size_budget: {self.size_budget} bits leaves nothing for the "
+            raise SizeBudgetError(f"size_budget: {self.size_budget} bits leaves nothing for the "
                              f"searched layers (the others take {self.fixed_bits})")
 
     def over_budget(self, bits: int) -> float:

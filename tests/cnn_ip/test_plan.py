@@ -104,6 +104,10 @@ CASES = [
      "p.yaml:8: quantize.scalarization: must be one of sum, chebyshev, got 'max'"),
     (HEAD + GOOD_LAYERS + "quantize: {utopia: 101}\n",
      "p.yaml:8: quantize.utopia: must be <= 100.0, got 101"),
+    (HEAD + GOOD_LAYERS + "quantize: {size_budget: 0}\n",
+     "p.yaml:8: quantize.size_budget: must be an integer in 1..1000000000, got 0"),
+    (HEAD + GOOD_LAYERS + "quantize: {size_budget: 55000.5}\n",
+     "p.yaml:8: quantize.size_budget: must be an integer in 1..1000000000, got 55000.5"),
     (HEAD + GOOD_LAYERS + "  - [oops\n", "p.yaml:9: yaml: "),
     ("- just a list\n", "p.yaml:1: plan: must be a mapping"),
 ]
@@ -341,11 +345,13 @@ def test_quantize_settings_reach_the_pipeline():
     from quant.pipeline import Settings
     plan = parse_plan(HEAD + GOOD_LAYERS + "quantize: {codes: all, prune_steps: 2, seed: 3, "
                       "structures: block, accuracy_weight: 0.1, size_exponent: 2, "
-                      "scalarization: chebyshev, utopia: 1}\n", "p.yaml")
+                      "scalarization: chebyshev, utopia: 1, size_budget: 60000}\n", "p.yaml")
     assert plan.quantize == {"codes": "all", "prune_steps": 2, "seed": 3,
                              "structures": "block", "accuracy_weight": 0.1,
-                             "size_exponent": 2.0, "scalarization": "chebyshev", "utopia": 1.0}
+                             "size_exponent": 2.0, "scalarization": "chebyshev", "utopia": 1.0,
+                             "size_budget": 60000}
     settings = Settings(**plan.quantize)
     assert (settings.codes, settings.prune_steps, settings.seed, settings.structures,
             settings.accuracy_weight, settings.size_exponent, settings.scalarization,
-            settings.utopia) == ("all", 2, 3, "block", 0.1, 2.0, "chebyshev", 1.0)
+            settings.utopia, settings.size_budget) == ("all", 2, 3, "block", 0.1, 2.0,
+                                                       "chebyshev", 1.0, 60000)

@@ -1,6 +1,7 @@
 """``cnn-ip quantize``: user errors, and a short end-to-end run whose report is recomputable
 from its own files and identical for the same seed."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -80,6 +81,18 @@ def test_chebyshev_without_an_accuracy_weight_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_size_budget_the_fixed_layers_fill_is_one_line_and_writes_nothing(tmp_path, capsys):
+    # known only once the base model's bits are: the error comes after training, and the
+    # scratch directory goes with it
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN.replace("evaluations: 2}", "evaluations: 2, size_budget: 100}"))
+    assert main(["quantize", str(plan), "-o", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"cnn-ip: quantize: size_budget: 100 bits leaves nothing for the "
+                        r"searched layers \(the others take \d+\)\n", err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]
+
+
 def test_string_and_numeric_settings_from_the_plan(tmp_path):
     import argparse
 
@@ -124,15 +137,17 @@ def test_end_to_end_report_is_recomputable_and_reproducible(tmp_path):
     assert "objective" in report and (out / "search.png").stat().st_size > 1000
     # a rerun replaces a previous output; with confirmation runs (the last 2 of each
     # search's 4 evaluations re-run its 2 lowest-objective points, new seeds) and the
-    # plan's chebyshev scalarization
+    # plan's chebyshev scalarization and size budget
     assert "max(S, L)" not in report["objective"]
     plan.write_text(PLAN.replace("evaluations: 2}", "evaluations: 2, accuracy_weight: 0.1, "
-                                                    "scalarization: chebyshev, utopia: 2}"))
+                                                    "scalarization: chebyshev, utopia: 2, "
+                                                    "size_budget: 100000}"))
     assert main(["quantize", str(plan), "-o", str(out), "--quiet", "--evaluations", "4",
                  "--confirm", "2"]) == 0
     again = json.loads((out / "quant_report.json").read_text())
     assert "max(S, L) + 0.05 * (S + L)" in again["objective"]
     assert "+ 2)" in again["objective"]                       # the utopia's 2 points
+    assert "- 100000)/100000)" in again["objective"]          # the plan's size budget
     assert model_bits(out) == again["model_bits"]
     for method in ("bayes", "uniform"):
         records = again["search"][method]

@@ -14,7 +14,8 @@ from quant import reference, train
 from quant.data import Dataset, Split, load_dataset
 from quant.export import exact_model_bits, packing
 from quant.pipeline import Settings, check_settings, distillation_loss
-from quant.search import (GP_CAP, REPEAT_SEED_STRIDE, Evaluator, Objective, best_of,
+from quant.search import (GP_CAP, REPEAT_SEED_STRIDE, Evaluator, Objective, SizeBudgetError,
+                          best_of,
                           classifier_metrics, layer_mask, model_bits, parse_structure,
                           posterior_means, prune_layer, run_searches, search_space,
                           structure_choices)
@@ -408,6 +409,31 @@ def test_chebyshev_objective_is_the_larger_term_plus_a_little_of_both():
         "minimise max(S, L) + 0.05 * (S + L) + 1.0 * max(0, 100*(0.950000 - val_accuracy) - "
         "3.0) with S = searched_bits/1000, L = 0.1 * (100*(0.950000 - val_accuracy) + 1.5), "
         "over the ")
+
+
+def test_size_budget_charges_each_percent_the_model_exceeds_it():
+    # searched layers 1000 bits at the base, the others 600; the model may take 1500
+    objective = Objective(ref_bits=1000, ref_accuracy=0.95, budget=100.0, weight=0.02,
+                          size_budget=1500, fixed_bits=600)
+    assert np.isclose(objective(800, 0.95), 0.8)                  # 1400 bits: fits
+    assert np.isclose(objective(900, 0.94), 0.9 + 0.02)           # 1500: exactly the budget
+    assert np.isclose(objective(915, 0.95), 0.915 + 1.0)          # 1515: 1 % over
+    assert np.isclose(objective(1200, 0.95), 1.2 + 20.0)          # 1800: 20 % over
+    # 2 % over the budget costs more than 5 points of the measure lost within it
+    assert objective(930, 0.96) > objective(850, 0.90)
+    assert objective.describe().endswith(
+        "+ 1.0 * max(0, 100*(searched_bits + 600 - 1500)/1500) over the sparsities and "
+        "pruning structures of the auto layers (searched_bits: exact ROM bits of those layers)")
+    assert "size" not in Objective(1000, 0.95).describe()        # no budget: the former text
+    with pytest.raises(SizeBudgetError, match=r"^size_budget: 600 bits leaves nothing for "
+                                              r"the searched layers \(the others take 600\)$"):
+        Objective(1000, 0.95, size_budget=600, fixed_bits=600)
+
+
+def test_settings_refuse_a_size_budget_below_one_bit():
+    check_settings(Settings(size_budget=1))
+    with pytest.raises(ValueError, match=r"^size_budget: must be at least 1 bit, got 0$"):
+        check_settings(Settings(size_budget=0))
 
 
 @pytest.mark.parametrize("settings,message", [
