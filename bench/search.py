@@ -121,6 +121,7 @@ def run_seed(plan, data, seed: int, settings: Settings, repeats: int = 1, confir
             "warm": [list(w) for w in warm],
             "base": evaluator.reference,
             "objective": objective.describe(),
+            "size_budget": s.size_budget,
             "search": {m: search[m] for m in METHODS},
             "cpu_s": round(time.process_time() - started, 1)}
 
@@ -224,7 +225,8 @@ def table(results: list[dict]) -> list[dict]:
     return rows
 
 
-def plot(results: list[dict], path: Path) -> None:
+def plot(results: list[dict], path: Path, size_budget: int | None = None) -> None:
+    """``size_budget``: for records that do not give theirs (runs before 004a7e9)."""
     fig, axes = plt.subplots(1, len(results), figsize=(3.6 * len(results), 3.8), dpi=100,
                              squeeze=False)
     for ax, result in zip(axes[0], results):
@@ -241,16 +243,22 @@ def plot(results: list[dict], path: Path) -> None:
             ax.scatter([best["bits"] / 1000], [100 * best["val_accuracy"]], color=color,
                        marker="*", s=180, edgecolor="black", zorder=5)
         ax.axhline(100 * result["base"]["accuracy"], color="grey", lw=0.8)
+        budget = result.get("size_budget", size_budget)
+        if budget:
+            ax.axvline(budget / 1000, color="grey", lw=0.8, ls=":")
         ax.set_title(f"seed {result['seed']}", fontsize=9)
         ax.set_xlabel("model bits [kbit]")
         ax.grid(alpha=0.3)
         low = 100 * result["base"]["accuracy"] - 6
         shown = [100 * p["val_accuracy"] for m in METHODS for p in result["search"][m]]
-        ax.set_ylim(bottom=max(low, min(shown) - 0.5), top=min(100.0, max(shown)) + 0.3)
+        stars = [100 * best_of(result["search"][m])["val_accuracy"] for m in METHODS]
+        ax.set_ylim(bottom=min(max(low, min(shown) - 0.5), min(stars) - 0.5),
+                    top=min(100.0, max(shown)) + 0.3)
     axes[0][0].set_ylabel("validation top-1 [%]")
     axes[0][0].legend(fontsize=7, loc="lower right")
     fig.suptitle("bits against validation top-1: every evaluation, Pareto fronts (lines), "
-                 "best points (stars: quant.search.best_of), base (grey)", fontsize=9)
+                 "best points (stars: quant.search.best_of), base (grey), size budget "
+                 "(dotted)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
@@ -406,7 +414,7 @@ def report(results: list[dict], args, settings: Settings, out: Path) -> None:
         for method in ("bayes", "random"):
             wins = sum(r["dominates_uniform"] == "yes" for r in rows if r["method"] == method)
             print(f"{key}: {method} dominates uniform in {wins} of {len(results)} seeds")
-    plot(results, out / "search.png")
+    plot(results, out / "search.png", settings.size_budget)
     print(f"wrote {out / 'search.json'} and {out / 'search.png'}")
 
 

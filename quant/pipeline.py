@@ -108,7 +108,8 @@ def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net
                          z_fake_test=z_fake_test, objective=objective, search=search,
                          chosen=chosen, ref_bits=ref_bits, base=evaluator.reference)
     plot_search(out / "search.png", report["search"], ref_accuracy=evaluator.reference["accuracy"],
-                budget=s.accuracy_budget, title=f"{name}: sparsity search")
+                budget=s.accuracy_budget, title=f"{name}: sparsity search",
+                size_budget=s.size_budget)
     (out / "quant_report.json").write_text(json.dumps(report, indent=2) + "\n")
     log(f"done in {time.monotonic() - started:.1f} s", s.progress)
     return report

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_search(path, search: dict, *, ref_accuracy: float, budget: float, title: str,
-                measure: str = "validation top-1 [%]") -> None:
+                measure: str = "validation top-1 [%]", size_budget: int | None = None) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
     for key, style in (("uniform", dict(marker="s", color="tab:orange", label="uniform sparsity")),
                        ("bayes", dict(marker="o", color="tab:blue", label="Bayesian, per layer"))):
@@ -21,6 +21,8 @@ def plot_search(path, search: dict, *, ref_accuracy: float, budget: float, title
                color="tab:red", zorder=5, label="chosen (after final fine-tuning)")
     ax.axhline(100 * ref_accuracy, color="grey", lw=0.8, label="base (quantized) model")
     ax.axhline(100 * ref_accuracy - budget, color="grey", lw=0.8, ls="--", label="accuracy budget")
+    if size_budget is not None:
+        ax.axvline(size_budget / 1000, color="grey", lw=0.8, ls=":", label="size budget")
     ax.set_xlabel("model size [kbit] (exact ROM bits)")
     ax.set_ylabel(measure)
     ax.set_title(title)
