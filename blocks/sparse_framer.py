@@ -161,139 +161,102 @@ def slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, ptr, we, *, a
     return after, pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, we, ecp5=ecp5)
 
 
-# Longer than a block should be; split into sub-blocks it converts to the same logic under
-# other signal names, which places differently (docs/estimates.md, 2026-12-03), so the split
-# waits for the walker's next structural change.
+# The walker in detail (its docstring: the ports).  The loop is the head table's entry
+# select at ``off`` and ``cur``, which of the two rings of the head table is the head's
+# (:func:`head`): a pop flips it (``pop_h``: the head word is left); no load of the head
+# table waits for the pop bit.  What the head table's other ring loads (``codes``, one for
+# the own part, one for the straddling part: table slot 0..2, or 3 the table pipeline,
+# whose slot is being written) is a register, decided a cycle ahead for both outcomes of
+# ``pop_h``, as are the ``fills`` (the own or the straddling part's slot is written now);
+# so is ``fire`` (from the count as flags ``ge1``/``ge2``; :func:`walk_outcomes`).
+# ``hflag`` is a register of the walker (a pop_register: the other ring's flag source
+# ``src_flag`` on a pop, else the head's own on its fill); the walker's own logic reads
+# copies of ``write`` and ``code_own`` too, so that the copies that drive hundreds of
+# loads do not pull it apart.  After a pass's last record the head is the word after the
+# image's ``tlast`` word.  The registers that follow ``pop_h`` take both outcomes from
+# registers and the pop bit last (:func:`pop_register`; ``ecp5``: that LUT instantiated);
+# among them the fills (the table pipeline's ``tvalid`` after this cycle from
+# ``tvalid_in``, its stage's input) and the loop's own copy of ``adv``, which the table
+# pipeline's enable is not.  The count of filled slots is one-hot (bit k: k slots, modulo
+# 8 as a 3-bit count would be): the walker's outcomes compare it with 0..3, each a bit,
+# not a compare after an adder.  ``skip`` (the head after this pass's last record is two
+# words on: ``at_last`` and not ``hflag``) and ``n3`` (the table slot of the word after
+# the head's) are registers, made from both outcomes like the state they follow, not
+# logic after ``at_last`` and ``hflag``; with ``pass_skip`` known, ``skip`` is
+# ``at_last`` or 0 (:func:`walk_outcomes`).
+#
+# A ROM decoder knows its image, and so two things the walker otherwise reads from the
+# head's flag: ``pass_skip`` (``True``/``False``; ``None``: from the flag), whether leaving
+# a pass's last record skips a word (the record starts before the image's last word),
+# which makes ``skip`` ``at_last`` or 0; and ``next_always``: the next word always comes
+# (the ROM wraps round to the next pass), so a record fires only once the word after its
+# own is in, even on the image's last word, and ``fire`` does not read the flag.  Neither
+# changes a beat or a cycle of the output.
+#
+# Its always blocks are written in :func:`walk_logic` and :func:`walk_counts` and
+# decorated in the block, its sub-blocks made in it (MyHDL takes a generator's context
+# from the frame that decorates it and a sub-block's from the one that calls it, and
+# refuses a helper's), and every signal of its Verilog is named in it, in the order
+# MyHDL declares them in: the Verilog is the same, byte for byte, as when the walker was
+# one function of 193 lines.  Split into sub-blocks, the same logic converts under other
+# signal names, which places differently (docs/estimates.md, 2026-12-03).
 @block
 def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid_in, hflag,
            ent, last_in, tflags, write, wp3, codes, fills, pop, cur, src_flag, off_copies,
            pop_copies, enables, *, last_beat, straddle=True, ecp5=False, pass_skip=None,
            next_always=False):
-    """The loop: ``p``/``off``/beat count/``at_last``, the write pointers (``wp``
-    of the four word slots, ``wp3`` of the three table slots), the head's table slot ``hp3``
-    and the count of filled slots.  ``ent``: the next offset of the head table's entry at
-    ``off`` (its pop bit: ``pop``, from :func:`pop_select`); ``hflag``: the head word's
-    ``tlast`` flag; ``tflags``: the table slots'.  The loop is that select and ``cur``,
-    which of the two rings of the head table is the head's (:func:`head`): a pop flips
-    it (``pop_h``: the head word is left); no load of the head table waits for the pop
-    bit.  ``off_copies``: copies of ``off``'s low bits side by side (``COPY_BITS`` each,
-    or all of them if fewer; :func:`offset_register`); ``pop_copies`` the same for the
-    pop select.  What the head table's other
-    ring loads (``codes``, one for the own part, one for the straddling part: table slot
-    0..2, or 3 the table pipeline, whose slot is being written) is a register, decided a
-    cycle ahead for both outcomes
-    of ``pop_h``, as are the ``fills`` (the own or the straddling part's slot is written
-    now); so is ``fire`` (from the count as flags ``ge1``/``ge2``; :func:`walk_outcomes`).
-    ``enables``: ``(words, tables, nexts)``, the slots' load enables, registers
-    (:func:`slot_enable`): the four word slots', the three table slots' and their
-    straddling entries' (``nexts``: table slot ``k`` takes them when the write pointer
-    is one past it).  ``hflag`` is a register of the walker (a pop_register: the other
-    ring's flag source ``src_flag`` on a pop, else the head's own on its fill); the
-    walker's own logic reads copies
-    of ``write`` and ``code_own`` too, so that the copies that drive hundreds of loads do
-    not pull it apart.  After a
-    pass's last record the head is the word after the image's ``tlast`` word.  Without
-    ``straddle`` (no table has straddling entries: a record's header is a single step) the
-    straddling part's code and fill are neither made nor driven.  The registers that
-    follow ``pop_h`` take both outcomes from registers and the pop bit last
-    (:func:`pop_register`; ``ecp5``: that LUT instantiated); among them the fills (the
-    table pipeline's ``tvalid`` after this cycle from ``tvalid_in``, its stage's input)
-    and the loop's own copy of ``adv``, which the table pipeline's enable is not.
-
-    A ROM decoder knows its image, and so two things the walker otherwise reads from the
-    head's flag: ``pass_skip`` (``True``/``False``; ``None``: from the flag), whether
-    leaving a pass's last record skips a word (the record starts before the image's last
-    word), which makes ``skip`` ``at_last`` or 0; and ``next_always``: the next word always
-    comes (the ROM wraps round to the next pass), so a record fires only once the word
-    after its own is in, even on the image's last word, and ``fire`` does not read the
-    flag.  Neither changes a beat or a cycle of the output."""
+    """The loop (in detail: the comment above): ``p``/``off``/beat count/``at_last``, the
+    write pointers (``wp``: the four word slots, ``wp3``: the three table slots), the
+    head's table slot ``hp3`` and the count of filled slots.  ``ent``: the next offset of
+    the head table's entry at ``off`` (its pop bit: ``pop``, from :func:`pop_select`);
+    ``hflag``: the head word's ``tlast`` flag, ``tflags``: the table slots'; ``codes``,
+    ``fills``: what the head table's other ring loads, and whether its slot is written
+    now (each for the own and the straddling part); ``off_copies``: copies of ``off``'s
+    low bits side by side (``COPY_BITS`` each, or all of them if fewer;
+    :func:`offset_register`), ``pop_copies`` the same for the pop select; ``enables``:
+    ``(words, tables, nexts)``, the slots' load enables, registers (:func:`slot_enable`):
+    the four word slots', the three table slots' and their straddling entries' (``nexts``:
+    table slot ``k`` takes them when the write pointer is one past it).  Without
+    ``straddle`` (no table has straddling entries: a record's header is a single step)
+    the straddling part's code and fill are neither made nor driven; ``ecp5``: the LUT
+    after each pop bit instantiated; ``pass_skip``, ``next_always``: what a ROM decoder
+    knows of its image (a constant, not the head's flag)."""
+    # named in the order MyHDL declares them in the Verilog (the comment above)
     code_own, code_strad = codes
-    fill_own, fill_strad = fills
-    beat = Signal(intbv(0, min=0, max=last_beat + 1))
-    al_next = Signal(bool(last_beat <= 1))   # at_last after the next fire
-    # the beat two before the last; with fewer than three beats the compare is never
-    # reached (al_next or at_last holds), and 0 keeps it within beat's range (lint)
-    two_before = last_beat - 2 if last_beat >= 2 else 0
-    # the count of filled slots, one-hot (bit k: k slots, modulo 8 as a 3-bit count would
-    # be): the walker's outcomes compare it with 0..3, each a bit here, not a compare after
-    # an adder
-    filled = Signal(intbv(1)[FILL_STATES:])
-    # skip (the head after this pass's last record is two words on: at_last and not
-    # hflag) and n3 (the table slot of the word after the head's) are registers, made
-    # from both outcomes like the state they follow, not logic after at_last and hflag;
-    # with pass_skip known, skip is at_last or 0 (walk_outcomes)
-    skip = Signal(bool(at_last.val and (not hflag.val if pass_skip is None else pass_skip)))
+    fill_strad = fills[1]
+    filled = Signal(intbv(1)[FILL_STATES:])     # one-hot
+    skip_reset = bool(at_last.val and (not hflag.val if pass_skip is None else pass_skip))
     hp3 = Signal(intbv(0, min=0, max=3))
-    n3 = Signal(intbv(2 if skip.val else 1, min=0, max=3))
+    n3 = Signal(intbv(2 if skip_reset else 1, min=0, max=3))
     ge1, ge2 = Signal(bool(0)), Signal(bool(0))
-    room, s0, s0f, s1 = (Signal(bool(0)) for _ in range(4))
+    s0, s0f, s1 = (Signal(bool(0)) for _ in range(3))
     nx0, nx0f, nx1 = (Signal(intbv(0, min=0, max=3)) for _ in range(3))
-    f0, f1 = Signal(intbv(0)[FILL_STATES:]), Signal(intbv(0)[FILL_STATES:])
     own0, own0f, own1, strad0, strad0f, strad1 = (Signal(intbv(0)[2:]) for _ in range(6))
-
-    adv_w = Signal(bool(adv.val))           # adv, the loop's copy
     write_w = Signal(bool(0))
     code_w = Signal(intbv(int(code_own.val))[len(code_own):])
+    adv_w = Signal(bool(adv.val))           # adv, the loop's copy
+    al_next = Signal(bool(last_beat <= 1))   # at_last after the next fire
+    beat = Signal(intbv(0, min=0, max=last_beat + 1))
+    f0, f1 = Signal(intbv(0)[FILL_STATES:]), Signal(intbv(0)[FILL_STATES:])
+    fill_own = fills[0]
+    room, skip = Signal(bool(0)), Signal(bool(skip_reset))
     flags = walk_flags(hflag, ge1, ge2, pend_ok, filled, fire, write_w, room,
                        next_always=next_always)
     p_leave = Signal(modbv(0)[len(p):])
     ge1_0, ge1_1, ge2_0, ge2_1 = (Signal(bool(0)) for _ in range(4))
     fo0, fo1, fs0, fs1, wr0 = (Signal(bool(0)) for _ in range(5))
     one, cur_n, h_stay = Signal(bool(1)), Signal(bool(1)), Signal(bool(0))
-
     tv = Signal(bool(0))
+    filling, filling_own, filling_strad, leaving, leaving_ge1 = map(always_comb, walk_logic(
+        tv, adv_w, tvalid_in, tvalid, fo0, fo1, fs0, fs1, wr0, room, f0, f1, one, cur_n, cur,
+        h_stay, fill_own, src_flag, hflag, p_leave, skip, p, ge1_0, ge1_1, ge2_0, ge2_1))
 
-    @always_comb
-    def filling():
-        # the fills after this cycle: the head's own slot (filled 0) or the one after it
-        # (filled 1) written, tvalid as the table pipeline's last stage will have it
-        if adv_w:
-            tv.next = tvalid_in
-        else:
-            tv.next = tvalid
-
-    @always_comb
-    def filling_own():
-        fo1.next = tv and f1[0]
-        fo0.next = room and tv and f0[0]
-        wr0.next = room and tv
-
-    @always_comb
-    def filling_strad():
-        fs1.next = tv and f1[1]
-        fs0.next = room and tv and f0[1]
-
-    @always_comb
-    def leaving():
-        # the values of the registers below when the head is left and when it stays
-        one.next = 1
-        cur_n.next = not cur
-        # the head's flag when it stays: its own slot's, if written now
-        if fill_own:
-            h_stay.next = src_flag
-        else:
-            h_stay.next = hflag
-        if skip:
-            p_leave.next = p + 2
-        else:
-            p_leave.next = p + 1
-        ge2_0.next = f0[FILL_STATES:2] != 0
-        ge2_1.next = f1[FILL_STATES:2] != 0
-
-    @always_comb
-    def leaving_ge1():
-        ge1_0.next = not f0[0]
-        ge1_1.next = not f1[0]
-
-    # (sub-blocks are made here, in the @block, not in a helper)
     by_pops = [pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=ecp5)
                for q, leave, stay in ((adv, one, room), (adv_w, one, room), (write, tv, wr0),
                                       (write_w, tv, wr0), (cur, cur_n, cur),
-                                      (hflag, src_flag, h_stay),
-                                      (filled, f1, f0),
+                                      (hflag, src_flag, h_stay), (filled, f1, f0),
                                       *([] if next_always else [(ge1, ge1_1, ge1_0)]),
-                                      (ge2, ge2_1, ge2_0),
-                                      (p, p_leave, p), (hp3, n3, hp3),
+                                      (ge2, ge2_1, ge2_0), (p, p_leave, p), (hp3, n3, hp3),
                                       (fill_own, fo1, fo0),
                                       *([(fill_strad, fs1, fs0)] if straddle else []))]
     # the load codes' stay outcome depends on fire (at_last moves on it): both are made
@@ -326,13 +289,73 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
 
     outcomes = walk_outcomes(write_w, filled, skip, at_last, al_next, hflag, last_in,
                              tflags, code_w, f0, f1, s0, s0f, s1, pass_skip=pass_skip)
-    nexts = (slot_after(hp3, s0, nx0), slot_after(hp3, s0f, nx0f),
-             slot_after(n3, s1, nx1),
+    nexts = (slot_after(hp3, s0, nx0), slot_after(hp3, s0f, nx0f), slot_after(n3, s1, nx1),
              code_for(f0, s0, nx0, own0, strad0 if straddle else None),
              code_for(f0, s0f, nx0f, own0f, strad0f if straddle else None),
              code_for(f1, s1, nx1, own1, strad1 if straddle else None))
+    step = always_seq(aclk.posedge, reset=aresetn)(walk_counts(write, wp, wp3, fire, at_last,
+                                                              al_next, beat, last_beat))
 
-    @always_seq(aclk.posedge, reset=aresetn)
+    return (flags, outcomes, nexts, step, copy_regs, slot_regs, leaving, filling, filling_own,
+            [] if next_always else [leaving_ge1], by_pops, by_fires,
+            [filling_strad] if straddle else [])
+
+
+def walk_logic(tv, adv_w, tvalid_in, tvalid, fo0, fo1, fs0, fs1, wr0, room, f0, f1, one,
+               cur_n, cur, h_stay, fill_own, src_flag, hflag, p_leave, skip, p, ge1_0, ge1_1,
+               ge2_0, ge2_1):
+    """:func:`walker`'s comb logic, undecorated (the walker decorates it): the fills after
+    this cycle, and the values of its registers when the head is left and when it stays.
+    Each parameter bears the name of the walker's signal passed to it (MyHDL reads the
+    generators' signals by name in the frame that decorates them; conversion, in these
+    closures)."""
+    def filling():
+        # the fills after this cycle: the head's own slot (filled 0) or the one after it
+        # (filled 1) written, tvalid as the table pipeline's last stage will have it
+        if adv_w:
+            tv.next = tvalid_in
+        else:
+            tv.next = tvalid
+
+    def filling_own():
+        fo1.next = tv and f1[0]
+        fo0.next = room and tv and f0[0]
+        wr0.next = room and tv
+
+    def filling_strad():
+        fs1.next = tv and f1[1]
+        fs0.next = room and tv and f0[1]
+
+    def leaving():
+        # the values of the walker's pop_registers when the head is left and when it stays
+        one.next = 1
+        cur_n.next = not cur
+        # the head's flag when it stays: its own slot's, if written now
+        if fill_own:
+            h_stay.next = src_flag
+        else:
+            h_stay.next = hflag
+        if skip:
+            p_leave.next = p + 2
+        else:
+            p_leave.next = p + 1
+        ge2_0.next = f0[FILL_STATES:2] != 0
+        ge2_1.next = f1[FILL_STATES:2] != 0
+
+    def leaving_ge1():
+        ge1_0.next = not f0[0]
+        ge1_1.next = not f1[0]
+
+    return filling, filling_own, filling_strad, leaving, leaving_ge1
+
+
+def walk_counts(write, wp, wp3, fire, at_last, al_next, beat, last_beat):
+    """:func:`walker`'s write pointers and beat count, undecorated (the walker decorates
+    it, an ``always_seq``; its signals named as the walker's: :func:`walk_logic`)."""
+    # the beat two before the last; with fewer than three beats the compare is never
+    # reached (al_next or at_last holds), and 0 keeps it within beat's range (lint)
+    two_before = last_beat - 2 if last_beat >= 2 else 0
+
     def step():
         if write:
             wp.next = wp + 1
@@ -354,10 +377,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
             else:
                 beat.next = beat + 1
 
-    return (flags, outcomes, nexts, step, copy_regs, slot_regs, leaving, filling, filling_own,
-            [] if next_always else [leaving_ge1],
-            by_pops, by_fires,
-            [filling_strad] if straddle else [])
+    return step
 
 
 @block
