@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -110,6 +111,8 @@ REPEAT_SEED_STRIDE = 1000
 # as much as the searched layers' whole size at the base, so no accuracy it gains pays
 # for it (a model that does not fit is not a choice), yet the GP still sees a slope there
 SIZE_PENALTY = 1.0
+# What skopt warns when its GP proposes a point already evaluated (it draws a random one)
+SKOPT_REPEAT_WARNING = "The objective has been evaluated at point"
 # The augmented Chebyshev scalarization's sum term: it ranks points the max ties (e.g. two
 # of equal size, both above the ray), small so the max decides everywhere else
 CHEBYSHEV_RHO = 0.05
@@ -566,10 +569,15 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
                 func(x)
         else:
             start_points = initial or max(1, min(max(5, len(dims)), searched // 2))
-            # Latin hypercube starting points cover every dimension's range evenly
-            gp_minimize(func, dims, n_calls=searched, x0=x0 or None,
-                        n_initial_points=max(1, start_points - len(x0)),
-                        initial_point_generator="lhs", random_state=seed)
+            # Latin hypercube starting points cover every dimension's range evenly.  When
+            # the GP proposes a point it has seen, skopt evaluates a random one instead and
+            # says so on stderr: part of the search, not news to the user (and not --quiet)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=SKOPT_REPEAT_WARNING,
+                                        category=UserWarning)
+                gp_minimize(func, dims, n_calls=searched, x0=x0 or None,
+                            n_initial_points=max(1, start_points - len(x0)),
+                            initial_point_generator="lhs", random_state=seed)
         chosen = []
         if confirm:
             records = evaluator.history[start:]
