@@ -66,8 +66,8 @@ import yaml
 
 from cnn_ip.errors import UserError
 from quant import weight_modes
-from quant.options import (CODE_SET_NAMES, SCALARIZATIONS, SIZE_EXPONENTS, STRUCTURE_OFFERS,
-                           UTOPIAS)
+from quant.options import (CODE_SET_NAMES, MAX_INTEGER, RANGES, SCALARIZATIONS,
+                           STRUCTURE_OFFERS)
 
 # ``shape`` None: the data set takes its canvas from the plan's input (one channel, at
 # least ``min_size`` pixels a side).
@@ -90,9 +90,6 @@ QUANTIZE_KEYS = {"seed": int, "epochs": int, "qat_epochs": int, "search_epochs":
                  "codes": str, "structures": str, "accuracy_weight": float, "confirm": int,
                  "size_exponent": float, "scalarization": str, "utopia": float,
                  "size_budget": int}
-QUANTIZE_RANGES = {"mbits": (2, 16), "base_sparsity": (0, 0.95), "seed": (0, 2**32 - 1),
-                   "prune_steps": (1, 100), "size_exponent": SIZE_EXPONENTS,
-                   "utopia": UTOPIAS, "size_budget": (1, None)}
 # The words a string setting takes (quant.options says what each means)
 QUANTIZE_CHOICES = {"codes": CODE_SET_NAMES, "structures": STRUCTURE_OFFERS,
                     "scalarization": SCALARIZATIONS}
@@ -406,11 +403,11 @@ def _quantize(ctx, doc):
     out = {}
     for key, kind in QUANTIZE_KEYS.items():
         if key in spec:
-            low, high = QUANTIZE_RANGES.get(key, (0, None))
+            low, high = RANGES[key] if kind is not str else (None, None)
             if kind is str:
                 out[key] = _choice(ctx, spec, key, f"quantize.{key}", QUANTIZE_CHOICES[key])
             elif kind is int:
-                out[key] = _integer(ctx, spec, key, f"quantize.{key}", low, high or 10**9)
+                out[key] = _integer(ctx, spec, key, f"quantize.{key}", low, high or MAX_INTEGER)
             else:
                 out[key] = _number(ctx, spec, key, f"quantize.{key}", low=low, high=high)
     return out

@@ -32,22 +32,25 @@ def register(subparsers) -> None:
         kind = float if flag == "accuracy_budget" else int
         parser.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, default=None,
                             metavar="X" if kind is float else "N",
-                            help=f"overrides the plan's quantize.{flag} (see docs/quant.md)")
+                            help="torch threads (default 1; the order of float reductions "
+                                 "may depend on it)" if flag == "threads" else
+                            f"overrides the plan's quantize.{flag} (see docs/quant.md)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
 
 
 def settings_for(plan, args):
+    """The plan's ``quantize:`` settings with the flags given over them, checked: a bad flag
+    is named as the flag, a bad combination as the setting (UserError)."""
+    from quant.options import out_of_range
     from quant.pipeline import Settings, check_settings
     values = dict(plan.quantize)
     for flag in FLAGS:
-        if getattr(args, flag) is not None:
-            values[flag] = getattr(args, flag)
-    for flag, value in values.items():
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if numeric and value < (1 if flag == "threads" else 0):
-            raise UserError(f"quantize: --{flag.replace('_', '-')}: must be >= "
-                            f"{1 if flag == 'threads' else 0}, got {value}")
+        value = getattr(args, flag)
+        if value is not None:
+            if problem := out_of_range(flag, value):
+                raise UserError(f"quantize: --{flag.replace('_', '-')}: {problem}")
+            values[flag] = value
     known = {f.name for f in fields(Settings)}
     settings = Settings(progress=not args.quiet, **{k: v for k, v in values.items() if k in known})
     try:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from quant import export, reference, sparse_format, train
 from quant.model import fp32_parameter_count
 from quant.plot import plot_search
-from quant.options import CODE_SET_NAMES
+from quant.options import CODE_SET_NAMES, RANGES, out_of_range
 from quant.search import (Evaluator, Objective, best_of, check_budget, check_objective,
                           check_structures, model_bits, run_searches)
 
@@ -116,14 +116,19 @@ def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net
 
 
 def check_settings(s: Settings) -> None:
+    """ValueError (``setting: what is wrong``) unless every setting is one the flow takes:
+    each number in its range (``quant.options.RANGES``), each word one of its choices, and
+    the confirmation runs and the objective's shape consistent with the rest."""
+    for key in RANGES:
+        value = getattr(s, key)
+        if value is not None and (problem := out_of_range(key, value)):
+            raise ValueError(f"{key}: {problem}")
     if s.confirm:
         check_budget(s.evaluations, s.confirm)
     if s.codes not in CODE_SETS:
         raise ValueError(f"codes: must be one of {', '.join(CODE_SETS)}, got {s.codes!r}")
     check_objective(s.size_exponent, s.scalarization, s.accuracy_weight, s.utopia)
     check_structures(s.structures)
-    if s.size_budget is not None and s.size_budget < 1:
-        raise ValueError(f"size_budget: must be at least 1 bit, got {s.size_budget}")
 
 
 def quantize_and_search(specs, net, data, s: Settings, *, measure: str, head_mbits=None,

@@ -85,9 +85,8 @@ import torch.nn.functional as F
 
 from quant import export, prune, sparse_format, train, weight_modes
 from quant.export import layer_sparsity
-from quant.options import SCALARIZATIONS, SIZE_EXPONENTS, STRUCTURE_OFFERS, UTOPIAS
+from quant.options import MAX_SPARSITY, SCALARIZATIONS, STRUCTURE_OFFERS, out_of_range
 
-MAX_SPARSITY = 0.95
 # What a Gaussian-process search is shown of an objective above this: a point far beyond
 # the accuracy budget scores tens (digits: up to 83) against 0.3-1.4 for the rest, and a
 # GP fitted to those cliffs models them instead of the region that matters; capped, every
@@ -121,15 +120,12 @@ CHEBYSHEV_RHO = 0.05
 def check_objective(size_exponent: float, scalarization: str, weight: float,
                     utopia: float) -> None:
     """:class:`Objective`'s shape settings, as a plan or a flag gives them (ValueError)."""
-    low, high = SIZE_EXPONENTS
-    if not low <= size_exponent <= high:
-        raise ValueError(f"size_exponent: must be in {low:g}..{high:g}, got {size_exponent}")
+    for key, value in (("size_exponent", size_exponent), ("utopia", utopia)):
+        if problem := out_of_range(key, value):
+            raise ValueError(f"{key}: {problem}")
     if scalarization not in SCALARIZATIONS:
         raise ValueError(f"scalarization: must be one of {', '.join(SCALARIZATIONS)}, "
                          f"got {scalarization!r}")
-    low, high = UTOPIAS
-    if not low <= utopia <= high:
-        raise ValueError(f"utopia: must be in {low:g}..{high:g}, got {utopia}")
     if scalarization == "chebyshev" and weight <= 0:
         raise ValueError("accuracy_weight: the chebyshev scalarization needs one above 0 "
                          f"(the slope of its ray), got {weight}")

@@ -46,11 +46,19 @@ def test_refuses_a_foreign_non_empty_directory(tmp_path, capsys):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["mine.txt"]
 
 
-def test_bad_flag(tmp_path, capsys):
+@pytest.mark.parametrize("flags,message", [
+    (["--threads", "0"], "--threads: must be an integer in 1..1000000000, got 0"),
+    (["--seed", "4294967296"], "--seed: must be an integer in 0..4294967295, got 4294967296"),
+    (["--evaluations", "-1"], "--evaluations: must be an integer in 0..1000000000, got -1"),
+    (["--accuracy-budget", "nan"], "--accuracy-budget: must be a finite number, got nan"),
+    (["--accuracy-budget", "-0.5"], "--accuracy-budget: must be >= 0, got -0.5")])
+def test_bad_flag(tmp_path, capsys, flags, message):
+    # the plan's ranges (quant.options.RANGES), named as the flag
     plan = tmp_path / "p.yaml"
     plan.write_text(PLAN)
-    assert main(["quantize", str(plan), "-o", str(tmp_path / "o"), "--threads", "0"]) == 2
-    assert "--threads: must be >= 1" in capsys.readouterr().err
+    assert main(["quantize", str(plan), "-o", str(tmp_path / "o"), *flags]) == 2
+    assert capsys.readouterr().err == f"cnn-ip: quantize: {message}\n"
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("flags,message", [

@@ -432,7 +432,7 @@ def test_size_budget_charges_each_percent_the_model_exceeds_it():
 
 def test_settings_refuse_a_size_budget_below_one_bit():
     check_settings(Settings(size_budget=1))
-    with pytest.raises(ValueError, match=r"^size_budget: must be at least 1 bit, got 0$"):
+    with pytest.raises(ValueError, match=r"^size_budget: must be an integer in 1..1000000000, got 0$"):
         check_settings(Settings(size_budget=0))
 
 
