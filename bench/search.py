@@ -64,14 +64,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from scipy.stats import binomtest  # noqa: E402
 
+from cnn_ip.errors import UserError  # noqa: E402
 from cnn_ip.plan import load_plan  # noqa: E402
 from quant import train  # noqa: E402
 from quant.data import load_dataset  # noqa: E402
 from quant.pipeline import (Settings, check_settings, final_finetune,  # noqa: E402
                             searchable_base)
-from quant.options import SCALARIZATIONS, STRUCTURE_OFFERS  # noqa: E402
+from quant.options import SCALARIZATIONS, STRUCTURE_OFFERS, out_of_range  # noqa: E402
 from quant.search import (CANDIDATES, METHODS, RECOMMEND, SizeBudgetError, best_of,  # noqa: E402
-                          check_budget, run_searches)
+                          check_evaluations, run_searches)
 
 STYLE = {"bayes": ("tab:blue", "o", "Bayesian, per layer"),
          "uniform": ("tab:orange", "s", "uniform sparsity"),
@@ -322,13 +323,19 @@ def main() -> None:
     except ValueError:
         parser.exit(2, f"--warm: SPARSITY:STRUCTURE pairs such as 0.5:block8, got {args.warm}\n")
     try:
-        check_budget(args.evaluations, args.confirm, args.candidates, warm)
+        check_evaluations(args.evaluations, args.confirm, args.candidates, warm)
     except ValueError as error:
         parser.exit(2, f"--{error}\n")
-    plan = load_plan(args.plan)
+    for seed in args.seeds:
+        if problem := out_of_range("seed", seed):
+            parser.exit(2, f"--seeds: {problem}\n")
+    try:
+        plan = load_plan(args.plan)
+    except UserError as error:
+        parser.exit(2, f"{error}\n")
     data = load_dataset(plan.dataset)
     settings = Settings(**{**plan.quantize, "evaluations": args.evaluations, "codes": args.codes,
-                           "progress": False})
+                           "confirm": args.confirm, "progress": False})
     settings = replace(settings, accuracy_weight=args.weight, structures=args.structures,
                        size_exponent=args.size_exponent, scalarization=args.scalarization,
                        utopia=args.utopia)
@@ -345,7 +352,12 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.from_json:
-        results = [r for name in args.from_json for r in json.loads(Path(name).read_text())]
+        results = []
+        for name in args.from_json:
+            try:
+                results += json.loads(Path(name).read_text())
+            except (OSError, ValueError) as error:
+                parser.exit(2, f"--from-json: {name}: {error}\n")
         for result in results:
             if args.final and "final" not in result:
                 result["final"] = final_models(plan, data, result, settings)

@@ -26,7 +26,7 @@ from quant import export, reference, sparse_format, train
 from quant.model import fp32_parameter_count
 from quant.plot import plot_search
 from quant.options import CODE_SET_NAMES, RANGES, out_of_range
-from quant.search import (Evaluator, Objective, best_of, check_budget, check_objective,
+from quant.search import (Evaluator, Objective, best_of, check_evaluations, check_objective,
                           check_structures, model_bits, run_searches)
 
 # The weight codings the search counts bits in: what the decoder block reads, or every
@@ -124,7 +124,7 @@ def check_settings(s: Settings) -> None:
         if value is not None and (problem := out_of_range(key, value)):
             raise ValueError(f"{key}: {problem}")
     if s.confirm:
-        check_budget(s.evaluations, s.confirm)
+        check_evaluations(s.evaluations, s.confirm)
     if s.codes not in CODE_SETS:
         raise ValueError(f"codes: must be one of {', '.join(CODE_SETS)}, got {s.codes!r}")
     check_objective(s.size_exponent, s.scalarization, s.accuracy_weight, s.utopia)

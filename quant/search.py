@@ -473,7 +473,7 @@ def search_space(evaluator: Evaluator, method: str):
     return dims, decode, encode
 
 
-def check_budget(evaluations: int, confirm: int = 0, candidates: int = CANDIDATES,
+def check_evaluations(evaluations: int, confirm: int = 0, candidates: int = CANDIDATES,
                  warm=()) -> None:
     """ValueError unless :func:`run_searches` can spend ``evaluations`` as told: the
     ``warm`` points ``(sparsity in [0, MAX_SPARSITY], one of LABELS)``, ``confirm`` a
@@ -484,8 +484,10 @@ def check_budget(evaluations: int, confirm: int = 0, candidates: int = CANDIDATE
         if not 0.0 <= sparsity <= MAX_SPARSITY or label not in LABELS:
             raise ValueError(f"warm: points (sparsity in [0, {MAX_SPARSITY}], one of "
                              f"{', '.join(LABELS)}), got ({sparsity}, {label!r})")
+    if candidates < 1:
+        raise ValueError(f"candidates: must be at least 1, got {candidates}")
     least = max(candidates if confirm else 1, len(warm) + 1)
-    if candidates < 1 or confirm < 0 or confirm % candidates or evaluations - confirm < least:
+    if confirm < 0 or confirm % candidates or evaluations - confirm < least:
         warm_note = f" ({len(warm)} warm points and one more)" if warm else ""
         raise ValueError(f"confirm: must be a multiple of {candidates} leaving at least "
                          f"{least} of evaluations ({evaluations}) to the search{warm_note}, "
@@ -542,7 +544,7 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
             raise ValueError(f"methods: must be among {', '.join(METHODS)}, got {method!r}")
     if recommend not in RECOMMEND:
         raise ValueError(f"recommend: must be one of {', '.join(RECOMMEND)}, got {recommend!r}")
-    check_budget(evaluations, confirm, candidates, warm)
+    check_evaluations(evaluations, confirm, candidates, warm)
     searched = evaluations - confirm
     results = {}
     bar = tqdm(total=len(methods) * evaluations, desc="sparsity search",

@@ -180,6 +180,8 @@ def test_confirmation_reevaluates_the_best_candidates_with_new_seeds(trained):
     # one search point cannot give two candidates their confirmation runs
     with pytest.raises(ValueError, match="leaving at least 2 of evaluations"):
         run_searches(evaluator, evaluations=3, seed=3, progress=False, confirm=2, candidates=2)
+    with pytest.raises(ValueError, match=r"^candidates: must be at least 1, got 0$"):
+        run_searches(evaluator, evaluations=5, seed=3, progress=False, confirm=2, candidates=0)
 
 
 def test_posterior_mean_looks_past_a_lucky_observation():
