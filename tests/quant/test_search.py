@@ -423,13 +423,35 @@ def test_size_budget_charges_each_percent_the_model_exceeds_it():
     assert np.isclose(objective(1200, 0.95), 1.2 + 20.0)          # 1800: 20 % over
     # 2 % over the budget costs more than 5 points of the measure lost within it
     assert objective(930, 0.96) > objective(850, 0.90)
+    # the evaluated model's own bits when given (the other layers' move a little)
+    assert np.isclose(objective(800, 0.95, model_bits=1515), 0.8 + 1.0)
     assert objective.describe().endswith(
-        "+ 1.0 * max(0, 100*(searched_bits + 600 - 1500)/1500) over the sparsities and "
-        "pruning structures of the auto layers (searched_bits: exact ROM bits of those layers)")
+        "+ 1.0 * max(0, 100*(model_bits - 1500)/1500) over the sparsities and pruning "
+        "structures of the auto layers (searched_bits: exact ROM bits of those layers; "
+        "model_bits: of every layer)")
     assert "size" not in Objective(1000, 0.95).describe()        # no budget: the former text
     with pytest.raises(SizeBudgetError, match=r"^size_budget: 600 bits leaves nothing for "
                                               r"the searched layers \(the others take 600\)$"):
         Objective(1000, 0.95, size_budget=600, fixed_bits=600)
+
+
+def test_size_budget_is_charged_on_the_evaluated_models_bits(trained):
+    qnet, data, _ = trained
+    qnet = copy.deepcopy(qnet)
+    with train.deterministic(3):
+        evaluator = Evaluator(qnet, data, ["dense2"], epochs=1, seed=3, codes=HARDWARE_CODES)
+        base = evaluator.measure()
+        fixed = base["bits"] - base["searched_bits"]
+        assert fixed == exact_model_bits(qnet.int_layers())[1]["conv0"]   # as written
+        budget = base["bits"] - 100
+        evaluator.objective = Objective(base["searched_bits"], base["measure"], budget=100.0,
+                                        size_budget=budget, fixed_bits=fixed)
+        evaluator("t", {"dense2": 0.0}, {"dense2": "unstructured"})   # as dense as the base
+    record = evaluator.history[-1]
+    over = 100 * (record.bits - budget) / budget
+    assert over > 0
+    assert np.isclose(record.objective, record.searched_bits / base["searched_bits"] + over,
+                      atol=1e-6)
 
 
 def test_settings_refuse_a_size_budget_below_one_bit():
