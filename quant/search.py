@@ -109,8 +109,9 @@ RECOMMEND = ("observed", "model")
 # pruning's step s fine-tunes with seed + s - 1), so no two fine-tunes share a seed.
 REPEAT_SEED_STRIDE = 1000
 # Objective per percent of ``size_budget`` a model's bits exceed it: a point 1 % over costs
-# as much as the searched layers' whole size at the base, so no accuracy it gains pays
-# for it (a model that does not fit is not a choice), yet the GP still sees a slope there
+# as much as the searched layers' whole size at the base, so no accuracy it gains pays for
+# it (a model that does not fit is not a choice).  A GP sees a slope only in the first
+# percent or two: beyond, the objective passes GP_CAP, and every such point looks alike
 SIZE_PENALTY = 1.0
 # What skopt warns when its GP proposes a point already evaluated (it draws a random one)
 SKOPT_REPEAT_WARNING = "The objective has been evaluated at point"
