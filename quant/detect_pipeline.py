@@ -165,7 +165,7 @@ def quantize_detector(specs, data, out_dir, settings, *, name="model", anchors: 
         "head": {**head.meta(), "out_scale": [float(v) for v in out_scale],
                  "output": "z[c] = acc[c] * M[c] (no shift, no clamp); real = z[c] * out_scale[c]"},
         "detections": int(sum(len(d["scores"]) for d in int_test_dets)),
-        "layers": layer_rows(specs, layers, sidecars, chosen),
+        "layers": layer_rows(specs, layers, sidecars, chosen, base_sparsity=s.base_sparsity),
         "objective": objective.describe().replace("val_accuracy", "val_map50"),
         "base_bits": ref_bits, "base_val_map50": round(ref_map, 6),
         "search": {"bayes": rename(search["bayes"]), "uniform": rename(search["uniform"]),

@@ -220,10 +220,12 @@ def distillation_loss(net, data, weight: float = DISTILL, temperature: float = D
     return loss
 
 
-def layer_rows(specs, layers, sidecars, chosen, structure=None, sparse2=None) -> list[dict]:
+def layer_rows(specs, layers, sidecars, chosen, structure=None, sparse2=None, *,
+               base_sparsity: float) -> list[dict]:
     """The report's per-layer table: precision, sparsity, pruning structure and exact bits
     of each weight layer; ``sparse2``: :func:`quant.search.model_bits`'s weight ROM choice
-    with every coding allowed, reported beside the written one."""
+    with every coding allowed, reported beside the written one.  An ``auto`` layer the
+    search did not choose for (no evaluations) stays at ``base_sparsity``."""
     rows = []
     for layer in layers:
         if layer.W is None:
@@ -234,7 +236,8 @@ def layer_rows(specs, layers, sidecars, chosen, structure=None, sparse2=None) ->
         rows.append({
             "name": layer.name, "type": layer.type, "weights": layer.weights, "act": layer.act,
             "act_bits": layer.act_bits, "sparsity": round(export.layer_sparsity(layer), 6),
-            "target_sparsity": chosen.get(layer.name, spec.sparsity if spec.sparsity != "auto" else 0.0),
+            "target_sparsity": chosen.get(layer.name, base_sparsity if spec.sparsity == "auto"
+                                          else spec.sparsity),
             "auto": spec.sparsity == "auto", "shape": list(layer.W.shape),
             "bits": sum(info["bits"] for info in infos), "weight_bits": weight_info["bits"],
             "constant_bits": sum(info["bits"] for info in infos[1:]),
@@ -260,7 +263,8 @@ def make_report(name, specs, data, settings, layers, sidecars, out, *, net_acc, 
     fp32_bits = 32 * fp32_parameter_count(specs)
     all_bits, _, all_codings = model_bits(layers, sparse_format.CODES)
     structure = (search.get("best") or {}).get("structure", {})
-    rows = layer_rows(specs, layers, sidecars, chosen, structure, all_codings)
+    rows = layer_rows(specs, layers, sidecars, chosen, structure, all_codings,
+                      base_sparsity=settings.base_sparsity)
     chosen_record = None
     if search.get("best"):
         # the point and its measurements after the final fine-tuning; the search's own

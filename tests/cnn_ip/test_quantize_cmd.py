@@ -101,6 +101,19 @@ def test_a_size_budget_the_fixed_layers_fill_is_one_line_and_writes_nothing(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]
 
 
+def test_without_evaluations_the_auto_layers_stay_at_the_base_sparsity(tmp_path):
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN.replace("evaluations: 2}", "evaluations: 0, base_sparsity: 0.4}"))
+    assert main(["quantize", str(plan), "-o", str(tmp_path / "o"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "o" / "quant_report.json").read_text())
+    auto = [row for row in report["layers"] if row["auto"]]
+    assert [row["name"] for row in auto] == ["conv1", "dense3"]
+    for row in auto:
+        assert row["target_sparsity"] == 0.4
+        # pruned so, to the nearest whole weight (a code 0 may add zeros)
+        assert row["sparsity"] >= 0.4 - 0.5 / np.prod(row["shape"])
+
+
 def test_string_and_numeric_settings_from_the_plan(tmp_path):
     import argparse
 
