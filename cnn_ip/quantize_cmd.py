@@ -76,6 +76,8 @@ def run(args) -> int:
     from quant.data import load_dataset
     from quant.pipeline import quantize
     from quant.search import SizeBudgetError
+    # the first directory this run makes, removed again if it fails (nothing half-written)
+    made = next((parent for parent in reversed(out.parents) if not parent.exists()), None)
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -92,6 +94,8 @@ def run(args) -> int:
     finally:
         if scratch.exists():
             shutil.rmtree(scratch)
+        if made is not None and not out.exists():
+            shutil.rmtree(made, ignore_errors=True)
     roms = len(list(out.glob("*.hex")))
     if report.get("task") == "detection":
         print(f"wrote {out}/quant_report.json, model.npz, search.png, detections.json, "

@@ -94,7 +94,9 @@ def test_a_size_budget_the_fixed_layers_fill_is_one_line_and_writes_nothing(tmp_
     # scratch directory goes with it
     plan = tmp_path / "p.yaml"
     plan.write_text(PLAN.replace("evaluations: 2}", "evaluations: 2, size_budget: 100}"))
-    assert main(["quantize", str(plan), "-o", str(tmp_path / "o"), "--quiet"]) == 2
+    # the directories the run would have made are gone too
+    assert main(["quantize", str(plan), "-o", str(tmp_path / "new" / "deep" / "o"),
+                 "--quiet"]) == 2
     err = capsys.readouterr().err
     assert re.fullmatch(r"cnn-ip: quantize: size_budget: 100 bits leaves nothing for the "
                         r"searched layers \(the others take \d+\)\n", err), err
