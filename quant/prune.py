@@ -111,7 +111,7 @@ def pruned_bits(W, *, weights, wbits=None, sparsity, structure="unstructured", l
                 block=None, codes=sparse_format.CODES) -> dict:
     """Exact ROM bits of ``W`` pruned to ``sparsity`` (``structure``, ``block``) and encoded
     for ``lanes`` x ``simd`` in the smallest of ``codes`` (default: every code, ``/2``
-    included; pass ``sparse_format.HARDWARE_CODES`` for what the decoder reads today).
+    included, which is also what the decoder reads: ``sparse_format.HARDWARE_CODES``).
 
     Returns the :func:`quant.sparse_format.pattern_bits` item of the chosen coding plus
     ``sparsity`` (the zeros' fraction after pruning) and ``bits_per_weight``.  Only the zero

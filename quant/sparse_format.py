@@ -324,9 +324,9 @@ def encode(W, *, weights, wbits=None, lanes, simd, coding: str = "auto",
            codes=HARDWARE_CODES, block=None, inner=None) -> SparseImage:
     """Encode weight values ``W`` (``(Cout, R)``) into ROM words; see the module docstring.
 
-    ``coding="auto"`` takes the smallest of ``codes`` (default: the ``/1`` codings the
-    hardware decoder reads); ``block`` and ``inner`` fix the block coding's choices (by
-    default the smallest)."""
+    ``coding="auto"`` takes the smallest of ``codes`` (default ``HARDWARE_CODES``: the
+    codings the decoder block reads, ``/2`` included); ``block`` and ``inner`` fix the
+    block coding's choices (by default the smallest)."""
     W = check_matrix(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd)
     _check_choice(lanes * simd, weights=weights, coding=coding, codes=codes, block=block,
                   inner=inner)
