@@ -61,6 +61,8 @@ def settings_for(plan, args):
 
 
 def prepare_output(out: Path) -> None:
+    """UserError unless ``out`` is a new or empty directory, or an earlier output of this
+    command (which a successful run replaces)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"quantize: {out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (out / "quant_report.json").exists():

@@ -148,6 +148,9 @@ class SizeBudgetError(ValueError):
 
 @dataclass
 class Objective:
+    """The number a search minimises for a point's searched bits and validation measure
+    (the module docstring gives the formula; :meth:`describe` writes it with this
+    objective's constants)."""
     ref_bits: int                # searched layers' bits in the base model
     ref_accuracy: float          # base model's validation measure
     budget: float = 0.5          # points of the measure
@@ -280,6 +283,7 @@ def layer_mask(layer, sparsity: float, structure: str) -> torch.Tensor:
 
 
 def prune_layer(layer, sparsity: float, structure: str = UNSTRUCTURED) -> None:
+    """Set ``layer``'s mask to ``sparsity`` in ``structure`` (:func:`layer_mask`)."""
     layer.sparsity = float(sparsity)
     layer.mask.copy_(layer_mask(layer, sparsity, structure))
 
