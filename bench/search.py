@@ -6,7 +6,7 @@ at equal evaluation budget, over several seeds.
         [--recommend observed]
         [--warm S:STRUCTURE ...] [--search-epochs N] [--codes all]
         [--repeats 1] [--weight 0.1] [--size-exponent 2] [--scalarization sum] [--utopia 1.5]
-        [--budget B] [--size-budget BITS] [--structures block] [--final] [--remeasure N]
+        [--accuracy-budget B] [--size-budget BITS] [--structures block] [--final] [--remeasure N]
         [--out /tmp/bench_search]
         [--from-json A/search.json B/search.json]
 
@@ -31,7 +31,8 @@ or gained is worth 10 % of the searched layers' bits at the base's size),
 ``--size-exponent`` (default 2: the size term is the square of the relative size),
 ``--scalarization`` and ``--utopia`` (default sum: size and accuracy terms added; chebyshev:
 their maximum, the ray's slope ``--weight``, its utopia ``--utopia`` points above the base)
-and, if given, ``--budget`` (``accuracy_budget``) and ``--size-budget`` (``size_budget``,
+and, if given, ``--accuracy-budget`` (``accuracy_budget``; also ``--budget``, its former
+name) and ``--size-budget`` (``size_budget``,
 the bits the model may take), each fixed on tuning seeds before seeds 0-4 were run with it
 (docs/quant.md, docs/search_history.md).
 Each method's *best* point: ``quant.search.best_of``. The table gives, per seed and method,
@@ -298,7 +299,7 @@ def main() -> None:
     parser.add_argument("--utopia", type=float, default=1.5,
                         help="objective, chebyshev: the utopia's points of the measure above "
                              "the base")
-    parser.add_argument("--budget", type=float, default=None,
+    parser.add_argument("--accuracy-budget", "--budget", dest="budget", type=float, default=None,
                         help="objective: accuracy_budget (default: the plan's)")
     parser.add_argument("--size-budget", type=int, default=None, metavar="BITS",
                         help="objective: size_budget, the bits the model may take (default: "

@@ -175,7 +175,7 @@ def quantize_detector(specs, data, out_dir, settings, *, name="model", anchors: 
                               "note": "after final fine-tuning"}},
     }
     plot_search(out / "search.png", {**search, "chosen": {"bits": bits, "val_accuracy": int_val["map50"]}},
-                ref_accuracy=ref_map, budget=s.accuracy_budget, title=f"{name}: sparsity search",
+                ref_accuracy=ref_map, accuracy_budget=s.accuracy_budget, title=f"{name}: sparsity search",
                 measure="validation mAP@0.5 [%]", size_budget=s.size_budget)
     (out / "quant_report.json").write_text(json.dumps(report, indent=2) + "\n")
     log(f"done in {time.monotonic() - started:.1f} s")

@@ -109,7 +109,8 @@ def quantize(specs, data, out_dir, settings: Settings, *, name="model", fp32_net
                          chosen=chosen, ref_bits=ref_bits, base=evaluator.reference)
     # the accuracy budget is on the smoothed accuracy, not the top-1 plotted: not drawn
     plot_search(out / "search.png", report["search"], ref_accuracy=evaluator.reference["accuracy"],
-                budget=None, title=f"{name}: sparsity search", size_budget=s.size_budget)
+                accuracy_budget=None, title=f"{name}: sparsity search",
+                size_budget=s.size_budget)
     (out / "quant_report.json").write_text(json.dumps(report, indent=2) + "\n")
     log(f"done in {time.monotonic() - started:.1f} s", s.progress)
     return report

@@ -8,10 +8,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_search(path, search: dict, *, ref_accuracy: float, budget: float | None, title: str,
+def plot_search(path, search: dict, *, ref_accuracy: float, accuracy_budget: float | None,
+                title: str,
                 measure: str = "validation top-1 [%]", size_budget: int | None = None) -> None:
     """Bits against ``measure`` of every evaluation of both searches and the chosen point;
-    the base model's ``ref_accuracy``, the accuracy ``budget`` below it (``None``: not
+    the base model's ``ref_accuracy``, the ``accuracy_budget`` below it (``None``: not
     drawn, for an objective whose measure is not the one plotted) and the ``size_budget``
     (bits)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
@@ -24,8 +25,8 @@ def plot_search(path, search: dict, *, ref_accuracy: float, budget: float | None
     ax.scatter([chosen["bits"] / 1000], [100 * chosen["val_accuracy"]], marker="*", s=260,
                color="tab:red", zorder=5, label="chosen (after final fine-tuning)")
     ax.axhline(100 * ref_accuracy, color="grey", lw=0.8, label="base (quantized) model")
-    if budget is not None:
-        ax.axhline(100 * ref_accuracy - budget, color="grey", lw=0.8, ls="--",
+    if accuracy_budget is not None:
+        ax.axhline(100 * ref_accuracy - accuracy_budget, color="grey", lw=0.8, ls="--",
                    label="accuracy budget")
     if size_budget is not None:
         ax.axvline(size_budget / 1000, color="grey", lw=0.8, ls=":", label="size budget")

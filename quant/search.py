@@ -153,8 +153,8 @@ class Objective:
     objective's constants)."""
     ref_bits: int                # searched layers' bits in the base model
     ref_accuracy: float          # base model's validation measure
-    budget: float = 0.5          # points of the measure
-    penalty: float = 1.0         # per point beyond the budget
+    accuracy_budget: float = 0.5  # points of the measure pruning may lose before penalty
+    penalty: float = 1.0         # per point beyond the accuracy budget
     measure: str = "val_accuracy"
     weight: float = 0.0          # per point of the measure, at every drop (gains too)
     size_exponent: float = 1.0   # the size term is (bits / ref_bits) ** size_exponent
@@ -185,7 +185,7 @@ class Objective:
         else:
             lost = self.weight * (drop + self.utopia)
             trade = max(size, lost) + CHEBYSHEV_RHO * (size + lost)
-        return (trade + self.penalty * max(0.0, drop - self.budget)
+        return (trade + self.penalty * max(0.0, drop - self.accuracy_budget)
                 + SIZE_PENALTY * self.over_budget(bits + self.fixed_bits if model_bits is None
                                                   else model_bits))
 
@@ -194,7 +194,7 @@ class Objective:
         size = f"searched_bits/{self.ref_bits}"
         if self.size_exponent != 1:
             size = f"({size})^{self.size_exponent:g}"
-        penalty = f"{self.penalty} * max(0, {drop} - {self.budget})"
+        penalty = f"{self.penalty} * max(0, {drop} - {self.accuracy_budget})"
         if self.size_budget is not None:
             penalty += (f" + {SIZE_PENALTY} * max(0, 100*(model_bits - {self.size_budget})"
                         f"/{self.size_budget})")

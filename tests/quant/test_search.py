@@ -50,7 +50,7 @@ def test_search_records_are_what_they_claim_and_reproducible(trained):
     with train.deterministic(3):
         evaluator = Evaluator(qnet, data, AUTO, epochs=1, seed=3, codes=CODES)
         base = evaluator.measure()
-        evaluator.objective = Objective(base["searched_bits"], base["measure"], budget=0.5)
+        evaluator.objective = Objective(base["searched_bits"], base["measure"], accuracy_budget=0.5)
         result = run_searches(evaluator, evaluations=3, seed=3, progress=False,
                               methods=("bayes", "uniform", "random"))
         last = evaluator.history[-1]
@@ -105,7 +105,7 @@ def test_repeated_evaluation_is_the_mean_of_independent_fine_tunes(trained):
                                   tuning={"lr": 0.03})
             ref = evaluator.measure()
             # a budget of -100 points: the objective moves with the measure at every point
-            evaluator.objective = Objective(ref["searched_bits"], ref["measure"], budget=-100)
+            evaluator.objective = Objective(ref["searched_bits"], ref["measure"], accuracy_budget=-100)
             value = evaluator("t", point, {n: "unstructured" for n in AUTO})
     finally:
         qnet.load_state_dict(start)
@@ -127,12 +127,12 @@ def test_repeated_evaluation_is_the_mean_of_independent_fine_tunes(trained):
 FAST = {"lr": 0.03}
 
 
-def fast_evaluator(qnet, data, budget: float) -> Evaluator:
+def fast_evaluator(qnet, data, accuracy_budget: float) -> Evaluator:
     """An evaluator whose fine-tune moves the model (the fixture's net is near chance,
     where every 1-epoch fine-tune at the default rate gives the same measure)."""
     evaluator = Evaluator(qnet, data, AUTO, epochs=1, seed=3, codes=CODES, tuning=FAST)
     base = evaluator.measure()
-    evaluator.objective = Objective(base["searched_bits"], base["measure"], budget=budget)
+    evaluator.objective = Objective(base["searched_bits"], base["measure"], accuracy_budget=accuracy_budget)
     return evaluator
 
 
@@ -145,7 +145,7 @@ def test_confirmation_reevaluates_the_best_candidates_with_new_seeds(trained):
     start = copy.deepcopy(qnet.state_dict())
     try:
         with train.deterministic(3):
-            evaluator = fast_evaluator(qnet, data, budget=-100)
+            evaluator = fast_evaluator(qnet, data, accuracy_budget=-100)
             result = run_searches(evaluator, evaluations=5, seed=3, progress=False,
                                   methods=("uniform",), confirm=2, candidates=2)
             records = result["uniform"]
@@ -206,7 +206,7 @@ def test_model_recommendation_confirms_the_lowest_posterior_means(trained):
     start = copy.deepcopy(qnet.state_dict())
     try:
         with train.deterministic(3):
-            evaluator = fast_evaluator(qnet, data, budget=100)
+            evaluator = fast_evaluator(qnet, data, accuracy_budget=100)
             result = run_searches(evaluator, evaluations=6, seed=3, progress=False,
                                   methods=("uniform", "random"), confirm=2, candidates=2,
                                   recommend="model")
@@ -365,14 +365,14 @@ def test_structure_choices_follow_the_codes_and_the_packing():
 
 
 def test_objective_penalises_only_beyond_budget():
-    objective = Objective(ref_bits=1000, ref_accuracy=0.95, budget=1.0, penalty=2.0)
+    objective = Objective(ref_bits=1000, ref_accuracy=0.95, accuracy_budget=1.0, penalty=2.0)
     assert objective(500, 0.95) == 0.5
     assert np.isclose(objective(500, 0.945), 0.5)               # 0.5 points: within budget
     assert np.isclose(objective(500, 0.93), 0.5 + 2.0 * 1.0)    # 2 points: 1 beyond
 
 
 def test_objective_weight_prices_every_point_lost_or_gained():
-    objective = Objective(ref_bits=1000, ref_accuracy=0.95, budget=0.0, penalty=1.0, weight=0.1)
+    objective = Objective(ref_bits=1000, ref_accuracy=0.95, accuracy_budget=0.0, penalty=1.0, weight=0.1)
     assert np.isclose(objective(500, 0.95), 0.5)
     assert np.isclose(objective(500, 0.96), 0.5 - 0.1)            # 1 point above the base
     assert np.isclose(objective(500, 0.93), 0.5 + 0.1 * 2 + 1.0 * 2)
@@ -381,7 +381,7 @@ def test_objective_weight_prices_every_point_lost_or_gained():
 
 
 def test_objective_size_exponent_powers_the_relative_size_only():
-    objective = Objective(ref_bits=1000, ref_accuracy=0.95, budget=0.0, weight=0.1,
+    objective = Objective(ref_bits=1000, ref_accuracy=0.95, accuracy_budget=0.0, weight=0.1,
                           size_exponent=2.0)
     assert np.isclose(objective(500, 0.95), 0.25)
     assert np.isclose(objective(800, 0.94), 0.64 + 0.1 + 1.0)
@@ -390,7 +390,7 @@ def test_objective_size_exponent_powers_the_relative_size_only():
 
 
 def test_chebyshev_objective_is_the_larger_term_plus_a_little_of_both():
-    objective = Objective(ref_bits=1000, ref_accuracy=0.95, budget=3.0, weight=0.1,
+    objective = Objective(ref_bits=1000, ref_accuracy=0.95, accuracy_budget=3.0, weight=0.1,
                           scalarization="chebyshev", utopia=1.5)
     # no drop: L = 0.1 * 1.5 = 0.15 below S = 0.4, so S + 0.05 * (0.4 + 0.15)
     assert np.isclose(objective(400, 0.95), 0.4275)
@@ -415,7 +415,7 @@ def test_chebyshev_objective_is_the_larger_term_plus_a_little_of_both():
 
 def test_size_budget_charges_each_percent_the_model_exceeds_it():
     # searched layers 1000 bits at the base, the others 600; the model may take 1500
-    objective = Objective(ref_bits=1000, ref_accuracy=0.95, budget=100.0, weight=0.02,
+    objective = Objective(ref_bits=1000, ref_accuracy=0.95, accuracy_budget=100.0, weight=0.02,
                           size_budget=1500, fixed_bits=600)
     assert np.isclose(objective(800, 0.95), 0.8)                  # 1400 bits: fits
     assert np.isclose(objective(900, 0.94), 0.9 + 0.02)           # 1500: exactly the budget
@@ -444,7 +444,7 @@ def test_size_budget_is_charged_on_the_evaluated_models_bits(trained):
         fixed = base["bits"] - base["searched_bits"]
         assert fixed == exact_model_bits(qnet.int_layers())[1]["conv0"]   # as written
         budget = base["bits"] - 100
-        evaluator.objective = Objective(base["searched_bits"], base["measure"], budget=100.0,
+        evaluator.objective = Objective(base["searched_bits"], base["measure"], accuracy_budget=100.0,
                                         size_budget=budget, fixed_bits=fixed)
         evaluator("t", {"dense2": 0.0}, {"dense2": "unstructured"})   # as dense as the base
     record = evaluator.history[-1]
@@ -499,7 +499,7 @@ def test_gaussian_process_sees_the_objective_capped(trained, monkeypatch):
         evaluator = Evaluator(qnet, data, AUTO, epochs=1, seed=3, codes=CODES)
         base = evaluator.measure()
         # a budget of -100 points: every point lies 100 points beyond it
-        evaluator.objective = Objective(base["searched_bits"], base["measure"], budget=-100)
+        evaluator.objective = Objective(base["searched_bits"], base["measure"], accuracy_budget=-100)
         result = run_searches(evaluator, evaluations=2, seed=3, progress=False, methods=("bayes",))
     objectives = [r["objective"] for r in result["bayes"]]
     assert min(objectives) > 100 and seen == [2.0, 2.0]        # GP_CAP, as docs/quant.md says
