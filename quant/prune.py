@@ -28,9 +28,7 @@ STRUCTURES = ("unstructured", "block")
 
 
 def _check_packing(W, lanes, simd) -> None:
-    for pname, value in (("lanes", lanes), ("simd", simd)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{pname}: must be a positive integer, got {value!r}")
+    sparse_format.check_fold(lanes, simd)
     if W.shape[0] % lanes or W.shape[1] % simd:
         raise ValueError(f"W: shape {W.shape} is not a multiple of (lanes, simd) = "
                          f"({lanes}, {simd})")

@@ -84,6 +84,13 @@ class SparseImage:
 
 # --- checking -----------------------------------------------------------------------------
 
+def check_fold(lanes, simd) -> None:
+    """ValueError unless ``lanes`` and ``simd`` are positive integers."""
+    for pname, value in (("lanes", lanes), ("simd", simd)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{pname}: must be a positive integer, got {value!r}")
+
+
 def check_matrix(W, *, weights, wbits=None, lanes, simd) -> np.ndarray:
     """Return ``W`` as an int64 ``(Cout, R)`` array or raise ``ValueError`` saying why not.
 
@@ -91,9 +98,7 @@ def check_matrix(W, *, weights, wbits=None, lanes, simd) -> np.ndarray:
     output often is float); anything else must have an integer dtype.
     """
     check_mode(weights, wbits)
-    for pname, value in (("lanes", lanes), ("simd", simd)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{pname}: must be a positive integer, got {value!r}")
+    check_fold(lanes, simd)
     W = np.asarray(W)
     if W.dtype == object or not (np.issubdtype(W.dtype, np.integer) or W.dtype == bool):
         if not (np.issubdtype(W.dtype, np.floating) and W.size and np.all(np.isfinite(W))
