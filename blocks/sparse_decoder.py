@@ -97,7 +97,7 @@ else (counting, shifting, expanding) is pipelined off it:
    in the word it starts in.  A record is at most ``W`` bits, so it
    ends in its word or the next; the entries of offsets whose mask runs into the next
    word are made when that word comes.  ``table_stages`` registers: chunk counts, the
-   chunk prefix (two adder levels a stage), prefix counts, the value bits; the entries
+   chunk prefix (an adder level a stage), prefix counts, the value bits; the entries
    made from them are registered once more (``table_register``, a stage of the same
    lock step: the entries' last adders end there, not in the slots' and the head
    table's selects and enables), then in the slots;
@@ -129,9 +129,10 @@ else (counting, shifting, expanding) is pipelined off it:
 4. *extraction*: the pointer and offset are copied into registers, the pair of words is
    registered, then shifted right by the offset in ``shift_stages`` registered stages of
    8:1 selects, giving the record's bits;
-5. ``expander``: three registered steps: the mask's local counts in groups of four and
-   the group counts; each group's first value (a prefix sum of group counts); each
-   group's values (a part-select per group; on an ECP5 target slice muxes for
+5. ``expander``: three registered steps (four above five groups: the group offsets'
+   two adder levels a register apart, :func:`offset_split`): the mask's local counts in
+   groups of four and the group counts; each group's first value (a prefix sum of group
+   counts); each group's values (a part-select per group; on an ECP5 target slice muxes for
    synthesis, on the offset bits the group can use: group ``g`` starts at most ``4g``
    values in).  The codes are written into
 6. ``out_fifo``: sixteen beats in LUT RAM, with a credit count of the beats in flight,
@@ -165,10 +166,11 @@ masked record the expander takes, or (dense blocks) into the beat's codes.
 
 Latency: the first beat is valid 2 cycles (dense ROM: the ROM's two registers) after
 reset is released, 1 cycle (dense stream) after the first word is taken; masked: ``masked_latency`` cycles after the first word is
-taken (stream), two more after reset (ROM): ``13 + ceil(levels/2) + ceil(NB/3)``, with
+taken (stream), two more after reset (ROM): ``13 + levels + ceil(NB/3)``, one more
+where ``P`` is above 20 (:func:`offset_split`), with
 ``levels = bits(floor((W+P-1)/4) - 1)`` and ``NB`` the loop's offset bits
 (``blocks.sparse_table.Shape.ob``: those of ``W/g - 1``, for ``/1`` at least 3):
-18 (stream) for the 32x72 ternary layer of the bench at lanes 4, simd 8 (``W = 43``);
+21 (stream) for the 32x72 ternary layer of the bench at lanes 4, simd 8 (``W = 43``);
 one cycle less when the first image is a single word (its records need no next word).
 ``tvalid`` never depends on ``tready``; a stall holds the beat.  Stream mode:
 ``s_axis_words.tready`` is ``adv``; a pass's last beat waits for its image's ``tlast``
@@ -569,11 +571,10 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     EB = NB + 1
     tab0, tab = Signal(intbv(0)[shape.entries * EB:]), Signal(intbv(0)[shape.entries * EB:])
     tword0, tword = Signal(intbv(0)[W:]), Signal(intbv(0)[W:])
-    tlast0, tvalid0, tlast, tvalid = (Signal(bool(0)) for _ in range(4))
+    tlast0, tvalid0, tlast, tpre = (Signal(bool(0)) for _ in range(4))
     table = (record_table(aclk, aresetn, adv, word, wvalid, wlast, tab0, tword0, tlast0,
-                          tvalid0, P=TP, VB=TVB, W=W, block=TB),
-             table_register(aclk, aresetn, adv, tab0, tword0, tlast0, tvalid0, tab, tword,
-                            tlast, tvalid))
+                          tvalid0, P=TP, VB=TVB, W=W, block=TB, tvalid_pre=tpre),
+             table_register(aclk, adv, tab0, tword0, tlast0, tab, tword, tlast))
     p, wp = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
     wp3 = Signal(intbv(0, min=0, max=3))
     off = Signal(intbv(0)[NB:])
@@ -603,7 +604,7 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     # groups, at most COPIES), and the pop select's own (at most POP_COPIES)
     copies = Signal(intbv(0)[copies_of(NB) * min(COPY_BITS, NB):])
     pop_copies = Signal(intbv(0)[pop_copies_of(NB) * min(COPY_BITS, NB):])
-    walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid0,
+    walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid0, tpre,
                    hflag, ent, tlast, tflags, write, wp3, codes, fills, pop, cur, src_flag,
                    copies, pop_copies, (we[:4], we[4:7], we[7:]),
                    last_beat=fmt["beats"] - 1, straddle=bool(Q), ecp5=ecp5,
@@ -664,9 +665,11 @@ def block_stage(aclk, aresetn, rv, rec, rl, push, push_data, push_last, *, fmt, 
 @block
 def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, *, P, VB, WB, W,
              ecp5=False):
-    """Mask expansion in three registered steps after ``fire``: local and group counts
-    (of pairs of groups, and of the even groups), group offsets, per-group values; the
-    codes are pushed (into the FIFO) on the fourth edge.  ``ecp5``: for synthesis the
+    """Mask expansion in three registered steps after ``fire`` (four with
+    :func:`offset_split`: the group offsets' adder tree a register apart): local and
+    group counts (of pairs of groups, and of the even groups), group offsets, per-group
+    values; the codes are pushed (into the FIFO) on the fourth edge (the fifth with
+    :func:`offset_split`).  ``ecp5``: for synthesis the
     per-group value selects are ECP5 slice muxes (``blocks.bit_fields.group_shift``), each
     on the offset bits its group can use: group ``g``'s offset counts the values of the
     ``g`` groups before it, at most ``GROUP * g``."""
@@ -688,17 +691,36 @@ def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, 
     codes = Signal(intbv(0)[P * WB:])
     v1, v2, v3 = (Signal(bool(0)) for _ in range(3))
     l1, l2, l3 = (Signal(bool(0)) for _ in range(3))
+    split = offset_split(P)
+    if split:   # a step more between the group counts and the group offsets
+        mask1x, lp1x, vals1x = Signal(intbv(0)[P:]), Signal(intbv(0)[P * LB:]), \
+            Signal(intbv(0)[VALW:])
+        v1x, l1x = Signal(bool(0)), Signal(bool(0))
+        extra = [expander_delay(aclk, aresetn, mask1, lp1, vals1, v1, l1, mask1x, lp1x,
+                                vals1x, v1x, l1x)]
+    else:
+        mask1x, lp1x, vals1x, v1x, l1x, extra = mask1, lp1, vals1, v1, l1, []
     local = field_sums(rec_win, lp0, out_bits=LB, groups=[
         [(p - p % G + j, 1) for j in range(p % G)] for p in range(P)])
     if NG > 1:
         # the last group's count is never needed: offsets sum the groups before each group
         ne = len(evens)
+        terms = [[((ne + k) * SB, SB) for k in range(g // 2)]
+                 + ([((g - 1) // 2 * SB, SB)] if g % 2 else []) for g in range(NG)]
+        if split:
+            # each offset's terms in two halves, each summed and registered, then added
+            halves = [h for t in terms for h in (t[:(len(t) + 1) // 2], t[(len(t) + 1) // 2:])]
+            gh, gh2 = Signal(intbv(0)[2 * NG * CW:]), Signal(intbv(0)[2 * NG * CW:])
+            offsets = [field_sums(gs1, gh, out_bits=CW, groups=halves),
+                       half_register(aclk, gh, gh2),
+                       field_sums(gh2, gp1, out_bits=CW, groups=[
+                           [(2 * g * CW, CW), ((2 * g + 1) * CW, CW)] for g in range(NG)])]
+        else:
+            offsets = [field_sums(gs1, gp1, out_bits=CW, groups=terms)]
         groups = [field_sums(rec_win, gs0, out_bits=SB, groups=[
                       [(g * G + j, 1) for j in range(G)] for g in evens] + [
                       [(2 * k * G + j, 1) for j in range(2 * G)] for k in range(pairs)]),
-                  field_sums(gs1, gp1, out_bits=CW, groups=[
-                      [((ne + k) * SB, SB) for k in range(g // 2)]
-                      + ([((g - 1) // 2 * SB, SB)] if g % 2 else []) for g in range(NG)]),
+                  offsets,
                   group_shift(vals2, gp2, vg2, off_bits=CW, scale=VB, width=G * VB,
                               ecp5=ecp5, reach=[G * g for g in range(NG)]),
                   group_registers(aclk, gs0, gs1, gp1, gp2)]
@@ -709,10 +731,10 @@ def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, 
     @always_seq(aclk.posedge, reset=aresetn)
     def flags():
         v1.next = fire
-        v2.next = v1
+        v2.next = v1x
         v3.next = v2
         l1.next = at_last
-        l2.next = l1
+        l2.next = l1x
         l3.next = l2
 
     if W > P:
@@ -728,9 +750,9 @@ def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, 
     def data():
         mask1.next = rec_win[P:]
         lp1.next = lp0
-        mask2.next = mask1
-        vals2.next = vals1
-        lp2.next = lp1
+        mask2.next = mask1x
+        vals2.next = vals1x
+        lp2.next = lp1x
         mask3.next = mask2
         lp3.next = lp2
         vg3.next = vg2
@@ -741,7 +763,47 @@ def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, 
         push_data.next = codes
         push_last.next = l3
 
-    return local, groups, expand, flags, values, data, out
+    return local, groups, expand, flags, values, data, out, extra
+
+
+def offset_split(P) -> bool:
+    """Whether the :func:`expander`'s group offsets take a step more: an offset sums more
+    than two counts (more than five groups), so two adder levels, which it then takes a
+    register apart (on ECP5 the two carry chains in one cycle were the critical path)."""
+    ng = -(-P // GROUP)
+    return (ng - 1) // 2 + (ng - 1) % 2 > 2
+
+
+def expander_steps(P) -> int:
+    """The :func:`expander`'s registered steps (its latency)."""
+    return 3 + offset_split(P)
+
+
+@block
+def expander_delay(aclk, aresetn, mask, lp, vals, v, l, mask_x, lp_x, vals_x, v_x, l_x):
+    """The expander's step more (:func:`offset_split`) for what rides beside the offsets."""
+
+    @always_seq(aclk.posedge, reset=aresetn)
+    def flag():
+        v_x.next = v
+        l_x.next = l
+
+    @always(aclk.posedge)
+    def hold():
+        mask_x.next = mask
+        lp_x.next = lp
+        vals_x.next = vals
+
+    return flag, hold
+
+
+@block
+def half_register(aclk, gh, gh2):
+    @always(aclk.posedge)
+    def load():
+        gh2.next = gh
+
+    return load
 
 
 @block
@@ -961,7 +1023,8 @@ def masked_latency(fmt, W) -> int:
     and the FIFO; ``/2``: the block expansion's two steps before the expander's three
     (element masks, whose table has three stages more) or instead of them (dense blocks)."""
     P, VB, block = table_params(fmt)
-    expand = {None: 3, "mask": block_mask_latency() + 3, "dense": block_mask_latency()}[
+    steps = expander_steps(fmt["lanes"] * fmt["simd"])
+    expand = {None: steps, "mask": block_mask_latency() + steps, "dense": block_mask_latency()}[
         fmt.get("inner")]
     return (1 + table_stages(W, P, block) + 1 + 1 + 1 + 2
             + shift_stages(Shape(W, P, VB, block).ob) + expand + 1)
@@ -979,10 +1042,10 @@ def masked_registers(P, VB, W, beats, addr, block=None, depth=0) -> dict:
     ypn = len(lay.kept)
     levels = prefix_levels(W, P, shape.Q)
     carry = W + 1 + ypn + 1                       # word, tlast, prev's kept bits, valid
-    # a register every two prefix levels and after the last (record_table's rule)
+    # a register after every prefix level (record_table's rule)
     prefix = sum(carry + sum(min(nb, (4 * min(c + 1, 1 << level)).bit_length())
                              for c in range(NCH))
-                 for level in range(1, levels + 1) if level % 2 == 0 or level == levels)
+                 for level in range(1, levels + 1))
     tz = (VB & -VB).bit_length() - 1
     g = shape.g
     t, TN = g.bit_length() - 1, W // g
@@ -996,7 +1059,7 @@ def masked_registers(P, VB, W, beats, addr, block=None, depth=0) -> dict:
         "table": (Q + carry + 3 * NCH + prefix
                   + W + 2 + ps_bits                                        # PS(k)
                   + W + 2 + TN * (nb - tz + t)                             # value bits
-                  + W + 2 + TN * live + own                    # table_register: entries
+                  + W + 1 + TN * live + own                    # table_register: entries
                   # /2 element masks (blocks.sparse_table.block_tail): the prefix counts
                   # past the element masks and before them, then the masks' counts, each
                   # with the block counts beside them, a stage each
@@ -1017,9 +1080,11 @@ def masked_registers(P, VB, W, beats, addr, block=None, depth=0) -> dict:
                  + 4 + 1 + 3
                  + (copies_of(ob) + pop_copies_of(ob)) * min(COPY_BITS, ob)
                  + 7 + (1 if shape.QN else 0) + 4 + 3 + (3 if shape.QN else 0)
+                 # tv (the table pipeline's valid after this cycle, a cycle ahead)
+                 + 1
                  # a ROM's walker knows its pass end (blocks.sparse_framer.walker): no skip
                  # flag, no copy of the own code, and past one word no count-of-one flag
-                 - (3 + (depth > 1) if addr else 0)),
+                 - (4 + (depth > 1) if addr else 0)),
         "extract": 6 + 2 * ob + 2 * W - 1 + sum(
             out + 2 + rest for out, rest in shifter_widths(W, ob, g)),
     }
@@ -1131,6 +1196,11 @@ def masked_flops(meta, W, addr, depth=0) -> tuple[int, int]:
                      + (NG // 2 + (NG - 1) // 2) * (2 * G).bit_length() + group_offsets
                      + NG * G * VB + 6)
         srl = 3 * P + 3 * local
+        if offset_split(P):     # the expander's step more: halves of the offsets, and
+            # what rides beside them
+            expansion += (max(W1 - P, 1) + P + local + 2
+                          + sum(2 * (G * g).bit_length() for g in range(2, NG)))
+            srl += P + local
     if meta["coding"] == "block":       # blocks.block_mask: counts, block mask, rest, out
         K = P // meta["block"]
         expansion += ((K + 1) * K.bit_length() + W + 4
@@ -1138,7 +1208,7 @@ def masked_flops(meta, W, addr, depth=0) -> tuple[int, int]:
                          else P * meta["code_bits"]))
     # pointers, count and credit, pending_ok and nonempty
     fifo = 2 * (FIFO_DEPTH - 1).bit_length() + 2 * FIFO_DEPTH.bit_length() + 2
-    first = 1 + (prefix_levels(W, TP, lay.Q) + 1) // 2       # chunk stage and prefix stages
+    first = 1 + prefix_levels(W, TP, lay.Q)       # chunk stage and prefix stages
     srl += ((first * (W + 2 + len(lay.kept)) if first >= 2 else 0)
             + 2 * (W + 1) + (W + 1 if addr else 0))
     return sum(regs.values()) + expansion + fifo, srl

@@ -73,15 +73,10 @@ def shift_stages(nb: int) -> int:
 
 
 @block
-def table_register(aclk, aresetn, adv, tab_in, word_in, last_in, valid_in, tab, word, last,
-                   valid):
+def table_register(aclk, adv, tab_in, word_in, last_in, tab, word, last):
     """A pipeline stage (on ``adv``) after the table pipeline: its entries' last adders
-    end in these registers, not in the slots' and head table's selects and enables."""
-
-    @always_seq(aclk.posedge, reset=aresetn)
-    def flag():
-        if adv:
-            valid.next = valid_in
+    end in these registers, not in the slots' and head table's selects and enables.
+    (Its valid is the walker's ``tv``, made a cycle ahead.)"""
 
     @always(aclk.posedge)
     def hold():
@@ -90,7 +85,7 @@ def table_register(aclk, aresetn, adv, tab_in, word_in, last_in, valid_in, tab, 
             word.next = word_in
             last.next = last_in
 
-    return flag, hold
+    return hold
 
 
 @block
@@ -171,19 +166,23 @@ def slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, ptr, we, *, a
 # so is ``fire`` (from the count as flags ``ge1``/``ge2``; :func:`walk_outcomes`).
 # ``hflag`` is a register of the walker (a pop_register: the other ring's flag source
 # ``src_flag`` on a pop, else the head's own on its fill); the walker's own logic reads
-# copies of ``write`` and ``code_own`` too, so that the copies that drive hundreds of
-# loads do not pull it apart.  After a pass's last record the head is the word after the
-# image's ``tlast`` word.  The registers that follow ``pop_h`` take both outcomes from
-# registers and the pop bit last (:func:`pop_register`; ``ecp5``: that LUT instantiated);
-# among them the fills (the table pipeline's ``tvalid`` after this cycle from
-# ``tvalid_in``, its stage's input) and the loop's own copy of ``adv``, which the table
-# pipeline's enable is not.  The count of filled slots is one-hot (bit k: k slots, modulo
-# 8 as a 3-bit count would be): the walker's outcomes compare it with 0..3, each a bit,
-# not a compare after an adder.  ``skip`` (the head after this pass's last record is two
-# words on: ``at_last`` and not ``hflag``) and ``n3`` (the table slot of the word after
-# the head's) are registers, made from both outcomes like the state they follow, not
-# logic after ``at_last`` and ``hflag``; with ``pass_skip`` known, ``skip`` is
-# ``at_last`` or 0 (:func:`walk_outcomes`).
+# copies of ``code_own`` and (stream mode, for ``skip``) of ``write``, so that the copies
+# that drive hundreds of loads do not pull it apart.  After a pass's last record the head
+# is the word after the image's ``tlast`` word.  The registers that follow ``pop_h`` take
+# both outcomes from registers and the pop bit last (:func:`pop_register`; ``ecp5``: that
+# LUT instantiated); among them the fills, the loop's own copy of ``adv``, which the table
+# pipeline's enable is not, and ``tv``, the table pipeline's last stage's valid after this
+# cycle (so whether a word is written after this cycle is a register too, made a cycle
+# ahead from ``tvalid_pre``, the valid of the stage before ``tvalid_in``).  The count of
+# filled slots (``filled``) counts this cycle's write too (the count after this cycle if
+# the head stays), one-hot (bit k: k slots, modulo 8 as a 3-bit count would be): the load
+# codes, ``room`` and the ``ge`` flags read it without the write, and compare it with 0..3,
+# each a bit, not a compare after an adder.  (Until 2026-12-03 the count was of the slots
+# filled before this cycle, and ``tv`` a LUT: each a LUT level deeper.)  ``skip`` (the head
+# after this pass's last record is two words on: ``at_last`` and not ``hflag``) and ``n3``
+# (the table slot of the word after the head's) are registers, made from both outcomes like
+# the state they follow, not logic after ``at_last`` and ``hflag``; with ``pass_skip``
+# known, ``skip`` is ``at_last`` or 0 (:func:`walk_outcomes`).
 #
 # A ROM decoder knows its image, and so two things the walker otherwise reads from the
 # head's flag: ``pass_skip`` (``True``/``False``; ``None``: from the flag), whether leaving
@@ -196,18 +195,20 @@ def slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, ptr, we, *, a
 # Its always blocks are written in :func:`walk_logic` and :func:`walk_counts` and
 # decorated in the block, its sub-blocks made in it (MyHDL takes a generator's context
 # from the frame that decorates it and a sub-block's from the one that calls it, and
-# refuses a helper's), and every signal of its Verilog is named in it, in the order
-# MyHDL declares them in: the Verilog is the same, byte for byte, as when the walker was
-# one function of 193 lines.  Split into sub-blocks, the same logic converts under other
-# signal names, which places differently (docs/estimates.md, 2026-12-03).
+# refuses a helper's), and every signal of its Verilog is named in it (85ae8c3: then the
+# same Verilog, byte for byte, as the walker of 193 lines).  Split into sub-blocks, the
+# same logic converts under other signal names, which places differently
+# (docs/estimates.md, 2026-12-03).
 @block
-def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvalid_in, hflag,
-           ent, last_in, tflags, write, wp3, codes, fills, pop, cur, src_flag, off_copies,
+def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid_in, tvalid_pre,
+           hflag, ent, last_in, tflags, write, wp3, codes, fills, pop, cur, src_flag, off_copies,
            pop_copies, enables, *, last_beat, straddle=True, ecp5=False, pass_skip=None,
            next_always=False):
     """The loop (in detail: the comment above): ``p``/``off``/beat count/``at_last``, the
     write pointers (``wp``: the four word slots, ``wp3``: the three table slots), the
-    head's table slot ``hp3`` and the count of filled slots.  ``ent``: the next offset of
+    head's table slot ``hp3`` and the count of filled slots.  ``tvalid_in``: the valid of
+    the table pipeline's last stage's input, ``tvalid_pre`` that of its stage before.
+    ``ent``: the next offset of
     the head table's entry at ``off`` (its pop bit: ``pop``, from :func:`pop_select`);
     ``hflag``: the head word's ``tlast`` flag, ``tflags``: the table slots'; ``codes``,
     ``fills``: what the head table's other ring loads, and whether its slot is written
@@ -224,7 +225,7 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     # named in the order MyHDL declares them in the Verilog (the comment above)
     code_own, code_strad = codes
     fill_strad = fills[1]
-    filled = Signal(intbv(1)[FILL_STATES:])     # one-hot
+    filled = Signal(intbv(1)[FILL_STATES:])     # one-hot, with this cycle's write
     skip_reset = bool(at_last.val and (not hflag.val if pass_skip is None else pass_skip))
     hp3 = Signal(intbv(0, min=0, max=3))
     n3 = Signal(intbv(2 if skip_reset else 1, min=0, max=3))
@@ -240,21 +241,26 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
     f0, f1 = Signal(intbv(0)[FILL_STATES:]), Signal(intbv(0)[FILL_STATES:])
     fill_own = fills[0]
     room, skip = Signal(bool(0)), Signal(bool(skip_reset))
-    flags = walk_flags(hflag, ge1, ge2, pend_ok, filled, fire, write_w, room,
+    flags = walk_flags(hflag, ge1, ge2, pend_ok, filled, fire, room,
                        next_always=next_always)
     p_leave = Signal(modbv(0)[len(p):])
     ge1_0, ge1_1, ge2_0, ge2_1 = (Signal(bool(0)) for _ in range(4))
     fo0, fo1, fs0, fs1, wr0 = (Signal(bool(0)) for _ in range(5))
     one, cur_n, h_stay = Signal(bool(1)), Signal(bool(1)), Signal(bool(0))
-    tv = Signal(bool(0))
-    filling, filling_own, filling_strad, leaving, leaving_ge1 = map(always_comb, walk_logic(
-        tv, adv_w, tvalid_in, tvalid, fo0, fo1, fs0, fs1, wr0, room, f0, f1, one, cur_n, cur,
-        h_stay, fill_own, src_flag, hflag, p_leave, skip, p, ge1_0, ge1_1, ge2_0, ge2_1))
+    tv, tv_in, tv_stay = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
+    n0, n1 = Signal(intbv(0)[FILL_STATES:]), Signal(intbv(0)[FILL_STATES:])
+    filling, filling_own, filling_strad, leaving, leaving_ge1, counting = map(
+        always_comb, walk_logic(
+            tv, adv_w, tvalid_in, tvalid_pre, tv_in, tv_stay, fo0, fo1, fs0, fs1, wr0, room,
+            f0, f1, one, cur_n, cur, h_stay, fill_own, src_flag, hflag, p_leave, skip, p,
+            ge1_0, ge1_1, ge2_0, ge2_1, n0, n1))
 
     by_pops = [pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=ecp5)
                for q, leave, stay in ((adv, one, room), (adv_w, one, room), (write, tv, wr0),
-                                      (write_w, tv, wr0), (cur, cur_n, cur),
-                                      (hflag, src_flag, h_stay), (filled, f1, f0),
+                                      *([(write_w, tv, wr0)] if pass_skip is None else []),
+                                      (tv, tv_in, tv_stay),
+                                      (cur, cur_n, cur),
+                                      (hflag, src_flag, h_stay), (filled, n1, n0),
                                       *([] if next_always else [(ge1, ge1_1, ge1_0)]),
                                       (ge2, ge2_1, ge2_0), (p, p_leave, p), (hp3, n3, hp3),
                                       (fill_own, fo1, fo0),
@@ -297,34 +303,58 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid, tvali
                                                               al_next, beat, last_beat))
 
     return (flags, outcomes, nexts, step, copy_regs, slot_regs, leaving, filling, filling_own,
+            counting,
             [] if next_always else [leaving_ge1], by_pops, by_fires,
             [filling_strad] if straddle else [])
 
 
-def walk_logic(tv, adv_w, tvalid_in, tvalid, fo0, fo1, fs0, fs1, wr0, room, f0, f1, one,
-               cur_n, cur, h_stay, fill_own, src_flag, hflag, p_leave, skip, p, ge1_0, ge1_1,
-               ge2_0, ge2_1):
+def walk_logic(tv, adv_w, tvalid_in, tvalid_pre, tv_in, tv_stay, fo0, fo1, fs0, fs1, wr0,
+               room, f0, f1, one, cur_n, cur, h_stay, fill_own, src_flag, hflag, p_leave,
+               skip, p, ge1_0, ge1_1, ge2_0, ge2_1, n0, n1):
     """:func:`walker`'s comb logic, undecorated (the walker decorates it): the fills after
-    this cycle, and the values of its registers when the head is left and when it stays.
+    this cycle, the table pipeline's valid after the next (``tv``'s outcomes), and the
+    values of its registers when the head is left and when it stays.
     Each parameter bears the name of the walker's signal passed to it (MyHDL reads the
     generators' signals by name in the frame that decorates them; conversion, in these
     closures)."""
     def filling():
-        # the fills after this cycle: the head's own slot (filled 0) or the one after it
-        # (filled 1) written, tvalid as the table pipeline's last stage will have it
+        # tv: the table pipeline's last stage's valid after this cycle, a register made
+        # a cycle ahead: its input stage's after this cycle if the pipeline moves next
+        # cycle (adv after a pop, or room), else tv's
         if adv_w:
-            tv.next = tvalid_in
+            tv_in.next = tvalid_pre
         else:
-            tv.next = tvalid
+            tv_in.next = tvalid_in
+        if room:
+            if adv_w:
+                tv_stay.next = tvalid_pre
+            else:
+                tv_stay.next = tvalid_in
+        else:
+            tv_stay.next = tv
 
     def filling_own():
+        # f0 at 0 or 1 has room
         fo1.next = tv and f1[0]
-        fo0.next = room and tv and f0[0]
+        fo0.next = tv and f0[0]
         wr0.next = room and tv
 
     def filling_strad():
         fs1.next = tv and f1[1]
-        fs0.next = room and tv and f0[1]
+        fs0.next = tv and f0[1]
+
+    top = FILL_STATES - 1
+
+    def counting():
+        # the count with the write after this cycle (one-hot: +1 a rotation)
+        if tv:
+            n1.next = concat(f1[top:0], f1[top])
+        else:
+            n1.next = f1
+        if room and tv:
+            n0.next = concat(f0[top:0], f0[top])
+        else:
+            n0.next = f0
 
     def leaving():
         # the values of the walker's pop_registers when the head is left and when it stays
@@ -339,14 +369,14 @@ def walk_logic(tv, adv_w, tvalid_in, tvalid, fo0, fo1, fs0, fs1, wr0, room, f0, 
             p_leave.next = p + 2
         else:
             p_leave.next = p + 1
-        ge2_0.next = f0[FILL_STATES:2] != 0
-        ge2_1.next = f1[FILL_STATES:2] != 0
+        ge2_0.next = not (f0[0] or f0[1])
+        ge2_1.next = not (f1[0] or f1[1])
 
     def leaving_ge1():
         ge1_0.next = not f0[0]
         ge1_1.next = not f1[0]
 
-    return filling, filling_own, filling_strad, leaving, leaving_ge1
+    return filling, filling_own, filling_strad, leaving, leaving_ge1, counting
 
 
 def walk_counts(write, wp, wp3, fire, at_last, al_next, beat, last_beat):
@@ -381,20 +411,20 @@ def walk_counts(write, wp, wp3, fire, at_last, al_next, beat, last_beat):
 
 
 @block
-def walk_flags(hflag, ge1, ge2, pend_ok, filled, fire, write, room, *, next_always=False):
+def walk_flags(hflag, ge1, ge2, pend_ok, filled, fire, room, *, next_always=False):
     """The walker's flags: ``fire``, ``room`` (``next_always``: :func:`walker`)."""
 
     @always_comb
     def ahead():
-        # from registers only (write: adv and tvalid, a register of its own); filled is
-        # one-hot
+        # from registers only; filled (one-hot) counts this cycle's write: room is a count
+        # below 4 after it
         fire.next = ge1 and (hflag or ge2) and pend_ok
-        room.next = filled[SLOTS - 1:0] != 0 or (filled[SLOTS - 1] and not write)
+        room.next = filled[SLOTS:0] != 0
 
     @always_comb
     def ahead_rom():
         fire.next = ge2 and pend_ok
-        room.next = filled[SLOTS - 1:0] != 0 or (filled[SLOTS - 1] and not write)
+        room.next = filled[SLOTS:0] != 0
 
     return ahead_rom if next_always else ahead
 
@@ -413,7 +443,7 @@ def walk_outcomes(write, filled, skip, at_last, al_next, hflag, last_in, tflags,
     def skips():
         # the head's flag: when it stays, it changes only if its own slot is written now;
         # at_last after this cycle: al_next on a fire, else at_last
-        if write and filled[0]:
+        if write and filled[1]:
             s0.next = at_last and not last_in
             s0f.next = al_next and not last_in
         else:
@@ -434,29 +464,21 @@ def walk_outcomes(write, filled, skip, at_last, al_next, hflag, last_in, tflags,
         s0f.next = al_next & known
         s1.next = al_next & known
 
-    return fill_outcomes(write, filled, skip, f0, f1), (skips if pass_skip is None
+    return fill_outcomes(filled, skip, f0, f1), (skips if pass_skip is None
                                                         else known_skips)
 
 
 @block
-def fill_outcomes(write, filled, skip, f0, f1):
+def fill_outcomes(filled, skip, f0, f1):
     """The count of filled slots after this cycle (one-hot, so +1 and -1 are rotations)
     if the head stays (``f0``) and if it is left (``f1``; two words on with ``skip``)."""
     top = len(filled) - 1
 
     @always_comb
     def counts():
-        if write:
-            f0.next = concat(filled[top:0], filled[top])
-        else:
-            f0.next = filled
+        f0.next = filled
         if skip:
-            if write:
-                f1.next = concat(filled[0], filled[top + 1:1])
-            else:
-                f1.next = concat(filled[2:0], filled[top + 1:2])
-        elif write:
-            f1.next = filled
+            f1.next = concat(filled[2:0], filled[top + 1:2])
         else:
             f1.next = concat(filled[0], filled[top + 1:1])
 

@@ -21,12 +21,12 @@ starts ``s = g-1 + g*i`` get an entry, offsets and ``VB*c`` in units of ``g``: `
 entries a word.  So word ``i``'s whole table is its own entries (offsets ``0..W-P``,
 made when it came) followed by the ``P/g - 1`` entries made when word ``i+1`` came.  ``c = PS(s+P) - PS(s)``, ``PS``
 the prefix count of ``Y``'s bits, made of chunk counts (4 bits a chunk), their prefix
-(a Kogge-Stone tree, two adder levels a stage) and the bits below a position in its chunk.
+(a Kogge-Stone tree, an adder level a stage) and the bits below a position in its chunk.
 All arithmetic is modulo ``2**NB`` (``NB`` the entry's offset bits): exact for every
 record of a valid image (a count is at most ``P <= W``), so no value is ever truncated.
 
 Stages (each a register with the enable ``adv``; the whole pipeline moves in lock step):
-chunk counts; ``ceil(levels/2)`` prefix stages (``levels = ceil(log2(W+Q)//4)``);
+chunk counts; ``levels`` prefix stages (``levels = ceil(log2(W+Q)//4)``);
 ``PS``; ``VB*c`` (``/2`` with element masks, :func:`block_tail`: the block-mask counts,
 the element masks' counts, the lengths).  :func:`table_stages` gives the count.  The
 entries are logic after the
@@ -68,11 +68,11 @@ def prefix_levels(W: int, P: int, Q: int | None = None) -> int:
 
 def table_stages(W: int, P: int, block: int | None = None) -> int:
     """Registers from a word taken into the pipeline to its table: chunk counts, the
-    prefix stages (two levels each), prefix counts, window counts (the entries made
+    prefix stages (a level each), prefix counts, window counts (the entries made
     from them go into the slots' registers); with ``block`` (``/2``, element masks) the
     block-mask counts, the prefix counts past the element masks, the element masks'
     counts, then the record lengths."""
-    return 1 + (prefix_levels(W, P, reach(W, P, block)) + 1) // 2 + (2 if block is None else 5)
+    return 1 + prefix_levels(W, P, reach(W, P, block)) + (2 if block is None else 5)
 
 
 def reach(W: int, P: int, block: int | None = None) -> int:
@@ -284,7 +284,7 @@ def stage(aclk, aresetn, adv, pairs, valid_in, valid):
 
 @block
 def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tvalid, *,
-                 P, VB, W, block=None):
+                 P, VB, W, block=None, tvalid_pre=None):
     """The table pipeline (see the module docstring).  ``word``/``wvalid``/``wlast``: the
     stage before it (a word, or a bubble); ``tab``/``tword``/``tlast``/``tvalid``: its last
     stage: the table made when ``tword`` came (``Shape(W, P, VB, block).entries`` entries
@@ -324,18 +324,18 @@ def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tva
         parts.append(chunk_counts(prev, word, g_now, lay=lay))
         pairs.append((g_now, incl))
     parts.append(stage(aclk, aresetn, adv, pairs, wvalid, v))
-    # the chunk prefix: Kogge-Stone, a register every two levels
-    d, level = 1, 0
+    # the chunk prefix: Kogge-Stone, a register after every level (two levels in a
+    # stage, two carry chains apart in routing, were the ECP5 critical path)
+    d = 1
     while d < NCH:
         nxt = sig(NCH * nb)
         parts.append(field_sums(incl, nxt, out_bits=nb, groups=[
             [(c * ib, ib)] + ([((c - d) * ib, ib)] if c >= d else []) for c in range(NCH)]))
-        incl, ib, d, level = nxt, nb, 2 * d, level + 1
-        if level % 2 == 0 or d >= NCH:
-            pairs, (yw, last, yp) = carried(yw, yp, last)
-            reg, v2 = sig(NCH * nb), Signal(bool(0))
-            parts.append(stage(aclk, aresetn, adv, pairs + [(incl, reg)], v, v2))
-            incl, v = reg, v2
+        incl, ib, d = nxt, nb, 2 * d
+        pairs, (yw, last, yp) = carried(yw, yp, last)
+        reg, v2 = sig(NCH * nb), Signal(bool(0))
+        parts.append(stage(aclk, aresetn, adv, pairs + [(incl, reg)], v, v2))
+        incl, v = reg, v2
     # PS(k), then the value bits of every window, then the entries
     ps_now, ps = sig((YW + 1) // g * nb), sig((YW + 1) // g * nb)
     parts.append(prefix_counts(yp, yw, incl, ps_now, lay=lay, nb=nb, ib=ib, step=g))
@@ -344,7 +344,7 @@ def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tva
     parts.append(stage(aclk, aresetn, adv, pairs + [(ps_now, ps)], v, v2))
     if block is not None:
         parts.append(block_tail(aclk, aresetn, adv, ps, yw, last, v2, tab, tword, tlast,
-                                tvalid, shape=shape))
+                                tvalid, shape=shape, tvalid_pre=tvalid_pre))
         return parts
     m_now, m = sig(W // g * nb), sig(W // g * nb)
     parts.append(window_values(ps, m_now, W=W, P=P, VB=VB // g, nb=nb, step=g))
@@ -356,11 +356,14 @@ def record_table(aclk, aresetn, adv, word, wvalid, wlast, tab, tword, tlast, tva
     # (for /1 the loop's offsets are the table's nb bits: shape.ob == nb)
     parts.append(entries(m, tab, W=W, Q=Q, nb=nb, step=g))
     parts.append(outputs(yw, last, v3, tword, tlast, tvalid))
+    if tvalid_pre is not None:
+        parts.append(valid_before(v2, tvalid_pre))
     return parts
 
 
 @block
-def block_tail(aclk, aresetn, adv, ps, yw, last, valid, tab, tword, tlast, tvalid, *, shape):
+def block_tail(aclk, aresetn, adv, ps, yw, last, valid, tab, tword, tlast, tvalid, *, shape,
+               tvalid_pre=None):
     """``/2`` with element masks, after the prefix counts ``ps``: the block mask's count
     ``m`` of every start (``PS(s+K) - PS(s)``, ``K = P/B``; a register), the set bits
     ``n`` of the next ``B*m`` bits (a ``K+1``-way select of prefix counts, a register,
@@ -408,7 +411,8 @@ def block_tail(aclk, aresetn, adv, ps, yw, last, valid, tab, tword, tlast, tvali
                           step=g),
             stage(aclk, aresetn, adv, [(w4, w5), (l4, l5), (lens_now, lens)], v5, v6),
             block_entries(lens, tab, TN=shape.TN, QN=shape.QN, ob=shape.ob, xb=xb),
-            outputs(w5, l5, v6, tword, tlast, tvalid))
+            outputs(w5, l5, v6, tword, tlast, tvalid),
+            [] if tvalid_pre is None else valid_before(v5, tvalid_pre))
 
 
 @block
@@ -600,6 +604,17 @@ def outputs(yw, last, valid, tword, tlast, tvalid):
         tword.next = yw
         tlast.next = last
         tvalid.next = valid
+
+    return pass_on
+
+
+@block
+def valid_before(valid, tvalid_pre):
+    """``tvalid_pre``: the valid of the stage before the last (the walker's lookahead)."""
+
+    @always_comb
+    def pass_on():
+        tvalid_pre.next = valid
 
     return pass_on
 
