@@ -18,7 +18,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from cnn_ip.errors import UserError
-from cnn_ip.plan import load_plan
+from cnn_ip.plan import PlanError, load_plan
 
 FLAGS = ("seed", "epochs", "qat_epochs", "search_epochs", "final_epochs", "evaluations",
          "confirm", "accuracy_budget", "threads")
@@ -41,7 +41,8 @@ def register(subparsers) -> None:
 
 def settings_for(plan, args):
     """The plan's ``quantize:`` settings with the flags given over them, checked: a bad flag
-    is named as the flag, a bad combination as the setting (UserError)."""
+    is named as the flag; a bad combination as the setting, at the plan's ``quantize:``
+    line when the plan alone gives it (UserError)."""
     from quant.options import out_of_range
     from quant.pipeline import Settings, check_settings
     values = dict(plan.quantize)
@@ -56,6 +57,11 @@ def settings_for(plan, args):
     try:
         check_settings(settings)
     except ValueError as error:
+        # a setting from the plan (or a rule among the plan's alone) is placed in the plan
+        key = str(error).split(":", 1)[0]
+        given = {flag for flag in FLAGS if getattr(args, flag) is not None}
+        if key not in given and (key in plan.quantize or not given):
+            raise PlanError(f"{plan.path}:{plan.line('quantize')}: quantize.{error}") from None
         raise UserError(f"quantize: {error}") from None
     return settings
 

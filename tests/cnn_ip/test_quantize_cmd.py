@@ -79,13 +79,28 @@ def test_bad_confirmation_runs(tmp_path, capsys, flags, message):
     assert not (tmp_path / "o").exists()
 
 
+def test_bad_confirmation_runs_in_the_plan_are_placed_in_it(tmp_path, capsys):
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN.replace("evaluations: 2}", "evaluations: 2, confirm: 2}"))
+    assert main(["quantize", str(plan), "-o", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (
+        f"cnn-ip: {plan}:9: quantize.confirm: must be a multiple of 2 leaving at least 2 of "
+        "evaluations (2) to the search, got 2\n")
+    # a flag that makes the same mistake is named as the setting, as before
+    assert main(["quantize", str(plan), "-o", str(tmp_path / "o"), "--confirm", "2"]) == 2
+    assert capsys.readouterr().err.startswith("cnn-ip: quantize: confirm: must be")
+    assert not (tmp_path / "o").exists()
+
+
 def test_chebyshev_without_an_accuracy_weight_is_one_line(tmp_path, capsys):
     plan = tmp_path / "p.yaml"
     plan.write_text(PLAN.replace("evaluations: 2}", "evaluations: 2, scalarization: chebyshev}"))
     assert main(["quantize", str(plan), "-o", str(tmp_path / "o")]) == 2
+    # the plan alone gives it: placed at its quantize: line (the 9th)
+    assert PLAN.splitlines()[8].startswith("quantize:")
     assert capsys.readouterr().err == (
-        "cnn-ip: quantize: accuracy_weight: the chebyshev scalarization needs one above 0 "
-        "(the slope of its ray), got 0.0\n")
+        f"cnn-ip: {plan}:9: quantize.accuracy_weight: the chebyshev scalarization needs one "
+        "above 0 (the slope of its ray), got 0.0\n")
     assert not (tmp_path / "o").exists()
 
 
