@@ -94,8 +94,8 @@ def run(args) -> int:
         try:
             report = quantize(plan.layers, data, scratch, settings, name=plan.name,
                               detect=detect)
-        except SizeBudgetError as error:
-            raise UserError(f"quantize: {error}") from None
+        except SizeBudgetError as error:          # the plan's (no flag sets it)
+            raise PlanError(f"{plan.path}:{plan.line('quantize')}: quantize.{error}") from None
         if out.exists():
             shutil.rmtree(out)
         scratch.rename(out)

@@ -113,8 +113,9 @@ def test_a_size_budget_the_fixed_layers_fill_is_one_line_and_writes_nothing(tmp_
     assert main(["quantize", str(plan), "-o", str(tmp_path / "new" / "deep" / "o"),
                  "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert re.fullmatch(r"cnn-ip: quantize: size_budget: 100 bits leaves nothing for the "
-                        r"searched layers \(the others take \d+\)\n", err), err
+    assert re.fullmatch(re.escape(f"cnn-ip: {plan}:9: quantize.size_budget: 100 bits leaves "
+                                  "nothing for the searched layers (the others take ")
+                        + r"\d+\)\n", err), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]
 
 
