@@ -662,6 +662,12 @@ def block_stage(aclk, aresetn, rv, rec, rl, push, push_data, push_last, *, fmt, 
                      W=W1, ecp5=ecp5))
 
 
+# The expander's ``ecp5``: for synthesis the per-group value selects are ECP5 slice muxes
+# (``blocks.bit_fields.group_shift``), each on the offset bits its group can use: group
+# ``g``'s offset counts the values of the ``g`` groups before it, at most ``GROUP * g``.
+# Its counts for the group offsets (``gs0``/``gs1``): the even groups but the last, and
+# the pairs of groups (two offsets' adder levels done in the first step; the second sums
+# half as many).
 @block
 def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, *, P, VB, WB, W,
              ecp5=False):
@@ -669,10 +675,7 @@ def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, 
     :func:`offset_split`: the group offsets' adder tree a register apart): local and
     group counts (of pairs of groups, and of the even groups), group offsets, per-group
     values; the codes are pushed (into the FIFO) on the fourth edge (the fifth with
-    :func:`offset_split`).  ``ecp5``: for synthesis the
-    per-group value selects are ECP5 slice muxes (``blocks.bit_fields.group_shift``), each
-    on the offset bits its group can use: group ``g``'s offset counts the values of the
-    ``g`` groups before it, at most ``GROUP * g``."""
+    :func:`offset_split`).  ``ecp5``: the comment above."""
     G = GROUP
     NG = (P + G - 1) // G
     CW = P.bit_length()
@@ -681,8 +684,6 @@ def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, 
     mask1, mask2, mask3 = (Signal(intbv(0)[P:]) for _ in range(3))
     vals1, vals2 = (Signal(intbv(0)[VALW:]) for _ in range(2))
     lp0, lp1, lp2, lp3 = (Signal(intbv(0)[P * LB:]) for _ in range(4))
-    # counts for the group offsets: the even groups but the last, and the pairs of groups
-    # (two offsets' adder levels done in the first step; the second sums half as many)
     evens, pairs = list(range(0, NG - 1, 2)), (NG - 1) // 2
     SB = (2 * G).bit_length()
     gs0, gs1 = (Signal(intbv(0)[max(len(evens) + pairs, 1) * SB:]) for _ in range(2))

@@ -199,29 +199,29 @@ def slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, ptr, we, *, a
 # same Verilog, byte for byte, as the walker of 193 lines).  Split into sub-blocks, the
 # same logic converts under other signal names, which places differently
 # (docs/estimates.md, 2026-12-03).
+#
+# Its arguments: ``tvalid_in``: the valid of the table pipeline's last stage's input,
+# ``tvalid_pre`` that of its stage before.  ``ent``: the next offset of the head table's
+# entry at ``off`` (its pop bit: ``pop``, from :func:`pop_select`); ``hflag``: the head
+# word's ``tlast`` flag, ``tflags``: the table slots'; ``codes``, ``fills``: what the head
+# table's other ring loads, and whether its slot is written now (each for the own and the
+# straddling part); ``off_copies``: copies of ``off``'s low bits side by side
+# (``COPY_BITS`` each, or all of them if fewer; :func:`offset_register`), ``pop_copies``
+# the same for the pop select; ``enables``: ``(words, tables, nexts)``, the slots' load
+# enables, registers (:func:`slot_enable`): the four word slots', the three table slots'
+# and their straddling entries' (``nexts``: table slot ``k`` takes them when the write
+# pointer is one past it).  Without ``straddle`` (no table has straddling entries: a
+# record's header is a single step) the straddling part's code and fill are neither made
+# nor driven; ``ecp5``: the LUT after each pop bit instantiated; ``pass_skip``,
+# ``next_always``: what a ROM decoder knows of its image (a constant, not the head's flag).
 @block
 def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid_in, tvalid_pre,
            hflag, ent, last_in, tflags, write, wp3, codes, fills, pop, cur, src_flag, off_copies,
            pop_copies, enables, *, last_beat, straddle=True, ecp5=False, pass_skip=None,
            next_always=False):
-    """The loop (in detail: the comment above): ``p``/``off``/beat count/``at_last``, the
-    write pointers (``wp``: the four word slots, ``wp3``: the three table slots), the
-    head's table slot ``hp3`` and the count of filled slots.  ``tvalid_in``: the valid of
-    the table pipeline's last stage's input, ``tvalid_pre`` that of its stage before.
-    ``ent``: the next offset of
-    the head table's entry at ``off`` (its pop bit: ``pop``, from :func:`pop_select`);
-    ``hflag``: the head word's ``tlast`` flag, ``tflags``: the table slots'; ``codes``,
-    ``fills``: what the head table's other ring loads, and whether its slot is written
-    now (each for the own and the straddling part); ``off_copies``: copies of ``off``'s
-    low bits side by side (``COPY_BITS`` each, or all of them if fewer;
-    :func:`offset_register`), ``pop_copies`` the same for the pop select; ``enables``:
-    ``(words, tables, nexts)``, the slots' load enables, registers (:func:`slot_enable`):
-    the four word slots', the three table slots' and their straddling entries' (``nexts``:
-    table slot ``k`` takes them when the write pointer is one past it).  Without
-    ``straddle`` (no table has straddling entries: a record's header is a single step)
-    the straddling part's code and fill are neither made nor driven; ``ecp5``: the LUT
-    after each pop bit instantiated; ``pass_skip``, ``next_always``: what a ROM decoder
-    knows of its image (a constant, not the head's flag)."""
+    """The loop (in detail, and its arguments: the comment above): ``p``/``off``/beat
+    count/``at_last``, the write pointers (``wp``: the four word slots, ``wp3``: the three
+    table slots), the head's table slot ``hp3`` and the count of filled slots."""
     # named in the order MyHDL declares them in the Verilog (the comment above)
     code_own, code_strad = codes
     fill_strad = fills[1]
