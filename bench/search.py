@@ -335,17 +335,15 @@ def main() -> None:
     except UserError as error:
         parser.exit(2, f"{error}\n")
     data = load_dataset(plan.dataset)
+    # the plan's settings, the bench's flags over them (the last three only when given)
+    given = {"accuracy_budget": args.budget, "size_budget": args.size_budget,
+             "search_epochs": args.search_epochs}
     settings = Settings(**{**plan.quantize, "evaluations": args.evaluations, "codes": args.codes,
-                           "confirm": args.confirm, "progress": False})
-    settings = replace(settings, accuracy_weight=args.weight, structures=args.structures,
-                       size_exponent=args.size_exponent, scalarization=args.scalarization,
-                       utopia=args.utopia)
-    if args.budget is not None:
-        settings = replace(settings, accuracy_budget=args.budget)
-    if args.size_budget is not None:
-        settings = replace(settings, size_budget=args.size_budget)
-    if args.search_epochs is not None:
-        settings = replace(settings, search_epochs=args.search_epochs)
+                           "confirm": args.confirm, "progress": False,
+                           "accuracy_weight": args.weight, "structures": args.structures,
+                           "size_exponent": args.size_exponent,
+                           "scalarization": args.scalarization, "utopia": args.utopia,
+                           **{k: v for k, v in given.items() if v is not None}})
     try:
         check_settings(settings)       # as cnn-ip quantize checks its settings
     except ValueError as error:

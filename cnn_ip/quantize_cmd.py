@@ -61,9 +61,15 @@ def settings_for(plan, args):
         key = str(error).split(":", 1)[0]
         given = {flag for flag in FLAGS if getattr(args, flag) is not None}
         if key not in given and (key in plan.quantize or not given):
-            raise PlanError(f"{plan.path}:{plan.line('quantize')}: quantize.{error}") from None
+            raise in_plan(plan, error) from None
         raise UserError(f"quantize: {error}") from None
     return settings
+
+
+def in_plan(plan, error: ValueError) -> PlanError:
+    """A setting's error (``setting: what``) placed at the plan's ``quantize:`` line (the
+    plan keeps no line for a key inside it)."""
+    return PlanError(f"{plan.path}:{plan.line('quantize')}: quantize.{error}")
 
 
 def prepare_output(out: Path) -> None:
@@ -95,7 +101,7 @@ def run(args) -> int:
             report = quantize(plan.layers, data, scratch, settings, name=plan.name,
                               detect=detect)
         except SizeBudgetError as error:          # the plan's (no flag sets it)
-            raise PlanError(f"{plan.path}:{plan.line('quantize')}: quantize.{error}") from None
+            raise in_plan(plan, error) from None
         if out.exists():
             shutil.rmtree(out)
         scratch.rename(out)

@@ -36,7 +36,7 @@ comparison between searches decides on.
 The objective (minimised)::
 
     objective = (searched_bits / ref_searched_bits) ** size_exponent + weight * drop
-                + penalty * max(0, drop - budget)
+                + penalty * max(0, drop - accuracy_budget)
     drop      = 100 * (ref_measure - val_measure)        # points of the measure lost
 
 ``searched_bits`` are the ``auto`` layers' ROM bits (weights and constants; the other
@@ -45,7 +45,7 @@ of about 10,200 on the bench's digits runs, so minimising them minimises the mod
 bits), ``ref_*`` the base
 model's values, ``weight`` the price of every point of the measure, lost or gained
 (default 0), ``size_exponent`` the power of the relative size (default 1; above 1 a bit
-saved near the base's size is worth more than one saved in a small model), ``budget``
+saved near the base's size is worth more than one saved in a small model), ``accuracy_budget``
 the points pruning may lose before ``penalty`` applies too (each point beyond it costing
 ``penalty``, default 1.0, as much as the searched layers' whole size).  With ``weight`` 0
 and a budget of a few points, every point within the budget scores its bits alone and
@@ -166,8 +166,8 @@ class Objective:
     def __post_init__(self):
         check_objective(self.size_exponent, self.scalarization, self.weight, self.utopia)
         if self.size_budget is not None and self.size_budget <= self.fixed_bits:
-            raise SizeBudgetError(f"size_budget: {self.size_budget} bits leaves nothing for the "
-                             f"searched layers (the others take {self.fixed_bits})")
+            raise SizeBudgetError(f"size_budget: {self.size_budget} bits leaves nothing for "
+                                  f"the searched layers (the others take {self.fixed_bits})")
 
     def over_budget(self, model_bits: int) -> float:
         """Percent of ``size_budget`` a model of ``model_bits`` exceeds it by."""
@@ -486,7 +486,7 @@ def search_space(evaluator: Evaluator, method: str):
 
 
 def check_evaluations(evaluations: int, confirm: int = 0, candidates: int = CANDIDATES,
-                 warm=()) -> None:
+                      warm=()) -> None:
     """ValueError unless :func:`run_searches` can spend ``evaluations`` as told: the
     ``warm`` points ``(sparsity in [0, MAX_SPARSITY], one of LABELS)``, ``confirm`` a
     multiple of ``candidates`` leaving the search at least ``candidates`` points (else

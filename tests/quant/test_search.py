@@ -105,7 +105,8 @@ def test_repeated_evaluation_is_the_mean_of_independent_fine_tunes(trained):
                                   tuning={"lr": 0.03})
             ref = evaluator.measure()
             # a budget of -100 points: the objective moves with the measure at every point
-            evaluator.objective = Objective(ref["searched_bits"], ref["measure"], accuracy_budget=-100)
+            evaluator.objective = Objective(ref["searched_bits"], ref["measure"],
+                                            accuracy_budget=-100)
             value = evaluator("t", point, {n: "unstructured" for n in AUTO})
     finally:
         qnet.load_state_dict(start)
@@ -132,7 +133,8 @@ def fast_evaluator(qnet, data, accuracy_budget: float) -> Evaluator:
     where every 1-epoch fine-tune at the default rate gives the same measure)."""
     evaluator = Evaluator(qnet, data, AUTO, epochs=1, seed=3, codes=CODES, tuning=FAST)
     base = evaluator.measure()
-    evaluator.objective = Objective(base["searched_bits"], base["measure"], accuracy_budget=accuracy_budget)
+    evaluator.objective = Objective(base["searched_bits"], base["measure"],
+                                    accuracy_budget=accuracy_budget)
     return evaluator
 
 
@@ -372,7 +374,8 @@ def test_objective_penalises_only_beyond_budget():
 
 
 def test_objective_weight_prices_every_point_lost_or_gained():
-    objective = Objective(ref_bits=1000, ref_accuracy=0.95, accuracy_budget=0.0, penalty=1.0, weight=0.1)
+    objective = Objective(ref_bits=1000, ref_accuracy=0.95, accuracy_budget=0.0, penalty=1.0,
+                          weight=0.1)
     assert np.isclose(objective(500, 0.95), 0.5)
     assert np.isclose(objective(500, 0.96), 0.5 - 0.1)            # 1 point above the base
     assert np.isclose(objective(500, 0.93), 0.5 + 0.1 * 2 + 1.0 * 2)
@@ -444,8 +447,9 @@ def test_size_budget_is_charged_on_the_evaluated_models_bits(trained):
         fixed = base["bits"] - base["searched_bits"]
         assert fixed == exact_model_bits(qnet.int_layers())[1]["conv0"]   # as written
         budget = base["bits"] - 100
-        evaluator.objective = Objective(base["searched_bits"], base["measure"], accuracy_budget=100.0,
-                                        size_budget=budget, fixed_bits=fixed)
+        evaluator.objective = Objective(base["searched_bits"], base["measure"],
+                                        accuracy_budget=100.0, size_budget=budget,
+                                        fixed_bits=fixed)
         evaluator("t", {"dense2": 0.0}, {"dense2": "unstructured"})   # as dense as the base
     record = evaluator.history[-1]
     over = 100 * (record.bits - budget) / budget
@@ -456,7 +460,8 @@ def test_size_budget_is_charged_on_the_evaluated_models_bits(trained):
 
 def test_settings_refuse_a_size_budget_below_one_bit():
     check_settings(Settings(size_budget=1))
-    with pytest.raises(ValueError, match=r"^size_budget: must be an integer in 1..1000000000, got 0$"):
+    with pytest.raises(ValueError,
+                       match=r"^size_budget: must be an integer in 1..1000000000, got 0$"):
         check_settings(Settings(size_budget=0))
 
 
@@ -499,7 +504,8 @@ def test_gaussian_process_sees_the_objective_capped(trained, monkeypatch):
         evaluator = Evaluator(qnet, data, AUTO, epochs=1, seed=3, codes=CODES)
         base = evaluator.measure()
         # a budget of -100 points: every point lies 100 points beyond it
-        evaluator.objective = Objective(base["searched_bits"], base["measure"], accuracy_budget=-100)
+        evaluator.objective = Objective(base["searched_bits"], base["measure"],
+                                        accuracy_budget=-100)
         result = run_searches(evaluator, evaluations=2, seed=3, progress=False, methods=("bayes",))
     objectives = [r["objective"] for r in result["bayes"]]
     assert min(objectives) > 100 and seen == [2.0, 2.0]        # GP_CAP, as docs/quant.md says
