@@ -349,7 +349,6 @@ def main() -> None:
     except ValueError as error:
         parser.exit(2, f"{error}\n")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     if args.from_json:
         results = []
         for name in args.from_json:
@@ -357,6 +356,7 @@ def main() -> None:
                 results += json.loads(Path(name).read_text())
             except (OSError, ValueError) as error:
                 parser.exit(2, f"--from-json: {name}: {error}\n")
+        out.mkdir(parents=True, exist_ok=True)
         for result in results:
             if args.final and "final" not in result:
                 result["final"] = final_models(plan, data, result, settings)
@@ -376,6 +376,7 @@ def main() -> None:
         if args.remeasure:
             results[-1]["remeasured"] = remeasured(plan, data, results[-1], settings,
                                                    args.remeasure)
+        out.mkdir(parents=True, exist_ok=True)     # here: a size budget error writes nothing
         (out / "search.json").write_text(json.dumps(results, indent=1) + "\n")
         for row in table(results[-1:]):           # as it comes (a seed takes minutes)
             print("  ".join(str(v) for v in row.values()), flush=True)
