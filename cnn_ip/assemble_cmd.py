@@ -354,15 +354,18 @@ def prepare_output(out: Path) -> None:
 
 def run(args) -> int:
     from cnn_ip import report
-    from cnn_ip.plan import check_buildable
+    from cnn_ip.plan import check_buildable, check_top_name
     from cnn_ip.planner import plan_network, resolve_device
 
     started = time.monotonic()
+    if args.seed < 0:
+        raise UserError(f"assemble: --seed: must be an integer >= 0, got {args.seed}")
     plan = load_plan(args.plan)
     if f"{plan.name}.json" == REPORT:
         plan.fail("name", f"the top's sidecar {plan.name}.json would overwrite the report; "
                   "choose another name")
     check_buildable(plan)               # before minutes of quantizing, not after
+    check_top_name(plan)
     resolve_device(plan)
     plan_text = Path(args.plan).read_text()
     out = Path(args.output)

@@ -84,6 +84,53 @@ DEFAULT_LIMIT = 0.9             # docs/conventions.md Contract 7: at most 90 % o
 DETECT_KEYS = ("anchors", "classes")
 BOX_VALUES = 5                  # per anchor: x, y, w, h, objectness (then the classes)
 MAX_CLOCK_MHZ = 1000
+# The plan's name is the top module's: a plain (ASCII) Verilog identifier and, for
+# `cnn-ip assemble` (:func:`check_top_name`), no keyword of IEEE 1800-2017 (Verilator reads
+# the top as SystemVerilog) and no module written beside it (the ``*_sim.v`` models).
+VERILOG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+VERILOG_KEYWORDS = frozenset("""
+accept_on alias always always_comb always_ff always_latch and assert assign assume automatic
+before begin bind bins binsof bit break buf bufif0 bufif1 byte case casex casez cell chandle
+checker class clocking cmos config const constraint context continue cover covergroup
+coverpoint cross deassign default defparam design disable dist do edge else end endcase
+endchecker endclass endclocking endconfig endfunction endgenerate endgroup endinterface
+endmodule endpackage endprimitive endprogram endproperty endspecify endsequence endtable
+endtask enum event eventually expect export extends extern final first_match for force
+foreach forever fork forkjoin function generate genvar global highz0 highz1 if iff ifnone
+ignore_bins illegal_bins implements implies import incdir include initial inout input inside
+instance int integer interconnect interface intersect join join_any join_none large let
+liblist library local localparam logic longint macromodule matches medium modport module
+nand negedge nettype new nexttime nmos nor noshowcancelled not notif0 notif1 null or output
+package packed parameter pmos posedge primitive priority program property protected pull0
+pull1 pulldown pullup pulsestyle_ondetect pulsestyle_onevent pure rand randc randcase
+randsequence rcmos real realtime ref reg reject_on release repeat restrict return rnmos
+rpmos rtran rtranif0 rtranif1 s_always s_eventually s_nexttime s_until s_until_with scalared
+sequence shortint shortreal showcancelled signed small soft solve specify specparam static
+string strong strong0 strong1 struct super supply0 supply1 sync_accept_on sync_reject_on
+table tagged task this throughout time timeprecision timeunit tran tranif0 tranif1 tri tri0
+tri1 triand trior trireg type typedef union unique unique0 unsigned until until_with untyped
+use uwire var vectored virtual void wait wait_order wand weak weak0 weak1 while wildcard wire
+with within wor xnor xor""".split())
+
+
+def reserved_modules() -> set[str]:
+    """Modules an assemble output holds besides the top: the primitive models ``blocks``
+    ships as ``NAME_sim.v``."""
+    import blocks
+    return {path.name[:-len("_sim.v")] for path in Path(blocks.__file__).parent.glob("*_sim.v")}
+
+
+def check_top_name(plan) -> None:
+    """PlanError at the plan's ``name:`` when the top module cannot take that name (checked
+    by ``cnn-ip assemble``; quantizing and planning need no Verilog)."""
+    if plan.name in VERILOG_KEYWORDS:
+        plan.fail("name", f"names the Verilog top and {plan.name!r} is a Verilog keyword; "
+                  "choose another name")
+    if plan.name in reserved_modules():
+        plan.fail("name", f"names the Verilog top and {plan.name!r} is a module the output "
+                  "holds; choose another name")
+
+
 QUANTIZE_KEYS = {"seed": int, "epochs": int, "qat_epochs": int, "search_epochs": int,
                  "final_epochs": int, "evaluations": int, "accuracy_budget": float,
                  "penalty": float, "mbits": int, "base_sparsity": float, "prune_steps": int,
@@ -264,9 +311,13 @@ def load_plan(path) -> Plan:
     """Read and validate a plan file; raise :class:`PlanError` on the first mistake."""
     path = str(path)
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise PlanError(f"{path}: cannot read: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        line = error.object[:error.start].count(b"\n") + 1
+        raise PlanError(f"{path}:{line}: yaml: not UTF-8 text (byte 0x"
+                        f"{error.object[error.start]:02x})") from None
     return parse_plan(text, path)
 
 
@@ -291,7 +342,7 @@ def parse_plan(text: str, path: str = "<plan>") -> Plan:
         if key not in doc:
             ctx.fail(doc.line, key, "missing")
     name = _string(ctx, doc, "name", "name")
-    if not name.isidentifier():
+    if not VERILOG_NAME.fullmatch(name):
         ctx.fail(doc.key_lines["name"], "name", f"names the Verilog top: letters, digits and _ "
                  f"not starting with a digit, got {name!r}")
     dataset = _choice(ctx, doc, "dataset", "dataset", tuple(DATASETS)) if "dataset" in doc else None
@@ -471,7 +522,7 @@ def _layer(ctx, item, where, index, in_shape, last, after_dense, dataflow, class
             ctx.fail(item.line, f"{where}.{key}", "missing")
     values = {"type": kind, "line": item.line, "in_shape": in_shape, "final": last}
     values["name"] = _string(ctx, item, "name", f"{where}.name") if "name" in item else f"{kind}{index}"
-    if not values["name"].isidentifier():
+    if not VERILOG_NAME.fullmatch(values["name"]):
         ctx.fail(line_of("name"), f"{where}.name", "names Verilog modules and files: letters, "
                  f"digits and _ not starting with a digit, got {values['name']!r}")
     values["dataflow"] = (_choice(ctx, item, "dataflow", f"{where}.dataflow", DATAFLOWS)

@@ -84,6 +84,7 @@ def prepare_output(out: Path) -> None:
 
 def run(args) -> int:
     plan = load_plan(args.plan)
+    plan.require("dataset", "cnn-ip quantize")
     out = Path(args.output)
     prepare_output(out)
     settings = settings_for(plan, args)

@@ -277,7 +277,11 @@ def load_design(directory: Path):
         raise UserError(f"simulate: {directory}: no rtl/{plan.name}.v or {plan.name}.json")
     report_path = directory / "assemble_report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    return plan, json.loads(sidecar_path.read_text()), load_model(directory / "model.npz"), report
+    try:
+        layers = load_model(directory / "model.npz")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"simulate: {directory / 'model.npz'}: unreadable: {error}") from None
+    return plan, json.loads(sidecar_path.read_text()), layers, report
 
 
 def weight_memory(directory: Path, sidecar: dict, report: dict) -> tuple[dict | None, list]:

@@ -78,6 +78,7 @@ BAD = [
     (["nope.yaml"], r"cannot read"),
     (["PLAN", "--model", "missing_dir"], r"--model missing_dir: no model.npz"),
     (["PLAN", "--model", "x", "--random-weights"], r"not allowed with argument"),
+    (["PLAN", "--random-weights", "--seed", "-1"], r"^cnn-ip: assemble: --seed: must be an integer >= 0, got -1$"),
 ]
 
 
@@ -93,7 +94,7 @@ def bad(capsys, argv, out):
 def test_bad_arguments(plan_file, tmp_path, capsys, argv, message):
     argv = [plan_file if a == "PLAN" else a for a in argv]
     import re
-    assert re.search(message, bad(capsys, argv, tmp_path / "out"))
+    assert re.search(message, bad(capsys, argv, tmp_path / "out").strip())
 
 
 @pytest.mark.parametrize("edit,message", [
@@ -106,6 +107,13 @@ def test_bad_arguments(plan_file, tmp_path, capsys, argv, message):
      "tiny.yaml:7: layers[0].fold.lanes: must divide the layer's 4 output channels, got 3"),
     (("name: tiny", "name: assemble_report"),
      "tiny.yaml:1: name: the top's sidecar assemble_report.json would overwrite the report"),
+    # the top's name: no keyword, no primitive model's (was a traceback from the conversion)
+    (("name: tiny", "name: module"),
+     "tiny.yaml:1: name: names the Verilog top and 'module' is a Verilog keyword"),
+    (("name: tiny", "name: logic"),
+     "tiny.yaml:1: name: names the Verilog top and 'logic' is a Verilog keyword"),
+    (("name: tiny", "name: DP16KD"),
+     "tiny.yaml:1: name: names the Verilog top and 'DP16KD' is a module the output holds"),
     (("  - {type: maxpool, k: 2}\n", ""),
      "tiny.yaml:9: layers[2].type: a row-based dense layer's window is its whole input map"),
 ])

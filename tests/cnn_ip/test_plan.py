@@ -127,6 +127,26 @@ def test_missing_file(tmp_path):
         load_plan(tmp_path / "nope.yaml")
 
 
+def test_top_name_is_ascii():
+    """A Python identifier need not be a Verilog one: found here, not when the top is built."""
+    with pytest.raises(PlanError, match=r"^p.yaml:1: name: names the Verilog top: letters"):
+        parse_plan(HEAD.replace("name: t", "name: caf\u00e9") + GOOD_LAYERS, "p.yaml")
+
+
+def test_layer_names_are_ascii():
+    text = HEAD + GOOD_LAYERS.replace("{type: maxpool, k: 2}", "{type: maxpool, k: 2, name: \u00f1}")
+    with pytest.raises(PlanError, match=r"^p.yaml:6: layers\[1\].name: names Verilog modules"):
+        parse_plan(text, "p.yaml")
+
+
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_bytes(b"name: t\n\xff\xfe\n")
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    assert str(info.value) == f"{path}:2: yaml: not UTF-8 text (byte 0xff)"
+
+
 # ---------------------------------------------------------------- the planner's fields
 
 FREE = """name: net

@@ -36,6 +36,15 @@ def test_bad_plan_is_one_line_and_writes_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_plan_without_a_dataset_is_one_line_and_writes_nothing(tmp_path, capsys):
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN.replace("dataset: digits\n", ""))
+    out = tmp_path / "out"
+    assert main(["quantize", str(plan), "-o", str(out)]) == 2
+    assert capsys.readouterr().err == f"cnn-ip: {plan}:1: dataset: missing (cnn-ip quantize needs it)\n"
+    assert not out.exists()
+
+
 def test_refuses_a_foreign_non_empty_directory(tmp_path, capsys):
     plan = tmp_path / "p.yaml"
     plan.write_text(PLAN)

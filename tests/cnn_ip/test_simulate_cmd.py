@@ -69,6 +69,19 @@ def test_not_an_assemble_output(tmp_path, capsys):
     assert main(["simulate", str(tmp_path), "--simulator", "modelsim"]) == 2
 
 
+def test_an_unreadable_model_is_one_line(tmp_path, capsys):
+    from pathlib import Path
+    (tmp_path / "rtl").mkdir()
+    (tmp_path / "plan.yaml").write_text(Path("examples/digits.yaml").read_text())
+    (tmp_path / "rtl" / "digits.v").write_text("")
+    (tmp_path / "digits.json").write_text("{}")
+    (tmp_path / "model.npz").write_text("not an archive")
+    assert main(["simulate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cnn-ip: simulate: {tmp_path / 'model.npz'}: unreadable: ") and \
+        err.count("\n") == 1, err
+
+
 @pytest.mark.xdist_group("digits")  # one worker: the second reuses the first's quantize
 @pytest.mark.first
 def test_digits_assembled_and_simulated_bit_exact_on_all_test_images(tmp_path, capsys,
