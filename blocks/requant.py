@@ -123,14 +123,31 @@ def load_constants(constants) -> dict:
     for key in ("bias", "M"):
         if constants.get(key) is None:
             raise ValueError(f"constants: lacks the array {key!r}")
-        out[key] = np.asarray(constants[key]).astype(np.int64).ravel()
+        out[key] = _integers(key, constants[key])
     neg = constants.get("M_neg")
-    out["M_neg"] = out["M"] if neg is None else np.asarray(neg).astype(np.int64).ravel()
+    out["M_neg"] = out["M"] if neg is None else _integers("M_neg", neg)
     if not len(out["bias"]) == len(out["M"]) == len(out["M_neg"]) >= 1:
         raise ValueError("constants: bias, M and M_neg must have the same length (Cout >= 1)")
     if (out["M"] < 0).any() or (out["M_neg"] < 0).any():
         raise ValueError("constants: M and M_neg must be >= 0 (Contract 2)")
     return out
+
+
+def _integers(key: str, values) -> np.ndarray:
+    """``values`` flattened to int64, or ValueError naming ``key`` and the first value that
+    is no integer an int64 holds (a fraction, NaN, inf: never rounded or cast silently)."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"constants: {key} must hold integers, got dtype {array.dtype}")
+    flat = array.ravel()
+    bad = ~np.isfinite(flat) | (flat != np.round(flat)) if array.dtype.kind == "f" else \
+        np.zeros(flat.shape, bool)
+    bad |= (flat < np.iinfo(np.int64).min) | (flat > np.iinfo(np.int64).max)
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"constants: {key} must hold integers (int64), found {flat[index]} "
+                         f"at [{index}]")
+    return flat.astype(np.int64)
 
 
 def out_range(abits: int, out_signed: bool) -> tuple[int, int]:

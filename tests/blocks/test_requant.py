@@ -185,6 +185,14 @@ def test_rom_image_and_estimate(tmp_path):
     (dict(constants={"bias": [1], "M": [-1]}), r"^constants: M and M_neg must be >= 0"),
     (dict(constants={"bias": [1], "M": [1 << 20]}), r"^constants: M needs 21 bits"),
     (dict(constants="/nonexistent.npz"), r"^constants: /nonexistent.npz: no such file"),
+    # never cast silently: a fraction, NaN or inf is no integer constant
+    (dict(constants={"bias": [0.5], "M": [1]}),
+     r"^constants: bias must hold integers \(int64\), found 0.5 at \[0\]"),
+    (dict(constants={"bias": [1], "M": [float("nan")]}),
+     r"^constants: M must hold integers \(int64\), found nan at \[0\]"),
+    (dict(constants={"bias": [1], "M": [2], "M_neg": [float("inf")]}),
+     r"^constants: M_neg must hold integers \(int64\), found inf at \[0\]"),
+    (dict(constants={"bias": ["a"], "M": [1]}), r"^constants: bias must hold integers, got dtype <U1"),
 ])
 def test_rejects_bad_parameters(change, message):
     p = {**params("relu-L4G3-acc12"), **change}
