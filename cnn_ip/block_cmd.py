@@ -6,6 +6,7 @@ Flags are generated from the block's parameter table (``blocks.spec.Param``): ``
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from blocks.spec import Param, ParameterError, registry
 from cnn_ip.errors import UserError
@@ -61,12 +62,21 @@ def run(args) -> int:
     block_def = args.block_def
     values = {p.name: getattr(args, p.name) for p in block_def.params
               if getattr(args, p.name) is not None}
+    out = Path(args.output)
+    # the nearest directory that exists must be one (checked before minutes of conversion)
+    existing = next(path for path in (out, *out.absolute().parents) if path.exists())
+    if not existing.is_dir():
+        raise UserError(f"block {block_def.name}: -o {args.output}: {existing} exists and is "
+                        "not a directory")
     try:
         info = generate(block_def, args.output, **values)
     except ParameterError as error:
         flags = {p.name: p.flag for p in block_def.params}
         name, _, rest = str(error).partition(": ")
         raise UserError(f"block {block_def.name}: {flags.get(name, name)}: {rest}") from None
+    except OSError as error:
+        raise UserError(f"block {block_def.name}: -o {args.output}: cannot write "
+                        f"{error.filename}: {error.strerror or error}") from None
     est = info["estimate"]
     print(f"wrote {args.output}/{block_def.name}.v, {block_def.name}.vlt, {block_def.name}.json"
           + "".join(f", {f}" for f in info["files"]))

@@ -253,7 +253,19 @@ def generate(block_def: BlockDef, out_dir, **values) -> dict:
     params, args = block_def.prepared(**values)
     out_dir = Path(out_dir)
     parent = out_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
+    # the first directory this call makes, removed again if it fails (nothing half-written)
+    made = next((path for path in [*reversed(out_dir.resolve().parents), out_dir.resolve()]
+                 if not path.exists()), None)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return _generate(block_def, out_dir, parent, params, args)
+    except BaseException:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
+
+
+def _generate(block_def: BlockDef, out_dir: Path, parent: Path, params, args) -> dict:
     with tempfile.TemporaryDirectory(dir=parent, prefix=".cnn_ip-") as scratch:
         scratch = Path(scratch)
         verilog = write_verilog(block_def, scratch, args)

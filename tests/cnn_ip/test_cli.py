@@ -37,6 +37,28 @@ def test_bad_parameters_give_one_line_and_write_nothing(tmp_path, capsys, argv, 
     assert not out.exists()
 
 
+def test_an_output_path_through_a_file_is_one_line(tmp_path, capsys):
+    """Was a FileExistsError traceback after the whole conversion."""
+    (tmp_path / "f").write_text("kept")
+    for out in (tmp_path / "f", tmp_path / "f" / "sub"):
+        assert main(["block", "axis_register", "--bits", "5", "-o", str(out)]) == 2
+        assert capsys.readouterr().err == (f"cnn-ip: block axis_register: -o {out}: "
+                                           f"{tmp_path / 'f'} exists and is not a directory\n")
+    assert (tmp_path / "f").read_text() == "kept"
+
+
+def test_a_failed_conversion_leaves_no_new_directories(tmp_path, monkeypatch):
+    """The directories ``-o`` needed are made for the scratch files and removed again."""
+    import cnn_ip.export
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("conversion failed")
+    monkeypatch.setattr(cnn_ip.export, "write_verilog", broken)
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        main(["block", "axis_register", "--bits", "5", "-o", str(tmp_path / "new/deeper/out")])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_console_script_exit_status(tmp_path):
     result = subprocess.run([sys.executable, "-m", "cnn_ip.cli", "block", "axis_register",
                              "--bits", "-3", "-o", str(tmp_path / "o")],
