@@ -442,8 +442,10 @@ def quantized_accuracy(qdir: Path) -> dict | None:
 
 
 def _progress(total, quiet):
+    """Bars on a terminal only: where stderr is a file or pipe, a bar's text would sit in
+    front of an error's one line (``model: 0/4 [00:00]cnn-ip: assemble: ...``)."""
     from tqdm import tqdm
-    return tqdm(total=total, disable=quiet, file=sys.stderr, leave=False,
+    return tqdm(total=total, disable=True if quiet else None, file=sys.stderr, leave=False,
                 bar_format="{desc:8} {bar} {n_fmt}/{total_fmt} [{elapsed}]")
 
 

@@ -129,6 +129,15 @@ def test_quantizing_needs_a_dataset(plan_file, tmp_path, capsys):
     assert "tiny.yaml:1: dataset: missing (assemble without --model or --random-weights" in err
 
 
+def test_without_quiet_an_error_is_still_one_clean_line(plan_file, tmp_path, capsys):
+    """stderr captured (not a terminal): no progress bar text in front of the error."""
+    out = tmp_path / "out"
+    assert main(["assemble", str(plan_file), "--model", str(tmp_path / "none"), "-o", str(out)]) == 2
+    assert capsys.readouterr().err == (f"cnn-ip: assemble: --model {tmp_path / 'none'}: no "
+                                       "model.npz (give a `cnn-ip quantize` output directory)\n")
+    assert not out.exists()
+
+
 def test_a_model_of_another_plan_is_refused(plan_file, tmp_path, capsys):
     other = parse_plan(PLAN.replace("out: 8", "out: 16"))
     qdir = tmp_path / "q"
