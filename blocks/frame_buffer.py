@@ -199,7 +199,7 @@ def next_sub_map(aclk, sub_wo, sub_b, wbuf, wo_next, addr_next, b_next, last_nex
              for q, d in ((wo_next, wo_calc), (addr_next, addr_calc), (b_next, b_calc),
                           (last_next, last_calc))]
     # constants as plain integers (MyHDL writes a constant expression as a signed one)
-    WRAP, NBR, LASTB = RB > 0, NB - RB, NB - 1 - RB
+    WRAP, NBR, LASTB = RB > 0, (NB - RB if RB > 0 else 1), NB - 1 - RB
     # ... reduced modulo the addresses' range, as the n-bit registers hold them
     mod = 1 << geo.n
     QW0, QW1, QWM, QW1M = QW % mod, (QW + 1) % mod, (QW + M) % mod, (QW + 1 + M) % mod
@@ -248,6 +248,7 @@ def fb_writer(aclk, aresetn, s_axis_px, accept, waddr, bank, wbuf, filled, free,
     ws_last, px_last = Signal(bool(CPS == 1)), Signal(bool(HW == 1))
     sg_last, bank_last = Signal(bool(GI == 1)), Signal(bool(NB == 1))
     NB1, NB2, NB_1 = NB == 1, max(NB - 2, 0), NB - 1
+    CD_STEP = CD % (1 << geo.n)                 # as the n-bit address registers hold it
     sub_wo, sub_b = _addr(geo), _count(NB)      # the sub-map's first word and bank
     pix = _addr(geo)                             # the pixel's first word of the sub-map
     pix_calc, pix_next = _addr(geo), _addr(geo)
@@ -265,7 +266,7 @@ def fb_writer(aclk, aresetn, s_axis_px, accept, waddr, bank, wbuf, filled, free,
         s_axis_px.tready.next = free
         accept.next = free and s_axis_px.tvalid
         filled.next = free and s_axis_px.tvalid and ws_last and px_last and sg_last
-        pix_calc.next = pix + CD
+        pix_calc.next = pix + CD_STEP
 
     @always_seq(aclk.posedge, reset=aresetn)
     def write():

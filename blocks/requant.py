@@ -172,8 +172,10 @@ def widths(*, lanes, acc_bits, abits, out_signed, shift, final, constants, **_) 
     bb = value_signed_bits(c["bias"])
     mb = max(1, int(mult.max()).bit_length())
     m_hi = (1 << mb) - 1  # the M signal's range: what the multiplier must hold
-    sum_lo = -(1 << (acc_bits - 1)) + int(c["bias"].min())
-    sum_hi = (1 << (acc_bits - 1)) - 1 + int(c["bias"].max())
+    # acc + bias, widened to hold 0 (the value its signal starts at) when a bias keeps
+    # every sum on one side of it
+    sum_lo = min(-(1 << (acc_bits - 1)) + int(c["bias"].min()), 0)
+    sum_hi = max((1 << (acc_bits - 1)) - 1 + int(c["bias"].max()), 0)
     p_lo, p_hi = min(sum_lo * m_hi, 0), max(sum_hi * m_hi, 0)
     rounding = 1 << (shift - 1)
     r_lo, r_hi = (p_lo + rounding) >> shift, (p_hi + rounding) >> shift
@@ -350,7 +352,9 @@ def lane_output(aclk, enable, joined, out, *, w, shift, lo, hi, final):
     unshifted (two registers, the same latency)."""
     p_lo, p_hi = w["product_range"]
     rounding = 1 << (shift - 1)
-    biased = Signal(intbv(0, min=p_lo + rounding, max=p_hi + rounding + 1))
+    # signed even when no product is negative (a bias keeping every sum above zero):
+    # round_shift reads its top bit as a sign
+    biased = Signal(intbv(0, min=min(p_lo + rounding, -1), max=p_hi + rounding + 1))
     low_bit = len(out) - 1 if lo < 0 else len(out)   # bits above it: sign extension
     round_bits = max(len(biased) - shift, low_bit + 1)
     ones = (1 << (round_bits - low_bit)) - 1

@@ -37,6 +37,11 @@ GEOMETRIES = [
     (geometry(2, 3, 12, 3, 1, 1, 8, 4, 2, **gm(3, repeat=2)), 2, False),
     # a one-word map in each of two buffers, both sub-maps in that word
     (geometry(1, 1, 4, 1, 1, 0, 2, 4, 2, **gm(2, buffers=2)), 4, True),
+    # eight banks, a pixel's channels a whole number of rounds of them (no bank wrap: its
+    # compare against 8 on a 3-bit bank once failed lint); a one-pixel map of 128 words
+    # filling the 7-bit addresses (its pixel step, 128, once overflowed them)
+    (geometry(2, 2, 8, 1, 1, 0, 4, 8, 1), 2, True),
+    (geometry(1, 1, 128, 1, 1, 0, 6, 1, 1), 2, True),
 ]
 
 
@@ -114,7 +119,8 @@ LINT = [BLOCK.example(), geometry(1, 1, 1, 1, 1, 0, 1, 1, 1),
         geometry(5, 9, 3, 3, 4, 2, 3, 3, 1, repeat=2, buffers=2),
         # a power-of-two depth with one buffer; a one-word map with two (once flagged WIDTH)
         geometry(8, 8, 32, 3, 1, 1, 4, 8, 8, repeat=4),
-        geometry(1, 1, 4, 1, 1, 0, 2, 4, 2, **gm(2, buffers=2))]
+        geometry(1, 1, 4, 1, 1, 0, 2, 4, 2, **gm(2, buffers=2)),
+        geometry(2, 2, 8, 1, 1, 0, 4, 8, 1), geometry(1, 1, 128, 1, 1, 0, 6, 1, 1)]
 
 
 @pytest.mark.parametrize("params", LINT, ids=[ident(p) for p in LINT])

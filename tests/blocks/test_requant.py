@@ -120,6 +120,17 @@ def test_golden_model_in_group_major_order(name, beats):
     assert lasts.tolist() == [i % frame == frame - 1 for i in range(len(acc))]
 
 
+@pytest.mark.parametrize("bias", [-68, 70])
+def test_a_bias_beyond_the_accumulator_range(hdl, tmp_path, bias):
+    # every acc + bias on one side of zero (a 2-bit accumulator, |bias| > 2): the sum's
+    # range must still hold 0, the value its signal starts at (once a conversion crash)
+    p = dict(lanes=1, acc_bits=2, abits=1, shift=1, pixels=4,
+             constants={"bias": np.array([bias]), "M": np.array([255])})
+    acc = np.array([[-2], [1], [0], [-1]])
+    got, expected, _ = run(p, acc, hdl=hdl, workdir=tmp_path)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_extremes_saturate_and_final_width_holds(hdl, tmp_path):
     p = params("final-L3G2-acc20")
     half = 1 << 19
