@@ -382,6 +382,7 @@ def lint_rules(elements: list[Element]) -> dict:
     reasons: dict[str, list[str]] = {rule: [why] for rule, why in TOP_WAIVERS.items()}
     for element in elements:
         for rule, why in element.block_def.lint_waivers.items():
-            if why not in reasons.setdefault(rule, []):
-                reasons[rule].append(f"{element.block_def.name}: {why}")
+            reason = f"{element.block_def.name}: {why}"
+            if reason not in reasons.setdefault(rule, []):    # once a kind of stage
+                reasons[rule].append(reason)
     return {rule: "; ".join(whys) for rule, whys in reasons.items()}

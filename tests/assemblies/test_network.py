@@ -3,12 +3,13 @@ converted to Verilog and simulated under cocotb with random stalls on both strea
 bit-exact against ``quant.reference.run``; the chain's checks; the plumbing alone; the
 top's AXI masters (``m_axi_<layer>_*``, ``<layer>_rd_bytes``, ``error``) with AxiRam."""
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from myhdl import Signal, always_comb, always_seq, block, intbv
 
-from assemblies.network import Element, StagePlan, chain
+from assemblies.network import TOP_WAIVERS, Element, StagePlan, chain, lint_rules
 from blocks import tile_dma
 from blocks.axis_register import BLOCK as REGISTER
 from blocks.axis_register import axis_register
@@ -237,3 +238,15 @@ def test_frame_stages_bit_exact_with_weights_from_axi_ram(tmp_path):
     per_frame = {f"m_axi_{n}": sum(b for _, b in memory_map["layers"][n]["groups"])
                  for n in ("c2", "d3")}
     assert result["rd_bytes"] == {k: 8 * v for k, v in per_frame.items()}
+
+
+def test_top_waiver_reasons_name_each_kind_of_stage_once():
+    def stage(name, **waivers):
+        return SimpleNamespace(block_def=SimpleNamespace(name=name, lint_waivers=waivers))
+
+    rules = lint_rules([stage("conv_frame", UNUSEDSIGNAL="tlast: counted"),
+                        stage("conv_row", UNUSEDSIGNAL="tlast: counted", WIDTH="extension"),
+                        stage("conv_frame", UNUSEDSIGNAL="tlast: counted")])
+    assert rules == {"UNUSEDSIGNAL": f"{TOP_WAIVERS['UNUSEDSIGNAL']}; conv_frame: tlast: "
+                                     "counted; conv_row: tlast: counted",
+                     "WIDTH": "conv_row: extension"}
