@@ -80,6 +80,11 @@ def cross_check(p: dict) -> None:
                          f"{p['groups_in']}")
     if p["order_in"] == "raster" and p["groups_in"] != 1:
         raise ValueError(f"groups_in: must be 1 for a raster input, got {p['groups_in']}")
+    sub_map = layer.in_shape[0] // p["groups_in"]
+    if sub_map % p["lanes"]:     # said here: blocks.maxpool would name a sub-map's channels
+        of = (f"the channels ({sub_map})" if p["groups_in"] == 1 else f"a sub-map's channels "
+              f"({layer.in_shape[0]} / groups_in {p['groups_in']} = {sub_map})")
+        raise ValueError(f"lanes: must divide {of}, got {p['lanes']}")
     values = mp.BLOCK.validate(**block_values(**p))
     want = (values["channels"] * p["groups_in"], mp.BLOCK.derived(**values)["out_height"],
             mp.BLOCK.derived(**values)["out_width"])

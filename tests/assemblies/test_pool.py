@@ -111,7 +111,7 @@ def test_rejects_bad_layers(change, message):
 
 
 def test_rejects_lanes_not_dividing_channels():
-    with pytest.raises(ParameterError, match=r"^lanes: must divide channels \(4\)"):
+    with pytest.raises(ParameterError, match=r"^lanes: must divide the channels \(4\), got 3"):
         BLOCK.validate(layer=pool_layer((4, 4, 4), 2, 2, 0, None), lanes=3)
 
 
@@ -154,7 +154,8 @@ def test_group_major_rejects_groups_not_dividing_channels():
     with pytest.raises(ParameterError, match=r"^groups_in: must divide the channels \(6\)"):
         BLOCK.validate(layer=pool_layer((6, 4, 4), 2, 2, 0, None), lanes=1, groups_in=4,
                        **grouped)
-    with pytest.raises(ParameterError, match=r"^lanes: must divide channels \(2\)"):
+    with pytest.raises(ParameterError, match=r"^lanes: must divide a sub-map's channels "
+                                             r"\(8 / groups_in 4 = 2\), got 4"):
         BLOCK.validate(layer=pool_layer((8, 4, 4), 2, 2, 0, None), lanes=4, groups_in=4,
                        **grouped)
     with pytest.raises(ParameterError, match=r"^groups_in: must be 1 for a raster input"):
