@@ -41,7 +41,7 @@ whether it **dominates** uniform's best (and the Bayesian best random's): fewer 
 lower validation top-1, or higher top-1 at no more bits (with the per-seed rate's 95 %
 interval); and, rule-free, how many of
 uniform's Pareto points some point of the method dominates. ``OUT/search.json`` holds
-every evaluation and ``OUT/search.png`` plots bits against validation top-1 (one panel a
+the libraries and BLAS kernels in use (``quant.train.environment``) and every evaluation and ``OUT/search.png`` plots bits against validation top-1 (one panel a
 seed, every evaluation of each method, each method's Pareto front as a step line, best
 points as stars). ``--final``: each method's best point also fine-tuned ``final_epochs``
 as ``cnn-ip quantize`` fine-tunes its choice, and those models compared the same way.
@@ -123,7 +123,7 @@ def run_seed(plan, data, seed: int, settings: Settings, repeats: int = 1, confir
             "warm": [list(w) for w in warm],
             "base": evaluator.reference,
             "objective": objective.describe(),
-            "size_budget": s.size_budget,
+            "size_budget": s.size_budget, "environment": train.environment(),
             "search": {m: search[m] for m in METHODS},
             "cpu_s": round(time.process_time() - started, 1)}
 

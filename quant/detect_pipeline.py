@@ -148,6 +148,7 @@ def quantize_detector(specs, data, out_dir, settings, *, name="model", anchors: 
                     if search["uniform"] else None)
     report = {
         "name": name, "dataset": data.name, "task": "detection",
+        "environment": train.environment(),
         "split": {"train": len(data.train.x), "validation": len(data.val.x),
                   "test": len(data.test.x), "split_seed": 0,
                   "test_boxes": int(sum(len(b) for b in data.test.boxes))},

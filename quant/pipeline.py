@@ -279,7 +279,7 @@ def make_report(name, specs, data, settings, layers, sidecars, out, *, net_acc, 
     best_uniform = best_of(search["uniform"]) if search["uniform"] else None
     best_bayes = search.get("best")
     return {
-        "name": name, "dataset": data.name,
+        "name": name, "dataset": data.name, "environment": train.environment(),
         "split": {"train": len(data.train.y), "validation": len(data.val.y),
                   "test": len(data.test.y), "split_seed": 0, "stratified": True},
         "settings": {k: v for k, v in asdict(settings).items() if k != "progress"},

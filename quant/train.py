@@ -34,6 +34,24 @@ def deterministic(seed: int, threads: int = 1):
         torch.use_deterministic_algorithms(old[1])
 
 
+def environment() -> dict:
+    """What a seeded run's figures depend on beyond its seed: the numerical libraries'
+    versions and the BLAS kernels in use (a search's Gaussian process reads float sums
+    whose last digits differ between these; docs/quant.md measured it moving a search)."""
+    import platform
+
+    import scipy
+    import skopt
+    import sklearn
+    from threadpoolctl import threadpool_info
+    blas = sorted({f"{i['internal_api']} {i.get('version')} {i.get('architecture')}"
+                   for i in threadpool_info() if i["user_api"] == "blas"})
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "scikit-learn": sklearn.__version__,
+            "scikit-optimize": skopt.__version__, "torch": torch.__version__,
+            "blas": blas, "machine": platform.machine()}
+
+
 def as_float(x_u8) -> torch.Tensor:
     """uint8 NHWC -> real-valued float32 NCHW in [0, 1] (the fp32 model's input)."""
     return torch.from_numpy(np.ascontiguousarray(x_u8.transpose(0, 3, 1, 2))).float() * INPUT_SCALE

@@ -5,6 +5,8 @@ import re
 
 import numpy as np
 import pytest
+import scipy
+import sklearn
 
 from cnn_ip.cli import main
 from quant import reference
@@ -139,6 +141,11 @@ def test_without_evaluations_the_auto_layers_stay_at_the_base_sparsity(tmp_path)
         assert row["target_sparsity"] == 0.4
         # pruned so, to the nearest whole weight (a code 0 may add zeros)
         assert row["sparsity"] >= 0.4 - 0.5 / np.prod(row["shape"])
+    # what its figures depend on beyond the seed (docs/quant.md)
+    env = report["environment"]
+    assert (env["numpy"], env["scipy"], env["scikit-learn"]) == (
+        np.__version__, scipy.__version__, sklearn.__version__)
+    assert env["blas"] and all(isinstance(entry, str) for entry in env["blas"])
 
 
 def test_string_and_numeric_settings_from_the_plan(tmp_path):
