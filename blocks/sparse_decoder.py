@@ -114,7 +114,9 @@ else (counting, shifting, expanding) is pipelined off it:
    straight from the table pipeline when that slot is being written (a choice
    registered a cycle ahead for both outcomes); leaving the head word flips ``cur``.
    So the pop bit enables no load: it reaches only the loop's few registers, each one
-   LUT after it, both outcomes made beside the select (``pop_register``).  The entry
+   LUT after it, both outcomes made beside the select (``pop_register``); the rings'
+   load enables are such registers too (``ring_enables``), and the slots' load enables
+   take the pop bit from a copy of the pop select's levels above its first.  The entry
    select's first level takes ``off``'s low bits from ``COPIES`` copies in turn
    (registers Yosys keeps apart); on an ECP5 target the selects are 16:1 PFU muxes
    (``LUT4``, ``PFUMX``, ``L6MUX21``) for synthesis, two routing hops for 64 entries
@@ -578,7 +580,8 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     p, wp = Signal(modbv(0)[3:]), Signal(modbv(0)[3:])
     wp3 = Signal(intbv(0, min=0, max=3))
     off = Signal(intbv(0)[NB:])
-    pop = Signal(bool(0))
+    # the pop bit, and copies for the slot enables and the head table's registers
+    pop, pop_s, pop_c = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
     fire, write = Signal(bool(0)), Signal(bool(0))
     at_last = Signal(bool(fmt["beats"] == 1))
     pend_ok = Signal(bool(1))
@@ -599,20 +602,22 @@ def masked_reader(aclk, aresetn, m_axis_wgt, adv, word, wvalid, wlast, *, fmt, w
     cur, hflag, src_flag = Signal(bool(0)), Signal(bool(0)), Signal(bool(0))
     ent = Signal(intbv(0)[NB:])     # the head's next offset (its pop bit: pop_select)
     codes = (Signal(intbv(3)[2:]), Signal(intbv(0)[2:]))    # reset: the first word is the head
-    fills = (Signal(bool(0)), Signal(bool(0)))
+    # the fills and the rings' load enables (blocks.sparse_framer.ring_enables) as after
+    # reset: ring 1 is not the head's
+    fills = (Signal(bool(0)), tuple(Signal(bool(b)) for b in (0, 1, 0, 1)))
     # copies of off's low bits for the entry select's first level (as many as it has
     # groups, at most COPIES), and the pop select's own (at most POP_COPIES)
     copies = Signal(intbv(0)[copies_of(NB) * min(COPY_BITS, NB):])
     pop_copies = Signal(intbv(0)[pop_copies_of(NB) * min(COPY_BITS, NB):])
     walk = (walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid0, tpre,
-                   hflag, ent, tlast, tflags, write, wp3, codes, fills, pop, cur, src_flag,
-                   copies, pop_copies, (we[:4], we[4:7], we[7:]),
+                   hflag, ent, tlast, tflags, write, wp3, codes, fills, (pop, pop_s, pop_c), cur,
+                   src_flag, copies, pop_copies, (we[:4], we[4:7], we[7:]),
                    last_beat=fmt["beats"] - 1, straddle=bool(Q), ecp5=ecp5,
                    pass_skip=pass_skip, next_always=next_always),
             head(aclk, cur, codes, fills, tabs, tflags, tab, tlast, rings, src_flag, W=TN, Q=Q,
                  EB=EB, own=shape.own),
             entry_mux(rings, off, cur, ent, copies, EB=EB, ecp5=ecp5),
-            pop_select(rings, off, cur, pop, pop_copies, EB=EB, ecp5=ecp5))
+            pop_select(rings, off, cur, pop, pop_copies, pop_s, pop_c, EB=EB, ecp5=ecp5))
     rec = Signal(intbv(0)[W:])
     rv, rl = Signal(bool(0)), Signal(bool(0))
     cut = extract(aclk, aresetn, fire, at_last, p, off, words, rec, rv, rl, W=W, NB=NB,
@@ -1083,6 +1088,9 @@ def masked_registers(P, VB, W, beats, addr, block=None, depth=0) -> dict:
                  + 7 + (1 if shape.QN else 0) + 4 + 3 + (3 if shape.QN else 0)
                  # tv (the table pipeline's valid after this cycle, a cycle ahead)
                  + 1
+                 # the rings' load enables (blocks.sparse_framer.ring_enables: two, two
+                 # more for the straddling parts, whose fill flag they replace)
+                 + 2 + (1 if shape.QN else 0)
                  # a ROM's walker knows its pass end (blocks.sparse_framer.walker): no skip
                  # flag, no copy of the own code, and past one word no count-of-one flag
                  - (4 + (depth > 1) if addr else 0)),

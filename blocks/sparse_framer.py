@@ -18,6 +18,8 @@ after its pop bits are instantiated slice logic where Yosys reads them
 """
 from __future__ import annotations
 
+import re
+
 from myhdl import Signal, always, always_comb, always_seq, block, concat, intbv, modbv
 
 from blocks.bit_fields import part_select
@@ -162,8 +164,9 @@ def slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, ptr, we, *, a
 # table waits for the pop bit.  What the head table's other ring loads (``codes``, one for
 # the own part, one for the straddling part: table slot 0..2, or 3 the table pipeline,
 # whose slot is being written) is a register, decided a cycle ahead for both outcomes of
-# ``pop_h``, as are the ``fills`` (the own or the straddling part's slot is written now);
-# so is ``fire`` (from the count as flags ``ge1``/``ge2``; :func:`walk_outcomes`).
+# ``pop_h``, as are ``fill_own`` (the head's own part's slot is written now) and the rings'
+# load enables (``fills[1]``, :func:`ring_enables`); so is ``fire`` (from the count as
+# flags ``ge1``/``ge2``; :func:`walk_outcomes`).
 # ``hflag`` is a register of the walker (a pop_register: the other ring's flag source
 # ``src_flag`` on a pop, else the head's own on its fill); the walker's own logic reads
 # copies of ``code_own`` and (stream mode, for ``skip``) of ``write``, so that the copies
@@ -202,7 +205,8 @@ def slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, ptr, we, *, a
 #
 # Its arguments: ``tvalid_in``: the valid of the table pipeline's last stage's input,
 # ``tvalid_pre`` that of its stage before.  ``ent``: the next offset of the head table's
-# entry at ``off`` (its pop bit: ``pop``, from :func:`pop_select`); ``hflag``: the head
+# entry at ``off`` (its pop bit: ``pop``, three copies from :func:`pop_select`: the
+# walker's state's, the slot enables' and the head table's registers'); ``hflag``: the head
 # word's ``tlast`` flag, ``tflags``: the table slots'; ``codes``, ``fills``: what the head
 # table's other ring loads, and whether its slot is written now (each for the own and the
 # straddling part); ``off_copies``: copies of ``off``'s low bits side by side
@@ -223,8 +227,8 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid_in, tv
     count/``at_last``, the write pointers (``wp``: the four word slots, ``wp3``: the three
     table slots), the head's table slot ``hp3`` and the count of filled slots."""
     # named in the order MyHDL declares them in the Verilog (the comment above)
+    pop, pop_s, pop_c = pop   # pop_s: the slots', pop_c: the head table's registers'
     code_own, code_strad = codes
-    fill_strad = fills[1]
     filled = Signal(intbv(1)[FILL_STATES:])     # one-hot, with this cycle's write
     skip_reset = bool(at_last.val and (not hflag.val if pass_skip is None else pass_skip))
     hp3 = Signal(intbv(0, min=0, max=3))
@@ -263,10 +267,9 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid_in, tv
                                       (hflag, src_flag, h_stay), (filled, n1, n0),
                                       *([] if next_always else [(ge1, ge1_1, ge1_0)]),
                                       (ge2, ge2_1, ge2_0), (p, p_leave, p), (hp3, n3, hp3),
-                                      (fill_own, fo1, fo0),
-                                      *([(fill_strad, fs1, fs0)] if straddle else []))]
+                                      (fill_own, fo1, fo0))]
     # the load codes' stay outcome depends on fire (at_last moves on it): both are made
-    by_fires = [pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q,
+    by_fires = [pop_register(aclk, aresetn, fire, pop_c, at_last, leave, stay, q,
                              stay_fire=stay_fire, ecp5=ecp5)
                 for q, leave, stay, stay_fire in (*([(code_w, own1, own0, own0f)]
                                                     if pass_skip is None else []),
@@ -277,14 +280,16 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid_in, tv
                                                   *([(code_strad, strad1, strad0, strad0f)]
                                                     if straddle else []))]
 
+    loads = ring_enables(aclk, aresetn, fire, pop_c, at_last, cur, fo0, fo1, fs0, fs1,
+                         fills[1], straddle=straddle, ecp5=ecp5)
     wes, tes, tnexts = enables
     wp_low = Signal(intbv(0)[2:])
     slot_regs = (low_bits(wp, wp_low),
-                 [slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, wp_low, e,
+                 [slot_enable(aclk, aresetn, fire, pop_s, at_last, tv, wr0, write, wp_low, e,
                               at=k, m=4, ecp5=ecp5) for k, e in enumerate(wes)],
-                 [slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, wp3, e, at=k,
+                 [slot_enable(aclk, aresetn, fire, pop_s, at_last, tv, wr0, write, wp3, e, at=k,
                               m=3, ecp5=ecp5) for k, e in enumerate(tes)],
-                 [slot_enable(aclk, aresetn, fire, pop, at_last, tv, wr0, write, wp3, e,
+                 [slot_enable(aclk, aresetn, fire, pop_s, at_last, tv, wr0, write, wp3, e,
                               at=(k + 1) % 3, m=3, ecp5=ecp5)
                   for k, e in enumerate(tnexts) if straddle])
     copy_regs = [offset_register(aclk, aresetn, fire, at_last, ent, off)]
@@ -302,10 +307,45 @@ def walker(aclk, aresetn, p, wp, off, fire, at_last, adv, pend_ok, tvalid_in, tv
     step = always_seq(aclk.posedge, reset=aresetn)(walk_counts(write, wp, wp3, fire, at_last,
                                                               al_next, beat, last_beat))
 
-    return (flags, outcomes, nexts, step, copy_regs, slot_regs, leaving, filling, filling_own,
+    return (flags, outcomes, nexts, step, copy_regs, slot_regs, loads, leaving, filling,
+            filling_own,
             counting,
             [] if next_always else [leaving_ge1], by_pops, by_fires,
             [filling_strad] if straddle else [])
+
+
+@block
+def ring_enables(aclk, aresetn, fire, pop, at_last, cur, fo0, fo1, fs0, fs1, loads, *,
+                 straddle=True, ecp5=False):
+    """The head's rings' load enables (:func:`ring_load`), ``loads`` = ring 0's and ring
+    1's own part, then (``straddle``) their straddling parts: registers made for both
+    outcomes of ``pop_h`` like the state they follow (:func:`pop_register`), so that the
+    rings' hundreds of enables hang on registers, not on logic after ``cur`` and the
+    fills.  A ring loads a part when it is not the head's or the part's slot is written
+    now (a pop flips ``cur``)."""
+    lo0, lo1, so0, so1, ls0, ls1, ss0, ss1 = (Signal(bool(0)) for _ in range(8))
+
+    @always_comb
+    def owns():
+        lo0.next = not cur or fo1
+        lo1.next = cur or fo1
+        so0.next = cur or fo0
+        so1.next = not cur or fo0
+
+    @always_comb
+    def strads():
+        ls0.next = not cur or fs1
+        ls1.next = cur or fs1
+        ss0.next = cur or fs0
+        ss1.next = not cur or fs0
+
+    regs = [pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=ecp5)
+            for q, leave, stay in zip(loads[:2], (lo0, lo1), (so0, so1))]
+    if not straddle:
+        return owns, regs
+    regs += [pop_register(aclk, aresetn, fire, pop, at_last, leave, stay, q, ecp5=ecp5)
+             for q, leave, stay in zip(loads[2:], (ls0, ls1), (ss0, ss1))]
+    return owns, strads, regs
 
 
 def walk_logic(tv, adv_w, tvalid_in, tvalid_pre, tv_in, tv_stay, fo0, fo1, fs0, fs1, wr0,
@@ -599,8 +639,10 @@ def head(aclk, cur, codes, fills, tabs, tflags, tab_in, last_in, rings, src_flag
     load waits for the pop bit: the other ring loads every cycle, from the table slot or
     the table pipeline its code names (``codes``: registers, the new head's own and
     straddling parts); the head's ring loads its own part when its slot is written now
-    and its straddling part when the next word's slot is (``fills``, registers; then the
-    codes name the table pipeline).  Three table slots are enough: a word's slot is free
+    and its straddling part when the next word's slot is (then the codes name the table
+    pipeline).  Each ring's two load enables are registers of the walker (``fills[1]``:
+    :func:`ring_enables`), not logic after ``cur`` and the fills.  Three table slots are
+    enough: a word's slot is free
     once its table is in the other ring.  ``tab_in``: ``Q`` straddling entries, then
     ``own`` (default ``W - Q``) own ones; in a ring, own entries first.  ``own = W``
     (``/2`` with element masks: every start has an own entry, the straddling ones replace
@@ -609,7 +651,7 @@ def head(aclk, cur, codes, fills, tabs, tflags, tab_in, last_in, rings, src_flag
     ``src_flag``: the ``tlast`` flag of the word the other ring loads (the walker keeps
     the head's)."""
     code_own, code_strad = codes
-    fill_own, fill_strad = fills
+    loads = fills[1]
     TW, SW = W * EB, Q * EB
     own = TW - SW if own is None else own * EB
     src_own, src_strad = Signal(intbv(0)[own:]), Signal(intbv(0)[max(SW, 1):])
@@ -648,44 +690,42 @@ def head(aclk, cur, codes, fills, tabs, tflags, tab_in, last_in, rings, src_flag
     def out():
         rings.next = concat(r1, r0)
 
-    parts += [ring_load(aclk, cur, code_own, fill_own, fill_strad, src_own, src_strad, r, k=k,
-                        TW=TW, SW=SW, own=own)
+    parts += [ring_load(aclk, loads[k], loads[2 + k] if Q else None, code_own, src_own,
+                        src_strad, r, TW=TW, SW=SW, own=own)
               for k, r in enumerate((r0, r1))]
     return parts, out
 
 
 @block
-def ring_load(aclk, cur, code_own, fill_own, fill_strad, src_own, src_strad, ring, *, k, TW,
-              SW, own):
-    """Ring ``k`` of :func:`head`: every cycle where it is not the head's (``cur != k``),
-    else on the fills; the last ``SW`` bits from the straddling source, but (``own =
-    TW``) where they are the own entries the own source gives.  (The head's flag is the
-    walker's register.)"""
+def ring_load(aclk, en_own, en_strad, code_own, src_own, src_strad, ring, *, TW, SW, own):
+    """A ring of :func:`head`: its own part from the own source on ``en_own``, its last
+    ``SW`` bits from the straddling source on ``en_strad`` (registers:
+    :func:`ring_enables`); with ``own = TW`` the two parts overlap there, and the
+    straddling source is not taken where the own part loads the new head's own entries
+    from the table pipeline (``code_own`` 3: its straddling ones are not made yet).
+    (The head's flag is the walker's register.)"""
 
     if not SW:
         @always(aclk.posedge)
         def load_own():
-            if cur != k or fill_own:
+            if en_own:
                 ring.next = src_own
         return load_own
 
     if own == TW:
         @always(aclk.posedge)
         def load_over():
-            if cur != k or fill_own:
+            if en_own:
                 ring.next[own:0] = src_own
-            # the last entries: the straddling ones, unless the own ones are the new
-            # head's from the table pipeline
-            if cur != k or fill_strad:
-                if not (code_own == 3 and (cur != k or fill_own)):
-                    ring.next[TW:TW - SW] = src_strad
+            if en_strad and not (code_own == 3 and en_own):
+                ring.next[TW:TW - SW] = src_strad
         return load_over
 
     @always(aclk.posedge)
     def load_both():
-        if cur != k or fill_own:
+        if en_own:
             ring.next[own:0] = src_own
-        if cur != k or fill_strad:
+        if en_strad:
             ring.next[TW:own] = src_strad
     return load_both
 
@@ -896,12 +936,14 @@ def low_bits(src, dst):
 
 
 @block
-def pop_select(tab, off, top, pop, copies=None, *, EB, ecp5=False):
+def pop_select(tab, off, top, pop, copies=None, pop2=None, pop3=None, *, EB, ecp5=False):
     """``pop`` = the pop bit of entry ``off`` of ring ``top`` of ``tab`` (as
     :func:`entry_mux`; 0 past the end): the head word's pop decision from a select of
     its own.  ``copies``: copies of ``off``'s low bits for its first level, as
     :func:`entry_mux`'s but its own, so that neither select tree loads the other's
-    copies (default: ``off``).  ``ecp5``: as :func:`entry_mux`."""
+    copies (default: ``off``).  ``pop2`` and (with it) ``pop3``: the same bit again from
+    copies of the tree's levels above the first (kept apart: :func:`two_tops`), each for
+    another group of the registers after the pop bit.  ``ecp5``: as :func:`entry_mux`."""
     N = len(tab) // EB // 2
     NB = len(off)
     cw = min(COPY_BITS, NB)
@@ -921,8 +963,52 @@ def pop_select(tab, off, top, pop, copies=None, *, EB, ecp5=False):
         first = [[f"$copies[{k * cw + t}]" for t in range(cw)] for k in range(len(copies) // cw)]
     sel = [f"$off[{b}]" for b in range(NB)] + ["$top"]
     pop_select.verilog_code = select_tree(level, sel, "pop", "", first=first)
+    more = [name for name, q in (("pop2", pop2), ("pop3", pop3)) if q is not None]
+    for q in (pop2, pop3):
+        if q is not None:
+            q.driven = "wire"
+    pop_select.verilog_code += "".join(f"assign ${name} = $pop;\n" for name in more)
     if ecp5:
-        pop_select.verilog_code = for_synthesis(
-            ecp5_select([level], sel, "pop", first=first, vector=False),
-            pop_select.verilog_code)
-    return model
+        cells = (two_tops(level, sel, first, more) if more else
+                 ecp5_select([level], sel, "pop", first=first, vector=False))
+        pop_select.verilog_code = for_synthesis(cells, pop_select.verilog_code)
+    if not more:
+        return model
+
+    @always_comb
+    def again():
+        pop2.next = pop
+
+    if pop3 is None:
+        return model, again
+
+    @always_comb
+    def third():
+        pop3.next = pop
+
+    return model, again, third
+
+
+def two_tops(level, sel, first, more=("pop2",)):
+    """ECP5 cells for :func:`pop_select` with copies (``more``: their names): the first
+    level's 16:1 groups once, the levels above once for ``$pop`` and once for each copy
+    (the copies' cells ``keep``, so that synthesis does not merge them), so that each
+    output can sit by its own registers."""
+    take = min(4, len(sel))
+    if take == len(sel):        # one group: nothing above it to copy
+        return ecp5_select([level], sel, "pop", first=first, vector=False) + "".join(
+            f"assign ${name} = $pop;\n" for name in more)
+    k, lines, groups = 1 << take, [], []
+    for g in range(len(level) // k):
+        text = ecp5_select([level[g * k:(g + 1) * k]], sel[:take], "pop",
+                           first=[first[g % len(first)]] if first else None,
+                           vector=False, tag=f"_g{g}")
+        *body, last = text.rstrip("\n").split("\n")
+        found = re.fullmatch(r"assign \$pop = (.*);", last)
+        lines += [f"{line}\n" for line in body]
+        groups.append(found.group(1))
+    one = ecp5_select([groups], sel[take:], "pop", vector=False, tag="_top")
+    for name in more:
+        two = ecp5_select([groups], sel[take:], name, vector=False, tag="_top")
+        one += re.sub(r"^(LUT4|PFUMX|L6MUX21)\b", r"(* keep *) \1", two, flags=re.M)
+    return "".join(lines) + one

@@ -564,13 +564,16 @@ def test_ecp5_loop_selects_are_the_plain_selects(tmp_path, entries, nb):
         return dict(tab=Signal(intbv(0)[2 * entries * eb:]), off=Signal(intbv(0)[nb:]),
                     top=Signal(bool(0)), copies=Signal(intbv(0)[3 * cw:]),
                     pop_copies=Signal(intbv(0)[2 * cw:]),
-                    ent=Signal(intbv(0)[nb:]), pop=Signal(bool(0)))
+                    ent=Signal(intbv(0)[nb:]), pop=Signal(bool(0)), pop2=Signal(bool(0)),
+                    pop3=Signal(bool(0)))
 
     @block
-    def selects(tab, off, top, copies, pop_copies, ent, pop):
-        # as the decoder has them: each select's first level on copies of its own
+    def selects(tab, off, top, copies, pop_copies, ent, pop, pop2, pop3):
+        # as the decoder has them: each select's first level on copies of its own, the
+        # pop select's levels above it three times (pop2, pop3: the slot enables' and
+        # the head table's registers')
         return (entry_mux(tab, off, top, ent, copies, EB=eb, ecp5=True),
-                pop_select(tab, off, top, pop, pop_copies, EB=eb, ecp5=True))
+                pop_select(tab, off, top, pop, pop_copies, pop2, pop3, EB=eb, ecp5=True))
 
     synthesis_branch(selects(**port_set()), tmp_path, "PFUMX")
     ports = port_set()
@@ -593,8 +596,10 @@ def test_ecp5_loop_selects_are_the_plain_selects(tmp_path, entries, nb):
                         yield delay(1)
                         at = (top * entries + off) * eb
                         entry = (tab >> at) & ((1 << eb) - 1) if off < entries else 0
-                        got = (int(ports["ent"].val), int(ports["pop"].val))
-                        assert got == (entry & ((1 << nb) - 1), entry >> nb), (tab, top, off)
+                        got = (int(ports["ent"].val), int(ports["pop"].val),
+                               int(ports["pop2"].val), int(ports["pop3"].val))
+                        assert got == (entry & ((1 << nb) - 1),) + (entry >> nb,) * 3, \
+                            (tab, top, off)
                         checked.append(off)
             raise StopSimulation
 
