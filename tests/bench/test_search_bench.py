@@ -1,5 +1,6 @@
 """bench/search.py: the dominance rule its table counts, the Pareto front it plots, its
-table and plot from recorded searches (``--from-json``), and its input errors."""
+table and plot from recorded searches (``--from-json``), and its input errors.  Named
+apart from tests/quant/test_search.py: pytest imports test modules by their base name."""
 import importlib.util
 import json
 import subprocess
