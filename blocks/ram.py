@@ -56,14 +56,13 @@ MyHDL cannot emit attributes, hence a Verilog template.
 from __future__ import annotations
 
 import math
-import re
 import shutil
 from pathlib import Path
 
 from myhdl import Signal, always, always_comb, block, intbv
 
 from blocks.dsp_mult import TARGETS, is_ecp5
-from blocks.spec import check_width
+from blocks.spec import VERILOG_NAME, check_width
 
 STYLES = ("auto", "block", "distributed")
 # ``auto``: a block RAM is mostly empty below these sizes (a RAMB18 or DP16KD holds 512
@@ -183,7 +182,7 @@ def estimate(*, width: int, depth: int, style: str = "auto") -> dict:
 
 
 def _check_name(name) -> None:
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+    if not isinstance(name, str) or not VERILOG_NAME.fullmatch(name):
         raise ValueError(f"memory: must be a Verilog identifier, got {name!r}")
 
 

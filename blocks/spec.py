@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+# A plain (ASCII) Verilog identifier: module, memory and file names the Verilog carries
+VERILOG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 REQUIRED = object()
 

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from cnn_ip.errors import UserError
+from cnn_ip.export import making_parents
 from cnn_ip.plan import load_plan
 
 REPORT = "assemble_report.json"
@@ -386,40 +387,41 @@ def run(args) -> int:
     progress.set_description("plan")
     result = plan_network(plan, layers)
     progress.update()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(scratch, 0o777 & ~umask)          # mkdtemp's 0700 is not what a user expects
-    try:
-        (scratch / "plan.yaml").write_text(plan_text)
-        if model_file is None:
-            save_npz(scratch / "model.npz", layers)
-        else:
-            shutil.copyfile(model_file, scratch / "model.npz")
-        sidecar, offchip = None, False
-        if not args.report_only:
-            progress.set_description("rtl")
-            sidecar = write_rtl(result, scratch / "rtl", args)
-            (scratch / f"{plan.name}.json").write_text(json.dumps(sidecar, indent=2) + "\n")
-            offchip = write_weight_image(result.stage_plans(), scratch)
+    with making_parents(out):
+        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(scratch, 0o777 & ~umask)          # mkdtemp's 0700 is not what a user expects
+        try:
+            (scratch / "plan.yaml").write_text(plan_text)
+            if model_file is None:
+                save_npz(scratch / "model.npz", layers)
+            else:
+                shutil.copyfile(model_file, scratch / "model.npz")
+            sidecar, offchip = None, False
+            if not args.report_only:
+                progress.set_description("rtl")
+                sidecar = write_rtl(result, scratch / "rtl", args)
+                (scratch / f"{plan.name}.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+                offchip = write_weight_image(result.stage_plans(), scratch)
+                progress.update()
+            progress.set_description("report")
+            data = report.build(result, source=source,
+                                seed=args.seed if args.random_weights else None,
+                                rtl_dir=None if args.report_only else scratch / "rtl")
+            if model_file is not None:
+                data["quantized_accuracy"] = quantized_accuracy(model_file.parent)
+            (scratch / REPORT).write_text(json.dumps(data, indent=2) + "\n")
+            report.plot(data, scratch / "layers.png")
             progress.update()
-        progress.set_description("report")
-        data = report.build(result, source=source, seed=args.seed if args.random_weights else None,
-                            rtl_dir=None if args.report_only else scratch / "rtl")
-        if model_file is not None:
-            data["quantized_accuracy"] = quantized_accuracy(model_file.parent)
-        (scratch / REPORT).write_text(json.dumps(data, indent=2) + "\n")
-        report.plot(data, scratch / "layers.png")
-        progress.update()
-        progress.close()
-        if out.exists():
-            shutil.rmtree(out)
-        scratch.rename(out)
-    finally:
-        progress.close()
-        if scratch.exists():
-            shutil.rmtree(scratch)
+            progress.close()
+            if out.exists():
+                shutil.rmtree(out)
+            scratch.rename(out)
+        finally:
+            progress.close()
+            if scratch.exists():
+                shutil.rmtree(scratch)
     if not args.quiet:
         print(report.table(data))
     written = "plan, report" if args.report_only else "rtl/, sidecar, plan, report"

@@ -19,6 +19,7 @@ cannot drift from the module.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -29,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 from assemblies import network
-from blocks.spec import BlockDef
+from blocks.spec import VERILOG_NAME, BlockDef
 
 SIDECAR_FORMAT = "cnn_ip.block/1"
 
@@ -244,6 +245,22 @@ def write_lint_config(directory, top: str, *, rules: dict | None = None) -> list
             for (file, line, rule), reasons in sorted(waivers.items())]
 
 
+@contextlib.contextmanager
+def making_parents(out):
+    """Make ``out``'s missing parent directories; if the body raises, remove the first
+    directory made here (``out`` itself too, if the body made it): a command that fails
+    leaves nothing behind (docs/conventions.md)."""
+    out = Path(out).resolve()
+    made = next((path for path in [*reversed(out.parents), out] if not path.exists()), None)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        yield
+    except BaseException:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
+
+
 def generate(block_def: BlockDef, out_dir, **values) -> dict:
     """Validate ``values``, write ``NAME.v``, ``NAME.vlt``, its files and ``NAME.json``.
 
@@ -252,17 +269,8 @@ def generate(block_def: BlockDef, out_dir, **values) -> dict:
     """
     params, args = block_def.prepared(**values)
     out_dir = Path(out_dir)
-    parent = out_dir.resolve().parent
-    # the first directory this call makes, removed again if it fails (nothing half-written)
-    made = next((path for path in [*reversed(out_dir.resolve().parents), out_dir.resolve()]
-                 if not path.exists()), None)
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        return _generate(block_def, out_dir, parent, params, args)
-    except BaseException:
-        if made is not None:
-            shutil.rmtree(made, ignore_errors=True)
-        raise
+    with making_parents(out_dir):
+        return _generate(block_def, out_dir, out_dir.resolve().parent, params, args)
 
 
 def _generate(block_def: BlockDef, out_dir: Path, parent: Path, params, args) -> dict:
@@ -288,7 +296,7 @@ def write_network_top(elements, out_dir, *, name: str) -> list[str]:
 
     Built in a scratch directory and moved in only when all of it succeeded.
     """
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+    if not VERILOG_NAME.fullmatch(name):
         raise ValueError(f"name: must be a Verilog identifier, got {name!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

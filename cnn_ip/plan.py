@@ -64,6 +64,7 @@ from pathlib import Path
 
 import yaml
 
+from blocks.spec import VERILOG_NAME
 from cnn_ip.errors import UserError
 from quant import weight_modes
 from quant.options import (CODE_SET_NAMES, MAX_INTEGER, RANGES, SCALARIZATIONS,
@@ -84,10 +85,10 @@ DEFAULT_LIMIT = 0.9             # docs/conventions.md Contract 7: at most 90 % o
 DETECT_KEYS = ("anchors", "classes")
 BOX_VALUES = 5                  # per anchor: x, y, w, h, objectness (then the classes)
 MAX_CLOCK_MHZ = 1000
-# The plan's name is the top module's: a plain (ASCII) Verilog identifier and, for
-# `cnn-ip assemble` (:func:`check_top_name`), no keyword of IEEE 1800-2017 (Verilator reads
-# the top as SystemVerilog) and no module written beside it (the ``*_sim.v`` models).
-VERILOG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The plan's name is the top module's: a plain Verilog identifier (blocks.spec.VERILOG_NAME)
+# and, for `cnn-ip assemble` (:func:`check_top_name`), no keyword of IEEE 1800-2017
+# (Verilator reads the top as SystemVerilog) and no module written beside it (the
+# ``*_sim.v`` models).
 VERILOG_KEYWORDS = frozenset("""
 accept_on alias always always_comb always_ff always_latch and assert assign assume automatic
 before begin bind bins binsof bit break buf bufif0 bufif1 byte case casex casez cell chandle

@@ -18,6 +18,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from cnn_ip.errors import UserError
+from cnn_ip.export import making_parents
 from cnn_ip.plan import PlanError, load_plan
 
 FLAGS = ("seed", "epochs", "qat_epochs", "search_epochs", "final_epochs", "evaluations",
@@ -91,26 +92,22 @@ def run(args) -> int:
     from quant.data import load_dataset
     from quant.pipeline import quantize
     from quant.search import SizeBudgetError
-    # the first directory this run makes, removed again if it fails (nothing half-written)
-    made = next((parent for parent in reversed(out.parents) if not parent.exists()), None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        detect = getattr(plan, "detect", None)
-        data = load_dataset(plan.dataset, size=plan.input_shape[1:])
+    with making_parents(out):
+        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
-            report = quantize(plan.layers, data, scratch, settings, name=plan.name,
-                              detect=detect)
-        except SizeBudgetError as error:          # the plan's (no flag sets it)
-            raise in_plan(plan, error) from None
-        if out.exists():
-            shutil.rmtree(out)
-        scratch.rename(out)
-    finally:
-        if scratch.exists():
-            shutil.rmtree(scratch)
-        if made is not None and not out.exists():
-            shutil.rmtree(made, ignore_errors=True)
+            detect = getattr(plan, "detect", None)
+            data = load_dataset(plan.dataset, size=plan.input_shape[1:])
+            try:
+                report = quantize(plan.layers, data, scratch, settings, name=plan.name,
+                                  detect=detect)
+            except SizeBudgetError as error:          # the plan's (no flag sets it)
+                raise in_plan(plan, error) from None
+            if out.exists():
+                shutil.rmtree(out)
+            scratch.rename(out)
+        finally:
+            if scratch.exists():
+                shutil.rmtree(scratch)
     roms = len(list(out.glob("*.hex")))
     if report.get("task") == "detection":
         print(f"wrote {out}/quant_report.json, model.npz, search.png, detections.json, "

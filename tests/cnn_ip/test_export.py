@@ -7,7 +7,7 @@ import pytest
 from blocks import sparse_decoder
 from blocks.spec import ESTIMATE_KEYS
 from cnn_ip.block_cmd import all_blocks
-from cnn_ip.export import generate
+from cnn_ip.export import generate, making_parents
 
 BLOCKS = all_blocks()
 
@@ -70,3 +70,17 @@ def test_sidecar_names_the_lint_configuration_and_its_waivers(tmp_path):
         # the reason is in the file, in the comment just above its waiver
         above = vlt.splitlines()[vlt.splitlines().index(line) - 1]
         assert above.startswith(f'// {waiver["file"]}:{waiver["line"]}: ')
+
+
+def test_making_parents_removes_only_what_it_made_and_only_on_failure(tmp_path):
+    (tmp_path / "kept").mkdir()
+    out = tmp_path / "kept" / "new" / "deeper" / "out"
+    with pytest.raises(RuntimeError):
+        with making_parents(out):
+            assert out.parent.is_dir()
+            out.mkdir()
+            raise RuntimeError("the write failed")
+    assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "new").exists()
+    with making_parents(out):
+        out.mkdir()
+    assert out.is_dir()
