@@ -1,5 +1,5 @@
 # Two-command set-up: `make demo` and `make test`. Both run `make setup` first, which is
-# idempotent: Debian tools are installed only when missing, the venv only when setup.cfg changed.
+# idempotent: Debian tools are installed only when missing, the venv only when setup.cfg or constraints.txt changed.
 PYTHON   ?= python3
 VENV     := .venv
 PY       := $(VENV)/bin/python
@@ -19,10 +19,10 @@ tools:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 test: setup
