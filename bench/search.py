@@ -41,7 +41,8 @@ whether it **dominates** uniform's best (and the Bayesian best random's): fewer 
 lower validation top-1, or higher top-1 at no more bits (with the per-seed rate's 95 %
 interval); and, rule-free, how many of
 uniform's Pareto points some point of the method dominates. ``OUT/search.json`` holds
-the libraries and BLAS kernels in use (``quant.train.environment``) and every evaluation and ``OUT/search.png`` plots bits against validation top-1 (one panel a
+the libraries and BLAS kernels in use (``quant.train.environment``) and every
+evaluation, and ``OUT/search.png`` plots bits against validation top-1 (one panel a
 seed, every evaluation of each method, each method's Pareto front as a step line, best
 points as stars). ``--final``: each method's best point also fine-tuned ``final_epochs``
 as ``cnn-ip quantize`` fine-tunes its choice, and those models compared the same way.

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from cnn_ip.errors import UserError
-from cnn_ip.export import making_parents
+from cnn_ip.export import replacing
 from cnn_ip.plan import load_plan
 
 REPORT = "assemble_report.json"
@@ -387,12 +387,8 @@ def run(args) -> int:
     progress.set_description("plan")
     result = plan_network(plan, layers)
     progress.update()
-    with making_parents(out):
-        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(scratch, 0o777 & ~umask)          # mkdtemp's 0700 is not what a user expects
-        try:
+    try:
+        with replacing(out) as scratch:
             (scratch / "plan.yaml").write_text(plan_text)
             if model_file is None:
                 save_npz(scratch / "model.npz", layers)
@@ -414,14 +410,8 @@ def run(args) -> int:
             (scratch / REPORT).write_text(json.dumps(data, indent=2) + "\n")
             report.plot(data, scratch / "layers.png")
             progress.update()
-            progress.close()
-            if out.exists():
-                shutil.rmtree(out)
-            scratch.rename(out)
-        finally:
-            progress.close()
-            if scratch.exists():
-                shutil.rmtree(scratch)
+    finally:
+        progress.close()
     if not args.quiet:
         print(report.table(data))
     written = "plan, report" if args.report_only else "rtl/, sidecar, plan, report"

@@ -261,6 +261,28 @@ def making_parents(out):
         raise
 
 
+@contextlib.contextmanager
+def replacing(out):
+    """Yield a scratch directory beside ``out`` (its parents made by :func:`making_parents`)
+    that replaces ``out`` when the body succeeds, and is removed when it fails: a command's
+    output directory appears whole or not at all.  The scratch directory gets the
+    permissions the umask gives a new directory, not ``mkdtemp``'s 0700."""
+    out = Path(out)
+    with making_parents(out):
+        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(scratch, 0o777 & ~umask)
+        try:
+            yield scratch
+            if out.exists():
+                shutil.rmtree(out)
+            scratch.rename(out)
+        finally:
+            if scratch.exists():
+                shutil.rmtree(scratch)
+
+
 def generate(block_def: BlockDef, out_dir, **values) -> dict:
     """Validate ``values``, write ``NAME.v``, ``NAME.vlt``, its files and ``NAME.json``.
 

@@ -12,13 +12,11 @@ must not stay).
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import fields
 from pathlib import Path
 
 from cnn_ip.errors import UserError
-from cnn_ip.export import making_parents
+from cnn_ip.export import replacing
 from cnn_ip.plan import PlanError, load_plan
 
 FLAGS = ("seed", "epochs", "qat_epochs", "search_epochs", "final_epochs", "evaluations",
@@ -92,22 +90,14 @@ def run(args) -> int:
     from quant.data import load_dataset
     from quant.pipeline import quantize
     from quant.search import SizeBudgetError
-    with making_parents(out):
-        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    with replacing(out) as scratch:
+        detect = getattr(plan, "detect", None)
+        data = load_dataset(plan.dataset, size=plan.input_shape[1:])
         try:
-            detect = getattr(plan, "detect", None)
-            data = load_dataset(plan.dataset, size=plan.input_shape[1:])
-            try:
-                report = quantize(plan.layers, data, scratch, settings, name=plan.name,
-                                  detect=detect)
-            except SizeBudgetError as error:          # the plan's (no flag sets it)
-                raise in_plan(plan, error) from None
-            if out.exists():
-                shutil.rmtree(out)
-            scratch.rename(out)
-        finally:
-            if scratch.exists():
-                shutil.rmtree(scratch)
+            report = quantize(plan.layers, data, scratch, settings, name=plan.name,
+                              detect=detect)
+        except SizeBudgetError as error:          # the plan's (no flag sets it)
+            raise in_plan(plan, error) from None
     roms = len(list(out.glob("*.hex")))
     if report.get("task") == "detection":
         print(f"wrote {out}/quant_report.json, model.npz, search.png, detections.json, "

@@ -1,5 +1,6 @@
 """generate(): one face for every block (prepared once), the estimate convention, the sidecar."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from blocks import sparse_decoder
 from blocks.spec import ESTIMATE_KEYS
 from cnn_ip.block_cmd import all_blocks
-from cnn_ip.export import generate, making_parents
+from cnn_ip.export import generate, making_parents, replacing
 
 BLOCKS = all_blocks()
 
@@ -84,3 +85,22 @@ def test_making_parents_removes_only_what_it_made_and_only_on_failure(tmp_path):
     with making_parents(out):
         out.mkdir()
     assert out.is_dir()
+
+
+def test_replacing_swaps_in_the_whole_directory_or_nothing(tmp_path):
+    out = tmp_path / "new" / "out"
+    with pytest.raises(RuntimeError):
+        with replacing(out) as scratch:
+            (scratch / "half.txt").write_text("written before the failure")
+            raise RuntimeError("the write failed")
+    assert not (tmp_path / "new").exists()             # no scratch, no parents left
+    umask = os.umask(0)
+    os.umask(umask)
+    with replacing(out) as scratch:
+        (scratch / "a.txt").write_text("first")
+    assert (out / "a.txt").read_text() == "first"
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask   # not mkdtemp's 0700
+    with replacing(out) as scratch:
+        (scratch / "b.txt").write_text("second")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]   # replaced, not merged
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]
