@@ -147,7 +147,9 @@ def sidecar(block_def: BlockDef, params: dict, args: dict, verilog: Path,
 
 MESSAGE = re.compile(r"^%(?P<kind>Warning|Error)(?:-(?P<rule>[A-Z0-9_]+))?: "
                      r"(?P<file>[^:\s]+):(?P<line>\d+):(?:\d+:)? (?P<text>.*)$")
-WIDTH_SIZES = re.compile(r"expects (\d+) bits.*generates (\d+) bits")
+# "expects 32 bits" or, for an operand of an operator whose other operand and result
+# differ in width, "expects 32 or 25 bits": every width named is a context to fit
+WIDTH_SIZES = re.compile(r"expects (\d+(?: or \d+)*) bits.*generates (\d+) bits")
 WIDTH_OPERAND = re.compile(r"but (.*?) generates")
 WIDTH_INDEX = re.compile(r"(\w+ extraction of .*?) requires (\d+) bit index, not (\d+) bits")
 WIDTH_REASON = ("WIDTH where an operand (or a select's index) is narrower than its context: "
@@ -186,7 +188,7 @@ def waiver_reason(message: dict, rules: dict) -> str | None:
         return None
     if message["rule"] in ("WIDTH", "WIDTHEXPAND"):
         sizes = WIDTH_SIZES.search(message["text"])
-        if sizes and int(sizes.group(1)) > int(sizes.group(2)):
+        if sizes and all(int(n) > int(sizes.group(2)) for n in sizes.group(1).split(" or ")):
             operand = WIDTH_OPERAND.search(message["text"])
             what = operand.group(1) if operand else "an operand"
             return (f"{what} ({sizes.group(2)} bits) is extended to {sizes.group(1)} bits "

@@ -32,6 +32,10 @@ CONFIGS = {
     # a product narrower than shift + output bits: the clamp never acts
     "none-L2G1-acc4-S12": dict(lanes=2, acc_bits=4, abits=8, out_signed=True, shift=12,
                                pixels=2, cout=2),
+    # a rounding constant wider than the product (Verilator: the adder "expects 32 or 24
+    # bits" of it), leaky: the sign extension of negative products checked bit for bit
+    "leaky-L2G1-acc6-S23": dict(lanes=2, acc_bits=6, abits=4, out_signed=True, shift=23,
+                                pixels=2, cout=2, leaky=True),
     # group-major (a frame stage's order): a group's constants for B consecutive beats,
     # one pass over the groups a frame (B = pixels) or two (B = pixels / 2)
     "frame-relu-L2G3-B3": dict(lanes=2, acc_bits=12, abits=4, shift=9, pixels=3,

@@ -85,6 +85,23 @@ def test_lint_waives_only_width_expansion_line_by_line(tmp_path):
         cosim.lint(ok, "ok")
 
 
+def test_lint_waives_an_operand_extended_to_either_width_of_its_operator(tmp_path):
+    """Verilator names two widths for an operand whose operator's other operand and result
+    differ ("expects 32 or 13 bits"): a narrower operand fits both, so it is an extension
+    (requant's rounding adder with a shift wider than the product); a result of two widths
+    assigned to a narrower one is a truncation and stays a fault."""
+    (tmp_path / "add.v").write_text("module add(input signed [4:0] j, output signed [12:0] b);\n"
+                                    "assign b = j + 2048;\nendmodule\n")
+    waivers = export.write_lint_config(tmp_path, "add")
+    assert [(w["line"], w["rule"]) for w in waivers] == [(2, "WIDTH")]
+    assert "VARREF 'j' (5 bits) is extended to 32 or 13 bits" in waivers[0]["reason"]
+    assert cosim.lint(tmp_path / "add.v", "add")
+    (tmp_path / "cut.v").write_text("module cut(input signed [4:0] j, output signed [3:0] b);\n"
+                                    "assign b = j + 7;\nendmodule\n")
+    with pytest.raises(export.LintError, match="cut.v:2: Operator ASSIGNW expects 4 bits"):
+        export.write_lint_config(tmp_path, "cut")
+
+
 def test_lint_config_covers_a_directory_of_modules(tmp_path):
     (tmp_path / "top.v").write_text("module top(input a, output [1:0] y);\n"
                                     "leaf u(.a(a), .y(y));\nendmodule\n")
