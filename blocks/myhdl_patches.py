@@ -1,4 +1,5 @@
-"""Two fixes to MyHDL 0.11's elaboration, installed when ``blocks`` is imported.
+"""Three fixes to MyHDL 0.11, installed when ``blocks`` is imported: two to its elaboration,
+one to its Verilog converter.
 
 **Speed.** MyHDL asks, for every ``@block`` call and every ``@always`` / ``@instance``
 generator, who its caller is (``inspect.stack()``, which reads source lines for every frame
@@ -15,9 +16,20 @@ sets and writes sensitivity lists and reset branches in their iteration order, w
 follows the process's string-hash seed (``PYTHONHASHSEED``): ``cnn-ip block maxpool`` gave
 a different, equivalent file on every run.  Those sets now iterate in sorted order.
 
+**Signed operands of nested expressions.** In a signed expression MyHDL's Verilog
+converter writes an unsigned operand as ``$signed({1'b0, x})``, so that Verilog does not
+evaluate the whole expression unsigned; but it sets that context once per operator and an
+operand that is itself an expression (or a slice, an index, a comparison) clears it, so
+the operand after it lost its cast: ``(p_high << 17) + p_low`` became unsigned, ``p_high``
+was zero-extended, and requant's two-multiplier join gave wrong negative products in
+Verilog only (found by a random network: 95 of 512 outputs of a first layer with 7-bit
+weights).  The converter now sets the context before each operand of a binary operator
+and of a comparison.
+
 ``tests/blocks/test_myhdl_patches.py`` checks that the Verilog is byte-identical with
-MyHDL's own lookups, and across hash seeds.
+MyHDL's own lookups, and across hash seeds, and the nested expression in Icarus.
 """
+import ast
 import functools
 import inspect
 import sys
@@ -30,6 +42,7 @@ import myhdl._misc
 import myhdl._util
 import myhdl._visitors
 import myhdl._Waiter
+from myhdl.conversion import _toVerilog
 
 # The MyHDL modules that call inspect's frame walks or source lookups (myhdl==0.11.52).
 PATCHED = (myhdl._block, myhdl._instance, myhdl._misc, myhdl._hdlclass, myhdl._util,
@@ -99,6 +112,39 @@ def _sorted_names(init):
     return wrapped
 
 
+def _operand_context(visit_binop, visit_compare):
+    """``_ConvertVisitor.visit_BinOp`` and ``visit_Compare`` with the signed context set
+    before each operand rather than once before the first."""
+    context_of = _toVerilog._context
+
+    def operands(self, node, left, op, right):
+        context = context_of.SIGNED if node.signed else None
+        self.write("(")
+        self.context = context
+        self.visit(left)
+        self.write(f" {op} ")
+        self.context = context
+        self.visit(right)
+        self.write(")")
+        self.context = None
+
+    @functools.wraps(visit_binop)
+    def binop(self, node):
+        if isinstance(node.op, ast.Mod) and self.context == context_of.PRINT:
+            return visit_binop(self, node)
+        if isinstance(node.op, ast.RShift) and node.signed:
+            self.write("$signed")      # as MyHDL writes it
+        operands(self, node, node.left, _toVerilog.opmap[type(node.op)], node.right)
+
+    @functools.wraps(visit_compare)
+    def compare(self, node):
+        operands(self, node, node.left, _toVerilog.opmap[type(node.ops[0])],
+                 node.comparators[0])
+
+    binop.operand_context = compare.operand_context = True
+    return binop, compare
+
+
 def install() -> None:
     fast = _FastInspect("inspect")
     for module in PATCHED:
@@ -109,3 +155,7 @@ def install() -> None:
         visitor.__init__ = _sorted_names(visitor.__init__)
     if not hasattr(myhdl._util._dedent, "cache_info"):
         myhdl._util._dedent = functools.lru_cache(maxsize=None)(myhdl._util._dedent)
+    converter = _toVerilog._ConvertVisitor
+    if not getattr(converter.visit_BinOp, "operand_context", False):
+        converter.visit_BinOp, converter.visit_Compare = _operand_context(
+            converter.visit_BinOp, converter.visit_Compare)

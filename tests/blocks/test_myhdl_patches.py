@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import myhdl._block
+from myhdl import Signal, always_comb, block, intbv
 
 import blocks  # noqa: F401  (importing blocks installs blocks.myhdl_patches)
 
@@ -74,3 +75,45 @@ def test_source_lookups_memoised_per_code_object():
     assert fast.getsource(first) == inspect.getsource(second)
     assert fast.getsource(first) is fast.getsource(second)      # one lookup for both
     assert fast.getsourcelines(first) == inspect.getsourcelines(first)
+
+
+@block
+def nested(a, b, total, below):
+    @always_comb
+    def add():
+        total.next = (a << 3) + b        # an expression, then an unsigned operand
+
+    @always_comb
+    def less():
+        below.next = (a + 1) < b
+    return add, less
+
+
+def test_unsigned_operand_after_a_nested_expression_is_cast_signed(tmp_path):
+    """Without the cast Verilog evaluates ``(a << 3) + b`` unsigned and zero-extends ``a``
+    (requant's two-multiplier join); Icarus must give MyHDL's values for every ``a``."""
+    a, b = Signal(intbv(0, min=-8, max=8)), Signal(intbv(0)[4:])
+    total, below = Signal(intbv(0, min=-1 << 9, max=1 << 9)), Signal(bool(0))
+    nested(a, b, total, below).convert(hdl="Verilog", path=str(tmp_path), name="nested",
+                                       testbench=False)
+    text = (tmp_path / "nested.v").read_text()
+    assert "(a << 3) + $signed({1'b0, b})" in text and "< $signed({1'b0, b})" in text
+    (tmp_path / "tb.v").write_text(textwrap.dedent("""
+        module tb;
+        reg signed [3:0] a; reg [3:0] b; wire signed [9:0] total; wire below;
+        integer i, j;
+        nested dut(.a(a), .b(b), .total(total), .below(below));
+        initial begin
+            for (i = -8; i < 8; i = i + 1)
+                for (j = 0; j < 16; j = j + 5) begin
+                    a = i; b = j; #1 $display("%0d %0d %0d %0d", i, j, total, below);
+                end
+        end
+        endmodule
+    """))
+    subprocess.run(["iverilog", "-o", "sim", "tb.v", "nested.v"], cwd=tmp_path, check=True)
+    lines = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, capture_output=True,
+                           text=True, check=True).stdout.split("\n")
+    rows = [tuple(int(v) for v in line.split()) for line in lines if line.strip()]
+    assert len(rows) == 16 * 4
+    assert rows == [(i, j, i * 8 + j, int(i + 1 < j)) for i, j, _, _ in rows]

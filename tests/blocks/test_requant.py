@@ -135,6 +135,22 @@ def test_a_bias_beyond_the_accumulator_range(hdl, tmp_path, bias):
     np.testing.assert_array_equal(got, expected)
 
 
+def test_two_multipliers_with_a_high_product_narrower_than_the_join(hdl, tmp_path):
+    # a first layer's sums (19-bit accumulator, a large positive bias): the high part's
+    # product (10 bits) shifted by 17 is narrower than the joined product (28 bits), so
+    # Verilog must sign-extend it; converted unsigned (before blocks.myhdl_patches set the
+    # signed context per operand) every negative sum came out as a positive product
+    p = dict(lanes=2, acc_bits=19, abits=2, shift=21, pixels=4,
+             constants={"bias": np.array([18579, 24058]), "M": np.array([142, 142])})
+    w = rq.widths(**rq.BLOCK.validate(**p))
+    assert w["multipliers"] == 2
+    acc = random_acc(np.random.default_rng(3), p, 24)
+    acc[3:12] = np.random.default_rng(4).integers(-60000, 60000, size=(9, 2))
+    got, expected, _ = run(p, acc, hdl=hdl, workdir=tmp_path, seed=1, idle=0.2, stall=0.2)
+    assert (expected == 0).any() and (expected == 3).any()
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_extremes_saturate_and_final_width_holds(hdl, tmp_path):
     p = params("final-L3G2-acc20")
     half = 1 << 19
