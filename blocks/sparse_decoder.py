@@ -690,7 +690,8 @@ def expander(aclk, aresetn, fire, rec_win, at_last, push, push_data, push_last, 
     vals1, vals2 = (Signal(intbv(0)[VALW:]) for _ in range(2))
     lp0, lp1, lp2, lp3 = (Signal(intbv(0)[P * LB:]) for _ in range(4))
     evens, pairs = list(range(0, NG - 1, 2)), (NG - 1) // 2
-    SB = (2 * G).bit_length()
+    # a count field: a pair of groups' (up to 2G), but never more bits than P's (P < 2G)
+    SB = min((2 * G).bit_length(), CW)
     gs0, gs1 = (Signal(intbv(0)[max(len(evens) + pairs, 1) * SB:]) for _ in range(2))
     gp1, gp2 = (Signal(intbv(0)[NG * CW:]) for _ in range(2))
     vg2, vg3 = (Signal(intbv(0)[NG * G * VB:]) for _ in range(2))

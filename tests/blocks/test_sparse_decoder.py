@@ -179,6 +179,17 @@ def test_lint_clean(tmp_path, weights, sparsity, target):
     lint(tmp_path / "sparse_decoder.v", "sparse_decoder")
 
 
+@pytest.mark.parametrize("lanes,simd,source", [(1, 5, "rom"), (1, 6, "stream"), (7, 1, "rom")])
+def test_lint_clean_with_five_to_seven_elements_a_beat(tmp_path, lanes, simd, source):
+    # two mask groups (4 + 1..3): the count fields were sized for a pair of groups, and
+    # the bit above P's width was never read (Verilator UNUSEDSIGNAL, a refused block)
+    W = random_weights(lanes + simd, lanes * 3, simd * 6, "ternary", 8, 0.4)
+    coding = {} if source == "stream" else {"coding": "masked"}   # stream: the writer's
+    generate(BLOCK, tmp_path, lanes=lanes, simd=simd, weights="ternary", weights_file=W,
+             source=source, **coding)
+    lint(tmp_path / "sparse_decoder.v", "sparse_decoder")
+
+
 @pytest.mark.parametrize("lanes,simd,weights,wbits,sparsity", [
     (2, 4, "binary", 8, 0.0),          # dense: the ROM's output register is tdata's
     (2, 3, "int", 3, 0.6)])            # masked: the ROM feeds the word register
