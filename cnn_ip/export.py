@@ -63,8 +63,35 @@ def write_verilog(block_def: BlockDef, out_dir, args: dict, *, testbench: bool =
     instance.convert(hdl="Verilog", path=str(out_dir), name=block_def.name,
                      testbench=testbench)
     path = out_dir / f"{block_def.name}.v"
-    path.write_text(without_stamps(path))
+    path.write_text(short_lines(without_stamps(path)))
     return path
+
+
+# Verilator's preprocessor refuses a line of more than 40,000 tokens ("perhaps recursive
+# `define"); a concatenation of a wide decoder's fields (lanes 32, simd 64) reached 230,000
+# characters, about 40,000 tokens.  Lines above this many characters are broken.
+LONG_LINE = 20_000
+WRAP_AT = 1_000
+
+
+def short_lines(text: str) -> str:
+    """``text`` with every line longer than ``LONG_LINE`` broken after its ``", "`` into
+    lines of about ``WRAP_AT`` characters (Verilog does not care where a line ends; a line
+    with a comment or a string is left alone).  Shorter lines are untouched."""
+    out = []
+    for line in text.split("\n"):
+        if len(line) <= LONG_LINE or "//" in line or '"' in line:
+            out.append(line)
+            continue
+        pieces, size = [[]], 0
+        for part in line.split(", "):
+            if size > WRAP_AT:
+                pieces.append([])
+                size = 0
+            pieces[-1].append(part)
+            size += len(part) + 2
+        out.append(",\n    ".join(", ".join(piece) for piece in pieces))
+    return "\n".join(out)
 
 
 def without_stamps(verilog: Path) -> str:

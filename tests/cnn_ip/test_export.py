@@ -1,6 +1,7 @@
 """generate(): one face for every block (prepared once), the estimate convention, the sidecar."""
 import json
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from blocks import sparse_decoder
 from blocks.spec import ESTIMATE_KEYS
 from cnn_ip.block_cmd import all_blocks
-from cnn_ip.export import generate, making_parents, replacing
+from cnn_ip.export import LONG_LINE, generate, making_parents, replacing, short_lines
 
 BLOCKS = all_blocks()
 
@@ -104,3 +105,27 @@ def test_replacing_swaps_in_the_whole_directory_or_nothing(tmp_path):
         (scratch / "b.txt").write_text("second")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]   # replaced, not merged
     assert sorted(p.name for p in out.parent.iterdir()) == ["out"]
+
+
+def test_a_concatenation_too_long_for_verilator_is_broken_into_lines(tmp_path):
+    """Verilator refuses a line of more than 40,000 tokens (a wide decoder's concatenation
+    reached 230,000 characters); ``short_lines`` breaks such a line after its commas and
+    leaves every other line as it was."""
+    n = 12_000
+    fields = ", ".join(f"a[{i % 64}]" for i in range(n))
+    text = (f"module wide(input [63:0] a, output [{n - 1}:0] y);\n"
+            f"// {fields[:100]}\nassign y = {{{fields}}};\nendmodule\n")
+    assert len(text.splitlines()[2]) > LONG_LINE
+    (tmp_path / "long.v").write_text(text.replace("module wide", "module long"))
+    refused = subprocess.run(["verilator", "--lint-only", "-Wall", "long.v"], cwd=tmp_path,
+                             capture_output=True, text=True)
+    assert refused.returncode != 0 and "Too many preprocessor tokens" in refused.stderr
+    short = short_lines(text)
+    lines = short.splitlines()
+    assert lines[:2] == text.splitlines()[:2] and lines[-1] == "endmodule"
+    assert max(len(line) for line in lines) < 2 * 1_000
+    assert short.replace(",\n    ", ", ") == text
+    (tmp_path / "wide.v").write_text(short)
+    linted = subprocess.run(["verilator", "--lint-only", "-Wall", "wide.v"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert linted.returncode == 0 and "%" not in linted.stdout + linted.stderr
