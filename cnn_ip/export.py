@@ -76,11 +76,12 @@ WRAP_AT = 1_000
 
 def short_lines(text: str) -> str:
     """``text`` with every line longer than ``LONG_LINE`` broken after its ``", "`` into
-    lines of about ``WRAP_AT`` characters (Verilog does not care where a line ends; a line
-    with a comment or a string is left alone).  Shorter lines are untouched."""
+    lines of about ``WRAP_AT`` characters: Verilog does not care where a line ends, except
+    in a comment, a string or a compiler directive (a newline ends a macro), so a line
+    holding one is left alone, as is every shorter line."""
     out = []
     for line in text.split("\n"):
-        if len(line) <= LONG_LINE or "//" in line or '"' in line:
+        if len(line) <= LONG_LINE or "//" in line or '"' in line or line.lstrip()[:1] == "`":
             out.append(line)
             continue
         pieces, size = [[]], 0

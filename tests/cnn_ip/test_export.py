@@ -125,6 +125,8 @@ def test_a_concatenation_too_long_for_verilator_is_broken_into_lines(tmp_path):
     assert lines[:2] == text.splitlines()[:2] and lines[-1] == "endmodule"
     assert max(len(line) for line in lines) < 2 * 1_000
     assert short.replace(",\n    ", ", ") == text
+    directive = f"`define ALL {{{fields}}}"            # a newline would end the macro
+    assert short_lines(directive) == directive
     (tmp_path / "wide.v").write_text(short)
     linted = subprocess.run(["verilator", "--lint-only", "-Wall", "wide.v"], cwd=tmp_path,
                             capture_output=True, text=True)
