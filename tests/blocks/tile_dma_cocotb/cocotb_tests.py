@@ -31,9 +31,10 @@ def random_tile(rng, lanes: int, max_burst: int, lo: int, hi: int):
     extent = (rows - 1) * stride + row_bytes
     if extent > hi - lo:
         rows, extent = 1, row_bytes
-    if rng.random() < 0.6:  # start just below a 4 KB boundary
+    if rng.random() < 0.6:  # start 0-8 beats below a 4 KB boundary: the tile must fit
+        # from the lowest such start and from the boundary itself
         pages = [p for p in range(lo // PAGE + 1, hi // PAGE)
-                 if lo <= p * PAGE - lanes * 8 and p * PAGE - lanes * 8 + extent <= hi]
+                 if lo <= p * PAGE - lanes * 8 and p * PAGE + extent <= hi]
         if pages:
             base = rng.choice(pages) * PAGE - lanes * rng.randint(0, 8)
             return encode_command(base=base, stride=stride, row_bytes=row_bytes, rows=rows)
