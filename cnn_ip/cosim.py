@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -119,8 +120,42 @@ def dut(block_def: BlockDef, ports: dict, *, hdl: str, workdir=None, args: dict 
     # The vendor-primitive models the block wrote beside its Verilog (``*_sim.v``) are
     # simulated with it, as any simulator run on the directory would.
     models = sorted(path.name for path in workdir.glob("*_sim.v"))
+    add_x_check(workdir / f"tb_{name}.v")
     compile_icarus(workdir, [f"{name}.v", f"tb_{name}.v", *models], f"tb_{name}")
     return icarus_run(workdir, ports)
+
+
+X_FILE = "x_outputs.txt"
+
+
+def add_x_check(testbench: Path) -> None:
+    """Make MyHDL's co-simulation wrapper ``testbench`` write to ``X_FILE`` (beside it) every
+    X or Z the design drives after reset: on a stream's ``tdata``/``tlast`` while its
+    ``tvalid`` is high, on any other output at any time.  MyHDL reads an X from Icarus as
+    0 (or as the signal's initial value), so a test bench comparing values would take it
+    for a correct zero; :func:`x_outputs` reads the file after the run."""
+    text = testbench.read_text()
+    if not all(re.search(rf"^reg {port};$", text, re.M) for port in ("aclk", "aresetn")):
+        return          # a part without the stream clock and reset (a RAM, a ROM)
+    found = re.search(r"\$to_myhdl\((.*?)\);", text, re.S)
+    outputs = [name.strip() for name in found.group(1).split(",")] if found else []
+    checks = []
+    for name in outputs:
+        valid = name.rsplit("_", 1)[0] + "_tvalid"
+        when = (f"{valid} === 1'b1 && " if name.endswith(("_tdata", "_tlast"))
+                and valid in outputs else "")
+        checks.append(f"    if (aresetn === 1'b1 && {when}^{name} === 1'bx) begin\n"
+                      f"        $fdisplay(x_file, \"%0t {name} %b\", $time, {name});\n"
+                      f"        $fflush(x_file);\n    end")
+    code = ("integer x_file;\ninitial x_file = $fopen(\"" + X_FILE + "\", \"w\");\n"
+            "always @(negedge aclk) begin\n" + "\n".join(checks) + "\nend\n")
+    testbench.write_text(text.replace("\nendmodule", "\n" + code + "endmodule", 1))
+
+
+def x_outputs(workdir: Path) -> list[str]:
+    """The X/Z lines :func:`add_x_check`'s wrapper wrote (time, output, value)."""
+    path = Path(workdir) / X_FILE
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def icarus_run(workdir: Path, ports: dict):
@@ -168,6 +203,8 @@ def run_streams(block_def: BlockDef, *, params: dict, hdl: str = "myhdl", workdi
     _, args = block_def.prepared(**params)
     ports = block_def.ports(**args)
     aclk, aresetn = ports["aclk"], ports["aresetn"]
+    if hdl == "icarus":
+        workdir = Path(workdir or tempfile.mkdtemp(prefix="cnn_ip-cosim-"))
     received = {name: [] for name in expect}
     sent = {name: [] for name in inputs}
     errors: list[str] = []
@@ -211,6 +248,9 @@ def run_streams(block_def: BlockDef, *, params: dict, hdl: str = "myhdl", workdi
         raise AssertionError(f"{block_def.name} ({hdl}): timeout after {max_cycles} cycles; "
                              f"received {got}, expected {expect}")
     assert not errors, f"{block_def.name} ({hdl}): AXI stability violated: {errors[:3]}"
+    if hdl == "icarus" and (unknown := x_outputs(workdir)):
+        raise AssertionError(f"{block_def.name} (icarus): X or Z on an output after reset "
+                             f"(time, port, value): {unknown[:3]}")
     return {**sent, **received, "cycles": state["cycles"]}
 
 

@@ -51,6 +51,39 @@ def test_monitor_catches_withdrawn_valid():
                           params={"bits": 8})
 
 
+@block
+def unset_data(aclk, aresetn, s_axis_in, m_axis_out, *, bits):
+    """A faulty block: valid beats whose tdata register nothing ever writes (X in Verilog,
+    MyHDL's initial 0 in MyHDL), and an input it never takes."""
+    @always_seq(aclk.posedge, reset=aresetn)
+    def valid():
+        m_axis_out.tvalid.next = 1
+        m_axis_out.tlast.next = 0
+
+    @always_seq(aclk.posedge, reset=None)
+    def never():
+        if s_axis_in.tvalid and not s_axis_in.tvalid:
+            m_axis_out.tdata.next = 1
+            s_axis_in.tready.next = 1
+    return valid, never
+
+
+UNSET = BlockDef(name="unset_data", build=unset_data, params=(Param("bits", int, lo=1, hi=8),),
+                 ports=lambda bits: {**clock_reset(), "s_axis_in": Axis(bits),
+                                     "m_axis_out": Axis(bits)},
+                 golden=None, estimate=lambda bits: {})
+
+
+def test_an_x_on_an_output_is_caught_not_read_as_zero(tmp_path):
+    # MyHDL itself sees zeros: only the Verilog's X tells the two apart
+    out = cosim.run_streams(UNSET, inputs={}, expect={"m_axis_out": 3}, params={"bits": 4})
+    assert len(out["m_axis_out"]) >= 3 and all(b.data == 0 for b in out["m_axis_out"])
+    with pytest.raises(AssertionError, match=r"X or Z on an output.*m_axis_out_tdata xxxx"):
+        cosim.run_streams(UNSET, inputs={}, expect={"m_axis_out": 3}, params={"bits": 4},
+                          hdl="icarus", workdir=tmp_path)
+    assert any("s_axis_in_tready" in line for line in cosim.x_outputs(tmp_path))
+
+
 def test_lint_fails_on_truncation_and_unused_signals(tmp_path):
     bad = tmp_path / "bad.v"
     bad.write_text("module bad(input [1:0] a, input b, output y);\nassign y = a;\nendmodule\n")
