@@ -168,7 +168,12 @@ def lint_generated(block_def, out: Path, values: dict) -> str | None:
         generate(block_def, out, **values)
     except Exception as error:        # noqa: BLE001  (any failure of a valid configuration)
         return f"{type(error).__name__}: {first_lines(str(error))}"
-    done = subprocess.run(lint_command(out, block_def.name), cwd=out, capture_output=True,
+    return user_lint(out, block_def.name)
+
+
+def user_lint(directory: Path, top: str) -> str | None:
+    """The user's lint command in ``directory``: ``None`` if it exits 0 without a message."""
+    done = subprocess.run(lint_command(directory, top), cwd=directory, capture_output=True,
                           text=True)
     messages = done.stdout + done.stderr
     if done.returncode or "%" in messages:
@@ -234,11 +239,8 @@ def check_network(directory: Path, plan: dict, images: int) -> str | None:
         return "refused"
     if done.returncode:
         return f"assemble exit {done.returncode}: {first_lines(done.stderr[-2000:])}"
-    rtl = hw / "rtl"
-    linted = subprocess.run(lint_command(rtl, plan["name"]), cwd=rtl, capture_output=True,
-                            text=True)
-    if linted.returncode or "%" in linted.stdout + linted.stderr:
-        return f"lint: {first_lines(linted.stdout + linted.stderr)}"
+    if problem := user_lint(hw / "rtl", plan["name"]):
+        return problem
     if "dataset" in plan and images:
         sim = subprocess.run(CLI + ["simulate", str(hw), "--images", str(images)],
                              capture_output=True, text=True)
