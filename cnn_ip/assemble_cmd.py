@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn_ip.errors import UserError
+from cnn_ip.errors import UserError, check_output_dir
 from cnn_ip.export import replacing
 from cnn_ip.plan import load_plan
 
@@ -343,14 +343,6 @@ def write_weight_image(plans, directory: Path) -> bool:
     return True
 
 
-def prepare_output(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"assemble: {out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / REPORT).exists():
-        raise UserError(f"assemble: {out}: not empty and not a previous assemble output; "
-                        "give an empty or new directory")
-
-
 # --------------------------------------------------------------------------- command
 
 def run(args) -> int:
@@ -370,7 +362,8 @@ def run(args) -> int:
     resolve_device(plan)
     plan_text = Path(args.plan).read_text()
     out = Path(args.output)
-    prepare_output(out)
+    check_output_dir(f"assemble: -o {args.output}", args.output, previous=REPORT)
+    check_output_dir(f"assemble: cache {cache_root(args)}", cache_root(args))
     steps = ["model", "plan", "report"] + ([] if args.report_only else ["rtl"])
     progress = _progress(len(steps), args.quiet)
     progress.set_description("model")
@@ -410,6 +403,9 @@ def run(args) -> int:
             (scratch / REPORT).write_text(json.dumps(data, indent=2) + "\n")
             report.plot(data, scratch / "layers.png")
             progress.update()
+    except OSError as error:            # a directory the user named, unwritable
+        raise UserError(f"assemble: cannot write {error.filename}: "
+                        f"{error.strerror or error}") from None
     finally:
         progress.close()
     if not args.quiet:

@@ -6,10 +6,9 @@ Flags are generated from the block's parameter table (``blocks.spec.Param``): ``
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from blocks.spec import Param, ParameterError, registry
-from cnn_ip.errors import UserError
+from cnn_ip.errors import UserError, check_output_dir
 from cnn_ip.export import generate
 
 # Where the tools look for BlockDefs: the blocks, and the stages built from them.
@@ -62,12 +61,7 @@ def run(args) -> int:
     block_def = args.block_def
     values = {p.name: getattr(args, p.name) for p in block_def.params
               if getattr(args, p.name) is not None}
-    out = Path(args.output)
-    # the nearest directory that exists must be one (checked before minutes of conversion)
-    existing = next(path for path in (out, *out.absolute().parents) if path.exists())
-    if not existing.is_dir():
-        raise UserError(f"block {block_def.name}: -o {args.output}: {existing} exists and is "
-                        "not a directory")
+    check_output_dir(f"block {block_def.name}: -o {args.output}", args.output)
     try:
         info = generate(block_def, args.output, **values)
     except ParameterError as error:

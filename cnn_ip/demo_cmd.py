@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnn_ip.block_cmd import all_blocks
+from cnn_ip.errors import UserError, check_output_dir
 from cnn_ip.export import generate
 
 COLUMNS = ("lut", "ff", "dsp", "bram_bits", "latency", "cycles", "per")
@@ -28,10 +29,17 @@ def show(value) -> str:
 
 def run(args) -> int:
     out = Path(args.output)
+    blocks = all_blocks()
+    for path in (args.output, *(out / name for name in blocks)):  # before the conversions
+        check_output_dir(f"demo: -o {args.output}", path)
     rows = []
-    for name, block_def in all_blocks().items():
+    for name, block_def in blocks.items():
         values = block_def.example()
-        info = generate(block_def, out / name, **values)
+        try:
+            info = generate(block_def, out / name, **values)
+        except OSError as error:
+            raise UserError(f"demo: -o {args.output}: cannot write {error.filename}: "
+                            f"{error.strerror or error}") from None
         lines = len((out / name / f"{name}.v").read_text().splitlines())
         rows.append((name, str(out / name), lines, *(info["estimate"][k] for k in COLUMNS),
                      " ".join(f"{k}={show(v)}" for k, v in values.items())))

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from cnn_ip.errors import UserError
+from cnn_ip.errors import UserError, check_output_dir
 from cnn_ip.export import replacing
 from cnn_ip.plan import PlanError, load_plan
 
@@ -71,33 +71,28 @@ def in_plan(plan, error: ValueError) -> PlanError:
     return PlanError(f"{plan.path}:{plan.line('quantize')}: quantize.{error}")
 
 
-def prepare_output(out: Path) -> None:
-    """UserError unless ``out`` is a new or empty directory, or an earlier output of this
-    command (which a successful run replaces)."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"quantize: {out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "quant_report.json").exists():
-        raise UserError(f"quantize: {out}: not empty and not a previous quantize output; "
-                        "give an empty or new directory")
-
-
 def run(args) -> int:
     plan = load_plan(args.plan)
     plan.require("dataset", "cnn-ip quantize")
     out = Path(args.output)
-    prepare_output(out)
+    check_output_dir(f"quantize: -o {args.output}", args.output,
+                     previous="quant_report.json")
     settings = settings_for(plan, args)
     from quant.data import load_dataset
     from quant.pipeline import quantize
     from quant.search import SizeBudgetError
-    with replacing(out) as scratch:
-        detect = getattr(plan, "detect", None)
-        data = load_dataset(plan.dataset, size=plan.input_shape[1:])
-        try:
-            report = quantize(plan.layers, data, scratch, settings, name=plan.name,
-                              detect=detect)
-        except SizeBudgetError as error:          # the plan's (no flag sets it)
-            raise in_plan(plan, error) from None
+    try:
+        with replacing(out) as scratch:
+            detect = getattr(plan, "detect", None)
+            data = load_dataset(plan.dataset, size=plan.input_shape[1:])
+            try:
+                report = quantize(plan.layers, data, scratch, settings, name=plan.name,
+                                  detect=detect)
+            except SizeBudgetError as error:          # the plan's (no flag sets it)
+                raise in_plan(plan, error) from None
+    except OSError as error:            # a directory the user named, unwritable
+        raise UserError(f"quantize: cannot write {error.filename}: "
+                        f"{error.strerror or error}") from None
     roms = len(list(out.glob("*.hex")))
     if report.get("task") == "detection":
         print(f"wrote {out}/quant_report.json, model.npz, search.png, detections.json, "

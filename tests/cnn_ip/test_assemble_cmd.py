@@ -157,6 +157,42 @@ def test_a_foreign_output_directory_is_left_alone(plan_file, tmp_path, capsys):
     assert not [p for p in Path(tmp_path).iterdir() if p.name.startswith(".out.")]
 
 
+def test_an_output_through_a_file_or_unnamed_is_one_line(plan_file, tmp_path, capsys,
+                                                        monkeypatch):
+    """-o through a file was a FileExistsError traceback; -o '' took the working directory
+    for the output (and replacing it, removed it)."""
+    (tmp_path / "f").write_text("kept")
+    err = bad(capsys, [plan_file, "--random-weights"], tmp_path / "f" / "sub")
+    assert err == (f"cnn-ip: assemble: -o {tmp_path / 'f' / 'sub'}: {tmp_path / 'f'} exists "
+                   "and is not a directory\n")
+    assert (tmp_path / "f").read_text() == "kept"
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert assemble(plan_file, "-o", "", "--random-weights", "--report-only") == 2
+    assert capsys.readouterr().err == "cnn-ip: assemble: -o : must name a directory, got ''\n"
+    assert list((tmp_path / "cwd").iterdir()) == []
+
+
+def test_a_cache_through_a_file_is_one_line(plan_file, tmp_path, capsys):
+    """Was a FileExistsError traceback after the model was made."""
+    (tmp_path / "f").write_text("kept")
+    err = bad(capsys, [plan_file, "--random-weights", "--cache", tmp_path / "f"],
+              tmp_path / "out")
+    assert err == f"cnn-ip: assemble: cache {tmp_path / 'f'}: {tmp_path / 'f'} exists and is " \
+                  "not a directory\n"
+
+
+def test_an_unwritable_output_is_one_line(plan_file, tmp_path, capsys, monkeypatch):
+    """Was a traceback (e.g. -o /proc/x, or a directory without write permission)."""
+    import tempfile
+
+    def unwritable(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied", str(dir))
+    monkeypatch.setattr(tempfile, "mkdtemp", unwritable)
+    err = bad(capsys, [plan_file, "--random-weights"], tmp_path / "out")
+    assert err == f"cnn-ip: assemble: cannot write {tmp_path}: Permission denied\n"
+
+
 def test_without_a_model_it_quantizes_once_into_the_cache(plan_file, tmp_path):
     plan_file.write_text(PLAN + "quantize: {seed: 1, epochs: 1, qat_epochs: 1, search_epochs: 1, "
                          "final_epochs: 1, evaluations: 2}\n")

@@ -83,3 +83,53 @@ def test_demo_generates_every_block(tmp_path):
         assert lint.returncode == 0 and "%" not in lint.stdout + lint.stderr, \
             f"{name}: {lint.stdout + lint.stderr}"
         assert name in result.stdout
+
+
+def one_line(capsys, argv, message):
+    """``cnn-ip argv`` fails as bad input: exit 2, ``message`` in its one line on stderr."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_demo_checks_every_output_directory_before_converting(tmp_path, capsys, monkeypatch):
+    """Were FileExistsError/NotADirectoryError tracebacks; ``-o ''`` wrote into the
+    working directory."""
+    import cnn_ip.demo_cmd
+
+    def converting(*args, **kwargs):
+        raise AssertionError("converted before the output paths were checked")
+    monkeypatch.setattr(cnn_ip.demo_cmd, "generate", converting)
+    (tmp_path / "f").write_text("kept")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "axis_fifo").write_text("kept")
+    before = sorted(tmp_path.rglob("*"))
+    for out, message in ((tmp_path / "f", f"{tmp_path / 'f'} exists and is not a directory"),
+                         (tmp_path / "f" / "sub", f"{tmp_path / 'f'} exists and is not a directory"),
+                         (tmp_path / "d", f"{tmp_path / 'd' / 'axis_fifo'} exists and is not a "
+                                          "directory"),
+                         ("", "-o : must name a directory, got ''")):
+        one_line(capsys, ["demo", "-o", str(out)], f"cnn-ip: demo: -o {out}: {message}"
+                 if out else message)
+    assert sorted(tmp_path.rglob("*")) == before
+    assert (tmp_path / "f").read_text() == (tmp_path / "d" / "axis_fifo").read_text() == "kept"
+
+
+def test_demo_that_cannot_write_is_one_line(tmp_path, capsys, monkeypatch):
+    """Was a FileNotFoundError traceback (e.g. -o /proc/x)."""
+    import cnn_ip.demo_cmd
+
+    def unwritable(block_def, out, **values):
+        raise PermissionError(13, "Permission denied", str(out))
+    monkeypatch.setattr(cnn_ip.demo_cmd, "generate", unwritable)
+    one_line(capsys, ["demo", "-o", str(tmp_path / "out")],
+             f"cnn-ip: demo: -o {tmp_path / 'out'}: cannot write {tmp_path / 'out'}/")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_block_output_must_name_a_directory(tmp_path, capsys, monkeypatch):
+    """``-o ''`` wrote the block into the working directory."""
+    monkeypatch.chdir(tmp_path)
+    one_line(capsys, ["block", "axis_register", "--bits", "4", "-o", ""],
+             "cnn-ip: block axis_register: -o : must name a directory, got ''")
+    assert list(tmp_path.iterdir()) == []

@@ -57,6 +57,38 @@ def test_refuses_a_foreign_non_empty_directory(tmp_path, capsys):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["mine.txt"]
 
 
+def test_an_output_through_a_file_or_unnamed_is_one_line(tmp_path, capsys, monkeypatch):
+    """-o through a file was a FileExistsError traceback; -o '' took the working directory
+    for the output."""
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN)
+    (tmp_path / "f").write_text("kept")
+    out = tmp_path / "f" / "sub"
+    assert main(["quantize", str(plan), "-o", str(out)]) == 2
+    assert capsys.readouterr().err == (f"cnn-ip: quantize: -o {out}: {tmp_path / 'f'} exists "
+                                       "and is not a directory\n")
+    assert (tmp_path / "f").read_text() == "kept"
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert main(["quantize", str(plan), "-o", ""]) == 2
+    assert capsys.readouterr().err == "cnn-ip: quantize: -o : must name a directory, got ''\n"
+    assert list((tmp_path / "cwd").iterdir()) == []
+
+
+def test_an_unwritable_output_is_one_line(tmp_path, capsys, monkeypatch):
+    """Was a traceback (e.g. -o /proc/x, or a directory without write permission)."""
+    import tempfile
+
+    def unwritable(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied", str(dir))
+    monkeypatch.setattr(tempfile, "mkdtemp", unwritable)
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN)
+    assert main(["quantize", str(plan), "-o", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"cnn-ip: quantize: cannot write {tmp_path}: Permission denied\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["p.yaml"]
+
+
 @pytest.mark.parametrize("flags,message", [
     (["--threads", "0"], "--threads: must be an integer in 1..1000000000, got 0"),
     (["--seed", "4294967296"], "--seed: must be an integer in 0..4294967295, got 4294967296"),
