@@ -48,7 +48,11 @@ def run(args) -> int:
                             clock_mhz=args.clock_mhz)
     except SynthError as error:
         raise UserError(f"synth: {error}") from None
-    (directory / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+    try:
+        (directory / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as error:
+        raise UserError(f"synth: {directory}: cannot write {REPORT_NAME}: "
+                        f"{error.strerror or error}") from None
     print(format_report(report))
     print(f"wrote {directory / REPORT_NAME}")
     return 0
@@ -74,7 +78,10 @@ def find_design(directory: Path, top: str | None) -> tuple[str, list[Path]]:
                         f"choose one with --top")
     if sidecars:
         path, info = sidecars[0]
-        verilog = directory / info.get("verilog", f"{info['top']}.v")
+        name = info.get("verilog", f"{info['top']}.v")
+        if not isinstance(name, str) or not name:
+            raise UserError(f"synth: {path}: verilog: must name a file, got {name!r}")
+        verilog = directory / name
         if not verilog.is_file():
             raise UserError(f"synth: {path}: names Verilog {verilog.name}, which is missing")
         return info["top"], [verilog]

@@ -133,3 +133,38 @@ def test_block_output_must_name_a_directory(tmp_path, capsys, monkeypatch):
     one_line(capsys, ["block", "axis_register", "--bits", "4", "-o", ""],
              "cnn-ip: block axis_register: -o : must name a directory, got ''")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def block_dir(tmp_path):
+    """A directory as `cnn-ip block` writes it (the sidecar alone matters to these tests)."""
+    directory = tmp_path / "b"
+    directory.mkdir()
+    (directory / "axis_register.v").write_text("module axis_register(); endmodule\n")
+    (directory / "axis_register.json").write_text(json.dumps({"top": "axis_register"}))
+    return directory
+
+
+def test_synth_sidecar_naming_no_file_is_one_line(block_dir, capsys, monkeypatch):
+    """A sidecar whose verilog is no string was a TypeError traceback."""
+    import cnn_ip.synth_cmd
+
+    def synthesizing(*args, **kwargs):
+        raise AssertionError("synthesized")
+    monkeypatch.setattr(cnn_ip.synth_cmd, "synthesize", synthesizing)
+    sidecar = block_dir / "axis_register.json"
+    for name in (5, ""):
+        sidecar.write_text(json.dumps({"top": "axis_register", "verilog": name}))
+        one_line(capsys, ["synth", str(block_dir), "--target", "ecp5-85f"],
+                 f"cnn-ip: synth: {sidecar}: verilog: must name a file, got {name!r}")
+    assert sorted(p.name for p in block_dir.iterdir()) == ["axis_register.json",
+                                                           "axis_register.v"]
+
+
+def test_synth_report_that_cannot_be_written_is_one_line(block_dir, capsys, monkeypatch):
+    """Was an IsADirectoryError traceback after the synthesis."""
+    import cnn_ip.synth_cmd
+    monkeypatch.setattr(cnn_ip.synth_cmd, "synthesize", lambda *args, **kwargs: {})
+    (block_dir / "synth_report.json").mkdir()
+    one_line(capsys, ["synth", str(block_dir), "--target", "ecp5-85f"],
+             f"cnn-ip: synth: {block_dir}: cannot write synth_report.json: Is a directory")
