@@ -154,30 +154,43 @@ def _default_setting(name):
 
 def load_quantized(plan, qdir) -> list:
     """The integer model of a ``cnn-ip quantize`` output, checked against the plan."""
-    from quant.reference import load_model
     path = Path(qdir) / "model.npz"
     if not path.is_file():
         raise UserError(f"assemble: --model {qdir}: no model.npz (give a `cnn-ip quantize` "
                         "output directory)")
-    try:
-        layers = load_model(path)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UserError(f"assemble: --model {qdir}: model.npz unreadable: {error}") from None
-    check_model(plan, layers, str(path))
+    layers = read_model(path, f"assemble: --model {qdir}: model.npz")
+    check_model(plan, layers, f"assemble: {path}", "quantize this plan")
     return layers
 
 
-def check_model(plan, layers, where: str) -> None:
+# What quant.reference.load_model lets out of a damaged file: numpy's and zipfile's
+# errors for the archive (EOFError: an empty file), json's and IntLayer's for its meta
+MODEL_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError,
+                zipfile.BadZipFile)
+
+
+def read_model(path, where: str) -> list:
+    """The layers of a ``model.npz``, or UserError ``where: unreadable: ...``."""
+    from quant.reference import load_model
+    try:
+        return load_model(path)
+    except MODEL_ERRORS as error:
+        raise UserError(f"{where}: unreadable: {error}") from None
+
+
+def check_model(plan, layers, where: str, remedy: str) -> None:
+    """UserError (``where: what differs: remedy``) unless ``layers`` are the plan's network."""
     if len(layers) != len(plan.layers):
-        raise UserError(f"assemble: {where}: has {len(layers)} layers, the plan {len(plan.layers)}")
+        raise UserError(f"{where}: has {len(layers)} layers, the plan {len(plan.layers)}: "
+                        f"{remedy}")
     for spec, layer in zip(plan.layers, layers):
         want = (spec.name, spec.type, tuple(spec.in_shape), tuple(spec.out_shape), spec.weights,
                 None if spec.final else spec.act_bits if spec.has_weights else None)
         got = (layer.name, layer.type, tuple(layer.in_shape), tuple(layer.out_shape),
                layer.weights, layer.act_bits)
         if got[:5] != want[:5] or (spec.has_weights and got[5] != want[5]):
-            raise UserError(f"assemble: {where}: layer {layer.name} is {got}, the plan says "
-                            f"{want} (name, type, in, out, weights, act_bits): quantize this plan")
+            raise UserError(f"{where}: layer {layer.name} is {got}, the plan says "
+                            f"{want} (name, type, in, out, weights, act_bits): {remedy}")
 
 
 def cache_root(args) -> Path:

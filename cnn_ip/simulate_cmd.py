@@ -263,8 +263,8 @@ def planned_cycles(report: dict) -> float | None:
 
 def load_design(directory: Path):
     """``(plan, sidecar, layers, report)`` of an assemble output, or a one-line UserError."""
+    from cnn_ip.assemble_cmd import check_model, read_model
     from cnn_ip.plan import load_plan
-    from quant.reference import load_model
 
     if not directory.is_dir():
         raise UserError(f"simulate: {directory}: not a directory")
@@ -276,12 +276,39 @@ def load_design(directory: Path):
     if not (directory / "rtl" / f"{plan.name}.v").exists() or not sidecar_path.exists():
         raise UserError(f"simulate: {directory}: no rtl/{plan.name}.v or {plan.name}.json")
     report_path = directory / "assemble_report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    report = read_json(report_path) if report_path.exists() else {}
+    layers = read_model(directory / "model.npz", f"simulate: {directory / 'model.npz'}")
+    # the reference run and the comparison take the plan, the model and the sidecar for
+    # one network: a mismatch would be reported as the hardware's
+    check_model(plan, layers, f"simulate: {directory / 'model.npz'}",
+                "not the network of plan.yaml; assemble again")
+    sidecar = read_json(sidecar_path)
+    output = sidecar.get("output")
+    if not isinstance(sidecar.get("top"), str) or not isinstance(output, dict) \
+            or not STREAM_KEYS <= output.keys():
+        raise UserError(f"simulate: {sidecar_path}: needs top and output "
+                        f"{{{', '.join(sorted(STREAM_KEYS))}}} (assemble again)")
+    if output["shape"] != list(layers[-1].out_shape):
+        raise UserError(f"simulate: {sidecar_path}: output.shape {output['shape']} is not "
+                        f"model.npz's output {list(layers[-1].out_shape)} (assemble again)")
+    return plan, sidecar, layers, report
+
+
+# What decode_frame reads of the sidecar's output stream
+STREAM_KEYS = {"shape", "order", "lanes", "bits", "signed"}
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object file of an assemble output, or a one-line UserError."""
     try:
-        layers = load_model(directory / "model.npz")
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UserError(f"simulate: {directory / 'model.npz'}: unreadable: {error}") from None
-    return plan, json.loads(sidecar_path.read_text()), layers, report
+        value = json.loads(path.read_text())
+    except OSError as error:
+        raise UserError(f"simulate: {path}: cannot read: {error.strerror or error}") from None
+    except ValueError as error:         # not UTF-8, not JSON
+        raise UserError(f"simulate: {path}: not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"simulate: {path}: must hold a JSON object, got {type(value).__name__}")
+    return value
 
 
 def weight_memory(directory: Path, sidecar: dict, report: dict) -> tuple[dict | None, list]:
@@ -294,7 +321,7 @@ def weight_memory(directory: Path, sidecar: dict, report: dict) -> tuple[dict | 
     for need in ("weights.bin", "memory_map.json"):
         if not (directory / need).is_file():
             raise UserError(f"simulate: {directory}: no {need} (the design has frame stages)")
-    memory_map = json.loads((directory / "memory_map.json").read_text())
+    memory_map = read_json(directory / "memory_map.json")
     image = directory / "weights.bin"
     end = memory_map["base"] + image.stat().st_size
     planned = {layer["name"]: layer.get("offchip_bytes") for layer in report.get("layers", [])}

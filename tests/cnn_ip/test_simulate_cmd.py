@@ -82,6 +82,81 @@ def test_an_unreadable_model_is_one_line(tmp_path, capsys):
         err.count("\n") == 1, err
 
 
+TINY = """name: tiny
+input: {channels: 1, height: 8, width: 8, bits: 8}
+dataset: digits
+device: ecp5-85f
+clock_mhz: 100
+layers:
+  - {type: conv, out: 4, k: 3, pad: 1, weights: ternary, act_bits: 4}
+  - {type: maxpool, k: 2}
+  - {type: dense, out: 10, weights: int4}
+"""
+
+
+@pytest.fixture(scope="module")
+def assembled(tmp_path_factory):
+    """An assemble output's files as simulate reads them: plan, model and report from
+    `cnn-ip assemble --report-only`, with a stand-in top and the sidecar's stream shapes."""
+    root = tmp_path_factory.mktemp("assembled")
+    (root / "tiny.yaml").write_text(TINY)
+    assert main(["assemble", str(root / "tiny.yaml"), "-o", str(root / "a"), "--quiet",
+                 "--random-weights", "--report-only", "--cache", str(root / "cache")]) == 0
+    (root / "a" / "rtl").mkdir()
+    (root / "a" / "rtl" / "tiny.v").write_text("module tiny(); endmodule\n")
+    output = {"shape": [10, 1, 1], "order": "raster", "lanes": 10, "bits": 20, "signed": True}
+    (root / "a" / "tiny.json").write_text(json.dumps({"top": "tiny", "output": output}))
+    return root / "a"
+
+
+def damaged(directory, name, content):
+    if isinstance(content, bytes):
+        (directory / name).write_bytes(content)
+    else:
+        (directory / name).write_text(content)
+
+
+def other_network(directory):
+    (directory / "plan.yaml").write_text(TINY.replace("act_bits: 4", "act_bits: 3"))
+
+
+def sidecar_output(directory, **change):
+    sidecar = json.loads((directory / "tiny.json").read_text())
+    sidecar["output"].update(change)
+    (directory / "tiny.json").write_text(json.dumps(sidecar))
+
+
+DAMAGE = [  # each was a traceback, or went on to simulate a design it could not check
+    (lambda d: damaged(d, "model.npz", b""), "model.npz: unreadable: No data left in file"),
+    (other_network, "model.npz: layer conv0 is ('conv0', 'conv', (1, 8, 8), (4, 8, 8), "
+                    "'ternary', 4), the plan says ('conv0', 'conv', (1, 8, 8), (4, 8, 8), "
+                    "'ternary', 3) (name, type, in, out, weights, act_bits): not the network "
+                    "of plan.yaml; assemble again"),
+    (lambda d: damaged(d, "tiny.json", "{"), "tiny.json: not JSON: Expecting property name"),
+    (lambda d: damaged(d, "tiny.json", "[]"), "tiny.json: must hold a JSON object, got list"),
+    (lambda d: damaged(d, "tiny.json", '{"top": "tiny"}'),
+     "tiny.json: needs top and output {bits, lanes, order, shape, signed} (assemble again)"),
+    (lambda d: sidecar_output(d, shape=[7, 1, 1]),
+     "tiny.json: output.shape [7, 1, 1] is not model.npz's output [10, 1, 1] (assemble again)"),
+    (lambda d: damaged(d, "assemble_report.json", "[]"),
+     "assemble_report.json: must hold a JSON object, got list"),
+    (lambda d: damaged(d, "assemble_report.json", "{"), "assemble_report.json: not JSON: "),
+]
+
+
+@pytest.mark.parametrize("damage,message", DAMAGE, ids=range(len(DAMAGE)))
+def test_a_damaged_assemble_output_is_one_line(assembled, tmp_path, capsys, damage, message):
+    import shutil
+    directory = tmp_path / "a"
+    shutil.copytree(assembled, directory)
+    damage(directory)
+    before = sorted(directory.rglob("*"))
+    assert main(["simulate", str(directory), "--simulator", "icarus"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cnn-ip: simulate: {directory}/{message}") and err.count("\n") == 1, err
+    assert sorted(directory.rglob("*")) == before
+
+
 @pytest.mark.xdist_group("digits")  # one worker: the second reuses the first's quantize
 @pytest.mark.first
 def test_digits_assembled_and_simulated_bit_exact_on_all_test_images(tmp_path, capsys,
