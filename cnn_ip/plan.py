@@ -324,7 +324,11 @@ def load_plan(path) -> Plan:
 
 def parse_plan(text: str, path: str = "<plan>") -> Plan:
     ctx = _Context(path)
-    loader = LineLoader(text)
+    try:
+        loader = LineLoader(text)       # which checks every character first
+    except yaml.reader.ReaderError as error:
+        ctx.fail(text[:error.position].count("\n") + 1, "yaml",
+                 f"character #x{error.character:04x}: {error.reason}")
     loader.name = path
     try:
         doc = loader.get_single_data()

@@ -147,6 +147,17 @@ def test_a_file_that_is_not_utf8_is_one_line(tmp_path):
     assert str(info.value) == f"{path}:2: yaml: not UTF-8 text (byte 0xff)"
 
 
+def test_a_control_character_is_one_line(tmp_path, capsys):
+    """Was a yaml ReaderError traceback: YAML checks every character before parsing."""
+    from cnn_ip.cli import main
+    path = tmp_path / "p.yaml"
+    path.write_bytes(b"name: t\nlayers: \x00\n")
+    assert main(["assemble", str(path), "-o", str(tmp_path / "out"), "--random-weights"]) == 2
+    assert capsys.readouterr().err == (f"cnn-ip: {path}:2: yaml: character #x0000: special "
+                                       "characters are not allowed\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["p.yaml"]
+
+
 # ---------------------------------------------------------------- the planner's fields
 
 FREE = """name: net
