@@ -191,6 +191,45 @@ def check_model(plan, layers, where: str, remedy: str) -> None:
         if got[:5] != want[:5] or (spec.has_weights and got[5] != want[5]):
             raise UserError(f"{where}: layer {layer.name} is {got}, the plan says "
                             f"{want} (name, type, in, out, weights, act_bits): {remedy}")
+        if spec.has_weights:
+            problem = layer_values_problem(spec, layer)
+            if problem:
+                raise UserError(f"{where}: layer {layer.name}: {problem}: {remedy}")
+
+
+def layer_values_problem(spec, layer) -> str | None:
+    """What is wrong with a weight layer's numbers for the plan's layer ``spec`` (None:
+    nothing), by the rules of the blocks that will hold them (the weight codes the
+    decoder encodes, the constants the requantizer takes), so that a damaged model.npz is
+    refused here and not in the middle of a conversion, or never (``--report-only``)."""
+    from blocks import requant
+    from quant import sparse_format
+    if layer.final != spec.final:
+        return f"final is {layer.final}, the plan's last layer is {spec.name}"
+    try:
+        W = sparse_format.check_matrix(layer.W, weights=spec.mode[0], wbits=spec.mode[1],
+                                       lanes=1, simd=1)
+    except ValueError as error:         # "weights_file: what"
+        return "W: " + str(error).partition(": ")[2]
+    try:
+        constants = requant.load_constants({key: getattr(layer, key)
+                                            for key in ("bias", "M", "M_neg")})
+    except ValueError as error:         # "constants: what", naming the array
+        return str(error).partition(": ")[2]
+    if W.shape != (spec.out, spec.reduce):
+        return f"W is {W.shape[0]}x{W.shape[1]}, the layer needs {spec.out}x{spec.reduce}"
+    if len(constants["M"]) != spec.out:
+        return f"bias and M have {len(constants['M'])} values, the layer {spec.out} outputs"
+    if spec.final:                      # z = acc * M: no shift, no clamp (Contract 2)
+        return None
+    shift = next(p for p in requant.BLOCK.params if p.name == "shift")
+    if not shift.allows(layer.S):
+        return f"S must be {shift.allowed()} (the requantizer's shift), got {layer.S!r}"
+    want = requant.out_range(spec.act_bits, spec.act != "relu")
+    if (layer.lo, layer.hi) != want:
+        return (f"lo, hi are {layer.lo}, {layer.hi}; {spec.act_bits}-bit {spec.act} outputs "
+                f"are {want}")
+    return None
 
 
 def cache_root(args) -> Path:

@@ -147,6 +147,35 @@ def test_a_model_of_another_plan_is_refused(plan_file, tmp_path, capsys):
     assert "layer conv2 is" in err and "quantize this plan" in err
 
 
+def damage(layers, index, **change):
+    import dataclasses
+    return [dataclasses.replace(x, **change) if i == index else x for i, x in enumerate(layers)]
+
+
+MODEL_DAMAGE = [  # (layer index, change, message); each was accepted, or a traceback
+    (0, {"W": "full 7"}, "layer conv0: W: ternary weights must be -1, 0 or +1; found 7 at [0, 0]"),
+    (0, {"W": "first 3 columns"}, "layer conv0: W is 4x3, the layer needs 4x9"),
+    (2, {"S": 0}, "layer conv2: S must be an integer in 1..62 (the requantizer's shift), got 0"),
+    (2, {"lo": 10, "hi": -10}, "layer conv2: lo, hi are 10, -10; 3-bit leaky outputs are (-4, 3)"),
+    (4, {"final": False}, "layer dense4: final is False, the plan's last layer is dense4"),
+    (4, {"M": "negative"}, "layer dense4: M and M_neg must be >= 0 (Contract 2)"),
+]
+
+
+@pytest.mark.parametrize("index,change,message", MODEL_DAMAGE, ids=range(len(MODEL_DAMAGE)))
+def test_a_damaged_model_is_refused(plan_file, tmp_path, capsys, index, change, message):
+    layers = random_model(parse_plan(PLAN), seed=5)
+    layer = layers[index]
+    arrays = {"full 7": lambda: layer.W * 0 + 7, "first 3 columns": lambda: layer.W[:, :3],
+              "negative": lambda: -layer.M - 1}
+    change = {k: arrays[v]() if isinstance(v, str) else v for k, v in change.items()}
+    qdir = tmp_path / "q"
+    qdir.mkdir()
+    save_npz(qdir / "model.npz", damage(layers, index, **change))
+    err = bad(capsys, [plan_file, "--model", qdir], tmp_path / "out")
+    assert err == f"cnn-ip: assemble: {qdir / 'model.npz'}: {message}: quantize this plan\n"
+
+
 def test_a_foreign_output_directory_is_left_alone(plan_file, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
