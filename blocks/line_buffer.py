@@ -65,17 +65,18 @@ Latency and throughput
   does not depend on ``tready``.  The input is accepted at one beat per cycle until the
   writer is ``stride`` rows ahead of what the reader needs.
 * Latency: the first beat of window (0, 0) moves ``1 + lag + stages`` cycles after the
-  input beat holding the last group of pixel ``(K-1-P, K-1-P)`` moved (one cycle to count
-  it, ``lag`` to decide the window ready, ``stages`` for the RAM read):
-  ``((K-1-P)*W + K-P)*G + lag + stages`` cycles after the first input beat, with no
-  stalls.  ``lag`` (:func:`decide_lag`) is 2 when a window's copies take four or more
+  input beat holding the last group of pixel ``(r, c-1)`` moved (one cycle to count
+  it, ``lag`` to decide the window ready, ``stages`` for the RAM read), ``r = min(K-1-P,
+  H-1)`` and ``c = min(K-P, W)`` (:func:`first_pixel`: a window may run past the map):
+  ``(r*W + c)*G + lag + stages`` cycles after the first input beat, with no stalls.
+  ``lag`` (:func:`decide_lag`) is 2 when a window's copies take four or more
   beats (``K*K*G*repeat >= 4``: the decision's comparisons are registered, for timing),
   else 1; ``stages`` (:func:`read_stages`) is 2 for a ring in LUT RAM deeper than 32
   words, else 1.
 * Frame boundaries: the last output row of a frame holds ``h = H - max(0, (OH-1)*stride
   - P)`` rows, leaving ``free = K + stride - h`` slots for the next frame; its first window
-  needs ``K-1-P`` complete rows and ``K-P`` pixels of the next.  When ``K-1-P >= free``
-  the output pauses ``pause = ((K-1-P - free)*W + K-P)*G + lag`` cycles between frames
+  needs ``r`` complete rows and ``c`` pixels of the next.  When ``r >= free``
+  the output pauses ``pause = ((r - free)*W + c)*G + lag`` cycles between frames
   (e.g. K=3, stride 1, P=0: ``(W + 3)*G + 2``), else ``pause = 0`` (stride 1 with
   P >= (K-1)/2, the usual "same" padding, never pauses).
 * Cycles per frame, frames back to back, no stalls (:func:`frame_cycles`; the planner's
@@ -894,15 +895,24 @@ def golden(frames, *, width, height, channels, k, stride=1, pad=0, abits, simd=1
     return beats
 
 
+def first_pixel(*, width, height, k, pad):
+    """``(row, pixels)``: the input row holding a frame's first window's last pixel and
+    the pixels of that row the window needs: ``(K-1-P, K-P)``, each clipped to the map
+    where the window runs past it (``K-1-P >= H`` or ``K-P > W``, which ``check_window``
+    allows), as the reader waits (``Geometry.first_need``, ``first_clip``)."""
+    return min(k - 1 - pad, height - 1), min(k - pad, width)
+
+
 def frame_pause(*, width, height, channels, k, stride=1, pad=0, simd=1, repeat=1, **_):
     """Cycles the output pauses between two frames streamed back to back (see the module
     docstring, "Frame boundaries")."""
     held_last = height - max(0, (out_size(height, k, stride, pad) - 1) * stride - pad)
     free = ring_rows(k, stride) - held_last
     groups = channels // simd
-    if k - 1 - pad < free:
+    row, pixels = first_pixel(width=width, height=height, k=k, pad=pad)
+    if row < free:
         return 0
-    return ((k - 1 - pad - free) * width + k - pad) * groups + decide_lag(k, groups, repeat)
+    return ((row - free) * width + pixels) * groups + decide_lag(k, groups, repeat)
 
 
 def frame_cycles(*, width, height, channels, k, stride=1, pad=0, abits=1, simd=1,
@@ -936,8 +946,8 @@ def estimate(*, width, height, channels, k, stride=1, pad=0, abits, simd=1, repe
     addr = (depth - 1).bit_length()
     coord = (max(width, height) + 2 * pad).bit_length()
     stages = read_stages(bits, depth)
-    first = (((k - 1 - pad) * width + k - pad) * groups + decide_lag(k, groups, repeat)
-             + stages)
+    row, pixels = first_pixel(width=width, height=height, k=k, pad=pad)
+    first = (row * width + pixels) * groups + decide_lag(k, groups, repeat) + stages
     in_lut_ram = memory_style(bits, depth) == "distributed"
     lut_ram = -(-depth // 64) * bits if in_lut_ram else 0
     # Timing registers: the walk's next addresses when a copy is 4+ beats, and the

@@ -61,7 +61,7 @@ Latency and throughput
 One input beat a cycle, except during flushes: a frame takes
 ``(H*W + H*FX + FY*Wo)*G`` cycles with no stalls (:func:`frame_cycles`), ``FX``/``FY``
 the windows that end in the trailing padding per row/column (0 when ``pad_end`` is 0);
-with ``FY > 0`` back-to-back frames overlap by up to ``(K-1-pad)*G + 2`` of those
+with ``FY > 0`` back-to-back frames overlap by up to ``(K-pad)*G + 2`` of those
 cycles (the next frame's first beats move during the column flush).  When ``K-1-pad`` is
 below H and W, the first output beat moves ``((K-1-pad)*(W+FX) + K-1-pad)*G + 4``
 cycles after the first input beat: 4 cycles (two output registers per pass) after pixel
@@ -946,8 +946,9 @@ def frame_cycles(*, width, height, channels, lanes=1, k, stride=1, pad=0, pad_en
 
 def flush_overlap(*, channels, lanes=1, k, pad=0, **_):
     """The most cycles of :func:`frame_cycles` that overlap the next frame (measured
-    bound: the beats before the first window ends, plus the two output registers)."""
-    return (k - 1 - pad) * (channels // lanes) + 2
+    bound: the beats up to the end of the first window, that is of its last pixel
+    ``K-1-pad``, all ``G`` of them, plus the two output registers)."""
+    return (k - pad) * (channels // lanes) + 2
 
 
 def memories(*, width, channels, lanes=1, k, stride=1, pad=0, pad_end=-1, abits, **_):

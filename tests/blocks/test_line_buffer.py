@@ -87,6 +87,12 @@ TIMING = [
     (geometry(8, 6, 2, 1, 2, 0, 3, 2), None, True),            # input bound, one stage
     (geometry(5, 6, 1, 2, 2, 0, 8, 1), None, False),           # one-beat windows (lag 1)
     (geometry(6, 6, 1, 2, 1, 0, 8, 1), None, False),
+    # the first window runs past the map (found by an independent latency check): past
+    # its only row; past its width, with a pause; past both; past the width, G = 4
+    (geometry(6, 1, 1, 3, 1, 1, 1, 1), None, True),
+    (geometry(3, 5, 1, 5, 1, 1, 1, 1), 8, True),
+    (geometry(3, 2, 8, 4, 1, 1, 1, 2), None, False),
+    (geometry(5, 9, 8, 7, 1, 1, 2, 4), None, False),
 ]
 
 
@@ -111,7 +117,8 @@ def test_rate_latency_and_frame_pause_are_as_documented(tmp_path, params, pause,
     # Latency: the decision lag after the last group of pixel (K-1-P, K-1-P) moved in,
     # then the ring's read stages.
     assert received[0].cycle - accepted[0] == est["latency"]
-    last_needed = ((k - 1 - pad) * width + (k - 1 - pad) + 1) * groups - 1
+    row, col = min(k - 1 - pad, params["height"] - 1), min(k - 1 - pad, width - 1)
+    last_needed = (row * width + col + 1) * groups - 1
     lag = decide_lag(k, groups, params["repeat"])
     assert received[0].cycle - accepted[last_needed] == 1 + lag + stages(params)
     # Frames 2 and 3 start exactly `cycles` apart, the frame pause included.
@@ -124,9 +131,11 @@ def test_rate_latency_and_frame_pause_are_as_documented(tmp_path, params, pause,
         # ahead.
         gap = received[per_frame].cycle - received[per_frame - 1].cycle - 1
         assert gap == est["pause"] == (est["pause"] if pause is None else pause)
-        row = per_frame // ((params["height"] + 2 * pad - k) // stride + 1)
-        assert steady_rate([b.cycle for b in received[row:per_frame]]) == 1.0
-        ahead = (k - 1 + stride) * width * groups
+        out_rows = (params["height"] + 2 * pad - k) // stride + 1
+        row = per_frame // out_rows
+        if out_rows > 1:
+            assert steady_rate([b.cycle for b in received[row:per_frame]]) == 1.0
+        ahead = min((k - 1 + stride) * width * groups, len(accepted) - 1)
         assert accepted[ahead] - accepted[0] == ahead
     else:
         # Input bound: one pixel group a cycle throughout.
