@@ -20,6 +20,9 @@ def check_output_dir(where: str, out, *, previous: str | None = None) -> None:
     if not str(out):
         raise UserError(f"{where}: must name a directory, got ''")
     out = Path(out)
+    if previous and out.name in ("", ".."):     # "." or "..": a rename onto it fails, late
+        raise UserError(f"{where}: must name a directory of its own (the output replaces "
+                        "it whole), not . or ..")
     existing = next(path for path in (out, *out.absolute().parents) if path.exists())
     if not existing.is_dir():
         raise UserError(f"{where}: {existing} exists and is not a directory")

@@ -200,6 +200,13 @@ def test_an_output_through_a_file_or_unnamed_is_one_line(plan_file, tmp_path, ca
     assert assemble(plan_file, "-o", "", "--random-weights", "--report-only") == 2
     assert capsys.readouterr().err == "cnn-ip: assemble: -o : must name a directory, got ''\n"
     assert list((tmp_path / "cwd").iterdir()) == []
+    # "-o ." was refused only after the whole run, when the output could not be renamed
+    for out in (".", ".."):
+        assert assemble(plan_file, "-o", out, "--random-weights") == 2
+        assert capsys.readouterr().err == (f"cnn-ip: assemble: -o {out}: must name a directory "
+                                           "of its own (the output replaces it whole), not . "
+                                           "or ..\n")
+    assert list((tmp_path / "cwd").iterdir()) == []
 
 
 def test_a_cache_through_a_file_is_one_line(plan_file, tmp_path, capsys):
