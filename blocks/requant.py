@@ -82,7 +82,7 @@ from blocks.rom import address_bits, rom
 from blocks.spec import BlockDef, Param, check_width
 from blocks.stream import Axis, clock_reset
 from quant.fixedpoint import signed_bits as value_signed_bits
-from quant.reference import requantize
+from quant.reference import DAMAGED_FILE, requantize
 from quant.rom_image import write_rom
 
 LATENCY = 9
@@ -111,11 +111,14 @@ def load_constants(constants) -> dict:
     """``{"bias", "M", "M_neg"}`` int64 arrays from an ``.npz`` path or a mapping."""
     if isinstance(constants, (str, Path)):
         try:
-            with np.load(constants, allow_pickle=False) as data:
+            data = np.load(constants, allow_pickle=False)
+            if isinstance(data, np.ndarray):
+                raise ValueError("one array (.npy)")
+            with data:
                 constants = {k: data[k] for k in data.files}
         except FileNotFoundError:
             raise ValueError(f"constants: {constants}: no such file") from None
-        except (OSError, ValueError) as error:
+        except DAMAGED_FILE as error:
             raise ValueError(f"constants: {constants}: not an .npz archive ({error})") from None
     if not hasattr(constants, "get"):
         raise ValueError("constants: must be an .npz file name or a mapping of arrays")

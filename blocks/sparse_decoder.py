@@ -204,6 +204,7 @@ from blocks.rom import address_bits, rom, sim_files, uses_dp16kd
 from blocks.spec import BlockDef, Param, ParameterError, check_width, weight_params
 from blocks.stream import Axis, clock_reset
 from quant import offchip, sparse_format, weight_modes
+from quant.reference import DAMAGED_FILE
 from quant.rom_image import write_rom
 
 ROM_STEM = "sparse_decoder_rom"
@@ -253,7 +254,7 @@ def load_matrix(weights_file) -> np.ndarray:
         loaded = np.load(weights_file, allow_pickle=False)
     except FileNotFoundError:
         raise ValueError(f"weights_file: {weights_file}: no such file") from None
-    except (OSError, ValueError) as error:
+    except DAMAGED_FILE as error:
         raise ValueError(f"weights_file: {weights_file}: not a .npy array ({error})") from None
     if not isinstance(loaded, np.ndarray):
         raise ValueError(f"weights_file: {weights_file}: holds several arrays, expected one")

@@ -163,15 +163,9 @@ def load_quantized(plan, qdir) -> list:
     return layers
 
 
-# What quant.reference.load_model lets out of a damaged file: numpy's and zipfile's
-# errors for the archive (EOFError: an empty file), json's and IntLayer's for its meta
-MODEL_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError,
-                zipfile.BadZipFile)
-
-
 def read_model(path, where: str) -> list:
     """The layers of a ``model.npz``, or UserError ``where: unreadable: ...``."""
-    from quant.reference import load_model
+    from quant.reference import MODEL_ERRORS, load_model
     try:
         return load_model(path)
     except MODEL_ERRORS as error:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -160,8 +161,21 @@ def save_model(path, layers) -> None:
         np.savez(handle, **arrays)
 
 
+# What np.load raises on a file that is not the array or archive it should be (EOFError: an
+# empty file; BadZipFile: a damaged .npz), and load_model besides on an archive that is
+# not a model (KeyError: no meta; json's ValueError; TypeError, AttributeError: a meta
+# of other shapes).  Catching these is how a reader turns a user's bad file into one line.
+DAMAGED_FILE = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+MODEL_ERRORS = DAMAGED_FILE + (KeyError, TypeError, AttributeError)
+
+
 def load_model(path) -> list[IntLayer]:
-    with np.load(path, allow_pickle=False) as data:
+    """The layers of a ``model.npz`` (:func:`save_model`); one of ``MODEL_ERRORS`` when
+    the file is not one."""
+    data = np.load(path, allow_pickle=False)
+    if isinstance(data, np.ndarray):
+        raise ValueError("one array (.npy), not an .npz archive")
+    with data:
         layers = []
         for info in json.loads(str(data["meta"])):
             info["in_shape"], info["out_shape"] = tuple(info["in_shape"]), tuple(info["out_shape"])
@@ -183,7 +197,7 @@ def find_layer(layer) -> IntLayer:
         layers = load_model(path)
     except FileNotFoundError:
         raise ValueError(f"layer: {path}: no such file") from None
-    except (OSError, ValueError, KeyError) as error:
+    except MODEL_ERRORS as error:
         raise ValueError(f"layer: {path}: not a model.npz ({error})") from None
     for item in layers:
         if item.name == name:

@@ -1,4 +1,6 @@
 """requant against quant.reference.requantize, in MyHDL and in Icarus co-simulation."""
+import re
+
 import numpy as np
 import pytest
 
@@ -203,6 +205,24 @@ def test_rom_image_and_estimate(tmp_path):
     assert frame["ff"] == cost(pixels=3)["ff"] - 3 + 2
     assert {k: v for k, v in frame.items() if k != "ff"} == \
         {k: v for k, v in est.items() if k != "ff"}
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "No data left in file"),                      # empty: EOFError from numpy
+    (b"PK\x03\x04" + bytes(60), "File is not a zip file"),  # a damaged zip: BadZipFile
+    (None, "one array (.npy)"),                          # an .npy, not an archive
+])
+def test_rejects_a_damaged_constants_file(tmp_path, content, reason):
+    path = tmp_path / "c.npz"
+    if content is None:
+        with open(path, "wb") as handle:
+            np.save(handle, np.ones(3, np.int64))
+    else:
+        path.write_bytes(content)
+    p = {**params("relu-L4G3-acc12"), "lanes": 1, "constants": str(path)}
+    with pytest.raises(ParameterError, match=rf"^constants: {re.escape(str(path))}: not an \.npz archive "
+                                             rf"\({re.escape(reason)}"):
+        rq.BLOCK.prepared(**p)
 
 
 @pytest.mark.parametrize("change,message", [

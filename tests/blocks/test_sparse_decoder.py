@@ -248,10 +248,13 @@ def test_cli_writes_verilog_rom_and_sidecar(tmp_path, capsys):
     (np.zeros((4, 8), np.float32), [], "--weights-file: must hold integers"),
     (np.full((4, 8), -9), ["--weights", "int", "--wbits", "4"], "int weights must be integers in -8..7"),
     (None, [], "--weights-file:"),  # no such file
+    (b"", [], "W.npy: not a .npy array"),  # an empty file (EOFError from numpy)
 ])
 def test_bad_weights_file_one_line_nothing_written(tmp_path, capsys, matrix, extra, message):
     path = tmp_path / "W.npy"
-    if matrix is not None:
+    if isinstance(matrix, bytes):
+        path.write_bytes(matrix)
+    elif matrix is not None:
         np.save(path, matrix)
     out = tmp_path / "out"
     argv = ["block", "sparse_decoder", "--lanes", "4", "--simd", "8", "--weights", "ternary",

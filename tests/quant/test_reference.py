@@ -168,3 +168,27 @@ def test_model_file_round_trip(tmp_path):
     assert np.array_equal(reference.run(back, x), reference.run([conv, pool, dense], x))
     with pytest.raises(ValueError, match="uint8"):
         reference.run(back, x.astype(np.int64))
+
+
+@pytest.mark.parametrize("kind,reason", [
+    ("empty", "No data left in file"),
+    ("npy", "one array (.npy), not an .npz archive"),
+    ("no meta", "meta is not a file in the archive"),
+    ("meta of numbers", "object is not subscriptable"),
+])
+def test_find_layer_names_a_damaged_model_file(tmp_path, kind, reason):
+    # A stage's --layer: every damaged file is one ValueError naming the parameter and file
+    path = tmp_path / "m.npz"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "npy":
+        with open(path, "wb") as handle:
+            np.save(handle, np.zeros(3))
+    else:
+        with open(path, "wb") as handle:
+            np.savez(handle, **({"x": np.zeros(2)} if kind == "no meta"
+                                else {"meta": np.array("[1]")}))
+    with pytest.raises(ValueError) as error:
+        reference.find_layer(f"{path}:conv1")
+    assert str(error.value).startswith(f"layer: {path}: not a model.npz (")
+    assert reason in str(error.value)
