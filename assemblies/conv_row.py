@@ -61,7 +61,7 @@ from blocks.ram import add_blocks
 from blocks.spec import BlockDef, Param, ParameterError
 from blocks.stream import Axis, clock_reset, pack
 from quant import reference, weight_modes
-from quant.sparse_format import code_bits
+from quant.sparse_format import check_matrix, code_bits
 
 PARAMS = (
     Param("layer", "path", help="the layer: MODEL.npz:NAME (an IntLayer from Python)"),
@@ -98,6 +98,26 @@ def mode(layer) -> tuple[str, int]:
     return weights, (wbits or 8)
 
 
+def check_numbers(layer, weights, wbits) -> tuple[np.ndarray, dict]:
+    """The layer's ``W`` (int64) and constants as the decoder and the requantizer take
+    them, or ValueError saying which array is wrong and why (the blocks' own rules, so a
+    layer's numbers are judged once, for ``--layer`` and for ``assemble --model``)."""
+    try:
+        W = check_matrix(layer.W, weights=weights, wbits=wbits, lanes=1, simd=1)
+    except ValueError as error:         # "weights_file: what"
+        raise ValueError("W: " + str(error).partition(": ")[2]) from None
+    try:
+        constants = rq.load_constants({"bias": layer.bias, "M": layer.M,
+                                       "M_neg": layer.M_neg})
+    except ValueError as error:         # "constants: what", naming the array
+        raise ValueError(str(error).partition(": ")[2]) from None
+    shift = next(p for p in rq.BLOCK.params if p.name == "shift")
+    if not layer.final and not shift.allows(layer.S):
+        raise ValueError(f"S must be {shift.allowed()} (the requantizer's shift), "
+                         f"got {layer.S!r}")
+    return W, constants
+
+
 def cross_check(p: dict) -> None:
     layer = reference.find_layer(p["layer"])
     g = geometry(layer)
@@ -127,6 +147,10 @@ def parts(*, layer, lanes, simd, abits=8, asigned=False, target="generic", rom_p
     g = geometry(layer)
     groups = g["cout"] // lanes
     weights, wbits = mode(layer)
+    try:
+        W, _ = check_numbers(layer, weights, wbits)
+    except ValueError as error:
+        raise ParameterError(f"layer: {layer.name}: {error}") from None
     prefix = rom_prefix or layer.name
     line = {"width": g["width"], "height": g["height"], "channels": g["cin"], "k": g["k"],
             "stride": g["stride"], "pad": g["pad"], "abits": abits, "simd": simd}
@@ -141,7 +165,7 @@ def parts(*, layer, lanes, simd, abits=8, asigned=False, target="generic", rom_p
            "out_signed": bool(layer.lo < 0), "shift": int(layer.S), "final": bool(layer.final),
            "pixels": g["out_height"] * g["out_width"], "target": target, "constants": const}
     dec = {"lanes": lanes, "simd": simd, "weights": weights, "wbits": wbits,
-           "weights_file": np.asarray(layer.W, dtype=np.int64), "target": target}
+           "weights_file": W, "target": target}
     return {"layer": layer, "geometry": g, "groups": groups, "line": line, "mac": macp,
             "requant": req, "decoder": dec, "prefix": prefix}
 

@@ -196,29 +196,20 @@ def layer_values_problem(spec, layer) -> str | None:
     nothing), by the rules of the blocks that will hold them (the weight codes the
     decoder encodes, the constants the requantizer takes), so that a damaged model.npz is
     refused here and not in the middle of a conversion, or never (``--report-only``)."""
+    from assemblies.conv_row import check_numbers
     from blocks import requant
-    from quant import sparse_format
     if layer.final != spec.final:
         return f"final is {layer.final}, the plan's last layer is {spec.name}"
     try:
-        W = sparse_format.check_matrix(layer.W, weights=spec.mode[0], wbits=spec.mode[1],
-                                       lanes=1, simd=1)
-    except ValueError as error:         # "weights_file: what"
-        return "W: " + str(error).partition(": ")[2]
-    try:
-        constants = requant.load_constants({key: getattr(layer, key)
-                                            for key in ("bias", "M", "M_neg")})
-    except ValueError as error:         # "constants: what", naming the array
-        return str(error).partition(": ")[2]
+        W, constants = check_numbers(layer, *spec.mode)
+    except ValueError as error:
+        return str(error)
     if W.shape != (spec.out, spec.reduce):
         return f"W is {W.shape[0]}x{W.shape[1]}, the layer needs {spec.out}x{spec.reduce}"
     if len(constants["M"]) != spec.out:
         return f"bias and M have {len(constants['M'])} values, the layer {spec.out} outputs"
     if spec.final:                      # z = acc * M: no shift, no clamp (Contract 2)
         return None
-    shift = next(p for p in requant.BLOCK.params if p.name == "shift")
-    if not shift.allows(layer.S):
-        return f"S must be {shift.allowed()} (the requantizer's shift), got {layer.S!r}"
     want = requant.out_range(spec.act_bits, spec.act != "relu")
     if (layer.lo, layer.hi) != want:
         return (f"lo, hi are {layer.lo}, {layer.hi}; {spec.act_bits}-bit {spec.act} outputs "

@@ -1,6 +1,8 @@
 """The frame conv stage against quant.reference.run_layer, with its weights read from an
 AXI memory (random pauses and latencies on every AXI channel, SLVERR), in MyHDL and Icarus
 co-simulation."""
+import dataclasses
+
 import numpy as np
 import pytest
 from myhdl import StopSimulation, block, instance
@@ -273,6 +275,36 @@ def test_weights_image_is_the_memory_image():
         words = cf.offchip.read_words(data, memory_map, name, g, image.word_bits)
         assert words[:image.depth] == image.words
     assert [i.depth for i in images] == list(cf.parts(**args)["gbuf"]["depths"])
+
+
+def damaged(layer, what):
+    """``layer`` with one number the blocks cannot take."""
+    W, M = np.array(layer.W, dtype=float), np.array(layer.M)
+    if what == "nan":
+        W[0, 0] = np.nan
+    elif what == "7":
+        W[0, 0] = 7
+    elif what == "M":
+        M[0] = -1
+    return dataclasses.replace(layer, W=W, M=M, S=0 if what == "S" else layer.S)
+
+
+@pytest.mark.parametrize("what,message", [
+    ("nan", r"W: must hold integers, got dtype float64"),
+    ("7", r"W: ternary weights must be -1, 0 or \+1; found 7 at \[0, 0\]"),
+    ("M", r"M and M_neg must be >= 0 \(Contract 2\)"),
+    ("S", r"S must be an integer in 1\.\.62 \(the requantizer's shift\), got 0"),
+])
+@pytest.mark.parametrize("stage", [cf, cf.cr])
+def test_rejects_a_layer_whose_numbers_the_blocks_cannot_take(stage, what, message):
+    # found by a fuzz: conv_frame took a NaN or out-of-range weight (its decoder reads
+    # words, not the matrix) and wrote the stage; conv_row cast NaN to an integer
+    p, _ = make("ternary-relu-k3p1-G2-raster-b1")
+    if stage is cf.cr:
+        p = {k: p[k] for k in ("layer", "lanes", "simd")}
+    p["layer"] = damaged(p["layer"], what)
+    with pytest.raises(ParameterError, match=rf"^layer: {p['layer'].name}: ({message})"):
+        stage.BLOCK.prepared(**p)
 
 
 @pytest.mark.parametrize("change,message", [
