@@ -49,6 +49,7 @@ requantizer's pipelines (:func:`estimate`).
 """
 from __future__ import annotations
 
+import re
 
 import numpy as np
 from myhdl import block
@@ -119,6 +120,11 @@ def check_numbers(layer, weights, wbits) -> tuple[np.ndarray, dict]:
 
 
 def cross_check(p: dict) -> None:
+    prefix = p.get("rom_prefix", "")
+    if prefix and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
+        # the ROM files' stem, read by $readmemh from the Verilog
+        raise ValueError(f"rom_prefix: must be a letter or _, then letters, digits or _, "
+                         f"got {prefix!r}")
     layer = reference.find_layer(p["layer"])
     g = geometry(layer)
     if g["cout"] % p["lanes"]:

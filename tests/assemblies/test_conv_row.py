@@ -192,6 +192,11 @@ def test_estimate_is_the_sum_of_its_blocks():
     (dict(abits=9), r"^abits: must be an integer in 1\.\.8"),
     (dict(layer="nowhere.npz"), r"^layer: must be MODEL\.npz:NAME"),
     (dict(layer="/nonexistent/model.npz:conv1"), r"^layer: /nonexistent/model\.npz: no such"),
+    # a file stem: no spaces, paths or brackets
+    (dict(rom_prefix="a b"),
+     r"^rom_prefix: must be a letter or _, then letters, digits or _, got 'a b'"),
+    (dict(rom_prefix="../x"), r"^rom_prefix: must be a letter or _"),
+    (dict(rom_prefix="1x"), r"^rom_prefix: must be a letter or _"),
 ])
 def test_rejects_bad_parameters(change, message):
     p, _ = make("binary-relu-k3s1p1-G1-C2")
