@@ -106,6 +106,12 @@ def check_matrix(W, *, weights, wbits=None, lanes, simd) -> np.ndarray:
             raise ValueError(f"weights_file: must hold integers, got dtype {W.dtype}")
     if W.ndim != 2 or 0 in W.shape:
         raise ValueError(f"weights_file: must be a 2-D (Cout, R) array, got shape {W.shape}")
+    if np.issubdtype(W.dtype, np.unsignedinteger) and W.max() > np.iinfo(np.int64).max:
+        # beyond int64 a cast wraps round: say the value the file holds
+        row, col = (int(i) for i in np.unravel_index(np.argmax(W), W.shape))
+        raise ValueError(f"weights_file: {weights} weights must be "
+                         f"{describe_values(weights, wbits)}; found {W[row, col]} at "
+                         f"[{row}, {col}]")
     W = W.astype(np.int64)
     cout, reduce = W.shape
     if cout % lanes:

@@ -249,6 +249,9 @@ def test_cli_writes_verilog_rom_and_sidecar(tmp_path, capsys):
     (np.full((4, 8), -9), ["--weights", "int", "--wbits", "4"], "int weights must be integers in -8..7"),
     (None, [], "--weights-file:"),  # no such file
     (b"", [], "W.npy: not a .npy array"),  # an empty file (EOFError from numpy)
+    # beyond int64: the value the file holds, not the one a cast wraps it to (-1)
+    (np.full((4, 8), 2**64 - 1, np.uint64), [],
+     "ternary weights must be -1, 0 or +1; found 18446744073709551615 at [0, 0]"),
 ])
 def test_bad_weights_file_one_line_nothing_written(tmp_path, capsys, matrix, extra, message):
     path = tmp_path / "W.npy"
