@@ -62,10 +62,13 @@ One input beat a cycle, except during flushes: a frame takes
 ``(H*W + H*FX + FY*Wo)*G`` cycles with no stalls (:func:`frame_cycles`), ``FX``/``FY``
 the windows that end in the trailing padding per row/column (0 when ``pad_end`` is 0);
 with ``FY > 0`` back-to-back frames overlap by up to ``(K-pad)*G + 2`` of those
-cycles (the next frame's first beats move during the column flush).  When ``K-1-pad`` is
-below H and W, the first output beat moves ``((K-1-pad)*(W+FX) + K-1-pad)*G + 4``
-cycles after the first input beat: 4 cycles (two output registers per pass) after pixel
-``(K-1-pad, K-1-pad)``, group 0, moved, each row before it delayed by its flush.
+cycles (the next frame's first beats move during the column flush).  The first output
+beat moves 4 cycles (two output registers per pass) after the item ending the first
+window moved, every item ``G`` cycles and each row delayed by its flush: with ``e =
+K-1-pad``, ``(e*(W+FX) + e)*G + 4`` cycles after the first input beat (pixel ``(e, e)``,
+group 0); past the map's width (``e >= W``) the row's first flush slot, ``(e*(W+FX) +
+W)*G + 4``; past its height (``e >= H``) the column flush's first slot, which follows the
+last row's last window (``estimate``).
 
 ECP5 (``cnn-ip synth --target ecp5-85f``, nextpnr 0.11): 13x13x16, P=8, 2x2 stride 1,
 pad_end 1, signed 8-bit (slot memories in registers and LUT RAM) 181 MHz (seed 1),
@@ -995,7 +998,18 @@ def estimate(*, width, height, channels, lanes=1, k, stride=1, pad=0, pad_end=-1
         lut += 3 * word + 2 * lane_bits + lane_bits * (slots - 1)
         ff += 4 * lane_bits + 33
     fx = geometry(width, k, stride, pad, pe)["flush"]
-    first = ((k - 1 - pad) * (width + fx) + k - 1 - pad) * G + 4
+    # The item (a pixel's G beats, or a flush slot's) that ends the first window: pixel
+    # (e, e); past the map's width, the row's first flush slot; past its height, the
+    # column flush's first, which follows the last row's last window (its flush slot,
+    # or the last pixel a window covers)
+    e = k - 1 - pad
+    if e < height:
+        item = e * (width + fx) + min(e, width)
+    else:
+        wo = out_size(width, k, stride, pad, pe)
+        last = width + fx - 1 if fx else (wo - 1) * stride + e
+        item = (height - 1) * (width + fx) + last + 1
+    first = item * G + 4
     return {"lut": lut, "ff": ff, "dsp": 0, "bram_bits": bits,
             "bram": add_blocks(*blocks), "latency": first,
             "cycles": frame_cycles(width=width, height=height, channels=channels,
