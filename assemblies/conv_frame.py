@@ -64,8 +64,10 @@ the reads (``F + R``), two overlap them (``max(F, R)``); plus any wait for weigh
 schedule of the group fetches at the DMA's measured read rate (:data:`DMA_READ_RATE`)
 against each group's compute time ``Ho*Wo*K*K*Cin/S``.  Checked to the cycle in
 ``tests/assemblies/test_conv_frame.py``; ``bench/conv_frame.py`` prints measured against
-planned.  Latency: the frame buffer's fill (``F + 1``), one window, the MAC's and the
-requantizer's pipelines (:func:`estimate`).
+planned.  Latency: the frame buffer's fill (``F + 1``), one window (``K*K*Cin/S - 1``
+beats from its first to its last), the MAC's and the requantizer's pipelines
+(:func:`estimate`), when the first group's weights are there by then: on small maps the
+first fetch (started by the frame's first beat) can take longer, and is not counted.
 """
 from __future__ import annotations
 
@@ -461,7 +463,8 @@ def estimate(**args) -> dict:
     total = {key: sum(int(e[key]) for e in est.values())
              for key in ("lut", "ff", "dsp", "bram_bits")}
     rate = cycles_per_frame(args)
-    latency = (est["frame_buffer"]["latency"] + q["geometry"]["reduce"] // args["simd"]
+    # the frame buffer's latency ends at the first window's first beat (as conv_row's)
+    latency = (est["frame_buffer"]["latency"] + q["geometry"]["reduce"] // args["simd"] - 1
                + mac.latency(args["simd"], q["mac"]["weights"]) + rq.LATENCY)
     return {**total, "bram": add_blocks(*(e["bram"] for e in est.values())),
             "latency": latency, "cycles": rate["cycles"], "per": "frame",

@@ -41,11 +41,12 @@ m_axis_out_t*           raster, L channels a beat (the G beats of a pixel ascend
 Latency and throughput
 ----------------------
 Cycles per frame (Contract 7, :func:`cycles_per_frame`): the largest of the input beats
-``H*W*Cin/S``, the compute beats ``Ho*Wo*G*K*K*Cin/S`` and the output beats ``Ho*Wo*G``,
-plus the line buffer's frame-boundary pause.  Checked to the cycle (>= 95 %) in
+``H*W*Cin/S``, the compute beats ``Ho*Wo*G*K*K*Cin/S`` plus the line buffer's
+frame-boundary pause, and the output beats ``Ho*Wo*G``.  Checked to the cycle in
 ``tests/assemblies/test_conv_row.py`` and reported by ``bench/stages.py``.  Latency: the
-line buffer's to the first window, then K*K*Cin/S beats, the MAC's and the
-requantizer's pipelines (:func:`estimate`).
+line buffer's to the first window's first beat, then ``K*K*Cin/S - 1`` beats to its last,
+the MAC's and the requantizer's pipelines (:func:`estimate`), once the weight decoder has
+filled its pipeline (it starts at reset: input right after reset can wait for it).
 """
 from __future__ import annotations
 
@@ -127,6 +128,9 @@ def cross_check(p: dict) -> None:
                          f"got {prefix!r}")
     layer = reference.find_layer(p["layer"])
     g = geometry(layer)
+    if g["out_height"] < 1 or g["out_width"] < 1:
+        raise ValueError(f"layer: a {g['k']}x{g['k']} window does not fit its "
+                         f"{g['height']}x{g['width']} map padded by {g['pad']}")
     if g["cout"] % p["lanes"]:
         raise ValueError(f"lanes: must divide Cout ({g['cout']}), got {p['lanes']}")
     if g["cin"] % p["simd"]:
@@ -260,9 +264,12 @@ def cycles_per_frame(args: dict) -> dict:
     beats = {"input": g["height"] * g["width"] * g["cin"] // simd,
              "compute": pixels * groups * g["reduce"] // simd,
              "output": pixels * groups}
-    bound = max(beats, key=beats.get)
     pause = lb.frame_pause(**q["line"])
-    return {**beats, "pause": pause, "bound": bound, "cycles": beats[bound] + pause}
+    # the line buffer pauses its windows, not its input (lb.frame_cycles): the pause
+    # lengthens the compute beats only
+    spans = {**beats, "compute": beats["compute"] + pause}
+    bound = max(spans, key=spans.get)
+    return {**beats, "pause": pause, "bound": bound, "cycles": spans[bound]}
 
 
 def estimate(**args) -> dict:
@@ -280,7 +287,9 @@ def estimate(**args) -> dict:
     total = {key: sum(int(e[key]) for e in (line, macs, dec, req))
              for key in ("lut", "ff", "dsp", "bram_bits")}
     rate = cycles_per_frame(args)
-    latency = (line["latency"] + q["geometry"]["reduce"] // args["simd"]
+    # the line buffer's latency ends at the first window's first beat; its last (the
+    # MAC's tlast) follows R/S - 1 beats later
+    latency = (line["latency"] + q["geometry"]["reduce"] // args["simd"] - 1
                + mac.latency(args["simd"], q["mac"]["weights"]) + rq.LATENCY)
     return {**total, "bram": bram, "latency": latency, "cycles": rate["cycles"],
             "per": "frame", "bound": rate["bound"]}

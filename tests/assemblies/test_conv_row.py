@@ -33,6 +33,10 @@ LAYERS = {
     "int4-leaky-k5s2p0-G2": dict(cin=1, height=9, width=9, cout=4, k=5, stride=2,
                                  weights="int4", act="leaky", act_bits=4,
                                  lanes=2, simd=1, abits=4),
+    # input-bound with a frame pause: the pause lengthens the windows, not the input
+    "binary-final-k2s2-pause": dict(cin=2, height=5, width=2, cout=4, k=2, stride=2,
+                                    weights="binary", act="none", act_bits=8, final=True,
+                                    lanes=4, simd=2, abits=7),
     "dense-ternary-final-G2": dict(cin=4, height=3, width=3, cout=4, k=3, kind="dense",
                                    weights="ternary", act="none", act_bits=8, final=True,
                                    lanes=2, simd=2, abits=4),
@@ -138,7 +142,7 @@ def test_sparse_layer_through_a_sparse_2_rom_in_icarus(tmp_path, weights, block_
 
 # Compute-bound (with and without the frame pause) and input-bound (K = 1, stride 2).
 RATE = ["binary-relu-k3s1p1-G1-C2", "int4-none-k5p1-G2-C2-signed", "int8-relu-k3s2p1-G2-image",
-        "ternary-relu-k1s2-G1-C2", "int8-final-k3p0-G1-C2-signed"]
+        "ternary-relu-k1s2-G1-C2", "int8-final-k3p0-G1-C2-signed", "binary-final-k2s2-pause"]
 
 
 @pytest.mark.parametrize("name", RATE)
@@ -150,8 +154,10 @@ def test_steady_state_rate_is_contract_7_cycles_per_frame(name):
     ends = [b.cycle for b in out["m_axis_out"] if b.last]
     measured = ends[-1] - ends[-2]
     ideal = cr.cycles_per_frame(args)["cycles"]
-    assert ideal / measured >= 0.95, (measured, ideal)
-    assert measured >= min(cr.cycles_per_frame(args)[k] for k in ("input", "compute"))
+    assert measured == ideal
+    # the first output as the estimate says (these maps outlast the decoder's start-up)
+    latency = out["m_axis_out"][0].cycle - out["s_axis_in"][0].cycle
+    assert latency == cr.estimate(**args)["latency"]
 
 
 def test_cycles_per_frame_names_the_bound():
@@ -202,6 +208,15 @@ def test_rejects_bad_parameters(change, message):
     p, _ = make("binary-relu-k3s1p1-G1-C2")
     with pytest.raises(ParameterError, match=message):
         cr.BLOCK.prepared(**{**p, **change})
+
+
+def test_rejects_a_layer_whose_window_does_not_fit():
+    # once accepted, then a numpy "negative dimensions" error in the golden model
+    layer = cr.random_layer(np.random.default_rng(0), name="t", cin=4, height=2, width=3,
+                            cout=4, k=5, weights="binary", act="relu", act_bits=4, abits=4)
+    with pytest.raises(ParameterError,
+                       match=r"^layer: a 5x5 window does not fit its 2x3 map padded by 0$"):
+        cr.BLOCK.prepared(layer=layer, lanes=4, simd=2)
 
 
 def test_layer_from_a_model_file(tmp_path):
