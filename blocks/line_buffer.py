@@ -82,7 +82,10 @@ Latency and throughput
 * Cycles per frame, frames back to back, no stalls (:func:`frame_cycles`; the planner's
   figure):  ``max(OH*OW*K*K*G*repeat + pause, H*W*G)``: the output's beats plus the
   pause, or the input's beats when those are more.  Exact (cycle for cycle) in
-  simulation over the tested geometries.
+  simulation over the tested geometries, but for one: a map one pixel wide with K=1 and
+  stride 1 (a ring of two one-pixel rows) takes its input a cycle slower every second
+  row, ``H*G + H/2`` cycles a frame on average (measured: W1 H2 G1 3, H4 G2 10, H3 G1
+  4 and 5 alternating), which this formula does not count.
 """
 from __future__ import annotations
 
