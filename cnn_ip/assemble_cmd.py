@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn_ip.errors import UserError, check_output_dir
+from cnn_ip.errors import UserError, cannot_write, check_output_dir
 from cnn_ip.export import replacing
 from cnn_ip.plan import load_plan
 
@@ -441,8 +441,7 @@ def run(args) -> int:
             report.plot(data, scratch / "layers.png")
             progress.update()
     except OSError as error:            # a directory the user named, unwritable
-        raise UserError(f"assemble: cannot write {error.filename}: "
-                        f"{error.strerror or error}") from None
+        raise cannot_write("assemble", error) from None
     finally:
         progress.close()
     if not args.quiet:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from blocks.spec import Param, ParameterError, registry
-from cnn_ip.errors import UserError, check_output_dir
+from cnn_ip.errors import UserError, cannot_write, check_output_dir
 from cnn_ip.export import generate
 
 # Where the tools look for BlockDefs: the blocks, and the stages built from them.
@@ -69,8 +69,7 @@ def run(args) -> int:
         name, _, rest = str(error).partition(": ")
         raise UserError(f"block {block_def.name}: {flags.get(name, name)}: {rest}") from None
     except OSError as error:
-        raise UserError(f"block {block_def.name}: -o {args.output}: cannot write "
-                        f"{error.filename}: {error.strerror or error}") from None
+        raise cannot_write(f"block {block_def.name}: -o {args.output}", error) from None
     est = info["estimate"]
     print(f"wrote {args.output}/{block_def.name}.v, {block_def.name}.vlt, {block_def.name}.json"
           + "".join(f", {f}" for f in info["files"]))

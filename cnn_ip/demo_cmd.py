@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnn_ip.block_cmd import all_blocks
-from cnn_ip.errors import UserError, check_output_dir
+from cnn_ip.errors import cannot_write, check_output_dir
 from cnn_ip.export import generate
 
 COLUMNS = ("lut", "ff", "dsp", "bram_bits", "latency", "cycles", "per")
@@ -38,8 +38,7 @@ def run(args) -> int:
         try:
             info = generate(block_def, out / name, **values)
         except OSError as error:
-            raise UserError(f"demo: -o {args.output}: cannot write {error.filename}: "
-                            f"{error.strerror or error}") from None
+            raise cannot_write(f"demo: -o {args.output}", error) from None
         lines = len((out / name / f"{name}.v").read_text().splitlines())
         rows.append((name, str(out / name), lines, *(info["estimate"][k] for k in COLUMNS),
                      " ".join(f"{k}={show(v)}" for k, v in values.items())))

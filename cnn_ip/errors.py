@@ -10,6 +10,11 @@ class UserError(Exception):
     """A mistake in what the user gave us; printed as one line, exit status 2."""
 
 
+def cannot_write(where: str, error: OSError) -> UserError:
+    """The one line for an output the user named that the system refused."""
+    return UserError(f"{where}: cannot write {error.filename}: {error.strerror or error}")
+
+
 def check_output_dir(where: str, out, *, previous: str | None = None) -> None:
     """UserError (``where: what is wrong``; ``where`` starts with the command's name)
     unless ``out`` can be the command's output directory, checked before any work so that

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from cnn_ip.errors import UserError, check_output_dir
+from cnn_ip.errors import UserError, cannot_write, check_output_dir
 from cnn_ip.export import replacing
 from cnn_ip.plan import PlanError, load_plan
 
@@ -91,8 +91,7 @@ def run(args) -> int:
             except SizeBudgetError as error:          # the plan's (no flag sets it)
                 raise in_plan(plan, error) from None
     except OSError as error:            # a directory the user named, unwritable
-        raise UserError(f"quantize: cannot write {error.filename}: "
-                        f"{error.strerror or error}") from None
+        raise cannot_write("quantize", error) from None
     roms = len(list(out.glob("*.hex")))
     if report.get("task") == "detection":
         print(f"wrote {out}/quant_report.json, model.npz, search.png, detections.json, "
