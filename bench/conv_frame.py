@@ -25,7 +25,8 @@ from blocks.stream import unpack
 from cnn_ip.simkit import axi_memory, axis_sink, axis_source, clock_reset_driver
 
 # name: (layer, stage options); compute-bound with one and two buffers, input-bound,
-# and fetch-bound (a 1 x 1 map: a group computes in 4 cycles).
+# and fetch-bound (1 x 1 and 2 x 2 maps, a group computes in 1-72 cycles) with the DMA's
+# bursts long and short, one or several in flight.
 GEOMETRIES = {
     "8x8x8 k3p1 ternary L4 S4 G2 b1": (
         dict(cin=8, height=8, width=8, cout=8, k=3, pad=1, weights="ternary"),
@@ -39,8 +40,18 @@ GEOMETRIES = {
     "1x1x48 k1 int8 L4 S16 G2 b2": (
         dict(cin=48, height=1, width=1, cout=8, k=1, weights="int8", act_bits=8),
         dict(lanes=4, simd=16, lanes_in=16, buffers=2)),
+    "1x1x32 k1 int8 L4 S32 G2 b1": (
+        dict(cin=32, height=1, width=1, cout=8, k=1, weights="int8", act_bits=8),
+        dict(lanes=4, simd=32, lanes_in=32, buffers=1)),
+    "2x2x32 k3p1 int8 L4 S32 G2 b2, bus 32, bursts of 2, 1 out": (
+        dict(cin=32, height=2, width=2, cout=8, k=3, pad=1, weights="int8", act_bits=8),
+        dict(lanes=4, simd=32, lanes_in=32, buffers=2, bus_bits=32, max_burst=2,
+             outstanding=1)),
+    "2x2x32 k3p1 ternary L4 S16 G4 b2, bus 128, bursts of 1": (
+        dict(cin=32, height=2, width=2, cout=16, k=3, pad=1, weights="ternary"),
+        dict(lanes=4, simd=16, lanes_in=32, buffers=2, bus_bits=128, max_burst=1)),
 }
-LATENCY = 20    # memory: AR handshake to first R beat (bench/tile_dma.py's)
+LATENCY = cf.MEMORY_LATENCY    # memory: AR handshake to first R beat, as planned
 
 
 def measure(layer_cfg: dict, stage: dict, *, frames: int = 5, hdl: str = "myhdl") -> dict:
@@ -54,14 +65,14 @@ def measure(layer_cfg: dict, stage: dict, *, frames: int = 5, hdl: str = "myhdl"
     expected, _ = cf.golden(x, **args)
     ports = cf.BLOCK.ports(**args)
     aclk, aresetn = ports["aclk"], ports["aresetn"]
-    received, state = [], {}
+    received, sent, state = [], [], {}
     workdir = tempfile.mkdtemp(prefix="conv_frame-bench-") if hdl == "icarus" else None
 
     @block
     def bench():
         parts = [clock_reset_driver(aclk, aresetn),
                  dut(cf.BLOCK, ports, hdl=hdl, args=args, workdir=workdir),
-                 axis_source(aclk, aresetn, ports["s_axis_in"], beats),
+                 axis_source(aclk, aresetn, ports["s_axis_in"], beats, moved=sent),
                  axis_sink(aclk, aresetn, ports["m_axis_out"], received),
                  axi_memory(aclk, aresetn, ports["m_axi"], memory, data_bits=args["bus_bits"],
                             latency=LATENCY)]
@@ -80,22 +91,24 @@ def measure(layer_cfg: dict, stage: dict, *, frames: int = 5, hdl: str = "myhdl"
     bits = cf.cr.out_bits(args)
     got = np.array([unpack(b.data, bits, args["lanes"]) for b in received])
     return {"measured": (ends[-1] - ends[-3]) / 2, "planned": cf.cycles_per_frame(args),
+            "latency": received[0].cycle - sent[0].cycle,
+            "planned_latency": cf.estimate(**args)["latency"],
             "exact": bool((got == expected).all()), "bytes": state["rd_bytes"] / frames,
             "planned_bytes": cf.estimate(**args)["offchip_bytes"]}
 
 
 def table(hdl: str) -> list[str]:
     lines = [f"conv_frame, {hdl}; memory latency {LATENCY} cycles, no stalls, 5 frames; "
-             f"DMA rate {cf.DMA_READ_RATE} of the bus by outstanding (bench/tile_dma.py)", "",
+             "planned: the DMA's bursts as tile_dma.ReadTimeline places them", "",
              "| geometry | F | R | fetch/group | compute/group | planned | measured | "
-             "bound | bit-exact | bytes/frame (planned) |",
-             "|---|---:|---:|---:|---:|---:|---:|---|---|---:|"]
+             "bound | latency planned | measured | bit-exact | bytes/frame (planned) |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|"]
     for name, (layer_cfg, stage) in GEOMETRIES.items():
         r = measure(layer_cfg, stage, hdl=hdl)
         p = r["planned"]
         lines.append(f"| {name} | {p['input']} | {p['reads']} | {max(p['fetch'])} | "
                      f"{p['group_compute']} | {p['cycles']} | {r['measured']:g} | {p['bound']} | "
-                     f"{'yes' if r['exact'] else 'NO'} | {r['bytes']:g} ({r['planned_bytes']}) |")
+                     f"{r['planned_latency']} | {r['latency']} | {'yes' if r['exact'] else 'NO'} | {r['bytes']:g} ({r['planned_bytes']}) |")
     return lines
 
 

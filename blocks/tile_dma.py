@@ -78,7 +78,9 @@ busy (one beat per cycle) while the memory's latency is below about
 round trip.  Write: one beat per cycle when ``s_axis_wr`` and the W channel allow; the AW
 channel stops only while ``outstanding`` bursts await their responses.  A new command is
 accepted as soon as the previous one has issued its last burst.  bench/tile_dma.py
-measures both directions.
+measures both directions; :class:`ReadTimeline` gives every read burst's cycles (a
+model of the above, equal to the simulation's with a fixed-latency memory and an
+always-ready ``m_axis_rd``).
 
 Cost
 ----
@@ -93,6 +95,8 @@ own (without it the block's 5.8 ns clock-to-output, in nextpnr's model, limits t
 to about 145 MHz).  Measured figures are in the project's estimate notes.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from myhdl import Signal, always, always_comb, always_seq, block, concat, intbv, modbv
@@ -876,6 +880,127 @@ def bursts(word: int, *, data_bits: int, max_burst: int) -> list[tuple[int, int]
             left -= beats
     return out
 
+
+
+# Read timing: a model of the RTL with a memory of fixed latency (AR handshake to first R
+# beat) and an always-ready ``m_axis_rd``, the cycle of every burst's data.  Equal to the
+# MyHDL simulation's cycle count on 150 random tiles (bus 32/64/128, max_burst 1-64,
+# outstanding 1-8, memory latency 2-20, one or three rows; tests/blocks/test_tile_dma.py
+# checks eight more), and within assemblies.conv_frame's measured figures on 262 layers.
+FIRST_AR = 3        # a command's handshake to its first AR handshake, at the earliest
+AR_GAP = 2          # the address channel carries a burst at most every other cycle
+OUT_LATENCY = 3     # an R beat to its beat on m_axis_rd
+NEXT_COMMAND = 3    # a command's last burst issued to the next (waiting) command's first
+UNUSED_BACK = 4     # a burst's issue to the credit's taking back what it does not use
+BEAT_BACK = 3       # an R beat to the credit's taking its FIFO space back
+
+
+class ReadTimeline:
+    """The read engine's bursts in time: :meth:`command` places one command's bursts
+    after the ones before (a command is taken once the one before has issued its last
+    burst).  A burst is issued (its AR handshake a cycle later) at most every
+    :data:`AR_GAP` cycles, while fewer than ``outstanding`` are in flight and the read
+    FIFO's credit (``outstanding * max_burst`` beats) has ``max_burst`` beats: each burst
+    takes ``max_burst`` at its issue and gives back what it does not use
+    :data:`UNUSED_BACK` cycles later, each beat :data:`BEAT_BACK` cycles after it came.
+    Its data come ``latency`` cycles after its AR, after the previous burst's last beat."""
+
+    def __init__(self, *, outstanding: int, max_burst: int, latency: int):
+        self.outstanding, self.max_burst, self.latency = outstanding, max_burst, latency
+        self.bursts = []        # (issue cycle, beats, first R beat, last R beat)
+
+    def _held(self, t: int) -> int:
+        """FIFO credit held at cycle ``t`` by the bursts issued so far."""
+        held, mb = 0, self.max_burst
+        for issue, beats, first, last in self.bursts[-self.outstanding - 2:]:
+            if t <= issue:
+                continue
+            back = t - BEAT_BACK - first + 1            # beats whose space is back
+            held += (mb if t < issue + UNUSED_BACK else beats) - (
+                beats if back >= beats else back if back > 0 else 0)
+        return held
+
+    def command(self, lengths, at: int) -> tuple[int, int]:
+        """Cycles of the first and last beat on ``m_axis_rd`` of a command of bursts of
+        ``lengths`` beats whose handshake is at cycle ``at`` at the earliest."""
+        key = lengths if isinstance(lengths, tuple) else tuple(lengths)
+        issue = at + FIRST_AR - 1
+        if not self.bursts or issue > max(self.bursts[-1][3] + BEAT_BACK,
+                                          self.bursts[-1][0] + max(UNUSED_BACK, NEXT_COMMAND)):
+            # an idle engine: the command runs as on a fresh one, shifted
+            (first_out, last_out), tail = _idle_command(self.outstanding, self.max_burst,
+                                                        self.latency, key)
+            self.bursts.extend((i + at, b, f + at, e + at) for i, b, f, e in tail)
+            return first_out + at, last_out + at
+        return self._run(lengths, at)
+
+    def _run(self, lengths, at: int) -> tuple[int, int]:
+        first_out, n = None, 0
+        while n < len(lengths):
+            self._place(lengths[n], at if n == 0 else None)
+            first_out = self.bursts[-1][2] if first_out is None else first_out
+            n += 1 + self._repeat(lengths, n)
+        return first_out + OUT_LATENCY, self.bursts[-1][3] + OUT_LATENCY
+
+    def _place(self, beats: int, command_at: int | None) -> None:
+        """Issue one burst: a command's first when ``command_at`` is given."""
+        if command_at is not None:
+            issue = command_at + FIRST_AR - 1
+            if self.bursts:
+                issue = max(issue, self.bursts[-1][0] + NEXT_COMMAND)
+        else:
+            issue = self.bursts[-1][0] + AR_GAP
+        if len(self.bursts) >= self.outstanding:
+            issue = max(issue, self.bursts[-self.outstanding][3] + 2)
+        room = self.outstanding * self.max_burst - self.max_burst
+        if self._held(issue - 1) > room:
+            # the credit only grows from here: the first cycle it has room
+            lo, hi = issue, self.bursts[-1][3] + BEAT_BACK + UNUSED_BACK + 1
+            while lo < hi:
+                mid = (lo + hi) // 2
+                lo, hi = (mid + 1, hi) if self._held(mid - 1) > room else (lo, mid)
+            issue = lo
+        first = issue + 1 + self.latency
+        if self.bursts:
+            first = max(first, self.bursts[-1][3] + 1)
+        self.bursts.append((issue, beats, first, first + beats - 1))
+
+    def _repeat(self, lengths, n: int) -> int:
+        """Bursts after ``lengths[n]`` placed at once (returns how many): when the bursts
+        the next one depends on are all of its length and the last one came as the one
+        before it (everything shifted by one period), the rest of that run repeats."""
+        recent = self.bursts[-self.outstanding - 3:]
+        if len(recent) < self.outstanding + 3:
+            return 0
+        beats = recent[-1][1]
+        period = recent[-1][0] - recent[-2][0]
+        if any(b[1] != beats or b[0] - a[0] != period or b[2] - a[2] != period
+               for a, b in zip(recent, recent[1:])):
+            return 0
+        run = 0
+        while n + 1 + run < len(lengths) and lengths[n + 1 + run] == beats:
+            run += 1
+        last = recent[-1]
+        self.bursts.extend((last[0] + i * period, beats, last[2] + i * period,
+                            last[3] + i * period) for i in range(1, run + 1))
+        return run
+
+
+@functools.lru_cache(maxsize=4096)
+def _idle_command(outstanding: int, max_burst: int, latency: int, lengths: tuple) -> tuple:
+    """A command on an idle engine from cycle 0: its first and last beat out, and the
+    bursts the next command depends on."""
+    fresh = ReadTimeline(outstanding=outstanding, max_burst=max_burst, latency=latency)
+    return fresh._run(lengths, 0), tuple(fresh.bursts[-outstanding - 3:])
+
+
+def read_cycles(word: int, *, data_bits: int, max_burst: int, outstanding: int,
+                latency: int) -> int:
+    """A read command's handshake to its last beat on ``m_axis_rd``
+    (:class:`ReadTimeline`; what bench/tile_dma.py measures)."""
+    lengths = [b for _, b in bursts(word, data_bits=data_bits, max_burst=max_burst)]
+    return ReadTimeline(outstanding=outstanding, max_burst=max_burst,
+                        latency=latency).command(lengths, 0)[1]
 
 # ---------------------------------------------------------------------------------------
 # Cost estimate, calibrated against Yosys synth_xilinx (xc7vx485t) on five configurations

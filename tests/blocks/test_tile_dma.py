@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blocks.tile_dma import (BLOCK, PAGE, bursts, command_valid, encode_command, golden,
-                             tile_beat_addresses)
+from blocks.tile_dma import (BLOCK, PAGE, ReadTimeline, bursts, command_valid, encode_command,
+                             golden, read_cycles, tile_beat_addresses)
 from blocks.spec import ParameterError
 from cnn_ip import simkit
 from cnn_ip.cli import main
@@ -117,6 +117,58 @@ def test_writes_and_reads_a_tile_across_4k_like_the_golden_model(hdl, tmp_path):
                           config=config, hdl=hdl, workdir=tmp_path / "r", **tile)
     assert read["beats"] == want["reads"][0]
     assert read["rd_bytes"] == want["rd_bytes"] and not read["error"]
+
+
+# Read tiles (bus, max_burst, outstanding, memory latency, tile) chosen for what the model
+# must get right: short last bursts, rows cut at 4 KB, strides beyond the row, one-beat
+# bursts, more outstanding bursts than a row has
+TIMING = [(32, 1, 1, 20, dict(base=0x0FC0, stride=64, row_bytes=64, rows=2)),
+          (64, 2, 4, 20, dict(base=0x2000, stride=200 * 8, row_bytes=136, rows=3)),
+          (128, 16, 4, 20, dict(base=0x0F80, stride=1024, row_bytes=1024, rows=1)),
+          (64, 16, 1, 8, dict(base=0x1000 - 40, stride=400, row_bytes=320, rows=2)),
+          (32, 64, 2, 20, dict(base=0x3000, stride=2048, row_bytes=1500 // 4 * 4, rows=1)),
+          (64, 4, 8, 2, dict(base=0x0FF8, stride=72, row_bytes=72, rows=4)),
+          (128, 5, 3, 13, dict(base=0x0E00, stride=1600, row_bytes=1040, rows=2)),
+          (32, 16, 2, 20, dict(base=0x4000, stride=4, row_bytes=4, rows=7))]
+
+
+@pytest.mark.parametrize("data_bits,max_burst,outstanding,latency,tile", TIMING)
+def test_read_timing_model_is_the_rtl_cycle_for_cycle(data_bits, max_burst, outstanding,
+                                                       latency, tile):
+    """``read_cycles`` (what conv_frame plans its fetches with) against the MyHDL block
+    and a fixed-latency memory: command handshake to the last beat, equal."""
+    run = simkit.run_tile(outstanding=outstanding, latency=latency, direction="read",
+                          config={"data_bits": data_bits, "addr_bits": 32,
+                                  "max_burst": max_burst}, **tile)
+    assert run["cycles"] == read_cycles(encode_command(**tile), data_bits=data_bits,
+                                        max_burst=max_burst, outstanding=outstanding,
+                                        latency=latency)
+
+
+class PlainTimeline(ReadTimeline):
+    """Every burst placed one by one: no idle-engine cache, no repeated runs."""
+
+    def command(self, lengths, at):
+        return self._run(lengths, at)
+
+    def _repeat(self, lengths, n):
+        return 0
+
+
+def test_read_timeline_shortcuts_place_every_burst_as_one_by_one():
+    rng = random.Random(3)
+    for _ in range(400):
+        config = dict(outstanding=rng.choice([1, 2, 3, 4, 8]),
+                      max_burst=rng.choice([1, 2, 3, 16, 64]), latency=rng.choice([0, 2, 20]))
+        fast, plain = ReadTimeline(**config), PlainTimeline(**config)
+        at = 0
+        for _ in range(rng.randint(1, 5)):
+            lengths = [config["max_burst"]] * rng.randint(1, 60)
+            lengths[-1] = rng.randint(1, config["max_burst"])
+            at += rng.randint(0, 150)
+            assert fast.command(lengths, at) == plain.command(lengths, at), config
+            tail = config["outstanding"] + 3
+            assert fast.bursts[-tail:] == plain.bursts[-tail:]
 
 
 # --- conversion, lint, CLI, parameters ---------------------------------------------------
