@@ -65,10 +65,10 @@ schedule (:func:`schedule`) of the group fetches, each burst of each fetch place
 DMA's read engine issues it (``tile_dma.ReadTimeline``, a memory of latency
 :data:`MEMORY_LATENCY`), against each group's compute time ``Ho*Wo*K*K*Cin/S``.
 Latency: the first window's first beat, after the frame buffer's latency (``F`` and its
-read stages) or the first
-group's weights (its fetch, started by the frame's first beat, the group buffer and the
-decoder) whichever comes later; then the window (``K*K*Cin/S - 1`` beats from its first
-to its last), the MAC's and the requantizer's pipelines (:func:`estimate`).  Both
+read stages) or the first group's weights (its fetch, started by the frame's first beat,
+the group buffer and the decoder), whichever comes later; then the window
+(``K*K*Cin/S - 1`` beats from its first to its last), the MAC's and the requantizer's
+pipelines (:func:`estimate`).  Both
 checked to the cycle in ``tests/assemblies/test_conv_frame.py``, fetch-bound layers
 included; ``bench/conv_frame.py`` prints measured against planned.
 """
@@ -357,7 +357,7 @@ def golden(frames, *, layer, lanes, **_):
     return values, (np.arange(len(values)) % per) == per - 1
 
 
-def fetches(args: dict) -> list[tuple[list[int], int]]:
+def fetches(args: dict) -> list[tuple[tuple[int, ...], int]]:
     """Per group: the beats of each DMA burst of its read command, and its words."""
     q = parts(**args)
     bus = args.get("bus_bits", 64)
@@ -367,7 +367,7 @@ def fetches(args: dict) -> list[tuple[list[int], int]]:
                                    q["weights"]["depths"])]
 
 
-def bank_filled(dma, lengths: list, words: int, at: int, after: int | None = None) -> int:
+def bank_filled(dma, lengths: tuple, words: int, at: int, after: int | None = None) -> int:
     """The cycle a group's last word is in its bank: its command (bursts of ``lengths``
     beats) at cycle ``at`` at the earliest on ``dma`` (a ``tile_dma.ReadTimeline``), its
     ``words`` taken at most one a cycle from its first beat, its beats at most one a cycle
@@ -394,7 +394,7 @@ def schedule(*, fill: int, group: int, fetches: list, buffers: int, path: int,
     ``latency``); the group buffer takes its words at most one a cycle, and a group's
     first weight beat reaches the MAC ``path`` cycles after its last word.  A group's
     compute (``group`` cycles) starts when the previous group's ends, its weights are
-    there and (group 0) its frame is filled.  Returns the mean of the last four frames
+    there and (group 0) its frame is filled.  Returns the mean of the last two frames
     (rounded up): with an odd G the banks alternate between frames."""
     dma = td.ReadTimeline(outstanding=outstanding, max_burst=max_burst, latency=latency)
     begins, ends, fill_ends, reads_end = [], [], [], []
