@@ -4,7 +4,8 @@ Moves one 64-row x 256-byte tile (``data_bits`` 64, ``max_burst`` 16: 128 bursts
 beats) with ``outstanding`` 1, 2 and 4 through a memory with a fixed latency, and prints
 read and write throughput in bytes per cycle:
 
-* read: from the cycle the command is accepted to the cycle of the tile's ``tlast`` beat;
+* read: from the cycle the command is accepted to the cycle of the tile's ``tlast`` beat,
+  beside ``tile_dma.read_cycles`` (the read timing frame stages are planned with);
 * write: from the cycle the command is accepted to the cycle of its ``wrdone`` beat.
 
 The memory (``cnn_ip.simkit.axi_memory``) is a pipelined AXI4 slave: it accepts an address every
@@ -26,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from blocks.tile_dma import BLOCK
+from blocks.tile_dma import BLOCK, encode_command, read_cycles
 from cnn_ip.simkit import TILE_CONFIG as CONFIG, run_tile
 
 ROWS, ROW_BYTES = 64, 256  # run_tile's default tile
@@ -36,13 +37,19 @@ def throughput_table(latency: int, hdl: str) -> list[str]:
     lines = [f"tile {ROWS} rows x {ROW_BYTES} bytes, data_bits 64, max_burst 16, "
              f"memory latency {latency} cycles (AR handshake to first R beat; last W beat to B)",
              "",
-             "| outstanding | read cycles | read bytes/cycle | write cycles | write bytes/cycle |",
-             "|---:|---:|---:|---:|---:|"]
+             "| outstanding | read cycles | planned | read bytes/cycle | write cycles | "
+             "write bytes/cycle |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    command = encode_command(base=0x1000, stride=ROW_BYTES, row_bytes=ROW_BYTES, rows=ROWS)
     for outstanding in (1, 2, 4):
         r = run_tile(outstanding=outstanding, latency=latency, direction="read", hdl=hdl)
         w = run_tile(outstanding=outstanding, latency=latency, direction="write", hdl=hdl)
-        lines.append(f"| {outstanding} | {r['cycles']} | {r['bytes'] / r['cycles']:.2f} | "
-                     f"{w['cycles']} | {w['bytes'] / w['cycles']:.2f} |")
+        planned = read_cycles(command, data_bits=CONFIG["data_bits"],
+                              max_burst=CONFIG["max_burst"], outstanding=outstanding,
+                              latency=latency)
+        lines.append(f"| {outstanding} | {r['cycles']} | {planned} | "
+                     f"{r['bytes'] / r['cycles']:.2f} | {w['cycles']} | "
+                     f"{w['bytes'] / w['cycles']:.2f} |")
     return lines
 
 
