@@ -103,7 +103,23 @@ def mode(layer) -> tuple[str, int]:
 def check_numbers(layer, weights, wbits) -> tuple[np.ndarray, dict]:
     """The layer's ``W`` (int64) and constants as the decoder and the requantizer take
     them, or ValueError saying which array is wrong and why (the blocks' own rules, so a
-    layer's numbers are judged once, for ``--layer`` and for ``assemble --model``)."""
+    layer's numbers are judged once, for ``--layer`` and for ``assemble --model``).
+
+    The answer is kept on the layer for the arrays it was given (the planner asks for
+    every fold it costs: thousands of times on a large network); an array replaced is
+    checked again, one changed in place is not."""
+    arrays = (layer.W, layer.bias, layer.M, layer.M_neg)   # held: their ids stay theirs
+    rest = (layer.S, layer.final, weights, wbits)
+    kept = layer.__dict__.get("_checked_numbers")
+    if (kept is not None and kept[1] == rest
+            and all(a is b for a, b in zip(kept[0], arrays))):
+        return kept[2]
+    result = _check_numbers(layer, weights, wbits)
+    layer.__dict__["_checked_numbers"] = (arrays, rest, result)
+    return result
+
+
+def _check_numbers(layer, weights, wbits) -> tuple[np.ndarray, dict]:
     try:
         W = check_matrix(layer.W, weights=weights, wbits=wbits, lanes=1, simd=1)
     except ValueError as error:         # "weights_file: what"

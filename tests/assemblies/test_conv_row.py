@@ -219,6 +219,24 @@ def test_rejects_a_layer_whose_window_does_not_fit():
         cr.BLOCK.prepared(layer=layer, lanes=4, simd=2)
 
 
+def test_a_layers_numbers_are_checked_again_when_an_array_is_replaced():
+    """The check is kept on the layer (the planner costs thousands of folds), for the
+    arrays it saw: a new W, M or S is judged again."""
+    p, _ = make("binary-relu-k3s1p1-G1-C2")
+    layer = p["layer"]
+    assert cr.parts(**p)["decoder"]["weights_file"] is cr.parts(**p)["decoder"]["weights_file"]
+    W = np.array(layer.W, dtype=float)
+    W[0, 0] = np.nan
+    layer.W = W
+    with pytest.raises(ParameterError, match=r"W: must hold integers, got dtype float64"):
+        cr.parts(**p)
+    layer.W = np.ones(W.shape, dtype=np.int64)
+    assert (cr.parts(**p)["decoder"]["weights_file"] == 1).all()
+    layer.S = 0
+    with pytest.raises(ParameterError, match=r"S must be an integer in 1\.\.62"):
+        cr.parts(**p)
+
+
 def test_layer_from_a_model_file(tmp_path):
     from quant.reference import save_model
     p, args = make("ternary-relu-k1s2-G1-C2")
