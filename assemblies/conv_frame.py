@@ -381,7 +381,7 @@ def bank_filled(dma, lengths: tuple, words: int, at: int, after: int | None = No
 
 def schedule(*, fill: int, group: int, fetches: list, buffers: int, path: int,
              outstanding: int = 4, max_burst: int = 16, latency: int = MEMORY_LATENCY,
-             frames: int = 5) -> int:
+             frames: int = 12) -> int:
     """Steady-state cycles between frames: frames back to back, input always there.
 
     A frame's fill starts when a buffer is free (one buffer: the frame buffer has read
@@ -400,6 +400,7 @@ def schedule(*, fill: int, group: int, fetches: list, buffers: int, path: int,
     begins, ends, fill_ends, reads_end = [], [], [], []
     computed, filled = 0, None
     G = len(fetches)
+    states = []
     for _ in range(frames):
         if buffers == 1:
             fill_start = reads_end[-1] if reads_end else 0
@@ -421,7 +422,23 @@ def schedule(*, fill: int, group: int, fetches: list, buffers: int, path: int,
         beat = G * group - 1 - READ_AHEAD
         reads_end.append(begins[-G + beat // group] + beat % group + 1 if beat >= 0
                          else fill_ends[-1])
+        # everything the next frames depend on, as times and burst lengths: once it is
+        # two frames ago's shifted, every frame after repeats the last two
+        states.append(([fill_ends[-1], *reads_end[-2:], *ends[-2:], filled]
+                       + [t for b in dma.bursts[-outstanding - 3:] for t in (b[0], b[2], b[3])],
+                       [b[1] for b in dma.bursts[-outstanding - 3:]]))
+        if len(states) > 2 and _shift(states[-3], states[-1]) is not None:
+            break
     return -(-(ends[-1] - ends[-1 - 2 * G]) // 2)
+
+
+def _shift(before: tuple, after: tuple) -> int | None:
+    """The cycles ``after``'s times are ``before``'s moved by, if all by the same."""
+    (times0, rest0), (times1, rest1) = before, after
+    if rest0 != rest1 or len(times0) != len(times1):
+        return None
+    moves = {b - a for a, b in zip(times0, times1)}
+    return moves.pop() if len(moves) == 1 else None
 
 
 def cycles_per_frame(args: dict) -> dict:
