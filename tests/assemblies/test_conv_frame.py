@@ -56,7 +56,7 @@ def make(name, seed=0, **changes):
     """``(stage parameters, prepared arguments)`` of a random layer of ``LAYERS[name]``
     (or ``FETCH_BOUND[name]``)."""
     cfg = LAYERS[name] if name in LAYERS else FETCH_BOUND[name]
-    rng = np.random.default_rng(seed + len(name))
+    rng = np.random.default_rng(cfg.get("rng_seed", seed + len(name)))
     layer = cf.cr.random_layer(rng, name=name.replace("-", "_"), **cfg["layer"])
     p = {"layer": layer, "base": BASE, **cfg["stage"], **changes}
     return p, cf.BLOCK.prepared(**p)[1]
@@ -202,6 +202,14 @@ FETCH_BOUND = {
                    act_bits=8),
         stage=dict(lanes=4, simd=32, abits=8, lanes_in=32, buffers=2, bus_bits=32,
                    max_burst=64, outstanding=1)),
+    # its layer (rng_seed) one whose next command's first burst waits on the one before's
+    # last (tile_dma.NEXT_COMMAND): 326 cycles, 325 with a gap one cycle shorter
+    "int4-3x3-G2-bus128-burst2-out2-b1": dict(
+        rng_seed=51,
+        layer=dict(cin=16, height=3, width=3, cout=8, k=3, pad=1, weights="int4", act="relu",
+                   act_bits=8),
+        stage=dict(lanes=4, simd=16, abits=8, lanes_in=16, buffers=1, bus_bits=128,
+                   max_burst=2, outstanding=2)),
     "ternary-2x2-G4-bus128-burst1-out4-b2": dict(
         layer=dict(cin=32, height=2, width=2, cout=16, k=3, pad=1, weights="ternary",
                    act="relu", act_bits=8),
