@@ -362,8 +362,8 @@ def fetches(args: dict) -> list[tuple[tuple[int, ...], int]]:
     """Per group: the beats of each DMA burst of its read command, and its words."""
     q = parts(**args)
     bus = args.get("bus_bits", 64)
-    return [(tuple(n for _, n in td.bursts(word, data_bits=bus,
-                                           max_burst=args.get("max_burst", 16))), depth)
+    max_burst = args.get("max_burst", 16)
+    return [(td.burst_lengths(word, data_bits=bus, max_burst=max_burst), depth)
             for word, depth in zip(gb.commands(bus_bits=bus, groups=q["gbuf"]["groups"]),
                                    q["weights"]["depths"])]
 

@@ -907,7 +907,10 @@ class ReadTimeline:
 
     def __init__(self, *, outstanding: int, max_burst: int, latency: int):
         self.outstanding, self.max_burst, self.latency = outstanding, max_burst, latency
-        self.bursts = []        # (issue cycle, beats, first R beat, last R beat)
+        # (issue cycle, beats, first R beat, last R beat) of the last bursts: no burst
+        # depends on more than the ``outstanding + 3`` before it
+        self.bursts = []
+        self.keep = outstanding + 3
 
     def _held(self, t: int) -> int:
         """FIFO credit held at cycle ``t`` by the bursts issued so far."""
@@ -930,7 +933,8 @@ class ReadTimeline:
             # an idle engine: the command runs as on a fresh one, shifted
             (first_out, last_out), tail = _idle_command(self.outstanding, self.max_burst,
                                                         self.latency, key)
-            self.bursts.extend((i + at, b, f + at, e + at) for i, b, f, e in tail)
+            self.bursts = self.bursts[-self.keep:] + [(i + at, b, f + at, e + at)
+                                                      for i, b, f, e in tail]
             return first_out + at, last_out + at
         return self._run(lengths, at)
 
@@ -940,6 +944,7 @@ class ReadTimeline:
             self._place(lengths[n], at if n == 0 else None)
             first_out = self.bursts[-1][2] if first_out is None else first_out
             n += 1 + self._repeat(lengths, n)
+            del self.bursts[:-self.keep]
         return first_out + OUT_LATENCY, self.bursts[-1][3] + OUT_LATENCY
 
     def _place(self, beats: int, command_at: int | None) -> None:
@@ -969,8 +974,8 @@ class ReadTimeline:
         """Bursts after ``lengths[n]`` placed at once (returns how many): when the bursts
         the next one depends on are all of its length and the last one came as the one
         before it (everything shifted by one period), the rest of that run repeats."""
-        recent = self.bursts[-self.outstanding - 3:]
-        if len(recent) < self.outstanding + 3:
+        recent = self.bursts[-self.keep:]
+        if len(recent) < self.keep:
             return 0
         beats = recent[-1][1]
         period = recent[-1][0] - recent[-2][0]
@@ -982,7 +987,8 @@ class ReadTimeline:
             run += 1
         last = recent[-1]
         self.bursts.extend((last[0] + i * period, beats, last[2] + i * period,
-                            last[3] + i * period) for i in range(1, run + 1))
+                            last[3] + i * period)
+                           for i in range(max(1, run - self.keep + 1), run + 1))
         return run
 
 
@@ -991,16 +997,22 @@ def _idle_command(outstanding: int, max_burst: int, latency: int, lengths: tuple
     """A command on an idle engine from cycle 0: its first and last beat out, and the
     bursts the next command depends on."""
     fresh = ReadTimeline(outstanding=outstanding, max_burst=max_burst, latency=latency)
-    return fresh._run(lengths, 0), tuple(fresh.bursts[-outstanding - 3:])
+    return fresh._run(lengths, 0), tuple(fresh.bursts)
+
+
+def burst_lengths(word: int, *, data_bits: int, max_burst: int) -> tuple[int, ...]:
+    """The beats of every AXI burst the block issues for command ``word``, in order."""
+    return tuple(n for _, n in bursts(word, data_bits=data_bits, max_burst=max_burst))
 
 
 def read_cycles(word: int, *, data_bits: int, max_burst: int, outstanding: int,
                 latency: int) -> int:
     """A read command's handshake to its last beat on ``m_axis_rd``
     (:class:`ReadTimeline`; what bench/tile_dma.py measures)."""
-    lengths = [b for _, b in bursts(word, data_bits=data_bits, max_burst=max_burst)]
+    lengths = burst_lengths(word, data_bits=data_bits, max_burst=max_burst)
     return ReadTimeline(outstanding=outstanding, max_burst=max_burst,
                         latency=latency).command(lengths, 0)[1]
+
 
 # ---------------------------------------------------------------------------------------
 # Cost estimate, calibrated against Yosys synth_xilinx (xc7vx485t) on five configurations

@@ -221,7 +221,7 @@ def test_rejects_a_layer_whose_window_does_not_fit():
 
 def test_a_layers_numbers_are_checked_again_when_an_array_is_replaced():
     """The check is kept on the layer (the planner costs thousands of folds), for the
-    arrays it saw: a new W, M or S is judged again."""
+    arrays it saw: a new W or S is judged again."""
     p, _ = make("binary-relu-k3s1p1-G1-C2")
     layer = p["layer"]
     assert cr.parts(**p)["decoder"]["weights_file"] is cr.parts(**p)["decoder"]["weights_file"]
