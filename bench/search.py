@@ -6,7 +6,8 @@ at equal evaluation budget, over several seeds.
         [--recommend observed]
         [--warm S:STRUCTURE ...] [--search-epochs N] [--codes all]
         [--repeats 1] [--weight 0.1] [--size-exponent 2] [--scalarization sum] [--utopia 1.5]
-        [--accuracy-budget B] [--size-budget BITS] [--structures block] [--final] [--remeasure N]
+        [--accuracy-budget B] [--size-budget BITS] [--size-budget-mode fill]
+        [--structures block] [--final] [--remeasure N]
         [--out /tmp/bench_search]
         [--from-json A/search.json B/search.json]
 
@@ -32,9 +33,12 @@ or gained is worth 10 % of the searched layers' bits at the base's size),
 ``--scalarization`` and ``--utopia`` (default sum: size and accuracy terms added; chebyshev:
 their maximum, the ray's slope ``--weight``, its utopia ``--utopia`` points above the base)
 and, if given, ``--accuracy-budget`` (``accuracy_budget``; also ``--budget``, its former
-name) and ``--size-budget`` (``size_budget``,
-the bits the model may take), each fixed on tuning seeds before seeds 0-4 were run with it
-(docs/quant.md, docs/search_history.md).
+name), ``--size-budget`` (``size_budget``,
+the bits the model may take) and ``--size-budget-mode`` (``size_budget_mode``: ``fill``,
+every point of every method filling the budget, the per-layer searches
+``quant.search.FILL_MARGIN`` of it less, uniform's evaluations going round its
+structures; the objective then the measure lost), each fixed on tuning seeds before
+seeds 0-4 were run with it (docs/quant.md, docs/search_history.md).
 Each method's *best* point: ``quant.search.best_of``. The table gives, per seed and method,
 the best point's model bits, validation top-1, mean true-class probability and loss, and
 whether it **dominates** uniform's best (and the Bayesian best random's): fewer bits at no
@@ -72,7 +76,8 @@ from quant import train  # noqa: E402
 from quant.data import load_dataset  # noqa: E402
 from quant.pipeline import (Settings, check_settings, final_finetune,  # noqa: E402
                             searchable_base)
-from quant.options import SCALARIZATIONS, STRUCTURE_OFFERS, out_of_range  # noqa: E402
+from quant.options import (SCALARIZATIONS, SIZE_BUDGET_MODES, STRUCTURE_OFFERS,  # noqa: E402
+                           out_of_range)
 from quant.search import (CANDIDATES, METHODS, RECOMMEND, SizeBudgetError, best_of,  # noqa: E402
                           check_evaluations, run_searches)
 
@@ -124,7 +129,8 @@ def run_seed(plan, data, seed: int, settings: Settings, repeats: int = 1, confir
             "warm": [list(w) for w in warm],
             "base": evaluator.reference,
             "objective": objective.describe(),
-            "size_budget": s.size_budget, "environment": train.environment(),
+            "size_budget": s.size_budget, "size_budget_mode": s.size_budget_mode,
+            "environment": train.environment(),
             "search": {m: search[m] for m in METHODS},
             "cpu_s": round(time.process_time() - started, 1)}
 
@@ -150,7 +156,8 @@ def final_models(plan, data, result: dict, settings: Settings) -> dict:
         out = {}
         for method in METHODS:
             best = best_of(result["search"][method])
-            final_finetune(evaluator, net, data, s, best["sparsity"], best["structure"])
+            final_finetune(evaluator, net, data, s, best["sparsity"], best["structure"],
+                           fill=best.get("fill"))
             m = evaluator.measure()
             out[method] = {"bits": m["bits"], "val_accuracy": round(m["accuracy"], 6),
                            "val_measure": round(m["measure"], 6)}
@@ -171,7 +178,7 @@ def remeasured(plan, data, result: dict, settings: Settings, extra: int) -> dict
             runs = [r for r in records if best["index"] in (r["index"], r.get("confirms"))]
             for run in range(len(runs), len(runs) + extra):
                 evaluator(method, best["sparsity"], best["structure"], run=run,
-                          confirms=best["index"])
+                          confirms=best["index"], fill=best.get("fill"))
                 runs.append(asdict(evaluator.history[-1]))
             # the mean over the runs (not best_of: the rebuilt evaluator numbers its runs
             # from 0 again, so a new run can share the best record's index)
@@ -305,6 +312,9 @@ def main() -> None:
     parser.add_argument("--size-budget", type=int, default=None, metavar="BITS",
                         help="objective: size_budget, the bits the model may take (default: "
                              "the plan's)")
+    parser.add_argument("--size-budget-mode", default=None, choices=SIZE_BUDGET_MODES,
+                        help="how the search keeps to --size-budget: penalty, or every point "
+                             "filling it (default: the plan's)")
     parser.add_argument("--out", default="/tmp/bench_search")
     parser.add_argument("--from-json", nargs="+", metavar="FILE",
                         help="no searches: the table and plot of earlier runs' search.json "
@@ -338,7 +348,7 @@ def main() -> None:
     data = load_dataset(plan.dataset)
     # the plan's settings, the bench's flags over them (the last three only when given)
     given = {"accuracy_budget": args.budget, "size_budget": args.size_budget,
-             "search_epochs": args.search_epochs}
+             "size_budget_mode": args.size_budget_mode, "search_epochs": args.search_epochs}
     settings = Settings(**{**plan.quantize, "evaluations": args.evaluations, "codes": args.codes,
                            "confirm": args.confirm, "progress": False,
                            "accuracy_weight": args.weight, "structures": args.structures,

@@ -68,7 +68,7 @@ from blocks.spec import VERILOG_NAME
 from cnn_ip.errors import UserError
 from quant import weight_modes
 from quant.options import (CODE_SET_NAMES, MAX_INTEGER, RANGES, SCALARIZATIONS,
-                           STRUCTURE_OFFERS)
+                           SIZE_BUDGET_MODES, STRUCTURE_OFFERS)
 
 # ``shape`` None: the data set takes its canvas from the plan's input (one channel, at
 # least ``min_size`` pixels a side).
@@ -137,10 +137,10 @@ QUANTIZE_KEYS = {"seed": int, "epochs": int, "qat_epochs": int, "search_epochs":
                  "penalty": float, "mbits": int, "base_sparsity": float, "prune_steps": int,
                  "codes": str, "structures": str, "accuracy_weight": float, "confirm": int,
                  "size_exponent": float, "scalarization": str, "utopia": float,
-                 "size_budget": int}
+                 "size_budget": int, "size_budget_mode": str}
 # The words a string setting takes (quant.options says what each means)
 QUANTIZE_CHOICES = {"codes": CODE_SET_NAMES, "structures": STRUCTURE_OFFERS,
-                    "scalarization": SCALARIZATIONS}
+                    "scalarization": SCALARIZATIONS, "size_budget_mode": SIZE_BUDGET_MODES}
 COMMON_LAYER_KEYS = ("type", "name", "dataflow")
 LAYER_KEYS = {
     "conv": ("out", "k", "stride", "pad", "act", "slope", "weights", "act_bits", "sparsity", "bn",

@@ -15,6 +15,9 @@ SIZE_EXPONENTS = (0.5, 4.0)
 # quantize.scalarization: how quant.search.Objective folds size and accuracy into one
 # number, a weighted sum or an augmented Chebyshev (max) of the two
 SCALARIZATIONS = ("sum", "chebyshev")
+# quantize.size_budget_mode: how the search keeps to size_budget: a penalty on every percent
+# a point exceeds it, or every point filling it by construction (quant.search.search_space)
+SIZE_BUDGET_MODES = ("penalty", "fill")
 # quantize.utopia: the Chebyshev scalarization's utopia, in points of the measure above the
 # base model's
 UTOPIAS = (0.0, 100.0)

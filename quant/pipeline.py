@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from quant import export, reference, sparse_format, train
 from quant.model import fp32_parameter_count
 from quant.plot import plot_search
-from quant.options import CODE_SET_NAMES, RANGES, out_of_range
+from quant.options import CODE_SET_NAMES, RANGES, SIZE_BUDGET_MODES, out_of_range
 from quant.search import (Evaluator, Objective, best_of, check_evaluations, check_objective,
                           check_structures, model_bits, run_searches)
 
@@ -61,6 +61,7 @@ class Settings:
     scalarization: str = "sum"   # objective: quant.options.SCALARIZATIONS
     utopia: float = 1.5          # objective, chebyshev: points of the measure above the base
     size_budget: int | None = None  # objective: bits the model may take (quant.search.SIZE_PENALTY)
+    size_budget_mode: str = "penalty"  # quant.options.SIZE_BUDGET_MODES: penalised, or filled
     mbits: int = 8               # width bound of the requantization multipliers M
     base_sparsity: float = 0.5   # of the `auto` layers in the base model the search starts from
     codes: str = "hardware"      # a key of CODE_SETS: the codings the search counts bits in
@@ -126,6 +127,11 @@ def check_settings(s: Settings) -> None:
             raise ValueError(f"{key}: {problem}")
     if s.confirm:
         check_evaluations(s.evaluations, s.confirm)
+    if s.size_budget_mode not in SIZE_BUDGET_MODES:
+        raise ValueError(f"size_budget_mode: must be one of {', '.join(SIZE_BUDGET_MODES)}, "
+                         f"got {s.size_budget_mode!r}")
+    if s.size_budget_mode == "fill" and s.size_budget is None:
+        raise ValueError("size_budget_mode: fill needs a size_budget")
     if s.codes not in CODE_SETS:
         raise ValueError(f"codes: must be one of {', '.join(CODE_SETS)}, got {s.codes!r}")
     check_objective(s.size_exponent, s.scalarization, s.accuracy_weight, s.utopia)
@@ -152,9 +158,12 @@ def quantize_and_search(specs, net, data, s: Settings, *, measure: str, head_mbi
                               progress=s.progress, confirm=s.confirm)
         chosen = dict(search["best"]["sparsity"])
         structure = dict(search["best"]["structure"])
+        fill = search["best"].get("fill")
     else:
         search, chosen, structure = {"bayes": [], "uniform": [], "best": None}, {}, {}
-    final_finetune(evaluator, net, data, s, chosen, structure, loss=loss, score=score)
+        fill = None
+    final_finetune(evaluator, net, data, s, chosen, structure, loss=loss, score=score,
+                   fill=fill)
     base = evaluator.reference
     return qnet, evaluator, objective, search, chosen, base["bits"], base["measure"]
 
@@ -187,21 +196,25 @@ def searchable_base(specs, net, data, s: Settings, *, measure: str, head_mbits=N
                           measure=name, weight=s.accuracy_weight,
                           size_exponent=s.size_exponent, scalarization=s.scalarization,
                           utopia=s.utopia, size_budget=s.size_budget,
-                          fixed_bits=base["bits"] - base["searched_bits"])
+                          fixed_bits=base["bits"] - base["searched_bits"],
+                          fill=s.size_budget_mode == "fill")
     evaluator.objective = objective
+    if objective.fill:
+        evaluator.fill_to(s.size_budget, base)
     log(f"quantized base: {base['bits']} bits, {measure} {base['accuracy']:.4f}", s.progress)
     return qnet, evaluator, objective, auto
 
 
 def final_finetune(evaluator, net, data, s: Settings, chosen: dict, structure: dict, *,
-                   loss=None, score=None) -> None:
+                   loss=None, score=None, fill: list | None = None) -> None:
     """Step 5: ``chosen`` (with ``structure``) pruned from the evaluator's base and
     fine-tuned ``final_epochs`` at the evaluations' learning rate, a classifier (no
     ``loss``/``score`` of its own) distilled from the fp32 ``net``; left in
-    ``evaluator.qnet``."""
+    ``evaluator.qnet``.  ``fill``: the chosen point's weight bits (size_budget_mode fill),
+    the last pruning step's sparsities solved to meet them (``Evaluator.apply``)."""
     final_loss = distillation_loss(net, data) if score is None and loss is None else loss
     evaluator.apply(chosen, s.final_epochs, desc="final fine-tuning", structure=structure,
-                    tuning=evaluator.search_tuning, loss=final_loss)
+                    tuning=evaluator.search_tuning, loss=final_loss, fill=fill)
 
 
 def distillation_loss(net, data, weight: float = DISTILL, temperature: float = DISTILL_T):

@@ -118,6 +118,14 @@ SKOPT_REPEAT_WARNING = "The objective has been evaluated at point"
 # The augmented Chebyshev scalarization's sum term: it ranks points the max ties (e.g. two
 # of equal size, both above the ray), small so the max decides everywhere else
 CHEBYSHEV_RHO = 0.05
+# size_budget_mode "fill": the per-layer searches (Bayesian, random) fill this fraction of
+# the size budget less than uniform sparsity does.  Fine-tuning moves the constant ROMs'
+# widths (bias, M) by a bit or two per output channel, so two models solved to the same
+# bits end tens to hundreds of bits apart either way; with the margin, a per-layer point
+# as accurate as uniform's is also smaller, and one that is not is not helped by its bits
+FILL_MARGIN = 0.01
+# How finely a filled layer's sparsity is solved (a block of 16 weights of 73,728 is 2e-4)
+FILL_RESOLUTION = 1e-6
 
 
 def check_objective(size_exponent: float, scalarization: str, weight: float,
@@ -162,34 +170,50 @@ class Objective:
     utopia: float = 1.5          # chebyshev: points of the measure above the base
     size_budget: int | None = None  # bits the whole model may take (None: no budget)
     fixed_bits: int = 0          # bits of the layers not searched, in the base model
+    fill: bool = False           # size_budget_mode "fill": every point fills the budget
 
     def __post_init__(self):
         check_objective(self.size_exponent, self.scalarization, self.weight, self.utopia)
+        if self.fill and self.size_budget is None:
+            raise ValueError("size_budget_mode: fill needs a size_budget")
         if self.size_budget is not None and self.size_budget <= self.fixed_bits:
             raise SizeBudgetError(f"size_budget: {self.size_budget} bits leaves nothing for "
                                   f"the searched layers (the others take {self.fixed_bits})")
 
     def over_budget(self, model_bits: int) -> float:
-        """Percent of ``size_budget`` a model of ``model_bits`` exceeds it by."""
+        """Percent of ``size_budget`` a model of ``model_bits`` exceeds it by (filling it,
+        beyond ``FILL_MARGIN`` of it: a filled model can end above it by what fine-tuning
+        adds to the constant ROMs)."""
         if self.size_budget is None:
             return 0.0
-        return max(0.0, 100 * (model_bits - self.size_budget) / self.size_budget)
+        line = self.size_budget * (1 + FILL_MARGIN) if self.fill else self.size_budget
+        return max(0.0, 100 * (model_bits - line) / self.size_budget)
 
     def __call__(self, bits: int, accuracy: float, model_bits: int | None = None) -> float:
         """``bits``: the searched layers'; ``model_bits``: the whole model's, for the size
         budget (default ``bits + fixed_bits``: the other layers as in the base model)."""
         drop = 100 * (self.ref_accuracy - accuracy)
+        over = SIZE_PENALTY * self.over_budget(bits + self.fixed_bits if model_bits is None
+                                               else model_bits)
+        if self.fill:
+            return drop / 100 + over
         size = (bits / self.ref_bits) ** self.size_exponent
         if self.scalarization == "sum":
             trade = size + self.weight * drop
         else:
             lost = self.weight * (drop + self.utopia)
             trade = max(size, lost) + CHEBYSHEV_RHO * (size + lost)
-        return (trade + self.penalty * max(0.0, drop - self.accuracy_budget)
-                + SIZE_PENALTY * self.over_budget(bits + self.fixed_bits if model_bits is None
-                                                  else model_bits))
+        return trade + self.penalty * max(0.0, drop - self.accuracy_budget) + over
 
     def describe(self) -> str:
+        if self.fill:
+            return (f"minimise {self.ref_accuracy:.6f} - {self.measure} + {SIZE_PENALTY} * "
+                    f"max(0, 100*(model_bits - {self.size_budget * (1 + FILL_MARGIN):g})/"
+                    f"{self.size_budget}) over the pruning structures of the auto layers "
+                    f"and their shares of a model of {self.size_budget} bits (every point "
+                    f"fills it, size_budget_mode fill, the per-layer searches "
+                    f"{100 * (1 - FILL_MARGIN):g} % of it, unless its structures cannot get "
+                    f"down to it)")
         drop = f"100*({self.ref_accuracy:.6f} - {self.measure})"
         size = f"searched_bits/{self.ref_bits}"
         if self.size_exponent != 1:
@@ -225,6 +249,7 @@ class Evaluation:
     objective: float
     confirms: int | None = None  # a confirmation run: the index of the record it repeats
     predicted: float | None = None  # recommend="model": the GP's posterior mean (capped objective)
+    fill: list | None = None     # size_budget_mode fill: [[layer names, weight bits], ...]
 
 
 def parse_structure(label: str) -> tuple[str, int | None]:
@@ -286,6 +311,63 @@ def prune_layer(layer, sparsity: float, structure: str = UNSTRUCTURED) -> None:
     """Set ``layer``'s mask to ``sparsity`` in ``structure`` (:func:`layer_mask`)."""
     layer.sparsity = float(sparsity)
     layer.mask.copy_(layer_mask(layer, sparsity, structure))
+
+
+def pruned_weight_bits(layer, sparsity: float, structure: str, codes) -> int:
+    """Weight ROM bits, in the smallest of ``codes``, of ``layer`` (a
+    :class:`quant.fakequant.QLayer` with its weights as they are) pruned to ``sparsity``
+    in ``structure`` (:func:`layer_mask`); the layer's mask is left as it was."""
+    kept = layer.mask.clone()
+    try:
+        layer.mask.copy_(layer_mask(layer, sparsity, structure))
+        W = layer.to_int_layer().W
+    finally:
+        layer.mask.copy_(kept)
+    weights, wbits = weight_modes.parse(layer.spec.weights)
+    lanes, simd = export.packing(*W.shape)
+    return sparse_format.layer_bits(W, weights=weights, wbits=wbits, lanes=lanes, simd=simd,
+                                    codes=codes)["bits"]
+
+
+def solve_sparsity(bits_of, target: int) -> float:
+    """The least sparsity in ``[0, MAX_SPARSITY]`` (to :data:`FILL_RESOLUTION`, rounded up)
+    at which ``bits_of(sparsity)``, taken as not increasing, is at most ``target``;
+    ``MAX_SPARSITY`` when none is (bisection: a step of :func:`quant.prune.keep_mask`
+    drops ``round(sparsity * n)`` weights or blocks, so the bits fall in steps)."""
+    if bits_of(0.0) <= target:
+        return 0.0
+    low, high = 0.0, MAX_SPARSITY
+    if bits_of(high) > target:
+        return high
+    while high - low > FILL_RESOLUTION:
+        middle = (low + high) / 2
+        if bits_of(middle) <= target:
+            high = middle
+        else:
+            low = middle
+    return min(MAX_SPARSITY, np.ceil(high / FILL_RESOLUTION) * FILL_RESOLUTION)
+
+
+def allot(target: int, ranges: list[tuple[int, int]], shares: list[float]) -> list[int]:
+    """Split ``target`` bits over layers whose bits can range over ``ranges`` (``(least,
+    most)``, in order): layer i but the last takes ``shares[i]`` of the way through what
+    it can take with the later layers still able to take the rest, the last layer the
+    rest.  So every share in ``[0, 1]`` gives a split that sums to ``target`` when any
+    does; outside (a target above or below what the layers can take) each layer is held
+    at its bound."""
+    split, left = [], target
+    for i, (least, most) in enumerate(ranges[:-1]):
+        rest = ranges[i + 1:]
+        low = max(least, left - sum(r[1] for r in rest))
+        high = min(most, left - sum(r[0] for r in rest))
+        if low > high:                   # nothing fits: a bound (the side it misses on)
+            take = most if left - sum(r[1] for r in rest) > most else least
+        else:
+            take = int(round(low + shares[i] * (high - low)))
+        split.append(take)
+        left -= take
+    least, most = ranges[-1]
+    return split + [min(max(left, least), most)]
 
 
 def model_bits(layers, codes) -> tuple[int, dict, dict]:
@@ -365,6 +447,11 @@ class Evaluator:
         self.objective, self.epochs, self.seed, self.steps = objective, epochs, seed, steps
         self.repeats = repeats
         self.history: list[Evaluation] = []
+        # size_budget_mode fill: the weight bits the auto layers may take in all (set by
+        # quant.pipeline.searchable_base from the budget and the base's other ROMs)
+        self.fill_bits: int | None = None
+        self.fill_margin = 0             # bits the per-layer searches leave of fill_bits
+        self._ranges: dict = {}
         layers = {layer.spec.name: layer for layer in qnet.weight_layers()}
         self.choices = {name: structure_choices(layers[name].weight.shape[0],
                                                 layers[name].weight[0].numel(),
@@ -372,14 +459,58 @@ class Evaluator:
                                                 structures)
                         for name in self.auto}
 
+    def fill_to(self, size_budget: int, base: dict) -> None:
+        """size_budget_mode fill: every point's auto layers take, in weight ROM bits, what
+        ``size_budget`` leaves of the ``base`` model's (:meth:`measure`) other ROMs, the
+        per-layer searches ``FILL_MARGIN`` of the budget less (:func:`search_space`).
+        SizeBudgetError if that is less than the auto layers take at ``MAX_SPARSITY``."""
+        weights = sum(base["codings"][n]["bits"] for n in self.auto)
+        self.fill_bits = size_budget - (base["bits"] - weights)
+        self.fill_margin = round(FILL_MARGIN * size_budget)
+        least = sum(min(self.weight_range(n, c)[0] for c in self.choices[n]) for n in self.auto)
+        if self.fill_bits - self.fill_margin < least:
+            raise SizeBudgetError(
+                f"size_budget: {size_budget} bits cannot be filled: with every auto layer "
+                f"at sparsity {MAX_SPARSITY} the model takes "
+                f"{size_budget - self.fill_bits + least} bits, and the per-layer searches "
+                f"of size_budget_mode fill leave {self.fill_margin} bits of the budget")
+
+    def weight_range(self, name: str, label: str) -> tuple[int, int]:
+        """``(least, most)`` weight bits of auto layer ``name`` pruned in ``label`` from the
+        base: at ``MAX_SPARSITY`` and at 0 (leaves ``self.qnet`` at the base)."""
+        if (name, label) not in self._ranges:
+            self.qnet.load_state_dict(self.base)
+            layer = self.qnet.qlayers[name]
+            self._ranges[name, label] = tuple(
+                pruned_weight_bits(layer, s, label, self.codes) for s in (MAX_SPARSITY, 0.0))
+        return self._ranges[name, label]
+
+    def fill_sparsity(self, fill: list, structure: dict) -> dict:
+        """The sparsity of each layer of ``fill`` (``[[names, weight bits], ...]``: the
+        layers of a group share one sparsity) that brings the group's weight bits to its
+        target or just below (:func:`solve_sparsity`), pruned from ``self.qnet``'s weights
+        as they are."""
+        layers = self.qnet.qlayers
+        sparsity = {}
+        for names, target in fill:
+            def bits_of(s, names=names):
+                return sum(pruned_weight_bits(layers[n], s, structure.get(n, UNSTRUCTURED),
+                                              self.codes) for n in names)
+            solved = round(float(solve_sparsity(bits_of, int(target))), 6)
+            sparsity.update({n: solved for n in names})
+        return sparsity
+
     def apply(self, sparsity: dict, epochs: int, desc: str = "fine-tuning",
               structure: dict | None = None, tuning: dict | None = None, loss=None,
-              seed: int | None = None):
+              seed: int | None = None, fill: list | None = None):
         """Base model, pruned to ``sparsity`` with ``structure`` (unstructured where not
         given), fine-tuned ``epochs`` (``tuning``, ``loss``, ``seed``: instead of the
         evaluator's): left in ``self.qnet``.  With ``steps`` > 1 the
         pruning is gradual: the sparsity moves from the base's to the target in ``steps``
-        equal steps (at most one an epoch), each followed by its share of the epochs."""
+        equal steps (at most one an epoch), each followed by its share of the epochs.
+        ``fill`` (size_budget_mode fill, :meth:`fill_sparsity`): the last step's sparsities
+        are solved again on the weights as they are then, so the weight bits meet their
+        targets exactly (the earlier steps head for ``sparsity``, solved on the base)."""
         self.qnet.load_state_dict(self.base)
         layers = [layer for layer in self.qnet.weight_layers() if layer.spec.name in sparsity]
         start = {layer.spec.name: 1.0 - float(layer.mask.mean()) for layer in layers}
@@ -387,6 +518,8 @@ class Evaluator:
         seed = self.seed if seed is None else seed
         done = 0
         for step in range(1, steps + 1):
+            if fill and step == steps:
+                sparsity = self.fill_sparsity(fill, structure or {})
             for layer in layers:
                 name = layer.spec.name
                 target = start[name] + (sparsity[name] - start[name]) * step / steps
@@ -410,15 +543,21 @@ class Evaluator:
         return {**metrics, "bits": bits, "searched_bits": sum(per_layer[n] for n in self.auto),
                 "layers": layers, "codings": codings}
 
-    def __call__(self, search: str, sparsity: dict, structure: dict, *, run: int = 0,
-                 confirms: int | None = None) -> float:
+    def __call__(self, search: str, sparsity: dict | None, structure: dict, *, run: int = 0,
+                 confirms: int | None = None, fill: list | None = None) -> float:
         """Evaluate a point; ``run`` k > 0 (a confirmation run of record ``confirms``)
-        fine-tunes with the seeds after those of runs 0..k-1."""
+        fine-tunes with the seeds after those of runs 0..k-1.  ``fill`` instead of
+        ``sparsity`` (size_budget_mode fill): the layers' weight bits, from which their
+        sparsities are solved (:meth:`apply`; recorded as solved on the base)."""
+        if fill:
+            self.qnet.load_state_dict(self.base)
+            sparsity = self.fill_sparsity(fill, structure)
         sparsity = {name: round(float(v), 6) for name, v in sparsity.items()}
         runs = []
         for r in range(self.repeats):
             self.apply(sparsity, self.epochs, structure=structure, tuning=self.search_tuning,
-                       seed=self.seed + (run * self.repeats + r) * REPEAT_SEED_STRIDE)
+                       seed=self.seed + (run * self.repeats + r) * REPEAT_SEED_STRIDE,
+                       fill=fill)
             m = self.measure()
             m["achieved"] = {l.name: layer_sparsity(l) for l in m["layers"] if l.W is not None}
             runs.append(m)
@@ -433,56 +572,81 @@ class Evaluator:
         self.history.append(Evaluation(
             search, len(self.history), sparsity, dict(structure), achieved, bits, searched,
             rounded(mean("accuracy")), rounded(mean("measure")), rounded(mean("loss")),
-            round(value, 6), confirms))
+            round(value, 6), confirms, fill=[[list(n), int(t)] for n, t in fill] if fill else None))
         return value
 
 
 def search_space(evaluator: Evaluator, method: str):
     """skopt dimensions of ``method``, the function turning a point into ``(sparsity,
-    structure)`` dicts over the ``auto`` layers, and the one turning a uniform point
+    structure, fill)`` over the ``auto`` layers, and the one turning a uniform point
     ``(sparsity, structure label)`` into a point of the space (a layer that cannot take
-    the label: its first choice)."""
+    the label: its first choice).
+
+    With ``evaluator.fill_bits`` (size_budget_mode fill) a point has no sparsities:
+    uniform's is a structure label alone, its sparsity the one that fills the budget; a
+    per-layer point gives every auto layer but the last a share in ``[0, 1]`` of the way
+    through the weight bits it can take (:func:`allot`), the last layer the rest, the
+    whole ``FILL_MARGIN`` of the budget below uniform's; ``sparsity`` is then ``None``
+    and ``fill`` the bits (``Evaluator.__call__``), and there is no ``encode``."""
     from skopt.space import Categorical, Real
     names, choices = evaluator.auto, evaluator.choices
+    filled = evaluator.fill_bits is not None
     if method == "uniform":
         # one structure for all; a layer that cannot take it takes its first choice, as
         # in the Bayesian space's encode (so with structures="block" a layer that has
         # block sizes is never pruned unstructured)
         offered = sorted({c for n in names for c in choices[n]},
                          key=lambda c: parse_structure(c)[1] or 0)
+        if filled:
+            dims = [Categorical(offered)] if len(offered) > 1 else []
+
+            def decode(x):
+                label = str(x[0]) if x else offered[0]
+                return None, {n: label if label in choices[n] else choices[n][0]
+                              for n in names}, [[names, evaluator.fill_bits]]
+            return dims, decode, None
         dims = [Real(0.0, MAX_SPARSITY)] + ([Categorical(offered)] if len(offered) > 1 else [])
 
         def decode(x):
             label = str(x[1]) if len(x) > 1 else offered[0]
             return ({n: x[0] for n in names},
-                    {n: label if label in choices[n] else choices[n][0] for n in names})
+                    {n: label if label in choices[n] else choices[n][0] for n in names}, None)
 
         def encode(sparsity, label):
             return [sparsity] + ([label if label in offered else offered[0]]
                                  if len(offered) > 1 else [])
         return dims, decode, encode
     dims, slots = [], []
-    for name in names:
-        dims.append(Real(0.0, MAX_SPARSITY))
+    for i, name in enumerate(names):
+        has_value = not filled or i < len(names) - 1      # filled: the last takes the rest
+        if has_value:
+            dims.append(Real(0.0, 1.0) if filled else Real(0.0, MAX_SPARSITY))
         if len(choices[name]) > 1:
             dims.append(Categorical(choices[name]))
-        slots.append((name, len(choices[name]) > 1))
+        slots.append((name, len(choices[name]) > 1, has_value))
 
     def decode(x):
-        sparsity, structure, i = {}, {}, 0
-        for name, has_choice in slots:
-            sparsity[name] = x[i]
-            structure[name] = str(x[i + 1]) if has_choice else UNSTRUCTURED
-            i += 2 if has_choice else 1
-        return sparsity, structure
+        values, structure, i = {}, {}, 0
+        for name, has_choice, has_value in slots:
+            if has_value:
+                values[name] = x[i]
+                i += 1
+            structure[name] = str(x[i]) if has_choice else UNSTRUCTURED
+            i += 1 if has_choice else 0
+        if not filled:
+            return values, structure, None
+        target = evaluator.fill_bits - evaluator.fill_margin
+        split = allot(target, [evaluator.weight_range(n, structure[n]) for n in names],
+                      [values[n] for n in names[:-1]])
+        return None, structure, [[[n], bits] for n, bits in zip(names, split)]
 
     def encode(sparsity, label):
         x = []
-        for name, has_choice in slots:
+        for name, has_choice, _ in slots:
             x += [sparsity] + ([label if label in choices[name] else choices[name][0]]
                                if has_choice else [])
         return x
-    return dims, decode, encode
+    return dims, decode, None if filled else encode
 
 
 def check_evaluations(evaluations: int, confirm: int = 0, candidates: int = CANDIDATES,
@@ -557,6 +721,10 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
     if recommend not in RECOMMEND:
         raise ValueError(f"recommend: must be one of {', '.join(RECOMMEND)}, got {recommend!r}")
     check_evaluations(evaluations, confirm, candidates, warm)
+    filled = evaluator.fill_bits is not None
+    if filled and warm:
+        raise ValueError("warm: uniform points have a sparsity, and with size_budget_mode "
+                         "fill no point does")
     searched = evaluations - confirm
     results = {}
     bar = tqdm(total=len(methods) * evaluations, desc="sparsity search",
@@ -568,11 +736,16 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
         seen = []                                   # (point, what the GP is shown)
 
         def func(x, method=method, decode=decode, seen=seen):
-            value = min(evaluator(method, *decode(x)), GP_CAP)
+            sparsity, structure, fill = decode(x)
+            value = min(evaluator(method, sparsity, structure, fill=fill), GP_CAP)
             seen.append((list(x), value))
             bar.update(1)
             return value
 
+        if method == "uniform" and filled:
+            fill_rounds(evaluator, method, dims, decode, evaluations, bar)
+            results[method] = [asdict(e) for e in evaluator.history[start:]]
+            continue
         if method == "random":
             # skopt's dummy_minimize fails with this scikit-learn; Space.rvs draws the same
             for x in x0 + Space(dims).rvs(n_samples=searched - len(x0), random_state=seed):
@@ -600,13 +773,29 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
         for run in range(1, confirm // candidates + 1):
             for original in chosen:
                 evaluator(method, original.sparsity, original.structure, run=run,
-                          confirms=original.index)
+                          confirms=original.index, fill=original.fill)
                 bar.update(1)
         results[method] = [asdict(e) for e in evaluator.history[start:]]
     bar.close()
     first = "bayes" if "bayes" in methods else methods[0]
     results["best"] = best_of(results[first])
     return results
+
+
+def fill_rounds(evaluator: Evaluator, method: str, dims, decode, evaluations: int,
+                bar) -> None:
+    """Uniform sparsity filling the budget: its points are its structure labels alone, so
+    its ``evaluations`` go round them, every round a fine-tune with new seeds (a label's
+    later runs recorded as confirmation runs of its first), and its best point
+    (:func:`best_of`) is the label of lowest mean objective over all its runs."""
+    points = [[label] for label in dims[0].categories] if dims else [[]]
+    first = {}
+    for i in range(evaluations):
+        k, run = i % len(points), i // len(points)
+        _, structure, fill = decode(points[k])
+        evaluator(method, None, structure, run=run, confirms=first.get(k), fill=fill)
+        first.setdefault(k, evaluator.history[-1].index)
+        bar.update(1)
 
 
 def best_candidates(history: list[Evaluation], candidates: int,

@@ -106,6 +106,8 @@ CASES = [
      "p.yaml:8: quantize.utopia: must be <= 100.0, got 101"),
     (HEAD + GOOD_LAYERS + "quantize: {size_budget: 0}\n",
      "p.yaml:8: quantize.size_budget: must be an integer in 1..1000000000, got 0"),
+    (HEAD + GOOD_LAYERS + "quantize: {size_budget: 500, size_budget_mode: full}\n",
+     "p.yaml:8: quantize.size_budget_mode: must be one of penalty, fill, got 'full'"),
     (HEAD + GOOD_LAYERS + "quantize: {size_budget: 55000.5}\n",
      "p.yaml:8: quantize.size_budget: must be an integer in 1..1000000000, got 55000.5"),
     (HEAD + GOOD_LAYERS + "  - [oops\n", "p.yaml:9: yaml: "),
@@ -376,13 +378,14 @@ def test_quantize_settings_reach_the_pipeline():
     from quant.pipeline import Settings
     plan = parse_plan(HEAD + GOOD_LAYERS + "quantize: {codes: all, prune_steps: 2, seed: 3, "
                       "structures: block, accuracy_weight: 0.1, size_exponent: 2, "
-                      "scalarization: chebyshev, utopia: 1, size_budget: 60000}\n", "p.yaml")
+                      "scalarization: chebyshev, utopia: 1, size_budget: 60000, "
+                      "size_budget_mode: fill}\n", "p.yaml")
     assert plan.quantize == {"codes": "all", "prune_steps": 2, "seed": 3,
                              "structures": "block", "accuracy_weight": 0.1,
                              "size_exponent": 2.0, "scalarization": "chebyshev", "utopia": 1.0,
-                             "size_budget": 60000}
+                             "size_budget": 60000, "size_budget_mode": "fill"}
     settings = Settings(**plan.quantize)
     assert (settings.codes, settings.prune_steps, settings.seed, settings.structures,
             settings.accuracy_weight, settings.size_exponent, settings.scalarization,
-            settings.utopia, settings.size_budget) == ("all", 2, 3, "block", 0.1, 2.0,
-                                                       "chebyshev", 1.0, 60000)
+            settings.utopia, settings.size_budget, settings.size_budget_mode) == (
+        "all", 2, 3, "block", 0.1, 2.0, "chebyshev", 1.0, 60000, "fill")

@@ -162,6 +162,38 @@ def test_a_size_budget_the_fixed_layers_fill_is_one_line_and_writes_nothing(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]
 
 
+def test_a_filled_size_budget_holds_the_chosen_model(tmp_path, capsys):
+    """size_budget_mode fill: the chosen point's layers take the weight bits the search
+    gave them (ternary: fine-tuning moves no weight to or from zero), so the model fits."""
+    plan = tmp_path / "p.yaml"
+    plan.write_text(PLAN.replace("evaluations: 2}", "evaluations: 2, size_budget: 1200, "
+                                                    "size_budget_mode: fill}"))
+    assert main(["quantize", str(plan), "-o", str(tmp_path / "o"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "o" / "quant_report.json").read_text())
+    assert report["base_bits"] > 1200 >= report["model_bits"]
+    assert "size_budget_mode fill" in report["objective"]
+    best = report["search"]["best_bayes"]
+    rows = {row["name"]: row for row in report["layers"]}
+    assert [names for names, _ in best["fill"]] == [["conv1"], ["dense3"]]
+    for (name,), bits in best["fill"]:
+        assert rows[name]["weight_bits"] <= bits
+    # a budget the auto layers cannot get down to, and the mode without a budget
+    plan.write_text(PLAN.replace("evaluations: 2}", "evaluations: 2, size_budget: 300, "
+                                                    "size_budget_mode: fill}"))
+    capsys.readouterr()
+    assert main(["quantize", str(plan), "-o", str(tmp_path / "o2"), "--quiet"]) == 2
+    assert re.fullmatch(re.escape(f"cnn-ip: {plan}:9: quantize.size_budget: 300 bits cannot "
+                                  "be filled: with every auto layer at sparsity 0.95 the "
+                                  "model takes ") + r"\d+ bits, and the per-layer searches "
+                        r"of size_budget_mode fill leave 3 bits of the budget\n",
+                        capsys.readouterr().err)
+    plan.write_text(PLAN.replace("evaluations: 2}", "evaluations: 2, size_budget_mode: fill}"))
+    assert main(["quantize", str(plan), "-o", str(tmp_path / "o2"), "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"cnn-ip: {plan}:9: quantize.size_budget_mode: fill "
+                                       "needs a size_budget\n")
+    assert not (tmp_path / "o2").exists()
+
+
 def test_without_evaluations_the_auto_layers_stay_at_the_base_sparsity(tmp_path):
     plan = tmp_path / "p.yaml"
     plan.write_text(PLAN.replace("evaluations: 2}", "evaluations: 0, base_sparsity: 0.4}"))

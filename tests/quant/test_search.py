@@ -14,11 +14,12 @@ from quant import reference, train
 from quant.data import Dataset, Split, load_dataset
 from quant.export import exact_model_bits, packing
 from quant.pipeline import Settings, check_settings, distillation_loss
-from quant.search import (GP_CAP, REPEAT_SEED_STRIDE, Evaluator, Objective, SizeBudgetError,
-                          best_of,
-                          classifier_metrics, layer_mask, model_bits, parse_structure,
-                          posterior_means, prune_layer, run_searches, search_space,
-                          structure_choices)
+from quant.options import MAX_SPARSITY
+from quant.search import (FILL_MARGIN, FILL_RESOLUTION, GP_CAP, REPEAT_SEED_STRIDE, Evaluator,
+                          Objective, SizeBudgetError, allot, best_of, classifier_metrics,
+                          layer_mask, model_bits, parse_structure, posterior_means,
+                          prune_layer, pruned_weight_bits, run_searches, search_space,
+                          solve_sparsity, structure_choices)
 from quant.sparse_format import CODES, FIRST_CODES, HARDWARE_CODES, to_beats
 
 PLAN = """
@@ -276,18 +277,183 @@ def test_a_structure_a_layer_cannot_take_is_its_first_choice_in_every_space():
     point in blocks of 16 (searched, or warm) prunes a in blocks of 4, not unstructured,
     and the Bayesian space encodes the same warm point the same way."""
     evaluator = SimpleNamespace(auto=["a", "b"], choices={"a": ["block4", "block8"],
-                                                          "b": ["block4", "block8", "block16"]})
+                                                          "b": ["block4", "block8", "block16"]},
+                                fill_bits=None)
     _, uniform, uniform_encode = search_space(evaluator, "uniform")
     _, bayes, bayes_encode = search_space(evaluator, "bayes")
     for label in ("block4", "block8", "block16"):
         want = {"a": "block4" if label == "block16" else label, "b": label}
-        assert uniform([0.5, label]) == ({"a": 0.5, "b": 0.5}, want)
+        assert uniform([0.5, label]) == ({"a": 0.5, "b": 0.5}, want, None)
         assert uniform(uniform_encode(0.5, label)) == bayes(bayes_encode(0.5, label)) == \
-            ({"a": 0.5, "b": 0.5}, want)
+            ({"a": 0.5, "b": 0.5}, want, None)
     # one structure offered: the uniform space has no structure dimension, yet blocks
     evaluator.choices = {"a": ["block4"], "b": ["block4"]}
     dims, uniform, _ = search_space(evaluator, "uniform")
     assert len(dims) == 1 and uniform([0.3])[1] == {"a": "block4", "b": "block4"}
+
+
+def test_a_filled_space_gives_shares_and_structures_and_bits_that_fill_the_budget():
+    """size_budget_mode fill: uniform's point is its structure alone, both layers one
+    group at the whole fill; a per-layer point is a's share and both structures, a taking
+    that share of the way through its range (given b's), b the rest, the margin less."""
+    ranges = {("a", "block4"): (100, 900), ("a", "block8"): (60, 900),
+              ("b", "block4"): (400, 4000), ("b", "block8"): (300, 4000)}
+    evaluator = SimpleNamespace(auto=["a", "b"], choices={"a": ["block4", "block8"],
+                                                          "b": ["block4", "block8"]},
+                                fill_bits=3000, fill_margin=100,
+                                weight_range=lambda name, label: ranges[name, label])
+    dims, uniform, encode = search_space(evaluator, "uniform")
+    assert [d.categories for d in dims] == [("block4", "block8")] and encode is None
+    assert uniform(["block8"]) == (None, {"a": "block8", "b": "block8"}, [[["a", "b"], 3000]])
+    dims, bayes, encode = search_space(evaluator, "bayes")
+    assert [type(d).__name__ for d in dims] == ["Real", "Categorical", "Categorical"]
+    assert (dims[0].low, dims[0].high) == (0.0, 1.0) and encode is None
+    # 2,900 bits: a between 100 (b at 2,800) and 900 (b at 2,000)
+    for share, a in ((0.0, 100), (0.5, 500), (1.0, 900)):
+        assert bayes([share, "block4", "block4"]) == (
+            None, {"a": "block4", "b": "block4"}, [[["a"], a], [["b"], 2900 - a]])
+    # b's range bounds a's: with b at most 4,000 bits a needs 0 ... here at least 60
+    assert bayes([0.0, "block8", "block8"])[2] == [[["a"], 60], [["b"], 2840]]
+
+
+def test_allot_splits_a_target_within_every_layers_range():
+    ranges = [(10, 50), (20, 80)]
+    assert allot(100, ranges, [0.0]) == [20, 80]           # a at least 100 - 80
+    assert allot(100, ranges, [1.0]) == [50, 50]
+    assert allot(100, ranges, [0.5]) == [35, 65]
+    assert allot(500, ranges, [0.5]) == [50, 80]           # more than both can take
+    assert allot(5, ranges, [0.5]) == [10, 20]             # less than both must take
+    three = [(10, 50), (20, 80), (0, 30)]
+    for shares in ([0.0, 0.0], [0.3, 0.9], [1.0, 1.0], [0.7, 0.1]):
+        split = allot(120, three, shares)
+        assert sum(split) == 120, shares
+        assert all(low <= bits <= high for bits, (low, high) in zip(split, three)), shares
+
+
+def test_solve_sparsity_finds_the_least_sparsity_that_fits():
+    def bits_of(s):                                        # a step every 1 % of sparsity
+        return 1000 - 10 * int(np.floor(round(s * 100, 9)))
+    solved = solve_sparsity(bits_of, 500)
+    # the least to the resolution, rounded up to it (records keep 6 decimals)
+    assert bits_of(solved) <= 500 < bits_of(solved - 2 * FILL_RESOLUTION)
+    assert solved == pytest.approx(0.5, abs=2 * FILL_RESOLUTION)
+    assert solve_sparsity(bits_of, 1000) == 0.0            # fits unpruned
+    assert solve_sparsity(bits_of, 10) == MAX_SPARSITY     # never fits: the most it may
+
+
+def filled_evaluator(qnet, data, cut: float):
+    """An evaluator of size_budget_mode fill, the budget ``cut`` of the auto layers' base
+    weight bits below the base model (``steps`` 2: the last pruning step solves again)."""
+    evaluator = Evaluator(qnet, data, AUTO, epochs=2, seed=3, codes=CODES, tuning=FAST,
+                          steps=2)
+    base = evaluator.measure()
+    weights = sum(base["codings"][n]["bits"] for n in AUTO)
+    budget = base["bits"] - round(cut * weights)
+    evaluator.objective = Objective(base["searched_bits"], base["measure"], size_budget=budget,
+                                    fixed_bits=base["bits"] - base["searched_bits"], fill=True)
+    evaluator.fill_to(budget, base)
+    return evaluator, base, budget
+
+
+def test_filled_points_take_the_bits_they_are_given(trained):
+    """Pruned with no fine-tune after, a filled point's layers hold their weight bits or
+    just below, and one step of sparsity less would not fit."""
+    qnet, data, _ = trained
+    start = copy.deepcopy(qnet.state_dict())
+    try:
+        with train.deterministic(3):
+            evaluator, base, budget = filled_evaluator(qnet, data, cut=0.4)
+            assert evaluator.fill_bits == budget - (base["bits"] - sum(
+                base["codings"][n]["bits"] for n in AUTO))
+            assert evaluator.fill_margin == round(FILL_MARGIN * budget)
+            structure = {"conv0": "unstructured", "dense2": "block8"}
+            middle = {n: sum(evaluator.weight_range(n, structure[n])) // 2 for n in AUTO}
+            for fill in ([[["conv0"], middle["conv0"]], [["dense2"], middle["dense2"]]],
+                         [[AUTO, sum(middle.values())]]):
+                evaluator.apply({n: 0.0 for n in AUTO}, 0, structure=structure, fill=fill)
+                layers = {layer.spec.name: layer for layer in qnet.weight_layers()}
+                _, _, codings = model_bits(qnet.int_layers(), CODES)
+                for names, target in fill:
+                    assert sum(codings[n]["bits"] for n in names) <= target
+                    s = 1.0 - float(layers[names[0]].mask.mean())
+                    # shared by the group; a step less (from the base) would not fit
+                    assert all(abs(1.0 - float(layers[n].mask.mean()) - s) < 0.03
+                               for n in names)
+                qnet.load_state_dict(evaluator.base)
+                solved = evaluator.fill_sparsity(fill, structure)
+                for names, target in fill:
+                    less = sum(pruned_weight_bits(layers[n], solved[n] - 2 * FILL_RESOLUTION,
+                                                  structure[n], CODES) for n in names)
+                    assert less > target or solved[names[0]] == 0.0
+            # a budget the auto layers cannot get down to: one line, at its setting
+            with pytest.raises(SizeBudgetError, match=r"^size_budget: \d+ bits cannot be filled"):
+                evaluator.fill_to(base["bits"] - sum(base["codings"][n]["bits"] for n in AUTO),
+                                  base)
+    finally:
+        qnet.load_state_dict(start)
+
+
+def test_a_filled_search_fills_the_budget_in_every_method(trained):
+    """Per-layer points split the fill less the margin, uniform's take it all as one group
+    and go round its structures with new seeds; the objective is the measure lost."""
+    qnet, data, _ = trained
+    start = copy.deepcopy(qnet.state_dict())
+    try:
+        with train.deterministic(3):
+            evaluator, base, budget = filled_evaluator(qnet, data, cut=0.4)
+            result = run_searches(evaluator, evaluations=6, seed=3, progress=False,
+                                  methods=("bayes", "uniform", "random"), confirm=2,
+                                  candidates=1)
+            qnet.load_state_dict(evaluator.base)
+            for method in ("bayes", "random"):
+                for record in result[method]:
+                    assert [names for names, _ in record["fill"]] == [["conv0"], ["dense2"]]
+                    least = [evaluator.weight_range(n, record["structure"][n])[0] for n in AUTO]
+                    bits = [bits for _, bits in record["fill"]]
+                    if sum(least) <= evaluator.fill_bits - evaluator.fill_margin:
+                        assert sum(bits) == evaluator.fill_bits - evaluator.fill_margin
+                    else:                      # structures that cannot get down to it
+                        assert bits == least
+                    # recorded: the sparsities solved on the base
+                    assert record["sparsity"] == evaluator.fill_sparsity(record["fill"],
+                                                                         record["structure"])
+                assert [r["confirms"] for r in result[method]][-2:] == [
+                    best_of(result[method])["index"]] * 2
+        with pytest.raises(ValueError, match="^warm: .*size_budget_mode fill"):
+            run_searches(evaluator, evaluations=6, seed=3, progress=False,
+                         warm=[(0.5, "block8")])
+    finally:
+        qnet.load_state_dict(start)
+    records = result["uniform"]
+    labels = ["unstructured", "block4", "block8", "block16"]   # dense2's; conv0 unstructured
+    assert [r["structure"]["dense2"] for r in records] == labels + labels[:2]
+    assert [r["confirms"] for r in records] == [None] * 4 + [records[0]["index"],
+                                                         records[1]["index"]]
+    for record in records:
+        assert record["fill"] == [[AUTO, evaluator.fill_bits]]
+        assert len(set(record["sparsity"].values())) == 1
+    # a label's second run is a new fine-tune of the same point
+    assert records[4]["val_measure"] != records[0]["val_measure"]
+    assert records[4]["sparsity"] == records[0]["sparsity"]
+    for record in records + result["bayes"] + result["random"]:
+        over = max(0.0, 100 * (record["bits"] - budget * (1 + FILL_MARGIN)) / budget)
+        assert record["objective"] == pytest.approx(
+            base["measure"] - record["val_measure"] + over, abs=1e-6)
+    assert evaluator.objective.describe().startswith(
+        f"minimise {base['measure']:.6f} - val_accuracy + 1.0 * max(0, 100*(model_bits - "
+        f"{budget * (1 + FILL_MARGIN):g})/{budget}) over the pruning structures")
+
+
+def test_a_filled_objective_is_the_measure_lost_and_a_penalty_beyond_the_margin():
+    objective = Objective(ref_bits=1000, ref_accuracy=0.95, size_budget=2000, fixed_bits=600,
+                          fill=True, weight=0.5, size_exponent=2.0)
+    assert objective(1400, 0.93) == pytest.approx(0.02)          # the bits play no part
+    assert objective(900, 0.95) == pytest.approx(0.0)
+    # fine-tuning may add a little to the constant ROMs: the margin's 1 % is free
+    assert objective(1400, 0.95, model_bits=2020) == pytest.approx(0.0)
+    assert objective(1400, 0.95, model_bits=2040) == pytest.approx(1.0)   # 1 % beyond it
+    with pytest.raises(ValueError, match="^size_budget_mode: fill needs a size_budget$"):
+        Objective(1000, 0.95, fill=True)
 
 
 def test_block_structure_zeroes_whole_blocks_of_the_rom_beat(trained):
