@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -266,9 +267,10 @@ def plot(results: list[dict], path: Path, size_budget: int | None = None) -> Non
                     top=min(100.0, max(shown)) + 0.3)
     axes[0][0].set_ylabel("validation top-1 [%]")
     axes[0][0].legend(fontsize=7, loc="lower right")
-    fig.suptitle("bits against validation top-1: every evaluation, Pareto fronts (lines), "
-                 "best points (stars: quant.search.best_of), base (grey), size budget "
-                 "(dotted)", fontsize=9)
+    title = ("bits against validation top-1: every evaluation, Pareto fronts (lines), best "
+             "points (stars: quant.search.best_of), base (grey), size budget (dotted)")
+    # wrapped to the figure (about 14 characters an inch at 9 points): one panel is narrow
+    fig.suptitle(textwrap.fill(title, width=int(14 * 3.6 * len(results))), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)

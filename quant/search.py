@@ -59,6 +59,12 @@ weight (docs/quant.md; on the bench it did not beat the sum, docs/search_history
 A ``size_budget`` (bits of the whole model, e.g. the block RAM a device leaves for weights)
 adds ``SIZE_PENALTY`` for every percent of it the model exceeds: the search then looks for
 the most accurate model that fits, the size term only ranking the points that fit.
+With ``size_budget_mode`` fill the budget is kept by construction instead (docs/quant.md):
+a point gives no sparsities but shares of the budget's bits (:func:`search_space`,
+:func:`allot`), each layer's sparsity is solved from its bits (:func:`solve_sparsity`,
+:meth:`Evaluator.fill_sparsity`), and the objective is the measure lost alone (``weight``,
+``size_exponent`` and ``accuracy_budget`` play no part) plus ``SIZE_PENALTY`` per percent
+a model ends more than ``FILL_MARGIN`` over the budget.
 
 Searches (:func:`run_searches`): ``bayes``, ``gp_minimize`` over every layer's sparsity
 and structure; ``uniform``, one sparsity (and one structure, when there is a choice)
