@@ -748,7 +748,8 @@ def run_searches(evaluator: Evaluator, *, evaluations: int, seed: int, progress=
             bar.update(1)
             return value
 
-        if method == "uniform" and filled:
+        if filled and (method == "uniform" or not dims):
+            # no dimension but structures (or none at all): go round the points
             fill_rounds(evaluator, method, dims, decode, evaluations, bar)
             results[method] = [asdict(e) for e in evaluator.history[start:]]
             continue
@@ -793,7 +794,9 @@ def fill_rounds(evaluator: Evaluator, method: str, dims, decode, evaluations: in
     """Uniform sparsity filling the budget: its points are its structure labels alone, so
     its ``evaluations`` go round them, every round a fine-tune with new seeds (a label's
     later runs recorded as confirmation runs of its first), and its best point
-    (:func:`best_of`) is the label of lowest mean objective over all its runs."""
+    (:func:`best_of`) is the label of lowest mean objective over all its runs.  So does
+    a per-layer search with nothing to search (one auto layer, one structure: ``dims``
+    empty, one point)."""
     points = [[label] for label in dims[0].categories] if dims else [[]]
     first = {}
     for i in range(evaluations):

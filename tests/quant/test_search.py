@@ -444,6 +444,33 @@ def test_a_filled_search_fills_the_budget_in_every_method(trained):
         f"{budget * (1 + FILL_MARGIN):g})/{budget}) over the pruning structures")
 
 
+def test_a_filled_search_with_nothing_to_search_goes_round_its_one_point(trained):
+    """One auto layer with one structure (conv0: unstructured only): the per-layer space
+    has no dimension, so every method evaluates the one filled point with new seeds."""
+    qnet, data, _ = trained
+    start = copy.deepcopy(qnet.state_dict())
+    try:
+        with train.deterministic(3):
+            evaluator = Evaluator(qnet, data, ["conv0"], epochs=1, seed=3, codes=CODES,
+                                  tuning=FAST)
+            base = evaluator.measure()
+            budget = base["bits"] - 4
+            evaluator.objective = Objective(base["searched_bits"], base["measure"],
+                                            size_budget=budget, fill=True,
+                                            fixed_bits=base["bits"] - base["searched_bits"])
+            evaluator.fill_to(budget, base)
+            result = run_searches(evaluator, evaluations=3, seed=3, progress=False,
+                                  methods=("bayes", "random"))
+    finally:
+        qnet.load_state_dict(start)
+    for method in ("bayes", "random"):
+        records = result[method]
+        assert [r["confirms"] for r in records] == [None] + [records[0]["index"]] * 2
+        assert len({r["val_measure"] for r in records}) > 1           # new fine-tunes
+        assert all(r["fill"] == [[["conv0"], evaluator.fill_bits - evaluator.fill_margin]]
+                   for r in records)
+
+
 def test_a_filled_objective_is_the_measure_lost_and_a_penalty_beyond_the_margin():
     objective = Objective(ref_bits=1000, ref_accuracy=0.95, size_budget=2000, fixed_bits=600,
                           fill=True, weight=0.5, size_exponent=2.0)
