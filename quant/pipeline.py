@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from quant import export, reference, sparse_format, train
 from quant.model import fp32_parameter_count
 from quant.plot import plot_search
-from quant.options import CODE_SET_NAMES, RANGES, SIZE_BUDGET_MODES, out_of_range
+from quant.options import CODE_SET_NAMES, RANGES, out_of_range
 from quant.search import (Evaluator, Objective, best_of, check_evaluations, check_objective,
-                          check_structures, model_bits, run_searches)
+                          check_size_budget_mode, check_structures, model_bits, run_searches)
 
 # The weight codings the search counts bits in: what the decoder block reads, or every
 # coding of docs/sparse_format.md (``cnn_ip.sparse/2`` included) for a model meant for a
@@ -127,11 +127,7 @@ def check_settings(s: Settings) -> None:
             raise ValueError(f"{key}: {problem}")
     if s.confirm:
         check_evaluations(s.evaluations, s.confirm)
-    if s.size_budget_mode not in SIZE_BUDGET_MODES:
-        raise ValueError(f"size_budget_mode: must be one of {', '.join(SIZE_BUDGET_MODES)}, "
-                         f"got {s.size_budget_mode!r}")
-    if s.size_budget_mode == "fill" and s.size_budget is None:
-        raise ValueError("size_budget_mode: fill needs a size_budget")
+    check_size_budget_mode(s.size_budget_mode, s.size_budget)
     if s.codes not in CODE_SETS:
         raise ValueError(f"codes: must be one of {', '.join(CODE_SETS)}, got {s.codes!r}")
     check_objective(s.size_exponent, s.scalarization, s.accuracy_weight, s.utopia)

@@ -93,7 +93,8 @@ import torch.nn.functional as F
 
 from quant import export, prune, sparse_format, train, weight_modes
 from quant.export import layer_sparsity
-from quant.options import MAX_SPARSITY, SCALARIZATIONS, STRUCTURE_OFFERS, out_of_range
+from quant.options import (MAX_SPARSITY, SCALARIZATIONS, SIZE_BUDGET_MODES, STRUCTURE_OFFERS,
+                           out_of_range)
 
 # What a Gaussian-process search is shown of an objective above this: a point far beyond
 # the accuracy budget scores tens (digits: up to 83) against 0.3-1.4 for the rest, and a
@@ -148,6 +149,16 @@ def check_objective(size_exponent: float, scalarization: str, weight: float,
                          f"(the slope of its ray), got {weight}")
 
 
+def check_size_budget_mode(mode: str, size_budget: int | None) -> None:
+    """ValueError unless ``mode`` is one of :data:`quant.options.SIZE_BUDGET_MODES` and,
+    filling, there is a ``size_budget`` to fill."""
+    if mode not in SIZE_BUDGET_MODES:
+        raise ValueError(f"size_budget_mode: must be one of {', '.join(SIZE_BUDGET_MODES)}, "
+                         f"got {mode!r}")
+    if mode == "fill" and size_budget is None:
+        raise ValueError("size_budget_mode: fill needs a size_budget")
+
+
 def check_structures(structures: str) -> None:
     """ValueError unless ``structures`` is one of :data:`quant.options.STRUCTURE_OFFERS`."""
     if structures not in STRUCTURE_OFFERS:
@@ -180,8 +191,7 @@ class Objective:
 
     def __post_init__(self):
         check_objective(self.size_exponent, self.scalarization, self.weight, self.utopia)
-        if self.fill and self.size_budget is None:
-            raise ValueError("size_budget_mode: fill needs a size_budget")
+        check_size_budget_mode("fill" if self.fill else "penalty", self.size_budget)
         if self.size_budget is not None and self.size_budget <= self.fixed_bits:
             raise SizeBudgetError(f"size_budget: {self.size_budget} bits leaves nothing for "
                                   f"the searched layers (the others take {self.fixed_bits})")
